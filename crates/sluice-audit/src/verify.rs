@@ -1,0 +1,338 @@
+//! Verification of a chain of entries and its checkpoints; the rules are on [`verify`].
+
+use std::borrow::Borrow;
+
+use crate::checkpoint::{Checkpoint, CheckpointError};
+use crate::entry::{AuditEntry, ChainHead};
+use crate::keys::AuditVerifier;
+use crate::report::{Problem, ProblemKind, VerifyReport};
+
+type Digest = [u8; 32];
+
+/// What verification keeps of an entry: enough for order, links and checkpoints, not the
+/// entry itself, so that a large export is checked in little memory.
+struct Rec {
+    seq: i64,
+    hash: Option<Digest>,
+    prev_hash: Option<Digest>,
+    self_ok: bool,
+}
+
+fn digest(hex_text: &str) -> Option<Digest> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_text, &mut out).ok()?;
+    // Only the lowercase form is canonical.
+    (hex::encode(out) == hex_text).then_some(out)
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+/// Verifies a chain of entries (in the order given, normally by `seq`) and its checkpoints.
+///
+/// `verifier`: the trusted public key; without it checkpoint signatures are not checked.
+/// `expected_head`: the head the caller knows the chain reached (e.g. the store's head row),
+/// which exposes tail truncation even without a checkpoint.
+/// store and for an offline export.
+///
+/// # What is checked
+///
+/// 1. **Each entry against itself**: its stored `hash` must equal the hash of its canonical
+///    bytes. An entry edited without recomputing its hash is a [`ProblemKind::HashMismatch`]
+///    at its own `seq`.
+/// 2. **Order**: entries must arrive in strictly increasing `seq`. An entry placed after one
+///    with a higher `seq`, or a `seq` that appears twice, is a [`ProblemKind::OutOfOrder`]; its
+///    `seq` is the smallest misplaced sequence number. The chain checks below then run on the
+///    entries sorted by `seq` (first copy of a duplicate kept), so a file that was only
+///    reordered reports nothing else.
+/// 3. **Sequence numbers**: they start at 1 and have no holes. Missing entries are a
+///    [`ProblemKind::Gap`] at the first missing `seq` (a deleted first entry is a gap at 1).
+/// 4. **Links**: each entry's `prev_hash` must equal the stored `hash` of the entry before it
+///    (64 zeros before entry 1). When both entries are consistent with themselves but the link
+///    between them is broken, the earlier entry was rewritten *and its hash recomputed*: that
+///    is a [`ProblemKind::BrokenLink`] located at the **earlier** entry, the first one no later
+///    hash vouches for (at 1 if entry 1 itself links to something other than zeros). When one
+///    side already has a hash mismatch, the mismatch explains the broken link and nothing more
+///    is reported.
+/// 5. **Checkpoints**: with a verifier, each checkpoint's signature is checked first — a
+///    checkpoint by another key is [`ProblemKind::UnknownKey`], a forged or altered one is
+///    [`ProblemKind::BadSignature`], both at the checkpoint's `seq`, and such a checkpoint is
+///    then ignored. A checkpoint beyond the last entry means the tail was cut:
+///    [`ProblemKind::Truncated`] at the first missing `seq`. A checkpoint whose hash differs
+///    from the stored hash of the entry at its `seq` is a [`ProblemKind::CheckpointMismatch`]
+///    at that `seq`.
+/// 6. **Expected head**: checked like a checkpoint (truncation, hash), but it is trusted as
+///    given. Entries *after* the expected head are allowed: the chain may have grown since the
+///    head was taken, and they are still checked by 1–4.
+///
+/// Problems are returned sorted by `seq` (stable), so `problems[0]` is the first bad place.
+///
+/// # What can and cannot be detected
+///
+/// - From the chain alone, without a key: any edit that leaves the stored hash alone (always
+///   visible, even on the last entry), any deletion or reordering, and any rewrite with a
+///   recomputed hash that is followed by at least one untouched entry (its link breaks).
+/// - Someone who can write the whole store can rewrite an entry **and every entry after it**,
+///   recomputing all hashes and links. The chain is then self-consistent; only a signed
+///   checkpoint at or after the rewritten entry exposes it, as a `CheckpointMismatch` at the
+///   first checkpoint past the change (the change lies between the previous matching
+///   checkpoint and that one). The signing key is kept out of the database for this reason.
+/// - Likewise, cutting entries off the end leaves a valid shorter chain: it is detectable only
+///   against a checkpoint or an expected head beyond the new end. That is why an export ends
+///   with a fresh checkpoint of the head, and why entries after the last checkpoint are only
+///   as trustworthy as the channel that delivered them.
+/// - Without a verifier, checkpoints are compared with the chain but prove nothing: anyone can
+///   write a checkpoint. `checkpoints_verified` counts only signature-checked ones.
+pub fn verify<E: Borrow<AuditEntry>>(
+    entries: impl IntoIterator<Item = E>,
+    checkpoints: &[Checkpoint],
+    verifier: Option<&AuditVerifier>,
+    expected_head: Option<&ChainHead>,
+) -> VerifyReport {
+    let mut problems = Vec::new();
+    let mut last: Option<ChainHead> = None;
+    let mut recs = Vec::new();
+    for entry in entries {
+        let entry = entry.borrow();
+        let self_ok = entry.hash_is_valid();
+        if !self_ok {
+            problems.push(Problem {
+                seq: entry.seq,
+                kind: ProblemKind::HashMismatch,
+                message: format!(
+                    "entry {} was edited: its stored hash {} is not the hash of its content",
+                    entry.seq,
+                    short(&entry.hash)
+                ),
+            });
+        }
+        if last.as_ref().is_none_or(|l| entry.seq > l.seq) {
+            last = Some(entry.head());
+        }
+        recs.push(Rec {
+            seq: entry.seq,
+            hash: digest(&entry.hash),
+            prev_hash: digest(&entry.prev_hash),
+            self_ok,
+        });
+    }
+    let entries = recs.len() as u64;
+
+    let chain = order(&recs, &mut problems);
+    check_links(&chain, &mut problems);
+
+    let chain_end = last.as_ref().map_or(0, |l| l.seq);
+    let mut beyond_end: Option<(i64, String)> = None;
+    let mut checkpoints_verified = 0;
+    for checkpoint in checkpoints {
+        if let Some(verifier) = verifier {
+            match verifier.verify(checkpoint) {
+                Ok(()) => checkpoints_verified += 1,
+                Err(err) => {
+                    let kind = match err {
+                        CheckpointError::UnknownKey { .. } => ProblemKind::UnknownKey,
+                        CheckpointError::MalformedSignature | CheckpointError::BadSignature => {
+                            ProblemKind::BadSignature
+                        }
+                    };
+                    problems.push(Problem {
+                        seq: checkpoint.seq,
+                        kind,
+                        message: format!("checkpoint at {}: {err}", checkpoint.seq),
+                    });
+                    continue;
+                }
+            }
+        }
+        let what = format!("checkpoint at {}", checkpoint.seq);
+        compare_head(
+            &chain,
+            chain_end,
+            &checkpoint.head(),
+            what,
+            &mut problems,
+            &mut beyond_end,
+        );
+    }
+    if let Some(head) = expected_head {
+        let what = format!("expected head {}", head.seq);
+        compare_head(
+            &chain,
+            chain_end,
+            head,
+            what,
+            &mut problems,
+            &mut beyond_end,
+        );
+    }
+    if let Some((seq, what)) = beyond_end {
+        problems.push(Problem {
+            seq: chain_end.saturating_add(1),
+            kind: ProblemKind::Truncated,
+            message: format!(
+                "the chain ends at {chain_end}, before the {what}: \
+                 entries {}..={seq} are missing (tail cut off)",
+                chain_end.saturating_add(1)
+            ),
+        });
+    }
+
+    problems.sort_by_key(|p| p.seq);
+    VerifyReport {
+        entries,
+        checkpoints_verified,
+        last,
+        problems,
+    }
+}
+
+/// Reports duplicates and misplaced entries; returns the entries sorted by `seq`, first copy
+/// of each `seq` only.
+fn order<'a>(recs: &'a [Rec], problems: &mut Vec<Problem>) -> Vec<&'a Rec> {
+    let mut by_seq: Vec<usize> = (0..recs.len()).collect();
+    // Stable: the first copy of a duplicated `seq` (in file order) comes first.
+    by_seq.sort_by_key(|&i| recs.get(i).map_or(0, |r| r.seq));
+    let mut duplicate = vec![false; recs.len()];
+    let mut chain = Vec::with_capacity(recs.len());
+    let mut prev_seq = None;
+    for &i in &by_seq {
+        let Some(rec) = recs.get(i) else { continue };
+        if prev_seq == Some(rec.seq) {
+            if let Some(d) = duplicate.get_mut(i) {
+                *d = true;
+            }
+            problems.push(Problem {
+                seq: rec.seq,
+                kind: ProblemKind::OutOfOrder,
+                message: format!(
+                    "entry {} appears more than once; the first copy is used",
+                    rec.seq
+                ),
+            });
+        } else {
+            chain.push(rec);
+        }
+        prev_seq = Some(rec.seq);
+    }
+
+    // In file order, among first copies: the smallest seq that follows a larger one.
+    let mut max_so_far: Option<i64> = None;
+    let mut misplaced: Option<(i64, i64)> = None;
+    let mut misplaced_count = 0u64;
+    for (rec, _) in recs.iter().zip(&duplicate).filter(|(_, &dup)| !dup) {
+        match max_so_far {
+            Some(max) if rec.seq < max => {
+                misplaced_count += 1;
+                if misplaced.is_none_or(|(seq, _)| rec.seq < seq) {
+                    misplaced = Some((rec.seq, max));
+                }
+            }
+            _ => max_so_far = Some(rec.seq),
+        }
+    }
+    if let Some((seq, after)) = misplaced {
+        problems.push(Problem {
+            seq,
+            kind: ProblemKind::OutOfOrder,
+            message: format!(
+                "entry {seq} appears after entry {after}; \
+                 {misplaced_count} entries are out of order"
+            ),
+        });
+    }
+    chain
+}
+
+/// Gaps and broken links over the entries sorted by `seq`.
+fn check_links(chain: &[&Rec], problems: &mut Vec<Problem>) {
+    let mut prev_seq = 0i64;
+    let mut prev_hash = Some([0u8; 32]);
+    let mut prev_ok = true;
+    for rec in chain {
+        if rec.seq < 1 {
+            problems.push(Problem {
+                seq: rec.seq,
+                kind: ProblemKind::OutOfOrder,
+                message: format!("entry {}: sequence numbers start at 1", rec.seq),
+            });
+            continue;
+        }
+        let expected = prev_seq.saturating_add(1);
+        if rec.seq > expected {
+            let missing = if rec.seq - 1 == expected {
+                format!("entry {expected} is missing")
+            } else {
+                format!("entries {expected}..={} are missing", rec.seq - 1)
+            };
+            problems.push(Problem {
+                seq: expected,
+                kind: ProblemKind::Gap,
+                message: format!("{missing} (deleted) before entry {}", rec.seq),
+            });
+        } else if (rec.prev_hash.is_none() || rec.prev_hash != prev_hash) && rec.self_ok && prev_ok
+        {
+            // Both ends match their own hashes, so one of them was rewritten with a
+            // recomputed hash; the earlier one is the first that nothing vouches for.
+            let seq = prev_seq.max(1);
+            let message = if prev_seq == 0 {
+                "entry 1 does not link to the genesis hash (64 zeros): it was rewritten, \
+                 or entries before it were removed and the rest renumbered"
+                    .to_owned()
+            } else {
+                format!(
+                    "entry {} does not link to entry {prev_seq}: entry {prev_seq} was rewritten \
+                     with a recomputed hash (or entry {}'s link was)",
+                    rec.seq, rec.seq
+                )
+            };
+            problems.push(Problem {
+                seq,
+                kind: ProblemKind::BrokenLink,
+                message,
+            });
+        }
+        prev_seq = rec.seq;
+        prev_hash = rec.hash;
+        prev_ok = rec.self_ok;
+    }
+}
+
+/// Compares a trusted head (checkpoint or expected head) with the stored chain.
+fn compare_head(
+    chain: &[&Rec],
+    chain_end: i64,
+    head: &ChainHead,
+    what: String,
+    problems: &mut Vec<Problem>,
+    beyond_end: &mut Option<(i64, String)>,
+) {
+    if head.seq > chain_end {
+        if beyond_end.as_ref().is_none_or(|(seq, _)| head.seq > *seq) {
+            *beyond_end = Some((head.seq, what));
+        }
+        return;
+    }
+    let stored = if head.seq == 0 {
+        Some([0u8; 32])
+    } else if head.seq < 0 {
+        None
+    } else {
+        match chain.binary_search_by_key(&head.seq, |r| r.seq) {
+            Ok(i) => chain.get(i).and_then(|r| r.hash),
+            // A hole in the chain: already reported as a gap.
+            Err(_) => return,
+        }
+    };
+    if stored.is_none() || stored != digest(&head.hash) {
+        problems.push(Problem {
+            seq: head.seq,
+            kind: ProblemKind::CheckpointMismatch,
+            message: format!(
+                "{what} names hash {} but the entry there does not have it: \
+                 the entry (or one before it, with every later hash recomputed) was rewritten",
+                short(&head.hash)
+            ),
+        });
+    }
+}

@@ -1,0 +1,64 @@
+//! Time is a parameter: domain logic takes `now` from a [`Clock`] it is given.
+//!
+//! The wall clock is read in exactly one place, [`SystemClock::now`]; clippy's
+//! `disallowed-methods` (see `clippy.toml`) keeps it that way.
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use std::sync::{Arc, Mutex};
+
+/// A source of the current time.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The real clock, truncated to milliseconds (the precision everything is stored at).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the one place the wall clock is read"
+    )]
+    fn now(&self) -> DateTime<Utc> {
+        truncate_ms(Utc::now())
+    }
+}
+
+/// A clock that only moves when told to. Used by tests and by the `--clock manual` test mode.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl ManualClock {
+    pub fn new(start: DateTime<Utc>) -> Self {
+        Self(Arc::new(Mutex::new(truncate_ms(start))))
+    }
+    pub fn set(&self, t: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = truncate_ms(t);
+    }
+    pub fn advance(&self, d: TimeDelta) {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *g += d;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Truncates to whole milliseconds, the precision of every stored time.
+pub fn truncate_ms(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(t)
+}
+
+/// Milliseconds since the Unix epoch, the stored form of every time.
+pub fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// The inverse of [`to_ms`]; out-of-range values clamp to the epoch.
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}

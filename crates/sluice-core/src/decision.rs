@@ -1,0 +1,214 @@
+//! Decisions: "may P do A on R now?", answered from standing permissions and live grants.
+//!
+//! An [`AccessSnapshot`] is immutable; the server swaps in a new one after every change, and
+//! readers never wait for writers. Expiry is checked against `now` at decision time, so a
+//! snapshot holding a grant whose time is up still answers "no" (invariant 1).
+
+use crate::access::AccessRequest;
+use crate::policy::Policy;
+use crate::scope::{normalized, Scope};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A grant as the decision path needs it.
+#[derive(Debug, Clone)]
+pub struct LiveGrant {
+    pub id: String,
+    pub entitlement: String,
+    pub scopes: Vec<Scope>,
+    pub starts_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Default)]
+struct PrincipalAccess {
+    standing: Vec<Scope>,
+    grants: Vec<LiveGrant>,
+}
+
+/// Everything a decision reads, compiled once.
+#[derive(Debug)]
+pub struct AccessSnapshot {
+    policy: Arc<Policy>,
+    by_principal: HashMap<String, PrincipalAccess>,
+}
+
+/// Why a decision came out as it did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reason {
+    /// Allowed by an active grant.
+    Grant {
+        grant_id: String,
+        entitlement: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// Allowed by a standing permission in the policy.
+    Standing {
+        scope: String,
+    },
+    UnknownPrincipal,
+    /// A grant covered it but its window is over (or not yet open).
+    GrantNotLive {
+        grant_id: String,
+        expires_at: DateTime<Utc>,
+    },
+    NoPermission,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub allowed: bool,
+    pub reason: Reason,
+}
+
+impl Decision {
+    pub fn explain(&self) -> String {
+        match &self.reason {
+            Reason::Grant {
+                grant_id,
+                entitlement,
+                expires_at,
+            } => {
+                format!(
+                    "allowed by grant {grant_id} of `{entitlement}` until {}",
+                    expires_at.to_rfc3339()
+                )
+            }
+            Reason::Standing { scope } => format!("allowed by standing permission {scope}"),
+            Reason::UnknownPrincipal => "unknown principal".into(),
+            Reason::GrantNotLive {
+                grant_id,
+                expires_at,
+            } => {
+                format!(
+                    "grant {grant_id} is not live (window ends {})",
+                    expires_at.to_rfc3339()
+                )
+            }
+            Reason::NoPermission => "no standing permission or live grant covers this".into(),
+        }
+    }
+}
+
+impl AccessSnapshot {
+    /// Builds a snapshot from the policy and the requests that are (recorded as) active.
+    pub fn build<'a>(
+        policy: Arc<Policy>,
+        known: impl IntoIterator<Item = &'a str>,
+        active: impl IntoIterator<Item = &'a AccessRequest>,
+    ) -> Self {
+        let mut by_principal: HashMap<String, PrincipalAccess> = HashMap::new();
+        for name in known {
+            by_principal.entry(name.to_owned()).or_default();
+        }
+        for (name, _) in policy.principals() {
+            by_principal.entry(name.to_owned()).or_default();
+        }
+        for (name, access) in by_principal.iter_mut() {
+            access.standing = policy.standing_scopes(name);
+        }
+        let mut snap = Self {
+            policy,
+            by_principal,
+        };
+        for req in active {
+            snap.insert(req);
+        }
+        snap
+    }
+
+    fn insert(&mut self, req: &AccessRequest) {
+        if let (Some(starts_at), Some(expires_at)) = (req.starts_at, req.expires_at) {
+            self.by_principal
+                .entry(req.requester.clone())
+                .or_default()
+                .grants
+                .push(LiveGrant {
+                    id: req.id.clone(),
+                    entitlement: req.entitlement.clone(),
+                    scopes: req.scopes.clone(),
+                    starts_at,
+                    expires_at,
+                });
+        }
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// Number of grants held in the snapshot.
+    pub fn grant_count(&self) -> usize {
+        self.by_principal.values().map(|p| p.grants.len()).sum()
+    }
+
+    /// May `subject` do `action` on `resource` at `now`? Default deny.
+    pub fn decide(
+        &self,
+        subject: &str,
+        action: &str,
+        resource: &str,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let subject = normalized(subject);
+        let Some(access) = self.by_principal.get(subject.as_ref()) else {
+            return Decision {
+                allowed: false,
+                reason: Reason::UnknownPrincipal,
+            };
+        };
+        let (action, resource) = (normalized(action), normalized(resource));
+        if let Some(s) = access
+            .standing
+            .iter()
+            .find(|s| s.allows(&resource, &action))
+        {
+            return Decision {
+                allowed: true,
+                reason: Reason::Standing {
+                    scope: s.to_string(),
+                },
+            };
+        }
+        let mut not_live = None;
+        for g in &access.grants {
+            if !g.scopes.iter().any(|s| s.allows(&resource, &action)) {
+                continue;
+            }
+            // INVARIANT: half-open window [starts_at, expires_at), compared with the clock now.
+            if g.starts_at <= now && now < g.expires_at {
+                return Decision {
+                    allowed: true,
+                    reason: Reason::Grant {
+                        grant_id: g.id.clone(),
+                        entitlement: g.entitlement.clone(),
+                        expires_at: g.expires_at,
+                    },
+                };
+            }
+            not_live = Some(Reason::GrantNotLive {
+                grant_id: g.id.clone(),
+                expires_at: g.expires_at,
+            });
+        }
+        Decision {
+            allowed: false,
+            reason: not_live.unwrap_or(Reason::NoPermission),
+        }
+    }
+
+    /// Entitlements whose scopes would allow `action` on `resource` — for "how do I get this" hints.
+    pub fn entitlements_allowing(&self, action: &str, resource: &str) -> Vec<String> {
+        let (action, resource) = (normalized(action), normalized(resource));
+        self.policy
+            .doc
+            .entitlements
+            .iter()
+            .filter(|e| e.scopes.iter().any(|s| s.allows(&resource, &action)))
+            .map(|e| e.name.clone())
+            .collect()
+    }
+}

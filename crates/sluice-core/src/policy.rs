@@ -1,0 +1,504 @@
+//! The policy file: groups, members, environments, standing permissions and entitlements,
+//! declared as code (YAML) and validated completely before anything changes.
+
+use crate::duration::Duration;
+use crate::scope::{normalize, Scope};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The policy document as written by people.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDoc {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub service_accounts: Vec<String>,
+    /// Principals that administer Sluice (besides the bootstrap administrator).
+    #[serde(default)]
+    pub admins: Vec<String>,
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub environments: BTreeMap<String, EnvironmentDoc>,
+    #[serde(default)]
+    pub permissions: Vec<PermissionDoc>,
+    #[serde(default)]
+    pub entitlements: Vec<Entitlement>,
+    #[serde(default)]
+    pub audit: AuditSettings,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentDoc {
+    #[serde(default)]
+    pub protected: bool,
+}
+
+/// A standing permission: these subjects may always do these actions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionDoc {
+    /// `group:NAME`, `user:NAME` or a bare principal name.
+    pub to: Vec<String>,
+    #[serde(flatten)]
+    pub scope: Scope,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Record allowed decisions too (denied ones are always recorded).
+    #[serde(default = "yes")]
+    pub record_allowed_decisions: bool,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            record_allowed_decisions: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What may be asked for, by whom, for how long, and who must agree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entitlement {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub scopes: Vec<Scope>,
+    /// Who may request it: `group:NAME`, `user:NAME` or a bare name. Empty means nobody.
+    pub requesters: Vec<String>,
+    pub max_duration: Duration,
+    pub approval: ApprovalRule,
+    #[serde(default)]
+    pub auto_approve: Option<AutoApprove>,
+    #[serde(default)]
+    pub break_glass: bool,
+    #[serde(default)]
+    pub reason: ReasonRule,
+    #[serde(default)]
+    pub ticket_pattern: Option<String>,
+    #[serde(default = "default_pending_ttl")]
+    pub pending_ttl: Duration,
+}
+
+fn default_pending_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRule {
+    /// How many distinct approvers must approve.
+    #[serde(default = "one")]
+    pub required: u32,
+    /// Who may approve: `group:NAME`, `user:NAME` or a bare name.
+    pub approvers: Vec<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoApprove {
+    /// The requester must be one of these.
+    pub requester_in: Vec<String>,
+    /// And ask for at most this long.
+    pub max_duration: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReasonRule {
+    #[default]
+    Required,
+    Optional,
+}
+
+/// A problem in a policy document, located by path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct PolicyError {
+    pub path: String,
+    pub message: String,
+}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> PolicyError {
+    PolicyError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// A validated policy with its lookups built.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub doc: PolicyDoc,
+    /// sha256 of the source text, hex.
+    pub hash: String,
+    members: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Policy {
+    /// Parses and validates a YAML policy. Nothing is applied unless this succeeds.
+    pub fn from_yaml(text: &str) -> Result<Policy, PolicyError> {
+        if text.len() > 1024 * 1024 {
+            return Err(err("$", "policy file is larger than 1 MiB"));
+        }
+        let doc: PolicyDoc = serde_yaml::from_str(text).map_err(|e| {
+            let at = e
+                .location()
+                .map(|l| format!("line {} column {}", l.line(), l.column()))
+                .unwrap_or_else(|| "$".into());
+            err(at, e.to_string())
+        })?;
+        let hash = hex::encode(Sha256::digest(text.as_bytes()));
+        Self::from_doc(doc, hash)
+    }
+
+    /// An empty policy: nobody may request anything.
+    pub fn empty() -> Policy {
+        Policy {
+            doc: PolicyDoc::default(),
+            hash: String::new(),
+            members: BTreeMap::new(),
+        }
+    }
+
+    fn from_doc(mut doc: PolicyDoc, hash: String) -> Result<Policy, PolicyError> {
+        let mut principals = BTreeSet::new();
+        for (i, u) in doc
+            .users
+            .iter_mut()
+            .chain(doc.service_accounts.iter_mut())
+            .enumerate()
+        {
+            *u = normalize(u);
+            check_name(&format!("principals[{i}]"), u)?;
+            if !principals.insert(u.clone()) {
+                return Err(err(
+                    format!("principals[{i}]"),
+                    format!("`{u}` is declared twice"),
+                ));
+            }
+        }
+        let mut members = BTreeMap::new();
+        for (g, list) in &doc.groups {
+            check_name(&format!("groups.{g}"), g)?;
+            let mut set = BTreeSet::new();
+            for (i, m) in list.iter().enumerate() {
+                let m = normalize(m);
+                if !principals.contains(&m) {
+                    return Err(err(
+                        format!("groups.{g}[{i}]"),
+                        format!("`{m}` is not declared under users or service_accounts"),
+                    ));
+                }
+                set.insert(m);
+            }
+            members.insert(normalize(g), set);
+        }
+        let policy_check = |path: &str, subject: &str| -> Result<(), PolicyError> {
+            match parse_subject(subject) {
+                SubjectRef::Group(g) if members.contains_key(&g) => Ok(()),
+                SubjectRef::Group(g) => Err(err(path, format!("unknown group `{g}`"))),
+                SubjectRef::Principal(p) if principals.contains(&p) => Ok(()),
+                SubjectRef::Principal(p) => Err(err(path, format!("unknown principal `{p}`"))),
+            }
+        };
+        for (i, a) in doc.admins.iter().enumerate() {
+            policy_check(&format!("admins[{i}]"), a)?;
+        }
+        for (i, p) in doc.permissions.iter().enumerate() {
+            for (j, s) in p.to.iter().enumerate() {
+                policy_check(&format!("permissions[{i}].to[{j}]"), s)?;
+            }
+            if p.scope.actions.is_empty() {
+                return Err(err(
+                    format!("permissions[{i}].actions"),
+                    "list at least one action",
+                ));
+            }
+        }
+        for env in doc.environments.keys() {
+            check_name(&format!("environments.{env}"), env)?;
+        }
+        let mut names = BTreeSet::new();
+        for (i, e) in doc.entitlements.iter_mut().enumerate() {
+            let at = format!("entitlements[{i}]");
+            e.name = normalize(&e.name);
+            check_name(&format!("{at}.name"), &e.name)?;
+            if !names.insert(e.name.clone()) {
+                return Err(err(
+                    format!("{at}.name"),
+                    format!("`{}` is declared twice", e.name),
+                ));
+            }
+            if e.scopes.is_empty() {
+                return Err(err(format!("{at}.scopes"), "list at least one scope"));
+            }
+            for (j, s) in e.scopes.iter().enumerate() {
+                if s.actions.is_empty() {
+                    return Err(err(
+                        format!("{at}.scopes[{j}].actions"),
+                        "list at least one action",
+                    ));
+                }
+            }
+            for (j, s) in e.requesters.iter().enumerate() {
+                policy_check(&format!("{at}.requesters[{j}]"), s)?;
+            }
+            if e.approval.required == 0 {
+                return Err(err(
+                    format!("{at}.approval.required"),
+                    "must be at least 1; use auto_approve for requests that need no approver",
+                ));
+            }
+            if e.approval.approvers.is_empty() {
+                return Err(err(
+                    format!("{at}.approval.approvers"),
+                    "list at least one approver",
+                ));
+            }
+            for (j, s) in e.approval.approvers.iter().enumerate() {
+                policy_check(&format!("{at}.approval.approvers[{j}]"), s)?;
+            }
+            if let Some(auto) = &e.auto_approve {
+                for (j, s) in auto.requester_in.iter().enumerate() {
+                    policy_check(&format!("{at}.auto_approve.requester_in[{j}]"), s)?;
+                }
+                if auto.max_duration > e.max_duration {
+                    return Err(err(
+                        format!("{at}.auto_approve.max_duration"),
+                        format!(
+                            "is longer than the entitlement's max_duration ({})",
+                            e.max_duration
+                        ),
+                    ));
+                }
+            }
+            if let Some(p) = &e.ticket_pattern {
+                regex::Regex::new(p).map_err(|x| {
+                    err(
+                        format!("{at}.ticket_pattern"),
+                        format!("not a valid regular expression: {x}"),
+                    )
+                })?;
+            }
+        }
+        Ok(Policy { doc, hash, members })
+    }
+
+    pub fn entitlement(&self, name: &str) -> Option<&Entitlement> {
+        let name = normalize(name);
+        self.doc.entitlements.iter().find(|e| e.name == name)
+    }
+
+    /// The groups `principal` belongs to.
+    pub fn groups_of(&self, principal: &str) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.contains(principal))
+            .map(|(g, _)| g.clone())
+            .collect()
+    }
+
+    pub fn group_members(&self, group: &str) -> Option<&BTreeSet<String>> {
+        self.members.get(group)
+    }
+
+    /// Is `principal` one of `subjects` (`group:NAME`, `user:NAME` or a bare name)?
+    pub fn is_in(&self, principal: &str, subjects: &[String]) -> bool {
+        subjects.iter().any(|s| match parse_subject(s) {
+            SubjectRef::Group(g) => self.members.get(&g).is_some_and(|m| m.contains(principal)),
+            SubjectRef::Principal(p) => p == principal,
+        })
+    }
+
+    pub fn is_admin(&self, principal: &str) -> bool {
+        self.is_in(principal, &self.doc.admins)
+    }
+
+    pub fn is_protected(&self, environment: &str) -> bool {
+        self.doc
+            .environments
+            .get(environment)
+            .is_some_and(|e| e.protected)
+    }
+
+    /// Every principal the policy declares, with its kind.
+    pub fn principals(&self) -> impl Iterator<Item = (&str, PrincipalKind)> {
+        self.doc
+            .users
+            .iter()
+            .map(|u| (u.as_str(), PrincipalKind::User))
+            .chain(
+                self.doc
+                    .service_accounts
+                    .iter()
+                    .map(|s| (s.as_str(), PrincipalKind::Service)),
+            )
+    }
+
+    /// Standing scopes of `principal`.
+    pub fn standing_scopes(&self, principal: &str) -> Vec<Scope> {
+        self.doc
+            .permissions
+            .iter()
+            .filter(|p| self.is_in(principal, &p.to))
+            .map(|p| p.scope.clone())
+            .collect()
+    }
+
+    /// A human summary of what changes from `self` to `next`, one line per change.
+    pub fn diff(&self, next: &Policy) -> Vec<String> {
+        let mut out = Vec::new();
+        diff_sets(&mut out, "user", &self.doc.users, &next.doc.users);
+        diff_sets(
+            &mut out,
+            "service account",
+            &self.doc.service_accounts,
+            &next.doc.service_accounts,
+        );
+        diff_sets(&mut out, "admin", &self.doc.admins, &next.doc.admins);
+        let groups: BTreeSet<&String> = self.members.keys().chain(next.members.keys()).collect();
+        for g in groups {
+            match (self.members.get(g), next.members.get(g)) {
+                (None, Some(_)) => out.push(format!("+ group {g}")),
+                (Some(_), None) => out.push(format!("- group {g}")),
+                (Some(a), Some(b)) if a != b => {
+                    let added: Vec<_> = b.difference(a).map(|s| format!("+{s}")).collect();
+                    let removed: Vec<_> = a.difference(b).map(|s| format!("-{s}")).collect();
+                    out.push(format!(
+                        "~ group {g}: {}",
+                        [added, removed].concat().join(" ")
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let envs: BTreeSet<&String> = self
+            .doc
+            .environments
+            .keys()
+            .chain(next.doc.environments.keys())
+            .collect();
+        for e in envs {
+            match (self.doc.environments.get(e), next.doc.environments.get(e)) {
+                (None, Some(n)) => out.push(format!(
+                    "+ environment {e}{}",
+                    if n.protected { " (protected)" } else { "" }
+                )),
+                (Some(_), None) => out.push(format!("- environment {e}")),
+                (Some(a), Some(b)) if a != b => {
+                    out.push(format!("~ environment {e}: protected={}", b.protected))
+                }
+                _ => {}
+            }
+        }
+        if self.doc.permissions != next.doc.permissions {
+            out.push(format!(
+                "~ standing permissions: {} → {}",
+                self.doc.permissions.len(),
+                next.doc.permissions.len()
+            ));
+        }
+        let ents: BTreeSet<&String> = self
+            .doc
+            .entitlements
+            .iter()
+            .chain(next.doc.entitlements.iter())
+            .map(|e| &e.name)
+            .collect();
+        for name in ents {
+            match (self.entitlement(name), next.entitlement(name)) {
+                (None, Some(_)) => out.push(format!("+ entitlement {name}")),
+                (Some(_), None) => out.push(format!("- entitlement {name}")),
+                (Some(a), Some(b)) if a != b => out.push(format!("~ entitlement {name}")),
+                _ => {}
+            }
+        }
+        if self.doc.audit != next.doc.audit {
+            out.push(format!(
+                "~ audit.record_allowed_decisions: {}",
+                next.doc.audit.record_allowed_decisions
+            ));
+        }
+        out
+    }
+}
+
+fn diff_sets(out: &mut Vec<String>, what: &str, a: &[String], b: &[String]) {
+    for x in b.iter().filter(|x| !a.contains(x)) {
+        out.push(format!("+ {what} {x}"));
+    }
+    for x in a.iter().filter(|x| !b.contains(x)) {
+        out.push(format!("- {what} {x}"));
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalKind {
+    User,
+    Service,
+}
+
+impl PrincipalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::User => "user",
+            PrincipalKind::Service => "service",
+        }
+    }
+}
+
+enum SubjectRef {
+    Group(String),
+    Principal(String),
+}
+
+fn parse_subject(s: &str) -> SubjectRef {
+    let n = normalize(s);
+    if let Some(g) = n.strip_prefix("group:") {
+        SubjectRef::Group(g.to_owned())
+    } else if let Some(u) = n.strip_prefix("user:") {
+        SubjectRef::Principal(u.to_owned())
+    } else {
+        SubjectRef::Principal(n)
+    }
+}
+
+/// Principal, group, entitlement and environment names: `[a-z0-9][a-z0-9._@-]*`, ≤ 128 chars.
+pub fn check_name(path: &str, name: &str) -> Result<(), PolicyError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._@-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(err(
+            path,
+            format!(
+                "`{name}` is not a valid name (lower-case letters, digits, `.`, `_`, `@`, `-`)"
+            ),
+        ))
+    }
+}

@@ -1,0 +1,107 @@
+//! Sluice's HTTP server: the access API, AuthZEN decisions, the audit trail, tokens and
+//! policy, health, metrics and the OpenAPI document, plus the background work (reaper and
+//! checkpoints).
+
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod error;
+pub mod json;
+pub mod metrics;
+pub mod ops;
+pub mod routes;
+
+pub use app::App;
+pub use routes::{router, ApiDoc};
+
+use sluice_audit::AuditSigner;
+use sluice_core::token::SecretToken;
+use sluice_core::Clock;
+use sluice_store::Store;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Everything `sluice serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    /// The audit signing key (PEM); created with mode 0600 if absent.
+    pub signing_key: PathBuf,
+    /// Taken as the first administrator's token on first start.
+    pub admin_token: Option<SecretToken>,
+    /// How often expiries and time-outs are recorded.
+    pub reaper_interval: Duration,
+    /// How often the chain head is signed (when it moved).
+    pub checkpoint_interval: Duration,
+}
+
+/// A server bound to its address, ready to run.
+pub struct Server {
+    pub app: App,
+    pub listener: TcpListener,
+    /// The generated first administrator token, if this start created one.
+    pub bootstrap_token: Option<SecretToken>,
+    config: ServerConfig,
+}
+
+impl Server {
+    /// Opens the store (running migrations), loads the signing key, bootstraps the first
+    /// administrator, and binds the listener.
+    pub async fn build(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
+        metrics::install();
+        let store = Store::open(&config.database_url).await?;
+        let signer = AuditSigner::load_or_create(&config.signing_key)?;
+        let app = App::new(store, clock, signer).await?;
+        let bootstrap_token = app
+            .bootstrap(config.admin_token.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?;
+        let listener = TcpListener::bind(config.listen).await?;
+        Ok(Server {
+            app,
+            listener,
+            bootstrap_token,
+            config,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, running the background work alongside.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let bg = tokio::spawn(background(self.app.clone(), self.config.clone()));
+        let result = axum::serve(self.listener, router(self.app.clone()))
+            .with_graceful_shutdown(shutdown)
+            .await;
+        bg.abort();
+        // A last checkpoint so a clean stop leaves the head signed.
+        let _ = audit::checkpoint(&self.app).await;
+        result.map_err(Into::into)
+    }
+}
+
+/// Background work. It only *records*: decisions never depend on it having run.
+async fn background(app: App, config: ServerConfig) {
+    let mut reap = tokio::time::interval(config.reaper_interval);
+    let mut sign = tokio::time::interval(config.checkpoint_interval);
+    loop {
+        tokio::select! {
+            _ = reap.tick() => match app.reap().await {
+                Ok(n) => metrics::reaped(n),
+                Err(e) => tracing::warn!(error = %e, "reaper pass failed: {e}"),
+            },
+            _ = sign.tick() => if let Err(e) = audit::checkpoint(&app).await {
+                tracing::warn!(error = %e, "checkpoint failed: {e}");
+            },
+        }
+    }
+}

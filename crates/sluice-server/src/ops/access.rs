@@ -1,0 +1,296 @@
+use crate::app::{new_id, App};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use serde_json::json;
+use sluice_audit::NewEntry;
+use sluice_core::access::{
+    self, AccessRequest, ApprovalProgress, Origin, RequestInput, RequestStatus,
+};
+use sluice_store::WriteTx;
+
+/// How a request is ended by a person.
+#[derive(Debug, Clone)]
+pub enum Ending {
+    Cancel,
+    Revoke { reason: String },
+    Relinquish,
+    Review,
+}
+
+fn resource(req: &AccessRequest) -> String {
+    format!("entitlement:{}", req.entitlement)
+}
+
+fn summary(req: &AccessRequest) -> serde_json::Value {
+    json!({
+        "entitlement": req.entitlement,
+        "requester": req.requester,
+        "scopes": req.scopes,
+        "duration_secs": req.duration.as_secs(),
+        "reason": req.reason,
+        "ticket": req.ticket,
+        "origin": req.origin.as_str(),
+        "extends": req.extends,
+        "status": req.status.as_str(),
+        "starts_at": req.starts_at,
+        "expires_at": req.expires_at,
+    })
+}
+
+async fn record(
+    tx: &mut WriteTx,
+    at: chrono::DateTime<chrono::Utc>,
+    actor: &str,
+    action: &str,
+    req: &AccessRequest,
+    extra: serde_json::Value,
+) -> Result<(), ApiError> {
+    let mut details = summary(req);
+    if let (Some(d), Some(e)) = (details.as_object_mut(), extra.as_object()) {
+        d.extend(e.clone());
+    }
+    tx.audit(
+        at,
+        NewEntry::new(actor, action)
+            .resource(resource(req))
+            .subject_id(&req.id)
+            .details(details),
+    )
+    .await?;
+    Ok(())
+}
+
+impl App {
+    /// Opens a request (or an extension of `extends`). Auto-approval and break-glass come back active.
+    pub async fn open_request(
+        &self,
+        caller: &Caller,
+        input: RequestInput,
+        extends: Option<&str>,
+    ) -> Result<AccessRequest, ApiError> {
+        let policy = self.policy();
+        let mut tx = self.store.begin().await?;
+        let now = self.now();
+        let old = match extends {
+            Some(id) => Some(
+                tx.lock_request(id)
+                    .await?
+                    .ok_or_else(|| ApiError::NotFound(format!("no grant {id}")))?,
+            ),
+            None => None,
+        };
+        let req = access::open(
+            &policy,
+            &caller.actor(),
+            input,
+            old.as_ref(),
+            new_id("req"),
+            now,
+        )?;
+        tx.insert_request(&req).await?;
+        let action = if req.extends.is_some() {
+            "access.extension-requested"
+        } else {
+            "access.requested"
+        };
+        record(&mut tx, now, &caller.name, action, &req, json!({})).await?;
+        match req.origin {
+            Origin::AutoApproved => {
+                record(
+                    &mut tx,
+                    now,
+                    "system:policy",
+                    "access.auto-approved",
+                    &req,
+                    json!({}),
+                )
+                .await?
+            }
+            Origin::BreakGlass => {
+                record(
+                    &mut tx,
+                    now,
+                    &caller.name,
+                    "access.break-glass",
+                    &req,
+                    json!({"needs_review": true}),
+                )
+                .await?
+            }
+            Origin::Approval => {}
+        }
+        if req.status == RequestStatus::Active {
+            record(
+                &mut tx,
+                now,
+                "system:policy",
+                "access.granted",
+                &req,
+                json!({}),
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        tracing::info!(request_id = %req.id, requester = %req.requester, status = req.status.as_str(), "request {} opened by {}", req.id, req.requester);
+        if req.status == RequestStatus::Active {
+            self.refresh().await?;
+        }
+        Ok(req)
+    }
+
+    /// Approves or denies. Exactly one approval activates the grant, however many race.
+    pub async fn vote(
+        &self,
+        caller: &Caller,
+        id: &str,
+        approve: bool,
+        comment: String,
+    ) -> Result<(AccessRequest, Option<ApprovalProgress>), ApiError> {
+        let policy = self.policy();
+        let actor = caller.actor();
+        let mut tx = self.store.begin().await?;
+        let now = self.now();
+        let mut req = tx
+            .lock_request(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no request {id}")))?;
+        let proof = access::authorize_vote(&policy, &req, &actor, now)?;
+        let progress = if approve {
+            let extends = match &req.extends {
+                Some(e) => tx.lock_request(e).await?,
+                None => None,
+            };
+            let p = access::approve(
+                &policy,
+                &mut req,
+                proof,
+                comment.clone(),
+                extends.as_ref(),
+                now,
+            );
+            record(
+                &mut tx,
+                now,
+                &caller.name,
+                "access.approved",
+                &req,
+                json!({"comment": comment, "approvals": p.approvals, "required": p.required}),
+            )
+            .await?;
+            if p.activated {
+                record(
+                    &mut tx,
+                    now,
+                    "system:policy",
+                    "access.granted",
+                    &req,
+                    json!({}),
+                )
+                .await?;
+            }
+            Some(p)
+        } else {
+            access::deny(&mut req, proof, comment.clone(), now);
+            record(
+                &mut tx,
+                now,
+                &caller.name,
+                "access.denied",
+                &req,
+                json!({"comment": comment}),
+            )
+            .await?;
+            None
+        };
+        if let Some(v) = req.votes.last() {
+            tx.insert_vote(&req.id, v).await?;
+        }
+        tx.update_request(&req).await?;
+        tx.commit().await?;
+        tracing::info!(request_id = %req.id, approver = %caller.name, approve, "vote on {} by {}", req.id, caller.name);
+        if req.status == RequestStatus::Active {
+            self.refresh().await?;
+        }
+        Ok((req, progress))
+    }
+
+    /// Cancel, revoke, relinquish or review. Takes effect for the very next decision.
+    pub async fn end_request(
+        &self,
+        caller: &Caller,
+        id: &str,
+        ending: Ending,
+    ) -> Result<AccessRequest, ApiError> {
+        let policy = self.policy();
+        let actor = caller.actor();
+        let mut tx = self.store.begin().await?;
+        let now = self.now();
+        let mut req = tx
+            .lock_request(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no request {id}")))?;
+        let action = match &ending {
+            Ending::Cancel => {
+                access::cancel(&mut req, &actor, now)?;
+                "access.cancelled"
+            }
+            Ending::Revoke { reason } => {
+                access::revoke(&policy, &mut req, &actor, reason.clone(), now)?;
+                "access.revoked"
+            }
+            Ending::Relinquish => {
+                access::relinquish(&mut req, &actor, now)?;
+                "access.relinquished"
+            }
+            Ending::Review => {
+                access::review(&policy, &mut req, &actor)?;
+                "access.reviewed"
+            }
+        };
+        tx.update_request(&req).await?;
+        record(
+            &mut tx,
+            now,
+            &caller.name,
+            action,
+            &req,
+            json!({"end_reason": req.end_reason}),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(request_id = %req.id, by = %caller.name, action, "{action} {} by {}", req.id, caller.name);
+        self.refresh().await?;
+        Ok(req)
+    }
+
+    /// Records time-outs and expiries that are due, each exactly once. Decisions never wait
+    /// for this: they compare with the clock themselves.
+    pub async fn reap(&self) -> Result<usize, ApiError> {
+        let ids = self.store.lapsed_request_ids(self.now(), 500).await?;
+        let mut done = 0;
+        for id in ids {
+            let mut tx = self.store.begin().await?;
+            let now = self.now();
+            let Some(mut req) = tx.lock_request(&id).await? else {
+                continue;
+            };
+            // Re-checked under the lock: another reaper (or instance) may have recorded it.
+            let Some(status) = access::lapse(&mut req, now) else {
+                continue;
+            };
+            tx.update_request(&req).await?;
+            let action = match status {
+                RequestStatus::TimedOut => "access.timed-out",
+                _ => "access.expired",
+            };
+            record(&mut tx, now, "system:reaper", action, &req, json!({})).await?;
+            tx.commit().await?;
+            tracing::info!(request_id = %req.id, status = status.as_str(), "recorded {} as {}", req.id, status.as_str());
+            done += 1;
+        }
+        if done > 0 {
+            self.refresh().await?;
+        }
+        Ok(done)
+    }
+}

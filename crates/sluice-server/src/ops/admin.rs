@@ -1,0 +1,237 @@
+use crate::app::{new_id, App};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sluice_audit::NewEntry;
+use sluice_core::duration::Duration;
+use sluice_core::policy::Policy;
+use sluice_core::token::{SecretToken, TokenKind};
+use sluice_store::{PrincipalRow, TokenRow};
+
+/// The name of the administrator created on first start.
+pub const BOOTSTRAP_ADMIN: &str = "admin";
+
+/// What `apply` did or would do.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub version: Option<i64>,
+    pub hash: String,
+    pub diff: Vec<String>,
+}
+
+/// A token as created: the secret is shown this once.
+pub struct NewToken {
+    pub row: TokenRow,
+    pub secret: SecretToken,
+}
+
+impl App {
+    /// On first start with an empty store: creates the administrator and its token. Returns
+    /// the token when one was generated (to be shown once), `None` if the store was not empty
+    /// or the token came from the environment.
+    pub async fn bootstrap(
+        &self,
+        from_env: Option<SecretToken>,
+    ) -> Result<Option<SecretToken>, ApiError> {
+        if self.store.principal_count().await? > 0 {
+            return Ok(None);
+        }
+        let generated = from_env.is_none();
+        let secret = match from_env {
+            Some(t) if t.is_well_formed() && t.kind() == Some(TokenKind::Api) => t,
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "invalid_admin_token",
+                    "SLUICE_ADMIN_TOKEN must be `slu_api_` followed by at least 32 characters",
+                ))
+            }
+            None => SecretToken::generate(TokenKind::Api, &mut rand::rngs::OsRng),
+        };
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        let admin = PrincipalRow {
+            name: BOOTSTRAP_ADMIN.into(),
+            kind: "user".into(),
+            admin: true,
+            source: "bootstrap".into(),
+        };
+        tx.upsert_principal(&admin, now).await?;
+        let row = TokenRow {
+            id: new_id("tok"),
+            principal: BOOTSTRAP_ADMIN.into(),
+            kind: TokenKind::Api.as_str().into(),
+            environment: None,
+            name: "bootstrap".into(),
+            created_at: now,
+            expires_at: None,
+            revoked_at: None,
+        };
+        tx.insert_token(&row, &secret.hash()).await?;
+        tx.audit(
+            now,
+            NewEntry::new("system:bootstrap", "principal.bootstrapped")
+                .subject_id(BOOTSTRAP_ADMIN)
+                .details(json!({"token_id": row.id})),
+        )
+        .await?;
+        tx.commit().await?;
+        self.refresh().await?;
+        Ok(generated.then_some(secret))
+    }
+
+    /// Validates a policy completely, shows the diff, and (unless `dry_run`) applies it.
+    pub async fn apply_policy(
+        &self,
+        caller: &Caller,
+        source: &str,
+        dry_run: bool,
+    ) -> Result<Applied, ApiError> {
+        caller.require_admin()?;
+        let next = Policy::from_yaml(source)
+            .map_err(|e| ApiError::bad_request("invalid_policy", e.to_string()))?;
+        let diff = self.policy().diff(&next);
+        if dry_run {
+            return Ok(Applied {
+                version: None,
+                hash: next.hash,
+                diff,
+            });
+        }
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        let version = tx
+            .insert_policy(&next.hash, source, &caller.name, now)
+            .await?;
+        for (name, kind) in next.principals() {
+            if name == BOOTSTRAP_ADMIN {
+                continue;
+            }
+            let row = PrincipalRow {
+                name: name.into(),
+                kind: kind.as_str().into(),
+                admin: false,
+                source: "policy".into(),
+            };
+            tx.upsert_principal(&row, now).await?;
+        }
+        tx.audit(
+            now,
+            NewEntry::new(&caller.name, "policy.applied")
+                .subject_id(format!("policy-v{version}"))
+                .details(json!({"version": version, "hash": next.hash, "diff": diff})),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, hash = %next.hash, by = %caller.name, "policy v{version} applied by {}", caller.name);
+        self.refresh().await?;
+        Ok(Applied {
+            version: Some(version),
+            hash: next.hash,
+            diff,
+        })
+    }
+
+    /// Creates a token. Anyone may create API tokens for themselves; administrators for anyone,
+    /// and only administrators create client keys.
+    pub async fn create_token(
+        &self,
+        caller: &Caller,
+        principal: Option<String>,
+        name: String,
+        kind: TokenKind,
+        environment: Option<String>,
+        expires_in: Option<Duration>,
+    ) -> Result<NewToken, ApiError> {
+        let principal = principal.unwrap_or_else(|| caller.name.clone());
+        if principal != caller.name || kind == TokenKind::Client {
+            caller.require_admin()?;
+        }
+        if self.store.principal(&principal).await?.is_none() {
+            return Err(ApiError::NotFound(format!(
+                "no principal `{principal}`; declare it in the policy file"
+            )));
+        }
+        let environment = match (kind, environment) {
+            (TokenKind::Client, Some(env)) => Some(env),
+            (TokenKind::Client, None) => {
+                return Err(ApiError::bad_request(
+                    "environment_required",
+                    "a client key is bound to one environment; pass --env",
+                ))
+            }
+            (TokenKind::Api, Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "only client keys are bound to an environment",
+                ))
+            }
+            (TokenKind::Api, None) => None,
+        };
+        if name.trim().is_empty() || name.len() > 100 {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "a token needs a name of 1 to 100 characters",
+            ));
+        }
+        let now = self.now();
+        let secret = SecretToken::generate(kind, &mut rand::rngs::OsRng);
+        let row = TokenRow {
+            id: new_id("tok"),
+            principal,
+            kind: kind.as_str().into(),
+            environment,
+            name,
+            created_at: now,
+            expires_at: expires_in.map(|d| now + d.delta()),
+            revoked_at: None,
+        };
+        let mut tx = self.store.begin().await?;
+        tx.insert_token(&row, &secret.hash()).await?;
+        tx.audit(
+            now,
+            NewEntry::new(&caller.name, "token.created")
+                .subject_id(&row.id)
+                .details(token_details(&row)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(NewToken { row, secret })
+    }
+
+    /// Revokes a token: one's own, or anyone's for an administrator.
+    pub async fn revoke_token(&self, caller: &Caller, id: &str) -> Result<TokenRow, ApiError> {
+        let row = self
+            .store
+            .token(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no token {id}")))?;
+        if row.principal != caller.name {
+            caller.require_admin()?;
+        }
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        if !tx.revoke_token(id, now).await? {
+            return Err(ApiError::Conflict {
+                code: "already_revoked",
+                message: format!("token {id} is already revoked"),
+            });
+        }
+        tx.audit(
+            now,
+            NewEntry::new(&caller.name, "token.revoked")
+                .subject_id(id)
+                .details(token_details(&row)),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(TokenRow {
+            revoked_at: Some(now),
+            ..row
+        })
+    }
+}
+
+fn token_details(row: &TokenRow) -> serde_json::Value {
+    json!({"principal": row.principal, "kind": row.kind, "name": row.name, "environment": row.environment, "expires_at": row.expires_at.map(|t: DateTime<Utc>| t.to_rfc3339())})
+}

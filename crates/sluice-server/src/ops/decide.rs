@@ -1,0 +1,55 @@
+use crate::app::App;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use serde_json::json;
+use sluice_audit::NewEntry;
+use sluice_core::decision::Decision;
+
+/// One question: may `subject` do `action` on `resource` now?
+#[derive(Debug, Clone)]
+pub struct Question {
+    pub subject: String,
+    pub action: String,
+    pub resource: String,
+}
+
+impl App {
+    /// Answers questions from the current snapshot and records them in the audit trail (denies
+    /// always, allows when the policy says so) in one transaction. If the record cannot be
+    /// written, no answer is given: the caller gets an error, never an unaudited allow.
+    pub async fn decide(
+        &self,
+        caller: &Caller,
+        questions: &[Question],
+    ) -> Result<Vec<Decision>, ApiError> {
+        let snap = self.access.load();
+        let now = self.now();
+        let decisions: Vec<Decision> = questions
+            .iter()
+            .map(|q| snap.decide(&q.subject, &q.action, &q.resource, now))
+            .collect();
+        let record_allows = snap.policy().doc.audit.record_allowed_decisions;
+        let to_record: Vec<_> = questions
+            .iter()
+            .zip(&decisions)
+            .filter(|(_, d)| !d.allowed || record_allows)
+            .collect();
+        if !to_record.is_empty() {
+            let mut tx = self.store.begin().await?;
+            for (q, d) in to_record {
+                let action = if d.allowed {
+                    "decision.allow"
+                } else {
+                    "decision.deny"
+                };
+                let entry = NewEntry::new(&caller.name, action)
+                    .resource(&q.resource)
+                    .details(json!({"subject": q.subject, "action": q.action, "reason": d.reason}));
+                tx.audit(now, entry).await?;
+            }
+            tx.commit().await?;
+        }
+        crate::metrics::decisions(&decisions);
+        Ok(decisions)
+    }
+}

@@ -1,0 +1,5 @@
+//! Operations: what the handlers call. Load, decide in the domain, save with the audit entry.
+
+pub mod access;
+pub mod admin;
+pub mod decide;

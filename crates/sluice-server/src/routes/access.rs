@@ -1,0 +1,362 @@
+//! `/v1/requests`, `/v1/grants`, `/v1/entitlements`: the access-request lifecycle.
+
+use super::views::{RequestView, ScopeView};
+use crate::app::App;
+use crate::auth::ApiCaller;
+use crate::error::{ApiError, ErrorBody};
+use crate::json::{ApiJson, ApiJsonOrDefault};
+use crate::ops::access::Ending;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sluice_core::access::{RequestInput, RequestStatus};
+use sluice_core::duration::Duration;
+use sluice_core::scope::{Pattern, Scope};
+use sluice_store::RequestFilter;
+use utoipa::{IntoParams, ToSchema};
+
+/// A new access request. There is deliberately no expiry field: the server computes
+/// `expires_at` from `duration`, and an unknown field such as `expires_at` is refused.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRequest {
+    pub entitlement: String,
+    /// E.g. `30m`, `2h`. Defaults to the entitlement's `max_duration`.
+    pub duration: Option<String>,
+    #[serde(default)]
+    pub reason: String,
+    pub ticket: Option<String>,
+    /// Narrower scopes within the entitlement; default all of it.
+    pub scopes: Option<Vec<ScopeView>>,
+    /// Break-glass: active at once, needs a reason, reviewed afterwards.
+    #[serde(default)]
+    pub break_glass: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Extension {
+    /// How much longer, e.g. `30m`.
+    pub duration: Option<String>,
+    #[serde(default)]
+    pub reason: String,
+    pub ticket: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Comment {
+    #[serde(default)]
+    pub comment: String,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Revocation {
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only this status (`pending`, `active`, …).
+    pub status: Option<String>,
+    /// Only requests by this principal; `me` for the caller.
+    pub requester: Option<String>,
+    /// Only break-glass grants awaiting review.
+    pub needs_review: Option<bool>,
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EntitlementView {
+    pub name: String,
+    pub description: String,
+    pub scopes: Vec<ScopeView>,
+    pub requesters: Vec<String>,
+    pub max_duration: String,
+    pub approvals_required: u32,
+    pub approvers: Vec<String>,
+    pub auto_approve: Option<String>,
+    pub break_glass: bool,
+    pub reason_required: bool,
+    pub ticket_pattern: Option<String>,
+    pub pending_ttl: String,
+}
+
+fn parse_duration(raw: Option<String>) -> Result<Option<Duration>, ApiError> {
+    raw.map(|d| {
+        Duration::parse(&d).map_err(|e| ApiError::bad_request("invalid_duration", e.to_string()))
+    })
+    .transpose()
+}
+
+fn parse_scopes(raw: Option<Vec<ScopeView>>) -> Result<Option<Vec<Scope>>, ApiError> {
+    let bad =
+        |e: sluice_core::scope::PatternError| ApiError::bad_request("invalid_scope", e.to_string());
+    raw.map(|list| {
+        list.into_iter()
+            .map(|s| {
+                Ok(Scope {
+                    resource: Pattern::parse(&s.resource).map_err(bad)?,
+                    actions: s
+                        .actions
+                        .iter()
+                        .map(|a| Pattern::parse(a))
+                        .collect::<Result<_, _>>()
+                        .map_err(bad)?,
+                })
+            })
+            .collect()
+    })
+    .transpose()
+}
+
+fn view(app: &App, r: &sluice_core::access::AccessRequest) -> Json<RequestView> {
+    Json(RequestView::new(r, &app.policy(), app.now()))
+}
+
+/// Request access to an entitlement.
+#[utoipa::path(post, path = "/v1/requests", request_body = NewRequest, tag = "access",
+    responses((status = 201, body = RequestView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    ApiJson(body): ApiJson<NewRequest>,
+) -> Result<(StatusCode, Json<RequestView>), ApiError> {
+    let input = RequestInput {
+        entitlement: body.entitlement,
+        scopes: parse_scopes(body.scopes)?,
+        duration: parse_duration(body.duration)?,
+        reason: body.reason,
+        ticket: body.ticket,
+        break_glass: body.break_glass,
+    };
+    let req = app.open_request(&caller, input, None).await?;
+    Ok((StatusCode::CREATED, view(&app, &req)))
+}
+
+/// List requests, newest first.
+#[utoipa::path(get, path = "/v1/requests", params(ListQuery), tag = "access", responses((status = 200, body = [RequestView])))]
+pub async fn list(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<RequestView>>, ApiError> {
+    let status = q
+        .status
+        .map(|s| {
+            RequestStatus::parse(&s).ok_or_else(|| {
+                ApiError::bad_request("invalid_status", format!("unknown status `{s}`"))
+            })
+        })
+        .transpose()?;
+    let requester = q
+        .requester
+        .map(|r| if r == "me" { caller.name.clone() } else { r });
+    let filter = RequestFilter {
+        requester,
+        status,
+        needs_review: q.needs_review,
+        limit: q.limit,
+    };
+    let policy = app.policy();
+    let now = app.now();
+    let list = app.store.requests(&filter).await?;
+    Ok(Json(
+        list.iter()
+            .map(|r| RequestView::new(r, &policy, now))
+            .collect(),
+    ))
+}
+
+/// One request.
+#[utoipa::path(get, path = "/v1/requests/{id}", tag = "access", responses((status = 200, body = RequestView), (status = 404, body = ErrorBody)))]
+pub async fn show(
+    State(app): State<App>,
+    _caller: ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Json<RequestView>, ApiError> {
+    let req = app
+        .store
+        .request(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no request {id}")))?;
+    Ok(view(&app, &req))
+}
+
+/// Approve a pending request (not your own; you must be an approver now).
+#[utoipa::path(post, path = "/v1/requests/{id}/approve", request_body = Comment, tag = "access",
+    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn approve(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    ApiJsonOrDefault(body): ApiJsonOrDefault<Comment>,
+) -> Result<Json<RequestView>, ApiError> {
+    let comment = body.comment;
+    let (req, _) = app.vote(&caller, &id, true, comment).await?;
+    Ok(view(&app, &req))
+}
+
+/// Deny a pending request. One deny ends it.
+#[utoipa::path(post, path = "/v1/requests/{id}/deny", request_body = Comment, tag = "access",
+    responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn deny(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    ApiJsonOrDefault(body): ApiJsonOrDefault<Comment>,
+) -> Result<Json<RequestView>, ApiError> {
+    let comment = body.comment;
+    let (req, _) = app.vote(&caller, &id, false, comment).await?;
+    Ok(view(&app, &req))
+}
+
+async fn end(
+    app: App,
+    caller: crate::auth::Caller,
+    id: String,
+    ending: Ending,
+) -> Result<Json<RequestView>, ApiError> {
+    let req = app.end_request(&caller, &id, ending).await?;
+    Ok(view(&app, &req))
+}
+
+/// Withdraw your pending request.
+#[utoipa::path(post, path = "/v1/requests/{id}/cancel", tag = "access", responses((status = 200, body = RequestView), (status = 409, body = ErrorBody)))]
+pub async fn cancel(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Json<RequestView>, ApiError> {
+    end(app, caller, id, Ending::Cancel).await
+}
+
+/// Revoke an active grant (approvers and administrators), with a reason.
+#[utoipa::path(post, path = "/v1/requests/{id}/revoke", request_body = Revocation, tag = "access", responses((status = 200, body = RequestView), (status = 403, body = ErrorBody)))]
+pub async fn revoke(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    ApiJsonOrDefault(body): ApiJsonOrDefault<Revocation>,
+) -> Result<Json<RequestView>, ApiError> {
+    let reason = body.reason;
+    end(app, caller, id, Ending::Revoke { reason }).await
+}
+
+/// Give your active grant back early.
+#[utoipa::path(post, path = "/v1/requests/{id}/relinquish", tag = "access", responses((status = 200, body = RequestView), (status = 403, body = ErrorBody)))]
+pub async fn relinquish(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Json<RequestView>, ApiError> {
+    end(app, caller, id, Ending::Relinquish).await
+}
+
+/// Mark a break-glass grant as reviewed (not by its requester).
+#[utoipa::path(post, path = "/v1/requests/{id}/review", tag = "access", responses((status = 200, body = RequestView), (status = 403, body = ErrorBody)))]
+pub async fn review(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Json<RequestView>, ApiError> {
+    end(app, caller, id, Ending::Review).await
+}
+
+/// Ask for more time on your active grant: a new request linked to it, approved under the same rules.
+#[utoipa::path(post, path = "/v1/requests/{id}/extend", request_body = Extension, tag = "access",
+    responses((status = 201, body = RequestView), (status = 422, body = ErrorBody)))]
+pub async fn extend(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Extension>,
+) -> Result<(StatusCode, Json<RequestView>), ApiError> {
+    let old = app
+        .store
+        .request(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no grant {id}")))?;
+    let input = RequestInput {
+        entitlement: old.entitlement.clone(),
+        scopes: Some(old.scopes.clone()),
+        duration: parse_duration(body.duration)?,
+        reason: body.reason,
+        ticket: body.ticket.or(old.ticket),
+        break_glass: false,
+    };
+    let req = app.open_request(&caller, input, Some(&id)).await?;
+    Ok((StatusCode::CREATED, view(&app, &req)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct GrantQuery {
+    /// Only this principal's grants; `me` for the caller.
+    pub principal: Option<String>,
+}
+
+/// Grants live right now.
+#[utoipa::path(get, path = "/v1/grants", params(GrantQuery), tag = "access", responses((status = 200, body = [RequestView])))]
+pub async fn grants(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Query(q): Query<GrantQuery>,
+) -> Result<Json<Vec<RequestView>>, ApiError> {
+    let principal = q
+        .principal
+        .map(|p| if p == "me" { caller.name.clone() } else { p });
+    let now = app.now();
+    let policy = app.policy();
+    let list = app.store.active_requests().await?;
+    Ok(Json(
+        list.iter()
+            .filter(|r| r.is_live(now) && principal.as_ref().is_none_or(|p| &r.requester == p))
+            .map(|r| RequestView::new(r, &policy, now))
+            .collect(),
+    ))
+}
+
+/// Entitlements in the current policy.
+#[utoipa::path(get, path = "/v1/entitlements", tag = "access", responses((status = 200, body = [EntitlementView])))]
+pub async fn entitlements(
+    State(app): State<App>,
+    _caller: ApiCaller,
+) -> Json<Vec<EntitlementView>> {
+    let policy = app.policy();
+    Json(
+        policy
+            .doc
+            .entitlements
+            .iter()
+            .map(|e| EntitlementView {
+                name: e.name.clone(),
+                description: e.description.clone(),
+                scopes: e
+                    .scopes
+                    .iter()
+                    .map(|s| ScopeView {
+                        resource: s.resource.to_string(),
+                        actions: s.actions.iter().map(ToString::to_string).collect(),
+                    })
+                    .collect(),
+                requesters: e.requesters.clone(),
+                max_duration: e.max_duration.to_string(),
+                approvals_required: e.approval.required,
+                approvers: e.approval.approvers.clone(),
+                auto_approve: e
+                    .auto_approve
+                    .as_ref()
+                    .map(|a| format!("{} for up to {}", a.requester_in.join(", "), a.max_duration)),
+                break_glass: e.break_glass,
+                reason_required: e.reason == sluice_core::policy::ReasonRule::Required,
+                ticket_pattern: e.ticket_pattern.clone(),
+                pending_ttl: e.pending_ttl.to_string(),
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,198 @@
+//! `/v1/whoami`, `/v1/policy`, `/v1/tokens`.
+
+use super::views::TokenView;
+use crate::app::App;
+use crate::auth::ApiCaller;
+use crate::error::{ApiError, ErrorBody};
+use crate::json::ApiJson;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sluice_core::duration::Duration;
+use sluice_core::token::TokenKind;
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhoAmI {
+    pub name: String,
+    pub admin: bool,
+    pub groups: Vec<String>,
+    pub token_id: String,
+}
+
+/// Who the presented token belongs to.
+#[utoipa::path(get, path = "/v1/whoami", tag = "admin", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
+pub async fn whoami(State(app): State<App>, ApiCaller(caller): ApiCaller) -> Json<WhoAmI> {
+    let groups = app.policy().groups_of(&caller.name);
+    Json(WhoAmI {
+        name: caller.name,
+        admin: caller.admin,
+        groups,
+        token_id: caller.token_id,
+    })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyPolicy {
+    /// The policy file (YAML).
+    pub source: String,
+    /// Validate and show the diff without applying.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyApplied {
+    /// The new version, absent for a dry run.
+    pub version: Option<i64>,
+    /// sha256 of the source.
+    pub hash: String,
+    pub diff: Vec<String>,
+    pub applied: bool,
+}
+
+/// Validate a policy completely, show the diff, and apply it (administrators).
+#[utoipa::path(post, path = "/v1/policy", request_body = ApplyPolicy, tag = "admin",
+    responses((status = 200, body = PolicyApplied), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn apply(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    ApiJson(body): ApiJson<ApplyPolicy>,
+) -> Result<Json<PolicyApplied>, ApiError> {
+    let a = app
+        .apply_policy(&caller, &body.source, body.dry_run)
+        .await?;
+    Ok(Json(PolicyApplied {
+        applied: a.version.is_some(),
+        version: a.version,
+        hash: a.hash,
+        diff: a.diff,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CurrentPolicy {
+    pub version: Option<i64>,
+    pub hash: String,
+    pub source: Option<String>,
+}
+
+/// The policy in force.
+#[utoipa::path(get, path = "/v1/policy", tag = "admin", responses((status = 200, body = CurrentPolicy)))]
+pub async fn current(
+    State(app): State<App>,
+    _caller: ApiCaller,
+) -> Result<Json<CurrentPolicy>, ApiError> {
+    let cur = app.store.current_policy().await?;
+    Ok(Json(CurrentPolicy {
+        version: cur.as_ref().map(|c| c.0),
+        hash: app.policy().hash.clone(),
+        source: cur.map(|c| c.1),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// Whose token; default the caller. Administrators only for others.
+    pub principal: Option<String>,
+    pub name: String,
+    /// `api` (default) or `client` (evaluates flags of one environment only).
+    pub kind: Option<String>,
+    /// For client keys: the environment they are bound to.
+    pub environment: Option<String>,
+    /// E.g. `90d`; default: does not expire.
+    pub expires_in: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedToken {
+    /// The secret, shown only this once.
+    pub token: String,
+    #[serde(flatten)]
+    pub info: TokenView,
+}
+
+/// Create a token; the secret is in the response and nowhere else.
+#[utoipa::path(post, path = "/v1/tokens", request_body = NewToken, tag = "admin",
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn create_token(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    ApiJson(body): ApiJson<NewToken>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    let kind = match body.kind.as_deref() {
+        None => TokenKind::Api,
+        Some(k) => TokenKind::parse(k).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_kind",
+                format!("unknown token kind `{k}`; use `api` or `client`"),
+            )
+        })?,
+    };
+    let expires_in = body
+        .expires_in
+        .map(|d| {
+            Duration::parse(&d)
+                .map_err(|e| ApiError::bad_request("invalid_duration", e.to_string()))
+        })
+        .transpose()?;
+    let t = app
+        .create_token(
+            &caller,
+            body.principal,
+            body.name,
+            kind,
+            body.environment,
+            expires_in,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedToken {
+            token: t.secret.expose().to_owned(),
+            info: t.row.into(),
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TokenQuery {
+    /// Whose tokens (administrators); default the caller's.
+    pub principal: Option<String>,
+    /// Administrators: every principal's tokens.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// List tokens (never their secrets).
+#[utoipa::path(get, path = "/v1/tokens", params(TokenQuery), tag = "admin", responses((status = 200, body = [TokenView])))]
+pub async fn list_tokens(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Query(q): Query<TokenQuery>,
+) -> Result<Json<Vec<TokenView>>, ApiError> {
+    let principal = if q.all {
+        None
+    } else {
+        Some(q.principal.unwrap_or_else(|| caller.name.clone()))
+    };
+    if principal.as_deref() != Some(caller.name.as_str()) {
+        caller.require_admin()?;
+    }
+    let rows = app.store.tokens(principal.as_deref()).await?;
+    Ok(Json(rows.into_iter().map(TokenView::from).collect()))
+}
+
+/// Revoke a token (your own, or any for administrators).
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "admin", responses((status = 200, body = TokenView), (status = 404, body = ErrorBody)))]
+pub async fn revoke_token(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Json<TokenView>, ApiError> {
+    Ok(Json(app.revoke_token(&caller, &id).await?.into()))
+}

@@ -1,0 +1,227 @@
+//! The OpenID AuthZEN Authorization API 1.0: `/access/v1/evaluation`, `/access/v1/evaluations`
+//! and `/.well-known/authzen-configuration`.
+//!
+//! Mapping onto Sluice: `subject.id` is the principal; the resource is `"{type}:{id}"`
+//! (`{"type": "db", "id": "orders"}` is `db:orders`); `action.name` is the action. As the
+//! standard asks, unknown fields are ignored and a deny is `200 {"decision": false}`.
+
+use crate::app::App;
+use crate::auth::ApiCaller;
+use crate::error::{ApiError, ErrorBody};
+use crate::json::ApiJson;
+use crate::ops::decide::Question;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sluice_core::decision::Decision;
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct Entity {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub id: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub properties: Value,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct ActionRef {
+    pub name: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub properties: Value,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct EvaluationRequest {
+    pub subject: Option<Entity>,
+    pub action: Option<ActionRef>,
+    pub resource: Option<Entity>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub context: Value,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct EvaluationsOptions {
+    /// `execute_all` (default), `deny_on_first_deny` or `permit_on_first_permit`.
+    pub evaluations_semantic: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct EvaluationsRequest {
+    pub subject: Option<Entity>,
+    pub action: Option<ActionRef>,
+    pub resource: Option<Entity>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub context: Value,
+    pub evaluations: Option<Vec<EvaluationRequest>>,
+    pub options: Option<EvaluationsOptions>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EvaluationResponse {
+    pub decision: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub context: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EvaluationsResponse {
+    pub evaluations: Vec<EvaluationResponse>,
+}
+
+fn question(req: &EvaluationRequest) -> Result<Question, String> {
+    let subject = req
+        .subject
+        .as_ref()
+        .and_then(|s| s.id.clone())
+        .ok_or("subject.id is required")?;
+    let action = req
+        .action
+        .as_ref()
+        .and_then(|a| a.name.clone())
+        .ok_or("action.name is required")?;
+    let resource = req.resource.as_ref().ok_or("resource is required")?;
+    let kind = resource.kind.clone().ok_or("resource.type is required")?;
+    let id = resource.id.clone().ok_or("resource.id is required")?;
+    Ok(Question {
+        subject,
+        action,
+        resource: format!("{kind}:{id}"),
+    })
+}
+
+fn answer(d: &Decision) -> EvaluationResponse {
+    EvaluationResponse {
+        decision: d.allowed,
+        context: Some(json!({"reason_admin": {"en": d.explain()}, "sluice": d.reason})),
+    }
+}
+
+fn bad_item(message: &str) -> EvaluationResponse {
+    EvaluationResponse {
+        decision: false,
+        context: Some(json!({"code": "400", "reason_user": {"en": message}})),
+    }
+}
+
+/// Access Evaluation: may this subject do this action on this resource now?
+#[utoipa::path(post, path = "/access/v1/evaluation", request_body = EvaluationRequest, tag = "authzen",
+    responses((status = 200, body = EvaluationResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn evaluation(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    ApiJson(req): ApiJson<EvaluationRequest>,
+) -> Result<Json<EvaluationResponse>, ApiError> {
+    let q = question(&req).map_err(|m| ApiError::bad_request("invalid_request", m))?;
+    let d = app.decide(&caller, &[q]).await?;
+    let first = d
+        .first()
+        .ok_or_else(|| ApiError::Internal("no decision".into()))?;
+    Ok(Json(answer(first)))
+}
+
+fn merge(defaults: &EvaluationsRequest, item: EvaluationRequest) -> EvaluationRequest {
+    EvaluationRequest {
+        subject: item.subject.or_else(|| defaults.subject.clone()),
+        action: item.action.or_else(|| defaults.action.clone()),
+        resource: item.resource.or_else(|| defaults.resource.clone()),
+        context: if item.context.is_null() {
+            defaults.context.clone()
+        } else {
+            item.context
+        },
+    }
+}
+
+/// Access Evaluations: many questions in one call, with the standard's three semantics.
+#[utoipa::path(post, path = "/access/v1/evaluations", request_body = EvaluationsRequest, tag = "authzen",
+    responses((status = 200, body = EvaluationsResponse), (status = 400, body = ErrorBody)))]
+pub async fn evaluations(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    ApiJson(mut req): ApiJson<EvaluationsRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let items = req.evaluations.take().unwrap_or_default();
+    if items.is_empty() {
+        // Without an `evaluations` array the call is a single evaluation.
+        let single = merge(&req, EvaluationRequest::default());
+        let q = question(&single).map_err(|m| ApiError::bad_request("invalid_request", m))?;
+        let d = app.decide(&caller, &[q]).await?;
+        let first = d
+            .first()
+            .ok_or_else(|| ApiError::Internal("no decision".into()))?;
+        return Ok(Json(json!(answer(first))));
+    }
+    if items.len() > 1000 {
+        return Err(ApiError::bad_request(
+            "too_many_evaluations",
+            "at most 1000 evaluations per call",
+        ));
+    }
+    let semantic = req
+        .options
+        .as_ref()
+        .and_then(|o| o.evaluations_semantic.clone())
+        .unwrap_or_else(|| "execute_all".into());
+    let stop_on = match semantic.as_str() {
+        "execute_all" => None,
+        "deny_on_first_deny" => Some(false),
+        "permit_on_first_permit" => Some(true),
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("unknown evaluations_semantic `{other}`"),
+            ))
+        }
+    };
+    let parsed: Vec<Result<Question, String>> = items
+        .into_iter()
+        .map(|i| question(&merge(&req, i)))
+        .collect();
+    let valid: Vec<Question> = parsed
+        .iter()
+        .filter_map(|p| p.as_ref().ok().cloned())
+        .collect();
+    // Decide (and audit) every well-formed question in one transaction, then walk in order.
+    let decisions = app.decide(&caller, &valid).await?;
+    let mut decided = decisions.iter();
+    let mut out = Vec::new();
+    for p in &parsed {
+        let r = match p {
+            Ok(_) => decided
+                .next()
+                .map(answer)
+                .unwrap_or_else(|| bad_item("not evaluated")),
+            Err(m) => bad_item(m),
+        };
+        let stop = stop_on == Some(r.decision);
+        out.push(r);
+        if stop {
+            break;
+        }
+    }
+    Ok(Json(json!(EvaluationsResponse { evaluations: out })))
+}
+
+/// Policy Decision Point metadata.
+#[utoipa::path(get, path = "/.well-known/authzen-configuration", tag = "authzen", responses((status = 200, body = Object)))]
+pub async fn configuration(headers: HeaderMap) -> Json<Value> {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:7070");
+    let base = format!("http://{host}");
+    Json(json!({
+        "policy_decision_point": base,
+        "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
+        "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+    }))
+}

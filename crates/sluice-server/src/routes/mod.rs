@@ -1,0 +1,151 @@
+//! The HTTP surface. Handlers are thin: extract, call an operation, map the error.
+
+pub mod access;
+pub mod admin;
+pub mod audit;
+pub mod authzen;
+pub mod views;
+
+use crate::app::App;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use utoipa::OpenApi;
+
+/// Largest request body accepted on any endpoint.
+pub const MAX_BODY: usize = 256 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sluice", description = "Temporary production access, feature flags and a tamper-evident audit trail."),
+    paths(
+        access::create, access::list, access::show, access::approve, access::deny, access::cancel,
+        access::revoke, access::relinquish, access::review, access::extend, access::grants, access::entitlements,
+        admin::whoami, admin::apply, admin::current, admin::create_token, admin::list_tokens, admin::revoke_token,
+        audit::query, audit::verify, audit::export,
+        authzen::evaluation, authzen::evaluations, authzen::configuration,
+        healthz, readyz, metrics_text, openapi_json,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        if let Some(c) = openapi.components.as_mut() {
+            c.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "ops", security(), responses((status = 200, body = Object)))]
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "ops", security(), responses((status = 200, body = Object), (status = 503, body = Object)))]
+pub async fn readyz(State(app): State<App>) -> Response {
+    if app.store.ping().await {
+        Json(serde_json::json!({"status": "ready"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "store unavailable"})),
+        )
+            .into_response()
+    }
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "ops", security(), responses((status = 200, content_type = "text/plain", body = String)))]
+pub async fn metrics_text() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::metrics::render(),
+    )
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", security(), responses((status = 200, body = Object)))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let start = std::time::Instant::now();
+    let resp = next.run(req).await;
+    crate::metrics::http(
+        &route,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+async fn not_found() -> crate::error::ApiError {
+    crate::error::ApiError::NotFound("no such endpoint; see /openapi.json".into())
+}
+
+/// The whole API.
+pub fn router(app: App) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/v1/requests", post(access::create).get(access::list))
+        .route("/v1/requests/{id}", get(access::show))
+        .route("/v1/requests/{id}/approve", post(access::approve))
+        .route("/v1/requests/{id}/deny", post(access::deny))
+        .route("/v1/requests/{id}/cancel", post(access::cancel))
+        .route("/v1/requests/{id}/revoke", post(access::revoke))
+        .route("/v1/requests/{id}/relinquish", post(access::relinquish))
+        .route("/v1/requests/{id}/review", post(access::review))
+        .route("/v1/requests/{id}/extend", post(access::extend))
+        .route("/v1/grants", get(access::grants))
+        .route("/v1/entitlements", get(access::entitlements))
+        .route("/v1/whoami", get(admin::whoami))
+        .route("/v1/policy", post(admin::apply).get(admin::current))
+        .route(
+            "/v1/tokens",
+            post(admin::create_token).get(admin::list_tokens),
+        )
+        .route("/v1/tokens/{id}", delete(admin::revoke_token))
+        .route("/v1/audit", get(audit::query))
+        .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/audit/export", get(audit::export))
+        .route("/access/v1/evaluation", post(authzen::evaluation))
+        .route("/access/v1/evaluations", post(authzen::evaluations))
+        .route(
+            "/.well-known/authzen-configuration",
+            get(authzen::configuration),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi_json))
+        .fallback(not_found)
+        .layer(middleware::from_fn(track))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(app)
+}

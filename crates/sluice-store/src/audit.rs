@@ -1,0 +1,132 @@
+use crate::{get, Store, StoreError};
+use chrono::{DateTime, Utc};
+use sluice_audit::{AuditEntry, ChainHead, Checkpoint};
+use sluice_core::clock::{from_ms, to_ms};
+use sqlx::any::AnyRow;
+
+/// Filters for reading the audit trail. Pages go by sequence number.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub resource: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Only entries with `seq > after`.
+    pub after: Option<i64>,
+    pub limit: i64,
+}
+
+fn entry(row: &AnyRow) -> Result<AuditEntry, StoreError> {
+    let details: String = get(row, "details")?;
+    Ok(AuditEntry {
+        seq: get(row, "seq")?,
+        at: from_ms(get(row, "at")?),
+        actor: get(row, "actor")?,
+        action: get(row, "action")?,
+        resource: get(row, "resource")?,
+        subject_id: get(row, "subject_id")?,
+        details: serde_json::from_str(&details)?,
+        prev_hash: get(row, "prev_hash")?,
+        hash: get(row, "hash")?,
+    })
+}
+
+const COLS: &str = "seq, at, actor, action, resource, subject_id, details, prev_hash, hash";
+
+impl Store {
+    /// Entries matching `q`, in sequence order. `action` matches a prefix (`access.` finds all
+    /// access events).
+    pub async fn audit_entries(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let sql = format!(
+            "SELECT {COLS} FROM audit_entries WHERE seq > $1 AND ($2 IS NULL OR actor = $2) \
+             AND ($3 IS NULL OR action = $3 OR action LIKE $4) AND ($5 IS NULL OR resource = $5) \
+             AND at >= $6 AND at < $7 ORDER BY seq LIMIT $8"
+        );
+        let prefix = q
+            .action
+            .as_ref()
+            .map(|a| format!("{}%", a.replace(['%', '_'], "")));
+        let rows = sqlx::query(&sql)
+            .bind(q.after.unwrap_or(0))
+            .bind(q.actor.clone())
+            .bind(q.action.clone())
+            .bind(prefix)
+            .bind(q.resource.clone())
+            .bind(q.since.map_or(i64::MIN, to_ms))
+            .bind(q.until.map_or(i64::MAX, to_ms))
+            .bind(q.limit.clamp(1, 10_000))
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(entry).collect()
+    }
+
+    /// One page of the whole chain from `after`, for verification and export.
+    pub async fn audit_page(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let sql = format!("SELECT {COLS} FROM audit_entries WHERE seq > $1 ORDER BY seq LIMIT $2");
+        let rows = sqlx::query(&sql)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(entry).collect()
+    }
+
+    /// The whole chain, in sequence order.
+    pub async fn audit_all(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut out = Vec::new();
+        loop {
+            let after = out.last().map_or(0, |e: &AuditEntry| e.seq);
+            let page = self.audit_page(after, 5_000).await?;
+            if page.is_empty() {
+                return Ok(out);
+            }
+            out.extend(page);
+        }
+    }
+
+    pub async fn audit_head(&self) -> Result<ChainHead, StoreError> {
+        let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(self.reader())
+            .await?;
+        Ok(ChainHead {
+            seq: get(&row, "seq")?,
+            hash: get(&row, "hash")?,
+        })
+    }
+
+    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, hash, at, key_id, signature FROM audit_checkpoints ORDER BY seq",
+        )
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Checkpoint {
+                    seq: get(r, "seq")?,
+                    hash: get(r, "hash")?,
+                    at: from_ms(get(r, "at")?),
+                    key_id: get(r, "key_id")?,
+                    signature: get(r, "signature")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores a signed checkpoint of the chain head (idempotent per sequence number).
+    pub async fn insert_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(c.seq)
+        .bind(&c.hash)
+        .bind(to_ms(c.at))
+        .bind(&c.key_id)
+        .bind(&c.signature)
+        .execute(self.writer())
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+use crate::{get, Store, StoreError, WriteTx};
+use chrono::{DateTime, Utc};
+use sluice_core::clock::{from_ms, to_ms};
+use sqlx::any::AnyRow;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalRow {
+    pub name: String,
+    pub kind: String,
+    pub admin: bool,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: String,
+    pub principal: String,
+    pub kind: String,
+    pub environment: Option<String>,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+fn principal(row: &AnyRow) -> Result<PrincipalRow, StoreError> {
+    Ok(PrincipalRow {
+        name: get(row, "name")?,
+        kind: get(row, "kind")?,
+        admin: get::<i64>(row, "admin")? != 0,
+        source: get(row, "source")?,
+    })
+}
+
+fn token(row: &AnyRow) -> Result<TokenRow, StoreError> {
+    Ok(TokenRow {
+        id: get(row, "id")?,
+        principal: get(row, "principal")?,
+        kind: get(row, "kind")?,
+        environment: get(row, "environment")?,
+        name: get(row, "name")?,
+        created_at: from_ms(get(row, "created_at")?),
+        expires_at: get::<Option<i64>>(row, "expires_at")?.map(from_ms),
+        revoked_at: get::<Option<i64>>(row, "revoked_at")?.map(from_ms),
+    })
+}
+
+const TOKEN_COLS: &str =
+    "t.id, t.principal, t.kind, t.environment, t.name, t.created_at, t.expires_at, t.revoked_at";
+
+impl Store {
+    pub async fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
+        let row = sqlx::query("SELECT name, kind, admin, source FROM principals WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(principal).transpose()
+    }
+
+    pub async fn principals(&self) -> Result<Vec<PrincipalRow>, StoreError> {
+        let rows = sqlx::query("SELECT name, kind, admin, source FROM principals ORDER BY name")
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(principal).collect()
+    }
+
+    pub async fn principal_count(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM principals")
+            .fetch_one(self.reader())
+            .await?;
+        get(&row, "n")
+    }
+
+    /// The token with this hash and its principal, if it is usable at `now`.
+    pub async fn token_by_hash(
+        &self,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(TokenRow, PrincipalRow)>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLS}, p.name, p.kind AS pkind, p.admin, p.source FROM tokens t \
+             JOIN principals p ON p.name = t.principal \
+             WHERE t.hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)"
+        );
+        let row = sqlx::query(&sql)
+            .bind(hash)
+            .bind(to_ms(now))
+            .fetch_optional(self.reader())
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let p = PrincipalRow {
+            name: get(&row, "name")?,
+            kind: get(&row, "pkind")?,
+            admin: get::<i64>(&row, "admin")? != 0,
+            source: get(&row, "source")?,
+        };
+        Ok(Some((token(&row)?, p)))
+    }
+
+    pub async fn tokens(&self, principal: Option<&str>) -> Result<Vec<TokenRow>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLS} FROM tokens t WHERE ($1 IS NULL OR t.principal = $1) ORDER BY t.created_at, t.id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(principal.map(str::to_owned))
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(token).collect()
+    }
+
+    pub async fn token(&self, id: &str) -> Result<Option<TokenRow>, StoreError> {
+        let sql = format!("SELECT {TOKEN_COLS} FROM tokens t WHERE t.id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(token).transpose()
+    }
+
+    /// The current policy source and version, if one was applied.
+    pub async fn current_policy(&self) -> Result<Option<(i64, String)>, StoreError> {
+        let row = sqlx::query("SELECT version, source FROM policies ORDER BY version DESC LIMIT 1")
+            .fetch_optional(self.reader())
+            .await?;
+        row.map(|r| Ok((get(&r, "version")?, get(&r, "source")?)))
+            .transpose()
+    }
+}
+
+impl WriteTx {
+    /// Creates or updates a principal.
+    pub async fn upsert_principal(
+        &mut self,
+        p: &PrincipalRow,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO principals (name, kind, admin, source, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, admin = excluded.admin, source = excluded.source",
+        )
+        .bind(&p.name)
+        .bind(&p.kind)
+        .bind(i64::from(p.admin))
+        .bind(&p.source)
+        .bind(to_ms(now))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn insert_token(&mut self, t: &TokenRow, hash: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tokens (id, principal, kind, environment, name, hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&t.id)
+        .bind(&t.principal)
+        .bind(&t.kind)
+        .bind(t.environment.clone())
+        .bind(&t.name)
+        .bind(hash)
+        .bind(to_ms(t.created_at))
+        .bind(t.expires_at.map(to_ms))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Marks a token revoked; `false` if it did not exist or was already revoked.
+    pub async fn revoke_token(&mut self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(to_ms(now))
+                .bind(id)
+                .execute(self.conn())
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a new policy version; returns its number.
+    pub async fn insert_policy(
+        &mut self,
+        hash: &str,
+        source: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 AS v FROM policies")
+            .fetch_one(self.conn())
+            .await?;
+        let version: i64 = get(&row, "v")?;
+        sqlx::query("INSERT INTO policies (version, hash, source, applied_at, applied_by) VALUES ($1, $2, $3, $4, $5)")
+            .bind(version)
+            .bind(hash)
+            .bind(source)
+            .bind(to_ms(now))
+            .bind(by)
+            .execute(self.conn())
+            .await?;
+        Ok(version)
+    }
+}

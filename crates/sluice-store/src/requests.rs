@@ -1,0 +1,126 @@
+use crate::{get, Store, StoreError, WriteTx};
+use chrono::{DateTime, Utc};
+use sluice_core::access::{AccessRequest, RequestStatus, Vote};
+use sluice_core::clock::to_ms;
+use sqlx::any::AnyRow;
+
+/// Which requests to list.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    pub requester: Option<String>,
+    pub status: Option<RequestStatus>,
+    pub needs_review: Option<bool>,
+    pub limit: Option<i64>,
+}
+
+fn request(row: &AnyRow) -> Result<AccessRequest, StoreError> {
+    let body: String = get(row, "body")?;
+    Ok(serde_json::from_str(&body)?)
+}
+
+impl Store {
+    pub async fn request(&self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
+        let row = sqlx::query("SELECT body FROM requests WHERE id = $1")
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(request).transpose()
+    }
+
+    pub async fn requests(&self, f: &RequestFilter) -> Result<Vec<AccessRequest>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT body FROM requests WHERE ($1 IS NULL OR requester = $1) AND ($2 IS NULL OR status = $2) \
+             AND ($3 IS NULL OR needs_review = $3) ORDER BY created_at DESC, id DESC LIMIT $4",
+        )
+        .bind(f.requester.clone())
+        .bind(f.status.map(|s| s.as_str().to_owned()))
+        .bind(f.needs_review.map(i64::from))
+        .bind(f.limit.unwrap_or(100).clamp(1, 1000))
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(request).collect()
+    }
+
+    /// Every request recorded as active (some may have expired without being recorded yet).
+    pub async fn active_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
+        let rows = sqlx::query("SELECT body FROM requests WHERE status = 'active'")
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(request).collect()
+    }
+
+    /// Ids of requests whose time-out or expiry is due at `now` but not yet recorded.
+    pub async fn lapsed_request_ids(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM requests WHERE (status = 'pending' AND pending_until <= $1) \
+             OR (status = 'active' AND expires_at <= $1) ORDER BY id LIMIT $2",
+        )
+        .bind(to_ms(now))
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(|r| get(r, "id")).collect()
+    }
+}
+
+impl WriteTx {
+    pub async fn insert_request(&mut self, r: &AccessRequest) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO requests (id, requester, entitlement, status, needs_review, created_at, pending_until, expires_at, body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&r.id)
+        .bind(&r.requester)
+        .bind(&r.entitlement)
+        .bind(r.status.as_str())
+        .bind(i64::from(r.needs_review))
+        .bind(to_ms(r.created_at))
+        .bind(to_ms(r.pending_until))
+        .bind(r.expires_at.map(to_ms))
+        .bind(serde_json::to_string(r)?)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Reads a request for update (locked until commit).
+    pub async fn lock_request(&mut self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
+        let row = sqlx::query("UPDATE requests SET status = status WHERE id = $1 RETURNING body")
+            .bind(id)
+            .fetch_optional(self.conn())
+            .await?;
+        row.as_ref().map(request).transpose()
+    }
+
+    pub async fn update_request(&mut self, r: &AccessRequest) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE requests SET status = $1, needs_review = $2, expires_at = $3, body = $4 WHERE id = $5",
+        )
+        .bind(r.status.as_str())
+        .bind(i64::from(r.needs_review))
+        .bind(r.expires_at.map(to_ms))
+        .bind(serde_json::to_string(r)?)
+        .bind(&r.id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Records a vote; the key makes a second vote by the same approver fail.
+    pub async fn insert_vote(&mut self, request_id: &str, v: &Vote) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO votes (request_id, approver, approve, at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(request_id)
+        .bind(&v.approver)
+        .bind(i64::from(v.approve))
+        .bind(to_ms(v.at))
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+}

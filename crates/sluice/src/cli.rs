@@ -1,0 +1,273 @@
+//! Command-line definitions.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about = "Temporary production access, feature flags and a tamper-evident audit trail.", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the server is and who is asking.
+#[derive(Debug, Clone, Args)]
+pub struct Remote {
+    /// Address of a running `sluice serve`.
+    #[arg(
+        long,
+        env = "SLUICE_ADDR",
+        default_value = "127.0.0.1:7070",
+        global = true
+    )]
+    pub addr: String,
+    /// API token (shown once when created).
+    #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// `table` for people, `json` for scripts.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (SQLite under ./sluice-data by default).
+    Serve(ServeArgs),
+    /// Run the database migrations and exit.
+    Migrate(ServeArgs),
+    /// Validate a policy file, show the diff and apply it.
+    Apply {
+        /// The policy file (YAML).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Validate and show the diff only.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Request, approve and manage temporary access.
+    Access {
+        #[command(subcommand)]
+        command: AccessCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Read, export and verify the audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Create, list and revoke API tokens and client keys.
+    Tokens {
+        #[command(subcommand)]
+        command: TokenCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Ask "may SUBJECT do ACTION on RESOURCE now?" (AuthZEN evaluation).
+    Check {
+        subject: String,
+        action: String,
+        /// `kind:name`, e.g. `db:orders`.
+        resource: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show who the token belongs to.
+    Whoami {
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SLUICE_LISTEN")]
+    pub listen: Option<String>,
+    /// Where state lives (SQLite database, audit signing key).
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite://PATH` or `postgres://…`; default SQLite in the data directory.
+    #[arg(long, env = "SLUICE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Audit signing key (Ed25519, PEM); default `<data-dir>/audit-signing.pem`.
+    #[arg(long, env = "SLUICE_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+    /// Config file (YAML); default `./sluice.yaml` if present.
+    #[arg(long, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Ask for an entitlement for a while.
+    Request {
+        entitlement: String,
+        /// How long, e.g. `30m`, `2h`. Default: the entitlement's maximum.
+        #[arg(long = "for")]
+        duration: Option<String>,
+        #[arg(long, short = 'r', default_value = "")]
+        reason: String,
+        #[arg(long)]
+        ticket: Option<String>,
+        /// Narrow the request: `RESOURCE=ACTION[,ACTION…]`, repeatable.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Emergency access: active at once, needs a reason, reviewed afterwards.
+        #[arg(long)]
+        break_glass: bool,
+    },
+    /// List requests, newest first.
+    List {
+        /// Only this status (pending, active, expired, …).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only my requests.
+        #[arg(long)]
+        mine: bool,
+        /// Only break-glass grants awaiting review.
+        #[arg(long)]
+        needs_review: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Show one request.
+    Show { id: String },
+    /// Approve someone else's pending request.
+    Approve {
+        id: String,
+        #[arg(long, short = 'c', default_value = "")]
+        comment: String,
+    },
+    /// Deny a pending request (one deny ends it).
+    Deny {
+        id: String,
+        #[arg(long, short = 'c', default_value = "")]
+        comment: String,
+    },
+    /// Withdraw your pending request.
+    Cancel { id: String },
+    /// End someone's active grant now.
+    Revoke {
+        id: String,
+        #[arg(long, short = 'r')]
+        reason: String,
+    },
+    /// Give your active grant back early.
+    Relinquish { id: String },
+    /// Mark a break-glass grant as reviewed.
+    Review { id: String },
+    /// Ask for more time on your active grant.
+    Extend {
+        id: String,
+        #[arg(long = "for")]
+        duration: Option<String>,
+        #[arg(long, short = 'r', default_value = "")]
+        reason: String,
+    },
+    /// Grants live right now.
+    Grants {
+        /// Only mine.
+        #[arg(long)]
+        mine: bool,
+    },
+    /// Entitlements you can ask for.
+    Entitlements,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recent entries, with filters.
+    Tail {
+        #[arg(long)]
+        actor: Option<String>,
+        /// An action or a prefix (`access.`).
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        resource: Option<String>,
+        /// RFC 3339 time, inclusive.
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339 time, exclusive.
+        #[arg(long)]
+        until: Option<String>,
+        /// Start after this sequence number.
+        #[arg(long)]
+        after: Option<i64>,
+        #[arg(long, short = 'n', default_value_t = 50)]
+        limit: i64,
+    },
+    /// Export as JSON Lines with signed checkpoints.
+    Export {
+        /// Only entries from this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Write here instead of standard output.
+        #[arg(long = "out")]
+        out: Option<PathBuf>,
+    },
+    /// Verify the live store, or an export FILE offline with --public-key.
+    Verify {
+        file: Option<PathBuf>,
+        /// The audit public key (PEM), from `sluice audit public-key`.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Print the audit public key (PEM) from the local signing key.
+    PublicKey {
+        #[arg(long, env = "SLUICE_DATA_DIR", default_value = "sluice-data")]
+        data_dir: PathBuf,
+        #[arg(long, env = "SLUICE_SIGNING_KEY")]
+        signing_key: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; the secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// For someone else (administrators).
+        #[arg(long)]
+        principal: Option<String>,
+        /// `api` or `client`.
+        #[arg(long, default_value = "api")]
+        kind: String,
+        /// Client keys: the environment they evaluate.
+        #[arg(long)]
+        env: Option<String>,
+        /// E.g. `90d`.
+        #[arg(long)]
+        expires_in: Option<String>,
+    },
+    /// List tokens (never their secrets).
+    List {
+        /// Every principal's (administrators).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Revoke a token.
+    Revoke { id: String },
+}

@@ -1,0 +1,84 @@
+//! A small HTTP client for Sluice's API, turning error bodies into messages people can act on.
+
+use anyhow::{anyhow, Context};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn new(addr: &str, token: Option<String>) -> Self {
+        let base = if addr.starts_with("http://") || addr.starts_with("https://") {
+            addr.trim_end_matches('/').to_owned()
+        } else {
+            format!("http://{}", addr.trim_end_matches('/'))
+        };
+        Client {
+            http: reqwest::Client::new(),
+            base,
+            token,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let text = self.raw(method, path, body).await?;
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text)
+            .with_context(|| format!("the server sent something that is not JSON: {text}"))
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<String> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach Sluice at {}: {e}\nIs `sluice serve` running? Set --addr or SLUICE_ADDR.", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if status.is_success() {
+            return Ok(text);
+        }
+        let parsed: Option<Value> = serde_json::from_str(&text).ok();
+        let message = parsed
+            .as_ref()
+            .and_then(|v| v.get("message"))
+            .and_then(Value::as_str)
+            .unwrap_or(text.as_str());
+        let code = parsed
+            .as_ref()
+            .and_then(|v| v.get("code"))
+            .and_then(Value::as_str)
+            .unwrap_or("error");
+        let hint = match status {
+            StatusCode::UNAUTHORIZED => "\nSet a token with --token or SLUICE_TOKEN.",
+            _ => "",
+        };
+        Err(anyhow!(
+            "{message} ({code}, HTTP {}){hint}",
+            status.as_u16()
+        ))
+    }
+}

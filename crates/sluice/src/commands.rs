@@ -1,0 +1,463 @@
+//! The client commands: each builds a call, sends it, prints the answer.
+
+use crate::cli::{AccessCommand, AuditCommand, Remote, TokenCommand};
+use crate::client::Client;
+use crate::output::{self, emit, s, table, when};
+use anyhow::{anyhow, bail, Context};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::path::Path;
+
+fn client(r: &Remote) -> Client {
+    Client::new(&r.addr, r.token.clone())
+}
+
+fn q(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", urlencode(v))))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn parse_scope(raw: &str) -> anyhow::Result<Value> {
+    let (resource, actions) = raw.split_once('=').ok_or_else(|| {
+        anyhow!("--scope takes RESOURCE=ACTION[,ACTION…], e.g. flag:production/checkout-v2=toggle")
+    })?;
+    let actions: Vec<&str> = actions
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    Ok(json!({"resource": resource, "actions": actions}))
+}
+
+pub async fn access(cmd: AccessCommand, r: Remote) -> anyhow::Result<()> {
+    let c = client(&r);
+    match cmd {
+        AccessCommand::Request {
+            entitlement,
+            duration,
+            reason,
+            ticket,
+            scopes,
+            break_glass,
+        } => {
+            let scopes = if scopes.is_empty() {
+                None
+            } else {
+                Some(
+                    scopes
+                        .iter()
+                        .map(|s| parse_scope(s))
+                        .collect::<anyhow::Result<Vec<_>>>()?,
+                )
+            };
+            let body = json!({"entitlement": entitlement, "duration": duration, "reason": reason, "ticket": ticket, "scopes": scopes, "break_glass": break_glass});
+            let v = c.call(Method::POST, "/v1/requests", Some(body)).await?;
+            emit(r.output, &v, output::request)
+        }
+        AccessCommand::List {
+            status,
+            mine,
+            needs_review,
+            limit,
+        } => {
+            let path = format!(
+                "/v1/requests{}",
+                q(&[
+                    ("status", status),
+                    ("requester", mine.then(|| "me".into())),
+                    ("needs_review", needs_review.then(|| "true".into())),
+                    ("limit", Some(limit.to_string())),
+                ])
+            );
+            let v = c.call(Method::GET, &path, None).await?;
+            emit(r.output, &v, output::requests)
+        }
+        AccessCommand::Show { id } => {
+            let v = c
+                .call(Method::GET, &format!("/v1/requests/{id}"), None)
+                .await?;
+            emit(r.output, &v, output::request)
+        }
+        AccessCommand::Approve { id, comment } => {
+            vote(&c, &r, &id, "approve", json!({"comment": comment})).await
+        }
+        AccessCommand::Deny { id, comment } => {
+            vote(&c, &r, &id, "deny", json!({"comment": comment})).await
+        }
+        AccessCommand::Cancel { id } => vote(&c, &r, &id, "cancel", Value::Null).await,
+        AccessCommand::Revoke { id, reason } => {
+            vote(&c, &r, &id, "revoke", json!({"reason": reason})).await
+        }
+        AccessCommand::Relinquish { id } => vote(&c, &r, &id, "relinquish", Value::Null).await,
+        AccessCommand::Review { id } => vote(&c, &r, &id, "review", Value::Null).await,
+        AccessCommand::Extend {
+            id,
+            duration,
+            reason,
+        } => {
+            let v = c
+                .call(
+                    Method::POST,
+                    &format!("/v1/requests/{id}/extend"),
+                    Some(json!({"duration": duration, "reason": reason})),
+                )
+                .await?;
+            emit(r.output, &v, output::request)
+        }
+        AccessCommand::Grants { mine } => {
+            let path = format!(
+                "/v1/grants{}",
+                q(&[("principal", mine.then(|| "me".into()))])
+            );
+            let v = c.call(Method::GET, &path, None).await?;
+            emit(r.output, &v, output::requests)
+        }
+        AccessCommand::Entitlements => {
+            let v = c.call(Method::GET, "/v1/entitlements", None).await?;
+            emit(r.output, &v, entitlement_table)
+        }
+    }
+}
+
+fn entitlement_table(v: &Value) {
+    let rows = v
+        .as_array()
+        .map(|a| a.iter().map(entitlement_row).collect())
+        .unwrap_or_default();
+    table(&["name", "max", "approval", "auto-approve", "scopes"], rows);
+}
+
+fn entitlement_row(e: &Value) -> Vec<String> {
+    let scopes: Vec<String> = e["scopes"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|x| format!("{} {}", s(&x["resource"]), x["actions"]))
+                .collect()
+        })
+        .unwrap_or_default();
+    vec![
+        s(&e["name"]),
+        s(&e["max_duration"]),
+        format!("{} of {}", e["approvals_required"], e["approvers"]),
+        s(&e["auto_approve"]),
+        scopes.join("; "),
+    ]
+}
+
+async fn vote(c: &Client, r: &Remote, id: &str, verb: &str, body: Value) -> anyhow::Result<()> {
+    let body = (!body.is_null()).then_some(body);
+    let v = c
+        .call(Method::POST, &format!("/v1/requests/{id}/{verb}"), body)
+        .await?;
+    emit(r.output, &v, output::request)
+}
+
+pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
+    let c = client(&r);
+    match cmd {
+        AuditCommand::Tail {
+            actor,
+            action,
+            resource,
+            since,
+            until,
+            after,
+            limit,
+        } => {
+            let path = format!(
+                "/v1/audit{}",
+                q(&[
+                    ("actor", actor),
+                    ("action", action),
+                    ("resource", resource),
+                    ("since", since),
+                    ("until", until),
+                    ("after", after.map(|a| a.to_string())),
+                    ("limit", Some(limit.to_string()))
+                ])
+            );
+            let v = c.call(Method::GET, &path, None).await?;
+            emit(r.output, &v, |v| {
+                let rows = v["entries"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|e| {
+                                vec![
+                                    s(&e["seq"]),
+                                    s(&e["at"]),
+                                    s(&e["actor"]),
+                                    s(&e["action"]),
+                                    s(&e["resource"]),
+                                    s(&e["subject_id"]),
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                table(
+                    &["seq", "at", "actor", "action", "resource", "subject"],
+                    rows,
+                );
+                if let Some(n) = v["next_after"].as_i64() {
+                    println!("more: --after {n}");
+                }
+            })
+        }
+        AuditCommand::Export { since, out } => {
+            let text = c
+                .raw(
+                    Method::GET,
+                    &format!("/v1/audit/export{}", q(&[("since", since)])),
+                    None,
+                )
+                .await?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &text)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    eprintln!("wrote {} lines to {}", text.lines().count(), path.display());
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        AuditCommand::Verify { file: None, .. } => {
+            let v = c.call(Method::GET, "/v1/audit/verify", None).await?;
+            emit(r.output, &v, |v| {
+                if v["ok"] == Value::Bool(true) {
+                    println!(
+                        "ok: {} entries, {} signed checkpoints verified, head at seq {}",
+                        v["entries"],
+                        v["checkpoints_verified"],
+                        s(&v["head_seq"])
+                    );
+                } else {
+                    print_problems(v["problems"].as_array().cloned().unwrap_or_default());
+                }
+            })?;
+            if v["ok"] != Value::Bool(true) {
+                bail!("the audit trail does not verify");
+            }
+            Ok(())
+        }
+        AuditCommand::Verify {
+            file: Some(file),
+            public_key,
+        } => verify_file(&file, public_key.as_deref(), r.output),
+        AuditCommand::PublicKey {
+            data_dir,
+            signing_key,
+        } => {
+            let path = signing_key.unwrap_or_else(|| data_dir.join("audit-signing.pem"));
+            let pem = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "cannot read the signing key {}; pass --data-dir or --signing-key",
+                    path.display()
+                )
+            })?;
+            let signer = sluice_audit::AuditSigner::from_pem(&pem)?;
+            print!("{}", signer.verifying_key().to_pem()?);
+            Ok(())
+        }
+    }
+}
+
+fn print_problems(problems: Vec<Value>) {
+    for p in problems {
+        println!(
+            "seq {}: {}: {}",
+            s(&p["seq"]),
+            s(&p["kind"]),
+            s(&p["message"])
+        );
+    }
+}
+
+fn verify_file(
+    file: &Path,
+    public_key: Option<&Path>,
+    out: crate::cli::Output,
+) -> anyhow::Result<()> {
+    let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let (entries, checkpoints) = sluice_audit::read_export(std::io::BufReader::new(f))?;
+    let verifier = match public_key {
+        Some(p) => Some(sluice_audit::AuditVerifier::from_pem(
+            &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
+        )?),
+        None => {
+            eprintln!("warning: no --public-key: checkpoint signatures are not checked, so a rewritten export would pass");
+            None
+        }
+    };
+    let report = sluice_audit::verify(&entries, &checkpoints, verifier.as_ref(), None);
+    let v = serde_json::to_value(&report)?;
+    emit(out, &json!({"ok": report.ok(), "report": v}), |_| {
+        if report.ok() {
+            println!(
+                "ok: {} entries, {} signed checkpoints verified",
+                report.entries, report.checkpoints_verified
+            );
+        } else {
+            for p in &report.problems {
+                println!("{p}");
+            }
+        }
+    })?;
+    if !report.ok() {
+        let first = report.first_problem().map_or(0, |p| p.seq);
+        bail!("the export does not verify; first bad sequence number: {first}");
+    }
+    if verifier.is_some() && report.checkpoints_verified == 0 {
+        bail!("no checkpoint in the export is signed by this key");
+    }
+    Ok(())
+}
+
+pub async fn tokens(cmd: TokenCommand, r: Remote) -> anyhow::Result<()> {
+    let c = client(&r);
+    match cmd {
+        TokenCommand::Create {
+            name,
+            principal,
+            kind,
+            env,
+            expires_in,
+        } => {
+            let v = c.call(Method::POST, "/v1/tokens", Some(json!({"name": name, "principal": principal, "kind": kind, "environment": env, "expires_in": expires_in}))).await?;
+            emit(r.output, &v, |v| {
+                println!("{}", s(&v["token"]));
+                eprintln!(
+                    "token {} for {} — shown only this once; store it now",
+                    s(&v["id"]),
+                    s(&v["principal"])
+                );
+            })
+        }
+        TokenCommand::List { all } => {
+            let v = c
+                .call(
+                    Method::GET,
+                    &format!("/v1/tokens{}", q(&[("all", all.then(|| "true".into()))])),
+                    None,
+                )
+                .await?;
+            emit(r.output, &v, |v| {
+                let rows = v
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|t| {
+                                let state = if !t["revoked_at"].is_null() {
+                                    format!("revoked {}", when(&t["revoked_at"]))
+                                } else if !t["expires_at"].is_null() {
+                                    format!("expires {}", when(&t["expires_at"]))
+                                } else {
+                                    "active".into()
+                                };
+                                vec![
+                                    s(&t["id"]),
+                                    s(&t["principal"]),
+                                    s(&t["kind"]),
+                                    s(&t["environment"]),
+                                    s(&t["name"]),
+                                    state,
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                table(&["id", "principal", "kind", "env", "name", "state"], rows);
+            })
+        }
+        TokenCommand::Revoke { id } => {
+            let v = c
+                .call(Method::DELETE, &format!("/v1/tokens/{id}"), None)
+                .await?;
+            emit(r.output, &v, |v| println!("revoked token {}", s(&v["id"])))
+        }
+    }
+}
+
+pub async fn apply(file: &Path, dry_run: bool, r: Remote) -> anyhow::Result<()> {
+    let source =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let v = client(&r)
+        .call(
+            Method::POST,
+            "/v1/policy",
+            Some(json!({"source": source, "dry_run": dry_run})),
+        )
+        .await?;
+    emit(r.output, &v, |v| {
+        let diff = v["diff"].as_array().cloned().unwrap_or_default();
+        if diff.is_empty() {
+            println!("no changes");
+        }
+        for d in diff {
+            println!("{}", s(&d));
+        }
+        match v["version"].as_i64() {
+            Some(n) => println!("applied policy version {n} (sha256 {})", s(&v["hash"])),
+            None => println!("dry run: nothing applied"),
+        }
+    })
+}
+
+pub async fn check(
+    subject: String,
+    action: String,
+    resource: String,
+    r: Remote,
+) -> anyhow::Result<()> {
+    let (kind, id) = resource
+        .split_once(':')
+        .ok_or_else(|| anyhow!("RESOURCE is `kind:name`, e.g. db:orders"))?;
+    let body = json!({"subject": {"type": "user", "id": subject}, "action": {"name": action}, "resource": {"type": kind, "id": id}});
+    let v = client(&r)
+        .call(Method::POST, "/access/v1/evaluation", Some(body))
+        .await?;
+    emit(r.output, &v, |v| {
+        let verdict = if v["decision"] == Value::Bool(true) {
+            "allow"
+        } else {
+            "deny"
+        };
+        println!("{verdict}: {}", s(&v["context"]["reason_admin"]["en"]));
+    })
+}
+
+pub async fn whoami(r: Remote) -> anyhow::Result<()> {
+    let v = client(&r).call(Method::GET, "/v1/whoami", None).await?;
+    emit(r.output, &v, |v| {
+        println!(
+            "{}{} (groups: {})",
+            s(&v["name"]),
+            if v["admin"] == Value::Bool(true) {
+                ", administrator"
+            } else {
+                ""
+            },
+            v["groups"]
+        );
+    })
+}

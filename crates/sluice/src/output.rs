@@ -1,0 +1,157 @@
+//! Human tables and JSON for scripts.
+
+use crate::cli::Output;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sluice_core::Clock;
+
+pub fn now() -> DateTime<Utc> {
+    sluice_core::SystemClock.now()
+}
+
+/// `"in 12m"` / `"3m ago"` for an RFC 3339 time in `v`.
+pub fn when(v: &Value) -> String {
+    match v
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+    {
+        Some(t) => sluice_core::duration::relative(now(), t.with_timezone(&Utc)),
+        None => "-".into(),
+    }
+}
+
+pub fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Prints rows as an aligned table.
+pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+pub fn json(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// One request, for people.
+pub fn request(v: &Value) {
+    let status = s(&v["status"]);
+    let mut lines = vec![
+        format!("request     {}", s(&v["id"])),
+        format!("entitlement {}", s(&v["entitlement"])),
+        format!("requester   {}", s(&v["requester"])),
+        format!("status      {status} ({})", s(&v["origin"])),
+        format!("duration    {}", s(&v["duration"])),
+        format!("reason      {}", s(&v["reason"])),
+    ];
+    if !v["ticket"].is_null() {
+        lines.push(format!("ticket      {}", s(&v["ticket"])));
+    }
+    if status == "active" {
+        lines.push(format!(
+            "expires     {} ({})",
+            s(&v["expires_at"]),
+            when(&v["expires_at"])
+        ));
+    } else if status == "pending" {
+        lines.push(format!("times out   {}", when(&v["pending_until"])));
+    }
+    if let Some(votes) = v["votes"].as_array() {
+        for vote in votes {
+            let verb = if vote["approve"] == Value::Bool(true) {
+                "approved"
+            } else {
+                "denied"
+            };
+            lines.push(format!(
+                "{verb:<11} by {} {}",
+                s(&vote["approver"]),
+                when(&vote["at"])
+            ));
+        }
+    }
+    if !v["end_reason"].is_null() {
+        lines.push(format!(
+            "ended       by {}: {}",
+            s(&v["ended_by"]),
+            s(&v["end_reason"])
+        ));
+    }
+    if let Some(next) = v["next_step"].as_str() {
+        lines.push(format!("next        {next}"));
+    }
+    for l in lines {
+        println!("{l}");
+    }
+}
+
+pub fn requests(list: &Value) {
+    let rows = list
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    let status = s(&r["status"]);
+                    let time = match status.as_str() {
+                        "active" => format!("expires {}", when(&r["expires_at"])),
+                        "pending" => format!("times out {}", when(&r["pending_until"])),
+                        _ => format!("ended {}", when(&r["ended_at"])),
+                    };
+                    vec![
+                        s(&r["id"]),
+                        s(&r["requester"]),
+                        s(&r["entitlement"]),
+                        status,
+                        s(&r["duration"]),
+                        time,
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(
+        &[
+            "id",
+            "requester",
+            "entitlement",
+            "status",
+            "duration",
+            "when",
+        ],
+        rows,
+    );
+}
+
+pub fn emit(out: Output, v: &Value, human: impl FnOnce(&Value)) -> anyhow::Result<()> {
+    match out {
+        Output::Json => json(v),
+        Output::Table => {
+            human(v);
+            Ok(())
+        }
+    }
+}

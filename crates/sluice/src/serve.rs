@@ -1,0 +1,144 @@
+//! `sluice serve` and `sluice migrate`: settings from flags, environment, config file, defaults
+//! (in that order of precedence).
+
+use crate::cli::{LogFormat, ServeArgs};
+use anyhow::Context;
+use serde::Deserialize;
+use sluice_core::token::SecretToken;
+use sluice_server::{Server, ServerConfig};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The documented default: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+
+/// `sluice.yaml`: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    signing_key: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+}
+
+pub struct Settings {
+    pub config: ServerConfig,
+    pub log_format: LogFormat,
+    pub data_dir: PathBuf,
+}
+
+pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
+    let file = match &args.config {
+        Some(path) => read_config(path)?,
+        None if Path::new("sluice.yaml").exists() => read_config(Path::new("sluice.yaml"))?,
+        None => FileConfig::default(),
+    };
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("sluice-data"));
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let listen = listen
+        .parse()
+        .with_context(|| format!("--listen `{listen}` is not an address like 127.0.0.1:7070"))?;
+    let database_url = match args.database_url.or(file.database_url) {
+        Some(url) => url,
+        None => {
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+            format!("sqlite://{}", data_dir.join("sluice.db").display())
+        }
+    };
+    let signing_key = args
+        .signing_key
+        .or(file.signing_key)
+        .unwrap_or_else(|| data_dir.join("audit-signing.pem"));
+    if let Some(parent) = signing_key.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let admin_token = std::env::var("SLUICE_ADMIN_TOKEN")
+        .ok()
+        .map(|t| SecretToken::from_presented(&t));
+    let log_format = args
+        .log_format
+        .or(file.log_format)
+        .unwrap_or(LogFormat::Human);
+    let config = ServerConfig {
+        listen,
+        database_url,
+        signing_key,
+        admin_token,
+        reaper_interval: Duration::from_secs(1),
+        checkpoint_interval: Duration::from_secs(60),
+    };
+    Ok(Settings {
+        config,
+        log_format,
+        data_dir,
+    })
+}
+
+fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    serde_yaml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+pub fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let s = settings(args)?;
+    init_logs(s.log_format);
+    let server = Server::build(s.config, Arc::new(sluice_core::SystemClock)).await?;
+    let addr = server.local_addr()?;
+    if let Some(token) = &server.bootstrap_token {
+        eprintln!(
+            "\nFirst start: created administrator `admin`. Its token (shown only this once):\n\n    {}\n\nUse it:\n    export SLUICE_TOKEN={}\n    sluice whoami\n",
+            token.expose(),
+            token.expose()
+        );
+    }
+    tracing::info!(%addr, data_dir = %s.data_dir.display(), "sluice listening on http://{addr}");
+    server.run(shutdown_signal()).await
+}
+
+pub async fn migrate(args: ServeArgs) -> anyhow::Result<()> {
+    let s = settings(args)?;
+    sluice_store::Store::open(&s.config.database_url).await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
