@@ -91,8 +91,12 @@ impl Server {
 
 /// Background work. It only *records*: decisions never depend on it having run.
 async fn background(app: App, config: ServerConfig) {
-    let mut reap = tokio::time::interval(config.reaper_interval);
-    let mut sign = tokio::time::interval(config.checkpoint_interval);
+    let start = tokio::time::Instant::now();
+    let mut reap = tokio::time::interval_at(start + config.reaper_interval, config.reaper_interval);
+    let mut sign = tokio::time::interval_at(
+        start + config.checkpoint_interval,
+        config.checkpoint_interval,
+    );
     loop {
         tokio::select! {
             _ = reap.tick() => match app.reap().await {
