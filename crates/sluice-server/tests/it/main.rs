@@ -1,5 +1,12 @@
 //! The server's integration suite: a real server on 127.0.0.1:0, a real SQLite file or
 //! PostgreSQL schema, a real HTTP client, an injected clock. Every test runs on both backends.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
+
 mod harness;
 mod lifecycle;
