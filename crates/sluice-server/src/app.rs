@@ -8,6 +8,7 @@ use sluice_core::decision::AccessSnapshot;
 use sluice_core::policy::Policy;
 use sluice_core::Clock;
 use sluice_store::{Store, StoreError};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use crate::error::ApiError;
@@ -22,6 +23,8 @@ pub struct Inner {
     pub signer: AuditSigner,
     /// Policy and live grants, swapped whole after every change; readers never wait.
     pub access: ArcSwap<AccessSnapshot>,
+    /// The store's access revision the current snapshot was loaded at.
+    access_rev: AtomicI64,
 }
 
 impl std::ops::Deref for App {
@@ -37,12 +40,14 @@ impl App {
         clock: Arc<dyn Clock>,
         signer: AuditSigner,
     ) -> Result<App, StoreError> {
+        let revs = store.state_revs().await?;
         let snapshot = load_snapshot(&store).await?;
         Ok(App(Arc::new(Inner {
             store,
             clock,
             signer,
             access: ArcSwap::from_pointee(snapshot),
+            access_rev: AtomicI64::new(revs.access),
         })))
     }
 
@@ -56,9 +61,24 @@ impl App {
 
     /// Rebuilds the access snapshot from the store.
     pub async fn refresh(&self) -> Result<(), ApiError> {
+        // Read the revision first: a write landing during the load bumps it again, so the
+        // next sync reloads rather than missing it.
+        let revs = self.store.state_revs().await?;
         let snap = load_snapshot(&self.store).await?;
         self.access.store(Arc::new(snap));
+        self.access_rev.store(revs.access, Ordering::Release);
         Ok(())
+    }
+
+    /// Reloads whatever another instance changed since this one last loaded it. Cheap when
+    /// nothing changed: one single-row read.
+    pub async fn sync(&self) -> Result<bool, ApiError> {
+        let revs = self.store.state_revs().await?;
+        if revs.access != self.access_rev.load(Ordering::Acquire) {
+            self.refresh().await?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod dbclock;
 pub mod error;
 pub mod json;
 pub mod metrics;
@@ -37,6 +38,10 @@ pub struct ServerConfig {
     pub reaper_interval: Duration,
     /// How often the chain head is signed (when it moved).
     pub checkpoint_interval: Duration,
+    /// How often to check whether another instance changed grants, policy or flags.
+    pub sync_interval: Duration,
+    /// When set, the server's clock is the database's (re-calibrated in the background).
+    pub db_clock: Option<Arc<dbclock::DbClock>>,
 }
 
 /// A server bound to its address, ready to run.
@@ -54,6 +59,13 @@ impl Server {
     pub async fn build(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
         metrics::install();
         let store = Store::open(&config.database_url).await?;
+        if let Some(c) = &config.db_clock {
+            let offset = c.calibrate(&store).await?;
+            tracing::info!(
+                offset_ms = offset,
+                "using the database clock (offset {offset} ms)"
+            );
+        }
         let signer = AuditSigner::load_or_create(&config.signing_key)?;
         let app = App::new(store, clock, signer).await?;
         let bootstrap_token = app
@@ -97,6 +109,8 @@ async fn background(app: App, config: ServerConfig) {
         start + config.checkpoint_interval,
         config.checkpoint_interval,
     );
+    let mut sync = tokio::time::interval_at(start + config.sync_interval, config.sync_interval);
+    sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = reap.tick() => match app.reap().await {
@@ -105,6 +119,16 @@ async fn background(app: App, config: ServerConfig) {
             },
             _ = sign.tick() => if let Err(e) = audit::checkpoint(&app).await {
                 tracing::warn!(error = %e, "checkpoint failed: {e}");
+            },
+            _ = sync.tick() => {
+                if let Err(e) = app.sync().await {
+                    tracing::warn!(error = %e, "sync with the store failed: {e}");
+                }
+                if let Some(c) = &config.db_clock {
+                    if let Err(e) = c.calibrate(&app.store).await {
+                        tracing::warn!(error = %e, "clock calibration failed: {e}");
+                    }
+                }
             },
         }
     }

@@ -10,6 +10,7 @@ mod audit;
 mod error;
 mod principals;
 mod requests;
+mod state;
 mod tx;
 
 pub use audit::AuditQuery;
@@ -17,6 +18,7 @@ pub use error::StoreError;
 pub use principals::{PrincipalRow, TokenRow};
 pub use requests::RequestFilter;
 pub use sluice_audit::{AuditEntry, ChainHead, Checkpoint, NewEntry};
+pub use state::StateRevs;
 pub use tx::WriteTx;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -80,7 +82,7 @@ impl Store {
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(5))
+                    .acquire_timeout(Duration::from_secs(2))
                     .connect(url)
                     .await?;
                 Store {

@@ -77,6 +77,8 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         admin_token,
         reaper_interval: Duration::from_secs(1),
         checkpoint_interval: Duration::from_secs(60),
+        sync_interval: Duration::from_millis(200),
+        db_clock: None,
     };
     Ok(Settings {
         config,
@@ -106,7 +108,16 @@ pub fn init_logs(format: LogFormat) {
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let s = settings(args)?;
     init_logs(s.log_format);
-    let server = Server::build(s.config, Arc::new(sluice_core::SystemClock)).await?;
+    let mut config = s.config;
+    // Several instances share a PostgreSQL database: they share its clock too.
+    let clock: Arc<dyn sluice_core::Clock> = if config.database_url.starts_with("postgres") {
+        let c = Arc::new(sluice_server::dbclock::DbClock::new());
+        config.db_clock = Some(c.clone());
+        c
+    } else {
+        Arc::new(sluice_core::SystemClock)
+    };
+    let server = Server::build(config, clock).await?;
     let addr = server.local_addr()?;
     if let Some(token) = &server.bootstrap_token {
         eprintln!(

@@ -130,6 +130,9 @@ impl App {
             )
             .await?;
         }
+        if req.status == RequestStatus::Active {
+            tx.bump_access().await?;
+        }
         tx.commit().await?;
         tracing::info!(request_id = %req.id, requester = %req.requester, status = req.status.as_str(), "request {} opened by {}", req.id, req.requester);
         if req.status == RequestStatus::Active {
@@ -206,6 +209,9 @@ impl App {
             tx.insert_vote(&req.id, v).await?;
         }
         tx.update_request(&req).await?;
+        if req.status == RequestStatus::Active {
+            tx.bump_access().await?;
+        }
         tx.commit().await?;
         tracing::info!(request_id = %req.id, approver = %caller.name, approve, "vote on {} by {}", req.id, caller.name);
         if req.status == RequestStatus::Active {
@@ -257,6 +263,7 @@ impl App {
             json!({"end_reason": req.end_reason}),
         )
         .await?;
+        tx.bump_access().await?;
         tx.commit().await?;
         tracing::info!(request_id = %req.id, by = %caller.name, action, "{action} {} by {}", req.id, caller.name);
         self.refresh().await?;
@@ -284,6 +291,7 @@ impl App {
                 _ => "access.expired",
             };
             record(&mut tx, now, "system:reaper", action, &req, json!({})).await?;
+            tx.bump_access().await?;
             tx.commit().await?;
             tracing::info!(request_id = %req.id, status = status.as_str(), "recorded {} as {}", req.id, status.as_str());
             done += 1;

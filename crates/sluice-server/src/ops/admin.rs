@@ -75,6 +75,7 @@ impl App {
                 .details(json!({"token_id": row.id})),
         )
         .await?;
+        tx.bump_access().await?;
         tx.commit().await?;
         self.refresh().await?;
         Ok(generated.then_some(secret))
@@ -122,6 +123,7 @@ impl App {
                 .details(json!({"version": version, "hash": next.hash, "diff": diff})),
         )
         .await?;
+        tx.bump_access().await?;
         tx.commit().await?;
         tracing::info!(version, hash = %next.hash, by = %caller.name, "policy v{version} applied by {}", caller.name);
         self.refresh().await?;

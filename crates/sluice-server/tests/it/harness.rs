@@ -129,6 +129,8 @@ impl TestServer {
             // Background work is driven by the tests (app.reap()), not by a timer.
             reaper_interval: Duration::from_secs(3600),
             checkpoint_interval: Duration::from_secs(3600),
+            sync_interval: Duration::from_millis(100),
+            db_clock: None,
         };
         let server = Server::build(config, real).await.expect("server builds");
         let addr = server.local_addr().expect("bound");
