@@ -7,6 +7,7 @@
 //! and never meet `SQLITE_BUSY`.
 
 mod audit;
+mod copy;
 mod error;
 mod principals;
 mod requests;
@@ -14,6 +15,7 @@ mod state;
 mod tx;
 
 pub use audit::AuditQuery;
+pub use copy::CopyReport;
 pub use error::StoreError;
 pub use principals::{PrincipalRow, TokenRow};
 pub use requests::RequestFilter;

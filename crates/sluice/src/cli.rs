@@ -82,6 +82,11 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Move a whole installation between databases (run with the servers stopped).
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Show who the token belongs to.
     Whoami {
         #[command(flatten)]
@@ -270,4 +275,17 @@ pub enum TokenCommand {
     },
     /// Revoke a token.
     Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy everything, audit trail included, into an empty store; the target then verifies.
+    Copy {
+        /// Source, e.g. `sqlite://sluice-data/sluice.db`.
+        #[arg(long)]
+        from: String,
+        /// Target, e.g. `postgres://user@host/db` (migrated here if needed; must be empty).
+        #[arg(long)]
+        to: String,
+    },
 }

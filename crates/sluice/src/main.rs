@@ -29,6 +29,9 @@ async fn main() {
             resource,
             remote,
         } => commands::check(subject, action, resource, remote).await,
+        Command::Store {
+            command: cli::StoreCommand::Copy { from, to },
+        } => serve::copy(&from, &to).await,
         Command::Whoami { remote } => commands::whoami(remote).await,
     };
     if let Err(e) = result {

@@ -1,0 +1,166 @@
+//! `sluice store copy`: move a whole installation between backends, audit trail included.
+
+use crate::{Store, StoreError};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+/// Tables in foreign-key order, with their columns. Singleton rows (`audit_head`,
+/// `sluice_state`) are updated rather than inserted.
+const TABLES: &[(&str, &[&str])] = &[
+    (
+        "principals",
+        &["name", "kind", "admin", "source", "created_at"],
+    ),
+    (
+        "tokens",
+        &[
+            "id",
+            "principal",
+            "kind",
+            "environment",
+            "name",
+            "hash",
+            "created_at",
+            "expires_at",
+            "revoked_at",
+        ],
+    ),
+    (
+        "policies",
+        &["version", "hash", "source", "applied_at", "applied_by"],
+    ),
+    (
+        "requests",
+        &[
+            "id",
+            "requester",
+            "entitlement",
+            "status",
+            "needs_review",
+            "created_at",
+            "pending_until",
+            "expires_at",
+            "body",
+        ],
+    ),
+    ("votes", &["request_id", "approver", "approve", "at"]),
+    (
+        "audit_entries",
+        &[
+            "seq",
+            "at",
+            "actor",
+            "action",
+            "resource",
+            "subject_id",
+            "details",
+            "prev_hash",
+            "hash",
+        ],
+    ),
+    (
+        "audit_checkpoints",
+        &["seq", "hash", "at", "key_id", "signature"],
+    ),
+    (
+        "flag_environments",
+        &["name", "revision", "document", "updated_at", "updated_by"],
+    ),
+    (
+        "flags",
+        &[
+            "environment",
+            "key",
+            "position",
+            "revision",
+            "definition",
+            "updated_at",
+            "updated_by",
+        ],
+    ),
+];
+
+#[derive(Debug, Clone)]
+enum Cell {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+/// Columns declared BIGINT in the migrations; every other column is TEXT.
+const INT_COLUMNS: &[&str] = &[
+    "admin",
+    "created_at",
+    "expires_at",
+    "revoked_at",
+    "version",
+    "applied_at",
+    "needs_review",
+    "pending_until",
+    "approve",
+    "at",
+    "seq",
+    "revision",
+    "updated_at",
+    "position",
+];
+
+fn cell(row: &AnyRow, col: &str) -> Result<Cell, StoreError> {
+    // SQLite will happily read text as an integer, so go by the schema, not by trying.
+    if INT_COLUMNS.contains(&col) {
+        Ok(Cell::Int(row.try_get::<Option<i64>, _>(col)?))
+    } else {
+        Ok(Cell::Text(row.try_get::<Option<String>, _>(col)?))
+    }
+}
+
+/// What was copied, per table.
+#[derive(Debug, Clone, Default)]
+pub struct CopyReport {
+    pub rows: Vec<(String, u64)>,
+}
+
+impl Store {
+    /// Copies everything from `self` into `target`, which must be empty, in one transaction.
+    pub async fn copy_into(&self, target: &Store) -> Result<CopyReport, StoreError> {
+        if target.audit_head().await?.seq != 0 || target.principal_count().await? != 0 {
+            return Err(StoreError::Conflict("the target store is not empty".into()));
+        }
+        let mut report = CopyReport::default();
+        let mut tx = target.writer().begin().await?;
+        for (table, cols) in TABLES {
+            let select = format!("SELECT {} FROM {table}", cols.join(", "));
+            let rows = sqlx::query(&select).fetch_all(self.reader()).await?;
+            let marks: Vec<String> = (1..=cols.len()).map(|i| format!("${i}")).collect();
+            let insert = format!(
+                "INSERT INTO {table} ({}) VALUES ({})",
+                cols.join(", "),
+                marks.join(", ")
+            );
+            for row in &rows {
+                let mut q = sqlx::query(&insert);
+                for col in cols.iter() {
+                    q = match cell(row, col)? {
+                        Cell::Int(v) => q.bind(v),
+                        Cell::Text(v) => q.bind(v),
+                    };
+                }
+                q.execute(&mut *tx).await?;
+            }
+            report.rows.push(((*table).to_owned(), rows.len() as u64));
+        }
+        let head = self.audit_head().await?;
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(head.seq)
+            .bind(&head.hash)
+            .execute(&mut *tx)
+            .await?;
+        let revs = self.state_revs().await?;
+        sqlx::query("UPDATE sluice_state SET access_rev = $1, flags_rev = $2 WHERE id = 1")
+            .bind(revs.access)
+            .bind(revs.flags)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+}
