@@ -1,0 +1,202 @@
+//! Shape checks of a flagd document: everything except the targeting rules,
+//! which the rule compiler checks.
+
+use serde_json::{Map, Value};
+
+use crate::def::{DefaultVariant, FlagDef, FlagSetDef, FlagState};
+use crate::error::{DefinitionError, JsonPath};
+
+pub(crate) fn parse_document(value: Value) -> Result<FlagSetDef, DefinitionError> {
+    let root = JsonPath::root();
+    let Value::Object(mut doc) = value else {
+        return Err(DefinitionError::new(
+            &root,
+            "a flag document must be a JSON object",
+        ));
+    };
+    let schema = doc.shift_remove("$schema");
+    let flags_path = root.key("flags");
+    let flags = match doc.shift_remove("flags") {
+        Some(Value::Object(flags)) => flags,
+        Some(_) => return Err(DefinitionError::new(&flags_path, "must be an object")),
+        None => return Err(DefinitionError::new(&flags_path, "is required")),
+    };
+    let evaluators = match doc.shift_remove("$evaluators") {
+        None => Map::new(),
+        Some(Value::Object(e)) => e,
+        Some(_) => {
+            return Err(DefinitionError::new(
+                &root.key("$evaluators"),
+                "must be an object",
+            ));
+        }
+    };
+    let metadata = match doc.shift_remove("metadata") {
+        None => Map::new(),
+        Some(v) => parse_metadata(v, &root.key("metadata"))?,
+    };
+    let mut parsed = Vec::with_capacity(flags.len());
+    for (key, flag) in flags {
+        let path = flags_path.key(&key);
+        if key.is_empty() {
+            return Err(DefinitionError::new(&path, "a flag key must not be empty"));
+        }
+        parsed.push((key, parse_flag(flag, &path)?));
+    }
+    Ok(FlagSetDef {
+        schema,
+        flags: parsed,
+        evaluators,
+        metadata,
+        extra: doc,
+    })
+}
+
+fn parse_flag(value: Value, path: &JsonPath) -> Result<FlagDef, DefinitionError> {
+    let Value::Object(mut obj) = value else {
+        return Err(DefinitionError::new(path, "a flag must be an object"));
+    };
+    let state_path = path.key("state");
+    let state = match obj.shift_remove("state") {
+        Some(Value::String(s)) if s == "ENABLED" => FlagState::Enabled,
+        Some(Value::String(s)) if s == "DISABLED" => FlagState::Disabled,
+        Some(other) => {
+            return Err(DefinitionError::new(
+                &state_path,
+                format!("must be \"ENABLED\" or \"DISABLED\", found {other}"),
+            ));
+        }
+        None => return Err(DefinitionError::new(&state_path, "is required")),
+    };
+    let variants_path = path.key("variants");
+    let variants = match obj.shift_remove("variants") {
+        Some(Value::Object(v)) => v,
+        Some(_) => return Err(DefinitionError::new(&variants_path, "must be an object")),
+        None => return Err(DefinitionError::new(&variants_path, "is required")),
+    };
+    check_variants(&variants, &variants_path)?;
+    let dv_path = path.key("defaultVariant");
+    let default_variant = match obj.shift_remove("defaultVariant") {
+        None => DefaultVariant::Absent,
+        Some(Value::Null) => DefaultVariant::Null,
+        Some(Value::String(name)) => {
+            if !variants.contains_key(&name) {
+                return Err(DefinitionError::new(
+                    &dv_path,
+                    format!("unknown variant \"{name}\""),
+                ));
+            }
+            DefaultVariant::Named(name)
+        }
+        Some(_) => {
+            return Err(DefinitionError::new(
+                &dv_path,
+                "must be a variant name or null",
+            ))
+        }
+    };
+    let targeting = match obj.shift_remove("targeting") {
+        None => None,
+        Some(t @ Value::Object(_)) => Some(t),
+        Some(_) => {
+            return Err(DefinitionError::new(
+                &path.key("targeting"),
+                "must be an object",
+            ));
+        }
+    };
+    let metadata = match obj.shift_remove("metadata") {
+        None => None,
+        Some(v) => Some(parse_metadata(v, &path.key("metadata"))?),
+    };
+    Ok(FlagDef {
+        state,
+        variants,
+        default_variant,
+        targeting,
+        metadata,
+        extra: obj,
+    })
+}
+
+/// The kind a variant value has; all variants of a flag share one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bool,
+    String,
+    Number,
+    Object,
+    Array,
+}
+
+impl Kind {
+    fn of(v: &Value) -> Option<Self> {
+        match v {
+            Value::Null => None,
+            Value::Bool(_) => Some(Self::Bool),
+            Value::String(_) => Some(Self::String),
+            Value::Number(_) => Some(Self::Number),
+            Value::Object(_) => Some(Self::Object),
+            Value::Array(_) => Some(Self::Array),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Bool => "boolean",
+            Self::String => "string",
+            Self::Number => "number",
+            Self::Object => "object",
+            Self::Array => "array",
+        }
+    }
+}
+
+fn check_variants(variants: &Map<String, Value>, path: &JsonPath) -> Result<(), DefinitionError> {
+    if variants.is_empty() {
+        return Err(DefinitionError::new(
+            path,
+            "a flag needs at least one variant",
+        ));
+    }
+    let mut first: Option<(Kind, &str)> = None;
+    for (name, value) in variants {
+        let vpath = path.key(name);
+        let Some(kind) = Kind::of(value) else {
+            return Err(DefinitionError::new(
+                &vpath,
+                "a variant value must not be null",
+            ));
+        };
+        match first {
+            None => first = Some((kind, name)),
+            Some((k, first_name)) if k != kind => {
+                return Err(DefinitionError::new(
+                    &vpath,
+                    format!(
+                        "mixed variant types: {} here, {} in variant \"{first_name}\"",
+                        kind.name(),
+                        k.name()
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn parse_metadata(value: Value, path: &JsonPath) -> Result<Map<String, Value>, DefinitionError> {
+    let Value::Object(m) = value else {
+        return Err(DefinitionError::new(path, "must be an object"));
+    };
+    for (k, v) in &m {
+        if !matches!(v, Value::Bool(_) | Value::Number(_) | Value::String(_)) {
+            return Err(DefinitionError::new(
+                &path.key(k),
+                "metadata values must be strings, numbers or booleans",
+            ));
+        }
+    }
+    Ok(m)
+}

@@ -1,0 +1,417 @@
+//! JSON -> [`Node`]: inlines `$ref`s, checks operators, bounds depth and
+//! size, resolves literal variant names in result position, and pre-parses
+//! what can be pre-parsed. Every error carries the JSON path of its cause.
+
+use serde_json::{Map, Value};
+
+use super::fractional::{weight_of, Bucket, FractionalNode, Weight, MAX_TOTAL_WEIGHT};
+use super::semver::{OwnedVersion, SemOp, SemVerNode};
+use super::{Node, Op, Segment, Special, Var, VarPath, MAX_RULE_DEPTH, MAX_RULE_NODES};
+use crate::def::{FlagDef, FlagSetDef};
+use crate::error::{DefinitionError, JsonPath};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CompileOptions {
+    /// Reject literal variant names in result position that the flag lacks.
+    pub(crate) check_variants: bool,
+}
+
+impl CompileOptions {
+    pub(crate) const STRICT: Self = Self {
+        check_variants: true,
+    };
+    pub(crate) const LENIENT: Self = Self {
+        check_variants: false,
+    };
+}
+
+/// Whether a value is the rule's answer (a variant name) or an operand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pos {
+    Result,
+    Expr,
+}
+
+pub(crate) struct Compiler<'d> {
+    doc: &'d FlagSetDef,
+    flag: Option<(&'d str, &'d FlagDef)>,
+    opts: CompileOptions,
+    /// `$ref`s being expanded, to detect cycles.
+    refs: Vec<&'d str>,
+    nodes: usize,
+}
+
+/// Which `$flagd` property a static `var` path names, if any.
+pub(crate) fn special_of(path: &str) -> Option<Special> {
+    match path {
+        "$flagd" => Some(Special::Object),
+        "$flagd.flagKey" => Some(Special::FlagKey),
+        "$flagd.timestamp" => Some(Special::Timestamp),
+        p if p.starts_with("$flagd.") => Some(Special::Unknown),
+        _ => None,
+    }
+}
+
+impl<'d> Compiler<'d> {
+    pub(crate) fn new(
+        doc: &'d FlagSetDef,
+        key: &'d str,
+        flag: &'d FlagDef,
+        opts: CompileOptions,
+    ) -> Self {
+        Self {
+            doc,
+            flag: Some((key, flag)),
+            opts,
+            refs: Vec::new(),
+            nodes: 0,
+        }
+    }
+
+    /// Compiles the flag's targeting; `None` when it has none (or `{}`).
+    pub(crate) fn compile_flag_rule(&mut self) -> Result<Option<Node>, DefinitionError> {
+        let Some((key, flag)) = self.flag else {
+            return Ok(None);
+        };
+        let Some(t) = &flag.targeting else {
+            return Ok(None);
+        };
+        if t.as_object().is_some_and(Map::is_empty) {
+            return Ok(None);
+        }
+        let path = JsonPath::root().key("flags").key(key).key("targeting");
+        self.compile(t, &path, 1, Pos::Result).map(Some)
+    }
+
+    /// Checks a shared evaluator on its own (so an unused one is checked too).
+    pub(crate) fn check_evaluator(
+        doc: &'d FlagSetDef,
+        name: &'d str,
+    ) -> Result<(), DefinitionError> {
+        let mut c = Self {
+            doc,
+            flag: None,
+            opts: CompileOptions::STRICT,
+            refs: vec![name],
+            nodes: 0,
+        };
+        let Some(body) = doc.evaluators.get(name) else {
+            return Ok(());
+        };
+        let path = JsonPath::root().key("$evaluators").key(name);
+        c.compile(body, &path, 1, Pos::Expr).map(|_| ())
+    }
+
+    /// Compiles a free-standing expression (no flag, so no variant names).
+    pub(crate) fn compile_expression(
+        doc: &'d FlagSetDef,
+        rule: &'d Value,
+    ) -> Result<Node, DefinitionError> {
+        let mut c = Self {
+            doc,
+            flag: None,
+            opts: CompileOptions::STRICT,
+            refs: Vec::new(),
+            nodes: 0,
+        };
+        c.compile(rule, &JsonPath::root(), 1, Pos::Expr)
+    }
+
+    fn variant_index(&self, name: &str) -> Option<u32> {
+        let (_, flag) = self.flag?;
+        let i = flag.variants.keys().position(|k| k == name)?;
+        u32::try_from(i).ok()
+    }
+
+    fn compile(
+        &mut self,
+        v: &'d Value,
+        path: &JsonPath,
+        depth: usize,
+        pos: Pos,
+    ) -> Result<Node, DefinitionError> {
+        if depth > MAX_RULE_DEPTH {
+            return Err(DefinitionError::new(
+                path,
+                format!("rule is nested deeper than {MAX_RULE_DEPTH} levels"),
+            ));
+        }
+        self.nodes += 1;
+        if self.nodes > MAX_RULE_NODES {
+            return Err(DefinitionError::new(
+                path,
+                format!("rule has more than {MAX_RULE_NODES} nodes"),
+            ));
+        }
+        match v {
+            Value::Object(m) => self.compile_object(m, path, depth, pos),
+            Value::Array(items) => {
+                let nodes = items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| self.compile(item, &path.index(i), depth + 1, Pos::Expr))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if nodes.iter().all(|n| matches!(n, Node::Lit(_))) {
+                    return Ok(Node::Lit(v.clone()));
+                }
+                Ok(Node::Array(nodes.into()))
+            }
+            lit => self.literal(lit, path, pos),
+        }
+    }
+
+    fn literal(&self, v: &Value, path: &JsonPath, pos: Pos) -> Result<Node, DefinitionError> {
+        if pos == Pos::Result && self.flag.is_some() && !v.is_null() {
+            let mut name = String::new();
+            super::value::js_string(v, &mut name);
+            if let Some(idx) = self.variant_index(&name) {
+                return Ok(Node::Variant {
+                    idx,
+                    lit: v.clone(),
+                });
+            }
+            if self.opts.check_variants && v.is_string() {
+                return Err(DefinitionError::new(
+                    path,
+                    format!("unknown variant \"{name}\""),
+                ));
+            }
+        }
+        Ok(Node::Lit(v.clone()))
+    }
+
+    fn compile_object(
+        &mut self,
+        m: &'d Map<String, Value>,
+        path: &JsonPath,
+        depth: usize,
+        pos: Pos,
+    ) -> Result<Node, DefinitionError> {
+        let mut entries = m.iter();
+        let Some((op, raw)) = entries.next() else {
+            return Ok(Node::Lit(Value::Object(Map::new())));
+        };
+        if m.contains_key("$ref") {
+            return self.inline_ref(m, path, depth, pos);
+        }
+        if m.len() != 1 {
+            let keys: Vec<&str> = m.keys().map(String::as_str).collect();
+            return Err(DefinitionError::new(
+                path,
+                format!(
+                    "a rule object needs exactly one operator, found {}",
+                    keys.join(", ")
+                ),
+            ));
+        }
+        let opath = path.key(op);
+        let (args, arg_depth): (&'d [Value], usize) = match raw {
+            Value::Array(a) => (a, depth + 2),
+            other => (std::slice::from_ref(other), depth + 1),
+        };
+        let arg_path = |i: usize| {
+            if raw.is_array() {
+                opath.index(i)
+            } else {
+                opath.clone()
+            }
+        };
+        match op.as_str() {
+            "var" => self.compile_var(args, &arg_path, arg_depth),
+            "if" | "?:" => {
+                let n = args.len();
+                let mut nodes = Vec::with_capacity(n);
+                for (i, a) in args.iter().enumerate() {
+                    let branch = i % 2 == 1 || i + 1 == n;
+                    let p = if branch { pos } else { Pos::Expr };
+                    nodes.push(self.compile(a, &arg_path(i), arg_depth, p)?);
+                }
+                Ok(Node::If(nodes.into()))
+            }
+            "sem_ver" => {
+                let nodes = self.compile_args(args, &arg_path, arg_depth)?;
+                let op = match args.get(1) {
+                    Some(Value::String(s)) => SemOp::parse(s),
+                    _ => None,
+                };
+                let target = match args.get(2) {
+                    Some(Value::String(s)) if args.len() == 3 => OwnedVersion::parse(s),
+                    _ => None,
+                };
+                Ok(Node::SemVer(Box::new(SemVerNode {
+                    args: nodes.into(),
+                    op,
+                    target,
+                })))
+            }
+            "fractional" => self.compile_fractional(args, &arg_path, arg_depth, pos),
+            name => match Op::from_name(name) {
+                Some(op) => Ok(Node::Op(
+                    op,
+                    self.compile_args(args, &arg_path, arg_depth)?.into(),
+                )),
+                None => Err(DefinitionError::new(
+                    &opath,
+                    format!("unknown operator \"{name}\""),
+                )),
+            },
+        }
+    }
+
+    fn inline_ref(
+        &mut self,
+        m: &'d Map<String, Value>,
+        path: &JsonPath,
+        depth: usize,
+        pos: Pos,
+    ) -> Result<Node, DefinitionError> {
+        if m.len() != 1 {
+            return Err(DefinitionError::new(
+                path,
+                "\"$ref\" must be the only key of its object",
+            ));
+        }
+        let rpath = path.key("$ref");
+        let Some(Value::String(name)) = m.get("$ref") else {
+            return Err(DefinitionError::new(
+                &rpath,
+                "must be the name of an evaluator",
+            ));
+        };
+        if self.refs.contains(&name.as_str()) {
+            return Err(DefinitionError::new(
+                &rpath,
+                format!("cyclic \"$ref\" to \"{name}\""),
+            ));
+        }
+        let Some(body) = self.doc.evaluators.get(name) else {
+            return Err(DefinitionError::new(
+                &rpath,
+                format!("unknown evaluator \"{name}\""),
+            ));
+        };
+        self.refs.push(name);
+        let epath = JsonPath::root().key("$evaluators").key(name);
+        let node = self.compile(body, &epath, depth + 1, pos);
+        self.refs.pop();
+        node
+    }
+
+    fn compile_args(
+        &mut self,
+        args: &'d [Value],
+        arg_path: &dyn Fn(usize) -> JsonPath,
+        depth: usize,
+    ) -> Result<Vec<Node>, DefinitionError> {
+        args.iter()
+            .enumerate()
+            .map(|(i, a)| self.compile(a, &arg_path(i), depth, Pos::Expr))
+            .collect()
+    }
+
+    fn compile_var(
+        &mut self,
+        args: &'d [Value],
+        arg_path: &dyn Fn(usize) -> JsonPath,
+        depth: usize,
+    ) -> Result<Node, DefinitionError> {
+        let static_path = |text: &str| {
+            if text.is_empty() {
+                return VarPath::Whole;
+            }
+            let segments = text
+                .split('.')
+                .map(|k| Segment {
+                    hash: crate::context::key_hash(k),
+                    key: k.into(),
+                    index: k.parse().ok(),
+                })
+                .collect();
+            VarPath::Static {
+                segments,
+                special: special_of(text),
+            }
+        };
+        let path = match args.first() {
+            None | Some(Value::Null) => VarPath::Whole,
+            Some(Value::String(s)) => static_path(s),
+            Some(Value::Number(n)) => static_path(&n.to_string()),
+            Some(other) => VarPath::Dynamic(self.compile(other, &arg_path(0), depth, Pos::Expr)?),
+        };
+        let default = match args.get(1) {
+            Some(d) => Some(self.compile(d, &arg_path(1), depth, Pos::Expr)?),
+            None => None,
+        };
+        Ok(Node::Var(Box::new(Var { path, default })))
+    }
+
+    fn compile_fractional(
+        &mut self,
+        args: &'d [Value],
+        arg_path: &dyn Fn(usize) -> JsonPath,
+        depth: usize,
+        pos: Pos,
+    ) -> Result<Node, DefinitionError> {
+        let (bucket_by, first_bucket) = match args.first() {
+            Some(Value::Array(_)) => (None, 0),
+            Some(expr) => (Some(self.compile(expr, &arg_path(0), depth, Pos::Expr)?), 1),
+            None => (None, 0),
+        };
+        let mut buckets = Vec::new();
+        for (i, raw) in args.iter().enumerate().skip(first_bucket) {
+            let bpath = arg_path(i);
+            let Value::Array(parts) = raw else {
+                return Err(DefinitionError::new(
+                    &bpath,
+                    "a fractional bucket must be [variant, weight]",
+                ));
+            };
+            let Some(variant) = parts.first() else {
+                return Err(DefinitionError::new(
+                    &bpath,
+                    "a fractional bucket needs a variant",
+                ));
+            };
+            let variant = self.compile(variant, &bpath.index(0), depth + 1, pos)?;
+            let weight = match parts.get(1) {
+                None => Weight::Fixed(1),
+                Some(w @ (Value::Object(_) | Value::Array(_))) => {
+                    Weight::Dynamic(self.compile(w, &bpath.index(1), depth + 1, Pos::Expr)?)
+                }
+                Some(w) => Weight::Fixed(weight_of(w).ok_or_else(|| {
+                    DefinitionError::new(
+                        &bpath.index(1),
+                        format!(
+                            "a fractional weight must be a whole number up to {MAX_TOTAL_WEIGHT}"
+                        ),
+                    )
+                })?),
+            };
+            buckets.push(Bucket { variant, weight });
+        }
+        if buckets.is_empty() {
+            return Err(DefinitionError::new(
+                &arg_path(0),
+                "fractional needs at least one bucket",
+            ));
+        }
+        let fixed_total = buckets
+            .iter()
+            .map(|b| match b.weight {
+                Weight::Fixed(w) => Some(w),
+                Weight::Dynamic(_) => None,
+            })
+            .sum::<Option<u64>>();
+        if fixed_total.is_some_and(|t| t > MAX_TOTAL_WEIGHT) {
+            return Err(DefinitionError::new(
+                &arg_path(0),
+                format!("fractional weights add up to more than {MAX_TOTAL_WEIGHT}"),
+            ));
+        }
+        Ok(Node::Fractional(Box::new(FractionalNode {
+            bucket_by,
+            buckets: buckets.into(),
+            fixed_total,
+        })))
+    }
+}

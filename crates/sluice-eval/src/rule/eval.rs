@@ -1,0 +1,205 @@
+//! Evaluation of compiled rules. Values are `Cow`s: literals and context
+//! attributes are borrowed, so the common operators allocate nothing.
+//! Operators given bad input yield `null` (JsonLogic's and flagd's behaviour),
+//! never an error: a rule that compiled always evaluates.
+
+use std::borrow::Cow;
+
+use serde_json::{Number, Value};
+
+use super::ops;
+use super::{Node, Special, Var, VarPath};
+use crate::context::Context;
+
+/// What a rule is evaluated with.
+pub(crate) struct Env<'a> {
+    pub(crate) ctx: &'a Context,
+    pub(crate) flag_key: &'a str,
+    /// `flag_key` as a JSON string, so `$flagd.flagKey` borrows.
+    pub(crate) flag_key_value: &'a Value,
+    pub(crate) now_unix: i64,
+}
+
+/// The data `var` reads: the context, or an element inside `map`/`filter`/...
+#[derive(Clone, Copy)]
+pub(crate) enum Scope<'a> {
+    Root(&'a Context),
+    Item(&'a Value),
+}
+
+impl<'a> Scope<'a> {
+    pub(crate) fn root(ctx: &'a Context) -> Self {
+        Self::Root(ctx)
+    }
+
+    pub(crate) fn item(data: &'a Value) -> Self {
+        Self::Item(data)
+    }
+
+    fn is_root(self) -> bool {
+        matches!(self, Self::Root(_))
+    }
+
+    /// All the data (builds the context object on first use).
+    fn whole(self) -> &'a Value {
+        match self {
+            Self::Root(ctx) => ctx.as_value(),
+            Self::Item(v) => v,
+        }
+    }
+}
+
+/// The result of a rule in result position.
+pub(crate) enum Outcome<'a> {
+    /// A variant pre-resolved at compile time (index into the flag's variants).
+    Variant(u32),
+    /// A computed value, to be read as a variant name.
+    Value(Cow<'a, Value>),
+}
+
+/// Evaluates a rule in result position; the flag says whether a `fractional`
+/// chose the result.
+pub(crate) fn eval_result<'a>(node: &'a Node, env: &Env<'a>) -> (Outcome<'a>, bool) {
+    let scope = Scope::root(env.ctx);
+    let mut node = node;
+    let mut split = false;
+    loop {
+        match node {
+            Node::Variant { idx, .. } => return (Outcome::Variant(*idx), split),
+            Node::If(args) => match choose_if(args, env, scope) {
+                Some(next) => node = next,
+                None => return (Outcome::Value(Cow::Owned(Value::Null)), split),
+            },
+            Node::Fractional(f) => match f.pick(env, scope) {
+                Some(next) => {
+                    split = true;
+                    node = next;
+                }
+                None => return (Outcome::Value(Cow::Owned(Value::Null)), split),
+            },
+            other => return (Outcome::Value(eval(other, env, scope)), split),
+        }
+    }
+}
+
+/// `if` / `?:`: the branch to take, `None` when no branch applies.
+fn choose_if<'a>(args: &'a [Node], env: &Env<'a>, scope: Scope<'a>) -> Option<&'a Node> {
+    let mut i = 0;
+    while i + 1 < args.len() {
+        if super::value::truthy(&eval(&args[i], env, scope)) {
+            return args.get(i + 1);
+        }
+        i += 2;
+    }
+    args.get(i)
+}
+
+pub(crate) fn eval<'a>(node: &'a Node, env: &Env<'a>, scope: Scope<'a>) -> Cow<'a, Value> {
+    match node {
+        Node::Lit(v) | Node::Variant { lit: v, .. } => Cow::Borrowed(v),
+        Node::Var(var) => eval_var(var, env, scope),
+        Node::If(args) => match choose_if(args, env, scope) {
+            Some(n) => eval(n, env, scope),
+            None => Cow::Owned(Value::Null),
+        },
+        Node::Array(items) => Cow::Owned(Value::Array(
+            items
+                .iter()
+                .map(|n| eval(n, env, scope).into_owned())
+                .collect(),
+        )),
+        Node::Op(op, args) => ops::apply(*op, args, env, scope),
+        Node::SemVer(node) => ops::sem_ver(node, env, scope),
+        Node::Fractional(f) => match f.pick(env, scope) {
+            Some(n) => eval(n, env, scope),
+            None => Cow::Owned(Value::Null),
+        },
+    }
+}
+
+fn eval_var<'a>(var: &'a Var, env: &Env<'a>, scope: Scope<'a>) -> Cow<'a, Value> {
+    let found: Option<Cow<'a, Value>> = match &var.path {
+        VarPath::Whole => Some(Cow::Borrowed(scope.whole())),
+        VarPath::Static { segments, special } => match (special, scope) {
+            (Some(s), Scope::Root(_)) => special_value(*s, env),
+            (None, Scope::Root(ctx)) => segments.split_first().and_then(|(first, rest)| {
+                let top = ctx.get_hashed(first.hash, &first.key)?;
+                walk(top, rest.iter().map(|s| (&*s.key, s.index))).map(Cow::Borrowed)
+            }),
+            (_, Scope::Item(data)) => {
+                walk(data, segments.iter().map(|s| (&*s.key, s.index))).map(Cow::Borrowed)
+            }
+        },
+        VarPath::Dynamic(expr) => {
+            let path = eval(expr, env, scope);
+            lookup_dynamic(&path, env, scope)
+        }
+    };
+    match found {
+        Some(v) if !v.is_null() => v,
+        _ => match &var.default {
+            Some(d) => eval(d, env, scope),
+            None => Cow::Owned(Value::Null),
+        },
+    }
+}
+
+fn special_value<'a>(s: Special, env: &Env<'a>) -> Option<Cow<'a, Value>> {
+    match s {
+        Special::FlagKey => Some(Cow::Borrowed(env.flag_key_value)),
+        Special::Timestamp => Some(Cow::Owned(Value::Number(Number::from(env.now_unix)))),
+        Special::Object => {
+            let mut m = serde_json::Map::new();
+            m.insert("flagKey".to_owned(), env.flag_key_value.clone());
+            m.insert(
+                "timestamp".to_owned(),
+                Value::Number(Number::from(env.now_unix)),
+            );
+            Some(Cow::Owned(Value::Object(m)))
+        }
+        Special::Unknown => None,
+    }
+}
+
+/// Follows path segments through objects and arrays.
+pub(crate) fn walk<'a, 'k>(
+    mut cur: &'a Value,
+    segments: impl Iterator<Item = (&'k str, Option<usize>)>,
+) -> Option<&'a Value> {
+    for (key, index) in segments {
+        cur = match cur {
+            Value::Object(m) => m.get(key)?,
+            Value::Array(items) => items.get(index?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+/// `var` / `missing` with a path known only at run time.
+pub(crate) fn lookup_dynamic<'a>(
+    path: &Value,
+    env: &Env<'a>,
+    scope: Scope<'a>,
+) -> Option<Cow<'a, Value>> {
+    let text: Cow<'_, str> = match path {
+        Value::Null => return Some(Cow::Borrowed(scope.whole())),
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        Value::Number(n) => Cow::Owned(n.to_string()),
+        _ => return None,
+    };
+    if text.is_empty() {
+        return Some(Cow::Borrowed(scope.whole()));
+    }
+    if scope.is_root() {
+        if let Some(s) = super::compile::special_of(&text) {
+            return special_value(s, env);
+        }
+    }
+    let mut parts = text.split('.').map(|k| (k, k.parse::<usize>().ok()));
+    let start = match scope {
+        Scope::Root(ctx) => ctx.get(parts.next()?.0)?,
+        Scope::Item(data) => data,
+    };
+    walk(start, parts).map(Cow::Borrowed)
+}

@@ -1,0 +1,154 @@
+//! flagd's `fractional` operator, hash version 2:
+//! `h = murmur3_x86_32(bucket_key, seed 0)`, `bucket = (h * total) >> 32`,
+//! then walk the cumulative weights.
+//!
+//! The bucket key is the first argument when it evaluates to a string;
+//! otherwise (no such argument, or it evaluated to `null`) it is
+//! `flagKey + targetingKey`. Weights default to 1, negative weights count
+//! as 0, and a total of 0 yields `null`.
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use super::eval::{eval, Env, Scope};
+use super::Node;
+
+/// Largest total weight (flagd's bound).
+pub(crate) const MAX_TOTAL_WEIGHT: u64 = i32::MAX as u64;
+
+#[derive(Debug)]
+pub(crate) struct FractionalNode {
+    /// `None` when the first argument is itself a bucket (an array literal).
+    pub(crate) bucket_by: Option<Node>,
+    pub(crate) buckets: Box<[Bucket]>,
+    /// INVARIANT: `Some` iff every weight is `Weight::Fixed`; equals their sum.
+    pub(crate) fixed_total: Option<u64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Bucket {
+    pub(crate) variant: Node,
+    pub(crate) weight: Weight,
+}
+
+#[derive(Debug)]
+pub(crate) enum Weight {
+    Fixed(u64),
+    Dynamic(Node),
+}
+
+/// MurmurHash3 x86 32-bit, seed 0: the reference hash of flagd's `fractional`.
+pub(crate) fn murmur3_32(bytes: &[u8]) -> u32 {
+    let mut reader = bytes;
+    // Reading from a byte slice cannot fail.
+    murmur3::murmur3_32(&mut reader, 0).unwrap_or(0)
+}
+
+/// Hashes `a ++ b` without allocating when it fits on the stack.
+fn hash_concat(a: &str, b: &str) -> u32 {
+    let len = a.len() + b.len();
+    let mut stack = [0u8; 256];
+    if len <= stack.len() {
+        stack[..a.len()].copy_from_slice(a.as_bytes());
+        stack[a.len()..len].copy_from_slice(b.as_bytes());
+        murmur3_32(&stack[..len])
+    } else {
+        let mut joined = String::with_capacity(len);
+        joined.push_str(a);
+        joined.push_str(b);
+        murmur3_32(joined.as_bytes())
+    }
+}
+
+/// Which bucket index `hash` falls in for the given weights; `None` when the total is 0.
+pub fn bucket_index(hash: u32, weights: &[u64]) -> Option<usize> {
+    let total: u64 = weights.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let point = (u64::from(hash) * total) >> 32;
+    let mut end = 0u64;
+    weights.iter().position(|w| {
+        end += w;
+        point < end
+    })
+}
+
+/// Reads a weight: whole, non-negative (negatives count as 0), `null` means 1.
+pub(crate) fn weight_of(v: &Value) -> Option<u64> {
+    match v {
+        Value::Null => Some(1),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                return u64::try_from(i.max(0))
+                    .ok()
+                    .filter(|w| *w <= MAX_TOTAL_WEIGHT);
+            }
+            if n.as_u64().is_some() {
+                return None;
+            }
+            let f = n.as_f64()?;
+            if f.fract() != 0.0 || f > MAX_TOTAL_WEIGHT as f64 {
+                return None;
+            }
+            // INVARIANT: whole and within range, so the cast is exact.
+            Some(f.max(0.0) as u64)
+        }
+        _ => None,
+    }
+}
+
+impl FractionalNode {
+    /// The expression of the chosen bucket, or `None` when the operator yields `null`.
+    pub(crate) fn pick<'a>(&'a self, env: &Env<'a>, scope: Scope<'a>) -> Option<&'a Node> {
+        let hash = self.hash(env, scope)?;
+        let total = match self.fixed_total {
+            Some(t) => t,
+            None => return self.pick_dynamic(hash, env, scope),
+        };
+        if total == 0 {
+            return None;
+        }
+        let point = (u64::from(hash) * total) >> 32;
+        let mut end = 0u64;
+        for b in self.buckets.iter() {
+            if let Weight::Fixed(w) = b.weight {
+                end += w;
+            }
+            if point < end {
+                return Some(&b.variant);
+            }
+        }
+        None
+    }
+
+    fn pick_dynamic<'a>(&'a self, hash: u32, env: &Env<'a>, scope: Scope<'a>) -> Option<&'a Node> {
+        let mut weights = Vec::with_capacity(self.buckets.len());
+        for b in self.buckets.iter() {
+            let w = match &b.weight {
+                Weight::Fixed(w) => *w,
+                Weight::Dynamic(node) => weight_of(&eval(node, env, scope))?,
+            };
+            weights.push(w);
+        }
+        if weights.iter().sum::<u64>() > MAX_TOTAL_WEIGHT {
+            return None;
+        }
+        bucket_index(hash, &weights).and_then(|i| self.buckets.get(i).map(|b| &b.variant))
+    }
+
+    fn hash<'a>(&'a self, env: &Env<'a>, scope: Scope<'a>) -> Option<u32> {
+        if let Some(expr) = &self.bucket_by {
+            let key = eval(expr, env, scope);
+            match key {
+                Cow::Borrowed(Value::String(s)) => return Some(murmur3_32(s.as_bytes())),
+                Cow::Owned(Value::String(s)) => return Some(murmur3_32(s.as_bytes())),
+                Cow::Borrowed(Value::Null) | Cow::Owned(Value::Null) => {}
+                _ => return None,
+            }
+        }
+        let tk = env.ctx.targeting_key()?;
+        Some(hash_concat(env.flag_key, tk))
+    }
+}

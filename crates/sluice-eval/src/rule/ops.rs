@@ -1,0 +1,256 @@
+//! The generic JsonLogic operators and flagd's string and `sem_ver` operators.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
+use serde_json::{Map, Value};
+
+use super::eval::{eval, lookup_dynamic, Env, Scope};
+use super::semver::{version_of, SemOp, SemVerNode, Version};
+use super::value::{cat_piece, js_cmp, loose_eq, number_value, strict_eq, to_number, truthy};
+use super::{Node, Op};
+
+type V<'a> = Cow<'a, Value>;
+
+fn null<'a>() -> V<'a> {
+    Cow::Owned(Value::Null)
+}
+
+fn boolean<'a>(b: bool) -> V<'a> {
+    Cow::Owned(Value::Bool(b))
+}
+
+pub(crate) fn apply<'a>(op: Op, args: &'a [Node], env: &Env<'a>, scope: Scope<'a>) -> V<'a> {
+    let arg = |i: usize| -> V<'a> {
+        match args.get(i) {
+            Some(n) => eval(n, env, scope),
+            None => null(),
+        }
+    };
+    match op {
+        Op::LooseEq => boolean(loose_eq(&arg(0), &arg(1))),
+        Op::LooseNe => boolean(!loose_eq(&arg(0), &arg(1))),
+        Op::StrictEq => boolean(strict_eq(&arg(0), &arg(1))),
+        Op::StrictNe => boolean(!strict_eq(&arg(0), &arg(1))),
+        Op::Not => boolean(!truthy(&arg(0))),
+        Op::Truthy => boolean(truthy(&arg(0))),
+        Op::Or | Op::And => {
+            let mut last = null();
+            for n in args {
+                last = eval(n, env, scope);
+                if truthy(&last) == (op == Op::Or) {
+                    return last;
+                }
+            }
+            last
+        }
+        Op::Lt | Op::Le => {
+            let strict = op == Op::Lt;
+            let ok = |o: Option<Ordering>| match o {
+                Some(Ordering::Less) => true,
+                Some(Ordering::Equal) => !strict,
+                _ => false,
+            };
+            let (a, b) = (arg(0), arg(1));
+            if args.len() >= 3 {
+                let c = arg(2);
+                return boolean(ok(js_cmp(&a, &b)) && ok(js_cmp(&b, &c)));
+            }
+            boolean(ok(js_cmp(&a, &b)))
+        }
+        Op::Gt => boolean(js_cmp(&arg(0), &arg(1)) == Some(Ordering::Greater)),
+        Op::Ge => boolean(matches!(
+            js_cmp(&arg(0), &arg(1)),
+            Some(Ordering::Greater | Ordering::Equal)
+        )),
+        Op::Max | Op::Min => fold_numbers(args, env, scope, |a, b| {
+            if op == Op::Max {
+                a.max(b)
+            } else {
+                a.min(b)
+            }
+        }),
+        Op::Add => fold_numbers(args, env, scope, |a, b| a + b),
+        Op::Mul => fold_numbers(args, env, scope, |a, b| a * b),
+        Op::Sub => match (args.len(), to_number(&arg(0))) {
+            (1, Some(a)) => Cow::Owned(number_value(-a)),
+            (_, Some(a)) => binary(a, &arg(1), |a, b| a - b),
+            _ => null(),
+        },
+        Op::Div => match to_number(&arg(0)) {
+            Some(a) => binary(a, &arg(1), |a, b| a / b),
+            None => null(),
+        },
+        Op::Rem => match to_number(&arg(0)) {
+            Some(a) => binary(a, &arg(1), |a, b| a % b),
+            None => null(),
+        },
+        Op::In => boolean(match (&*arg(0), &*arg(1)) {
+            (Value::String(needle), Value::String(hay)) => hay.contains(needle.as_str()),
+            (needle, Value::Array(items)) => items.iter().any(|i| strict_eq(needle, i)),
+            _ => false,
+        }),
+        Op::Cat => {
+            let mut out = String::new();
+            for n in args {
+                cat_piece(&eval(n, env, scope), &mut out);
+            }
+            Cow::Owned(Value::String(out))
+        }
+        Op::Substr => substr(&arg(0), &arg(1), args.get(2).map(|_| arg(2))),
+        Op::Merge => {
+            let mut out = Vec::new();
+            for n in args {
+                match eval(n, env, scope).into_owned() {
+                    Value::Array(items) => out.extend(items),
+                    other => out.push(other),
+                }
+            }
+            Cow::Owned(Value::Array(out))
+        }
+        Op::StartsWith | Op::EndsWith => {
+            if args.len() != 2 {
+                return null();
+            }
+            match (&*arg(0), &*arg(1)) {
+                (Value::String(s), Value::String(affix)) => boolean(if op == Op::StartsWith {
+                    s.starts_with(affix.as_str())
+                } else {
+                    s.ends_with(affix.as_str())
+                }),
+                _ => null(),
+            }
+        }
+        Op::Missing => missing(args, env, scope),
+        Op::MissingSome => missing_some(args, env, scope),
+        Op::Map | Op::Filter | Op::All | Op::None | Op::Some | Op::Reduce => {
+            super::iter::apply(op, args, env, scope)
+        }
+    }
+}
+
+fn fold_numbers<'a>(
+    args: &'a [Node],
+    env: &Env<'a>,
+    scope: Scope<'a>,
+    f: impl Fn(f64, f64) -> f64,
+) -> V<'a> {
+    let mut acc: Option<f64> = None;
+    for n in args {
+        let Some(x) = to_number(&eval(n, env, scope)) else {
+            return null();
+        };
+        acc = Some(match acc {
+            None => x,
+            Some(a) => f(a, x),
+        });
+    }
+    acc.map_or_else(null, |a| Cow::Owned(number_value(a)))
+}
+
+fn binary<'a>(a: f64, b: &Value, f: impl Fn(f64, f64) -> f64) -> V<'a> {
+    match to_number(b) {
+        Some(b) => Cow::Owned(number_value(f(a, b))),
+        None => null(),
+    }
+}
+
+fn substr<'a>(s: &Value, start: &Value, len: Option<V<'_>>) -> V<'a> {
+    let mut text = String::new();
+    super::value::js_string(s, &mut text);
+    let chars: Vec<char> = text.chars().collect();
+    let n = chars.len() as i64;
+    let start = to_number(start).unwrap_or(0.0) as i64;
+    let from = if start < 0 {
+        (n + start).max(0)
+    } else {
+        start.min(n)
+    };
+    let to = match len.as_deref().and_then(to_number) {
+        None => n,
+        Some(l) if l < 0.0 => (n + l as i64).max(from),
+        Some(l) => (from + l as i64).min(n),
+    };
+    let (from, to) = (from as usize, to.max(from) as usize);
+    Cow::Owned(Value::String(chars[from..to].iter().collect()))
+}
+
+/// Keys (first argument may be an array of keys) whose value is `null`, absent or `""`.
+fn missing_keys<'a>(keys: &[Value], env: &Env<'a>, scope: Scope<'a>) -> Vec<Value> {
+    keys.iter()
+        .filter(|k| {
+            lookup_dynamic(k, env, scope).is_none_or(|v| v.is_null() || v.as_str() == Some(""))
+        })
+        .cloned()
+        .collect()
+}
+
+fn missing<'a>(args: &'a [Node], env: &Env<'a>, scope: Scope<'a>) -> V<'a> {
+    let mut keys: Vec<Value> = Vec::with_capacity(args.len());
+    for (i, n) in args.iter().enumerate() {
+        match eval(n, env, scope).into_owned() {
+            Value::Array(items) if i == 0 => {
+                keys = items;
+                break;
+            }
+            other => keys.push(other),
+        }
+    }
+    Cow::Owned(Value::Array(missing_keys(&keys, env, scope)))
+}
+
+fn missing_some<'a>(args: &'a [Node], env: &Env<'a>, scope: Scope<'a>) -> V<'a> {
+    let need = args
+        .first()
+        .map(|n| to_number(&eval(n, env, scope)).unwrap_or(0.0));
+    let keys = match args.get(1).map(|n| eval(n, env, scope).into_owned()) {
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    };
+    let absent = missing_keys(&keys, env, scope);
+    let found = (keys.len() - absent.len()) as f64;
+    if found >= need.unwrap_or(0.0) {
+        Cow::Owned(Value::Array(Vec::new()))
+    } else {
+        Cow::Owned(Value::Array(absent))
+    }
+}
+
+pub(crate) fn sem_ver<'a>(node: &'a SemVerNode, env: &Env<'a>, scope: Scope<'a>) -> V<'a> {
+    let [a, o, b] = &*node.args else {
+        return null();
+    };
+    let op = match node.op {
+        Some(op) => op,
+        None => match &*eval(o, env, scope) {
+            Value::String(s) => match SemOp::parse(s) {
+                Some(op) => op,
+                None => return null(),
+            },
+            _ => return null(),
+        },
+    };
+    let left = eval(a, env, scope);
+    let mut scratch_l = String::new();
+    let Some(lv) = version_of(&left, &mut scratch_l) else {
+        return null();
+    };
+    if let Some(t) = &node.target {
+        return boolean(op.apply(&lv, &t.view()));
+    }
+    let right = eval(b, env, scope);
+    let mut scratch_r = String::new();
+    let rv: Option<Version<'_>> = version_of(&right, &mut scratch_r);
+    match rv {
+        Some(rv) => boolean(op.apply(&lv, &rv)),
+        None => null(),
+    }
+}
+
+/// Builds the `{"current", "accumulator"}` scope object of `reduce`.
+pub(crate) fn reduce_scope(current: &Value, accumulator: Value) -> Value {
+    let mut m = Map::new();
+    m.insert("current".to_owned(), current.clone());
+    m.insert("accumulator".to_owned(), accumulator);
+    Value::Object(m)
+}

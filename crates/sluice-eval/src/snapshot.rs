@@ -1,0 +1,322 @@
+//! An immutable, compiled flag set: what every evaluation reads.
+
+use std::borrow::Cow;
+
+use rustc_hash::FxHashMap;
+use serde_json::{Map, Value};
+
+use crate::context::Context;
+use crate::def::{FlagSetDef, FlagState};
+use crate::error::{DefinitionError, ErrorCode};
+use crate::evaluation::{Evaluation, FlagType, Reason};
+use crate::rule::{eval_result, js_string, CompileOptions, Compiler, Env, Node, Outcome};
+
+/// How `fractional` maps users to buckets. Recorded per compiled flag so that a
+/// future change of algorithm is an explicit, per-flag migration rather than a
+/// silent re-bucketing of every user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashVersion {
+    /// flagd "v2": `(murmur3_x86_32(key, 0) as u64 * total) >> 32`.
+    V2,
+}
+
+/// Extra evaluation layers run before targeting (expiring per-key targets,
+/// staged rollouts). None exist yet; a compiled flag carries a list of them so
+/// they slot in without reshaping evaluation.
+#[derive(Debug)]
+pub(crate) enum Layer {}
+
+#[derive(Debug)]
+enum Rule {
+    /// No targeting: the default variant.
+    Static,
+    Targeting(Node),
+    /// Targeting that failed to compile (lenient loading only): `PARSE_ERROR`.
+    Broken(String),
+}
+
+#[derive(Debug)]
+struct CompiledFlag {
+    key: Box<str>,
+    /// `key` as a JSON string, for `$flagd.flagKey`.
+    key_value: Value,
+    state: FlagState,
+    /// In definition order. INVARIANT: `Node::Variant` indices point here.
+    variants: Box<[(Box<str>, Value)]>,
+    default_variant: Option<u32>,
+    layers: Box<[Layer]>,
+    rule: Rule,
+    hash_version: HashVersion,
+    /// Flag metadata merged over flag-set metadata.
+    metadata: Map<String, Value>,
+}
+
+/// A compiled flag set. Immutable and `Send + Sync`: share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Snapshot {
+    revision: u64,
+    flags: Box<[CompiledFlag]>,
+    index: FxHashMap<Box<str>, u32>,
+    metadata: Map<String, Value>,
+    /// Borrowed by evaluations of unknown flags.
+    no_metadata: Map<String, Value>,
+}
+
+impl Snapshot {
+    /// Compiles a validated definition; any rule error rejects the whole set.
+    pub fn compile(def: &FlagSetDef, revision: u64) -> Result<Self, DefinitionError> {
+        def.validate()?;
+        Self::build(def, revision, CompileOptions::STRICT, false)
+    }
+
+    /// Compiles as flagd loads files: a flag whose targeting does not compile
+    /// answers `PARSE_ERROR`, and the other flags are served.
+    pub fn compile_lenient(def: &FlagSetDef, revision: u64) -> Self {
+        match Self::build(def, revision, CompileOptions::LENIENT, true) {
+            Ok(s) => s,
+            // INVARIANT: with `isolate_errors` set, `build` never fails.
+            Err(_) => Self::build_empty(revision, def.metadata().clone()),
+        }
+    }
+
+    fn build_empty(revision: u64, metadata: Map<String, Value>) -> Self {
+        Self {
+            revision,
+            flags: Box::new([]),
+            index: FxHashMap::default(),
+            metadata,
+            no_metadata: Map::new(),
+        }
+    }
+
+    fn build(
+        def: &FlagSetDef,
+        revision: u64,
+        opts: CompileOptions,
+        isolate_errors: bool,
+    ) -> Result<Self, DefinitionError> {
+        let mut flags = Vec::with_capacity(def.flags.len());
+        let mut index = FxHashMap::default();
+        for (key, flag) in &def.flags {
+            let rule = match Compiler::new(def, key, flag, opts).compile_flag_rule() {
+                Ok(Some(node)) => Rule::Targeting(node),
+                Ok(None) => Rule::Static,
+                Err(e) if isolate_errors => Rule::Broken(e.to_string()),
+                Err(e) => return Err(e),
+            };
+            let mut metadata = def.metadata.clone();
+            if let Some(m) = &flag.metadata {
+                metadata.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            let default_variant = flag
+                .default_variant
+                .name()
+                .and_then(|n| flag.variants.keys().position(|k| k == n))
+                .and_then(|i| u32::try_from(i).ok());
+            let Ok(pos) = u32::try_from(flags.len()) else {
+                return Err(DefinitionError {
+                    path: "$.flags".to_owned(),
+                    reason: "too many flags".to_owned(),
+                });
+            };
+            // A later duplicate key (only possible through lenient merging) wins.
+            index.insert(key.as_str().into(), pos);
+            flags.push(CompiledFlag {
+                key: key.as_str().into(),
+                key_value: Value::String(key.clone()),
+                state: flag.state,
+                variants: flag
+                    .variants
+                    .iter()
+                    .map(|(k, v)| (k.as_str().into(), v.clone()))
+                    .collect(),
+                default_variant,
+                layers: Box::new([]),
+                rule,
+                hash_version: HashVersion::V2,
+                metadata,
+            });
+        }
+        Ok(Self {
+            revision,
+            flags: flags.into(),
+            index,
+            metadata: def.metadata.clone(),
+            no_metadata: Map::new(),
+        })
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Flag keys in definition order.
+    pub fn flag_keys(&self) -> impl Iterator<Item = &str> {
+        self.flags.iter().map(|f| &*f.key)
+    }
+
+    /// Flag-set metadata.
+    pub fn metadata(&self) -> &Map<String, Value> {
+        &self.metadata
+    }
+
+    /// The bucketing algorithm a flag's `fractional` uses.
+    pub fn hash_version(&self, key: &str) -> Option<HashVersion> {
+        self.get(key).map(|f| f.hash_version)
+    }
+
+    /// Why a flag fails to compile, for flags loaded leniently.
+    pub fn broken_flags(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.flags.iter().filter_map(|f| match &f.rule {
+            Rule::Broken(why) => Some((&*f.key, why.as_str())),
+            _ => None,
+        })
+    }
+
+    fn get(&self, key: &str) -> Option<&CompiledFlag> {
+        let i = *self.index.get(key)?;
+        self.flags.get(i as usize)
+    }
+
+    /// Evaluates one flag. `now_unix` is `$flagd.timestamp` (seconds).
+    pub fn evaluate<'a>(&'a self, key: &'a str, ctx: &Context, now_unix: i64) -> Evaluation<'a> {
+        match self.get(key) {
+            Some(flag) => flag.evaluate(ctx, now_unix),
+            None => Evaluation::failed(
+                key,
+                &self.no_metadata,
+                ErrorCode::FlagNotFound,
+                "flag not found",
+            ),
+        }
+    }
+
+    /// [`Snapshot::evaluate`] for a typed resolver: a value of another type is `TYPE_MISMATCH`.
+    pub fn evaluate_typed<'a>(
+        &'a self,
+        key: &'a str,
+        ctx: &Context,
+        now_unix: i64,
+        ty: FlagType,
+    ) -> Evaluation<'a> {
+        self.evaluate(key, ctx, now_unix).expect_type(ty)
+    }
+
+    /// Evaluates every flag, in definition order.
+    pub fn evaluate_all<'a>(&'a self, ctx: &Context, now_unix: i64) -> Vec<Evaluation<'a>> {
+        self.flags
+            .iter()
+            .map(|f| f.evaluate(ctx, now_unix))
+            .collect()
+    }
+}
+
+impl CompiledFlag {
+    fn answer(&self, idx: u32, reason: Reason) -> Evaluation<'_> {
+        match self.variants.get(idx as usize) {
+            Some((name, value)) => Evaluation {
+                key: &self.key,
+                value: Some(value),
+                variant: Some(name),
+                reason,
+                metadata: &self.metadata,
+                error: None,
+            },
+            None => Evaluation::failed(
+                &self.key,
+                &self.metadata,
+                ErrorCode::General,
+                "bad variant index",
+            ),
+        }
+    }
+
+    fn no_value(&self, reason: Reason) -> Evaluation<'_> {
+        Evaluation {
+            key: &self.key,
+            value: None,
+            variant: None,
+            reason,
+            metadata: &self.metadata,
+            error: None,
+        }
+    }
+
+    fn fall_through(&self) -> Evaluation<'_> {
+        match self.default_variant {
+            Some(i) => self.answer(i, Reason::Default),
+            None => self.no_value(Reason::Default),
+        }
+    }
+
+    fn evaluate<'a>(&'a self, ctx: &Context, now_unix: i64) -> Evaluation<'a> {
+        if self.state == FlagState::Disabled {
+            return self.no_value(Reason::Disabled);
+        }
+        // Layers come here, before targeting, once they exist.
+        if let Some(layer) = self.layers.first() {
+            match *layer {}
+        }
+        let node = match &self.rule {
+            Rule::Static => {
+                return match self.default_variant {
+                    Some(i) => self.answer(i, Reason::Static),
+                    None => self.no_value(Reason::Default),
+                };
+            }
+            Rule::Broken(why) => {
+                return Evaluation::failed(
+                    &self.key,
+                    &self.metadata,
+                    ErrorCode::ParseError,
+                    Cow::Owned(why.clone()),
+                );
+            }
+            Rule::Targeting(node) => node,
+        };
+        let env = Env {
+            ctx,
+            flag_key: &self.key,
+            flag_key_value: &self.key_value,
+            now_unix,
+        };
+        let (outcome, split) = eval_result(node, &env);
+        let reason = if split {
+            Reason::Split
+        } else {
+            Reason::TargetingMatch
+        };
+        let value = match outcome {
+            Outcome::Variant(i) => return self.answer(i, reason),
+            Outcome::Value(v) => v,
+        };
+        let name: Cow<'_, str> = match &*value {
+            Value::Null => return self.fall_through(),
+            Value::String(s) => Cow::Borrowed(s.as_str()),
+            Value::Bool(_) | Value::Number(_) => {
+                let mut s = String::new();
+                js_string(&value, &mut s);
+                Cow::Owned(s)
+            }
+            Value::Array(_) | Value::Object(_) => {
+                return Evaluation::failed(
+                    &self.key,
+                    &self.metadata,
+                    ErrorCode::ParseError,
+                    "targeting returned an object or array, not a variant name",
+                );
+            }
+        };
+        match self.variants.iter().position(|(n, _)| **n == *name) {
+            Some(i) => self.answer(i as u32, reason),
+            None => Evaluation::failed(
+                &self.key,
+                &self.metadata,
+                ErrorCode::ParseError,
+                Cow::Owned(format!(
+                    "targeting returned \"{name}\", which is not a variant"
+                )),
+            ),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! JsonLogic and flagd operators, one expression at a time.
+
+use serde_json::{json, Value};
+use sluice_eval::{evaluate_expression, Context, FlagSetDef};
+
+fn ev(rule: Value, ctx: Value) -> Value {
+    let defs = FlagSetDef::from_value(
+        json!({"flags": {}, "$evaluators": {"adult": {">=": [{"var": "age"}, 18]}}}),
+    )
+    .unwrap();
+    let ctx = Context::from_value(ctx).unwrap();
+    evaluate_expression(&defs, &rule, &ctx, "my-flag", 1_700_000_000).unwrap()
+}
+
+fn check(cases: &[(Value, Value)], ctx: Value) {
+    for (rule, want) in cases {
+        assert_eq!(ev(rule.clone(), ctx.clone()), *want, "rule {rule}");
+    }
+}
+
+#[test]
+fn var_missing_and_flagd_properties() {
+    let ctx = json!({"a": {"b": [10, {"c": "x"}]}, "email": "ann@example.com", "targetingKey": "u1", "empty": ""});
+    check(
+        &[
+            (json!({"var": "a.b.0"}), json!(10)),
+            (json!({"var": "a.b.1.c"}), json!("x")),
+            (json!({"var": ["nope", "dflt"]}), json!("dflt")),
+            (json!({"var": "nope"}), Value::Null),
+            (json!({"var": "targetingKey"}), json!("u1")),
+            (json!({"var": "$flagd.flagKey"}), json!("my-flag")),
+            (json!({"var": "$flagd.timestamp"}), json!(1_700_000_000)),
+            (
+                json!({"var": {"cat": ["ema", "il"]}}),
+                json!("ann@example.com"),
+            ),
+            (
+                json!({"missing": ["email", "nope", "empty"]}),
+                json!(["nope", "empty"]),
+            ),
+            (json!({"missing_some": [1, ["email", "nope"]]}), json!([])),
+            (
+                json!({"missing_some": [2, ["email", "nope"]]}),
+                json!(["nope"]),
+            ),
+            (json!({"$ref": "adult"}), json!(false)),
+        ],
+        ctx,
+    );
+}
+
+#[test]
+fn logic_and_comparison() {
+    check(
+        &[
+            (json!({"if": [false, "a", true, "b", "c"]}), json!("b")),
+            (json!({"if": [false, "a"]}), Value::Null),
+            (json!({"?:": [1, "y", "n"]}), json!("y")),
+            (json!({"==": [1, "1"]}), json!(true)),
+            (json!({"===": [1, "1"]}), json!(false)),
+            (json!({"===": [1, 1.0]}), json!(true)),
+            (json!({"!=": [null, 0]}), json!(true)),
+            (json!({"!==": ["a", "a"]}), json!(false)),
+            (json!({"!": [[]]}), json!(true)),
+            (json!({"!!": ["0"]}), json!(true)),
+            (json!({"or": [0, "", "x"]}), json!("x")),
+            (json!({"and": [1, 0, 2]}), json!(0)),
+            (json!({"<": [1, 2, 3]}), json!(true)),
+            (json!({"<": [1, 3, 3]}), json!(false)),
+            (json!({"<=": [1, 3, 3]}), json!(true)),
+            (json!({">": ["b", "a"]}), json!(true)),
+            (json!({">=": [2, "2"]}), json!(true)),
+        ],
+        json!({}),
+    );
+}
+
+#[test]
+fn arithmetic_strings_and_arrays() {
+    check(
+        &[
+            (json!({"+": [1, "2", 3.5]}), json!(6.5)),
+            (json!({"+": [1, 2]}), json!(3)),
+            (json!({"-": [5]}), json!(-5)),
+            (json!({"*": [2, 3]}), json!(6)),
+            (json!({"/": [1, 4]}), json!(0.25)),
+            (json!({"/": [1, 0]}), Value::Null),
+            (json!({"%": [7, 3]}), json!(1)),
+            (json!({"max": [1, 9, 3]}), json!(9)),
+            (json!({"min": []}), Value::Null),
+            (json!({"in": ["ell", "hello"]}), json!(true)),
+            (json!({"in": [2, [1, 2]]}), json!(true)),
+            (
+                json!({"cat": ["a", 1, null, true, 1.5]}),
+                json!("a1true1.5"),
+            ),
+            (json!({"substr": ["jsonlogic", 4]}), json!("logic")),
+            (json!({"substr": ["jsonlogic", -5, 2]}), json!("lo")),
+            (json!({"substr": ["jsonlogic", 1, -3]}), json!("sonlo")),
+            (json!({"merge": [[1], 2, [[3]]]}), json!([1, 2, [3]])),
+            (
+                json!({"map": [[1, 2], {"*": [{"var": ""}, 2]}]}),
+                json!([2, 4]),
+            ),
+            (
+                json!({"filter": [[1, 2, 3], {">": [{"var": ""}, 1]}]}),
+                json!([2, 3]),
+            ),
+            (
+                json!({"reduce": [[1, 2, 3], {"+": [{"var": "current"}, {"var": "accumulator"}]}, 10]}),
+                json!(16),
+            ),
+            (json!({"all": [[], true]}), json!(false)),
+            (
+                json!({"all": [[1, 2], {">": [{"var": ""}, 0]}]}),
+                json!(true),
+            ),
+            (
+                json!({"none": [[1, 2], {">": [{"var": ""}, 5]}]}),
+                json!(true),
+            ),
+            (
+                json!({"some": [[1, 2], {">": [{"var": ""}, 1]}]}),
+                json!(true),
+            ),
+        ],
+        json!({}),
+    );
+}
+
+#[test]
+fn flagd_custom_operators() {
+    check(
+        &[
+            (json!({"starts_with": ["abcdef", "abc"]}), json!(true)),
+            (json!({"ends_with": ["abcdef", "abc"]}), json!(false)),
+            (json!({"ends_with": [1, "1"]}), Value::Null),
+            (json!({"sem_ver": ["1.2.3", ">=", "1.2.0"]}), json!(true)),
+            (
+                json!({"sem_ver": ["1.2.3-rc.1", "<", "1.2.3"]}),
+                json!(true),
+            ),
+            (
+                json!({"sem_ver": ["1.2.3-rc.2", ">", "1.2.3-rc.10"]}),
+                json!(false),
+            ),
+            (
+                json!({"sem_ver": ["1.2.3-alpha", "<", "1.2.3-alpha.1"]}),
+                json!(true),
+            ),
+            (json!({"sem_ver": ["1.2.3", "!=", "1.2.3+b"]}), json!(false)),
+            (json!({"sem_ver": ["2.5.0", "^", "2.0.0"]}), json!(true)),
+            (json!({"sem_ver": ["2.5.0", "~", "2.4.0"]}), json!(false)),
+            (json!({"sem_ver": ["01.2.3", "=", "1.2.3"]}), Value::Null),
+            (json!({"sem_ver": ["1.2-rc", "=", "1.2.0"]}), Value::Null),
+            (
+                json!({"sem_ver": [{"var": "v"}, "<=", {"cat": ["1.", "3"]}]}),
+                json!(true),
+            ),
+            (json!({"fractional": ["fixed-key", ["a", 1]]}), json!("a")),
+            (
+                json!({"fractional": ["fixed-key", ["a", 0], ["b", 0]]}),
+                Value::Null,
+            ),
+        ],
+        json!({"v": 1.2}),
+    );
+}
