@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use crate::error::ApiError;
+use crate::flags::{FlagEvent, FlagSnapshots};
+use tokio::sync::broadcast;
 
 /// Shared state of a running server. Cheap to clone.
 #[derive(Clone)]
@@ -25,6 +27,15 @@ pub struct Inner {
     pub access: ArcSwap<AccessSnapshot>,
     /// The store's access revision the current snapshot was loaded at.
     access_rev: AtomicI64,
+    /// Compiled flags per environment, swapped whole on change; evaluation never waits.
+    pub flags: ArcSwap<FlagSnapshots>,
+    flags_rev: AtomicI64,
+    /// Flag changes, for SSE subscribers.
+    pub flag_events: broadcast::Sender<FlagEvent>,
+    /// Authenticated tokens (see [`crate::auth::TokenCache`]).
+    pub tokens: crate::auth::TokenCache,
+    /// Per-client-key request limit on the evaluation endpoints.
+    pub limiter: crate::auth::RateLimiter,
 }
 
 impl std::ops::Deref for App {
@@ -42,12 +53,19 @@ impl App {
     ) -> Result<App, StoreError> {
         let revs = store.state_revs().await?;
         let snapshot = load_snapshot(&store).await?;
+        let flags = crate::flags::load(&store).await?;
+        let (flag_events, _) = broadcast::channel(1024);
         Ok(App(Arc::new(Inner {
             store,
             clock,
             signer,
             access: ArcSwap::from_pointee(snapshot),
             access_rev: AtomicI64::new(revs.access),
+            flags: ArcSwap::from_pointee(flags),
+            flags_rev: AtomicI64::new(revs.flags),
+            flag_events,
+            tokens: crate::auth::TokenCache::default(),
+            limiter: crate::auth::RateLimiter::new(None),
         })))
     }
 
@@ -66,6 +84,7 @@ impl App {
         let revs = self.store.state_revs().await?;
         let snap = load_snapshot(&self.store).await?;
         self.access.store(Arc::new(snap));
+        self.tokens.clear();
         self.access_rev.store(revs.access, Ordering::Release);
         Ok(())
     }
@@ -74,11 +93,40 @@ impl App {
     /// nothing changed: one single-row read.
     pub async fn sync(&self) -> Result<bool, ApiError> {
         let revs = self.store.state_revs().await?;
+        let mut moved = false;
         if revs.access != self.access_rev.load(Ordering::Acquire) {
             self.refresh().await?;
-            return Ok(true);
+            moved = true;
         }
-        Ok(false)
+        if revs.flags != self.flags_rev.load(Ordering::Acquire) {
+            self.refresh_flags().await?;
+            moved = true;
+        }
+        Ok(moved)
+    }
+
+    /// Recompiles the flags and tells SSE subscribers of every environment that moved.
+    pub async fn refresh_flags(&self) -> Result<(), ApiError> {
+        let revs = self.store.state_revs().await?;
+        let next = crate::flags::load(&self.store).await?;
+        let prev = self.flags.swap(std::sync::Arc::new(next));
+        self.flags_rev.store(revs.flags, Ordering::Release);
+        let now = self.flags.load();
+        for (env, f) in &now.envs {
+            if prev.envs.get(env).map(|p| p.revision) != Some(f.revision) {
+                let _ = self.flag_events.send(FlagEvent {
+                    environment: env.clone(),
+                    revision: f.revision,
+                    updated_at: f.updated_at,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The compiled flags of one environment.
+    pub fn env_flags(&self, environment: &str) -> Option<Arc<crate::flags::EnvFlags>> {
+        self.flags.load().envs.get(environment).cloned()
     }
 }
 

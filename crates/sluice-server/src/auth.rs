@@ -36,16 +36,15 @@ impl Caller {
 }
 
 /// Reads the presented token from `Authorization: Bearer` or `X-API-Key`.
-pub fn presented_token(parts: &Parts) -> Option<SecretToken> {
-    if let Some(v) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+pub fn presented_token(headers: &axum::http::HeaderMap) -> Option<SecretToken> {
+    if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
         let v = v.to_str().ok()?;
         let (scheme, rest) = v.split_once(' ')?;
         return scheme
             .eq_ignore_ascii_case("bearer")
             .then(|| SecretToken::from_presented(rest));
     }
-    parts
-        .headers
+    headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .map(SecretToken::from_presented)
@@ -55,20 +54,67 @@ pub async fn authenticate(app: &App, token: Option<SecretToken>) -> Result<Calle
     let token = token
         .filter(SecretToken::is_well_formed)
         .ok_or(ApiError::Unauthenticated)?;
+    let hash = token.hash();
+    let now = app.now();
+    if let Some(hit) = app.tokens.get(&hash, now) {
+        return Ok(hit);
+    }
     let (row, principal) = app
         .store
-        .token_by_hash(&token.hash(), app.now())
+        .token_by_hash(&hash, now)
         .await?
         .ok_or(ApiError::Unauthenticated)?;
     let kind = TokenKind::parse(&row.kind).ok_or(ApiError::Unauthenticated)?;
-    let admin = principal.admin || app.policy().is_admin(&principal.name);
-    Ok(Caller {
+    let policy = app.policy();
+    // Default deny: a principal the policy no longer declares cannot use its tokens.
+    let known =
+        principal.source == "bootstrap" || policy.principals().any(|(n, _)| n == principal.name);
+    if !known {
+        return Err(ApiError::Unauthenticated);
+    }
+    let admin = principal.admin || policy.is_admin(&principal.name);
+    let caller = Caller {
         name: principal.name,
         admin,
         token_id: row.id,
         kind,
         environment: row.environment,
-    })
+    };
+    app.tokens.put(hash, caller.clone(), row.expires_at);
+    Ok(caller)
+}
+
+type Expiry = Option<chrono::DateTime<chrono::Utc>>;
+
+/// Authenticated tokens, so the hot paths (decisions, flag evaluation) do not read the store
+/// per request. Emptied whenever tokens, principals or policy change (here or, through the
+/// change counter, on another instance); an entry is never used at or after its token's expiry.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    map: std::sync::RwLock<std::collections::HashMap<String, (Caller, Expiry)>>,
+}
+
+impl TokenCache {
+    pub fn get(&self, hash: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Caller> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let (caller, expires) = map.get(hash)?;
+        if expires.is_some_and(|e| now >= e) {
+            return None;
+        }
+        Some(caller.clone())
+    }
+
+    pub fn put(&self, hash: String, caller: Caller, expires: Expiry) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        map.insert(hash, (caller, expires));
+    }
+
+    pub fn clear(&self) {
+        self.map.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
 }
 
 /// An API-token caller (client keys may only evaluate flags).
@@ -78,7 +124,7 @@ impl FromRequestParts<App> for ApiCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let caller = authenticate(app, presented_token(parts)).await?;
+        let caller = authenticate(app, presented_token(&parts.headers)).await?;
         if caller.kind != TokenKind::Api {
             return Err(ApiError::Forbidden(
                 "a client key may only evaluate flags".into(),
@@ -86,4 +132,46 @@ impl FromRequestParts<App> for ApiCaller {
         }
         Ok(ApiCaller(caller))
     }
+}
+
+/// A fixed one-second window per client key: at most `per_second` requests, then 429.
+#[derive(Debug, Default)]
+pub struct RateLimiter {
+    per_second: Option<u32>,
+    windows: std::sync::Mutex<std::collections::HashMap<String, (u64, u32)>>,
+}
+
+impl RateLimiter {
+    pub fn new(per_second: Option<u32>) -> Self {
+        Self {
+            per_second,
+            windows: Default::default(),
+        }
+    }
+
+    pub fn check(&self, key: &str) -> Result<(), ApiError> {
+        let Some(limit) = self.per_second else {
+            return Ok(());
+        };
+        let second = epoch_second();
+        let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = w.entry(key.to_owned()).or_insert((second, 0));
+        if entry.0 != second {
+            *entry = (second, 0);
+        }
+        entry.1 += 1;
+        if entry.1 > limit {
+            return Err(ApiError::RateLimited);
+        }
+        Ok(())
+    }
+}
+
+/// Seconds on a monotonic clock since the process started (only used to bucket requests).
+fn epoch_second() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs()
 }

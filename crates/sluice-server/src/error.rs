@@ -23,6 +23,8 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error(transparent)]
     Access(#[from] AccessError),
+    #[error("too many requests; slow down and retry after the time in Retry-After")]
+    RateLimited,
     #[error("the store is unavailable; try again shortly")]
     Unavailable(String),
     #[error("internal error; the server log has details")]
@@ -52,6 +54,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
             ApiError::Access(e) => e.code(),
+            ApiError::RateLimited => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -68,6 +71,7 @@ impl ApiError {
             ApiError::Access(e) if e.is_conflict() => StatusCode::CONFLICT,
             ApiError::Access(AccessError::UnknownEntitlement(_)) => StatusCode::NOT_FOUND,
             ApiError::Access(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -101,7 +105,7 @@ impl IntoResponse for ApiError {
             message: self.to_string(),
         };
         let mut resp = (status, axum::Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }

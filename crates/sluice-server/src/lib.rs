@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod dbclock;
 pub mod error;
+pub mod flags;
 pub mod json;
 pub mod metrics;
 pub mod ops;

@@ -9,6 +9,7 @@
 mod audit;
 mod copy;
 mod error;
+mod flags;
 mod principals;
 mod requests;
 mod state;
@@ -17,6 +18,7 @@ mod tx;
 pub use audit::AuditQuery;
 pub use copy::CopyReport;
 pub use error::StoreError;
+pub use flags::{StoredFlag, StoredFlagSet};
 pub use principals::{PrincipalRow, TokenRow};
 pub use requests::RequestFilter;
 pub use sluice_audit::{AuditEntry, ChainHead, Checkpoint, NewEntry};

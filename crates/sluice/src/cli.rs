@@ -66,6 +66,13 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Import, export and read feature flags per environment.
+    Flags {
+        #[command(subcommand)]
+        command: FlagsCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Create, list and revoke API tokens and client keys.
     Tokens {
         #[command(subcommand)]
@@ -287,5 +294,35 @@ pub enum StoreCommand {
         /// Target, e.g. `postgres://user@host/db` (migrated here if needed; must be empty).
         #[arg(long)]
         to: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FlagsCommand {
+    /// Replace an environment's flags with a flagd file (all or nothing).
+    Import {
+        /// The flagd flag definition file (JSON).
+        file: PathBuf,
+        #[arg(long)]
+        env: String,
+    },
+    /// Write an environment's flags as a flagd file.
+    Export {
+        #[arg(long)]
+        env: String,
+        /// Write here instead of standard output.
+        #[arg(long = "out")]
+        out: Option<PathBuf>,
+    },
+    /// Environments, or the flags of one.
+    List {
+        #[arg(long)]
+        env: Option<String>,
+    },
+    /// One flag's definition and revision.
+    Get {
+        key: String,
+        #[arg(long)]
+        env: String,
     },
 }

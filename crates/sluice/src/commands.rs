@@ -1,6 +1,6 @@
 //! The client commands: each builds a call, sends it, prints the answer.
 
-use crate::cli::{AccessCommand, AuditCommand, Remote, TokenCommand};
+use crate::cli::{AccessCommand, AuditCommand, FlagsCommand, Remote, TokenCommand};
 use crate::client::Client;
 use crate::output::{self, emit, s, table, when};
 use anyhow::{anyhow, bail, Context};
@@ -460,4 +460,133 @@ pub async fn whoami(r: Remote) -> anyhow::Result<()> {
             v["groups"]
         );
     })
+}
+
+pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
+    let c = client(&r);
+    match cmd {
+        FlagsCommand::Import { file, env } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let doc: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let v = c
+                .call(
+                    Method::PUT,
+                    &format!("/v1/environments/{}/flags", urlencode(&env)),
+                    Some(doc),
+                )
+                .await?;
+            emit(r.output, &v, |v| {
+                println!(
+                    "imported {} flags into {} (revision {})",
+                    v["flags"],
+                    s(&v["environment"]),
+                    v["revision"]
+                )
+            })
+        }
+        FlagsCommand::Export { env, out } => {
+            let v = c
+                .call(
+                    Method::GET,
+                    &format!("/v1/environments/{}/flags", urlencode(&env)),
+                    None,
+                )
+                .await?;
+            let text = serde_json::to_string_pretty(&v)?;
+            match out {
+                Some(path) => std::fs::write(&path, text + "\n")
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => println!("{text}"),
+            }
+            Ok(())
+        }
+        FlagsCommand::List { env: None } => {
+            let v = c.call(Method::GET, "/v1/environments", None).await?;
+            emit(r.output, &v, |v| {
+                let rows = v
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|e| {
+                                vec![
+                                    s(&e["name"]),
+                                    s(&e["revision"]),
+                                    s(&e["flags"]),
+                                    if e["protected"] == Value::Bool(true) {
+                                        "protected".into()
+                                    } else {
+                                        "-".into()
+                                    },
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                table(&["environment", "revision", "flags", "protected"], rows);
+            })
+        }
+        FlagsCommand::List { env: Some(env) } => {
+            let v = c
+                .call(
+                    Method::GET,
+                    &format!("/v1/environments/{}/flags", urlencode(&env)),
+                    None,
+                )
+                .await?;
+            emit(r.output, &v, |v| {
+                let rows = v["flags"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, f)| {
+                                let variants: Vec<&String> = f["variants"]
+                                    .as_object()
+                                    .map(|o| o.keys().collect())
+                                    .unwrap_or_default();
+                                vec![
+                                    k.clone(),
+                                    s(&f["state"]),
+                                    s(&f["defaultVariant"]),
+                                    format!("{variants:?}"),
+                                    if f.get("targeting").is_some_and(|t| !t.is_null()) {
+                                        "yes".into()
+                                    } else {
+                                        "-".into()
+                                    },
+                                ]
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                table(&["flag", "state", "default", "variants", "targeting"], rows);
+            })
+        }
+        FlagsCommand::Get { key, env } => {
+            let v = c
+                .call(
+                    Method::GET,
+                    &format!(
+                        "/v1/environments/{}/flags/{}",
+                        urlencode(&env),
+                        urlencode(&key)
+                    ),
+                    None,
+                )
+                .await?;
+            emit(r.output, &v, |v| {
+                println!(
+                    "{} in {} (revision {})",
+                    s(&v["key"]),
+                    s(&v["environment"]),
+                    v["revision"]
+                );
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v["definition"]).unwrap_or_default()
+                );
+            })
+        }
+    }
 }

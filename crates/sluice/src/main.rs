@@ -23,6 +23,7 @@ async fn main() {
         Command::Access { command, remote } => commands::access(command, remote).await,
         Command::Audit { command, remote } => commands::audit(command, remote).await,
         Command::Tokens { command, remote } => commands::tokens(command, remote).await,
+        Command::Flags { command, remote } => commands::flags(command, remote).await,
         Command::Check {
             subject,
             action,

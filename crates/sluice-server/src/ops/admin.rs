@@ -190,6 +190,7 @@ impl App {
         };
         let mut tx = self.store.begin().await?;
         tx.insert_token(&row, &secret.hash()).await?;
+        tx.bump_access().await?;
         tx.audit(
             now,
             NewEntry::new(&caller.name, "token.created")
@@ -213,6 +214,7 @@ impl App {
         }
         let now = self.now();
         let mut tx = self.store.begin().await?;
+        tx.bump_access().await?;
         if !tx.revoke_token(id, now).await? {
             return Err(ApiError::Conflict {
                 code: "already_revoked",
@@ -227,6 +229,9 @@ impl App {
         )
         .await?;
         tx.commit().await?;
+        // The very next request with this token is refused here; other instances drop their
+        // cached copy at their next sync.
+        self.tokens.clear();
         Ok(TokenRow {
             revoked_at: Some(now),
             ..row

@@ -3,3 +3,4 @@
 pub mod access;
 pub mod admin;
 pub mod decide;
+pub mod flags;

@@ -186,26 +186,45 @@ pub async fn evaluations(
         .into_iter()
         .map(|i| question(&merge(&req, i)))
         .collect();
-    let valid: Vec<Question> = parsed
-        .iter()
-        .filter_map(|p| p.as_ref().ok().cloned())
-        .collect();
-    // Decide (and audit) every well-formed question in one transaction, then walk in order.
-    let decisions = app.decide(&caller, &valid).await?;
-    let mut decided = decisions.iter();
-    let mut out = Vec::new();
-    for p in &parsed {
-        let r = match p {
-            Ok(_) => decided
-                .next()
-                .map(answer)
-                .unwrap_or_else(|| bad_item("not evaluated")),
-            Err(m) => bad_item(m),
-        };
-        let stop = stop_on == Some(r.decision);
-        out.push(r);
-        if stop {
-            break;
+    let mut out = Vec::with_capacity(parsed.len());
+    match stop_on {
+        None => {
+            // Decide (and audit) every well-formed question in one transaction.
+            let valid: Vec<Question> = parsed
+                .iter()
+                .filter_map(|p| p.as_ref().ok().cloned())
+                .collect();
+            let decisions = app.decide(&caller, &valid).await?;
+            let mut decided = decisions.iter();
+            for p in &parsed {
+                out.push(match p {
+                    Ok(_) => decided
+                        .next()
+                        .map(answer)
+                        .unwrap_or_else(|| bad_item("not evaluated")),
+                    Err(m) => bad_item(m),
+                });
+            }
+        }
+        Some(stop) => {
+            // Short-circuit: in order, up to the first item that settles the call. Items after
+            // it are not evaluated, so they are not recorded as decisions either.
+            for p in &parsed {
+                let r = match p {
+                    Ok(q) => app
+                        .decide(&caller, std::slice::from_ref(q))
+                        .await?
+                        .first()
+                        .map(answer)
+                        .unwrap_or_else(|| bad_item("not evaluated")),
+                    Err(m) => bad_item(m),
+                };
+                let settled = r.decision == stop;
+                out.push(r);
+                if settled {
+                    break;
+                }
+            }
         }
     }
     Ok(Json(json!(EvaluationsResponse { evaluations: out })))

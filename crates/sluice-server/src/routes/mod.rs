@@ -4,21 +4,24 @@ pub mod access;
 pub mod admin;
 pub mod audit;
 pub mod authzen;
+pub mod flags;
+pub mod ofrep;
 pub mod views;
 
 use crate::app::App;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa::OpenApi;
 
-/// Largest request body accepted on any endpoint.
+/// Largest request body accepted on any endpoint but flag import.
 pub const MAX_BODY: usize = 256 * 1024;
+/// Largest flag document accepted by an import.
+pub const MAX_IMPORT: usize = 8 * 1024 * 1024;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +32,8 @@ pub const MAX_BODY: usize = 256 * 1024;
         admin::whoami, admin::apply, admin::current, admin::create_token, admin::list_tokens, admin::revoke_token,
         audit::query, audit::verify, audit::export,
         authzen::evaluation, authzen::evaluations, authzen::configuration,
+        flags::environments, flags::import, flags::export, flags::flag,
+        ofrep::evaluate, ofrep::evaluate_all, ofrep::events,
         healthz, readyz, metrics_text, openapi_json,
     ),
     modifiers(&BearerAuth),
@@ -138,13 +143,25 @@ pub fn router(app: App) -> Router {
             "/.well-known/authzen-configuration",
             get(authzen::configuration),
         )
+        .route("/v1/environments", get(flags::environments))
+        .route(
+            "/v1/environments/{env}/flags",
+            axum::routing::put(flags::import)
+                .get(flags::export)
+                .layer(DefaultBodyLimit::max(MAX_IMPORT)),
+        )
+        .route("/v1/environments/{env}/flags/{key}", get(flags::flag))
+        .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate))
+        .route("/ofrep/v1/evaluate/flags", post(ofrep::evaluate_all))
+        .route("/ofrep/v1/events", get(ofrep::events))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
         .layer(middleware::from_fn(track))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        // Enforced by the body extractors, so an oversized body gets the JSON error shape.
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(app)

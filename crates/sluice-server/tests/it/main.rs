@@ -8,5 +8,11 @@
     reason = "test helpers fail loudly"
 )]
 
+mod authzen;
+mod badinput;
+mod failclosed;
 mod harness;
 mod lifecycle;
+mod race;
+mod sql;
+mod tamper;

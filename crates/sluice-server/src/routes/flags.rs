@@ -1,0 +1,122 @@
+//! `/v1/environments`: import, export and read flags per environment.
+
+use crate::app::App;
+use crate::auth::ApiCaller;
+use crate::error::{ApiError, ErrorBody};
+use crate::json::ApiJson;
+use axum::extract::{Path, State};
+use axum::Json;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnvironmentView {
+    pub name: String,
+    /// Moves on every change to the environment's flags.
+    pub revision: i64,
+    pub flags: usize,
+    /// Changing a flag here needs an active grant.
+    pub protected: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ImportResult {
+    pub environment: String,
+    pub revision: i64,
+    pub flags: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlagView {
+    pub environment: String,
+    pub key: String,
+    pub revision: i64,
+    /// The flagd definition.
+    #[schema(value_type = Object)]
+    pub definition: Value,
+}
+
+/// Environments and their flag counts.
+#[utoipa::path(get, path = "/v1/environments", tag = "flags", responses((status = 200, body = [EnvironmentView])))]
+pub async fn environments(
+    State(app): State<App>,
+    _caller: ApiCaller,
+) -> Result<Json<Vec<EnvironmentView>>, ApiError> {
+    let policy = app.policy();
+    let sets = app.store.flag_sets().await?;
+    let mut out: Vec<EnvironmentView> = sets
+        .iter()
+        .map(|s| EnvironmentView {
+            name: s.environment.clone(),
+            revision: s.revision,
+            flags: s.flags.len(),
+            protected: policy.is_protected(&s.environment),
+        })
+        .collect();
+    for name in policy.doc.environments.keys() {
+        if !out.iter().any(|e| &e.name == name) {
+            out.push(EnvironmentView {
+                name: name.clone(),
+                revision: 0,
+                flags: 0,
+                protected: policy.is_protected(name),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Json(out))
+}
+
+/// Replace an environment's flags with a flagd document (all or nothing; administrators).
+#[utoipa::path(put, path = "/v1/environments/{env}/flags", request_body(content = Object, description = "a flagd flag definition document"), tag = "flags",
+    responses((status = 200, body = ImportResult), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn import(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Path(env): Path<String>,
+    ApiJson(doc): ApiJson<Value>,
+) -> Result<Json<ImportResult>, ApiError> {
+    let r = app.import_flags(&caller, &env, doc).await?;
+    Ok(Json(ImportResult {
+        environment: r.environment,
+        revision: r.revision,
+        flags: r.flags,
+    }))
+}
+
+/// The environment's flags as a flagd document (flagd accepts it as is).
+#[utoipa::path(get, path = "/v1/environments/{env}/flags", tag = "flags", responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+pub async fn export(
+    State(app): State<App>,
+    _caller: ApiCaller,
+    Path(env): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let set = app.store.flag_set(&env).await?.ok_or_else(|| ApiError::NotFound(format!("no flags in environment `{env}`; import some with `sluice flags import --env {env} FILE`")))?;
+    Ok(Json(set.to_document()))
+}
+
+/// One flag's definition and revision.
+#[utoipa::path(get, path = "/v1/environments/{env}/flags/{key}", tag = "flags", responses((status = 200, body = FlagView), (status = 404, body = ErrorBody)))]
+pub async fn flag(
+    State(app): State<App>,
+    _caller: ApiCaller,
+    Path((env, key)): Path<(String, String)>,
+) -> Result<Json<FlagView>, ApiError> {
+    let set = app
+        .store
+        .flag_set(&env)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no environment `{env}`")))?;
+    let f = set
+        .flags
+        .into_iter()
+        .find(|f| f.key == key)
+        .ok_or_else(|| ApiError::NotFound(format!("no flag `{key}` in `{env}`")))?;
+    Ok(Json(FlagView {
+        environment: env,
+        key: f.key,
+        revision: f.revision,
+        definition: f.definition,
+    }))
+}

@@ -1,0 +1,232 @@
+//! OpenFeature Remote Evaluation Protocol (OFREP): single and bulk evaluation with client keys
+//! bound to one environment, `ETag`/`If-None-Match` over the configuration revision *and* the
+//! request context, and an SSE stream that says `refetchEvaluation` when flags change.
+
+use crate::app::App;
+use crate::auth::{authenticate, presented_token, Caller};
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use sluice_core::token::{SecretToken, TokenKind};
+use sluice_eval::ofrep::{self, EvaluationFailure, EvaluationResponse};
+use sluice_eval::{Context, ErrorCode};
+use std::convert::Infallible;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+/// A client key: evaluates the flags of exactly one environment, nothing else.
+pub struct ClientKey {
+    pub caller: Caller,
+    pub environment: String,
+}
+
+async fn client_key(app: &App, token: Option<SecretToken>) -> Result<ClientKey, ApiError> {
+    let caller = authenticate(app, token).await?;
+    let environment = match (caller.kind, caller.environment.clone()) {
+        (TokenKind::Client, Some(env)) => env,
+        _ => {
+            return Err(ApiError::Forbidden(
+                "OFREP needs a client key (`sluice tokens create --kind client --env ENV`)".into(),
+            ))
+        }
+    };
+    app.limiter.check(&caller.token_id)?;
+    Ok(ClientKey {
+        caller,
+        environment,
+    })
+}
+
+impl FromRequestParts<App> for ClientKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        client_key(app, presented_token(&parts.headers)).await
+    }
+}
+
+fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = (status, bytes).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn failure(key: &str, code: ErrorCode, details: impl Into<String>) -> Response {
+    let status = StatusCode::from_u16(ofrep::http_status(code)).unwrap_or(StatusCode::BAD_REQUEST);
+    let body = EvaluationFailure {
+        key: key.to_owned(),
+        error_code: code,
+        error_details: details.into(),
+        metadata: Default::default(),
+    };
+    json_response(status, &body)
+}
+
+/// Reads `{"context": {...}}`; an empty body is an empty context.
+fn context_of(body: &[u8]) -> Result<(Context, Value), (ErrorCode, String)> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok((Context::empty(), Value::Object(Default::default())));
+    }
+    if crate::json::depth(body) > crate::json::MAX_DEPTH {
+        return Err((
+            ErrorCode::InvalidContext,
+            format!(
+                "context is nested deeper than {} levels",
+                crate::json::MAX_DEPTH
+            ),
+        ));
+    }
+    let req: ofrep::EvaluationRequest = serde_json::from_slice(body).map_err(|e| {
+        (
+            ErrorCode::ParseError,
+            format!("request body is not valid JSON: {e}"),
+        )
+    })?;
+    let raw = req
+        .context
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    let ctx = Context::from_value(raw.clone()).map_err(|e| (e.code, e.message.to_string()))?;
+    Ok((ctx, raw))
+}
+
+/// Evaluate one flag.
+#[utoipa::path(post, path = "/ofrep/v1/evaluate/flags/{key}", tag = "ofrep", request_body = Object,
+    responses((status = 200, body = Object), (status = 400, body = Object), (status = 401), (status = 403), (status = 404, body = Object), (status = 429)))]
+pub async fn evaluate(
+    State(app): State<App>,
+    key_auth: ClientKey,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Response {
+    let (ctx, _) = match context_of(&body) {
+        Ok(c) => c,
+        Err((code, msg)) => return failure(&key, code, msg),
+    };
+    let Some(flags) = app.env_flags(&key_auth.environment) else {
+        return failure(
+            &key,
+            ErrorCode::FlagNotFound,
+            format!("flag `{key}` not found"),
+        );
+    };
+    let e = flags.snapshot.evaluate(&key, &ctx, app.now().timestamp());
+    match ofrep::to_response(&e) {
+        EvaluationResponse::Failure(f) => {
+            let status = StatusCode::from_u16(ofrep::http_status(f.error_code))
+                .unwrap_or(StatusCode::BAD_REQUEST);
+            json_response(status, &f)
+        }
+        ok @ EvaluationResponse::Success(_) => json_response(StatusCode::OK, &ok),
+    }
+}
+
+/// The bulk ETag: the environment's revision and the request context, hashed. A different
+/// context or a new configuration gives a different tag.
+fn etag(revision: i64, context: &Value) -> String {
+    let mut h = Sha256::new();
+    h.update(revision.to_be_bytes());
+    h.update(sluice_audit::canonical::to_vec(context));
+    let digest = h.finalize();
+    format!("\"{revision}-{}\"", hex::encode(&digest[..12]))
+}
+
+fn events_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:7070");
+    format!("http://{host}/ofrep/v1/events")
+}
+
+/// Evaluate every flag of the key's environment.
+#[utoipa::path(post, path = "/ofrep/v1/evaluate/flags", tag = "ofrep", request_body = Object,
+    responses((status = 200, body = Object), (status = 304), (status = 400, body = Object), (status = 401), (status = 403), (status = 429)))]
+pub async fn evaluate_all(
+    State(app): State<App>,
+    key_auth: ClientKey,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (ctx, raw) = match context_of(&body) {
+        Ok(c) => c,
+        Err((code, msg)) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &json!({"errorCode": code, "errorDetails": msg}),
+            );
+        }
+    };
+    let flags = app.env_flags(&key_auth.environment);
+    let revision = flags.as_ref().map_or(0, |f| f.revision);
+    let tag = etag(revision, &raw);
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    let tag_header = HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"0\""));
+    if matches {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        resp.headers_mut().insert(header::ETAG, tag_header);
+        return resp;
+    }
+    let now = app.now().timestamp();
+    let mut out = match &flags {
+        Some(f) => {
+            let evals = f.snapshot.evaluate_all(&ctx, now);
+            serde_json::to_value(ofrep::to_bulk_response(&evals, f.snapshot.metadata()))
+                .unwrap_or_default()
+        }
+        None => json!({"flags": []}),
+    };
+    if let Some(o) = out.as_object_mut() {
+        o.insert(
+            "eventStreams".into(),
+            json!([{"type": "sse", "url": events_url(&headers), "inactivityDelaySec": 120}]),
+        );
+    }
+    let mut resp = json_response(StatusCode::OK, &out);
+    resp.headers_mut().insert(header::ETAG, tag_header);
+    resp
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    /// The client key, for clients that cannot set headers (browsers' EventSource).
+    pub key: Option<String>,
+}
+
+/// Server-sent events: `refetchEvaluation` whenever the key's environment changes.
+#[utoipa::path(get, path = "/ofrep/v1/events", tag = "ofrep", responses((status = 200, content_type = "text/event-stream", body = String), (status = 401), (status = 403)))]
+pub async fn events(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let token =
+        presented_token(&headers).or_else(|| q.key.as_deref().map(SecretToken::from_presented));
+    let key_auth = client_key(&app, token).await?;
+    let env = key_auth.environment;
+    let rx = app.flag_events.subscribe();
+    let stream = BroadcastStream::new(rx).filter_map(move |msg| {
+        let ev = match msg {
+            Ok(ev) if ev.environment == env => ev,
+            // Lagged: we may have missed a change, so ask for a refetch anyway.
+            Err(_) => crate::flags::FlagEvent { environment: env.clone(), revision: 0, updated_at: chrono::DateTime::default() },
+            Ok(_) => return None,
+        };
+        let data = json!({"type": "refetchEvaluation", "etag": format!("\"{}\"", ev.revision), "lastModified": ev.updated_at.timestamp()});
+        Some(Ok::<_, Infallible>(Event::default().id(ev.revision.to_string()).data(data.to_string())))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

@@ -1,0 +1,209 @@
+//! Approvals racing each other: fifty leads press "approve" at the same moment, or one lead
+//! presses it twenty times. Exactly the right number of votes count, the grant is made once,
+//! and nobody gets a server error for losing the race.
+
+use crate::backend_tests;
+use crate::harness::{Backend, Db, TestServer, ADMIN_TOKEN};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+const LEADS: usize = 50;
+
+/// One requester, fifty eligible approvers, and entitlements needing 1, 3 and 2 approvals.
+fn policy() -> String {
+    let leads: Vec<String> = (0..LEADS).map(|i| format!("l{i:02}")).collect();
+    format!(
+        r#"
+users: [req, {leads}]
+groups:
+  leads: [{leads}]
+  requesters: [req]
+entitlements:
+  - name: one-approval
+    scopes: [{{ resource: "db:orders", actions: [read] }}]
+    requesters: [group:requesters]
+    max_duration: 1h
+    approval: {{ required: 1, approvers: [group:leads] }}
+  - name: three-approvals
+    scopes: [{{ resource: "db:payments", actions: [read] }}]
+    requesters: [group:requesters]
+    max_duration: 1h
+    approval: {{ required: 3, approvers: [group:leads] }}
+  - name: two-approvals
+    scopes: [{{ resource: "db:ledger", actions: [read] }}]
+    requesters: [group:requesters]
+    max_duration: 1h
+    approval: {{ required: 2, approvers: [group:leads] }}
+"#,
+        leads = leads.join(", ")
+    )
+}
+
+async fn setup(b: Backend) -> Option<(TestServer, String, Vec<String>)> {
+    let db = Db::new(b).await?;
+    let s = TestServer::start(db).await;
+    s.apply(&policy()).await;
+    let req = s.token("req").await;
+    let mut leads = Vec::with_capacity(LEADS);
+    for i in 0..LEADS {
+        leads.push(s.token(&format!("l{i:02}")).await);
+    }
+    Some((s, req, leads))
+}
+
+async fn open(s: &TestServer, token: &str, entitlement: &str) -> String {
+    let (st, v) = s.request(token, entitlement, "30m", "race").await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["status"], "pending", "{v}");
+    v["id"].as_str().expect("id").to_owned()
+}
+
+/// Fires one approval per token, all at once; returns (status, body) per token, in order.
+async fn approve_all(s: &TestServer, id: &str, tokens: &[String]) -> Vec<(StatusCode, Value)> {
+    let url = s.url(&format!("/v1/requests/{id}/approve"));
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(tokens.len()));
+    let mut tasks = Vec::with_capacity(tokens.len());
+    for token in tokens {
+        // One client per caller: separate connections, as separate people would have.
+        let http = reqwest::Client::new();
+        let (url, token, barrier) = (url.clone(), token.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let resp = http
+                .post(&url)
+                .bearer_auth(&token)
+                .json(&json!({"comment": "lgtm"}))
+                .send()
+                .await
+                .expect("sent");
+            let status = resp.status();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            (status, body)
+        }));
+    }
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.expect("task"));
+    }
+    out
+}
+
+fn for_request(entries: &[Value], id: &str) -> usize {
+    entries.iter().filter(|e| e["subject_id"] == id).count()
+}
+
+/// Every loser gets a clean 409 with a stable code; nobody gets a 5xx.
+fn check_statuses(results: &[(StatusCode, Value)], codes: &[&str]) -> usize {
+    let mut ok = 0;
+    for (st, body) in results {
+        match *st {
+            StatusCode::OK => ok += 1,
+            StatusCode::CONFLICT => {
+                let code = body["code"].as_str().unwrap_or("");
+                assert!(codes.contains(&code), "unexpected conflict code: {body}");
+                assert!(body["message"].is_string(), "{body}");
+            }
+            other => panic!("an approval answered {other}: {body}"),
+        }
+    }
+    ok
+}
+
+fn approvers(v: &Value) -> Vec<String> {
+    v["votes"]
+        .as_array()
+        .expect("votes")
+        .iter()
+        .map(|x| x["approver"].as_str().expect("approver").to_owned())
+        .collect()
+}
+
+async fn fifty_leads_approve_at_once_and_the_grant_is_made_once(b: Backend) {
+    let Some((s, req, leads)) = setup(b).await else {
+        return;
+    };
+
+    // One approval needed: exactly one of fifty counts.
+    let id = open(&s, &req, "one-approval").await;
+    let results = approve_all(&s, &id, &leads).await;
+    assert_eq!(check_statuses(&results, &["wrong_status"]), 1);
+    let (_, shown) = s.get(&req, &format!("/v1/requests/{id}")).await;
+    assert_eq!(shown["status"], "active", "{shown}");
+    assert_eq!(approvers(&shown).len(), 1, "{shown}");
+    assert_eq!(shown["approvals"], 1);
+    assert_eq!(
+        for_request(&s.audit_actions("access.granted").await, &id),
+        1
+    );
+    assert_eq!(
+        for_request(&s.audit_actions("access.approved").await, &id),
+        1
+    );
+    assert!(s.allowed("req", "read", "db", "orders").await);
+
+    // Three approvals needed: exactly three distinct leads count, the grant is made once.
+    let id3 = open(&s, &req, "three-approvals").await;
+    let results = approve_all(&s, &id3, &leads).await;
+    assert_eq!(check_statuses(&results, &["wrong_status"]), 3);
+    let (_, shown) = s.get(&req, &format!("/v1/requests/{id3}")).await;
+    assert_eq!(shown["status"], "active", "{shown}");
+    let names = approvers(&shown);
+    let distinct: BTreeSet<&String> = names.iter().collect();
+    assert_eq!(
+        (names.len(), distinct.len()),
+        (3, 3),
+        "three distinct approvers: {shown}"
+    );
+    assert_eq!(shown["approvals"], 3);
+    assert_eq!(
+        for_request(&s.audit_actions("access.granted").await, &id3),
+        1
+    );
+    assert_eq!(
+        for_request(&s.audit_actions("access.approved").await, &id3),
+        3
+    );
+    // The approvals were taken one at a time: each winner saw its vote added to the ones before.
+    let mut seen: Vec<usize> = results
+        .iter()
+        .filter(|(st, _)| *st == StatusCode::OK)
+        .map(|(_, v)| v["votes"].as_array().map_or(0, Vec::len))
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, vec![1, 2, 3]);
+    assert_eq!(s.verify().await["ok"], true);
+}
+
+async fn one_approver_pressing_twenty_times_counts_once(b: Backend) {
+    let Some((s, req, leads)) = setup(b).await else {
+        return;
+    };
+    let id = open(&s, &req, "two-approvals").await;
+    let same: Vec<String> = std::iter::repeat_n(leads[7].clone(), 20).collect();
+    let results = approve_all(&s, &id, &same).await;
+    assert_eq!(check_statuses(&results, &["already_voted"]), 1);
+    let (_, shown) = s.get(&req, &format!("/v1/requests/{id}")).await;
+    assert_eq!(shown["status"], "pending", "one of two approvals: {shown}");
+    assert_eq!(approvers(&shown), vec!["l07".to_owned()]);
+    assert_eq!(shown["approvals"], 1);
+    assert_eq!(
+        for_request(&s.audit_actions("access.approved").await, &id),
+        1
+    );
+    assert!(!s.allowed("req", "read", "db", "ledger").await);
+    // A second, different lead completes it.
+    let (st, v) = s
+        .post(&leads[8], &format!("/v1/requests/{id}/approve"), json!({}))
+        .await;
+    assert_eq!((st, v["status"].as_str()), (StatusCode::OK, Some("active")));
+    assert!(s.allowed("req", "read", "db", "ledger").await);
+    let (st, _) = s.get(ADMIN_TOKEN, "/v1/audit/verify").await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(s.verify().await["ok"], true);
+}
+
+backend_tests!(
+    fifty_leads_approve_at_once_and_the_grant_is_made_once,
+    one_approver_pressing_twenty_times_counts_once,
+);

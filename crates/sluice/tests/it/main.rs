@@ -1,0 +1,13 @@
+//! The `sluice` binary end to end: a real `sluice serve` process on a free loopback port with a
+//! temporary data directory, driven by the real CLI.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail loudly"
+)]
+
+mod crash;
+mod harness;
+mod story;
