@@ -153,6 +153,29 @@ impl AccessSnapshot {
         resource: &str,
         now: DateTime<Utc>,
     ) -> Decision {
+        self.decide_with(subject, action, resource, now, true)
+    }
+
+    /// Like [`decide`](Self::decide) but only live grants count, not standing permissions:
+    /// what a protected environment asks for.
+    pub fn decide_by_grant(
+        &self,
+        subject: &str,
+        action: &str,
+        resource: &str,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        self.decide_with(subject, action, resource, now, false)
+    }
+
+    fn decide_with(
+        &self,
+        subject: &str,
+        action: &str,
+        resource: &str,
+        now: DateTime<Utc>,
+        standing: bool,
+    ) -> Decision {
         let subject = normalized(subject);
         let Some(access) = self.by_principal.get(subject.as_ref()) else {
             return Decision {
@@ -161,17 +184,19 @@ impl AccessSnapshot {
             };
         };
         let (action, resource) = (normalized(action), normalized(resource));
-        if let Some(s) = access
-            .standing
-            .iter()
-            .find(|s| s.allows(&resource, &action))
-        {
-            return Decision {
-                allowed: true,
-                reason: Reason::Standing {
-                    scope: s.to_string(),
-                },
-            };
+        if standing {
+            if let Some(s) = access
+                .standing
+                .iter()
+                .find(|s| s.allows(&resource, &action))
+            {
+                return Decision {
+                    allowed: true,
+                    reason: Reason::Standing {
+                        scope: s.to_string(),
+                    },
+                };
+            }
         }
         let mut not_live = None;
         for g in &access.grants {

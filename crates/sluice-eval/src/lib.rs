@@ -23,6 +23,7 @@ mod def;
 mod def_parse;
 mod error;
 mod evaluation;
+pub mod layers;
 pub mod ofrep;
 mod rule;
 mod snapshot;

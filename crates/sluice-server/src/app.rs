@@ -51,6 +51,16 @@ impl App {
         clock: Arc<dyn Clock>,
         signer: AuditSigner,
     ) -> Result<App, StoreError> {
+        Self::with_client_rate_limit(store, clock, signer, None).await
+    }
+
+    /// [`App::new`] with at most `client_rate_limit` OFREP requests per second per client key.
+    pub async fn with_client_rate_limit(
+        store: Store,
+        clock: Arc<dyn Clock>,
+        signer: AuditSigner,
+        client_rate_limit: Option<u32>,
+    ) -> Result<App, StoreError> {
         let revs = store.state_revs().await?;
         let snapshot = load_snapshot(&store).await?;
         let flags = crate::flags::load(&store).await?;
@@ -65,7 +75,7 @@ impl App {
             flags_rev: AtomicI64::new(revs.flags),
             flag_events,
             tokens: crate::auth::TokenCache::default(),
-            limiter: crate::auth::RateLimiter::new(None),
+            limiter: crate::auth::RateLimiter::new(client_rate_limit),
         })))
     }
 

@@ -1,18 +1,86 @@
 //! Compiled flag snapshots per environment, and the change feed SSE subscribers listen to.
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sluice_eval::{FlagSetDef, Snapshot};
+use sluice_eval::layers::{CompiledLayers, FlagLayers, LayerHit};
+use sluice_eval::{Context, Evaluation, FlagSetDef, Reason, Snapshot};
 use sluice_store::{Store, StoreError, StoredFlagSet};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// One environment's compiled flags.
+/// One environment's compiled flags, with Sluice's layers (expiring targets, staged rollouts).
 #[derive(Debug)]
 pub struct EnvFlags {
     pub environment: String,
     pub revision: i64,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     pub snapshot: Snapshot,
+    /// Layers of the flags that have any.
+    pub layers: HashMap<String, CompiledLayers>,
+    /// Variants of those flags, to answer a layer hit.
+    variants: HashMap<String, serde_json::Map<String, Value>>,
+    /// Every moment at which some answer in this environment may change, sorted.
+    boundaries: Vec<i64>,
+}
+
+impl EnvFlags {
+    /// Evaluates one flag at `now`: layers first (unless the flag is off or broken), then the
+    /// flag's own targeting.
+    pub fn evaluate<'a>(
+        &'a self,
+        key: &'a str,
+        ctx: &Context,
+        now: DateTime<Utc>,
+    ) -> Evaluation<'a> {
+        let e = self.snapshot.evaluate(key, ctx, now.timestamp());
+        self.layer(e, ctx, now)
+    }
+
+    pub fn evaluate_all<'a>(&'a self, ctx: &Context, now: DateTime<Utc>) -> Vec<Evaluation<'a>> {
+        let all = self.snapshot.evaluate_all(ctx, now.timestamp());
+        if self.layers.is_empty() {
+            return all;
+        }
+        all.into_iter().map(|e| self.layer(e, ctx, now)).collect()
+    }
+
+    fn layer<'a>(
+        &'a self,
+        mut e: Evaluation<'a>,
+        ctx: &Context,
+        now: DateTime<Utc>,
+    ) -> Evaluation<'a> {
+        let Some(layers) = self.layers.get(e.key) else {
+            return e;
+        };
+        if e.error.is_some() || e.reason == Reason::Disabled {
+            return e;
+        }
+        let hit = layers.hit(e.key, ctx.targeting_key(), now.timestamp_millis());
+        let (variant, reason) = match hit {
+            Some(LayerHit::Target { variant }) => (variant, Reason::TargetingMatch),
+            Some(LayerHit::Rollout { variant }) => (variant, Reason::Split),
+            None => return e,
+        };
+        if let Some(value) = self.variants.get(e.key).and_then(|m| m.get(variant)) {
+            e.value = Some(value);
+            e.variant = Some(variant);
+            e.reason = reason;
+        }
+        e
+    }
+
+    /// How many change moments have passed: part of the bulk ETag, so a cached answer that
+    /// depended on a target or a rollout step is never served after it changes.
+    pub fn epoch(&self, now: DateTime<Utc>) -> usize {
+        self.boundaries
+            .partition_point(|b| *b <= now.timestamp_millis())
+    }
+
+    /// The next moment at which some answer may change.
+    pub fn next_boundary(&self, now: DateTime<Utc>) -> Option<i64> {
+        self.boundaries.get(self.epoch(now)).copied()
+    }
 }
 
 /// Every environment's compiled flags, swapped whole on change.
@@ -29,34 +97,53 @@ pub struct FlagEvent {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-fn compile(set: &StoredFlagSet) -> EnvFlags {
+fn compile(set: &StoredFlagSet, layers: &[(String, String, Value)]) -> EnvFlags {
     let revision = u64::try_from(set.revision).unwrap_or(0);
-    let snapshot = match FlagSetDef::from_value(set.to_document())
-        .and_then(|d| Snapshot::compile(&d, revision))
-    {
-        Ok(s) => s,
-        Err(e) => {
-            // Stored sets were validated on the way in; if one no longer compiles, serve the
-            // flags that do and say so loudly.
-            tracing::error!(environment = %set.environment, error = %e, "stored flags of {} do not compile: {e}", set.environment);
-            let def = FlagSetDef::from_value_lenient(set.to_document()).unwrap_or_default();
-            Snapshot::compile_lenient(&def, revision)
+    // Lenient imports compile as flagd loads files (see `ops::flags::compile_stored`).
+    let snapshot = crate::ops::flags::compile_stored(set, revision);
+    let mut compiled = HashMap::new();
+    let mut variants = HashMap::new();
+    let mut boundaries = Vec::new();
+    for (env, key, body) in layers {
+        if env != &set.environment {
+            continue;
         }
-    };
+        let Ok(stored) = serde_json::from_value::<FlagLayers>(body.clone()) else {
+            tracing::error!(environment = %env, flag = %key, "stored layers of {key} are not valid; ignored");
+            continue;
+        };
+        let c = CompiledLayers::compile(&stored);
+        if c.is_empty() {
+            continue;
+        }
+        if let Some(f) = set.flags.iter().find(|f| &f.key == key) {
+            if let Some(v) = f.definition.get("variants").and_then(Value::as_object) {
+                variants.insert(key.clone(), v.clone());
+            }
+        }
+        boundaries.extend(c.boundaries().iter().copied());
+        compiled.insert(key.clone(), c);
+    }
+    boundaries.sort_unstable();
+    boundaries.dedup();
     EnvFlags {
         environment: set.environment.clone(),
         revision: set.revision,
         updated_at: set.updated_at,
         snapshot,
+        layers: compiled,
+        variants,
+        boundaries,
     }
 }
 
 pub async fn load(store: &Store) -> Result<FlagSnapshots, StoreError> {
     let sets = store.flag_sets().await?;
+    let layers = store.flag_layers().await?;
     Ok(FlagSnapshots {
         envs: sets
             .iter()
-            .map(|s| (s.environment.clone(), Arc::new(compile(s))))
+            .map(|s| (s.environment.clone(), Arc::new(compile(s, &layers))))
             .collect(),
     })
 }

@@ -43,6 +43,9 @@ pub struct ServerConfig {
     pub sync_interval: Duration,
     /// When set, the server's clock is the database's (re-calibrated in the background).
     pub db_clock: Option<Arc<dbclock::DbClock>>,
+    /// OFREP requests per second allowed per client key (then 429 with `Retry-After`); `None`:
+    /// unlimited.
+    pub client_rate_limit: Option<u32>,
 }
 
 /// A server bound to its address, ready to run.
@@ -68,7 +71,8 @@ impl Server {
             );
         }
         let signer = AuditSigner::load_or_create(&config.signing_key)?;
-        let app = App::new(store, clock, signer).await?;
+        let app =
+            App::with_client_rate_limit(store, clock, signer, config.client_rate_limit).await?;
         let bootstrap_token = app
             .bootstrap(config.admin_token.clone())
             .await
@@ -113,7 +117,23 @@ async fn background(app: App, config: ServerConfig) {
     let mut sync = tokio::time::interval_at(start + config.sync_interval, config.sync_interval);
     sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Wake at the next moment a target expires or a rollout steps, so subscribers hear of
+        // it then; at least once a second for scheduled changes.
+        let wait = app
+            .next_layer_boundary()
+            .map(|b| b - app.now().timestamp_millis())
+            .unwrap_or(1000)
+            .clamp(0, 1000);
+        let layers = tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0)));
         tokio::select! {
+            _ = layers => {
+                if let Err(e) = app.tick_layers().await {
+                    tracing::warn!(error = %e, "recording target expiries and rollout steps failed: {e}");
+                }
+                if let Err(e) = app.apply_due_changes().await {
+                    tracing::warn!(error = %e, "applying scheduled changes failed: {e}");
+                }
+            },
             _ = reap.tick() => match app.reap().await {
                 Ok(n) => metrics::reaped(n),
                 Err(e) => tracing::warn!(error = %e, "reaper pass failed: {e}"),

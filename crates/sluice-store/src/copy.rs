@@ -78,6 +78,21 @@ const TABLES: &[(&str, &[&str])] = &[
             "updated_by",
         ],
     ),
+    ("flag_layers", &["environment", "key", "body", "updated_at"]),
+    (
+        "scheduled_changes",
+        &[
+            "id",
+            "environment",
+            "key",
+            "change",
+            "apply_at",
+            "created_by",
+            "created_at",
+            "status",
+            "result",
+        ],
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -102,6 +117,7 @@ const INT_COLUMNS: &[&str] = &[
     "revision",
     "updated_at",
     "position",
+    "apply_at",
 ];
 
 fn cell(row: &AnyRow, col: &str) -> Result<Cell, StoreError> {

@@ -154,3 +154,187 @@ impl WriteTx {
         Ok(revision)
     }
 }
+
+/// What a single-flag write found and did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlagWrite {
+    /// The flag before the change, if it existed.
+    pub before: Option<StoredFlag>,
+    /// The flag's new revision (0 when deleted).
+    pub revision: i64,
+    /// The environment's new revision.
+    pub env_revision: i64,
+}
+
+/// Why a single-flag write was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlagConflict {
+    /// The flag's revision is not the one the change was based on.
+    Stale { current: Option<i64> },
+}
+
+impl WriteTx {
+    /// Creates, replaces (`Some`) or deletes (`None`) one flag, if its current revision is
+    /// `base` (`None` = the flag must not exist yet). The environment is created if needed.
+    pub async fn put_flag(
+        &mut self,
+        environment: &str,
+        key: &str,
+        base: Option<i64>,
+        definition: Option<&Value>,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Result<FlagWrite, FlagConflict>, StoreError> {
+        let env = sqlx::query("UPDATE flag_environments SET revision = revision + 1, updated_at = $1, updated_by = $2 WHERE name = $3 RETURNING revision")
+            .bind(to_ms(now))
+            .bind(by)
+            .bind(environment)
+            .fetch_optional(self.conn())
+            .await?;
+        let env_revision = match env {
+            Some(row) => get::<i64>(&row, "revision")?,
+            None => {
+                sqlx::query("INSERT INTO flag_environments (name, revision, document, updated_at, updated_by) VALUES ($1, 1, '{}', $2, $3)")
+                    .bind(environment)
+                    .bind(to_ms(now))
+                    .bind(by)
+                    .execute(self.conn())
+                    .await?;
+                1
+            }
+        };
+        let row = sqlx::query(
+            "SELECT revision, definition FROM flags WHERE environment = $1 AND key = $2",
+        )
+        .bind(environment)
+        .bind(key)
+        .fetch_optional(self.conn())
+        .await?;
+        let before = match &row {
+            Some(r) => {
+                let def: String = get(r, "definition")?;
+                Some(StoredFlag {
+                    key: key.to_owned(),
+                    revision: get(r, "revision")?,
+                    definition: serde_json::from_str(&def)?,
+                })
+            }
+            None => None,
+        };
+        if before.as_ref().map(|b| b.revision) != base {
+            return Ok(Err(FlagConflict::Stale {
+                current: before.map(|b| b.revision),
+            }));
+        }
+        let revision = match (definition, &before) {
+            (None, _) => {
+                sqlx::query("DELETE FROM flags WHERE environment = $1 AND key = $2")
+                    .bind(environment)
+                    .bind(key)
+                    .execute(self.conn())
+                    .await?;
+                0
+            }
+            (Some(def), Some(b)) => {
+                sqlx::query("UPDATE flags SET revision = $1, definition = $2, updated_at = $3, updated_by = $4 WHERE environment = $5 AND key = $6")
+                    .bind(b.revision + 1)
+                    .bind(serde_json::to_string(def)?)
+                    .bind(to_ms(now))
+                    .bind(by)
+                    .bind(environment)
+                    .bind(key)
+                    .execute(self.conn())
+                    .await?;
+                b.revision + 1
+            }
+            (Some(def), None) => {
+                sqlx::query(
+                    "INSERT INTO flags (environment, key, position, revision, definition, updated_at, updated_by) \
+                     VALUES ($1, $2, (SELECT COALESCE(MAX(position), -1) + 1 FROM flags WHERE environment = $1), 1, $3, $4, $5)",
+                )
+                .bind(environment)
+                .bind(key)
+                .bind(serde_json::to_string(def)?)
+                .bind(to_ms(now))
+                .bind(by)
+                .execute(self.conn())
+                .await?;
+                1
+            }
+        };
+        self.bump_flags().await?;
+        Ok(Ok(FlagWrite {
+            before,
+            revision,
+            env_revision,
+        }))
+    }
+}
+
+impl Store {
+    /// Every flag's layers (targets, rollout), by environment and key.
+    pub async fn flag_layers(&self) -> Result<Vec<(String, String, Value)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT environment, key, body FROM flag_layers ORDER BY environment, key")
+                .fetch_all(self.reader())
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let body: String = get(r, "body")?;
+                Ok((
+                    get(r, "environment")?,
+                    get(r, "key")?,
+                    serde_json::from_str(&body)?,
+                ))
+            })
+            .collect()
+    }
+}
+
+impl WriteTx {
+    /// Reads one flag's layers for update.
+    pub async fn lock_flag_layers(
+        &mut self,
+        environment: &str,
+        key: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        let row = sqlx::query(
+            "UPDATE flag_layers SET body = body WHERE environment = $1 AND key = $2 RETURNING body",
+        )
+        .bind(environment)
+        .bind(key)
+        .fetch_optional(self.conn())
+        .await?;
+        row.map(|r| {
+            let body: String = get(&r, "body")?;
+            Ok(serde_json::from_str(&body)?)
+        })
+        .transpose()
+    }
+
+    /// Stores one flag's layers and moves the environment's revision (answers may change).
+    pub async fn put_flag_layers(
+        &mut self,
+        environment: &str,
+        key: &str,
+        body: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO flag_layers (environment, key, body, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (environment, key) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+        )
+        .bind(environment)
+        .bind(key)
+        .bind(serde_json::to_string(body)?)
+        .bind(to_ms(now))
+        .execute(self.conn())
+        .await?;
+        sqlx::query("UPDATE flag_environments SET revision = revision + 1 WHERE name = $1")
+            .bind(environment)
+            .execute(self.conn())
+            .await?;
+        self.bump_flags().await?;
+        Ok(())
+    }
+}

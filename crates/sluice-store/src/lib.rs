@@ -12,15 +12,17 @@ mod error;
 mod flags;
 mod principals;
 mod requests;
+mod schedule;
 mod state;
 mod tx;
 
 pub use audit::AuditQuery;
 pub use copy::CopyReport;
 pub use error::StoreError;
-pub use flags::{StoredFlag, StoredFlagSet};
+pub use flags::{FlagConflict, FlagWrite, StoredFlag, StoredFlagSet};
 pub use principals::{PrincipalRow, TokenRow};
 pub use requests::RequestFilter;
+pub use schedule::ScheduledChange;
 pub use sluice_audit::{AuditEntry, ChainHead, Checkpoint, NewEntry};
 pub use state::StateRevs;
 pub use tx::WriteTx;

@@ -78,7 +78,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<(TokenRow, PrincipalRow)>, StoreError> {
         let sql = format!(
-            "SELECT {TOKEN_COLS}, p.name, p.kind AS pkind, p.admin, p.source FROM tokens t \
+            "SELECT {TOKEN_COLS}, p.name AS pname, p.kind AS pkind, p.admin, p.source FROM tokens t \
              JOIN principals p ON p.name = t.principal \
              WHERE t.hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)"
         );
@@ -89,7 +89,7 @@ impl Store {
             .await?;
         let Some(row) = row else { return Ok(None) };
         let p = PrincipalRow {
-            name: get(&row, "name")?,
+            name: get(&row, "pname")?,
             kind: get(&row, "pkind")?,
             admin: get::<i64>(&row, "admin")? != 0,
             source: get(&row, "source")?,

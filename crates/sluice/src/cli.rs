@@ -121,6 +121,9 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// OFREP requests per second per client key, then 429 with `Retry-After`; default unlimited.
+    #[arg(long, env = "SLUICE_CLIENT_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub client_rate_limit: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -305,6 +308,10 @@ pub enum FlagsCommand {
         file: PathBuf,
         #[arg(long)]
         env: String,
+        /// Load as flagd does: flags that fail validation are kept, listed, and answer
+        /// `PARSE_ERROR` when evaluated; the rest are served.
+        #[arg(long)]
+        lenient: bool,
     },
     /// Write an environment's flags as a flagd file.
     Export {

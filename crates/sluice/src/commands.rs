@@ -465,15 +465,16 @@ pub async fn whoami(r: Remote) -> anyhow::Result<()> {
 pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
     let c = client(&r);
     match cmd {
-        FlagsCommand::Import { file, env } => {
+        FlagsCommand::Import { file, env, lenient } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let doc: Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", file.display()))?;
+            let mode = if lenient { "?mode=lenient" } else { "" };
             let v = c
                 .call(
                     Method::PUT,
-                    &format!("/v1/environments/{}/flags", urlencode(&env)),
+                    &format!("/v1/environments/{}/flags{mode}", urlencode(&env)),
                     Some(doc),
                 )
                 .await?;
@@ -483,7 +484,15 @@ pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
                     v["flags"],
                     s(&v["environment"]),
                     v["revision"]
-                )
+                );
+                for b in v["broken"].as_array().into_iter().flatten() {
+                    println!(
+                        "  {} answers PARSE_ERROR: {}: {}",
+                        b["key"].as_str().unwrap_or("(flag set)"),
+                        s(&b["path"]),
+                        s(&b["reason"])
+                    );
+                }
             })
         }
         FlagsCommand::Export { env, out } => {

@@ -23,6 +23,7 @@ struct FileConfig {
     database_url: Option<String>,
     signing_key: Option<PathBuf>,
     log_format: Option<LogFormat>,
+    client_rate_limit: Option<u32>,
 }
 
 pub struct Settings {
@@ -71,6 +72,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         .log_format
         .or(file.log_format)
         .unwrap_or(LogFormat::Human);
+    let args_rate_limit = args.client_rate_limit.or(file.client_rate_limit);
     let config = ServerConfig {
         listen,
         database_url,
@@ -80,6 +82,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         checkpoint_interval: Duration::from_secs(60),
         sync_interval: Duration::from_millis(200),
         db_clock: None,
+        client_rate_limit: args_rate_limit,
     };
     Ok(Settings {
         config,

@@ -3,4 +3,7 @@
 pub mod access;
 pub mod admin;
 pub mod decide;
+pub mod flag_changes;
 pub mod flags;
+pub mod layers;
+pub mod schedule;

@@ -4,9 +4,10 @@ use crate::app::App;
 use crate::auth::ApiCaller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
-use axum::extract::{Path, State};
+use crate::ops::flags::{BrokenFlag, ImportMode};
+use axum::extract::{Path, Query, State};
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -25,6 +26,19 @@ pub struct ImportResult {
     pub environment: String,
     pub revision: i64,
     pub flags: usize,
+    /// `strict` or `lenient`.
+    pub mode: &'static str,
+    /// Lenient imports: the flags that fail strict validation (they answer `PARSE_ERROR`
+    /// where their fault is reached). Always empty for a strict import.
+    pub broken: Vec<BrokenFlag>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ImportQuery {
+    /// `strict` (default: all or nothing, the first fault named by its JSON path) or
+    /// `lenient` (as flagd loads files: faulty flags are stored, listed, and answer
+    /// `PARSE_ERROR`).
+    pub mode: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -68,20 +82,37 @@ pub async fn environments(
     Ok(Json(out))
 }
 
-/// Replace an environment's flags with a flagd document (all or nothing; administrators).
-#[utoipa::path(put, path = "/v1/environments/{env}/flags", request_body(content = Object, description = "a flagd flag definition document"), tag = "flags",
+/// Replace an environment's flags with a flagd document (administrators). Strict by default
+/// (all or nothing); `?mode=lenient` loads as flagd does and lists the faulty flags.
+#[utoipa::path(put, path = "/v1/environments/{env}/flags", params(ImportQuery), request_body(content = Object, description = "a flagd flag definition document"), tag = "flags",
     responses((status = 200, body = ImportResult), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn import(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
     Path(env): Path<String>,
+    Query(q): Query<ImportQuery>,
     ApiJson(doc): ApiJson<Value>,
 ) -> Result<Json<ImportResult>, ApiError> {
-    let r = app.import_flags(&caller, &env, doc).await?;
+    let mode = match q.mode.as_deref() {
+        None | Some("strict") => ImportMode::Strict,
+        Some("lenient") => ImportMode::Lenient,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_mode",
+                format!("mode `{other}` is neither `strict` nor `lenient`"),
+            ))
+        }
+    };
+    let r = app.import_flags(&caller, &env, doc, mode).await?;
     Ok(Json(ImportResult {
         environment: r.environment,
         revision: r.revision,
         flags: r.flags,
+        mode: match r.mode {
+            ImportMode::Strict => "strict",
+            ImportMode::Lenient => "lenient",
+        },
+        broken: r.broken,
     }))
 }
 
@@ -93,7 +124,7 @@ pub async fn export(
     Path(env): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let set = app.store.flag_set(&env).await?.ok_or_else(|| ApiError::NotFound(format!("no flags in environment `{env}`; import some with `sluice flags import --env {env} FILE`")))?;
-    Ok(Json(set.to_document()))
+    Ok(Json(crate::ops::flags::export_document(&set)))
 }
 
 /// One flag's definition and revision.

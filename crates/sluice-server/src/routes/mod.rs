@@ -4,6 +4,7 @@ pub mod access;
 pub mod admin;
 pub mod audit;
 pub mod authzen;
+pub mod flag_changes;
 pub mod flags;
 pub mod ofrep;
 pub mod views;
@@ -34,6 +35,9 @@ pub const MAX_IMPORT: usize = 8 * 1024 * 1024;
         authzen::evaluation, authzen::evaluations, authzen::configuration,
         flags::environments, flags::import, flags::export, flags::flag,
         ofrep::evaluate, ofrep::evaluate_all, ofrep::events,
+        flag_changes::change, flag_changes::add_target, flag_changes::remove_target,
+        flag_changes::start_rollout, flag_changes::rollout_status, flag_changes::control_rollout,
+        flag_changes::scheduled, flag_changes::cancel_scheduled,
         healthz, readyz, metrics_text, openapi_json,
     ),
     modifiers(&BearerAuth),
@@ -151,6 +155,28 @@ pub fn router(app: App) -> Router {
                 .layer(DefaultBodyLimit::max(MAX_IMPORT)),
         )
         .route("/v1/environments/{env}/flags/{key}", get(flags::flag))
+        .route(
+            "/v1/environments/{env}/flags/{key}/changes",
+            post(flag_changes::change),
+        )
+        .route(
+            "/v1/environments/{env}/flags/{key}/targets",
+            post(flag_changes::add_target),
+        )
+        .route(
+            "/v1/environments/{env}/flags/{key}/targets/{id}",
+            delete(flag_changes::remove_target),
+        )
+        .route(
+            "/v1/environments/{env}/flags/{key}/rollout",
+            axum::routing::put(flag_changes::start_rollout).get(flag_changes::rollout_status),
+        )
+        .route(
+            "/v1/environments/{env}/flags/{key}/rollout/{op}",
+            post(flag_changes::control_rollout),
+        )
+        .route("/v1/scheduled", get(flag_changes::scheduled))
+        .route("/v1/scheduled/{id}", delete(flag_changes::cancel_scheduled))
         .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate))
         .route("/ofrep/v1/evaluate/flags", post(ofrep::evaluate_all))
         .route("/ofrep/v1/events", get(ofrep::events))

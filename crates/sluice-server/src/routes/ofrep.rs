@@ -73,7 +73,10 @@ fn failure(key: &str, code: ErrorCode, details: impl Into<String>) -> Response {
     json_response(status, &body)
 }
 
-/// Reads `{"context": {...}}`; an empty body is an empty context.
+/// Reads `{"context": {...}}`; an empty body is an empty context. A body that is not a JSON
+/// object is `GENERAL` (the request is malformed); a context that is not an object, nests too
+/// deep or has a non-string `targetingKey` is `INVALID_CONTEXT`. `PARSE_ERROR` is left to
+/// faults in flag definitions.
 fn context_of(body: &[u8]) -> Result<(Context, Value), (ErrorCode, String)> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok((Context::empty(), Value::Object(Default::default())));
@@ -89,13 +92,16 @@ fn context_of(body: &[u8]) -> Result<(Context, Value), (ErrorCode, String)> {
     }
     let req: ofrep::EvaluationRequest = serde_json::from_slice(body).map_err(|e| {
         (
-            ErrorCode::ParseError,
-            format!("request body is not valid JSON: {e}"),
+            ErrorCode::General,
+            format!(
+                "request body is not an OFREP evaluation request (`{{\"context\": {{…}}}}`): {e}"
+            ),
         )
     })?;
-    let raw = req
-        .context
-        .unwrap_or_else(|| Value::Object(Default::default()));
+    let raw = match req.context {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(v) => v,
+    };
     let ctx = Context::from_value(raw.clone()).map_err(|e| (e.code, e.message.to_string()))?;
     Ok((ctx, raw))
 }
@@ -120,7 +126,7 @@ pub async fn evaluate(
             format!("flag `{key}` not found"),
         );
     };
-    let e = flags.snapshot.evaluate(&key, &ctx, app.now().timestamp());
+    let e = flags.evaluate(&key, &ctx, app.now());
     match ofrep::to_response(&e) {
         EvaluationResponse::Failure(f) => {
             let status = StatusCode::from_u16(ofrep::http_status(f.error_code))
@@ -133,9 +139,10 @@ pub async fn evaluate(
 
 /// The bulk ETag: the environment's revision and the request context, hashed. A different
 /// context or a new configuration gives a different tag.
-fn etag(revision: i64, context: &Value) -> String {
+fn etag(revision: i64, epoch: usize, context: &Value) -> String {
     let mut h = Sha256::new();
     h.update(revision.to_be_bytes());
+    h.update(epoch.to_be_bytes());
     h.update(sluice_audit::canonical::to_vec(context));
     let digest = h.finalize();
     format!("\"{revision}-{}\"", hex::encode(&digest[..12]))
@@ -168,8 +175,10 @@ pub async fn evaluate_all(
         }
     };
     let flags = app.env_flags(&key_auth.environment);
+    let now = app.now();
     let revision = flags.as_ref().map_or(0, |f| f.revision);
-    let tag = etag(revision, &raw);
+    let epoch = flags.as_ref().map_or(0, |f| f.epoch(now));
+    let tag = etag(revision, epoch, &raw);
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -180,10 +189,9 @@ pub async fn evaluate_all(
         resp.headers_mut().insert(header::ETAG, tag_header);
         return resp;
     }
-    let now = app.now().timestamp();
     let mut out = match &flags {
         Some(f) => {
-            let evals = f.snapshot.evaluate_all(&ctx, now);
+            let evals = f.evaluate_all(&ctx, now);
             serde_json::to_value(ofrep::to_bulk_response(&evals, f.snapshot.metadata()))
                 .unwrap_or_default()
         }

@@ -131,6 +131,7 @@ impl TestServer {
             checkpoint_interval: Duration::from_secs(3600),
             sync_interval: Duration::from_millis(100),
             db_clock: None,
+            client_rate_limit: None,
         };
         let server = Server::build(config, real).await.expect("server builds");
         let addr = server.local_addr().expect("bound");

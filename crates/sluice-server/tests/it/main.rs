@@ -10,9 +10,12 @@
 
 mod authzen;
 mod badinput;
+mod deliver;
 mod failclosed;
+mod flags;
 mod harness;
 mod lifecycle;
+mod ofrep;
 mod race;
 mod sql;
 mod tamper;

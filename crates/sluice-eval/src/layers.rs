@@ -1,0 +1,217 @@
+//! Sluice's own layers on top of a flagd flag, evaluated before its targeting:
+//!
+//! - **expiring targets**: these targeting keys get this variant until `expires_at`;
+//! - **staged rollouts**: a variant for a growing share of users (1% → 10% → 50% → 100%),
+//!   each step held for a while, pausable, with sticky buckets.
+//!
+//! Time is a parameter in milliseconds, and every comparison is half-open: a target is
+//! honoured while `now < expires_at`, never at or after it.
+
+use crate::rule::murmur3_32;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Basis points: 10,000 is 100%.
+pub const FULL: u32 = 10_000;
+
+/// Targeting keys pinned to a variant until a moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub id: String,
+    pub variant: String,
+    pub keys: Vec<String>,
+    /// Optional name for the group of keys ("internal testers").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    pub expires_at_ms: i64,
+    pub created_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutStep {
+    /// Share of users in basis points (100 = 1%).
+    pub share_bp: u32,
+    /// How long this step holds before the next one starts.
+    pub hold_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutState {
+    Running,
+    Paused,
+    RolledBack,
+}
+
+/// A staged rollout of one variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub variant: String,
+    pub steps: Vec<RolloutStep>,
+    pub started_at_ms: i64,
+    pub state: RolloutState,
+    /// When it was paused (while `state` is `Paused`).
+    #[serde(default)]
+    pub paused_at_ms: Option<i64>,
+    /// Time spent paused so far; the schedule shifts by it.
+    #[serde(default)]
+    pub paused_total_ms: i64,
+    /// The last step whose start was recorded in the audit trail.
+    #[serde(default)]
+    pub recorded_step: Option<usize>,
+}
+
+/// Where a rollout stands at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Position {
+    pub step: usize,
+    pub share_bp: u32,
+    /// When the next step starts, if there is one and the rollout is running.
+    pub next_change_ms: Option<i64>,
+}
+
+impl Rollout {
+    /// The step in force at `now`: the schedule runs from `started_at`, shifted by pauses.
+    pub fn position(&self, now_ms: i64) -> Option<Position> {
+        if self.state == RolloutState::RolledBack || self.steps.is_empty() {
+            return None;
+        }
+        let clock = match (self.state, self.paused_at_ms) {
+            (RolloutState::Paused, Some(p)) => p.min(now_ms),
+            _ => now_ms,
+        };
+        let elapsed = clock - self.started_at_ms - self.paused_total_ms;
+        if elapsed < 0 {
+            return None;
+        }
+        let mut start = 0i64;
+        for (i, s) in self.steps.iter().enumerate() {
+            let end = start.saturating_add(s.hold_ms);
+            let last = i + 1 == self.steps.len();
+            if elapsed < end || last {
+                let next = (!last && self.state == RolloutState::Running)
+                    .then(|| self.started_at_ms + self.paused_total_ms + end);
+                return Some(Position {
+                    step: i,
+                    share_bp: s.share_bp.min(FULL),
+                    next_change_ms: next,
+                });
+            }
+            start = end;
+        }
+        None
+    }
+}
+
+/// The bucket of a user for a flag's rollout, in basis points: `murmur3(flagKey + targetingKey)`
+/// scaled to 0..10,000. The same user always lands in the same bucket, so a user included at
+/// 10% (bucket < 1,000) is still included at 50% (bucket < 5,000): rollouts are sticky.
+pub fn rollout_bucket(flag_key: &str, targeting_key: &str) -> u32 {
+    let mut s = String::with_capacity(flag_key.len() + targeting_key.len());
+    s.push_str(flag_key);
+    s.push_str(targeting_key);
+    ((u64::from(murmur3_32(s.as_bytes())) * u64::from(FULL)) >> 32) as u32
+}
+
+/// A flag's layers as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlagLayers {
+    #[serde(default)]
+    pub targets: Vec<Target>,
+    #[serde(default)]
+    pub rollout: Option<Rollout>,
+}
+
+/// Why a layer answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerHit<'a> {
+    Target { variant: &'a str },
+    Rollout { variant: &'a str },
+}
+
+/// A flag's layers compiled for evaluation: targets indexed by key.
+#[derive(Debug, Clone, Default)]
+pub struct CompiledLayers {
+    by_key: HashMap<String, Vec<(i64, String)>>,
+    rollout: Option<Rollout>,
+    /// Every moment at which an answer may change, sorted.
+    boundaries: Vec<i64>,
+}
+
+impl CompiledLayers {
+    pub fn compile(layers: &FlagLayers) -> Self {
+        let mut by_key: HashMap<String, Vec<(i64, String)>> = HashMap::new();
+        let mut boundaries = Vec::new();
+        for t in &layers.targets {
+            for k in &t.keys {
+                by_key
+                    .entry(k.clone())
+                    .or_default()
+                    .push((t.expires_at_ms, t.variant.clone()));
+            }
+            boundaries.push(t.expires_at_ms);
+        }
+        for list in by_key.values_mut() {
+            // The target that lasts longest wins while it lasts.
+            list.sort_by_key(|t| std::cmp::Reverse(t.0));
+        }
+        if let Some(r) = &layers.rollout {
+            if r.state == RolloutState::Running {
+                let mut start = r.started_at_ms + r.paused_total_ms;
+                boundaries.push(start);
+                for s in &r.steps {
+                    start = start.saturating_add(s.hold_ms);
+                    boundaries.push(start);
+                }
+            }
+        }
+        boundaries.sort_unstable();
+        boundaries.dedup();
+        Self {
+            by_key,
+            rollout: layers.rollout.clone(),
+            boundaries,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty() && self.rollout.is_none()
+    }
+
+    /// The layer that answers for this user at `now`, if any.
+    pub fn hit(
+        &self,
+        flag_key: &str,
+        targeting_key: Option<&str>,
+        now_ms: i64,
+    ) -> Option<LayerHit<'_>> {
+        let tk = targeting_key?;
+        if let Some(list) = self.by_key.get(tk) {
+            // INVARIANT: half-open — honoured while now < expires_at.
+            if let Some((_, v)) = list.iter().find(|(exp, _)| now_ms < *exp) {
+                return Some(LayerHit::Target { variant: v });
+            }
+        }
+        let r = self.rollout.as_ref()?;
+        let pos = r.position(now_ms)?;
+        (rollout_bucket(flag_key, tk) < pos.share_bp).then_some(LayerHit::Rollout {
+            variant: &r.variant,
+        })
+    }
+
+    /// How many change moments have passed at `now`: answers can only differ between two
+    /// moments with different epochs, so this goes into cache validators (ETags).
+    pub fn epoch(&self, now_ms: i64) -> usize {
+        self.boundaries.partition_point(|b| *b <= now_ms)
+    }
+
+    /// Every moment at which an answer may change, sorted.
+    pub fn boundaries(&self) -> &[i64] {
+        &self.boundaries
+    }
+
+    /// The next moment after `now` at which an answer may change.
+    pub fn next_boundary(&self, now_ms: i64) -> Option<i64> {
+        self.boundaries.get(self.epoch(now_ms)).copied()
+    }
+}

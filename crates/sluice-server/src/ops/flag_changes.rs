@@ -1,0 +1,291 @@
+//! Changing flags one at a time: the kill switch, default variant, targeting, metadata, create
+//! and delete. Every change names the revision it was based on, is validated like an import,
+//! is allowed by an active grant in a protected environment (standing permissions elsewhere),
+//! and is audited with the flag before and after.
+
+use crate::app::App;
+use crate::error::ApiError;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sluice_audit::NewEntry;
+use sluice_eval::{FlagSetDef, Snapshot};
+use sluice_store::{FlagConflict, WriteTx};
+
+/// One change to one flag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum FlagChange {
+    /// Create the flag, or replace its whole definition.
+    Put {
+        #[schema(value_type = Object)]
+        definition: Value,
+    },
+    /// Turn the flag on or off (the kill switch).
+    SetState {
+        enabled: bool,
+    },
+    SetDefault {
+        variant: String,
+    },
+    /// Replace the targeting rule (`null` removes it).
+    SetTargeting {
+        #[schema(value_type = Object)]
+        targeting: Option<Value>,
+    },
+    SetMetadata {
+        #[schema(value_type = Object)]
+        metadata: serde_json::Map<String, Value>,
+    },
+    Delete,
+}
+
+impl FlagChange {
+    /// The action a grant must allow for this change.
+    pub fn action(&self) -> &'static str {
+        match self {
+            FlagChange::SetState { .. } => "toggle",
+            FlagChange::Delete => "delete",
+            _ => "edit-targeting",
+        }
+    }
+
+    fn op(&self) -> &'static str {
+        match self {
+            FlagChange::Put { .. } => "put",
+            FlagChange::SetState { .. } => "set-state",
+            FlagChange::SetDefault { .. } => "set-default",
+            FlagChange::SetTargeting { .. } => "set-targeting",
+            FlagChange::SetMetadata { .. } => "set-metadata",
+            FlagChange::Delete => "delete",
+        }
+    }
+
+    /// The flag after the change (`None`: deleted).
+    fn apply(&self, key: &str, current: Option<&Value>) -> Result<Option<Value>, ApiError> {
+        let missing =
+            || ApiError::NotFound(format!("no flag `{key}`; create it with a full definition"));
+        let mut def = match (self, current) {
+            (FlagChange::Put { definition }, _) => return Ok(Some(definition.clone())),
+            (FlagChange::Delete, Some(_)) => return Ok(None),
+            (_, None) => return Err(missing()),
+            (_, Some(c)) => c.clone(),
+        };
+        let obj = def
+            .as_object_mut()
+            .ok_or_else(|| ApiError::Internal(format!("stored flag `{key}` is not an object")))?;
+        match self {
+            FlagChange::SetState { enabled } => {
+                obj.insert(
+                    "state".into(),
+                    json!(if *enabled { "ENABLED" } else { "DISABLED" }),
+                );
+            }
+            FlagChange::SetDefault { variant } => {
+                obj.insert("defaultVariant".into(), json!(variant));
+            }
+            FlagChange::SetTargeting { targeting: Some(t) } => {
+                obj.insert("targeting".into(), t.clone());
+            }
+            FlagChange::SetTargeting { targeting: None } => {
+                obj.remove("targeting");
+            }
+            FlagChange::SetMetadata { metadata } => {
+                obj.insert("metadata".into(), Value::Object(metadata.clone()));
+            }
+            FlagChange::Put { .. } | FlagChange::Delete => {}
+        }
+        Ok(Some(def))
+    }
+}
+
+/// Who allowed a flag change, recorded with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum Authority {
+    Grant { grant_id: String },
+    Standing,
+    Admin,
+}
+
+/// The result of a flag change.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FlagChanged {
+    pub environment: String,
+    pub key: String,
+    /// The flag's new revision (0: deleted).
+    pub revision: i64,
+    #[schema(value_type = Object)]
+    pub definition: Option<Value>,
+}
+
+impl App {
+    /// May `who` do `action` on flag `key` of `env` now? A protected environment needs a live
+    /// grant — administrators included; elsewhere standing permissions (or admin) suffice.
+    pub fn authorize_flag(
+        &self,
+        who: &str,
+        admin: bool,
+        env: &str,
+        key: &str,
+        action: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Authority, ApiError> {
+        let snap = self.access.load();
+        let resource = format!("flag:{env}/{key}");
+        let protected = snap.policy().is_protected(env);
+        let d = if protected {
+            snap.decide_by_grant(who, action, &resource, now)
+        } else {
+            snap.decide(who, action, &resource, now)
+        };
+        if d.allowed {
+            return Ok(match d.reason {
+                sluice_core::decision::Reason::Grant { grant_id, .. } => {
+                    Authority::Grant { grant_id }
+                }
+                _ => Authority::Standing,
+            });
+        }
+        if admin && !protected {
+            return Ok(Authority::Admin);
+        }
+        let hint = match snap.entitlements_allowing(action, &resource).first() {
+            Some(e) => {
+                format!("; request it with: sluice access request {e} --for 30m --reason \"…\"")
+            }
+            None => {
+                "; no entitlement grants it — ask an administrator to add one to the policy".into()
+            }
+        };
+        let what = if protected {
+            format!("`{env}` is protected: you need an active grant for")
+        } else {
+            "you need a permission for".into()
+        };
+        Err(ApiError::Forbidden(format!(
+            "{what} `{action}` on {resource}{hint}"
+        )))
+    }
+
+    /// Applies one change to one flag as `actor` (on behalf of `on_behalf`, for the scheduler),
+    /// if the flag is still at `base_revision`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn change_flag(
+        &self,
+        actor: &str,
+        admin: bool,
+        on_behalf: Option<&str>,
+        env: &str,
+        key: &str,
+        change: &FlagChange,
+        base_revision: Option<i64>,
+    ) -> Result<FlagChanged, ApiError> {
+        let mut tx = self.store.begin().await?;
+        let done = self
+            .change_flag_in(
+                &mut tx,
+                actor,
+                admin,
+                on_behalf,
+                env,
+                key,
+                change,
+                base_revision,
+            )
+            .await?;
+        tx.commit().await?;
+        self.refresh_flags().await?;
+        Ok(done)
+    }
+
+    /// [`change_flag`](Self::change_flag) inside a transaction the caller commits.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn change_flag_in(
+        &self,
+        tx: &mut WriteTx,
+        actor: &str,
+        admin: bool,
+        on_behalf: Option<&str>,
+        env: &str,
+        key: &str,
+        change: &FlagChange,
+        base_revision: Option<i64>,
+    ) -> Result<FlagChanged, ApiError> {
+        let now = self.now();
+        let who = on_behalf.unwrap_or(actor);
+        let authority = self.authorize_flag(who, admin, env, key, change.action(), now)?;
+        let set = self.store.flag_set(env).await?;
+        let current = set
+            .as_ref()
+            .and_then(|s| s.flags.iter().find(|f| f.key == key));
+        let after = change.apply(key, current.map(|f| &f.definition))?;
+        if let Some(def) = &after {
+            // Validated like an import: the flag with the environment's shared evaluators.
+            let mut doc = set
+                .as_ref()
+                .map(|s| s.document.clone())
+                .unwrap_or_else(|| json!({}));
+            if let Some(o) = doc.as_object_mut() {
+                o.insert("flags".into(), json!({ key: def }));
+            }
+            let parsed = FlagSetDef::from_value(doc)
+                .map_err(|e| ApiError::bad_request("invalid_flag", e.to_string()))?;
+            Snapshot::compile(&parsed, 0)
+                .map_err(|e| ApiError::bad_request("invalid_flag", e.to_string()))?;
+        }
+        let write = match tx
+            .put_flag(env, key, base_revision, after.as_ref(), actor, now)
+            .await?
+        {
+            Ok(w) => w,
+            Err(FlagConflict::Stale { current }) => {
+                let message = match (current, base_revision) {
+                    (Some(c), Some(b)) => format!("flag `{key}` is at revision {c}, not {b}: someone changed it; reload and retry"),
+                    (Some(c), None) => format!("flag `{key}` already exists (revision {c}); pass its base revision to change it"),
+                    (None, _) => format!("flag `{key}` does not exist in `{env}`"),
+                };
+                return Err(ApiError::Conflict {
+                    code: "stale_revision",
+                    message,
+                });
+            }
+        };
+        let action = match (&write.before, &after) {
+            (None, _) => "flag.created",
+            (_, None) => "flag.deleted",
+            _ => "flag.changed",
+        };
+        tx.audit(
+            now,
+            NewEntry::new(actor, action)
+                .resource(format!("flag:{env}/{key}"))
+                .details(json!({
+                    "environment": env,
+                    "key": key,
+                    "op": change.op(),
+                    "action": change.action(),
+                    "authority": authority,
+                    "on_behalf_of": on_behalf,
+                    "base_revision": base_revision,
+                    "revision": write.revision,
+                    "before": write.before.as_ref().map(|b| &b.definition),
+                    "after": after,
+                })),
+        )
+        .await?;
+        tracing::info!(
+            environment = env,
+            flag = key,
+            action,
+            by = actor,
+            "{action} {env}/{key} by {actor}"
+        );
+        Ok(FlagChanged {
+            environment: env.to_owned(),
+            key: key.to_owned(),
+            revision: write.revision,
+            definition: after,
+        })
+    }
+}

@@ -1,0 +1,441 @@
+//! Expiring targets and staged rollouts on a flag, and the clock work that records their
+//! expiry and steps (decisions never wait for it: evaluation compares with `now` itself).
+
+use crate::app::{new_id, App};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sluice_audit::NewEntry;
+use sluice_core::duration::Duration;
+use sluice_eval::layers::{FlagLayers, Position, Rollout, RolloutState, RolloutStep, Target, FULL};
+use sluice_store::WriteTx;
+
+/// A rollout step as people write it.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepInput {
+    /// Share of users, in percent (0–100, two decimals).
+    pub percent: f64,
+    /// How long to hold this step, e.g. `30m` (ignored for the last step).
+    pub hold: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutOp {
+    Pause,
+    Resume,
+    Rollback,
+}
+
+/// A rollout and where it stands now.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RolloutStatus {
+    pub environment: String,
+    pub key: String,
+    pub variant: String,
+    /// `running`, `paused` or `rolled-back`.
+    pub state: String,
+    pub steps: Vec<f64>,
+    /// Index of the current step, if the rollout is in force.
+    pub current_step: Option<usize>,
+    pub current_percent: f64,
+    pub next_change_at: Option<DateTime<Utc>>,
+}
+
+fn status(env: &str, key: &str, r: &Rollout, now: DateTime<Utc>) -> RolloutStatus {
+    let pos: Option<Position> = r.position(now.timestamp_millis());
+    RolloutStatus {
+        environment: env.to_owned(),
+        key: key.to_owned(),
+        variant: r.variant.clone(),
+        state: match r.state {
+            RolloutState::Running => "running",
+            RolloutState::Paused => "paused",
+            RolloutState::RolledBack => "rolled-back",
+        }
+        .into(),
+        steps: r
+            .steps
+            .iter()
+            .map(|s| f64::from(s.share_bp) / 100.0)
+            .collect(),
+        current_step: pos.map(|p| p.step),
+        current_percent: pos.map_or(0.0, |p| f64::from(p.share_bp) / 100.0),
+        next_change_at: pos
+            .and_then(|p| p.next_change_ms)
+            .and_then(DateTime::from_timestamp_millis),
+    }
+}
+
+async fn load(tx: &mut WriteTx, env: &str, key: &str) -> Result<FlagLayers, ApiError> {
+    match tx.lock_flag_layers(env, key).await? {
+        Some(v) => {
+            serde_json::from_value(v).map_err(|e| ApiError::Internal(format!("stored layers: {e}")))
+        }
+        None => Ok(FlagLayers::default()),
+    }
+}
+
+async fn save(
+    tx: &mut WriteTx,
+    env: &str,
+    key: &str,
+    layers: &FlagLayers,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let body = serde_json::to_value(layers).map_err(|e| ApiError::Internal(e.to_string()))?;
+    tx.put_flag_layers(env, key, &body, now).await?;
+    Ok(())
+}
+
+impl App {
+    /// The flag's variants, or 404.
+    async fn variants_of(
+        &self,
+        env: &str,
+        key: &str,
+    ) -> Result<serde_json::Map<String, Value>, ApiError> {
+        let set = self
+            .store
+            .flag_set(env)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no environment `{env}`")))?;
+        let flag = set
+            .flags
+            .iter()
+            .find(|f| f.key == key)
+            .ok_or_else(|| ApiError::NotFound(format!("no flag `{key}` in `{env}`")))?;
+        Ok(flag
+            .definition
+            .get("variants")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Pins targeting keys to a variant for a while. With only `target-self`, a caller may pin
+    /// nobody but themself.
+    #[expect(clippy::too_many_arguments, reason = "each argument is one field of the target")]
+    pub async fn add_target(
+        &self,
+        caller: &Caller,
+        env: &str,
+        key: &str,
+        variant: String,
+        keys: Vec<String>,
+        group: Option<String>,
+        duration: Duration,
+    ) -> Result<Target, ApiError> {
+        let now = self.now();
+        let keys: Vec<String> = keys
+            .into_iter()
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .collect();
+        if keys.is_empty() || keys.len() > 10_000 {
+            return Err(ApiError::bad_request(
+                "invalid_keys",
+                "give 1 to 10,000 targeting keys",
+            ));
+        }
+        let authority =
+            match self.authorize_flag(&caller.name, caller.admin, env, key, "target", now) {
+                Ok(a) => a,
+                Err(e) if keys == [caller.name.clone()] => self
+                    .authorize_flag(&caller.name, caller.admin, env, key, "target-self", now)
+                    .map_err(|_| e)?,
+                Err(e) => return Err(e),
+            };
+        if !self.variants_of(env, key).await?.contains_key(&variant) {
+            return Err(ApiError::bad_request(
+                "unknown_variant",
+                format!("flag `{key}` has no variant `{variant}`"),
+            ));
+        }
+        let target = Target {
+            id: new_id("tgt"),
+            variant,
+            keys,
+            group,
+            expires_at_ms: (now + duration.delta()).timestamp_millis(),
+            created_by: caller.name.clone(),
+        };
+        let mut tx = self.store.begin().await?;
+        let mut layers = load(&mut tx, env, key).await?;
+        layers.targets.push(target.clone());
+        save(&mut tx, env, key, &layers, now).await?;
+        tx.audit(
+            now,
+            NewEntry::new(&caller.name, "flag.targeted")
+                .resource(format!("flag:{env}/{key}"))
+                .subject_id(&target.id)
+                .details(json!({"target": target, "authority": authority})),
+        )
+        .await?;
+        tx.commit().await?;
+        self.refresh_flags().await?;
+        Ok(target)
+    }
+
+    /// Removes a target before its time.
+    pub async fn remove_target(
+        &self,
+        caller: &Caller,
+        env: &str,
+        key: &str,
+        id: &str,
+    ) -> Result<Target, ApiError> {
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        let mut layers = load(&mut tx, env, key).await?;
+        let pos = layers
+            .targets
+            .iter()
+            .position(|t| t.id == id)
+            .ok_or_else(|| ApiError::NotFound(format!("no target {id} on `{key}`")))?;
+        let own = layers.targets[pos].keys == [caller.name.clone()];
+        let action = if own { "target-self" } else { "target" };
+        let authority = self.authorize_flag(&caller.name, caller.admin, env, key, action, now)?;
+        let target = layers.targets.remove(pos);
+        save(&mut tx, env, key, &layers, now).await?;
+        tx.audit(
+            now,
+            NewEntry::new(&caller.name, "flag.target-removed")
+                .resource(format!("flag:{env}/{key}"))
+                .subject_id(id)
+                .details(json!({"target": target, "authority": authority})),
+        )
+        .await?;
+        tx.commit().await?;
+        self.refresh_flags().await?;
+        Ok(target)
+    }
+
+    /// Starts a staged rollout of `variant` (replacing any previous one).
+    pub async fn start_rollout(
+        &self,
+        caller: &Caller,
+        env: &str,
+        key: &str,
+        variant: String,
+        steps: Vec<StepInput>,
+    ) -> Result<RolloutStatus, ApiError> {
+        let now = self.now();
+        let authority =
+            self.authorize_flag(&caller.name, caller.admin, env, key, "edit-rollout", now)?;
+        if !self.variants_of(env, key).await?.contains_key(&variant) {
+            return Err(ApiError::bad_request(
+                "unknown_variant",
+                format!("flag `{key}` has no variant `{variant}`"),
+            ));
+        }
+        if steps.is_empty() || steps.len() > 100 {
+            return Err(ApiError::bad_request(
+                "invalid_steps",
+                "give 1 to 100 steps",
+            ));
+        }
+        let mut parsed = Vec::with_capacity(steps.len());
+        let mut last = 0;
+        for (i, s) in steps.iter().enumerate() {
+            if !(0.0..=100.0).contains(&s.percent) {
+                return Err(ApiError::bad_request(
+                    "invalid_steps",
+                    format!("step {i}: percent must be between 0 and 100"),
+                ));
+            }
+            let share_bp = (s.percent * 100.0).round() as u32;
+            if share_bp < last {
+                return Err(ApiError::bad_request(
+                    "invalid_steps",
+                    format!("step {i}: shares must not shrink (users already in must stay in)"),
+                ));
+            }
+            last = share_bp;
+            let hold = Duration::parse(&s.hold)
+                .map_err(|e| ApiError::bad_request("invalid_steps", format!("step {i}: {e}")))?;
+            parsed.push(RolloutStep {
+                share_bp: share_bp.min(FULL),
+                hold_ms: (hold.as_secs() as i64) * 1000,
+            });
+        }
+        let rollout = Rollout {
+            variant,
+            steps: parsed,
+            started_at_ms: now.timestamp_millis(),
+            state: RolloutState::Running,
+            paused_at_ms: None,
+            paused_total_ms: 0,
+            recorded_step: Some(0),
+        };
+        let mut tx = self.store.begin().await?;
+        let mut layers = load(&mut tx, env, key).await?;
+        layers.rollout = Some(rollout.clone());
+        save(&mut tx, env, key, &layers, now).await?;
+        let view = status(env, key, &rollout, now);
+        tx.audit(
+            now,
+            NewEntry::new(&caller.name, "rollout.started")
+                .resource(format!("flag:{env}/{key}"))
+                .details(json!({"rollout": view, "authority": authority})),
+        )
+        .await?;
+        tx.commit().await?;
+        self.refresh_flags().await?;
+        Ok(view)
+    }
+
+    /// Pause, resume or roll back. Paused time shifts the rest of the schedule.
+    pub async fn control_rollout(
+        &self,
+        caller: &Caller,
+        env: &str,
+        key: &str,
+        op: RolloutOp,
+    ) -> Result<RolloutStatus, ApiError> {
+        let now = self.now();
+        let authority =
+            self.authorize_flag(&caller.name, caller.admin, env, key, "edit-rollout", now)?;
+        let mut tx = self.store.begin().await?;
+        let mut layers = load(&mut tx, env, key).await?;
+        let r = layers
+            .rollout
+            .as_mut()
+            .ok_or_else(|| ApiError::NotFound(format!("flag `{key}` has no rollout")))?;
+        let ms = now.timestamp_millis();
+        let action = match (op, r.state) {
+            (RolloutOp::Pause, RolloutState::Running) => {
+                r.state = RolloutState::Paused;
+                r.paused_at_ms = Some(ms);
+                "rollout.paused"
+            }
+            (RolloutOp::Resume, RolloutState::Paused) => {
+                r.paused_total_ms += ms - r.paused_at_ms.unwrap_or(ms);
+                r.paused_at_ms = None;
+                r.state = RolloutState::Running;
+                "rollout.resumed"
+            }
+            (RolloutOp::Rollback, RolloutState::Running | RolloutState::Paused) => {
+                r.state = RolloutState::RolledBack;
+                "rollout.rolled-back"
+            }
+            (op, state) => {
+                return Err(ApiError::Conflict {
+                    code: "wrong_state",
+                    message: format!("cannot {op:?} a rollout that is {state:?}").to_lowercase(),
+                });
+            }
+        };
+        let view = status(env, key, r, now);
+        save(&mut tx, env, key, &layers, now).await?;
+        tx.audit(
+            now,
+            NewEntry::new(&caller.name, action)
+                .resource(format!("flag:{env}/{key}"))
+                .details(json!({"rollout": view, "authority": authority})),
+        )
+        .await?;
+        tx.commit().await?;
+        self.refresh_flags().await?;
+        Ok(view)
+    }
+
+    pub async fn rollout_status(&self, env: &str, key: &str) -> Result<RolloutStatus, ApiError> {
+        let layers = self.store.flag_layers().await?;
+        let body = layers
+            .into_iter()
+            .find(|(e, k, _)| e == env && k == key)
+            .map(|(_, _, b)| b);
+        let r = body
+            .and_then(|b| serde_json::from_value::<FlagLayers>(b).ok())
+            .and_then(|l| l.rollout)
+            .ok_or_else(|| ApiError::NotFound(format!("flag `{key}` in `{env}` has no rollout")))?;
+        Ok(status(env, key, &r, self.now()))
+    }
+
+    /// Records what time has done to layers — expired targets (removed, audited once) and
+    /// rollout steps reached (audited once each) — and tells SSE subscribers.
+    pub async fn tick_layers(&self) -> Result<usize, ApiError> {
+        let now = self.now();
+        let ms = now.timestamp_millis();
+        let mut recorded = 0;
+        for (env, key, body) in self.store.flag_layers().await? {
+            let Ok(seen) = serde_json::from_value::<FlagLayers>(body) else {
+                continue;
+            };
+            let expired = seen.targets.iter().any(|t| t.expires_at_ms <= ms);
+            let stepped = seen
+                .rollout
+                .as_ref()
+                .is_some_and(|r| r.position(ms).map(|p| p.step) > r.recorded_step);
+            if !expired && !stepped {
+                continue;
+            }
+            let mut tx = self.store.begin().await?;
+            // Re-read under the lock: another instance may have recorded it already.
+            let mut layers = load(&mut tx, &env, &key).await?;
+            let mut n = 0;
+            let (gone, kept): (Vec<Target>, Vec<Target>) = layers
+                .targets
+                .drain(..)
+                .partition(|t| t.expires_at_ms <= ms);
+            layers.targets = kept;
+            for t in gone {
+                let at = DateTime::from_timestamp_millis(t.expires_at_ms).unwrap_or(now);
+                tx.audit(
+                    now,
+                    NewEntry::new("system:clock", "flag.target-expired")
+                        .resource(format!("flag:{env}/{key}"))
+                        .subject_id(&t.id)
+                        .details(json!({"target": t, "expired_at": at})),
+                )
+                .await?;
+                n += 1;
+            }
+            if let Some(r) = layers.rollout.as_mut() {
+                if let Some(p) = r.position(ms) {
+                    let from = r.recorded_step.map_or(0, |s| s + 1);
+                    for step in from..=p.step {
+                        let percent =
+                            f64::from(r.steps.get(step).map_or(0, |s| s.share_bp)) / 100.0;
+                        tx.audit(
+                            now,
+                            NewEntry::new("system:clock", "rollout.advanced")
+                                .resource(format!("flag:{env}/{key}"))
+                                .details(
+                                    json!({"step": step, "percent": percent, "variant": r.variant}),
+                                ),
+                        )
+                        .await?;
+                        n += 1;
+                    }
+                    r.recorded_step = Some(p.step.max(r.recorded_step.unwrap_or(0)));
+                }
+            }
+            if n == 0 {
+                continue;
+            }
+            save(&mut tx, &env, &key, &layers, now).await?;
+            tx.commit().await?;
+            recorded += n;
+        }
+        if recorded > 0 {
+            self.refresh_flags().await?;
+        }
+        Ok(recorded)
+    }
+
+    /// The next moment any layer answer changes, across environments.
+    pub fn next_layer_boundary(&self) -> Option<i64> {
+        let now = self.now();
+        self.flags
+            .load()
+            .envs
+            .values()
+            .filter_map(|e| e.next_boundary(now))
+            .min()
+    }
+}

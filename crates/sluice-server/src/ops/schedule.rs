@@ -1,0 +1,177 @@
+//! Scheduled flag changes: applied exactly once by the server, as the scheduler on behalf of
+//! whoever scheduled them, and refused then if that person's grant no longer allows them.
+
+use crate::app::{new_id, App};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::ops::flag_changes::FlagChange;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::json;
+use sluice_audit::NewEntry;
+use sluice_store::ScheduledChange;
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ScheduledView {
+    pub id: String,
+    pub environment: String,
+    pub key: String,
+    #[schema(value_type = Object)]
+    pub change: serde_json::Value,
+    pub apply_at: DateTime<Utc>,
+    pub created_by: String,
+    /// `pending`, `applied`, `refused` or `cancelled`.
+    pub status: String,
+    pub result: Option<String>,
+}
+
+impl From<ScheduledChange> for ScheduledView {
+    fn from(c: ScheduledChange) -> Self {
+        ScheduledView {
+            id: c.id,
+            environment: c.environment,
+            key: c.key,
+            change: c.change,
+            apply_at: c.apply_at,
+            created_by: c.created_by,
+            status: c.status,
+            result: c.result,
+        }
+    }
+}
+
+impl App {
+    pub async fn schedule_change(
+        &self,
+        caller: &Caller,
+        env: &str,
+        key: &str,
+        change: FlagChange,
+        base_revision: Option<i64>,
+        at: DateTime<Utc>,
+    ) -> Result<ScheduledView, ApiError> {
+        let now = self.now();
+        if at <= now {
+            return Err(ApiError::bad_request(
+                "invalid_time",
+                "`at` must be in the future; leave it out to change the flag now",
+            ));
+        }
+        let c = ScheduledChange {
+            id: new_id("sch"),
+            environment: env.to_owned(),
+            key: key.to_owned(),
+            change: json!({"change": change, "base_revision": base_revision}),
+            apply_at: at,
+            created_by: caller.name.clone(),
+            created_at: now,
+            status: "pending".into(),
+            result: None,
+        };
+        let mut tx = self.store.begin().await?;
+        tx.insert_scheduled(&c).await?;
+        tx.audit(
+            now,
+            NewEntry::new(&caller.name, "flag.change-scheduled")
+                .resource(format!("flag:{env}/{key}"))
+                .subject_id(&c.id)
+                .details(json!({"apply_at": at, "change": c.change})),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(c.into())
+    }
+
+    pub async fn cancel_scheduled(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<ScheduledView, ApiError> {
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        let c = tx
+            .claim_scheduled(id)
+            .await?
+            .ok_or_else(|| ApiError::Conflict {
+                code: "not_pending",
+                message: format!("scheduled change {id} does not exist or is no longer pending"),
+            })?;
+        if c.created_by != caller.name {
+            caller.require_admin()?;
+        }
+        tx.settle_scheduled(id, "cancelled", &format!("cancelled by {}", caller.name))
+            .await?;
+        tx.audit(
+            now,
+            NewEntry::new(&caller.name, "flag.schedule-cancelled")
+                .resource(format!("flag:{}/{}", c.environment, c.key))
+                .subject_id(id),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(ScheduledView {
+            status: "cancelled".into(),
+            ..c.into()
+        })
+    }
+
+    /// Applies every due change exactly once: the claim, the change and its audit entry share
+    /// one transaction, so a crash leaves the change pending rather than half-applied.
+    pub async fn apply_due_changes(&self) -> Result<usize, ApiError> {
+        let ids = self.store.due_changes(self.now()).await?;
+        let mut applied = 0;
+        for id in ids {
+            let mut tx = self.store.begin().await?;
+            let Some(c) = tx.claim_scheduled(&id).await? else {
+                continue;
+            };
+            let change: Result<FlagChange, _> = serde_json::from_value(c.change["change"].clone());
+            let base = c.change["base_revision"].as_i64();
+            let admin = self.is_admin(&c.created_by).await?;
+            let outcome = match change {
+                Ok(ch) => {
+                    self.change_flag_in(
+                        &mut tx,
+                        "system:scheduler",
+                        admin,
+                        Some(&c.created_by),
+                        &c.environment,
+                        &c.key,
+                        &ch,
+                        base,
+                    )
+                    .await
+                }
+                Err(e) => Err(ApiError::bad_request("invalid_change", e.to_string())),
+            };
+            match outcome {
+                Ok(done) => {
+                    tx.settle_scheduled(&id, "applied", &format!("revision {}", done.revision))
+                        .await?;
+                    tx.commit().await?;
+                    applied += 1;
+                }
+                Err(e) => {
+                    drop(tx);
+                    // Record the refusal in a fresh transaction (the failed one is rolled back).
+                    let mut tx = self.store.begin().await?;
+                    if tx.claim_scheduled(&id).await?.is_some() {
+                        tx.settle_scheduled(&id, "refused", &e.to_string()).await?;
+                        tx.audit(self.now(), NewEntry::new("system:scheduler", "flag.schedule-refused").resource(format!("flag:{}/{}", c.environment, c.key)).subject_id(&id).details(json!({"on_behalf_of": c.created_by, "code": e.code(), "reason": e.to_string()})))
+                            .await?;
+                        tx.commit().await?;
+                    }
+                }
+            }
+        }
+        if applied > 0 {
+            self.refresh_flags().await?;
+        }
+        Ok(applied)
+    }
+
+    async fn is_admin(&self, name: &str) -> Result<bool, ApiError> {
+        let p = self.store.principal(name).await?;
+        Ok(p.is_some_and(|p| p.admin) || self.policy().is_admin(name))
+    }
+}

@@ -1,0 +1,728 @@
+//! OpenFeature Remote Evaluation Protocol over real HTTP: every status, reason and error code,
+//! client-key authentication, bulk `ETag`/`If-None-Match`, the SSE change feed, rate limits.
+
+use crate::harness::{Backend, Db, TestServer, ADMIN_TOKEN};
+use crate::{backend_tests, server};
+use reqwest::header::{HeaderMap, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RETRY_AFTER};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sluice_core::token::SecretToken;
+use sluice_server::{Server, ServerConfig};
+use std::time::{Duration, Instant};
+
+/// One flag of each kind the protocol distinguishes.
+pub fn document() -> Value {
+    json!({
+        "flags": {
+            "bool-static": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"},
+            "string-flag": {"state": "ENABLED", "variants": {"red": "#f00", "blue": "#00f"}, "defaultVariant": "red",
+                "metadata": {"owner": "web"}},
+            "int-flag": {"state": "ENABLED", "variants": {"one": 1, "two": 2}, "defaultVariant": "two"},
+            "float-zero": {"state": "ENABLED", "variants": {"zero": 0.0, "half": 0.5}, "defaultVariant": "zero"},
+            "object-flag": {"state": "ENABLED", "variants": {"a": {"items": [1, 2], "name": "A"}, "b": {}}, "defaultVariant": "a"},
+            "targeted": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                "targeting": {"if": [{"ends_with": [{"var": "email"}, "@example.com"]}, "on"]}},
+            "split": {"state": "ENABLED", "variants": {"a": "A", "b": "B"}, "defaultVariant": "a",
+                "targeting": {"fractional": [["a", 50], ["b", 50]]}},
+            "disabled": {"state": "DISABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"},
+            "no-default": {"state": "ENABLED", "variants": {"x": "X", "y": "Y"}},
+            "dynamic": {"state": "ENABLED", "variants": {"a": "A", "b": "B"}, "defaultVariant": "a",
+                "targeting": {"var": "pick"}}
+        },
+        "metadata": {"team": "checkout"}
+    })
+}
+
+/// Imports `doc` into `env` as the administrator (strict); returns the new revision.
+pub async fn import(s: &TestServer, env: &str, doc: Value) -> i64 {
+    let (st, v) = s
+        .send(
+            reqwest::Method::PUT,
+            ADMIN_TOKEN,
+            &format!("/v1/environments/{env}/flags"),
+            Some(doc),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "import: {v}");
+    v["revision"].as_i64().expect("revision")
+}
+
+/// A client key bound to `env`.
+pub async fn client_key(s: &TestServer, env: &str) -> String {
+    let (st, v) = s
+        .post(
+            ADMIN_TOKEN,
+            "/v1/tokens",
+            json!({"name": format!("web-{env}"), "kind": "client", "environment": env}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "client key: {v}");
+    v["token"].as_str().expect("token").to_owned()
+}
+
+/// A raw OFREP call: status, headers and the body as text (so number spelling can be checked).
+pub struct Raw {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Raw {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    fn content_type(&self) -> &str {
+        self.headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+pub async fn call(
+    s: &TestServer,
+    path: &str,
+    auth: Option<(&str, &str)>,
+    body: &str,
+    extra: &[(&str, &str)],
+) -> Raw {
+    let mut req = s
+        .http
+        .post(s.url(path))
+        .header(CONTENT_TYPE, "application/json")
+        .body(body.to_owned());
+    if let Some((name, value)) = auth {
+        req = req.header(name, value);
+    }
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("sent");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body");
+    Raw {
+        status,
+        headers,
+        text,
+    }
+}
+
+async fn eval(s: &TestServer, key: &str, flag: &str, context: Value) -> Raw {
+    let bearer = format!("Bearer {key}");
+    call(
+        s,
+        &format!("/ofrep/v1/evaluate/flags/{flag}"),
+        Some(("authorization", &bearer)),
+        &json!({ "context": context }).to_string(),
+        &[],
+    )
+    .await
+}
+
+fn success(r: &Raw, key: &str, reason: &str) -> Value {
+    assert_eq!(r.status, StatusCode::OK, "{key}: {}", r.text);
+    assert!(
+        r.content_type().starts_with("application/json"),
+        "{key}: content type {:?}",
+        r.content_type()
+    );
+    let v = r.json();
+    assert_eq!(v["key"], key, "{}", r.text);
+    assert_eq!(v["reason"], reason, "{key}: {}", r.text);
+    assert!(v.get("errorCode").is_none(), "{}", r.text);
+    v
+}
+
+fn failure(r: &Raw, key: &str, status: StatusCode, code: &str) -> Value {
+    assert_eq!(r.status, status, "{key}: {}", r.text);
+    assert!(
+        r.content_type().starts_with("application/json"),
+        "{key}: content type {:?}",
+        r.content_type()
+    );
+    let v = r.json();
+    assert_eq!(v["key"], key, "{}", r.text);
+    assert_eq!(v["errorCode"], code, "{}", r.text);
+    assert!(
+        v["errorDetails"].as_str().is_some_and(|d| !d.is_empty()),
+        "errorDetails says why: {}",
+        r.text
+    );
+    assert!(v.get("value").is_none(), "{}", r.text);
+    v
+}
+
+async fn every_reason_and_error_code_over_http(b: Backend) {
+    let s = server!(b);
+    import(&s, "staging", document()).await;
+    let key = client_key(&s, "staging").await;
+    let none = json!({});
+
+    // STATIC, typed values, metadata (flag over set).
+    let v = success(
+        &eval(&s, &key, "bool-static", none.clone()).await,
+        "bool-static",
+        "STATIC",
+    );
+    assert_eq!(
+        (v["value"].clone(), v["variant"].clone()),
+        (json!(true), json!("on"))
+    );
+    assert_eq!(v["metadata"], json!({"team": "checkout"}));
+    let v = success(
+        &eval(&s, &key, "string-flag", none.clone()).await,
+        "string-flag",
+        "STATIC",
+    );
+    assert_eq!(v["value"], "#f00");
+    assert_eq!(v["metadata"], json!({"team": "checkout", "owner": "web"}));
+    let v = success(
+        &eval(&s, &key, "int-flag", none.clone()).await,
+        "int-flag",
+        "STATIC",
+    );
+    assert!(v["value"].is_i64() && v["value"] == 2, "{v}");
+    let v = success(
+        &eval(&s, &key, "object-flag", none.clone()).await,
+        "object-flag",
+        "STATIC",
+    );
+    assert_eq!(v["value"], json!({"items": [1, 2], "name": "A"}));
+
+    // 0.0 stays 0.0 on the wire (a float), 2 stays 2 (an integer).
+    let r = eval(&s, &key, "float-zero", none.clone()).await;
+    success(&r, "float-zero", "STATIC");
+    assert!(r.text.contains("\"value\":0.0"), "{}", r.text);
+    let r = eval(&s, &key, "int-flag", none.clone()).await;
+    assert!(
+        r.text.contains("\"value\":2,") || r.text.contains("\"value\":2}"),
+        "{}",
+        r.text
+    );
+
+    // TARGETING_MATCH; a rule that matches nothing falls back to the default variant: DEFAULT.
+    let v = success(
+        &eval(&s, &key, "targeted", json!({"email": "ann@example.com"})).await,
+        "targeted",
+        "TARGETING_MATCH",
+    );
+    assert_eq!(
+        (v["value"].clone(), v["variant"].clone()),
+        (json!(true), json!("on"))
+    );
+    let v = success(
+        &eval(&s, &key, "targeted", json!({"email": "ann@elsewhere.org"})).await,
+        "targeted",
+        "DEFAULT",
+    );
+    assert_eq!(
+        (v["value"].clone(), v["variant"].clone()),
+        (json!(false), json!("off"))
+    );
+
+    // SPLIT, deterministic per targeting key; both buckets are reached.
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        let ctx = json!({"targetingKey": format!("user-{i}")});
+        let v = success(
+            &eval(&s, &key, "split", ctx.clone()).await,
+            "split",
+            "SPLIT",
+        );
+        let again = success(&eval(&s, &key, "split", ctx).await, "split", "SPLIT");
+        assert_eq!(v["value"], again["value"], "sticky");
+        seen.insert(v["value"].as_str().expect("string").to_owned());
+    }
+    assert_eq!(seen.len(), 2, "both halves: {seen:?}");
+    // Without a targeting key flagd's `fractional` has no bucket key: the default variant.
+    let v = success(
+        &eval(&s, &key, "split", none.clone()).await,
+        "split",
+        "DEFAULT",
+    );
+    assert_eq!(v["value"], "A");
+
+    // DISABLED and no default variant: answered without a value, so the client uses its own.
+    for (flag, reason) in [("disabled", "DISABLED"), ("no-default", "DEFAULT")] {
+        let r = eval(&s, &key, flag, none.clone()).await;
+        let v = success(&r, flag, reason);
+        assert!(v.get("value").is_none(), "{flag}: {}", r.text);
+        assert!(v.get("variant").is_none(), "{flag}: {}", r.text);
+    }
+
+    // A rule naming a variant at runtime: a name that is no variant is PARSE_ERROR (400).
+    let v = success(
+        &eval(&s, &key, "dynamic", json!({"pick": "b"})).await,
+        "dynamic",
+        "TARGETING_MATCH",
+    );
+    assert_eq!(v["value"], "B");
+    failure(
+        &eval(&s, &key, "dynamic", json!({"pick": "zzz"})).await,
+        "dynamic",
+        StatusCode::BAD_REQUEST,
+        "PARSE_ERROR",
+    );
+
+    // FLAG_NOT_FOUND is a 404.
+    failure(
+        &eval(&s, &key, "no-such-flag", none.clone()).await,
+        "no-such-flag",
+        StatusCode::NOT_FOUND,
+        "FLAG_NOT_FOUND",
+    );
+
+    // INVALID_CONTEXT: a context that is not an object, a non-string targeting key, too deep.
+    let bearer = format!("Bearer {key}");
+    let auth = Some(("authorization", bearer.as_str()));
+    for body in [
+        r#"{"context": 5}"#.to_owned(),
+        r#"{"context": ["a"]}"#.to_owned(),
+        r#"{"context": {"targetingKey": 7}}"#.to_owned(),
+        format!(
+            r#"{{"context": {{"a": {}1{}}}}}"#,
+            "[".repeat(40),
+            "]".repeat(40)
+        ),
+    ] {
+        let r = call(&s, "/ofrep/v1/evaluate/flags/bool-static", auth, &body, &[]).await;
+        failure(
+            &r,
+            "bool-static",
+            StatusCode::BAD_REQUEST,
+            "INVALID_CONTEXT",
+        );
+    }
+    // GENERAL: the request itself is malformed (not JSON, not an object).
+    for body in ["{not json", "[1, 2]"] {
+        let r = call(&s, "/ofrep/v1/evaluate/flags/bool-static", auth, body, &[]).await;
+        failure(&r, "bool-static", StatusCode::BAD_REQUEST, "GENERAL");
+    }
+    // An empty body is an empty context.
+    let r = call(&s, "/ofrep/v1/evaluate/flags/bool-static", auth, "", &[]).await;
+    success(&r, "bool-static", "STATIC");
+}
+
+async fn client_keys_authenticate_and_are_bound_to_one_environment(b: Backend) {
+    let s = server!(b);
+    import(&s, "staging", document()).await;
+    import(
+        &s,
+        "development",
+        json!({"flags": {"dev-only": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on"}}}),
+    )
+    .await;
+    let staging = client_key(&s, "staging").await;
+    let dev = client_key(&s, "development").await;
+    let path = "/ofrep/v1/evaluate/flags/bool-static";
+    let body = r#"{"context": {}}"#;
+
+    // Both ways of presenting the key work.
+    let bearer = format!("Bearer {staging}");
+    let r = call(&s, path, Some(("authorization", &bearer)), body, &[]).await;
+    success(&r, "bool-static", "STATIC");
+    let r = call(&s, path, Some(("x-api-key", &staging)), body, &[]).await;
+    success(&r, "bool-static", "STATIC");
+    let bulk = call(
+        &s,
+        "/ofrep/v1/evaluate/flags",
+        Some(("x-api-key", &staging)),
+        body,
+        &[],
+    )
+    .await;
+    assert_eq!(bulk.status, StatusCode::OK, "{}", bulk.text);
+
+    // No key, an unknown key, a malformed key: 401.
+    let unknown = SecretToken::generate(
+        sluice_core::token::TokenKind::Client,
+        &mut rand::rngs::OsRng,
+    );
+    for auth in [
+        None,
+        Some(("x-api-key", unknown.expose())),
+        Some(("authorization", "Bearer nonsense")),
+    ] {
+        let r = call(&s, path, auth, body, &[]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{auth:?}: {}", r.text);
+        let r = call(&s, "/ofrep/v1/evaluate/flags", auth, body, &[]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{auth:?}: {}", r.text);
+    }
+    // An API token (even the administrator's) is not a client key: 403.
+    let admin = format!("Bearer {ADMIN_TOKEN}");
+    let r = call(&s, path, Some(("authorization", &admin)), body, &[]).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let r = call(
+        &s,
+        "/ofrep/v1/evaluate/flags",
+        Some(("authorization", &admin)),
+        body,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+
+    // Another environment's key sees only its own flags.
+    let r = call(&s, path, Some(("x-api-key", &dev)), body, &[]).await;
+    failure(&r, "bool-static", StatusCode::NOT_FOUND, "FLAG_NOT_FOUND");
+    let r = call(
+        &s,
+        "/ofrep/v1/evaluate/flags/dev-only",
+        Some(("x-api-key", &dev)),
+        body,
+        &[],
+    )
+    .await;
+    success(&r, "dev-only", "STATIC");
+    let r = call(
+        &s,
+        "/ofrep/v1/evaluate/flags/dev-only",
+        Some(("x-api-key", &staging)),
+        body,
+        &[],
+    )
+    .await;
+    failure(&r, "dev-only", StatusCode::NOT_FOUND, "FLAG_NOT_FOUND");
+    let r = call(
+        &s,
+        "/ofrep/v1/evaluate/flags",
+        Some(("x-api-key", &dev)),
+        body,
+        &[],
+    )
+    .await;
+    let keys: Vec<Value> = r.json()["flags"]
+        .as_array()
+        .expect("flags")
+        .iter()
+        .map(|f| f["key"].clone())
+        .collect();
+    assert_eq!(keys, [json!("dev-only")]);
+
+    // A client key may only evaluate.
+    let (st, _) = s.get(&staging, "/v1/environments/staging/flags").await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // A revoked key stops working at once.
+    let (st, tokens) = s.get(ADMIN_TOKEN, "/v1/tokens?all=true").await;
+    assert_eq!(st, StatusCode::OK, "{tokens}");
+    let id = tokens
+        .as_array()
+        .or_else(|| tokens["tokens"].as_array())
+        .expect("token list")
+        .iter()
+        .find(|t| t["name"] == "web-staging")
+        .and_then(|t| t["id"].as_str())
+        .expect("the staging key")
+        .to_owned();
+    let (st, v) = s
+        .send(
+            reqwest::Method::DELETE,
+            ADMIN_TOKEN,
+            &format!("/v1/tokens/{id}"),
+            None,
+        )
+        .await;
+    assert!(st.is_success(), "revoke: {v}");
+    let r = call(&s, path, Some(("x-api-key", &staging)), body, &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+}
+
+fn bulk_entry<'a>(v: &'a Value, key: &str) -> &'a Value {
+    v["flags"]
+        .as_array()
+        .expect("flags")
+        .iter()
+        .find(|f| f["key"] == key)
+        .unwrap_or_else(|| panic!("{key} in {v}"))
+}
+
+fn etag_of(r: &Raw) -> String {
+    r.headers
+        .get(ETAG)
+        .and_then(|v| v.to_str().ok())
+        .expect("an ETag")
+        .to_owned()
+}
+
+async fn bulk_isolates_failures_and_caches_by_revision_and_context(b: Backend) {
+    let s = server!(b);
+    import(&s, "staging", document()).await;
+    let key = client_key(&s, "staging").await;
+    let auth = Some(("x-api-key", key.as_str()));
+    let path = "/ofrep/v1/evaluate/flags";
+    let ctx_a =
+        json!({"context": {"targetingKey": "u-1", "email": "ann@example.com", "pick": "zzz"}})
+            .to_string();
+
+    let r = call(&s, path, auth, &ctx_a, &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.content_type().starts_with("application/json"));
+    let v = r.json();
+    assert_eq!(v["flags"].as_array().map(Vec::len), Some(10), "{v}");
+    // The failing flag fails alone, with the error shape; the others answer.
+    let d = bulk_entry(&v, "dynamic");
+    assert_eq!(d["errorCode"], "PARSE_ERROR", "{d}");
+    assert!(d["errorDetails"].as_str().is_some_and(|x| !x.is_empty()));
+    assert!(d.get("value").is_none());
+    assert_eq!(bulk_entry(&v, "targeted")["reason"], "TARGETING_MATCH");
+    assert_eq!(bulk_entry(&v, "split")["reason"], "SPLIT");
+    assert_eq!(bulk_entry(&v, "disabled")["reason"], "DISABLED");
+    assert!(bulk_entry(&v, "disabled").get("value").is_none());
+    assert_eq!(bulk_entry(&v, "no-default")["reason"], "DEFAULT");
+    assert!(r.text.contains("\"value\":0.0"), "{}", r.text);
+    assert_eq!(v["metadata"], json!({"team": "checkout"}));
+    // The SSE stream is advertised.
+    let streams = v["eventStreams"].as_array().expect("eventStreams");
+    assert_eq!(streams[0]["type"], "sse", "{v}");
+    let url = streams[0]["url"].as_str().expect("url");
+    assert!(url.ends_with("/ofrep/v1/events"), "{url}");
+
+    // Same context, same configuration: 304 with the same tag and no body.
+    let tag = etag_of(&r);
+    let again = call(&s, path, auth, &ctx_a, &[("if-none-match", &tag)]).await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{}", again.text);
+    assert_eq!(etag_of(&again), tag);
+    assert!(again.text.is_empty());
+    // The same context written with other key order and spacing is the same context.
+    let reordered =
+        r#"{ "context": {"pick": "zzz", "email": "ann@example.com", "targetingKey": "u-1"} }"#;
+    let r2 = call(&s, path, auth, reordered, &[(IF_NONE_MATCH.as_str(), &tag)]).await;
+    assert_eq!(r2.status, StatusCode::NOT_MODIFIED, "{}", r2.text);
+    // A stale tag among others does not match; a list containing the current one does.
+    let r2 = call(&s, path, auth, &ctx_a, &[("if-none-match", "\"stale\"")]).await;
+    assert_eq!(r2.status, StatusCode::OK);
+    let list = format!("\"stale\", {tag}");
+    let r2 = call(&s, path, auth, &ctx_a, &[("if-none-match", &list)]).await;
+    assert_eq!(r2.status, StatusCode::NOT_MODIFIED);
+
+    // A changed context: a new tag and a fresh 200.
+    let ctx_b =
+        json!({"context": {"targetingKey": "u-2", "email": "bob@elsewhere.org"}}).to_string();
+    let r3 = call(&s, path, auth, &ctx_b, &[("if-none-match", &tag)]).await;
+    assert_eq!(r3.status, StatusCode::OK, "{}", r3.text);
+    let tag_b = etag_of(&r3);
+    assert_ne!(tag_b, tag);
+    assert_eq!(bulk_entry(&r3.json(), "targeted")["reason"], "DEFAULT");
+    assert_eq!(
+        bulk_entry(&r3.json(), "dynamic")["reason"],
+        "DEFAULT",
+        "no `pick`: null"
+    );
+
+    // An import: every old tag is stale.
+    let mut doc = document();
+    doc["flags"]["bool-static"]["defaultVariant"] = json!("off");
+    import(&s, "staging", doc).await;
+    let r4 = call(&s, path, auth, &ctx_a, &[("if-none-match", &tag)]).await;
+    assert_eq!(r4.status, StatusCode::OK, "{}", r4.text);
+    assert_ne!(etag_of(&r4), tag);
+    assert_eq!(bulk_entry(&r4.json(), "bool-static")["value"], false);
+    let r5 = call(&s, path, auth, &ctx_a, &[("if-none-match", &etag_of(&r4))]).await;
+    assert_eq!(r5.status, StatusCode::NOT_MODIFIED);
+
+    // A bad context fails the whole bulk request with the bulk error shape.
+    let r6 = call(&s, path, auth, r#"{"context": 5}"#, &[]).await;
+    assert_eq!(r6.status, StatusCode::BAD_REQUEST, "{}", r6.text);
+    assert_eq!(r6.json()["errorCode"], "INVALID_CONTEXT");
+    assert!(r6.json()["errorDetails"].is_string());
+
+    // A key of an environment without flags gets an empty list, not an error.
+    let empty = client_key(&s, "development").await;
+    let r7 = call(&s, path, Some(("x-api-key", &empty)), "{}", &[]).await;
+    assert_eq!(r7.status, StatusCode::OK, "{}", r7.text);
+    assert_eq!(r7.json()["flags"], json!([]));
+}
+
+/// Reads SSE `data:` lines from a streaming body until one satisfies `want` or `deadline`.
+async fn next_data(
+    resp: &mut reqwest::Response,
+    buf: &mut String,
+    deadline: Instant,
+    want: impl Fn(&Value) -> bool,
+) -> Option<Value> {
+    loop {
+        while let Some(nl) = buf.find('\n') {
+            let line: String = buf.drain(..=nl).collect();
+            if let Some(data) = line.trim_end().strip_prefix("data:") {
+                if let Ok(v) = serde_json::from_str::<Value>(data.trim()) {
+                    if want(&v) {
+                        return Some(v);
+                    }
+                }
+            }
+        }
+        let left = deadline.checked_duration_since(Instant::now())?;
+        match tokio::time::timeout(left, resp.chunk()).await {
+            Ok(Ok(Some(bytes))) => buf.push_str(&String::from_utf8_lossy(&bytes)),
+            _ => return None,
+        }
+    }
+}
+
+async fn sse_subscribers_hear_refetch_evaluation_after_an_import(b: Backend) {
+    let s = server!(b);
+    import(&s, "staging", document()).await;
+    import(&s, "development", document()).await;
+    let key = client_key(&s, "staging").await;
+
+    // Without a client key: refused.
+    let r = s
+        .http
+        .get(s.url("/ofrep/v1/events"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let mut resp = s
+        .http
+        .get(s.url("/ofrep/v1/events"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("subscribed");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let ct = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(ct.starts_with("text/event-stream"), "{ct}");
+    let mut buf = String::new();
+
+    // Another environment's change is not announced on this stream...
+    import(&s, "development", json!({"flags": {}})).await;
+    // ...this one's is, within a bounded wait.
+    let started = Instant::now();
+    let rev = import(&s, "staging", json!({"flags": {}})).await;
+    let got = next_data(&mut resp, &mut buf, started + Duration::from_secs(5), |v| {
+        v["type"] == "refetchEvaluation"
+    })
+    .await
+    .expect("a refetchEvaluation event within 5 s");
+    assert_eq!(
+        got["etag"],
+        json!(format!("\"{rev}\"")),
+        "the staging revision, not development's: {got}"
+    );
+
+    // The key can also be given as a query parameter (browsers' EventSource sets no headers).
+    let mut q = s
+        .http
+        .get(s.url(&format!("/ofrep/v1/events?key={key}")))
+        .send()
+        .await
+        .expect("subscribed");
+    assert_eq!(q.status(), StatusCode::OK);
+    let rev = import(&s, "staging", document()).await;
+    let mut qbuf = String::new();
+    let got = next_data(
+        &mut q,
+        &mut qbuf,
+        Instant::now() + Duration::from_secs(5),
+        |v| v["type"] == "refetchEvaluation",
+    )
+    .await
+    .expect("a refetchEvaluation event within 5 s");
+    assert_eq!(got["etag"], json!(format!("\"{rev}\"")));
+}
+
+/// A server with a client rate limit (the shared harness starts servers without one).
+async fn limited_server(db: &Db, per_second: u32) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database_url: db.url.clone(),
+        signing_key: db.key.clone(),
+        admin_token: Some(SecretToken::from_presented(ADMIN_TOKEN)),
+        reaper_interval: Duration::from_secs(3600),
+        checkpoint_interval: Duration::from_secs(3600),
+        sync_interval: Duration::from_secs(3600),
+        db_clock: None,
+        client_rate_limit: Some(per_second),
+    };
+    let clock: std::sync::Arc<dyn sluice_core::Clock> =
+        std::sync::Arc::new(sluice_core::ManualClock::new(crate::harness::t0()));
+    let server = Server::build(config, clock).await.expect("server builds");
+    let addr = server.local_addr().expect("bound");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = server
+            .run(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    (format!("http://{addr}"), tx)
+}
+
+async fn a_client_key_over_its_rate_gets_429_with_retry_after(b: Backend) {
+    let Some(db) = Db::new(b).await else { return };
+    let (base, _stop) = limited_server(&db, 5).await;
+    let http = reqwest::Client::new();
+    let admin = |req: reqwest::RequestBuilder| req.bearer_auth(ADMIN_TOKEN);
+    let r = admin(http.put(format!("{base}/v1/environments/staging/flags")))
+        .json(&document())
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut keys = Vec::new();
+    for name in ["a", "b"] {
+        let r = admin(http.post(format!("{base}/v1/tokens")))
+            .json(&json!({"name": name, "kind": "client", "environment": "staging"}))
+            .send()
+            .await
+            .expect("key");
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let v: Value = r.json().await.expect("json");
+        keys.push(v["token"].as_str().expect("token").to_owned());
+    }
+    let url = format!("{base}/ofrep/v1/evaluate/flags/bool-static");
+    let send = |k: &str| http.post(&url).header("x-api-key", k).body("{}").send();
+
+    // The first five of a window always pass; within 50 requests the limit is hit (reaching 50
+    // without it would take nine one-second windows).
+    let mut limited = None;
+    for i in 0..50 {
+        let r = send(&keys[0]).await.expect("sent");
+        if i < 5 {
+            assert_eq!(r.status(), StatusCode::OK, "request {i}");
+        }
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::OK, "request {i}");
+    }
+    let r = limited.expect("a 429 within 50 requests at 5/s");
+    let retry: u64 = r
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&retry), "{retry}");
+    // The limit is per key: another key is not slowed down by the first.
+    let r = send(&keys[1]).await.expect("sent");
+    assert_eq!(r.status(), StatusCode::OK);
+    // Management calls are not limited by the evaluation limit.
+    for _ in 0..10 {
+        let r = admin(http.get(format!("{base}/v1/environments")))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+}
+
+backend_tests!(
+    every_reason_and_error_code_over_http,
+    client_keys_authenticate_and_are_bound_to_one_environment,
+    bulk_isolates_failures_and_caches_by_revision_and_context,
+    sse_subscribers_hear_refetch_evaluation_after_an_import,
+    a_client_key_over_its_rate_gets_429_with_retry_after,
+);
