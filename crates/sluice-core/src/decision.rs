@@ -4,7 +4,7 @@
 //! readers never wait for writers. Expiry is checked against `now` at decision time, so a
 //! snapshot holding a grant whose time is up still answers "no" (invariant 1).
 
-use crate::access::AccessRequest;
+use crate::access::{AccessRequest, RequestStatus};
 use crate::policy::Policy;
 use crate::scope::{normalized, Scope};
 use chrono::{DateTime, Utc};
@@ -22,7 +22,7 @@ pub struct LiveGrant {
     pub expires_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct PrincipalAccess {
     standing: Vec<Scope>,
     grants: Vec<LiveGrant>,
@@ -32,7 +32,9 @@ struct PrincipalAccess {
 #[derive(Debug)]
 pub struct AccessSnapshot {
     policy: Arc<Policy>,
-    by_principal: HashMap<String, PrincipalAccess>,
+    // Each principal's entry is shared, so a change to one principal copies only the map of
+    // pointers, not every grant.
+    by_principal: HashMap<String, Arc<PrincipalAccess>>,
 }
 
 /// Why a decision came out as it did.
@@ -93,6 +95,16 @@ impl Decision {
     }
 }
 
+fn live_grant(req: &AccessRequest) -> Option<LiveGrant> {
+    Some(LiveGrant {
+        id: req.id.clone(),
+        entitlement: req.entitlement.clone(),
+        scopes: req.scopes.clone(),
+        starts_at: req.starts_at?,
+        expires_at: req.expires_at?,
+    })
+}
+
 impl AccessSnapshot {
     /// Builds a snapshot from the policy and the requests that are (recorded as) active.
     pub fn build<'a>(
@@ -110,29 +122,53 @@ impl AccessSnapshot {
         for (name, access) in by_principal.iter_mut() {
             access.standing = policy.standing_scopes(name);
         }
-        let mut snap = Self {
-            policy,
-            by_principal,
-        };
         for req in active {
-            snap.insert(req);
+            if let Some(g) = live_grant(req) {
+                by_principal
+                    .entry(req.requester.clone())
+                    .or_default()
+                    .grants
+                    .push(g);
+            }
         }
-        snap
+        Self {
+            policy,
+            by_principal: by_principal
+                .into_iter()
+                .map(|(k, v)| (k, Arc::new(v)))
+                .collect(),
+        }
     }
 
-    fn insert(&mut self, req: &AccessRequest) {
-        if let (Some(starts_at), Some(expires_at)) = (req.starts_at, req.expires_at) {
-            self.by_principal
-                .entry(req.requester.clone())
-                .or_default()
-                .grants
-                .push(LiveGrant {
-                    id: req.id.clone(),
-                    entitlement: req.entitlement.clone(),
-                    scopes: req.scopes.clone(),
-                    starts_at,
-                    expires_at,
-                });
+    /// A copy sharing every principal's entry.
+    pub fn clone_shallow(&self) -> AccessSnapshot {
+        AccessSnapshot {
+            policy: self.policy.clone(),
+            by_principal: self.by_principal.clone(),
+        }
+    }
+
+    /// This snapshot with one request's current state applied (granted, ended or unchanged):
+    /// what a writer does after its own change instead of reloading everything.
+    pub fn with_request(&self, req: &AccessRequest) -> AccessSnapshot {
+        let mut by_principal = self.by_principal.clone();
+        let entry = by_principal
+            .entry(req.requester.clone())
+            .or_insert_with(|| {
+                Arc::new(PrincipalAccess {
+                    standing: self.policy.standing_scopes(&req.requester),
+                    grants: Vec::new(),
+                })
+            });
+        let mut access = PrincipalAccess::clone(entry);
+        access.grants.retain(|g| g.id != req.id);
+        if req.status == RequestStatus::Active {
+            access.grants.extend(live_grant(req));
+        }
+        *entry = Arc::new(access);
+        AccessSnapshot {
+            policy: self.policy.clone(),
+            by_principal,
         }
     }
 

@@ -27,6 +27,9 @@ pub struct Inner {
     pub access: ArcSwap<AccessSnapshot>,
     /// The store's access revision the current snapshot was loaded at.
     access_rev: AtomicI64,
+    /// Serialises reloads with local updates, so a reload that began before a local change
+    /// can never overwrite it.
+    refresh_lock: tokio::sync::Mutex<()>,
     /// Compiled flags per environment, swapped whole on change; evaluation never waits.
     pub flags: ArcSwap<FlagSnapshots>,
     flags_rev: AtomicI64,
@@ -71,6 +74,7 @@ impl App {
             signer,
             access: ArcSwap::from_pointee(snapshot),
             access_rev: AtomicI64::new(revs.access),
+            refresh_lock: tokio::sync::Mutex::new(()),
             flags: ArcSwap::from_pointee(flags),
             flags_rev: AtomicI64::new(revs.flags),
             flag_events,
@@ -87,8 +91,27 @@ impl App {
         self.access.load().policy().clone()
     }
 
+    /// Applies this instance's own committed change to the snapshot without a reload.
+    /// `rev` is the access revision the change's transaction produced: when it follows the
+    /// revision this snapshot was loaded at, the snapshot is current again; otherwise another
+    /// instance wrote in between and the next sync reloads.
+    pub async fn apply_local(&self, reqs: &[&sluice_core::access::AccessRequest], rev: i64) {
+        let _guard = self.refresh_lock.lock().await;
+        self.access.rcu(|s| {
+            let mut next = None;
+            for r in reqs {
+                next = Some(next.as_ref().unwrap_or(&**s).with_request(r));
+            }
+            next.unwrap_or_else(|| AccessSnapshot::clone_shallow(s))
+        });
+        let _ = self
+            .access_rev
+            .compare_exchange(rev - 1, rev, Ordering::AcqRel, Ordering::Acquire);
+    }
+
     /// Rebuilds the access snapshot from the store.
     pub async fn refresh(&self) -> Result<(), ApiError> {
+        let _guard = self.refresh_lock.lock().await;
         // Read the revision first: a write landing during the load bumps it again, so the
         // next sync reloads rather than missing it.
         let revs = self.store.state_revs().await?;

@@ -34,12 +34,14 @@ impl Store {
 }
 
 impl WriteTx {
-    /// Marks that grants, principals or policy changed.
-    pub async fn bump_access(&mut self) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sluice_state SET access_rev = access_rev + 1 WHERE id = 1")
-            .execute(self.conn())
-            .await?;
-        Ok(())
+    /// Marks that grants, principals or policy changed; returns the new access revision.
+    pub async fn bump_access(&mut self) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "UPDATE sluice_state SET access_rev = access_rev + 1 WHERE id = 1 RETURNING access_rev",
+        )
+        .fetch_one(self.conn())
+        .await?;
+        get(&row, "access_rev")
     }
 
     /// Marks that flags changed.

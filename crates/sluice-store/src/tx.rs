@@ -11,12 +11,16 @@ use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 /// `commit` refuses a transaction that recorded nothing: no audit, no action.
 pub struct WriteTx {
     tx: Transaction<'static, Any>,
+    flusher: Option<std::sync::Arc<crate::durable::Flusher>>,
     head: ChainHead,
     entries: Vec<AuditEntry>,
 }
 
 impl WriteTx {
-    pub(crate) async fn begin(pool: &AnyPool) -> Result<WriteTx, StoreError> {
+    pub(crate) async fn begin(
+        pool: &AnyPool,
+        flusher: Option<std::sync::Arc<crate::durable::Flusher>>,
+    ) -> Result<WriteTx, StoreError> {
         let mut tx = pool.begin().await?;
         let row = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
             .fetch_one(&mut *tx)
@@ -27,6 +31,7 @@ impl WriteTx {
         };
         Ok(WriteTx {
             tx,
+            flusher,
             head,
             entries: Vec::new(),
         })
@@ -79,6 +84,11 @@ impl WriteTx {
             .execute(&mut *self.tx)
             .await?;
         self.tx.commit().await?;
+        if let Some(f) = &self.flusher {
+            f.durable().await.map_err(|e| {
+                StoreError::Unavailable(format!("cannot make the commit durable: {e}"))
+            })?;
+        }
         Ok(self.entries)
     }
 }

@@ -130,13 +130,15 @@ impl App {
             )
             .await?;
         }
-        if req.status == RequestStatus::Active {
-            tx.bump_access().await?;
-        }
+        let rev = if req.status == RequestStatus::Active {
+            Some(tx.bump_access().await?)
+        } else {
+            None
+        };
         tx.commit().await?;
         tracing::info!(request_id = %req.id, requester = %req.requester, status = req.status.as_str(), "request {} opened by {}", req.id, req.requester);
-        if req.status == RequestStatus::Active {
-            self.refresh().await?;
+        if let Some(rev) = rev {
+            self.apply_local(&[&req], rev).await;
         }
         Ok(req)
     }
@@ -209,13 +211,15 @@ impl App {
             tx.insert_vote(&req.id, v).await?;
         }
         tx.update_request(&req).await?;
-        if req.status == RequestStatus::Active {
-            tx.bump_access().await?;
-        }
+        let rev = if req.status == RequestStatus::Active {
+            Some(tx.bump_access().await?)
+        } else {
+            None
+        };
         tx.commit().await?;
         tracing::info!(request_id = %req.id, approver = %caller.name, approve, "vote on {} by {}", req.id, caller.name);
-        if req.status == RequestStatus::Active {
-            self.refresh().await?;
+        if let Some(rev) = rev {
+            self.apply_local(&[&req], rev).await;
         }
         Ok((req, progress))
     }
@@ -263,10 +267,10 @@ impl App {
             json!({"end_reason": req.end_reason}),
         )
         .await?;
-        tx.bump_access().await?;
+        let rev = tx.bump_access().await?;
         tx.commit().await?;
         tracing::info!(request_id = %req.id, by = %caller.name, action, "{action} {} by {}", req.id, caller.name);
-        self.refresh().await?;
+        self.apply_local(&[&req], rev).await;
         Ok(req)
     }
 
@@ -291,13 +295,11 @@ impl App {
                 _ => "access.expired",
             };
             record(&mut tx, now, "system:reaper", action, &req, json!({})).await?;
-            tx.bump_access().await?;
+            let rev = tx.bump_access().await?;
             tx.commit().await?;
             tracing::info!(request_id = %req.id, status = status.as_str(), "recorded {} as {}", req.id, status.as_str());
+            self.apply_local(&[&req], rev).await;
             done += 1;
-        }
-        if done > 0 {
-            self.refresh().await?;
         }
         Ok(done)
     }

@@ -118,7 +118,10 @@ impl App {
 
     /// Pins targeting keys to a variant for a while. With only `target-self`, a caller may pin
     /// nobody but themself.
-    #[expect(clippy::too_many_arguments, reason = "each argument is one field of the target")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each argument is one field of the target"
+    )]
     pub async fn add_target(
         &self,
         caller: &Caller,
