@@ -35,6 +35,20 @@ pub struct PolicyDoc {
 pub struct EnvironmentDoc {
     #[serde(default)]
     pub protected: bool,
+    /// Who must agree to a proposed flag change (a change request) in this environment.
+    /// Without it, proposals to the environment are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRule>,
+    /// How long a change request waits for its approvals before it times out (default 24h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_request_ttl: Option<Duration>,
+}
+
+impl EnvironmentDoc {
+    /// How long a change request in this environment may wait for approval.
+    pub fn change_request_ttl(&self) -> Duration {
+        self.change_request_ttl.unwrap_or_else(default_pending_ttl)
+    }
 }
 
 /// A standing permission: these subjects may always do these actions.
@@ -231,8 +245,25 @@ impl Policy {
                 ));
             }
         }
-        for env in doc.environments.keys() {
+        for (env, e) in &doc.environments {
             check_name(&format!("environments.{env}"), env)?;
+            if let Some(a) = &e.approval {
+                let at = format!("environments.{env}.approval");
+                if a.required == 0 {
+                    return Err(err(format!("{at}.required"), "must be at least 1"));
+                }
+                if a.approvers.is_empty() {
+                    return Err(err(format!("{at}.approvers"), "list at least one approver"));
+                }
+                for (j, s) in a.approvers.iter().enumerate() {
+                    policy_check(&format!("{at}.approvers[{j}]"), s)?;
+                }
+            } else if e.change_request_ttl.is_some() {
+                return Err(err(
+                    format!("environments.{env}.change_request_ttl"),
+                    "has no effect without an approval rule for change requests",
+                ));
+            }
         }
         let mut names = BTreeSet::new();
         for (i, e) in doc.entitlements.iter_mut().enumerate() {
@@ -401,9 +432,15 @@ impl Policy {
                     if n.protected { " (protected)" } else { "" }
                 )),
                 (Some(_), None) => out.push(format!("- environment {e}")),
-                (Some(a), Some(b)) if a != b => {
-                    out.push(format!("~ environment {e}: protected={}", b.protected))
-                }
+                (Some(a), Some(b)) if a != b => out.push(format!(
+                    "~ environment {e}: protected={}{}",
+                    b.protected,
+                    if a.approval != b.approval || a.change_request_ttl != b.change_request_ttl {
+                        ", change-request approval changed"
+                    } else {
+                        ""
+                    }
+                )),
                 _ => {}
             }
         }

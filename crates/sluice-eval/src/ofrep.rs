@@ -96,3 +96,68 @@ pub fn http_status(code: ErrorCode) -> u16 {
         | ErrorCode::General => 400,
     }
 }
+
+/// Serialises an evaluation as its OFREP answer without copying anything: the same JSON as
+/// [`to_response`], for the server's hot path.
+pub struct Wire<'e, 'a>(pub &'e Evaluation<'a>);
+
+impl Serialize for Wire<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let e = self.0;
+        match &e.error {
+            Some((code, details)) => {
+                let mut m = s.serialize_map(None)?;
+                m.serialize_entry("key", e.key)?;
+                m.serialize_entry("errorCode", code)?;
+                m.serialize_entry("errorDetails", details.as_ref())?;
+                if !e.metadata.is_empty() {
+                    m.serialize_entry("metadata", e.metadata)?;
+                }
+                m.end()
+            }
+            None => {
+                let mut m = s.serialize_map(None)?;
+                m.serialize_entry("key", e.key)?;
+                if let Some(v) = e.value {
+                    m.serialize_entry("value", v)?;
+                }
+                m.serialize_entry("reason", &e.reason)?;
+                if let Some(v) = e.variant {
+                    m.serialize_entry("variant", v)?;
+                }
+                m.serialize_entry("metadata", e.metadata)?;
+                m.end()
+            }
+        }
+    }
+}
+
+/// Serialises a bulk answer without copying: the same JSON as [`to_bulk_response`], plus
+/// `extra` members (e.g. `eventStreams`) at the end.
+pub struct BulkWire<'e, 'a> {
+    pub evaluations: &'e [Evaluation<'a>],
+    pub metadata: &'e Map<String, Value>,
+    pub extra: &'e [(&'static str, Value)],
+}
+
+impl Serialize for BulkWire<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        struct Flags<'e, 'a>(&'e [Evaluation<'a>]);
+        impl Serialize for Flags<'_, '_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.iter().map(Wire))
+            }
+        }
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("flags", &Flags(self.evaluations))?;
+        if !self.metadata.is_empty() {
+            m.serialize_entry("metadata", self.metadata)?;
+        }
+        for (k, v) in self.extra {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}

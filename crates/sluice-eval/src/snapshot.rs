@@ -1,15 +1,15 @@
 //! An immutable, compiled flag set: what every evaluation reads.
 
-use std::borrow::Cow;
-
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 
 use crate::context::Context;
 use crate::def::{FlagSetDef, FlagState};
 use crate::error::{DefinitionError, ErrorCode};
-use crate::evaluation::{Evaluation, FlagType, Reason};
-use crate::rule::{eval_result, js_string, CompileOptions, Compiler, Env, Node, Outcome};
+use crate::evaluation::{Evaluation, FlagType};
+use crate::rule::{CompileOptions, Compiler, Node};
+
+mod flag;
 
 /// How `fractional` maps users to buckets. Recorded per compiled flag so that a
 /// future change of algorithm is an explicit, per-flag migration rather than a
@@ -208,115 +208,5 @@ impl Snapshot {
             .iter()
             .map(|f| f.evaluate(ctx, now_unix))
             .collect()
-    }
-}
-
-impl CompiledFlag {
-    fn answer(&self, idx: u32, reason: Reason) -> Evaluation<'_> {
-        match self.variants.get(idx as usize) {
-            Some((name, value)) => Evaluation {
-                key: &self.key,
-                value: Some(value),
-                variant: Some(name),
-                reason,
-                metadata: &self.metadata,
-                error: None,
-            },
-            None => Evaluation::failed(
-                &self.key,
-                &self.metadata,
-                ErrorCode::General,
-                "bad variant index",
-            ),
-        }
-    }
-
-    fn no_value(&self, reason: Reason) -> Evaluation<'_> {
-        Evaluation {
-            key: &self.key,
-            value: None,
-            variant: None,
-            reason,
-            metadata: &self.metadata,
-            error: None,
-        }
-    }
-
-    fn fall_through(&self) -> Evaluation<'_> {
-        match self.default_variant {
-            Some(i) => self.answer(i, Reason::Default),
-            None => self.no_value(Reason::Default),
-        }
-    }
-
-    fn evaluate<'a>(&'a self, ctx: &Context, now_unix: i64) -> Evaluation<'a> {
-        if self.state == FlagState::Disabled {
-            return self.no_value(Reason::Disabled);
-        }
-        // Layers come here, before targeting, once they exist.
-        if let Some(layer) = self.layers.first() {
-            match *layer {}
-        }
-        let node = match &self.rule {
-            Rule::Static => {
-                return match self.default_variant {
-                    Some(i) => self.answer(i, Reason::Static),
-                    None => self.no_value(Reason::Default),
-                };
-            }
-            Rule::Broken(why) => {
-                return Evaluation::failed(
-                    &self.key,
-                    &self.metadata,
-                    ErrorCode::ParseError,
-                    Cow::Owned(why.clone()),
-                );
-            }
-            Rule::Targeting(node) => node,
-        };
-        let env = Env {
-            ctx,
-            flag_key: &self.key,
-            flag_key_value: &self.key_value,
-            now_unix,
-        };
-        let (outcome, split) = eval_result(node, &env);
-        let reason = if split {
-            Reason::Split
-        } else {
-            Reason::TargetingMatch
-        };
-        let value = match outcome {
-            Outcome::Variant(i) => return self.answer(i, reason),
-            Outcome::Value(v) => v,
-        };
-        let name: Cow<'_, str> = match &*value {
-            Value::Null => return self.fall_through(),
-            Value::String(s) => Cow::Borrowed(s.as_str()),
-            Value::Bool(_) | Value::Number(_) => {
-                let mut s = String::new();
-                js_string(&value, &mut s);
-                Cow::Owned(s)
-            }
-            Value::Array(_) | Value::Object(_) => {
-                return Evaluation::failed(
-                    &self.key,
-                    &self.metadata,
-                    ErrorCode::ParseError,
-                    "targeting returned an object or array, not a variant name",
-                );
-            }
-        };
-        match self.variants.iter().position(|(n, _)| **n == *name) {
-            Some(i) => self.answer(i as u32, reason),
-            None => Evaluation::failed(
-                &self.key,
-                &self.metadata,
-                ErrorCode::ParseError,
-                Cow::Owned(format!(
-                    "targeting returned \"{name}\", which is not a variant"
-                )),
-            ),
-        }
     }
 }

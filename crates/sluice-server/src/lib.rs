@@ -133,6 +133,9 @@ async fn background(app: App, config: ServerConfig) {
                 if let Err(e) = app.apply_due_changes().await {
                     tracing::warn!(error = %e, "applying scheduled changes failed: {e}");
                 }
+                if let Err(e) = app.tick_change_requests().await {
+                    tracing::warn!(error = %e, "settling change requests failed: {e}");
+                }
             },
             _ = reap.tick() => match app.reap().await {
                 Ok(n) => metrics::reaped(n),

@@ -93,6 +93,24 @@ const TABLES: &[(&str, &[&str])] = &[
             "result",
         ],
     ),
+    (
+        "change_requests",
+        &[
+            "id",
+            "environment",
+            "key",
+            "proposer",
+            "status",
+            "created_at",
+            "pending_until",
+            "apply_at",
+            "body",
+        ],
+    ),
+    (
+        "change_request_votes",
+        &["request_id", "approver", "approve", "at"],
+    ),
 ];
 
 #[derive(Debug, Clone)]

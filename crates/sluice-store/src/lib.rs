@@ -7,6 +7,7 @@
 //! and never meet `SQLITE_BUSY`.
 
 mod audit;
+mod change_requests;
 mod copy;
 mod durable;
 mod error;
@@ -18,6 +19,7 @@ mod state;
 mod tx;
 
 pub use audit::AuditQuery;
+pub use change_requests::StoredChangeRequest;
 pub use copy::CopyReport;
 pub use error::StoreError;
 pub use flags::{FlagConflict, FlagWrite, StoredFlag, StoredFlagSet};

@@ -128,6 +128,14 @@ impl Store {
 }
 
 impl WriteTx {
+    /// How many principals exist, as seen inside this transaction.
+    pub async fn principal_count(&mut self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM principals")
+            .fetch_one(self.conn())
+            .await?;
+        get(&row, "n")
+    }
+
     /// Creates or updates a principal.
     pub async fn upsert_principal(
         &mut self,

@@ -66,10 +66,17 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
-    /// Import, export and read feature flags per environment.
+    /// Import, export, read and change feature flags per environment.
     Flags {
         #[command(subcommand)]
         command: FlagsCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Staged rollouts: start, watch, pause, resume, roll back.
+    Rollout {
+        #[command(subcommand)]
+        command: crate::cli_flags::RolloutCommand,
         #[command(flatten)]
         remote: Remote,
     },
@@ -332,4 +339,6 @@ pub enum FlagsCommand {
         #[arg(long)]
         env: String,
     },
+    #[command(flatten)]
+    Change(crate::cli_flags::FlagChangeCommand),
 }

@@ -38,6 +38,26 @@ impl Client {
             .with_context(|| format!("the server sent something that is not JSON: {text}"))
     }
 
+    /// GET that answers `None` for 404 (something that does not exist yet).
+    pub async fn get_opt(&self, path: &str) -> anyhow::Result<Option<Value>> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.get(&url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        match req.send().await {
+            Ok(r) if r.status() == StatusCode::NOT_FOUND => Ok(None),
+            Ok(r) if r.status().is_success() => {
+                let text = r.text().await?;
+                Ok(Some(serde_json::from_str(&text).with_context(|| {
+                    format!("the server sent something that is not JSON: {text}")
+                })?))
+            }
+            // Errors are worded by the common path.
+            _ => self.call(Method::GET, path, None).await.map(Some),
+        }
+    }
+
     pub async fn raw(
         &self,
         method: Method,

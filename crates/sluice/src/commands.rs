@@ -8,11 +8,11 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use std::path::Path;
 
-fn client(r: &Remote) -> Client {
+pub(crate) fn client(r: &Remote) -> Client {
     Client::new(&r.addr, r.token.clone())
 }
 
-fn q(pairs: &[(&str, Option<String>)]) -> String {
+pub(crate) fn q(pairs: &[(&str, Option<String>)]) -> String {
     let parts: Vec<String> = pairs
         .iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", urlencode(v))))
@@ -24,7 +24,7 @@ fn q(pairs: &[(&str, Option<String>)]) -> String {
     }
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -572,6 +572,7 @@ pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
                 table(&["flag", "state", "default", "variants", "targeting"], rows);
             })
         }
+        FlagsCommand::Change(cmd) => crate::flag_commands::flags(cmd, r).await,
         FlagsCommand::Get { key, env } => {
             let v = c
                 .call(

@@ -1,8 +1,10 @@
 //! `sluice`: the server and the command line.
 
 mod cli;
+mod cli_flags;
 mod client;
 mod commands;
+mod flag_commands;
 mod output;
 mod serve;
 
@@ -24,6 +26,7 @@ async fn main() {
         Command::Audit { command, remote } => commands::audit(command, remote).await,
         Command::Tokens { command, remote } => commands::tokens(command, remote).await,
         Command::Flags { command, remote } => commands::flags(command, remote).await,
+        Command::Rollout { command, remote } => flag_commands::rollout(command, remote).await,
         Command::Check {
             subject,
             action,

@@ -15,7 +15,17 @@ pub fn when(v: &Value) -> String {
         .as_str()
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
     {
-        Some(t) => sluice_core::duration::relative(now(), t.with_timezone(&Utc)),
+        Some(t) => {
+            // Round rather than truncate a time just ahead: "in 2h", not "in 1h59m", for
+            // something the server set to two hours from now a moment ago.
+            let (t, n) = (t.with_timezone(&Utc), now());
+            let n = if t > n {
+                n - chrono::TimeDelta::milliseconds(500)
+            } else {
+                n
+            };
+            sluice_core::duration::relative(n, t)
+        }
         None => "-".into(),
     }
 }

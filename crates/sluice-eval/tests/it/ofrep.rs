@@ -87,3 +87,43 @@ fn bulk_and_request() {
     );
     assert_eq!(s.metadata()["env"], "prod");
 }
+
+#[test]
+fn borrowed_wire_forms_match_the_owned_ones() {
+    use sluice_eval::ofrep::{BulkWire, Wire};
+    let s = snapshot();
+    let ctx = Context::empty();
+    for key in ["float-zero", "int-zero", "off", "missing"] {
+        let e = s.evaluate(key, &ctx, 0);
+        assert_eq!(
+            serde_json::to_string(&Wire(&e)).unwrap(),
+            serde_json::to_string(&to_response(&e)).unwrap(),
+            "{key}"
+        );
+    }
+    let evals = s.evaluate_all(&ctx, 0);
+    let owned = serde_json::to_value(to_bulk_response(&evals, s.metadata())).unwrap();
+    let extra = [("eventStreams", json!([{"type": "sse"}]))];
+    let wire = BulkWire {
+        evaluations: &evals,
+        metadata: s.metadata(),
+        extra: &extra,
+    };
+    let text = serde_json::to_string(&wire).unwrap();
+    let mut want = owned.clone();
+    want["eventStreams"] = json!([{"type": "sse"}]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+        want
+    );
+    assert!(text.contains(r#""value":0.0"#), "{text}");
+    let none = BulkWire {
+        evaluations: &evals,
+        metadata: s.metadata(),
+        extra: &[],
+    };
+    assert_eq!(
+        serde_json::to_string(&none).unwrap(),
+        serde_json::to_string(&owned).unwrap()
+    );
+}

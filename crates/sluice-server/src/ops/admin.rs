@@ -50,6 +50,11 @@ impl App {
         };
         let now = self.now();
         let mut tx = self.store.begin().await?;
+        // Re-checked under the write lock: two instances starting at once on an empty
+        // database must not both bootstrap.
+        if tx.principal_count().await? > 0 {
+            return Ok(None);
+        }
         let admin = PrincipalRow {
             name: BOOTSTRAP_ADMIN.into(),
             kind: "user".into(),

@@ -103,9 +103,16 @@ impl FlagChange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "by", rename_all = "snake_case")]
 pub enum Authority {
-    Grant { grant_id: String },
+    Grant {
+        grant_id: String,
+    },
     Standing,
     Admin,
+    /// A change request the environment's approval rule accepted; no grant is involved.
+    ChangeRequest {
+        id: String,
+        approvers: Vec<String>,
+    },
 }
 
 /// The result of a flag change.
@@ -192,6 +199,7 @@ impl App {
                 key,
                 change,
                 base_revision,
+                None,
             )
             .await?;
         tx.commit().await?;
@@ -200,6 +208,8 @@ impl App {
     }
 
     /// [`change_flag`](Self::change_flag) inside a transaction the caller commits.
+    /// `authority`: who already allowed the change (an approved change request); `None`
+    /// checks grants and permissions with [`authorize_flag`](Self::authorize_flag).
     #[allow(clippy::too_many_arguments)]
     pub async fn change_flag_in(
         &self,
@@ -211,10 +221,14 @@ impl App {
         key: &str,
         change: &FlagChange,
         base_revision: Option<i64>,
+        authority: Option<Authority>,
     ) -> Result<FlagChanged, ApiError> {
         let now = self.now();
         let who = on_behalf.unwrap_or(actor);
-        let authority = self.authorize_flag(who, admin, env, key, change.action(), now)?;
+        let authority = match authority {
+            Some(a) => a,
+            None => self.authorize_flag(who, admin, env, key, change.action(), now)?,
+        };
         let set = self.store.flag_set(env).await?;
         let current = set
             .as_ref()

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod change_requests;
 pub mod decide;
 pub mod flag_changes;
 pub mod flags;

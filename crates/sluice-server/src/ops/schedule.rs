@@ -57,6 +57,9 @@ impl App {
                 "`at` must be in the future; leave it out to change the flag now",
             ));
         }
+        // Checked now so nobody schedules what they may not do, and again when it applies,
+        // because a grant may have ended by then.
+        self.authorize_flag(&caller.name, caller.admin, env, key, change.action(), now)?;
         let c = ScheduledChange {
             id: new_id("sch"),
             environment: env.to_owned(),
@@ -139,6 +142,7 @@ impl App {
                         &c.key,
                         &ch,
                         base,
+                        None,
                     )
                     .await
                 }

@@ -4,6 +4,7 @@ pub mod access;
 pub mod admin;
 pub mod audit;
 pub mod authzen;
+pub mod change_requests;
 pub mod flag_changes;
 pub mod flags;
 pub mod ofrep;
@@ -38,6 +39,8 @@ pub const MAX_IMPORT: usize = 8 * 1024 * 1024;
         flag_changes::change, flag_changes::add_target, flag_changes::remove_target,
         flag_changes::start_rollout, flag_changes::rollout_status, flag_changes::control_rollout,
         flag_changes::scheduled, flag_changes::cancel_scheduled,
+        change_requests::propose, change_requests::list, change_requests::show,
+        change_requests::approve, change_requests::deny, change_requests::cancel,
         healthz, readyz, metrics_text, openapi_json,
     ),
     modifiers(&BearerAuth),
@@ -175,6 +178,15 @@ pub fn router(app: App) -> Router {
             "/v1/environments/{env}/flags/{key}/rollout/{op}",
             post(flag_changes::control_rollout),
         )
+        .route(
+            "/v1/environments/{env}/flags/{key}/proposals",
+            post(change_requests::propose),
+        )
+        .route("/v1/proposals", get(change_requests::list))
+        .route("/v1/proposals/{id}", get(change_requests::show))
+        .route("/v1/proposals/{id}/approve", post(change_requests::approve))
+        .route("/v1/proposals/{id}/deny", post(change_requests::deny))
+        .route("/v1/proposals/{id}/cancel", post(change_requests::cancel))
         .route("/v1/scheduled", get(flag_changes::scheduled))
         .route("/v1/scheduled/{id}", delete(flag_changes::cancel_scheduled))
         .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate))

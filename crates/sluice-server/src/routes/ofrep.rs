@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sluice_core::token::{SecretToken, TokenKind};
-use sluice_eval::ofrep::{self, EvaluationFailure, EvaluationResponse};
+use sluice_eval::ofrep::{self, EvaluationFailure};
 use sluice_eval::{Context, ErrorCode};
 use std::convert::Infallible;
 use tokio_stream::wrappers::BroadcastStream;
@@ -127,18 +127,18 @@ pub async fn evaluate(
         );
     };
     let e = flags.evaluate(&key, &ctx, app.now());
-    match ofrep::to_response(&e) {
-        EvaluationResponse::Failure(f) => {
-            let status = StatusCode::from_u16(ofrep::http_status(f.error_code))
-                .unwrap_or(StatusCode::BAD_REQUEST);
-            json_response(status, &f)
+    let status = match &e.error {
+        Some((code, _)) => {
+            StatusCode::from_u16(ofrep::http_status(*code)).unwrap_or(StatusCode::BAD_REQUEST)
         }
-        ok @ EvaluationResponse::Success(_) => json_response(StatusCode::OK, &ok),
-    }
+        None => StatusCode::OK,
+    };
+    json_response(status, &ofrep::Wire(&e))
 }
 
-/// The bulk ETag: the environment's revision and the request context, hashed. A different
-/// context or a new configuration gives a different tag.
+/// The bulk ETag: the environment's revision, how many moments at which an answer may change
+/// (a target expiring, a rollout step) have passed, and the request context, hashed. A
+/// different context, a new configuration or a passed moment gives a different tag.
 fn etag(revision: i64, epoch: usize, context: &Value) -> String {
     let mut h = Sha256::new();
     h.update(revision.to_be_bytes());
@@ -189,20 +189,22 @@ pub async fn evaluate_all(
         resp.headers_mut().insert(header::ETAG, tag_header);
         return resp;
     }
-    let mut out = match &flags {
-        Some(f) => {
-            let evals = f.evaluate_all(&ctx, now);
-            serde_json::to_value(ofrep::to_bulk_response(&evals, f.snapshot.metadata()))
-                .unwrap_or_default()
-        }
-        None => json!({"flags": []}),
+    let streams = [(
+        "eventStreams",
+        json!([{"type": "sse", "url": events_url(&headers), "inactivityDelaySec": 120}]),
+    )];
+    let evals = flags
+        .as_ref()
+        .map(|f| f.evaluate_all(&ctx, now))
+        .unwrap_or_default();
+    let no_metadata = serde_json::Map::new();
+    let out = ofrep::BulkWire {
+        evaluations: &evals,
+        metadata: flags
+            .as_ref()
+            .map_or(&no_metadata, |f| f.snapshot.metadata()),
+        extra: &streams,
     };
-    if let Some(o) = out.as_object_mut() {
-        o.insert(
-            "eventStreams".into(),
-            json!([{"type": "sse", "url": events_url(&headers), "inactivityDelaySec": 120}]),
-        );
-    }
     let mut resp = json_response(StatusCode::OK, &out);
     resp.headers_mut().insert(header::ETAG, tag_header);
     resp

@@ -16,6 +16,7 @@ mod flags;
 mod harness;
 mod lifecycle;
 mod ofrep;
+mod proposals;
 mod race;
 mod sql;
 mod tamper;

@@ -76,10 +76,16 @@ pub struct Serve {
 impl Serve {
     /// Starts `sluice serve` on a free port over `data_dir` and waits for `/healthz`.
     pub async fn start(data_dir: &Path) -> Serve {
+        Self::start_with(data_dir, &[]).await
+    }
+
+    /// Like [`Serve::start`], with extra `sluice serve` arguments (e.g. `--database-url`).
+    pub async fn start_with(data_dir: &Path, extra: &[&str]) -> Serve {
         let addr = format!("127.0.0.1:{}", free_port());
         let child = command()
             .args(["serve", "--listen", &addr, "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
             .current_dir(data_dir)
             .stdout(Stdio::null())
@@ -189,5 +195,175 @@ async fn run(mut c: Command) -> Run {
         success: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A fresh PostgreSQL schema for one test, as a database URL whose connections use it, or
+/// `None` (with a notice) when `SLUICE_TEST_DATABASE_URL` is unset. Under `CI=true` a missing
+/// URL fails the test instead.
+pub async fn pg_url() -> Option<String> {
+    let Ok(base) = std::env::var("SLUICE_TEST_DATABASE_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but SLUICE_TEST_DATABASE_URL is not set: the PostgreSQL tests must run"
+        );
+        eprintln!("notice: SLUICE_TEST_DATABASE_URL not set; skipping a PostgreSQL test");
+        return None;
+    };
+    Some(pg_schema(&base).await)
+}
+
+/// Creates a fresh schema on the server of `base` and returns `base` pointed at it.
+pub async fn pg_schema(base: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Random per process (the default hasher's keys), plus a counter within it.
+    let random = {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
+    let schema = format!("cli_{}_{random:016x}_{n}", std::process::id());
+    let pool = sqlx::PgPool::connect(base)
+        .await
+        .expect("connect to PostgreSQL");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .expect("create schema");
+    pool.close().await;
+    with_schema(base, &schema)
+}
+
+/// `base` with its connections' `search_path` set to `schema`.
+pub fn with_schema(base: &str, schema: &str) -> String {
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// POST with a bearer token and a JSON body; (status, body or `null`).
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &Value,
+) -> (reqwest::StatusCode, Value) {
+    let resp = http
+        .post(url)
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(10))
+        .json(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// GET with a bearer token; (status, body or `null`).
+pub async fn get_json(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+) -> (reqwest::StatusCode, Value) {
+    let resp = http
+        .get(url)
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+impl Serve {
+    /// Applies [`POLICY`] as the administrator.
+    pub async fn apply_policy(&self, http: &reqwest::Client, source: &str) {
+        let (s, v) = post_json(
+            http,
+            &self.url("/v1/policy"),
+            ADMIN_TOKEN,
+            &serde_json::json!({"source": source}),
+        )
+        .await;
+        assert_eq!(s, reqwest::StatusCode::OK, "apply policy: {v}");
+    }
+
+    /// A new API token for `principal` (made by the administrator).
+    pub async fn api_token(&self, http: &reqwest::Client, principal: &str) -> String {
+        let body = serde_json::json!({"principal": principal, "name": "test"});
+        let (s, v) = post_json(http, &self.url("/v1/tokens"), ADMIN_TOKEN, &body).await;
+        assert_eq!(s, reqwest::StatusCode::CREATED, "token: {v}");
+        v["token"].as_str().expect("token").to_owned()
+    }
+
+    /// A new OFREP client key bound to `environment`.
+    pub async fn client_key(&self, http: &reqwest::Client, environment: &str) -> String {
+        let body = serde_json::json!({"principal": "admin", "name": "web", "kind": "client", "environment": environment});
+        let (s, v) = post_json(http, &self.url("/v1/tokens"), ADMIN_TOKEN, &body).await;
+        assert_eq!(s, reqwest::StatusCode::CREATED, "client key: {v}");
+        v["token"].as_str().expect("token").to_owned()
+    }
+
+    /// `subject_id` → how many audit entries with exactly this action.
+    pub async fn audit_counts(
+        &self,
+        http: &reqwest::Client,
+        action: &str,
+    ) -> std::collections::BTreeMap<String, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for e in self.audit_entries(http, Some(action)).await {
+            if e["action"] == action {
+                let id = e["subject_id"].as_str().unwrap_or_default().to_owned();
+                *out.entry(id).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
+    /// Every audit entry (or those whose action starts with `action`), in order.
+    pub async fn audit_entries(&self, http: &reqwest::Client, action: Option<&str>) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut after = 0i64;
+        for _ in 0..10_000 {
+            let filter = action.map(|a| format!("&action={a}")).unwrap_or_default();
+            let url = self.url(&format!("/v1/audit?after={after}&limit=1000{filter}"));
+            let (s, page) = get_json(http, &url, ADMIN_TOKEN).await;
+            assert_eq!(s, reqwest::StatusCode::OK, "audit: {page}");
+            out.extend(page["entries"].as_array().expect("entries").iter().cloned());
+            match page["next_after"].as_i64() {
+                Some(n) => after = n,
+                None => return out,
+            }
+        }
+        panic!("the audit trail did not end");
+    }
+
+    /// `GET /v1/audit/verify`, asserting it is ok and that the sequence numbers of the whole
+    /// trail are exactly 1..=n; returns n.
+    pub async fn verify_gap_free(&self, http: &reqwest::Client) -> i64 {
+        let (s, v) = get_json(http, &self.url("/v1/audit/verify"), ADMIN_TOKEN).await;
+        assert_eq!(s, reqwest::StatusCode::OK, "verify: {v}");
+        assert_eq!(v["ok"], true, "verify: {v}");
+        let seqs: Vec<i64> = self
+            .audit_entries(http, None)
+            .await
+            .iter()
+            .map(|e| e["seq"].as_i64().expect("seq"))
+            .collect();
+        let n = seqs.len() as i64;
+        assert_eq!(
+            seqs,
+            (1..=n).collect::<Vec<_>>(),
+            "gap-free sequence numbers"
+        );
+        assert_eq!(
+            v["entries"].as_i64(),
+            Some(n),
+            "verify read every entry: {v}"
+        );
+        n
     }
 }

@@ -8,6 +8,11 @@
     reason = "test helpers fail loudly"
 )]
 
+mod copy;
 mod crash;
+mod deliver;
 mod harness;
+mod instances;
+mod outage;
+mod sdk;
 mod story;

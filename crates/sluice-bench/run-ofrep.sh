@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The OFREP figures of BENCHMARKS.md ("Flags (issue 3)"): single-flag, bulk and 304-bulk
+# requests per second and p99 against a bare axum handler in the same run, the memory of a
+# 10,000-flag snapshot, and idle RSS.
+#
+# Servers are pinned to core 0 and wrk to core 1 (taskset). Only 127.0.0.1 is used.
+#
+#   CARGO_TARGET_DIR=target-ofrep cargo build --release -p sluice -p sluice-bench
+#   CARGO_TARGET_DIR=target-ofrep crates/sluice-bench/run-ofrep.sh
+#
+# Environment: ROUNDS (3), DURATION (10s), CONNECTIONS (32), TESTBED (the flagd testbed,
+# default ../shared/conformance/flagd-testbed beside the repository).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+bin="${CARGO_TARGET_DIR:-target}/release"
+rounds="${ROUNDS:-3}"
+duration="${DURATION:-10s}"
+connections="${CONNECTIONS:-32}"
+testbed="${TESTBED:-$root/../shared/conformance/flagd-testbed}"
+admin="slu_api_00000000000000000000000000000000000000000000000000000000000000ad"
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_up() { # url
+  for _ in $(seq 1 100); do
+    curl -sS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "server at $1 did not come up" >&2
+  return 1
+}
+
+rss_kib() { ps -o rss= -p "$1" | tr -d ' '; }
+
+start_sluice() { # name port -> pid in $started
+  mkdir -p "$work/$1"
+  SLUICE_ADMIN_TOKEN="$admin" taskset -c 0 "$bin/sluice" serve \
+    --listen "127.0.0.1:$2" --data-dir "$work/$1" >"$work/$1.log" 2>&1 &
+  started=$!
+  pids+=("$started")
+  wait_up "http://127.0.0.1:$2/healthz"
+}
+
+import() { # base env file [query]
+  curl -fsS -o /dev/null -X PUT -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
+    --data-binary "@$3" "$1/v1/environments/$2/flags${4:-}"
+}
+
+client_key() { # base env
+  curl -fsS -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
+    -d "{\"name\":\"bench-$2\",\"kind\":\"client\",\"environment\":\"$2\"}" "$1/v1/tokens" | jq -r .token
+}
+
+# The merged testbed (every flags/ file but selector*), as the server tests merge it.
+jq -s '{flags: (map(.flags) | add),
+        "$evaluators": (map(."$evaluators" // {}) | add),
+        metadata: (map(.metadata // {}) | add)}' \
+  $(ls "$testbed"/flags/*.json | grep -v '/selector') >"$work/testbed.json"
+body='{"context":{"targetingKey":"user-1","email":"ann@example.com","version":"2.1.0"}}'
+
+echo "## idle RSS (KiB), 2 s after start"
+start_sluice idle 7270
+sleep 2
+echo "sluice serve, empty: $(rss_kib "$started") KiB"
+base="http://127.0.0.1:7270"
+import "$base" testbed "$work/testbed.json" "?mode=lenient"
+key=$(client_key "$base" testbed)
+curl -fsS -o /dev/null -H "X-API-Key: $key" -d "$body" "$base/ofrep/v1/evaluate/flags"
+sleep 2
+echo "sluice serve, 74 testbed flags imported and evaluated once: $(rss_kib "$started") KiB"
+
+echo
+echo "## 10,000 flags"
+"$bin/snapshot-memory" 10000
+"$bin/snapshot-memory" 10000 --print >"$work/10k.json"
+echo "document: $(($(stat -c %s "$work/10k.json") / 1024)) KiB"
+before=$(rss_kib "$started")
+import "$base" big "$work/10k.json"
+sleep 1
+after=$(rss_kib "$started")
+echo "sluice serve RSS: ${before} KiB before importing 10,000 flags, ${after} KiB after (+$((after - before)) KiB)"
+kill "$started"; wait "$started" 2>/dev/null || true
+
+echo
+echo "## OFREP over loopback: wrk -t1 -c$connections -d$duration, $rounds rounds, interleaved"
+start_sluice bench 7070
+base="http://127.0.0.1:7070"
+import "$base" testbed "$work/testbed.json" "?mode=lenient"
+import "$base" sdk "$root/tests/sdk/flags.json"
+bulk_key=$(client_key "$base" testbed)
+single_key=$(client_key "$base" sdk)
+curl -fsS -H "X-API-Key: $bulk_key" -d "$body" "$base/ofrep/v1/evaluate/flags" >"$work/bulk.json"
+curl -fsS -H "X-API-Key: $single_key" -d "$body" "$base/ofrep/v1/evaluate/flags/targeted" >"$work/single.json"
+etag=$(curl -fsS -D - -o /dev/null -H "X-API-Key: $bulk_key" -d "$body" "$base/ofrep/v1/evaluate/flags" |
+  awk 'tolower($1) == "etag:" {print $2}' | tr -d '\r')
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $bulk_key" -H "If-None-Match: $etag" -d "$body" \
+  "$base/ofrep/v1/evaluate/flags")" = 304 ] || { echo "expected a 304 from sluice" >&2; exit 1; }
+echo "single answer: $(cat "$work/single.json")"
+echo "bulk answer: $(jq '.flags | length' "$work/bulk.json") flags, $(stat -c %s "$work/bulk.json") bytes"
+taskset -c 0 "$bin/bare-ofrep" 127.0.0.1:7083 "$work/bulk.json" "$work/single.json" &
+pids+=("$!")
+wait_up "http://127.0.0.1:7083/"
+
+run_wrk() { # url key if-none-match
+  SLUICE_CLIENT_KEY="$2" IF_NONE_MATCH="$3" taskset -c 1 wrk -t1 "-c$connections" "-d$duration" \
+    --latency -s "$here/wrk/ofrep.lua" "$1"
+}
+for r in $(seq 1 "$rounds"); do
+  for case in single bulk bulk304; do
+    case $case in
+      single) path=/ofrep/v1/evaluate/flags/targeted; k=$single_key; inm="" ;;
+      bulk) path=/ofrep/v1/evaluate/flags; k=$bulk_key; inm="" ;;
+      bulk304) path=/ofrep/v1/evaluate/flags; k=$bulk_key; inm=$etag ;;
+    esac
+    for target in bare:7083 sluice:7070; do
+      name="${target%%:*}"
+      port="${target##*:}"
+      out=$(run_wrk "http://127.0.0.1:$port$path" "$k" "$inm")
+      rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+      p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+      non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+      echo "round $r $case $name: ${rps} req/s, p99 ${p99}${non2xx:+, non-2xx/3xx $non2xx}"
+    done
+  done
+done

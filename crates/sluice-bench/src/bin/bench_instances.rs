@@ -1,0 +1,545 @@
+//! PostgreSQL and several instances (issue 5): audited writes per second (request + approve
+//! pairs over HTTP) with one and two `sluice serve` processes on one PostgreSQL database
+//! against SQLite in the same run; AuthZEN decision and OFREP throughput with two instances
+//! against one; propagation delay of a revocation and of a flag change from one instance to
+//! the other.
+//!
+//! Run (release): `cargo build --release -p sluice -p sluice-bench`, then
+//! `target/release/bench_instances --sluice target/release/sluice --pg postgres://postgres@127.0.0.1:5432/test`
+//! (`--runs 3 --pairs 600 --tasks 16 --secs 3 --trials 100`). Each configuration gets a fresh
+//! SQLite directory or a fresh PostgreSQL schema.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark harness")]
+
+use anyhow::{ensure, Context as _};
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+const ADMIN: &str = "slu_api_00000000000000000000000000000000000000000000000000000000000000ad";
+const REQUESTERS: usize = 32;
+const LEADS: usize = 8;
+
+struct Opts {
+    sluice: PathBuf,
+    pg: String,
+    runs: usize,
+    pairs: usize,
+    tasks: usize,
+    secs: u64,
+    trials: usize,
+}
+
+fn opts() -> anyhow::Result<Opts> {
+    let mut o = Opts {
+        sluice: PathBuf::from("target/release/sluice"),
+        pg: std::env::var("SLUICE_TEST_DATABASE_URL").unwrap_or_default(),
+        runs: 3,
+        pairs: 600,
+        tasks: 16,
+        secs: 3,
+        trials: 100,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    for w in args.chunks(2) {
+        let v = w.get(1).context("every option takes a value")?;
+        match w[0].as_str() {
+            "--sluice" => o.sluice = PathBuf::from(v),
+            "--pg" => o.pg.clone_from(v),
+            "--runs" => o.runs = v.parse()?,
+            "--pairs" => o.pairs = v.parse()?,
+            "--tasks" => o.tasks = v.parse()?,
+            "--secs" => o.secs = v.parse()?,
+            "--trials" => o.trials = v.parse()?,
+            other => anyhow::bail!("unknown option {other}"),
+        }
+    }
+    ensure!(
+        !o.pg.is_empty(),
+        "pass --pg postgres://… or set SLUICE_TEST_DATABASE_URL"
+    );
+    // Each server runs in its own directory: resolve the binary now.
+    o.sluice = std::fs::canonicalize(&o.sluice)
+        .with_context(|| format!("no sluice binary at {}", o.sluice.display()))?;
+    Ok(o)
+}
+
+fn policy() -> String {
+    let mut y = String::from("users:\n");
+    let eng: Vec<String> = (0..REQUESTERS).map(|i| format!("eng-{i}")).collect();
+    let leads: Vec<String> = (0..LEADS).map(|i| format!("lead-{i}")).collect();
+    for u in eng.iter().chain(&leads) {
+        writeln!(y, "  - {u}").unwrap();
+    }
+    writeln!(
+        y,
+        "groups:\n  engineers: [{}]\n  leads: [{}]",
+        eng.join(", "),
+        leads.join(", ")
+    )
+    .unwrap();
+    y.push_str(
+        r#"entitlements:
+  - name: team-db
+    scopes:
+      - resource: "db:orders"
+        actions: [read]
+    requesters: [group:engineers]
+    max_duration: 8h
+    approval: { required: 1, approvers: [group:leads] }
+    reason: optional
+"#,
+    );
+    y
+}
+
+struct Instance {
+    base: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+async fn spawn(o: &Opts, url: &str, key: &std::path::Path) -> anyhow::Result<Instance> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(&o.sluice)
+        .args(["serve", "--listen", &addr, "--data-dir"])
+        .arg(dir.path())
+        .args(["--database-url", url, "--signing-key"])
+        .arg(key)
+        .env("SLUICE_ADMIN_TOKEN", ADMIN)
+        .env("RUST_LOG", "error")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("spawn sluice serve (pass --sluice PATH)")?;
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !http
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        ensure!(Instant::now() < deadline, "sluice serve did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(Instance {
+        base,
+        child,
+        _dir: dir,
+    })
+}
+
+/// One installation: `n` instances on one database, policy applied, tokens made.
+struct Setup {
+    inst: Vec<Instance>,
+    requesters: Vec<String>,
+    leads: Vec<String>,
+    client_key: String,
+    _keys: tempfile::TempDir,
+}
+
+async fn fresh_pg(base: &str) -> anyhow::Result<String> {
+    let schema = format!("bench_{}", uuid_like());
+    let pool = sqlx::PgPool::connect(base).await?;
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Ok(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+}
+
+fn uuid_like() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("{}_{random:016x}", std::process::id())
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &Value,
+) -> anyhow::Result<(u16, Value)> {
+    let r = http.post(url).bearer_auth(token).json(body).send().await?;
+    let s = r.status().as_u16();
+    Ok((s, r.json().await.unwrap_or(Value::Null)))
+}
+
+async fn setup(o: &Opts, backend: &str, n: usize) -> anyhow::Result<Setup> {
+    let keys = tempfile::tempdir()?;
+    let key = keys.path().join("audit-signing.pem");
+    let url = if backend == "sqlite" {
+        format!("sqlite://{}", keys.path().join("sluice.db").display())
+    } else {
+        fresh_pg(&o.pg).await?
+    };
+    let mut inst = Vec::new();
+    for _ in 0..n {
+        inst.push(spawn(o, &url, &key).await?);
+    }
+    let http = reqwest::Client::new();
+    let a = &inst[0].base;
+    let (s, v) = post(
+        &http,
+        &format!("{a}/v1/policy"),
+        ADMIN,
+        &json!({"source": policy()}),
+    )
+    .await?;
+    ensure!(s == 200, "policy: {v}");
+    let tok = |p: String| {
+        let http = http.clone();
+        let a = a.clone();
+        async move {
+            let (s, v) = post(
+                &http,
+                &format!("{a}/v1/tokens"),
+                ADMIN,
+                &json!({"principal": p, "name": "bench"}),
+            )
+            .await?;
+            ensure!(s == 201, "token: {v}");
+            anyhow::Ok(v["token"].as_str().context("token")?.to_owned())
+        }
+    };
+    let mut requesters = Vec::new();
+    for i in 0..REQUESTERS {
+        requesters.push(tok(format!("eng-{i}")).await?);
+    }
+    let mut leads = Vec::new();
+    for i in 0..LEADS {
+        leads.push(tok(format!("lead-{i}")).await?);
+    }
+    let (s, v) = post(
+        &http,
+        &format!("{a}/v1/tokens"),
+        ADMIN,
+        &json!({"principal": "admin", "name": "web", "kind": "client", "environment": "staging"}),
+    )
+    .await?;
+    ensure!(s == 201, "client key: {v}");
+    let client_key = v["token"].as_str().context("key")?.to_owned();
+    import(&http, a, "off").await?;
+    // Every instance knows every token and the flags before measuring.
+    for i in &inst {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let w = http
+                .get(format!("{}/v1/whoami", i.base))
+                .bearer_auth(&leads[LEADS - 1])
+                .send()
+                .await?;
+            let f = post(
+                &http,
+                &format!("{}/ofrep/v1/evaluate/flags/checkout-v2", i.base),
+                &client_key,
+                &json!({"context": {"targetingKey": "u"}}),
+            )
+            .await?;
+            if w.status() == 200 && f.0 == 200 {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "instance did not sync");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(Setup {
+        inst,
+        requesters,
+        leads,
+        client_key,
+        _keys: keys,
+    })
+}
+
+async fn import(http: &reqwest::Client, base: &str, default: &str) -> anyhow::Result<()> {
+    let doc = json!({"flags": {"checkout-v2": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": default}}});
+    let r = http
+        .put(format!("{base}/v1/environments/staging/flags"))
+        .bearer_auth(ADMIN)
+        .json(&doc)
+        .send()
+        .await?;
+    ensure!(r.status() == 200, "import: {}", r.status());
+    Ok(())
+}
+
+impl Setup {
+    async fn stop(mut self) {
+        for i in &mut self.inst {
+            let _ = i.child.kill().await;
+        }
+    }
+}
+
+/// Request + approve pairs, task `t` on instance `t % n`; pairs per second.
+async fn writes(s: &Setup, o: &Opts) -> anyhow::Result<f64> {
+    let http = reqwest::Client::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..o.tasks {
+        let base = s.inst[t % s.inst.len()].base.clone();
+        let (http, next, reqs, lead) = (
+            http.clone(),
+            next.clone(),
+            s.requesters.clone(),
+            s.leads[t % LEADS].clone(),
+        );
+        let pairs = o.pairs;
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= pairs {
+                    return anyhow::Ok(());
+                }
+                let body = json!({"entitlement": "team-db", "duration": "1h", "reason": "bench"});
+                let (st, v) = post(
+                    &http,
+                    &format!("{base}/v1/requests"),
+                    &reqs[i % REQUESTERS],
+                    &body,
+                )
+                .await?;
+                ensure!(st == 201, "request: {st} {v}");
+                let id = v["id"].as_str().context("id")?;
+                let (st, v) = post(
+                    &http,
+                    &format!("{base}/v1/requests/{id}/approve"),
+                    &lead,
+                    &json!({}),
+                )
+                .await?;
+                ensure!(st == 200, "approve: {st} {v}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(o.pairs as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Requests per second over `secs`, `tasks` clients spread over the instances.
+async fn rate(s: &Setup, o: &Opts, ofrep: bool) -> anyhow::Result<f64> {
+    let http = reqwest::Client::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..o.tasks * 2 {
+        let base = s.inst[t % s.inst.len()].base.clone();
+        let (http, stop, done, key) = (
+            http.clone(),
+            stop.clone(),
+            done.clone(),
+            s.client_key.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let (st, _) = if ofrep {
+                    post(&http, &format!("{base}/ofrep/v1/evaluate/flags/checkout-v2"), &key, &json!({"context": {"targetingKey": format!("u-{t}")}})).await?
+                } else {
+                    let q = json!({"subject": {"type": "user", "id": format!("eng-{}", t % REQUESTERS)}, "action": {"name": "read"}, "resource": {"type": "db", "id": "orders"}});
+                    post(&http, &format!("{base}/access/v1/evaluation"), ADMIN, &q).await?
+                };
+                ensure!(st == 200, "status {st}");
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // warm up
+    let (d0, t0) = (done.load(Ordering::Relaxed), Instant::now());
+    tokio::time::sleep(Duration::from_secs(o.secs)).await;
+    let (d1, t1) = (done.load(Ordering::Relaxed), t0.elapsed());
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await??;
+    }
+    Ok((d1 - d0) as f64 / t1.as_secs_f64())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn decision(http: &reqwest::Client, base: &str, subject: &str) -> anyhow::Result<bool> {
+    let q = json!({"subject": {"type": "user", "id": subject}, "action": {"name": "read"}, "resource": {"type": "db", "id": "orders"}});
+    let (st, v) = post(http, &format!("{base}/access/v1/evaluation"), ADMIN, &q).await?;
+    ensure!(st == 200, "decision {st}");
+    v["decision"].as_bool().context("decision")
+}
+
+/// Revocation on A → B refuses (ms), polling B every 5 ms.
+async fn revocations(s: &Setup, trials: usize) -> anyhow::Result<Vec<f64>> {
+    let http = reqwest::Client::new();
+    let (a, b) = (&s.inst[0].base, &s.inst[1].base);
+    let mut out = Vec::new();
+    for i in 0..trials {
+        let who = format!("eng-{}", i % REQUESTERS);
+        let body = json!({"entitlement": "team-db", "duration": "1h", "reason": "trial"});
+        let (st, v) = post(
+            &http,
+            &format!("{a}/v1/requests"),
+            &s.requesters[i % REQUESTERS],
+            &body,
+        )
+        .await?;
+        ensure!(st == 201, "request {v}");
+        let id = v["id"].as_str().context("id")?.to_owned();
+        let (st, _) = post(
+            &http,
+            &format!("{a}/v1/requests/{id}/approve"),
+            &s.leads[0],
+            &json!({}),
+        )
+        .await?;
+        ensure!(st == 200);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !decision(&http, b, &who).await? {
+            ensure!(Instant::now() < deadline, "grant never reached B");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let t0 = Instant::now();
+        let (st, _) = post(
+            &http,
+            &format!("{a}/v1/requests/{id}/revoke"),
+            ADMIN,
+            &json!({"reason": "trial"}),
+        )
+        .await?;
+        ensure!(st == 200);
+        while decision(&http, b, &who).await? {
+            ensure!(
+                t0.elapsed() < Duration::from_secs(5),
+                "revocation never reached B"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        out.push(t0.elapsed().as_secs_f64() * 1e3);
+        // Another of this principal's grants must not be live for the next trial.
+    }
+    Ok(out)
+}
+
+/// Flag import on A → B's SSE subscriber hears it (ms).
+async fn flag_changes(
+    s: &Setup,
+    trials: usize,
+    from: usize,
+    to: usize,
+) -> anyhow::Result<Vec<f64>> {
+    let http = reqwest::Client::new();
+    let (a, b) = (&s.inst[from].base, &s.inst[to].base);
+    let mut events = http
+        .get(format!("{b}/ofrep/v1/events"))
+        .bearer_auth(&s.client_key)
+        .send()
+        .await?;
+    ensure!(events.status() == 200);
+    let mut out = Vec::new();
+    for i in 0..trials {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let t0 = Instant::now();
+        import(&http, a, if i % 2 == 0 { "on" } else { "off" }).await?;
+        let mut got = String::new();
+        while !got.contains("refetchEvaluation") {
+            let c = tokio::time::timeout(Duration::from_secs(5), events.chunk())
+                .await??
+                .context("stream ended")?;
+            got.push_str(&String::from_utf8_lossy(&c));
+        }
+        out.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(out)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let o = opts()?;
+    let configs: [(&str, &str, usize); 3] = [
+        ("SQLite, 1 instance", "sqlite", 1),
+        ("PostgreSQL, 1 instance", "pg", 1),
+        ("PostgreSQL, 2 instances", "pg", 2),
+    ];
+    let mut w: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut d: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut f: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    for run in 0..o.runs {
+        for (k, (name, backend, n)) in configs.iter().enumerate() {
+            let s = setup(&o, backend, *n).await?;
+            w[k].push(writes(&s, &o).await?);
+            d[k].push(rate(&s, &o, false).await?);
+            f[k].push(rate(&s, &o, true).await?);
+            eprintln!(
+                "run {run} {name}: {:.0} pairs/s, {:.0} decisions/s, {:.0} OFREP/s",
+                w[k][run], d[k][run], f[k][run]
+            );
+            s.stop().await;
+        }
+    }
+    println!("| configuration | request+approve pairs/s | AuthZEN decisions/s (each audited) | OFREP evaluations/s |");
+    println!("| --- | --- | --- | --- |");
+    for (k, (name, _, _)) in configs.iter().enumerate() {
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.0} |",
+            median(w[k].clone()),
+            median(d[k].clone()),
+            median(f[k].clone())
+        );
+    }
+    let s = setup(&o, "pg", 2).await?;
+    let rev = revocations(&s, o.trials).await?;
+    let across = flag_changes(&s, o.trials, 0, 1).await?;
+    let same = flag_changes(&s, o.trials, 1, 1).await?;
+    s.stop().await;
+    println!();
+    println!(
+        "| propagation ({} trials each) | p50 ms | p99 ms | max ms |",
+        o.trials
+    );
+    println!("| --- | --- | --- | --- |");
+    for (name, v) in [
+        (
+            "revocation on A → refused by B's AuthZEN decisions (B polled every 5 ms)",
+            &rev,
+        ),
+        ("flag import on A → B's SSE subscriber", &across),
+        (
+            "flag import on B → B's own SSE subscriber (reference)",
+            &same,
+        ),
+    ] {
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.0} |",
+            pct(v, 0.5),
+            pct(v, 0.99),
+            pct(v, 1.0)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,13 @@
+-- POST an OFREP evaluation body with the client key from SLUICE_CLIENT_KEY (the bare handler
+-- ignores it). IF_NONE_MATCH, when set, is sent as If-None-Match (the 304 case).
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local key = os.getenv("SLUICE_CLIENT_KEY")
+if key then
+  wrk.headers["X-API-Key"] = key
+end
+local inm = os.getenv("IF_NONE_MATCH")
+if inm and inm ~= "" then
+  wrk.headers["If-None-Match"] = inm
+end
+wrk.body = '{"context":{"targetingKey":"user-1","email":"ann@example.com","version":"2.1.0"}}'

@@ -1,0 +1,172 @@
+//! Migrations, and the audited write transaction: commit, rollback, refusal, concurrency.
+
+use crate::{backends, entry, pending, t0};
+use sluice_store::{Store, StoreError};
+
+async fn count(store: &Store, table: &str) -> i64 {
+    // Only through the public API where there is one; the table name is a constant here.
+    match table {
+        "audit_entries" => store.audit_all().await.expect("audit").len() as i64,
+        "principals" => store.principal_count().await.expect("count"),
+        other => panic!("no counter for {other}"),
+    }
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent() {
+    for db in backends().await {
+        let first = db.open().await;
+        first
+            .migrate()
+            .await
+            .expect("migrate again on the same handle");
+        let second = db.open().await;
+        assert_eq!(second.backend(), db.backend);
+        assert_eq!(second.audit_head().await.expect("head").seq, 0);
+        assert_eq!(count(&second, "principals").await, 0);
+        assert!(second.ping().await);
+        first.close().await;
+        second.close().await;
+    }
+}
+
+#[tokio::test]
+async fn commit_writes_gap_free_chained_entries() {
+    for db in backends().await {
+        let store = db.open().await;
+        let mut all = Vec::new();
+        for round in 0..3 {
+            let mut tx = store.begin().await.expect("begin");
+            tx.insert_request(&pending(&format!("req-{round}"), "dave", t0()))
+                .await
+                .expect("insert");
+            for k in 0..=round {
+                tx.audit(t0(), entry(&format!("test.r{round}.{k}")))
+                    .await
+                    .expect("audit");
+            }
+            all.extend(tx.commit().await.expect("commit"));
+        }
+        let stored = store.audit_all().await.expect("audit");
+        assert_eq!(
+            stored, all,
+            "{:?}: what commit returned is what is stored",
+            db.backend
+        );
+        let seqs: Vec<i64> = stored.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=6).collect::<Vec<_>>());
+        for pair in stored.windows(2) {
+            assert_eq!(pair[1].prev_hash, pair[0].hash, "chained");
+        }
+        let head = store.audit_head().await.expect("head");
+        assert_eq!(head.seq, 6);
+        assert_eq!(head.hash, stored[5].hash);
+        let report = sluice_audit::verify(&stored, &[], None, Some(&head));
+        assert!(report.ok(), "{:?}: {:?}", db.backend, report.problems);
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_transaction_leaves_nothing() {
+    for db in backends().await {
+        let store = db.open().await;
+        {
+            let mut tx = store.begin().await.expect("begin");
+            tx.insert_request(&pending("req-gone", "dave", t0()))
+                .await
+                .expect("insert");
+            tx.bump_access().await.expect("bump");
+            tx.audit(t0(), entry("test.dropped")).await.expect("audit");
+            // Dropped without commit.
+        }
+        // The next write sees the old head and succeeds.
+        let mut tx = store.begin().await.expect("begin after drop");
+        tx.audit(t0(), entry("test.after")).await.expect("audit");
+        let committed = tx.commit().await.expect("commit");
+        assert_eq!(
+            committed[0].seq, 1,
+            "{:?}: the dropped entry took no seq",
+            db.backend
+        );
+        assert!(store.request("req-gone").await.expect("read").is_none());
+        assert_eq!(store.state_revs().await.expect("revs").access, 0);
+        assert_eq!(count(&store, "audit_entries").await, 1);
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn commit_without_an_audit_entry_is_refused() {
+    for db in backends().await {
+        let store = db.open().await;
+        let mut tx = store.begin().await.expect("begin");
+        tx.insert_request(&pending("req-silent", "dave", t0()))
+            .await
+            .expect("insert");
+        tx.bump_access().await.expect("bump");
+        let err = tx.commit().await.expect_err("refused");
+        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+        assert!(store.request("req-silent").await.expect("read").is_none());
+        assert_eq!(store.state_revs().await.expect("revs").access, 0);
+        assert_eq!(store.audit_head().await.expect("head").seq, 0);
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_make_one_linear_chain() {
+    const TASKS: usize = 24;
+    const ROUNDS: usize = 5;
+    for db in backends().await {
+        let store = db.open().await;
+        let mut tasks = Vec::new();
+        for t in 0..TASKS {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                for r in 0..ROUNDS {
+                    let mut tx = store.begin().await.expect("begin");
+                    tx.insert_request(&pending(&format!("req-{t}-{r}"), "dave", t0()))
+                        .await
+                        .expect("insert");
+                    tx.bump_access().await.expect("bump");
+                    // Two entries per transaction: they must stay adjacent.
+                    tx.audit(t0(), entry(&format!("test.{t}.{r}.a")))
+                        .await
+                        .expect("audit");
+                    tx.audit(t0(), entry(&format!("test.{t}.{r}.b")))
+                        .await
+                        .expect("audit");
+                    mine.extend(tx.commit().await.expect("commit"));
+                }
+                mine
+            }));
+        }
+        let mut acked = Vec::new();
+        for t in tasks {
+            acked.extend(t.await.expect("task"));
+        }
+        let n = TASKS * ROUNDS * 2;
+        let stored = store.audit_all().await.expect("audit");
+        assert_eq!(stored.len(), n, "{:?}", db.backend);
+        let seqs: Vec<i64> = stored.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=n as i64).collect::<Vec<_>>(), "gap-free");
+        let head = store.audit_head().await.expect("head");
+        let report = sluice_audit::verify(&stored, &[], None, Some(&head));
+        assert!(report.ok(), "{:?}: {:?}", db.backend, report.problems);
+        // Every acknowledged entry is stored exactly as acknowledged.
+        acked.sort_by_key(|e| e.seq);
+        assert_eq!(acked, stored);
+        for pair in stored.chunks(2) {
+            let a = pair[0].action.trim_end_matches(".a");
+            let b = pair[1].action.trim_end_matches(".b");
+            assert_eq!(a, b, "one transaction's entries are adjacent");
+        }
+        assert_eq!(
+            store.state_revs().await.expect("revs").access,
+            (TASKS * ROUNDS) as i64
+        );
+        store.close().await;
+    }
+}
