@@ -137,9 +137,19 @@ impl App {
         document: Value,
         mode: ImportMode,
     ) -> Result<Imported, ApiError> {
-        caller.require_admin()?;
         sluice_core::policy::check_name("environment", environment)
             .map_err(|e| ApiError::bad_request("invalid_environment", e.message))?;
+        // An import replaces every flag, so it is the widest change there is: in a protected
+        // environment it needs a live grant for `import` on `flag:<env>/*`, administrators
+        // included; elsewhere an administrator or a standing permission.
+        self.authorize_flag(
+            &caller.name,
+            caller.admin,
+            environment,
+            "*",
+            "import",
+            self.now(),
+        )?;
         if document.get(LENIENT_MARKER).is_some() {
             return Err(ApiError::bad_request(
                 "invalid_flags",

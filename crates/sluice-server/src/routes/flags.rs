@@ -82,7 +82,7 @@ pub async fn environments(
     Ok(Json(out))
 }
 
-/// Replace an environment's flags with a flagd document (administrators). Strict by default
+/// Replace an environment's flags with a flagd document (administrators, or anyone with an `import` permission; in a protected environment a live grant for `import` is required, administrators included). Strict by default
 /// (all or nothing); `?mode=lenient` loads as flagd does and lists the faulty flags.
 #[utoipa::path(put, path = "/v1/environments/{env}/flags", params(ImportQuery), request_body(content = Object, description = "a flagd flag definition document"), tag = "flags",
     responses((status = 200, body = ImportResult), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]

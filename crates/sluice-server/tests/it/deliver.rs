@@ -51,7 +51,6 @@ struct Env {
 async fn setup(b: Backend, env: &str) -> Option<Env> {
     let db = Db::new(b).await?;
     let s = TestServer::start(db).await;
-    s.apply(POLICY).await;
     let (st, v) = s
         .send(
             reqwest::Method::PUT,
@@ -70,6 +69,9 @@ async fn setup(b: Backend, env: &str) -> Option<Env> {
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let client = v["token"].as_str().expect("client key").to_owned();
+    // Flags are loaded before the policy protects production; from then on an import
+    // there needs a grant (see protected_changes_need_a_live_grant).
+    s.apply(POLICY).await;
     Some(Env { s, client })
 }
 
@@ -164,6 +166,16 @@ async fn protected_changes_need_a_live_grant(b: Backend) {
         msg.contains("flags-prod-operator") && msg.contains("sluice access request"),
         "names the entitlement and the command: {msg}"
     );
+    // A whole-set import is a change too: no grant, no import, administrators included.
+    let (st, err) =
+        e.s.send(
+            reqwest::Method::PUT,
+            ADMIN_TOKEN,
+            "/v1/environments/production/flags",
+            Some(flags()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{err}");
     // Administrators get no bypass in a protected environment.
     let (st, _) = e
         .change(

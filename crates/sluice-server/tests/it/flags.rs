@@ -152,11 +152,12 @@ async fn strict_import_is_all_or_nothing_with_a_precise_error(b: Backend) {
         )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let dave = s.token("dave").await;
+    // bob holds no permission on staging flags (engineers' standing `*` would allow it).
+    let bob = s.token("bob").await;
     let (st, _) = s
         .send(
             reqwest::Method::PUT,
-            &dave,
+            &bob,
             "/v1/environments/staging/flags?mode=lenient",
             Some(document()),
         )

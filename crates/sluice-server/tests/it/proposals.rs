@@ -40,7 +40,6 @@ struct Env {
 async fn setup(b: Backend) -> Option<Env> {
     let db = Db::new(b).await?;
     let s = TestServer::start(db).await;
-    s.apply(POLICY).await;
     for env in ["production", "canary", "staging"] {
         let (st, v) = s
             .send(
@@ -61,6 +60,9 @@ async fn setup(b: Backend) -> Option<Env> {
         .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     let client = v["token"].as_str().expect("client key").to_owned();
+    // Flags are loaded before the policy protects production; from then on an import
+    // there needs a grant (see protected_changes_need_a_live_grant).
+    s.apply(POLICY).await;
     Some(Env { s, client })
 }
 
