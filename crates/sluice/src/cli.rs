@@ -73,6 +73,13 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Four-eyes flag changes: list, approve, deny (propose with `sluice flags … --propose`).
+    Proposals {
+        #[command(subcommand)]
+        command: crate::proposal_commands::ProposalCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Staged rollouts: start, watch, pause, resume, roll back.
     Rollout {
         #[command(subcommand)]

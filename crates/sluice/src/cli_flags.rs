@@ -23,6 +23,14 @@ pub struct ChangeArgs {
     pub at: Option<String>,
     #[arg(long, help = BASE_HELP)]
     pub base_revision: Option<i64>,
+    /// Propose the change instead of making it (four eyes, no grant needed): it applies once
+    /// the environment's approvers agree (`sluice proposals approve ID`); with --at, at that
+    /// time once approved. Needs --reason.
+    #[arg(long, requires = "reason")]
+    pub propose: bool,
+    /// Why, for the approvers of a --propose'd change.
+    #[arg(long, short = 'r', requires = "propose")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,7 +44,8 @@ pub enum FlagChangeCommand {
     ///
     /// In a protected environment this needs an active grant allowing `toggle` on
     /// `flag:ENV/KEY` (e.g. `sluice access request flags-prod-operator --for 30m --reason …`,
-    /// or `--break-glass` in an emergency).
+    /// or `--break-glass` in an emergency). Without a grant, `--propose --reason …` asks the
+    /// environment's approvers instead.
     Disable(ChangeArgs),
     /// Set the variant served when no targeting rule matches.
     SetDefault {

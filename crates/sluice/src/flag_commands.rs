@@ -69,7 +69,7 @@ fn read_json(file: &Path) -> anyhow::Result<Value> {
 }
 
 /// What a change does, in words: `turn checkout-v2 OFF`.
-fn describe(key: &str, change: &Value) -> String {
+pub(crate) fn describe(key: &str, change: &Value) -> String {
     match change["op"].as_str().unwrap_or_default() {
         "set-state" if change["enabled"] == Value::Bool(true) => format!("turn {key} ON"),
         "set-state" => format!("turn {key} OFF"),
@@ -101,6 +101,9 @@ async fn change(
             .and_then(|v| v["revision"].as_i64()),
         None => Some(current_revision(&c, &a.env, &a.key).await?),
     };
+    if a.propose {
+        return crate::proposal_commands::propose(r, &c, a, change, base, at).await;
+    }
     let body = json!({
         "change": change,
         "base_revision": base,

@@ -6,6 +6,7 @@ mod client;
 mod commands;
 mod flag_commands;
 mod output;
+mod proposal_commands;
 mod serve;
 
 use clap::Parser;
@@ -26,6 +27,9 @@ async fn main() {
         Command::Audit { command, remote } => commands::audit(command, remote).await,
         Command::Tokens { command, remote } => commands::tokens(command, remote).await,
         Command::Flags { command, remote } => commands::flags(command, remote).await,
+        Command::Proposals { command, remote } => {
+            proposal_commands::proposals(command, remote).await
+        }
         Command::Rollout { command, remote } => flag_commands::rollout(command, remote).await,
         Command::Check {
             subject,

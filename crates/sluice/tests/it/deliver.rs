@@ -286,3 +286,107 @@ async fn kill_switch_targets_rollouts_and_schedules_through_the_cli() {
     let all = s.json(dave, &["flags", "scheduled", "--all"]).await;
     assert_eq!(all[0]["status"], "cancelled", "{all}");
 }
+
+const FOUR_EYES_POLICY: &str = r#"
+users: [alice, bob, dave]
+groups:
+  engineers: [alice, dave]
+  leads: [bob]
+environments:
+  production:
+    protected: true
+    approval: { required: 1, approvers: [group:leads] }
+  staging: {}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_eyes_proposals_through_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Serve::start(dir.path()).await;
+    let admin = Some(ADMIN_TOKEN);
+    let flags = dir.path().join("flags.json");
+    std::fs::write(&flags, FLAGS).expect("write flags");
+    // Import before the policy protects production (an import there then needs a grant).
+    let file = flags.to_str().expect("utf-8");
+    s.ok(admin, &["flags", "import", file, "--env", "production"])
+        .await;
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, FOUR_EYES_POLICY).expect("write policy");
+    s.ok(admin, &["apply", "-f", policy.to_str().expect("utf-8")])
+        .await;
+    let token = |who: &'static str| {
+        let s = &s;
+        async move {
+            s.ok(
+                admin,
+                &["tokens", "create", "--name", "laptop", "--principal", who],
+            )
+            .await
+            .trim()
+            .to_owned()
+        }
+    };
+    let (dave, bob) = (token("dave").await, token("bob").await);
+    let (dave, bob) = (Some(dave.as_str()), Some(bob.as_str()));
+
+    // No grant: dave proposes the kill switch instead.
+    let out = s
+        .ok(
+            dave,
+            &[
+                "flags",
+                "disable",
+                "checkout-v2",
+                "--env",
+                "production",
+                "--propose",
+                "--reason",
+                "INC-9 checkout errors",
+            ],
+        )
+        .await;
+    assert!(out.contains("turn checkout-v2 OFF in production"), "{out}");
+    assert!(
+        out.contains(
+            "needs 1 approval(s) from group:leads; approve with: sluice proposals approve cr-"
+        ),
+        "{out}"
+    );
+    let id = out
+        .split_whitespace()
+        .find(|w| w.starts_with("cr-"))
+        .map(|w| w.trim_end_matches(':'))
+        .expect("a proposal id")
+        .to_owned();
+    let out = s
+        .ok(dave, &["proposals", "list", "--env", "production"])
+        .await;
+    assert!(out.contains(&id) && out.contains("times out in "), "{out}");
+
+    // Nobody approves their own.
+    let r = s.cli(dave, &["proposals", "approve", &id]).await;
+    assert!(!r.success, "self-approval refused: {}", r.stdout);
+    assert!(
+        r.stderr.contains("your own") && r.stderr.contains("group:leads"),
+        "{}",
+        r.stderr
+    );
+    let out = s.ok(bob, &["proposals", "approve", &id, "-c", "go"]).await;
+    assert!(
+        out.starts_with(&format!("{id} applied: turn checkout-v2 OFF in production")),
+        "{out}"
+    );
+    let flag = s
+        .json(
+            dave,
+            &["flags", "get", "checkout-v2", "--env", "production"],
+        )
+        .await;
+    assert_eq!(flag["definition"]["state"], "DISABLED", "{flag}");
+    let out = s
+        .ok(dave, &["proposals", "list", "--status", "applied"])
+        .await;
+    assert!(out.contains(&id) && out.contains("applied"), "{out}");
+    let out = s.ok(dave, &["proposals", "show", &id]).await;
+    assert!(out.contains("approved    by bob"), "{out}");
+}

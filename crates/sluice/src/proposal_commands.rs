@@ -1,0 +1,304 @@
+//! Four-eyes flag changes from the command line: `sluice flags disable … --propose` sends a
+//! change request instead of a change; `sluice proposals …` lists, shows and decides them.
+
+use crate::cli::Remote;
+use crate::cli_flags::ChangeArgs;
+use crate::client::Client;
+use crate::commands::{client, q, urlencode};
+use crate::flag_commands::describe;
+use crate::output::{emit, s, table, when};
+use anyhow::anyhow;
+use chrono::{DateTime, SecondsFormat, Utc};
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+#[derive(Debug, Subcommand)]
+pub enum ProposalCommand {
+    /// Change requests, newest first, with the time they have left.
+    List {
+        #[arg(long)]
+        env: Option<String>,
+        /// pending, approved, applied, denied, cancelled, stale, timed-out or refused.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// One change request: the change, its votes and its outcome.
+    Show { id: String },
+    /// Approve someone else's proposal; the approval that meets the rule applies it.
+    Approve {
+        id: String,
+        #[arg(long, short = 'c', default_value = "")]
+        comment: String,
+    },
+    /// Deny a proposal (one deny ends it).
+    Deny {
+        id: String,
+        #[arg(long, short = 'c', default_value = "")]
+        comment: String,
+    },
+    /// Withdraw your own proposal before it applies.
+    Cancel { id: String },
+}
+
+/// Who may approve change requests in `env`, from the policy in force (best effort).
+async fn approvers(c: &Client, env: &str) -> String {
+    let policy = c.call(Method::GET, "/v1/policy", None).await.ok();
+    policy
+        .as_ref()
+        .and_then(|p| p["source"].as_str())
+        .and_then(|src| sluice_core::policy::Policy::from_yaml(src).ok())
+        .and_then(|p| {
+            let rule = p.doc.environments.get(env)?.approval.clone()?;
+            Some(rule.approvers.join(", "))
+        })
+        .unwrap_or_else(|| format!("the approvers of {env}"))
+}
+
+/// Sends `change` as a proposal (`--propose`) and says who must approve it.
+pub async fn propose(
+    r: &Remote,
+    c: &Client,
+    a: &ChangeArgs,
+    change: Value,
+    base: Option<i64>,
+    at: Option<DateTime<Utc>>,
+) -> anyhow::Result<()> {
+    let body = json!({
+        "change": change,
+        "base_revision": base,
+        "apply_at": at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        "reason": a.reason.clone().unwrap_or_default(),
+    });
+    let path = format!(
+        "/v1/environments/{}/flags/{}/proposals",
+        urlencode(&a.env),
+        urlencode(&a.key)
+    );
+    let v = c.call(Method::POST, &path, Some(body)).await?;
+    let who = approvers(c, &a.env).await;
+    emit(r.output, &v, |v| {
+        let id = s(&v["id"]);
+        println!(
+            "proposed {id}: {} in {}",
+            describe(&a.key, &v["change"]),
+            a.env
+        );
+        println!(
+            "needs {} approval(s) from {who}; approve with: sluice proposals approve {id}",
+            s(&v["required"])
+        );
+        if !v["apply_at"].is_null() {
+            println!(
+                "once approved it applies at {} ({})",
+                s(&v["apply_at"]),
+                when(&v["apply_at"])
+            );
+        }
+        println!("times out {}", when(&v["pending_until"]));
+    })
+}
+
+/// `times out in 23h` / `applies in 2h` / `ended 3m ago`.
+fn time_left(v: &Value) -> String {
+    match v["status"].as_str().unwrap_or_default() {
+        "pending" => format!("times out {}", when(&v["pending_until"])),
+        "approved" => format!("applies {}", when(&v["apply_at"])),
+        _ => format!("ended {}", when(&v["ended_at"])),
+    }
+}
+
+fn approvals(v: &Value) -> String {
+    format!("{}/{}", s(&v["approvals"]), s(&v["required"]))
+}
+
+fn list_table(v: &Value) {
+    let rows = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    vec![
+                        s(&p["id"]),
+                        s(&p["environment"]),
+                        s(&p["key"]),
+                        describe(&s(&p["key"]), &p["change"]),
+                        s(&p["proposer"]),
+                        s(&p["status"]),
+                        approvals(p),
+                        time_left(p),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(
+        &[
+            "id",
+            "env",
+            "flag",
+            "change",
+            "proposer",
+            "status",
+            "approvals",
+            "when",
+        ],
+        rows,
+    );
+}
+
+fn show(v: &Value) {
+    let id = s(&v["id"]);
+    let status = s(&v["status"]);
+    println!("proposal    {id}");
+    println!(
+        "change      {} in {}",
+        describe(&s(&v["key"]), &v["change"]),
+        s(&v["environment"])
+    );
+    println!("proposer    {}", s(&v["proposer"]));
+    println!("reason      {}", s(&v["reason"]));
+    println!("base        revision {}", s(&v["base_revision"]));
+    println!("status      {status} ({} approvals)", approvals(v));
+    if !v["apply_at"].is_null() {
+        println!(
+            "apply at    {} ({})",
+            s(&v["apply_at"]),
+            when(&v["apply_at"])
+        );
+    }
+    for vote in v["votes"].as_array().into_iter().flatten() {
+        let verb = if vote["approve"] == Value::Bool(true) {
+            "approved"
+        } else {
+            "denied"
+        };
+        let comment = vote["comment"].as_str().unwrap_or_default();
+        let comment = if comment.is_empty() {
+            String::new()
+        } else {
+            format!(": {comment}")
+        };
+        println!(
+            "{verb:<11} by {} {}{comment}",
+            s(&vote["approver"]),
+            when(&vote["at"])
+        );
+    }
+    if !v["applied_revision"].is_null() {
+        println!("applied     as revision {}", s(&v["applied_revision"]));
+    }
+    if !v["result"].is_null() {
+        println!("result      {}", s(&v["result"]));
+    }
+    if !v["ended_by"].is_null() {
+        println!(
+            "ended       by {} {}",
+            s(&v["ended_by"]),
+            when(&v["ended_at"])
+        );
+    }
+    match status.as_str() {
+        "pending" => println!(
+            "next        {}; approve with: sluice proposals approve {id}",
+            time_left(v)
+        ),
+        "approved" => println!("next        {}", time_left(v)),
+        _ => {}
+    }
+}
+
+/// After a vote: where the proposal stands now.
+fn voted(v: &Value) {
+    let id = s(&v["id"]);
+    let what = format!(
+        "{} in {}",
+        describe(&s(&v["key"]), &v["change"]),
+        s(&v["environment"])
+    );
+    match v["status"].as_str().unwrap_or_default() {
+        "applied" => println!(
+            "{id} applied: {what} (revision {})",
+            s(&v["applied_revision"])
+        ),
+        "approved" => println!(
+            "{id} approved: {what} applies at {} ({})",
+            s(&v["apply_at"]),
+            when(&v["apply_at"])
+        ),
+        "pending" => println!("{id}: {} approvals so far; {}", approvals(v), time_left(v)),
+        other => {
+            let result = v["result"]
+                .as_str()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            println!("{id} {other}: {what}{result}");
+        }
+    }
+}
+
+fn action_path(id: &str, verb: &str) -> String {
+    format!("/v1/proposals/{}/{verb}", urlencode(id))
+}
+
+async fn vote(r: &Remote, c: &Client, id: &str, verb: &str, comment: String) -> anyhow::Result<()> {
+    let v = c
+        .call(
+            Method::POST,
+            &action_path(id, verb),
+            Some(json!({"comment": comment})),
+        )
+        .await
+        .map_err(|e| {
+            if e.to_string().contains("self_approval") {
+                anyhow!(
+                    "{e:#}\nFour eyes: someone else approves; send them the id ({id}) and \
+                     `sluice proposals approve {id}`, or withdraw it with `sluice proposals cancel {id}`."
+                )
+            } else {
+                e
+            }
+        })?;
+    emit(r.output, &v, voted)
+}
+
+pub async fn proposals(cmd: ProposalCommand, r: Remote) -> anyhow::Result<()> {
+    let c = client(&r);
+    match cmd {
+        ProposalCommand::List { env, status } => {
+            let v = c
+                .call(
+                    Method::GET,
+                    &format!("/v1/proposals{}", q(&[("env", env), ("status", status)])),
+                    None,
+                )
+                .await?;
+            emit(r.output, &v, list_table)
+        }
+        ProposalCommand::Show { id } => {
+            let v = c
+                .call(
+                    Method::GET,
+                    &format!("/v1/proposals/{}", urlencode(&id)),
+                    None,
+                )
+                .await?;
+            emit(r.output, &v, show)
+        }
+        ProposalCommand::Approve { id, comment } => vote(&r, &c, &id, "approve", comment).await,
+        ProposalCommand::Deny { id, comment } => vote(&r, &c, &id, "deny", comment).await,
+        ProposalCommand::Cancel { id } => {
+            let v = c
+                .call(Method::POST, &action_path(&id, "cancel"), None)
+                .await?;
+            emit(r.output, &v, |v| {
+                println!(
+                    "cancelled {}: it would have done: {} in {}",
+                    s(&v["id"]),
+                    describe(&s(&v["key"]), &v["change"]),
+                    s(&v["environment"])
+                );
+            })
+        }
+    }
+}
