@@ -39,11 +39,44 @@ pub fn render() -> String {
     install().map(|h| h.render()).unwrap_or_default()
 }
 
+/// One route's handles, registered once; the request path only increments them.
+struct RouteMetrics {
+    duration: metrics::Histogram,
+    /// `1xx` … `5xx`.
+    by_class: [metrics::Counter; 5],
+}
+
+type RouteCache = std::sync::RwLock<std::collections::HashMap<String, RouteMetrics>>;
+
+fn route_metrics(route: &str) -> RouteMetrics {
+    let owned = route.to_owned();
+    let class = |c: u16| counter!("sluice_http_requests_total", "route" => owned.clone(), "status" => format!("{c}xx"));
+    RouteMetrics {
+        duration: histogram!("sluice_http_request_duration_seconds", "route" => owned.clone()),
+        by_class: [class(1), class(2), class(3), class(4), class(5)],
+    }
+}
+
+/// Records one answered request. Handles are looked up by route in a read-mostly map, so the
+/// hot path does no label formatting and no allocation.
 pub fn http(route: &str, status: u16, seconds: f64) {
-    let class = format!("{}xx", status / 100);
-    counter!("sluice_http_requests_total", "route" => route.to_owned(), "status" => class)
-        .increment(1);
-    histogram!("sluice_http_request_duration_seconds", "route" => route.to_owned()).record(seconds);
+    static CACHE: OnceLock<RouteCache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let class = usize::from((status / 100).clamp(1, 5) - 1);
+    {
+        let map = cache.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = map.get(route) {
+            m.by_class[class].increment(1);
+            m.duration.record(seconds);
+            return;
+        }
+    }
+    let m = route_metrics(route);
+    m.by_class[class].increment(1);
+    m.duration.record(seconds);
+    let mut map = cache.write().unwrap_or_else(|e| e.into_inner());
+    // Routes are the router's patterns (or "unmatched"), so the map stays small.
+    map.entry(route.to_owned()).or_insert(m);
 }
 
 pub fn decisions(ds: &[Decision]) {

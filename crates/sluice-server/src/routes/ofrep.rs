@@ -77,9 +77,9 @@ fn failure(key: &str, code: ErrorCode, details: impl Into<String>) -> Response {
 /// object is `GENERAL` (the request is malformed); a context that is not an object, nests too
 /// deep or has a non-string `targetingKey` is `INVALID_CONTEXT`. `PARSE_ERROR` is left to
 /// faults in flag definitions.
-fn context_of(body: &[u8]) -> Result<(Context, Value), (ErrorCode, String)> {
+fn context_of(body: &[u8]) -> Result<Context, (ErrorCode, String)> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok((Context::empty(), Value::Object(Default::default())));
+        return Ok(Context::empty());
     }
     if crate::json::depth(body) > crate::json::MAX_DEPTH {
         return Err((
@@ -102,8 +102,7 @@ fn context_of(body: &[u8]) -> Result<(Context, Value), (ErrorCode, String)> {
         None | Some(Value::Null) => Value::Object(Default::default()),
         Some(v) => v,
     };
-    let ctx = Context::from_value(raw.clone()).map_err(|e| (e.code, e.message.to_string()))?;
-    Ok((ctx, raw))
+    Context::from_value(raw).map_err(|e| (e.code, e.message.to_string()))
 }
 
 /// Evaluate one flag.
@@ -115,7 +114,7 @@ pub async fn evaluate(
     Path(key): Path<String>,
     body: Bytes,
 ) -> Response {
-    let (ctx, _) = match context_of(&body) {
+    let ctx = match context_of(&body) {
         Ok(c) => c,
         Err((code, msg)) => return failure(&key, code, msg),
     };
@@ -165,7 +164,7 @@ pub async fn evaluate_all(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (ctx, raw) = match context_of(&body) {
+    let ctx = match context_of(&body) {
         Ok(c) => c,
         Err((code, msg)) => {
             return json_response(
@@ -178,7 +177,8 @@ pub async fn evaluate_all(
     let now = app.now();
     let revision = flags.as_ref().map_or(0, |f| f.revision);
     let epoch = flags.as_ref().map_or(0, |f| f.epoch(now));
-    let tag = etag(revision, epoch, &raw);
+    // The context as evaluated (canonical: key order does not matter).
+    let tag = etag(revision, epoch, ctx.as_value());
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
