@@ -225,3 +225,102 @@ impl CompiledLayers {
         self.boundaries.get(self.epoch(now_ms)).copied()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const T0: i64 = 1_800_000_000_000;
+
+    fn target(key: &str, exp: i64) -> Target {
+        Target {
+            id: "t".into(),
+            variant: "on".into(),
+            keys: vec![key.into()],
+            group: None,
+            expires_at_ms: exp,
+            created_by: "test".into(),
+        }
+    }
+
+    fn rollout(shares: &[u32]) -> Rollout {
+        Rollout {
+            variant: "on".into(),
+            steps: shares
+                .iter()
+                .map(|&share_bp| RolloutStep {
+                    share_bp,
+                    hold_ms: 1_000,
+                })
+                .collect(),
+            started_at_ms: T0,
+            state: RolloutState::Running,
+            paused_at_ms: None,
+            paused_total_ms: 0,
+            recorded_step: None,
+        }
+    }
+
+    #[test]
+    fn a_target_holds_until_the_millisecond_before_expiry() {
+        let l = CompiledLayers::compile(&FlagLayers {
+            targets: vec![target("alice", T0)],
+            rollout: None,
+        });
+        assert_eq!(
+            l.hit("f", Some("alice"), T0 - 1),
+            Some(LayerHit::Target { variant: "on" })
+        );
+        assert_eq!(l.hit("f", Some("alice"), T0), None, "not at expires_at");
+        assert_eq!(l.hit("f", Some("alice"), T0 + 1), None);
+        assert_eq!(l.hit("f", Some("bob"), T0 - 1), None);
+        assert_eq!(l.epoch(T0 - 1), 0);
+        assert_eq!(l.epoch(T0), 1, "the epoch moves exactly at expiry");
+    }
+
+    #[test]
+    fn rollout_steps_advance_pause_and_roll_back() {
+        let mut r = rollout(&[100, 1_000, 10_000]);
+        assert_eq!(r.position(T0 - 1), None, "not before it starts");
+        assert_eq!(
+            r.position(T0).map(|p| (p.step, p.next_change_ms)),
+            Some((0, Some(T0 + 1_000)))
+        );
+        assert_eq!(r.position(T0 + 1_000).map(|p| p.step), Some(1));
+        assert_eq!(
+            r.position(T0 + 60_000).map(|p| (p.step, p.next_change_ms)),
+            Some((2, None))
+        );
+        r.state = RolloutState::Paused;
+        r.paused_at_ms = Some(T0 + 500);
+        assert_eq!(
+            r.position(T0 + 60_000).map(|p| (p.step, p.next_change_ms)),
+            Some((0, None)),
+            "paused holds"
+        );
+        r.state = RolloutState::Running;
+        r.paused_at_ms = None;
+        r.paused_total_ms = 10_000;
+        assert_eq!(
+            r.position(T0 + 10_999).map(|p| p.step),
+            Some(0),
+            "the pause shifted the schedule"
+        );
+        assert_eq!(r.position(T0 + 11_000).map(|p| p.step), Some(1));
+        r.state = RolloutState::RolledBack;
+        assert_eq!(r.position(T0 + 11_000), None);
+    }
+
+    proptest! {
+        #[test]
+        fn a_user_in_at_an_early_step_is_in_at_every_later_step(key in "[a-zA-Z0-9@._-]{1,40}", flag in "[a-z-]{1,20}") {
+            let l = CompiledLayers::compile(&FlagLayers { targets: vec![], rollout: Some(rollout(&[100, 1_000, 5_000, 10_000])) });
+            let inside: Vec<bool> = (0..4).map(|s| l.hit(&flag, Some(&key), T0 + s * 1_000).is_some()).collect();
+            for w in inside.windows(2) {
+                prop_assert!(!w[0] || w[1], "left the rollout between steps: {inside:?}");
+            }
+            prop_assert!(inside[3], "everyone is in at 100%");
+        }
+    }
+}
