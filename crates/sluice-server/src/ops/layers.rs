@@ -92,6 +92,24 @@ async fn save(
 }
 
 impl App {
+    /// Stores a flag's new layers with their audit entry, commits, and swaps in the new
+    /// snapshot (which tells SSE subscribers).
+    async fn commit_layers(
+        &self,
+        mut tx: WriteTx,
+        env: &str,
+        key: &str,
+        layers: &FlagLayers,
+        entry: NewEntry,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        save(&mut tx, env, key, layers, now).await?;
+        tx.audit(now, entry.resource(format!("flag:{env}/{key}")))
+            .await?;
+        tx.commit().await?;
+        self.refresh_flags().await
+    }
+
     /// The flag's variants, or 404.
     async fn variants_of(
         &self,
@@ -169,17 +187,11 @@ impl App {
         let mut tx = self.store.begin().await?;
         let mut layers = load(&mut tx, env, key).await?;
         layers.targets.push(target.clone());
-        save(&mut tx, env, key, &layers, now).await?;
-        tx.audit(
-            now,
-            NewEntry::new(&caller.name, "flag.targeted")
-                .resource(format!("flag:{env}/{key}"))
-                .subject_id(&target.id)
-                .details(json!({"target": target, "authority": authority})),
-        )
-        .await?;
-        tx.commit().await?;
-        self.refresh_flags().await?;
+        let entry = NewEntry::new(&caller.name, "flag.targeted")
+            .subject_id(&target.id)
+            .details(json!({"target": target, "authority": authority}));
+        self.commit_layers(tx, env, key, &layers, entry, now)
+            .await?;
         Ok(target)
     }
 
@@ -203,17 +215,11 @@ impl App {
         let action = if own { "target-self" } else { "target" };
         let authority = self.authorize_flag(&caller.name, caller.admin, env, key, action, now)?;
         let target = layers.targets.remove(pos);
-        save(&mut tx, env, key, &layers, now).await?;
-        tx.audit(
-            now,
-            NewEntry::new(&caller.name, "flag.target-removed")
-                .resource(format!("flag:{env}/{key}"))
-                .subject_id(id)
-                .details(json!({"target": target, "authority": authority})),
-        )
-        .await?;
-        tx.commit().await?;
-        self.refresh_flags().await?;
+        let entry = NewEntry::new(&caller.name, "flag.target-removed")
+            .subject_id(id)
+            .details(json!({"target": target, "authority": authority}));
+        self.commit_layers(tx, env, key, &layers, entry, now)
+            .await?;
         Ok(target)
     }
 
@@ -276,18 +282,12 @@ impl App {
         };
         let mut tx = self.store.begin().await?;
         let mut layers = load(&mut tx, env, key).await?;
-        layers.rollout = Some(rollout.clone());
-        save(&mut tx, env, key, &layers, now).await?;
         let view = status(env, key, &rollout, now);
-        tx.audit(
-            now,
-            NewEntry::new(&caller.name, "rollout.started")
-                .resource(format!("flag:{env}/{key}"))
-                .details(json!({"rollout": view, "authority": authority})),
-        )
-        .await?;
-        tx.commit().await?;
-        self.refresh_flags().await?;
+        layers.rollout = Some(rollout);
+        let entry = NewEntry::new(&caller.name, "rollout.started")
+            .details(json!({"rollout": view, "authority": authority}));
+        self.commit_layers(tx, env, key, &layers, entry, now)
+            .await?;
         Ok(view)
     }
 
@@ -333,16 +333,10 @@ impl App {
             }
         };
         let view = status(env, key, r, now);
-        save(&mut tx, env, key, &layers, now).await?;
-        tx.audit(
-            now,
-            NewEntry::new(&caller.name, action)
-                .resource(format!("flag:{env}/{key}"))
-                .details(json!({"rollout": view, "authority": authority})),
-        )
-        .await?;
-        tx.commit().await?;
-        self.refresh_flags().await?;
+        let entry = NewEntry::new(&caller.name, action)
+            .details(json!({"rollout": view, "authority": authority}));
+        self.commit_layers(tx, env, key, &layers, entry, now)
+            .await?;
         Ok(view)
     }
 
