@@ -4,6 +4,7 @@
 
 use arc_swap::ArcSwap;
 use sluice_audit::AuditSigner;
+use sluice_core::access::AccessRequest;
 use sluice_core::decision::AccessSnapshot;
 use sluice_core::policy::Policy;
 use sluice_core::Clock;
@@ -28,8 +29,9 @@ pub struct Inner {
     /// The store's access revision the current snapshot was loaded at.
     access_rev: AtomicI64,
     /// Serialises reloads with local updates, so a reload that began before a local change
-    /// can never overwrite it.
-    refresh_lock: tokio::sync::Mutex<()>,
+    /// can never overwrite it. Holds the local changes applied past a gap in the revisions
+    /// (a change committed earlier whose writer has not applied it yet), by revision.
+    refresh_lock: tokio::sync::Mutex<std::collections::BTreeMap<i64, Vec<AccessRequest>>>,
     /// Compiled flags per environment, swapped whole on change; evaluation never waits.
     pub flags: ArcSwap<FlagSnapshots>,
     flags_rev: AtomicI64,
@@ -74,7 +76,7 @@ impl App {
             signer,
             access: ArcSwap::from_pointee(snapshot),
             access_rev: AtomicI64::new(revs.access),
-            refresh_lock: tokio::sync::Mutex::new(()),
+            refresh_lock: tokio::sync::Mutex::new(std::collections::BTreeMap::new()),
             flags: ArcSwap::from_pointee(flags),
             flags_rev: AtomicI64::new(revs.flags),
             flag_events,
@@ -92,26 +94,39 @@ impl App {
     }
 
     /// Applies this instance's own committed change to the snapshot without a reload.
-    /// `rev` is the access revision the change's transaction produced: when it follows the
-    /// revision this snapshot was loaded at, the snapshot is current again; otherwise another
-    /// instance wrote in between and the next sync reloads.
-    pub async fn apply_local(&self, reqs: &[&sluice_core::access::AccessRequest], rev: i64) {
-        let _guard = self.refresh_lock.lock().await;
+    /// `rev` is the access revision the change's transaction produced. Writers committed
+    /// together (one SQLite batch) or in quick succession may get here in any order, so the
+    /// change is applied and every later change already applied is applied again after it:
+    /// the snapshot always ends as the changes in revision order, and an older state of a
+    /// request arriving late never overwrites a newer one (a revocation stays revoked). When
+    /// the revisions applied run without a gap from the one this snapshot was loaded at, the
+    /// snapshot is current again; otherwise the next sync reloads.
+    pub async fn apply_local(&self, reqs: &[&AccessRequest], rev: i64) {
+        let mut ahead = self.refresh_lock.lock().await;
+        let base = self.access_rev.load(Ordering::Acquire);
+        if rev <= base {
+            // A reload after this change already holds it, or something newer.
+            return;
+        }
+        ahead.insert(rev, reqs.iter().map(|r| (*r).clone()).collect());
         self.access.rcu(|s| {
-            let mut next = None;
-            for r in reqs {
-                next = Some(next.as_ref().unwrap_or(&**s).with_request(r));
+            let mut next = AccessSnapshot::clone_shallow(s);
+            for r in ahead.range(rev..).flat_map(|(_, reqs)| reqs) {
+                next = next.with_request(r);
             }
-            next.unwrap_or_else(|| AccessSnapshot::clone_shallow(s))
+            next
         });
-        let _ = self
-            .access_rev
-            .compare_exchange(rev - 1, rev, Ordering::AcqRel, Ordering::Acquire);
+        let mut current = base;
+        while ahead.contains_key(&(current + 1)) {
+            current += 1;
+        }
+        *ahead = ahead.split_off(&(current + 1));
+        self.access_rev.store(current, Ordering::Release);
     }
 
     /// Rebuilds the access snapshot from the store.
     pub async fn refresh(&self) -> Result<(), ApiError> {
-        let _guard = self.refresh_lock.lock().await;
+        let mut ahead = self.refresh_lock.lock().await;
         // Read the revision first: a write landing during the load bumps it again, so the
         // next sync reloads rather than missing it.
         let revs = self.store.state_revs().await?;
@@ -119,6 +134,7 @@ impl App {
         self.access.store(Arc::new(snap));
         self.tokens.clear();
         self.access_rev.store(revs.access, Ordering::Release);
+        ahead.clear();
         Ok(())
     }
 

@@ -116,7 +116,7 @@ impl WriteTx {
         .bind(to_ms(c.pending_until))
         .bind(c.apply_at.map(to_ms))
         .bind(serde_json::to_string(&c.body)?)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }
@@ -130,7 +130,7 @@ impl WriteTx {
             format!("UPDATE change_requests SET status = status WHERE id = $1 RETURNING {COLS}");
         let r = sqlx::query(&sql)
             .bind(id)
-            .fetch_optional(self.conn())
+            .fetch_optional(self.conn().await?)
             .await?;
         r.as_ref().map(row).transpose()
     }
@@ -146,7 +146,7 @@ impl WriteTx {
         .bind(c.apply_at.map(to_ms))
         .bind(serde_json::to_string(&c.body)?)
         .bind(&c.id)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }
@@ -166,7 +166,7 @@ impl WriteTx {
         .bind(approver)
         .bind(i64::from(approve))
         .bind(to_ms(at))
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }

@@ -98,7 +98,7 @@ impl WriteTx {
     ) -> Result<i64, StoreError> {
         let current = sqlx::query("SELECT revision FROM flag_environments WHERE name = $1")
             .bind(environment)
-            .fetch_optional(self.conn())
+            .fetch_optional(self.conn().await?)
             .await?;
         let revision = match current {
             Some(row) => get::<i64>(&row, "revision")? + 1,
@@ -114,11 +114,11 @@ impl WriteTx {
         .bind(serde_json::to_string(document)?)
         .bind(to_ms(now))
         .bind(by)
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         let old = sqlx::query("SELECT key, revision, definition FROM flags WHERE environment = $1")
             .bind(environment)
-            .fetch_all(self.conn())
+            .fetch_all(self.conn().await?)
             .await?;
         let mut old_defs = std::collections::HashMap::new();
         for r in &old {
@@ -127,7 +127,7 @@ impl WriteTx {
         }
         sqlx::query("DELETE FROM flags WHERE environment = $1")
             .bind(environment)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         for (position, (key, def)) in flags.iter().enumerate() {
             let text = serde_json::to_string(def)?;
@@ -147,7 +147,7 @@ impl WriteTx {
             .bind(text)
             .bind(to_ms(now))
             .bind(by)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         }
         self.bump_flags().await?;
@@ -189,7 +189,7 @@ impl WriteTx {
             .bind(to_ms(now))
             .bind(by)
             .bind(environment)
-            .fetch_optional(self.conn())
+            .fetch_optional(self.conn().await?)
             .await?;
         let env_revision = match env {
             Some(row) => get::<i64>(&row, "revision")?,
@@ -198,7 +198,7 @@ impl WriteTx {
                     .bind(environment)
                     .bind(to_ms(now))
                     .bind(by)
-                    .execute(self.conn())
+                    .execute(self.conn().await?)
                     .await?;
                 1
             }
@@ -208,7 +208,7 @@ impl WriteTx {
         )
         .bind(environment)
         .bind(key)
-        .fetch_optional(self.conn())
+        .fetch_optional(self.conn().await?)
         .await?;
         let before = match &row {
             Some(r) => {
@@ -231,7 +231,7 @@ impl WriteTx {
                 sqlx::query("DELETE FROM flags WHERE environment = $1 AND key = $2")
                     .bind(environment)
                     .bind(key)
-                    .execute(self.conn())
+                    .execute(self.conn().await?)
                     .await?;
                 0
             }
@@ -243,7 +243,7 @@ impl WriteTx {
                     .bind(by)
                     .bind(environment)
                     .bind(key)
-                    .execute(self.conn())
+                    .execute(self.conn().await?)
                     .await?;
                 b.revision + 1
             }
@@ -257,7 +257,7 @@ impl WriteTx {
                 .bind(serde_json::to_string(def)?)
                 .bind(to_ms(now))
                 .bind(by)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?;
                 1
             }
@@ -303,7 +303,7 @@ impl WriteTx {
         )
         .bind(environment)
         .bind(key)
-        .fetch_optional(self.conn())
+        .fetch_optional(self.conn().await?)
         .await?;
         row.map(|r| {
             let body: String = get(&r, "body")?;
@@ -328,11 +328,11 @@ impl WriteTx {
         .bind(key)
         .bind(serde_json::to_string(body)?)
         .bind(to_ms(now))
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         sqlx::query("UPDATE flag_environments SET revision = revision + 1 WHERE name = $1")
             .bind(environment)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         self.bump_flags().await?;
         Ok(())

@@ -7,6 +7,7 @@
 //! and never meet `SQLITE_BUSY`.
 
 mod audit;
+mod batch;
 mod change_requests;
 mod copy;
 mod durable;
@@ -48,8 +49,8 @@ pub struct Store {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
-    /// SQLite only: makes commits durable, sharing fsyncs between concurrent writers.
-    flusher: Option<std::sync::Arc<durable::Flusher>>,
+    /// SQLite only: audited writes share transactions and fsyncs (see `batch`).
+    batch: Option<std::sync::Arc<batch::Batcher>>,
 }
 
 impl Store {
@@ -89,12 +90,14 @@ impl Store {
                     .trim_start_matches("sqlite://")
                     .trim_start_matches("sqlite:");
                 let path = path.split('?').next().unwrap_or(path);
-                let flusher = Some(std::sync::Arc::new(durable::Flusher::new(path.into())));
+                let flusher = std::sync::Arc::new(durable::Flusher::new(path.into()));
+                let conn = write.acquire().await?.detach();
+                let batch = Some(std::sync::Arc::new(batch::Batcher::start(conn, flusher)));
                 Store {
                     read,
                     write,
                     backend,
-                    flusher,
+                    batch,
                 }
             }
             Backend::Postgres => {
@@ -107,7 +110,7 @@ impl Store {
                     read: pool.clone(),
                     write: pool,
                     backend,
-                    flusher: None,
+                    batch: None,
                 }
             }
         };
@@ -127,7 +130,10 @@ impl Store {
 
     /// Starts an audited write transaction (locks the chain head).
     pub async fn begin(&self) -> Result<WriteTx, StoreError> {
-        WriteTx::begin(&self.write, self.flusher.clone()).await
+        match &self.batch {
+            Some(batch) => WriteTx::join(batch).await,
+            None => WriteTx::begin(&self.write).await,
+        }
     }
 
     /// Is the database reachable?
@@ -145,6 +151,9 @@ impl Store {
 
     /// Closes all connections.
     pub async fn close(&self) {
+        if let Some(batch) = &self.batch {
+            batch.flush().await;
+        }
         self.write.close().await;
         self.read.close().await;
     }

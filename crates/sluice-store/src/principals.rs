@@ -131,7 +131,7 @@ impl WriteTx {
     /// How many principals exist, as seen inside this transaction.
     pub async fn principal_count(&mut self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM principals")
-            .fetch_one(self.conn())
+            .fetch_one(self.conn().await?)
             .await?;
         get(&row, "n")
     }
@@ -151,7 +151,7 @@ impl WriteTx {
         .bind(i64::from(p.admin))
         .bind(&p.source)
         .bind(to_ms(now))
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }
@@ -169,7 +169,7 @@ impl WriteTx {
         .bind(hash)
         .bind(to_ms(t.created_at))
         .bind(t.expires_at.map(to_ms))
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }
@@ -180,7 +180,7 @@ impl WriteTx {
             sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                 .bind(to_ms(now))
                 .bind(id)
-                .execute(self.conn())
+                .execute(self.conn().await?)
                 .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -194,7 +194,7 @@ impl WriteTx {
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT COALESCE(MAX(version), 0) + 1 AS v FROM policies")
-            .fetch_one(self.conn())
+            .fetch_one(self.conn().await?)
             .await?;
         let version: i64 = get(&row, "v")?;
         sqlx::query("INSERT INTO policies (version, hash, source, applied_at, applied_by) VALUES ($1, $2, $3, $4, $5)")
@@ -203,7 +203,7 @@ impl WriteTx {
             .bind(source)
             .bind(to_ms(now))
             .bind(by)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         Ok(version)
     }

@@ -1,3 +1,4 @@
+use crate::tx::Arg;
 use crate::{get, Store, StoreError, WriteTx};
 use chrono::{DateTime, Utc};
 use sluice_core::access::{AccessRequest, RequestStatus, Vote};
@@ -69,58 +70,59 @@ impl Store {
 
 impl WriteTx {
     pub async fn insert_request(&mut self, r: &AccessRequest) -> Result<(), StoreError> {
-        sqlx::query(
+        self.exec(
             "INSERT INTO requests (id, requester, entitlement, status, needs_review, created_at, pending_until, expires_at, body) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            vec![
+                Arg::Text(r.id.clone()),
+                Arg::Text(r.requester.clone()),
+                Arg::Text(r.entitlement.clone()),
+                Arg::Text(r.status.as_str().to_owned()),
+                Arg::Int(i64::from(r.needs_review)),
+                Arg::Int(to_ms(r.created_at)),
+                Arg::Int(to_ms(r.pending_until)),
+                Arg::OptInt(r.expires_at.map(to_ms)),
+                Arg::Text(serde_json::to_string(r)?),
+            ],
         )
-        .bind(&r.id)
-        .bind(&r.requester)
-        .bind(&r.entitlement)
-        .bind(r.status.as_str())
-        .bind(i64::from(r.needs_review))
-        .bind(to_ms(r.created_at))
-        .bind(to_ms(r.pending_until))
-        .bind(r.expires_at.map(to_ms))
-        .bind(serde_json::to_string(r)?)
-        .execute(self.conn())
-        .await?;
-        Ok(())
+        .await
     }
 
     /// Reads a request for update (locked until commit).
     pub async fn lock_request(&mut self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
         let row = sqlx::query("UPDATE requests SET status = status WHERE id = $1 RETURNING body")
             .bind(id)
-            .fetch_optional(self.conn())
+            .fetch_optional(self.conn().await?)
             .await?;
         row.as_ref().map(request).transpose()
     }
 
     pub async fn update_request(&mut self, r: &AccessRequest) -> Result<(), StoreError> {
-        sqlx::query(
+        self.exec(
             "UPDATE requests SET status = $1, needs_review = $2, expires_at = $3, body = $4 WHERE id = $5",
+            vec![
+                Arg::Text(r.status.as_str().to_owned()),
+                Arg::Int(i64::from(r.needs_review)),
+                Arg::OptInt(r.expires_at.map(to_ms)),
+                Arg::Text(serde_json::to_string(r)?),
+                Arg::Text(r.id.clone()),
+            ],
         )
-        .bind(r.status.as_str())
-        .bind(i64::from(r.needs_review))
-        .bind(r.expires_at.map(to_ms))
-        .bind(serde_json::to_string(r)?)
-        .bind(&r.id)
-        .execute(self.conn())
-        .await?;
-        Ok(())
+        .await
     }
 
-    /// Records a vote; the key makes a second vote by the same approver fail.
+    /// Records a vote; the key makes a second vote by the same approver fail (at the latest
+    /// when the transaction commits).
     pub async fn insert_vote(&mut self, request_id: &str, v: &Vote) -> Result<(), StoreError> {
-        sqlx::query(
+        self.exec(
             "INSERT INTO votes (request_id, approver, approve, at) VALUES ($1, $2, $3, $4)",
+            vec![
+                Arg::Text(request_id.to_owned()),
+                Arg::Text(v.approver.clone()),
+                Arg::Int(i64::from(v.approve)),
+                Arg::Int(to_ms(v.at)),
+            ],
         )
-        .bind(request_id)
-        .bind(&v.approver)
-        .bind(i64::from(v.approve))
-        .bind(to_ms(v.at))
-        .execute(self.conn())
-        .await?;
-        Ok(())
+        .await
     }
 }

@@ -74,7 +74,7 @@ impl WriteTx {
         .bind(to_ms(c.created_at))
         .bind(&c.status)
         .bind(c.result.clone())
-        .execute(self.conn())
+        .execute(self.conn().await?)
         .await?;
         Ok(())
     }
@@ -87,7 +87,7 @@ impl WriteTx {
         let sql = format!("UPDATE scheduled_changes SET status = status WHERE id = $1 AND status = 'pending' RETURNING {COLS}");
         let r = sqlx::query(&sql)
             .bind(id)
-            .fetch_optional(self.conn())
+            .fetch_optional(self.conn().await?)
             .await?;
         r.as_ref().map(row).transpose()
     }
@@ -102,7 +102,7 @@ impl WriteTx {
             .bind(status)
             .bind(result)
             .bind(id)
-            .execute(self.conn())
+            .execute(self.conn().await?)
             .await?;
         Ok(())
     }

@@ -1,4 +1,4 @@
-use crate::{get, Store, StoreError, WriteTx};
+use crate::{get, Store, StoreError};
 
 /// The change counters (see migration 0002): an instance reloads what moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,25 +30,5 @@ impl Store {
         };
         let row = sqlx::query(sql).fetch_one(self.reader()).await?;
         get(&row, "ms")
-    }
-}
-
-impl WriteTx {
-    /// Marks that grants, principals or policy changed; returns the new access revision.
-    pub async fn bump_access(&mut self) -> Result<i64, StoreError> {
-        let row = sqlx::query(
-            "UPDATE sluice_state SET access_rev = access_rev + 1 WHERE id = 1 RETURNING access_rev",
-        )
-        .fetch_one(self.conn())
-        .await?;
-        get(&row, "access_rev")
-    }
-
-    /// Marks that flags changed.
-    pub async fn bump_flags(&mut self) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sluice_state SET flags_rev = flags_rev + 1 WHERE id = 1")
-            .execute(self.conn())
-            .await?;
-        Ok(())
     }
 }

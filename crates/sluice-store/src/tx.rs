@@ -1,26 +1,59 @@
 use crate::{get, StoreError};
 use chrono::{DateTime, Utc};
 use sluice_audit::{AuditEntry, ChainHead, NewEntry};
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
+use std::borrow::Cow;
 
 /// An audited write transaction.
 ///
-/// `begin` locks the audit chain head (an `UPDATE … RETURNING` on its one row, which takes a
-/// row lock on PostgreSQL and the write lock on SQLite), so every audited write in the
-/// database is serialised and the chain stays linear and gap-free whatever instance writes.
-/// `commit` refuses a transaction that recorded nothing: no audit, no action.
+/// `begin` locks the audit chain head, so every audited write in the database is serialised
+/// and the chain stays linear and gap-free whatever instance writes: on PostgreSQL with an
+/// `UPDATE … RETURNING` row lock on its one row; on SQLite by joining the batch of the one
+/// writer (see [`crate::batch`]), under a savepoint of its own.
+/// `commit` refuses a transaction that recorded nothing: no audit, no action; and it returns
+/// only once the change is durable.
+///
+/// On SQLite, statements that return nothing ([`WriteTx::exec`]) and the audit entries are
+/// held back and sent together with the next statement that reads, or with the commit: every
+/// statement sent costs a hand-off to the connection's thread and back, and that, not SQLite,
+/// is what limits a single writer. Their errors surface there, inside the same transaction.
 pub struct WriteTx {
-    tx: Transaction<'static, Any>,
-    flusher: Option<std::sync::Arc<crate::durable::Flusher>>,
+    lease: Lease,
     head: ChainHead,
+    /// SQLite: the access revision inside the batch (see [`WriteTx::bump_access`]).
+    access_rev: Option<i64>,
     entries: Vec<AuditEntry>,
+    deferred: Vec<Deferred>,
 }
 
+enum Lease {
+    /// PostgreSQL: a transaction of its own.
+    Own(Transaction<'static, Any>),
+    /// SQLite: a savepoint in the shared batch transaction.
+    Batch(crate::batch::Lease),
+}
+
+/// A bind parameter of a held-back statement.
+pub(crate) enum Arg {
+    Int(i64),
+    OptInt(Option<i64>),
+    Text(String),
+    OptText(Option<String>),
+}
+
+/// A statement that returns nothing, with its parameters numbered from `$1`.
+struct Deferred {
+    sql: Cow<'static, str>,
+    args: Vec<Arg>,
+}
+
+/// Parameters per call: SQLite allows 32,766, PostgreSQL 65,535; stay far below both.
+const ARGS_PER_CALL: usize = 900;
+
 impl WriteTx {
-    pub(crate) async fn begin(
-        pool: &AnyPool,
-        flusher: Option<std::sync::Arc<crate::durable::Flusher>>,
-    ) -> Result<WriteTx, StoreError> {
+    pub(crate) async fn begin(pool: &AnyPool) -> Result<WriteTx, StoreError> {
         let mut tx = pool.begin().await?;
         let row = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
             .fetch_one(&mut *tx)
@@ -30,65 +63,275 @@ impl WriteTx {
             hash: get(&row, "hash")?,
         };
         Ok(WriteTx {
-            tx,
-            flusher,
+            lease: Lease::Own(tx),
             head,
+            access_rev: None,
             entries: Vec::new(),
+            deferred: Vec::new(),
         })
     }
 
-    /// The connection, for the change itself.
-    pub fn conn(&mut self) -> &mut AnyConnection {
-        &mut self.tx
+    pub(crate) async fn join(batch: &crate::batch::Batcher) -> Result<WriteTx, StoreError> {
+        let (lease, head, access_rev) = batch.begin().await?;
+        Ok(WriteTx {
+            lease: Lease::Batch(lease),
+            head,
+            access_rev: Some(access_rev),
+            entries: Vec::new(),
+            deferred: Vec::new(),
+        })
     }
 
-    /// Appends an audit entry to the chain, inside this transaction.
+    fn raw_conn(&mut self) -> &mut AnyConnection {
+        match &mut self.lease {
+            Lease::Own(tx) => tx,
+            Lease::Batch(lease) => lease.conn(),
+        }
+    }
+
+    /// The connection, for a statement that reads: everything held back is sent first.
+    pub(crate) async fn conn(&mut self) -> Result<&mut AnyConnection, StoreError> {
+        if !self.deferred.is_empty() {
+            let deferred = std::mem::take(&mut self.deferred);
+            send(self.raw_conn(), deferred, "").await?;
+        }
+        Ok(self.raw_conn())
+    }
+
+    /// Runs a statement that returns nothing: now on PostgreSQL, with the next round trip on
+    /// SQLite.
+    pub(crate) async fn exec(
+        &mut self,
+        sql: &'static str,
+        args: Vec<Arg>,
+    ) -> Result<(), StoreError> {
+        match &mut self.lease {
+            Lease::Batch(_) => {
+                self.deferred.push(Deferred {
+                    sql: Cow::Borrowed(sql),
+                    args,
+                });
+            }
+            Lease::Own(tx) => {
+                bind(sqlx::query(sql), args).execute(&mut **tx).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks that grants, principals or policy changed; returns the new access revision.
+    pub async fn bump_access(&mut self) -> Result<i64, StoreError> {
+        match &mut self.access_rev {
+            // SQLite: the batch holds the write lock, so the revision it read stays ours.
+            Some(rev) => {
+                *rev += 1;
+                let rev = *rev;
+                self.exec(
+                    "UPDATE sluice_state SET access_rev = access_rev + 1 WHERE id = 1",
+                    Vec::new(),
+                )
+                .await?;
+                Ok(rev)
+            }
+            None => {
+                let row = sqlx::query(
+                    "UPDATE sluice_state SET access_rev = access_rev + 1 WHERE id = 1 RETURNING access_rev",
+                )
+                .fetch_one(self.conn().await?)
+                .await?;
+                get(&row, "access_rev")
+            }
+        }
+    }
+
+    /// Marks that flags changed.
+    pub async fn bump_flags(&mut self) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE sluice_state SET flags_rev = flags_rev + 1 WHERE id = 1",
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// Appends an audit entry to the chain of this transaction. Entries are written with the
+    /// commit and fail it if they cannot be: no audit, no action.
     pub async fn audit(
         &mut self,
         at: DateTime<Utc>,
         entry: NewEntry,
     ) -> Result<AuditEntry, StoreError> {
         let entry = self.head.append(at, entry);
-        sqlx::query(
-            "INSERT INTO audit_entries (seq, at, actor, action, resource, subject_id, details, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(entry.seq)
-        .bind(entry.at.timestamp_millis())
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(entry.resource.clone())
-        .bind(entry.subject_id.clone())
-        .bind(serde_json::to_string(&entry.details)?)
-        .bind(&entry.prev_hash)
-        .bind(&entry.hash)
-        .execute(&mut *self.tx)
-        .await?;
         self.head = entry.head();
         self.entries.push(entry.clone());
         Ok(entry)
     }
 
-    /// Commits the change and its audit entries together.
+    /// Commits the change and its audit entries together; returns once they are durable.
     pub async fn commit(mut self) -> Result<Vec<AuditEntry>, StoreError> {
         if self.entries.is_empty() {
             // INVARIANT: every committed change carries at least one audit entry.
-            self.tx.rollback().await?;
+            // Dropping the lease rolls the change back.
             return Err(StoreError::Database(
                 "refusing to commit a change without an audit entry".into(),
             ));
         }
-        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-            .bind(self.head.seq)
-            .bind(&self.head.hash)
-            .execute(&mut *self.tx)
-            .await?;
-        self.tx.commit().await?;
-        if let Some(f) = &self.flusher {
-            f.durable().await.map_err(|e| {
-                StoreError::Unavailable(format!("cannot make the commit durable: {e}"))
-            })?;
+        let mut deferred = std::mem::take(&mut self.deferred);
+        for chunk in self.entries.chunks(ARGS_PER_CALL / 9) {
+            deferred.push(insert_entries(chunk)?);
+        }
+        match self.lease {
+            Lease::Own(mut tx) => {
+                send(&mut tx, deferred, "").await?;
+                sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                    .bind(self.head.seq)
+                    .bind(&self.head.hash)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Lease::Batch(mut lease) => {
+                // The change, its entries and the end of this writer's savepoint: one call.
+                send(lease.conn(), deferred, crate::batch::KEEP).await?;
+                lease
+                    .kept(self.head, self.access_rev.unwrap_or_default())
+                    .await?;
+            }
         }
         Ok(self.entries)
+    }
+}
+
+/// One multi-row `INSERT` of audit entries.
+fn insert_entries(entries: &[AuditEntry]) -> Result<Deferred, StoreError> {
+    let mut sql = String::from(
+        "INSERT INTO audit_entries (seq, at, actor, action, resource, subject_id, details, prev_hash, hash) VALUES ",
+    );
+    let mut args = Vec::with_capacity(entries.len() * 9);
+    for (r, e) in entries.iter().enumerate() {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 1..=9 {
+            if c > 1 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * 9 + c));
+        }
+        sql.push(')');
+        args.extend([
+            Arg::Int(e.seq),
+            Arg::Int(e.at.timestamp_millis()),
+            Arg::Text(e.actor.clone()),
+            Arg::Text(e.action.clone()),
+            Arg::OptText(e.resource.clone()),
+            Arg::OptText(e.subject_id.clone()),
+            Arg::Text(serde_json::to_string(&e.details)?),
+            Arg::Text(e.prev_hash.clone()),
+            Arg::Text(e.hash.clone()),
+        ]);
+    }
+    Ok(Deferred {
+        sql: Cow::Owned(sql),
+        args,
+    })
+}
+
+fn bind<'q>(
+    mut q: Query<'q, Any, AnyArguments<'q>>,
+    args: Vec<Arg>,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    for a in args {
+        q = match a {
+            Arg::Int(v) => q.bind(v),
+            Arg::OptInt(v) => q.bind(v),
+            Arg::Text(v) => q.bind(v),
+            Arg::OptText(v) => q.bind(v),
+        };
+    }
+    q
+}
+
+/// Sends held-back statements, then `then` (statements without parameters).
+///
+/// SQLite takes several statements in one call: they go together, parameters renumbered, as
+/// few calls as the parameter limit allows, `then` appended to the last. PostgreSQL prepares
+/// one statement per call: they go one by one (`then` must be empty there).
+async fn send(
+    conn: &mut AnyConnection,
+    deferred: Vec<Deferred>,
+    then: &str,
+) -> Result<(), StoreError> {
+    if conn.backend_name() != "SQLite" {
+        for d in deferred {
+            bind(sqlx::query(&d.sql), d.args)
+                .execute(&mut *conn)
+                .await?;
+        }
+        return Ok(());
+    }
+    let mut calls: Vec<(String, Vec<Arg>)> = Vec::new();
+    for d in deferred {
+        let fits = calls
+            .last()
+            .is_some_and(|(_, args)| args.len() + d.args.len() <= ARGS_PER_CALL);
+        if !fits {
+            calls.push((String::new(), Vec::new()));
+        }
+        if let Some((sql, args)) = calls.last_mut() {
+            if !sql.is_empty() {
+                sql.push_str("; ");
+            }
+            renumber(&d.sql, args.len(), sql);
+            args.extend(d.args);
+        }
+    }
+    if !then.is_empty() {
+        match calls.last_mut() {
+            Some((sql, _)) => {
+                sql.push_str("; ");
+                sql.push_str(then);
+            }
+            None => calls.push((then.to_owned(), Vec::new())),
+        }
+    }
+    for (sql, args) in calls {
+        bind(sqlx::query(&sql), args).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Appends `sql` to `out` with every parameter `$n` renumbered `$(n + offset)`.
+fn renumber(sql: &str, offset: usize, out: &mut String) {
+    let mut rest = sql;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + offset).to_string()),
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::renumber;
+
+    #[test]
+    fn renumber_shifts_every_parameter() {
+        let mut out = String::from("X; ");
+        renumber(
+            "UPDATE t SET a = $1, b = $12 WHERE c = '$' AND d = $2",
+            3,
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            "X; UPDATE t SET a = $4, b = $15 WHERE c = '$' AND d = $5"
+        );
     }
 }

@@ -203,7 +203,63 @@ async fn one_approver_pressing_twenty_times_counts_once(b: Backend) {
     assert_eq!(s.verify().await["ok"], true);
 }
 
+/// Writers committed together (one SQLite batch) or back to back are answered at once and
+/// apply their change to the in-memory snapshot in whatever order their tasks run. An older
+/// state of a grant arriving after a newer one must never bring a revoked grant back.
+async fn a_late_older_change_never_resurrects_a_revoked_grant(b: Backend) {
+    let Some((s, req, leads)) = setup(b).await else {
+        return;
+    };
+    let id = open(&s, &req, "one-approval").await;
+    let (st, v) = s
+        .post(&leads[0], &format!("/v1/requests/{id}/approve"), json!({}))
+        .await;
+    assert_eq!((st, v["status"].as_str()), (StatusCode::OK, Some("active")));
+    let active = s
+        .app
+        .store
+        .request(&id)
+        .await
+        .expect("read")
+        .expect("stored");
+    let (st, v) = s
+        .post(
+            &leads[1],
+            &format!("/v1/requests/{id}/revoke"),
+            json!({"reason": "done"}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["status"].as_str()),
+        (StatusCode::OK, Some("revoked"))
+    );
+    let revoked = s
+        .app
+        .store
+        .request(&id)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert!(!s.allowed("req", "read", "db", "orders").await);
+    let rev = s.app.store.state_revs().await.expect("revs").access;
+
+    // The activation's writer gets to its update only now: it is older than the snapshot.
+    s.app.apply_local(&[&active], rev - 1).await;
+    assert!(
+        !s.allowed("req", "read", "db", "orders").await,
+        "an older change applied late brought the grant back"
+    );
+    // Two later changes of one batch, answered at once, applied newest first.
+    s.app.apply_local(&[&revoked], rev + 2).await;
+    s.app.apply_local(&[&active], rev + 1).await;
+    assert!(
+        !s.allowed("req", "read", "db", "orders").await,
+        "changes applied out of order left the older state in force"
+    );
+}
+
 backend_tests!(
     fifty_leads_approve_at_once_and_the_grant_is_made_once,
     one_approver_pressing_twenty_times_counts_once,
+    a_late_older_change_never_resurrects_a_revoked_grant,
 );

@@ -170,3 +170,78 @@ async fn concurrent_writers_make_one_linear_chain() {
         store.close().await;
     }
 }
+
+/// Writers that fail half-way (a statement error, or dropped after writing) among concurrent
+/// writers that commit: on SQLite they share batch transactions, and each failure must undo
+/// only its own change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_writers_among_concurrent_ones_undo_only_themselves() {
+    const TASKS: usize = 32;
+    for db in backends().await {
+        let store = db.open().await;
+        let mut tx = store.begin().await.expect("begin");
+        tx.insert_request(&pending("req-taken", "dave", t0()))
+            .await
+            .expect("insert");
+        tx.audit(t0(), entry("test.setup")).await.expect("audit");
+        tx.commit().await.expect("commit");
+
+        let mut tasks = Vec::new();
+        for t in 0..TASKS {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tx = store.begin().await.expect("begin");
+                tx.insert_request(&pending(&format!("req-{t}"), "dave", t0()))
+                    .await
+                    .expect("insert");
+                tx.bump_access().await.expect("bump");
+                tx.audit(t0(), entry(&format!("test.{t}")))
+                    .await
+                    .expect("audit");
+                match t % 4 {
+                    // A statement fails after this writer wrote (at once on PostgreSQL, with
+                    // the commit on SQLite): the writer's change is undone.
+                    1 => {
+                        let dup = match tx.insert_request(&pending("req-taken", "dave", t0())).await
+                        {
+                            Ok(()) => tx.commit().await.map(|_| ()),
+                            Err(e) => Err(e),
+                        };
+                        assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+                        None
+                    }
+                    // Dropped after writing (a cancelled request handler).
+                    2 => None,
+                    _ => Some(tx.commit().await.expect("commit")),
+                }
+            }));
+        }
+        let mut acked = Vec::new();
+        for (t, task) in tasks.into_iter().enumerate() {
+            let kept = task.await.expect("task");
+            let stored = store.request(&format!("req-{t}")).await.expect("read");
+            assert_eq!(
+                stored.is_some(),
+                kept.is_some(),
+                "{:?}: writer {t} kept exactly when it committed",
+                db.backend
+            );
+            acked.extend(kept.into_iter().flatten());
+        }
+        let committed = TASKS / 2;
+        let stored = store.audit_all().await.expect("audit");
+        assert_eq!(stored.len(), 1 + committed, "{:?}", db.backend);
+        let head = store.audit_head().await.expect("head");
+        let report = sluice_audit::verify(&stored, &[], None, Some(&head));
+        assert!(report.ok(), "{:?}: {:?}", db.backend, report.problems);
+        acked.sort_by_key(|e| e.seq);
+        assert_eq!(acked, stored[1..], "{:?}", db.backend);
+        assert_eq!(
+            store.state_revs().await.expect("revs").access,
+            committed as i64,
+            "{:?}: only committed writers bumped the counter",
+            db.backend
+        );
+        store.close().await;
+    }
+}

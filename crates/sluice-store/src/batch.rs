@@ -1,0 +1,250 @@
+//! Batched commits for SQLite: many audited writes, one transaction, one fsync.
+//!
+//! SQLite has one writer, so audited writes are serialised anyway; what they cost is the
+//! per-transaction work (begin, lock and rewrite the chain head, commit, fsync) and, through
+//! sqlx, a hand-off to the connection's thread and back for every statement. Here they share
+//! the first and keep the second to a minimum. A writer takes the batch lock (a FIFO mutex)
+//! and joins the open batch transaction, where the savepoint `op` is always open and empty
+//! between writers; it does its change, then writes its audit entries, releases `op` and
+//! opens the next one in a single call ([`KEEP`]), and waits. A committer task, woken by every release, takes the lock *after* the writers
+//! already queued (the mutex is fair), so whatever queued while the previous batch was being
+//! made durable joins this one. It writes the chain head once, commits, fsyncs (group commit,
+//! see [`crate::durable`]) and only then answers every writer of the batch.
+//!
+//! INVARIANT: nobody is answered before the batch holding their change is on disk, and a
+//! failed commit fails every writer of the batch ("no audit, no action" holds per writer).
+//! A writer that fails or is dropped half-way is rolled back to its savepoint by the next
+//! holder of the lock; the other writers of the batch are untouched. At low load a batch is
+//! one writer, and the cost is one extra task wake-up.
+//!
+//! Written by hand: it is a lock, a savepoint and a loop around sqlx; no crate offers group
+//! commit of independent transactions.
+
+use crate::durable::Flusher;
+use crate::{get, StoreError};
+use sluice_audit::ChainHead;
+use sqlx::AnyConnection;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard};
+
+type Answer = oneshot::Sender<Result<(), StoreError>>;
+
+/// Ends a writer's savepoint, keeping its change, and opens the next writer's.
+pub(crate) const KEEP: &str = "RELEASE SAVEPOINT op; SAVEPOINT op";
+
+/// The shared write path of one SQLite store.
+#[derive(Debug)]
+pub(crate) struct Batcher {
+    state: Arc<Mutex<Batch>>,
+    kick: mpsc::Sender<()>,
+    flusher: Arc<Flusher>,
+}
+
+#[derive(Debug)]
+struct Batch {
+    /// The one connection that writes audited changes.
+    conn: AnyConnection,
+    /// A batch transaction is open on `conn`.
+    open: bool,
+    /// The chain head inside the open transaction, as left by the last released writer.
+    head: ChainHead,
+    /// The access revision inside the open transaction, likewise.
+    access_rev: i64,
+    /// Writers whose change is in the open transaction, waiting for it to be durable.
+    waiting: Vec<Answer>,
+    /// The last holder of the lock left without releasing its savepoint.
+    abandoned: bool,
+}
+
+impl Batcher {
+    /// Takes over `conn` for audited writes and starts the committer task.
+    pub(crate) fn start(conn: AnyConnection, flusher: Arc<Flusher>) -> Batcher {
+        let state = Arc::new(Mutex::new(Batch {
+            conn,
+            open: false,
+            head: ChainHead::genesis(),
+            access_rev: 0,
+            waiting: Vec::new(),
+            abandoned: false,
+        }));
+        // One pending kick is enough: the committer takes everything queued when it runs.
+        let (kick, kicks) = mpsc::channel(1);
+        tokio::spawn(committer(state.clone(), flusher.clone(), kicks));
+        Batcher {
+            state,
+            kick,
+            flusher,
+        }
+    }
+
+    /// Joins (or opens) the batch transaction; returns the lease, the chain head to extend
+    /// and the access revision.
+    pub(crate) async fn begin(&self) -> Result<(Lease, ChainHead, i64), StoreError> {
+        let mut guard = self.state.clone().lock_owned().await;
+        guard.settle().await;
+        if !guard.open {
+            guard.open_transaction().await?;
+        }
+        let head = guard.head.clone();
+        let access_rev = guard.access_rev;
+        Ok((
+            Lease {
+                guard,
+                kick: self.kick.clone(),
+                released: false,
+            },
+            head,
+            access_rev,
+        ))
+    }
+
+    /// Commits whatever is waiting, now (used when the store closes).
+    pub(crate) async fn flush(&self) {
+        flush(&self.state, &self.flusher).await;
+    }
+}
+
+impl Batch {
+    async fn open_transaction(&mut self) -> Result<(), StoreError> {
+        let rows = sqlx::query(
+            "BEGIN IMMEDIATE; SAVEPOINT op; \
+             SELECT h.seq, h.hash, s.access_rev FROM audit_head h, sluice_state s WHERE h.id = 1 AND s.id = 1",
+        )
+        .fetch_all(&mut self.conn)
+        .await;
+        let head = rows.map_err(StoreError::from).and_then(|rows| {
+            let row = rows.first().ok_or_else(|| {
+                StoreError::Corrupt("the chain head or state row is missing".into())
+            })?;
+            let head = ChainHead {
+                seq: get(row, "seq")?,
+                hash: get(row, "hash")?,
+            };
+            Ok((head, get(row, "access_rev")?))
+        });
+        match head {
+            Ok((head, access_rev)) => {
+                self.head = head;
+                self.access_rev = access_rev;
+                self.open = true;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Undoes the change of a writer that left half-way. If even that fails, the whole batch
+    /// is rolled back and its writers are told.
+    async fn settle(&mut self) {
+        if !self.abandoned {
+            return;
+        }
+        self.abandoned = false;
+        // Rolling back to `op` leaves it open, empty, for the next writer.
+        let undone = sqlx::query("ROLLBACK TO SAVEPOINT op")
+            .execute(&mut self.conn)
+            .await;
+        if let Err(e) = undone {
+            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+            self.open = false;
+            let e = StoreError::Database(format!("the write batch was rolled back: {e}"));
+            for w in self.waiting.drain(..) {
+                let _ = w.send(Err(e.clone()));
+            }
+        }
+    }
+
+    /// Writes the chain head and commits. Returns the writers to answer and the outcome.
+    async fn commit(&mut self) -> Option<(Vec<Answer>, Result<(), StoreError>)> {
+        if !self.open {
+            return None;
+        }
+        self.open = false;
+        if self.waiting.is_empty() {
+            // Only abandoned writers: nothing to keep.
+            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+            return None;
+        }
+        let waiting = std::mem::take(&mut self.waiting);
+        let committed =
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1; COMMIT")
+                .bind(self.head.seq)
+                .bind(&self.head.hash)
+                .execute(&mut self.conn)
+                .await;
+        if committed.is_err() {
+            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+        }
+        Some((waiting, committed.map(|_| ()).map_err(StoreError::from)))
+    }
+}
+
+/// Commits the open batch, makes it durable, then answers its writers.
+async fn flush(state: &Mutex<Batch>, flusher: &Flusher) {
+    let mut guard = state.lock().await;
+    guard.settle().await;
+    let Some((waiting, result)) = guard.commit().await else {
+        return;
+    };
+    drop(guard);
+    // The next batch fills while this one reaches the disk.
+    let result = match result {
+        Ok(()) => flusher
+            .durable()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot make the commit durable: {e}"))),
+        Err(e) => Err(e),
+    };
+    for w in waiting {
+        let _ = w.send(result.clone());
+    }
+}
+
+async fn committer(state: Arc<Mutex<Batch>>, flusher: Arc<Flusher>, mut kicks: mpsc::Receiver<()>) {
+    // Ends when the store (every sender) is gone.
+    while kicks.recv().await.is_some() {
+        flush(&state, &flusher).await;
+    }
+}
+
+/// One writer's place in the batch: holds the write lock until released or dropped.
+pub(crate) struct Lease {
+    guard: OwnedMutexGuard<Batch>,
+    kick: mpsc::Sender<()>,
+    released: bool,
+}
+
+impl Lease {
+    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.guard.conn
+    }
+
+    /// Keeps this writer's change in the batch (its savepoint was just released with
+    /// [`KEEP`]) and waits until the batch is durable.
+    pub(crate) async fn kept(mut self, head: ChainHead, access_rev: i64) -> Result<(), StoreError> {
+        let (answer, answered) = oneshot::channel();
+        self.guard.head = head;
+        self.guard.access_rev = access_rev;
+        self.guard.waiting.push(answer);
+        self.released = true;
+        let kick = self.kick.clone();
+        drop(self);
+        let _ = kick.try_send(());
+        answered
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the store was closed".into())))
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if !self.released {
+            // INVARIANT: the next holder of the lock rolls this writer back before anything else.
+            self.guard.abandoned = true;
+            let _ = self.kick.try_send(());
+        }
+    }
+}
