@@ -4,7 +4,7 @@
 //! path (fsync, the statements, token lookup, `App::refresh` against the number of live grants)
 //! and what group commit would buy.
 //!
-//! Run (release): `cargo run --release -p sluice-bench --bin bench-writes -- [--pairs N] [--runs R] [--only throughput|breakdown|sqlite]`
+//! Run (release): `cargo run --release -p sluice-bench --bin bench-writes -- [--pairs N] [--runs R] [--only throughput|breakdown|sqlite] [--path direct|http] [--tasks 1,8,32]`
 //! The database lives under `$TMPDIR` (default `/tmp`): put it on the disk you mean to measure.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark harness")]
@@ -140,7 +140,7 @@ impl Bench {
         let caller = authenticate(&self.app, Some(SecretToken::from_presented(&token)))
             .await
             .map_err(|e| anyhow!("{e}"))?;
-        Ok((token, caller))
+        Ok((token, Caller::clone(&caller)))
     }
 
     async fn post(&self, token: &str, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
@@ -298,12 +298,17 @@ where
     Ok(median(v))
 }
 
-async fn throughput(pairs: usize, runs: usize) -> anyhow::Result<()> {
+async fn throughput(
+    pairs: usize,
+    runs: usize,
+    modes: &[Mode],
+    concs: &[usize],
+) -> anyhow::Result<()> {
     println!("## throughput: {pairs} request+approve pairs per run, fresh database per run, {runs} runs, medians");
     println!("| path | tasks | pairs/s | first 1/4 | last 1/4 | pair p50 ms | pair p99 ms |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
-    for mode in [Mode::Direct, Mode::Http] {
-        for conc in [1usize, 8, 32] {
+    for &mode in modes {
+        for &conc in concs {
             let mut rs = Vec::new();
             for _ in 0..runs {
                 let b = Arc::new(Bench::start().await?);
@@ -616,12 +621,23 @@ async fn main() -> anyhow::Result<()> {
     let runs: usize = arg("--runs").map(|s| s.parse()).transpose()?.unwrap_or(3);
     let only = arg("--only");
     ensure!(pairs >= 8 && runs >= 1, "--pairs ≥ 8, --runs ≥ 1");
+    let concs: Vec<usize> = arg("--tasks")
+        .unwrap_or_else(|| "1,8,32".into())
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let modes: Vec<Mode> = match arg("--path").as_deref() {
+        None => vec![Mode::Direct, Mode::Http],
+        Some("direct") => vec![Mode::Direct],
+        Some("http") => vec![Mode::Http],
+        Some(other) => anyhow::bail!("--path direct|http, not {other}"),
+    };
     if only.as_deref().is_none_or(|o| o == "sqlite") {
         sqlite_floor().await?;
         println!();
     }
     if only.as_deref().is_none_or(|o| o == "throughput") {
-        throughput(pairs, runs).await?;
+        throughput(pairs, runs, &modes, &concs).await?;
         println!();
     }
     if only.as_deref().is_none_or(|o| o == "breakdown") {

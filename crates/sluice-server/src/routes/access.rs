@@ -217,7 +217,7 @@ pub async fn deny(
 
 async fn end(
     app: App,
-    caller: crate::auth::Caller,
+    caller: std::sync::Arc<crate::auth::Caller>,
     id: String,
     ending: Ending,
 ) -> Result<Json<RequestView>, ApiError> {

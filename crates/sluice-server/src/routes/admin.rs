@@ -26,10 +26,10 @@ pub struct WhoAmI {
 pub async fn whoami(State(app): State<App>, ApiCaller(caller): ApiCaller) -> Json<WhoAmI> {
     let groups = app.policy().groups_of(&caller.name);
     Json(WhoAmI {
-        name: caller.name,
+        name: caller.name.clone(),
         admin: caller.admin,
         groups,
-        token_id: caller.token_id,
+        token_id: caller.token_id.clone(),
     })
 }
 

@@ -23,7 +23,7 @@ use tokio_stream::StreamExt;
 
 /// A client key: evaluates the flags of exactly one environment, nothing else.
 pub struct ClientKey {
-    pub caller: Caller,
+    pub caller: std::sync::Arc<Caller>,
     pub environment: String,
 }
 
