@@ -134,6 +134,17 @@ impl Context {
         self.values.get(i)
     }
 
+    /// Every top-level attribute, in the order given.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.slots.iter().zip(self.values.iter()).map(|(s, v)| {
+            let name = self
+                .names
+                .get(s.start as usize..(s.start + s.len) as usize)
+                .unwrap_or_default();
+            (name, v)
+        })
+    }
+
     /// The whole context as a JSON object.
     pub fn as_value(&self) -> &Value {
         self.whole.get_or_init(|| {

@@ -13,7 +13,6 @@ pub mod views;
 use crate::app::App;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -100,17 +99,78 @@ pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
-async fn track(req: Request, next: Next) -> Response {
-    // MatchedPath is an Arc<str> clone: no allocation per request.
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let start = std::time::Instant::now();
-    let resp = next.run(req).await;
-    crate::metrics::http(
-        route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        resp.status().as_u16(),
-        start.elapsed().as_secs_f64(),
-    );
-    resp
+/// Counts every request and times it, per route pattern and status class (see
+/// [`crate::metrics::http`]). A plain tower layer rather than `middleware::from_fn`, which
+/// clones the rest of the stack and boxes a future on every request.
+#[derive(Clone, Copy)]
+struct Track;
+
+impl<S> tower::Layer<S> for Track {
+    type Service = Tracked<S>;
+    fn layer(&self, inner: S) -> Tracked<S> {
+        Tracked(inner)
+    }
+}
+
+#[derive(Clone)]
+struct Tracked<S>(S);
+
+impl<S> tower::Service<Request> for Tracked<S>
+where
+    S: tower::Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Timed<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // MatchedPath is an Arc<str> clone: no allocation per request.
+        let route = req.extensions().get::<MatchedPath>().cloned();
+        Timed {
+            inner: self.0.call(req),
+            route,
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct Timed<F> {
+        #[pin]
+        inner: F,
+        route: Option<MatchedPath>,
+        start: std::time::Instant,
+    }
+}
+
+impl<F, E> std::future::Future for Timed<F>
+where
+    F: std::future::Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.inner.poll(cx));
+        if let Ok(resp) = &out {
+            crate::metrics::http(
+                this.route.as_ref().map_or("unmatched", MatchedPath::as_str),
+                resp.status().as_u16(),
+                this.start.elapsed().as_secs_f64(),
+            );
+        }
+        std::task::Poll::Ready(out)
+    }
 }
 
 async fn not_found() -> crate::error::ApiError {
@@ -195,7 +255,7 @@ pub fn router(app: App) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
-        .layer(middleware::from_fn(track))
+        .layer(Track)
         // Enforced by the body extractors, so an oversized body gets the JSON error shape.
         .layer(DefaultBodyLimit::max(MAX_BODY))
         // Echo a caller's X-Request-ID (as AuthZEN asks); none is invented for the others.

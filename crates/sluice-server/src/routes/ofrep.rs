@@ -138,14 +138,41 @@ pub async fn evaluate(
 /// The bulk ETag: the environment's revision, how many moments at which an answer may change
 /// (a target expiring, a rollout step) have passed, and the request context, hashed. A
 /// different context, a new configuration or a passed moment gives a different tag.
-fn etag(revision: i64, epoch: usize, context: &Value) -> String {
+/// The context is hashed in canonical form (keys sorted, canonical values), so key order
+/// does not matter and every instance computes the same tag.
+fn etag(revision: i64, epoch: usize, context: &Context) -> String {
+    use sluice_audit::canonical::{write_str, write_value};
+    let mut entries: Vec<(&str, &Value)> = context.entries().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    let mut canonical = Vec::with_capacity(128);
+    canonical.push(b'{');
+    for (i, (name, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            canonical.push(b',');
+        }
+        write_str(&mut canonical, name);
+        canonical.push(b':');
+        write_value(&mut canonical, value);
+    }
+    canonical.push(b'}');
     let mut h = Sha256::new();
     h.update(revision.to_be_bytes());
     h.update(epoch.to_be_bytes());
-    h.update(sluice_audit::canonical::to_vec(context));
+    h.update(&canonical);
     let digest = h.finalize();
-    format!("\"{revision}-{}\"", hex::encode(&digest[..12]))
+    let mut tag = String::with_capacity(48);
+    tag.push('"');
+    tag.push_str(&revision.to_string());
+    tag.push('-');
+    for b in &digest[..12] {
+        tag.push(char::from(HEX[usize::from(b >> 4)]));
+        tag.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    tag.push('"');
+    tag
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn events_url(headers: &HeaderMap) -> String {
     let host = headers
@@ -178,7 +205,7 @@ pub async fn evaluate_all(
     let revision = flags.as_ref().map_or(0, |f| f.revision);
     let epoch = flags.as_ref().map_or(0, |f| f.epoch(now));
     // The context as evaluated (canonical: key order does not matter).
-    let tag = etag(revision, epoch, ctx.as_value());
+    let tag = etag(revision, epoch, &ctx);
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

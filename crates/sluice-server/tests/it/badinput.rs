@@ -314,8 +314,53 @@ async fn callers_without_a_valid_api_token_are_refused(b: Backend) {
     );
 }
 
+/// `/metrics` counts answered requests per route pattern and status class; a path that
+/// matches no route is counted as `unmatched`, not by its (unbounded) path.
+async fn requests_are_counted_per_route_and_status_class(b: Backend) {
+    let s = server!(b);
+    let scrape = async || {
+        let text = s
+            .http
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .expect("sent")
+            .text()
+            .await
+            .expect("text");
+        let count = |route: &str, class: &str| -> f64 {
+            text.lines()
+                .filter(|l| l.starts_with("sluice_http_requests_total{"))
+                .filter(|l| l.contains(&format!("route=\"{route}\"")))
+                .filter(|l| l.contains(&format!("status=\"{class}\"")))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        (
+            count("/healthz", "2xx"),
+            count("unmatched", "4xx"),
+            count("/v1/requests/{id}", "4xx"),
+        )
+    };
+    let before = scrape().await;
+    for _ in 0..3 {
+        let (st, _) = s.get(ADMIN_TOKEN, "/healthz").await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    let (st, _) = s.get(ADMIN_TOKEN, "/v1/no-such-thing/42").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let (st, _) = s.get(ADMIN_TOKEN, "/v1/requests/req-nope").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let after = scrape().await;
+    // The recorder is shared by every test in this process: other tests only add.
+    assert!(after.0 >= before.0 + 3.0, "{before:?} -> {after:?}");
+    assert!(after.1 > before.1, "{before:?} -> {after:?}");
+    assert!(after.2 > before.2, "{before:?} -> {after:?}");
+}
+
 backend_tests!(
     malformed_and_unknown_input_is_refused_with_a_code,
     an_invalid_policy_is_refused_naming_the_place,
     callers_without_a_valid_api_token_are_refused,
+    requests_are_counted_per_route_and_status_class,
 );
