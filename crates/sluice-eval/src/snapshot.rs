@@ -60,6 +60,8 @@ pub struct Snapshot {
     metadata: Map<String, Value>,
     /// Borrowed by evaluations of unknown flags.
     no_metadata: Map<String, Value>,
+    /// Some rule may read `$flagd.timestamp`: answers can change with time alone.
+    reads_time: bool,
 }
 
 impl Snapshot {
@@ -86,6 +88,7 @@ impl Snapshot {
             index: FxHashMap::default(),
             metadata,
             no_metadata: Map::new(),
+            reads_time: false,
         }
     }
 
@@ -97,8 +100,12 @@ impl Snapshot {
     ) -> Result<Self, DefinitionError> {
         let mut flags = Vec::with_capacity(def.flags.len());
         let mut index = FxHashMap::default();
+        let mut reads_time = false;
         for (key, flag) in &def.flags {
-            let rule = match Compiler::new(def, key, flag, opts).compile_flag_rule() {
+            let mut compiler = Compiler::new(def, key, flag, opts);
+            let compiled = compiler.compile_flag_rule();
+            reads_time |= compiler.reads_time;
+            let rule = match compiled {
                 Ok(Some(node)) => Rule::Targeting(node),
                 Ok(None) => Rule::Static,
                 Err(e) if isolate_errors => Rule::Broken(e.to_string()),
@@ -143,7 +150,14 @@ impl Snapshot {
             index,
             metadata: def.metadata.clone(),
             no_metadata: Map::new(),
+            reads_time,
         })
+    }
+
+    /// Whether some rule may read `$flagd.timestamp`, so that an answer can change with time
+    /// alone (a cache of answers must then expire with the second).
+    pub fn reads_time(&self) -> bool {
+        self.reads_time
     }
 
     pub fn revision(&self) -> u64 {

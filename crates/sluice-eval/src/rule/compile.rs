@@ -40,6 +40,8 @@ pub(crate) struct Compiler<'d> {
     /// `$ref`s being expanded, to detect cycles.
     refs: Vec<&'d str>,
     nodes: usize,
+    /// The rule may read `$flagd.timestamp`: its answer can change with time alone.
+    pub(crate) reads_time: bool,
 }
 
 /// Which `$flagd` property a static `var` path names, if any.
@@ -66,6 +68,7 @@ impl<'d> Compiler<'d> {
             opts,
             refs: Vec::new(),
             nodes: 0,
+            reads_time: false,
         }
     }
 
@@ -95,6 +98,7 @@ impl<'d> Compiler<'d> {
             opts: CompileOptions::STRICT,
             refs: vec![name],
             nodes: 0,
+            reads_time: false,
         };
         let Some(body) = doc.evaluators.get(name) else {
             return Ok(());
@@ -114,6 +118,7 @@ impl<'d> Compiler<'d> {
             opts: CompileOptions::STRICT,
             refs: Vec::new(),
             nodes: 0,
+            reads_time: false,
         };
         c.compile(rule, &JsonPath::root(), 1, Pos::Expr)
     }

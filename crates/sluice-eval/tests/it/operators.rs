@@ -166,3 +166,33 @@ fn flagd_custom_operators() {
         json!({"v": 1.2}),
     );
 }
+
+/// A snapshot knows whether any rule may read `$flagd.timestamp` (its answers then change
+/// with time alone, which caches must respect) — through a `$ref` or a computed path too.
+#[test]
+fn snapshots_know_whether_a_rule_reads_the_time() {
+    let reads = |targeting: Value| {
+        let doc = json!({
+            "flags": {"f": {"state": "ENABLED", "variants": {"on": true, "off": false},
+                "defaultVariant": "off", "targeting": targeting}},
+            "$evaluators": {"late": {">": [{"var": "$flagd.timestamp"}, 5]}}
+        });
+        let def = FlagSetDef::from_value(doc).unwrap();
+        sluice_eval::Snapshot::compile(&def, 1)
+            .unwrap()
+            .reads_time()
+    };
+    let on_if = |cond: Value| json!({"if": [cond, "on", "off"]});
+    assert!(reads(on_if(json!({">": [{"var": "$flagd.timestamp"}, 5]}))));
+    assert!(reads(on_if(json!({"==": [{"var": "$flagd"}, {}]}))));
+    assert!(reads(on_if(json!({"$ref": "late"}))));
+    assert!(reads(on_if(
+        json!({"==": [{"var": {"cat": ["$flagd.", "timestamp"]}}, 1]})
+    )));
+    assert!(!reads(on_if(
+        json!({"==": [{"var": "$flagd.flagKey"}, "f"]})
+    )));
+    assert!(!reads(on_if(
+        json!({"ends_with": [{"var": "email"}, "@x.org"]})
+    )));
+}

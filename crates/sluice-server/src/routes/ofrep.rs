@@ -136,11 +136,12 @@ pub async fn evaluate(
 }
 
 /// The bulk ETag: the environment's revision, how many moments at which an answer may change
-/// (a target expiring, a rollout step) have passed, and the request context, hashed. A
-/// different context, a new configuration or a passed moment gives a different tag.
+/// (a target expiring, a rollout step) have passed, the current second when some rule reads
+/// `$flagd.timestamp`, and the request context, hashed. A different context, a new
+/// configuration or a passed moment gives a different tag.
 /// The context is hashed in canonical form (keys sorted, canonical values), so key order
 /// does not matter and every instance computes the same tag.
-fn etag(revision: i64, epoch: usize, context: &Context) -> String {
+fn etag(revision: i64, epoch: usize, second: Option<i64>, context: &Context) -> String {
     use sluice_audit::canonical::{write_str, write_value};
     let mut entries: Vec<(&str, &Value)> = context.entries().collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -158,6 +159,9 @@ fn etag(revision: i64, epoch: usize, context: &Context) -> String {
     let mut h = Sha256::new();
     h.update(revision.to_be_bytes());
     h.update(epoch.to_be_bytes());
+    if let Some(second) = second {
+        h.update(second.to_be_bytes());
+    }
     h.update(&canonical);
     let digest = h.finalize();
     let mut tag = String::with_capacity(48);
@@ -205,7 +209,12 @@ pub async fn evaluate_all(
     let revision = flags.as_ref().map_or(0, |f| f.revision);
     let epoch = flags.as_ref().map_or(0, |f| f.epoch(now));
     // The context as evaluated (canonical: key order does not matter).
-    let tag = etag(revision, epoch, &ctx);
+    // Rules that read the time may answer differently every second.
+    let second = flags
+        .as_ref()
+        .filter(|f| f.snapshot.reads_time())
+        .map(|_| now.timestamp());
+    let tag = etag(revision, epoch, second, &ctx);
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

@@ -719,7 +719,55 @@ async fn a_client_key_over_its_rate_gets_429_with_retry_after(b: Backend) {
     }
 }
 
+/// A rule that reads `$flagd.timestamp` can change its answer with time alone: its bulk ETag
+/// must not outlive the second it was computed in. Where no rule reads the time, the tag
+/// holds across time.
+async fn a_bulk_etag_does_not_outlive_a_time_dependent_answer(b: Backend) {
+    let s = server!(b);
+    let launch = crate::harness::t0().timestamp() + 5;
+    import(
+        &s,
+        "staging",
+        json!({"flags": {"launch": {"state": "ENABLED", "variants": {"on": true, "off": false},
+            "defaultVariant": "off",
+            "targeting": {"if": [{">=": [{"var": "$flagd.timestamp"}, launch]}, "on", "off"]}}}}),
+    )
+    .await;
+    import(&s, "development", document()).await;
+    let path = "/ofrep/v1/evaluate/flags";
+    let ctx = json!({"context": {"targetingKey": "u-1"}}).to_string();
+    let timed = client_key(&s, "staging").await;
+    let plain = client_key(&s, "development").await;
+    let timed = Some(("x-api-key", timed.as_str()));
+    let plain = Some(("x-api-key", plain.as_str()));
+
+    let before = call(&s, path, timed, &ctx, &[]).await;
+    assert_eq!(bulk_entry(&before.json(), "launch")["value"], false);
+    let plain_tag = etag_of(&call(&s, path, plain, &ctx, &[]).await);
+    s.advance(chrono::TimeDelta::seconds(6));
+    let after = call(
+        &s,
+        path,
+        timed,
+        &ctx,
+        &[(IF_NONE_MATCH.as_str(), &etag_of(&before))],
+    )
+    .await;
+    assert_eq!(after.status, StatusCode::OK, "{}", after.text);
+    assert_eq!(bulk_entry(&after.json(), "launch")["value"], true);
+    let again = call(
+        &s,
+        path,
+        plain,
+        &ctx,
+        &[(IF_NONE_MATCH.as_str(), &plain_tag)],
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{}", again.text);
+}
+
 backend_tests!(
+    a_bulk_etag_does_not_outlive_a_time_dependent_answer,
     every_reason_and_error_code_over_http,
     client_keys_authenticate_and_are_bound_to_one_environment,
     bulk_isolates_failures_and_caches_by_revision_and_context,

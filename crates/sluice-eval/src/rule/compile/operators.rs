@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::{special_of, Compiler, Pos};
 use crate::error::{DefinitionError, JsonPath};
 use crate::rule::fractional::{weight_of, Bucket, FractionalNode, Weight, MAX_TOTAL_WEIGHT};
-use crate::rule::{Node, Segment, Var, VarPath};
+use crate::rule::{Node, Segment, Special, Var, VarPath};
 
 impl<'d> Compiler<'d> {
     pub(super) fn inline_ref(
@@ -75,8 +75,19 @@ impl<'d> Compiler<'d> {
             None | Some(Value::Null) => VarPath::Whole,
             Some(Value::String(s)) => static_path(s),
             Some(Value::Number(n)) => static_path(&n.to_string()),
-            Some(other) => VarPath::Dynamic(self.compile(other, &arg_path(0), depth, Pos::Expr)?),
+            Some(other) => {
+                // A computed path may name `$flagd.timestamp` at evaluation.
+                self.reads_time = true;
+                VarPath::Dynamic(self.compile(other, &arg_path(0), depth, Pos::Expr)?)
+            }
         };
+        if let VarPath::Static {
+            special: Some(Special::Timestamp | Special::Object),
+            ..
+        } = &path
+        {
+            self.reads_time = true;
+        }
         let default = match args.get(1) {
             Some(d) => Some(self.compile(d, &arg_path(1), depth, Pos::Expr)?),
             None => None,
