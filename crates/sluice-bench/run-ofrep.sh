@@ -109,21 +109,24 @@ taskset -c 0 "$bin/bare-ofrep" 127.0.0.1:7083 "$work/bulk.json" "$work/single.js
 pids+=("$!")
 wait_up "http://127.0.0.1:7083/"
 
-run_wrk() { # url key if-none-match
-  SLUICE_CLIENT_KEY="$2" IF_NONE_MATCH="$3" taskset -c 1 wrk -t1 "-c$connections" "-d$duration" \
+run_wrk() { # url key if-none-match distinct
+  SLUICE_CLIENT_KEY="$2" IF_NONE_MATCH="$3" DISTINCT="$4" taskset -c 1 wrk -t1 "-c$connections" "-d$duration" \
     --latency -s "$here/wrk/ofrep.lua" "$1"
 }
 for r in $(seq 1 "$rounds"); do
-  for case in single bulk bulk304; do
+  for case in single bulk bulk-distinct bulk304; do
+    distinct=""
     case $case in
       single) path=/ofrep/v1/evaluate/flags/targeted; k=$single_key; inm="" ;;
       bulk) path=/ofrep/v1/evaluate/flags; k=$bulk_key; inm="" ;;
+      # Every request a new targetingKey: no answer comes from Sluice's answer cache.
+      bulk-distinct) path=/ofrep/v1/evaluate/flags; k=$bulk_key; inm=""; distinct=1000000 ;;
       bulk304) path=/ofrep/v1/evaluate/flags; k=$bulk_key; inm=$etag ;;
     esac
     for target in bare:7083 sluice:7070; do
       name="${target%%:*}"
       port="${target##*:}"
-      out=$(run_wrk "http://127.0.0.1:$port$path" "$k" "$inm")
+      out=$(run_wrk "http://127.0.0.1:$port$path" "$k" "$inm" "$distinct")
       rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
       p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
       non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')

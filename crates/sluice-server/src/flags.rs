@@ -21,6 +21,45 @@ pub struct EnvFlags {
     variants: HashMap<String, serde_json::Map<String, Value>>,
     /// Every moment at which some answer in this environment may change, sorted.
     boundaries: Vec<i64>,
+    /// Bulk answers already rendered (see [`AnswerCache`]).
+    pub answers: AnswerCache,
+}
+
+/// Rendered bulk answers by ETag. The tag covers everything an answer depends on but the
+/// revision — the layer epoch, the current second when some rule reads the time, and the
+/// context — and the cache lives and dies with one [`EnvFlags`], that is with one revision.
+/// So a hit is the answer evaluation would give, without evaluating: what many clients
+/// sharing a context (anonymous visitors, one region's users) or polling without
+/// `If-None-Match` get. Bounded in bytes; emptied when full.
+#[derive(Debug, Default)]
+pub struct AnswerCache {
+    inner: std::sync::RwLock<(HashMap<String, axum::body::Bytes>, usize)>,
+}
+
+/// Bytes of rendered answers kept per environment.
+const ANSWER_CACHE_BYTES: usize = 8 << 20;
+
+impl AnswerCache {
+    pub fn get(&self, tag: &str) -> Option<axum::body::Bytes> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.0.get(tag).cloned()
+    }
+
+    pub fn put(&self, tag: String, answer: axum::body::Bytes) {
+        if answer.len() > ANSWER_CACHE_BYTES / 16 {
+            // An environment this large would churn the cache; evaluate each time.
+            return;
+        }
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if inner.1 + answer.len() > ANSWER_CACHE_BYTES {
+            inner.0.clear();
+            inner.1 = 0;
+        }
+        inner.1 += answer.len();
+        if let Some(old) = inner.0.insert(tag, answer) {
+            inner.1 -= old.len();
+        }
+    }
 }
 
 impl EnvFlags {
@@ -134,6 +173,7 @@ fn compile(set: &StoredFlagSet, layers: &[(String, String, Value)]) -> EnvFlags 
         layers: compiled,
         variants,
         boundaries,
+        answers: AnswerCache::default(),
     }
 }
 

@@ -225,23 +225,46 @@ pub async fn evaluate_all(
         resp.headers_mut().insert(header::ETAG, tag_header);
         return resp;
     }
-    let streams = [(
-        "eventStreams",
-        json!([{"type": "sse", "url": events_url(&headers), "inactivityDelaySec": 120}]),
-    )];
-    let evals = flags
-        .as_ref()
-        .map(|f| f.evaluate_all(&ctx, now))
-        .unwrap_or_default();
-    let no_metadata = serde_json::Map::new();
-    let out = ofrep::BulkWire {
-        evaluations: &evals,
-        metadata: flags
-            .as_ref()
-            .map_or(&no_metadata, |f| f.snapshot.metadata()),
-        extra: &streams,
+    // The answer without its last `}`, rendered once per tag (see `flags::AnswerCache`).
+    let cached = flags.as_ref().and_then(|f| f.answers.get(&tag));
+    let answer = match cached {
+        Some(answer) => answer,
+        None => {
+            let evals = flags
+                .as_ref()
+                .map(|f| f.evaluate_all(&ctx, now))
+                .unwrap_or_default();
+            let no_metadata = serde_json::Map::new();
+            let out = ofrep::BulkWire {
+                evaluations: &evals,
+                metadata: flags
+                    .as_ref()
+                    .map_or(&no_metadata, |f| f.snapshot.metadata()),
+                extra: &[],
+            };
+            let mut rendered = serde_json::to_vec(&out).unwrap_or_default();
+            if rendered.pop() != Some(b'}') {
+                return ApiError::Internal("a bulk answer did not render as an object".into())
+                    .into_response();
+            }
+            let rendered = Bytes::from(rendered);
+            if let Some(f) = &flags {
+                f.answers.put(tag.clone(), rendered.clone());
+            }
+            rendered
+        }
     };
-    let mut resp = json_response(StatusCode::OK, &out);
+    let streams = json!([{"type": "sse", "url": events_url(&headers), "inactivityDelaySec": 120}]);
+    let mut body = Vec::with_capacity(answer.len() + 128);
+    body.extend_from_slice(&answer);
+    body.extend_from_slice(b",\"eventStreams\":");
+    body.extend_from_slice(streams.to_string().as_bytes());
+    body.push(b'}');
+    let mut resp = (StatusCode::OK, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp.headers_mut().insert(header::ETAG, tag_header);
     resp
 }

@@ -480,6 +480,17 @@ async fn bulk_isolates_failures_and_caches_by_revision_and_context(b: Backend) {
     let url = streams[0]["url"].as_str().expect("url");
     assert!(url.ends_with("/ofrep/v1/events"), "{url}");
 
+    // Asked again (the rendered answer is now cached), through another host name: the same
+    // flags, and the event stream advertised under the host asked.
+    let r_again = call(&s, path, auth, &ctx_a, &[("host", "flags.example.test")]).await;
+    assert_eq!(r_again.status, StatusCode::OK, "{}", r_again.text);
+    assert_eq!(r_again.json()["flags"], v["flags"]);
+    assert_eq!(etag_of(&r_again), etag_of(&r));
+    assert_eq!(
+        r_again.json()["eventStreams"][0]["url"],
+        "http://flags.example.test/ofrep/v1/events"
+    );
+
     // Same context, same configuration: 304 with the same tag and no body.
     let tag = etag_of(&r);
     let again = call(&s, path, auth, &ctx_a, &[("if-none-match", &tag)]).await;
