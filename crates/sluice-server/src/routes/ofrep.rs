@@ -254,12 +254,14 @@ pub async fn evaluate_all(
             rendered
         }
     };
-    let streams = json!([{"type": "sse", "url": events_url(&headers), "inactivityDelaySec": 120}]);
     let mut body = Vec::with_capacity(answer.len() + 128);
     body.extend_from_slice(&answer);
-    body.extend_from_slice(b",\"eventStreams\":");
-    body.extend_from_slice(streams.to_string().as_bytes());
-    body.push(b'}');
+    body.extend_from_slice(b",\"eventStreams\":[{\"type\":\"sse\",\"url\":");
+    // The URL is a JSON string (a Host header may hold a quote); the rest is constant.
+    if serde_json::to_writer(&mut body, &events_url(&headers)).is_err() {
+        body.extend_from_slice(b"null");
+    }
+    body.extend_from_slice(b",\"inactivityDelaySec\":120}]}");
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
