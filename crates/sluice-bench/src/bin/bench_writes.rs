@@ -1,8 +1,8 @@
 //! Audited writes per second: request + approve pairs through the real `Server` on
-//! 127.0.0.1:0 over a temporary SQLite file (WAL, `synchronous = FULL`), driven through `App`
-//! directly and over HTTP, at several concurrencies; then the cost of each part of the write
-//! path (fsync, the statements, token lookup, `App::refresh` against the number of live grants)
-//! and what group commit would buy.
+//! 127.0.0.1:0 over a temporary SQLite file (WAL, fsynced before any writer is answered; see
+//! `sluice-store/src/batch.rs`), driven through `App` directly and over HTTP, at several
+//! concurrencies; then the cost of each part of the write path (fsync, the statements, token
+//! lookup, `App::refresh` against the number of live grants) and what batching commits buys.
 //!
 //! Run (release): `cargo run --release -p sluice-bench --bin bench-writes -- [--pairs N] [--runs R] [--only throughput|breakdown|sqlite] [--path direct|http] [--tasks 1,8,32]`
 //! The database lives under `$TMPDIR` (default `/tmp`): put it on the disk you mean to measure.
