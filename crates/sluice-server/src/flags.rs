@@ -25,7 +25,7 @@ pub struct EnvFlags {
     pub answers: AnswerCache,
 }
 
-/// Rendered bulk answers by ETag. The tag covers everything an answer depends on but the
+/// Rendered bulk answers by ETag (keyed by the tag's whole digest). The tag covers everything an answer depends on but the
 /// revision — the layer epoch, the current second when some rule reads the time, and the
 /// context — and the cache lives and dies with one [`EnvFlags`], that is with one revision.
 /// So a hit is the answer evaluation would give, without evaluating: what many clients
@@ -33,19 +33,20 @@ pub struct EnvFlags {
 /// `If-None-Match` get. Bounded in bytes; emptied when full.
 #[derive(Debug, Default)]
 pub struct AnswerCache {
-    inner: std::sync::RwLock<(HashMap<String, axum::body::Bytes>, usize)>,
+    inner: std::sync::RwLock<(HashMap<[u8; 32], axum::body::Bytes>, usize)>,
 }
 
 /// Bytes of rendered answers kept per environment.
 const ANSWER_CACHE_BYTES: usize = 8 << 20;
 
 impl AnswerCache {
-    pub fn get(&self, tag: &str) -> Option<axum::body::Bytes> {
+    /// `key`: the whole SHA-256 digest behind the ETag.
+    pub fn get(&self, key: &[u8; 32]) -> Option<axum::body::Bytes> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        inner.0.get(tag).cloned()
+        inner.0.get(key).cloned()
     }
 
-    pub fn put(&self, tag: String, answer: axum::body::Bytes) {
+    pub fn put(&self, key: [u8; 32], answer: axum::body::Bytes) {
         if answer.len() > ANSWER_CACHE_BYTES / 16 {
             // An environment this large would churn the cache; evaluate each time.
             return;
@@ -56,7 +57,7 @@ impl AnswerCache {
             inner.1 = 0;
         }
         inner.1 += answer.len();
-        if let Some(old) = inner.0.insert(tag, answer) {
+        if let Some(old) = inner.0.insert(key, answer) {
             inner.1 -= old.len();
         }
     }

@@ -140,8 +140,11 @@ pub async fn evaluate(
 /// `$flagd.timestamp`, and the request context, hashed. A different context, a new
 /// configuration or a passed moment gives a different tag.
 /// The context is hashed in canonical form (keys sorted, canonical values), so key order
-/// does not matter and every instance computes the same tag.
-fn etag(revision: i64, epoch: usize, second: Option<i64>, context: &Context) -> String {
+/// does not matter and every instance computes the same tag. Returns the tag (96 bits of the
+/// digest, enough to tell a client's answers apart) and the whole digest, which keys the
+/// answer cache: a cached answer is shared between clients, so finding two contexts with one
+/// key must cost a SHA-256 collision, not a 96-bit one.
+fn etag(revision: i64, epoch: usize, second: Option<i64>, context: &Context) -> (String, [u8; 32]) {
     use sluice_audit::canonical::{write_str, write_value};
     let mut entries: Vec<(&str, &Value)> = context.entries().collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -173,7 +176,7 @@ fn etag(revision: i64, epoch: usize, second: Option<i64>, context: &Context) -> 
         tag.push(char::from(HEX[usize::from(b & 15)]));
     }
     tag.push('"');
-    tag
+    (tag, digest.into())
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -214,7 +217,7 @@ pub async fn evaluate_all(
         .as_ref()
         .filter(|f| f.snapshot.reads_time())
         .map(|_| now.timestamp());
-    let tag = etag(revision, epoch, second, &ctx);
+    let (tag, digest) = etag(revision, epoch, second, &ctx);
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -226,7 +229,7 @@ pub async fn evaluate_all(
         return resp;
     }
     // The answer without its last `}`, rendered once per tag (see `flags::AnswerCache`).
-    let cached = flags.as_ref().and_then(|f| f.answers.get(&tag));
+    let cached = flags.as_ref().and_then(|f| f.answers.get(&digest));
     let answer = match cached {
         Some(answer) => answer,
         None => {
@@ -249,7 +252,7 @@ pub async fn evaluate_all(
             }
             let rendered = Bytes::from(rendered);
             if let Some(f) = &flags {
-                f.answers.put(tag.clone(), rendered.clone());
+                f.answers.put(digest, rendered.clone());
             }
             rendered
         }
