@@ -219,7 +219,7 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
                     rows,
                 );
                 if let Some(n) = v["next_after"].as_i64() {
-                    println!("more: --after {n}");
+                    outln!("more: --after {n}");
                 }
             })
         }
@@ -237,7 +237,7 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
                         .with_context(|| format!("cannot write {}", path.display()))?;
                     eprintln!("wrote {} lines to {}", text.lines().count(), path.display());
                 }
-                None => print!("{text}"),
+                None => out!("{text}"),
             }
             Ok(())
         }
@@ -245,7 +245,7 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
             let v = c.call(Method::GET, "/v1/audit/verify", None).await?;
             emit(r.output, &v, |v| {
                 if v["ok"] == Value::Bool(true) {
-                    println!(
+                    outln!(
                         "ok: {} entries, {} signed checkpoints verified, head at seq {}",
                         v["entries"],
                         v["checkpoints_verified"],
@@ -276,7 +276,7 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
                 )
             })?;
             let signer = sluice_audit::AuditSigner::from_pem(&pem)?;
-            print!("{}", signer.verifying_key().to_pem()?);
+            out!("{}", signer.verifying_key().to_pem()?);
             Ok(())
         }
     }
@@ -284,7 +284,7 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
 
 fn print_problems(problems: Vec<Value>) {
     for p in problems {
-        println!(
+        outln!(
             "seq {}: {}: {}",
             s(&p["seq"]),
             s(&p["kind"]),
@@ -313,13 +313,14 @@ fn verify_file(
     let v = serde_json::to_value(&report)?;
     emit(out, &json!({"ok": report.ok(), "report": v}), |_| {
         if report.ok() {
-            println!(
+            outln!(
                 "ok: {} entries, {} signed checkpoints verified",
-                report.entries, report.checkpoints_verified
+                report.entries,
+                report.checkpoints_verified
             );
         } else {
             for p in &report.problems {
-                println!("{p}");
+                outln!("{p}");
             }
         }
     })?;
@@ -345,7 +346,7 @@ pub async fn tokens(cmd: TokenCommand, r: Remote) -> anyhow::Result<()> {
         } => {
             let v = c.call(Method::POST, "/v1/tokens", Some(json!({"name": name, "principal": principal, "kind": kind, "environment": env, "expires_in": expires_in}))).await?;
             emit(r.output, &v, |v| {
-                println!("{}", s(&v["token"]));
+                outln!("{}", s(&v["token"]));
                 eprintln!(
                     "token {} for {} — shown only this once; store it now",
                     s(&v["id"]),
@@ -393,7 +394,7 @@ pub async fn tokens(cmd: TokenCommand, r: Remote) -> anyhow::Result<()> {
             let v = c
                 .call(Method::DELETE, &format!("/v1/tokens/{id}"), None)
                 .await?;
-            emit(r.output, &v, |v| println!("revoked token {}", s(&v["id"])))
+            emit(r.output, &v, |v| outln!("revoked token {}", s(&v["id"])))
         }
     }
 }
@@ -411,14 +412,14 @@ pub async fn apply(file: &Path, dry_run: bool, r: Remote) -> anyhow::Result<()> 
     emit(r.output, &v, |v| {
         let diff = v["diff"].as_array().cloned().unwrap_or_default();
         if diff.is_empty() {
-            println!("no changes");
+            outln!("no changes");
         }
         for d in diff {
-            println!("{}", s(&d));
+            outln!("{}", s(&d));
         }
         match v["version"].as_i64() {
-            Some(n) => println!("applied policy version {n} (sha256 {})", s(&v["hash"])),
-            None => println!("dry run: nothing applied"),
+            Some(n) => outln!("applied policy version {n} (sha256 {})", s(&v["hash"])),
+            None => outln!("dry run: nothing applied"),
         }
     })
 }
@@ -442,14 +443,14 @@ pub async fn check(
         } else {
             "deny"
         };
-        println!("{verdict}: {}", s(&v["context"]["reason_admin"]["en"]));
+        outln!("{verdict}: {}", s(&v["context"]["reason_admin"]["en"]));
     })
 }
 
 pub async fn whoami(r: Remote) -> anyhow::Result<()> {
     let v = client(&r).call(Method::GET, "/v1/whoami", None).await?;
     emit(r.output, &v, |v| {
-        println!(
+        outln!(
             "{}{} (groups: {})",
             s(&v["name"]),
             if v["admin"] == Value::Bool(true) {
@@ -479,14 +480,14 @@ pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
                 )
                 .await?;
             emit(r.output, &v, |v| {
-                println!(
+                outln!(
                     "imported {} flags into {} (revision {})",
                     v["flags"],
                     s(&v["environment"]),
                     v["revision"]
                 );
                 for b in v["broken"].as_array().into_iter().flatten() {
-                    println!(
+                    outln!(
                         "  {} answers PARSE_ERROR: {}: {}",
                         b["key"].as_str().unwrap_or("(flag set)"),
                         s(&b["path"]),
@@ -507,7 +508,7 @@ pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
             match out {
                 Some(path) => std::fs::write(&path, text + "\n")
                     .with_context(|| format!("cannot write {}", path.display()))?,
-                None => println!("{text}"),
+                None => outln!("{text}"),
             }
             Ok(())
         }
@@ -586,13 +587,13 @@ pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
                 )
                 .await?;
             emit(r.output, &v, |v| {
-                println!(
+                outln!(
                     "{} in {} (revision {})",
                     s(&v["key"]),
                     s(&v["environment"]),
                     v["revision"]
                 );
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&v["definition"]).unwrap_or_default()
                 );

@@ -130,14 +130,14 @@ async fn change(
     if at.is_some() {
         let (key, env) = (a.key.clone(), a.env.clone());
         return emit(r.output, &v, |v| {
-            println!(
+            outln!(
                 "scheduled {}: {} in {env} at {} ({})",
                 s(&v["id"]),
                 describe(&key, &change),
                 s(&v["apply_at"]),
                 when(&v["apply_at"])
             );
-            println!(
+            outln!(
                 "cancel it with: sluice flags cancel-scheduled {}",
                 s(&v["id"])
             );
@@ -153,9 +153,12 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
         FlagChangeCommand::SetDefault { change: a, variant } => {
             let body = json!({"op": "set-default", "variant": variant});
             change(&r, &a, body, false, |v| {
-                println!(
+                outln!(
                     "{} in {} now serves `{}` by default (revision {})",
-                    a.key, a.env, variant, v["revision"]
+                    a.key,
+                    a.env,
+                    variant,
+                    v["revision"]
                 );
             })
             .await
@@ -172,9 +175,11 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
             let body = json!({"op": "set-targeting", "targeting": targeting});
             change(&r, &a, body, false, |v| {
                 let what = if clear { "removed" } else { "replaced" };
-                println!(
+                outln!(
                     "{} in {}: targeting {what} (revision {})",
-                    a.key, a.env, v["revision"]
+                    a.key,
+                    a.env,
+                    v["revision"]
                 );
             })
             .await
@@ -183,13 +188,13 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
             let definition = read_json(&file)?;
             let body = json!({"op": "put", "definition": definition});
             change(&r, &a, body, true, |v| {
-                println!("{} in {} saved (revision {})", a.key, a.env, v["revision"]);
+                outln!("{} in {} saved (revision {})", a.key, a.env, v["revision"]);
             })
             .await
         }
         FlagChangeCommand::Delete(a) => {
             change(&r, &a, json!({"op": "delete"}), false, |_| {
-                println!("{} deleted from {}", a.key, a.env);
+                outln!("{} deleted from {}", a.key, a.env);
             })
             .await
         }
@@ -219,7 +224,7 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
                 )
                 .await?;
             emit(r.output, &v, |v| {
-                println!(
+                outln!(
                     "removed target {} ({}) from {key} in {env}",
                     s(&v["id"]),
                     keys_of(v)
@@ -252,7 +257,7 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
                 )
                 .await?;
             emit(r.output, &v, |v| {
-                println!(
+                outln!(
                     "cancelled {}: it would have done: {} in {}",
                     s(&v["id"]),
                     describe(&s(&v["key"]), &v["change"]["change"]),
@@ -266,7 +271,7 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
 async fn set_state(r: &Remote, a: &ChangeArgs, enabled: bool) -> anyhow::Result<()> {
     let body = json!({"op": "set-state", "enabled": enabled});
     change(r, a, body, false, |v| {
-        println!(
+        outln!(
             "{} is now {} in {} (revision {})",
             a.key,
             if enabled { "ON" } else { "OFF" },
@@ -316,7 +321,7 @@ async fn target(
         )
         .await?;
     emit(r.output, &v, |v| {
-        println!(
+        outln!(
             "target {}: {key} in {env} serves `{}` to {} until {} (expires {})",
             s(&v["id"]),
             s(&v["variant"]),
@@ -324,7 +329,7 @@ async fn target(
             s(&v["expires_at"]),
             when(&v["expires_at"])
         );
-        println!(
+        outln!(
             "remove it early with: sluice flags untarget {key} --env {env} {}",
             s(&v["id"])
         );
@@ -408,30 +413,30 @@ fn rollout_human(v: &Value) {
         .unwrap_or_default();
     let (key, env, variant) = (s(&v["key"]), s(&v["environment"]), s(&v["variant"]));
     let state = s(&v["state"]);
-    println!("rollout of `{variant}` for {key} in {env}: {state}");
-    println!("steps     {}", steps.join(" → "));
+    outln!("rollout of `{variant}` for {key} in {env}: {state}");
+    outln!("steps     {}", steps.join(" → "));
     match v["current_step"].as_u64() {
-        Some(i) => println!(
+        Some(i) => outln!(
             "now       step {} of {}: {} of users get `{variant}`",
             i + 1,
             steps.len(),
             pct(v["current_percent"].as_f64().unwrap_or(0.0))
         ),
-        None => println!("now       nobody gets `{variant}` from the rollout"),
+        None => outln!("now       nobody gets `{variant}` from the rollout"),
     }
     let next = v["current_step"]
         .as_u64()
         .and_then(|i| steps.get(usize::try_from(i).ok()? + 1).cloned());
     match (state.as_str(), v["next_change_at"].is_null(), next) {
-        ("paused", _, _) => println!(
+        ("paused", _, _) => outln!(
             "next      held while paused; continue with: sluice rollout resume {key} --env {env}"
         ),
-        ("running", false, Some(p)) => println!(
+        ("running", false, Some(p)) => outln!(
             "next      {p} at {} ({})",
             s(&v["next_change_at"]),
             when(&v["next_change_at"])
         ),
-        ("running", _, _) => println!("next      none: this is the last step"),
+        ("running", _, _) => outln!("next      none: this is the last step"),
         _ => {}
     }
 }

@@ -54,7 +54,7 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
             .enumerate()
             .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
             .collect();
-        println!("{}", parts.join("  ").trim_end());
+        outln!("{}", parts.join("  ").trim_end());
     };
     line(headers.iter().map(|h| h.to_uppercase()).collect());
     for r in rows {
@@ -63,7 +63,7 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
 }
 
 pub fn json(v: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -115,7 +115,7 @@ pub fn request(v: &Value) {
         lines.push(format!("next        {next}"));
     }
     for l in lines {
-        println!("{l}");
+        outln!("{l}");
     }
 }
 

@@ -79,23 +79,23 @@ pub async fn propose(
     let who = approvers(c, &a.env).await;
     emit(r.output, &v, |v| {
         let id = s(&v["id"]);
-        println!(
+        outln!(
             "proposed {id}: {} in {}",
             describe(&a.key, &v["change"]),
             a.env
         );
-        println!(
+        outln!(
             "needs {} approval(s) from {who}; approve with: sluice proposals approve {id}",
             s(&v["required"])
         );
         if !v["apply_at"].is_null() {
-            println!(
+            outln!(
                 "once approved it applies at {} ({})",
                 s(&v["apply_at"]),
                 when(&v["apply_at"])
             );
         }
-        println!("times out {}", when(&v["pending_until"]));
+        outln!("times out {}", when(&v["pending_until"]));
     })
 }
 
@@ -150,18 +150,18 @@ fn list_table(v: &Value) {
 fn show(v: &Value) {
     let id = s(&v["id"]);
     let status = s(&v["status"]);
-    println!("proposal    {id}");
-    println!(
+    outln!("proposal    {id}");
+    outln!(
         "change      {} in {}",
         describe(&s(&v["key"]), &v["change"]),
         s(&v["environment"])
     );
-    println!("proposer    {}", s(&v["proposer"]));
-    println!("reason      {}", s(&v["reason"]));
-    println!("base        revision {}", s(&v["base_revision"]));
-    println!("status      {status} ({} approvals)", approvals(v));
+    outln!("proposer    {}", s(&v["proposer"]));
+    outln!("reason      {}", s(&v["reason"]));
+    outln!("base        revision {}", s(&v["base_revision"]));
+    outln!("status      {status} ({} approvals)", approvals(v));
     if !v["apply_at"].is_null() {
-        println!(
+        outln!(
             "apply at    {} ({})",
             s(&v["apply_at"]),
             when(&v["apply_at"])
@@ -179,31 +179,31 @@ fn show(v: &Value) {
         } else {
             format!(": {comment}")
         };
-        println!(
+        outln!(
             "{verb:<11} by {} {}{comment}",
             s(&vote["approver"]),
             when(&vote["at"])
         );
     }
     if !v["applied_revision"].is_null() {
-        println!("applied     as revision {}", s(&v["applied_revision"]));
+        outln!("applied     as revision {}", s(&v["applied_revision"]));
     }
     if !v["result"].is_null() {
-        println!("result      {}", s(&v["result"]));
+        outln!("result      {}", s(&v["result"]));
     }
     if !v["ended_by"].is_null() {
-        println!(
+        outln!(
             "ended       by {} {}",
             s(&v["ended_by"]),
             when(&v["ended_at"])
         );
     }
     match status.as_str() {
-        "pending" => println!(
+        "pending" => outln!(
             "next        {}; approve with: sluice proposals approve {id}",
             time_left(v)
         ),
-        "approved" => println!("next        {}", time_left(v)),
+        "approved" => outln!("next        {}", time_left(v)),
         _ => {}
     }
 }
@@ -217,22 +217,22 @@ fn voted(v: &Value) {
         s(&v["environment"])
     );
     match v["status"].as_str().unwrap_or_default() {
-        "applied" => println!(
+        "applied" => outln!(
             "{id} applied: {what} (revision {})",
             s(&v["applied_revision"])
         ),
-        "approved" => println!(
+        "approved" => outln!(
             "{id} approved: {what} applies at {} ({})",
             s(&v["apply_at"]),
             when(&v["apply_at"])
         ),
-        "pending" => println!("{id}: {} approvals so far; {}", approvals(v), time_left(v)),
+        "pending" => outln!("{id}: {} approvals so far; {}", approvals(v), time_left(v)),
         other => {
             let result = v["result"]
                 .as_str()
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default();
-            println!("{id} {other}: {what}{result}");
+            outln!("{id} {other}: {what}{result}");
         }
     }
 }
@@ -292,7 +292,7 @@ pub async fn proposals(cmd: ProposalCommand, r: Remote) -> anyhow::Result<()> {
                 .call(Method::POST, &action_path(&id, "cancel"), None)
                 .await?;
             emit(r.output, &v, |v| {
-                println!(
+                outln!(
                     "cancelled {}: it would have done: {} in {}",
                     s(&v["id"]),
                     describe(&s(&v["key"]), &v["change"]),

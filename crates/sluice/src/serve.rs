@@ -137,7 +137,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 pub async fn migrate(args: ServeArgs) -> anyhow::Result<()> {
     let s = settings(args)?;
     sluice_store::Store::open(&s.config.database_url).await?;
-    println!("migrations applied");
+    outln!("migrations applied");
     Ok(())
 }
 
@@ -152,7 +152,7 @@ pub async fn copy(from: &str, to: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open the target {to}"))?;
     let report = source.copy_into(&target).await?;
     for (table, n) in &report.rows {
-        println!("{table:<20} {n:>8} rows");
+        outln!("{table:<20} {n:>8} rows");
     }
     let head = target.audit_head().await?;
     let now = sluice_core::SystemClock.now();
@@ -164,7 +164,7 @@ pub async fn copy(from: &str, to: &str) -> anyhow::Result<()> {
     )
     .await?;
     tx.commit().await?;
-    println!(
+    outln!(
         "copied; the target's audit chain continues from seq {}",
         head.seq
     );

@@ -147,6 +147,31 @@ impl Serve {
         run(c).await
     }
 
+    /// Runs `sluice ARGS` with its standard output into a pipe nobody reads (closed before it
+    /// starts, as `sluice … | head` leaves it); returns (exit success, stderr).
+    pub async fn cli_into_closed_pipe(&self, token: &str, args: &[&str]) -> (bool, String) {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let mut c = command();
+        c.args(args)
+            .env("SLUICE_ADDR", &self.addr)
+            .env("SLUICE_TOKEN", token)
+            .current_dir(&self.data_dir)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        // `spawn`, not `output`: `output` would capture stdout instead of the closed pipe.
+        let child = c.spawn().expect("spawned");
+        let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+            .await
+            .expect("the command finished within 30 s")
+            .expect("ran");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
     /// Like [`Serve::cli`], expecting success; returns stdout.
     pub async fn ok(&self, token: Option<&str>, args: &[&str]) -> String {
         let r = self.cli(token, args).await;

@@ -245,6 +245,18 @@ async fn the_incident_story_through_the_cli() {
     assert!(r.stdout.contains(&format!("seq {seq}")), "{}", r.stdout);
 }
 
+/// `sluice audit tail | head -1`: when the reader goes away, the command stops quietly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_into_a_closed_pipe_ends_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Serve::start(dir.path()).await;
+    for args in [&["audit", "tail"][..], &["audit", "tail", "-o", "json"][..]] {
+        let (success, stderr) = s.cli_into_closed_pipe(ADMIN_TOKEN, args).await;
+        assert!(!stderr.contains("panicked"), "sluice {args:?}: {stderr}");
+        assert!(success, "sluice {args:?} exits 0: {stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_say_what_to_do_next() {
     let dir = tempfile::tempdir().expect("tempdir");
