@@ -166,6 +166,21 @@ async fn protected_changes_need_a_live_grant(b: Backend) {
         msg.contains("flags-prod-operator") && msg.contains("sluice access request"),
         "names the entitlement and the command: {msg}"
     );
+    assert!(
+        msg.contains("--for 30m"),
+        "a duration within the cap: {msg}"
+    );
+    // Someone the entitlement does not list as a requester is not told to request it.
+    let bob = e.s.token("bob").await;
+    let (st, err) = e
+        .change(&bob, "production", "checkout-v2", off.clone(), Some(1))
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{err}");
+    let msg = err["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("may not request") && !msg.contains("sluice access request"),
+        "{msg}"
+    );
     // A whole-set import is a change too: no grant, no import, administrators included.
     let (st, err) =
         e.s.send(
