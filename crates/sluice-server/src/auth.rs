@@ -100,7 +100,8 @@ type Expiry = Option<chrono::DateTime<chrono::Utc>>;
 #[derive(Debug, Default)]
 pub struct TokenCache {
     keys: (std::hash::RandomState, std::hash::RandomState),
-    map: std::sync::RwLock<std::collections::HashMap<u128, (Arc<Caller>, Expiry)>>,
+    /// Keys are already keyed hashes: a fast hash of them is safe.
+    map: std::sync::RwLock<rustc_hash::FxHashMap<u128, (Arc<Caller>, Expiry)>>,
 }
 
 impl TokenCache {

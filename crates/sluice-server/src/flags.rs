@@ -23,6 +23,46 @@ pub struct EnvFlags {
     boundaries: Vec<i64>,
     /// Bulk answers already rendered (see [`AnswerCache`]).
     pub answers: AnswerCache,
+    /// Canonical context digests by request body (see [`ContextMemo`]).
+    pub contexts: ContextMemo,
+}
+
+/// The canonical digest of the context of request bodies seen before, keyed by a keyed 128-bit
+/// hash of the body bytes (SipHash under two random keys: nobody can aim one body at
+/// another's entry). A client polling with the same body — the usual OFREP web client, with
+/// `If-None-Match` — gets its ETag without its context being parsed, canonicalised and hashed
+/// again. Only bodies that parsed are kept; bounded, emptied when full; it lives and dies with
+/// one [`EnvFlags`].
+#[derive(Debug, Default)]
+pub struct ContextMemo {
+    keys: (std::hash::RandomState, std::hash::RandomState),
+    /// Keys are already keyed hashes: a fast hash of them is safe.
+    map: std::sync::RwLock<rustc_hash::FxHashMap<u128, [u8; 32]>>,
+}
+
+/// Request bodies remembered per environment (~80 bytes each).
+const CONTEXT_MEMO_ENTRIES: usize = 65_536;
+
+impl ContextMemo {
+    pub fn key(&self, body: &[u8]) -> u128 {
+        use std::hash::BuildHasher as _;
+        let hi = self.keys.0.hash_one(body);
+        let lo = self.keys.1.hash_one(body);
+        (u128::from(hi) << 64) | u128::from(lo)
+    }
+
+    pub fn get(&self, key: u128) -> Option<[u8; 32]> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&key).copied()
+    }
+
+    pub fn put(&self, key: u128, digest: [u8; 32]) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= CONTEXT_MEMO_ENTRIES {
+            map.clear();
+        }
+        map.insert(key, digest);
+    }
 }
 
 /// Rendered bulk answers by ETag (keyed by the tag's whole digest). The tag covers everything an answer depends on but the
@@ -33,7 +73,8 @@ pub struct EnvFlags {
 /// `If-None-Match` get. Bounded in bytes; emptied when full.
 #[derive(Debug, Default)]
 pub struct AnswerCache {
-    inner: std::sync::RwLock<(HashMap<[u8; 32], axum::body::Bytes>, usize)>,
+    /// Keys are SHA-256 digests: a fast hash of them is safe.
+    inner: std::sync::RwLock<(rustc_hash::FxHashMap<[u8; 32], axum::body::Bytes>, usize)>,
 }
 
 /// Bytes of rendered answers kept per environment.
@@ -126,7 +167,8 @@ impl EnvFlags {
 /// Every environment's compiled flags, swapped whole on change.
 #[derive(Debug, Default)]
 pub struct FlagSnapshots {
-    pub envs: HashMap<String, Arc<EnvFlags>>,
+    /// Environment names are the administrators' (client keys name one), so a fast hash is safe.
+    pub envs: rustc_hash::FxHashMap<String, Arc<EnvFlags>>,
 }
 
 /// Sent to SSE subscribers when an environment's flags change.
@@ -175,6 +217,7 @@ fn compile(set: &StoredFlagSet, layers: &[(String, String, Value)]) -> EnvFlags 
         variants,
         boundaries,
         answers: AnswerCache::default(),
+        contexts: ContextMemo::default(),
     }
 }
 

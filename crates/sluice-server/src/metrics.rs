@@ -46,7 +46,8 @@ struct RouteMetrics {
     by_class: [metrics::Counter; 5],
 }
 
-type RouteCache = std::sync::RwLock<std::collections::HashMap<String, RouteMetrics>>;
+/// Route patterns are the router's own strings, so a fast hash is safe.
+type RouteCache = std::sync::RwLock<rustc_hash::FxHashMap<String, RouteMetrics>>;
 
 fn route_metrics(route: &str) -> RouteMetrics {
     let owned = route.to_owned();

@@ -18,30 +18,31 @@ use sluice_core::token::{SecretToken, TokenKind};
 use sluice_eval::ofrep::{self, EvaluationFailure};
 use sluice_eval::{Context, ErrorCode};
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
 /// A client key: evaluates the flags of exactly one environment, nothing else.
 pub struct ClientKey {
     pub caller: std::sync::Arc<Caller>,
-    pub environment: String,
+}
+
+impl ClientKey {
+    /// The one environment the key evaluates.
+    pub fn environment(&self) -> &str {
+        self.caller.environment.as_deref().unwrap_or_default()
+    }
 }
 
 async fn client_key(app: &App, token: Option<SecretToken>) -> Result<ClientKey, ApiError> {
     let caller = authenticate(app, token).await?;
-    let environment = match (caller.kind, caller.environment.clone()) {
-        (TokenKind::Client, Some(env)) => env,
-        _ => {
-            return Err(ApiError::Forbidden(
-                "OFREP needs a client key (`sluice tokens create --kind client --env ENV`)".into(),
-            ))
-        }
-    };
+    if caller.kind != TokenKind::Client || caller.environment.is_none() {
+        return Err(ApiError::Forbidden(
+            "OFREP needs a client key (`sluice tokens create --kind client --env ENV`)".into(),
+        ));
+    }
     app.limiter.check(&caller.token_id)?;
-    Ok(ClientKey {
-        caller,
-        environment,
-    })
+    Ok(ClientKey { caller })
 }
 
 impl FromRequestParts<App> for ClientKey {
@@ -118,7 +119,7 @@ pub async fn evaluate(
         Ok(c) => c,
         Err((code, msg)) => return failure(&key, code, msg),
     };
-    let Some(flags) = app.env_flags(&key_auth.environment) else {
+    let Some(flags) = app.env_flags(key_auth.environment()) else {
         return failure(
             &key,
             ErrorCode::FlagNotFound,
@@ -135,16 +136,9 @@ pub async fn evaluate(
     json_response(status, &ofrep::Wire(&e))
 }
 
-/// The bulk ETag: the environment's revision, how many moments at which an answer may change
-/// (a target expiring, a rollout step) have passed, the current second when some rule reads
-/// `$flagd.timestamp`, and the request context, hashed. A different context, a new
-/// configuration or a passed moment gives a different tag.
-/// The context is hashed in canonical form (keys sorted, canonical values), so key order
-/// does not matter and every instance computes the same tag. Returns the tag (96 bits of the
-/// digest, enough to tell a client's answers apart) and the whole digest, which keys the
-/// answer cache: a cached answer is shared between clients, so finding two contexts with one
-/// key must cost a SHA-256 collision, not a 96-bit one.
-fn etag(revision: i64, epoch: usize, second: Option<i64>, context: &Context) -> (String, [u8; 32]) {
+/// The digest of a context in canonical form (keys sorted, canonical values): key order and
+/// spacing do not matter, and every instance computes the same one.
+fn context_digest(context: &Context) -> [u8; 32] {
     use sluice_audit::canonical::{write_str, write_value};
     let mut entries: Vec<(&str, &Value)> = context.entries().collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -159,17 +153,34 @@ fn etag(revision: i64, epoch: usize, second: Option<i64>, context: &Context) -> 
         write_value(&mut canonical, value);
     }
     canonical.push(b'}');
+    Sha256::digest(&canonical).into()
+}
+
+/// The bulk ETag: the environment's revision, how many moments at which an answer may change
+/// (a target expiring, a rollout step) have passed, the current second when some rule reads
+/// `$flagd.timestamp`, and the context's digest, hashed. A different context, a new
+/// configuration or a passed moment gives a different tag. Returns the tag (96 bits of the
+/// digest, enough to tell a client's answers apart) and the whole digest, which keys the
+/// answer cache: a cached answer is shared between clients, so finding two contexts with one
+/// key must cost a SHA-256 collision, not a 96-bit one.
+fn etag(
+    revision: i64,
+    epoch: usize,
+    second: Option<i64>,
+    context: &[u8; 32],
+) -> (String, [u8; 32]) {
     let mut h = Sha256::new();
     h.update(revision.to_be_bytes());
     h.update(epoch.to_be_bytes());
     if let Some(second) = second {
         h.update(second.to_be_bytes());
     }
-    h.update(&canonical);
+    h.update(context);
     let digest = h.finalize();
     let mut tag = String::with_capacity(48);
     tag.push('"');
-    tag.push_str(&revision.to_string());
+    // Writing to a String cannot fail.
+    let _ = write!(tag, "{revision}");
     tag.push('-');
     for b in &digest[..12] {
         tag.push(char::from(HEX[usize::from(b >> 4)]));
@@ -198,26 +209,44 @@ pub async fn evaluate_all(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let ctx = match context_of(&body) {
-        Ok(c) => c,
-        Err((code, msg)) => {
-            return json_response(
-                StatusCode::BAD_REQUEST,
-                &json!({"errorCode": code, "errorDetails": msg}),
-            );
+    let bad_context = |(code, msg): (ErrorCode, String)| {
+        json_response(
+            StatusCode::BAD_REQUEST,
+            &json!({"errorCode": code, "errorDetails": msg}),
+        )
+    };
+    let flags = app.env_flags(key_auth.environment());
+    // A body seen before (a client polling) is not parsed again to compute its tag.
+    let memo_key = flags.as_ref().map(|f| f.contexts.key(&body));
+    let known = flags
+        .as_ref()
+        .zip(memo_key)
+        .and_then(|(f, k)| f.contexts.get(k));
+    let mut parsed = None;
+    let context = match known {
+        Some(digest) => digest,
+        None => {
+            let ctx = match context_of(&body) {
+                Ok(c) => c,
+                Err(e) => return bad_context(e),
+            };
+            let digest = context_digest(&ctx);
+            if let (Some(f), Some(k)) = (&flags, memo_key) {
+                f.contexts.put(k, digest);
+            }
+            parsed = Some(ctx);
+            digest
         }
     };
-    let flags = app.env_flags(&key_auth.environment);
     let now = app.now();
     let revision = flags.as_ref().map_or(0, |f| f.revision);
     let epoch = flags.as_ref().map_or(0, |f| f.epoch(now));
-    // The context as evaluated (canonical: key order does not matter).
     // Rules that read the time may answer differently every second.
     let second = flags
         .as_ref()
         .filter(|f| f.snapshot.reads_time())
         .map(|_| now.timestamp());
-    let (tag, digest) = etag(revision, epoch, second, &ctx);
+    let (tag, digest) = etag(revision, epoch, second, &context);
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -233,6 +262,10 @@ pub async fn evaluate_all(
     let answer = match cached {
         Some(answer) => answer,
         None => {
+            let ctx = match parsed.map_or_else(|| context_of(&body), Ok) {
+                Ok(c) => c,
+                Err(e) => return bad_context(e),
+            };
             let evals = flags
                 .as_ref()
                 .map(|f| f.evaluate_all(&ctx, now))
@@ -290,7 +323,7 @@ pub async fn events(
     let token =
         presented_token(&headers).or_else(|| q.key.as_deref().map(SecretToken::from_presented));
     let key_auth = client_key(&app, token).await?;
-    let env = key_auth.environment;
+    let env = key_auth.environment().to_owned();
     let rx = app.flag_events.subscribe();
     let stream = BroadcastStream::new(rx).filter_map(move |msg| {
         let ev = match msg {
