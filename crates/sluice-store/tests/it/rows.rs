@@ -86,7 +86,11 @@ async fn a_second_vote_by_one_approver_is_refused_by_the_key() {
             .insert_vote("req-v", &vote("bob", t0() + TimeDelta::seconds(1)))
             .await;
         let err = match second {
-            Err(e) => e,
+            Err(e) => {
+                // The failed transaction still holds the chain head (PostgreSQL): end it.
+                drop(tx);
+                e
+            }
             Ok(()) => {
                 tx.audit(t0(), entry("test.vote")).await.expect("audit");
                 tx.commit().await.expect_err("second vote")
