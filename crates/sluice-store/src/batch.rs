@@ -79,23 +79,33 @@ impl Batcher {
 
     /// Joins (or opens) the batch transaction; returns the lease, the chain head to extend
     /// and the access revision.
+    ///
+    /// Spawned, so it runs to the end even if the caller goes away: undoing an abandoned
+    /// writer or opening the transaction must not stop half-way (`open` would then lie). A
+    /// lease nobody receives is dropped, which counts as an abandoned writer.
     pub(crate) async fn begin(&self) -> Result<(Lease, ChainHead, i64), StoreError> {
-        let mut guard = self.state.clone().lock_owned().await;
-        guard.settle().await;
-        if !guard.open {
-            guard.open_transaction().await?;
-        }
-        let head = guard.head.clone();
-        let access_rev = guard.access_rev;
-        Ok((
-            Lease {
-                guard,
-                kick: self.kick.clone(),
-                released: false,
-            },
-            head,
-            access_rev,
-        ))
+        let state = self.state.clone();
+        let kick = self.kick.clone();
+        tokio::spawn(async move {
+            let mut guard = state.lock_owned().await;
+            guard.settle().await;
+            if !guard.open {
+                guard.open_transaction().await?;
+            }
+            let head = guard.head.clone();
+            let access_rev = guard.access_rev;
+            Ok((
+                Lease {
+                    guard,
+                    kick,
+                    released: false,
+                },
+                head,
+                access_rev,
+            ))
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the write task failed: {e}")))?
     }
 
     /// Commits whatever is waiting, now (used when the store closes).
@@ -143,16 +153,29 @@ impl Batch {
             return;
         }
         self.abandoned = false;
-        // Rolling back to `op` leaves it open, empty, for the next writer.
-        let undone = sqlx::query("ROLLBACK TO SAVEPOINT op")
+        // Rolling back to `op` leaves it open, empty, for the next writer. Then the chain head
+        // and revision are read back from the transaction itself: were a writer ever dropped
+        // after its last call ran (its change released but not recorded here), the batch goes
+        // on from what is really in it, and the chain stays linear.
+        let undone = match sqlx::query("ROLLBACK TO SAVEPOINT op")
             .execute(&mut self.conn)
-            .await;
-        if let Err(e) = undone {
-            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
-            self.open = false;
-            let e = StoreError::Database(format!("the write batch was rolled back: {e}"));
-            for w in self.waiting.drain(..) {
-                let _ = w.send(Err(e.clone()));
+            .await
+        {
+            Ok(_) => read_truth(&mut self.conn).await,
+            Err(e) => Err(e.into()),
+        };
+        match undone {
+            Ok((head, access_rev)) => {
+                self.head = head;
+                self.access_rev = access_rev;
+            }
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+                self.open = false;
+                let e = StoreError::Database(format!("the write batch was rolled back: {e}"));
+                for w in self.waiting.drain(..) {
+                    let _ = w.send(Err(e.clone()));
+                }
             }
         }
     }
@@ -180,6 +203,25 @@ impl Batch {
         }
         Some((waiting, committed.map(|_| ()).map_err(StoreError::from)))
     }
+}
+
+/// The chain head (the last entry, or the empty chain) and the access revision, as the
+/// connection sees them inside its transaction.
+async fn read_truth(conn: &mut AnyConnection) -> Result<(ChainHead, i64), StoreError> {
+    let last = sqlx::query("SELECT seq, hash FROM audit_entries ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    let head = match last {
+        Some(row) => ChainHead {
+            seq: get(&row, "seq")?,
+            hash: get(&row, "hash")?,
+        },
+        None => ChainHead::genesis(),
+    };
+    let row = sqlx::query("SELECT access_rev FROM sluice_state WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok((head, get(&row, "access_rev")?))
 }
 
 /// Commits the open batch, makes it durable, then answers its writers.

@@ -190,11 +190,17 @@ impl WriteTx {
                 tx.commit().await?;
             }
             Lease::Batch(mut lease) => {
-                // The change, its entries and the end of this writer's savepoint: one call.
-                send(lease.conn(), deferred, crate::batch::KEEP).await?;
-                lease
-                    .kept(self.head, self.access_rev.unwrap_or_default())
-                    .await?;
+                // The change, its entries and the end of this writer's savepoint: one call,
+                // then the bookkeeping of the batch. Spawned, so both happen or neither does
+                // even if the caller goes away half-way (the change then commits unanswered,
+                // as after a crash between commit and answer).
+                let (head, access_rev) = (self.head.clone(), self.access_rev.unwrap_or_default());
+                tokio::spawn(async move {
+                    send(lease.conn(), deferred, crate::batch::KEEP).await?;
+                    lease.kept(head, access_rev).await
+                })
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("the write task failed: {e}")))??;
             }
         }
         Ok(self.entries)

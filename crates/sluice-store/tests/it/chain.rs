@@ -2,6 +2,7 @@
 
 use crate::{backends, entry, pending, t0};
 use sluice_store::{Store, StoreError};
+use std::future::Future as _;
 
 async fn count(store: &Store, table: &str) -> i64 {
     // Only through the public API where there is one; the table name is a constant here.
@@ -240,6 +241,99 @@ async fn failed_writers_among_concurrent_ones_undo_only_themselves() {
             store.state_revs().await.expect("revs").access,
             committed as i64,
             "{:?}: only committed writers bumped the counter",
+            db.backend
+        );
+        store.close().await;
+    }
+}
+
+/// A caller that goes away while its commit is under way (a client hanging up, a time-out, a
+/// task aborted at shutdown) must leave the store whole: its change commits entirely or not at
+/// all, and the chain head stays in step with the entries, so every later write succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_cancelled_during_commit_leaves_the_chain_whole() {
+    for db in backends().await {
+        let store = db.open().await;
+        for round in 0..40u64 {
+            let mut tx = store.begin().await.expect("begin");
+            tx.bump_access().await.expect("bump");
+            tx.audit(t0(), entry("test.cancelled"))
+                .await
+                .expect("audit");
+            if round % 2 == 0 {
+                // Cancelled at a different point each round.
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_micros(round * 25), tx.commit())
+                        .await;
+            } else {
+                // Started, given time for the database to run everything it was sent, then
+                // dropped before it looks at the outcome.
+                let mut commit = std::pin::pin!(tx.commit());
+                let waker = std::task::Waker::noop();
+                let polled = commit
+                    .as_mut()
+                    .poll(&mut std::task::Context::from_waker(waker));
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                drop(polled);
+            }
+            let mut tx = store.begin().await.expect("begin after");
+            tx.audit(t0(), entry("test.after")).await.expect("audit");
+            tx.commit()
+                .await
+                .unwrap_or_else(|e| panic!("{:?} round {round}: {e}", db.backend));
+        }
+        // The same, with another writer waiting in the same batch for the commit, so the
+        // batch is committed rather than dropped: writer 1 holds the lock, the cancelled
+        // writer queues behind it, writer 1 commits and waits, the cancelled writer joins the
+        // batch, sends everything and goes away before it looks at the outcome.
+        let mut first = store.begin().await.expect("begin");
+        first.audit(t0(), entry("test.after")).await.expect("audit");
+        let other = store.clone();
+        let cancelled = tokio::spawn(async move {
+            let mut tx = other.begin().await.expect("begin");
+            tx.bump_access().await.expect("bump");
+            tx.audit(t0(), entry("test.cancelled"))
+                .await
+                .expect("audit");
+            let mut commit = std::pin::pin!(tx.commit());
+            let waker = std::task::Waker::noop();
+            let polled = commit
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(waker));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(polled);
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let first = tokio::spawn(async move { first.commit().await });
+        cancelled.await.expect("cancelled writer's task");
+        first
+            .await
+            .expect("task")
+            .unwrap_or_else(|e| panic!("{:?}: the waiting writer: {e}", db.backend));
+        for _ in 0..2 {
+            let mut tx = store.begin().await.expect("begin after");
+            tx.audit(t0(), entry("test.after")).await.expect("audit");
+            tx.commit()
+                .await
+                .unwrap_or_else(|e| panic!("{:?}: a later write: {e}", db.backend));
+        }
+
+        let stored = store.audit_all().await.expect("audit");
+        let head = store.audit_head().await.expect("head");
+        let report = sluice_audit::verify(&stored, &[], None, Some(&head));
+        assert!(report.ok(), "{:?}: {:?}", db.backend, report.problems);
+        assert_eq!(
+            stored.iter().filter(|e| e.action == "test.after").count(),
+            43
+        );
+        let cancelled = stored
+            .iter()
+            .filter(|e| e.action == "test.cancelled")
+            .count();
+        assert_eq!(
+            store.state_revs().await.expect("revs").access,
+            cancelled as i64,
+            "{:?}: a cancelled change is all there or not at all",
             db.backend
         );
         store.close().await;
