@@ -43,41 +43,64 @@ impl StoredFlagSet {
 impl Store {
     /// Every environment's flag set.
     pub async fn flag_sets(&self) -> Result<Vec<StoredFlagSet>, StoreError> {
-        let envs = sqlx::query("SELECT name, revision, document, updated_at, updated_by FROM flag_environments ORDER BY name")
-            .fetch_all(self.reader())
-            .await?;
-        let rows = sqlx::query("SELECT environment, key, revision, definition FROM flags ORDER BY environment, position")
-            .fetch_all(self.reader())
-            .await?;
-        let mut out = Vec::with_capacity(envs.len());
-        for e in &envs {
-            let document: String = get(e, "document")?;
-            out.push(StoredFlagSet {
-                environment: get(e, "name")?,
-                revision: get(e, "revision")?,
-                document: serde_json::from_str(&document)?,
-                flags: Vec::new(),
-                updated_at: from_ms(get(e, "updated_at")?),
-                updated_by: get(e, "updated_by")?,
-            });
-        }
-        for r in &rows {
-            let env: String = get(r, "environment")?;
-            let definition: String = get(r, "definition")?;
-            if let Some(set) = out.iter_mut().find(|s| s.environment == env) {
-                set.flags.push(StoredFlag {
-                    key: get(r, "key")?,
-                    revision: get(r, "revision")?,
-                    definition: serde_json::from_str(&definition)?,
-                });
-            }
-        }
-        Ok(out)
+        let mut conn = self.reader().acquire().await?;
+        load_flag_sets(&mut conn).await
     }
 
     pub async fn flag_set(&self, environment: &str) -> Result<Option<StoredFlagSet>, StoreError> {
         Ok(self
             .flag_sets()
+            .await?
+            .into_iter()
+            .find(|s| s.environment == environment))
+    }
+}
+
+async fn load_flag_sets(conn: &mut sqlx::AnyConnection) -> Result<Vec<StoredFlagSet>, StoreError> {
+    let envs = sqlx::query(
+        "SELECT name, revision, document, updated_at, updated_by FROM flag_environments ORDER BY name",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let rows = sqlx::query(
+        "SELECT environment, key, revision, definition FROM flags ORDER BY environment, position",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(envs.len());
+    for e in &envs {
+        let document: String = get(e, "document")?;
+        out.push(StoredFlagSet {
+            environment: get(e, "name")?,
+            revision: get(e, "revision")?,
+            document: serde_json::from_str(&document)?,
+            flags: Vec::new(),
+            updated_at: from_ms(get(e, "updated_at")?),
+            updated_by: get(e, "updated_by")?,
+        });
+    }
+    for r in &rows {
+        let env: String = get(r, "environment")?;
+        let definition: String = get(r, "definition")?;
+        if let Some(set) = out.iter_mut().find(|s| s.environment == env) {
+            set.flags.push(StoredFlag {
+                key: get(r, "key")?,
+                revision: get(r, "revision")?,
+                definition: serde_json::from_str(&definition)?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+impl WriteTx {
+    /// An environment's flag set as this transaction sees it: with the changes of writers
+    /// committed before it and, on SQLite, of those earlier in the same batch.
+    pub async fn flag_set(
+        &mut self,
+        environment: &str,
+    ) -> Result<Option<StoredFlagSet>, StoreError> {
+        Ok(load_flag_sets(self.conn().await?)
             .await?
             .into_iter()
             .find(|s| s.environment == environment))

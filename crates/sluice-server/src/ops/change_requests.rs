@@ -384,10 +384,10 @@ impl App {
             ended_by: None,
         };
         let mut tx = self.store.begin().await?;
-        // INVARIANT: `begin` holds the audit head lock, which every flag write takes first,
-        // so the revision read here cannot move before this transaction commits.
-        let current = self
-            .store
+        // INVARIANT: `begin` serialises every audited write (every flag write is one), and the
+        // read goes through the transaction, so it sees every earlier write (on SQLite, also
+        // those earlier in the same batch) and the revision cannot move before this commits.
+        let current = tx
             .flag_set(env)
             .await?
             .and_then(|s| s.flags.into_iter().find(|f| f.key == key))

@@ -226,7 +226,8 @@ impl App {
             Some(a) => a,
             None => self.authorize_flag(who, admin, env, key, change.action(), now)?,
         };
-        let set = self.store.flag_set(env).await?;
+        // Through the transaction: a batch-mate's uncommitted change to this flag counts.
+        let set = tx.flag_set(env).await?;
         let current = set
             .as_ref()
             .and_then(|s| s.flags.iter().find(|f| f.key == key));
