@@ -66,8 +66,9 @@ impl App {
         signer: AuditSigner,
         client_rate_limit: Option<u32>,
     ) -> Result<App, StoreError> {
-        let revs = store.state_revs().await?;
-        let snapshot = load_snapshot(&store).await?;
+        let state = store.access_state().await?;
+        let revs = state.revs;
+        let snapshot = build_snapshot(&state)?;
         let flags = crate::flags::load(&store).await?;
         let (flag_events, _) = broadcast::channel(1024);
         Ok(App(Arc::new(Inner {
@@ -127,13 +128,14 @@ impl App {
     /// Rebuilds the access snapshot from the store.
     pub async fn refresh(&self) -> Result<(), ApiError> {
         let mut ahead = self.refresh_lock.lock().await;
-        // Read the revision first: a write landing during the load bumps it again, so the
-        // next sync reloads rather than missing it.
-        let revs = self.store.state_revs().await?;
-        let snap = load_snapshot(&self.store).await?;
+        // One consistent read: the snapshot is exactly at `state.revs.access`. Every change
+        // applied locally before this point was committed before the read, so it is in it;
+        // those committed after it have a higher revision and are applied when they arrive.
+        let state = self.store.access_state().await?;
+        let snap = build_snapshot(&state)?;
         self.access.store(Arc::new(snap));
         self.tokens.clear();
-        self.access_rev.store(revs.access, Ordering::Release);
+        self.access_rev.store(state.revs.access, Ordering::Release);
         ahead.clear();
         Ok(())
     }
@@ -179,18 +181,16 @@ impl App {
     }
 }
 
-async fn load_snapshot(store: &Store) -> Result<AccessSnapshot, StoreError> {
-    let policy = match store.current_policy().await? {
-        Some((_, source)) => Policy::from_yaml(&source)
+fn build_snapshot(state: &sluice_store::AccessState) -> Result<AccessSnapshot, StoreError> {
+    let policy = match &state.policy {
+        Some((_, source)) => Policy::from_yaml(source)
             .map_err(|e| StoreError::Corrupt(format!("stored policy: {e}")))?,
         None => Policy::empty(),
     };
-    let principals = store.principals().await?;
-    let active = store.active_requests().await?;
     Ok(AccessSnapshot::build(
         Arc::new(policy),
-        principals.iter().map(|p| p.name.as_str()),
-        active.iter(),
+        state.principals.iter().map(|p| p.name.as_str()),
+        state.active.iter(),
     ))
 }
 

@@ -28,7 +28,7 @@ pub use principals::{PrincipalRow, TokenRow};
 pub use requests::RequestFilter;
 pub use schedule::ScheduledChange;
 pub use sluice_audit::{AuditEntry, ChainHead, Checkpoint, NewEntry};
-pub use state::StateRevs;
+pub use state::{AccessState, StateRevs};
 pub use tx::WriteTx;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};

@@ -23,7 +23,7 @@ pub struct TokenRow {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-fn principal(row: &AnyRow) -> Result<PrincipalRow, StoreError> {
+pub(crate) fn principal(row: &AnyRow) -> Result<PrincipalRow, StoreError> {
     Ok(PrincipalRow {
         name: get(row, "name")?,
         kind: get(row, "kind")?,

@@ -14,7 +14,7 @@ pub struct RequestFilter {
     pub limit: Option<i64>,
 }
 
-fn request(row: &AnyRow) -> Result<AccessRequest, StoreError> {
+pub(crate) fn request(row: &AnyRow) -> Result<AccessRequest, StoreError> {
     let body: String = get(row, "body")?;
     Ok(serde_json::from_str(&body)?)
 }

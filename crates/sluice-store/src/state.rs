@@ -1,4 +1,5 @@
-use crate::{get, Store, StoreError};
+use crate::{get, Backend, PrincipalRow, Store, StoreError};
+use sluice_core::access::AccessRequest;
 
 /// The change counters (see migration 0002): an instance reloads what moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,5 +31,64 @@ impl Store {
         };
         let row = sqlx::query(sql).fetch_one(self.reader()).await?;
         get(&row, "ms")
+    }
+}
+
+/// Everything the access snapshot is built from, as of one revision.
+#[derive(Debug, Clone)]
+pub struct AccessState {
+    pub revs: StateRevs,
+    /// The current policy: version and source.
+    pub policy: Option<(i64, String)>,
+    pub principals: Vec<PrincipalRow>,
+    /// Every request recorded as active.
+    pub active: Vec<AccessRequest>,
+}
+
+impl Store {
+    /// [`AccessState`] read in one consistent view of the database (a read transaction;
+    /// repeatable read on PostgreSQL), so the revisions are exactly those of the rows read:
+    /// a write landing during the read is either wholly in it, with its revision, or not at all.
+    pub async fn access_state(&self) -> Result<AccessState, StoreError> {
+        let mut tx = self.reader().begin().await?;
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await?;
+        }
+        // On SQLite the first read fixes the view the later ones see.
+        let row = sqlx::query("SELECT access_rev, flags_rev FROM sluice_state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let revs = StateRevs {
+            access: get(&row, "access_rev")?,
+            flags: get(&row, "flags_rev")?,
+        };
+        let policy =
+            sqlx::query("SELECT version, source FROM policies ORDER BY version DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| Ok::<_, StoreError>((get(&r, "version")?, get(&r, "source")?)))
+                .transpose()?;
+        let principals =
+            sqlx::query("SELECT name, kind, admin, source FROM principals ORDER BY name")
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(crate::principals::principal)
+                .collect::<Result<_, _>>()?;
+        let active = sqlx::query("SELECT body FROM requests WHERE status = 'active'")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(crate::requests::request)
+            .collect::<Result<_, _>>()?;
+        tx.rollback().await?;
+        Ok(AccessState {
+            revs,
+            policy,
+            principals,
+            active,
+        })
     }
 }

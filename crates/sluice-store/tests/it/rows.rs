@@ -363,3 +363,46 @@ async fn state_counters_bump_and_only_on_commit() {
         store.close().await;
     }
 }
+
+/// The access state is read in one consistent view: while writers add active grants, each
+/// bumping the access revision once, every read sees exactly as many grants as its revision
+/// says — never a grant without its revision or the other way round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_access_state_is_one_consistent_view() {
+    for db in backends().await {
+        let store = db.open().await;
+        let writer = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..150 {
+                    let mut tx = store.begin().await.expect("begin");
+                    tx.insert_request(&activated(
+                        pending(&format!("req-{i}"), "dave", t0()),
+                        "bob",
+                        t0(),
+                    ))
+                    .await
+                    .expect("insert");
+                    tx.bump_access().await.expect("bump");
+                    tx.audit(t0(), entry("test.grant")).await.expect("audit");
+                    tx.commit().await.expect("commit");
+                }
+            })
+        };
+        let mut reads = 0;
+        while !writer.is_finished() || reads == 0 {
+            let state = store.access_state().await.expect("state");
+            assert_eq!(
+                state.active.len() as i64,
+                state.revs.access,
+                "{:?}: grants and revision from one view",
+                db.backend
+            );
+            reads += 1;
+        }
+        writer.await.expect("writer");
+        let state = store.access_state().await.expect("state");
+        assert_eq!((state.active.len(), state.revs.access), (150, 150));
+        store.close().await;
+    }
+}
