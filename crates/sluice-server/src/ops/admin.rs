@@ -195,7 +195,7 @@ impl App {
         };
         let mut tx = self.store.begin().await?;
         tx.insert_token(&row, &secret.hash()).await?;
-        tx.bump_access().await?;
+        let rev = tx.bump_access().await?;
         tx.audit(
             now,
             NewEntry::new(&caller.name, "token.created")
@@ -204,6 +204,8 @@ impl App {
         )
         .await?;
         tx.commit().await?;
+        // No grant moved: only the revision, so this instance does not reload for it.
+        self.apply_local(&[], rev).await;
         Ok(NewToken { row, secret })
     }
 
@@ -219,7 +221,7 @@ impl App {
         }
         let now = self.now();
         let mut tx = self.store.begin().await?;
-        tx.bump_access().await?;
+        let rev = tx.bump_access().await?;
         if !tx.revoke_token(id, now).await? {
             return Err(ApiError::Conflict {
                 code: "already_revoked",
@@ -237,6 +239,7 @@ impl App {
         // The very next request with this token is refused here; other instances drop their
         // cached copy at their next sync.
         self.tokens.clear();
+        self.apply_local(&[], rev).await;
         Ok(TokenRow {
             revoked_at: Some(now),
             ..row
