@@ -2,9 +2,9 @@
 //!
 //! SQLite runs with `synchronous = NORMAL` in WAL mode: a commit writes its frames to the WAL
 //! file but does not wait for the disk. [`Flusher::durable`] then makes the commit durable
-//! before the caller answers anyone: it fsyncs the WAL file, and one fsync covers every commit
-//! that finished before it started. Under load, concurrent writers share fsyncs instead of
-//! paying one each — the classic group commit. Nothing is acknowledged before it is on disk.
+//! before anyone is answered: it fsyncs the WAL file, and one fsync covers every commit that
+//! finished before it started. The batch committer (`batch.rs`) calls it once per batch, while
+//! the next batch fills. Nothing is acknowledged before it is on disk.
 //!
 //! Written by hand because it is twenty lines on top of `fsync`; no crate offers it for sqlx.
 

@@ -3,8 +3,9 @@
 //!
 //! Every change goes through a [`WriteTx`]: it locks the audit chain head first, and the
 //! change and its audit entry commit together or not at all ("no audit, no action").
-//! On SQLite, writes also go through a single connection, so they are serialised in-process
-//! and never meet `SQLITE_BUSY`.
+//! On SQLite, audited writes go through one connection and share batch transactions (see
+//! `batch`): they are serialised in-process, never meet `SQLITE_BUSY` among themselves, and
+//! share the commit and the fsync.
 
 mod audit;
 mod batch;
