@@ -93,23 +93,19 @@ type Expiry = Option<chrono::DateTime<chrono::Utc>>;
 /// per request. Emptied whenever tokens, principals or policy change (here or, through the
 /// change counter, on another instance); an entry is never used at or after its token's expiry.
 ///
-/// Keyed by a 128-bit keyed hash of the presented token (SipHash under two random keys drawn
-/// at start): a fraction of the cost of the SHA-256 the store is looked up by, and neither the
+/// Keyed by a 128-bit keyed hash of the presented token ([`crate::keyed::KeyedHash`]): a fraction of the cost of the SHA-256 the store is looked up by, and neither the
 /// token nor its stored hash is kept in memory. A hit needs a token whose keyed hash equals
 /// that of one the store verified: with unknown keys, a 2^-128 chance per guess.
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    keys: (std::hash::RandomState, std::hash::RandomState),
+    keys: crate::keyed::KeyedHash,
     /// Keys are already keyed hashes: a fast hash of them is safe.
     map: std::sync::RwLock<rustc_hash::FxHashMap<u128, (Arc<Caller>, Expiry)>>,
 }
 
 impl TokenCache {
     pub fn key(&self, token: &SecretToken) -> u128 {
-        use std::hash::BuildHasher as _;
-        let hi = self.keys.0.hash_one(token.expose());
-        let lo = self.keys.1.hash_one(token.expose());
-        (u128::from(hi) << 64) | u128::from(lo)
+        self.keys.of(token.expose().as_bytes())
     }
 
     pub fn get(&self, key: u128, now: chrono::DateTime<chrono::Utc>) -> Option<Arc<Caller>> {

@@ -28,14 +28,14 @@ pub struct EnvFlags {
 }
 
 /// The canonical digest of the context of request bodies seen before, keyed by a keyed 128-bit
-/// hash of the body bytes (SipHash under two random keys: nobody can aim one body at
-/// another's entry). A client polling with the same body — the usual OFREP web client, with
+/// hash of the body bytes ([`crate::keyed::KeyedHash`]: nobody can aim one body at another's
+/// entry). A client polling with the same body — the usual OFREP web client, with
 /// `If-None-Match` — gets its ETag without its context being parsed, canonicalised and hashed
 /// again. Only bodies that parsed are kept; bounded, emptied when full; it lives and dies with
 /// one [`EnvFlags`].
 #[derive(Debug, Default)]
 pub struct ContextMemo {
-    keys: (std::hash::RandomState, std::hash::RandomState),
+    keys: crate::keyed::KeyedHash,
     /// Keys are already keyed hashes: a fast hash of them is safe.
     map: std::sync::RwLock<rustc_hash::FxHashMap<u128, [u8; 32]>>,
 }
@@ -45,10 +45,7 @@ const CONTEXT_MEMO_ENTRIES: usize = 65_536;
 
 impl ContextMemo {
     pub fn key(&self, body: &[u8]) -> u128 {
-        use std::hash::BuildHasher as _;
-        let hi = self.keys.0.hash_one(body);
-        let lo = self.keys.1.hash_one(body);
-        (u128::from(hi) << 64) | u128::from(lo)
+        self.keys.of(body)
     }
 
     pub fn get(&self, key: u128) -> Option<[u8; 32]> {

@@ -9,6 +9,7 @@ pub mod dbclock;
 pub mod error;
 pub mod flags;
 pub mod json;
+pub mod keyed;
 pub mod metrics;
 pub mod ops;
 pub mod routes;
