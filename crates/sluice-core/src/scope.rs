@@ -22,6 +22,10 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use unicode_normalization::UnicodeNormalization;
 
+/// The longest subject, resource or action name a question may carry, in bytes. Longer names
+/// are refused before anything is matched.
+pub const MAX_NAME_BYTES: usize = 1024;
+
 /// Normalises a resource or action name (see the module docs).
 pub fn normalize(raw: &str) -> String {
     normalized(raw).into_owned()
@@ -94,7 +98,8 @@ impl Pattern {
         if n.chars().count() > 512 {
             return Err(PatternError::TooLong);
         }
-        // INVARIANT: few wildcards keep the backtracking matcher cheap on every input.
+        // Matching is linear whatever the count; the cap keeps policies readable and
+        // containment checks (quadratic in the pattern) small.
         if tokenize(&n)
             .iter()
             .filter(|t| !matches!(t, Token::Lit(_)))
@@ -148,47 +153,150 @@ fn tokenize(s: &str) -> Vec<Token> {
     out
 }
 
+/// Matches `s` against `p` in time linear in `s` (times the pattern's wildcard count), with
+/// no recursion and no allocation: the literal head and tail are compared directly, and the
+/// middle runs as a set of pattern positions (an NFA) advanced one byte at a time.
 fn glob_match(p: &[Token], s: &[u8]) -> bool {
-    match p.split_first() {
-        None => s.is_empty(),
-        Some((Token::Lit(c), rest)) => s.first() == Some(c) && glob_match(rest, &s[1..]),
-        Some((Token::Star, rest)) => {
-            for i in 0..=s.len() {
-                if glob_match(rest, &s[i..]) {
-                    return true;
-                }
-                if i < s.len() && s[i] == b'/' {
-                    break;
-                }
-            }
-            false
-        }
-        Some((Token::DoubleStar, rest)) => (0..=s.len()).any(|i| glob_match(rest, &s[i..])),
+    // Literal head.
+    let head = p.iter().take_while(|t| matches!(t, Token::Lit(_))).count();
+    if s.len() < head || !lits_eq(&p[..head], &s[..head]) {
+        return false;
     }
+    let (p, s) = (&p[head..], &s[head..]);
+    // Literal tail.
+    let tail = p
+        .iter()
+        .rev()
+        .take_while(|t| matches!(t, Token::Lit(_)))
+        .count();
+    if s.len() < tail || !lits_eq(&p[p.len() - tail..], &s[s.len() - tail..]) {
+        return false;
+    }
+    let (p, s) = (&p[..p.len() - tail], &s[..s.len() - tail]);
+    if p.is_empty() {
+        return s.is_empty();
+    }
+    // The middle starts and ends with a wildcard. Common shapes answer at once.
+    if p.iter().all(|t| *t == Token::DoubleStar) {
+        return true;
+    }
+    if p.iter().all(|t| *t == Token::Star) {
+        return !s.contains(&b'/');
+    }
+    nfa_match(p, s)
+}
+
+fn lits_eq(p: &[Token], s: &[u8]) -> bool {
+    p.iter().zip(s).all(|(t, c)| *t == Token::Lit(*c))
+}
+
+fn nfa_match(p: &[Token], s: &[u8]) -> bool {
+    if p.len() < 64 {
+        nfa_match_small(p, s)
+    } else {
+        nfa_match_large(p, s)
+    }
+}
+
+/// Shift-and over one machine word: bit `i` set means "the first `i` tokens match the input
+/// read so far". Almost every pattern takes this path.
+fn nfa_match_small(p: &[Token], s: &[u8]) -> bool {
+    let (mut star, mut dstar) = (0u64, 0u64);
+    let mut lit = [0u64; 256];
+    for (i, t) in p.iter().enumerate() {
+        match t {
+            Token::Lit(c) => lit[usize::from(*c)] |= 1 << i,
+            Token::Star => star |= 1 << i,
+            Token::DoubleStar => dstar |= 1 << i,
+        }
+    }
+    let wild = star | dstar;
+    // Wildcards may match nothing: a live wildcard position also makes the next one live.
+    let close = |mut x: u64| loop {
+        let y = x | ((x & wild) << 1);
+        if y == x {
+            return x;
+        }
+        x = y;
+    };
+    let mut cur = close(1);
+    for &c in s {
+        let stay = if c == b'/' { dstar } else { wild };
+        let next = ((cur & lit[usize::from(c)]) << 1) | (cur & stay);
+        if next == 0 {
+            return false;
+        }
+        cur = close(next);
+    }
+    cur & (1 << p.len()) != 0
+}
+
+/// The same automaton over several words, for patterns of 64 tokens or more.
+fn nfa_match_large(p: &[Token], s: &[u8]) -> bool {
+    // INVARIANT: `Pattern::parse` caps patterns at 512 characters: at most 513 positions.
+    const WORDS: usize = 9;
+    if p.len() >= WORDS * 64 {
+        return false;
+    }
+    let has = |x: &[u64; WORDS], i: usize| x[i / 64] & (1 << (i % 64)) != 0;
+    let set = |x: &mut [u64; WORDS], i: usize| x[i / 64] |= 1 << (i % 64);
+    let close = |x: &mut [u64; WORDS]| {
+        for (i, t) in p.iter().enumerate() {
+            if !matches!(t, Token::Lit(_)) && has(x, i) {
+                set(x, i + 1);
+            }
+        }
+    };
+    let mut cur = [0u64; WORDS];
+    set(&mut cur, 0);
+    close(&mut cur);
+    for &c in s {
+        let mut next = [0u64; WORDS];
+        for (i, t) in p.iter().enumerate() {
+            if !has(&cur, i) {
+                continue;
+            }
+            match t {
+                Token::Lit(l) if *l == c => set(&mut next, i + 1),
+                Token::Star if c != b'/' => set(&mut next, i),
+                Token::DoubleStar => set(&mut next, i),
+                _ => {}
+            }
+        }
+        if next.iter().all(|w| *w == 0) {
+            return false;
+        }
+        close(&mut next);
+        cur = next;
+    }
+    has(&cur, p.len())
 }
 
 /// Pattern containment: can `outer` match everything `inner` can? `inner`'s wildcards are
 /// treated as symbols that only an equal-or-wider wildcard of `outer` may absorb.
+///
+/// `c[j]` of row `i` answers "does `outer[i..]` contain `inner[j..]`?"; rows are filled from the
+/// end of `outer`, so the work is `|outer| × |inner|` with no recursion.
 fn contains(outer: &[Token], inner: &[Token]) -> bool {
-    match outer.split_first() {
-        None => inner.is_empty(),
-        Some((Token::Lit(c), rest)) => {
-            matches!(inner.first(), Some(Token::Lit(d)) if d == c) && contains(rest, &inner[1..])
-        }
-        Some((Token::Star, rest)) => {
-            for i in 0..=inner.len() {
-                if contains(rest, &inner[i..]) {
-                    return true;
+    let n = inner.len();
+    // Row for outer[len..]: only the empty inner is contained.
+    let mut below: Vec<bool> = (0..=n).map(|j| j == n).collect();
+    let mut row = vec![false; n + 1];
+    for o in outer.iter().rev() {
+        for j in (0..=n).rev() {
+            row[j] = match o {
+                Token::Lit(c) => inner.get(j) == Some(&Token::Lit(*c)) && below[j + 1],
+                Token::Star => {
+                    below[j]
+                        || (matches!(inner.get(j), Some(t) if *t != Token::Lit(b'/') && *t != Token::DoubleStar)
+                            && row[j + 1])
                 }
-                match inner.get(i) {
-                    Some(Token::Lit(b'/')) | Some(Token::DoubleStar) | None => break,
-                    _ => {}
-                }
-            }
-            false
+                Token::DoubleStar => below[j] || (j < n && row[j + 1]),
+            };
         }
-        Some((Token::DoubleStar, rest)) => (0..=inner.len()).any(|i| contains(rest, &inner[i..])),
+        std::mem::swap(&mut below, &mut row);
     }
+    below[0]
 }
 
 impl TryFrom<String> for Pattern {
@@ -288,7 +396,99 @@ mod tests {
         assert_eq!(Pattern::parse("a***"), Err(PatternError::TripleStar));
     }
 
+    /// The obvious backtracking matcher: exponential on hostile input, but plainly right.
+    fn reference_match(p: &[Token], s: &[u8]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some((Token::Lit(c), rest)) => s.first() == Some(c) && reference_match(rest, &s[1..]),
+            Some((Token::Star, rest)) => (0..=s.len())
+                .take_while(|&i| i == 0 || s[i - 1] != b'/')
+                .any(|i| reference_match(rest, &s[i..])),
+            Some((Token::DoubleStar, rest)) => {
+                (0..=s.len()).any(|i| reference_match(rest, &s[i..]))
+            }
+        }
+    }
+
+    fn reference_contains(outer: &[Token], inner: &[Token]) -> bool {
+        match outer.split_first() {
+            None => inner.is_empty(),
+            Some((Token::Lit(c), rest)) => {
+                matches!(inner.first(), Some(Token::Lit(d)) if d == c)
+                    && reference_contains(rest, &inner[1..])
+            }
+            Some((Token::Star, rest)) => (0..=inner.len())
+                .take_while(|&i| {
+                    i == 0 || !matches!(inner[i - 1], Token::Lit(b'/') | Token::DoubleStar)
+                })
+                .any(|i| reference_contains(rest, &inner[i..])),
+            Some((Token::DoubleStar, rest)) => {
+                (0..=inner.len()).any(|i| reference_contains(rest, &inner[i..]))
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_names_are_matched_in_linear_time() {
+        // Each of these took from seconds to minutes with the backtracking matcher.
+        let name = format!("flag:{}", "/checkout-".repeat(20_000));
+        assert!(name.len() > 200_000);
+        let start = std::time::Instant::now();
+        assert!(!p("flag:**/checkout-**-v2").matches(&name));
+        let eight = p("flag:*a*a*a*a**a**a**a**b");
+        let long = format!("flag:{}", "a".repeat(256 * 1024));
+        assert!(!eight.matches(&long));
+        let slashes = "a/".repeat(128 * 1024);
+        assert!(!p("**a**a**a**a**a**a**a**b").matches(&slashes));
+        assert!(p("**a**a**a**a**a**a**a**").matches(&slashes));
+        assert!(
+            start.elapsed() < std::time::Duration::from_millis(500),
+            "took {:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn hostile_patterns_are_contained_in_polynomial_time() {
+        let outer = p("*a*a*a*a**a**a**a**c");
+        let inner = p(&format!("{}b", format!("{}*", "a".repeat(60)).repeat(8)));
+        let start = std::time::Instant::now();
+        assert!(!outer.contains(&inner));
+        assert!(start.elapsed() < std::time::Duration::from_millis(500));
+    }
+
     proptest::proptest! {
+        #[test]
+        fn matcher_agrees_with_the_reference(pat in "[ab/*]{0,12}", name in "[ab/]{0,14}") {
+            if let Ok(pattern) = Pattern::parse(&pat) {
+                proptest::prop_assert_eq!(
+                    pattern.matches(&name),
+                    reference_match(&pattern.1, name.as_bytes()),
+                    "pattern {:?} name {:?}", pat, name
+                );
+            }
+        }
+
+        #[test]
+        fn long_patterns_agree_with_the_reference(pat in "[ab/*]{0,8}", name in "[ab/]{0,10}") {
+            // More than 64 tokens between the first and last wildcard: the multi-word automaton.
+            let pad = "ab".repeat(35);
+            if let Ok(pattern) = Pattern::parse(&format!("*{pad}{pat}*")) {
+                let name = format!("x{pad}{name}");
+                proptest::prop_assert_eq!(
+                    pattern.matches(&name),
+                    reference_match(&pattern.1, name.as_bytes())
+                );
+            }
+        }
+
+        #[test]
+        fn containment_agrees_with_the_reference(outer in "[ab/*]{0,10}", inner in "[ab/*]{0,10}") {
+            if let (Ok(o), Ok(i)) = (Pattern::parse(&outer), Pattern::parse(&inner)) {
+                proptest::prop_assert_eq!(o.contains(&i), reference_contains(&o.1, &i.1));
+            }
+        }
+
         #[test]
         fn contained_literal_is_matched(s in "[a-z/:-]{0,20}", t in "[a-z/:-]{0,20}") {
             let outer = p(&format!("{s}**"));

@@ -4,6 +4,7 @@ use crate::error::ApiError;
 use serde_json::json;
 use sluice_audit::NewEntry;
 use sluice_core::decision::Decision;
+use sluice_core::scope::MAX_NAME_BYTES;
 
 /// One question: may `subject` do `action` on `resource` now?
 #[derive(Debug, Clone)]
@@ -11,6 +12,29 @@ pub struct Question {
     pub subject: String,
     pub action: String,
     pub resource: String,
+}
+
+impl Question {
+    /// Refuses names longer than [`MAX_NAME_BYTES`]: a question is answered in time bounded by
+    /// the policy, never by what the caller sends.
+    fn check_lengths(&self) -> Result<(), ApiError> {
+        for (what, name) in [
+            ("subject", &self.subject),
+            ("action", &self.action),
+            ("resource", &self.resource),
+        ] {
+            if name.len() > MAX_NAME_BYTES {
+                return Err(ApiError::bad_request(
+                    "name_too_long",
+                    format!(
+                        "the {what} name is {} bytes long; names may be at most {MAX_NAME_BYTES} bytes",
+                        name.len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl App {
@@ -22,6 +46,9 @@ impl App {
         caller: &Caller,
         questions: &[Question],
     ) -> Result<Vec<Decision>, ApiError> {
+        for q in questions {
+            q.check_lengths()?;
+        }
         let snap = self.access.load();
         let now = self.now();
         let decisions: Vec<Decision> = questions
