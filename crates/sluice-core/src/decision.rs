@@ -107,6 +107,8 @@ fn live_grant(req: &AccessRequest) -> Option<LiveGrant> {
 
 impl AccessSnapshot {
     /// Builds a snapshot from the policy and the requests that are (recorded as) active.
+    /// `known` names principals that exist outside the policy (the first administrator);
+    /// a grant held by anyone else the policy does not declare is left out: default deny.
     pub fn build<'a>(
         policy: Arc<Policy>,
         known: impl IntoIterator<Item = &'a str>,
@@ -123,12 +125,11 @@ impl AccessSnapshot {
             access.standing = policy.standing_scopes(name);
         }
         for req in active {
-            if let Some(g) = live_grant(req) {
-                by_principal
-                    .entry(req.requester.clone())
-                    .or_default()
-                    .grants
-                    .push(g);
+            // INVARIANT: only declared (or known) principals have an entry; a removed
+            // principal's grant never reaches a decision, even before it is recorded revoked.
+            if let (Some(g), Some(access)) = (live_grant(req), by_principal.get_mut(&req.requester))
+            {
+                access.grants.push(g);
             }
         }
         Self {
@@ -151,6 +152,10 @@ impl AccessSnapshot {
     /// This snapshot with one request's current state applied (granted, ended or unchanged):
     /// what a writer does after its own change instead of reloading everything.
     pub fn with_request(&self, req: &AccessRequest) -> AccessSnapshot {
+        if !self.by_principal.contains_key(&req.requester) && !self.policy.declares(&req.requester)
+        {
+            return self.clone_shallow();
+        }
         let mut by_principal = self.by_principal.clone();
         let entry = by_principal
             .entry(req.requester.clone())

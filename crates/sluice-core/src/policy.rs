@@ -382,6 +382,11 @@ impl Policy {
             )
     }
 
+    /// Does the policy declare `principal` (as a user or a service account)?
+    pub fn declares(&self, principal: &str) -> bool {
+        self.principals().any(|(n, _)| n == principal)
+    }
+
     /// Standing scopes of `principal`.
     pub fn standing_scopes(&self, principal: &str) -> Vec<Scope> {
         self.doc

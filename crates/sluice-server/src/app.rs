@@ -41,6 +41,8 @@ pub struct Inner {
     pub tokens: crate::auth::TokenCache,
     /// Per-client-key request limit on the evaluation endpoints.
     pub limiter: crate::auth::RateLimiter,
+    /// Refusals recorded this minute, per principal (bounds what a flood writes).
+    pub refusals: crate::refusals::RefusalLog,
 }
 
 impl std::ops::Deref for App {
@@ -83,6 +85,7 @@ impl App {
             flag_events,
             tokens: crate::auth::TokenCache::default(),
             limiter: crate::auth::RateLimiter::new(client_rate_limit),
+            refusals: crate::refusals::RefusalLog::default(),
         })))
     }
 
@@ -189,7 +192,13 @@ fn build_snapshot(state: &sluice_store::AccessState) -> Result<AccessSnapshot, S
     };
     Ok(AccessSnapshot::build(
         Arc::new(policy),
-        state.principals.iter().map(|p| p.name.as_str()),
+        // Principals the policy declares come from the policy itself; of the rest only the
+        // first administrator exists. One removed from the policy is unknown: default deny.
+        state
+            .principals
+            .iter()
+            .filter(|p| p.source == "bootstrap")
+            .map(|p| p.name.as_str()),
         state.active.iter(),
     ))
 }

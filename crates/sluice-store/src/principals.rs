@@ -185,6 +185,22 @@ impl WriteTx {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Revokes every live token of `principal`; returns the ids revoked.
+    pub async fn revoke_tokens_of(
+        &mut self,
+        principal: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE tokens SET revoked_at = $1 WHERE principal = $2 AND revoked_at IS NULL RETURNING id",
+        )
+        .bind(to_ms(now))
+        .bind(principal)
+        .fetch_all(self.conn().await?)
+        .await?;
+        rows.iter().map(|r| get(r, "id")).collect()
+    }
+
     /// Records a new policy version; returns its number.
     pub async fn insert_policy(
         &mut self,

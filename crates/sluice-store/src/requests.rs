@@ -88,6 +88,20 @@ impl WriteTx {
         .await
     }
 
+    /// Ids of `requester`'s pending and active requests, as this transaction sees them.
+    pub async fn open_request_ids_of(
+        &mut self,
+        requester: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM requests WHERE requester = $1 AND status IN ('pending', 'active') ORDER BY id",
+        )
+        .bind(requester)
+        .fetch_all(self.conn().await?)
+        .await?;
+        rows.iter().map(|r| get(r, "id")).collect()
+    }
+
     /// Reads a request for update (locked until commit).
     pub async fn lock_request(&mut self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
         let row = sqlx::query("UPDATE requests SET status = status WHERE id = $1 RETURNING body")

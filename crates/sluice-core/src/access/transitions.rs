@@ -353,6 +353,28 @@ pub fn relinquish(
     Ok(())
 }
 
+/// The policy no longer declares the requester: a live grant is revoked and a pending request
+/// cancelled, by whoever applied the policy. Returns the status recorded, or `None` when
+/// nothing is open (an expiry or time-out not yet recorded is left to the reaper).
+pub fn end_for_removed_requester(
+    req: &mut AccessRequest,
+    by: &str,
+    policy_version: i64,
+    now: DateTime<Utc>,
+) -> Option<RequestStatus> {
+    let status = match req.status_at(now) {
+        RequestStatus::Active => RequestStatus::Revoked,
+        RequestStatus::Pending => RequestStatus::Cancelled,
+        _ => return None,
+    };
+    let reason = format!(
+        "{} is no longer declared in the policy (version {policy_version})",
+        req.requester
+    );
+    end(req, status, by, Some(reason), now);
+    Some(status)
+}
+
 /// Someone other than the requester reviews a break-glass grant.
 pub fn review(policy: &Policy, req: &mut AccessRequest, by: &Actor) -> Result<(), AccessError> {
     if !req.needs_review {

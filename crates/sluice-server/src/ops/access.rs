@@ -37,7 +37,7 @@ fn summary(req: &AccessRequest) -> serde_json::Value {
     })
 }
 
-async fn record(
+pub(crate) async fn record(
     tx: &mut WriteTx,
     at: chrono::DateTime<chrono::Utc>,
     actor: &str,

@@ -4,6 +4,7 @@ use crate::error::ApiError;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sluice_audit::NewEntry;
+use sluice_core::access::{self, RequestStatus};
 use sluice_core::duration::Duration;
 use sluice_core::policy::Policy;
 use sluice_core::token::{SecretToken, TokenKind};
@@ -96,7 +97,47 @@ impl App {
         caller.require_admin()?;
         let next = Policy::from_yaml(source)
             .map_err(|e| ApiError::bad_request("invalid_policy", e.to_string()))?;
-        let diff = self.policy().diff(&next);
+        let mut diff = self.policy().diff(&next);
+        // Principals that exist but that the new policy does not declare: their grants end and
+        // their tokens are revoked in the same transaction (default deny for the undeclared).
+        let removed: Vec<String> = self
+            .store
+            .principals()
+            .await?
+            .into_iter()
+            .filter(|p| p.source != "bootstrap" && !next.declares(&p.name))
+            .map(|p| p.name)
+            .collect();
+        for name in &removed {
+            let tokens = self
+                .store
+                .tokens(Some(name))
+                .await?
+                .iter()
+                .filter(|t| t.revoked_at.is_none())
+                .count();
+            let open = self
+                .store
+                .requests(&sluice_store::RequestFilter {
+                    requester: Some(name.clone()),
+                    limit: Some(1000),
+                    ..Default::default()
+                })
+                .await?
+                .iter()
+                .filter(|r| {
+                    matches!(
+                        r.status_at(self.now()),
+                        RequestStatus::Active | RequestStatus::Pending
+                    )
+                })
+                .count();
+            if tokens > 0 || open > 0 {
+                diff.push(format!(
+                    "! {name} is not declared: {open} open request(s) and grant(s) end, {tokens} token(s) are revoked"
+                ));
+            }
+        }
         if dry_run {
             return Ok(Applied {
                 version: None,
@@ -121,6 +162,10 @@ impl App {
             };
             tx.upsert_principal(&row, now).await?;
         }
+        for name in &removed {
+            self.remove_principal_access(&mut tx, caller, name, version, now)
+                .await?;
+        }
         tx.audit(
             now,
             NewEntry::new(&caller.name, "policy.applied")
@@ -137,6 +182,54 @@ impl App {
             hash: next.hash,
             diff,
         })
+    }
+
+    /// Ends everything a principal the policy no longer declares holds: open requests and
+    /// grants (each audited as cancelled or revoked by the policy change) and tokens.
+    async fn remove_principal_access(
+        &self,
+        tx: &mut sluice_store::WriteTx,
+        caller: &Caller,
+        name: &str,
+        version: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        for id in tx.open_request_ids_of(name).await? {
+            let Some(mut req) = tx.lock_request(&id).await? else {
+                continue;
+            };
+            let Some(status) =
+                access::end_for_removed_requester(&mut req, &caller.name, version, now)
+            else {
+                continue;
+            };
+            tx.update_request(&req).await?;
+            let action = match status {
+                RequestStatus::Revoked => "access.revoked",
+                _ => "access.cancelled",
+            };
+            crate::ops::access::record(
+                tx,
+                now,
+                &caller.name,
+                action,
+                &req,
+                json!({"end_reason": req.end_reason, "policy_version": version}),
+            )
+            .await?;
+            tracing::info!(request_id = %req.id, principal = name, "{action} {}: {name} removed from the policy", req.id);
+        }
+        let tokens = tx.revoke_tokens_of(name, now).await?;
+        if !tokens.is_empty() {
+            tx.audit(
+                now,
+                NewEntry::new(&caller.name, "token.revoked")
+                    .subject_id(name)
+                    .details(json!({"principal": name, "tokens": tokens, "reason": "not declared in the policy", "policy_version": version})),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Creates a token. Anyone may create API tokens for themselves; administrators for anyone,
