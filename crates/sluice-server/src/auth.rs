@@ -138,6 +138,9 @@ impl FromRequestParts<App> for ApiCaller {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
         let caller = authenticate(app, presented_token(&parts.headers)).await?;
+        if let Some(slot) = parts.extensions.get::<crate::refusals::CallerSlot>() {
+            let _ = slot.0.set(caller.name.clone());
+        }
         if caller.kind != TokenKind::Api {
             return Err(ApiError::Forbidden(
                 "a client key may only evaluate flags".into(),

@@ -60,6 +60,23 @@ impl ApiError {
         }
     }
 
+    /// Is this a refusal by policy (someone tried what they may not), worth an audit entry?
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            ApiError::Forbidden(_) => true,
+            ApiError::Access(e) => {
+                e.is_forbidden()
+                    || matches!(
+                        e,
+                        AccessError::DurationOverCap { .. }
+                            | AccessError::ScopeTooWide { .. }
+                            | AccessError::BreakGlassNotAllowed(_)
+                    )
+            }
+            _ => false,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
@@ -104,7 +121,14 @@ impl IntoResponse for ApiError {
             code: self.code().to_owned(),
             message: self.to_string(),
         };
+        let refused = self.is_refusal().then(|| crate::refusals::Refused {
+            code: self.code(),
+            message: body.message.clone(),
+        });
         let mut resp = (status, axum::Json(body)).into_response();
+        if let Some(r) = refused {
+            resp.extensions_mut().insert(r);
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));

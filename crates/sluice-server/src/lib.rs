@@ -12,6 +12,7 @@ pub mod json;
 pub mod keyed;
 pub mod metrics;
 pub mod ops;
+pub mod refusals;
 pub mod routes;
 
 pub use app::App;

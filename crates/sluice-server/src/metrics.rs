@@ -27,6 +27,10 @@ pub fn install() -> Option<PrometheusHandle> {
                 "Expiries and time-outs recorded by the reaper."
             );
             describe_counter!(
+                "sluice_refusals_total",
+                "Requests refused by policy (403 and refused access requests)."
+            );
+            describe_counter!(
                 "sluice_checkpoints_total",
                 "Signed audit checkpoints written."
             );
@@ -93,6 +97,10 @@ pub fn audit_entries(n: usize) {
 
 pub fn reaped(n: usize) {
     counter!("sluice_reaper_recorded_total").increment(n as u64);
+}
+
+pub fn refused() {
+    counter!("sluice_refusals_total").increment(1);
 }
 
 pub fn checkpoint() {

@@ -202,12 +202,6 @@ pub fn router(app: App) -> Router {
         .route("/v1/audit", get(audit::query))
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/audit/export", get(audit::export))
-        .route("/access/v1/evaluation", post(authzen::evaluation))
-        .route("/access/v1/evaluations", post(authzen::evaluations))
-        .route(
-            "/.well-known/authzen-configuration",
-            get(authzen::configuration),
-        )
         .route("/v1/environments", get(flags::environments))
         .route(
             "/v1/environments/{env}/flags",
@@ -247,6 +241,18 @@ pub fn router(app: App) -> Router {
         .route("/v1/proposals/{id}/cancel", post(change_requests::cancel))
         .route("/v1/scheduled", get(flag_changes::scheduled))
         .route("/v1/scheduled/{id}", delete(flag_changes::cancel_scheduled))
+        // Refusals on the administrative API above are audited. Not on the evaluation paths
+        // below: AuthZEN records its own decisions, and OFREP refuses only bad keys.
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::refusals::record,
+        ))
+        .route("/access/v1/evaluation", post(authzen::evaluation))
+        .route("/access/v1/evaluations", post(authzen::evaluations))
+        .route(
+            "/.well-known/authzen-configuration",
+            get(authzen::configuration),
+        )
         .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate))
         .route("/ofrep/v1/evaluate/flags", post(ofrep::evaluate_all))
         .route("/ofrep/v1/events", get(ofrep::events))

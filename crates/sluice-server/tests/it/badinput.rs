@@ -293,7 +293,9 @@ async fn callers_without_a_valid_api_token_are_refused(b: Backend) {
         .await;
     assert_eq!(st, StatusCode::CREATED, "{key}");
     let key = key["token"].as_str().expect("token").to_owned();
-    let before = (before.0 + 1, before.1, before.2, before.3); // the key's own audit entry
+    // The key's own audit entry, and the refusal of it on the access API (a refused attempt is
+    // recorded; nothing else is written).
+    let before = (before.0 + 2, before.1, before.2, before.3);
     refused(
         s.post(&key, "/v1/requests", body.clone()).await,
         StatusCode::FORBIDDEN,
@@ -310,8 +312,11 @@ async fn callers_without_a_valid_api_token_are_refused(b: Backend) {
     assert_eq!(
         (after.0, &after.1, &after.3),
         (before.0, &before.1, &before.3),
-        "nothing but the key was written"
+        "nothing but the key and its refusal were written"
     );
+    let refusals = s.audit_actions("refused").await;
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0]["details"]["request"], "POST /v1/requests");
 }
 
 /// `/metrics` counts answered requests per route pattern and status class; a path that

@@ -18,5 +18,6 @@ mod lifecycle;
 mod ofrep;
 mod proposals;
 mod race;
+mod security;
 mod sql;
 mod tamper;
