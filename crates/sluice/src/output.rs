@@ -30,6 +30,20 @@ pub fn when(v: &Value) -> String {
     }
 }
 
+/// `"{what} in 12m"` for an RFC 3339 time still ahead; `now_text` for one at or past now —
+/// something waiting for the server to act at that time ("due now"), never "applies 15s ago".
+pub fn until(v: &Value, what: &str, now_text: &str) -> String {
+    let past = v
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .is_some_and(|t| t.with_timezone(&Utc) <= now());
+    if past {
+        now_text.to_owned()
+    } else {
+        format!("{what} {}", when(v))
+    }
+}
+
 pub fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),

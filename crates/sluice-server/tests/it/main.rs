@@ -20,3 +20,4 @@ mod proposals;
 mod race;
 mod sql;
 mod tamper;
+mod timing;
