@@ -179,3 +179,16 @@ pub fn emit(out: Output, v: &Value, human: impl FnOnce(&Value)) -> anyhow::Resul
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overdue_time_is_due_now_never_ago() {
+        let past = Value::String((now() - chrono::TimeDelta::seconds(15)).to_rfc3339());
+        assert_eq!(until(&past, "applies", "due now"), "due now");
+        let ahead = Value::String((now() + chrono::TimeDelta::hours(1)).to_rfc3339());
+        assert_eq!(until(&ahead, "applies", "due now"), "applies in 1h");
+    }
+}
