@@ -50,6 +50,9 @@ fn layers() -> CompiledLayers {
         paused_at_ms: None,
         paused_total_ms: 0,
         recorded_step: Some(1),
+        completed_at_ms: None,
+        completed_revision: None,
+        completion_error: None,
     };
     CompiledLayers::compile(&FlagLayers {
         targets,

@@ -2,7 +2,10 @@
 //!
 //! - **expiring targets**: these targeting keys get this variant until `expires_at`;
 //! - **staged rollouts**: a variant for a growing share of users (1% → 10% → 50% → 100%),
-//!   each step held for a while, pausable, with sticky buckets.
+//!   each step held for a while, pausable, with sticky buckets. A step at 100% serves every
+//!   evaluation, with or without a targeting key, and completes the rollout: the server then
+//!   makes the variant the flag's own default in the same transaction that retires the layer,
+//!   so no answer changes at that moment.
 //!
 //! Time is a parameter in milliseconds, and every comparison is half-open: a target is
 //! honoured while `now < expires_at`, never at or after it.
@@ -41,6 +44,8 @@ pub enum RolloutState {
     Running,
     Paused,
     RolledBack,
+    /// Reached 100%: the flag's definition serves the variant now; the layer does nothing.
+    Completed,
 }
 
 /// A staged rollout of one variant.
@@ -59,6 +64,15 @@ pub struct Rollout {
     /// The last step whose start was recorded in the audit trail.
     #[serde(default)]
     pub recorded_step: Option<usize>,
+    /// When it completed (state `Completed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at_ms: Option<i64>,
+    /// The flag's revision that serves the variant as its default (state `Completed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_revision: Option<i64>,
+    /// Why completing failed (recorded once; the rollout keeps serving its last step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_error: Option<String>,
 }
 
 /// Where a rollout stands at a moment.
@@ -73,7 +87,7 @@ pub struct Position {
 impl Rollout {
     /// The step in force at `now`: the schedule runs from `started_at`, shifted by pauses.
     pub fn position(&self, now_ms: i64) -> Option<Position> {
-        if self.state == RolloutState::RolledBack || self.steps.is_empty() {
+        if !self.in_force() || self.steps.is_empty() {
             return None;
         }
         let clock = match (self.state, self.paused_at_ms) {
@@ -100,6 +114,24 @@ impl Rollout {
             start = end;
         }
         None
+    }
+
+    /// Running or paused: the layer answers for (some) users.
+    pub fn in_force(&self) -> bool {
+        matches!(self.state, RolloutState::Running | RolloutState::Paused)
+    }
+
+    /// Has it reached 100% at `now`, running, so that it is to complete? (Not when completing
+    /// failed once: that is recorded and waits for a person.)
+    pub fn due_to_complete(&self, now_ms: i64) -> bool {
+        self.state == RolloutState::Running
+            && self.completion_error.is_none()
+            && self.position(now_ms).is_some_and(|p| p.share_bp >= FULL)
+    }
+
+    /// The first step at 100%, if any: where the rollout completes.
+    pub fn full_step(&self) -> Option<usize> {
+        self.steps.iter().position(|s| s.share_bp >= FULL)
     }
 }
 
@@ -165,7 +197,9 @@ impl CompiledLayers {
             // The target that lasts longest wins while it lasts.
             list.sort_by_key(|t| std::cmp::Reverse(t.0));
         }
-        if let Some(r) = &layers.rollout {
+        // A rolled-back or completed rollout answers for nobody: it is no layer.
+        let rollout = layers.rollout.clone().filter(Rollout::in_force);
+        if let Some(r) = &rollout {
             if r.state == RolloutState::Running {
                 let mut start = r.started_at_ms + r.paused_total_ms;
                 boundaries.push(start);
@@ -179,7 +213,7 @@ impl CompiledLayers {
         boundaries.dedup();
         Self {
             by_key,
-            rollout: layers.rollout.clone(),
+            rollout,
             boundaries,
         }
     }
@@ -195,8 +229,7 @@ impl CompiledLayers {
         targeting_key: Option<&str>,
         now_ms: i64,
     ) -> Option<LayerHit<'_>> {
-        let tk = targeting_key?;
-        if let Some(list) = self.by_key.get(tk) {
+        if let Some(list) = targeting_key.and_then(|tk| self.by_key.get(tk)) {
             // INVARIANT: half-open — honoured while now < expires_at.
             if let Some((_, v)) = list.iter().find(|(exp, _)| now_ms < *exp) {
                 return Some(LayerHit::Target { variant: v });
@@ -204,7 +237,11 @@ impl CompiledLayers {
         }
         let r = self.rollout.as_ref()?;
         let pos = r.position(now_ms)?;
-        (rollout_bucket(flag_key, tk) < pos.share_bp).then_some(LayerHit::Rollout {
+        // At 100% everyone is in, with or without a targeting key — exactly whom the flag's
+        // default serves once the rollout completes, so completing changes no answer.
+        let inside = pos.share_bp >= FULL
+            || targeting_key.is_some_and(|tk| rollout_bucket(flag_key, tk) < pos.share_bp);
+        inside.then_some(LayerHit::Rollout {
             variant: &r.variant,
         })
     }
@@ -259,6 +296,9 @@ mod tests {
             paused_at_ms: None,
             paused_total_ms: 0,
             recorded_step: None,
+            completed_at_ms: None,
+            completed_revision: None,
+            completion_error: None,
         }
     }
 
@@ -310,6 +350,35 @@ mod tests {
         assert_eq!(r.position(T0 + 11_000).map(|p| p.step), Some(1));
         r.state = RolloutState::RolledBack;
         assert_eq!(r.position(T0 + 11_000), None);
+    }
+
+    #[test]
+    fn at_100_percent_everyone_is_in_and_the_rollout_is_due_to_complete() {
+        let mut r = rollout(&[1_000, 10_000]);
+        let l = CompiledLayers::compile(&FlagLayers {
+            targets: vec![],
+            rollout: Some(r.clone()),
+        });
+        assert_eq!(l.hit("f", None, T0), None, "no key, not at 10%");
+        assert!(!r.due_to_complete(T0 + 999));
+        assert_eq!(
+            l.hit("f", None, T0 + 1_000),
+            Some(LayerHit::Rollout { variant: "on" }),
+            "at 100% even an evaluation without a targeting key gets the variant"
+        );
+        assert!(
+            r.due_to_complete(T0 + 1_000),
+            "due the moment 100% is reached"
+        );
+        assert_eq!(r.full_step(), Some(1));
+        r.state = RolloutState::Completed;
+        assert!(!r.due_to_complete(T0 + 1_000), "once");
+        let done = CompiledLayers::compile(&FlagLayers {
+            targets: vec![],
+            rollout: Some(r),
+        });
+        assert!(done.is_empty(), "a completed rollout is no layer");
+        assert!(done.boundaries().is_empty());
     }
 
     proptest! {

@@ -43,6 +43,8 @@ pub struct Inner {
     pub limiter: crate::auth::RateLimiter,
     /// Refusals recorded this minute, per principal (bounds what a flood writes).
     pub refusals: crate::refusals::RefusalLog,
+    /// When the background loop must next wake for scheduled work.
+    pub due: crate::due::Due,
 }
 
 impl std::ops::Deref for App {
@@ -86,6 +88,7 @@ impl App {
             tokens: crate::auth::TokenCache::default(),
             limiter: crate::auth::RateLimiter::new(client_rate_limit),
             refusals: crate::refusals::RefusalLog::default(),
+            due: crate::due::Due::default(),
         })))
     }
 
@@ -143,10 +146,13 @@ impl App {
         Ok(())
     }
 
-    /// Reloads whatever another instance changed since this one last loaded it. Cheap when
-    /// nothing changed: one single-row read.
+    /// Reloads whatever another instance changed since this one last loaded it, and learns
+    /// when the next scheduled work is due (whoever scheduled it). Cheap when nothing changed:
+    /// one single-row read.
     pub async fn sync(&self) -> Result<bool, ApiError> {
-        let revs = self.store.state_revs().await?;
+        let generation = self.due.generation();
+        let (revs, next_due) = self.store.state_and_next_due().await?;
+        self.due.replace(next_due, generation);
         let mut moved = false;
         if revs.access != self.access_rev.load(Ordering::Acquire) {
             self.refresh().await?;
@@ -165,6 +171,8 @@ impl App {
         let next = crate::flags::load(&self.store).await?;
         let prev = self.flags.swap(std::sync::Arc::new(next));
         self.flags_rev.store(revs.flags, Ordering::Release);
+        // Layer boundaries may have moved: the background loop looks again.
+        self.due.poke();
         let now = self.flags.load();
         for (env, f) in &now.envs {
             if prev.envs.get(env).map(|p| p.revision) != Some(f.revision) {

@@ -219,8 +219,13 @@ fn compile(set: &StoredFlagSet, layers: &[(String, String, Value)]) -> EnvFlags 
 }
 
 pub async fn load(store: &Store) -> Result<FlagSnapshots, StoreError> {
-    let sets = store.flag_sets().await?;
+    // INVARIANT: layers before definitions. The two reads are not one view, and a completing
+    // rollout retires its layer and makes its variant the default in one commit; read in this
+    // order, a commit landing between them gives the old layer (100%: everyone gets the
+    // variant) with the new definition (the variant is the default) — the same answers —
+    // never the old definition without the layer.
     let layers = store.flag_layers().await?;
+    let sets = store.flag_sets().await?;
     Ok(FlagSnapshots {
         envs: sets
             .iter()

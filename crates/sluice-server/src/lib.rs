@@ -6,6 +6,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod dbclock;
+pub mod due;
 pub mod error;
 pub mod flags;
 pub mod json;
@@ -108,9 +109,22 @@ impl Server {
     }
 }
 
+/// The longest the background loop goes between two passes of due work, whatever it knows: a
+/// safety net for work it learns of late (another instance's schedule between two syncs, a
+/// clock that jumped). Everything it knows of it wakes for at the moment it is due.
+const SAFETY_POLL: Duration = Duration::from_secs(1);
+
 /// Background work. It only *records*: decisions never depend on it having run.
+///
+/// Due work — scheduled changes, change requests' apply times and time-outs, target expiries,
+/// rollout steps and completions — runs at the moment it is due: one deadline, kept across
+/// loop turns (the other timers firing do not restart it), set to the earliest of what the
+/// flags know (layer boundaries), what the store knows (read with every sync, so other
+/// instances' schedules count) and what this instance just scheduled (which wakes the loop at
+/// once), and never later than [`SAFETY_POLL`] after the last pass.
 async fn background(app: App, config: ServerConfig) {
-    let start = tokio::time::Instant::now();
+    use tokio::time::Instant;
+    let start = Instant::now();
     let mut reap = tokio::time::interval_at(start + config.reaper_interval, config.reaper_interval);
     let mut sign = tokio::time::interval_at(
         start + config.checkpoint_interval,
@@ -118,27 +132,21 @@ async fn background(app: App, config: ServerConfig) {
     );
     let mut sync = tokio::time::interval_at(start + config.sync_interval, config.sync_interval);
     sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first pass runs at once: it catches up on whatever fell due while no instance ran.
+    let due = tokio::time::sleep_until(start);
+    tokio::pin!(due);
+    let mut last_pass = start;
+    // After a failed pass, the next waits a while rather than hammering a sick store.
+    let mut not_before = start;
     loop {
-        // Wake at the next moment a target expires or a rollout steps, so subscribers hear of
-        // it then; at least once a second for scheduled changes.
-        let wait = app
-            .next_layer_boundary()
-            .map(|b| b - app.now().timestamp_millis())
-            .unwrap_or(1000)
-            .clamp(0, 1000);
-        let layers = tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0)));
         tokio::select! {
-            _ = layers => {
-                if let Err(e) = app.tick_layers().await {
-                    tracing::warn!(error = %e, "recording target expiries and rollout steps failed: {e}");
-                }
-                if let Err(e) = app.apply_due_changes().await {
-                    tracing::warn!(error = %e, "applying scheduled changes failed: {e}");
-                }
-                if let Err(e) = app.tick_change_requests().await {
-                    tracing::warn!(error = %e, "settling change requests failed: {e}");
-                }
+            () = &mut due => {
+                let ok = run_due(&app).await;
+                last_pass = Instant::now();
+                not_before = if ok { last_pass } else { last_pass + SAFETY_POLL };
+                due.as_mut().reset(next_pass(&app, last_pass, not_before));
             },
+            () = app.due.changed() => due.as_mut().reset(next_pass(&app, last_pass, not_before)),
             _ = reap.tick() => match app.reap().await {
                 Ok(n) => metrics::reaped(n),
                 Err(e) => tracing::warn!(error = %e, "reaper pass failed: {e}"),
@@ -155,7 +163,59 @@ async fn background(app: App, config: ServerConfig) {
                         tracing::warn!(error = %e, "clock calibration failed: {e}");
                     }
                 }
+                // The sync may have brought another instance's schedule, or flags whose
+                // layers change sooner.
+                due.as_mut().reset(next_pass(&app, last_pass, not_before));
             },
         }
     }
+}
+
+/// One pass of due work; `false` if some part failed (it is retried on the next pass).
+async fn run_due(app: &App) -> bool {
+    let mut ok = true;
+    if let Err(e) = app.tick_layers().await {
+        tracing::warn!(error = %e, "recording target expiries and rollout steps failed: {e}");
+        ok = false;
+    }
+    if let Err(e) = app.apply_due_changes().await {
+        tracing::warn!(error = %e, "applying scheduled changes failed: {e}");
+        ok = false;
+    }
+    if let Err(e) = app.tick_change_requests().await {
+        tracing::warn!(error = %e, "settling change requests failed: {e}");
+        ok = false;
+    }
+    // What is due next, now that this pass settled what was due (and whatever else moved).
+    if let Err(e) = app.sync().await {
+        tracing::warn!(error = %e, "sync with the store failed: {e}");
+        ok = false;
+    }
+    ok
+}
+
+/// When the next pass of due work runs: at the earliest due moment known, at the latest
+/// [`SAFETY_POLL`] after the last pass, never before `not_before`.
+fn next_pass(
+    app: &App,
+    last_pass: tokio::time::Instant,
+    not_before: tokio::time::Instant,
+) -> tokio::time::Instant {
+    let poll = last_pass + SAFETY_POLL;
+    let next = [app.due.next(), app.next_layer_boundary()]
+        .into_iter()
+        .flatten()
+        .min();
+    let at = match next {
+        Some(ms) => {
+            let cap = i64::try_from(SAFETY_POLL.as_millis()).unwrap_or(i64::MAX);
+            let wait = ms
+                .saturating_sub(app.now().timestamp_millis())
+                .clamp(0, cap);
+            let wait = Duration::from_millis(u64::try_from(wait).unwrap_or(0));
+            (tokio::time::Instant::now() + wait).min(poll)
+        }
+        None => poll,
+    };
+    at.max(not_before)
 }

@@ -19,6 +19,33 @@ impl Store {
         })
     }
 
+    /// [`state_revs`](Self::state_revs) and the earliest moment something waits for the
+    /// clock — a pending scheduled change, a pending change request's time-out, an approved
+    /// one's apply time — in one round trip, so every instance learns of the others' schedules
+    /// with each sync. Each `MIN` is one index lookup.
+    pub async fn state_and_next_due(&self) -> Result<(StateRevs, Option<i64>), StoreError> {
+        let row = sqlx::query(
+            "SELECT access_rev, flags_rev, \
+             (SELECT MIN(apply_at) FROM scheduled_changes WHERE status = 'pending') AS sch, \
+             (SELECT MIN(pending_until) FROM change_requests WHERE status = 'pending') AS cr_to, \
+             (SELECT MIN(apply_at) FROM change_requests WHERE status = 'approved') AS cr_at \
+             FROM sluice_state WHERE id = 1",
+        )
+        .fetch_one(self.reader())
+        .await?;
+        let revs = StateRevs {
+            access: get(&row, "access_rev")?,
+            flags: get(&row, "flags_rev")?,
+        };
+        let mut next: Option<i64> = None;
+        for col in ["sch", "cr_to", "cr_at"] {
+            if let Some(at) = get::<Option<i64>>(&row, col)? {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        Ok((revs, next))
+    }
+
     /// The database's own clock, in milliseconds since the epoch (one clock for every instance).
     pub async fn db_now_ms(&self) -> Result<i64, StoreError> {
         let sql = match self.backend() {

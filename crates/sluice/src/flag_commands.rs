@@ -5,7 +5,7 @@ use crate::cli::Remote;
 use crate::cli_flags::{ChangeArgs, FlagChangeCommand, FlagRef, RolloutCommand};
 use crate::client::Client;
 use crate::commands::{client, q, urlencode};
-use crate::output::{emit, now, s, table, when};
+use crate::output::{emit, now, s, table, until, when};
 use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::Method;
@@ -135,7 +135,7 @@ async fn change(
                 s(&v["id"]),
                 describe(&key, &change),
                 s(&v["apply_at"]),
-                when(&v["apply_at"])
+                until(&v["apply_at"], "applies", "due now")
             );
             outln!(
                 "cancel it with: sluice flags cancel-scheduled {}",
@@ -343,7 +343,7 @@ fn scheduled_table(v: &Value) {
             a.iter()
                 .map(|c| {
                     let state = match c["status"].as_str().unwrap_or_default() {
-                        "pending" => format!("applies {}", when(&c["apply_at"])),
+                        "pending" => until(&c["apply_at"], "applies", "due now"),
                         // The first clause of the outcome; `--all -o json` has all of it.
                         other => {
                             let result = s(&c["result"]);
@@ -415,6 +415,14 @@ fn rollout_human(v: &Value) {
     let state = s(&v["state"]);
     outln!("rollout of `{variant}` for {key} in {env}: {state}");
     outln!("steps     {}", steps.join(" → "));
+    if state == "completed" {
+        outln!(
+            "done      reached 100% at {}: `{variant}` is the flag's default variant (revision {})",
+            s(&v["completed_at"]),
+            s(&v["completed_revision"])
+        );
+        return;
+    }
     match v["current_step"].as_u64() {
         Some(i) => outln!(
             "now       step {} of {}: {} of users get `{variant}`",
@@ -436,7 +444,10 @@ fn rollout_human(v: &Value) {
             s(&v["next_change_at"]),
             when(&v["next_change_at"])
         ),
-        ("running", _, _) => outln!("next      none: this is the last step"),
+        ("running", _, _) => match v["completion_error"].as_str() {
+            Some(e) => outln!("next      could not complete: {e}"),
+            None => outln!("next      none: this is the last step"),
+        },
         _ => {}
     }
 }

@@ -30,6 +30,20 @@ pub fn when(v: &Value) -> String {
     }
 }
 
+/// `"{what} in 12m"` for an RFC 3339 time still ahead; `now_text` for one at or past now —
+/// something waiting for the server to act at that time ("due now"), never "applies 15s ago".
+pub fn until(v: &Value, what: &str, now_text: &str) -> String {
+    let past = v
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .is_some_and(|t| t.with_timezone(&Utc) <= now());
+    if past {
+        now_text.to_owned()
+    } else {
+        format!("{what} {}", when(v))
+    }
+}
+
 pub fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
@@ -163,5 +177,18 @@ pub fn emit(out: Output, v: &Value, human: impl FnOnce(&Value)) -> anyhow::Resul
             human(v);
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overdue_time_is_due_now_never_ago() {
+        let past = Value::String((now() - chrono::TimeDelta::seconds(15)).to_rfc3339());
+        assert_eq!(until(&past, "applies", "due now"), "due now");
+        let ahead = Value::String((now() + chrono::TimeDelta::hours(1)).to_rfc3339());
+        assert_eq!(until(&ahead, "applies", "due now"), "applies in 1h");
     }
 }

@@ -6,7 +6,7 @@ use crate::cli_flags::ChangeArgs;
 use crate::client::Client;
 use crate::commands::{client, q, urlencode};
 use crate::flag_commands::describe;
-use crate::output::{emit, s, table, when};
+use crate::output::{emit, s, table, until, when};
 use anyhow::anyhow;
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::Subcommand;
@@ -92,7 +92,7 @@ pub async fn propose(
             outln!(
                 "once approved it applies at {} ({})",
                 s(&v["apply_at"]),
-                when(&v["apply_at"])
+                until(&v["apply_at"], "applies", "due now")
             );
         }
         outln!("times out {}", when(&v["pending_until"]));
@@ -102,8 +102,8 @@ pub async fn propose(
 /// `times out in 23h` / `applies in 2h` / `ended 3m ago`.
 fn time_left(v: &Value) -> String {
     match v["status"].as_str().unwrap_or_default() {
-        "pending" => format!("times out {}", when(&v["pending_until"])),
-        "approved" => format!("applies {}", when(&v["apply_at"])),
+        "pending" => until(&v["pending_until"], "times out", "timing out now"),
+        "approved" => until(&v["apply_at"], "applies", "due now"),
         _ => format!("ended {}", when(&v["ended_at"])),
     }
 }
@@ -161,11 +161,11 @@ fn show(v: &Value) {
     outln!("base        revision {}", s(&v["base_revision"]));
     outln!("status      {status} ({} approvals)", approvals(v));
     if !v["apply_at"].is_null() {
-        outln!(
-            "apply at    {} ({})",
-            s(&v["apply_at"]),
-            when(&v["apply_at"])
-        );
+        let relative = match status.as_str() {
+            "pending" | "approved" => until(&v["apply_at"], "applies", "due now"),
+            _ => when(&v["apply_at"]),
+        };
+        outln!("apply at    {} ({relative})", s(&v["apply_at"]));
     }
     for vote in v["votes"].as_array().into_iter().flatten() {
         let verb = if vote["approve"] == Value::Bool(true) {
@@ -224,7 +224,7 @@ fn voted(v: &Value) {
         "approved" => outln!(
             "{id} approved: {what} applies at {} ({})",
             s(&v["apply_at"]),
-            when(&v["apply_at"])
+            until(&v["apply_at"], "applies", "due now")
         ),
         "pending" => outln!("{id}: {} approvals so far; {}", approvals(v), time_left(v)),
         other => {

@@ -418,6 +418,7 @@ impl App {
         )
         .await?;
         tx.commit().await?;
+        self.due.note(cr.pending_until.timestamp_millis());
         Ok(self.change_request_view(cr))
     }
 
@@ -594,6 +595,14 @@ impl App {
         };
         if applied {
             self.refresh_flags().await?;
+        }
+        // An approval that waits for its time: the background loop wakes then.
+        if let Some(c) = &cr {
+            if c.status == ChangeRequestStatus::Approved {
+                if let Some(at) = c.apply_at {
+                    self.due.note(at.timestamp_millis());
+                }
+            }
         }
         Ok(cr)
     }

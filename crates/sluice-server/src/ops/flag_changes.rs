@@ -113,6 +113,11 @@ pub enum Authority {
         id: String,
         approvers: Vec<String>,
     },
+    /// A staged rollout that reached 100%, whose start needed `edit-rollout`: its variant
+    /// becomes the flag's default.
+    Rollout {
+        variant: String,
+    },
 }
 
 /// The result of a flag change.

@@ -1,9 +1,20 @@
 //! Expiring targets and staged rollouts on a flag, and the clock work that records their
 //! expiry and steps (decisions never wait for it: evaluation compares with `now` itself).
+//!
+//! A rollout completes the moment it reaches a step at 100%: there is nothing left to watch
+//! (the step already serves everyone), so — as a progressive rollout does in LaunchDarkly when
+//! its last stage is reached — the release is over there and then, not one hold later. In one
+//! transaction the flag's definition is changed to serve the variant (`defaultVariant` set to
+//! it; its `targeting`, which the 100% layer was overriding for every evaluation, removed — both
+//! kept in the audit entry), the layer is retired (state `completed`), and both are audited
+//! (`flag.changed` by the rollout, then `rollout.completed`). No answer changes at that moment:
+//! before, the layer served the variant to everyone; after, the definition does. Expiring
+//! targets stay above the definition as they stayed above the rollout.
 
 use crate::app::{new_id, App};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::ops::flag_changes::{Authority, FlagChange};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -11,6 +22,9 @@ use sluice_audit::NewEntry;
 use sluice_core::duration::Duration;
 use sluice_eval::layers::{FlagLayers, Position, Rollout, RolloutState, RolloutStep, Target, FULL};
 use sluice_store::WriteTx;
+
+/// The actor that records what time does to layers.
+const CLOCK: &str = "system:clock";
 
 /// A rollout step as people write it.
 #[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
@@ -36,17 +50,33 @@ pub struct RolloutStatus {
     pub environment: String,
     pub key: String,
     pub variant: String,
-    /// `running`, `paused` or `rolled-back`.
+    /// `running`, `paused`, `rolled-back` or `completed` (reached 100%: the flag's definition
+    /// serves the variant now).
     pub state: String,
     pub steps: Vec<f64>,
-    /// Index of the current step, if the rollout is in force.
+    /// Index of the current step, if the rollout is in force (for a completed one, the step
+    /// at 100% it completed at).
     pub current_step: Option<usize>,
     pub current_percent: f64,
     pub next_change_at: Option<DateTime<Utc>>,
+    /// When it completed.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// The flag's revision that serves the variant as its default (completed rollouts).
+    pub completed_revision: Option<i64>,
+    /// Why completing failed: the rollout keeps serving 100% until someone changes the flag
+    /// or starts again.
+    pub completion_error: Option<String>,
 }
 
 fn status(env: &str, key: &str, r: &Rollout, now: DateTime<Utc>) -> RolloutStatus {
-    let pos: Option<Position> = r.position(now.timestamp_millis());
+    let pos: Option<Position> = match r.state {
+        RolloutState::Completed => r.full_step().map(|step| Position {
+            step,
+            share_bp: FULL,
+            next_change_ms: None,
+        }),
+        _ => r.position(now.timestamp_millis()),
+    };
     RolloutStatus {
         environment: env.to_owned(),
         key: key.to_owned(),
@@ -55,6 +85,7 @@ fn status(env: &str, key: &str, r: &Rollout, now: DateTime<Utc>) -> RolloutStatu
             RolloutState::Running => "running",
             RolloutState::Paused => "paused",
             RolloutState::RolledBack => "rolled-back",
+            RolloutState::Completed => "completed",
         }
         .into(),
         steps: r
@@ -67,6 +98,9 @@ fn status(env: &str, key: &str, r: &Rollout, now: DateTime<Utc>) -> RolloutStatu
         next_change_at: pos
             .and_then(|p| p.next_change_ms)
             .and_then(DateTime::from_timestamp_millis),
+        completed_at: r.completed_at_ms.and_then(DateTime::from_timestamp_millis),
+        completed_revision: r.completed_revision,
+        completion_error: r.completion_error.clone(),
     }
 }
 
@@ -279,6 +313,9 @@ impl App {
             paused_at_ms: None,
             paused_total_ms: 0,
             recorded_step: Some(0),
+            completed_at_ms: None,
+            completed_revision: None,
+            completion_error: None,
         };
         let mut tx = self.store.begin().await?;
         let mut layers = load(&mut tx, env, key).await?;
@@ -324,6 +361,17 @@ impl App {
             (RolloutOp::Rollback, RolloutState::Running | RolloutState::Paused) => {
                 r.state = RolloutState::RolledBack;
                 "rollout.rolled-back"
+            }
+            (_, RolloutState::Completed) => {
+                return Err(ApiError::Conflict {
+                    code: "wrong_state",
+                    message: format!(
+                        "the rollout of `{}` completed: it is the flag's default variant now; \
+                         change the flag itself to undo it (e.g. sluice flags set-default {key} \
+                         VARIANT --env {env})",
+                        r.variant
+                    ),
+                });
             }
             (op, state) => {
                 return Err(ApiError::Conflict {
@@ -374,7 +422,8 @@ impl App {
                 .rollout
                 .as_ref()
                 .is_some_and(|r| r.position(ms).map(|p| p.step) > r.recorded_step);
-            if !expired && !stepped {
+            let completing = seen.rollout.as_ref().is_some_and(|r| r.due_to_complete(ms));
+            if !expired && !stepped && !completing {
                 continue;
             }
             let mut tx = self.store.begin().await?;
@@ -418,6 +467,26 @@ impl App {
                     r.recorded_step = Some(p.step.max(r.recorded_step.unwrap_or(0)));
                 }
             }
+            if layers
+                .rollout
+                .as_ref()
+                .is_some_and(|r| r.due_to_complete(ms))
+            {
+                match self
+                    .complete_rollout_in(&mut tx, &env, &key, &mut layers, now)
+                    .await
+                {
+                    Ok(()) => n += 1,
+                    Err(e @ (ApiError::Internal(_) | ApiError::Unavailable(_))) => return Err(e),
+                    Err(e) => {
+                        // The transaction may hold part of the change: drop it, and record
+                        // the failure once in a fresh one (the next pass records the rest).
+                        drop(tx);
+                        recorded += self.record_completion_failure(&env, &key, &e, now).await?;
+                        continue;
+                    }
+                }
+            }
             if n == 0 {
                 continue;
             }
@@ -429,6 +498,119 @@ impl App {
             self.refresh_flags().await?;
         }
         Ok(recorded)
+    }
+
+    /// Completes a rollout that reached 100% (see the module docs), inside the caller's
+    /// transaction, which holds the flag's layers locked.
+    async fn complete_rollout_in(
+        &self,
+        tx: &mut WriteTx,
+        env: &str,
+        key: &str,
+        layers: &mut FlagLayers,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
+        let Some(r) = layers.rollout.as_mut() else {
+            return Ok(());
+        };
+        // Through the transaction, which serialises flag writes: the revision read is current.
+        let current = tx
+            .flag_set(env)
+            .await?
+            .and_then(|s| s.flags.into_iter().find(|f| f.key == key));
+        let mut definition_change = Value::Null;
+        let revision = match current {
+            None => None,
+            Some(f) => {
+                let mut def = f.definition.clone();
+                let obj = def.as_object_mut().ok_or_else(|| {
+                    ApiError::Internal(format!("stored flag `{key}` is not an object"))
+                })?;
+                let previous_default = obj.insert("defaultVariant".into(), json!(r.variant));
+                let removed_targeting = obj.remove("targeting");
+                definition_change = json!({
+                    "previous_default": previous_default,
+                    "removed_targeting": removed_targeting,
+                });
+                if def == f.definition {
+                    Some(f.revision)
+                } else {
+                    let done = self
+                        .change_flag_in(
+                            tx,
+                            CLOCK,
+                            false,
+                            None,
+                            env,
+                            key,
+                            &FlagChange::Put { definition: def },
+                            Some(f.revision),
+                            Some(Authority::Rollout {
+                                variant: r.variant.clone(),
+                            }),
+                        )
+                        .await?;
+                    Some(done.revision)
+                }
+            }
+        };
+        r.state = RolloutState::Completed;
+        r.completed_at_ms = Some(now.timestamp_millis());
+        r.completed_revision = revision;
+        let view = status(env, key, r, now);
+        tx.audit(
+            now,
+            NewEntry::new(CLOCK, "rollout.completed")
+                .resource(format!("flag:{env}/{key}"))
+                .details(json!({
+                    "rollout": view,
+                    "revision": revision,
+                    "definition": definition_change,
+                })),
+        )
+        .await?;
+        tracing::info!(
+            environment = env,
+            flag = key,
+            variant = %r.variant,
+            "rollout of {} for {env}/{key} completed: it is the flag's default now",
+            r.variant
+        );
+        Ok(())
+    }
+
+    /// Records, once, that a rollout at 100% could not complete (e.g. its variant is gone
+    /// from the flag). Returns how many entries it recorded.
+    async fn record_completion_failure(
+        &self,
+        env: &str,
+        key: &str,
+        e: &ApiError,
+        now: DateTime<Utc>,
+    ) -> Result<usize, ApiError> {
+        let mut tx = self.store.begin().await?;
+        let mut layers = load(&mut tx, env, key).await?;
+        let Some(r) = layers
+            .rollout
+            .as_mut()
+            .filter(|r| r.due_to_complete(now.timestamp_millis()))
+        else {
+            return Ok(0);
+        };
+        r.completion_error = Some(e.to_string());
+        let view = status(env, key, r, now);
+        tracing::warn!(
+            environment = env,
+            flag = key,
+            error = %e,
+            "rollout of {} for {env}/{key} reached 100% but could not complete: {e}",
+            r.variant
+        );
+        let entry = NewEntry::new(CLOCK, "rollout.completion-failed")
+            .details(json!({"rollout": view, "code": e.code(), "reason": e.to_string()}));
+        self.commit_layers(tx, env, key, &layers, entry, now)
+            .await?;
+        Ok(1)
     }
 
     /// The next moment any layer answer changes, across environments.

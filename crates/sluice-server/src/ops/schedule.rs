@@ -82,6 +82,8 @@ impl App {
         )
         .await?;
         tx.commit().await?;
+        // The background loop now wakes at `at`, not at whatever it waited for before.
+        self.due.note(at.timestamp_millis());
         Ok(c.into())
     }
 

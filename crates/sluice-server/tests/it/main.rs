@@ -21,3 +21,4 @@ mod race;
 mod security;
 mod sql;
 mod tamper;
+mod timing;

@@ -390,3 +390,77 @@ async fn four_eyes_proposals_through_the_cli() {
     let out = s.ok(dave, &["proposals", "show", &id]).await;
     assert!(out.contains("approved    by bob"), "{out}");
 }
+
+/// A rollout with one-second steps completes by itself at 100%, and `rollout status` says so;
+/// the flag's default is then the variant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_completes_through_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Serve::start(dir.path()).await;
+    let admin = Some(ADMIN_TOKEN);
+    let flags = dir.path().join("flags.json");
+    std::fs::write(&flags, FLAGS).expect("write flags");
+    s.ok(
+        admin,
+        &[
+            "flags",
+            "import",
+            flags.to_str().expect("utf-8"),
+            "--env",
+            "staging",
+        ],
+    )
+    .await;
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).expect("write policy");
+    s.ok(admin, &["apply", "-f", policy.to_str().expect("utf-8")])
+        .await;
+    let started = s
+        .json(
+            admin,
+            &[
+                "rollout",
+                "start",
+                "new-search",
+                "--env",
+                "staging",
+                "--variant",
+                "on",
+                "--steps",
+                "50,100",
+                "--every",
+                "1s",
+            ],
+        )
+        .await;
+    assert_eq!(started["state"], "running", "{started}");
+    // The server completes it about a second from now; wait for it (at most five).
+    let mut status = Value::Null;
+    for _ in 0..50 {
+        status = s
+            .json(
+                admin,
+                &["rollout", "status", "new-search", "--env", "staging"],
+            )
+            .await;
+        if status["state"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["state"], "completed", "{status}");
+    let out = s
+        .ok(
+            admin,
+            &["rollout", "status", "new-search", "--env", "staging"],
+        )
+        .await;
+    assert!(
+        out.contains(": completed") && out.contains("`on` is the flag's default variant"),
+        "{out}"
+    );
+    let flag = s
+        .json(admin, &["flags", "get", "new-search", "--env", "staging"])
+        .await;
+    assert_eq!(flag["definition"]["defaultVariant"], "on", "{flag}");
+}
