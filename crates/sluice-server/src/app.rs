@@ -41,6 +41,9 @@ pub struct Inner {
     pub tokens: crate::auth::TokenCache,
     /// Per-client-key request limit on the evaluation endpoints.
     pub limiter: crate::auth::RateLimiter,
+    /// Where clients reach this server (no trailing `/`), set once the listener is bound;
+    /// advertised in AuthZEN metadata and OFREP `eventStreams`. Never taken from a request.
+    public_url: std::sync::OnceLock<String>,
 }
 
 impl std::ops::Deref for App {
@@ -83,7 +86,20 @@ impl App {
             flag_events,
             tokens: crate::auth::TokenCache::default(),
             limiter: crate::auth::RateLimiter::new(client_rate_limit),
+            public_url: std::sync::OnceLock::new(),
         })))
+    }
+
+    /// The URL clients reach this server at, as configured (see [`crate::public_url`]).
+    pub fn public_url(&self) -> &str {
+        self.public_url
+            .get()
+            .map_or("http://127.0.0.1:7070", String::as_str)
+    }
+
+    /// Sets [`App::public_url`]; only the first call counts.
+    pub fn set_public_url(&self, url: String) {
+        let _ = self.public_url.set(url);
     }
 
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {

@@ -138,6 +138,10 @@ pub struct ServeArgs {
     /// OFREP requests per second per client key, then 429 with `Retry-After`; default unlimited.
     #[arg(long, env = "SLUICE_CLIENT_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
     pub client_rate_limit: Option<u32>,
+    /// The URL clients reach this server at (behind a proxy, the proxy's), advertised in
+    /// AuthZEN metadata and OFREP event streams; default `http://<listen address>`.
+    #[arg(long, env = "SLUICE_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

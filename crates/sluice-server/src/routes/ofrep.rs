@@ -5,6 +5,7 @@
 use crate::app::App;
 use crate::auth::{authenticate, presented_token, Caller};
 use crate::error::ApiError;
+use crate::json::ApiBytes;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -113,7 +114,7 @@ pub async fn evaluate(
     State(app): State<App>,
     key_auth: ClientKey,
     Path(key): Path<String>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Response {
     let ctx = match context_of(&body) {
         Ok(c) => c,
@@ -192,12 +193,9 @@ fn etag(
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn events_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1:7070");
-    format!("http://{host}/ofrep/v1/events")
+/// The SSE stream, under the configured public URL (never the request's `Host`).
+fn events_url(app: &App) -> String {
+    format!("{}/ofrep/v1/events", app.public_url())
 }
 
 /// Evaluate every flag of the key's environment.
@@ -207,7 +205,7 @@ pub async fn evaluate_all(
     State(app): State<App>,
     key_auth: ClientKey,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Response {
     let bad_context = |(code, msg): (ErrorCode, String)| {
         json_response(
@@ -293,8 +291,8 @@ pub async fn evaluate_all(
     let mut body = Vec::with_capacity(answer.len() + 128);
     body.extend_from_slice(&answer);
     body.extend_from_slice(b",\"eventStreams\":[{\"type\":\"sse\",\"url\":");
-    // The URL is a JSON string (a Host header may hold a quote); the rest is constant.
-    if serde_json::to_writer(&mut body, &events_url(&headers)).is_err() {
+    // The URL is written as a JSON string; the rest is constant.
+    if serde_json::to_writer(&mut body, &events_url(&app)).is_err() {
         body.extend_from_slice(b"null");
     }
     body.extend_from_slice(b",\"inactivityDelaySec\":120}]}");
