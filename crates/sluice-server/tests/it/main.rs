@@ -21,4 +21,5 @@ mod proposals;
 mod race;
 mod sql;
 mod standards;
+mod static_context;
 mod tamper;
