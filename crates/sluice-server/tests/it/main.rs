@@ -10,6 +10,7 @@
 
 mod authzen;
 mod badinput;
+mod broken_flags;
 mod deliver;
 mod failclosed;
 mod flags;
