@@ -535,9 +535,9 @@ fn parse_subject(s: &str) -> SubjectRef {
 }
 
 /// Principal, group, entitlement and environment names: `[a-z0-9][a-z0-9._@-]*`, ≤ 128 chars.
-/// A static evaluation context: keys are non-empty, `$flagd` is the engine's own, and a
-/// `targetingKey` is a string (as in a request's context).
-fn check_static_context(
+/// A static evaluation context (an environment's or a client key's): keys are non-empty,
+/// `$flagd` is the engine's own, and a `targetingKey` is a string (as in a request's context).
+pub fn check_static_context(
     path: &str,
     context: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), PolicyError> {

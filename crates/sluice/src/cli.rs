@@ -294,6 +294,10 @@ pub enum TokenCommand {
         /// E.g. `90d`.
         #[arg(long)]
         expires_in: Option<String>,
+        /// Client keys: `KEY=VALUE` added to the context of every evaluation made with the key
+        /// (over the request's values, as flagd's `--context-value`); repeat for more.
+        #[arg(long = "context", value_name = "KEY=VALUE", value_parser = parse_context_entry)]
+        context: Vec<(String, String)>,
     },
     /// List tokens (never their secrets).
     List {
@@ -352,4 +356,12 @@ pub enum FlagsCommand {
     },
     #[command(flatten)]
     Change(crate::cli_flags::FlagChangeCommand),
+}
+
+/// `KEY=VALUE` (the value is a string, as in flagd's `--context-value`).
+fn parse_context_entry(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
 }

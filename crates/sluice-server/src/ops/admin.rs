@@ -71,6 +71,7 @@ impl App {
             created_at: now,
             expires_at: None,
             revoked_at: None,
+            context: None,
         };
         tx.insert_token(&row, &secret.hash()).await?;
         tx.audit(
@@ -149,6 +150,7 @@ impl App {
         kind: TokenKind,
         environment: Option<String>,
         expires_in: Option<Duration>,
+        context: Option<serde_json::Map<String, serde_json::Value>>,
     ) -> Result<NewToken, ApiError> {
         let principal = principal.unwrap_or_else(|| caller.name.clone());
         if principal != caller.name || kind == TokenKind::Client {
@@ -175,6 +177,17 @@ impl App {
             }
             (TokenKind::Api, None) => None,
         };
+        if let Some(c) = &context {
+            if kind != TokenKind::Client {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "only client keys carry an evaluation context",
+                ));
+            }
+            sluice_core::policy::check_static_context("context", c)
+                .map_err(|e| ApiError::bad_request("invalid_context", e.to_string()))?;
+        }
+        let context = context.filter(|c| !c.is_empty());
         if name.trim().is_empty() || name.len() > 100 {
             return Err(ApiError::bad_request(
                 "invalid_request",
@@ -192,6 +205,7 @@ impl App {
             created_at: now,
             expires_at: expires_in.map(|d| now + d.delta()),
             revoked_at: None,
+            context,
         };
         let mut tx = self.store.begin().await?;
         tx.insert_token(&row, &secret.hash()).await?;
@@ -248,5 +262,5 @@ impl App {
 }
 
 fn token_details(row: &TokenRow) -> serde_json::Value {
-    json!({"principal": row.principal, "kind": row.kind, "name": row.name, "environment": row.environment, "expires_at": row.expires_at.map(|t: DateTime<Utc>| t.to_rfc3339())})
+    json!({"principal": row.principal, "kind": row.kind, "name": row.name, "environment": row.environment, "context": row.context, "expires_at": row.expires_at.map(|t: DateTime<Utc>| t.to_rfc3339())})
 }

@@ -105,6 +105,10 @@ pub struct NewToken {
     pub environment: Option<String>,
     /// E.g. `90d`; default: does not expire.
     pub expires_in: Option<String>,
+    /// For client keys: static evaluation context merged into every evaluation made with the
+    /// key, over the request's and the environment's values.
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -147,6 +151,7 @@ pub async fn create_token(
             kind,
             body.environment,
             expires_in,
+            body.context,
         )
         .await?;
     Ok((

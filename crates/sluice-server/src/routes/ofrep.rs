@@ -2,9 +2,10 @@
 //! bound to one environment, `ETag`/`If-None-Match` over the configuration revision *and* the
 //! request context, and an SSE stream that says `refetchEvaluation` when flags change.
 //!
-//! An environment's static context (policy `environments.<env>.context`) is merged over the
-//! request's context, as flagd merges `--context-value`: request values lose to static ones
-//! (flagd `MergeContextsAndHeaders`: request < static < header-mapped).
+//! Static context — the environment's (policy `environments.<env>.context`), then the client
+//! key's (`tokens create --context`) — is merged over the request's context, as flagd merges
+//! `--context-value`: request values lose to static ones (flagd `MergeContextsAndHeaders`:
+//! request < static < header-mapped); the key's, more specific, win over the environment's.
 
 use crate::app::App;
 use crate::auth::{authenticate, presented_token, Caller};
@@ -36,6 +37,23 @@ impl ClientKey {
     /// The one environment the key evaluates.
     pub fn environment(&self) -> &str {
         self.caller.environment.as_deref().unwrap_or_default()
+    }
+
+    /// The static context of an evaluation with this key: the environment's, then the key's
+    /// over it. `None` when neither has any.
+    pub fn static_context(&self, app: &App) -> Option<serde_json::Map<String, Value>> {
+        let policy = app.policy();
+        let env = policy.static_context(self.environment());
+        match (env, &self.caller.context) {
+            (None, None) => None,
+            (Some(e), None) => Some(e.clone()),
+            (None, Some(k)) => Some(k.clone()),
+            (Some(e), Some(k)) => {
+                let mut merged = e.clone();
+                merged.extend(k.iter().map(|(n, v)| (n.clone(), v.clone())));
+                Some(merged)
+            }
+        }
     }
 }
 
@@ -130,8 +148,8 @@ pub async fn evaluate(
     Path(key): Path<String>,
     ApiBytes(body): ApiBytes,
 ) -> Response {
-    let policy = app.policy();
-    let ctx = match context_of(&body, policy.static_context(key_auth.environment())) {
+    let fixed = key_auth.static_context(&app);
+    let ctx = match context_of(&body, fixed.as_ref()) {
         Ok(c) => c,
         Err((code, msg)) => return failure(&key, code, msg),
     };
@@ -246,9 +264,8 @@ pub async fn evaluate_all(
     let flags = app.env_flags(key_auth.environment());
     // The static context lives in the policy, which changes apart from the flags: it is
     // hashed on its own (never memoised with the body) and enters the tag separately.
-    let policy = app.policy();
-    let fixed = policy.static_context(key_auth.environment());
-    let fixed_digest = fixed.map(static_digest);
+    let fixed = key_auth.static_context(&app);
+    let fixed_digest = fixed.as_ref().map(static_digest);
     // A body seen before (a client polling) is not parsed again to compute its tag.
     let memo_key = flags.as_ref().map(|f| f.contexts.key(&body));
     let known = flags
@@ -298,7 +315,7 @@ pub async fn evaluate_all(
     let answer = match cached {
         Some(answer) => answer,
         None => {
-            let ctx = match parsed.map_or_else(|| context_of(&body, fixed), Ok) {
+            let ctx = match parsed.map_or_else(|| context_of(&body, fixed.as_ref()), Ok) {
                 Ok(c) => c,
                 Err(e) => return bad_context(e),
             };

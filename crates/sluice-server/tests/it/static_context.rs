@@ -1,7 +1,9 @@
 //! Static evaluation context: an environment's `context` in the policy is merged into every
 //! evaluation there, over the request's own values, exactly as flagd merges `--context-value`
 //! (flagd `MergeContextsAndHeaders`: "highest priority > header-context-from-cli >
-//! static-context-from-cli > request-context > lowest priority"). Bulk ETags cover it.
+//! static-context-from-cli > request-context > lowest priority"). A client key may carry its
+//! own static context too, more specific than the environment's, so it wins over both. Bulk
+//! ETags cover it.
 
 use crate::harness::{Backend, TestServer, ADMIN_TOKEN, POLICY};
 use crate::{backend_tests, server};
@@ -180,7 +182,76 @@ async fn a_static_context_is_validated_with_the_policy(b: Backend) {
     }
 }
 
+async fn key_with_context(s: &TestServer, context: Value) -> (StatusCode, Value) {
+    s.post(
+        ADMIN_TOKEN,
+        "/v1/tokens",
+        json!({"name": "ctx", "kind": "client", "environment": "staging", "context": context}),
+    )
+    .await
+}
+
+async fn a_client_key_carries_its_own_static_context(b: Backend) {
+    let s = server!(b);
+    let plain = setup(&s).await;
+    let (st, v) = key_with_context(&s, json!({"region": "eu"})).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let eu_key = v["token"].as_str().expect("token").to_owned();
+
+    // The key's context is there, and wins over the request's.
+    assert_eq!(
+        eval(&s, &eu_key, "eu-only", json!({"region": "us"})).await["value"],
+        true
+    );
+    assert_eq!(
+        eval(&s, &plain, "eu-only", json!({"region": "us"})).await["value"],
+        false
+    );
+    // Same body, different keys: different answers, so different tags.
+    let (_, tag_plain, v_plain) = bulk(&s, &plain, json!({"region": "us"}), None).await;
+    let (_, tag_eu, v_eu) = bulk(&s, &eu_key, json!({"region": "us"}), None).await;
+    assert_ne!(tag_plain, tag_eu);
+    assert_eq!(entry(&v_plain, "eu-only")["value"], false);
+    assert_eq!(entry(&v_eu, "eu-only")["value"], true);
+    let (st, _, _) = bulk(&s, &plain, json!({"region": "us"}), Some(&tag_eu)).await;
+    assert_eq!(st, StatusCode::OK, "another key's tag does not match");
+
+    // With an environment context as well: the key's values win, the environment fills in.
+    s.apply(&policy_with("{ region: us, tier: gold }")).await;
+    let v = eval(&s, &eu_key, "eu-only", json!({})).await;
+    assert_eq!(
+        v["value"], true,
+        "the key's `eu` beats the environment's `us`: {v}"
+    );
+    assert_eq!(eval(&s, &eu_key, "tier", json!({})).await["value"], "gold");
+    assert_eq!(
+        eval(&s, &plain, "eu-only", json!({"region": "eu"})).await["value"],
+        false
+    );
+
+    // Only client keys carry a context, and it is checked like the policy's.
+    let (st, v) = s
+        .post(
+            ADMIN_TOKEN,
+            "/v1/tokens",
+            json!({"name": "x", "principal": "dave", "context": {"a": "b"}}),
+        )
+        .await;
+    assert_eq!(
+        (st, &v["code"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_request")),
+        "{v}"
+    );
+    let (st, v) = key_with_context(&s, json!({"targetingKey": 3})).await;
+    assert_eq!(
+        (st, &v["code"]),
+        (StatusCode::BAD_REQUEST, &json!("invalid_context")),
+        "{v}"
+    );
+}
+
 backend_tests!(
     an_environment_static_context_is_merged_into_every_evaluation,
     a_static_context_is_validated_with_the_policy,
+    a_client_key_carries_its_own_static_context,
 );
