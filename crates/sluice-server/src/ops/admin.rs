@@ -145,13 +145,16 @@ impl App {
     pub async fn create_token(
         &self,
         caller: &Caller,
-        principal: Option<String>,
-        name: String,
-        kind: TokenKind,
-        environment: Option<String>,
-        expires_in: Option<Duration>,
-        context: Option<serde_json::Map<String, serde_json::Value>>,
+        spec: TokenSpec,
     ) -> Result<NewToken, ApiError> {
+        let TokenSpec {
+            principal,
+            name,
+            kind,
+            environment,
+            expires_in,
+            context,
+        } = spec;
         let principal = principal.unwrap_or_else(|| caller.name.clone());
         if principal != caller.name || kind == TokenKind::Client {
             caller.require_admin()?;
@@ -259,6 +262,20 @@ impl App {
             ..row
         })
     }
+}
+
+/// What a new token is to be.
+#[derive(Debug)]
+pub struct TokenSpec {
+    /// Whose; default the caller.
+    pub principal: Option<String>,
+    pub name: String,
+    pub kind: TokenKind,
+    /// Client keys: the environment they evaluate.
+    pub environment: Option<String>,
+    pub expires_in: Option<Duration>,
+    /// Client keys: static evaluation context.
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 fn token_details(row: &TokenRow) -> serde_json::Value {

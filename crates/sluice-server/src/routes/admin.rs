@@ -146,12 +146,14 @@ pub async fn create_token(
     let t = app
         .create_token(
             &caller,
-            body.principal,
-            body.name,
-            kind,
-            body.environment,
-            expires_in,
-            body.context,
+            crate::ops::admin::TokenSpec {
+                principal: body.principal,
+                name: body.name,
+                kind,
+                environment: body.environment,
+                expires_in,
+                context: body.context,
+            },
         )
         .await?;
     Ok((
