@@ -365,3 +365,27 @@ fn parse_context_entry(s: &str) -> Result<(String, String), String> {
         _ => Err(format!("`{s}` is not KEY=VALUE")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_context_entry;
+
+    #[test]
+    fn a_context_entry_is_key_equals_value() {
+        assert_eq!(
+            parse_context_entry("region=eu"),
+            Ok(("region".to_owned(), "eu".to_owned()))
+        );
+        assert_eq!(
+            parse_context_entry("note=a=b"),
+            Ok(("note".to_owned(), "a=b".to_owned())),
+            "the first `=` splits"
+        );
+        assert_eq!(
+            parse_context_entry("empty="),
+            Ok(("empty".to_owned(), String::new()))
+        );
+        assert!(parse_context_entry("novalue").is_err());
+        assert!(parse_context_entry("=x").is_err());
+    }
+}
