@@ -268,6 +268,32 @@ async fn authzen_requests_missing_what_the_standard_requires_are_400(b: Backend)
         (StatusCode::BAD_REQUEST, &json!("invalid_request")),
         "{v}"
     );
+    // An item whose own context is not an object fails in its own slot, as other bad items do.
+    let batch = json!({"subject": user("alice"), "action": action, "evaluations": [
+        {"resource": resource, "context": "INC-1"},
+        {"resource": {"type": "user"}}
+    ]});
+    let (st, _, v) = send(
+        &s,
+        reqwest::Method::POST,
+        Some(ADMIN_TOKEN),
+        "/access/v1/evaluations",
+        Some("application/json"),
+        batch.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    for (i, names) in [(0, "context"), (1, "resource.id")] {
+        let item = &v["evaluations"][i];
+        assert_eq!(item["decision"], false, "{v}");
+        assert_eq!(item["context"]["code"], "400", "{v}");
+        assert!(
+            item["context"]["reason_user"]["en"]
+                .as_str()
+                .is_some_and(|m| m.contains(names)),
+            "{item}"
+        );
+    }
 
     // The body must be declared JSON: a form post, plain text or no type at all is refused,
     // even when the bytes happen to be JSON.
