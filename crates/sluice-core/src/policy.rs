@@ -42,6 +42,10 @@ pub struct EnvironmentDoc {
     /// How long a change request waits for its approvals before it times out (default 24h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change_request_ttl: Option<Duration>,
+    /// Static evaluation context: merged into the context of every flag evaluation in this
+    /// environment, over the request's own values (as flagd's `--context-value`).
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub context: serde_json::Map<String, serde_json::Value>,
 }
 
 impl EnvironmentDoc {
@@ -247,6 +251,7 @@ impl Policy {
         }
         for (env, e) in &doc.environments {
             check_name(&format!("environments.{env}"), env)?;
+            check_static_context(&format!("environments.{env}.context"), &e.context)?;
             if let Some(a) = &e.approval {
                 let at = format!("environments.{env}.approval");
                 if a.required == 0 {
@@ -359,6 +364,18 @@ impl Policy {
 
     pub fn is_admin(&self, principal: &str) -> bool {
         self.is_in(principal, &self.doc.admins)
+    }
+
+    /// The static evaluation context of an environment (empty when none is declared).
+    pub fn static_context(
+        &self,
+        environment: &str,
+    ) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        self.doc
+            .environments
+            .get(environment)
+            .map(|e| &e.context)
+            .filter(|c| !c.is_empty())
     }
 
     pub fn is_protected(&self, environment: &str) -> bool {
@@ -523,6 +540,29 @@ fn parse_subject(s: &str) -> SubjectRef {
 }
 
 /// Principal, group, entitlement and environment names: `[a-z0-9][a-z0-9._@-]*`, ≤ 128 chars.
+/// A static evaluation context (an environment's or a client key's): keys are non-empty,
+/// `$flagd` is the engine's own, and a `targetingKey` is a string (as in a request's context).
+pub fn check_static_context(
+    path: &str,
+    context: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), PolicyError> {
+    for (k, v) in context {
+        if k.is_empty() {
+            return Err(err(path, "context keys must not be empty"));
+        }
+        if k == "$flagd" {
+            return Err(err(
+                format!("{path}.$flagd"),
+                "`$flagd` is set by the flag engine itself",
+            ));
+        }
+        if k == "targetingKey" && !v.is_string() {
+            return Err(err(format!("{path}.targetingKey"), "must be a string"));
+        }
+    }
+    Ok(())
+}
+
 pub fn check_name(path: &str, name: &str) -> Result<(), PolicyError> {
     let ok = !name.is_empty()
         && name.len() <= 128

@@ -94,6 +94,10 @@ impl FlagSetDef {
             Compiler::check_evaluator(self, name)?;
         }
         for (key, flag) in &self.flags {
+            crate::def_parse::check_variant_kinds(
+                &flag.variants,
+                &JsonPath::root().key("flags").key(key).key("variants"),
+            )?;
             let mut compiler = Compiler::new(self, key, flag, CompileOptions::STRICT);
             compiler.compile_flag_rule()?;
         }

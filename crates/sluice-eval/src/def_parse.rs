@@ -159,20 +159,34 @@ fn check_variants(variants: &Map<String, Value>, path: &JsonPath) -> Result<(), 
             "a flag needs at least one variant",
         ));
     }
-    let mut first: Option<(Kind, &str)> = None;
     for (name, value) in variants {
-        let vpath = path.key(name);
-        let Some(kind) = Kind::of(value) else {
+        if Kind::of(value).is_none() {
             return Err(DefinitionError::new(
-                &vpath,
+                &path.key(name),
                 "a variant value must not be null",
             ));
+        }
+    }
+    Ok(())
+}
+
+/// All variants of a flag share one type. Strict validation only: flagd loads a flag with
+/// mixed types (its schema check just logs), so lenient loading keeps it, and evaluation
+/// deals with it as flagd does (see `Snapshot::evaluate_all`).
+pub(crate) fn check_variant_kinds(
+    variants: &Map<String, Value>,
+    path: &JsonPath,
+) -> Result<(), DefinitionError> {
+    let mut first: Option<(Kind, &str)> = None;
+    for (name, value) in variants {
+        let Some(kind) = Kind::of(value) else {
+            continue;
         };
         match first {
             None => first = Some((kind, name)),
             Some((k, first_name)) if k != kind => {
                 return Err(DefinitionError::new(
-                    &vpath,
+                    &path.key(name),
                     format!(
                         "mixed variant types: {} here, {} in variant \"{first_name}\"",
                         kind.name(),
@@ -184,6 +198,12 @@ fn check_variants(variants: &Map<String, Value>, path: &JsonPath) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Whether two variant values have the same type, as flagd's bulk evaluation compares them
+/// (every JSON number is one type there).
+pub(crate) fn same_kind(a: &Value, b: &Value) -> bool {
+    Kind::of(a) == Kind::of(b)
 }
 
 fn parse_metadata(value: Value, path: &JsonPath) -> Result<Map<String, Value>, DefinitionError> {

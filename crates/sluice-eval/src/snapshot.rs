@@ -216,11 +216,14 @@ impl Snapshot {
         self.evaluate(key, ctx, now_unix).expect_type(ty)
     }
 
-    /// Evaluates every flag, in definition order.
+    /// Evaluates every flag, in definition order, each as the type of its default variant:
+    /// as flagd's bulk evaluation (`ResolveAllValues` resolves each flag as that type), a
+    /// variant of another type is an error, `GENERAL` as flagd's OFREP service writes its
+    /// `TYPE_MISMATCH`. Only leniently loaded flags can have variants of mixed types.
     pub fn evaluate_all<'a>(&'a self, ctx: &Context, now_unix: i64) -> Vec<Evaluation<'a>> {
         self.flags
             .iter()
-            .map(|f| f.evaluate(ctx, now_unix))
+            .map(|f| f.as_default_type(f.evaluate(ctx, now_unix)))
             .collect()
     }
 }

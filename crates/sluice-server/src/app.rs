@@ -45,6 +45,9 @@ pub struct Inner {
     pub refusals: crate::refusals::RefusalLog,
     /// When the background loop must next wake for scheduled work.
     pub due: crate::due::Due,
+    /// Where clients reach this server (no trailing `/`), set once the listener is bound;
+    /// advertised in AuthZEN metadata and OFREP `eventStreams`. Never taken from a request.
+    public_url: std::sync::OnceLock<String>,
 }
 
 impl std::ops::Deref for App {
@@ -89,7 +92,20 @@ impl App {
             limiter: crate::auth::RateLimiter::new(client_rate_limit),
             refusals: crate::refusals::RefusalLog::default(),
             due: crate::due::Due::default(),
+            public_url: std::sync::OnceLock::new(),
         })))
+    }
+
+    /// The URL clients reach this server at, as configured (see [`crate::public_url`]).
+    pub fn public_url(&self) -> &str {
+        self.public_url
+            .get()
+            .map_or("http://127.0.0.1:7070", String::as_str)
+    }
+
+    /// Sets [`App::public_url`]; only the first call counts.
+    pub fn set_public_url(&self, url: String) {
+        let _ = self.public_url.set(url);
     }
 
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {

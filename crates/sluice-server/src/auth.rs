@@ -17,6 +17,8 @@ pub struct Caller {
     pub kind: TokenKind,
     /// For client keys: the one environment they may evaluate.
     pub environment: Option<String>,
+    /// For client keys: static evaluation context merged into every evaluation.
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Caller {
@@ -81,6 +83,7 @@ pub async fn authenticate(app: &App, token: Option<SecretToken>) -> Result<Arc<C
         token_id: row.id,
         kind,
         environment: row.environment,
+        context: row.context,
     };
     let caller = Arc::new(caller);
     app.tokens.put(cache_key, caller.clone(), row.expires_at);

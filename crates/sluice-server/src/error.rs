@@ -25,6 +25,9 @@ pub enum ApiError {
     Access(#[from] AccessError),
     #[error("too many requests; slow down and retry after the time in Retry-After")]
     RateLimited,
+    /// The body is larger than the route accepts; `limit` is that size in bytes.
+    #[error("request body is larger than the limit of {} on this endpoint", human_bytes(*limit))]
+    PayloadTooLarge { limit: usize },
     #[error("the store is unavailable; try again shortly")]
     Unavailable(String),
     #[error("internal error; the server log has details")]
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
             ApiError::Access(e) => e.code(),
             ApiError::RateLimited => "rate_limited",
+            ApiError::PayloadTooLarge { .. } => "body_too_large",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -89,6 +93,7 @@ impl ApiError {
             ApiError::Access(AccessError::UnknownEntitlement(_)) => StatusCode::NOT_FOUND,
             ApiError::Access(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -133,6 +138,22 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: a 401 names the scheme the client must use.
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
         resp
+    }
+}
+
+/// `262144` as `256 KiB`, `8388608` as `8 MiB`; other sizes in bytes.
+fn human_bytes(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
     }
 }

@@ -1,7 +1,9 @@
 //! `ApiJson<T>`: a JSON body extractor with Sluice's limits and error shape.
 //!
-//! Bodies are capped by a layer (see `router`); here nesting depth is bounded before parsing,
-//! and every failure becomes an [`ApiError`] with a stable code instead of axum's plain text.
+//! Bodies are capped by a layer (see `router`), which also records the cap as a [`BodyLimit`]
+//! so that a body over it is `413 body_too_large` naming the limit; here nesting depth is
+//! bounded before parsing, and every failure becomes an [`ApiError`] with a stable code
+//! instead of axum's plain text.
 
 use crate::error::ApiError;
 use axum::body::Bytes;
@@ -11,19 +13,41 @@ use serde::de::DeserializeOwned;
 /// Deepest JSON nesting accepted on any endpoint.
 pub const MAX_DEPTH: usize = 32;
 
+/// The body size limit in force on a route, in bytes: set (as a request extension) beside
+/// every `DefaultBodyLimit`, so that the error can name it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// The raw body, with a body over the route's limit answered `413` in the JSON error shape.
+pub struct ApiBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req.extensions().get::<BodyLimit>().copied();
+        Bytes::from_request(req, state)
+            .await
+            .map(ApiBytes)
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge {
+                        limit: limit.map_or(crate::routes::MAX_BODY, |l| l.0),
+                    }
+                } else {
+                    ApiError::bad_request("invalid_body", e.body_text())
+                }
+            })
+    }
+}
+
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::bad_request("body_too_large", "request body is larger than the limit")
-            } else {
-                ApiError::bad_request("invalid_body", e.body_text())
-            }
-        })?;
+        let ApiBytes(bytes) = ApiBytes::from_request(req, state).await?;
         parse(&bytes).map(ApiJson)
     }
 }
@@ -80,9 +104,7 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for ApiJsonOr
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
+        let ApiBytes(bytes) = ApiBytes::from_request(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(ApiJsonOrDefault(T::default()));
         }

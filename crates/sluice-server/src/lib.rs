@@ -49,6 +49,26 @@ pub struct ServerConfig {
     /// OFREP requests per second allowed per client key (then 429 with `Retry-After`); `None`:
     /// unlimited.
     pub client_rate_limit: Option<u32>,
+    /// The URL clients reach this server at (behind a proxy, the proxy's), advertised in
+    /// AuthZEN metadata and OFREP `eventStreams`; `None`: `http://<bound address>`.
+    pub public_url: Option<String>,
+}
+
+/// Checks a configured public URL: absolute `http` or `https`, with a host, without query or
+/// fragment. Returns it without a trailing `/`, ready to have paths appended.
+pub fn public_url(raw: &str) -> anyhow::Result<String> {
+    let url = url::Url::parse(raw)
+        .map_err(|e| anyhow::anyhow!("public URL `{raw}` is not an absolute URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || !url.has_host()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        anyhow::bail!(
+            "public URL `{raw}` must be http:// or https:// with a host and no query or fragment, e.g. https://sluice.example.com"
+        );
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 /// A server bound to its address, ready to run.
@@ -80,7 +100,16 @@ impl Server {
             .bootstrap(config.admin_token.clone())
             .await
             .map_err(|e| anyhow::anyhow!("bootstrap failed: {e}"))?;
+        let public = match &config.public_url {
+            Some(raw) => public_url(raw)?,
+            None => String::new(),
+        };
         let listener = TcpListener::bind(config.listen).await?;
+        app.set_public_url(if public.is_empty() {
+            format!("http://{}", listener.local_addr()?)
+        } else {
+            public
+        });
         Ok(Server {
             app,
             listener,

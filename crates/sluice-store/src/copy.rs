@@ -23,6 +23,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "created_at",
             "expires_at",
             "revoked_at",
+            "context",
         ],
     ),
     (

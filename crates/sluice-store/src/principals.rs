@@ -21,6 +21,8 @@ pub struct TokenRow {
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Client keys: static evaluation context merged into every evaluation made with the key.
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 pub(crate) fn principal(row: &AnyRow) -> Result<PrincipalRow, StoreError> {
@@ -42,11 +44,17 @@ fn token(row: &AnyRow) -> Result<TokenRow, StoreError> {
         created_at: from_ms(get(row, "created_at")?),
         expires_at: get::<Option<i64>>(row, "expires_at")?.map(from_ms),
         revoked_at: get::<Option<i64>>(row, "revoked_at")?.map(from_ms),
+        context: match get::<Option<String>>(row, "context")? {
+            None => None,
+            Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
+                StoreError::Corrupt(format!("context of a token is not a JSON object: {e}"))
+            })?),
+        },
     })
 }
 
 const TOKEN_COLS: &str =
-    "t.id, t.principal, t.kind, t.environment, t.name, t.created_at, t.expires_at, t.revoked_at";
+    "t.id, t.principal, t.kind, t.environment, t.name, t.created_at, t.expires_at, t.revoked_at, t.context";
 
 impl Store {
     pub async fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
@@ -158,8 +166,8 @@ impl WriteTx {
 
     pub async fn insert_token(&mut self, t: &TokenRow, hash: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO tokens (id, principal, kind, environment, name, hash, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO tokens (id, principal, kind, environment, name, hash, created_at, expires_at, context) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&t.id)
         .bind(&t.principal)
@@ -169,6 +177,11 @@ impl WriteTx {
         .bind(hash)
         .bind(to_ms(t.created_at))
         .bind(t.expires_at.map(to_ms))
+        .bind(
+            t.context
+                .as_ref()
+                .map(|c| serde_json::Value::Object(c.clone()).to_string()),
+        )
         .execute(self.conn().await?)
         .await?;
         Ok(())

@@ -138,6 +138,10 @@ pub struct ServeArgs {
     /// OFREP requests per second per client key, then 429 with `Retry-After`; default unlimited.
     #[arg(long, env = "SLUICE_CLIENT_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
     pub client_rate_limit: Option<u32>,
+    /// The URL clients reach this server at (behind a proxy, the proxy's), advertised in
+    /// AuthZEN metadata and OFREP event streams; default `http://<listen address>`.
+    #[arg(long, env = "SLUICE_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -290,6 +294,10 @@ pub enum TokenCommand {
         /// E.g. `90d`.
         #[arg(long)]
         expires_in: Option<String>,
+        /// Client keys: `KEY=VALUE` added to the context of every evaluation made with the key
+        /// (over the request's values, as flagd's `--context-value`); repeat for more.
+        #[arg(long = "context", value_name = "KEY=VALUE", value_parser = parse_context_entry)]
+        context: Vec<(String, String)>,
     },
     /// List tokens (never their secrets).
     List {
@@ -348,4 +356,36 @@ pub enum FlagsCommand {
     },
     #[command(flatten)]
     Change(crate::cli_flags::FlagChangeCommand),
+}
+
+/// `KEY=VALUE` (the value is a string, as in flagd's `--context-value`).
+fn parse_context_entry(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_context_entry;
+
+    #[test]
+    fn a_context_entry_is_key_equals_value() {
+        assert_eq!(
+            parse_context_entry("region=eu"),
+            Ok(("region".to_owned(), "eu".to_owned()))
+        );
+        assert_eq!(
+            parse_context_entry("note=a=b"),
+            Ok(("note".to_owned(), "a=b".to_owned())),
+            "the first `=` splits"
+        );
+        assert_eq!(
+            parse_context_entry("empty="),
+            Ok(("empty".to_owned(), String::new()))
+        );
+        assert!(parse_context_entry("novalue").is_err());
+        assert!(parse_context_entry("=x").is_err());
+    }
 }

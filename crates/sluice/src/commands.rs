@@ -343,8 +343,11 @@ pub async fn tokens(cmd: TokenCommand, r: Remote) -> anyhow::Result<()> {
             kind,
             env,
             expires_in,
+            context,
         } => {
-            let v = c.call(Method::POST, "/v1/tokens", Some(json!({"name": name, "principal": principal, "kind": kind, "environment": env, "expires_in": expires_in}))).await?;
+            let context: Option<serde_json::Map<String, serde_json::Value>> = (!context.is_empty())
+                .then(|| context.into_iter().map(|(k, v)| (k, v.into())).collect());
+            let v = c.call(Method::POST, "/v1/tokens", Some(json!({"name": name, "principal": principal, "kind": kind, "environment": env, "expires_in": expires_in, "context": context}))).await?;
             emit(r.output, &v, |v| {
                 outln!("{}", s(&v["token"]));
                 eprintln!(

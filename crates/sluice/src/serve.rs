@@ -24,6 +24,7 @@ struct FileConfig {
     signing_key: Option<PathBuf>,
     log_format: Option<LogFormat>,
     client_rate_limit: Option<u32>,
+    public_url: Option<String>,
 }
 
 pub struct Settings {
@@ -83,6 +84,10 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         sync_interval: Duration::from_millis(200),
         db_clock: None,
         client_rate_limit: args_rate_limit,
+        public_url: match args.public_url.or(file.public_url) {
+            Some(raw) => Some(sluice_server::public_url(&raw).context("--public-url")?),
+            None => None,
+        },
     };
     Ok(Settings {
         config,

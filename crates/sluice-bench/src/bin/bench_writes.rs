@@ -89,6 +89,7 @@ impl Bench {
             sync_interval: Duration::from_millis(200),
             db_clock: None,
             client_rate_limit: None,
+            public_url: None,
         };
         let server = Server::build(config, Arc::new(sluice_core::SystemClock)).await?;
         let addr = server.local_addr()?;

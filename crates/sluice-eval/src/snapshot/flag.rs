@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::{CompiledFlag, Rule};
 use crate::context::Context;
 use crate::def::FlagState;
+use crate::def_parse::same_kind;
 use crate::error::ErrorCode;
 use crate::evaluation::{Evaluation, Reason};
 use crate::rule::{eval_result, js_string, Env, Outcome};
@@ -46,6 +47,26 @@ impl CompiledFlag {
         match self.default_variant {
             Some(i) => self.answer(i, Reason::Default),
             None => self.no_value(Reason::Default),
+        }
+    }
+
+    /// `e` if its value has the type of the default variant's value (or there is nothing to
+    /// compare), else `GENERAL` (see [`super::Snapshot::evaluate_all`]).
+    pub(super) fn as_default_type<'a>(&'a self, e: Evaluation<'a>) -> Evaluation<'a> {
+        let default = self
+            .default_variant
+            .and_then(|i| self.variants.get(i as usize));
+        match (e.value, default) {
+            (Some(v), Some((name, d))) if !same_kind(v, d) => Evaluation::failed(
+                &self.key,
+                &self.metadata,
+                ErrorCode::General,
+                Cow::Owned(format!(
+                    "variant \"{}\" has another type than the default variant \"{name}\"",
+                    e.variant.unwrap_or_default()
+                )),
+            ),
+            _ => e,
         }
     }
 

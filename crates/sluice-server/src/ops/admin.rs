@@ -72,6 +72,7 @@ impl App {
             created_at: now,
             expires_at: None,
             revoked_at: None,
+            context: None,
         };
         tx.insert_token(&row, &secret.hash()).await?;
         tx.audit(
@@ -237,12 +238,16 @@ impl App {
     pub async fn create_token(
         &self,
         caller: &Caller,
-        principal: Option<String>,
-        name: String,
-        kind: TokenKind,
-        environment: Option<String>,
-        expires_in: Option<Duration>,
+        spec: TokenSpec,
     ) -> Result<NewToken, ApiError> {
+        let TokenSpec {
+            principal,
+            name,
+            kind,
+            environment,
+            expires_in,
+            context,
+        } = spec;
         let principal = principal.unwrap_or_else(|| caller.name.clone());
         if principal != caller.name || kind == TokenKind::Client {
             caller.require_admin()?;
@@ -268,6 +273,17 @@ impl App {
             }
             (TokenKind::Api, None) => None,
         };
+        if let Some(c) = &context {
+            if kind != TokenKind::Client {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "only client keys carry an evaluation context",
+                ));
+            }
+            sluice_core::policy::check_static_context("context", c)
+                .map_err(|e| ApiError::bad_request("invalid_context", e.to_string()))?;
+        }
+        let context = context.filter(|c| !c.is_empty());
         if name.trim().is_empty() || name.len() > 100 {
             return Err(ApiError::bad_request(
                 "invalid_request",
@@ -285,6 +301,7 @@ impl App {
             created_at: now,
             expires_at: expires_in.map(|d| now + d.delta()),
             revoked_at: None,
+            context,
         };
         let mut tx = self.store.begin().await?;
         tx.insert_token(&row, &secret.hash()).await?;
@@ -340,6 +357,20 @@ impl App {
     }
 }
 
+/// What a new token is to be.
+#[derive(Debug)]
+pub struct TokenSpec {
+    /// Whose; default the caller.
+    pub principal: Option<String>,
+    pub name: String,
+    pub kind: TokenKind,
+    /// Client keys: the environment they evaluate.
+    pub environment: Option<String>,
+    pub expires_in: Option<Duration>,
+    /// Client keys: static evaluation context.
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
 fn token_details(row: &TokenRow) -> serde_json::Value {
-    json!({"principal": row.principal, "kind": row.kind, "name": row.name, "environment": row.environment, "expires_at": row.expires_at.map(|t: DateTime<Utc>| t.to_rfc3339())})
+    json!({"principal": row.principal, "kind": row.kind, "name": row.name, "environment": row.environment, "context": row.context, "expires_at": row.expires_at.map(|t: DateTime<Utc>| t.to_rfc3339())})
 }

@@ -139,7 +139,7 @@ pub async fn create(
 }
 
 /// List requests, newest first.
-#[utoipa::path(get, path = "/v1/requests", params(ListQuery), tag = "access", responses((status = 200, body = [RequestView])))]
+#[utoipa::path(get, operation_id = "list_requests", path = "/v1/requests", params(ListQuery), tag = "access", responses((status = 200, body = [RequestView])))]
 pub async fn list(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
@@ -173,7 +173,7 @@ pub async fn list(
 }
 
 /// One request.
-#[utoipa::path(get, path = "/v1/requests/{id}", tag = "access", responses((status = 200, body = RequestView), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "show_request", path = "/v1/requests/{id}", tag = "access", responses((status = 200, body = RequestView), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(app): State<App>,
     _caller: ApiCaller,
@@ -188,7 +188,7 @@ pub async fn show(
 }
 
 /// Approve a pending request (not your own; you must be an approver now).
-#[utoipa::path(post, path = "/v1/requests/{id}/approve", request_body = Comment, tag = "access",
+#[utoipa::path(post, operation_id = "approve_request", path = "/v1/requests/{id}/approve", request_body = Comment, tag = "access",
     responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn approve(
     State(app): State<App>,
@@ -202,7 +202,7 @@ pub async fn approve(
 }
 
 /// Deny a pending request. One deny ends it.
-#[utoipa::path(post, path = "/v1/requests/{id}/deny", request_body = Comment, tag = "access",
+#[utoipa::path(post, operation_id = "deny_request", path = "/v1/requests/{id}/deny", request_body = Comment, tag = "access",
     responses((status = 200, body = RequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn deny(
     State(app): State<App>,
@@ -226,7 +226,7 @@ async fn end(
 }
 
 /// Withdraw your pending request.
-#[utoipa::path(post, path = "/v1/requests/{id}/cancel", tag = "access", responses((status = 200, body = RequestView), (status = 409, body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "cancel_request", path = "/v1/requests/{id}/cancel", tag = "access", responses((status = 200, body = RequestView), (status = 409, body = ErrorBody)))]
 pub async fn cancel(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,

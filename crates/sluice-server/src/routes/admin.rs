@@ -105,6 +105,10 @@ pub struct NewToken {
     pub environment: Option<String>,
     /// E.g. `90d`; default: does not expire.
     pub expires_in: Option<String>,
+    /// For client keys: static evaluation context merged into every evaluation made with the
+    /// key, over the request's and the environment's values.
+    #[schema(value_type = Option<Object>)]
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -142,11 +146,14 @@ pub async fn create_token(
     let t = app
         .create_token(
             &caller,
-            body.principal,
-            body.name,
-            kind,
-            body.environment,
-            expires_in,
+            crate::ops::admin::TokenSpec {
+                principal: body.principal,
+                name: body.name,
+                kind,
+                environment: body.environment,
+                expires_in,
+                context: body.context,
+            },
         )
         .await?;
     Ok((

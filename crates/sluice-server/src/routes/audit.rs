@@ -113,7 +113,7 @@ pub struct ExportParams {
 }
 
 /// Export as JSON Lines: every entry, then the checkpoints, ending with a fresh signed one.
-#[utoipa::path(get, path = "/v1/audit/export", params(ExportParams), tag = "audit", responses((status = 200, content_type = "application/x-ndjson", body = String)))]
+#[utoipa::path(get, operation_id = "export_audit", path = "/v1/audit/export", params(ExportParams), tag = "audit", responses((status = 200, content_type = "application/x-ndjson", body = String)))]
 pub async fn export(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,

@@ -4,14 +4,19 @@
 //! Mapping onto Sluice: `subject.id` is the principal; the resource is `"{type}:{id}"`
 //! (`{"type": "db", "id": "orders"}` is `db:orders`); `action.name` is the action. As the
 //! standard asks, unknown fields are ignored and a deny is `200 {"decision": false}`.
+//!
+//! Requests are held to the standard: a body that is not `application/json`, a subject or
+//! resource without a string `type` and `id`, an action without a string `name`, or a
+//! `context` that is not an object is `400 invalid_request`. Metadata is built from the
+//! configured public URL, never from the request's `Host`.
 
 use crate::app::App;
 use crate::auth::ApiCaller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
 use crate::ops::decide::Question;
-use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -77,23 +82,72 @@ pub struct EvaluationsResponse {
     pub evaluations: Vec<EvaluationResponse>,
 }
 
+/// A JSON body, refused unless its media type is JSON (`application/json` or `…+json`).
+pub struct AuthzenJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for AuthzenJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let media = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        let json = media.as_deref().is_some_and(|m| {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        });
+        if !json {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!(
+                    "the body must be JSON with `Content-Type: application/json` (got {})",
+                    media.map_or_else(|| "none".to_owned(), |m| format!("`{m}`"))
+                ),
+            ));
+        }
+        let ApiJson(v) = ApiJson::<T>::from_request(req, state).await?;
+        Ok(AuthzenJson(v))
+    }
+}
+
+/// `what` as the standard requires it: present, a non-empty string.
+fn required<'a>(value: Option<&'a String>, what: &str) -> Result<&'a str, String> {
+    match value.map(String::as_str) {
+        Some(v) if !v.is_empty() => Ok(v),
+        Some(_) => Err(format!("{what} must not be empty")),
+        None => Err(format!("{what} is required")),
+    }
+}
+
+/// A `context`, when given, is a JSON object (`null` counts as absent).
+fn check_context(context: &Value, what: &str) -> Result<(), String> {
+    if context.is_object() || context.is_null() {
+        Ok(())
+    } else {
+        Err(format!("{what} must be a JSON object"))
+    }
+}
+
 fn question(req: &EvaluationRequest) -> Result<Question, String> {
-    let subject = req
-        .subject
-        .as_ref()
-        .and_then(|s| s.id.clone())
-        .ok_or("subject.id is required")?;
-    let action = req
-        .action
-        .as_ref()
-        .and_then(|a| a.name.clone())
-        .ok_or("action.name is required")?;
+    let subject = req.subject.as_ref().ok_or("subject is required")?;
+    required(subject.kind.as_ref(), "subject.type")?;
+    let subject = required(subject.id.as_ref(), "subject.id")?;
+    let action = req.action.as_ref().ok_or("action is required")?;
+    let action = required(action.name.as_ref(), "action.name")?;
     let resource = req.resource.as_ref().ok_or("resource is required")?;
-    let kind = resource.kind.clone().ok_or("resource.type is required")?;
-    let id = resource.id.clone().ok_or("resource.id is required")?;
+    let kind = required(resource.kind.as_ref(), "resource.type")?;
+    let id = required(resource.id.as_ref(), "resource.id")?;
+    check_context(&req.context, "context")?;
     Ok(Question {
-        subject,
-        action,
+        subject: subject.to_owned(),
+        action: action.to_owned(),
         resource: format!("{kind}:{id}"),
     })
 }
@@ -118,7 +172,7 @@ fn bad_item(message: &str) -> EvaluationResponse {
 pub async fn evaluation(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
-    ApiJson(req): ApiJson<EvaluationRequest>,
+    AuthzenJson(req): AuthzenJson<EvaluationRequest>,
 ) -> Result<Json<EvaluationResponse>, ApiError> {
     let q = question(&req).map_err(|m| ApiError::bad_request("invalid_request", m))?;
     let d = app.decide(&caller, &[q]).await?;
@@ -147,8 +201,11 @@ fn merge(defaults: &EvaluationsRequest, item: EvaluationRequest) -> EvaluationRe
 pub async fn evaluations(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
-    ApiJson(mut req): ApiJson<EvaluationsRequest>,
+    AuthzenJson(mut req): AuthzenJson<EvaluationsRequest>,
 ) -> Result<Json<Value>, ApiError> {
+    // The shared context is the request's, not one item's: a bad one fails the whole call.
+    check_context(&req.context, "context")
+        .map_err(|m| ApiError::bad_request("invalid_request", m))?;
     let items = req.evaluations.take().unwrap_or_default();
     if items.is_empty() {
         // Without an `evaluations` array the call is a single evaluation.
@@ -230,14 +287,11 @@ pub async fn evaluations(
     Ok(Json(json!(EvaluationsResponse { evaluations: out })))
 }
 
-/// Policy Decision Point metadata.
-#[utoipa::path(get, path = "/.well-known/authzen-configuration", tag = "authzen", responses((status = 200, body = Object)))]
-pub async fn configuration(headers: HeaderMap) -> Json<Value> {
-    let host = headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1:7070");
-    let base = format!("http://{host}");
+/// Policy Decision Point metadata, under the configured public URL (`--public-url`).
+#[utoipa::path(get, path = "/.well-known/authzen-configuration", tag = "authzen", security(),
+    responses((status = 200, body = Object)))]
+pub async fn configuration(State(app): State<App>) -> Json<Value> {
+    let base = app.public_url();
     Json(json!({
         "policy_decision_point": base,
         "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),

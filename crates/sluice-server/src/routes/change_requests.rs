@@ -67,7 +67,7 @@ pub async fn propose(
 }
 
 /// Change requests, newest first.
-#[utoipa::path(get, path = "/v1/proposals", params(ProposalQuery), tag = "flags", responses((status = 200, body = [ChangeRequestView]), (status = 400, body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "list_proposals", path = "/v1/proposals", params(ProposalQuery), tag = "flags", responses((status = 200, body = [ChangeRequestView]), (status = 400, body = ErrorBody)))]
 pub async fn list(
     State(app): State<App>,
     _caller: ApiCaller,
@@ -80,7 +80,7 @@ pub async fn list(
 }
 
 /// One change request.
-#[utoipa::path(get, path = "/v1/proposals/{id}", tag = "flags", responses((status = 200, body = ChangeRequestView), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "show_proposal", path = "/v1/proposals/{id}", tag = "flags", responses((status = 200, body = ChangeRequestView), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(app): State<App>,
     _caller: ApiCaller,
@@ -91,7 +91,7 @@ pub async fn show(
 
 /// Approve a change request (not your own; you must be an approver of the environment now).
 /// The approval that meets the rule applies the change, unless it waits for `apply_at`.
-#[utoipa::path(post, path = "/v1/proposals/{id}/approve", request_body = VoteComment, tag = "flags",
+#[utoipa::path(post, operation_id = "approve_proposal", path = "/v1/proposals/{id}/approve", request_body = VoteComment, tag = "flags",
     responses((status = 200, body = ChangeRequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn approve(
     State(app): State<App>,
@@ -105,7 +105,7 @@ pub async fn approve(
 }
 
 /// Deny a change request; one deny ends it.
-#[utoipa::path(post, path = "/v1/proposals/{id}/deny", request_body = VoteComment, tag = "flags",
+#[utoipa::path(post, operation_id = "deny_proposal", path = "/v1/proposals/{id}/deny", request_body = VoteComment, tag = "flags",
     responses((status = 200, body = ChangeRequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn deny(
     State(app): State<App>,
@@ -119,7 +119,7 @@ pub async fn deny(
 }
 
 /// Withdraw your own change request before it applies.
-#[utoipa::path(post, path = "/v1/proposals/{id}/cancel", tag = "flags",
+#[utoipa::path(post, operation_id = "cancel_proposal", path = "/v1/proposals/{id}/cancel", tag = "flags",
     responses((status = 200, body = ChangeRequestView), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn cancel(
     State(app): State<App>,

@@ -117,7 +117,7 @@ pub async fn import(
 }
 
 /// The environment's flags as a flagd document (flagd accepts it as is).
-#[utoipa::path(get, path = "/v1/environments/{env}/flags", tag = "flags", responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, operation_id = "export_flags", path = "/v1/environments/{env}/flags", tag = "flags", responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
 pub async fn export(
     State(app): State<App>,
     _caller: ApiCaller,

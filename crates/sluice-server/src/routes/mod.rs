@@ -11,11 +11,12 @@ pub mod ofrep;
 pub mod views;
 
 use crate::app::App;
+use crate::json::BodyLimit;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use tower_http::request_id::PropagateRequestIdLayer;
 use utoipa::OpenApi;
 
@@ -42,7 +43,7 @@ pub const MAX_IMPORT: usize = 8 * 1024 * 1024;
         change_requests::approve, change_requests::deny, change_requests::cancel,
         healthz, readyz, metrics_text, openapi_json,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &AuthResponses),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
@@ -57,6 +58,61 @@ impl utoipa::Modify for BearerAuth {
                 "bearer",
                 SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
             );
+        }
+    }
+}
+
+/// Declares `401` and `403` on every operation that needs a token, so that no handler can
+/// forget them: whatever takes a token answers 401 without a valid one and 403 to one that
+/// may not (a client key on the API, an API token on OFREP, a principal without the right).
+struct AuthResponses;
+
+impl utoipa::Modify for AuthResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let global = openapi.security.clone();
+        let error = |text: &str| {
+            ResponseBuilder::new()
+                .description(text)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                // The operation's own requirements, else the document's; `[]` or `[{}]` is open.
+                let security = op.security.as_ref().or(global.as_ref());
+                let needs_token = serde_json::to_value(security).is_ok_and(|v| {
+                    v.as_array().is_some_and(|reqs| {
+                        !reqs.is_empty()
+                            && reqs
+                                .iter()
+                                .all(|r| r.as_object().is_some_and(|o| !o.is_empty()))
+                    })
+                });
+                if !needs_token {
+                    continue;
+                }
+                let responses = &mut op.responses.responses;
+                responses.entry("401".into()).or_insert_with(|| {
+                    error("Missing, unknown or expired token (with `WWW-Authenticate: Bearer`).")
+                        .into()
+                });
+                responses
+                    .entry("403".into())
+                    .or_insert_with(|| error("The token is valid but may not do this.").into());
+            }
         }
     }
 }
@@ -207,7 +263,8 @@ pub fn router(app: App) -> Router {
             "/v1/environments/{env}/flags",
             axum::routing::put(flags::import)
                 .get(flags::export)
-                .layer(DefaultBodyLimit::max(MAX_IMPORT)),
+                .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(MAX_IMPORT))
+                .layer(Extension(BodyLimit(MAX_IMPORT))),
         )
         .route("/v1/environments/{env}/flags/{key}", get(flags::flag))
         .route(
@@ -262,8 +319,11 @@ pub fn router(app: App) -> Router {
         .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
         .layer(Track)
-        // Enforced by the body extractors, so an oversized body gets the JSON error shape.
+        // Enforced by the body extractors, so an oversized body gets the JSON error shape
+        // (413 naming the limit, which `BodyLimit` tells them; routes with another limit set
+        // both again, and the innermost wins).
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(Extension(BodyLimit(MAX_BODY)))
         // Echo a caller's X-Request-ID (as AuthZEN asks); none is invented for the others.
         .layer(PropagateRequestIdLayer::new(request_id))
         .with_state(app)

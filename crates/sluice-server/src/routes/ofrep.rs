@@ -1,10 +1,16 @@
 //! OpenFeature Remote Evaluation Protocol (OFREP): single and bulk evaluation with client keys
 //! bound to one environment, `ETag`/`If-None-Match` over the configuration revision *and* the
 //! request context, and an SSE stream that says `refetchEvaluation` when flags change.
+//!
+//! Static context — the environment's (policy `environments.<env>.context`), then the client
+//! key's (`tokens create --context`) — is merged over the request's context, as flagd merges
+//! `--context-value`: request values lose to static ones (flagd `MergeContextsAndHeaders`:
+//! request < static < header-mapped); the key's, more specific, win over the environment's.
 
 use crate::app::App;
 use crate::auth::{authenticate, presented_token, Caller};
 use crate::error::ApiError;
+use crate::json::ApiBytes;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -31,6 +37,23 @@ impl ClientKey {
     /// The one environment the key evaluates.
     pub fn environment(&self) -> &str {
         self.caller.environment.as_deref().unwrap_or_default()
+    }
+
+    /// The static context of an evaluation with this key: the environment's, then the key's
+    /// over it. `None` when neither has any.
+    pub fn static_context(&self, app: &App) -> Option<serde_json::Map<String, Value>> {
+        let policy = app.policy();
+        let env = policy.static_context(self.environment());
+        match (env, &self.caller.context) {
+            (None, None) => None,
+            (Some(e), None) => Some(e.clone()),
+            (None, Some(k)) => Some(k.clone()),
+            (Some(e), Some(k)) => {
+                let mut merged = e.clone();
+                merged.extend(k.iter().map(|(n, v)| (n.clone(), v.clone())));
+                Some(merged)
+            }
+        }
     }
 }
 
@@ -78,9 +101,15 @@ fn failure(key: &str, code: ErrorCode, details: impl Into<String>) -> Response {
 /// object is `GENERAL` (the request is malformed); a context that is not an object, nests too
 /// deep or has a non-string `targetingKey` is `INVALID_CONTEXT`. `PARSE_ERROR` is left to
 /// faults in flag definitions.
-fn context_of(body: &[u8]) -> Result<Context, (ErrorCode, String)> {
+fn context_of(
+    body: &[u8],
+    static_context: Option<&serde_json::Map<String, Value>>,
+) -> Result<Context, (ErrorCode, String)> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Context::empty());
+        return match static_context {
+            None => Ok(Context::empty()),
+            Some(s) => Context::from_map(s.clone()).map_err(|e| (e.code, e.message)),
+        };
     }
     if crate::json::depth(body) > crate::json::MAX_DEPTH {
         return Err((
@@ -99,10 +128,14 @@ fn context_of(body: &[u8]) -> Result<Context, (ErrorCode, String)> {
             ),
         )
     })?;
-    let raw = match req.context {
+    let mut raw = match req.context {
         None | Some(Value::Null) => Value::Object(Default::default()),
         Some(v) => v,
     };
+    if let (Some(fixed), Value::Object(m)) = (static_context, &mut raw) {
+        // Static values win over the request's (flagd: request < static).
+        m.extend(fixed.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
     Context::from_value(raw).map_err(|e| (e.code, e.message.to_string()))
 }
 
@@ -113,9 +146,10 @@ pub async fn evaluate(
     State(app): State<App>,
     key_auth: ClientKey,
     Path(key): Path<String>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Response {
-    let ctx = match context_of(&body) {
+    let fixed = key_auth.static_context(&app);
+    let ctx = match context_of(&body, fixed.as_ref()) {
         Ok(c) => c,
         Err((code, msg)) => return failure(&key, code, msg),
     };
@@ -158,7 +192,7 @@ fn context_digest(context: &Context) -> [u8; 32] {
 
 /// The bulk ETag: the environment's revision, how many moments at which an answer may change
 /// (a target expiring, a rollout step) have passed, the current second when some rule reads
-/// `$flagd.timestamp`, and the context's digest, hashed. A different context, a new
+/// `$flagd.timestamp`, the request context's digest and the static context's, hashed. A different context, a new
 /// configuration or a passed moment gives a different tag. Returns the tag (96 bits of the
 /// digest, enough to tell a client's answers apart) and the whole digest, which keys the
 /// answer cache: a cached answer is shared between clients, so finding two contexts with one
@@ -168,6 +202,7 @@ fn etag(
     epoch: usize,
     second: Option<i64>,
     context: &[u8; 32],
+    static_context: Option<&[u8; 32]>,
 ) -> (String, [u8; 32]) {
     let mut h = Sha256::new();
     h.update(revision.to_be_bytes());
@@ -176,6 +211,12 @@ fn etag(
         h.update(second.to_be_bytes());
     }
     h.update(context);
+    // The environment's static context is part of every answer (absent: nothing added, so
+    // tags of environments without one are unchanged).
+    if let Some(fixed) = static_context {
+        h.update(b"static");
+        h.update(fixed);
+    }
     let digest = h.finalize();
     let mut tag = String::with_capacity(48);
     tag.push('"');
@@ -192,12 +233,17 @@ fn etag(
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn events_url(headers: &HeaderMap) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("127.0.0.1:7070");
-    format!("http://{host}/ofrep/v1/events")
+/// The digest of a static context in canonical form.
+fn static_digest(fixed: &serde_json::Map<String, Value>) -> [u8; 32] {
+    use sluice_audit::canonical::write_value;
+    let mut canonical = Vec::with_capacity(64);
+    write_value(&mut canonical, &Value::Object(fixed.clone()));
+    Sha256::digest(&canonical).into()
+}
+
+/// The SSE stream, under the configured public URL (never the request's `Host`).
+fn events_url(app: &App) -> String {
+    format!("{}/ofrep/v1/events", app.public_url())
 }
 
 /// Evaluate every flag of the key's environment.
@@ -207,7 +253,7 @@ pub async fn evaluate_all(
     State(app): State<App>,
     key_auth: ClientKey,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Response {
     let bad_context = |(code, msg): (ErrorCode, String)| {
         json_response(
@@ -216,6 +262,10 @@ pub async fn evaluate_all(
         )
     };
     let flags = app.env_flags(key_auth.environment());
+    // The static context lives in the policy, which changes apart from the flags: it is
+    // hashed on its own (never memoised with the body) and enters the tag separately.
+    let fixed = key_auth.static_context(&app);
+    let fixed_digest = fixed.as_ref().map(static_digest);
     // A body seen before (a client polling) is not parsed again to compute its tag.
     let memo_key = flags.as_ref().map(|f| f.contexts.key(&body));
     let known = flags
@@ -226,7 +276,8 @@ pub async fn evaluate_all(
     let context = match known {
         Some(digest) => digest,
         None => {
-            let ctx = match context_of(&body) {
+            // The memo holds the digest of the request's own context only.
+            let ctx = match context_of(&body, None) {
                 Ok(c) => c,
                 Err(e) => return bad_context(e),
             };
@@ -234,7 +285,9 @@ pub async fn evaluate_all(
             if let (Some(f), Some(k)) = (&flags, memo_key) {
                 f.contexts.put(k, digest);
             }
-            parsed = Some(ctx);
+            if fixed.is_none() {
+                parsed = Some(ctx);
+            }
             digest
         }
     };
@@ -246,7 +299,7 @@ pub async fn evaluate_all(
         .as_ref()
         .filter(|f| f.snapshot.reads_time())
         .map(|_| now.timestamp());
-    let (tag, digest) = etag(revision, epoch, second, &context);
+    let (tag, digest) = etag(revision, epoch, second, &context, fixed_digest.as_ref());
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -262,7 +315,7 @@ pub async fn evaluate_all(
     let answer = match cached {
         Some(answer) => answer,
         None => {
-            let ctx = match parsed.map_or_else(|| context_of(&body), Ok) {
+            let ctx = match parsed.map_or_else(|| context_of(&body, fixed.as_ref()), Ok) {
                 Ok(c) => c,
                 Err(e) => return bad_context(e),
             };
@@ -293,8 +346,8 @@ pub async fn evaluate_all(
     let mut body = Vec::with_capacity(answer.len() + 128);
     body.extend_from_slice(&answer);
     body.extend_from_slice(b",\"eventStreams\":[{\"type\":\"sse\",\"url\":");
-    // The URL is a JSON string (a Host header may hold a quote); the rest is constant.
-    if serde_json::to_writer(&mut body, &events_url(&headers)).is_err() {
+    // The URL is written as a JSON string; the rest is constant.
+    if serde_json::to_writer(&mut body, &events_url(&app)).is_err() {
         body.extend_from_slice(b"null");
     }
     body.extend_from_slice(b",\"inactivityDelaySec\":120}]}");

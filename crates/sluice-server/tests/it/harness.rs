@@ -103,6 +103,7 @@ impl TestServer {
             db,
             ManualClock::new(t0()),
             Arc::new(sluice_core::SystemClock),
+            None,
         )
         .await
     }
@@ -113,13 +114,21 @@ impl TestServer {
 
     pub async fn start_with_clock(db: Db, clock: ManualClock) -> TestServer {
         let c: Arc<dyn sluice_core::Clock> = Arc::new(clock.clone());
-        Self::start_inner(db, clock, c).await
+        Self::start_inner(db, clock, c, None).await
+    }
+
+    /// With `--public-url` set.
+    pub async fn start_with_public_url(db: Db, public_url: &str) -> TestServer {
+        let clock = ManualClock::new(t0());
+        let c: Arc<dyn sluice_core::Clock> = Arc::new(clock.clone());
+        Self::start_inner(db, clock, c, Some(public_url.to_owned())).await
     }
 
     async fn start_inner(
         db: Db,
         clock: ManualClock,
         real: Arc<dyn sluice_core::Clock>,
+        public_url: Option<String>,
     ) -> TestServer {
         let config = ServerConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
@@ -132,6 +141,7 @@ impl TestServer {
             sync_interval: Duration::from_millis(100),
             db_clock: None,
             client_rate_limit: None,
+            public_url,
         };
         let server = Server::build(config, real).await.expect("server builds");
         let addr = server.local_addr().expect("bound");

@@ -10,15 +10,19 @@
 
 mod authzen;
 mod badinput;
+mod broken_flags;
 mod deliver;
 mod failclosed;
 mod flags;
 mod harness;
 mod lifecycle;
 mod ofrep;
+mod openapi;
 mod proposals;
 mod race;
 mod security;
 mod sql;
+mod standards;
+mod static_context;
 mod tamper;
 mod timing;

@@ -481,14 +481,15 @@ async fn bulk_isolates_failures_and_caches_by_revision_and_context(b: Backend) {
     assert!(url.ends_with("/ofrep/v1/events"), "{url}");
 
     // Asked again (the rendered answer is now cached), through another host name: the same
-    // flags, and the event stream advertised under the host asked.
+    // flags, and the event stream still advertised under the server's own URL (a forged Host
+    // is never echoed; see `standards::advertised_urls_come_from_the_public_url_never_from_host`).
     let r_again = call(&s, path, auth, &ctx_a, &[("host", "flags.example.test")]).await;
     assert_eq!(r_again.status, StatusCode::OK, "{}", r_again.text);
     assert_eq!(r_again.json()["flags"], v["flags"]);
     assert_eq!(etag_of(&r_again), etag_of(&r));
     assert_eq!(
         r_again.json()["eventStreams"][0]["url"],
-        "http://flags.example.test/ofrep/v1/events"
+        format!("http://{}/ofrep/v1/events", s.addr)
     );
 
     // Same context, same configuration: 304 with the same tag and no body.
@@ -654,6 +655,7 @@ async fn limited_server(db: &Db, per_second: u32) -> (String, tokio::sync::onesh
         sync_interval: Duration::from_secs(3600),
         db_clock: None,
         client_rate_limit: Some(per_second),
+        public_url: None,
     };
     let clock: std::sync::Arc<dyn sluice_core::Clock> =
         std::sync::Arc::new(sluice_core::ManualClock::new(crate::harness::t0()));

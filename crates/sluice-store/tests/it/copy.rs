@@ -129,6 +129,7 @@ async fn populate(store: &Store) {
         created_at: t0(),
         expires_at: Some(t0() + TimeDelta::days(90)),
         revoked_at: None,
+        context: None,
     };
     tx.insert_token(&token, "hash-1").await.expect("token");
     tx.insert_policy("phash", "users: [dave, bob]\n", "admin", t0())

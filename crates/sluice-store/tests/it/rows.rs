@@ -186,6 +186,7 @@ fn token_row(id: &str, principal: &str, expires_in: Option<TimeDelta>) -> TokenR
         created_at: t0(),
         expires_at: expires_in.map(|d| t0() + d),
         revoked_at: None,
+        context: None,
     }
 }
 
