@@ -33,7 +33,7 @@ mod verify;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use entry::{AuditEntry, ChainHead, NewEntry, GENESIS_HASH};
-pub use export::{read_export, write_export, ExportError};
+pub use export::{export_end_problem, read_export, write_export, ExportError};
 pub use keys::{AuditSigner, AuditVerifier, KeyError};
 pub use report::{Problem, ProblemKind, VerifyReport};
 pub use rotation::{expected_signer, ExpectedKey, KeyRotation};

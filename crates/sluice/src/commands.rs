@@ -264,6 +264,9 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
             file: Some(file),
             public_key,
         } => verify_file(&file, public_key.as_deref(), r.output),
+        AuditCommand::RotateKey { store, new_key } => {
+            crate::serve::rotate_key(store, &new_key).await
+        }
         AuditCommand::PublicKey {
             data_dir,
             signing_key,
@@ -276,7 +279,13 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
                 )
             })?;
             let signer = sluice_audit::AuditSigner::from_pem(&pem)?;
-            out!("{}", signer.verifying_key().to_pem()?);
+            let public = signer.verifying_key();
+            out!("{}", public.to_pem()?);
+            eprintln!(
+                "key id {} (public key {})",
+                public.key_id(),
+                public.to_base64()
+            );
             Ok(())
         }
     }
@@ -309,8 +318,13 @@ fn verify_file(
             None
         }
     };
-    let report = sluice_audit::verify(&entries, &checkpoints, verifier.as_ref(), None);
+    let mut report = sluice_audit::verify(&entries, &checkpoints, verifier.as_ref(), None);
+    if let Some(cut) = sluice_audit::export_end_problem(&entries, &checkpoints) {
+        report.problems.push(cut);
+        report.problems.sort_by_key(|p| p.seq);
+    }
     let v = serde_json::to_value(&report)?;
+    let single = report.problems.len() == 1;
     emit(out, &json!({"ok": report.ok(), "report": v}), |_| {
         if report.ok() {
             outln!(
@@ -318,15 +332,21 @@ fn verify_file(
                 report.entries,
                 report.checkpoints_verified
             );
-        } else {
+        } else if !single {
             for p in &report.problems {
                 outln!("{p}");
             }
         }
     })?;
-    if !report.ok() {
-        let first = report.first_problem().map_or(0, |p| p.seq);
-        bail!("the export does not verify; first bad sequence number: {first}");
+    match report.problems.as_slice() {
+        [] => {}
+        // One problem is the verdict itself.
+        [only] => bail!("the export does not verify: {only}"),
+        [first, ..] => bail!(
+            "the export does not verify ({} problems above); first bad sequence number: {}",
+            report.problems.len(),
+            first.seq
+        ),
     }
     if verifier.is_some() && report.checkpoints_verified == 0 {
         bail!("no checkpoint in the export is signed by this key");

@@ -71,6 +71,7 @@ pub async fn query(
         until: p.until,
         after: p.after,
         limit,
+        newest: false,
     };
     let entries = app.store.audit_entries(&q).await?;
     let next_after = (entries.len() as i64 == limit)

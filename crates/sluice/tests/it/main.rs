@@ -13,6 +13,7 @@ mod crash;
 mod deliver;
 mod harness;
 mod instances;
+mod keys;
 mod outage;
 mod sdk;
 mod story;
