@@ -19,7 +19,10 @@ pub enum SigningKeyError {
         path = path.display(),
         expected = describe(expected)
     )]
-    Missing { path: PathBuf, expected: ExpectedKey },
+    Missing {
+        path: PathBuf,
+        expected: ExpectedKey,
+    },
     #[error(
         "the audit trail in this database is signed by key {expected}, but the signing key \
          {path} is key {found}: refusing to start, since checkpoints signed with it would not \

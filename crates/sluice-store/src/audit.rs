@@ -125,7 +125,8 @@ impl Store {
 
     /// The checkpoint with the highest sequence number.
     pub async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-        self.checkpoint_where("ORDER BY seq DESC LIMIT 1", None).await
+        self.checkpoint_where("ORDER BY seq DESC LIMIT 1", None)
+            .await
     }
 
     /// The checkpoint at `seq`, if any.
@@ -138,7 +139,8 @@ impl Store {
         clause: &str,
         seq: Option<i64>,
     ) -> Result<Option<Checkpoint>, StoreError> {
-        let sql = format!("SELECT seq, hash, at, key_id, signature FROM audit_checkpoints {clause}");
+        let sql =
+            format!("SELECT seq, hash, at, key_id, signature FROM audit_checkpoints {clause}");
         let mut query = sqlx::query(&sql);
         if let Some(seq) = seq {
             query = query.bind(seq);

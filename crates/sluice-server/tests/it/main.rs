@@ -14,6 +14,7 @@ mod deliver;
 mod failclosed;
 mod flags;
 mod harness;
+mod keys;
 mod lifecycle;
 mod ofrep;
 mod proposals;
