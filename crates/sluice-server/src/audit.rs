@@ -267,3 +267,41 @@ async fn append_signed(
     }
     Ok(written.seq)
 }
+
+/// Sends every entry matching `query` after `query.after`, in order, as it commits, until the
+/// receiver is dropped. Wakes when this instance commits and at least once a second (for
+/// entries other instances commit).
+pub fn follow(
+    app: App,
+    mut query: AuditQuery,
+) -> tokio::sync::mpsc::Receiver<sluice_audit::AuditEntry> {
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    let mut committed = app.store.committed_audit();
+    tokio::spawn(async move {
+        loop {
+            let entries = match app.store.audit_entries(&query).await {
+                Ok(entries) => entries,
+                Err(e) => {
+                    tracing::warn!(error = %e, "audit stream: reading entries failed: {e}");
+                    Vec::new()
+                }
+            };
+            let full = entries.len() as i64 == query.limit;
+            for entry in entries {
+                query.after = Some(entry.seq);
+                if tx.send(entry).await.is_err() {
+                    return;
+                }
+            }
+            if full {
+                continue;
+            }
+            tokio::select! {
+                () = tx.closed() => return,
+                _ = committed.changed() => {},
+                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {},
+            }
+        }
+    });
+    rx
+}

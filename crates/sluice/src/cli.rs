@@ -243,7 +243,8 @@ pub enum AccessCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recent entries, with filters.
+    /// The newest entries (the last -n matching the filters), oldest first; --follow then
+    /// prints new ones as they are written.
     Tail {
         #[arg(long)]
         actor: Option<String>,
@@ -258,11 +259,15 @@ pub enum AuditCommand {
         /// RFC 3339 time, exclusive.
         #[arg(long)]
         until: Option<String>,
-        /// Start after this sequence number.
+        /// Only entries after this sequence number.
         #[arg(long)]
         after: Option<i64>,
+        /// How many of the newest matching entries to show (1–1000).
         #[arg(long, short = 'n', default_value_t = 50)]
         limit: i64,
+        /// Keep running and print each new matching entry as it is written (until Ctrl-C).
+        #[arg(long, short = 'f')]
+        follow: bool,
     },
     /// Export as JSON Lines with signed checkpoints.
     Export {

@@ -182,45 +182,52 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
             until,
             after,
             limit,
+            follow,
         } => {
             let path = format!(
                 "/v1/audit{}",
                 q(&[
-                    ("actor", actor),
-                    ("action", action),
-                    ("resource", resource),
+                    ("actor", actor.clone()),
+                    ("action", action.clone()),
+                    ("resource", resource.clone()),
                     ("since", since),
                     ("until", until),
                     ("after", after.map(|a| a.to_string())),
-                    ("limit", Some(limit.to_string()))
+                    ("limit", Some(limit.to_string())),
+                    ("newest", Some("true".into())),
                 ])
             );
             let v = c.call(Method::GET, &path, None).await?;
-            emit(r.output, &v, |v| {
-                let rows = v["entries"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|e| {
-                                vec![
-                                    s(&e["seq"]),
-                                    s(&e["at"]),
-                                    s(&e["actor"]),
-                                    s(&e["action"]),
-                                    s(&e["resource"]),
-                                    s(&e["subject_id"]),
-                                ]
-                            })
-                            .collect()
+            let entries = v["entries"].as_array().cloned().unwrap_or_default();
+            if follow {
+                // One entry per line from the start, so the stream continues the same way.
+                for e in &entries {
+                    print_entry(r.output, e)?;
+                }
+                let last = entries.last().and_then(|e| e["seq"].as_i64()).or(after);
+                let path = format!(
+                    "/v1/audit/stream{}",
+                    q(&[
+                        ("actor", actor),
+                        ("action", action),
+                        ("resource", resource),
+                        ("after", last.map(|a| a.to_string())),
+                    ])
+                );
+                return c
+                    .follow_events(&path, |data| {
+                        let entry: Value = serde_json::from_str(data)
+                            .with_context(|| format!("the server sent a bad entry: {data}"))?;
+                        print_entry(r.output, &entry)
                     })
-                    .unwrap_or_default();
+                    .await;
+            }
+            emit(r.output, &v, |_| {
+                let rows = entries.iter().map(entry_row).collect();
                 table(
                     &["seq", "at", "actor", "action", "resource", "subject"],
                     rows,
                 );
-                if let Some(n) = v["next_after"].as_i64() {
-                    outln!("more: --after {n}");
-                }
             })
         }
         AuditCommand::Export { since, out } => {
@@ -289,6 +296,26 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn entry_row(e: &Value) -> Vec<String> {
+    vec![
+        s(&e["seq"]),
+        s(&e["at"]),
+        s(&e["actor"]),
+        s(&e["action"]),
+        s(&e["resource"]),
+        s(&e["subject_id"]),
+    ]
+}
+
+/// One entry on one line: a compact JSON object with `-o json`, else the table's columns.
+fn print_entry(out: crate::cli::Output, e: &Value) -> anyhow::Result<()> {
+    match out {
+        crate::cli::Output::Json => outln!("{}", serde_json::to_string(e)?),
+        crate::cli::Output::Table => outln!("{}", entry_row(e).join("  ")),
+    }
+    Ok(())
 }
 
 fn print_problems(problems: Vec<Value>) {

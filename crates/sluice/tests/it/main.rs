@@ -17,3 +17,4 @@ mod keys;
 mod outage;
 mod sdk;
 mod story;
+mod tail;
