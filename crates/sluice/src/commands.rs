@@ -351,7 +351,6 @@ fn verify_file(
         report.problems.sort_by_key(|p| p.seq);
     }
     let v = serde_json::to_value(&report)?;
-    let single = report.problems.len() == 1;
     emit(out, &json!({"ok": report.ok(), "report": v}), |_| {
         if report.ok() {
             outln!(
@@ -359,21 +358,17 @@ fn verify_file(
                 report.entries,
                 report.checkpoints_verified
             );
-        } else if !single {
+        } else {
             for p in &report.problems {
                 outln!("{p}");
             }
         }
     })?;
-    match report.problems.as_slice() {
-        [] => {}
-        // One problem is the verdict itself.
-        [only] => bail!("the export does not verify: {only}"),
-        [first, ..] => bail!(
-            "the export does not verify ({} problems above); first bad sequence number: {}",
-            report.problems.len(),
+    if let Some(first) = report.first_problem() {
+        bail!(
+            "the export does not verify; first bad sequence number: {}",
             first.seq
-        ),
+        );
     }
     if verifier.is_some() && report.checkpoints_verified == 0 {
         bail!("no checkpoint in the export is signed by this key");
