@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpoint;
 use crate::entry::AuditEntry;
+use crate::report::{Problem, ProblemKind};
 
 /// Why an export could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,15 @@ pub enum ExportError {
         line: usize,
         #[source]
         source: io::Error,
+    },
+    #[error(
+        "the audit export is cut off in the middle of line {line}, its last line{}: the file \
+         was truncated, so entries after it are missing; export it again",
+        last_entry.map(|seq| format!(" (the last complete entry is {seq})")).unwrap_or_default()
+    )]
+    CutOff {
+        line: usize,
+        last_entry: Option<i64>,
     },
     #[error("line {line} of the audit export is not an audit entry or checkpoint: {source}")]
     Line {
@@ -87,20 +97,59 @@ fn write_line(w: &mut impl Write, line: &LineOut<'_>) -> Result<(), ExportError>
 /// Reads an export: the entries and the checkpoints, each in file order.
 ///
 /// Fails on the first line that is not valid UTF-8 JSON of an entry or a checkpoint, naming
-/// its (1-based) line number.
+/// its (1-based) line number; a last line that ends before its JSON does is
+/// [`ExportError::CutOff`] (the file was truncated mid-line).
 pub fn read_export(r: impl BufRead) -> Result<(Vec<AuditEntry>, Vec<Checkpoint>), ExportError> {
-    let mut entries = Vec::new();
+    let mut entries: Vec<AuditEntry> = Vec::new();
     let mut checkpoints = Vec::new();
-    for (index, text) in r.lines().enumerate() {
+    let mut lines = r.lines().enumerate().peekable();
+    while let Some((index, text)) = lines.next() {
         let line = index + 1;
         let text = text.map_err(|source| ExportError::Read { line, source })?;
         if text.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str(&text).map_err(|source| ExportError::Line { line, source })? {
-            LineIn::Entry(entry) => entries.push(entry),
-            LineIn::Checkpoint(checkpoint) => checkpoints.push(checkpoint),
+        match serde_json::from_str(&text) {
+            Ok(LineIn::Entry(entry)) => entries.push(entry),
+            Ok(LineIn::Checkpoint(checkpoint)) => checkpoints.push(checkpoint),
+            Err(source) if source.is_eof() && lines.peek().is_none() => {
+                return Err(ExportError::CutOff {
+                    line,
+                    last_entry: entries.iter().map(|e| e.seq).max(),
+                })
+            }
+            Err(source) => return Err(ExportError::Line { line, source }),
         }
     }
     Ok((entries, checkpoints))
+}
+
+/// Whether an export was cut short at its end: [`write_export`] callers end an export with a
+/// checkpoint of its last entry, so an export whose last entry no checkpoint covers lost
+/// lines at its end. Returns that as a [`ProblemKind::Truncated`] problem.
+///
+/// Cutting exactly after an earlier checkpoint line cannot be told from a shorter export
+/// this way; that checkpoint's `at` still says when the export was made.
+#[must_use]
+pub fn export_end_problem(entries: &[AuditEntry], checkpoints: &[Checkpoint]) -> Option<Problem> {
+    let last = entries.iter().map(|e| e.seq).max()?;
+    let signed = checkpoints.iter().map(|c| c.seq).max();
+    if signed.is_some_and(|s| s >= last) {
+        return None;
+    }
+    let unsigned = match signed {
+        Some(s) if s >= entries.iter().map(|e| e.seq).min().unwrap_or(1) => {
+            format!("entries {}..={last} are covered by no checkpoint", s + 1)
+        }
+        _ => "no entry is covered by a checkpoint".to_owned(),
+    };
+    Some(Problem {
+        seq: last.saturating_add(1),
+        kind: ProblemKind::Truncated,
+        message: format!(
+            "the export ends at entry {last} without the checkpoint that closes every export: \
+             lines were removed from its end ({unsigned}, and entries after {last} may be \
+             missing); export it again"
+        ),
+    })
 }

@@ -37,6 +37,8 @@ pub enum KeyError {
     PrivateKey(#[source] ed25519_dalek::pkcs8::Error),
     #[error("not an SPKI PEM Ed25519 public key: {0}")]
     PublicKey(#[source] spki::Error),
+    #[error("not a base64 raw Ed25519 public key: {0}")]
+    Raw(String),
 }
 
 /// The private audit key: signs checkpoints.
@@ -72,10 +74,26 @@ impl AuditSigner {
     /// On Unix, an existing file that group or others may read or write is refused: a key
     /// anyone could read would let them forge checkpoints. The parent directory must exist.
     pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
-        match Self::load(path) {
-            Err(KeyError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
-            other => return other,
+        match Self::load_existing(path)? {
+            Some(signer) => Ok(signer),
+            None => Self::create(path),
         }
+    }
+
+    /// Loads the key at `path`; `None` if there is no file there. Refused like
+    /// [`AuditSigner::load_or_create`] if group or others may read or write it.
+    pub fn load_existing(path: &Path) -> Result<Option<Self>, KeyError> {
+        match Self::load(path) {
+            Err(KeyError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            other => other.map(Some),
+        }
+    }
+
+    /// Creates a fresh key at `path` (PKCS#8 PEM, mode 0600 on Unix). If another process
+    /// created the file first, its key is loaded instead.
+    pub fn create(path: &Path) -> Result<Self, KeyError> {
         let signer = Self::generate();
         match signer.create_file(path) {
             Ok(()) => Ok(signer),
@@ -204,6 +222,26 @@ impl AuditVerifier {
     #[must_use]
     pub fn key_id(&self) -> &str {
         &self.key_id
+    }
+
+    /// Standard base64 (with padding) of the raw 32-byte public key: the form audit entries
+    /// name a key in (see [`crate::KeyRotation`]).
+    #[must_use]
+    pub fn to_base64(&self) -> String {
+        BASE64.encode(self.key.as_bytes())
+    }
+
+    /// Parses [`AuditVerifier::to_base64`]'s form.
+    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
+        let bytes = BASE64
+            .decode(text)
+            .map_err(|_| KeyError::Raw("not base64".into()))?;
+        let raw: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| KeyError::Raw("not 32 bytes".into()))?;
+        VerifyingKey::from_bytes(&raw)
+            .map(Self::from_verifying_key)
+            .map_err(|e| KeyError::Raw(e.to_string()))
     }
 
     /// Checks that `checkpoint` was signed by this key, over exactly its `seq`, `hash`, `at`

@@ -11,6 +11,8 @@
 //!   the store makes a new entry.
 //! - [`Checkpoint`] — an Ed25519 signature over a chain head, made by an [`AuditSigner`] whose
 //!   key lives in a file, not in the database; [`AuditVerifier`] is the public half.
+//! - [`rotation`] — how signing passes to a new key: an entry naming it, vouched for by a
+//!   checkpoint of the old key, so that verification follows the chain of keys.
 //! - [`verify()`] — one function that checks a sequence of entries and checkpoints, used for the
 //!   live store and for offline exports alike, and *locates* the first bad sequence number.
 //! - [`write_export`] / [`read_export`] — the JSON Lines export format.
@@ -25,13 +27,15 @@ mod entry;
 mod export;
 mod keys;
 mod report;
+pub mod rotation;
 mod time;
 mod verify;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use entry::{AuditEntry, ChainHead, NewEntry, GENESIS_HASH};
-pub use export::{read_export, write_export, ExportError};
+pub use export::{export_end_problem, read_export, write_export, ExportError};
 pub use keys::{AuditSigner, AuditVerifier, KeyError};
 pub use report::{Problem, ProblemKind, VerifyReport};
+pub use rotation::{expected_signer, ExpectedKey, KeyRotation};
 pub use time::{format_timestamp, truncate_to_millis};
 pub use verify::verify;

@@ -6,6 +6,7 @@ use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::entry::{AuditEntry, ChainHead};
 use crate::keys::AuditVerifier;
 use crate::report::{Problem, ProblemKind, VerifyReport};
+use crate::rotation::KeyRotation;
 
 type Digest = [u8; 32];
 
@@ -55,13 +56,17 @@ fn short(hash: &str) -> &str {
 ///    hash vouches for (at 1 if entry 1 itself links to something other than zeros). When one
 ///    side already has a hash mismatch, the mismatch explains the broken link and nothing more
 ///    is reported.
-/// 5. **Checkpoints**: with a verifier, each checkpoint's signature is checked first — a
-///    checkpoint by another key is [`ProblemKind::UnknownKey`], a forged or altered one is
-///    [`ProblemKind::BadSignature`], both at the checkpoint's `seq`, and such a checkpoint is
-///    then ignored. A checkpoint beyond the last entry means the tail was cut:
-///    [`ProblemKind::Truncated`] at the first missing `seq`. A checkpoint whose hash differs
-///    from the stored hash of the entry at its `seq` is a [`ProblemKind::CheckpointMismatch`]
-///    at that `seq`.
+/// 5. **Checkpoints**: with a verifier, each checkpoint's signature is checked first, by the
+///    key that signs its stretch of the chain: the verifier's key, or one it hands over to or
+///    takes over from through rotation entries (see [`crate::rotation`]). A forged or altered
+///    checkpoint is [`ProblemKind::BadSignature`]; one signed by a key of the chain outside its
+///    stretch, or by a key nothing trusted vouches for, is [`ProblemKind::UnknownKey`] at its
+///    `seq`; checkpoints by keys the chain never names are one [`ProblemKind::UnknownKey`] per
+///    key — or a single one in all when no checkpoint verifies (most likely the wrong public
+///    key). Such checkpoints are then ignored. A checkpoint beyond the last entry means the
+///    tail was cut: [`ProblemKind::Truncated`] at the first missing `seq`. A checkpoint whose
+///    hash differs from the stored hash of the entry at its `seq` is a
+///    [`ProblemKind::CheckpointMismatch`] at that `seq`.
 /// 6. **Expected head**: checked like a checkpoint (truncation, hash), but it is trusted as
 ///    given. Entries *after* the expected head are allowed: the chain may have grown since the
 ///    head was taken, and they are still checked by 1–4.
@@ -93,9 +98,15 @@ pub fn verify<E: Borrow<AuditEntry>>(
     let mut problems = Vec::new();
     let mut last: Option<ChainHead> = None;
     let mut recs = Vec::new();
+    let mut rotations = Vec::new();
     for entry in entries {
         let entry = entry.borrow();
         let self_ok = entry.hash_is_valid();
+        if self_ok {
+            if let Some((_, from, to)) = KeyRotation::of_entry(entry) {
+                rotations.push((entry.seq, from, to));
+            }
+        }
         if !self_ok {
             problems.push(Problem {
                 seq: entry.seq,
@@ -125,21 +136,24 @@ pub fn verify<E: Borrow<AuditEntry>>(
     let chain_end = last.as_ref().map_or(0, |l| l.seq);
     let mut beyond_end: Option<(i64, String)> = None;
     let mut checkpoints_verified = 0;
+    let keys = verifier.map(|v| KeyChain::build(&rotations, checkpoints, v, &chain));
+    let mut foreign: Vec<(String, Vec<i64>)> = Vec::new();
     for checkpoint in checkpoints {
-        if let Some(verifier) = verifier {
-            match verifier.verify(checkpoint) {
+        if let Some(keys) = &keys {
+            match keys.check(checkpoint) {
                 Ok(()) => checkpoints_verified += 1,
-                Err(err) => {
-                    let kind = match err {
-                        CheckpointError::UnknownKey { .. } => ProblemKind::UnknownKey,
-                        CheckpointError::MalformedSignature | CheckpointError::BadSignature => {
-                            ProblemKind::BadSignature
-                        }
-                    };
+                Err(KeyCheck::Foreign) => {
+                    match foreign.iter_mut().find(|(id, _)| *id == checkpoint.key_id) {
+                        Some((_, seqs)) => seqs.push(checkpoint.seq),
+                        None => foreign.push((checkpoint.key_id.clone(), vec![checkpoint.seq])),
+                    }
+                    continue;
+                }
+                Err(KeyCheck::Problem(kind, message)) => {
                     problems.push(Problem {
                         seq: checkpoint.seq,
                         kind,
-                        message: format!("checkpoint at {}: {err}", checkpoint.seq),
+                        message: format!("checkpoint at {}: {message}", checkpoint.seq),
                     });
                     continue;
                 }
@@ -154,6 +168,9 @@ pub fn verify<E: Borrow<AuditEntry>>(
             &mut problems,
             &mut beyond_end,
         );
+    }
+    if let Some(keys) = &keys {
+        foreign_key_problems(keys, checkpoints_verified, foreign, &mut problems);
     }
     if let Some(head) = expected_head {
         let what = format!("expected head {}", head.seq);
@@ -332,6 +349,216 @@ fn compare_head(
                 "{what} names hash {} but the entry there does not have it: \
                  the entry (or one before it, with every later hash recomputed) was rewritten",
                 short(&head.hash)
+            ),
+        });
+    }
+}
+
+fn stored_hash(chain: &[&Rec], seq: i64) -> Option<Digest> {
+    let i = chain.binary_search_by_key(&seq, |r| r.seq).ok()?;
+    chain.get(i).and_then(|r| r.hash)
+}
+
+/// Why a checkpoint's signature is not accepted.
+enum KeyCheck {
+    /// Signed by a key that appears nowhere in the chain of keys: gathered per key.
+    Foreign,
+    Problem(ProblemKind, String),
+}
+
+/// Which key signs which stretch of the chain, and which of those keys are trusted.
+///
+/// Built from the rotation entries (see [`crate::rotation`]): a rotation at `s` counts when a
+/// checkpoint at `s`, signed by its old key, vouches for it. The old key then signs up to `s`,
+/// the new one after. Trust starts at the given key and spreads forward (the old key signed
+/// the hand-over) and backward (a checkpoint by the new key after `s` vouches, through the
+/// hash chain, for the entry naming the old key).
+struct KeyChain {
+    /// `(last seq it signs, key)`; the last stretch is open-ended.
+    stretches: Vec<(i64, AuditVerifier)>,
+    trusted: Vec<bool>,
+    given: AuditVerifier,
+}
+
+impl KeyChain {
+    fn build(
+        rotations: &[(i64, AuditVerifier, AuditVerifier)],
+        checkpoints: &[Checkpoint],
+        given: &AuditVerifier,
+        chain: &[&Rec],
+    ) -> Self {
+        let vouched_by = |key: &AuditVerifier, seq: i64| {
+            checkpoints.iter().any(|c| {
+                c.seq == seq
+                    && key.verify(c).is_ok()
+                    && stored_hash(chain, seq).is_some_and(|h| digest(&c.hash) == Some(h))
+            })
+        };
+        let mut stretches: Vec<(i64, AuditVerifier)> = Vec::new();
+        let mut sorted: Vec<_> = rotations.iter().collect();
+        sorted.sort_by_key(|r| r.0);
+        for (seq, from, to) in sorted {
+            let follows = stretches.last().is_none_or(|(_, k)| k == from);
+            if follows && vouched_by(from, *seq) {
+                match stretches.last_mut() {
+                    Some(last) => last.0 = *seq,
+                    None => stretches.push((*seq, from.clone())),
+                }
+                stretches.push((i64::MAX, to.clone()));
+            }
+        }
+        if stretches.is_empty() {
+            stretches.push((i64::MAX, given.clone()));
+        }
+        let mut trusted = vec![false; stretches.len()];
+        if let Some(start) = stretches.iter().position(|(_, k)| k == given) {
+            // Forward: every hand-over after `start` was signed by a trusted old key.
+            for t in trusted.iter_mut().skip(start) {
+                *t = true;
+            }
+            // Backward: the next key signed a matching checkpoint within its own stretch.
+            for i in (0..start).rev() {
+                let (Some((end, _)), Some((next_end, next))) =
+                    (stretches.get(i), stretches.get(i + 1))
+                else {
+                    break;
+                };
+                let covered = checkpoints.iter().any(|c| {
+                    c.seq > *end
+                        && c.seq <= *next_end
+                        && next.verify(c).is_ok()
+                        && stored_hash(chain, c.seq).is_some_and(|h| digest(&c.hash) == Some(h))
+                });
+                if !covered {
+                    break;
+                }
+                if let Some(t) = trusted.get_mut(i) {
+                    *t = true;
+                }
+            }
+        }
+        Self {
+            stretches,
+            trusted,
+            given: given.clone(),
+        }
+    }
+
+    fn stretch_of(&self, seq: i64) -> Option<usize> {
+        self.stretches.iter().position(|(end, _)| seq <= *end)
+    }
+
+    fn check(&self, checkpoint: &Checkpoint) -> Result<(), KeyCheck> {
+        if !self.any_trusted() {
+            return Err(KeyCheck::Foreign);
+        }
+        let Some(i) = self.stretch_of(checkpoint.seq) else {
+            return Err(KeyCheck::Foreign);
+        };
+        let (Some((_, key)), Some(&trusted)) = (self.stretches.get(i), self.trusted.get(i)) else {
+            return Err(KeyCheck::Foreign);
+        };
+        if checkpoint.key_id == key.key_id() {
+            if !trusted {
+                return Err(KeyCheck::Problem(
+                    ProblemKind::UnknownKey,
+                    format!(
+                        "signed by key {}, which nothing signed by the trusted key {} vouches for",
+                        key.key_id(),
+                        self.given.key_id()
+                    ),
+                ));
+            }
+            return key.verify(checkpoint).map_err(|e| {
+                let kind = match e {
+                    CheckpointError::UnknownKey { .. } => ProblemKind::UnknownKey,
+                    CheckpointError::MalformedSignature | CheckpointError::BadSignature => {
+                        ProblemKind::BadSignature
+                    }
+                };
+                KeyCheck::Problem(kind, e.to_string())
+            });
+        }
+        let elsewhere = self
+            .stretches
+            .iter()
+            .enumerate()
+            .find(|(_, (_, k))| k.key_id() == checkpoint.key_id);
+        match elsewhere {
+            Some((j, (end, _))) => {
+                let start = j
+                    .checked_sub(1)
+                    .and_then(|p| self.stretches.get(p))
+                    .map_or(1, |(e, _)| e.saturating_add(1));
+                let range = if *end == i64::MAX {
+                    format!("from entry {start} on")
+                } else {
+                    format!("entries {start}..={end} only")
+                };
+                Err(KeyCheck::Problem(
+                    ProblemKind::UnknownKey,
+                    format!(
+                        "signed by key {}, which signs {range}; entry {} falls to key {}",
+                        checkpoint.key_id,
+                        checkpoint.seq,
+                        key.key_id()
+                    ),
+                ))
+            }
+            None => Err(KeyCheck::Foreign),
+        }
+    }
+
+    /// Whether any stretch's key is trusted: `false` means the given key is not part of this
+    /// trail at all (most likely the wrong `--public-key`).
+    fn any_trusted(&self) -> bool {
+        self.trusted.iter().any(|t| *t)
+    }
+}
+
+/// One problem per foreign key, or one in all when the given key signs nothing here.
+fn foreign_key_problems(
+    keys: &KeyChain,
+    verified: u64,
+    foreign: Vec<(String, Vec<i64>)>,
+    problems: &mut Vec<Problem>,
+) {
+    if foreign.is_empty() {
+        return;
+    }
+    if verified == 0 {
+        let first = foreign
+            .iter()
+            .filter_map(|(_, seqs)| seqs.first().copied())
+            .min()
+            .unwrap_or(0);
+        let ids: Vec<&str> = foreign.iter().map(|(id, _)| id.as_str()).collect();
+        let count: usize = foreign.iter().map(|(_, s)| s.len()).sum();
+        problems.push(Problem {
+            seq: first,
+            kind: ProblemKind::UnknownKey,
+            message: format!(
+                "none of the {count} checkpoint(s) is signed by the trusted key {} (or by a key it \
+                 handed over to or took over from); they are signed by key {}: is this the \
+                 public key of this trail?",
+                keys.given.key_id(),
+                ids.join(", key ")
+            ),
+        });
+        return;
+    }
+    for (id, seqs) in foreign {
+        let first = seqs.first().copied().unwrap_or(0);
+        let list: Vec<String> = seqs.iter().take(5).map(ToString::to_string).collect();
+        let more = if seqs.len() > 5 { ", …" } else { "" };
+        problems.push(Problem {
+            seq: first,
+            kind: ProblemKind::UnknownKey,
+            message: format!(
+                "{} checkpoint(s) (at {}{more}) are signed by key {id}, which the trail never \
+                 handed signing over to: they prove nothing",
+                seqs.len(),
+                list.join(", ")
             ),
         });
     }

@@ -19,7 +19,6 @@ pub mod routes;
 pub use app::App;
 pub use routes::{router, ApiDoc};
 
-use sluice_audit::AuditSigner;
 use sluice_core::token::SecretToken;
 use sluice_core::Clock;
 use sluice_store::Store;
@@ -34,7 +33,9 @@ use tokio::net::TcpListener;
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub database_url: String,
-    /// The audit signing key (PEM); created with mode 0600 if absent.
+    /// The audit signing key (PEM). Created with mode 0600 if absent while the database has
+    /// no checkpoint; otherwise it must be the key that signs the trail (see
+    /// [`audit::load_signer`]).
     pub signing_key: PathBuf,
     /// Taken as the first administrator's token on first start.
     pub admin_token: Option<SecretToken>,
@@ -93,7 +94,7 @@ impl Server {
                 "using the database clock (offset {offset} ms)"
             );
         }
-        let signer = AuditSigner::load_or_create(&config.signing_key)?;
+        let signer = audit::load_signer(&store, &config.signing_key).await?;
         let app =
             App::with_client_rate_limit(store, clock, signer, config.client_rate_limit).await?;
         let bootstrap_token = app

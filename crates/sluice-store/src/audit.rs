@@ -15,6 +15,9 @@ pub struct AuditQuery {
     /// Only entries with `seq > after`.
     pub after: Option<i64>,
     pub limit: i64,
+    /// The *last* `limit` matching entries (still returned in sequence order) instead of the
+    /// first.
+    pub newest: bool,
 }
 
 fn entry(row: &AnyRow) -> Result<AuditEntry, StoreError> {
@@ -38,11 +41,17 @@ impl Store {
     /// Entries matching `q`, in sequence order. `action` matches a prefix (`access.` finds all
     /// access events).
     pub async fn audit_entries(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
-        let sql = format!(
-            "SELECT {COLS} FROM audit_entries WHERE seq > $1 AND ($2 IS NULL OR actor = $2) \
+        let filter = "FROM audit_entries WHERE seq > $1 AND ($2 IS NULL OR actor = $2) \
              AND ($3 IS NULL OR action = $3 OR action LIKE $4) AND ($5 IS NULL OR resource = $5) \
-             AND at >= $6 AND at < $7 ORDER BY seq LIMIT $8"
-        );
+             AND at >= $6 AND at < $7";
+        let sql = if q.newest {
+            format!(
+                "SELECT {COLS} FROM (SELECT {COLS} {filter} ORDER BY seq DESC LIMIT $8) AS newest \
+                 ORDER BY seq"
+            )
+        } else {
+            format!("SELECT {COLS} {filter} ORDER BY seq LIMIT $8")
+        };
         let prefix = q
             .action
             .as_ref()
@@ -112,6 +121,74 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The checkpoint with the highest sequence number.
+    pub async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        self.checkpoint_where("ORDER BY seq DESC LIMIT 1", None)
+            .await
+    }
+
+    /// The checkpoint at `seq`, if any.
+    pub async fn checkpoint_at(&self, seq: i64) -> Result<Option<Checkpoint>, StoreError> {
+        self.checkpoint_where("WHERE seq = $1", Some(seq)).await
+    }
+
+    async fn checkpoint_where(
+        &self,
+        clause: &str,
+        seq: Option<i64>,
+    ) -> Result<Option<Checkpoint>, StoreError> {
+        let sql =
+            format!("SELECT seq, hash, at, key_id, signature FROM audit_checkpoints {clause}");
+        let mut query = sqlx::query(&sql);
+        if let Some(seq) = seq {
+            query = query.bind(seq);
+        }
+        let row = query.fetch_optional(self.reader()).await?;
+        row.map(|r| {
+            Ok(Checkpoint {
+                seq: get(&r, "seq")?,
+                hash: get(&r, "hash")?,
+                at: from_ms(get(&r, "at")?),
+                key_id: get(&r, "key_id")?,
+                signature: get(&r, "signature")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores `c` only if the latest checkpoint is still the one at `latest` (0: none), so a
+    /// caller that checked who signed it knows nobody signed since. On PostgreSQL the check
+    /// and the insert hold the chain head's row lock, which serialises them with every other
+    /// instance doing the same. Returns whether `c` was stored.
+    pub async fn insert_checkpoint_after(
+        &self,
+        c: &Checkpoint,
+        latest: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer().begin().await?;
+        if self.backend() == crate::Backend::Postgres {
+            sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+                .fetch_one(&mut *tx)
+                .await?;
+        }
+        let done = sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) \
+             SELECT $1, $2, $3, $4, $5 \
+             WHERE COALESCE((SELECT MAX(seq) FROM audit_checkpoints), 0) = $6 \
+             ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(c.seq)
+        .bind(&c.hash)
+        .bind(to_ms(c.at))
+        .bind(&c.key_id)
+        .bind(&c.signature)
+        .bind(latest)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Stores a signed checkpoint of the chain head (idempotent per sequence number).

@@ -52,6 +52,8 @@ pub struct Store {
     backend: Backend,
     /// SQLite only: audited writes share transactions and fsyncs (see `batch`).
     batch: Option<std::sync::Arc<batch::Batcher>>,
+    /// The highest audit `seq` this handle committed; see [`Store::committed_audit`].
+    committed: std::sync::Arc<tokio::sync::watch::Sender<i64>>,
 }
 
 impl Store {
@@ -99,6 +101,7 @@ impl Store {
                     write,
                     backend,
                     batch,
+                    committed: Default::default(),
                 }
             }
             Backend::Postgres => {
@@ -112,6 +115,7 @@ impl Store {
                     write: pool,
                     backend,
                     batch: None,
+                    committed: Default::default(),
                 }
             }
         };
@@ -131,10 +135,18 @@ impl Store {
 
     /// Starts an audited write transaction (locks the chain head).
     pub async fn begin(&self) -> Result<WriteTx, StoreError> {
-        match &self.batch {
+        let tx = match &self.batch {
             Some(batch) => WriteTx::join(batch).await,
             None => WriteTx::begin(&self.write).await,
-        }
+        }?;
+        Ok(tx.announcing_to(self.committed.clone()))
+    }
+
+    /// Changes whenever a write through this handle (or a clone) commits audit entries: holds
+    /// the highest `seq` committed. Writes by other processes are not seen here; read the
+    /// table for those.
+    pub fn committed_audit(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.committed.subscribe()
     }
 
     /// Is the database reachable?

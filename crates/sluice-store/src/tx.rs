@@ -26,6 +26,8 @@ pub struct WriteTx {
     access_rev: Option<i64>,
     entries: Vec<AuditEntry>,
     deferred: Vec<Deferred>,
+    /// Told the new head's `seq` after a successful commit.
+    committed: Option<std::sync::Arc<tokio::sync::watch::Sender<i64>>>,
 }
 
 enum Lease {
@@ -68,6 +70,7 @@ impl WriteTx {
             access_rev: None,
             entries: Vec::new(),
             deferred: Vec::new(),
+            committed: None,
         })
     }
 
@@ -79,7 +82,16 @@ impl WriteTx {
             access_rev: Some(access_rev),
             entries: Vec::new(),
             deferred: Vec::new(),
+            committed: None,
         })
+    }
+
+    pub(crate) fn announcing_to(
+        mut self,
+        committed: std::sync::Arc<tokio::sync::watch::Sender<i64>>,
+    ) -> Self {
+        self.committed = Some(committed);
+        self
     }
 
     fn raw_conn(&mut self) -> &mut AnyConnection {
@@ -176,6 +188,8 @@ impl WriteTx {
             ));
         }
         let mut deferred = std::mem::take(&mut self.deferred);
+        let committed = self.committed.take();
+        let seq = self.head.seq;
         for chunk in self.entries.chunks(ARGS_PER_CALL / 9) {
             deferred.push(insert_entries(chunk)?);
         }
@@ -202,6 +216,13 @@ impl WriteTx {
                 .await
                 .map_err(|e| StoreError::Unavailable(format!("the write task failed: {e}")))??;
             }
+        }
+        if let Some(committed) = committed {
+            committed.send_if_modified(|last| {
+                let moved = seq > *last;
+                *last = (*last).max(seq);
+                moved
+            });
         }
         Ok(self.entries)
     }

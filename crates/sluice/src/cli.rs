@@ -144,6 +144,23 @@ pub struct ServeArgs {
     pub public_url: Option<String>,
 }
 
+/// The database and the current signing key, found as `sluice serve` finds them.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Where state lives (SQLite database, audit signing key).
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite://PATH` or `postgres://…`; default SQLite in the data directory.
+    #[arg(long, env = "SLUICE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The current audit signing key; default `<data-dir>/audit-signing.pem`.
+    #[arg(long, env = "SLUICE_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+    /// Config file (YAML); default `./sluice.yaml` if present.
+    #[arg(long, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -230,7 +247,8 @@ pub enum AccessCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recent entries, with filters.
+    /// The newest entries (the last -n matching the filters), oldest first; --follow then
+    /// prints new ones as they are written.
     Tail {
         #[arg(long)]
         actor: Option<String>,
@@ -245,11 +263,15 @@ pub enum AuditCommand {
         /// RFC 3339 time, exclusive.
         #[arg(long)]
         until: Option<String>,
-        /// Start after this sequence number.
+        /// Only entries after this sequence number.
         #[arg(long)]
         after: Option<i64>,
+        /// How many of the newest matching entries to show (1–1000).
         #[arg(long, short = 'n', default_value_t = 50)]
         limit: i64,
+        /// Keep running and print each new matching entry as it is written (until Ctrl-C).
+        #[arg(long, short = 'f')]
+        follow: bool,
     },
     /// Export as JSON Lines with signed checkpoints.
     Export {
@@ -267,7 +289,19 @@ pub enum AuditCommand {
         #[arg(long)]
         public_key: Option<PathBuf>,
     },
-    /// Print the audit public key (PEM) from the local signing key.
+    /// Hand the signing of the audit trail to a new key (run with every server stopped).
+    ///
+    /// Writes an entry naming the new key with a checkpoint signed by the old key, then one
+    /// signed by the new key, so `audit verify` follows from either key. Restart every
+    /// instance with the new key afterwards.
+    RotateKey {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The new signing key (Ed25519, PKCS#8 PEM); created (mode 0600) if absent.
+        #[arg(long)]
+        new_key: PathBuf,
+    },
+    /// Print the audit public key (PEM) from the local signing key; its id goes to stderr.
     PublicKey {
         #[arg(long, env = "SLUICE_DATA_DIR", default_value = "sluice-data")]
         data_dir: PathBuf,

@@ -58,6 +58,50 @@ impl Client {
         }
     }
 
+    /// GET a server-sent event stream and call `on_data` with each event's data, until the
+    /// server closes it (then an error: the stream was meant to run until interrupted).
+    pub async fn follow_events(
+        &self,
+        path: &str,
+        mut on_data: impl FnMut(&str) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.get(&url).header("accept", "text/event-stream");
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach Sluice at {}: {e}", self.base))?;
+        if !resp.status().is_success() {
+            // Worded by the common path.
+            self.raw(Method::GET, path, None).await?;
+            return Err(anyhow!(
+                "the server refused the stream (HTTP {})",
+                resp.status()
+            ));
+        }
+        // Bytes, not text: a chunk may end inside a character.
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(chunk) = resp.chunk().await? {
+            buf.extend_from_slice(&chunk);
+            while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+                let bytes: Vec<u8> = buf.drain(..end + 2).collect();
+                let event = String::from_utf8_lossy(&bytes);
+                let data: Vec<&str> = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                    .collect();
+                if !data.is_empty() {
+                    on_data(&data.join("\n"))?;
+                }
+            }
+        }
+        Err(anyhow!("the server closed the audit stream"))
+    }
+
     pub async fn raw(
         &self,
         method: Method,

@@ -182,45 +182,52 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
             until,
             after,
             limit,
+            follow,
         } => {
             let path = format!(
                 "/v1/audit{}",
                 q(&[
-                    ("actor", actor),
-                    ("action", action),
-                    ("resource", resource),
+                    ("actor", actor.clone()),
+                    ("action", action.clone()),
+                    ("resource", resource.clone()),
                     ("since", since),
                     ("until", until),
                     ("after", after.map(|a| a.to_string())),
-                    ("limit", Some(limit.to_string()))
+                    ("limit", Some(limit.to_string())),
+                    ("newest", Some("true".into())),
                 ])
             );
             let v = c.call(Method::GET, &path, None).await?;
-            emit(r.output, &v, |v| {
-                let rows = v["entries"]
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|e| {
-                                vec![
-                                    s(&e["seq"]),
-                                    s(&e["at"]),
-                                    s(&e["actor"]),
-                                    s(&e["action"]),
-                                    s(&e["resource"]),
-                                    s(&e["subject_id"]),
-                                ]
-                            })
-                            .collect()
+            let entries = v["entries"].as_array().cloned().unwrap_or_default();
+            if follow {
+                // One entry per line from the start, so the stream continues the same way.
+                for e in &entries {
+                    print_entry(r.output, e)?;
+                }
+                let last = entries.last().and_then(|e| e["seq"].as_i64()).or(after);
+                let path = format!(
+                    "/v1/audit/stream{}",
+                    q(&[
+                        ("actor", actor),
+                        ("action", action),
+                        ("resource", resource),
+                        ("after", last.map(|a| a.to_string())),
+                    ])
+                );
+                return c
+                    .follow_events(&path, |data| {
+                        let entry: Value = serde_json::from_str(data)
+                            .with_context(|| format!("the server sent a bad entry: {data}"))?;
+                        print_entry(r.output, &entry)
                     })
-                    .unwrap_or_default();
+                    .await;
+            }
+            emit(r.output, &v, |_| {
+                let rows = entries.iter().map(entry_row).collect();
                 table(
                     &["seq", "at", "actor", "action", "resource", "subject"],
                     rows,
                 );
-                if let Some(n) = v["next_after"].as_i64() {
-                    outln!("more: --after {n}");
-                }
             })
         }
         AuditCommand::Export { since, out } => {
@@ -264,6 +271,9 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
             file: Some(file),
             public_key,
         } => verify_file(&file, public_key.as_deref(), r.output),
+        AuditCommand::RotateKey { store, new_key } => {
+            crate::serve::rotate_key(store, &new_key).await
+        }
         AuditCommand::PublicKey {
             data_dir,
             signing_key,
@@ -276,10 +286,36 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
                 )
             })?;
             let signer = sluice_audit::AuditSigner::from_pem(&pem)?;
-            out!("{}", signer.verifying_key().to_pem()?);
+            let public = signer.verifying_key();
+            out!("{}", public.to_pem()?);
+            eprintln!(
+                "key id {} (public key {})",
+                public.key_id(),
+                public.to_base64()
+            );
             Ok(())
         }
     }
+}
+
+fn entry_row(e: &Value) -> Vec<String> {
+    vec![
+        s(&e["seq"]),
+        s(&e["at"]),
+        s(&e["actor"]),
+        s(&e["action"]),
+        s(&e["resource"]),
+        s(&e["subject_id"]),
+    ]
+}
+
+/// One entry on one line: a compact JSON object with `-o json`, else the table's columns.
+fn print_entry(out: crate::cli::Output, e: &Value) -> anyhow::Result<()> {
+    match out {
+        crate::cli::Output::Json => outln!("{}", serde_json::to_string(e)?),
+        crate::cli::Output::Table => outln!("{}", entry_row(e).join("  ")),
+    }
+    Ok(())
 }
 
 fn print_problems(problems: Vec<Value>) {
@@ -309,7 +345,11 @@ fn verify_file(
             None
         }
     };
-    let report = sluice_audit::verify(&entries, &checkpoints, verifier.as_ref(), None);
+    let mut report = sluice_audit::verify(&entries, &checkpoints, verifier.as_ref(), None);
+    if let Some(cut) = sluice_audit::export_end_problem(&entries, &checkpoints) {
+        report.problems.push(cut);
+        report.problems.sort_by_key(|p| p.seq);
+    }
     let v = serde_json::to_value(&report)?;
     emit(out, &json!({"ok": report.ok(), "report": v}), |_| {
         if report.ok() {
@@ -324,9 +364,11 @@ fn verify_file(
             }
         }
     })?;
-    if !report.ok() {
-        let first = report.first_problem().map_or(0, |p| p.seq);
-        bail!("the export does not verify; first bad sequence number: {first}");
+    if let Some(first) = report.first_problem() {
+        bail!(
+            "the export does not verify; first bad sequence number: {}",
+            first.seq
+        );
     }
     if verifier.is_some() && report.checkpoints_verified == 0 {
         bail!("no checkpoint in the export is signed by this key");

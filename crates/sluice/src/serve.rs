@@ -176,6 +176,43 @@ pub async fn copy(from: &str, to: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `sluice audit rotate-key`: hands the trail's signing from the current key to `new_key`
+/// (created if absent). Run with every server stopped; restart them with the new key.
+pub async fn rotate_key(args: crate::cli::StoreArgs, new_key: &Path) -> anyhow::Result<()> {
+    let s = settings(ServeArgs {
+        listen: None,
+        data_dir: args.data_dir,
+        database_url: args.database_url,
+        signing_key: args.signing_key,
+        config: args.config,
+        log_format: None,
+        client_rate_limit: None,
+        public_url: None,
+    })?;
+    let store = sluice_store::Store::open(&s.config.database_url).await?;
+    let old_path = &s.config.signing_key;
+    let old = sluice_audit::AuditSigner::load_existing(old_path)?.with_context(|| {
+        format!(
+            "no current signing key at {}; pass --signing-key",
+            old_path.display()
+        )
+    })?;
+    let new = sluice_audit::AuditSigner::load_or_create(new_key)?;
+    let rotated =
+        sluice_server::audit::rotate(&store, &old, &new, sluice_core::SystemClock.now()).await?;
+    store.close().await;
+    outln!(
+        "rotated: key {} signed entry {} naming key {}, which signed entry {}.\n\
+         Restart every instance with --signing-key {} (or SLUICE_SIGNING_KEY / `signing_key:`).",
+        old.verifying_key().key_id(),
+        rotated.rotation_seq,
+        new.verifying_key().key_id(),
+        rotated.activation_seq,
+        new_key.display()
+    );
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

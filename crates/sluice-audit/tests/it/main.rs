@@ -9,6 +9,7 @@ mod chain;
 mod export;
 mod keys;
 mod props;
+mod rotation;
 mod tamper;
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -4,13 +4,15 @@ use crate::app::App;
 use crate::auth::{ApiCaller, Caller};
 use crate::error::{ApiError, ErrorBody};
 use axum::extract::{Query, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sluice_audit::AuditEntry;
 use sluice_store::AuditQuery;
+use tokio_stream::StreamExt as _;
 use utoipa::{IntoParams, ToSchema};
 
 fn require_auditor(app: &App, caller: &Caller) -> Result<(), ApiError> {
@@ -44,6 +46,9 @@ pub struct AuditParams {
     pub after: Option<i64>,
     /// Page size, 1–1000 (default 100).
     pub limit: Option<i64>,
+    /// `true`: the newest `limit` matching entries (a tail), still oldest first; `next_after`
+    /// is then absent.
+    pub newest: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -63,6 +68,7 @@ pub async fn query(
 ) -> Result<Json<AuditPage>, ApiError> {
     require_auditor(&app, &caller)?;
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    let newest = p.newest.unwrap_or(false);
     let q = AuditQuery {
         actor: p.actor,
         action: p.action,
@@ -71,9 +77,10 @@ pub async fn query(
         until: p.until,
         after: p.after,
         limit,
+        newest,
     };
     let entries = app.store.audit_entries(&q).await?;
-    let next_after = (entries.len() as i64 == limit)
+    let next_after = (!newest && entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.seq))
         .flatten();
     Ok(Json(AuditPage {
@@ -122,4 +129,57 @@ pub async fn export(
     require_auditor(&app, &caller)?;
     let body = crate::audit::export(&app, p.since).await?;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct StreamParams {
+    pub actor: Option<String>,
+    /// An action or a prefix of one: `access.` matches every access event.
+    pub action: Option<String>,
+    pub resource: Option<String>,
+    /// Start after this sequence number (default: the current head, i.e. only new entries).
+    /// A reconnecting client's `Last-Event-ID` header takes precedence.
+    pub after: Option<i64>,
+}
+
+/// Stream audit entries as they commit, as server-sent events: one `entry` event per entry
+/// (its JSON as data, its `seq` as the event id), in sequence order. Entries written through
+/// this instance arrive at once, those of other instances on the same database within a
+/// second.
+#[utoipa::path(get, path = "/v1/audit/stream", params(StreamParams), tag = "audit", responses((status = 200, content_type = "text/event-stream", body = String), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn stream(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    headers: HeaderMap,
+    Query(p): Query<StreamParams>,
+) -> Result<impl IntoResponse, ApiError> {
+    require_auditor(&app, &caller)?;
+    let resumed = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    let after = match resumed.or(p.after) {
+        Some(after) => after,
+        None => app.store.audit_head().await?.seq,
+    };
+    let query = AuditQuery {
+        actor: p.actor,
+        action: p.action,
+        resource: p.resource,
+        after: Some(after),
+        limit: 500,
+        ..AuditQuery::default()
+    };
+    let rx = crate::audit::follow(app, query);
+    let events = tokio_stream::wrappers::ReceiverStream::new(rx).map(|entry| {
+        let data = serde_json::to_string(&entry).unwrap_or_default();
+        Ok::<_, std::convert::Infallible>(
+            Event::default()
+                .event("entry")
+                .id(entry.seq.to_string())
+                .data(data),
+        )
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

@@ -32,7 +32,7 @@ pub const MAX_IMPORT: usize = 8 * 1024 * 1024;
         access::create, access::list, access::show, access::approve, access::deny, access::cancel,
         access::revoke, access::relinquish, access::review, access::extend, access::grants, access::entitlements,
         admin::whoami, admin::apply, admin::current, admin::create_token, admin::list_tokens, admin::revoke_token,
-        audit::query, audit::verify, audit::export,
+        audit::query, audit::verify, audit::export, audit::stream,
         authzen::evaluation, authzen::evaluations, authzen::configuration,
         flags::environments, flags::import, flags::export, flags::flag,
         ofrep::evaluate, ofrep::evaluate_all, ofrep::events,
@@ -258,6 +258,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/audit", get(audit::query))
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/audit/export", get(audit::export))
+        .route("/v1/audit/stream", get(audit::stream))
         .route("/v1/environments", get(flags::environments))
         .route(
             "/v1/environments/{env}/flags",

@@ -15,6 +15,7 @@ mod deliver;
 mod failclosed;
 mod flags;
 mod harness;
+mod keys;
 mod lifecycle;
 mod ofrep;
 mod openapi;

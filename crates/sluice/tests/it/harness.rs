@@ -49,7 +49,7 @@ const SLUICE_VARS: [&str; 9] = [
     "SLUICE_ADMIN_TOKEN",
 ];
 
-fn command() -> Command {
+pub fn command() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
     for v in SLUICE_VARS {
         c.env_remove(v);

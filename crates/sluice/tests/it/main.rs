@@ -13,6 +13,8 @@ mod crash;
 mod deliver;
 mod harness;
 mod instances;
+mod keys;
 mod outage;
 mod sdk;
 mod story;
+mod tail;
