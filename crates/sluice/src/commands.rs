@@ -399,31 +399,6 @@ pub async fn tokens(cmd: TokenCommand, r: Remote) -> anyhow::Result<()> {
     }
 }
 
-pub async fn apply(file: &Path, dry_run: bool, r: Remote) -> anyhow::Result<()> {
-    let source =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let v = client(&r)
-        .call(
-            Method::POST,
-            "/v1/policy",
-            Some(json!({"source": source, "dry_run": dry_run})),
-        )
-        .await?;
-    emit(r.output, &v, |v| {
-        let diff = v["diff"].as_array().cloned().unwrap_or_default();
-        if diff.is_empty() {
-            outln!("no changes");
-        }
-        for d in diff {
-            outln!("{}", s(&d));
-        }
-        match v["version"].as_i64() {
-            Some(n) => outln!("applied policy version {n} (sha256 {})", s(&v["hash"])),
-            None => outln!("dry run: nothing applied"),
-        }
-    })
-}
-
 pub async fn check(
     subject: String,
     action: String,

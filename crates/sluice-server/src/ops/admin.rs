@@ -18,6 +18,11 @@ pub struct Applied {
     pub version: Option<i64>,
     pub hash: String,
     pub diff: Vec<String>,
+    /// The lines of `diff` that take something away (principals, entitlements, environments,
+    /// protection): what a person should confirm.
+    pub removals: Vec<String>,
+    /// sha256 of the policy the diff was computed against.
+    pub base_hash: String,
 }
 
 /// A token as created: the secret is shown this once.
@@ -92,16 +97,31 @@ impl App {
         caller: &Caller,
         source: &str,
         dry_run: bool,
+        base_hash: Option<&str>,
     ) -> Result<Applied, ApiError> {
         caller.require_admin()?;
         let next = Policy::from_yaml(source)
-            .map_err(|e| ApiError::bad_request("invalid_policy", e.to_string()))?;
-        let diff = self.policy().diff(&next);
+            .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+        let current = self.policy();
+        // The diff a person confirmed was against `base_hash`: refuse if the policy moved since.
+        if let Some(base) = base_hash.filter(|b| *b != current.hash) {
+            return Err(ApiError::Conflict {
+                code: "policy_changed",
+                message: format!(
+                    "the policy in force changed since the diff you saw (sha256 {base}, now {}); run apply again",
+                    current.hash
+                ),
+            });
+        }
+        let diff = current.diff(&next);
+        let removals = current.removals(&next);
         if dry_run {
             return Ok(Applied {
                 version: None,
                 hash: next.hash,
                 diff,
+                removals,
+                base_hash: current.hash.clone(),
             });
         }
         let now = self.now();
@@ -136,6 +156,8 @@ impl App {
             version: Some(version),
             hash: next.hash,
             diff,
+            removals,
+            base_hash: current.hash.clone(),
         })
     }
 

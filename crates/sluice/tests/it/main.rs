@@ -14,5 +14,6 @@ mod deliver;
 mod harness;
 mod instances;
 mod outage;
+mod policy;
 mod sdk;
 mod story;

@@ -1,0 +1,89 @@
+//! `sluice apply` asks before taking anything away, and refuses without a terminal to ask on.
+
+use crate::harness::{get_json, post_json, Serve, ADMIN_TOKEN, POLICY};
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_that_removes_needs_yes_without_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Serve::start(dir.path()).await;
+    let http = reqwest::Client::new();
+    let admin = Some(ADMIN_TOKEN);
+    let path = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p.to_str().expect("utf-8").to_owned()
+    };
+    let policy = path("policy.yaml", POLICY);
+    let empty = path("empty.yaml", "");
+
+    // Adding takes nothing away: no question.
+    let out = s.ok(admin, &["apply", "-f", &policy]).await;
+    assert!(out.contains("applied policy version 1"), "{out}");
+    let alice = s.api_token(&http, "alice").await;
+
+    // The empty file would remove everyone; the CLI's stdin is not a terminal.
+    let r = s.cli(admin, &["apply", "-f", &empty]).await;
+    assert!(!r.success, "{r:?}");
+    assert!(r.stderr.contains("nothing applied"), "{}", r.stderr);
+    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
+    assert!(r.stderr.contains("- user alice"), "{}", r.stderr);
+    assert!(r.stdout.contains("- environment production"), "{}", r.stdout);
+    let (_, cur) = get_json(&http, &s.url("/v1/policy"), ADMIN_TOKEN).await;
+    assert_eq!(cur["version"], 1, "{cur}");
+    let (st, who) = get_json(&http, &s.url("/v1/whoami"), &alice).await;
+    assert_eq!((st, who["name"].as_str()), (StatusCode::OK, Some("alice")));
+
+    // A dry run never asks and never applies.
+    let out = s.ok(admin, &["apply", "-f", &empty, "--dry-run"]).await;
+    assert!(out.contains("dry run: nothing applied"), "{out}");
+
+    // With --yes it applies.
+    let out = s.ok(admin, &["apply", "-f", &empty, "--yes"]).await;
+    assert!(out.contains("applied policy version 2"), "{out}");
+    let (_, cur) = get_json(&http, &s.url("/v1/policy"), ADMIN_TOKEN).await;
+    assert_eq!(cur["version"], 2, "{cur}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_refuses_what_can_never_work_and_a_moved_base() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Serve::start(dir.path()).await;
+    let http = reqwest::Client::new();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        POLICY.replace(
+            "approval: { required: 1, approvers: [group:leads] }\n    auto_approve",
+            "approval: { required: 3, approvers: [group:leads] }\n    auto_approve",
+        ),
+    )
+    .expect("write");
+    let r = s
+        .cli(
+            Some(ADMIN_TOKEN),
+            &["apply", "-f", bad.to_str().expect("utf-8"), "--yes"],
+        )
+        .await;
+    assert!(!r.success, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("entitlements[0].approval.required: needs 3 approvals"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("(too_few_approvers, HTTP 400)"), "{}", r.stderr);
+    let (_, cur) = get_json(&http, &s.url("/v1/policy"), ADMIN_TOKEN).await;
+    assert!(cur["version"].is_null(), "{cur}");
+
+    // A diff confirmed against another policy than the one in force is refused.
+    let (st, v) = post_json(
+        &http,
+        &s.url("/v1/policy"),
+        ADMIN_TOKEN,
+        &json!({"source": POLICY, "base_hash": "0".repeat(64)}),
+    )
+    .await;
+    assert_eq!((st, v["code"].as_str()), (StatusCode::CONFLICT, Some("policy_changed")), "{v}");
+}
