@@ -363,7 +363,12 @@ impl Policy {
                     ),
                 ));
             }
-            check_not_only_self(&format!("{at}.approval"), &e.approval, &approvers, &requesters)?;
+            check_not_only_self(
+                &format!("{at}.approval"),
+                &e.approval,
+                &approvers,
+                &requesters,
+            )?;
             if let Some(auto) = &e.auto_approve {
                 for (j, s) in auto.requester_in.iter().enumerate() {
                     policy_check(&format!("{at}.auto_approve.requester_in[{j}]"), s)?;

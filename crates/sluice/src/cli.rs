@@ -334,6 +334,11 @@ pub enum FlagsCommand {
         /// `PARSE_ERROR` when evaluated; the rest are served.
         #[arg(long)]
         lenient: bool,
+        /// Create the environment if it does not exist (administrators; audited). Without it,
+        /// an environment the policy does not declare and that holds no flags is refused, so
+        /// a typo cannot start a new one.
+        #[arg(long)]
+        create_env: bool,
     },
     /// Write an environment's flags as a flagd file.
     Export {

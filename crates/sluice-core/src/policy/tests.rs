@@ -153,8 +153,14 @@ fn removals_name_what_is_taken_away() {
     let empty = Policy::from_yaml("{}").unwrap();
     let gone = before.removals(&empty);
     assert!(gone.contains(&"- user alice".to_owned()), "{gone:?}");
-    assert!(gone.contains(&"- service account ci-bot".to_owned()), "{gone:?}");
-    assert!(gone.contains(&"- environment production".to_owned()), "{gone:?}");
+    assert!(
+        gone.contains(&"- service account ci-bot".to_owned()),
+        "{gone:?}"
+    );
+    assert!(
+        gone.contains(&"- environment production".to_owned()),
+        "{gone:?}"
+    );
     assert!(
         gone.contains(&"- entitlement flags-prod-operator".to_owned()),
         "{gone:?}"

@@ -182,7 +182,11 @@ impl App {
             )));
         }
         let environment = match (kind, environment) {
-            (TokenKind::Client, Some(env)) => Some(env),
+            (TokenKind::Client, Some(env)) => {
+                // A key for an environment that does not exist would evaluate nothing.
+                self.check_environment(&env, false, caller.admin).await?;
+                Some(env)
+            }
             (TokenKind::Client, None) => {
                 return Err(ApiError::bad_request(
                     "environment_required",

@@ -11,6 +11,7 @@
 mod authzen;
 mod badinput;
 mod deliver;
+mod environments;
 mod failclosed;
 mod flags;
 mod harness;

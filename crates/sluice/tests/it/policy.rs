@@ -29,7 +29,11 @@ async fn apply_that_removes_needs_yes_without_a_terminal() {
     assert!(r.stderr.contains("nothing applied"), "{}", r.stderr);
     assert!(r.stderr.contains("--yes"), "{}", r.stderr);
     assert!(r.stderr.contains("- user alice"), "{}", r.stderr);
-    assert!(r.stdout.contains("- environment production"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("- environment production"),
+        "{}",
+        r.stdout
+    );
     let (_, cur) = get_json(&http, &s.url("/v1/policy"), ADMIN_TOKEN).await;
     assert_eq!(cur["version"], 1, "{cur}");
     let (st, who) = get_json(&http, &s.url("/v1/whoami"), &alice).await;
@@ -73,7 +77,11 @@ async fn apply_refuses_what_can_never_work_and_a_moved_base() {
         "{}",
         r.stderr
     );
-    assert!(r.stderr.contains("(too_few_approvers, HTTP 400)"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("(too_few_approvers, HTTP 400)"),
+        "{}",
+        r.stderr
+    );
     let (_, cur) = get_json(&http, &s.url("/v1/policy"), ADMIN_TOKEN).await;
     assert!(cur["version"].is_null(), "{cur}");
 
@@ -85,5 +93,9 @@ async fn apply_refuses_what_can_never_work_and_a_moved_base() {
         &json!({"source": POLICY, "base_hash": "0".repeat(64)}),
     )
     .await;
-    assert_eq!((st, v["code"].as_str()), (StatusCode::CONFLICT, Some("policy_changed")), "{v}");
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::CONFLICT, Some("policy_changed")),
+        "{v}"
+    );
 }
