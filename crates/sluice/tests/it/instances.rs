@@ -199,7 +199,7 @@ fn flag_doc(default: &str) -> Value {
 
 async fn import(http: &reqwest::Client, s: &Serve, doc: &Value) {
     let resp = http
-        .put(s.url("/v1/environments/staging/flags"))
+        .put(s.url("/v1/environments/staging/flags?create_env=true"))
         .bearer_auth(ADMIN_TOKEN)
         .timeout(Duration::from_secs(10))
         .json(doc)
@@ -347,7 +347,9 @@ async fn mixed_load_on_both_instances_keeps_one_verifiable_chain() {
                 writes += 3;
                 if i % 5 == t {
                     let resp = http
-                        .put(format!("http://{there}/v1/environments/staging/flags"))
+                        .put(format!(
+                            "http://{there}/v1/environments/staging/flags?create_env=true"
+                        ))
                         .bearer_auth(ADMIN_TOKEN)
                         .json(&flag_doc(if i % 2 == 0 { "on" } else { "off" }))
                         .send()

@@ -99,3 +99,101 @@ async fn apply_refuses_what_can_never_work_and_a_moved_base() {
         "{v}"
     );
 }
+
+const FLAGS: &str = r#"{"flags": {
+    "new-search": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"}
+}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typo_creates_no_environment_and_targets_are_listed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Serve::start(dir.path()).await;
+    let admin = Some(ADMIN_TOKEN);
+    let flags = dir.path().join("flags.json");
+    std::fs::write(&flags, FLAGS).expect("write");
+    let flags = flags.to_str().expect("utf-8");
+
+    // First start: no environment exists, so the first import says it creates one.
+    let r = s
+        .cli(admin, &["flags", "import", flags, "--env", "production"])
+        .await;
+    assert!(!r.success, "{r:?}");
+    assert!(
+        r.stderr.contains("(unknown_environment, HTTP 404)"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("--create-env"), "{}", r.stderr);
+    for env in ["production", "staging"] {
+        let out = s
+            .ok(
+                admin,
+                &["flags", "import", flags, "--env", env, "--create-env"],
+            )
+            .await;
+        assert!(
+            out.contains(&format!("imported 1 flags into {env}")),
+            "{out}"
+        );
+    }
+    // The typo from the field is refused, naming what exists.
+    let r = s
+        .cli(admin, &["flags", "import", flags, "--env", "prodution"])
+        .await;
+    assert!(!r.success, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("no environment `prodution`: the environments are `production`, `staging`"),
+        "{}",
+        r.stderr
+    );
+
+    // Targets: listed on their own and with the flag.
+    let out = s
+        .ok(
+            admin,
+            &["flags", "targets", "new-search", "--env", "staging"],
+        )
+        .await;
+    assert!(out.contains("no active targets"), "{out}");
+    s.ok(
+        admin,
+        &[
+            "flags",
+            "target",
+            "new-search",
+            "--env",
+            "staging",
+            "--variant",
+            "on",
+            "--keys",
+            "alice,bob",
+            "--group",
+            "testers",
+            "--for",
+            "1h",
+        ],
+    )
+    .await;
+    let out = s
+        .ok(
+            admin,
+            &["flags", "targets", "new-search", "--env", "staging"],
+        )
+        .await;
+    assert!(out.contains("TARGET"), "{out}");
+    assert!(out.contains("testers (alice, bob)"), "{out}");
+    assert!(out.contains("in 1h"), "{out}");
+    let listed = s
+        .json(
+            admin,
+            &["flags", "targets", "new-search", "--env", "staging"],
+        )
+        .await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    let out = s
+        .ok(admin, &["flags", "get", "new-search", "--env", "staging"])
+        .await;
+    assert!(out.contains("active targets:"), "{out}");
+    assert!(out.contains("testers (alice, bob)"), "{out}");
+}
