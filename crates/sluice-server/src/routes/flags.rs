@@ -136,18 +136,19 @@ pub async fn export(
     Ok(Json(crate::ops::flags::export_document(&set)))
 }
 
-/// One flag's definition and revision.
+/// One flag's definition, revision and active targets. 404 `unknown_environment` when the
+/// environment does not exist, `not_found` when the flag does not.
 #[utoipa::path(get, path = "/v1/environments/{env}/flags/{key}", tag = "flags", responses((status = 200, body = FlagView), (status = 404, body = ErrorBody)))]
 pub async fn flag(
     State(app): State<App>,
     _caller: ApiCaller,
     Path((env, key)): Path<(String, String)>,
 ) -> Result<Json<FlagView>, ApiError> {
-    let set = app
-        .store
-        .flag_set(&env)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no environment `{env}`")))?;
+    let Some(set) = app.store.flag_set(&env).await? else {
+        // Declared but empty: no such flag; anything else: say which environments there are.
+        app.check_environment(&env, false, false).await?;
+        return Err(ApiError::NotFound(format!("no flag `{key}` in `{env}`")));
+    };
     let f = set
         .flags
         .into_iter()

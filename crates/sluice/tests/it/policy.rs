@@ -148,6 +148,27 @@ async fn a_typo_creates_no_environment_and_targets_are_listed() {
         r.stderr
     );
 
+    // A change names the environment too, and hears the same.
+    let r = s
+        .cli(
+            admin,
+            &[
+                "flags",
+                "set-default",
+                "new-search",
+                "on",
+                "--env",
+                "prodution",
+            ],
+        )
+        .await;
+    assert!(!r.success, "{r:?}");
+    assert!(
+        r.stderr.contains("(unknown_environment, HTTP 404)"),
+        "{}",
+        r.stderr
+    );
+
     // Targets: listed on their own and with the flag.
     let out = s
         .ok(
