@@ -132,7 +132,8 @@ pub struct CreatedToken {
 
 /// Create a token; the secret is in the response and nowhere else.
 #[utoipa::path(post, path = "/v1/tokens", request_body = NewToken, tag = "admin",
-    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "no such principal, or a client key's environment does not exist (`unknown_environment`)")))]
 pub async fn create_token(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
