@@ -214,8 +214,9 @@ async fn a_flag_change_on_one_instance_reaches_an_sse_subscriber_of_the_other_wi
     let Some(p) = Pair::start().await else { return };
     let http = reqwest::Client::new();
     p.a.apply_policy(&http, POLICY).await;
-    let key = p.a.client_key(&http, "staging").await;
+    // The import creates `staging`; a client key names an environment that exists.
     import(&http, &p.a, &flag_doc("off")).await;
+    let key = p.a.client_key(&http, "staging").await;
     let deadline = Instant::now() + Duration::from_secs(2);
     while ofrep_value(&http, &p.b, &key).await != json!(false) {
         assert!(Instant::now() < deadline, "B never saw the first import");
