@@ -49,9 +49,11 @@ start_sluice() { # name port -> pid in $started
   wait_up "http://127.0.0.1:$2/healthz"
 }
 
-import() { # base env file [query]
+import() { # base env file [query]; creates the environment if it is new
+  local q="${4:-?}"
+  [ "$q" = "?" ] || q="$q&"
   curl -fsS -o /dev/null -X PUT -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
-    --data-binary "@$3" "$1/v1/environments/$2/flags${4:-}"
+    --data-binary "@$3" "$1/v1/environments/$2/flags${q}create_env=true"
 }
 
 client_key() { # base env

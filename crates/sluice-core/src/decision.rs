@@ -240,25 +240,34 @@ impl AccessSnapshot {
             }
         }
         let mut not_live = None;
+        // Of several live grants allowing it, the one that lasts longest answers: what is
+        // allowed under it (an expiring target, say) may last as long as that.
+        let mut best: Option<&LiveGrant> = None;
         for g in &access.grants {
             if !g.scopes.iter().any(|s| s.allows(&resource, &action)) {
                 continue;
             }
             // INVARIANT: half-open window [starts_at, expires_at), compared with the clock now.
             if g.starts_at <= now && now < g.expires_at {
-                return Decision {
-                    allowed: true,
-                    reason: Reason::Grant {
-                        grant_id: g.id.clone(),
-                        entitlement: g.entitlement.clone(),
-                        expires_at: g.expires_at,
-                    },
-                };
+                if best.is_none_or(|b| g.expires_at > b.expires_at) {
+                    best = Some(g);
+                }
+                continue;
             }
             not_live = Some(Reason::GrantNotLive {
                 grant_id: g.id.clone(),
                 expires_at: g.expires_at,
             });
+        }
+        if let Some(g) = best {
+            return Decision {
+                allowed: true,
+                reason: Reason::Grant {
+                    grant_id: g.id.clone(),
+                    entitlement: g.entitlement.clone(),
+                    expires_at: g.expires_at,
+                },
+            };
         }
         Decision {
             allowed: false,

@@ -93,7 +93,7 @@ pub struct Entitlement {
     #[serde(default)]
     pub description: String,
     pub scopes: Vec<Scope>,
-    /// Who may request it: `group:NAME`, `user:NAME` or a bare name. Empty means nobody.
+    /// Who may request it: `group:NAME`, `user:NAME` or a bare name; at least one principal.
     pub requesters: Vec<String>,
     pub max_duration: Duration,
     pub approval: ApprovalRule,
@@ -150,12 +150,56 @@ pub enum ReasonRule {
 pub struct PolicyError {
     pub path: String,
     pub message: String,
+    pub kind: PolicyErrorKind,
+}
+
+/// What kind of problem a [`PolicyError`] is; each has a stable code for programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyErrorKind {
+    /// Not a valid policy document: syntax, unknown names, bad values.
+    Invalid,
+    /// An approval rule needs more approvals than there are distinct eligible approvers.
+    TooFewApprovers,
+    /// An approval rule names a group with no members.
+    EmptyApproverGroup,
+    /// An entitlement's requesters resolve to nobody.
+    NoRequesters,
+    /// Every requester is an approver the rule needs, and nobody approves their own request.
+    OnlySelfApproval,
+}
+
+impl PolicyErrorKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            PolicyErrorKind::Invalid => "invalid_policy",
+            PolicyErrorKind::TooFewApprovers => "too_few_approvers",
+            PolicyErrorKind::EmptyApproverGroup => "empty_approver_group",
+            PolicyErrorKind::NoRequesters => "no_requesters",
+            PolicyErrorKind::OnlySelfApproval => "only_self_approval",
+        }
+    }
+}
+
+impl PolicyError {
+    /// The stable code of this kind of problem.
+    pub fn code(&self) -> &'static str {
+        self.kind.code()
+    }
 }
 
 fn err(path: impl Into<String>, message: impl Into<String>) -> PolicyError {
+    err_of(PolicyErrorKind::Invalid, path, message)
+}
+
+fn err_of(
+    kind: PolicyErrorKind,
+    path: impl Into<String>,
+    message: impl Into<String>,
+) -> PolicyError {
     PolicyError {
         path: path.into(),
         message: message.into(),
+        kind,
     }
 }
 
@@ -263,6 +307,7 @@ impl Policy {
                 for (j, s) in a.approvers.iter().enumerate() {
                     policy_check(&format!("{at}.approvers[{j}]"), s)?;
                 }
+                check_reachable(&members, &at, a)?;
             } else if e.change_request_ttl.is_some() {
                 return Err(err(
                     format!("environments.{env}.change_request_ttl"),
@@ -310,6 +355,25 @@ impl Policy {
             for (j, s) in e.approval.approvers.iter().enumerate() {
                 policy_check(&format!("{at}.approval.approvers[{j}]"), s)?;
             }
+            let approvers = check_reachable(&members, &format!("{at}.approval"), &e.approval)?;
+            let requesters = resolve(&members, &e.requesters);
+            if requesters.is_empty() {
+                return Err(err_of(
+                    PolicyErrorKind::NoRequesters,
+                    format!("{at}.requesters"),
+                    format!(
+                        "nobody may request `{}`: the requesters resolve to no principal; \
+                         list a user, a service account or a group with members",
+                        e.name
+                    ),
+                ));
+            }
+            check_not_only_self(
+                &format!("{at}.approval"),
+                &e.approval,
+                &approvers,
+                &requesters,
+            )?;
             if let Some(auto) = &e.auto_approve {
                 for (j, s) in auto.requester_in.iter().enumerate() {
                     policy_check(&format!("{at}.auto_approve.requester_in[{j}]"), s)?;
@@ -334,6 +398,37 @@ impl Policy {
             }
         }
         Ok(Policy { doc, hash, members })
+    }
+
+    /// The changes from `self` to `next` that take something away — principals, entitlements,
+    /// environments or an environment's protection — one line each; the ones to confirm.
+    pub fn removals(&self, next: &Policy) -> Vec<String> {
+        let mut out = Vec::new();
+        let kept: BTreeSet<&str> = next.principals().map(|(n, _)| n).collect();
+        for (name, kind) in self.principals() {
+            if !kept.contains(name) {
+                let what = match kind {
+                    PrincipalKind::User => "user",
+                    PrincipalKind::Service => "service account",
+                };
+                out.push(format!("- {what} {name}"));
+            }
+        }
+        for (name, env) in &self.doc.environments {
+            match next.doc.environments.get(name) {
+                None => out.push(format!("- environment {name}")),
+                Some(n) if env.protected && !n.protected => {
+                    out.push(format!("~ environment {name}: no longer protected"))
+                }
+                Some(_) => {}
+            }
+        }
+        for e in &self.doc.entitlements {
+            if next.entitlement(&e.name).is_none() {
+                out.push(format!("- entitlement {}", e.name));
+            }
+        }
+        out
     }
 
     pub fn entitlement(&self, name: &str) -> Option<&Entitlement> {
@@ -539,6 +634,86 @@ fn parse_subject(s: &str) -> SubjectRef {
     }
 }
 
+/// The distinct principals `subjects` name (groups expanded). Names are already checked.
+fn resolve(members: &BTreeMap<String, BTreeSet<String>>, subjects: &[String]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for s in subjects {
+        match parse_subject(s) {
+            SubjectRef::Group(g) => out.extend(members.get(&g).into_iter().flatten().cloned()),
+            SubjectRef::Principal(p) => {
+                out.insert(p);
+            }
+        }
+    }
+    out
+}
+
+/// Refuses an approval rule that can never be met: an approver group without members, or
+/// fewer distinct eligible approvers than approvals required. Returns the eligible approvers.
+fn check_reachable(
+    members: &BTreeMap<String, BTreeSet<String>>,
+    at: &str,
+    rule: &ApprovalRule,
+) -> Result<BTreeSet<String>, PolicyError> {
+    for (j, s) in rule.approvers.iter().enumerate() {
+        if let SubjectRef::Group(g) = parse_subject(s) {
+            if members.get(&g).is_none_or(BTreeSet::is_empty) {
+                return Err(err_of(
+                    PolicyErrorKind::EmptyApproverGroup,
+                    format!("{at}.approvers[{j}]"),
+                    format!("group `{g}` has no members, so nobody in it can approve"),
+                ));
+            }
+        }
+    }
+    let approvers = resolve(members, &rule.approvers);
+    if (approvers.len() as u64) < u64::from(rule.required) {
+        let names: Vec<&str> = approvers.iter().map(String::as_str).collect();
+        return Err(err_of(
+            PolicyErrorKind::TooFewApprovers,
+            format!("{at}.required"),
+            format!(
+                "needs {} approvals, but only {} principal(s) may approve ({}); \
+                 add approvers or lower `required`",
+                rule.required,
+                approvers.len(),
+                names.join(", ")
+            ),
+        ));
+    }
+    Ok(approvers)
+}
+
+/// Refuses an entitlement whose every requester would need their own approval: nobody
+/// approves their own request, so such a request could never be approved.
+fn check_not_only_self(
+    at: &str,
+    rule: &ApprovalRule,
+    approvers: &BTreeSet<String>,
+    requesters: &BTreeSet<String>,
+) -> Result<(), PolicyError> {
+    let needed = u64::from(rule.required);
+    let anyone_can_be_approved = requesters
+        .iter()
+        .any(|r| (approvers.iter().filter(|a| *a != r).count() as u64) >= needed);
+    if anyone_can_be_approved {
+        return Ok(());
+    }
+    let message = match (approvers.iter().next(), requesters.iter().next()) {
+        (Some(a), Some(r)) if approvers.len() == 1 && requesters.len() == 1 && a == r => format!(
+            "the only eligible approver, `{a}`, is also the only requester, and nobody \
+             approves their own request; add another approver"
+        ),
+        _ => format!(
+            "every requester is one of the {} eligible approver(s) and nobody approves their \
+             own request, so no request could get {} approval(s); add approvers or lower `required`",
+            approvers.len(),
+            rule.required
+        ),
+    };
+    Err(err_of(PolicyErrorKind::OnlySelfApproval, at, message))
+}
+
 /// Principal, group, entitlement and environment names: `[a-z0-9][a-z0-9._@-]*`, ≤ 128 chars.
 /// A static evaluation context (an environment's or a client key's): keys are non-empty,
 /// `$flagd` is the engine's own, and a `targetingKey` is a string (as in a request's context).
@@ -584,3 +759,6 @@ pub fn check_name(path: &str, name: &str) -> Result<(), PolicyError> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -17,6 +17,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// A flag write named an environment that neither the policy declares nor holds flags.
+    #[error("{0}")]
+    UnknownEnvironment(String),
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
     #[error("{message}")]
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::UnknownEnvironment(_) => "unknown_environment",
             ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
             ApiError::Access(e) => e.code(),
             ApiError::RateLimited => "rate_limited",
@@ -85,7 +89,7 @@ impl ApiError {
         match self {
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::UnknownEnvironment(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Access(e) if e.is_forbidden() => StatusCode::FORBIDDEN,

@@ -295,6 +295,32 @@ impl WriteTx {
 }
 
 impl Store {
+    /// The names of the environments that hold a flag set, sorted.
+    pub async fn environment_names(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT name FROM flag_environments ORDER BY name")
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(|r| get(r, "name")).collect()
+    }
+
+    /// One flag's layers (targets, rollout), if it has any.
+    pub async fn flag_layers_of(
+        &self,
+        environment: &str,
+        key: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        let row = sqlx::query("SELECT body FROM flag_layers WHERE environment = $1 AND key = $2")
+            .bind(environment)
+            .bind(key)
+            .fetch_optional(self.reader())
+            .await?;
+        row.map(|r| {
+            let body: String = get(&r, "body")?;
+            Ok(serde_json::from_str(&body)?)
+        })
+        .transpose()
+    }
+
     /// Every flag's layers (targets, rollout), by environment and key.
     pub async fn flag_layers(&self) -> Result<Vec<(String, String, Value)>, StoreError> {
         let rows =
@@ -315,6 +341,15 @@ impl Store {
 }
 
 impl WriteTx {
+    /// Whether the environment holds a flag set, as this transaction sees it.
+    pub async fn environment_exists(&mut self, environment: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT name FROM flag_environments WHERE name = $1")
+            .bind(environment)
+            .fetch_optional(self.conn().await?)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Reads one flag's layers for update.
     pub async fn lock_flag_layers(
         &mut self,

@@ -42,6 +42,10 @@ pub enum Command {
     /// Run the database migrations and exit.
     Migrate(ServeArgs),
     /// Validate a policy file, show the diff and apply it.
+    ///
+    /// A change that takes something away — a principal (their grants and tokens with them),
+    /// an entitlement, an environment or its protection — is shown and asked about first;
+    /// without a terminal to ask on, it is refused unless --yes is given.
     Apply {
         /// The policy file (YAML).
         #[arg(short = 'f', long = "file")]
@@ -49,6 +53,10 @@ pub enum Command {
         /// Validate and show the diff only.
         #[arg(long)]
         dry_run: bool,
+        /// Apply without asking, even when the change removes principals, entitlements,
+        /// environments or protection (for scripts).
+        #[arg(long, short = 'y', conflicts_with = "dry_run")]
+        yes: bool,
         #[command(flatten)]
         remote: Remote,
     },
@@ -368,6 +376,11 @@ pub enum FlagsCommand {
         /// `PARSE_ERROR` when evaluated; the rest are served.
         #[arg(long)]
         lenient: bool,
+        /// Create the environment if it does not exist (administrators; audited). Without it,
+        /// an environment the policy does not declare and that holds no flags is refused, so
+        /// a typo cannot start a new one.
+        #[arg(long)]
+        create_env: bool,
     },
     /// Write an environment's flags as a flagd file.
     Export {

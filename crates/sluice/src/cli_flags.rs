@@ -72,6 +72,9 @@ pub enum FlagChangeCommand {
         /// A JSON file with one flagd flag definition (`state`, `variants`, `defaultVariant`, …).
         #[arg(long = "file", short = 'f')]
         file: PathBuf,
+        /// Create the environment if it does not exist (administrators; audited).
+        #[arg(long, conflicts_with = "at")]
+        create_env: bool,
     },
     /// Delete a flag (needs `delete` in a protected environment).
     Delete(ChangeArgs),
@@ -103,6 +106,12 @@ pub enum FlagChangeCommand {
         /// How long, e.g. `30m`, `2h`.
         #[arg(long = "for")]
         duration: String,
+    },
+    /// Expiring targets still in force on a flag, soonest to expire first.
+    Targets {
+        key: String,
+        #[arg(long)]
+        env: String,
     },
     /// Remove an expiring target before its time.
     Untarget {

@@ -38,7 +38,8 @@ impl Client {
             .with_context(|| format!("the server sent something that is not JSON: {text}"))
     }
 
-    /// GET that answers `None` for 404 (something that does not exist yet).
+    /// GET that answers `None` for 404 (something that does not exist yet) — but not for an
+    /// environment that does not exist, which is an error worth showing.
     pub async fn get_opt(&self, path: &str) -> anyhow::Result<Option<Value>> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.get(&url);
@@ -46,7 +47,15 @@ impl Client {
             req = req.bearer_auth(t);
         }
         match req.send().await {
-            Ok(r) if r.status() == StatusCode::NOT_FOUND => Ok(None),
+            Ok(r) if r.status() == StatusCode::NOT_FOUND => {
+                let body: Option<Value> = r.json().await.ok();
+                match body.as_ref().and_then(|v| v["code"].as_str()) {
+                    Some("unknown_environment") => {
+                        self.call(Method::GET, path, None).await.map(Some)
+                    }
+                    _ => Ok(None),
+                }
+            }
             Ok(r) if r.status().is_success() => {
                 let text = r.text().await?;
                 Ok(Some(serde_json::from_str(&text).with_context(|| {

@@ -444,31 +444,6 @@ pub async fn tokens(cmd: TokenCommand, r: Remote) -> anyhow::Result<()> {
     }
 }
 
-pub async fn apply(file: &Path, dry_run: bool, r: Remote) -> anyhow::Result<()> {
-    let source =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let v = client(&r)
-        .call(
-            Method::POST,
-            "/v1/policy",
-            Some(json!({"source": source, "dry_run": dry_run})),
-        )
-        .await?;
-    emit(r.output, &v, |v| {
-        let diff = v["diff"].as_array().cloned().unwrap_or_default();
-        if diff.is_empty() {
-            outln!("no changes");
-        }
-        for d in diff {
-            outln!("{}", s(&d));
-        }
-        match v["version"].as_i64() {
-            Some(n) => outln!("applied policy version {n} (sha256 {})", s(&v["hash"])),
-            None => outln!("dry run: nothing applied"),
-        }
-    })
-}
-
 pub async fn check(
     subject: String,
     action: String,
@@ -511,16 +486,24 @@ pub async fn whoami(r: Remote) -> anyhow::Result<()> {
 pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
     let c = client(&r);
     match cmd {
-        FlagsCommand::Import { file, env, lenient } => {
+        FlagsCommand::Import {
+            file,
+            env,
+            lenient,
+            create_env,
+        } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let doc: Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", file.display()))?;
-            let mode = if lenient { "?mode=lenient" } else { "" };
+            let query = q(&[
+                ("mode", lenient.then(|| "lenient".into())),
+                ("create_env", create_env.then(|| "true".into())),
+            ]);
             let v = c
                 .call(
                     Method::PUT,
-                    &format!("/v1/environments/{}/flags{mode}", urlencode(&env)),
+                    &format!("/v1/environments/{}/flags{query}", urlencode(&env)),
                     Some(doc),
                 )
                 .await?;
@@ -642,6 +625,10 @@ pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
                     "{}",
                     serde_json::to_string_pretty(&v["definition"]).unwrap_or_default()
                 );
+                if v["targets"].as_array().is_some_and(|t| !t.is_empty()) {
+                    outln!("active targets:");
+                    crate::flag_commands::target_table(&v["targets"]);
+                }
             })
         }
     }

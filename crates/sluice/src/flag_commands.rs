@@ -83,19 +83,29 @@ pub(crate) fn describe(key: &str, change: &Value) -> String {
     }
 }
 
+/// What a change may bring into being.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Creating {
+    Nothing,
+    /// The flag (`put`).
+    Flag,
+    /// The flag and its environment (`put --create-env`).
+    FlagAndEnvironment,
+}
+
 /// Sends one change (now, or scheduled with `--at`) and prints what happened.
 async fn change(
     r: &Remote,
     a: &ChangeArgs,
     change: Value,
-    creating: bool,
+    creating: Creating,
     done: impl FnOnce(&Value),
 ) -> anyhow::Result<()> {
     let c = client(r);
     let at = a.at.as_deref().map(|t| parse_at(t, now())).transpose()?;
     let base = match a.base_revision {
         Some(b) => Some(b),
-        None if creating => c
+        None if creating != Creating::Nothing => c
             .get_opt(&flag_path(&a.env, &a.key))
             .await?
             .and_then(|v| v["revision"].as_i64()),
@@ -104,11 +114,14 @@ async fn change(
     if a.propose {
         return crate::proposal_commands::propose(r, &c, a, change, base, at).await;
     }
-    let body = json!({
+    let mut body = json!({
         "change": change,
         "base_revision": base,
         "at": at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
     });
+    if creating == Creating::FlagAndEnvironment {
+        body["create_env"] = Value::Bool(true);
+    }
     let v = c
         .call(
             Method::POST,
@@ -152,7 +165,7 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
         FlagChangeCommand::Disable(a) => set_state(&r, &a, false).await,
         FlagChangeCommand::SetDefault { change: a, variant } => {
             let body = json!({"op": "set-default", "variant": variant});
-            change(&r, &a, body, false, |v| {
+            change(&r, &a, body, Creating::Nothing, |v| {
                 outln!(
                     "{} in {} now serves `{}` by default (revision {})",
                     a.key,
@@ -173,7 +186,7 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
                 _ => Value::Null,
             };
             let body = json!({"op": "set-targeting", "targeting": targeting});
-            change(&r, &a, body, false, |v| {
+            change(&r, &a, body, Creating::Nothing, |v| {
                 let what = if clear { "removed" } else { "replaced" };
                 outln!(
                     "{} in {}: targeting {what} (revision {})",
@@ -184,16 +197,25 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
             })
             .await
         }
-        FlagChangeCommand::Put { change: a, file } => {
+        FlagChangeCommand::Put {
+            change: a,
+            file,
+            create_env,
+        } => {
             let definition = read_json(&file)?;
             let body = json!({"op": "put", "definition": definition});
-            change(&r, &a, body, true, |v| {
+            let creating = if create_env {
+                Creating::FlagAndEnvironment
+            } else {
+                Creating::Flag
+            };
+            change(&r, &a, body, creating, |v| {
                 outln!("{} in {} saved (revision {})", a.key, a.env, v["revision"]);
             })
             .await
         }
         FlagChangeCommand::Delete(a) => {
-            change(&r, &a, json!({"op": "delete"}), false, |_| {
+            change(&r, &a, json!({"op": "delete"}), Creating::Nothing, |_| {
                 outln!("{} deleted from {}", a.key, a.env);
             })
             .await
@@ -207,6 +229,22 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
             group,
             duration,
         } => target(&r, &key, &env, variant, keys, me, group, duration).await,
+        FlagChangeCommand::Targets { key, env } => {
+            let v = client(&r)
+                .call(
+                    Method::GET,
+                    &format!("{}/targets", flag_path(&env, &key)),
+                    None,
+                )
+                .await?;
+            emit(r.output, &v, |v| {
+                if v.as_array().is_none_or(Vec::is_empty) {
+                    outln!("no active targets on {key} in {env}");
+                } else {
+                    target_table(v);
+                }
+            })
+        }
         FlagChangeCommand::Untarget {
             key,
             env,
@@ -270,7 +308,7 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
 
 async fn set_state(r: &Remote, a: &ChangeArgs, enabled: bool) -> anyhow::Result<()> {
     let body = json!({"op": "set-state", "enabled": enabled});
-    change(r, a, body, false, |v| {
+    change(r, a, body, Creating::Nothing, |v| {
         outln!(
             "{} is now {} in {} (revision {})",
             a.key,
@@ -280,6 +318,27 @@ async fn set_state(r: &Remote, a: &ChangeArgs, enabled: bool) -> anyhow::Result<
         );
     })
     .await
+}
+
+/// Expiring targets as a table.
+pub(crate) fn target_table(v: &Value) {
+    let rows = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|t| {
+                    vec![
+                        s(&t["id"]),
+                        s(&t["variant"]),
+                        keys_of(t),
+                        format!("{} ({})", s(&t["expires_at"]), when(&t["expires_at"])),
+                        s(&t["created_by"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(&["target", "variant", "keys", "expires", "by"], rows);
 }
 
 fn keys_of(v: &Value) -> String {

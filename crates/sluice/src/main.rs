@@ -33,6 +33,7 @@ mod client;
 mod commands;
 mod flag_commands;
 mod output;
+mod policy_commands;
 mod proposal_commands;
 mod serve;
 
@@ -48,8 +49,9 @@ async fn main() {
         Command::Apply {
             file,
             dry_run,
+            yes,
             remote,
-        } => commands::apply(&file, dry_run, remote).await,
+        } => policy_commands::apply(&file, dry_run, yes, remote).await,
         Command::Access { command, remote } => commands::access(command, remote).await,
         Command::Audit { command, remote } => commands::audit(command, remote).await,
         Command::Tokens { command, remote } => commands::tokens(command, remote).await,

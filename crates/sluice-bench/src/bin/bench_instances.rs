@@ -272,7 +272,9 @@ async fn setup(o: &Opts, backend: &str, n: usize) -> anyhow::Result<Setup> {
 async fn import(http: &reqwest::Client, base: &str, default: &str) -> anyhow::Result<()> {
     let doc = json!({"flags": {"checkout-v2": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": default}}});
     let r = http
-        .put(format!("{base}/v1/environments/staging/flags"))
+        .put(format!(
+            "{base}/v1/environments/staging/flags?create_env=true"
+        ))
         .bearer_auth(ADMIN)
         .json(&doc)
         .send()

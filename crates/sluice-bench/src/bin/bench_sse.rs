@@ -51,12 +51,14 @@ async fn main() -> anyhow::Result<()> {
     });
     let http = reqwest::Client::new();
     let flags = json!({"flags": {"checkout-v2": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"}}});
-    http.put(format!("{base}/v1/environments/staging/flags"))
-        .bearer_auth(ADMIN)
-        .json(&flags)
-        .send()
-        .await?
-        .error_for_status()?;
+    http.put(format!(
+        "{base}/v1/environments/staging/flags?create_env=true"
+    ))
+    .bearer_auth(ADMIN)
+    .json(&flags)
+    .send()
+    .await?
+    .error_for_status()?;
     let key: serde_json::Value = http
         .post(format!("{base}/v1/tokens"))
         .bearer_auth(ADMIN)

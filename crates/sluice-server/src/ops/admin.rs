@@ -19,6 +19,11 @@ pub struct Applied {
     pub version: Option<i64>,
     pub hash: String,
     pub diff: Vec<String>,
+    /// The lines of `diff` that take something away (principals, entitlements, environments,
+    /// protection): what a person should confirm.
+    pub removals: Vec<String>,
+    /// sha256 of the policy the diff was computed against.
+    pub base_hash: String,
 }
 
 /// A token as created: the secret is shown this once.
@@ -94,11 +99,24 @@ impl App {
         caller: &Caller,
         source: &str,
         dry_run: bool,
+        base_hash: Option<&str>,
     ) -> Result<Applied, ApiError> {
         caller.require_admin()?;
         let next = Policy::from_yaml(source)
-            .map_err(|e| ApiError::bad_request("invalid_policy", e.to_string()))?;
-        let mut diff = self.policy().diff(&next);
+            .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+        let current = self.policy();
+        // The diff a person confirmed was against `base_hash`: refuse if the policy moved since.
+        if let Some(base) = base_hash.filter(|b| *b != current.hash) {
+            return Err(ApiError::Conflict {
+                code: "policy_changed",
+                message: format!(
+                    "the policy in force changed since the diff you saw (sha256 {base}, now {}); run apply again",
+                    current.hash
+                ),
+            });
+        }
+        let mut diff = current.diff(&next);
+        let removals = current.removals(&next);
         // Principals that exist but that the new policy does not declare: their grants end and
         // their tokens are revoked in the same transaction (default deny for the undeclared).
         let removed: Vec<String> = self
@@ -144,6 +162,8 @@ impl App {
                 version: None,
                 hash: next.hash,
                 diff,
+                removals,
+                base_hash: current.hash.clone(),
             });
         }
         let now = self.now();
@@ -182,6 +202,8 @@ impl App {
             version: Some(version),
             hash: next.hash,
             diff,
+            removals,
+            base_hash: current.hash.clone(),
         })
     }
 
@@ -258,7 +280,11 @@ impl App {
             )));
         }
         let environment = match (kind, environment) {
-            (TokenKind::Client, Some(env)) => Some(env),
+            (TokenKind::Client, Some(env)) => {
+                // A key for an environment that does not exist would evaluate nothing.
+                self.check_environment(&env, false, caller.admin).await?;
+                Some(env)
+            }
             (TokenKind::Client, None) => {
                 return Err(ApiError::bad_request(
                     "environment_required",

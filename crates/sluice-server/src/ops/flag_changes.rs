@@ -105,6 +105,9 @@ impl FlagChange {
 pub enum Authority {
     Grant {
         grant_id: String,
+        /// When the grant ends: what the authority is good for (not recorded; the grant is).
+        #[serde(skip)]
+        expires_at: DateTime<Utc>,
     },
     Standing,
     Admin,
@@ -153,9 +156,14 @@ impl App {
         };
         if d.allowed {
             return Ok(match d.reason {
-                sluice_core::decision::Reason::Grant { grant_id, .. } => {
-                    Authority::Grant { grant_id }
-                }
+                sluice_core::decision::Reason::Grant {
+                    grant_id,
+                    expires_at,
+                    ..
+                } => Authority::Grant {
+                    grant_id,
+                    expires_at,
+                },
                 _ => Authority::Standing,
             });
         }
@@ -189,8 +197,14 @@ impl App {
         key: &str,
         change: &FlagChange,
         base_revision: Option<i64>,
+        create_env: bool,
     ) -> Result<FlagChanged, ApiError> {
+        self.check_environment(env, create_env, admin).await?;
         let mut tx = self.store.begin().await?;
+        if create_env {
+            self.record_environment_created(&mut tx, actor, env, self.now())
+                .await?;
+        }
         let done = self
             .change_flag_in(
                 &mut tx,

@@ -136,9 +136,10 @@ impl App {
         environment: &str,
         document: Value,
         mode: ImportMode,
+        create_env: bool,
     ) -> Result<Imported, ApiError> {
-        sluice_core::policy::check_name("environment", environment)
-            .map_err(|e| ApiError::bad_request("invalid_environment", e.message))?;
+        self.check_environment(environment, create_env, caller.admin)
+            .await?;
         // An import replaces every flag, so it is the widest change there is: in a protected
         // environment it needs a live grant for `import` on `flag:<env>/*`, administrators
         // included; elsewhere an administrator or a standing permission.
@@ -180,6 +181,10 @@ impl App {
         let digest = hex::encode(Sha256::digest(def.to_value().to_string().as_bytes()));
         let now = self.now();
         let mut tx = self.store.begin().await?;
+        if create_env {
+            self.record_environment_created(&mut tx, &caller.name, environment, now)
+                .await?;
+        }
         let revision = tx
             .replace_flag_set(environment, &set_doc, &flags, &caller.name, now)
             .await?;

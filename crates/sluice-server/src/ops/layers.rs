@@ -104,6 +104,35 @@ fn status(env: &str, key: &str, r: &Rollout, now: DateTime<Utc>) -> RolloutStatu
     }
 }
 
+/// A target allowed by a grant may not outlive it: refuses a duration that ends after the
+/// grant, naming when it ends and the most that may be asked for. (Standing permissions have
+/// no end, so targets they allow are not capped.)
+fn outlives_grant(
+    grant_id: &str,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    duration: Duration,
+) -> Result<(), ApiError> {
+    if now + duration.delta() <= expires_at {
+        return Ok(());
+    }
+    let left = u64::try_from((expires_at - now).num_seconds()).unwrap_or(0);
+    // Whole minutes when there are any: what a person would type after `--for`.
+    let most = Duration::from_secs(if left >= 60 { left - left % 60 } else { left })
+        .to_string()
+        .replace(' ', "");
+    Err(ApiError::bad_request(
+        "target_outlives_grant",
+        format!(
+            "a target may not outlive the grant that allows it: grant {grant_id} ends at {} \
+             ({}); ask for at most {most} (--for {most}), or extend the grant first \
+             (sluice access extend {grant_id})",
+            expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            sluice_core::duration::relative(now, expires_at),
+        ),
+    ))
+}
+
 async fn load(tx: &mut WriteTx, env: &str, key: &str) -> Result<FlagLayers, ApiError> {
     match tx.lock_flag_layers(env, key).await? {
         Some(v) => {
@@ -184,6 +213,7 @@ impl App {
         group: Option<String>,
         duration: Duration,
     ) -> Result<Target, ApiError> {
+        self.check_environment(env, false, caller.admin).await?;
         let now = self.now();
         let keys: Vec<String> = keys
             .into_iter()
@@ -204,6 +234,13 @@ impl App {
                     .map_err(|_| e)?,
                 Err(e) => return Err(e),
             };
+        if let Authority::Grant {
+            grant_id,
+            expires_at,
+        } = &authority
+        {
+            outlives_grant(grant_id, *expires_at, now, duration)?;
+        }
         if !self.variants_of(env, key).await?.contains_key(&variant) {
             return Err(ApiError::bad_request(
                 "unknown_variant",
@@ -229,6 +266,30 @@ impl App {
         Ok(target)
     }
 
+    /// The flag's targets still in force, soonest to expire first.
+    pub async fn active_targets(&self, env: &str, key: &str) -> Result<Vec<Target>, ApiError> {
+        let ms = self.now().timestamp_millis();
+        let Some(body) = self.store.flag_layers_of(env, key).await? else {
+            return Ok(Vec::new());
+        };
+        let layers: FlagLayers = serde_json::from_value(body)
+            .map_err(|e| ApiError::Internal(format!("stored layers: {e}")))?;
+        let mut targets: Vec<Target> = layers
+            .targets
+            .into_iter()
+            .filter(|t| t.expires_at_ms > ms)
+            .collect();
+        targets.sort_by_key(|t| t.expires_at_ms);
+        Ok(targets)
+    }
+
+    /// [`active_targets`](Self::active_targets) of a flag that must exist.
+    pub async fn list_targets(&self, env: &str, key: &str) -> Result<Vec<Target>, ApiError> {
+        self.check_environment(env, false, false).await?;
+        self.variants_of(env, key).await?;
+        self.active_targets(env, key).await
+    }
+
     /// Removes a target before its time.
     pub async fn remove_target(
         &self,
@@ -237,6 +298,7 @@ impl App {
         key: &str,
         id: &str,
     ) -> Result<Target, ApiError> {
+        self.check_environment(env, false, caller.admin).await?;
         let now = self.now();
         let mut tx = self.store.begin().await?;
         let mut layers = load(&mut tx, env, key).await?;
@@ -266,6 +328,7 @@ impl App {
         variant: String,
         steps: Vec<StepInput>,
     ) -> Result<RolloutStatus, ApiError> {
+        self.check_environment(env, false, caller.admin).await?;
         let now = self.now();
         let authority =
             self.authorize_flag(&caller.name, caller.admin, env, key, "edit-rollout", now)?;
@@ -336,6 +399,7 @@ impl App {
         key: &str,
         op: RolloutOp,
     ) -> Result<RolloutStatus, ApiError> {
+        self.check_environment(env, false, caller.admin).await?;
         let now = self.now();
         let authority =
             self.authorize_flag(&caller.name, caller.admin, env, key, "edit-rollout", now)?;

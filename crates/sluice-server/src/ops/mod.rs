@@ -4,6 +4,7 @@ pub mod access;
 pub mod admin;
 pub mod change_requests;
 pub mod decide;
+pub mod environments;
 pub mod flag_changes;
 pub mod flags;
 pub mod layers;

@@ -57,6 +57,7 @@ impl App {
                 "`at` must be in the future; leave it out to change the flag now",
             ));
         }
+        self.check_environment(env, false, caller.admin).await?;
         // Checked now so nobody schedules what they may not do, and again when it applies,
         // because a grant may have ended by then.
         self.authorize_flag(&caller.name, caller.admin, env, key, change.action(), now)?;

@@ -41,6 +41,9 @@ pub struct ApplyPolicy {
     /// Validate and show the diff without applying.
     #[serde(default)]
     pub dry_run: bool,
+    /// sha256 of the policy the caller saw the diff against (`hash` of `GET /v1/policy` or of
+    /// a dry run's `base_hash`); if the policy in force has changed since, 409 `policy_changed`.
+    pub base_hash: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -50,25 +53,37 @@ pub struct PolicyApplied {
     /// sha256 of the source.
     pub hash: String,
     pub diff: Vec<String>,
+    /// The changes that take something away (principals, entitlements, environments or their
+    /// protection); a client should confirm these with a person before applying.
+    pub removals: Vec<String>,
+    /// sha256 of the policy the diff was computed against.
+    pub base_hash: String,
     pub applied: bool,
 }
 
 /// Validate a policy completely, show the diff, and apply it (administrators).
 #[utoipa::path(post, path = "/v1/policy", request_body = ApplyPolicy, tag = "admin",
-    responses((status = 200, body = PolicyApplied), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = PolicyApplied), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn apply(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
     ApiJson(body): ApiJson<ApplyPolicy>,
 ) -> Result<Json<PolicyApplied>, ApiError> {
     let a = app
-        .apply_policy(&caller, &body.source, body.dry_run)
+        .apply_policy(
+            &caller,
+            &body.source,
+            body.dry_run,
+            body.base_hash.as_deref(),
+        )
         .await?;
     Ok(Json(PolicyApplied {
         applied: a.version.is_some(),
         version: a.version,
         hash: a.hash,
         diff: a.diff,
+        removals: a.removals,
+        base_hash: a.base_hash,
     }))
 }
 
@@ -121,7 +136,8 @@ pub struct CreatedToken {
 
 /// Create a token; the secret is in the response and nowhere else.
 #[utoipa::path(post, path = "/v1/tokens", request_body = NewToken, tag = "admin",
-    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "no such principal, or a client key's environment does not exist (`unknown_environment`)")))]
 pub async fn create_token(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,

@@ -22,12 +22,17 @@ pub struct ChangeRequestBody {
     pub base_revision: Option<i64>,
     /// Apply at this time (RFC 3339) instead of now: a scheduled change.
     pub at: Option<DateTime<Utc>>,
+    /// Create the environment if it does not exist (administrators, changes made now;
+    /// audited as `environment.created`). Otherwise an environment that the policy does not
+    /// declare and that holds no flags is refused with 404 `unknown_environment`.
+    #[serde(default)]
+    pub create_env: bool,
 }
 
 /// Change one flag (or schedule the change with `at`).
 #[utoipa::path(post, path = "/v1/environments/{env}/flags/{key}/changes", request_body = ChangeRequestBody, tag = "flags",
     responses((status = 200, body = FlagChanged), (status = 202, body = Object, description = "scheduled"), (status = 400, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn change(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
@@ -35,6 +40,12 @@ pub async fn change(
     ApiJson(body): ApiJson<ChangeRequestBody>,
 ) -> Result<Response, ApiError> {
     if let Some(at) = body.at {
+        if body.create_env {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "`create_env` goes with a change made now, not a scheduled one",
+            ));
+        }
         let s = app
             .schedule_change(&caller, &env, &key, body.change, body.base_revision, at)
             .await?;
@@ -49,6 +60,7 @@ pub async fn change(
             &key,
             &body.change,
             body.base_revision,
+            body.create_env,
         )
         .await?;
     Ok(Json(done).into_response())
@@ -92,7 +104,7 @@ impl From<sluice_eval::layers::Target> for TargetView {
 
 /// Pin targeting keys to a variant for a while (expiring targets).
 #[utoipa::path(post, path = "/v1/environments/{env}/flags/{key}/targets", request_body = NewTarget, tag = "flags",
-    responses((status = 201, body = TargetView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 201, body = TargetView), (status = 400, body = ErrorBody, description = "e.g. `target_outlives_grant`: longer than the authorising grant has left"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn add_target(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
@@ -105,6 +117,18 @@ pub async fn add_target(
         .add_target(&caller, &env, &key, body.variant, body.keys, body.group, d)
         .await?;
     Ok((StatusCode::CREATED, Json(t.into())))
+}
+
+/// The flag's expiring targets still in force, soonest to expire first.
+#[utoipa::path(get, path = "/v1/environments/{env}/flags/{key}/targets", tag = "flags",
+    responses((status = 200, body = [TargetView]), (status = 404, body = ErrorBody)))]
+pub async fn list_targets(
+    State(app): State<App>,
+    _caller: ApiCaller,
+    Path((env, key)): Path<(String, String)>,
+) -> Result<Json<Vec<TargetView>>, ApiError> {
+    let targets = app.list_targets(&env, &key).await?;
+    Ok(Json(targets.into_iter().map(Into::into).collect()))
 }
 
 /// Remove a target before it expires.

@@ -39,6 +39,11 @@ pub struct ImportQuery {
     /// `lenient` (as flagd loads files: faulty flags are stored, listed, and answer
     /// `PARSE_ERROR`).
     pub mode: Option<String>,
+    /// Create the environment if it does not exist (administrators; audited as
+    /// `environment.created`). Without it, an environment that the policy does not declare
+    /// and that holds no flags is refused with 404 `unknown_environment`.
+    #[serde(default)]
+    pub create_env: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -49,6 +54,8 @@ pub struct FlagView {
     /// The flagd definition.
     #[schema(value_type = Object)]
     pub definition: Value,
+    /// Expiring targets still in force, soonest to expire first.
+    pub targets: Vec<crate::routes::flag_changes::TargetView>,
 }
 
 /// Environments and their flag counts.
@@ -85,7 +92,7 @@ pub async fn environments(
 /// Replace an environment's flags with a flagd document (administrators, or anyone with an `import` permission; in a protected environment a live grant for `import` is required, administrators included). Strict by default
 /// (all or nothing); `?mode=lenient` loads as flagd does and lists the faulty flags.
 #[utoipa::path(put, path = "/v1/environments/{env}/flags", params(ImportQuery), request_body(content = Object, description = "a flagd flag definition document"), tag = "flags",
-    responses((status = 200, body = ImportResult), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = ImportResult), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn import(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
@@ -103,7 +110,9 @@ pub async fn import(
             ))
         }
     };
-    let r = app.import_flags(&caller, &env, doc, mode).await?;
+    let r = app
+        .import_flags(&caller, &env, doc, mode, q.create_env)
+        .await?;
     Ok(Json(ImportResult {
         environment: r.environment,
         revision: r.revision,
@@ -127,27 +136,30 @@ pub async fn export(
     Ok(Json(crate::ops::flags::export_document(&set)))
 }
 
-/// One flag's definition and revision.
+/// One flag's definition, revision and active targets. 404 `unknown_environment` when the
+/// environment does not exist, `not_found` when the flag does not.
 #[utoipa::path(get, path = "/v1/environments/{env}/flags/{key}", tag = "flags", responses((status = 200, body = FlagView), (status = 404, body = ErrorBody)))]
 pub async fn flag(
     State(app): State<App>,
     _caller: ApiCaller,
     Path((env, key)): Path<(String, String)>,
 ) -> Result<Json<FlagView>, ApiError> {
-    let set = app
-        .store
-        .flag_set(&env)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no environment `{env}`")))?;
+    let Some(set) = app.store.flag_set(&env).await? else {
+        // Declared but empty: no such flag; anything else: say which environments there are.
+        app.check_environment(&env, false, false).await?;
+        return Err(ApiError::NotFound(format!("no flag `{key}` in `{env}`")));
+    };
     let f = set
         .flags
         .into_iter()
         .find(|f| f.key == key)
         .ok_or_else(|| ApiError::NotFound(format!("no flag `{key}` in `{env}`")))?;
+    let targets = app.active_targets(&env, &key).await?;
     Ok(Json(FlagView {
         environment: env,
         key: f.key,
         revision: f.revision,
         definition: f.definition,
+        targets: targets.into_iter().map(Into::into).collect(),
     }))
 }

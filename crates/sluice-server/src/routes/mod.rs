@@ -36,7 +36,7 @@ pub const MAX_IMPORT: usize = 8 * 1024 * 1024;
         authzen::evaluation, authzen::evaluations, authzen::configuration,
         flags::environments, flags::import, flags::export, flags::flag,
         ofrep::evaluate, ofrep::evaluate_all, ofrep::events,
-        flag_changes::change, flag_changes::add_target, flag_changes::remove_target,
+        flag_changes::change, flag_changes::add_target, flag_changes::list_targets, flag_changes::remove_target,
         flag_changes::start_rollout, flag_changes::rollout_status, flag_changes::control_rollout,
         flag_changes::scheduled, flag_changes::cancel_scheduled,
         change_requests::propose, change_requests::list, change_requests::show,
@@ -274,7 +274,7 @@ pub fn router(app: App) -> Router {
         )
         .route(
             "/v1/environments/{env}/flags/{key}/targets",
-            post(flag_changes::add_target),
+            post(flag_changes::add_target).get(flag_changes::list_targets),
         )
         .route(
             "/v1/environments/{env}/flags/{key}/targets/{id}",

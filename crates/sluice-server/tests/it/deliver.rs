@@ -55,7 +55,7 @@ async fn setup(b: Backend, env: &str) -> Option<Env> {
         .send(
             reqwest::Method::PUT,
             ADMIN_TOKEN,
-            &format!("/v1/environments/{env}/flags"),
+            &format!("/v1/environments/{env}/flags?create_env=true"),
             Some(flags()),
         )
         .await;

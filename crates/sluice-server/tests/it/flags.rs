@@ -69,7 +69,13 @@ pub fn merged_testbed() -> Option<Value> {
     Some(merged.to_value())
 }
 
+/// Imports as the administrator, creating the environment if it is new.
 async fn put(s: &TestServer, env: &str, query: &str, doc: &Value) -> (StatusCode, Value) {
+    let query = if query.is_empty() {
+        "?create_env=true".to_owned()
+    } else {
+        format!("{query}&create_env=true")
+    };
     s.send(
         reqwest::Method::PUT,
         ADMIN_TOKEN,
@@ -141,7 +147,13 @@ async fn strict_import_is_all_or_nothing_with_a_precise_error(b: Backend) {
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     assert!(s.audit_actions("flags.imported").await.is_empty());
 
-    // A client key may not import; neither may a non-administrator.
+    // A valid document goes in strict mode and says so.
+    let (st, v) = put(&s, "staging", "?mode=strict", &document()).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["mode"].as_str(), v["broken"].clone()),
+        (Some("strict"), json!([]))
+    ); // Once it exists: a client key of it may not import; neither may a non-administrator.
     let key = client_key(&s, "staging").await;
     let (st, _) = s
         .send(
@@ -163,14 +175,6 @@ async fn strict_import_is_all_or_nothing_with_a_precise_error(b: Backend) {
         )
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-
-    // A valid document goes in strict mode and says so.
-    let (st, v) = put(&s, "staging", "?mode=strict", &document()).await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(
-        (v["mode"].as_str(), v["broken"].clone()),
-        (Some("strict"), json!([]))
-    );
 }
 
 async fn lenient_import_serves_the_rest_and_broken_flags_answer_parse_error(b: Backend) {

@@ -12,6 +12,7 @@ mod authzen;
 mod badinput;
 mod broken_flags;
 mod deliver;
+mod environments;
 mod failclosed;
 mod flags;
 mod harness;

@@ -39,7 +39,7 @@ pub async fn import(s: &TestServer, env: &str, doc: Value) -> i64 {
         .send(
             reqwest::Method::PUT,
             ADMIN_TOKEN,
-            &format!("/v1/environments/{env}/flags"),
+            &format!("/v1/environments/{env}/flags?create_env=true"),
             Some(doc),
         )
         .await;
@@ -542,6 +542,7 @@ async fn bulk_isolates_failures_and_caches_by_revision_and_context(b: Backend) {
     assert!(r6.json()["errorDetails"].is_string());
 
     // A key of an environment without flags gets an empty list, not an error.
+    import(&s, "development", json!({"flags": {}})).await;
     let empty = client_key(&s, "development").await;
     let r7 = call(&s, path, Some(("x-api-key", &empty)), "{}", &[]).await;
     assert_eq!(r7.status, StatusCode::OK, "{}", r7.text);
@@ -677,11 +678,13 @@ async fn a_client_key_over_its_rate_gets_429_with_retry_after(b: Backend) {
     let (base, _stop) = limited_server(&db, 5).await;
     let http = reqwest::Client::new();
     let admin = |req: reqwest::RequestBuilder| req.bearer_auth(ADMIN_TOKEN);
-    let r = admin(http.put(format!("{base}/v1/environments/staging/flags")))
-        .json(&document())
-        .send()
-        .await
-        .expect("import");
+    let r = admin(http.put(format!(
+        "{base}/v1/environments/staging/flags?create_env=true"
+    )))
+    .json(&document())
+    .send()
+    .await
+    .expect("import");
     assert_eq!(r.status(), StatusCode::OK);
     let mut keys = Vec::new();
     for name in ["a", "b"] {

@@ -45,7 +45,7 @@ async fn setup(b: Backend) -> Option<Env> {
             .send(
                 reqwest::Method::PUT,
                 ADMIN_TOKEN,
-                &format!("/v1/environments/{env}/flags"),
+                &format!("/v1/environments/{env}/flags?create_env=true"),
                 Some(flags()),
             )
             .await;

@@ -58,6 +58,7 @@ async fn kill_switch_targets_rollouts_and_schedules_through_the_cli() {
                     flags.to_str().expect("utf-8"),
                     "--env",
                     env,
+                    "--create-env",
                 ],
             )
             .await;
@@ -308,8 +309,18 @@ async fn four_eyes_proposals_through_the_cli() {
     std::fs::write(&flags, FLAGS).expect("write flags");
     // Import before the policy protects production (an import there then needs a grant).
     let file = flags.to_str().expect("utf-8");
-    s.ok(admin, &["flags", "import", file, "--env", "production"])
-        .await;
+    s.ok(
+        admin,
+        &[
+            "flags",
+            "import",
+            file,
+            "--env",
+            "production",
+            "--create-env",
+        ],
+    )
+    .await;
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, FOUR_EYES_POLICY).expect("write policy");
     s.ok(admin, &["apply", "-f", policy.to_str().expect("utf-8")])

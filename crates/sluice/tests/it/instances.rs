@@ -199,7 +199,7 @@ fn flag_doc(default: &str) -> Value {
 
 async fn import(http: &reqwest::Client, s: &Serve, doc: &Value) {
     let resp = http
-        .put(s.url("/v1/environments/staging/flags"))
+        .put(s.url("/v1/environments/staging/flags?create_env=true"))
         .bearer_auth(ADMIN_TOKEN)
         .timeout(Duration::from_secs(10))
         .json(doc)
@@ -214,8 +214,9 @@ async fn a_flag_change_on_one_instance_reaches_an_sse_subscriber_of_the_other_wi
     let Some(p) = Pair::start().await else { return };
     let http = reqwest::Client::new();
     p.a.apply_policy(&http, POLICY).await;
-    let key = p.a.client_key(&http, "staging").await;
+    // The import creates `staging`; a client key names an environment that exists.
     import(&http, &p.a, &flag_doc("off")).await;
+    let key = p.a.client_key(&http, "staging").await;
     let deadline = Instant::now() + Duration::from_secs(2);
     while ofrep_value(&http, &p.b, &key).await != json!(false) {
         assert!(Instant::now() < deadline, "B never saw the first import");
@@ -347,7 +348,9 @@ async fn mixed_load_on_both_instances_keeps_one_verifiable_chain() {
                 writes += 3;
                 if i % 5 == t {
                     let resp = http
-                        .put(format!("http://{there}/v1/environments/staging/flags"))
+                        .put(format!(
+                            "http://{there}/v1/environments/staging/flags?create_env=true"
+                        ))
                         .bearer_auth(ADMIN_TOKEN)
                         .json(&flag_doc(if i % 2 == 0 { "on" } else { "off" }))
                         .send()

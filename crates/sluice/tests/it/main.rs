@@ -15,6 +15,7 @@ mod harness;
 mod instances;
 mod keys;
 mod outage;
+mod policy;
 mod sdk;
 mod story;
 mod tail;

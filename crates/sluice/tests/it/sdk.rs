@@ -61,7 +61,14 @@ async fn server_with_flags(dir: &Path) -> (Serve, String) {
     let out = s
         .ok(
             Some(ADMIN_TOKEN),
-            &["flags", "import", "--env", "production", flags],
+            &[
+                "flags",
+                "import",
+                "--env",
+                "production",
+                "--create-env",
+                flags,
+            ],
         )
         .await;
     assert!(out.contains("imported 9 flags"), "{out}");
@@ -162,7 +169,7 @@ async fn lenient_import_and_the_client_rate_limit_through_the_binary() {
     let strict = s
         .cli(
             Some(ADMIN_TOKEN),
-            &["flags", "import", "--env", "staging", doc],
+            &["flags", "import", "--env", "staging", "--create-env", doc],
         )
         .await;
     assert!(!strict.success, "strict by default: {}", strict.stdout);
@@ -174,7 +181,15 @@ async fn lenient_import_and_the_client_rate_limit_through_the_binary() {
     let out = s
         .ok(
             Some(ADMIN_TOKEN),
-            &["flags", "import", "--lenient", "--env", "staging", doc],
+            &[
+                "flags",
+                "import",
+                "--lenient",
+                "--env",
+                "staging",
+                "--create-env",
+                doc,
+            ],
         )
         .await;
     assert!(out.contains("imported 2 flags"), "{out}");

@@ -1,0 +1,178 @@
+//! Validation refuses what can never work, naming the key and a stable code.
+
+use super::*;
+
+const BASE: &str = "
+users: [alice, bob, carol]
+groups:
+  leads: [bob, carol]
+  nobody: []
+";
+
+fn with(rest: &str) -> Result<Policy, PolicyError> {
+    Policy::from_yaml(&format!("{BASE}{rest}"))
+}
+
+fn refused(rest: &str) -> PolicyError {
+    match with(rest) {
+        Ok(_) => panic!("accepted:\n{rest}"),
+        Err(e) => e,
+    }
+}
+
+fn entitlement(requesters: &str, approval: &str) -> String {
+    format!(
+        "
+entitlements:
+  - name: e
+    scopes: [{{resource: \"db:x\", actions: [read]}}]
+    requesters: {requesters}
+    max_duration: 1h
+    approval: {approval}
+"
+    )
+}
+
+#[test]
+fn the_example_policy_passes() {
+    let text = include_str!("../../../../examples/policy.yaml");
+    assert!(Policy::from_yaml(text).is_ok());
+}
+
+#[test]
+fn more_approvals_than_approvers_is_refused() {
+    let e = refused(&entitlement(
+        "[alice]",
+        "{ required: 3, approvers: [group:leads] }",
+    ));
+    assert_eq!(e.kind, PolicyErrorKind::TooFewApprovers);
+    assert_eq!(e.code(), "too_few_approvers");
+    assert_eq!(e.path, "entitlements[0].approval.required");
+    assert!(e.message.contains("needs 3 approvals"), "{e}");
+    assert!(e.message.contains("bob, carol"), "{e}");
+}
+
+#[test]
+fn a_principal_named_twice_counts_once() {
+    let e = refused(&entitlement(
+        "[alice]",
+        "{ required: 3, approvers: [group:leads, bob, user:carol] }",
+    ));
+    assert_eq!(e.kind, PolicyErrorKind::TooFewApprovers);
+    assert!(with(&entitlement(
+        "[alice]",
+        "{ required: 2, approvers: [group:leads, bob] }"
+    ))
+    .is_ok());
+}
+
+#[test]
+fn an_empty_approver_group_is_refused() {
+    let e = refused(&entitlement(
+        "[alice]",
+        "{ required: 1, approvers: [bob, group:nobody] }",
+    ));
+    assert_eq!(e.kind, PolicyErrorKind::EmptyApproverGroup);
+    assert_eq!(e.code(), "empty_approver_group");
+    assert_eq!(e.path, "entitlements[0].approval.approvers[1]");
+    assert!(e.message.contains("`nobody` has no members"), "{e}");
+}
+
+#[test]
+fn an_entitlement_nobody_can_request_is_refused() {
+    for requesters in ["[]", "[group:nobody]"] {
+        let e = refused(&entitlement(
+            requesters,
+            "{ required: 1, approvers: [group:leads] }",
+        ));
+        assert_eq!(e.kind, PolicyErrorKind::NoRequesters, "{requesters}");
+        assert_eq!(e.code(), "no_requesters");
+        assert_eq!(e.path, "entitlements[0].requesters");
+    }
+}
+
+#[test]
+fn the_only_approver_being_the_only_requester_is_refused() {
+    let e = refused(&entitlement("[bob]", "{ required: 1, approvers: [bob] }"));
+    assert_eq!(e.kind, PolicyErrorKind::OnlySelfApproval);
+    assert_eq!(e.code(), "only_self_approval");
+    assert_eq!(e.path, "entitlements[0].approval");
+    assert!(
+        e.message.contains("the only eligible approver, `bob`"),
+        "{e}"
+    );
+    // Two leads, both needed, each asking: neither can ever get two others.
+    let e = refused(&entitlement(
+        "[group:leads]",
+        "{ required: 2, approvers: [group:leads] }",
+    ));
+    assert_eq!(e.kind, PolicyErrorKind::OnlySelfApproval);
+    // One lead needed: each lead's request is approved by the other.
+    assert!(with(&entitlement(
+        "[group:leads]",
+        "{ required: 1, approvers: [group:leads] }"
+    ))
+    .is_ok());
+}
+
+#[test]
+fn environment_approval_rules_follow_the_same_rules() {
+    let e = refused(
+        "
+environments:
+  production:
+    protected: true
+    approval: { required: 3, approvers: [group:leads] }
+",
+    );
+    assert_eq!(e.kind, PolicyErrorKind::TooFewApprovers);
+    assert_eq!(e.path, "environments.production.approval.required");
+    let e = refused(
+        "
+environments:
+  production:
+    approval: { required: 1, approvers: [group:nobody] }
+",
+    );
+    assert_eq!(e.kind, PolicyErrorKind::EmptyApproverGroup);
+    assert_eq!(e.path, "environments.production.approval.approvers[0]");
+}
+
+#[test]
+fn other_faults_keep_the_generic_code() {
+    let e = refused(&entitlement(
+        "[alice]",
+        "{ required: 1, approvers: [group:ghosts] }",
+    ));
+    assert_eq!(e.code(), "invalid_policy");
+}
+
+#[test]
+fn removals_name_what_is_taken_away() {
+    let before = Policy::from_yaml(include_str!("../../../../examples/policy.yaml")).unwrap();
+    let empty = Policy::from_yaml("{}").unwrap();
+    let gone = before.removals(&empty);
+    assert!(gone.contains(&"- user alice".to_owned()), "{gone:?}");
+    assert!(
+        gone.contains(&"- service account ci-bot".to_owned()),
+        "{gone:?}"
+    );
+    assert!(
+        gone.contains(&"- environment production".to_owned()),
+        "{gone:?}"
+    );
+    assert!(
+        gone.contains(&"- entitlement flags-prod-operator".to_owned()),
+        "{gone:?}"
+    );
+    let unprotected = include_str!("../../../../examples/policy.yaml")
+        .replace("protected: true", "protected: false");
+    let next = Policy::from_yaml(&unprotected).unwrap();
+    assert_eq!(
+        before.removals(&next),
+        vec!["~ environment production: no longer protected".to_owned()]
+    );
+    // Additions take nothing away.
+    assert!(empty.removals(&before).is_empty());
+    assert!(before.removals(&before).is_empty());
+}

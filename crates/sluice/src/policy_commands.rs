@@ -1,0 +1,102 @@
+//! `sluice apply`: validate, show the diff, ask before taking anything away, apply.
+
+use crate::cli::{Output, Remote};
+use crate::commands::client;
+use crate::output::{emit, s};
+use anyhow::{bail, Context};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+fn lines(v: &Value, field: &str) -> Vec<String> {
+    v[field]
+        .as_array()
+        .map(|a| a.iter().map(s).collect())
+        .unwrap_or_default()
+}
+
+fn print_diff(v: &Value) {
+    let diff = lines(v, "diff");
+    if diff.is_empty() {
+        outln!("no changes");
+    }
+    for d in diff {
+        outln!("{d}");
+    }
+}
+
+/// Asks on the terminal whether to go on; `false` for anything but yes.
+fn confirm(removals: &[String]) -> anyhow::Result<bool> {
+    let mut err = std::io::stderr();
+    writeln!(
+        err,
+        "\nThis change takes away:\n  {}\nPrincipals removed lose their grants and tokens; an environment no longer protected \
+         lets flag changes through without a grant.",
+        removals.join("\n  ")
+    )?;
+    write!(err, "Apply it? [y/N] ")?;
+    err.flush()?;
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("cannot read the answer")?;
+    Ok(matches!(
+        answer.trim().to_ascii_lowercase().as_str(),
+        "y" | "yes"
+    ))
+}
+
+pub async fn apply(file: &Path, dry_run: bool, yes: bool, r: Remote) -> anyhow::Result<()> {
+    let source =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let c = client(&r);
+    // Always look first: the diff is what a person confirms, against the policy it was
+    // computed from (`base_hash`), so a policy changed in between is refused, not overwritten.
+    let preview = c
+        .call(
+            Method::POST,
+            "/v1/policy",
+            Some(json!({"source": source, "dry_run": true})),
+        )
+        .await?;
+    if dry_run {
+        return emit(r.output, &preview, |v| {
+            print_diff(v);
+            outln!("dry run: nothing applied");
+        });
+    }
+    let removals = lines(&preview, "removals");
+    if !removals.is_empty() && !yes {
+        if !std::io::stdin().is_terminal() {
+            if r.output == Output::Table {
+                print_diff(&preview);
+            }
+            bail!(
+                "nothing applied: this policy takes away {} ({}), and there is no terminal to \
+                 confirm it on; check the diff, then run again with --yes",
+                removals.len(),
+                removals.join("; ")
+            );
+        }
+        print_diff(&preview);
+        if !confirm(&removals)? {
+            bail!("nothing applied");
+        }
+    }
+    let v = c
+        .call(
+            Method::POST,
+            "/v1/policy",
+            Some(json!({"source": source, "base_hash": preview["base_hash"]})),
+        )
+        .await?;
+    emit(r.output, &v, |v| {
+        print_diff(v);
+        match v["version"].as_i64() {
+            Some(n) => outln!("applied policy version {n} (sha256 {})", s(&v["hash"])),
+            None => outln!("dry run: nothing applied"),
+        }
+    })
+}
