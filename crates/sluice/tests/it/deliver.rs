@@ -419,6 +419,7 @@ async fn a_rollout_completes_through_the_cli() {
             flags.to_str().expect("utf-8"),
             "--env",
             "staging",
+            "--create-env",
         ],
     )
     .await;
