@@ -46,7 +46,7 @@ async fn setup(s: &TestServer) -> String {
     // Strict import refuses the document, naming a fault; nothing is stored.
     let r = s
         .http
-        .put(s.url("/v1/environments/staging/flags"))
+        .put(s.url("/v1/environments/staging/flags?create_env=true"))
         .bearer_auth(ADMIN_TOKEN)
         .json(&document())
         .send()
@@ -56,7 +56,7 @@ async fn setup(s: &TestServer) -> String {
     // Lenient import loads it as flagd loads a file.
     let r = s
         .http
-        .put(s.url("/v1/environments/staging/flags?mode=lenient"))
+        .put(s.url("/v1/environments/staging/flags?mode=lenient&create_env=true"))
         .bearer_auth(ADMIN_TOKEN)
         .json(&document())
         .send()

@@ -50,7 +50,7 @@ async fn import_flags(s: &TestServer, env: &str) {
     let doc = json!({"flags": {"on": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"}}});
     let r = s
         .http
-        .put(s.url(&format!("/v1/environments/{env}/flags")))
+        .put(s.url(&format!("/v1/environments/{env}/flags?create_env=true")))
         .bearer_auth(ADMIN_TOKEN)
         .json(&doc)
         .send()

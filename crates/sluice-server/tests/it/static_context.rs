@@ -26,7 +26,7 @@ async fn setup(s: &TestServer) -> String {
     }});
     let r = s
         .http
-        .put(s.url("/v1/environments/staging/flags"))
+        .put(s.url("/v1/environments/staging/flags?create_env=true"))
         .bearer_auth(ADMIN_TOKEN)
         .json(&doc)
         .send()

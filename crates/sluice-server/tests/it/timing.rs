@@ -57,7 +57,7 @@ async fn load(s: &TestServer) -> (String, String) {
             .send(
                 reqwest::Method::PUT,
                 ADMIN_TOKEN,
-                &format!("/v1/environments/{env}/flags"),
+                &format!("/v1/environments/{env}/flags?create_env=true"),
                 Some(flags()),
             )
             .await;
