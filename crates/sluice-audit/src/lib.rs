@@ -25,6 +25,7 @@ mod entry;
 mod export;
 mod keys;
 mod report;
+pub mod session_log;
 mod time;
 mod verify;
 

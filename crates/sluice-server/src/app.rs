@@ -41,6 +41,8 @@ pub struct Inner {
     pub tokens: crate::auth::TokenCache,
     /// Per-client-key request limit on the evaluation endpoints.
     pub limiter: crate::auth::RateLimiter,
+    /// Sessions of the PostgreSQL gateway running on this instance.
+    pub gateway: crate::gateway::LiveSessions,
 }
 
 impl std::ops::Deref for App {
@@ -83,6 +85,7 @@ impl App {
             flag_events,
             tokens: crate::auth::TokenCache::default(),
             limiter: crate::auth::RateLimiter::new(client_rate_limit),
+            gateway: crate::gateway::LiveSessions::default(),
         })))
     }
 

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod dbclock;
 pub mod error;
 pub mod flags;
+pub mod gateway;
 pub mod json;
 pub mod keyed;
 pub mod metrics;

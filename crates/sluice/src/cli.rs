@@ -138,6 +138,10 @@ pub struct ServeArgs {
     /// OFREP requests per second per client key, then 429 with `Retry-After`; default unlimited.
     #[arg(long, env = "SLUICE_CLIENT_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
     pub client_rate_limit: Option<u32>,
+    /// Also serve the PostgreSQL gateway on this address (e.g. `127.0.0.1:6432`); the
+    /// databases it serves are declared in the config file's `databases:` section.
+    #[arg(long, env = "SLUICE_PG_LISTEN")]
+    pub pg_listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
