@@ -1,1 +1,116 @@
+//! The session ends with the grant: at expiry and at revocation, idle or mid-query, within
+//! one second, and the upstream backend is gone.
 
+use crate::harness::{db_error, Env, ADMIN_TOKEN};
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+async fn grant_until(env: &Env, token: &str, duration: &str) -> (String, DateTime<Utc>) {
+    let id = env.grant(token, "orders-db-read", duration).await;
+    let v = env.get(token, &format!("/v1/requests/{id}")).await;
+    let at = v["expires_at"].as_str().expect("expires_at");
+    (id, at.parse().expect("timestamp"))
+}
+
+fn since(t: DateTime<Utc>) -> chrono::TimeDelta {
+    sluice_core::Clock::now(&sluice_core::SystemClock) - t
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_busy_sessions_end_at_expiry() {
+    let env = crate::env!();
+    let alice = env.token("alice").await;
+    let (id, expires_at) = grant_until(&env, &alice, "2s").await;
+    let (idle, idle_conn) = env.connect("alice", &alice).await.expect("admitted");
+    let (busy, _busy_conn) = env.connect("alice", &alice).await.expect("admitted");
+    assert_eq!(env.up.backends().await, 2);
+    let sleeping = tokio::spawn(async move { busy.query("SELECT pg_sleep(30)", &[]).await });
+
+    // The busy one: its query fails with the gateway's FATAL, not PostgreSQL's cancel.
+    let err = tokio::time::timeout(Duration::from_secs(5), sleeping)
+        .await
+        .expect("cut in time")
+        .expect("task")
+        .expect_err("the query is cut");
+    let late = since(expires_at);
+    let (code, msg) = db_error(&err);
+    assert_eq!(code, "57P01", "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "ended at {}",
+            expires_at.format("%Y-%m-%dT%H:%M:%SZ")
+        )) && msg.contains(&format!("grant {id} expired")),
+        "{msg}"
+    );
+    assert!(
+        late < chrono::TimeDelta::seconds(1),
+        "cut {late} after expiry"
+    );
+
+    // The idle one: its connection ends with the same error.
+    let ended = tokio::time::timeout(Duration::from_secs(2), idle_conn)
+        .await
+        .expect("idle session cut")
+        .expect("task");
+    let e = ended.expect_err("ended by the gateway");
+    assert_eq!(db_error(&e).0, "57P01");
+    assert!(idle.is_closed());
+    env.up.wait_no_backends(Duration::from_secs(1)).await;
+
+    // A new session under the expired grant is refused.
+    assert!(env.connect("alice", &alice).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_cuts_idle_and_busy_sessions() {
+    let env = crate::env!();
+    let alice = env.token("alice").await;
+    let (id, _) = grant_until(&env, &alice, "1h").await;
+    let (_idle, idle_conn) = env.connect("alice", &alice).await.expect("admitted");
+    let (busy, _busy_conn) = env.connect("alice", &alice).await.expect("admitted");
+    let sleeping = tokio::spawn(async move { busy.query("SELECT pg_sleep(30)", &[]).await });
+    // The sleep is running upstream.
+    let admin = crate::harness::pg_admin(&env.up.admin_url).await;
+    for _ in 0..100 {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'SELECT pg_sleep%' AND state = 'active'",
+                &[&env.up.dbname],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        if n == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let revoked = std::time::Instant::now();
+    env.post(
+        ADMIN_TOKEN,
+        &format!("/v1/requests/{id}/revoke"),
+        serde_json::json!({"reason": "test"}),
+        200,
+    )
+    .await;
+    let err = tokio::time::timeout(Duration::from_secs(3), sleeping)
+        .await
+        .expect("cut in time")
+        .expect("task")
+        .expect_err("cut");
+    assert!(
+        revoked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        revoked.elapsed()
+    );
+    let (code, msg) = db_error(&err);
+    assert_eq!(code, "57P01");
+    assert!(msg.contains(&format!("grant {id} was revoked")), "{msg}");
+    let e = tokio::time::timeout(Duration::from_secs(2), idle_conn)
+        .await
+        .expect("idle cut")
+        .expect("task")
+        .expect_err("ended");
+    assert_eq!(db_error(&e).0, "57P01");
+    env.up.wait_no_backends(Duration::from_secs(1)).await;
+}
