@@ -114,3 +114,35 @@ async fn revocation_cuts_idle_and_busy_sessions() {
     assert_eq!(db_error(&e).0, "57P01");
     env.up.wait_no_backends(Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_request_reaches_the_upstream_backend() {
+    let env = crate::env!();
+    let alice = env.token("alice").await;
+    env.grant(&alice, "orders-db-read", "10m").await;
+    let (client, _conn) = env.connect("alice", &alice).await.expect("admitted");
+    let cancel = client.cancel_token();
+    let sleeping = tokio::spawn(async move {
+        let r = client.query("SELECT pg_sleep(30)", &[]).await;
+        (r, client)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The key the gateway handed out, sent to the gateway like psql's Ctrl-C.
+    cancel
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .expect("cancel sent");
+    let (r, client) = tokio::time::timeout(Duration::from_secs(5), sleeping)
+        .await
+        .expect("cancelled in time")
+        .expect("task");
+    let (code, msg) = db_error(&r.expect_err("cancelled"));
+    assert_eq!(code, "57014", "PostgreSQL's own query_canceled: {msg}");
+    // The session goes on.
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .expect("still connected")
+        .get(0);
+    assert_eq!(n, 2);
+}
