@@ -108,6 +108,13 @@ pub enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// The PostgreSQL gateway: sessions, their statements, kill, and how to connect.
+    Db {
+        #[command(subcommand)]
+        command: crate::db_commands::DbCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Show who the token belongs to.
     Whoami {
         #[command(flatten)]

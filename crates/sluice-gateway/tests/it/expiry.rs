@@ -146,3 +146,62 @@ async fn a_cancel_request_reaches_the_upstream_backend() {
         .get(0);
     assert_eq!(n, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_lists_reads_and_kills_a_session() {
+    let env = crate::env!();
+    let alice = env.token("alice").await;
+    env.grant(&alice, "orders-db-read", "10m").await;
+    let (client, conn) = env.connect("alice", &alice).await.expect("admitted");
+    client.batch_execute("SELECT 42").await.expect("query");
+    let list = env.get(ADMIN_TOKEN, "/v1/db/sessions").await;
+    let sessions = list["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 1, "{list}");
+    assert_eq!(sessions[0]["live"], true);
+    assert_eq!(sessions[0]["role"], env.up.reader.as_str());
+    assert_eq!(sessions[0]["statements"], 1);
+    let id = sessions[0]["id"].as_str().expect("id").to_owned();
+    // Alice sees her own; the statements with their times.
+    let detail = env.get(&alice, &format!("/v1/db/sessions/{id}")).await;
+    // The log is written in the background; the live view reads it as it is.
+    let _ = detail;
+    // Only an administrator may kill.
+    env.post(
+        &alice,
+        &format!("/v1/db/sessions/{id}/kill"),
+        serde_json::json!({}),
+        403,
+    )
+    .await;
+    env.post(
+        ADMIN_TOKEN,
+        &format!("/v1/db/sessions/{id}/kill"),
+        serde_json::json!({}),
+        200,
+    )
+    .await;
+    let e = tokio::time::timeout(Duration::from_secs(2), conn)
+        .await
+        .expect("killed in time")
+        .expect("task")
+        .expect_err("ended");
+    let (code, msg) = db_error(&e);
+    assert_eq!(code, "57P01");
+    assert!(msg.contains("was ended by admin"), "{msg}");
+    env.up.wait_no_backends(Duration::from_secs(1)).await;
+    for _ in 0..100 {
+        let v = env.get(ADMIN_TOKEN, "/v1/db/sessions").await;
+        if v["sessions"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all = env.get(ADMIN_TOKEN, "/v1/db/sessions?all=true").await;
+    assert_eq!(all["sessions"][0]["end_reason"], "killed by admin", "{all}");
+    let detail = env.get(&alice, &format!("/v1/db/sessions/{id}")).await;
+    assert_eq!(detail["statements"][0]["text"], "SELECT 42", "{detail}");
+    let killed = env
+        .get(ADMIN_TOKEN, "/v1/audit?action=gateway.session.killed")
+        .await;
+    assert_eq!(killed["entries"][0]["subject_id"], id.as_str());
+}

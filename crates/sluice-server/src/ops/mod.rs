@@ -6,5 +6,6 @@ pub mod change_requests;
 pub mod decide;
 pub mod flag_changes;
 pub mod flags;
+pub mod gateway;
 pub mod layers;
 pub mod schedule;

@@ -13,7 +13,7 @@ use sluice_audit::AuditEntry;
 use sluice_store::AuditQuery;
 use utoipa::{IntoParams, ToSchema};
 
-fn require_auditor(app: &App, caller: &Caller) -> Result<(), ApiError> {
+pub(crate) fn require_auditor(app: &App, caller: &Caller) -> Result<(), ApiError> {
     if caller.admin
         || app
             .policy()
