@@ -66,7 +66,8 @@ pub(crate) async fn handle(
     let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let user = param("user").unwrap_or_default();
     let database = param("database").unwrap_or_else(|| user.clone());
-    if !stream.is_tls() && !(shared.config.allow_plaintext_loopback && peer.ip().is_loopback()) {
+    let plaintext_ok = shared.config.allow_plaintext_loopback && peer.ip().is_loopback();
+    if !(stream.is_tls() || plaintext_ok) {
         return refuse(
             &mut stream,
             "28000",

@@ -6,7 +6,9 @@ use crate::harness::{db_error, ADMIN_TOKEN};
 async fn no_grant_is_refused_with_the_entitlement_to_request() {
     let env = crate::env!();
     let alice = env.token("alice").await;
-    let err = env.connect("alice", &alice).await.err().expect("refused");
+    let Err(err) = env.connect("alice", &alice).await else {
+        panic!("admitted without a grant")
+    };
     let (code, msg) = db_error(&err);
     assert_eq!(code, "42501", "{msg}");
     assert!(msg.contains(&format!("db:{}", env.up.dbname)), "{msg}");
@@ -21,16 +23,14 @@ async fn no_grant_is_refused_with_the_entitlement_to_request() {
     );
 
     // An unknown database gets the same shape of answer: nothing tells it apart.
-    let (client, conn) = tokio_postgres::connect(
+    let Err(e) = tokio_postgres::connect(
         &env.conninfo("alice", &alice, "no_such_db_anywhere"),
         tokio_postgres::NoTls,
     )
     .await
-    .err()
-    .map(|e| (Some(e), None::<()>))
-    .expect("refused");
-    let e = client.expect("error");
-    let _ = conn;
+    else {
+        panic!("admitted to an unknown database")
+    };
     let (code2, msg2) = db_error(&e);
     assert_eq!(code2, "42501");
     assert_eq!(
@@ -39,13 +39,14 @@ async fn no_grant_is_refused_with_the_entitlement_to_request() {
     );
     // Even with a grant on the real one, an unknown name is refused the same way.
     env.grant(&alice, "orders-db-read", "10m").await;
-    let e = tokio_postgres::connect(
+    let Err(e) = tokio_postgres::connect(
         &env.conninfo("alice", &alice, "no_such_db_anywhere"),
         tokio_postgres::NoTls,
     )
     .await
-    .err()
-    .expect("refused");
+    else {
+        panic!("admitted to an unknown database")
+    };
     assert_eq!(db_error(&e).0, "42501");
 }
 
@@ -126,7 +127,9 @@ async fn bad_tokens_and_client_keys_fail_authentication() {
         cases.push(("alice", k));
     }
     for (user, token) in cases {
-        let e = env.connect(user, &token).await.err().expect("refused");
+        let Err(e) = env.connect(user, &token).await else {
+            panic!("{user} admitted with a bad token")
+        };
         let (code, msg) = db_error(&e);
         assert_eq!(code, "28P01", "{user}: {msg}");
         assert!(msg.contains("password authentication failed"), "{msg}");
@@ -134,8 +137,8 @@ async fn bad_tokens_and_client_keys_fail_authentication() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn psql_over_tls_and_plaintext_refused_off_loopback_setting() {
-    let env = crate::env!();
+async fn psql_over_tls_and_no_token_in_plaintext() {
+    let env = crate::env!(sluice_gateway::LogMode::SessionLog, false);
     let alice = env.token("alice").await;
     env.grant(&alice, "orders-db-read", "10m").await;
     let (ok, out, err) = env.psql("alice", &alice, "require", "SELECT count(*) FROM orders");
@@ -156,6 +159,10 @@ async fn psql_over_tls_and_plaintext_refused_off_loopback_setting() {
         "psql shows the hint: {err}"
     );
     assert!(!env.fingerprint.is_empty());
+    // Without TLS the token is not even asked for.
+    let (ok, _, err) = env.psql("alice", &alice, "disable", "SELECT 1");
+    assert!(!ok);
+    assert!(err.contains("accepted only over TLS"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -163,16 +163,19 @@ macro_rules! env {
     () => {
         $crate::env!(sluice_gateway::LogMode::SessionLog)
     };
-    ($mode:expr) => {{
+    ($mode:expr) => {
+        $crate::env!($mode, true)
+    };
+    ($mode:expr, $plaintext_loopback:expr) => {{
         let Some(up) = $crate::harness::Upstream::create().await else {
             return;
         };
-        $crate::harness::Env::start(up, $mode).await
+        $crate::harness::Env::start(up, $mode, $plaintext_loopback).await
     }};
 }
 
 impl Env {
-    pub async fn start(up: Upstream, mode: LogMode) -> Env {
+    pub async fn start(up: Upstream, mode: LogMode, plaintext_loopback: bool) -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let env_var = format!("GW_TEST_PW_{}", up.dbname.to_uppercase());
         // The tests' own process: the variable names are unique per test.
@@ -227,7 +230,7 @@ impl Env {
             tls: TlsSource::SelfSigned {
                 dir: dir.path().to_path_buf(),
             },
-            allow_plaintext_loopback: true,
+            allow_plaintext_loopback: plaintext_loopback,
         };
         let gateway = Gateway::bind(app.clone(), gw).await.expect("gateway binds");
         let pg = gateway.local_addr().expect("bound");
