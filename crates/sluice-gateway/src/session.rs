@@ -134,15 +134,12 @@ pub(crate) async fn handle(
             Some(e) => format!("request access: sluice access request {e} --for 1h --reason \"…\""),
             None => format!("no entitlement covers {resource}; ask an administrator"),
         };
-        let mut tx = app.store.begin().await?;
-        tx.audit(
-            now,
-            NewEntry::new(&caller.name, "gateway.session.refused")
-                .resource(&resource)
-                .details(json!({"client": peer.to_string(), "reason": "no live grant"})),
-        )
-        .await?;
-        tx.commit().await?;
+        let entry = NewEntry::new(&caller.name, "gateway.session.refused")
+            .resource(&resource)
+            .details(json!({"client": peer.to_string(), "reason": "no live grant"}));
+        if let Err(e) = record(app, now, entry).await {
+            tracing::warn!(error = %e, "recording a refused gateway session failed: {e}");
+        }
         return refuse(
             &mut stream,
             "42501",
@@ -263,8 +260,9 @@ pub(crate) async fn handle(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&(pid, secret));
-    if let Outcome::Cut { .. } = &outcome {
-        // Stop whatever the backend is running; the connection is already closed.
+    if outcome.backend_may_run() {
+        // Stop whatever the backend is running (a client that vanished mid-query, or a cut
+        // session); the connection is already closed, so the backend then exits.
         if let Err(e) =
             crate::upstream::cancel(&db.upstream.host, db.upstream.port, up.pid, up.secret).await
         {
@@ -326,6 +324,17 @@ async fn record_start(
     Ok(())
 }
 
+async fn record(
+    app: &App,
+    at: DateTime<Utc>,
+    entry: NewEntry,
+) -> Result<(), sluice_store::StoreError> {
+    let mut tx = app.store.begin().await?;
+    tx.audit(at, entry).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Writes a `FATAL` error and ends the connection.
 async fn refuse<S: AsyncWrite + Unpin>(
     stream: &mut S,
@@ -357,15 +366,22 @@ async fn forward_cancel(shared: &Shared, pid: i32, secret: i32) {
 }
 
 enum Outcome {
-    /// Either side closed, or a transport error.
+    /// The upstream closed the connection.
+    UpstreamClosed,
+    /// The client closed, or a transport error.
     Closed(String),
     /// The gateway ended the session (grant over, or killed); the client was told.
     Cut { reason: String },
 }
 
 impl Outcome {
+    fn backend_may_run(&self) -> bool {
+        !matches!(self, Outcome::UpstreamClosed)
+    }
+
     fn reason(&self) -> &str {
         match self {
+            Outcome::UpstreamClosed => "upstream closed the connection",
             Outcome::Closed(r) => r,
             Outcome::Cut { reason } => reason,
         }
@@ -425,7 +441,7 @@ async fn relay(
         }
         Ok(None) => {
             let _ = cw.shutdown().await;
-            Outcome::Closed("upstream closed the connection".into())
+            Outcome::UpstreamClosed
         }
     }
 }

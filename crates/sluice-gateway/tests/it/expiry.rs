@@ -205,3 +205,92 @@ async fn an_administrator_lists_reads_and_kills_a_session() {
         .await;
     assert_eq!(killed["entries"][0]["subject_id"], id.as_str());
 }
+
+/// Expiry to the client seeing the disconnect, over many sessions (`GW_EXPIRY_SESSIONS`,
+/// default 10, opened 10 at a time: the shared server has few connections to spare).
+/// Prints the percentiles BENCHMARKS.md quotes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_session_is_cut_within_a_second_of_expiry() {
+    let env = crate::env!();
+    let alice = env.token("alice").await;
+    let total: usize = std::env::var("GW_EXPIRY_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let mut delays = Vec::new();
+    while delays.len() < total {
+        let n = (total - delays.len()).min(10);
+        // Long enough to open the batch (SCRAM upstream costs a few ms per connection,
+        // much more in a debug build).
+        let (_, expires_at) = grant_until(&env, &alice, "4s").await;
+        let info = env.conninfo("alice", &alice, &env.up.dbname);
+        let opened = futures_util::future::join_all((0..n).map(|_| {
+            let info = info.clone();
+            async move {
+                let (client, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls)
+                    .await
+                    .expect("admitted");
+                // The moment the connection ends, taken where it ends.
+                tokio::spawn(async move {
+                    let r = conn.await;
+                    let seen = since(expires_at);
+                    drop(client);
+                    (r, seen)
+                })
+            }
+        }))
+        .await;
+        assert!(
+            since(expires_at) < chrono::TimeDelta::zero(),
+            "the batch opened too slowly"
+        );
+        let conns = opened;
+        for c in conns {
+            let (r, seen) = tokio::time::timeout(Duration::from_secs(5), c)
+                .await
+                .expect("cut")
+                .expect("task");
+            assert_eq!(db_error(&r.expect_err("cut by the gateway")).0, "57P01");
+            delays.push(seen.num_microseconds().unwrap_or(i64::MAX) as f64 / 1000.0);
+        }
+        env.up.wait_no_backends(Duration::from_secs(2)).await;
+    }
+    delays.sort_by(f64::total_cmp);
+    let pct = |p: f64| delays[((delays.len() as f64 * p).ceil() as usize).saturating_sub(1)];
+    eprintln!(
+        "expiry → disconnect over {} sessions: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        delays.len(),
+        pct(0.5),
+        pct(0.99),
+        delays[delays.len() - 1]
+    );
+    assert!(pct(0.99) <= 1000.0, "p99 {} ms", pct(0.99));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_vanishes_mid_query_leaves_no_backend() {
+    let env = crate::env!();
+    let alice = env.token("alice").await;
+    env.grant(&alice, "orders-db-read", "10m").await;
+    let (client, conn) = env.connect("alice", &alice).await.expect("admitted");
+    let sleeping = tokio::spawn(async move { client.query("SELECT pg_sleep(30)", &[]).await });
+    let admin = crate::harness::pg_admin(&env.up.admin_url).await;
+    for _ in 0..100 {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'SELECT pg_sleep%' AND state = 'active'",
+                &[&env.up.dbname],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        if n == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The client's socket closes without a Terminate.
+    conn.abort();
+    sleeping.abort();
+    env.up.wait_no_backends(Duration::from_secs(2)).await;
+}
