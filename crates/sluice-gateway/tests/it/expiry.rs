@@ -224,27 +224,27 @@ async fn every_session_is_cut_within_a_second_of_expiry() {
         // much more in a debug build).
         let (_, expires_at) = grant_until(&env, &alice, "4s").await;
         let info = env.conninfo("alice", &alice, &env.up.dbname);
-        let opened = futures_util::future::join_all((0..n).map(|_| {
-            let info = info.clone();
-            async move {
-                let (client, conn) = tokio_postgres::connect(&info, tokio_postgres::NoTls)
-                    .await
-                    .expect("admitted");
-                // The moment the connection ends, taken where it ends.
+        let opened = futures_util::future::join_all(
+            (0..n).map(|_| tokio_postgres::connect(&info, tokio_postgres::NoTls)),
+        )
+        .await;
+        assert!(
+            since(expires_at) < chrono::TimeDelta::zero(),
+            "the batch opened too slowly"
+        );
+        // The moment each connection ends, taken where it ends.
+        let conns: Vec<_> = opened
+            .into_iter()
+            .map(|c| {
+                let (client, conn) = c.expect("admitted");
                 tokio::spawn(async move {
                     let r = conn.await;
                     let seen = since(expires_at);
                     drop(client);
                     (r, seen)
                 })
-            }
-        }))
-        .await;
-        assert!(
-            since(expires_at) < chrono::TimeDelta::zero(),
-            "the batch opened too slowly"
-        );
-        let conns = opened;
+            })
+            .collect();
         for c in conns {
             let (r, seen) = tokio::time::timeout(Duration::from_secs(5), c)
                 .await
