@@ -28,6 +28,7 @@ mod export;
 mod keys;
 mod report;
 pub mod rotation;
+pub mod session_log;
 mod time;
 mod verify;
 

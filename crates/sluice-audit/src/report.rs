@@ -70,6 +70,9 @@ pub enum ProblemKind {
     BadSignature,
     /// The checkpoint at `seq` is signed by a key other than the trusted one.
     UnknownKey,
+    /// A gateway session's statement log does not hash to the value its session-end entry
+    /// at `seq` records: a logged statement was edited, added or removed.
+    SessionLogMismatch,
 }
 
 impl fmt::Display for ProblemKind {
@@ -83,6 +86,7 @@ impl fmt::Display for ProblemKind {
             Self::CheckpointMismatch => "checkpoint mismatch",
             Self::BadSignature => "bad signature",
             Self::UnknownKey => "unknown key",
+            Self::SessionLogMismatch => "session log mismatch",
         })
     }
 }

@@ -275,6 +275,30 @@ impl AccessSnapshot {
         }
     }
 
+    /// The grant `grant_id` of `subject`, if the snapshot still holds it (not revoked,
+    /// relinquished or recorded as expired). Its window is not checked: compare `expires_at`.
+    pub fn grant(&self, subject: &str, grant_id: &str) -> Option<&LiveGrant> {
+        let subject = normalized(subject);
+        self.by_principal
+            .get(subject.as_ref())?
+            .grants
+            .iter()
+            .find(|g| g.id == grant_id)
+    }
+
+    /// Entitlements with a scope on `resource`, whatever the action — the hint given to
+    /// someone refused access to it. Depends only on the policy, never on what exists.
+    pub fn entitlements_for_resource(&self, resource: &str) -> Vec<String> {
+        let resource = normalized(resource);
+        self.policy
+            .doc
+            .entitlements
+            .iter()
+            .filter(|e| e.scopes.iter().any(|s| s.resource.matches(&resource)))
+            .map(|e| e.name.clone())
+            .collect()
+    }
+
     /// Entitlements whose scopes would allow `action` on `resource` — for "how do I get this" hints.
     pub fn entitlements_allowing(&self, action: &str, resource: &str) -> Vec<String> {
         let (action, resource) = (normalized(action), normalized(resource));

@@ -48,6 +48,8 @@ pub struct Inner {
     /// Where clients reach this server (no trailing `/`), set once the listener is bound;
     /// advertised in AuthZEN metadata and OFREP `eventStreams`. Never taken from a request.
     public_url: std::sync::OnceLock<String>,
+    /// Sessions of the PostgreSQL gateway running on this instance.
+    pub gateway: crate::gateway::LiveSessions,
 }
 
 impl std::ops::Deref for App {
@@ -93,6 +95,7 @@ impl App {
             refusals: crate::refusals::RefusalLog::default(),
             due: crate::due::Due::default(),
             public_url: std::sync::OnceLock::new(),
+            gateway: crate::gateway::LiveSessions::default(),
         })))
     }
 

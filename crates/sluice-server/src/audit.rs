@@ -156,7 +156,9 @@ pub async fn verify_live(app: &App) -> Result<VerifyView, ApiError> {
     let entries = app.store.audit_all().await?;
     let checkpoints = app.store.checkpoints().await?;
     let verifier = app.signer.verifying_key();
-    let r = sluice_audit::verify(&entries, &checkpoints, Some(&verifier), Some(&head));
+    let mut r = sluice_audit::verify(&entries, &checkpoints, Some(&verifier), Some(&head));
+    r.problems.extend(verify_session_logs(app, &entries).await?);
+    r.problems.sort_by_key(|p| p.seq);
     Ok(VerifyView {
         ok: r.ok(),
         entries: r.entries,
@@ -304,4 +306,50 @@ pub fn follow(
         }
     });
     rx
+}
+
+/// Recomputes the log hash of every gateway session the chain records as ended and compares
+/// it with the hash its `gateway.session.ended` entry holds: an edited, added or removed
+/// statement shows as a problem at that entry.
+async fn verify_session_logs(
+    app: &App,
+    entries: &[sluice_audit::AuditEntry],
+) -> Result<Vec<sluice_audit::Problem>, ApiError> {
+    use sluice_audit::session_log::{next_log_hash, LogRecord, LOG_GENESIS};
+    let mut problems = Vec::new();
+    for e in entries
+        .iter()
+        .filter(|e| e.action == "gateway.session.ended")
+    {
+        let (Some(session), Some(want)) = (
+            e.details["session"].as_str(),
+            e.details["log_hash"].as_str(),
+        ) else {
+            continue;
+        };
+        let rows = app.store.gateway_statements(session).await?;
+        let got = rows.iter().fold(LOG_GENESIS.to_owned(), |h, r| {
+            next_log_hash(
+                &h,
+                &LogRecord {
+                    seq: r.seq,
+                    at: r.at,
+                    kind: &r.kind,
+                    text: &r.text,
+                    params: r.params.as_deref(),
+                },
+            )
+        });
+        if got != want {
+            problems.push(sluice_audit::Problem {
+                seq: e.seq,
+                kind: sluice_audit::ProblemKind::SessionLogMismatch,
+                message: format!(
+                    "the statement log of gateway session {session} ({} statements stored) does not match the hash recorded when it ended",
+                    rows.len()
+                ),
+            });
+        }
+    }
+    Ok(problems)
 }

@@ -9,6 +9,7 @@ pub mod dbclock;
 pub mod due;
 pub mod error;
 pub mod flags;
+pub mod gateway;
 pub mod json;
 pub mod keyed;
 pub mod metrics;

@@ -112,6 +112,30 @@ const TABLES: &[(&str, &[&str])] = &[
         "change_request_votes",
         &["request_id", "approver", "approve", "at"],
     ),
+    (
+        "gateway_sessions",
+        &[
+            "id",
+            "principal",
+            "database_name",
+            "action",
+            "role",
+            "grant_id",
+            "client_addr",
+            "started_at",
+            "expires_at",
+            "ended_at",
+            "end_reason",
+            "bytes_in",
+            "bytes_out",
+            "statements",
+            "log_hash",
+        ],
+    ),
+    (
+        "gateway_statements",
+        &["session_id", "seq", "at", "kind", "text", "params"],
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -137,6 +161,11 @@ const INT_COLUMNS: &[&str] = &[
     "updated_at",
     "position",
     "apply_at",
+    "started_at",
+    "ended_at",
+    "bytes_in",
+    "bytes_out",
+    "statements",
 ];
 
 fn cell(row: &AnyRow, col: &str) -> Result<Cell, StoreError> {

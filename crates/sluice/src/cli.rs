@@ -116,6 +116,13 @@ pub enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// The PostgreSQL gateway: sessions, their statements, kill, and how to connect.
+    Db {
+        #[command(subcommand)]
+        command: crate::db_commands::DbCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Show who the token belongs to.
     Whoami {
         #[command(flatten)]
@@ -150,6 +157,10 @@ pub struct ServeArgs {
     /// AuthZEN metadata and OFREP event streams; default `http://<listen address>`.
     #[arg(long, env = "SLUICE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Also serve the PostgreSQL gateway on this address (e.g. `127.0.0.1:6432`); the
+    /// databases it serves are declared in the config file's `databases:` section.
+    #[arg(long, env = "SLUICE_PG_LISTEN")]
+    pub pg_listen: Option<String>,
 }
 
 /// The database and the current signing key, found as `sluice serve` finds them.

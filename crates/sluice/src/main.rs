@@ -31,6 +31,7 @@ mod cli;
 mod cli_flags;
 mod client;
 mod commands;
+mod db_commands;
 mod flag_commands;
 mod output;
 mod policy_commands;
@@ -55,6 +56,7 @@ async fn main() {
         Command::Access { command, remote } => commands::access(command, remote).await,
         Command::Audit { command, remote } => commands::audit(command, remote).await,
         Command::Tokens { command, remote } => commands::tokens(command, remote).await,
+        Command::Db { command, remote } => db_commands::db(command, remote).await,
         Command::Flags { command, remote } => commands::flags(command, remote).await,
         Command::Proposals { command, remote } => {
             proposal_commands::proposals(command, remote).await

@@ -25,10 +25,23 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     client_rate_limit: Option<u32>,
     public_url: Option<String>,
+    /// The PostgreSQL gateway's address; off when absent.
+    pg_listen: Option<String>,
+    /// The gateway's TLS certificate and key (PEM); default: a self-signed pair generated
+    /// into the data directory on first start.
+    pg_tls_cert: Option<PathBuf>,
+    pg_tls_key: Option<PathBuf>,
+    /// Accept the token over plaintext from loopback clients (default false).
+    #[serde(default)]
+    pg_allow_plaintext_loopback: bool,
+    /// Databases served through the gateway.
+    #[serde(default)]
+    databases: Vec<sluice_gateway::DatabaseConfig>,
 }
 
 pub struct Settings {
     pub config: ServerConfig,
+    pub gateway: Option<sluice_gateway::GatewayConfig>,
     pub log_format: LogFormat,
     pub data_dir: PathBuf,
 }
@@ -74,6 +87,30 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         .or(file.log_format)
         .unwrap_or(LogFormat::Human);
     let args_rate_limit = args.client_rate_limit.or(file.client_rate_limit);
+    let gateway = match args.pg_listen.or(file.pg_listen) {
+        None => None,
+        Some(addr) => {
+            let listen = addr.parse().with_context(|| {
+                format!("--pg-listen `{addr}` is not an address like 127.0.0.1:6432")
+            })?;
+            let tls = match (file.pg_tls_cert, file.pg_tls_key) {
+                (Some(cert), Some(key)) => sluice_gateway::TlsSource::Files { cert, key },
+                (None, None) => sluice_gateway::TlsSource::SelfSigned {
+                    dir: data_dir.clone(),
+                },
+                _ => anyhow::bail!("give both pg_tls_cert and pg_tls_key, or neither"),
+            };
+            for db in &file.databases {
+                db.validate().map_err(anyhow::Error::msg)?;
+            }
+            Some(sluice_gateway::GatewayConfig {
+                listen,
+                databases: file.databases,
+                tls,
+                allow_plaintext_loopback: file.pg_allow_plaintext_loopback,
+            })
+        }
+    };
     let config = ServerConfig {
         listen,
         database_url,
@@ -91,6 +128,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
     };
     Ok(Settings {
         config,
+        gateway,
         log_format,
         data_dir,
     })
@@ -136,6 +174,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     tracing::info!(%addr, data_dir = %s.data_dir.display(), "sluice listening on http://{addr}");
+    if let Some(gw) = s.gateway {
+        let gateway = sluice_gateway::Gateway::bind(server.app.clone(), gw).await?;
+        let pg = gateway.local_addr()?;
+        if gateway.generated_certificate {
+            eprintln!(
+                "\nGenerated the gateway's self-signed TLS certificate in {}.\nIts SHA-256 fingerprint:\n\n    {}\n",
+                s.data_dir.display(),
+                gateway.fingerprint
+            );
+        }
+        tracing::info!(%pg, fingerprint = %gateway.fingerprint, "PostgreSQL gateway listening on {pg} (certificate SHA-256 {})", gateway.fingerprint);
+        tokio::spawn(gateway.run(shutdown_signal()));
+    }
     server.run(shutdown_signal()).await
 }
 
@@ -188,6 +239,7 @@ pub async fn rotate_key(args: crate::cli::StoreArgs, new_key: &Path) -> anyhow::
         log_format: None,
         client_rate_limit: None,
         public_url: None,
+        pg_listen: None,
     })?;
     let store = sluice_store::Store::open(&s.config.database_url).await?;
     let old_path = &s.config.signing_key;

@@ -7,5 +7,6 @@ pub mod decide;
 pub mod environments;
 pub mod flag_changes;
 pub mod flags;
+pub mod gateway;
 pub mod layers;
 pub mod schedule;

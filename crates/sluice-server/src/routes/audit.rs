@@ -15,7 +15,7 @@ use sluice_store::AuditQuery;
 use tokio_stream::StreamExt as _;
 use utoipa::{IntoParams, ToSchema};
 
-fn require_auditor(app: &App, caller: &Caller) -> Result<(), ApiError> {
+pub(crate) fn require_auditor(app: &App, caller: &Caller) -> Result<(), ApiError> {
     if caller.admin
         || app
             .policy()

@@ -7,6 +7,7 @@ pub mod authzen;
 pub mod change_requests;
 pub mod flag_changes;
 pub mod flags;
+pub mod gateway;
 pub mod ofrep;
 pub mod views;
 
@@ -41,6 +42,7 @@ pub const MAX_IMPORT: usize = 8 * 1024 * 1024;
         flag_changes::scheduled, flag_changes::cancel_scheduled,
         change_requests::propose, change_requests::list, change_requests::show,
         change_requests::approve, change_requests::deny, change_requests::cancel,
+        gateway::list, gateway::show, gateway::kill,
         healthz, readyz, metrics_text, openapi_json,
     ),
     modifiers(&BearerAuth, &AuthResponses),
@@ -248,6 +250,9 @@ pub fn router(app: App) -> Router {
         .route("/v1/requests/{id}/extend", post(access::extend))
         .route("/v1/grants", get(access::grants))
         .route("/v1/entitlements", get(access::entitlements))
+        .route("/v1/db/sessions", get(gateway::list))
+        .route("/v1/db/sessions/{id}", get(gateway::show))
+        .route("/v1/db/sessions/{id}/kill", post(gateway::kill))
         .route("/v1/whoami", get(admin::whoami))
         .route("/v1/policy", post(admin::apply).get(admin::current))
         .route(

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The PostgreSQL gateway's figures (BENCHMARKS.md, "PostgreSQL gateway"): pgbench -S through
+# the gateway against the same database directly, in one run; added latency per query;
+# memory per idle session. Needs a release build of `sluice`, PostgreSQL on 127.0.0.1:5432
+# (superuser `postgres` trusted on loopback, the `sluice_scram` hba line that .ci/run adds),
+# pgbench and psql.
+#   cargo build --release -p sluice && crates/sluice-bench/run-gateway.sh
+set -euo pipefail
+BIN=${SLUICE_BIN:-target/release/sluice}
+T=${T:-15}
+ID=$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')
+DB=gwbench_$ID
+ROLE=gwbench_${ID}_r
+PW=pw$ID
+HTTP=127.0.0.1:${HTTP_PORT:-17171}
+PGPORT=${PG_PORT:-16433}
+ADMIN=slu_api_$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+WORK=$(mktemp -d)
+SU="host=127.0.0.1 port=5432 user=postgres"
+
+cleanup() {
+  [ -n "${SLUICE_PID:-}" ] && kill "$SLUICE_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
+  psql "$SU dbname=postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "DROP ROLE IF EXISTS $ROLE" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+psql "$SU dbname=postgres" -qc "CREATE ROLE $ROLE LOGIN PASSWORD '$PW' IN ROLE sluice_scram" -c "CREATE DATABASE $DB"
+pgbench -i -s 1 -q "$SU dbname=$DB" 2>/dev/null
+psql "$SU dbname=$DB" -qc "GRANT SELECT ON ALL TABLES IN SCHEMA public TO $ROLE"
+
+cat > "$WORK/sluice.yaml" <<YAML
+listen: $HTTP
+pg_listen: 127.0.0.1:$PGPORT
+pg_allow_plaintext_loopback: true
+databases:
+  - name: bench
+    upstream: { host: 127.0.0.1, port: 5432, dbname: $DB }
+    roles: [{ action: read, user: $ROLE, password_env: BENCH_PW }]
+    log: session-log
+  - name: bench-strict
+    upstream: { host: 127.0.0.1, port: 5432, dbname: $DB }
+    roles: [{ action: read, user: $ROLE, password_env: BENCH_PW }]
+    log: strict
+YAML
+cat > "$WORK/policy.yaml" <<YAML
+users: [alice]
+entitlements:
+  - name: bench-read
+    scopes:
+      - { resource: "db:bench", actions: [read] }
+      - { resource: "db:bench-strict", actions: [read] }
+    requesters: [alice]
+    max_duration: 2h
+    approval: { required: 1, approvers: [alice] }
+    auto_approve: { requester_in: [alice], max_duration: 2h }
+YAML
+SLUICE_ADMIN_TOKEN=$ADMIN BENCH_PW=$PW "$BIN" serve --config "$WORK/sluice.yaml" --data-dir "$WORK/data" 2>"$WORK/serve.log" &
+SLUICE_PID=$!
+for _ in $(seq 1 50); do curl -sf "http://$HTTP/healthz" >/dev/null && break; sleep 0.2; done
+api() { curl -sf -H "Authorization: Bearer $1" -H 'content-type: application/json' -d "$3" "http://$HTTP$2"; }
+api "$ADMIN" /v1/policy "$(python3 -c 'import json,sys; print(json.dumps({"source": open(sys.argv[1]).read()}))' "$WORK/policy.yaml")" >/dev/null
+TOKEN=$(api "$ADMIN" /v1/tokens '{"principal":"alice","name":"bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+api "$TOKEN" /v1/requests '{"entitlement":"bench-read","duration":"1h","reason":"bench"}' >/dev/null
+
+DIRECT="host=127.0.0.1 port=5432 user=$ROLE dbname=$DB"
+GATEWAY="host=127.0.0.1 port=$PGPORT user=alice dbname=bench sslmode=disable"
+STRICT="host=127.0.0.1 port=$PGPORT user=alice dbname=bench-strict sslmode=disable"
+GATEWAY_TLS="host=127.0.0.1 port=$PGPORT user=alice dbname=bench sslmode=require"
+tps() { PGPASSWORD=$1 pgbench -n -S -c 8 -j 2 -T "$T" "$2" 2>/dev/null | awk '/^tps/ {print int($3)}'; }
+
+echo "pgbench -S -c 8 -j 2 -T $T (select-only), alternating:"
+for round in 1 2; do
+  d=$(tps "$PW" "$DIRECT"); g=$(tps "$TOKEN" "$GATEWAY")
+  echo "  round $round: direct $d tps, gateway (session-log) $g tps, ratio $(python3 -c "print(round($g/$d, 3))")"
+done
+echo "  gateway, TLS (sslmode=require): $(tps "$TOKEN" "$GATEWAY_TLS") tps"
+echo "  gateway, strict mode: $(tps "$TOKEN" "$STRICT") tps"
+
+lat() {
+  rm -f "$WORK"/lat.*
+  PGPASSWORD=$1 pgbench -n -S -c 1 -T 10 -l --log-prefix="$WORK/lat" "$2" >/dev/null 2>&1
+  cat "$WORK"/lat.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "p50 %d µs, p99 %d µs (%d queries)", a[int(NR*0.5)], a[int(NR*0.99)], NR}'
+}
+echo "latency per transaction, 1 client, -T 10:"
+echo "  direct:  $(lat "$PW" "$DIRECT")"
+echo "  gateway: $(lat "$TOKEN" "$GATEWAY")"
+
+N=${IDLE:-30}
+rss() { awk '/VmRSS/ {print $2}' "/proc/$SLUICE_PID/status"; }
+before=$(rss)
+for _ in $(seq 1 "$N"); do
+  (sleep 15 | PGPASSWORD=$TOKEN psql -X -q "$GATEWAY" >/dev/null 2>&1 &)
+done
+sleep 5
+after=$(rss)
+echo "memory: RSS $before KiB before, $after KiB with $N idle sessions: $(( (after - before) / N )) KiB per idle session"

@@ -1,0 +1,181 @@
+//! The session log: statements are hashed into the session's running hash at once and
+//! written to the store in batches by one writer task, off the relay's path. A session's end
+//! waits for its rows to be written before its session-end entry records the hash.
+
+use crate::config::LogMode;
+use crate::scan::Statement;
+use serde_json::json;
+use sluice_audit::session_log::{next_log_hash, LogRecord, LOG_GENESIS};
+use sluice_server::App;
+use sluice_store::{LoggedStatement, NewEntry};
+use tokio::sync::{mpsc, oneshot};
+
+enum Msg {
+    Row(LoggedStatement),
+    Flush(oneshot::Sender<bool>),
+}
+
+/// The handle sessions write their statements to.
+#[derive(Clone)]
+pub struct LogSink {
+    tx: mpsc::Sender<Msg>,
+}
+
+/// Rows written per store call at most.
+const BATCH: usize = 2000;
+
+impl LogSink {
+    /// Starts the writer task.
+    pub fn start(app: App) -> LogSink {
+        let (tx, mut rx) = mpsc::channel::<Msg>(16_384);
+        tokio::spawn(async move {
+            let mut rows = Vec::new();
+            let mut waiters = Vec::new();
+            while let Some(first) = rx.recv().await {
+                let mut next = Some(first);
+                while let Some(m) = next {
+                    match m {
+                        Msg::Row(r) => rows.push(r),
+                        Msg::Flush(w) => waiters.push(w),
+                    }
+                    next = if rows.len() < BATCH {
+                        rx.try_recv().ok()
+                    } else {
+                        None
+                    };
+                }
+                let ok = match app.store.insert_statements(&rows).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(error = %e, rows = rows.len(), "writing the session log failed: {e}");
+                        false
+                    }
+                };
+                rows.clear();
+                for w in waiters.drain(..) {
+                    let _ = w.send(ok);
+                }
+            }
+        });
+        LogSink { tx }
+    }
+
+    /// Resolves once every row sent before it is written; false if a write failed.
+    pub async fn flush(&self) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+}
+
+/// Records one session's statements: sequence numbers, the running hash, and in strict
+/// mode an audit entry per statement before it may be forwarded.
+pub struct Recorder {
+    pub session_id: String,
+    pub principal: String,
+    pub resource: String,
+    pub mode: LogMode,
+    pub seq: i64,
+    pub hash: String,
+    /// False once a row could not be handed to the writer.
+    pub complete: bool,
+    sink: LogSink,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the statement could not be recorded in the audit trail: {0}")]
+pub struct RecordError(String);
+
+impl Recorder {
+    pub fn new(
+        sink: LogSink,
+        session_id: String,
+        principal: String,
+        resource: String,
+        mode: LogMode,
+    ) -> Self {
+        Recorder {
+            session_id,
+            principal,
+            resource,
+            mode,
+            seq: 0,
+            hash: LOG_GENESIS.to_owned(),
+            complete: true,
+            sink,
+        }
+    }
+
+    /// Records `statements`; in strict mode returns only once they are in the audit chain.
+    pub async fn record(
+        &mut self,
+        app: &App,
+        statements: Vec<Statement>,
+    ) -> Result<(), RecordError> {
+        if statements.is_empty() {
+            return Ok(());
+        }
+        let now = app.now();
+        let mut strict = match self.mode {
+            LogMode::Strict => Some(
+                app.store
+                    .begin()
+                    .await
+                    .map_err(|e| RecordError(e.to_string()))?,
+            ),
+            LogMode::SessionLog => None,
+        };
+        for st in statements {
+            self.seq += 1;
+            let params = st
+                .params
+                .as_ref()
+                .map(|p| serde_json::Value::from(p.clone()).to_string());
+            self.hash = next_log_hash(
+                &self.hash,
+                &LogRecord {
+                    seq: self.seq,
+                    at: now,
+                    kind: st.kind,
+                    text: &st.text,
+                    params: params.as_deref(),
+                },
+            );
+            if let Some(tx) = strict.as_mut() {
+                let entry = NewEntry::new(&self.principal, "gateway.statement")
+                    .resource(&self.resource)
+                    .subject_id(&self.session_id)
+                    .details(json!({
+                        "session": self.session_id, "seq": self.seq, "kind": st.kind,
+                        "text": st.text, "params": st.params, "truncated": st.truncated,
+                    }));
+                tx.audit(now, entry)
+                    .await
+                    .map_err(|e| RecordError(e.to_string()))?;
+            }
+            let row = LoggedStatement {
+                session_id: self.session_id.clone(),
+                seq: self.seq,
+                at: now,
+                kind: st.kind.to_owned(),
+                text: st.text,
+                params,
+            };
+            if self.sink.tx.send(Msg::Row(row)).await.is_err() {
+                self.complete = false;
+            }
+        }
+        if let Some(tx) = strict {
+            tx.commit().await.map_err(|e| RecordError(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> bool {
+        let ok = self.sink.flush().await;
+        self.complete &= ok;
+        self.complete
+    }
+}

@@ -1,0 +1,118 @@
+//! The live sessions of the PostgreSQL gateway (`sluice-gateway`), held here so the API can
+//! list and end them. The gateway registers each admitted session and removes it at its end;
+//! the stored record and the session log are in the store.
+
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One admitted session, while it runs.
+#[derive(Debug)]
+pub struct LiveSession {
+    pub id: String,
+    pub principal: String,
+    pub database: String,
+    pub action: String,
+    pub role: String,
+    pub grant_id: String,
+    pub client_addr: String,
+    pub started_at: DateTime<Utc>,
+    /// The grant's end, in milliseconds (an extension moves it).
+    pub expires_at_ms: AtomicI64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub statements: AtomicU64,
+    kill: tokio::sync::Notify,
+    killed_by: Mutex<Option<String>>,
+}
+
+impl LiveSession {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one field each, named at the call"
+    )]
+    pub fn new(
+        id: String,
+        principal: String,
+        database: String,
+        action: String,
+        role: String,
+        grant_id: String,
+        client_addr: String,
+        started_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Self {
+        LiveSession {
+            id,
+            principal,
+            database,
+            action,
+            role,
+            grant_id,
+            client_addr,
+            started_at,
+            expires_at_ms: AtomicI64::new(expires_at.timestamp_millis()),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            statements: AtomicU64::new(0),
+            kill: tokio::sync::Notify::new(),
+            killed_by: Mutex::new(None),
+        }
+    }
+
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        sluice_core::clock::from_ms(self.expires_at_ms.load(Ordering::Relaxed))
+    }
+
+    /// Asks the session to end; the gateway closes it and records who ended it.
+    pub fn kill(&self, by: &str) {
+        *self.killed_by.lock().unwrap_or_else(|e| e.into_inner()) = Some(by.to_owned());
+        self.kill.notify_one();
+    }
+
+    /// Resolves once [`LiveSession::kill`] was called; returns who killed it.
+    pub async fn killed(&self) -> String {
+        loop {
+            if let Some(by) = self
+                .killed_by
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+            {
+                return by;
+            }
+            self.kill.notified().await;
+        }
+    }
+}
+
+/// The sessions running on this instance.
+#[derive(Debug, Default)]
+pub struct LiveSessions {
+    map: Mutex<HashMap<String, Arc<LiveSession>>>,
+}
+
+impl LiveSessions {
+    pub fn insert(&self, s: Arc<LiveSession>) {
+        self.lock().insert(s.id.clone(), s);
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<LiveSession>> {
+        self.lock().get(id).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<LiveSession>> {
+        let mut v: Vec<_> = self.lock().values().cloned().collect();
+        v.sort_by(|a, b| a.started_at.cmp(&b.started_at).then(a.id.cmp(&b.id)));
+        v
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<LiveSession>>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

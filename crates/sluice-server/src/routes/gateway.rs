@@ -1,0 +1,173 @@
+//! `/v1/db/sessions`: sessions of the PostgreSQL gateway — list, read one with its
+//! statements, kill. Everyone sees their own; administrators and `auditors` see all.
+
+use crate::app::App;
+use crate::auth::{ApiCaller, Caller};
+use crate::error::{ApiError, ErrorBody};
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sluice_store::GatewaySession;
+use std::sync::atomic::Ordering;
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: String,
+    pub principal: String,
+    pub database: String,
+    pub action: String,
+    pub role: String,
+    pub grant_id: String,
+    pub client_addr: String,
+    pub started_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// True while the session runs on this instance.
+    pub live: bool,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub end_reason: Option<String>,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    pub statements: i64,
+    /// The session log's running hash, as its session-end audit entry records it.
+    pub log_hash: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatementView {
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    /// `query`, `parse`, `bind` or `execute`.
+    pub kind: String,
+    pub text: String,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub params: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionDetail {
+    pub session: SessionView,
+    pub statements: Vec<StatementView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionView>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SessionParams {
+    /// Ended sessions too (newest first), not only live ones.
+    #[serde(default)]
+    pub all: bool,
+    /// At most this many (1–1000, default 100).
+    pub limit: Option<i64>,
+}
+
+fn view(app: &App, s: GatewaySession) -> SessionView {
+    let live = app.gateway.get(&s.id);
+    let counter = |f: fn(&crate::gateway::LiveSession) -> &std::sync::atomic::AtomicU64| {
+        live.as_deref()
+            .map(|l| i64::try_from(f(l).load(Ordering::Relaxed)).unwrap_or(i64::MAX))
+    };
+    let end = s.end.as_ref();
+    SessionView {
+        live: live.is_some(),
+        bytes_in: end
+            .map(|e| e.bytes_in)
+            .or(counter(|l| &l.bytes_in))
+            .unwrap_or(0),
+        bytes_out: end
+            .map(|e| e.bytes_out)
+            .or(counter(|l| &l.bytes_out))
+            .unwrap_or(0),
+        statements: end
+            .map(|e| e.statements)
+            .or(counter(|l| &l.statements))
+            .unwrap_or(0),
+        expires_at: live.as_ref().map_or(s.expires_at, |l| l.expires_at()),
+        ended_at: end.map(|e| e.at),
+        end_reason: end.map(|e| e.reason.clone()),
+        log_hash: end.map(|e| e.log_hash.clone()),
+        id: s.id,
+        principal: s.principal,
+        database: s.database,
+        action: s.action,
+        role: s.role,
+        grant_id: s.grant_id,
+        client_addr: s.client_addr,
+        started_at: s.started_at,
+    }
+}
+
+fn sees_all(app: &App, caller: &Caller) -> bool {
+    crate::routes::audit::require_auditor(app, caller).is_ok()
+}
+
+/// Gateway sessions: live ones, or with `all=true` ended ones too.
+#[utoipa::path(get, path = "/v1/db/sessions", params(SessionParams), tag = "gateway", responses((status = 200, body = SessionList)))]
+pub async fn list(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Query(p): Query<SessionParams>,
+) -> Result<Json<SessionList>, ApiError> {
+    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    let all = sees_all(&app, &caller);
+    let sessions = app
+        .store
+        .gateway_sessions(!p.all, limit)
+        .await?
+        .into_iter()
+        .filter(|s| all || s.principal == caller.name)
+        .map(|s| view(&app, s))
+        .collect();
+    Ok(Json(SessionList { sessions }))
+}
+
+/// One gateway session with its statements and their times.
+#[utoipa::path(get, path = "/v1/db/sessions/{id}", tag = "gateway", responses((status = 200, body = SessionDetail), (status = 404, body = ErrorBody)))]
+pub async fn show(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Json<SessionDetail>, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no gateway session {id}"));
+    let s = app
+        .store
+        .gateway_session(&id)
+        .await?
+        .ok_or_else(not_found)?;
+    if !(s.principal == caller.name || sees_all(&app, &caller)) {
+        return Err(not_found());
+    }
+    let statements = app
+        .store
+        .gateway_statements(&id)
+        .await?
+        .into_iter()
+        .map(|st| StatementView {
+            seq: st.seq,
+            at: st.at,
+            kind: st.kind,
+            text: st.text,
+            params: st.params.and_then(|p| serde_json::from_str(&p).ok()),
+        })
+        .collect();
+    Ok(Json(SessionDetail {
+        session: view(&app, s),
+        statements,
+    }))
+}
+
+/// End a live session (administrators; audited). The client gets a FATAL error naming who.
+#[utoipa::path(post, path = "/v1/db/sessions/{id}/kill", tag = "gateway", responses((status = 200, body = Object), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn kill(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    app.kill_session(&caller, &id).await?;
+    Ok(Json(serde_json::json!({"killed": id})))
+}

@@ -1,0 +1,231 @@
+//! Gateway sessions and their statement logs.
+
+use crate::tx::Arg;
+use crate::{get, Store, StoreError, WriteTx};
+use chrono::{DateTime, Utc};
+use sluice_core::clock::{from_ms, to_ms};
+use sqlx::any::AnyRow;
+
+/// One gateway session as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewaySession {
+    pub id: String,
+    pub principal: String,
+    pub database: String,
+    pub action: String,
+    pub role: String,
+    pub grant_id: String,
+    pub client_addr: String,
+    pub started_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub end: Option<SessionEnd>,
+}
+
+/// How a session ended: the figures of its session-end audit entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEnd {
+    pub at: DateTime<Utc>,
+    pub reason: String,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    pub statements: i64,
+    pub log_hash: String,
+}
+
+/// One statement of a session log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedStatement {
+    pub session_id: String,
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    pub kind: String,
+    pub text: String,
+    /// JSON array of the parameters (text, or null), for `bind`.
+    pub params: Option<String>,
+}
+
+const SESSION_COLS: &str = "id, principal, database_name, action, role, grant_id, client_addr, \
+     started_at, expires_at, ended_at, end_reason, bytes_in, bytes_out, statements, log_hash";
+
+fn session(r: &AnyRow) -> Result<GatewaySession, StoreError> {
+    let ended_at: Option<i64> = get(r, "ended_at")?;
+    let end = match ended_at {
+        Some(at) => Some(SessionEnd {
+            at: from_ms(at),
+            reason: get::<Option<String>>(r, "end_reason")?.unwrap_or_default(),
+            bytes_in: get::<Option<i64>>(r, "bytes_in")?.unwrap_or_default(),
+            bytes_out: get::<Option<i64>>(r, "bytes_out")?.unwrap_or_default(),
+            statements: get::<Option<i64>>(r, "statements")?.unwrap_or_default(),
+            log_hash: get::<Option<String>>(r, "log_hash")?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    Ok(GatewaySession {
+        id: get(r, "id")?,
+        principal: get(r, "principal")?,
+        database: get(r, "database_name")?,
+        action: get(r, "action")?,
+        role: get(r, "role")?,
+        grant_id: get(r, "grant_id")?,
+        client_addr: get(r, "client_addr")?,
+        started_at: from_ms(get(r, "started_at")?),
+        expires_at: from_ms(get(r, "expires_at")?),
+        end,
+    })
+}
+
+impl WriteTx {
+    /// Records an admitted session (with its `gateway.session.started` entry).
+    pub async fn insert_gateway_session(&mut self, s: &GatewaySession) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO gateway_sessions (id, principal, database_name, action, role, grant_id, \
+             client_addr, started_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            vec![
+                Arg::Text(s.id.clone()),
+                Arg::Text(s.principal.clone()),
+                Arg::Text(s.database.clone()),
+                Arg::Text(s.action.clone()),
+                Arg::Text(s.role.clone()),
+                Arg::Text(s.grant_id.clone()),
+                Arg::Text(s.client_addr.clone()),
+                Arg::Int(to_ms(s.started_at)),
+                Arg::Int(to_ms(s.expires_at)),
+            ],
+        )
+        .await
+    }
+
+    /// Records how a session ended (with its `gateway.session.ended` entry).
+    pub async fn end_gateway_session(
+        &mut self,
+        id: &str,
+        e: &SessionEnd,
+    ) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE gateway_sessions SET ended_at = $1, end_reason = $2, bytes_in = $3, \
+             bytes_out = $4, statements = $5, log_hash = $6 WHERE id = $7 AND ended_at IS NULL",
+            vec![
+                Arg::Int(to_ms(e.at)),
+                Arg::Text(e.reason.clone()),
+                Arg::Int(e.bytes_in),
+                Arg::Int(e.bytes_out),
+                Arg::Int(e.statements),
+                Arg::Text(e.log_hash.clone()),
+                Arg::Text(id.to_owned()),
+            ],
+        )
+        .await
+    }
+}
+
+/// Rows per statement of a log insert: 6 parameters each, far below every backend's limit.
+const LOG_ROWS_PER_INSERT: usize = 150;
+
+impl Store {
+    /// Appends statements to session logs (not audited by itself: the running hash of each
+    /// log goes into the session-end audit entry).
+    pub async fn insert_statements(&self, rows: &[LoggedStatement]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer().begin().await?;
+        for chunk in rows.chunks(LOG_ROWS_PER_INSERT) {
+            let mut sql = String::from(
+                "INSERT INTO gateway_statements (session_id, seq, at, kind, text, params) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                let b = i * 6;
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                ));
+            }
+            let mut q = sqlx::query(&sql);
+            for r in chunk {
+                q = q
+                    .bind(&r.session_id)
+                    .bind(r.seq)
+                    .bind(to_ms(r.at))
+                    .bind(&r.kind)
+                    .bind(&r.text)
+                    .bind(&r.params);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sessions, newest first; only those not ended when `open_only`.
+    pub async fn gateway_sessions(
+        &self,
+        open_only: bool,
+        limit: i64,
+    ) -> Result<Vec<GatewaySession>, StoreError> {
+        let filter = if open_only {
+            "WHERE ended_at IS NULL"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {SESSION_COLS} FROM gateway_sessions {filter} ORDER BY started_at DESC, id LIMIT $1"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(limit)
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(session).collect()
+    }
+
+    pub async fn gateway_session(&self, id: &str) -> Result<Option<GatewaySession>, StoreError> {
+        let sql = format!("SELECT {SESSION_COLS} FROM gateway_sessions WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(session).transpose()
+    }
+
+    /// Ended sessions, for verification.
+    pub async fn ended_gateway_sessions(&self) -> Result<Vec<GatewaySession>, StoreError> {
+        let sql = format!(
+            "SELECT {SESSION_COLS} FROM gateway_sessions WHERE ended_at IS NOT NULL ORDER BY started_at"
+        );
+        let rows = sqlx::query(&sql).fetch_all(self.reader()).await?;
+        rows.iter().map(session).collect()
+    }
+
+    /// A session's log in order.
+    pub async fn gateway_statements(
+        &self,
+        session_id: &str,
+    ) -> Result<Vec<LoggedStatement>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT session_id, seq, at, kind, text, params FROM gateway_statements \
+             WHERE session_id = $1 ORDER BY seq",
+        )
+        .bind(session_id)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LoggedStatement {
+                    session_id: get(r, "session_id")?,
+                    seq: get(r, "seq")?,
+                    at: from_ms(get(r, "at")?),
+                    kind: get(r, "kind")?,
+                    text: get(r, "text")?,
+                    params: get(r, "params")?,
+                })
+            })
+            .collect()
+    }
+}
