@@ -63,11 +63,15 @@ pub async fn authenticate(app: &App, token: Option<SecretToken>) -> Result<Arc<C
         return Ok(hit);
     }
     let hash = token.hash();
-    let (row, principal) = app
-        .store
-        .token_by_hash(&hash, now)
-        .await?
-        .ok_or(ApiError::Unauthenticated)?;
+    let Some((row, principal)) = app.store.token_by_hash(&hash, now).await? else {
+        // Only the holder of a real secret that ran out hears "expired"; anything else is
+        // the same answer as no token at all.
+        return Err(if app.store.token_expired(&hash, now).await? {
+            ApiError::TokenExpired
+        } else {
+            ApiError::Unauthenticated
+        });
+    };
     let kind = TokenKind::parse(&row.kind).ok_or(ApiError::Unauthenticated)?;
     let policy = app.policy();
     // Default deny: a principal the policy no longer declares cannot use its tokens.

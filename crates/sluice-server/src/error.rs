@@ -13,6 +13,8 @@ use sluice_store::StoreError;
 pub enum ApiError {
     #[error("missing or invalid token; pass `Authorization: Bearer <token>`")]
     Unauthenticated,
+    #[error("token expired; ask for a new one (`sluice tokens create`)")]
+    TokenExpired,
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -56,6 +58,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthenticated => "unauthenticated",
+            ApiError::TokenExpired => "token_expired",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::UnknownEnvironment(_) => "unknown_environment",
@@ -87,7 +90,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthenticated | ApiError::TokenExpired => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::UnknownEnvironment(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,

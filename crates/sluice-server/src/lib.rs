@@ -20,6 +20,7 @@ pub mod routes;
 pub use app::App;
 pub use routes::{router, ApiDoc};
 
+use anyhow::Context as _;
 use sluice_core::token::SecretToken;
 use sluice_core::Clock;
 use sluice_store::Store;
@@ -87,6 +88,11 @@ impl Server {
     /// administrator, and binds the listener.
     pub async fn build(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
         metrics::install();
+        // Bound first: an address in use is found before anything is written (a first start
+        // that failed later would have created an administrator whose token nobody saw).
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
         let store = Store::open(&config.database_url).await?;
         if let Some(c) = &config.db_clock {
             let offset = c.calibrate(&store).await?;
@@ -106,7 +112,6 @@ impl Server {
             Some(raw) => public_url(raw)?,
             None => String::new(),
         };
-        let listener = TcpListener::bind(config.listen).await?;
         app.set_public_url(if public.is_empty() {
             format!("http://{}", listener.local_addr()?)
         } else {

@@ -105,6 +105,20 @@ impl Store {
         Ok(Some((token(&row)?, p)))
     }
 
+    /// Whether a token with this hash exists, is not revoked and expired at or before `now`:
+    /// only someone holding the secret can learn it, so saying so reveals nothing.
+    pub async fn token_expired(&self, hash: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM tokens t \
+             WHERE t.hash = $1 AND t.revoked_at IS NULL AND t.expires_at IS NOT NULL AND t.expires_at <= $2",
+        )
+        .bind(hash)
+        .bind(to_ms(now))
+        .fetch_optional(self.reader())
+        .await?;
+        Ok(row.is_some())
+    }
+
     pub async fn tokens(&self, principal: Option<&str>) -> Result<Vec<TokenRow>, StoreError> {
         let sql = format!(
             "SELECT {TOKEN_COLS} FROM tokens t WHERE ($1 IS NULL OR t.principal = $1) ORDER BY t.created_at, t.id"

@@ -40,7 +40,7 @@ pub enum Command {
     /// Run the server (SQLite under ./sluice-data by default).
     Serve(ServeArgs),
     /// Run the database migrations and exit.
-    Migrate(ServeArgs),
+    Migrate(MigrateArgs),
     /// Validate a policy file, show the diff and apply it.
     ///
     /// A change that takes something away — a principal (their grants and tokens with them),
@@ -103,8 +103,14 @@ pub enum Command {
         remote: Remote,
     },
     /// Ask "may SUBJECT do ACTION on RESOURCE now?" (AuthZEN evaluation).
+    ///
+    /// Exits 0 when allowed and 1 when denied (as `kubectl auth can-i` does), so scripts can
+    /// test the answer; an error (bad input, server unreachable) also exits 1, with a message
+    /// on standard error.
     Check {
+        /// The user asking, e.g. `alice`.
         subject: String,
+        /// The action, e.g. `read` or `toggle`.
         action: String,
         /// `kind:name`, e.g. `db:orders`.
         resource: String,
@@ -163,6 +169,20 @@ pub struct ServeArgs {
     pub pg_listen: Option<String>,
 }
 
+/// The database, found as `sluice serve` finds it.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Where state lives (SQLite database, audit signing key).
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `sqlite://PATH` or `postgres://…`; default SQLite in the data directory.
+    #[arg(long, env = "SLUICE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Config file (YAML); default `./sluice.yaml` if present.
+    #[arg(long, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
 /// The database and the current signing key, found as `sluice serve` finds them.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
@@ -191,12 +211,15 @@ pub enum LogFormat {
 pub enum AccessCommand {
     /// Ask for an entitlement for a while.
     Request {
+        /// The entitlement to ask for (see `sluice access entitlements`).
         entitlement: String,
         /// How long, e.g. `30m`, `2h`. Default: the entitlement's maximum.
         #[arg(long = "for")]
         duration: Option<String>,
+        /// Why; required when the entitlement says so, and always for --break-glass.
         #[arg(long, short = 'r', default_value = "")]
         reason: String,
+        /// A ticket or incident reference, recorded with the request.
         #[arg(long)]
         ticket: Option<String>,
         /// Narrow the request: `RESOURCE=ACTION[,ACTION…]`, repeatable.
@@ -217,40 +240,62 @@ pub enum AccessCommand {
         /// Only break-glass grants awaiting review.
         #[arg(long)]
         needs_review: bool,
+        /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: i64,
     },
     /// Show one request.
-    Show { id: String },
+    Show {
+        /// The request id (`req-…`).
+        id: String,
+    },
     /// Approve someone else's pending request.
     Approve {
+        /// The request id (`req-…`).
         id: String,
+        /// A comment recorded with your vote.
         #[arg(long, short = 'c', default_value = "")]
         comment: String,
     },
     /// Deny a pending request (one deny ends it).
     Deny {
+        /// The request id (`req-…`).
         id: String,
+        /// A comment recorded with your vote.
         #[arg(long, short = 'c', default_value = "")]
         comment: String,
     },
     /// Withdraw your pending request.
-    Cancel { id: String },
+    Cancel {
+        /// The request id (`req-…`).
+        id: String,
+    },
     /// End someone's active grant now.
     Revoke {
+        /// The request id of the grant (`req-…`).
         id: String,
+        /// Why it ends now (recorded and shown to its holder).
         #[arg(long, short = 'r')]
         reason: String,
     },
     /// Give your active grant back early.
-    Relinquish { id: String },
+    Relinquish {
+        /// The request id of your grant (`req-…`).
+        id: String,
+    },
     /// Mark a break-glass grant as reviewed.
-    Review { id: String },
+    Review {
+        /// The request id of the break-glass grant (`req-…`).
+        id: String,
+    },
     /// Ask for more time on your active grant.
     Extend {
+        /// The request id of your grant (`req-…`).
         id: String,
+        /// How much longer, e.g. `30m`.
         #[arg(long = "for")]
         duration: Option<String>,
+        /// Why more time is needed.
         #[arg(long, short = 'r', default_value = "")]
         reason: String,
     },
@@ -269,11 +314,13 @@ pub enum AuditCommand {
     /// The newest entries (the last -n matching the filters), oldest first; --follow then
     /// prints new ones as they are written.
     Tail {
+        /// Only entries by this principal.
         #[arg(long)]
         actor: Option<String>,
         /// An action or a prefix (`access.`).
         #[arg(long)]
         action: Option<String>,
+        /// Only entries about this resource, e.g. `flag:production/checkout-v2`.
         #[arg(long)]
         resource: Option<String>,
         /// RFC 3339 time, inclusive.
@@ -303,6 +350,7 @@ pub enum AuditCommand {
     },
     /// Verify the live store, or an export FILE offline with --public-key.
     Verify {
+        /// An export (`sluice audit export`) to verify offline; without it, the live store.
         file: Option<PathBuf>,
         /// The audit public key (PEM), from `sluice audit public-key`.
         #[arg(long)]
@@ -322,8 +370,10 @@ pub enum AuditCommand {
     },
     /// Print the audit public key (PEM) from the local signing key; its id goes to stderr.
     PublicKey {
+        /// Where state lives (the signing key is `<data-dir>/audit-signing.pem`).
         #[arg(long, env = "SLUICE_DATA_DIR", default_value = "sluice-data")]
         data_dir: PathBuf,
+        /// The audit signing key (Ed25519, PEM), if not in the data directory.
         #[arg(long, env = "SLUICE_SIGNING_KEY")]
         signing_key: Option<PathBuf>,
     },
@@ -333,6 +383,7 @@ pub enum AuditCommand {
 pub enum TokenCommand {
     /// Create a token; the secret is printed once.
     Create {
+        /// A name to tell it by, e.g. `laptop` or `ci`.
         #[arg(long)]
         name: String,
         /// For someone else (administrators).
@@ -359,7 +410,10 @@ pub enum TokenCommand {
         all: bool,
     },
     /// Revoke a token.
-    Revoke { id: String },
+    Revoke {
+        /// The token id (`tok-…`), from `sluice tokens list`.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,6 +426,9 @@ pub enum StoreCommand {
         /// Target, e.g. `postgres://user@host/db` (migrated here if needed; must be empty).
         #[arg(long)]
         to: String,
+        /// `table` for people, `json` for scripts.
+        #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
 }
 
@@ -381,6 +438,7 @@ pub enum FlagsCommand {
     Import {
         /// The flagd flag definition file (JSON).
         file: PathBuf,
+        /// The environment, e.g. `production`.
         #[arg(long)]
         env: String,
         /// Load as flagd does: flags that fail validation are kept, listed, and answer
@@ -395,6 +453,7 @@ pub enum FlagsCommand {
     },
     /// Write an environment's flags as a flagd file.
     Export {
+        /// The environment, e.g. `production`.
         #[arg(long)]
         env: String,
         /// Write here instead of standard output.
@@ -403,12 +462,15 @@ pub enum FlagsCommand {
     },
     /// Environments, or the flags of one.
     List {
+        /// The environment whose flags to list; without it, the environments.
         #[arg(long)]
         env: Option<String>,
     },
     /// One flag's definition and revision.
     Get {
+        /// The flag key, e.g. `checkout-v2`.
         key: String,
+        /// The environment, e.g. `production`.
         #[arg(long)]
         env: String,
     },
@@ -427,6 +489,46 @@ fn parse_context_entry(s: &str) -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::parse_context_entry;
+
+    /// Every argument of every command, as `path: --name`, that `--help` shows without text.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" || arg.is_hide_set() {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                out.push(format!("{path}: {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_option_has_help_text() {
+        let mut missing = Vec::new();
+        undocumented(
+            &<super::Cli as clap::CommandFactory>::command(),
+            "sluice",
+            &mut missing,
+        );
+        assert!(missing.is_empty(), "no help text:\n{}", missing.join("\n"));
+    }
+
+    #[test]
+    fn migrate_lists_only_its_own_options() {
+        let cli = <super::Cli as clap::CommandFactory>::command();
+        let migrate = cli.find_subcommand("migrate").expect("a migrate command");
+        let mut ids: Vec<&str> = migrate
+            .get_arguments()
+            .map(|a| a.get_id().as_str())
+            .filter(|id| *id != "help")
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["config", "data_dir", "database_url"]);
+    }
 
     #[test]
     fn a_context_entry_is_key_equals_value() {

@@ -83,7 +83,9 @@ pub enum FlagChangeCommand {
     /// From the moment it expires no evaluation serves it. Needs `target` on `flag:ENV/KEY`
     /// in a protected environment, or `target-self` to pin only yourself (`--me`).
     Target {
+        /// The flag key, e.g. `checkout-v2`.
         key: String,
+        /// The environment, e.g. `production`.
         #[arg(long)]
         env: String,
         /// The variant to serve them, e.g. `on`.
@@ -109,13 +111,17 @@ pub enum FlagChangeCommand {
     },
     /// Expiring targets still in force on a flag, soonest to expire first.
     Targets {
+        /// The flag key, e.g. `checkout-v2`.
         key: String,
+        /// The environment, e.g. `production`.
         #[arg(long)]
         env: String,
     },
     /// Remove an expiring target before its time.
     Untarget {
+        /// The flag key, e.g. `checkout-v2`.
         key: String,
+        /// The environment, e.g. `production`.
         #[arg(long)]
         env: String,
         /// The target id, as printed by `sluice flags target` (`tgt-…`).
@@ -123,6 +129,7 @@ pub enum FlagChangeCommand {
     },
     /// Scheduled flag changes, soonest first (pending ones unless --all).
     Scheduled {
+        /// Only this environment's.
         #[arg(long)]
         env: Option<String>,
         /// Also applied, refused and cancelled ones.

@@ -150,14 +150,14 @@ fn entitlement_row(e: &Value) -> Vec<String> {
         .as_array()
         .map(|list| {
             list.iter()
-                .map(|x| format!("{} {}", s(&x["resource"]), x["actions"]))
+                .map(|x| format!("{} {}", s(&x["resource"]), s(&x["actions"])))
                 .collect()
         })
         .unwrap_or_default();
     vec![
         s(&e["name"]),
         s(&e["max_duration"]),
-        format!("{} of {}", e["approvals_required"], e["approvers"]),
+        format!("{} of {}", s(&e["approvals_required"]), s(&e["approvers"])),
         s(&e["auto_approve"]),
         scopes.join("; "),
     ]
@@ -449,7 +449,7 @@ pub async fn check(
     action: String,
     resource: String,
     r: Remote,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let (kind, id) = resource
         .split_once(':')
         .ok_or_else(|| anyhow!("RESOURCE is `kind:name`, e.g. db:orders"))?;
@@ -457,14 +457,12 @@ pub async fn check(
     let v = client(&r)
         .call(Method::POST, "/access/v1/evaluation", Some(body))
         .await?;
+    let allowed = v["decision"] == Value::Bool(true);
     emit(r.output, &v, |v| {
-        let verdict = if v["decision"] == Value::Bool(true) {
-            "allow"
-        } else {
-            "deny"
-        };
+        let verdict = if allowed { "allow" } else { "deny" };
         outln!("{verdict}: {}", s(&v["context"]["reason_admin"]["en"]));
-    })
+    })?;
+    Ok(allowed)
 }
 
 pub async fn whoami(r: Remote) -> anyhow::Result<()> {
@@ -478,7 +476,7 @@ pub async fn whoami(r: Remote) -> anyhow::Result<()> {
             } else {
                 ""
             },
-            v["groups"]
+            s(&v["groups"])
         );
     })
 }
@@ -579,15 +577,15 @@ pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
                     .map(|m| {
                         m.iter()
                             .map(|(k, f)| {
-                                let variants: Vec<&String> = f["variants"]
+                                let variants: Vec<&str> = f["variants"]
                                     .as_object()
-                                    .map(|o| o.keys().collect())
+                                    .map(|o| o.keys().map(String::as_str).collect())
                                     .unwrap_or_default();
                                 vec![
                                     k.clone(),
                                     s(&f["state"]),
                                     s(&f["defaultVariant"]),
-                                    format!("{variants:?}"),
+                                    variants.join(", "),
                                     if f.get("targeting").is_some_and(|t| !t.is_null()) {
                                         "yes".into()
                                     } else {

@@ -67,10 +67,14 @@ async fn main() {
             action,
             resource,
             remote,
-        } => commands::check(subject, action, resource, remote).await,
+        } => match commands::check(subject, action, resource, remote).await {
+            // Denied: the answer is printed, and the exit status says it for scripts.
+            Ok(false) => std::process::exit(1),
+            other => other.map(|_| ()),
+        },
         Command::Store {
-            command: cli::StoreCommand::Copy { from, to },
-        } => serve::copy(&from, &to).await,
+            command: cli::StoreCommand::Copy { from, to, output },
+        } => serve::copy(&from, &to, output).await,
         Command::Whoami { remote } => commands::whoami(remote).await,
     };
     if let Err(e) = result {

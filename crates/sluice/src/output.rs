@@ -44,10 +44,14 @@ pub fn until(v: &Value, what: &str, now_text: &str) -> String {
     }
 }
 
+/// A value as a table cell or a line for people: strings bare, arrays as `a, b` (never raw
+/// JSON), nothing as `-`.
 pub fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
+        Value::Array(items) if items.is_empty() => "-".into(),
+        Value::Array(items) => items.iter().map(s).collect::<Vec<_>>().join(", "),
         other => other.to_string(),
     }
 }
@@ -126,7 +130,14 @@ pub fn request(v: &Value) {
         ));
     }
     if let Some(next) = v["next_step"].as_str() {
-        lines.push(format!("next        {next}"));
+        if status == "pending" {
+            lines.push(format!(
+                "next        {next}; approve with: sluice access approve {}",
+                s(&v["id"])
+            ));
+        } else {
+            lines.push(format!("next        {next}"));
+        }
     }
     for l in lines {
         outln!("{l}");
@@ -183,6 +194,18 @@ pub fn emit(out: Output, v: &Value, human: impl FnOnce(&Value)) -> anyhow::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrays_print_as_lists_for_people() {
+        assert_eq!(
+            s(&serde_json::json!(["group:leads", "bob"])),
+            "group:leads, bob"
+        );
+        assert_eq!(s(&serde_json::json!([1, "x"])), "1, x");
+        assert_eq!(s(&serde_json::json!([])), "-");
+        assert_eq!(s(&serde_json::json!("plain")), "plain");
+        assert_eq!(s(&Value::Null), "-");
+    }
 
     #[test]
     fn an_overdue_time_is_due_now_never_ago() {

@@ -4,7 +4,7 @@
 use crate::cli::{LogFormat, ServeArgs};
 use anyhow::Context;
 use serde::Deserialize;
-use sluice_core::token::SecretToken;
+use sluice_core::token::{SecretToken, TokenKind};
 use sluice_core::Clock;
 use sluice_server::{Server, ServerConfig};
 use std::path::{Path, PathBuf};
@@ -63,6 +63,19 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
     let listen = listen
         .parse()
         .with_context(|| format!("--listen `{listen}` is not an address like 127.0.0.1:7070"))?;
+    // Checked before anything is created, so a bad value leaves nothing behind.
+    let admin_token = match std::env::var("SLUICE_ADMIN_TOKEN") {
+        Ok(raw) => {
+            let t = SecretToken::from_presented(&raw);
+            if !(t.is_well_formed() && t.kind() == Some(TokenKind::Api)) {
+                anyhow::bail!(
+                    "SLUICE_ADMIN_TOKEN must be `slu_api_` followed by at least 32 characters"
+                );
+            }
+            Some(t)
+        }
+        Err(_) => None,
+    };
     let database_url = match args.database_url.or(file.database_url) {
         Some(url) => url,
         None => {
@@ -79,9 +92,6 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    let admin_token = std::env::var("SLUICE_ADMIN_TOKEN")
-        .ok()
-        .map(|t| SecretToken::from_presented(&t));
     let log_format = args
         .log_format
         .or(file.log_format)
@@ -145,7 +155,9 @@ pub fn init_logs(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours for a person at a terminal; plain text for files, pipes and log collectors.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),
@@ -168,7 +180,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let addr = server.local_addr()?;
     if let Some(token) = &server.bootstrap_token {
         eprintln!(
-            "\nFirst start: created administrator `admin`. Its token (shown only this once):\n\n    {}\n\nUse it:\n    export SLUICE_TOKEN={}\n    sluice whoami\n",
+            "\nFirst start: created administrator `admin`; listening on http://{addr}.\nIts token (shown only this once):\n\n    {}\n\nUse it:\n    export SLUICE_ADDR={addr}\n    export SLUICE_TOKEN={}\n    sluice whoami\n",
             token.expose(),
             token.expose()
         );
@@ -190,8 +202,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server.run(shutdown_signal()).await
 }
 
-pub async fn migrate(args: ServeArgs) -> anyhow::Result<()> {
-    let s = settings(args)?;
+pub async fn migrate(args: crate::cli::MigrateArgs) -> anyhow::Result<()> {
+    let s = settings(ServeArgs {
+        listen: None,
+        data_dir: args.data_dir,
+        database_url: args.database_url,
+        signing_key: None,
+        config: args.config,
+        log_format: None,
+        client_rate_limit: None,
+        public_url: None,
+        pg_listen: None,
+    })?;
     sluice_store::Store::open(&s.config.database_url).await?;
     outln!("migrations applied");
     Ok(())
@@ -199,7 +221,7 @@ pub async fn migrate(args: ServeArgs) -> anyhow::Result<()> {
 
 /// `sluice store copy`: everything from one store into an empty other, then one audit entry
 /// on the target recording the copy (chained, so the target still verifies).
-pub async fn copy(from: &str, to: &str) -> anyhow::Result<()> {
+pub async fn copy(from: &str, to: &str, output: crate::cli::Output) -> anyhow::Result<()> {
     let source = sluice_store::Store::open(from)
         .await
         .with_context(|| format!("cannot open the source {from}"))?;
@@ -207,9 +229,6 @@ pub async fn copy(from: &str, to: &str) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot open the target {to}"))?;
     let report = source.copy_into(&target).await?;
-    for (table, n) in &report.rows {
-        outln!("{table:<20} {n:>8} rows");
-    }
     let head = target.audit_head().await?;
     let now = sluice_core::SystemClock.now();
     let mut tx = target.begin().await?;
@@ -220,11 +239,21 @@ pub async fn copy(from: &str, to: &str) -> anyhow::Result<()> {
     )
     .await?;
     tx.commit().await?;
-    outln!(
-        "copied; the target's audit chain continues from seq {}",
-        head.seq
-    );
-    Ok(())
+    let tables: Vec<serde_json::Value> = report
+        .rows
+        .iter()
+        .map(|(table, n)| serde_json::json!({"table": table, "rows": n}))
+        .collect();
+    let v = serde_json::json!({"tables": tables, "copied_head_seq": head.seq});
+    crate::output::emit(output, &v, |_| {
+        for (table, n) in &report.rows {
+            outln!("{table:<20} {n:>8} rows");
+        }
+        outln!(
+            "copied; the target's audit chain continues from seq {}",
+            head.seq
+        );
+    })
 }
 
 /// `sluice audit rotate-key`: hands the trail's signing from the current key to `new_key`

@@ -158,7 +158,64 @@ async fn refused_attempts_are_audited_and_a_flood_is_counted(b: crate::harness::
     assert_eq!(s.verify().await["ok"], json!(true));
 }
 
+async fn an_expired_token_says_so_and_an_unknown_one_does_not(b: crate::harness::Backend) {
+    let s = server!(b);
+    let (st, v) = s
+        .post(
+            ADMIN_TOKEN,
+            "/v1/tokens",
+            json!({"principal": "dave", "name": "short", "expires_in": "1h"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let token = v["token"].as_str().unwrap().to_owned();
+    let (st, _) = s.get(&token, "/v1/whoami").await;
+    assert_eq!(st, StatusCode::OK);
+
+    s.advance(chrono::TimeDelta::hours(1));
+    let (st, v) = s.get(&token, "/v1/whoami").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(v["code"], "token_expired", "{v}");
+    assert!(v["message"].as_str().unwrap().contains("expired"), "{v}");
+
+    // A well-formed token nobody issued learns nothing about expiry.
+    let unknown = format!("slu_api_{}", "0".repeat(64));
+    let (st, v) = s.get(&unknown, "/v1/whoami").await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(v["code"], "unauthenticated", "{v}");
+    // Nor does a revoked one, expired or not.
+    let (st, v) = s
+        .post(
+            ADMIN_TOKEN,
+            "/v1/tokens",
+            json!({"principal": "dave", "name": "gone", "expires_in": "1h"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (gone, id) = (
+        v["token"].as_str().unwrap().to_owned(),
+        v["id"].as_str().unwrap().to_owned(),
+    );
+    let (st, v) = s
+        .send(
+            reqwest::Method::DELETE,
+            ADMIN_TOKEN,
+            &format!("/v1/tokens/{id}"),
+            None,
+        )
+        .await;
+    assert!(st.is_success(), "revoke: {st} {v}");
+    s.advance(chrono::TimeDelta::hours(2));
+    let (st, v) = s.get(&gone, "/v1/whoami").await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthenticated")),
+        "{v}"
+    );
+}
+
 backend_tests!(
+    an_expired_token_says_so_and_an_unknown_one_does_not,
     refused_attempts_are_audited_and_a_flood_is_counted,
     a_principal_removed_from_the_policy_loses_grants_and_tokens,
     a_name_longer_than_the_limit_is_refused_clearly,

@@ -17,5 +17,6 @@ mod keys;
 mod outage;
 mod policy;
 mod sdk;
+mod start;
 mod story;
 mod tail;

@@ -69,13 +69,16 @@ async fn the_incident_story_through_the_cli() {
         )
         .await;
     assert!(out.starts_with("allow"), "{out}");
-    let out = s
-        .ok(
+    // A denial prints its answer and exits 1, as `kubectl auth can-i` does.
+    let r = s
+        .cli(
             alice,
             &["check", "dave", "toggle", "flag:production/checkout-v2"],
         )
         .await;
-    assert!(out.starts_with("deny"), "{out}");
+    assert!(!r.success, "a denial exits 1: {}", r.stdout);
+    assert!(r.stdout.starts_with("deny"), "{}", r.stdout);
+    assert!(r.stderr.is_empty(), "a denial is no error: {}", r.stderr);
 
     // Too long: refused, naming the cap.
     let r = s
@@ -128,14 +131,25 @@ async fn the_incident_story_through_the_cli() {
     assert!(out.starts_with("allow"), "{out}");
 
     // A second request is denied.
-    let p2 = s
-        .json(
+    // Printed for people, a pending request says how to approve it, as a proposal does.
+    let out = s
+        .ok(
             dave,
             &["access", "request", "orders-db-read", "--for", "1h"],
         )
         .await;
+    let p2 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("request"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no request id: {out}"))
+        .to_owned();
+    assert!(
+        out.contains(&format!("approve with: sluice access approve {p2}")),
+        "{out}"
+    );
     let d = s
-        .json(bob, &["access", "deny", &id(&p2), "--comment", "not now"])
+        .json(bob, &["access", "deny", &p2, "--comment", "not now"])
         .await;
     assert_eq!(d["status"], "denied", "{d}");
 
@@ -149,13 +163,13 @@ async fn the_incident_story_through_the_cli() {
     assert_eq!(r["status"], "revoked", "{r}");
     let r = s.json(alice, &["access", "relinquish", &id(&g)]).await;
     assert_eq!(r["status"], "relinquished", "{r}");
-    let out = s
-        .ok(
+    let r = s
+        .cli(
             alice,
             &["check", "alice", "toggle", "flag:production/checkout-v2"],
         )
         .await;
-    assert!(out.starts_with("deny"), "{out}");
+    assert!(!r.success && r.stdout.starts_with("deny"), "{r:?}");
 
     let all = s.json(admin, &["access", "list"]).await;
     let statuses: Vec<&str> = all
