@@ -17,11 +17,18 @@ pub enum DbCommand {
         all: bool,
     },
     /// One session and the statements it sent, with their times.
-    Session { id: String },
+    Session {
+        /// The session id (`pgs-…`), as `sluice db sessions` lists it.
+        id: String,
+    },
     /// End a live session now (administrators; audited).
-    Kill { id: String },
+    Kill {
+        /// The session id (`pgs-…`).
+        id: String,
+    },
     /// Print the `psql` command line that connects to NAME through the gateway.
     Connect {
+        /// The database as declared in the gateway's `databases:` (resource `db:NAME`).
         name: String,
         /// The gateway's address (`sluice serve --pg-listen`).
         #[arg(long, env = "SLUICE_PG_ADDR", default_value = "127.0.0.1:6432")]

@@ -36,6 +36,31 @@ pub async fn pg_admin(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// The database and roles go when the test ends (the server is shared; runs must not pile up).
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let status = std::process::Command::new("psql")
+            .arg(&self.admin_url)
+            .args(["-q", "-v", "ON_ERROR_STOP=0", "-c"])
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.dbname
+            ))
+            .arg("-c")
+            .arg(format!("DROP ROLE IF EXISTS {}", self.reader))
+            .arg("-c")
+            .arg(format!("DROP ROLE IF EXISTS {}", self.writer))
+            .stdout(std::process::Stdio::null())
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            eprintln!(
+                "notice: could not drop test database {} ({status:?})",
+                self.dbname
+            );
+        }
+    }
+}
+
 impl Upstream {
     /// `None` (with a notice) when PostgreSQL is not configured outside CI.
     pub async fn create() -> Option<Upstream> {
