@@ -47,7 +47,18 @@ impl Duration {
 
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&humantime::format_duration(std::time::Duration::from_secs(self.0)).to_string())
+        // Compact, and parseable back: `1d`, `1h30m`, `45s` (never humantime's `1day`).
+        let (mut rest, mut out) = (self.0, String::new());
+        for (unit, secs) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+            if rest >= secs {
+                out.push_str(&format!("{}{unit}", rest / secs));
+                rest %= secs;
+            }
+        }
+        if out.is_empty() {
+            out.push_str("0s");
+        }
+        f.write_str(&out)
     }
 }
 
@@ -95,6 +106,20 @@ pub fn relative(now: chrono::DateTime<chrono::Utc>, t: chrono::DateTime<chrono::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn displays_compactly_and_parses_back() {
+        for (secs, text) in [
+            (86_400, "1d"),
+            (5_400, "1h30m"),
+            (45, "45s"),
+            (90_061, "1d1h1m1s"),
+        ] {
+            let d = Duration::from_secs(secs);
+            assert_eq!(d.to_string(), text);
+            assert_eq!(Duration::parse(text), Ok(d));
+        }
+    }
 
     #[test]
     fn parses_and_bounds() {

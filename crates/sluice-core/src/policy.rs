@@ -219,11 +219,14 @@ impl Policy {
             return Err(err("$", "policy file is larger than 1 MiB"));
         }
         let doc: PolicyDoc = serde_yaml::from_str(text).map_err(|e| {
-            let at = e
-                .location()
-                .map(|l| format!("line {} column {}", l.line(), l.column()))
-                .unwrap_or_else(|| "$".into());
-            err(at, e.to_string())
+            let Some(l) = e.location() else {
+                return err("$", e.to_string());
+            };
+            // The parser's message ends with the location too; say it once.
+            let message = e.to_string();
+            let suffix = format!(" at line {} column {}", l.line(), l.column());
+            let message = message.replacen(&suffix, "", 1);
+            err(format!("line {} column {}", l.line(), l.column()), message)
         })?;
         let hash = hex::encode(Sha256::digest(text.as_bytes()));
         Self::from_doc(doc, hash)

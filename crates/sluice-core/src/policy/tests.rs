@@ -176,3 +176,18 @@ fn removals_name_what_is_taken_away() {
     assert!(empty.removals(&before).is_empty());
     assert!(before.removals(&before).is_empty());
 }
+
+#[test]
+fn a_syntax_error_names_its_line_once() {
+    for (yaml, at) in [
+        ("users: [alice]\nbogus: 1\n", "line 2 column 1"),
+        (
+            "users: [alice]\ngroups:\n  leads: [bob\n",
+            "line 4 column 1",
+        ),
+    ] {
+        let text = Policy::from_yaml(yaml).unwrap_err().to_string();
+        assert_eq!(text.matches(at).count(), 1, "{text}");
+        assert!(text.starts_with(at), "{text}");
+    }
+}

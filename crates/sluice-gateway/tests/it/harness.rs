@@ -151,6 +151,8 @@ pub fn policy(db: &str) -> String {
 users: [alice, bob, carol]
 groups:
   leads: [bob]
+environments:
+  production: {{}}
 entitlements:
   - name: orders-db-read
     scopes:
