@@ -45,7 +45,7 @@ databases:
     log: strict
 YAML
 cat > "$WORK/policy.yaml" <<YAML
-users: [alice]
+users: [alice, bob]
 entitlements:
   - name: bench-read
     scopes:
@@ -53,7 +53,7 @@ entitlements:
       - { resource: "db:bench-strict", actions: [read] }
     requesters: [alice]
     max_duration: 2h
-    approval: { required: 1, approvers: [alice] }
+    approval: { required: 1, approvers: [bob] }
     auto_approve: { requester_in: [alice], max_duration: 2h }
 YAML
 SLUICE_ADMIN_TOKEN=$ADMIN BENCH_PW=$PW "$BIN" serve --config "$WORK/sluice.yaml" --data-dir "$WORK/data" 2>"$WORK/serve.log" &

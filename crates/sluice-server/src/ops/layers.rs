@@ -54,7 +54,8 @@ pub struct RolloutStatus {
     /// serves the variant now).
     pub state: String,
     pub steps: Vec<f64>,
-    /// Index of the current step, if the rollout is in force (for a completed one, the step
+    /// 0-based index into `steps` of the current step (the CLI and the audit trail number
+    /// steps from 1), if the rollout is in force (for a completed one, the step
     /// at 100% it completed at).
     pub current_step: Option<usize>,
     pub current_percent: f64,
@@ -522,7 +523,8 @@ impl App {
                             NewEntry::new("system:clock", "rollout.advanced")
                                 .resource(format!("flag:{env}/{key}"))
                                 .details(
-                                    json!({"step": step, "percent": percent, "variant": r.variant}),
+                                    // Numbered from 1, as `sluice rollout status` says "step 2 of 4".
+                                    json!({"step": step + 1, "of": r.steps.len(), "percent": percent, "variant": r.variant}),
                                 ),
                         )
                         .await?;
