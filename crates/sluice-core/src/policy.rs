@@ -46,6 +46,11 @@ pub struct EnvironmentDoc {
     /// environment, over the request's own values (as flagd's `--context-value`).
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub context: serde_json::Map<String, serde_json::Value>,
+    /// Request headers copied into the context of every evaluation in this environment, as
+    /// flagd's `--context-from-header`: header name → context key. A header's value wins over
+    /// the static context and the request's own values; an absent header adds nothing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub context_from_headers: BTreeMap<String, String>,
 }
 
 impl EnvironmentDoc {
@@ -299,6 +304,10 @@ impl Policy {
         for (env, e) in &doc.environments {
             check_name(&format!("environments.{env}"), env)?;
             check_static_context(&format!("environments.{env}.context"), &e.context)?;
+            check_header_mapping(
+                &format!("environments.{env}.context_from_headers"),
+                &e.context_from_headers,
+            )?;
             if let Some(a) = &e.approval {
                 let at = format!("environments.{env}.approval");
                 if a.required == 0 {
@@ -474,6 +483,16 @@ impl Policy {
             .get(environment)
             .map(|e| &e.context)
             .filter(|c| !c.is_empty())
+    }
+
+    /// The request headers copied into an environment's evaluation context (header name in
+    /// lower case → context key); empty when none are declared.
+    pub fn context_from_headers(&self, environment: &str) -> &BTreeMap<String, String> {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        self.doc
+            .environments
+            .get(environment)
+            .map_or(&NONE, |e| &e.context_from_headers)
     }
 
     pub fn is_protected(&self, environment: &str) -> bool {
@@ -736,6 +755,43 @@ pub fn check_static_context(
         }
         if k == "targetingKey" && !v.is_string() {
             return Err(err(format!("{path}.targetingKey"), "must be a string"));
+        }
+    }
+    Ok(())
+}
+
+/// A header → context key mapping: header names are HTTP tokens (compared without case, so
+/// two spellings of one header are refused), context keys as in a static context.
+fn check_header_mapping(path: &str, mapping: &BTreeMap<String, String>) -> Result<(), PolicyError> {
+    let mut seen = BTreeSet::new();
+    for (header, key) in mapping {
+        let token = !header.is_empty()
+            && header
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            return Err(err(
+                format!("{path}.{header}"),
+                "not an HTTP header name (letters, digits and `-`, e.g. `X-Region`)",
+            ));
+        }
+        if !seen.insert(header.to_ascii_lowercase()) {
+            return Err(err(
+                format!("{path}.{header}"),
+                "this header is listed twice (header names are compared without case)",
+            ));
+        }
+        if key.is_empty() {
+            return Err(err(
+                format!("{path}.{header}"),
+                "name the context key it sets",
+            ));
+        }
+        if key == "$flagd" {
+            return Err(err(
+                format!("{path}.{header}"),
+                "`$flagd` is set by the flag engine itself",
+            ));
         }
     }
     Ok(())

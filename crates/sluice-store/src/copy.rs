@@ -186,8 +186,11 @@ pub struct CopyReport {
 impl Store {
     /// Copies everything from `self` into `target`, which must be empty, in one transaction.
     pub async fn copy_into(&self, target: &Store) -> Result<CopyReport, StoreError> {
-        if target.audit_head().await?.seq != 0 || target.principal_count().await? != 0 {
-            return Err(StoreError::Conflict("the target store is not empty".into()));
+        let entries = target.audit_head().await?.seq;
+        if entries != 0 || target.principal_count().await? != 0 {
+            return Err(StoreError::Conflict(format!(
+                "the target store is not empty ({entries} audit entries); copy into a new, empty database"
+            )));
         }
         let mut report = CopyReport::default();
         let mut tx = target.writer().begin().await?;

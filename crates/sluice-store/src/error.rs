@@ -11,7 +11,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("migration failed: {0}")]
     Migration(String),
-    #[error("{0} already exists")]
+    /// The write collides with what is there: the message says what, whole.
+    #[error("{0}")]
     Conflict(String),
 }
 
@@ -21,9 +22,10 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 StoreError::Unavailable(e.to_string())
             }
-            sqlx::Error::Database(d) if d.is_unique_violation() => {
-                StoreError::Conflict(d.message().to_owned())
-            }
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(format!(
+                "that already exists; another request may have written it first, try again ({})",
+                d.message()
+            )),
             _ => StoreError::Database(e.to_string()),
         }
     }

@@ -34,8 +34,16 @@ pub enum AccessError {
         status: &'static str,
         expected: &'static str,
     },
+    /// An active break-glass grant awaiting review was approved or denied: it can only be
+    /// reviewed (or revoked).
+    #[error("request {0} is an active break-glass grant: it is reviewed, not approved or denied; run `sluice access review {0}` (or `sluice access revoke {0}` to end it)")]
+    ReviewOnly(String),
     #[error("you cannot approve or deny your own request; ask someone in: {approvers}")]
     SelfApproval { approvers: String },
+    /// A break-glass grant is reviewed by someone else: the same rule as self-approval (and
+    /// the same code), said in the words of a review.
+    #[error("you cannot review your own break-glass grant; ask someone in: {approvers}")]
+    SelfReview { approvers: String },
     #[error("you are not an approver of `{entitlement}`; approvers are: {approvers}")]
     NotAnApprover {
         entitlement: String,
@@ -68,8 +76,8 @@ impl AccessError {
             Self::TicketRequired { .. } => "ticket_required",
             Self::ScopeTooWide { .. } => "scope_too_wide",
             Self::BreakGlassNotAllowed(_) => "break_glass_not_allowed",
-            Self::WrongStatus { .. } => "wrong_status",
-            Self::SelfApproval { .. } => "self_approval",
+            Self::WrongStatus { .. } | Self::ReviewOnly(_) => "wrong_status",
+            Self::SelfApproval { .. } | Self::SelfReview { .. } => "self_approval",
             Self::NotAnApprover { .. } => "not_an_approver",
             Self::AlreadyVoted(_) => "already_voted",
             Self::NotAllowed { .. } => "forbidden",
@@ -84,12 +92,16 @@ impl AccessError {
             self,
             Self::NotEligible { .. }
                 | Self::SelfApproval { .. }
+                | Self::SelfReview { .. }
                 | Self::NotAnApprover { .. }
                 | Self::NotAllowed { .. }
         )
     }
 
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Self::WrongStatus { .. } | Self::AlreadyVoted(_))
+        matches!(
+            self,
+            Self::WrongStatus { .. } | Self::ReviewOnly(_) | Self::AlreadyVoted(_)
+        )
     }
 }

@@ -179,6 +179,9 @@ pub fn authorize_vote<'a>(
     now: DateTime<Utc>,
 ) -> Result<Authorized<'a>, AccessError> {
     let status = req.status_at(now);
+    if status == RequestStatus::Active && req.needs_review {
+        return Err(AccessError::ReviewOnly(req.id.clone()));
+    }
     if status != RequestStatus::Pending {
         return Err(AccessError::WrongStatus {
             id: req.id.clone(),
@@ -388,14 +391,14 @@ pub fn review(policy: &Policy, req: &mut AccessRequest, by: &Actor) -> Result<()
         .map(|e| e.approval.approvers.clone())
         .unwrap_or_default();
     if by.name == req.requester {
-        return Err(AccessError::SelfApproval {
+        return Err(AccessError::SelfReview {
             approvers: list(&approvers),
         });
     }
     if !by.admin && !policy.is_in(&by.name, &approvers) {
         return Err(AccessError::NotAllowed {
             id: req.id.clone(),
-            who: "an approver or an administrator",
+            who: "an approver of its entitlement or an administrator",
             what: "review",
         });
     }

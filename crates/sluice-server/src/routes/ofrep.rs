@@ -39,21 +39,28 @@ impl ClientKey {
         self.caller.environment.as_deref().unwrap_or_default()
     }
 
-    /// The static context of an evaluation with this key: the environment's, then the key's
-    /// over it. `None` when neither has any.
-    pub fn static_context(&self, app: &App) -> Option<serde_json::Map<String, Value>> {
+    /// The fixed context of an evaluation with this key, merged over the request's own: the
+    /// environment's static context, the key's over it, then the environment's mapped request
+    /// headers over both (flagd: request < `--context-value` < `--context-from-header`).
+    /// `None` when there is nothing to add.
+    pub fn static_context(
+        &self,
+        app: &App,
+        headers: &HeaderMap,
+    ) -> Option<serde_json::Map<String, Value>> {
         let policy = app.policy();
-        let env = policy.static_context(self.environment());
-        match (env, &self.caller.context) {
-            (None, None) => None,
-            (Some(e), None) => Some(e.clone()),
-            (None, Some(k)) => Some(k.clone()),
-            (Some(e), Some(k)) => {
-                let mut merged = e.clone();
-                merged.extend(k.iter().map(|(n, v)| (n.clone(), v.clone())));
-                Some(merged)
+        let env = self.environment();
+        let mut merged = policy.static_context(env).cloned().unwrap_or_default();
+        if let Some(k) = &self.caller.context {
+            merged.extend(k.iter().map(|(n, v)| (n.clone(), v.clone())));
+        }
+        for (header, key) in policy.context_from_headers(env) {
+            // The first value, as flagd takes it; a value that is not text adds nothing.
+            if let Some(v) = headers.get(header.as_str()).and_then(|v| v.to_str().ok()) {
+                merged.insert(key.clone(), Value::String(v.to_owned()));
             }
         }
+        (!merged.is_empty()).then_some(merged)
     }
 }
 
@@ -146,9 +153,10 @@ pub async fn evaluate(
     State(app): State<App>,
     key_auth: ClientKey,
     Path(key): Path<String>,
+    headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Response {
-    let fixed = key_auth.static_context(&app);
+    let fixed = key_auth.static_context(&app, &headers);
     let ctx = match context_of(&body, fixed.as_ref()) {
         Ok(c) => c,
         Err((code, msg)) => return failure(&key, code, msg),
@@ -264,7 +272,7 @@ pub async fn evaluate_all(
     let flags = app.env_flags(key_auth.environment());
     // The static context lives in the policy, which changes apart from the flags: it is
     // hashed on its own (never memoised with the body) and enters the tag separately.
-    let fixed = key_auth.static_context(&app);
+    let fixed = key_auth.static_context(&app, &headers);
     let fixed_digest = fixed.as_ref().map(static_digest);
     // A body seen before (a client polling) is not parsed again to compute its tag.
     let memo_key = flags.as_ref().map(|f| f.contexts.key(&body));

@@ -223,6 +223,31 @@ async fn break_glass_is_active_at_once_and_needs_review(b: Backend) {
         (StatusCode::FORBIDDEN, Some("self_approval")),
         "{e}"
     );
+    // Approving or denying a grant that only wants review says so, and what to run instead.
+    for verb in ["approve", "deny"] {
+        let (st, e) = s
+            .post(&bob, &format!("/v1/requests/{}/{verb}", id(&v)), json!({}))
+            .await;
+        assert_eq!(
+            (st, e["code"].as_str()),
+            (StatusCode::CONFLICT, Some("wrong_status")),
+            "{verb}: {e}"
+        );
+        assert!(
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("reviewed, not approved")
+                    && m.contains(&format!("sluice access review {}", id(&v)))),
+            "{verb}: {e}"
+        );
+    }
+    // A refused review says it is about reviewing, not approving.
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("you cannot review your own break-glass grant")),
+        "{e}"
+    );
     let (st, r) = s.post(&bob, &review, json!({})).await;
     assert_eq!(st, StatusCode::OK, "{r}");
     assert_eq!(

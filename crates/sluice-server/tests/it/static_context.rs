@@ -3,7 +3,7 @@
 //! (flagd `MergeContextsAndHeaders`: "highest priority > header-context-from-cli >
 //! static-context-from-cli > request-context > lowest priority"). A client key may carry its
 //! own static context too, more specific than the environment's, so it wins over both. Bulk
-//! ETags cover it.
+//! ETags cover it. Mapped request headers (flagd `--context-from-header`) win over all of them.
 
 use crate::harness::{Backend, TestServer, ADMIN_TOKEN, POLICY};
 use crate::{backend_tests, server};
@@ -250,7 +250,126 @@ async fn a_client_key_carries_its_own_static_context(b: Backend) {
     );
 }
 
+fn policy_with_headers(context: &str, headers: &str) -> String {
+    POLICY.replace(
+        "  production: { protected: true }",
+        &format!(
+            "  production: {{ protected: true }}\n  staging: {{ context: {context}, context_from_headers: {headers} }}"
+        ),
+    )
+}
+
+async fn eval_with_header(
+    s: &TestServer,
+    key: &str,
+    flag: &str,
+    header: Option<(&str, &str)>,
+    context: Value,
+) -> Value {
+    let mut req = s
+        .http
+        .post(s.url(&format!("/ofrep/v1/evaluate/flags/{flag}")))
+        .header("x-api-key", key)
+        .json(&json!({"context": context}));
+    if let Some((name, value)) = header {
+        req = req.header(name, value);
+    }
+    let r = req.send().await.expect("sent");
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.expect("json")
+}
+
+async fn mapped_request_headers_win_over_static_and_request_context(b: Backend) {
+    let s = server!(b);
+    let key = setup(&s).await;
+    s.apply(&policy_with_headers(
+        "{ region: us }",
+        "{ X-Region: region }",
+    ))
+    .await;
+    // No header: the static context decides, as before.
+    let v = eval_with_header(&s, &key, "eu-only", None, json!({"region": "eu"})).await;
+    assert_eq!(v["value"], false, "static `us` beats the request: {v}");
+    // The header wins over both (flagd: header-context-from-cli > static > request), and
+    // header names are matched without case.
+    let v = eval_with_header(
+        &s,
+        &key,
+        "eu-only",
+        Some(("x-region", "eu")),
+        json!({"region": "us"}),
+    )
+    .await;
+    assert_eq!(v["value"], true, "{v}");
+
+    // Bulk: the header enters the answer and its tag; another value is another tag.
+    let bulk_with = |value: &'static str, tag: Option<String>| {
+        let mut req = s
+            .http
+            .post(s.url("/ofrep/v1/evaluate/flags"))
+            .header("x-api-key", &key)
+            .header("X-Region", value)
+            .json(&json!({"context": {}}));
+        if let Some(t) = tag {
+            req = req.header("if-none-match", t);
+        }
+        async move {
+            let r = req.send().await.expect("sent");
+            let st = r.status();
+            let tag = r
+                .headers()
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let text = r.text().await.expect("body");
+            (
+                st,
+                tag,
+                serde_json::from_str::<Value>(&text).unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (st, tag_eu, v) = bulk_with("eu", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(entry(&v, "eu-only")["value"], true, "{v}");
+    let (st, _, _) = bulk_with("eu", Some(tag_eu.clone())).await;
+    assert_eq!(st, StatusCode::NOT_MODIFIED);
+    let (st, tag_us, v) = bulk_with("us", Some(tag_eu.clone())).await;
+    assert_eq!(
+        st,
+        StatusCode::OK,
+        "another header value is another answer: {v}"
+    );
+    assert_ne!(tag_us, tag_eu);
+    assert_eq!(entry(&v, "eu-only")["value"], false, "{v}");
+
+    // A mapping that cannot work is refused with the policy, naming where.
+    for (headers, path) in [
+        ("{ \"X Region\": region }", "context_from_headers.X Region"),
+        (
+            "{ X-Region: region, x-region: zone }",
+            "context_from_headers.x-region",
+        ),
+        ("{ X-Flagd: $flagd }", "context_from_headers.X-Flagd"),
+    ] {
+        let (st, v) = s
+            .post(
+                ADMIN_TOKEN,
+                "/v1/policy",
+                json!({"source": policy_with_headers("{}", headers)}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{headers}: {v}");
+        assert!(
+            v["message"].as_str().is_some_and(|m| m.contains(path)),
+            "{headers}: names {path}: {v}"
+        );
+    }
+}
+
 backend_tests!(
+    mapped_request_headers_win_over_static_and_request_context,
     an_environment_static_context_is_merged_into_every_evaluation,
     a_static_context_is_validated_with_the_policy,
     a_client_key_carries_its_own_static_context,

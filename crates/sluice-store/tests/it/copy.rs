@@ -230,6 +230,12 @@ async fn copies_exactly(from: TestDb, to: TestDb) {
         .await
         .expect_err("non-empty target");
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    // The message reads as a sentence, not "… not empty already exists".
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("the target store is not empty (") && !msg.contains("already exists"),
+        "{msg}"
+    );
     assert_eq!(dump(&to.url).await, before);
     // So is one that only has principals (no audit entries yet).
     let third = sqlite();
