@@ -20,6 +20,7 @@ SU="host=127.0.0.1 port=5432 user=postgres"
 
 cleanup() {
   [ -n "${SLUICE_PID:-}" ] && kill "$SLUICE_PID" 2>/dev/null || true
+  [ -f "$WORK/pgb/pgb.pid" ] && kill "$(cat "$WORK/pgb/pgb.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
   psql "$SU dbname=postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "DROP ROLE IF EXISTS $ROLE" >/dev/null 2>&1 || true
   rm -rf "$WORK"
@@ -70,11 +71,55 @@ STRICT="host=127.0.0.1 port=$PGPORT user=alice dbname=bench-strict sslmode=disab
 GATEWAY_TLS="host=127.0.0.1 port=$PGPORT user=alice dbname=bench sslmode=require"
 tps() { PGPASSWORD=$1 pgbench -n -S -c 8 -j 2 -T "$T" "$2" 2>/dev/null | awk '/^tps/ {print int($3)}'; }
 
-echo "pgbench -S -c 8 -j 2 -T $T (select-only), alternating:"
-for round in 1 2; do
-  d=$(tps "$PW" "$DIRECT"); g=$(tps "$TOKEN" "$GATEWAY")
-  echo "  round $round: direct $d tps, gateway (session-log) $g tps, ratio $(python3 -c "print(round($g/$d, 3))")"
+# A reference proxy, when installed (`apt-get install pgbouncer`): PgBouncer in session mode
+# over the same database, so the gateway's ratio can be read against the cost of any proxy
+# hop on this machine.
+PGB_PORT=${PGB_PORT:-16434}
+BOUNCER=""
+if command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ]; then
+  chmod 755 "$WORK"; mkdir -p "$WORK/pgb"
+  printf '"%s" "%s"\n' "$ROLE" "$PW" > "$WORK/userlist.txt"
+  cat > "$WORK/pgbouncer.ini" <<INI
+[databases]
+bench = host=127.0.0.1 port=5432 dbname=$DB
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGB_PORT
+unix_socket_dir =
+auth_type = plain
+auth_file = $WORK/userlist.txt
+pool_mode = session
+max_client_conn = 100
+default_pool_size = 20
+logfile = $WORK/pgb/pgb.log
+pidfile = $WORK/pgb/pgb.pid
+INI
+  chmod 644 "$WORK"/userlist.txt "$WORK"/pgbouncer.ini
+  # PgBouncer will not run as root.
+  PGB_USER=(); if [ "$(id -u)" = 0 ]; then PGB_USER=(-u postgres); chown postgres "$WORK/pgb"; fi
+  "$(command -v pgbouncer || echo /usr/sbin/pgbouncer)" -d "${PGB_USER[@]}" "$WORK/pgbouncer.ini"
+  sleep 0.5
+  BOUNCER="host=127.0.0.1 port=$PGB_PORT user=$ROLE dbname=bench sslmode=disable"
+fi
+
+ROUNDS=${ROUNDS:-5}
+echo "pgbench -S -c 8 -j 2 -T $T (select-only), $ROUNDS rounds, direct and gateway alternating:"
+ratios=(); bratios=()
+for round in $(seq 1 "$ROUNDS"); do
+  if (( round % 2 )); then d=$(tps "$PW" "$DIRECT"); g=$(tps "$TOKEN" "$GATEWAY")
+  else g=$(tps "$TOKEN" "$GATEWAY"); d=$(tps "$PW" "$DIRECT"); fi
+  r=$(python3 -c "print(round($g/$d, 3))")
+  ratios+=("$r")
+  line="  round $round: direct $d tps, gateway (session-log) $g tps, ratio $r"
+  if [ -n "$BOUNCER" ]; then
+    b=$(tps "$PW" "$BOUNCER"); rb=$(python3 -c "print(round($b/$d, 3))"); bratios+=("$rb")
+    line="$line; pgbouncer $b tps, ratio $rb"
+  fi
+  echo "$line"
 done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+echo "  median ratio, gateway/direct: $(median "${ratios[@]}")"
+[ -n "$BOUNCER" ] && echo "  median ratio, pgbouncer/direct: $(median "${bratios[@]}")"
 echo "  gateway, TLS (sslmode=require): $(tps "$TOKEN" "$GATEWAY_TLS") tps"
 echo "  gateway, strict mode: $(tps "$TOKEN" "$STRICT") tps"
 

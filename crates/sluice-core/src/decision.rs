@@ -286,17 +286,57 @@ impl AccessSnapshot {
             .find(|g| g.id == grant_id)
     }
 
+    /// The live grant of `subject` with a scope on `resource`, whatever the action, that lasts
+    /// longest: what a connection password for a gateway database may outlive no further.
+    pub fn longest_grant_on(
+        &self,
+        subject: &str,
+        resource: &str,
+        now: DateTime<Utc>,
+    ) -> Option<&LiveGrant> {
+        let (subject, resource) = (normalized(subject), normalized(resource));
+        self.by_principal
+            .get(subject.as_ref())?
+            .grants
+            .iter()
+            .filter(|g| g.starts_at <= now && now < g.expires_at)
+            .filter(|g| g.scopes.iter().any(|s| s.resource.matches(&resource)))
+            .max_by_key(|g| g.expires_at)
+    }
+
     /// Entitlements with a scope on `resource`, whatever the action — the hint given to
     /// someone refused access to it. Depends only on the policy, never on what exists.
-    pub fn entitlements_for_resource(&self, resource: &str) -> Vec<String> {
+    pub fn entitlements_for_resource(&self, resource: &str) -> Vec<&crate::policy::Entitlement> {
         let resource = normalized(resource);
         self.policy
             .doc
             .entitlements
             .iter()
             .filter(|e| e.scopes.iter().any(|s| s.resource.matches(&resource)))
-            .map(|e| e.name.clone())
             .collect()
+    }
+
+    /// What to tell someone refused `resource` for want of a grant: the command that requests
+    /// the first entitlement covering it, with every option that entitlement requires.
+    pub fn request_hint(&self, resource: &str) -> String {
+        match self.entitlements_for_resource(resource).first() {
+            Some(e) => {
+                let ticket = if e.ticket_pattern.is_some() {
+                    " --ticket …"
+                } else {
+                    ""
+                };
+                let reason = match e.reason {
+                    crate::policy::ReasonRule::Required => " --reason \"…\"",
+                    crate::policy::ReasonRule::Optional => "",
+                };
+                format!(
+                    "request access: sluice access request {} --for 1h{ticket}{reason}",
+                    e.name
+                )
+            }
+            None => format!("no entitlement covers {resource}; ask an administrator"),
+        }
     }
 
     /// Entitlements whose scopes would allow `action` on `resource` — for "how do I get this" hints.

@@ -11,6 +11,9 @@ pub enum TokenKind {
     Api,
     /// Bound to one environment; may only evaluate flags.
     Client,
+    /// A short-lived connection password for one gateway database (`sluice db connect`):
+    /// opens PostgreSQL sessions as its principal, nothing else.
+    Db,
 }
 
 impl TokenKind {
@@ -18,18 +21,21 @@ impl TokenKind {
         match self {
             TokenKind::Api => "slu_api_",
             TokenKind::Client => "slu_cli_",
+            TokenKind::Db => "slu_pgw_",
         }
     }
     pub fn as_str(self) -> &'static str {
         match self {
             TokenKind::Api => "api",
             TokenKind::Client => "client",
+            TokenKind::Db => "db",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "api" => Some(Self::Api),
             "client" => Some(Self::Client),
+            "db" => Some(Self::Db),
             _ => None,
         }
     }
@@ -62,7 +68,7 @@ impl SecretToken {
     }
 
     pub fn kind(&self) -> Option<TokenKind> {
-        [TokenKind::Api, TokenKind::Client]
+        [TokenKind::Api, TokenKind::Client, TokenKind::Db]
             .into_iter()
             .find(|k| self.0.starts_with(k.prefix()))
     }

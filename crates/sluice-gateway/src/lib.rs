@@ -56,9 +56,22 @@ impl Gateway {
     pub async fn bind(app: App, config: GatewayConfig) -> anyhow::Result<Gateway> {
         for db in &config.databases {
             db.validate().map_err(anyhow::Error::msg)?;
+            // Credentials are read at each connection (so they can be rotated in place); one
+            // that cannot be read now is said at once, not at the first refused session.
+            for role in &db.roles {
+                if let Err(e) = role.password() {
+                    tracing::warn!(database = %db.name, role = %role.user,
+                        "db:{}: the credential of role {} ({} sessions) cannot be read: {e}; those sessions are refused until it can",
+                        db.name, role.user, role.action);
+                }
+            }
         }
         let tls = tls::load(&config.tls)?;
         let listener = TcpListener::bind(config.listen).await?;
+        app.gateway.publish(sluice_server::gateway::Listening {
+            address: listener.local_addr()?.to_string(),
+            certificate_sha256: tls.fingerprint.clone(),
+        });
         let log = log::LogSink::start(app.clone());
         Ok(Gateway {
             shared: Arc::new(Shared {
@@ -78,8 +91,16 @@ impl Gateway {
         self.listener.local_addr()
     }
 
-    /// Accepts connections until `shutdown` resolves; each runs in a task of its own.
+    /// Accepts connections until `shutdown` resolves; each runs in a task of its own, on
+    /// the gateway's relay threads (see [`Relays`]).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let relays = match Relays::start(relay_threads()) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "the gateway could not start its relay threads: {e}");
+                return;
+            }
+        };
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -87,7 +108,7 @@ impl Gateway {
                 accepted = self.listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
                         let shared = self.shared.clone();
-                        tokio::spawn(async move {
+                        relays.spawn(tcp, move |tcp| async move {
                             if let Err(e) = session::handle(shared, tcp, peer).await {
                                 tracing::debug!(%peer, error = %e, "gateway connection from {peer} ended: {e}");
                             }
@@ -100,5 +121,78 @@ impl Gateway {
                 },
             }
         }
+    }
+}
+
+/// How many relay threads: `SLUICE_PG_THREADS`, else one per two cores (at least one).
+fn relay_threads() -> usize {
+    std::env::var("SLUICE_PG_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2)))
+}
+
+/// The threads sessions relay on: each a single-threaded runtime of its own, sessions
+/// handed out in turn. A relay is a tight loop of small reads and writes; on the shared
+/// multi-threaded runtime every wake-up could also wake an idle worker to steal it, and those
+/// thread switches cost more than the relaying (see BENCHMARKS.md, gateway). Sessions still
+/// share everything else (snapshot, store, audit) with the server.
+struct Relays {
+    handles: Vec<tokio::runtime::Handle>,
+    next: std::sync::atomic::AtomicUsize,
+    /// Dropping these stops the threads.
+    _stop: Vec<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Relays {
+    fn start(n: usize) -> std::io::Result<Relays> {
+        let mut handles = Vec::with_capacity(n);
+        let mut stop = Vec::with_capacity(n);
+        for i in 0..n {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            handles.push(rt.handle().clone());
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            stop.push(tx);
+            std::thread::Builder::new()
+                .name(format!("sluice-pg-{i}"))
+                .spawn(move || {
+                    rt.block_on(async {
+                        let _ = rx.await;
+                    });
+                })?;
+        }
+        Ok(Relays {
+            handles,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            _stop: stop,
+        })
+    }
+
+    /// Moves an accepted connection to the next relay thread and runs `session` on it there.
+    fn spawn<F, Fut>(&self, tcp: tokio::net::TcpStream, session: F)
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let std = match tcp.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "handing a gateway connection to a relay thread failed: {e}");
+                return;
+            }
+        };
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.handles.len();
+        self.handles[i].spawn(async move {
+            // Registered with this thread's own reactor.
+            match tokio::net::TcpStream::from_std(std) {
+                Ok(tcp) => session(tcp).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a gateway connection could not be registered: {e}")
+                }
+            }
+        });
     }
 }

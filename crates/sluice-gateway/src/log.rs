@@ -19,30 +19,58 @@ enum Msg {
 #[derive(Clone)]
 pub struct LogSink {
     tx: mpsc::Sender<Msg>,
+    /// Cuts a gathering short: a session is waiting for its rows.
+    flush: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Rows written per store call at most.
 const BATCH: usize = 2000;
 
+/// How long the first row of a batch waits for others before the batch is written (a flush
+/// cuts it short). Each store commit rewrites the log's last pages, so fewer, larger commits
+/// cost far less per statement: at 20 ms a busy gateway spent a sixth of its CPU here.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Takes what is queued, up to a batch.
+fn drain(
+    rows: &mut Vec<LoggedStatement>,
+    waiters: &mut Vec<oneshot::Sender<bool>>,
+    rx: &mut mpsc::Receiver<Msg>,
+) {
+    while rows.len() < BATCH {
+        match rx.try_recv() {
+            Ok(Msg::Row(r)) => rows.push(r),
+            Ok(Msg::Flush(w)) => waiters.push(w),
+            Err(_) => break,
+        }
+    }
+}
+
 impl LogSink {
     /// Starts the writer task.
     pub fn start(app: App) -> LogSink {
         let (tx, mut rx) = mpsc::channel::<Msg>(16_384);
+        let flush = std::sync::Arc::new(tokio::sync::Notify::new());
+        let flushing = flush.clone();
         tokio::spawn(async move {
             let mut rows = Vec::new();
             let mut waiters = Vec::new();
             while let Some(first) = rx.recv().await {
-                let mut next = Some(first);
-                while let Some(m) = next {
-                    match m {
-                        Msg::Row(r) => rows.push(r),
-                        Msg::Flush(w) => waiters.push(w),
+                match first {
+                    Msg::Row(r) => rows.push(r),
+                    Msg::Flush(w) => waiters.push(w),
+                }
+                drain(&mut rows, &mut waiters, &mut rx);
+                // Rows arrive one statement at a time; a store transaction for a few rows
+                // costs more than the relaying. Unless a batch is full already (then the
+                // writer keeps up by writing whole batches) or a session waits for its rows,
+                // let a moment's rows gather first.
+                if rows.len() < BATCH && waiters.is_empty() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(GATHER) => {}
+                        _ = flushing.notified() => {}
                     }
-                    next = if rows.len() < BATCH {
-                        rx.try_recv().ok()
-                    } else {
-                        None
-                    };
+                    drain(&mut rows, &mut waiters, &mut rx);
                 }
                 let ok = match app.store.insert_statements(&rows).await {
                     Ok(()) => true,
@@ -57,7 +85,7 @@ impl LogSink {
                 }
             }
         });
-        LogSink { tx }
+        LogSink { tx, flush }
     }
 
     /// Resolves once every row sent before it is written; false if a write failed.
@@ -66,6 +94,7 @@ impl LogSink {
         if self.tx.send(Msg::Flush(tx)).await.is_err() {
             return false;
         }
+        self.flush.notify_one();
         rx.await.unwrap_or(false)
     }
 }

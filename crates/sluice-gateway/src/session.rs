@@ -89,16 +89,39 @@ pub(crate) async fn handle(
         .map(|(t, _)| String::from_utf8_lossy(t).into_owned())
         .unwrap_or_default();
     let app = &shared.app;
-    let caller = sluice_server::auth::authenticate(app, Some(SecretToken::from_presented(&token)))
-        .await
-        .ok()
-        .filter(|c| c.kind == TokenKind::Api && c.name == sluice_core::scope::normalize(&user));
+    let authenticated =
+        sluice_server::auth::authenticate(app, Some(SecretToken::from_presented(&token))).await;
+    if matches!(
+        authenticated,
+        Err(sluice_server::error::ApiError::TokenExpired)
+    ) {
+        return refuse(
+            &mut stream,
+            "28P01",
+            &format!(
+                "password authentication failed for user \"{user}\": the password has expired"
+            ),
+            Some("get a new connection password with `sluice db connect`"),
+        )
+        .await;
+    }
+    let caller = authenticated.ok().filter(|c| {
+        // An API token, or a connection password for this very database.
+        let opens = match c.kind {
+            TokenKind::Api => true,
+            TokenKind::Db => {
+                c.database.as_deref() == Some(&*sluice_core::scope::normalize(&database))
+            }
+            TokenKind::Client => false,
+        };
+        opens && c.name == sluice_core::scope::normalize(&user)
+    });
     let Some(caller) = caller else {
         return refuse(
             &mut stream,
             "28P01",
             &format!("password authentication failed for user \"{user}\""),
-            Some("the password is your Sluice API token, and the user its principal"),
+            Some("the password is your Sluice API token (or a password from `sluice db connect`), and the user its principal"),
         )
         .await;
     };
@@ -130,10 +153,7 @@ pub(crate) async fn handle(
     let Some((db, role, grant_id, entitlement, expires_at)) = admitted else {
         // INVARIANT: the same answer whether or not the database is declared, built from
         // the policy alone: nobody learns from a refusal which databases exist.
-        let hint = match snap.entitlements_for_resource(&resource).first() {
-            Some(e) => format!("request access: sluice access request {e} --for 1h --reason \"…\""),
-            None => format!("no entitlement covers {resource}; ask an administrator"),
-        };
+        let hint = snap.request_hint(&resource);
         let entry = NewEntry::new(&caller.name, "gateway.session.refused")
             .resource(&resource)
             .details(json!({"client": peer.to_string(), "reason": "no live grant"}));
@@ -402,10 +422,11 @@ async fn relay(
     let mut frames = Frames::default();
     let ended = {
         let c2s = client_to_server(app, &mut cr, &mut uw, recorder, live, max_statement_bytes);
-        let s2c = server_to_client(app, &mut ur, &mut cw, &mut frames, live, resource);
+        let s2c = server_to_client(&mut ur, &mut cw, &mut frames, live);
         tokio::select! {
             r = c2s => Err(r),
-            r = s2c => r,
+            r = s2c => r.map(|()| None),
+            end = watch(app, live, resource) => Ok(Some(end)),
         }
     };
     match ended {
@@ -484,50 +505,56 @@ where
     }
 }
 
-/// Relays upstream → client while watching the grant. `Ok(Some((reason, message)))` when
-/// the grant ended or the session was killed, `Ok(None)` when upstream closed, `Err` on a
-/// client failure.
+/// Relays upstream → client. `Ok(())` when upstream closed, `Err` on a client failure.
+/// A plain copy: the grant is watched beside it ([`watch`]), so a busy session pays nothing
+/// per message for the watching.
 async fn server_to_client<R, W>(
-    app: &App,
     ur: &mut R,
     cw: &mut W,
     frames: &mut Frames,
     live: &LiveSession,
-    resource: &str,
-) -> Result<Option<(String, String)>, String>
+) -> Result<(), String>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; BUF];
+    loop {
+        let n = match ur.read(&mut buf).await {
+            Ok(0) | Err(_) => return Ok(()),
+            Ok(n) => n,
+        };
+        frames.feed(&buf[..n]);
+        cw.write_all(&buf[..n])
+            .await
+            .map_err(|e| format!("client connection failed: {e}"))?;
+        live.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Resolves when the session must end: its grant expired or was withdrawn, or it was
+/// killed. Returns why (for the record) and what the client is told.
+async fn watch(app: &App, live: &LiveSession, resource: &str) -> (String, String) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let killed = live.killed();
+    tokio::pin!(killed);
     loop {
         let left = live.expires_at() - app.now();
         let until_expiry = left.to_std().unwrap_or(Duration::ZERO);
         tokio::select! {
-            r = ur.read(&mut buf) => {
-                let n = match r {
-                    Ok(0) | Err(_) => return Ok(None),
-                    Ok(n) => n,
-                };
-                frames.feed(&buf[..n]);
-                cw.write_all(&buf[..n]).await.map_err(|e| format!("client connection failed: {e}"))?;
-                live.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
-                continue;
-            }
-            by = live.killed() => {
+            by = &mut killed => {
                 let at = app.now();
-                return Ok(Some((
+                return (
                     format!("killed by {by}"),
                     format!("access to {resource} ended at {}: session {} was ended by {by}", stamp(at), live.id),
-                )));
+                );
             }
             _ = tick.tick() => {}
             _ = tokio::time::sleep(until_expiry) => {}
         }
         if let Some(end) = grant_over(app, live, resource).await {
-            return Ok(Some(end));
+            return end;
         }
     }
 }

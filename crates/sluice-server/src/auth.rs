@@ -19,6 +19,8 @@ pub struct Caller {
     pub environment: Option<String>,
     /// For client keys: static evaluation context merged into every evaluation.
     pub context: Option<serde_json::Map<String, serde_json::Value>>,
+    /// For connection passwords: the one gateway database they open sessions on.
+    pub database: Option<String>,
 }
 
 impl Caller {
@@ -88,6 +90,7 @@ pub async fn authenticate(app: &App, token: Option<SecretToken>) -> Result<Arc<C
         kind,
         environment: row.environment,
         context: row.context,
+        database: row.database,
     };
     let caller = Arc::new(caller);
     app.tokens.put(cache_key, caller.clone(), row.expires_at);
@@ -148,10 +151,19 @@ impl FromRequestParts<App> for ApiCaller {
         if let Some(slot) = parts.extensions.get::<crate::refusals::CallerSlot>() {
             let _ = slot.0.set(caller.name.clone());
         }
-        if caller.kind != TokenKind::Api {
-            return Err(ApiError::Forbidden(
-                "a client key may only evaluate flags".into(),
-            ));
+        match caller.kind {
+            TokenKind::Api => {}
+            TokenKind::Client => {
+                return Err(ApiError::Forbidden(
+                    "a client key may only evaluate flags".into(),
+                ))
+            }
+            TokenKind::Db => {
+                return Err(ApiError::Forbidden(
+                    "a connection password only opens sessions through the PostgreSQL gateway"
+                        .into(),
+                ))
+            }
         }
         Ok(ApiCaller(caller))
     }

@@ -91,9 +91,32 @@ impl LiveSession {
 #[derive(Debug, Default)]
 pub struct LiveSessions {
     map: Mutex<HashMap<String, Arc<LiveSession>>>,
+    listening: Mutex<Option<Listening>>,
+}
+
+/// Where this instance's gateway accepts clients, once it does.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct Listening {
+    /// The address it listens on (`--pg-listen`).
+    pub address: String,
+    /// SHA-256 of its TLS certificate (hex), to pin with `sslmode=verify-full` tooling.
+    pub certificate_sha256: String,
 }
 
 impl LiveSessions {
+    /// Records that the gateway listens (called once it is bound).
+    pub fn publish(&self, l: Listening) {
+        *self.listening.lock().unwrap_or_else(|e| e.into_inner()) = Some(l);
+    }
+
+    /// Where this instance's gateway listens; `None` when it runs none.
+    pub fn listening(&self) -> Option<Listening> {
+        self.listening
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub fn insert(&self, s: Arc<LiveSession>) {
         self.lock().insert(s.id.clone(), s);
     }

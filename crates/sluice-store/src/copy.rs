@@ -24,6 +24,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "expires_at",
             "revoked_at",
             "context",
+            "database",
         ],
     ),
     (

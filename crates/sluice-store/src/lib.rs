@@ -84,6 +84,10 @@ impl Store {
                             // Commits reach the WAL at once; the Flusher fsyncs it before any
                             // caller is answered (group commit), so acknowledged means durable.
                             conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            // Statement journals (every multi-row INSERT in a transaction
+                            // keeps one) and sorts stay in memory: on disk they were a write
+                            // per page per statement, the most of what a busy session log cost.
+                            conn.execute("PRAGMA temp_store = MEMORY").await?;
                             Ok(())
                         })
                     })

@@ -23,6 +23,8 @@ pub struct TokenRow {
     pub revoked_at: Option<DateTime<Utc>>,
     /// Client keys: static evaluation context merged into every evaluation made with the key.
     pub context: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Connection passwords (kind `db`): the one gateway database they open sessions on.
+    pub database: Option<String>,
 }
 
 pub(crate) fn principal(row: &AnyRow) -> Result<PrincipalRow, StoreError> {
@@ -50,11 +52,12 @@ fn token(row: &AnyRow) -> Result<TokenRow, StoreError> {
                 StoreError::Corrupt(format!("context of a token is not a JSON object: {e}"))
             })?),
         },
+        database: get(row, "database")?,
     })
 }
 
 const TOKEN_COLS: &str =
-    "t.id, t.principal, t.kind, t.environment, t.name, t.created_at, t.expires_at, t.revoked_at, t.context";
+    "t.id, t.principal, t.kind, t.environment, t.name, t.created_at, t.expires_at, t.revoked_at, t.context, t.database";
 
 impl Store {
     pub async fn principal(&self, name: &str) -> Result<Option<PrincipalRow>, StoreError> {
@@ -180,8 +183,8 @@ impl WriteTx {
 
     pub async fn insert_token(&mut self, t: &TokenRow, hash: &str) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO tokens (id, principal, kind, environment, name, hash, created_at, expires_at, context) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO tokens (id, principal, kind, environment, name, hash, created_at, expires_at, context, database) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&t.id)
         .bind(&t.principal)
@@ -196,6 +199,7 @@ impl WriteTx {
                 .as_ref()
                 .map(|c| serde_json::Value::Object(c.clone()).to_string()),
         )
+        .bind(t.database.clone())
         .execute(self.conn().await?)
         .await?;
         Ok(())

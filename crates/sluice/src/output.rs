@@ -122,11 +122,24 @@ pub fn request(v: &Value) {
             ));
         }
     }
-    if !v["end_reason"].is_null() {
+    if v["needs_review"] == Value::Bool(true) {
         lines.push(format!(
-            "ended       by {}: {}",
+            "review      needed (break-glass): sluice access review {}",
+            s(&v["id"])
+        ));
+    } else if !v["reviewed_by"].is_null() {
+        lines.push(format!("reviewed    by {}", s(&v["reviewed_by"])));
+    }
+    if !v["ended_at"].is_null() || !v["end_reason"].is_null() {
+        let reason = if v["end_reason"].is_null() {
+            String::new()
+        } else {
+            format!(": {}", s(&v["end_reason"]))
+        };
+        lines.push(format!(
+            "ended       by {} {}{reason}",
             s(&v["ended_by"]),
-            s(&v["end_reason"])
+            when(&v["ended_at"])
         ));
     }
     if let Some(next) = v["next_step"].as_str() {

@@ -184,6 +184,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             token.expose(),
             token.expose()
         );
+    } else if std::env::var_os("SLUICE_ADMIN_TOKEN").is_none() {
+        tracing::info!("the administrator `admin` exists: its token was shown once, at the first start (lost? any administrator can `sluice tokens create --principal admin`, or start afresh on an empty --data-dir)");
     }
     tracing::info!(%addr, data_dir = %s.data_dir.display(), "sluice listening on http://{addr}");
     if let Some(gw) = s.gateway {

@@ -13,3 +13,4 @@ mod admission;
 mod audit;
 mod expiry;
 mod harness;
+mod passwords;

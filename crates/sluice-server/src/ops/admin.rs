@@ -78,6 +78,7 @@ impl App {
             expires_at: None,
             revoked_at: None,
             context: None,
+            database: None,
         };
         tx.insert_token(&row, &secret.hash()).await?;
         tx.audit(
@@ -298,6 +299,12 @@ impl App {
                 ))
             }
             (TokenKind::Api, None) => None,
+            (TokenKind::Db, _) => {
+                return Err(ApiError::bad_request(
+                    "invalid_request",
+                    "connection passwords are issued by `sluice db connect` (POST /v1/db/{name}/password)",
+                ))
+            }
         };
         if let Some(c) = &context {
             if kind != TokenKind::Client {
@@ -328,6 +335,7 @@ impl App {
             expires_at: expires_in.map(|d| now + d.delta()),
             revoked_at: None,
             context,
+            database: None,
         };
         let mut tx = self.store.begin().await?;
         tx.insert_token(&row, &secret.hash()).await?;

@@ -171,3 +171,55 @@ pub async fn kill(
     app.kill_session(&caller, &id).await?;
     Ok(Json(serde_json::json!({"killed": id})))
 }
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordRequest {
+    /// How long the password may open sessions (default 10m, at most 1h; never past the
+    /// grant). Sessions it opened last as long as the grant, not the password.
+    #[schema(value_type = Option<String>, example = "10m")]
+    pub ttl: Option<sluice_core::duration::Duration>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PasswordIssued {
+    /// The connection password, shown once: `PGPASSWORD` for `psql` through the gateway.
+    pub password: String,
+    /// The PostgreSQL user to connect as: the caller's principal.
+    pub user: String,
+    pub database: String,
+    pub token_id: String,
+    /// After this, the password opens no new session.
+    pub expires_at: DateTime<Utc>,
+    /// The grant it was issued under.
+    pub grant_id: String,
+    /// Where this instance's gateway listens, if it runs one.
+    pub gateway: Option<crate::gateway::Listening>,
+}
+
+/// A short-lived connection password for one gateway database (`sluice db connect`).
+/// Needs a live grant on `db:{name}`; refused (403, with the entitlement to request)
+/// without one. Audited as `gateway.password.issued`.
+#[utoipa::path(post, path = "/v1/db/{name}/password", tag = "gateway", request_body(content = PasswordRequest, description = "optional"),
+    responses((status = 201, body = PasswordIssued), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn password(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Path(name): Path<String>,
+    crate::json::ApiJsonOrDefault(body): crate::json::ApiJsonOrDefault<PasswordRequest>,
+) -> Result<(axum::http::StatusCode, Json<PasswordIssued>), ApiError> {
+    let ttl = body.ttl;
+    let p = app.issue_db_password(&caller, &name, ttl).await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(PasswordIssued {
+            password: p.secret.expose().to_owned(),
+            user: caller.name.clone(),
+            database: sluice_core::scope::normalize(&name),
+            token_id: p.token_id,
+            expires_at: p.expires_at,
+            grant_id: p.grant_id,
+            gateway: app.gateway.listening(),
+        }),
+    ))
+}

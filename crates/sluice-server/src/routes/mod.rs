@@ -42,7 +42,7 @@ pub const MAX_IMPORT: usize = 8 * 1024 * 1024;
         flag_changes::scheduled, flag_changes::cancel_scheduled,
         change_requests::propose, change_requests::list, change_requests::show,
         change_requests::approve, change_requests::deny, change_requests::cancel,
-        gateway::list, gateway::show, gateway::kill,
+        gateway::list, gateway::show, gateway::kill, gateway::password,
         healthz, readyz, metrics_text, openapi_json,
     ),
     modifiers(&BearerAuth, &AuthResponses),
@@ -253,6 +253,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/db/sessions", get(gateway::list))
         .route("/v1/db/sessions/{id}", get(gateway::show))
         .route("/v1/db/sessions/{id}/kill", post(gateway::kill))
+        .route("/v1/db/{name}/password", post(gateway::password))
         .route("/v1/whoami", get(admin::whoami))
         .route("/v1/policy", post(admin::apply).get(admin::current))
         .route(

@@ -130,6 +130,7 @@ async fn populate(store: &Store) {
         expires_at: Some(t0() + TimeDelta::days(90)),
         revoked_at: None,
         context: None,
+        database: None,
     };
     tx.insert_token(&token, "hash-1").await.expect("token");
     tx.insert_policy("phash", "users: [dave, bob]\n", "admin", t0())

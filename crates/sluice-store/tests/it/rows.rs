@@ -187,6 +187,7 @@ fn token_row(id: &str, principal: &str, expires_in: Option<TimeDelta>) -> TokenR
         expires_at: expires_in.map(|d| t0() + d),
         revoked_at: None,
         context: None,
+        database: None,
     }
 }
 
