@@ -118,16 +118,11 @@ impl WriteTx {
     }
 }
 
-/// Rows per statement of a log insert (6 parameters each), per backend. PostgreSQL: many, to
-/// save round trips. SQLite: few, because finding a numbered parameter's slot
-/// (`sqlite3_bind_parameter_name`) scans the statement's parameter list, so binding costs
-/// grow with the square of the parameters — at 150 rows a tenth of the gateway's CPU went there.
-fn log_rows_per_insert(backend: crate::Backend) -> usize {
-    match backend {
-        crate::Backend::Postgres => 150,
-        crate::Backend::Sqlite => 16,
-    }
-}
+/// Rows per statement of a log insert (6 parameters each). SQLite's parameters are written
+/// `?` (anonymous, bound in order), not `$n`: finding a numbered parameter's slot scans the
+/// statement's parameter list (`sqlite3_bind_parameter_name`), so with `$n` binding cost grows
+/// with the square of the parameters — at 150 rows a tenth of the gateway's CPU went there.
+const LOG_ROWS_PER_INSERT: usize = 150;
 
 impl Store {
     /// Appends statements to session logs (not audited by itself: the running hash of each
@@ -137,7 +132,8 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.writer().begin().await?;
-        for chunk in rows.chunks(log_rows_per_insert(self.backend())) {
+        let anonymous = self.backend() == crate::Backend::Sqlite;
+        for chunk in rows.chunks(LOG_ROWS_PER_INSERT) {
             let mut sql = String::from(
                 "INSERT INTO gateway_statements (session_id, seq, at, kind, text, params) VALUES ",
             );
@@ -145,16 +141,20 @@ impl Store {
                 if i > 0 {
                     sql.push_str(", ");
                 }
-                let b = i * 6;
-                sql.push_str(&format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6
-                ));
+                if anonymous {
+                    sql.push_str("(?, ?, ?, ?, ?, ?)");
+                } else {
+                    let b = i * 6;
+                    sql.push_str(&format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6
+                    ));
+                }
             }
             let mut q = sqlx::query(&sql);
             for r in chunk {
