@@ -1,9 +1,12 @@
 //! The gateway's settings: where it listens, its TLS certificate, and the databases it serves
 //! (the `databases:` section of `sluice.yaml`).
 
-use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+pub use sluice_server::gateway::spec::{
+    DatabaseConfig, LogMode, Password, RoleConfig, UpstreamConfig,
+};
 
 /// Everything the gateway needs besides the [`sluice_server::App`].
 #[derive(Debug, Clone)]
@@ -23,123 +26,4 @@ pub enum TlsSource {
     Files { cert: PathBuf, key: PathBuf },
     /// A self-signed certificate kept in this directory, generated on first start.
     SelfSigned { dir: PathBuf },
-}
-
-/// One database served through the gateway, as `db:<name>`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseConfig {
-    /// The name clients connect to (`dbname=orders`) and the resource (`db:orders`).
-    pub name: String,
-    pub upstream: UpstreamConfig,
-    /// The upstream role for each action, from the weakest to the strongest: a session gets
-    /// the last one its grant allows.
-    pub roles: Vec<RoleConfig>,
-    /// `session-log` (default): statements go to the session log, hashed into the
-    /// session-end audit entry. `strict`: each statement is an audit entry, written before
-    /// it is forwarded.
-    #[serde(default)]
-    pub log: LogMode,
-    /// Statements and parameters are recorded up to this many bytes.
-    #[serde(default = "default_max_statement_bytes")]
-    pub max_statement_bytes: usize,
-}
-
-fn default_max_statement_bytes() -> usize {
-    4096
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
-    pub host: String,
-    #[serde(default = "default_port")]
-    pub port: u16,
-    pub dbname: String,
-}
-
-fn default_port() -> u16 {
-    5432
-}
-
-/// An upstream role and where its password is read from (at each connection, so a rotated
-/// password is picked up; it is never stored in Sluice's database nor shown).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RoleConfig {
-    pub action: String,
-    pub user: String,
-    #[serde(default)]
-    pub password_env: Option<String>,
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LogMode {
-    #[default]
-    SessionLog,
-    Strict,
-}
-
-impl LogMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogMode::SessionLog => "session-log",
-            LogMode::Strict => "strict",
-        }
-    }
-}
-
-/// A password that never prints.
-pub struct Password(String);
-
-impl std::fmt::Debug for Password {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Password(***)")
-    }
-}
-
-impl Password {
-    pub fn expose(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
-impl RoleConfig {
-    /// Reads the role's password from its environment variable or file.
-    pub fn password(&self) -> Result<Password, String> {
-        if let Some(var) = &self.password_env {
-            return std::env::var(var)
-                .map(Password)
-                .map_err(|_| format!("environment variable {var} is not set"));
-        }
-        if let Some(path) = &self.password_file {
-            return std::fs::read_to_string(path)
-                .map(|s| Password(s.trim_end_matches(['\r', '\n']).to_owned()))
-                .map_err(|e| format!("cannot read {}: {e}", path.display()));
-        }
-        Ok(Password(String::new()))
-    }
-}
-
-impl DatabaseConfig {
-    /// Checks what serde cannot: a name, at least one role, each with one password source.
-    pub fn validate(&self) -> Result<(), String> {
-        sluice_core::policy::check_name("databases[].name", &self.name)
-            .map_err(|e| e.to_string())?;
-        if self.roles.is_empty() {
-            return Err(format!("database {}: declare at least one role", self.name));
-        }
-        for r in &self.roles {
-            if r.password_env.is_some() && r.password_file.is_some() {
-                return Err(format!(
-                    "database {}: role {}: give password_env or password_file, not both",
-                    self.name, r.user
-                ));
-            }
-        }
-        Ok(())
-    }
 }

@@ -68,6 +68,7 @@ impl Gateway {
         }
         let tls = tls::load(&config.tls)?;
         let listener = TcpListener::bind(config.listen).await?;
+        app.gateway.publish_databases(config.databases.clone());
         app.gateway.publish(sluice_server::gateway::Listening {
             address: listener.local_addr()?.to_string(),
             certificate_sha256: tls.fingerprint.clone(),

@@ -128,28 +128,38 @@ pub(crate) async fn handle(
 
     // Admission: the strongest declared action a live grant allows.
     let resource = format!("db:{}", sluice_core::scope::normalize(&database));
+    // The config file's declaration, else the API's (read per connection, so every instance
+    // serves a database the moment it is declared). A store that cannot answer refuses.
+    let declared = match app.gateway_database(&database).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "looking up gateway database {database} failed: {e}");
+            return refuse(
+                &mut stream,
+                "58000",
+                "the gateway cannot read its databases right now",
+                None,
+            )
+            .await;
+        }
+    };
     let snap = app.access.load();
     let now = app.now();
-    let admitted = shared
-        .config
-        .databases
-        .iter()
-        .find(|d| d.name == database)
-        .and_then(|db| {
-            db.roles.iter().rev().find_map(|role| {
-                match snap
-                    .decide_by_grant(&caller.name, &role.action, &resource, now)
-                    .reason
-                {
-                    Reason::Grant {
-                        grant_id,
-                        entitlement,
-                        expires_at,
-                    } => Some((db, role, grant_id, entitlement, expires_at)),
-                    _ => None,
-                }
-            })
-        });
+    let admitted = declared.as_ref().and_then(|db| {
+        db.roles.iter().rev().find_map(|role| {
+            match snap
+                .decide_by_grant(&caller.name, &role.action, &resource, now)
+                .reason
+            {
+                Reason::Grant {
+                    grant_id,
+                    entitlement,
+                    expires_at,
+                } => Some((db, role, grant_id, entitlement, expires_at)),
+                _ => None,
+            }
+        })
+    });
     let Some((db, role, grant_id, entitlement, expires_at)) = admitted else {
         // INVARIANT: the same answer whether or not the database is declared, built from
         // the policy alone: nobody learns from a refusal which databases exist.

@@ -137,6 +137,10 @@ const TABLES: &[(&str, &[&str])] = &[
         "gateway_statements",
         &["session_id", "seq", "at", "kind", "text", "params"],
     ),
+    (
+        "gateway_databases",
+        &["name", "spec", "declared_at", "declared_by"],
+    ),
 ];
 
 #[derive(Debug, Clone)]

@@ -26,6 +26,34 @@ pub enum DbCommand {
         /// The session id (`pgs-…`).
         id: String,
     },
+    /// Gateway databases: this server's config file's and those declared through the API
+    /// (administrators and auditors).
+    Databases,
+    /// Declare (or replace) a gateway database through the API (administrators; audited).
+    /// Every instance's gateway serves it at once.
+    Declare {
+        /// The name clients connect to (`dbname=NAME`) and the resource `db:NAME`.
+        name: String,
+        /// The upstream: `HOST[:PORT]/DBNAME`.
+        #[arg(long)]
+        upstream: String,
+        /// A role per action, weakest first: `ACTION=USER:ENV_VAR`, the variable (under
+        /// `SLUICE_DB_`, exported to every server) holding USER's password. Repeat.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
+        /// `session-log` (default) or `strict` (each statement an audit entry first).
+        #[arg(long, default_value = "session-log")]
+        log: String,
+        /// Statements and parameters are recorded up to this many bytes.
+        #[arg(long, default_value_t = 4096)]
+        max_statement_bytes: usize,
+    },
+    /// Remove a database declared through the API (administrators; audited). Live sessions
+    /// run on until their grants end.
+    Remove {
+        /// The database's name.
+        name: String,
+    },
     /// Get a short-lived connection password for NAME and print the `psql` command line
     /// that connects through the gateway with it (or run `psql` with `--exec`). Needs a live
     /// grant on `db:NAME`; the session lasts as long as the grant, the password only opens it.
@@ -79,6 +107,44 @@ pub async fn db(cmd: DbCommand, r: Remote) -> anyhow::Result<()> {
                 )
                 .await?;
             emit(r.output, &v, |_| outln!("killed {id}"))
+        }
+        DbCommand::Databases => {
+            let v = c.call(Method::GET, "/v1/db/databases", None).await?;
+            emit(r.output, &v, databases_table)
+        }
+        DbCommand::Declare {
+            name,
+            upstream,
+            roles,
+            log,
+            max_statement_bytes,
+        } => {
+            let body = declaration(&upstream, &roles, &log, max_statement_bytes)?;
+            let v = c
+                .call(
+                    Method::PUT,
+                    &format!("/v1/db/databases/{}", urlencode(&name)),
+                    Some(body),
+                )
+                .await?;
+            emit(r.output, &v, |v| {
+                let verb = if v["created"] == Value::Bool(true) {
+                    "declared"
+                } else {
+                    "re-declared"
+                };
+                outln!("{verb} db:{name}; every gateway serves it now");
+            })
+        }
+        DbCommand::Remove { name } => {
+            let v = c
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/db/databases/{}", urlencode(&name)),
+                    None,
+                )
+                .await?;
+            emit(r.output, &v, |_| outln!("removed db:{name}"))
         }
         DbCommand::Connect {
             name,
@@ -246,4 +312,76 @@ fn show(v: &Value) {
             s(&st["text"])
         );
     }
+}
+
+/// The API body of `db declare` from its options.
+fn declaration(
+    upstream: &str,
+    roles: &[String],
+    log: &str,
+    max_statement_bytes: usize,
+) -> anyhow::Result<Value> {
+    let (hostport, dbname) = upstream
+        .split_once('/')
+        .filter(|(h, d)| !h.is_empty() && !d.is_empty())
+        .ok_or_else(|| {
+            anyhow::anyhow!("--upstream is HOST[:PORT]/DBNAME, e.g. 10.0.0.5:5432/orders")
+        })?;
+    let (host, port) = split_addr(hostport);
+    let port: u16 = if hostport.contains(':') {
+        port.parse()
+            .map_err(|_| anyhow::anyhow!("--upstream: `{port}` is not a port"))?
+    } else {
+        5432
+    };
+    let roles = roles
+        .iter()
+        .map(|r| {
+            let (action, rest) = r.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!("--role is ACTION=USER:ENV_VAR (e.g. read=orders_reader:SLUICE_DB_ORDERS_READER), not `{r}`")
+            })?;
+            let (user, var) = rest.split_once(':').ok_or_else(|| {
+                anyhow::anyhow!("--role `{r}`: name the variable holding the password: ACTION=USER:ENV_VAR")
+            })?;
+            Ok(serde_json::json!({"action": action, "user": user, "password_env": var}))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(serde_json::json!({
+        "upstream": {"host": host, "port": port, "dbname": dbname},
+        "roles": roles,
+        "log": log,
+        "max_statement_bytes": max_statement_bytes,
+    }))
+}
+
+fn databases_table(v: &Value) {
+    let rows = v["databases"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| {
+                    let up = &d["upstream"];
+                    let roles: Vec<String> = d["roles"]
+                        .as_array()
+                        .map(|rs| {
+                            rs.iter()
+                                .map(|r| format!("{}={}", s(&r["action"]), s(&r["user"])))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    vec![
+                        format!("db:{}", s(&d["name"])),
+                        format!("{}:{}/{}", s(&up["host"]), s(&up["port"]), s(&up["dbname"])),
+                        roles.join(", "),
+                        s(&d["log"]),
+                        s(&d["declared_in"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(
+        &["database", "upstream", "roles", "log", "declared in"],
+        rows,
+    );
 }

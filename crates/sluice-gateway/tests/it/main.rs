@@ -11,6 +11,7 @@
 
 mod admission;
 mod audit;
+mod declare;
 mod expiry;
 mod harness;
 mod passwords;

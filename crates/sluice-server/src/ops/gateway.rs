@@ -1,12 +1,13 @@
 use crate::app::{new_id, App};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::gateway::spec::DatabaseConfig;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sluice_audit::NewEntry;
 use sluice_core::duration::Duration;
 use sluice_core::token::{SecretToken, TokenKind};
-use sluice_store::TokenRow;
+use sluice_store::{DeclaredDatabase, TokenRow};
 
 /// How long a connection password lasts unless asked otherwise, and at most.
 pub const DB_PASSWORD_TTL: Duration = Duration::from_secs(10 * 60);
@@ -117,4 +118,154 @@ impl App {
         live.kill(&caller.name);
         Ok(())
     }
+}
+
+/// Where a gateway database was declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeclaredIn {
+    /// This instance's config file (read-only through the API).
+    Config,
+    /// The API: stored, so every instance's gateway serves it.
+    Api,
+}
+
+/// A gateway database and where it was declared.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct DatabaseView {
+    #[serde(flatten)]
+    pub spec: DatabaseConfig,
+    pub declared_in: DeclaredIn,
+    pub declared_at: Option<DateTime<Utc>>,
+    pub declared_by: Option<String>,
+}
+
+impl App {
+    /// Every gateway database: this instance's config file's, then the API's (a name in
+    /// both is served from the config file).
+    pub async fn gateway_databases(&self) -> Result<Vec<DatabaseView>, ApiError> {
+        let configured = self.gateway.configured();
+        let mut out: Vec<DatabaseView> = configured
+            .iter()
+            .map(|d| DatabaseView {
+                spec: d.clone(),
+                declared_in: DeclaredIn::Config,
+                declared_at: None,
+                declared_by: None,
+            })
+            .collect();
+        for d in self.store.gateway_databases().await? {
+            if configured.iter().any(|c| c.name == d.name) {
+                continue;
+            }
+            out.push(DatabaseView {
+                spec: parse_spec(&d.spec)?,
+                declared_in: DeclaredIn::Api,
+                declared_at: Some(d.declared_at),
+                declared_by: Some(d.declared_by),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The database the gateway serves as `name`: the config file's, else the API's.
+    pub async fn gateway_database(&self, name: &str) -> Result<Option<DatabaseConfig>, ApiError> {
+        if let Some(d) = self
+            .gateway
+            .configured()
+            .into_iter()
+            .find(|d| d.name == name)
+        {
+            return Ok(Some(d));
+        }
+        match self.store.gateway_database(name).await? {
+            Some(d) => Ok(Some(parse_spec(&d.spec)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Declares (or re-declares) a gateway database through the API (administrators;
+    /// audited). Its credentials are only named; a name the config file holds is refused.
+    /// Returns whether it was new.
+    pub async fn declare_gateway_database(
+        &self,
+        caller: &Caller,
+        spec: DatabaseConfig,
+    ) -> Result<bool, ApiError> {
+        caller.require_admin()?;
+        spec.validate_declared()
+            .map_err(|m| ApiError::bad_request("invalid_database", m))?;
+        if self
+            .gateway
+            .configured()
+            .iter()
+            .any(|c| c.name == spec.name)
+        {
+            return Err(ApiError::Conflict {
+                code: "declared_in_config",
+                message: format!(
+                    "db:{} is declared in this instance's config file; change it there",
+                    spec.name
+                ),
+            });
+        }
+        let now = self.now();
+        let json = serde_json::to_value(&spec).map_err(|e| {
+            ApiError::Internal(format!("a database declaration did not serialise: {e}"))
+        })?;
+        let mut tx = self.store.begin().await?;
+        let existed = tx
+            .put_gateway_database(&DeclaredDatabase {
+                name: spec.name.clone(),
+                spec: json.to_string(),
+                declared_at: now,
+                declared_by: caller.name.clone(),
+            })
+            .await?;
+        tx.audit(
+            now,
+            NewEntry::new(&caller.name, "gateway.database.declared")
+                .resource(format!("db:{}", spec.name))
+                .details(json!({"database": json, "replaced": existed})),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(!existed)
+    }
+
+    /// Removes a database declared through the API (administrators; audited). Live sessions
+    /// on it run on until their grants end; no new one is admitted.
+    pub async fn remove_gateway_database(
+        &self,
+        caller: &Caller,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        caller.require_admin()?;
+        if self.gateway.configured().iter().any(|c| c.name == name) {
+            return Err(ApiError::Conflict {
+                code: "declared_in_config",
+                message: format!(
+                    "db:{name} is declared in this instance's config file; remove it there"
+                ),
+            });
+        }
+        let mut tx = self.store.begin().await?;
+        if !tx.delete_gateway_database(name).await? {
+            return Err(ApiError::NotFound(format!(
+                "no gateway database {name} declared through the API"
+            )));
+        }
+        tx.audit(
+            self.now(),
+            NewEntry::new(&caller.name, "gateway.database.removed").resource(format!("db:{name}")),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn parse_spec(text: &str) -> Result<DatabaseConfig, ApiError> {
+    serde_json::from_str(text)
+        .map_err(|e| ApiError::Internal(format!("a stored gateway database is not valid: {e}")))
 }

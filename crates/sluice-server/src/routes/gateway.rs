@@ -223,3 +223,85 @@ pub async fn password(
         }),
     ))
 }
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatabaseList {
+    pub databases: Vec<crate::ops::gateway::DatabaseView>,
+}
+
+/// Gateway databases: those of this instance's config file and those declared through the
+/// API (administrators and `auditors`; nobody else learns which databases exist).
+#[utoipa::path(get, path = "/v1/db/databases", tag = "gateway", responses((status = 200, body = DatabaseList)))]
+pub async fn databases(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+) -> Result<Json<DatabaseList>, ApiError> {
+    crate::routes::audit::require_auditor(&app, &caller)?;
+    Ok(Json(DatabaseList {
+        databases: app.gateway_databases().await?,
+    }))
+}
+
+/// Declare (or replace) a gateway database (administrators; audited as
+/// `gateway.database.declared`). Every instance's gateway serves it at once. Each role names
+/// its credential with `password_env`, a variable under `SLUICE_DB_` exported to the servers;
+/// the credential itself never passes through the API.
+#[utoipa::path(put, path = "/v1/db/databases/{name}", tag = "gateway",
+    request_body(content = crate::gateway::spec::DatabaseConfig, description = "`name` may be left out: the path gives it"),
+    responses((status = 200, body = Object), (status = 201, body = Object), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn declare_database(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Path(name): Path<String>,
+    crate::json::ApiJson(mut body): crate::json::ApiJson<serde_json::Value>,
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
+    let name = sluice_core::scope::normalize(&name);
+    let Some(obj) = body.as_object_mut() else {
+        return Err(ApiError::bad_request(
+            "invalid_database",
+            "the body is a database declaration: {\"upstream\": {…}, \"roles\": [{…}]}",
+        ));
+    };
+    match obj.get("name").and_then(|n| n.as_str()) {
+        None => {
+            obj.insert("name".into(), serde_json::Value::String(name.clone()));
+        }
+        Some(n) if sluice_core::scope::normalize(n) == name => {}
+        Some(n) => {
+            return Err(ApiError::bad_request(
+                "invalid_database",
+                format!("the body names `{n}` but the path `{name}`"),
+            ))
+        }
+    }
+    let spec: crate::gateway::spec::DatabaseConfig = serde_json::from_value(body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_database",
+            format!("not a database declaration: {e}"),
+        )
+    })?;
+    let created = app.declare_gateway_database(&caller, spec).await?;
+    let status = if created {
+        axum::http::StatusCode::CREATED
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(serde_json::json!({"declared": name, "created": created})),
+    ))
+}
+
+/// Remove a database declared through the API (administrators; audited as
+/// `gateway.database.removed`). Live sessions run on until their grants end.
+#[utoipa::path(delete, path = "/v1/db/databases/{name}", tag = "gateway",
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn remove_database(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let name = sluice_core::scope::normalize(&name);
+    app.remove_gateway_database(&caller, &name).await?;
+    Ok(Json(serde_json::json!({"removed": name})))
+}

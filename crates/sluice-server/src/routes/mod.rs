@@ -43,6 +43,7 @@ pub const MAX_IMPORT: usize = 8 * 1024 * 1024;
         change_requests::propose, change_requests::list, change_requests::show,
         change_requests::approve, change_requests::deny, change_requests::cancel,
         gateway::list, gateway::show, gateway::kill, gateway::password,
+        gateway::databases, gateway::declare_database, gateway::remove_database,
         healthz, readyz, metrics_text, openapi_json,
     ),
     modifiers(&BearerAuth, &AuthResponses),
@@ -254,6 +255,11 @@ pub fn router(app: App) -> Router {
         .route("/v1/db/sessions/{id}", get(gateway::show))
         .route("/v1/db/sessions/{id}/kill", post(gateway::kill))
         .route("/v1/db/{name}/password", post(gateway::password))
+        .route("/v1/db/databases", get(gateway::databases))
+        .route(
+            "/v1/db/databases/{name}",
+            axum::routing::put(gateway::declare_database).delete(gateway::remove_database),
+        )
         .route("/v1/whoami", get(admin::whoami))
         .route("/v1/policy", post(admin::apply).get(admin::current))
         .route(

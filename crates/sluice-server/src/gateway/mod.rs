@@ -2,6 +2,8 @@
 //! list and end them. The gateway registers each admitted session and removes it at its end;
 //! the stored record and the session log are in the store.
 
+pub mod spec;
+
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -92,6 +94,8 @@ impl LiveSession {
 pub struct LiveSessions {
     map: Mutex<HashMap<String, Arc<LiveSession>>>,
     listening: Mutex<Option<Listening>>,
+    /// The databases this instance's config file declares (empty without a gateway).
+    configured: Mutex<Vec<spec::DatabaseConfig>>,
 }
 
 /// Where this instance's gateway accepts clients, once it does.
@@ -107,6 +111,19 @@ impl LiveSessions {
     /// Records that the gateway listens (called once it is bound).
     pub fn publish(&self, l: Listening) {
         *self.listening.lock().unwrap_or_else(|e| e.into_inner()) = Some(l);
+    }
+
+    /// Records the databases the config file declares (called when the gateway binds).
+    pub fn publish_databases(&self, dbs: Vec<spec::DatabaseConfig>) {
+        *self.configured.lock().unwrap_or_else(|e| e.into_inner()) = dbs;
+    }
+
+    /// The databases this instance's config file declares.
+    pub fn configured(&self) -> Vec<spec::DatabaseConfig> {
+        self.configured
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Where this instance's gateway listens; `None` when it runs none.

@@ -1,0 +1,169 @@
+//! What a gateway database is: its upstream and a role per action, each role's credential
+//! named (an environment variable or a file), never held. Declared in the config file's
+//! `databases:` or through the API (`PUT /v1/db/databases/{name}`); the gateway
+//! (`sluice-gateway`) serves both.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use utoipa::ToSchema;
+
+/// One database served through the gateway, as `db:<name>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// The name clients connect to (`dbname=orders`) and the resource (`db:orders`).
+    pub name: String,
+    pub upstream: UpstreamConfig,
+    /// The upstream role for each action, from the weakest to the strongest: a session gets
+    /// the last one its grant allows.
+    pub roles: Vec<RoleConfig>,
+    /// `session-log` (default): statements go to the session log, hashed into the
+    /// session-end audit entry. `strict`: each statement is an audit entry, written before
+    /// it is forwarded.
+    #[serde(default)]
+    pub log: LogMode,
+    /// Statements and parameters are recorded up to this many bytes.
+    #[serde(default = "default_max_statement_bytes")]
+    pub max_statement_bytes: usize,
+}
+
+fn default_max_statement_bytes() -> usize {
+    4096
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    pub dbname: String,
+}
+
+fn default_port() -> u16 {
+    5432
+}
+
+/// An upstream role and where its password is read from (at each connection, so a rotated
+/// password is picked up; it is never stored in Sluice's database nor shown).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleConfig {
+    pub action: String,
+    pub user: String,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogMode {
+    #[default]
+    SessionLog,
+    Strict,
+}
+
+impl LogMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogMode::SessionLog => "session-log",
+            LogMode::Strict => "strict",
+        }
+    }
+}
+
+/// A password that never prints.
+pub struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+impl Password {
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl RoleConfig {
+    /// Reads the role's password from its environment variable or file.
+    pub fn password(&self) -> Result<Password, String> {
+        if let Some(var) = &self.password_env {
+            return std::env::var(var)
+                .map(Password)
+                .map_err(|_| format!("environment variable {var} is not set"));
+        }
+        if let Some(path) = &self.password_file {
+            return std::fs::read_to_string(path)
+                .map(|s| Password(s.trim_end_matches(['\r', '\n']).to_owned()))
+                .map_err(|e| format!("cannot read {}: {e}", path.display()));
+        }
+        Ok(Password(String::new()))
+    }
+}
+
+impl DatabaseConfig {
+    /// Checks what serde cannot: a name, at least one role, each with one password source.
+    pub fn validate(&self) -> Result<(), String> {
+        sluice_core::policy::check_name("databases[].name", &self.name)
+            .map_err(|e| e.to_string())?;
+        if self.roles.is_empty() {
+            return Err(format!("database {}: declare at least one role", self.name));
+        }
+        for r in &self.roles {
+            if r.password_env.is_some() && r.password_file.is_some() {
+                return Err(format!(
+                    "database {}: role {}: give password_env or password_file, not both",
+                    self.name, r.user
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Environment variables an API declaration may name for a credential start with this: the
+/// operator decides what the API can reach by what they export under it, and no other
+/// variable of the server (its admin token, its database URL) can be sent upstream.
+pub const API_CREDENTIAL_PREFIX: &str = "SLUICE_DB_";
+
+impl DatabaseConfig {
+    /// What a declaration through the API must also satisfy: each role's credential is an
+    /// environment variable under [`API_CREDENTIAL_PREFIX`] (files are for the config file:
+    /// through the API, any file the server can read could be sent to an upstream of the
+    /// caller's choosing).
+    pub fn validate_declared(&self) -> Result<(), String> {
+        self.validate()?;
+        for r in &self.roles {
+            sluice_core::policy::check_name("roles[].action", &r.action)
+                .map_err(|e| e.to_string())?;
+            if r.password_file.is_some() {
+                return Err(format!(
+                    "database {}: role {}: a declaration through the API names its credential with password_env (`{API_CREDENTIAL_PREFIX}…`); password_file is for the config file",
+                    self.name, r.user
+                ));
+            }
+            match &r.password_env {
+                Some(var) if var.starts_with(API_CREDENTIAL_PREFIX) && var.len() > API_CREDENTIAL_PREFIX.len() => {}
+                Some(var) => {
+                    return Err(format!(
+                        "database {}: role {}: `{var}` is not a credential variable; through the API, password_env must start with `{API_CREDENTIAL_PREFIX}` (export it to the server)",
+                        self.name, r.user
+                    ))
+                }
+                None => {
+                    return Err(format!(
+                        "database {}: role {}: name its credential with password_env (`{API_CREDENTIAL_PREFIX}…`)",
+                        self.name, r.user
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+}
