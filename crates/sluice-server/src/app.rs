@@ -175,6 +175,8 @@ impl App {
         let mut moved = false;
         if revs.access != self.access_rev.load(Ordering::Acquire) {
             self.refresh().await?;
+            // A gateway session held here may have been killed on another instance.
+            self.end_requested_sessions().await?;
             moved = true;
         }
         if revs.flags != self.flags_rev.load(Ordering::Acquire) {

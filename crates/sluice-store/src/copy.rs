@@ -131,6 +131,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "bytes_out",
             "statements",
             "log_hash",
+            "kill_requested_by",
         ],
     ),
     (

@@ -95,6 +95,19 @@ impl WriteTx {
         .await
     }
 
+    /// Asks the instance holding a live session to end it; false if it is not live (ended,
+    /// or unknown).
+    pub async fn request_session_kill(&mut self, id: &str, by: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE gateway_sessions SET kill_requested_by = $1 WHERE id = $2 AND ended_at IS NULL",
+        )
+        .bind(by)
+        .bind(id)
+        .execute(self.conn().await?)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Records how a session ended (with its `gateway.session.ended` entry).
     pub async fn end_gateway_session(
         &mut self,
@@ -125,6 +138,19 @@ impl WriteTx {
 const LOG_ROWS_PER_INSERT: usize = 150;
 
 impl Store {
+    /// Live sessions someone asked to end: (session id, who asked).
+    pub async fn session_kill_requests(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, kill_requested_by FROM gateway_sessions \
+             WHERE ended_at IS NULL AND kill_requested_by IS NOT NULL",
+        )
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((get(r, "id")?, get(r, "kill_requested_by")?)))
+            .collect()
+    }
+
     /// Appends statements to session logs (not audited by itself: the running hash of each
     /// log goes into the session-end audit entry).
     pub async fn insert_statements(&self, rows: &[LoggedStatement]) -> Result<(), StoreError> {

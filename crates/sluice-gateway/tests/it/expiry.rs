@@ -206,6 +206,62 @@ async fn an_administrator_lists_reads_and_kills_a_session() {
     assert_eq!(killed["entries"][0]["subject_id"], id.as_str());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_on_another_instance_ends_the_session_where_it_runs() {
+    let env = crate::env!();
+    let other = env.second_instance().await;
+    let alice = env.token("alice").await;
+    env.grant(&alice, "orders-db-read", "10m").await;
+    let (client, conn) = env.connect("alice", &alice).await.expect("admitted");
+    client.batch_execute("SELECT 1").await.expect("query");
+    let list = env.get(ADMIN_TOKEN, "/v1/db/sessions").await;
+    let id = list["sessions"][0]["id"].as_str().expect("id").to_owned();
+
+    // Killed through the other instance, which does not hold it.
+    let r = env
+        .client
+        .post(format!("http://{other}/v1/db/sessions/{id}/kill"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    let e = tokio::time::timeout(Duration::from_secs(3), conn)
+        .await
+        .expect("ended by the holding instance at its next sync")
+        .expect("task")
+        .expect_err("ended");
+    let (code, msg) = db_error(&e);
+    assert_eq!(code, "57P01");
+    assert!(msg.contains("was ended by admin"), "{msg}");
+    env.up.wait_no_backends(Duration::from_secs(1)).await;
+
+    // Once ended, it is no longer live anywhere: a second kill is refused, on both.
+    for _ in 0..100 {
+        let all = env.get(ADMIN_TOKEN, "/v1/db/sessions?all=true").await;
+        if all["sessions"][0]["end_reason"] == "killed by admin" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = env
+        .client
+        .post(format!("http://{other}/v1/db/sessions/{id}/kill"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status().as_u16(), 404);
+    let killed = env
+        .get(ADMIN_TOKEN, "/v1/audit?action=gateway.session.killed")
+        .await;
+    assert_eq!(
+        killed["entries"].as_array().map(Vec::len),
+        Some(1),
+        "{killed}"
+    );
+}
+
 /// Expiry to the client seeing the disconnect, over many sessions (`GW_EXPIRY_SESSIONS`,
 /// default 10, opened 10 at a time: the shared server has few connections to spare).
 /// Prints the percentiles BENCHMARKS.md quotes.

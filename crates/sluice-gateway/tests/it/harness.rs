@@ -279,6 +279,31 @@ impl Env {
         env
     }
 
+    /// A second instance on the same store (and signing key), without a gateway: what an
+    /// administrator reaches when the load balancer picks another instance.
+    pub async fn second_instance(&self) -> SocketAddr {
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            database_url: format!("sqlite://{}", self.dir.path().join("sluice.db").display()),
+            signing_key: self.dir.path().join("audit-signing.pem"),
+            admin_token: Some(SecretToken::from_presented(ADMIN_TOKEN)),
+            reaper_interval: Duration::from_millis(500),
+            checkpoint_interval: Duration::from_secs(3600),
+            sync_interval: Duration::from_millis(200),
+            db_clock: None,
+            client_rate_limit: None,
+            public_url: None,
+        };
+        let server = Server::build(config, Arc::new(sluice_core::SystemClock))
+            .await
+            .expect("second instance builds");
+        let http = server.local_addr().expect("bound");
+        tokio::spawn(async move {
+            let _ = server.run(std::future::pending()).await;
+        });
+        http
+    }
+
     pub async fn post(&self, token: &str, path: &str, body: Value, want: u16) -> Value {
         let r = self
             .client

@@ -97,25 +97,60 @@ impl App {
         })
     }
 
-    /// Ends a live gateway session (administrators). Recorded before the session is told.
+    /// Ends a live gateway session (administrators), on whichever instance holds it.
+    /// Recorded before the session is told. Here: at once. Elsewhere: the kill is stored and
+    /// the access revision bumped, so the holding instance ends it at its next sync.
     pub async fn kill_session(&self, caller: &Caller, id: &str) -> Result<(), ApiError> {
         caller.require_admin()?;
-        let live = self.gateway.get(id).ok_or_else(|| {
-            ApiError::NotFound(format!("no live gateway session {id} on this instance"))
-        })?;
+        let not_live = || ApiError::NotFound(format!("no live gateway session {id}"));
+        let local = self.gateway.get(id);
+        let (principal, database, grant_id) = match &local {
+            Some(l) => (l.principal.clone(), l.database.clone(), l.grant_id.clone()),
+            None => {
+                let s = self.store.gateway_session(id).await?.ok_or_else(not_live)?;
+                if s.end.is_some() {
+                    return Err(not_live());
+                }
+                (s.principal, s.database, s.grant_id)
+            }
+        };
         let mut tx = self.store.begin().await?;
+        if !tx.request_session_kill(id, &caller.name).await? {
+            return Err(not_live());
+        }
+        let rev = match local {
+            Some(_) => None,
+            None => Some(tx.bump_access().await?),
+        };
         tx.audit(
             self.now(),
             NewEntry::new(&caller.name, "gateway.session.killed")
-                .resource(format!("db:{}", live.database))
+                .resource(format!("db:{database}"))
                 .subject_id(id)
-                .details(
-                    json!({"session": id, "principal": live.principal, "grant_id": live.grant_id}),
-                ),
+                .details(json!({"session": id, "principal": principal, "grant_id": grant_id})),
         )
         .await?;
         tx.commit().await?;
-        live.kill(&caller.name);
+        match (local, rev) {
+            (Some(l), _) => l.kill(&caller.name),
+            // Nothing to reload here for it: only the holding instance acts on it.
+            (None, Some(rev)) => self.apply_local(&[], rev).await,
+            (None, None) => {}
+        }
+        Ok(())
+    }
+
+    /// Ends the live sessions of this instance that someone asked, on any instance, to end.
+    /// Runs after every reload of the access snapshot.
+    pub async fn end_requested_sessions(&self) -> Result<(), ApiError> {
+        if self.gateway.all().is_empty() {
+            return Ok(());
+        }
+        for (id, by) in self.store.session_kill_requests().await? {
+            if let Some(l) = self.gateway.get(&id) {
+                l.kill(&by);
+            }
+        }
         Ok(())
     }
 }
