@@ -14,3 +14,4 @@ mod audit;
 mod expiry;
 mod harness;
 mod passwords;
+mod protocol;
