@@ -15,3 +15,4 @@ mod declare;
 mod expiry;
 mod harness;
 mod passwords;
+mod protocol;

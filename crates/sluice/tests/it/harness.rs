@@ -81,11 +81,17 @@ impl Serve {
 
     /// Like [`Serve::start`], with extra `sluice serve` arguments (e.g. `--database-url`).
     pub async fn start_with(data_dir: &Path, extra: &[&str]) -> Serve {
+        Self::start_with_env(data_dir, extra, &[]).await
+    }
+
+    /// Like [`Serve::start_with`], with variables set in the server's environment.
+    pub async fn start_with_env(data_dir: &Path, extra: &[&str], vars: &[(&str, &str)]) -> Serve {
         let addr = format!("127.0.0.1:{}", free_port());
         let child = command()
             .args(["serve", "--listen", &addr, "--data-dir"])
             .arg(data_dir)
             .args(extra)
+            .envs(vars.iter().copied())
             .env("SLUICE_ADMIN_TOKEN", ADMIN_TOKEN)
             .current_dir(data_dir)
             .stdout(Stdio::null())
@@ -227,15 +233,23 @@ async fn run(mut c: Command) -> Run {
 /// `None` (with a notice) when `SLUICE_TEST_DATABASE_URL` is unset. Under `CI=true` a missing
 /// URL fails the test instead.
 pub async fn pg_url() -> Option<String> {
+    Some(pg_schema(&pg_base()?).await)
+}
+
+/// `SLUICE_TEST_DATABASE_URL` itself, or `None` (with a notice) when it is unset; under
+/// `CI=true` a missing URL fails the test instead.
+pub fn pg_base() -> Option<String> {
     let Ok(base) = std::env::var("SLUICE_TEST_DATABASE_URL") else {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "CI=true but SLUICE_TEST_DATABASE_URL is not set: the PostgreSQL tests must run"
         );
-        eprintln!("notice: SLUICE_TEST_DATABASE_URL not set; skipping a PostgreSQL test");
+        eprintln!(
+            "\n*** notice: SLUICE_TEST_DATABASE_URL not set; SKIPPING a PostgreSQL test ***\n"
+        );
         return None;
     };
-    Some(pg_schema(&base).await)
+    Some(base)
 }
 
 /// Creates a fresh schema on the server of `base` and returns `base` pointed at it.

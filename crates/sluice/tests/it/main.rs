@@ -11,6 +11,7 @@
 mod copy;
 mod crash;
 mod deliver;
+mod gateway;
 mod harness;
 mod instances;
 mod keys;
