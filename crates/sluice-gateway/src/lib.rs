@@ -102,6 +102,19 @@ impl Gateway {
                 return;
             }
         };
+        // Alive, before the first session: sessions of a stopped instance (this process's
+        // predecessor after a crash, say) are ended by whoever still runs.
+        let app = self.shared.app.clone();
+        let heartbeat = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(HEARTBEAT);
+            loop {
+                tick.tick().await;
+                if let Err(e) = app.gateway_heartbeat(STALE).await {
+                    tracing::warn!(error = %e, "gateway heartbeat failed: {e}");
+                }
+            }
+        });
+        let _stop_heartbeat = AbortOnDrop(heartbeat);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -122,6 +135,19 @@ impl Gateway {
                 },
             }
         }
+    }
+}
+
+/// How often a running gateway says it is alive, and how long after its last word its
+/// sessions are taken for ended.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
+const STALE: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

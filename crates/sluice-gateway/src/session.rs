@@ -211,6 +211,7 @@ pub(crate) async fn handle(
         started_at,
         expires_at,
         end: None,
+        instance: Some(app.gateway.instance_id().to_owned()),
     };
     if let Err(e) = record_start(app, &record, &entitlement, db.log, stream.is_tls()).await {
         tracing::error!(session = %id, error = %e, "session {id} refused: its start could not be audited: {e}");

@@ -315,7 +315,6 @@ async fn verify_session_logs(
     app: &App,
     entries: &[sluice_audit::AuditEntry],
 ) -> Result<Vec<sluice_audit::Problem>, ApiError> {
-    use sluice_audit::session_log::{next_log_hash, LogRecord, LOG_GENESIS};
     let mut problems = Vec::new();
     for e in entries
         .iter()
@@ -328,18 +327,7 @@ async fn verify_session_logs(
             continue;
         };
         let rows = app.store.gateway_statements(session).await?;
-        let got = rows.iter().fold(LOG_GENESIS.to_owned(), |h, r| {
-            next_log_hash(
-                &h,
-                &LogRecord {
-                    seq: r.seq,
-                    at: r.at,
-                    kind: &r.kind,
-                    text: &r.text,
-                    params: r.params.as_deref(),
-                },
-            )
-        });
+        let got = session_log_hash(&rows);
         if got != want {
             problems.push(sluice_audit::Problem {
                 seq: e.seq,
@@ -352,4 +340,21 @@ async fn verify_session_logs(
         }
     }
     Ok(problems)
+}
+
+/// The running hash of a stored session log, as its session-end entry records it.
+pub fn session_log_hash(rows: &[sluice_store::LoggedStatement]) -> String {
+    use sluice_audit::session_log::{next_log_hash, LogRecord, LOG_GENESIS};
+    rows.iter().fold(LOG_GENESIS.to_owned(), |h, r| {
+        next_log_hash(
+            &h,
+            &LogRecord {
+                seq: r.seq,
+                at: r.at,
+                kind: &r.kind,
+                text: &r.text,
+                params: r.params.as_deref(),
+            },
+        )
+    })
 }

@@ -132,12 +132,14 @@ const TABLES: &[(&str, &[&str])] = &[
             "statements",
             "log_hash",
             "kill_requested_by",
+            "instance",
         ],
     ),
     (
         "gateway_statements",
         &["session_id", "seq", "at", "kind", "text", "params"],
     ),
+    ("gateway_instances", &["id", "seen_at"]),
     (
         "gateway_databases",
         &["name", "spec", "declared_at", "declared_by"],

@@ -19,6 +19,8 @@ pub struct GatewaySession {
     pub started_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub end: Option<SessionEnd>,
+    /// The gateway instance holding it (see `gateway_instances`).
+    pub instance: Option<String>,
 }
 
 /// How a session ended: the figures of its session-end audit entry.
@@ -45,7 +47,7 @@ pub struct LoggedStatement {
 }
 
 const SESSION_COLS: &str = "id, principal, database_name, action, role, grant_id, client_addr, \
-     started_at, expires_at, ended_at, end_reason, bytes_in, bytes_out, statements, log_hash";
+     started_at, expires_at, ended_at, end_reason, bytes_in, bytes_out, statements, log_hash, instance";
 
 fn session(r: &AnyRow) -> Result<GatewaySession, StoreError> {
     let ended_at: Option<i64> = get(r, "ended_at")?;
@@ -71,6 +73,7 @@ fn session(r: &AnyRow) -> Result<GatewaySession, StoreError> {
         started_at: from_ms(get(r, "started_at")?),
         expires_at: from_ms(get(r, "expires_at")?),
         end,
+        instance: get(r, "instance")?,
     })
 }
 
@@ -79,7 +82,7 @@ impl WriteTx {
     pub async fn insert_gateway_session(&mut self, s: &GatewaySession) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO gateway_sessions (id, principal, database_name, action, role, grant_id, \
-             client_addr, started_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             client_addr, started_at, expires_at, instance) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             vec![
                 Arg::Text(s.id.clone()),
                 Arg::Text(s.principal.clone()),
@@ -90,6 +93,7 @@ impl WriteTx {
                 Arg::Text(s.client_addr.clone()),
                 Arg::Int(to_ms(s.started_at)),
                 Arg::Int(to_ms(s.expires_at)),
+                Arg::OptText(s.instance.clone()),
             ],
         )
         .await
@@ -102,6 +106,29 @@ impl WriteTx {
             "UPDATE gateway_sessions SET kill_requested_by = $1 WHERE id = $2 AND ended_at IS NULL",
         )
         .bind(by)
+        .bind(id)
+        .execute(self.conn().await?)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Ends a session no instance holds any more; false if it had ended already (another
+    /// instance got there first).
+    pub async fn end_orphaned_session(
+        &mut self,
+        id: &str,
+        e: &SessionEnd,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE gateway_sessions SET ended_at = $1, end_reason = $2, bytes_in = $3, \
+             bytes_out = $4, statements = $5, log_hash = $6 WHERE id = $7 AND ended_at IS NULL",
+        )
+        .bind(to_ms(e.at))
+        .bind(&e.reason)
+        .bind(e.bytes_in)
+        .bind(e.bytes_out)
+        .bind(e.statements)
+        .bind(&e.log_hash)
         .bind(id)
         .execute(self.conn().await?)
         .await?;
@@ -138,6 +165,41 @@ impl WriteTx {
 const LOG_ROWS_PER_INSERT: usize = 150;
 
 impl Store {
+    /// Says that gateway instance `id` is alive at `now`.
+    pub async fn gateway_heartbeat(&self, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut tx = self.writer().begin().await?;
+        sqlx::query(
+            "INSERT INTO gateway_instances (id, seen_at) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
+        )
+        .bind(id)
+        .bind(to_ms(now))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM gateway_instances WHERE seen_at < $1")
+            .bind(to_ms(now) - 86_400_000)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sessions not ended whose instance has not said it is alive since `stale_before`.
+    pub async fn orphaned_sessions(
+        &self,
+        stale_before: DateTime<Utc>,
+    ) -> Result<Vec<GatewaySession>, StoreError> {
+        let sql = format!(
+            "SELECT {SESSION_COLS} FROM gateway_sessions s WHERE ended_at IS NULL AND NOT EXISTS \
+             (SELECT 1 FROM gateway_instances i WHERE i.id = s.instance AND i.seen_at >= $1)"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(to_ms(stale_before))
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(session).collect()
+    }
+
     /// Live sessions someone asked to end: (session id, who asked).
     pub async fn session_kill_requests(&self) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(

@@ -209,18 +209,7 @@ impl Env {
         std::env::set_var(&env_var, &up.password);
         let pw_file = dir.path().join("writer.password");
         std::fs::write(&pw_file, format!("{}\n", up.password)).expect("password file");
-        let config = ServerConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            database_url: format!("sqlite://{}", dir.path().join("sluice.db").display()),
-            signing_key: dir.path().join("audit-signing.pem"),
-            admin_token: Some(SecretToken::from_presented(ADMIN_TOKEN)),
-            reaper_interval: Duration::from_millis(500),
-            checkpoint_interval: Duration::from_secs(3600),
-            sync_interval: Duration::from_millis(200),
-            db_clock: None,
-            client_rate_limit: None,
-            public_url: None,
-        };
+        let config = server_config(dir.path());
         let server = Server::build(config, Arc::new(sluice_core::SystemClock))
             .await
             .expect("server builds");
@@ -282,18 +271,7 @@ impl Env {
     /// A second instance on the same store (and signing key), without a gateway: what an
     /// administrator reaches when the load balancer picks another instance.
     pub async fn second_instance(&self) -> SocketAddr {
-        let config = ServerConfig {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            database_url: format!("sqlite://{}", self.dir.path().join("sluice.db").display()),
-            signing_key: self.dir.path().join("audit-signing.pem"),
-            admin_token: Some(SecretToken::from_presented(ADMIN_TOKEN)),
-            reaper_interval: Duration::from_millis(500),
-            checkpoint_interval: Duration::from_secs(3600),
-            sync_interval: Duration::from_millis(200),
-            db_clock: None,
-            client_rate_limit: None,
-            public_url: None,
-        };
+        let config = server_config(self.dir.path());
         let server = Server::build(config, Arc::new(sluice_core::SystemClock))
             .await
             .expect("second instance builds");
@@ -405,6 +383,23 @@ impl Env {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+}
+
+/// A server over the SQLite store and signing key in `dir` (every instance of a test shares
+/// them).
+fn server_config(dir: &std::path::Path) -> ServerConfig {
+    ServerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database_url: format!("sqlite://{}", dir.join("sluice.db").display()),
+        signing_key: dir.join("audit-signing.pem"),
+        admin_token: Some(SecretToken::from_presented(ADMIN_TOKEN)),
+        reaper_interval: Duration::from_millis(500),
+        checkpoint_interval: Duration::from_secs(3600),
+        sync_interval: Duration::from_millis(200),
+        db_clock: None,
+        client_rate_limit: None,
+        public_url: None,
     }
 }
 

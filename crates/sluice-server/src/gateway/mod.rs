@@ -96,6 +96,8 @@ pub struct LiveSessions {
     listening: Mutex<Option<Listening>>,
     /// The databases this instance's config file declares (empty without a gateway).
     configured: Mutex<Vec<spec::DatabaseConfig>>,
+    /// This process's gateway instance id (sessions record it; its heartbeat keeps them).
+    instance: std::sync::OnceLock<String>,
 }
 
 /// Where this instance's gateway accepts clients, once it does.
@@ -108,6 +110,11 @@ pub struct Listening {
 }
 
 impl LiveSessions {
+    /// This process's gateway instance id, made on first use.
+    pub fn instance_id(&self) -> &str {
+        self.instance.get_or_init(|| crate::app::new_id("gwi"))
+    }
+
     /// Records that the gateway listens (called once it is bound).
     pub fn publish(&self, l: Listening) {
         *self.listening.lock().unwrap_or_else(|e| e.into_inner()) = Some(l);

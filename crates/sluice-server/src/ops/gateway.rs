@@ -140,6 +140,51 @@ impl App {
         Ok(())
     }
 
+    /// Says this gateway instance is alive, and ends the sessions whose instance stopped
+    /// saying so `stale` ago (it crashed or was killed): recorded as ended, with the hash of
+    /// the log as stored, so `audit verify` checks what was kept. Called by each running
+    /// gateway every few seconds, and so at start too.
+    pub async fn gateway_heartbeat(&self, stale: chrono::TimeDelta) -> Result<usize, ApiError> {
+        let now = self.now();
+        self.store
+            .gateway_heartbeat(self.gateway.instance_id(), now)
+            .await?;
+        let mut ended = 0;
+        for s in self.store.orphaned_sessions(now - stale).await? {
+            let rows = self.store.gateway_statements(&s.id).await?;
+            let end = sluice_store::SessionEnd {
+                at: now,
+                reason: "the gateway instance holding it stopped".into(),
+                bytes_in: 0,
+                bytes_out: 0,
+                statements: i64::try_from(rows.len()).unwrap_or(i64::MAX),
+                log_hash: crate::audit::session_log_hash(&rows),
+            };
+            let mut tx = self.store.begin().await?;
+            if !tx.end_orphaned_session(&s.id, &end).await? {
+                continue;
+            }
+            tx.audit(
+                now,
+                NewEntry::new(&s.principal, "gateway.session.ended")
+                    .resource(format!("db:{}", s.database))
+                    .subject_id(&s.id)
+                    .details(json!({
+                        "session": s.id, "grant_id": s.grant_id, "reason": end.reason,
+                        "orphaned": true, "instance": s.instance,
+                        "statements": end.statements, "logged": end.statements,
+                        "log_hash": end.log_hash,
+                        "log_complete": false,
+                    })),
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::warn!(session = %s.id, "gateway session {} ended: the instance holding it stopped (its last statements may be missing from the log)", s.id);
+            ended += 1;
+        }
+        Ok(ended)
+    }
+
     /// Ends the live sessions of this instance that someone asked, on any instance, to end.
     /// Runs after every reload of the access snapshot.
     pub async fn end_requested_sessions(&self) -> Result<(), ApiError> {
