@@ -28,18 +28,36 @@ pub struct LogRecord<'a> {
 /// The running hash after `record`, given the hash before it.
 #[must_use]
 pub fn next_log_hash(prev: &str, record: &LogRecord<'_>) -> String {
-    let mut out = LOG_DOMAIN.to_vec();
-    out.extend_from_slice(prev.as_bytes());
-    out.push(b'\n');
-    // INVARIANT: keys in byte order, as in the audit entry encoding.
-    ObjectWriter::new(&mut out)
-        .str("at", &format_timestamp(&record.at))
-        .str("kind", record.kind)
-        .opt_str("params", record.params)
-        .int("seq", record.seq)
-        .str("text", record.text)
-        .finish();
-    hex::encode(Sha256::digest(&out))
+    let mut hash = prev.to_owned();
+    LogHasher::default().advance(&mut hash, record);
+    hash
+}
+
+/// Advances running hashes with one reusable buffer: the gateway hashes every statement on
+/// the relay's path, so it reuses one buffer for the hash input.
+#[derive(Debug, Default)]
+pub struct LogHasher {
+    buf: Vec<u8>,
+}
+
+impl LogHasher {
+    /// Replaces `hash` (the hex running hash before `record`) with the one after it.
+    pub fn advance(&mut self, hash: &mut String, record: &LogRecord<'_>) {
+        let out = &mut self.buf;
+        out.clear();
+        out.extend_from_slice(LOG_DOMAIN);
+        out.extend_from_slice(hash.as_bytes());
+        out.push(b'\n');
+        // INVARIANT: keys in byte order, as in the audit entry encoding.
+        ObjectWriter::new(out)
+            .str("at", &format_timestamp(&record.at))
+            .str("kind", record.kind)
+            .opt_str("params", record.params)
+            .int("seq", record.seq)
+            .str("text", record.text)
+            .finish();
+        *hash = hex::encode(Sha256::digest(&*out));
+    }
 }
 
 #[cfg(test)]
@@ -73,5 +91,30 @@ mod tests {
             assert_ne!(h, next_log_hash(LOG_GENESIS, &other));
         }
         assert_ne!(h, next_log_hash(&h, &r));
+    }
+
+    #[test]
+    fn a_reused_hasher_gives_the_same_chain() {
+        let at = chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap_or_default();
+        let texts = [
+            "SELECT 1",
+            "a longer statement than the first, to grow the buffer",
+            "x",
+        ];
+        let mut hasher = LogHasher::default();
+        let mut running = LOG_GENESIS.to_owned();
+        let mut fresh = LOG_GENESIS.to_owned();
+        for (i, text) in texts.into_iter().enumerate() {
+            let r = LogRecord {
+                seq: i as i64 + 1,
+                at,
+                kind: "query",
+                text,
+                params: None,
+            };
+            hasher.advance(&mut running, &r);
+            fresh = next_log_hash(&fresh, &r);
+            assert_eq!(running, fresh);
+        }
     }
 }

@@ -4,15 +4,61 @@
 
 use crate::config::LogMode;
 use crate::scan::Statement;
+use chrono::{DateTime, Utc};
 use serde_json::json;
-use sluice_audit::session_log::{next_log_hash, LogRecord, LOG_GENESIS};
+use sluice_audit::session_log::{LogHasher, LogRecord, LOG_GENESIS};
 use sluice_server::App;
-use sluice_store::{LoggedStatement, NewEntry};
+use sluice_store::{NewEntry, StatementChunk};
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
+/// One statement on its way to the writer.
+struct Row {
+    session: Arc<str>,
+    seq: i64,
+    at: DateTime<Utc>,
+    kind: &'static str,
+    text: String,
+    params: Option<String>,
+}
+
 enum Msg {
-    Row(LoggedStatement),
+    Row(Row),
     Flush(oneshot::Sender<bool>),
+}
+
+/// A batch's statements, one chunk per session, in arrival (and so `seq`) order.
+#[derive(Default)]
+struct Batch {
+    chunks: Vec<StatementChunk>,
+    rows: usize,
+    /// A statement that could not be encoded (its session's log is then incomplete).
+    failed: Option<sluice_store::StoreError>,
+}
+
+impl Batch {
+    fn add(&mut self, r: Row) {
+        if let Err(e) = self.push(r) {
+            self.failed.get_or_insert(e);
+        }
+    }
+
+    fn push(&mut self, r: Row) -> Result<(), sluice_store::StoreError> {
+        self.rows += 1;
+        // A batch holds few sessions; the last one written to is the likeliest.
+        let i = match self
+            .chunks
+            .iter()
+            .rposition(|c| *c.session_id == *r.session)
+        {
+            Some(i) => i,
+            None => {
+                self.chunks.push(StatementChunk::new(&r.session));
+                self.chunks.len() - 1
+            }
+        };
+        self.chunks[i].push(r.seq, r.at, r.kind, &r.text, r.params.as_deref())
+    }
 }
 
 /// The handle sessions write their statements to.
@@ -23,8 +69,8 @@ pub struct LogSink {
     flush: std::sync::Arc<tokio::sync::Notify>,
 }
 
-/// Rows written per store call at most.
-const BATCH: usize = 2000;
+/// Statements written per store call at most.
+const BATCH: usize = 8192;
 
 /// How long the first row of a batch waits for others before the batch is written (a flush
 /// cuts it short). Each store commit rewrites the log's last pages, so fewer, larger commits
@@ -32,14 +78,10 @@ const BATCH: usize = 2000;
 const GATHER: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Takes what is queued, up to a batch.
-fn drain(
-    rows: &mut Vec<LoggedStatement>,
-    waiters: &mut Vec<oneshot::Sender<bool>>,
-    rx: &mut mpsc::Receiver<Msg>,
-) {
-    while rows.len() < BATCH {
+fn drain(rows: &mut Batch, waiters: &mut Vec<oneshot::Sender<bool>>, rx: &mut mpsc::Receiver<Msg>) {
+    while rows.rows < BATCH {
         match rx.try_recv() {
-            Ok(Msg::Row(r)) => rows.push(r),
+            Ok(Msg::Row(r)) => rows.add(r),
             Ok(Msg::Flush(w)) => waiters.push(w),
             Err(_) => break,
         }
@@ -53,11 +95,11 @@ impl LogSink {
         let flush = std::sync::Arc::new(tokio::sync::Notify::new());
         let flushing = flush.clone();
         tokio::spawn(async move {
-            let mut rows = Vec::new();
+            let mut rows = Batch::default();
             let mut waiters = Vec::new();
             while let Some(first) = rx.recv().await {
                 match first {
-                    Msg::Row(r) => rows.push(r),
+                    Msg::Row(r) => rows.add(r),
                     Msg::Flush(w) => waiters.push(w),
                 }
                 drain(&mut rows, &mut waiters, &mut rx);
@@ -65,21 +107,27 @@ impl LogSink {
                 // costs more than the relaying. Unless a batch is full already (then the
                 // writer keeps up by writing whole batches) or a session waits for its rows,
                 // let a moment's rows gather first.
-                if rows.len() < BATCH && waiters.is_empty() {
+                if rows.rows < BATCH && waiters.is_empty() {
                     tokio::select! {
                         _ = tokio::time::sleep(GATHER) => {}
                         _ = flushing.notified() => {}
                     }
                     drain(&mut rows, &mut waiters, &mut rx);
                 }
-                let ok = match app.store.insert_statements(&rows).await {
+                let batch = std::mem::take(&mut rows);
+                // What could be encoded is written even when a statement could not be.
+                let written = app.store.insert_statement_chunks(&batch.chunks).await;
+                let written = match batch.failed {
+                    Some(e) => written.and(Err(e)),
+                    None => written,
+                };
+                let ok = match written {
                     Ok(()) => true,
                     Err(e) => {
-                        tracing::error!(error = %e, rows = rows.len(), "writing the session log failed: {e}");
+                        tracing::error!(error = %e, rows = batch.rows, "writing the session log failed: {e}");
                         false
                     }
                 };
-                rows.clear();
                 for w in waiters.drain(..) {
                     let _ = w.send(ok);
                 }
@@ -102,12 +150,13 @@ impl LogSink {
 /// Records one session's statements: sequence numbers, the running hash, and in strict
 /// mode an audit entry per statement before it may be forwarded.
 pub struct Recorder {
-    pub session_id: String,
+    pub session_id: Arc<str>,
     pub principal: String,
     pub resource: String,
     pub mode: LogMode,
     pub seq: i64,
     pub hash: String,
+    hasher: LogHasher,
     /// False once a row could not be handed to the writer.
     pub complete: bool,
     sink: LogSink,
@@ -126,12 +175,13 @@ impl Recorder {
         mode: LogMode,
     ) -> Self {
         Recorder {
-            session_id,
+            session_id: session_id.into(),
             principal,
             resource,
             mode,
             seq: 0,
             hash: LOG_GENESIS.to_owned(),
+            hasher: LogHasher::default(),
             complete: true,
             sink,
         }
@@ -162,8 +212,8 @@ impl Recorder {
                 .params
                 .as_ref()
                 .map(|p| serde_json::Value::from(p.clone()).to_string());
-            self.hash = next_log_hash(
-                &self.hash,
+            self.hasher.advance(
+                &mut self.hash,
                 &LogRecord {
                     seq: self.seq,
                     at: now,
@@ -175,20 +225,20 @@ impl Recorder {
             if let Some(tx) = strict.as_mut() {
                 let entry = NewEntry::new(&self.principal, "gateway.statement")
                     .resource(&self.resource)
-                    .subject_id(&self.session_id)
+                    .subject_id(&*self.session_id)
                     .details(json!({
-                        "session": self.session_id, "seq": self.seq, "kind": st.kind,
+                        "session": &*self.session_id, "seq": self.seq, "kind": st.kind,
                         "text": st.text, "params": st.params, "truncated": st.truncated,
                     }));
                 tx.audit(now, entry)
                     .await
                     .map_err(|e| RecordError(e.to_string()))?;
             }
-            let row = LoggedStatement {
-                session_id: self.session_id.clone(),
+            let row = Row {
+                session: self.session_id.clone(),
                 seq: self.seq,
                 at: now,
-                kind: st.kind.to_owned(),
+                kind: st.kind,
                 text: st.text,
                 params,
             };

@@ -139,6 +139,10 @@ const TABLES: &[(&str, &[&str])] = &[
         "gateway_statements",
         &["session_id", "seq", "at", "kind", "text", "params"],
     ),
+    (
+        "gateway_statement_chunks",
+        &["session_id", "first_seq", "last_seq", "body"],
+    ),
     ("gateway_instances", &["id", "seen_at"]),
     (
         "gateway_databases",
@@ -165,6 +169,8 @@ const INT_COLUMNS: &[&str] = &[
     "approve",
     "at",
     "seq",
+    "first_seq",
+    "last_seq",
     "revision",
     "updated_at",
     "position",

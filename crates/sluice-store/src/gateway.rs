@@ -158,12 +158,6 @@ impl WriteTx {
     }
 }
 
-/// Rows per statement of a log insert (6 parameters each). SQLite's parameters are written
-/// `?` (anonymous, bound in order), not `$n`: finding a numbered parameter's slot scans the
-/// statement's parameter list (`sqlite3_bind_parameter_name`), so with `$n` binding cost grows
-/// with the square of the parameters — at 150 rows a tenth of the gateway's CPU went there.
-const LOG_ROWS_PER_INSERT: usize = 150;
-
 impl Store {
     /// Says that gateway instance `id` is alive at `now`.
     pub async fn gateway_heartbeat(&self, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -213,48 +207,30 @@ impl Store {
             .collect()
     }
 
-    /// Appends statements to session logs (not audited by itself: the running hash of each
-    /// log goes into the session-end audit entry).
-    pub async fn insert_statements(&self, rows: &[LoggedStatement]) -> Result<(), StoreError> {
-        if rows.is_empty() {
+    /// Appends statement chunks to session logs (not audited by themselves: the running hash
+    /// of each log goes into the session-end audit entry). One row per chunk: a busy session's
+    /// 200 ms of statements cost one insert, not one each.
+    pub async fn insert_statement_chunks(
+        &self,
+        chunks: &[StatementChunk],
+    ) -> Result<(), StoreError> {
+        if chunks.is_empty() {
             return Ok(());
         }
         let mut tx = self.writer().begin().await?;
-        let anonymous = self.backend() == crate::Backend::Sqlite;
-        for chunk in rows.chunks(LOG_ROWS_PER_INSERT) {
-            let mut sql = String::from(
-                "INSERT INTO gateway_statements (session_id, seq, at, kind, text, params) VALUES ",
-            );
-            for i in 0..chunk.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                if anonymous {
-                    sql.push_str("(?, ?, ?, ?, ?, ?)");
-                } else {
-                    let b = i * 6;
-                    sql.push_str(&format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6
-                    ));
-                }
-            }
-            let mut q = sqlx::query(&sql);
-            for r in chunk {
-                q = q
-                    .bind(&r.session_id)
-                    .bind(r.seq)
-                    .bind(to_ms(r.at))
-                    .bind(&r.kind)
-                    .bind(&r.text)
-                    .bind(&r.params);
-            }
-            q.execute(&mut *tx).await?;
+        for c in chunks.iter().filter(|c| !c.is_empty()) {
+            let body = std::str::from_utf8(&c.body)
+                .map_err(|e| StoreError::Corrupt(format!("a session log chunk: {e}")))?;
+            sqlx::query(
+                "INSERT INTO gateway_statement_chunks (session_id, first_seq, last_seq, body) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&c.session_id)
+            .bind(c.first_seq)
+            .bind(c.last_seq)
+            .bind(body)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -304,6 +280,7 @@ impl Store {
         &self,
         session_id: &str,
     ) -> Result<Vec<LoggedStatement>, StoreError> {
+        // Rows of the one-row-per-statement layout (logs written before chunks), then chunks.
         let rows = sqlx::query(
             "SELECT session_id, seq, at, kind, text, params FROM gateway_statements \
              WHERE session_id = $1 ORDER BY seq",
@@ -311,7 +288,8 @@ impl Store {
         .bind(session_id)
         .fetch_all(self.reader())
         .await?;
-        rows.iter()
+        let mut log = rows
+            .iter()
             .map(|r| {
                 Ok(LoggedStatement {
                     session_id: get(r, "session_id")?,
@@ -322,7 +300,97 @@ impl Store {
                     params: get(r, "params")?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let chunks = sqlx::query(
+            "SELECT body FROM gateway_statement_chunks WHERE session_id = $1 ORDER BY first_seq",
+        )
+        .bind(session_id)
+        .fetch_all(self.reader())
+        .await?;
+        for c in &chunks {
+            let body: String = get(c, "body")?;
+            for line in body.lines() {
+                let l: ChunkLine<'_> = serde_json::from_str(line).map_err(|e| {
+                    StoreError::Corrupt(format!(
+                        "a statement of the log of gateway session {session_id} cannot be read: {e}"
+                    ))
+                })?;
+                log.push(LoggedStatement {
+                    session_id: session_id.to_owned(),
+                    seq: l.seq,
+                    at: from_ms(l.at),
+                    kind: l.kind.into_owned(),
+                    text: l.text.into_owned(),
+                    params: l.params.map(std::borrow::Cow::into_owned),
+                });
+            }
+        }
+        log.sort_by_key(|s| s.seq);
+        Ok(log)
+    }
+}
+
+/// Statements of one session, consecutive in `seq`, stored as one row: one JSON object per
+/// line (`seq`, `at` in Unix milliseconds, `kind`, `text`, `params`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementChunk {
+    pub session_id: String,
+    pub first_seq: i64,
+    pub last_seq: i64,
+    /// JSON lines (UTF-8 by construction).
+    body: Vec<u8>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ChunkLine<'a> {
+    seq: i64,
+    at: i64,
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    text: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    params: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl StatementChunk {
+    pub fn new(session_id: &str) -> Self {
+        StatementChunk {
+            session_id: session_id.to_owned(),
+            first_seq: 0,
+            last_seq: 0,
+            body: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.body.is_empty()
+    }
+
+    /// Appends the next statement of the session.
+    pub fn push(
+        &mut self,
+        seq: i64,
+        at: DateTime<Utc>,
+        kind: &str,
+        text: &str,
+        params: Option<&str>,
+    ) -> Result<(), StoreError> {
+        if self.body.is_empty() {
+            self.first_seq = seq;
+        } else {
+            self.body.push(b'\n');
+        }
+        self.last_seq = seq;
+        let line = ChunkLine {
+            seq,
+            at: to_ms(at),
+            kind: kind.into(),
+            text: text.into(),
+            params: params.map(Into::into),
+        };
+        serde_json::to_writer(&mut self.body, &line)
+            .map_err(|e| StoreError::Corrupt(format!("a session log statement: {e}")))
     }
 }
 

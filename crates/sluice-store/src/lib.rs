@@ -26,7 +26,7 @@ pub use change_requests::StoredChangeRequest;
 pub use copy::CopyReport;
 pub use error::StoreError;
 pub use flags::{FlagConflict, FlagWrite, StoredFlag, StoredFlagSet};
-pub use gateway::{DeclaredDatabase, GatewaySession, LoggedStatement, SessionEnd};
+pub use gateway::{DeclaredDatabase, GatewaySession, LoggedStatement, SessionEnd, StatementChunk};
 pub use principals::{PrincipalRow, TokenRow};
 pub use requests::RequestFilter;
 pub use schedule::ScheduledChange;

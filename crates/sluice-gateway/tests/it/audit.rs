@@ -24,10 +24,38 @@ async fn wait_ended(env: &Env, n: usize) -> Vec<Value> {
     panic!("no session-end entry");
 }
 
-async fn tamper(env: &Env, sql: &str) {
+/// Rewrites the stored session logs: `edit` gets each chunk's lines (one statement each) and
+/// must change at least one of them.
+async fn tamper_log(env: &Env, edit: impl Fn(&mut Vec<String>)) {
     let url = format!("sqlite://{}", env.dir.path().join("sluice.db").display());
     let pool = sqlx::SqlitePool::connect(&url).await.expect("open sqlite");
-    sqlx::query(sql).execute(&pool).await.expect("tamper");
+    let chunks: Vec<(String, i64, String)> =
+        sqlx::query_as("SELECT session_id, first_seq, body FROM gateway_statement_chunks")
+            .fetch_all(&pool)
+            .await
+            .expect("read chunks");
+    let mut changed = false;
+    for (session, first, body) in chunks {
+        let mut lines: Vec<String> = body.lines().map(str::to_owned).collect();
+        edit(&mut lines);
+        let edited = lines.join("\n");
+        if edited != body {
+            changed = true;
+            sqlx::query(
+                "UPDATE gateway_statement_chunks SET body = ? WHERE session_id = ? AND first_seq = ?",
+            )
+            .bind(edited)
+            .bind(session)
+            .bind(first)
+            .execute(&pool)
+            .await
+            .expect("tamper");
+        }
+    }
+    assert!(
+        changed,
+        "the tampering found the statement it meant to change"
+    );
     pool.close().await;
 }
 
@@ -99,10 +127,11 @@ async fn statements_are_logged_in_order_and_an_edit_fails_verify() {
     let v = env.get(ADMIN_TOKEN, "/v1/audit/verify").await;
     assert_eq!(v["ok"], true, "{v}");
 
-    tamper(
-        &env,
-        "UPDATE gateway_statements SET text = 'SELECT 1' WHERE seq = 1",
-    )
+    tamper_log(&env, |lines| {
+        for l in lines.iter_mut().filter(|l| l.starts_with(r#"{"seq":1,"#)) {
+            *l = l.replace("SELECT count(*) FROM orders", "SELECT 1");
+        }
+    })
     .await;
     let v = env.get(ADMIN_TOKEN, "/v1/audit/verify").await;
     assert_eq!(v["ok"], false, "{v}");
@@ -122,7 +151,10 @@ async fn a_deleted_statement_fails_verify() {
     let _ = conn.await;
     wait_ended(&env, 1).await;
     assert_eq!(env.get(ADMIN_TOKEN, "/v1/audit/verify").await["ok"], true);
-    tamper(&env, "DELETE FROM gateway_statements WHERE seq = 2").await;
+    tamper_log(&env, |lines| {
+        lines.retain(|l| !l.starts_with(r#"{"seq":2,"#))
+    })
+    .await;
     let v = env.get(ADMIN_TOKEN, "/v1/audit/verify").await;
     assert_eq!(v["problems"][0]["kind"], "session_log_mismatch", "{v}");
 }

@@ -12,6 +12,7 @@
 mod chain;
 mod copy;
 mod rows;
+mod session_log;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use serde_json::json;
