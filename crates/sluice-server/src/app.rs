@@ -40,7 +40,7 @@ pub struct Inner {
     /// Authenticated tokens (see [`crate::auth::TokenCache`]).
     pub tokens: crate::auth::TokenCache,
     /// Per-client-key request limit on the evaluation endpoints.
-    pub limiter: crate::auth::RateLimiter,
+    pub limiter: crate::rate_limit::RateLimiter,
     /// Refusals recorded this minute, per principal (bounds what a flood writes).
     pub refusals: crate::refusals::RefusalLog,
     /// When the background loop must next wake for scheduled work.
@@ -91,7 +91,7 @@ impl App {
             flags_rev: AtomicI64::new(revs.flags),
             flag_events,
             tokens: crate::auth::TokenCache::default(),
-            limiter: crate::auth::RateLimiter::new(client_rate_limit),
+            limiter: crate::rate_limit::RateLimiter::new(client_rate_limit),
             refusals: crate::refusals::RefusalLog::default(),
             due: crate::due::Due::default(),
             public_url: std::sync::OnceLock::new(),
