@@ -186,23 +186,24 @@ impl App {
         Ok(moved)
     }
 
-    /// Recompiles the flags and tells SSE subscribers of every environment that moved.
+    /// Recompiles the environments whose flags moved — only those — and tells their SSE
+    /// subscribers.
     pub async fn refresh_flags(&self) -> Result<(), ApiError> {
         let revs = self.store.state_revs().await?;
-        let next = crate::flags::load(&self.store).await?;
-        let prev = self.flags.swap(std::sync::Arc::new(next));
-        self.flags_rev.store(revs.flags, Ordering::Release);
+        let before = self.flags.load_full();
+        let fresh = crate::flags::changed(&self.store, &before).await?;
+        if !fresh.is_empty() {
+            self.flags.rcu(|cur| cur.with(&fresh));
+        }
+        self.flags_rev.fetch_max(revs.flags, Ordering::AcqRel);
         // Layer boundaries may have moved: the background loop looks again.
         self.due.poke();
-        let now = self.flags.load();
-        for (env, f) in &now.envs {
-            if prev.envs.get(env).map(|p| p.revision) != Some(f.revision) {
-                let _ = self.flag_events.send(FlagEvent {
-                    environment: env.clone(),
-                    revision: f.revision,
-                    updated_at: f.updated_at,
-                });
-            }
+        for f in &fresh {
+            let _ = self.flag_events.send(FlagEvent {
+                environment: f.environment.clone(),
+                revision: f.revision,
+                updated_at: f.updated_at,
+            });
         }
         Ok(())
     }
