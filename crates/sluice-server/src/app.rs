@@ -192,13 +192,22 @@ impl App {
         let revs = self.store.state_revs().await?;
         let before = self.flags.load_full();
         let fresh = crate::flags::changed(&self.store, &before).await?;
-        if !fresh.is_empty() {
-            self.flags.rcu(|cur| cur.with(&fresh));
+        if fresh.is_empty() {
+            self.flags_rev.fetch_max(revs.flags, Ordering::AcqRel);
+            return Ok(());
         }
+        let prev = self.flags.rcu(|cur| cur.with(&fresh));
         self.flags_rev.fetch_max(revs.flags, Ordering::AcqRel);
         // Layer boundaries may have moved: the background loop looks again.
         self.due.poke();
-        for f in &fresh {
+        // Only what this swap installed: a refresh racing this one (a writer's and the sync
+        // loop's) that loaded the same revision tells nobody twice.
+        let installed = fresh.iter().filter(|f| {
+            prev.envs
+                .get(&f.environment)
+                .is_none_or(|p| p.revision < f.revision)
+        });
+        for f in installed {
             let _ = self.flag_events.send(FlagEvent {
                 environment: f.environment.clone(),
                 revision: f.revision,
