@@ -223,7 +223,7 @@ impl Policy {
         if text.len() > 1024 * 1024 {
             return Err(err("$", "policy file is larger than 1 MiB"));
         }
-        let doc: PolicyDoc = serde_yaml::from_str(text).map_err(|e| {
+        let doc: PolicyDoc = yaml_serde::from_str(text).map_err(|e| {
             let Some(l) = e.location() else {
                 return err("$", e.to_string());
             };

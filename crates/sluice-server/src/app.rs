@@ -40,7 +40,7 @@ pub struct Inner {
     /// Authenticated tokens (see [`crate::auth::TokenCache`]).
     pub tokens: crate::auth::TokenCache,
     /// Per-client-key request limit on the evaluation endpoints.
-    pub limiter: crate::auth::RateLimiter,
+    pub limiter: crate::rate_limit::RateLimiter,
     /// Refusals recorded this minute, per principal (bounds what a flood writes).
     pub refusals: crate::refusals::RefusalLog,
     /// When the background loop must next wake for scheduled work.
@@ -91,7 +91,7 @@ impl App {
             flags_rev: AtomicI64::new(revs.flags),
             flag_events,
             tokens: crate::auth::TokenCache::default(),
-            limiter: crate::auth::RateLimiter::new(client_rate_limit),
+            limiter: crate::rate_limit::RateLimiter::new(client_rate_limit),
             refusals: crate::refusals::RefusalLog::default(),
             due: crate::due::Due::default(),
             public_url: std::sync::OnceLock::new(),
@@ -186,23 +186,33 @@ impl App {
         Ok(moved)
     }
 
-    /// Recompiles the flags and tells SSE subscribers of every environment that moved.
+    /// Recompiles the environments whose flags moved — only those — and tells their SSE
+    /// subscribers.
     pub async fn refresh_flags(&self) -> Result<(), ApiError> {
         let revs = self.store.state_revs().await?;
-        let next = crate::flags::load(&self.store).await?;
-        let prev = self.flags.swap(std::sync::Arc::new(next));
-        self.flags_rev.store(revs.flags, Ordering::Release);
+        let before = self.flags.load_full();
+        let fresh = crate::flags::changed(&self.store, &before).await?;
+        if fresh.is_empty() {
+            self.flags_rev.fetch_max(revs.flags, Ordering::AcqRel);
+            return Ok(());
+        }
+        let prev = self.flags.rcu(|cur| cur.with(&fresh));
+        self.flags_rev.fetch_max(revs.flags, Ordering::AcqRel);
         // Layer boundaries may have moved: the background loop looks again.
         self.due.poke();
-        let now = self.flags.load();
-        for (env, f) in &now.envs {
-            if prev.envs.get(env).map(|p| p.revision) != Some(f.revision) {
-                let _ = self.flag_events.send(FlagEvent {
-                    environment: env.clone(),
-                    revision: f.revision,
-                    updated_at: f.updated_at,
-                });
-            }
+        // Only what this swap installed: a refresh racing this one (a writer's and the sync
+        // loop's) that loaded the same revision tells nobody twice.
+        let installed = fresh.iter().filter(|f| {
+            prev.envs
+                .get(&f.environment)
+                .is_none_or(|p| p.revision < f.revision)
+        });
+        for f in installed {
+            let _ = self.flag_events.send(FlagEvent {
+                environment: f.environment.clone(),
+                revision: f.revision,
+                updated_at: f.updated_at,
+            });
         }
         Ok(())
     }

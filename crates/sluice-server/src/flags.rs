@@ -234,6 +234,50 @@ pub async fn load(store: &Store) -> Result<FlagSnapshots, StoreError> {
     })
 }
 
+/// One environment's compiled flags, reading that environment's rows only.
+pub async fn load_env(store: &Store, environment: &str) -> Result<Option<EnvFlags>, StoreError> {
+    // INVARIANT: layers before definitions, as in [`load`].
+    let layers = store.flag_layers_in(environment).await?;
+    let set = store.flag_set(environment).await?;
+    Ok(set.map(|s| compile(&s, &layers)))
+}
+
+/// Recompiles the environments whose stored revision differs from the one `current` holds,
+/// and only those: a change to one environment reads and compiles that environment. Returns
+/// the recompiled environments. (Environments are never deleted, so none is dropped.)
+pub async fn changed(
+    store: &Store,
+    current: &FlagSnapshots,
+) -> Result<Vec<Arc<EnvFlags>>, StoreError> {
+    let mut fresh = Vec::new();
+    for (env, revision) in store.flag_revisions().await? {
+        if current.envs.get(&env).map(|e| e.revision) == Some(revision) {
+            continue;
+        }
+        if let Some(f) = load_env(store, &env).await? {
+            fresh.push(Arc::new(f));
+        }
+    }
+    Ok(fresh)
+}
+
+impl FlagSnapshots {
+    /// These snapshots with `fresh` swapped in, each only over an older revision of its
+    /// environment: two refreshes finishing out of order never put an older compile back.
+    pub fn with(&self, fresh: &[Arc<EnvFlags>]) -> FlagSnapshots {
+        let mut envs = self.envs.clone();
+        for f in fresh {
+            if envs
+                .get(&f.environment)
+                .is_none_or(|old| old.revision < f.revision)
+            {
+                envs.insert(f.environment.clone(), f.clone());
+            }
+        }
+        FlagSnapshots { envs }
+    }
+}
+
 /// Splits a validated document into its set-level parts and its flags, in order.
 pub fn split(def: &FlagSetDef) -> (Value, Vec<(String, Value)>) {
     let mut doc = match def.to_value() {

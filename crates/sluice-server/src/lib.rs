@@ -14,6 +14,7 @@ pub mod json;
 pub mod keyed;
 pub mod metrics;
 pub mod ops;
+pub mod rate_limit;
 pub mod refusals;
 pub mod routes;
 

@@ -44,29 +44,58 @@ impl Store {
     /// Every environment's flag set.
     pub async fn flag_sets(&self) -> Result<Vec<StoredFlagSet>, StoreError> {
         let mut conn = self.reader().acquire().await?;
-        load_flag_sets(&mut conn).await
+        load_flag_sets(&mut conn, None).await
     }
 
+    /// One environment's flag set: reads that environment's rows only.
     pub async fn flag_set(&self, environment: &str) -> Result<Option<StoredFlagSet>, StoreError> {
-        Ok(self
-            .flag_sets()
+        let mut conn = self.reader().acquire().await?;
+        Ok(load_flag_sets(&mut conn, Some(environment))
             .await?
             .into_iter()
-            .find(|s| s.environment == environment))
+            .next())
+    }
+
+    /// Each environment's name and revision, sorted by name: what a reader compares with
+    /// what it holds, to reload only the environments that moved.
+    pub async fn flag_revisions(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT name, revision FROM flag_environments ORDER BY name")
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter()
+            .map(|r| Ok((get(r, "name")?, get(r, "revision")?)))
+            .collect()
     }
 }
 
-async fn load_flag_sets(conn: &mut sqlx::AnyConnection) -> Result<Vec<StoredFlagSet>, StoreError> {
-    let envs = sqlx::query(
-        "SELECT name, revision, document, updated_at, updated_by FROM flag_environments ORDER BY name",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
-    let rows = sqlx::query(
-        "SELECT environment, key, revision, definition FROM flags ORDER BY environment, position",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+/// The flag sets of every environment, or of `only` that one.
+async fn load_flag_sets(
+    conn: &mut sqlx::AnyConnection,
+    only: Option<&str>,
+) -> Result<Vec<StoredFlagSet>, StoreError> {
+    const ENVS: &str =
+        "SELECT name, revision, document, updated_at, updated_by FROM flag_environments";
+    const FLAGS: &str = "SELECT environment, key, revision, definition FROM flags";
+    let (envs, rows) = match only {
+        Some(env) => (
+            sqlx::query(&format!("{ENVS} WHERE name = $1"))
+                .bind(env)
+                .fetch_all(&mut *conn)
+                .await?,
+            sqlx::query(&format!("{FLAGS} WHERE environment = $1 ORDER BY position"))
+                .bind(env)
+                .fetch_all(&mut *conn)
+                .await?,
+        ),
+        None => (
+            sqlx::query(&format!("{ENVS} ORDER BY name"))
+                .fetch_all(&mut *conn)
+                .await?,
+            sqlx::query(&format!("{FLAGS} ORDER BY environment, position"))
+                .fetch_all(&mut *conn)
+                .await?,
+        ),
+    };
     let mut out = Vec::with_capacity(envs.len());
     for e in &envs {
         let document: String = get(e, "document")?;
@@ -79,31 +108,38 @@ async fn load_flag_sets(conn: &mut sqlx::AnyConnection) -> Result<Vec<StoredFlag
             updated_by: get(e, "updated_by")?,
         });
     }
+    let index: std::collections::HashMap<String, usize> = out
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.environment.clone(), i))
+        .collect();
     for r in &rows {
         let env: String = get(r, "environment")?;
+        let Some(set) = index.get(&env).and_then(|i| out.get_mut(*i)) else {
+            continue;
+        };
         let definition: String = get(r, "definition")?;
-        if let Some(set) = out.iter_mut().find(|s| s.environment == env) {
-            set.flags.push(StoredFlag {
-                key: get(r, "key")?,
-                revision: get(r, "revision")?,
-                definition: serde_json::from_str(&definition)?,
-            });
-        }
+        set.flags.push(StoredFlag {
+            key: get(r, "key")?,
+            revision: get(r, "revision")?,
+            definition: serde_json::from_str(&definition)?,
+        });
     }
     Ok(out)
 }
 
 impl WriteTx {
     /// An environment's flag set as this transaction sees it: with the changes of writers
-    /// committed before it and, on SQLite, of those earlier in the same batch.
+    /// committed before it and, on SQLite, of those earlier in the same batch. Reads that
+    /// environment's rows only.
     pub async fn flag_set(
         &mut self,
         environment: &str,
     ) -> Result<Option<StoredFlagSet>, StoreError> {
-        Ok(load_flag_sets(self.conn().await?)
+        Ok(load_flag_sets(self.conn().await?, Some(environment))
             .await?
             .into_iter()
-            .find(|s| s.environment == environment))
+            .next())
     }
 }
 
@@ -319,6 +355,29 @@ impl Store {
             Ok(serde_json::from_str(&body)?)
         })
         .transpose()
+    }
+
+    /// The layers (targets, rollout) of one environment's flags, by key.
+    pub async fn flag_layers_in(
+        &self,
+        environment: &str,
+    ) -> Result<Vec<(String, String, Value)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT environment, key, body FROM flag_layers WHERE environment = $1 ORDER BY key",
+        )
+        .bind(environment)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let body: String = get(r, "body")?;
+                Ok((
+                    get(r, "environment")?,
+                    get(r, "key")?,
+                    serde_json::from_str(&body)?,
+                ))
+            })
+            .collect()
     }
 
     /// Every flag's layers (targets, rollout), by environment and key.

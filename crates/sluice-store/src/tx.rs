@@ -329,19 +329,51 @@ async fn send(
 }
 
 /// Appends `sql` to `out` with every parameter `$n` renumbered `$(n + offset)`.
+///
+/// Only parameters are touched: text inside string literals (`'…'`, `''` escapes an inner
+/// quote), quoted identifiers (`"…"`) and comments (`-- …` to the end of the line, `/* … */`)
+/// is copied as it is, whatever `$` or `?` it holds.
 fn renumber(sql: &str, offset: usize, out: &mut String) {
-    let mut rest = sql;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..=i]);
-        rest = &rest[i + 1..];
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        match rest[..digits].parse::<usize>() {
-            Ok(n) => out.push_str(&(n + offset).to_string()),
-            Err(_) => out.push_str(&rest[..digits]),
+    let bytes = sql.as_bytes();
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            q @ (b'\'' | b'"') => {
+                // A doubled quote closes and reopens: the same as skipping both.
+                i = find_from(bytes, i + 1, &[q]).map_or(bytes.len(), |end| end + 1);
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                i = find_from(bytes, i + 2, b"\n").map_or(bytes.len(), |end| end + 1);
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i = find_from(bytes, i + 2, b"*/").map_or(bytes.len(), |end| end + 2);
+            }
+            b'$' => {
+                let digits = bytes[i + 1..]
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .count();
+                if let Ok(n) = sql[i + 1..i + 1 + digits].parse::<usize>() {
+                    out.push_str(&sql[copied..=i]);
+                    out.push_str(&(n + offset).to_string());
+                    copied = i + 1 + digits;
+                }
+                i += 1 + digits;
+            }
+            _ => i += 1,
         }
-        rest = &rest[digits..];
     }
-    out.push_str(rest);
+    out.push_str(&sql[copied..]);
+}
+
+/// The index of the first occurrence of `needle` in `bytes` at or after `from`.
+fn find_from(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    bytes
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| from + p)
 }
 
 #[cfg(test)]
@@ -360,5 +392,30 @@ mod tests {
             out,
             "X; UPDATE t SET a = $4, b = $15 WHERE c = '$' AND d = $5"
         );
+    }
+
+    #[test]
+    fn renumber_leaves_literals_identifiers_and_comments_alone() {
+        let mut out = String::new();
+        renumber(
+            "INSERT INTO t (a, \"b$1\", c) VALUES ($1, '$1 and ? and it''s $2', $2) -- $1 ?\n\
+             /* $2 '?' */ RETURNING $3",
+            10,
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            "INSERT INTO t (a, \"b$1\", c) VALUES ($11, '$1 and ? and it''s $2', $12) -- $1 ?\n\
+             /* $2 '?' */ RETURNING $13"
+        );
+    }
+
+    #[test]
+    fn renumber_copies_an_unclosed_literal_or_comment_as_it_is() {
+        for sql in ["SELECT '$1", "SELECT 1 -- $1", "SELECT /* $1", "SELECT $"] {
+            let mut out = String::new();
+            renumber(sql, 5, &mut out);
+            assert_eq!(out, sql);
+        }
     }
 }

@@ -147,7 +147,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
 fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    serde_yaml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    yaml_serde::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
 }
 
 pub fn init_logs(format: LogFormat) {

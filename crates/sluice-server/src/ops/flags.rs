@@ -115,11 +115,13 @@ pub fn compile_stored(set: &StoredFlagSet, revision: u64) -> Snapshot {
         });
         return Snapshot::compile_lenient(&def, revision);
     }
-    match FlagSetDef::from_value(doc.clone()).and_then(|d| Snapshot::compile(&d, revision)) {
+    // The document is not kept for the rare fallback: a copy of every definition, alive
+    // while the set compiles, is what a large import's memory is made of.
+    match FlagSetDef::from_value(doc).and_then(|d| Snapshot::compile(&d, revision)) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(environment = %set.environment, error = %e, "stored flags of {} do not compile: {e}", set.environment);
-            let def = FlagSetDef::from_value_lenient(doc).unwrap_or_default();
+            let def = FlagSetDef::from_value_lenient(stored_document(set).0).unwrap_or_default();
             Snapshot::compile_lenient(&def, revision)
         }
     }

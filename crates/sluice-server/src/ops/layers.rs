@@ -454,12 +454,10 @@ impl App {
     }
 
     pub async fn rollout_status(&self, env: &str, key: &str) -> Result<RolloutStatus, ApiError> {
-        let layers = self.store.flag_layers().await?;
-        let body = layers
-            .into_iter()
-            .find(|(e, k, _)| e == env && k == key)
-            .map(|(_, _, b)| b);
-        let r = body
+        let r = self
+            .store
+            .flag_layers_of(env, key)
+            .await?
             .and_then(|b| serde_json::from_value::<FlagLayers>(b).ok())
             .and_then(|l| l.rollout)
             .ok_or_else(|| ApiError::NotFound(format!("flag `{key}` in `{env}` has no rollout")))?;

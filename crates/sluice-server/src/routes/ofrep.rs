@@ -231,15 +231,10 @@ fn etag(
     // Writing to a String cannot fail.
     let _ = write!(tag, "{revision}");
     tag.push('-');
-    for b in &digest[..12] {
-        tag.push(char::from(HEX[usize::from(b >> 4)]));
-        tag.push(char::from(HEX[usize::from(b & 15)]));
-    }
+    tag.push_str(&hex::encode(&digest[..12]));
     tag.push('"');
     (tag, digest.into())
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The digest of a static context in canonical form.
 fn static_digest(fixed: &serde_json::Map<String, Value>) -> [u8; 32] {

@@ -13,6 +13,7 @@ mod badinput;
 mod broken_flags;
 mod deliver;
 mod environments;
+mod error_bodies;
 mod failclosed;
 mod flags;
 mod harness;

@@ -20,4 +20,5 @@ mod policy;
 mod sdk;
 mod start;
 mod story;
+mod tables;
 mod tail;

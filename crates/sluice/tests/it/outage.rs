@@ -6,7 +6,7 @@ use crate::harness::{get_json, pg_url, post_json, Serve, ADMIN_TOKEN, POLICY};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
@@ -151,9 +151,17 @@ async fn a_database_outage_gives_503s_and_the_instance_recovers_by_itself() {
 
     // Load through the cut: every answer is a success or a 503, and successes are kept.
     let stop = Arc::new(AtomicBool::new(false));
+    // Writes the load has had acknowledged so far: the test waits on it, not on a guess.
+    let acks = Arc::new(AtomicUsize::new(0));
     let mut load = Vec::new();
     for _ in 0..2 {
-        let (http, base, dave, stop) = (http.clone(), s.url(""), dave.clone(), stop.clone());
+        let (http, base, dave, stop, acks) = (
+            http.clone(),
+            s.url(""),
+            dave.clone(),
+            stop.clone(),
+            acks.clone(),
+        );
         load.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             let mut statuses = Vec::new();
@@ -165,6 +173,7 @@ async fn a_database_outage_gives_503s_and_the_instance_recovers_by_itself() {
                 let (st, v) = post_json(&http, &format!("{base}/v1/requests"), &dave, &body).await;
                 if st == StatusCode::CREATED {
                     acked.push(v["id"].as_str().expect("id").to_owned());
+                    acks.fetch_add(1, Ordering::SeqCst);
                 } else {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -173,7 +182,8 @@ async fn a_database_outage_gives_503s_and_the_instance_recovers_by_itself() {
             (acked, statuses)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The load is running: some writes went through before the cut.
+    acked_at_least(&acks, 10).await;
 
     proxy.cut();
     // Give in-flight work a moment to meet the cut, then probe.
@@ -226,7 +236,8 @@ async fn a_database_outage_gives_503s_and_the_instance_recovers_by_itself() {
         "recovered {} ms after the database returned",
         restored.elapsed().as_millis()
     );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The load itself gets through again, not only the probe.
+    acked_at_least(&acks, acks.load(Ordering::SeqCst) + 5).await;
     stop.store(true, Ordering::SeqCst);
     let mut acked = Vec::new();
     let mut statuses = Vec::new();
@@ -268,4 +279,17 @@ async fn a_database_outage_gives_503s_and_the_instance_recovers_by_itself() {
         assert_eq!(st, StatusCode::OK, "{id}");
     }
     s.verify_gap_free(&http).await;
+}
+
+/// Waits until `acks` reaches `n` (at most 30 s).
+async fn acked_at_least(acks: &AtomicUsize, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acks.load(Ordering::SeqCst) < n {
+        assert!(
+            Instant::now() < deadline,
+            "the load had {} writes acknowledged, waiting for {n}",
+            acks.load(Ordering::SeqCst)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
