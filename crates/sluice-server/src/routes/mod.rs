@@ -9,6 +9,7 @@ pub mod flag_changes;
 pub mod flags;
 pub mod gateway;
 pub mod ofrep;
+pub mod trace;
 pub mod views;
 
 use crate::app::App;
@@ -17,7 +18,8 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json, Router};
-use tower_http::request_id::PropagateRequestIdLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
 use utoipa_axum::routes;
@@ -310,7 +312,7 @@ fn evaluation_and_ops() -> OpenApiRouter<App> {
 
 /// The whole API.
 pub fn router(app: App) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
+    let request_id = HeaderName::from_static(trace::REQUEST_ID);
     let (admin, _) = administrative().split_for_parts();
     let (rest, _) = evaluation_and_ops().split_for_parts();
     admin
@@ -328,7 +330,19 @@ pub fn router(app: App) -> Router {
         // both again, and the innermost wins).
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(Extension(BodyLimit(MAX_BODY)))
-        // Echo a caller's X-Request-ID (as AuthZEN asks); none is invented for the others.
-        .layer(PropagateRequestIdLayer::new(request_id))
+        // Each request in a span with its id, route, principal and status (see `trace`).
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(trace::RequestSpan)
+                .on_request(())
+                .on_response(trace::RequestEnd)
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        )
+        // Every answer carries an X-Request-ID: the caller's (as AuthZEN asks), else a new one
+        // (set outermost, so the span above sees it).
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, trace::RequestIds::new()))
         .with_state(app)
 }
