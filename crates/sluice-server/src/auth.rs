@@ -55,7 +55,14 @@ pub fn presented_token(headers: &axum::http::HeaderMap) -> Option<SecretToken> {
         .map(SecretToken::from_presented)
 }
 
+/// The caller behind a presented token; names it on the request's span.
 pub async fn authenticate(app: &App, token: Option<SecretToken>) -> Result<Arc<Caller>, ApiError> {
+    let caller = identify(app, token).await?;
+    crate::routes::trace::record_principal(&caller.name);
+    Ok(caller)
+}
+
+async fn identify(app: &App, token: Option<SecretToken>) -> Result<Arc<Caller>, ApiError> {
     let token = token
         .filter(SecretToken::is_well_formed)
         .ok_or(ApiError::Unauthenticated)?;

@@ -19,7 +19,7 @@ pub mod refusals;
 pub mod routes;
 
 pub use app::App;
-pub use routes::{router, ApiDoc};
+pub use routes::{openapi, router};
 
 use anyhow::Context as _;
 use sluice_core::token::SecretToken;

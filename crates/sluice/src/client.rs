@@ -1,8 +1,38 @@
-//! A small HTTP client for Sluice's API, turning error bodies into messages people can act on.
+//! The one HTTP client of the command line: builds the URLs, sends the calls, reads typed
+//! answers (the wire types of `sluice-api`), and turns error bodies into messages people can
+//! act on.
 
+use crate::cli::Remote;
 use anyhow::{anyhow, Context};
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
+use url::Url;
+
+/// The client for the server `r` names, with its token.
+pub fn client(r: &Remote) -> Client {
+    Client::new(&r.addr, r.token.clone())
+}
+
+/// A path on the server with its query, e.g. `/v1/requests/req-1?limit=5`: each segment and each
+/// query value percent-encoded by `url` (an id or a key cannot break out of its place); pairs
+/// without a value are left out.
+pub fn endpoint(segments: &[&str], query: &[(&str, Option<String>)]) -> String {
+    #[expect(clippy::expect_used, reason = "a constant URL that parses")]
+    let mut url = Url::parse("http://sluice/").expect("a valid URL");
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.clear().extend(segments);
+    }
+    let mut pairs = query
+        .iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)))
+        .peekable();
+    if pairs.peek().is_some() {
+        url.query_pairs_mut().extend_pairs(pairs);
+    }
+    url[url::Position::BeforePath..].to_owned()
+}
 
 pub struct Client {
     http: reqwest::Client,
@@ -36,6 +66,43 @@ impl Client {
         }
         serde_json::from_str(&text)
             .with_context(|| format!("the server sent something that is not JSON: {text}"))
+    }
+
+    /// Sends `body` (if any) and reads the answer as a `T`.
+    pub async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> anyhow::Result<T> {
+        let body = body.map(serde_json::to_value).transpose()?;
+        let text = self.raw(method, path, body).await?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("the server sent an answer this sluice does not read: {text}"))
+    }
+
+    /// GETs `path` and writes the body to `out` as it arrives, not holding it whole; answers
+    /// how many lines it wrote.
+    pub async fn download(
+        &self,
+        path: &str,
+        out: &mut impl std::io::Write,
+    ) -> anyhow::Result<usize> {
+        let mut resp = self.send_request(Method::GET, path, None).await?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await?;
+            return Err(refusal(status, &text));
+        }
+        let (mut newlines, mut last) = (0, None);
+        while let Some(chunk) = resp.chunk().await? {
+            out.write_all(&chunk)?;
+            newlines += chunk.iter().filter(|b| **b == b'\n').count();
+            last = chunk.last().copied().or(last);
+        }
+        out.flush()?;
+        // As `str::lines` counts: a last line without its newline is a line.
+        Ok(newlines + usize::from(last.is_some_and(|b| b != b'\n')))
     }
 
     /// GET that answers `None` for 404 (something that does not exist yet) — but not for an
@@ -111,12 +178,12 @@ impl Client {
         Err(anyhow!("the server closed the audit stream"))
     }
 
-    pub async fn raw(
+    async fn send_request(
         &self,
         method: Method,
         path: &str,
         body: Option<Value>,
-    ) -> anyhow::Result<String> {
+    ) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method, &url);
         if let Some(t) = &self.token {
@@ -125,33 +192,43 @@ impl Client {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req
-            .send()
+        req.send()
             .await
-            .map_err(|e| anyhow!("cannot reach Sluice at {}: {e}\nIs `sluice serve` running? Set --addr or SLUICE_ADDR.", self.base))?;
+            .map_err(|e| anyhow!("cannot reach Sluice at {}: {e}\nIs `sluice serve` running? Set --addr or SLUICE_ADDR.", self.base))
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<String> {
+        let resp = self.send_request(method, path, body).await?;
         let status = resp.status();
         let text = resp.text().await?;
         if status.is_success() {
             return Ok(text);
         }
-        let parsed: Option<Value> = serde_json::from_str(&text).ok();
-        let message = parsed
-            .as_ref()
-            .and_then(|v| v.get("message"))
-            .and_then(Value::as_str)
-            .unwrap_or(text.as_str());
-        let code = parsed
-            .as_ref()
-            .and_then(|v| v.get("code"))
-            .and_then(Value::as_str)
-            .unwrap_or("error");
-        let hint = match status {
-            StatusCode::UNAUTHORIZED => "\nSet a token with --token or SLUICE_TOKEN.",
-            _ => "",
-        };
-        Err(anyhow!(
-            "{message} ({code}, HTTP {}){hint}",
-            status.as_u16()
-        ))
+        Err(refusal(status, &text))
     }
+}
+
+/// The error a refused call ends in, from the server's error body.
+fn refusal(status: StatusCode, text: &str) -> anyhow::Error {
+    let parsed: Option<Value> = serde_json::from_str(text).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(|v| v.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or(text);
+    let code = parsed
+        .as_ref()
+        .and_then(|v| v.get("code"))
+        .and_then(Value::as_str)
+        .unwrap_or("error");
+    let hint = match status {
+        StatusCode::UNAUTHORIZED => "\nSet a token with --token or SLUICE_TOKEN.",
+        _ => "",
+    };
+    anyhow!("{message} ({code}, HTTP {}){hint}", status.as_u16())
 }

@@ -1,50 +1,34 @@
 //! The client commands: each builds a call, sends it, prints the answer.
 
 use crate::cli::{AccessCommand, AuditCommand, FlagsCommand, Remote, TokenCommand};
-use crate::client::Client;
+use crate::client::{client, endpoint, Client};
 use crate::output::{self, emit, s, table, when};
 use anyhow::{anyhow, bail, Context};
 use reqwest::Method;
 use serde_json::{json, Value};
+use sluice_api::access::{
+    Comment, EntitlementView, Extension, NewRequest, RequestView, Revocation, ScopeView,
+};
+use sluice_api::admin::WhoAmI;
+
+/// No request body, for [`Client::send`].
+const NO_BODY: Option<&()> = None;
 use std::path::Path;
 
-pub(crate) fn client(r: &Remote) -> Client {
-    Client::new(&r.addr, r.token.clone())
-}
-
-pub(crate) fn q(pairs: &[(&str, Option<String>)]) -> String {
-    let parts: Vec<String> = pairs
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", urlencode(v))))
-        .collect();
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", parts.join("&"))
-    }
-}
-
-pub(crate) fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn parse_scope(raw: &str) -> anyhow::Result<Value> {
+fn parse_scope(raw: &str) -> anyhow::Result<ScopeView> {
     let (resource, actions) = raw.split_once('=').ok_or_else(|| {
         anyhow!("--scope takes RESOURCE=ACTION[,ACTION…], e.g. flag:production/checkout-v2=toggle")
     })?;
-    let actions: Vec<&str> = actions
+    let actions = actions
         .split(',')
         .map(str::trim)
         .filter(|a| !a.is_empty())
+        .map(str::to_owned)
         .collect();
-    Ok(json!({"resource": resource, "actions": actions}))
+    Ok(ScopeView {
+        resource: resource.to_owned(),
+        actions,
+    })
 }
 
 pub async fn access(cmd: AccessCommand, r: Remote) -> anyhow::Result<()> {
@@ -68,8 +52,15 @@ pub async fn access(cmd: AccessCommand, r: Remote) -> anyhow::Result<()> {
                         .collect::<anyhow::Result<Vec<_>>>()?,
                 )
             };
-            let body = json!({"entitlement": entitlement, "duration": duration, "reason": reason, "ticket": ticket, "scopes": scopes, "break_glass": break_glass});
-            let v = c.call(Method::POST, "/v1/requests", Some(body)).await?;
+            let body = NewRequest {
+                entitlement,
+                duration,
+                reason,
+                ticket,
+                scopes,
+                break_glass,
+            };
+            let v: RequestView = c.send(Method::POST, "/v1/requests", Some(&body)).await?;
             emit(r.output, &v, output::request)
         }
         AccessCommand::List {
@@ -78,95 +69,116 @@ pub async fn access(cmd: AccessCommand, r: Remote) -> anyhow::Result<()> {
             needs_review,
             limit,
         } => {
-            let path = format!(
-                "/v1/requests{}",
-                q(&[
+            let path = endpoint(
+                &["v1", "requests"],
+                &[
                     ("status", status),
                     ("requester", mine.then(|| "me".into())),
                     ("needs_review", needs_review.then(|| "true".into())),
                     ("limit", Some(limit.to_string())),
-                ])
+                ],
             );
-            let v = c.call(Method::GET, &path, None).await?;
-            emit(r.output, &v, output::requests)
+            let v: Vec<RequestView> = c.send(Method::GET, &path, NO_BODY).await?;
+            emit(r.output, v.as_slice(), output::requests)
         }
         AccessCommand::Show { id } => {
-            let v = c
-                .call(Method::GET, &format!("/v1/requests/{id}"), None)
+            let v: RequestView = c
+                .send(
+                    Method::GET,
+                    &endpoint(&["v1", "requests", &id], &[]),
+                    NO_BODY,
+                )
                 .await?;
             emit(r.output, &v, output::request)
         }
         AccessCommand::Approve { id, comment } => {
-            vote(&c, &r, &id, "approve", json!({"comment": comment})).await
+            vote(&c, &r, &id, "approve", Some(&Comment { comment })).await
         }
         AccessCommand::Deny { id, comment } => {
-            vote(&c, &r, &id, "deny", json!({"comment": comment})).await
+            vote(&c, &r, &id, "deny", Some(&Comment { comment })).await
         }
-        AccessCommand::Cancel { id } => vote(&c, &r, &id, "cancel", Value::Null).await,
+        AccessCommand::Cancel { id } => vote(&c, &r, &id, "cancel", NO_BODY).await,
         AccessCommand::Revoke { id, reason } => {
-            vote(&c, &r, &id, "revoke", json!({"reason": reason})).await
+            vote(&c, &r, &id, "revoke", Some(&Revocation { reason })).await
         }
-        AccessCommand::Relinquish { id } => vote(&c, &r, &id, "relinquish", Value::Null).await,
-        AccessCommand::Review { id } => vote(&c, &r, &id, "review", Value::Null).await,
+        AccessCommand::Relinquish { id } => vote(&c, &r, &id, "relinquish", NO_BODY).await,
+        AccessCommand::Review { id } => vote(&c, &r, &id, "review", NO_BODY).await,
         AccessCommand::Extend {
             id,
             duration,
             reason,
         } => {
-            let v = c
-                .call(
+            let body = Extension {
+                duration,
+                reason,
+                ticket: None,
+            };
+            let v: RequestView = c
+                .send(
                     Method::POST,
-                    &format!("/v1/requests/{id}/extend"),
-                    Some(json!({"duration": duration, "reason": reason})),
+                    &endpoint(&["v1", "requests", &id, "extend"], &[]),
+                    Some(&body),
                 )
                 .await?;
             emit(r.output, &v, output::request)
         }
         AccessCommand::Grants { mine } => {
-            let path = format!(
-                "/v1/grants{}",
-                q(&[("principal", mine.then(|| "me".into()))])
+            let path = endpoint(
+                &["v1", "grants"],
+                &[("principal", mine.then(|| "me".into()))],
             );
-            let v = c.call(Method::GET, &path, None).await?;
-            emit(r.output, &v, output::requests)
+            let v: Vec<RequestView> = c.send(Method::GET, &path, NO_BODY).await?;
+            emit(r.output, v.as_slice(), output::requests)
         }
         AccessCommand::Entitlements => {
-            let v = c.call(Method::GET, "/v1/entitlements", None).await?;
-            emit(r.output, &v, entitlement_table)
+            let v: Vec<EntitlementView> = c.send(Method::GET, "/v1/entitlements", NO_BODY).await?;
+            emit(r.output, v.as_slice(), entitlement_table)
         }
     }
 }
 
-fn entitlement_table(v: &Value) {
-    let rows = v
-        .as_array()
-        .map(|a| a.iter().map(entitlement_row).collect())
-        .unwrap_or_default();
+fn entitlement_table(v: &[EntitlementView]) {
+    let rows = v.iter().map(entitlement_row).collect();
     table(&["name", "max", "approval", "auto-approve", "scopes"], rows);
 }
 
-fn entitlement_row(e: &Value) -> Vec<String> {
-    let scopes: Vec<String> = e["scopes"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|x| format!("{} {}", s(&x["resource"]), s(&x["actions"])))
-                .collect()
-        })
-        .unwrap_or_default();
+/// A list for people: `a, b`, or `-` for none.
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "-".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+fn entitlement_row(e: &EntitlementView) -> Vec<String> {
+    let scopes: Vec<String> = e
+        .scopes
+        .iter()
+        .map(|x| format!("{} {}", x.resource, list(&x.actions)))
+        .collect();
     vec![
-        s(&e["name"]),
-        s(&e["max_duration"]),
-        format!("{} of {}", s(&e["approvals_required"]), s(&e["approvers"])),
-        s(&e["auto_approve"]),
+        e.name.clone(),
+        e.max_duration.clone(),
+        format!("{} of {}", e.approvals_required, list(&e.approvers)),
+        e.auto_approve.clone().unwrap_or_else(|| "-".into()),
         scopes.join("; "),
     ]
 }
 
-async fn vote(c: &Client, r: &Remote, id: &str, verb: &str, body: Value) -> anyhow::Result<()> {
-    let body = (!body.is_null()).then_some(body);
-    let v = c
-        .call(Method::POST, &format!("/v1/requests/{id}/{verb}"), body)
+async fn vote(
+    c: &Client,
+    r: &Remote,
+    id: &str,
+    verb: &str,
+    body: Option<&impl serde::Serialize>,
+) -> anyhow::Result<()> {
+    let v: RequestView = c
+        .send(
+            Method::POST,
+            &endpoint(&["v1", "requests", id, verb], &[]),
+            body,
+        )
         .await?;
     emit(r.output, &v, output::request)
 }
@@ -184,9 +196,9 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
             limit,
             follow,
         } => {
-            let path = format!(
-                "/v1/audit{}",
-                q(&[
+            let path = endpoint(
+                &["v1", "audit"],
+                &[
                     ("actor", actor.clone()),
                     ("action", action.clone()),
                     ("resource", resource.clone()),
@@ -195,7 +207,7 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
                     ("after", after.map(|a| a.to_string())),
                     ("limit", Some(limit.to_string())),
                     ("newest", Some("true".into())),
-                ])
+                ],
             );
             let v = c.call(Method::GET, &path, None).await?;
             let entries = v["entries"].as_array().cloned().unwrap_or_default();
@@ -205,14 +217,14 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
                     print_entry(r.output, e)?;
                 }
                 let last = entries.last().and_then(|e| e["seq"].as_i64()).or(after);
-                let path = format!(
-                    "/v1/audit/stream{}",
-                    q(&[
+                let path = endpoint(
+                    &["v1", "audit", "stream"],
+                    &[
                         ("actor", actor),
                         ("action", action),
                         ("resource", resource),
                         ("after", last.map(|a| a.to_string())),
-                    ])
+                    ],
                 );
                 return c
                     .follow_events(&path, |data| {
@@ -231,20 +243,26 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
             })
         }
         AuditCommand::Export { since, out } => {
-            let text = c
-                .raw(
-                    Method::GET,
-                    &format!("/v1/audit/export{}", q(&[("since", since)])),
-                    None,
-                )
-                .await?;
+            // Streamed: an export is the whole trail, not held in memory at once.
+            let path = endpoint(&["v1", "audit", "export"], &[("since", since)]);
             match out {
-                Some(path) => {
-                    std::fs::write(&path, &text)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    eprintln!("wrote {} lines to {}", text.lines().count(), path.display());
+                Some(file) => {
+                    let mut f = std::fs::File::create(&file)
+                        .with_context(|| format!("cannot write {}", file.display()))?;
+                    let lines = match c.download(&path, &mut f).await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            drop(f);
+                            // No half export left behind to be mistaken for a whole one.
+                            let _ = std::fs::remove_file(&file);
+                            return Err(e);
+                        }
+                    };
+                    eprintln!("wrote {lines} lines to {}", file.display());
                 }
-                None => out!("{text}"),
+                None => {
+                    c.download(&path, &mut crate::Stdout).await?;
+                }
             }
             Ok(())
         }
@@ -403,7 +421,7 @@ pub async fn tokens(cmd: TokenCommand, r: Remote) -> anyhow::Result<()> {
             let v = c
                 .call(
                     Method::GET,
-                    &format!("/v1/tokens{}", q(&[("all", all.then(|| "true".into()))])),
+                    &endpoint(&["v1", "tokens"], &[("all", all.then(|| "true".into()))]),
                     None,
                 )
                 .await?;
@@ -437,7 +455,7 @@ pub async fn tokens(cmd: TokenCommand, r: Remote) -> anyhow::Result<()> {
         }
         TokenCommand::Revoke { id } => {
             let v = c
-                .call(Method::DELETE, &format!("/v1/tokens/{id}"), None)
+                .call(Method::DELETE, &endpoint(&["v1", "tokens", &id], &[]), None)
                 .await?;
             emit(r.output, &v, |v| outln!("revoked token {}", s(&v["id"])))
         }
@@ -466,17 +484,13 @@ pub async fn check(
 }
 
 pub async fn whoami(r: Remote) -> anyhow::Result<()> {
-    let v = client(&r).call(Method::GET, "/v1/whoami", None).await?;
+    let v: WhoAmI = client(&r).send(Method::GET, "/v1/whoami", NO_BODY).await?;
     emit(r.output, &v, |v| {
         outln!(
             "{}{} (groups: {})",
-            s(&v["name"]),
-            if v["admin"] == Value::Bool(true) {
-                ", administrator"
-            } else {
-                ""
-            },
-            s(&v["groups"])
+            v.name,
+            if v.admin { ", administrator" } else { "" },
+            list(&v.groups)
         );
     })
 }
@@ -494,14 +508,14 @@ pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let doc: Value = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not JSON", file.display()))?;
-            let query = q(&[
+            let query = [
                 ("mode", lenient.then(|| "lenient".into())),
                 ("create_env", create_env.then(|| "true".into())),
-            ]);
+            ];
             let v = c
                 .call(
                     Method::PUT,
-                    &format!("/v1/environments/{}/flags{query}", urlencode(&env)),
+                    &endpoint(&["v1", "environments", &env, "flags"], &query),
                     Some(doc),
                 )
                 .await?;
@@ -526,7 +540,7 @@ pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
             let v = c
                 .call(
                     Method::GET,
-                    &format!("/v1/environments/{}/flags", urlencode(&env)),
+                    &endpoint(&["v1", "environments", &env, "flags"], &[]),
                     None,
                 )
                 .await?;
@@ -567,7 +581,7 @@ pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
             let v = c
                 .call(
                     Method::GET,
-                    &format!("/v1/environments/{}/flags", urlencode(&env)),
+                    &endpoint(&["v1", "environments", &env, "flags"], &[]),
                     None,
                 )
                 .await?;
@@ -604,11 +618,7 @@ pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
             let v = c
                 .call(
                     Method::GET,
-                    &format!(
-                        "/v1/environments/{}/flags/{}",
-                        urlencode(&env),
-                        urlencode(&key)
-                    ),
+                    &endpoint(&["v1", "environments", &env, "flags", &key], &[]),
                     None,
                 )
                 .await?;

@@ -1,11 +1,9 @@
 //! Changing flags from the command line: the kill switch, default and targeting, expiring
 //! targets, scheduled changes and staged rollouts.
 
-use crate::cli::Remote;
-use crate::cli_flags::{ChangeArgs, FlagChangeCommand, FlagRef, RolloutCommand};
-use crate::client::Client;
-use crate::commands::{client, q, urlencode};
-use crate::output::{emit, now, s, table, until, when};
+use crate::cli::{ChangeArgs, FlagChangeCommand, FlagRef, Remote, RolloutCommand};
+use crate::client::{client, endpoint, Client};
+use crate::output::{describe, emit, now, s, table, until, when};
 use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::Method;
@@ -13,11 +11,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 
 fn flag_path(env: &str, key: &str) -> String {
-    format!(
-        "/v1/environments/{}/flags/{}",
-        urlencode(env),
-        urlencode(key)
-    )
+    endpoint(&["v1", "environments", env, "flags", key], &[])
 }
 
 /// `--at`: RFC 3339 (seconds optional) or `+DURATION` from now.
@@ -66,21 +60,6 @@ fn read_json(file: &Path) -> anyhow::Result<Value> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))
-}
-
-/// What a change does, in words: `turn checkout-v2 OFF`.
-pub(crate) fn describe(key: &str, change: &Value) -> String {
-    match change["op"].as_str().unwrap_or_default() {
-        "set-state" if change["enabled"] == Value::Bool(true) => format!("turn {key} ON"),
-        "set-state" => format!("turn {key} OFF"),
-        "set-default" => format!("set {key}'s default to `{}`", s(&change["variant"])),
-        "set-targeting" if change["targeting"].is_null() => format!("remove {key}'s targeting"),
-        "set-targeting" => format!("replace {key}'s targeting"),
-        "set-metadata" => format!("replace {key}'s metadata"),
-        "put" => format!("replace {key}"),
-        "delete" => format!("delete {key}"),
-        other => format!("{other} {key}"),
-    }
 }
 
 /// What a change may bring into being.
@@ -253,10 +232,17 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
             let v = client(&r)
                 .call(
                     Method::DELETE,
-                    &format!(
-                        "{}/targets/{}",
-                        flag_path(&env, &key),
-                        urlencode(&target_id)
+                    &endpoint(
+                        &[
+                            "v1",
+                            "environments",
+                            &env,
+                            "flags",
+                            &key,
+                            "targets",
+                            &target_id,
+                        ],
+                        &[],
                     ),
                     None,
                 )
@@ -273,7 +259,7 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
             let v = client(&r)
                 .call(
                     Method::GET,
-                    &format!("/v1/scheduled{}", q(&[("env", env)])),
+                    &endpoint(&["v1", "scheduled"], &[("env", env)]),
                     None,
                 )
                 .await?;
@@ -290,7 +276,7 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
             let v = client(&r)
                 .call(
                     Method::DELETE,
-                    &format!("/v1/scheduled/{}", urlencode(&id)),
+                    &endpoint(&["v1", "scheduled", &id], &[]),
                     None,
                 )
                 .await?;
@@ -368,8 +354,8 @@ async fn target(
 ) -> anyhow::Result<()> {
     let c = client(r);
     if me {
-        let who = c.call(Method::GET, "/v1/whoami", None).await?;
-        keys = vec![s(&who["name"])];
+        let who: sluice_api::admin::WhoAmI = c.send(Method::GET, "/v1/whoami", None::<&()>).await?;
+        keys = vec![who.name];
     }
     let body = json!({"variant": variant, "keys": keys, "group": group, "for": duration});
     let v = c

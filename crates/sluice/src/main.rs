@@ -27,8 +27,34 @@ fn write_out(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Standard output as a byte sink, with the same handling as [`outln!`] (a closed pipe ends
+/// the program quietly).
+pub(crate) struct Stdout;
+
+impl std::io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stdout()
+            .lock()
+            .write_all(buf)
+            .map(|()| buf.len())
+            .map_err(quit_on_broken_pipe)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout()
+            .lock()
+            .flush()
+            .map_err(quit_on_broken_pipe)
+    }
+}
+
+fn quit_on_broken_pipe(e: std::io::Error) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    e
+}
+
 mod cli;
-mod cli_flags;
 mod client;
 mod commands;
 mod db_commands;

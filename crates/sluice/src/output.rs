@@ -2,7 +2,9 @@
 
 use crate::cli::Output;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::Value;
+use sluice_api::access::{RequestStatus, RequestView};
 use sluice_core::Clock;
 
 pub fn now() -> DateTime<Utc> {
@@ -11,23 +13,11 @@ pub fn now() -> DateTime<Utc> {
 
 /// `"in 12m"` / `"3m ago"` for an RFC 3339 time in `v`.
 pub fn when(v: &Value) -> String {
-    match v
-        .as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-    {
-        Some(t) => {
-            // Round rather than truncate a time just ahead: "in 2h", not "in 1h59m", for
-            // something the server set to two hours from now a moment ago.
-            let (t, n) = (t.with_timezone(&Utc), now());
-            let n = if t > n {
-                n - chrono::TimeDelta::milliseconds(500)
-            } else {
-                n
-            };
-            sluice_core::duration::relative(n, t)
-        }
-        None => "-".into(),
-    }
+    when_at(
+        v.as_str()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc)),
+    )
 }
 
 /// `"{what} in 12m"` for an RFC 3339 time still ahead; `now_text` for one at or past now —
@@ -80,73 +70,98 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
-pub fn json(v: &Value) -> anyhow::Result<()> {
+pub fn json(v: &(impl Serialize + ?Sized)) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
-/// One request, for people.
-pub fn request(v: &Value) {
-    let status = s(&v["status"]);
-    let mut lines = vec![
-        format!("request     {}", s(&v["id"])),
-        format!("entitlement {}", s(&v["entitlement"])),
-        format!("requester   {}", s(&v["requester"])),
-        format!("status      {status} ({})", s(&v["origin"])),
-        format!("duration    {}", s(&v["duration"])),
-        format!("reason      {}", s(&v["reason"])),
-    ];
-    if !v["ticket"].is_null() {
-        lines.push(format!("ticket      {}", s(&v["ticket"])));
+/// A time as the server wrote it (RFC 3339, as `chrono` serialises it), `-` for none.
+fn stamp(t: Option<DateTime<Utc>>) -> String {
+    t.and_then(|t| serde_json::to_value(t).ok())
+        .map_or_else(|| "-".into(), |v| s(&v))
+}
+
+/// `"in 12m"` / `"3m ago"`, `-` for none.
+pub fn when_at(t: Option<DateTime<Utc>>) -> String {
+    match t {
+        Some(t) => {
+            // Round rather than truncate a time just ahead: "in 2h", not "in 1h59m", for
+            // something the server set to two hours from now a moment ago.
+            let n = now();
+            let n = if t > n {
+                n - chrono::TimeDelta::milliseconds(500)
+            } else {
+                n
+            };
+            sluice_core::duration::relative(n, t)
+        }
+        None => "-".into(),
     }
-    if status == "active" {
+}
+
+/// A text field for people: `-` for none or empty.
+fn text(v: Option<&str>) -> String {
+    match v {
+        Some(t) => t.to_owned(),
+        None => "-".into(),
+    }
+}
+
+/// One request, for people.
+pub fn request(v: &RequestView) {
+    let status = v.status;
+    let mut lines = vec![
+        format!("request     {}", v.id),
+        format!("entitlement {}", v.entitlement),
+        format!("requester   {}", v.requester),
+        format!("status      {} ({})", status.as_str(), v.origin.as_str()),
+        format!("duration    {}", v.duration),
+        format!("reason      {}", v.reason),
+    ];
+    if let Some(ticket) = &v.ticket {
+        lines.push(format!("ticket      {ticket}"));
+    }
+    if status == RequestStatus::Active {
         lines.push(format!(
             "expires     {} ({})",
-            s(&v["expires_at"]),
-            when(&v["expires_at"])
+            stamp(v.expires_at),
+            when_at(v.expires_at)
         ));
-    } else if status == "pending" {
-        lines.push(format!("times out   {}", when(&v["pending_until"])));
+    } else if status == RequestStatus::Pending {
+        lines.push(format!("times out   {}", when_at(Some(v.pending_until))));
     }
-    if let Some(votes) = v["votes"].as_array() {
-        for vote in votes {
-            let verb = if vote["approve"] == Value::Bool(true) {
-                "approved"
-            } else {
-                "denied"
-            };
-            lines.push(format!(
-                "{verb:<11} by {} {}",
-                s(&vote["approver"]),
-                when(&vote["at"])
-            ));
-        }
+    for vote in &v.votes {
+        let verb = if vote.approve { "approved" } else { "denied" };
+        lines.push(format!(
+            "{verb:<11} by {} {}",
+            vote.approver,
+            when_at(Some(vote.at))
+        ));
     }
-    if v["needs_review"] == Value::Bool(true) {
+    if v.needs_review {
         lines.push(format!(
             "review      needed (break-glass): sluice access review {}",
-            s(&v["id"])
+            v.id
         ));
-    } else if !v["reviewed_by"].is_null() {
-        lines.push(format!("reviewed    by {}", s(&v["reviewed_by"])));
+    } else if let Some(by) = &v.reviewed_by {
+        lines.push(format!("reviewed    by {by}"));
     }
-    if !v["ended_at"].is_null() || !v["end_reason"].is_null() {
-        let reason = if v["end_reason"].is_null() {
-            String::new()
-        } else {
-            format!(": {}", s(&v["end_reason"]))
+    if v.ended_at.is_some() || v.end_reason.is_some() {
+        let reason = match &v.end_reason {
+            None => String::new(),
+            Some(r) => format!(": {r}"),
         };
         lines.push(format!(
             "ended       by {} {}{reason}",
-            s(&v["ended_by"]),
-            when(&v["ended_at"])
+            text(v.ended_by.as_deref()),
+            when_at(v.ended_at)
         ));
     }
-    if let Some(next) = v["next_step"].as_str() {
-        if status == "pending" {
+    if let Some(next) = &v.next_step {
+        if status == RequestStatus::Pending {
             lines.push(format!(
                 "next        {next}; approve with: sluice access approve {}",
-                s(&v["id"])
+                v.id
             ));
         } else {
             lines.push(format!("next        {next}"));
@@ -157,30 +172,25 @@ pub fn request(v: &Value) {
     }
 }
 
-pub fn requests(list: &Value) {
+pub fn requests(list: &[RequestView]) {
     let rows = list
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|r| {
-                    let status = s(&r["status"]);
-                    let time = match status.as_str() {
-                        "active" => format!("expires {}", when(&r["expires_at"])),
-                        "pending" => format!("times out {}", when(&r["pending_until"])),
-                        _ => format!("ended {}", when(&r["ended_at"])),
-                    };
-                    vec![
-                        s(&r["id"]),
-                        s(&r["requester"]),
-                        s(&r["entitlement"]),
-                        status,
-                        s(&r["duration"]),
-                        time,
-                    ]
-                })
-                .collect()
+        .iter()
+        .map(|r| {
+            let time = match r.status {
+                RequestStatus::Active => format!("expires {}", when_at(r.expires_at)),
+                RequestStatus::Pending => format!("times out {}", when_at(Some(r.pending_until))),
+                _ => format!("ended {}", when_at(r.ended_at)),
+            };
+            vec![
+                r.id.clone(),
+                r.requester.clone(),
+                r.entitlement.clone(),
+                r.status.as_str().to_owned(),
+                r.duration.clone(),
+                time,
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     table(
         &[
             "id",
@@ -194,7 +204,27 @@ pub fn requests(list: &Value) {
     );
 }
 
-pub fn emit(out: Output, v: &Value, human: impl FnOnce(&Value)) -> anyhow::Result<()> {
+/// What a change does, in words: `turn checkout-v2 OFF`.
+pub fn describe(key: &str, change: &Value) -> String {
+    match change["op"].as_str().unwrap_or_default() {
+        "set-state" if change["enabled"] == Value::Bool(true) => format!("turn {key} ON"),
+        "set-state" => format!("turn {key} OFF"),
+        "set-default" => format!("set {key}'s default to `{}`", s(&change["variant"])),
+        "set-targeting" if change["targeting"].is_null() => format!("remove {key}'s targeting"),
+        "set-targeting" => format!("replace {key}'s targeting"),
+        "set-metadata" => format!("replace {key}'s metadata"),
+        "put" => format!("replace {key}"),
+        "delete" => format!("delete {key}"),
+        other => format!("{other} {key}"),
+    }
+}
+
+/// `v` as JSON for scripts, or for people as `human` prints it.
+pub fn emit<T: Serialize + ?Sized>(
+    out: Output,
+    v: &T,
+    human: impl FnOnce(&T),
+) -> anyhow::Result<()> {
     match out {
         Output::Json => json(v),
         Output::Table => {

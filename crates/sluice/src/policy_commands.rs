@@ -1,7 +1,7 @@
 //! `sluice apply`: validate, show the diff, ask before taking anything away, apply.
 
 use crate::cli::{Output, Remote};
-use crate::commands::client;
+use crate::client::client;
 use crate::output::{emit, s};
 use anyhow::{bail, Context};
 use reqwest::Method;

@@ -1,56 +1,13 @@
 //! Four-eyes flag changes from the command line: `sluice flags disable … --propose` sends a
 //! change request instead of a change; `sluice proposals …` lists, shows and decides them.
 
-use crate::cli::Remote;
-use crate::cli_flags::ChangeArgs;
-use crate::client::Client;
-use crate::commands::{client, q, urlencode};
-use crate::flag_commands::describe;
-use crate::output::{emit, s, table, until, when};
+use crate::cli::{ChangeArgs, ProposalCommand, Remote};
+use crate::client::{client, endpoint, Client};
+use crate::output::{describe, emit, s, table, until, when};
 use anyhow::anyhow;
 use chrono::{DateTime, SecondsFormat, Utc};
-use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{json, Value};
-
-#[derive(Debug, Subcommand)]
-pub enum ProposalCommand {
-    /// Change requests, newest first, with the time they have left.
-    List {
-        /// Only this environment's.
-        #[arg(long)]
-        env: Option<String>,
-        /// pending, approved, applied, denied, cancelled, stale, timed-out or refused.
-        #[arg(long)]
-        status: Option<String>,
-    },
-    /// One change request: the change, its votes and its outcome.
-    Show {
-        /// The proposal id (`cr-…`).
-        id: String,
-    },
-    /// Approve someone else's proposal; the approval that meets the rule applies it.
-    Approve {
-        /// The proposal id (`cr-…`).
-        id: String,
-        /// A comment recorded with your vote.
-        #[arg(long, short = 'c', default_value = "")]
-        comment: String,
-    },
-    /// Deny a proposal (one deny ends it).
-    Deny {
-        /// The proposal id (`cr-…`).
-        id: String,
-        /// A comment recorded with your vote.
-        #[arg(long, short = 'c', default_value = "")]
-        comment: String,
-    },
-    /// Withdraw your own proposal before it applies.
-    Cancel {
-        /// The proposal id (`cr-…`).
-        id: String,
-    },
-}
 
 /// Who may approve change requests in `env`, from the policy in force (best effort).
 async fn approvers(c: &Client, env: &str) -> String {
@@ -81,10 +38,9 @@ pub async fn propose(
         "apply_at": at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
         "reason": a.reason.clone().unwrap_or_default(),
     });
-    let path = format!(
-        "/v1/environments/{}/flags/{}/proposals",
-        urlencode(&a.env),
-        urlencode(&a.key)
+    let path = endpoint(
+        &["v1", "environments", &a.env, "flags", &a.key, "proposals"],
+        &[],
     );
     let v = c.call(Method::POST, &path, Some(body)).await?;
     let who = approvers(c, &a.env).await;
@@ -249,7 +205,7 @@ fn voted(v: &Value) {
 }
 
 fn action_path(id: &str, verb: &str) -> String {
-    format!("/v1/proposals/{}/{verb}", urlencode(id))
+    endpoint(&["v1", "proposals", id, verb], &[])
 }
 
 async fn vote(r: &Remote, c: &Client, id: &str, verb: &str, comment: String) -> anyhow::Result<()> {
@@ -280,7 +236,7 @@ pub async fn proposals(cmd: ProposalCommand, r: Remote) -> anyhow::Result<()> {
             let v = c
                 .call(
                     Method::GET,
-                    &format!("/v1/proposals{}", q(&[("env", env), ("status", status)])),
+                    &endpoint(&["v1", "proposals"], &[("env", env), ("status", status)]),
                     None,
                 )
                 .await?;
@@ -288,11 +244,7 @@ pub async fn proposals(cmd: ProposalCommand, r: Remote) -> anyhow::Result<()> {
         }
         ProposalCommand::Show { id } => {
             let v = c
-                .call(
-                    Method::GET,
-                    &format!("/v1/proposals/{}", urlencode(&id)),
-                    None,
-                )
+                .call(Method::GET, &endpoint(&["v1", "proposals", &id], &[]), None)
                 .await?;
             emit(r.output, &v, show)
         }

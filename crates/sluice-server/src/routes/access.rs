@@ -1,6 +1,6 @@
 //! `/v1/requests`, `/v1/grants`, `/v1/entitlements`: the access-request lifecycle.
 
-use super::views::{RequestView, ScopeView};
+use super::views::{request_view, RequestView, ScopeView};
 use crate::app::App;
 use crate::auth::ApiCaller;
 use crate::error::{ApiError, ErrorBody};
@@ -9,54 +9,13 @@ use crate::ops::access::Ending;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+pub use sluice_api::access::{Comment, EntitlementView, Extension, NewRequest, Revocation};
 use sluice_core::access::{RequestInput, RequestStatus};
 use sluice_core::duration::Duration;
 use sluice_core::scope::{Pattern, Scope};
 use sluice_store::RequestFilter;
-use utoipa::{IntoParams, ToSchema};
-
-/// A new access request. There is deliberately no expiry field: the server computes
-/// `expires_at` from `duration`, and an unknown field such as `expires_at` is refused.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewRequest {
-    pub entitlement: String,
-    /// E.g. `30m`, `2h`. Defaults to the entitlement's `max_duration`.
-    pub duration: Option<String>,
-    #[serde(default)]
-    pub reason: String,
-    pub ticket: Option<String>,
-    /// Narrower scopes within the entitlement; default all of it.
-    pub scopes: Option<Vec<ScopeView>>,
-    /// Break-glass: active at once, needs a reason, reviewed afterwards.
-    #[serde(default)]
-    pub break_glass: bool,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Extension {
-    /// How much longer, e.g. `30m`.
-    pub duration: Option<String>,
-    #[serde(default)]
-    pub reason: String,
-    pub ticket: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Comment {
-    #[serde(default)]
-    pub comment: String,
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Revocation {
-    #[serde(default)]
-    pub reason: String,
-}
+use utoipa::IntoParams;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -68,22 +27,6 @@ pub struct ListQuery {
     /// Only break-glass grants awaiting review.
     pub needs_review: Option<bool>,
     pub limit: Option<i64>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EntitlementView {
-    pub name: String,
-    pub description: String,
-    pub scopes: Vec<ScopeView>,
-    pub requesters: Vec<String>,
-    pub max_duration: String,
-    pub approvals_required: u32,
-    pub approvers: Vec<String>,
-    pub auto_approve: Option<String>,
-    pub break_glass: bool,
-    pub reason_required: bool,
-    pub ticket_pattern: Option<String>,
-    pub pending_ttl: String,
 }
 
 fn parse_duration(raw: Option<String>) -> Result<Option<Duration>, ApiError> {
@@ -115,7 +58,7 @@ fn parse_scopes(raw: Option<Vec<ScopeView>>) -> Result<Option<Vec<Scope>>, ApiEr
 }
 
 fn view(app: &App, r: &sluice_core::access::AccessRequest) -> Json<RequestView> {
-    Json(RequestView::new(r, &app.policy(), app.now()))
+    Json(request_view(r, &app.policy(), app.now()))
 }
 
 /// Request access to an entitlement.
@@ -166,9 +109,7 @@ pub async fn list(
     let now = app.now();
     let list = app.store.requests(&filter).await?;
     Ok(Json(
-        list.iter()
-            .map(|r| RequestView::new(r, &policy, now))
-            .collect(),
+        list.iter().map(|r| request_view(r, &policy, now)).collect(),
     ))
 }
 
@@ -316,7 +257,7 @@ pub async fn grants(
     Ok(Json(
         list.iter()
             .filter(|r| r.is_live(now) && principal.as_ref().is_none_or(|p| &r.requester == p))
-            .map(|r| RequestView::new(r, &policy, now))
+            .map(|r| request_view(r, &policy, now))
             .collect(),
     ))
 }

@@ -9,17 +9,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+pub use sluice_api::admin::WhoAmI;
 use sluice_core::duration::Duration;
 use sluice_core::token::TokenKind;
 use utoipa::{IntoParams, ToSchema};
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WhoAmI {
-    pub name: String,
-    pub admin: bool,
-    pub groups: Vec<String>,
-    pub token_id: String,
-}
 
 /// Who the presented token belongs to.
 #[utoipa::path(get, path = "/v1/whoami", tag = "admin", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]

@@ -9,6 +9,7 @@ pub mod flag_changes;
 pub mod flags;
 pub mod gateway;
 pub mod ofrep;
+pub mod trace;
 pub mod views;
 
 use crate::app::App;
@@ -16,40 +17,25 @@ use crate::json::BodyLimit;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
-use tower_http::request_id::PropagateRequestIdLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
+use utoipa_axum::routes;
 
 /// Largest request body accepted on any endpoint but flag import.
 pub const MAX_BODY: usize = 256 * 1024;
 /// Largest flag document accepted by an import.
 pub const MAX_IMPORT: usize = 8 * 1024 * 1024;
 
+/// What the document says beside its operations, which come from the routes below.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Sluice", description = "Temporary production access, feature flags and a tamper-evident audit trail."),
-    paths(
-        access::create, access::list, access::show, access::approve, access::deny, access::cancel,
-        access::revoke, access::relinquish, access::review, access::extend, access::grants, access::entitlements,
-        admin::whoami, admin::apply, admin::current, admin::create_token, admin::list_tokens, admin::revoke_token,
-        audit::query, audit::verify, audit::export, audit::stream,
-        authzen::evaluation, authzen::evaluations, authzen::configuration,
-        flags::environments, flags::import, flags::export, flags::flag,
-        ofrep::evaluate, ofrep::evaluate_all, ofrep::events,
-        flag_changes::change, flag_changes::add_target, flag_changes::list_targets, flag_changes::remove_target,
-        flag_changes::start_rollout, flag_changes::rollout_status, flag_changes::control_rollout,
-        flag_changes::scheduled, flag_changes::cancel_scheduled,
-        change_requests::propose, change_requests::list, change_requests::show,
-        change_requests::approve, change_requests::deny, change_requests::cancel,
-        gateway::list, gateway::show, gateway::kill, gateway::password,
-        gateway::databases, gateway::declare_database, gateway::remove_database,
-        healthz, readyz, metrics_text, openapi_json,
-    ),
-    modifiers(&BearerAuth, &AuthResponses),
     security(("bearer" = [])),
 )]
-pub struct ApiDoc;
+struct Base;
 
 struct BearerAuth;
 
@@ -154,8 +140,21 @@ pub async fn metrics_text() -> impl IntoResponse {
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "ops", security(), responses((status = 200, body = Object)))]
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
+    Json(&DOCUMENT)
+}
+
+/// Built once, from the same declaration as the router.
+static DOCUMENT: std::sync::LazyLock<utoipa::openapi::OpenApi> = std::sync::LazyLock::new(openapi);
+
+/// The OpenAPI document of [`router`]: the operations its routes declare, with the bearer scheme
+/// and the 401/403 answers of every operation that needs a token.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::Modify as _;
+    let mut doc = administrative().merge(evaluation_and_ops()).into_openapi();
+    BearerAuth.modify(&mut doc);
+    AuthResponses.modify(&mut doc);
+    doc
 }
 
 /// Counts every request and times it, per route pattern and status class (see
@@ -236,100 +235,94 @@ async fn not_found() -> crate::error::ApiError {
     crate::error::ApiError::NotFound("no such endpoint; see /openapi.json".into())
 }
 
+// Every route is declared once, with its documentation: `routes!` takes the path and method from
+// the handler's `#[utoipa::path]`, so what is served and what `/openapi.json` says cannot drift
+// (the test `the_router_and_the_document_declare_the_same_routes` checks that no route was added
+// around them).
+
+/// The administrative API: refusals on it are audited (see [`router`]).
+fn administrative() -> OpenApiRouter<App> {
+    OpenApiRouter::with_openapi(Base::openapi())
+        .routes(routes!(access::create, access::list))
+        .routes(routes!(access::show))
+        .routes(routes!(access::approve))
+        .routes(routes!(access::deny))
+        .routes(routes!(access::cancel))
+        .routes(routes!(access::revoke))
+        .routes(routes!(access::relinquish))
+        .routes(routes!(access::review))
+        .routes(routes!(access::extend))
+        .routes(routes!(access::grants))
+        .routes(routes!(access::entitlements))
+        .routes(routes!(gateway::list))
+        .routes(routes!(gateway::show))
+        .routes(routes!(gateway::kill))
+        .routes(routes!(gateway::password))
+        .routes(routes!(gateway::databases))
+        .routes(routes!(gateway::declare_database, gateway::remove_database))
+        .routes(routes!(admin::whoami))
+        .routes(routes!(admin::apply, admin::current))
+        .routes(routes!(admin::create_token, admin::list_tokens))
+        .routes(routes!(admin::revoke_token))
+        .routes(routes!(audit::query))
+        .routes(routes!(audit::verify))
+        .routes(routes!(audit::export))
+        .routes(routes!(audit::stream))
+        .routes(routes!(flags::environments))
+        .routes(routes!(flags::import, flags::export).map(|m| {
+            m.layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(MAX_IMPORT))
+                .layer(Extension(BodyLimit(MAX_IMPORT)))
+        }))
+        .routes(routes!(flags::flag))
+        .routes(routes!(flag_changes::change))
+        .routes(routes!(
+            flag_changes::add_target,
+            flag_changes::list_targets
+        ))
+        .routes(routes!(flag_changes::remove_target))
+        .routes(routes!(
+            flag_changes::start_rollout,
+            flag_changes::rollout_status
+        ))
+        .routes(routes!(flag_changes::control_rollout))
+        .routes(routes!(change_requests::propose))
+        .routes(routes!(change_requests::list))
+        .routes(routes!(change_requests::show))
+        .routes(routes!(change_requests::approve))
+        .routes(routes!(change_requests::deny))
+        .routes(routes!(change_requests::cancel))
+        .routes(routes!(flag_changes::scheduled))
+        .routes(routes!(flag_changes::cancel_scheduled))
+}
+
+/// Evaluation (AuthZEN, OFREP) and operations (health, metrics, this document).
+fn evaluation_and_ops() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(authzen::evaluation))
+        .routes(routes!(authzen::evaluations))
+        .routes(routes!(authzen::configuration))
+        .routes(routes!(ofrep::evaluate))
+        .routes(routes!(ofrep::evaluate_all))
+        .routes(routes!(ofrep::events))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics_text))
+        .routes(routes!(openapi_json))
+}
+
 /// The whole API.
 pub fn router(app: App) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
-        .route("/v1/requests", post(access::create).get(access::list))
-        .route("/v1/requests/{id}", get(access::show))
-        .route("/v1/requests/{id}/approve", post(access::approve))
-        .route("/v1/requests/{id}/deny", post(access::deny))
-        .route("/v1/requests/{id}/cancel", post(access::cancel))
-        .route("/v1/requests/{id}/revoke", post(access::revoke))
-        .route("/v1/requests/{id}/relinquish", post(access::relinquish))
-        .route("/v1/requests/{id}/review", post(access::review))
-        .route("/v1/requests/{id}/extend", post(access::extend))
-        .route("/v1/grants", get(access::grants))
-        .route("/v1/entitlements", get(access::entitlements))
-        .route("/v1/db/sessions", get(gateway::list))
-        .route("/v1/db/sessions/{id}", get(gateway::show))
-        .route("/v1/db/sessions/{id}/kill", post(gateway::kill))
-        .route("/v1/db/{name}/password", post(gateway::password))
-        .route("/v1/db/databases", get(gateway::databases))
-        .route(
-            "/v1/db/databases/{name}",
-            axum::routing::put(gateway::declare_database).delete(gateway::remove_database),
-        )
-        .route("/v1/whoami", get(admin::whoami))
-        .route("/v1/policy", post(admin::apply).get(admin::current))
-        .route(
-            "/v1/tokens",
-            post(admin::create_token).get(admin::list_tokens),
-        )
-        .route("/v1/tokens/{id}", delete(admin::revoke_token))
-        .route("/v1/audit", get(audit::query))
-        .route("/v1/audit/verify", get(audit::verify))
-        .route("/v1/audit/export", get(audit::export))
-        .route("/v1/audit/stream", get(audit::stream))
-        .route("/v1/environments", get(flags::environments))
-        .route(
-            "/v1/environments/{env}/flags",
-            axum::routing::put(flags::import)
-                .get(flags::export)
-                .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(MAX_IMPORT))
-                .layer(Extension(BodyLimit(MAX_IMPORT))),
-        )
-        .route("/v1/environments/{env}/flags/{key}", get(flags::flag))
-        .route(
-            "/v1/environments/{env}/flags/{key}/changes",
-            post(flag_changes::change),
-        )
-        .route(
-            "/v1/environments/{env}/flags/{key}/targets",
-            post(flag_changes::add_target).get(flag_changes::list_targets),
-        )
-        .route(
-            "/v1/environments/{env}/flags/{key}/targets/{id}",
-            delete(flag_changes::remove_target),
-        )
-        .route(
-            "/v1/environments/{env}/flags/{key}/rollout",
-            axum::routing::put(flag_changes::start_rollout).get(flag_changes::rollout_status),
-        )
-        .route(
-            "/v1/environments/{env}/flags/{key}/rollout/{op}",
-            post(flag_changes::control_rollout),
-        )
-        .route(
-            "/v1/environments/{env}/flags/{key}/proposals",
-            post(change_requests::propose),
-        )
-        .route("/v1/proposals", get(change_requests::list))
-        .route("/v1/proposals/{id}", get(change_requests::show))
-        .route("/v1/proposals/{id}/approve", post(change_requests::approve))
-        .route("/v1/proposals/{id}/deny", post(change_requests::deny))
-        .route("/v1/proposals/{id}/cancel", post(change_requests::cancel))
-        .route("/v1/scheduled", get(flag_changes::scheduled))
-        .route("/v1/scheduled/{id}", delete(flag_changes::cancel_scheduled))
-        // Refusals on the administrative API above are audited. Not on the evaluation paths
-        // below: AuthZEN records its own decisions, and OFREP refuses only bad keys.
+    let request_id = HeaderName::from_static(trace::REQUEST_ID);
+    let (admin, _) = administrative().split_for_parts();
+    let (rest, _) = evaluation_and_ops().split_for_parts();
+    admin
+        // Refusals on the administrative API are audited. Not on the evaluation paths: AuthZEN
+        // records its own decisions, and OFREP refuses only bad keys.
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             crate::refusals::record,
         ))
-        .route("/access/v1/evaluation", post(authzen::evaluation))
-        .route("/access/v1/evaluations", post(authzen::evaluations))
-        .route(
-            "/.well-known/authzen-configuration",
-            get(authzen::configuration),
-        )
-        .route("/ofrep/v1/evaluate/flags/{key}", post(ofrep::evaluate))
-        .route("/ofrep/v1/evaluate/flags", post(ofrep::evaluate_all))
-        .route("/ofrep/v1/events", get(ofrep::events))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi_json))
+        .merge(rest)
         .fallback(not_found)
         .layer(Track)
         // Enforced by the body extractors, so an oversized body gets the JSON error shape
@@ -337,7 +330,19 @@ pub fn router(app: App) -> Router {
         // both again, and the innermost wins).
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(Extension(BodyLimit(MAX_BODY)))
-        // Echo a caller's X-Request-ID (as AuthZEN asks); none is invented for the others.
-        .layer(PropagateRequestIdLayer::new(request_id))
+        // Each request in a span with its id, route, principal and status (see `trace`).
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(trace::RequestSpan)
+                .on_request(())
+                .on_response(trace::RequestEnd)
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        )
+        // Every answer carries an X-Request-ID: the caller's (as AuthZEN asks), else a new one
+        // (set outermost, so the span above sees it).
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, trace::RequestIds::new()))
         .with_state(app)
 }

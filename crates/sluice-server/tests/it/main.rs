@@ -24,6 +24,7 @@ mod openapi;
 mod proposals;
 mod race;
 mod security;
+mod spans;
 mod sql;
 mod standards;
 mod static_context;

@@ -161,3 +161,86 @@ async fn operation_ids_are_unique_and_authenticated_operations_declare_401_and_4
         ]
     );
 }
+
+/// A path with every `{param}` filled in, to send a request to.
+fn concrete(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.starts_with('{') && seg.ends_with('}') {
+                "x"
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The path patterns an axum router serves, read from its `Debug` form (axum offers no other
+/// way to list them): every quoted string that starts with `/` in its `path_router`, before the
+/// `fallback_router` (which holds axum's own catch-all paths).
+fn served_paths(router: &axum::Router) -> std::collections::BTreeSet<String> {
+    let debug = format!("{router:?}");
+    let (routes, fallback) = debug
+        .split_once("fallback_router")
+        .expect("axum's Router debug names its path_router, then its fallback_router");
+    assert!(routes.contains("path_router"), "{debug}");
+    assert!(!fallback.contains("/v1/"), "{debug}");
+    routes
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| s.starts_with('/') && !s.contains("__private__axum"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_and_the_document_declare_the_same_routes() {
+    let (s, doc) = served_document().await;
+    let documented: std::collections::BTreeSet<(String, String)> = operations(&doc)
+        .into_iter()
+        .map(|(m, p, _)| (m, p))
+        .collect();
+    let documented_paths: std::collections::BTreeSet<String> =
+        documented.iter().map(|(_, p)| p.clone()).collect();
+
+    // Every path pattern the router matches is in the document, and the other way round.
+    let served = served_paths(&sluice_server::router(s.app.clone()));
+    assert!(
+        served.len() > 30,
+        "read {} paths from the router",
+        served.len()
+    );
+    assert_eq!(served, documented_paths);
+
+    // On each path, a method is served exactly when it is documented: an undeclared one gets
+    // axum's 405, a declared one reaches its handler (here, without a token: never the 405 and
+    // never the fallback's "no such endpoint").
+    for path in &documented_paths {
+        for m in ["get", "put", "post", "delete", "patch"] {
+            let method = reqwest::Method::from_bytes(m.to_uppercase().as_bytes()).expect("method");
+            let resp = s
+                .http
+                .request(method, s.url(&concrete(path)))
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .expect("request sent");
+            let status = resp.status();
+            // Streams (SSE) would not end: the status is enough for them.
+            let body = if status == StatusCode::OK {
+                String::new()
+            } else {
+                resp.text().await.unwrap_or_default()
+            };
+            let is_documented = documented.contains(&(m.to_owned(), path.clone()));
+            let is_served =
+                status != StatusCode::METHOD_NOT_ALLOWED && !body.contains("no such endpoint");
+            assert_eq!(
+                is_served, is_documented,
+                "{m} {path}: served {is_served} ({status} {body}), documented {is_documented}"
+            );
+        }
+    }
+}

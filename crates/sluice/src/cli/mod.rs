@@ -1,5 +1,13 @@
 //! Command-line definitions.
 
+mod db;
+mod flags;
+mod proposals;
+
+pub use db::DbCommand;
+pub use flags::{ChangeArgs, FlagChangeCommand, FlagRef, RolloutCommand};
+pub use proposals::ProposalCommand;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -84,14 +92,14 @@ pub enum Command {
     /// Four-eyes flag changes: list, approve, deny (propose with `sluice flags … --propose`).
     Proposals {
         #[command(subcommand)]
-        command: crate::proposal_commands::ProposalCommand,
+        command: ProposalCommand,
         #[command(flatten)]
         remote: Remote,
     },
     /// Staged rollouts: start, watch, pause, resume, roll back.
     Rollout {
         #[command(subcommand)]
-        command: crate::cli_flags::RolloutCommand,
+        command: RolloutCommand,
         #[command(flatten)]
         remote: Remote,
     },
@@ -125,7 +133,7 @@ pub enum Command {
     /// The PostgreSQL gateway: sessions, their statements, kill, and how to connect.
     Db {
         #[command(subcommand)]
-        command: crate::db_commands::DbCommand,
+        command: DbCommand,
         #[command(flatten)]
         remote: Remote,
     },
@@ -475,7 +483,7 @@ pub enum FlagsCommand {
         env: String,
     },
     #[command(flatten)]
-    Change(crate::cli_flags::FlagChangeCommand),
+    Change(FlagChangeCommand),
 }
 
 /// `KEY=VALUE` (the value is a string, as in flagd's `--context-value`).
