@@ -7,6 +7,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use sluice_core::access::AccessError;
+use sluice_core::approvals::ApprovalError;
+use sluice_core::change_request::ChangeRequestError;
 use sluice_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,8 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error(transparent)]
     Access(#[from] AccessError),
+    #[error(transparent)]
+    ChangeRequest(#[from] ChangeRequestError),
     #[error("too many requests; slow down and retry after the time in Retry-After")]
     RateLimited,
     /// The body is larger than the route accepts; `limit` is that size in bytes.
@@ -64,6 +68,7 @@ impl ApiError {
             ApiError::UnknownEnvironment(_) => "unknown_environment",
             ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
             ApiError::Access(e) => e.code(),
+            ApiError::ChangeRequest(e) => change_request_code(e),
             ApiError::RateLimited => "rate_limited",
             ApiError::PayloadTooLarge { .. } => "body_too_large",
             ApiError::Unavailable(_) => "unavailable",
@@ -84,6 +89,7 @@ impl ApiError {
                             | AccessError::BreakGlassNotAllowed(_)
                     )
             }
+            ApiError::ChangeRequest(e) => change_request_forbidden(e),
             _ => false,
         }
     }
@@ -99,11 +105,38 @@ impl ApiError {
             ApiError::Access(e) if e.is_conflict() => StatusCode::CONFLICT,
             ApiError::Access(AccessError::UnknownEntitlement(_)) => StatusCode::NOT_FOUND,
             ApiError::Access(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::ChangeRequest(e) if change_request_forbidden(e) => StatusCode::FORBIDDEN,
+            ApiError::ChangeRequest(
+                ChangeRequestError::WrongStatus { .. }
+                | ChangeRequestError::Approval(ApprovalError::AlreadyVoted(_)),
+            ) => StatusCode::CONFLICT,
+            ApiError::ChangeRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+}
+
+fn change_request_code(e: &ChangeRequestError) -> &'static str {
+    match e {
+        ChangeRequestError::NoApprovalRule(_) => "no_approval_rule",
+        ChangeRequestError::ReasonRequired => "reason_required",
+        ChangeRequestError::TooLong { .. } => "invalid_request",
+        ChangeRequestError::ApplyAtPast => "invalid_time",
+        ChangeRequestError::UnknownStatus(_) => "invalid_status",
+        ChangeRequestError::WrongStatus { .. } => "wrong_status",
+        ChangeRequestError::NotProposer(_) => "forbidden",
+        ChangeRequestError::Approval(e) => e.code(),
+    }
+}
+
+fn change_request_forbidden(e: &ChangeRequestError) -> bool {
+    match e {
+        ChangeRequestError::NotProposer(_) => true,
+        ChangeRequestError::Approval(e) => e.is_forbidden(),
+        _ => false,
     }
 }
 
