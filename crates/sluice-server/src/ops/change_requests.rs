@@ -7,6 +7,7 @@ use crate::app::{new_id, App};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::ops::flag_changes::{Authority, FlagChange};
+use crate::ops::OpError;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
@@ -206,19 +207,14 @@ impl App {
             .and_then(|s| s.flags.into_iter().find(|f| f.key == key))
             .map(|f| f.revision);
         if current != base_revision {
-            let message = match (current, base_revision) {
-                (Some(c), Some(b)) => format!(
-                    "flag `{key}` is at revision {c}, not {b}: someone changed it; reload and propose again"
-                ),
-                (Some(c), None) => format!(
-                    "flag `{key}` already exists (revision {c}); pass its base revision to change it"
-                ),
-                (None, _) => format!("flag `{key}` does not exist in `{env}`"),
-            };
-            return Err(ApiError::Conflict {
-                code: "stale_revision",
-                message,
-            });
+            return Err(OpError::StaleRevision {
+                environment: env.to_owned(),
+                key: key.to_owned(),
+                current,
+                base: base_revision,
+                proposal: true,
+            }
+            .into());
         }
         tx.insert_change_request(&to_stored(&cr)?).await?;
         record(
@@ -478,7 +474,7 @@ impl App {
                 changed = true;
             }
             Some(Err(reason)) => {
-                let stale = refusal.is_some_and(|e| e.code() == "stale_revision");
+                let stale = matches!(refusal, Some(ApiError::Op(OpError::StaleRevision { .. })));
                 cr.refused(stale, reason.clone(), now);
                 let action = if stale {
                     "flag.change-stale"

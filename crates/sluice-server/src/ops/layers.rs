@@ -15,6 +15,7 @@ use crate::app::{new_id, App};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::ops::flag_changes::{Authority, FlagChange};
+use crate::ops::OpError;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -137,23 +138,13 @@ fn outlives_grant(
     ))
 }
 
-/// A refused rollout transition, in the words (and with the codes) the API has always used.
-fn rollout_error(env: &str, key: &str, e: RolloutError) -> ApiError {
-    match e {
-        RolloutError::InvalidSteps(m) => ApiError::bad_request("invalid_steps", m),
-        RolloutError::Completed { variant } => ApiError::Conflict {
-            code: "wrong_state",
-            message: format!(
-                "the rollout of `{variant}` completed: it is the flag's default variant now; \
-                 change the flag itself to undo it (e.g. sluice flags set-default {key} \
-                 VARIANT --env {env})"
-            ),
-        },
-        e @ RolloutError::WrongState { .. } => ApiError::Conflict {
-            code: "wrong_state",
-            message: e.to_string(),
-        },
+fn rollout_error(env: &str, key: &str, error: RolloutError) -> ApiError {
+    OpError::Rollout {
+        environment: env.to_owned(),
+        key: key.to_owned(),
+        error,
     }
+    .into()
 }
 
 async fn load(tx: &mut WriteTx, env: &str, key: &str) -> Result<FlagLayers, ApiError> {
