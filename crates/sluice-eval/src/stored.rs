@@ -2,9 +2,6 @@
 //! set-level marker for sets imported leniently. This module compiles a stored document the
 //! way it was imported and lists, as values, the faults a lenient import let through.
 
-use crate::def_parse::check_variant_kinds;
-use crate::error::JsonPath;
-use crate::rule::{CompileOptions, Compiler};
 use crate::{DefinitionError, FlagSetDef, Snapshot};
 use serde_json::{Map, Value};
 
@@ -35,24 +32,17 @@ impl Fault {
 /// Every strict-validation fault of a document, flag by flag, in document order. A fault in
 /// the set-level parts (which every flag may use) is the only one reported.
 pub fn strict_faults(def: &FlagSetDef) -> Vec<Fault> {
-    for name in def.evaluators.keys() {
-        if let Err(e) = Compiler::check_evaluator(def, name) {
-            return vec![Fault::new(None, e)];
-        }
+    if let Err(e) = def.check_evaluators() {
+        return vec![Fault::new(None, e)];
     }
-    let mut out = Vec::new();
-    for (key, flag) in &def.flags {
-        let path = JsonPath::root().key("flags").key(key).key("variants");
-        let checked = check_variant_kinds(&flag.variants, &path).and_then(|()| {
-            Compiler::new(def, key, flag, CompileOptions::STRICT)
-                .compile_flag_rule()
-                .map(|_| ())
-        });
-        if let Err(e) = checked {
-            out.push(Fault::new(Some(key), e));
-        }
-    }
-    out
+    def.flags
+        .iter()
+        .filter_map(|(key, flag)| {
+            def.check_flag(key, flag)
+                .err()
+                .map(|e| Fault::new(Some(key), e))
+        })
+        .collect()
 }
 
 /// A stored document without Sluice's marker, and whether it was imported leniently.
