@@ -6,6 +6,8 @@
 //! calls them.
 
 pub mod access;
+pub mod approvals;
+pub mod change_request;
 pub mod clock;
 pub mod decision;
 pub mod duration;

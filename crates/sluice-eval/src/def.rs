@@ -1,10 +1,10 @@
-//! The flagd document as submitted: parsed, validated, and writable back
-//! without loss (key order is kept; unknown fields are carried along).
+//! The flagd document as submitted, writable back without loss (key order is kept; unknown
+//! fields are carried along). Only the types: parsing and validation are in `def_parse`,
+//! which depends on these and on the rule compiler; neither depends back on it.
 
 use serde_json::{Map, Value};
 
 use crate::error::{DefinitionError, JsonPath};
-use crate::rule::{CompileOptions, Compiler};
 
 /// `ENABLED` or `DISABLED`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,45 +65,6 @@ pub struct FlagSetDef {
 }
 
 impl FlagSetDef {
-    /// Parses and fully validates a document (shape, variants, targeting, `$ref`s).
-    pub fn from_json(json: &str) -> Result<Self, DefinitionError> {
-        let value: Value = serde_json::from_str(json).map_err(|e| DefinitionError {
-            path: "$".to_owned(),
-            reason: format!("invalid JSON: {e}"),
-        })?;
-        Self::from_value(value)
-    }
-
-    /// Like [`FlagSetDef::from_json`], from an already parsed value.
-    pub fn from_value(value: Value) -> Result<Self, DefinitionError> {
-        let def = Self::from_value_lenient(value)?;
-        def.validate()?;
-        Ok(def)
-    }
-
-    /// Checks the document's shape only; targeting rules are checked when a
-    /// snapshot is compiled. flagd loads files this way: a broken rule makes
-    /// only its own flag fail (with `PARSE_ERROR`).
-    pub fn from_value_lenient(value: Value) -> Result<Self, DefinitionError> {
-        crate::def_parse::parse_document(value)
-    }
-
-    /// Validates every targeting rule as [`crate::Snapshot::compile`] would.
-    pub fn validate(&self) -> Result<(), DefinitionError> {
-        for name in self.evaluators.keys() {
-            Compiler::check_evaluator(self, name)?;
-        }
-        for (key, flag) in &self.flags {
-            crate::def_parse::check_variant_kinds(
-                &flag.variants,
-                &JsonPath::root().key("flags").key(key).key("variants"),
-            )?;
-            let mut compiler = Compiler::new(self, key, flag, CompileOptions::STRICT);
-            compiler.compile_flag_rule()?;
-        }
-        Ok(())
-    }
-
     /// Flag keys in document order.
     pub fn flag_keys(&self) -> impl Iterator<Item = &str> {
         self.flags.iter().map(|(k, _)| k.as_str())

@@ -1,10 +1,63 @@
-//! Shape checks of a flagd document: everything except the targeting rules,
-//! which the rule compiler checks.
+//! Reading a flagd document: shape checks here, targeting rules by the rule compiler
+//! (`FlagSetDef::validate`). Depends on the types in `def` and on `rule`; neither depends on it.
 
 use serde_json::{Map, Value};
 
 use crate::def::{DefaultVariant, FlagDef, FlagSetDef, FlagState};
 use crate::error::{DefinitionError, JsonPath};
+use crate::rule::{CompileOptions, Compiler};
+
+impl FlagSetDef {
+    /// Parses and fully validates a document (shape, variants, targeting, `$ref`s).
+    pub fn from_json(json: &str) -> Result<Self, DefinitionError> {
+        let value: Value = serde_json::from_str(json).map_err(|e| DefinitionError {
+            path: "$".to_owned(),
+            reason: format!("invalid JSON: {e}"),
+        })?;
+        Self::from_value(value)
+    }
+
+    /// Like [`FlagSetDef::from_json`], from an already parsed value.
+    pub fn from_value(value: Value) -> Result<Self, DefinitionError> {
+        let def = Self::from_value_lenient(value)?;
+        def.validate()?;
+        Ok(def)
+    }
+
+    /// Checks the document's shape only; targeting rules are checked when a
+    /// snapshot is compiled. flagd loads files this way: a broken rule makes
+    /// only its own flag fail (with `PARSE_ERROR`).
+    pub fn from_value_lenient(value: Value) -> Result<Self, DefinitionError> {
+        parse_document(value)
+    }
+
+    /// Validates every targeting rule as [`crate::Snapshot::compile`] would.
+    pub fn validate(&self) -> Result<(), DefinitionError> {
+        self.check_evaluators()?;
+        for (key, flag) in &self.flags {
+            self.check_flag(key, flag)?;
+        }
+        Ok(())
+    }
+
+    /// The set-level parts every flag may use (`$evaluators`), strictly.
+    pub(crate) fn check_evaluators(&self) -> Result<(), DefinitionError> {
+        for name in self.evaluators.keys() {
+            Compiler::check_evaluator(self, name)?;
+        }
+        Ok(())
+    }
+
+    /// One flag of this set, strictly: its variants agree in type and its targeting compiles.
+    pub(crate) fn check_flag(&self, key: &str, flag: &FlagDef) -> Result<(), DefinitionError> {
+        check_variant_kinds(
+            &flag.variants,
+            &JsonPath::root().key("flags").key(key).key("variants"),
+        )?;
+        Compiler::new(self, key, flag, CompileOptions::STRICT).compile_flag_rule()?;
+        Ok(())
+    }
+}
 
 pub(crate) fn parse_document(value: Value) -> Result<FlagSetDef, DefinitionError> {
     let root = JsonPath::root();

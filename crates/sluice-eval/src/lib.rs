@@ -27,6 +27,7 @@ pub mod layers;
 pub mod ofrep;
 mod rule;
 mod snapshot;
+pub mod stored;
 
 pub use context::Context;
 pub use def::{DefaultVariant, FlagDef, FlagSetDef, FlagState};

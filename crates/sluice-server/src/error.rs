@@ -3,10 +3,14 @@
 //! Every error body is `{"code": "...", "message": "..."}`: `code` is stable and meant for
 //! programs, `message` is for people and says what to do next.
 
+use crate::ops::OpError;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use sluice_core::access::AccessError;
+use sluice_core::approvals::ApprovalError;
+use sluice_core::change_request::ChangeRequestError;
+use sluice_eval::layers::RolloutError;
 use sluice_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -26,8 +30,9 @@ pub enum ApiError {
     BadRequest { code: &'static str, message: String },
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// An operation's refusal; its status and code are decided below, and only here.
     #[error(transparent)]
-    Access(#[from] AccessError),
+    Op(#[from] OpError),
     #[error("too many requests; slow down and retry after the time in Retry-After")]
     RateLimited,
     /// The body is larger than the route accepts; `limit` is that size in bytes.
@@ -63,7 +68,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::UnknownEnvironment(_) => "unknown_environment",
             ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
-            ApiError::Access(e) => e.code(),
+            ApiError::Op(e) => op_code(e),
             ApiError::RateLimited => "rate_limited",
             ApiError::PayloadTooLarge { .. } => "body_too_large",
             ApiError::Unavailable(_) => "unavailable",
@@ -75,7 +80,7 @@ impl ApiError {
     pub fn is_refusal(&self) -> bool {
         match self {
             ApiError::Forbidden(_) => true,
-            ApiError::Access(e) => {
+            ApiError::Op(OpError::Access(e)) => {
                 e.is_forbidden()
                     || matches!(
                         e,
@@ -84,6 +89,7 @@ impl ApiError {
                             | AccessError::BreakGlassNotAllowed(_)
                     )
             }
+            ApiError::Op(OpError::ChangeRequest(e)) => change_request_forbidden(e),
             _ => false,
         }
     }
@@ -95,15 +101,77 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::UnknownEnvironment(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::Access(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
-            ApiError::Access(e) if e.is_conflict() => StatusCode::CONFLICT,
-            ApiError::Access(AccessError::UnknownEntitlement(_)) => StatusCode::NOT_FOUND,
-            ApiError::Access(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Op(e) => op_status(e),
             ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+}
+
+fn op_code(e: &OpError) -> &'static str {
+    match e {
+        OpError::Access(e) => e.code(),
+        OpError::ChangeRequest(e) => change_request_code(e),
+        OpError::Rollout { error, .. } => match error {
+            RolloutError::InvalidSteps(_) => "invalid_steps",
+            RolloutError::Completed { .. } | RolloutError::WrongState { .. } => "wrong_state",
+        },
+        OpError::StaleRevision { .. } => "stale_revision",
+    }
+}
+
+fn op_status(e: &OpError) -> StatusCode {
+    match e {
+        OpError::Access(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
+        OpError::Access(e) if e.is_conflict() => StatusCode::CONFLICT,
+        OpError::Access(AccessError::UnknownEntitlement(_)) => StatusCode::NOT_FOUND,
+        OpError::Access(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        OpError::ChangeRequest(e) if change_request_forbidden(e) => StatusCode::FORBIDDEN,
+        OpError::ChangeRequest(
+            ChangeRequestError::WrongStatus { .. }
+            | ChangeRequestError::Approval(ApprovalError::AlreadyVoted(_)),
+        ) => StatusCode::CONFLICT,
+        OpError::ChangeRequest(_) => StatusCode::BAD_REQUEST,
+        OpError::Rollout {
+            error: RolloutError::InvalidSteps(_),
+            ..
+        } => StatusCode::BAD_REQUEST,
+        OpError::Rollout { .. } | OpError::StaleRevision { .. } => StatusCode::CONFLICT,
+    }
+}
+
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> Self {
+        ApiError::Op(e.into())
+    }
+}
+
+impl From<ChangeRequestError> for ApiError {
+    fn from(e: ChangeRequestError) -> Self {
+        ApiError::Op(e.into())
+    }
+}
+
+fn change_request_code(e: &ChangeRequestError) -> &'static str {
+    match e {
+        ChangeRequestError::NoApprovalRule(_) => "no_approval_rule",
+        ChangeRequestError::ReasonRequired => "reason_required",
+        ChangeRequestError::TooLong { .. } => "invalid_request",
+        ChangeRequestError::ApplyAtPast => "invalid_time",
+        ChangeRequestError::UnknownStatus(_) => "invalid_status",
+        ChangeRequestError::WrongStatus { .. } => "wrong_status",
+        ChangeRequestError::NotProposer(_) => "forbidden",
+        ChangeRequestError::Approval(e) => e.code(),
+    }
+}
+
+fn change_request_forbidden(e: &ChangeRequestError) -> bool {
+    match e {
+        ChangeRequestError::NotProposer(_) => true,
+        ChangeRequestError::Approval(e) => e.is_forbidden(),
+        _ => false,
     }
 }
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sluice_eval::layers::{CompiledLayers, FlagLayers, LayerHit};
-use sluice_eval::{Context, Evaluation, FlagSetDef, Reason, Snapshot};
+use sluice_eval::{Context, Evaluation, Reason, Snapshot};
 use sluice_store::{Store, StoreError, StoredFlagSet};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -276,17 +276,4 @@ impl FlagSnapshots {
         }
         FlagSnapshots { envs }
     }
-}
-
-/// Splits a validated document into its set-level parts and its flags, in order.
-pub fn split(def: &FlagSetDef) -> (Value, Vec<(String, Value)>) {
-    let mut doc = match def.to_value() {
-        Value::Object(m) => m,
-        _ => serde_json::Map::new(),
-    };
-    let flags = match doc.remove("flags") {
-        Some(Value::Object(m)) => m.into_iter().collect(),
-        _ => Vec::new(),
-    };
-    (Value::Object(doc), flags)
 }

@@ -1,3 +1,4 @@
+use crate::approvals::ApprovalError;
 use crate::duration::Duration;
 
 /// Why an access operation was refused. Each variant has a stable [`code`](AccessError::code)
@@ -38,19 +39,13 @@ pub enum AccessError {
     /// reviewed (or revoked).
     #[error("request {0} is an active break-glass grant: it is reviewed, not approved or denied; run `sluice access review {0}` (or `sluice access revoke {0}` to end it)")]
     ReviewOnly(String),
-    #[error("you cannot approve or deny your own request; ask someone in: {approvers}")]
-    SelfApproval { approvers: String },
+    /// Refused by the approvals model (self-approval, not an approver, voted already).
+    #[error(transparent)]
+    Approval(#[from] ApprovalError),
     /// A break-glass grant is reviewed by someone else: the same rule as self-approval (and
     /// the same code), said in the words of a review.
     #[error("you cannot review your own break-glass grant; ask someone in: {approvers}")]
     SelfReview { approvers: String },
-    #[error("you are not an approver of `{entitlement}`; approvers are: {approvers}")]
-    NotAnApprover {
-        entitlement: String,
-        approvers: String,
-    },
-    #[error("you have already voted on request {0}")]
-    AlreadyVoted(String),
     #[error("only {who} may {what} request {id}")]
     NotAllowed {
         id: String,
@@ -77,9 +72,8 @@ impl AccessError {
             Self::ScopeTooWide { .. } => "scope_too_wide",
             Self::BreakGlassNotAllowed(_) => "break_glass_not_allowed",
             Self::WrongStatus { .. } | Self::ReviewOnly(_) => "wrong_status",
-            Self::SelfApproval { .. } | Self::SelfReview { .. } => "self_approval",
-            Self::NotAnApprover { .. } => "not_an_approver",
-            Self::AlreadyVoted(_) => "already_voted",
+            Self::SelfReview { .. } => "self_approval",
+            Self::Approval(e) => e.code(),
             Self::NotAllowed { .. } => "forbidden",
             Self::CannotExtend(_) => "cannot_extend",
             Self::Invalid(_) => "invalid_request",
@@ -88,20 +82,21 @@ impl AccessError {
 
     /// Whether this is a "you may not" (403) rather than a "this cannot be" (409/422).
     pub fn is_forbidden(&self) -> bool {
-        matches!(
-            self,
-            Self::NotEligible { .. }
-                | Self::SelfApproval { .. }
-                | Self::SelfReview { .. }
-                | Self::NotAnApprover { .. }
-                | Self::NotAllowed { .. }
-        )
+        match self {
+            Self::Approval(e) => e.is_forbidden(),
+            _ => matches!(
+                self,
+                Self::NotEligible { .. } | Self::SelfReview { .. } | Self::NotAllowed { .. }
+            ),
+        }
     }
 
     pub fn is_conflict(&self) -> bool {
         matches!(
             self,
-            Self::WrongStatus { .. } | Self::ReviewOnly(_) | Self::AlreadyVoted(_)
+            Self::WrongStatus { .. }
+                | Self::ReviewOnly(_)
+                | Self::Approval(ApprovalError::AlreadyVoted(_))
         )
     }
 }

@@ -12,9 +12,11 @@
 mod error;
 mod transitions;
 
+pub use crate::approvals::{Authorized, Vote};
 pub use error::AccessError;
 pub use transitions::*;
 
+use crate::approvals;
 use crate::duration::Duration;
 use crate::scope::Scope;
 use chrono::{DateTime, Utc};
@@ -85,15 +87,6 @@ impl Origin {
     }
 }
 
-/// One approver's vote.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Vote {
-    pub approver: String,
-    pub approve: bool,
-    pub comment: String,
-    pub at: DateTime<Utc>,
-}
-
 /// An access request; once active it is also the grant (`[starts_at, expires_at)`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccessRequest {
@@ -128,7 +121,9 @@ impl AccessRequest {
     // so an unrecorded expiry or time-out is still honoured.
     pub fn status_at(&self, now: DateTime<Utc>) -> RequestStatus {
         match self.status {
-            RequestStatus::Pending if now >= self.pending_until => RequestStatus::TimedOut,
+            RequestStatus::Pending if approvals::timed_out(self.pending_until, now) => {
+                RequestStatus::TimedOut
+            }
             RequestStatus::Active if self.expires_at.is_some_and(|e| now >= e) => {
                 RequestStatus::Expired
             }

@@ -1,4 +1,5 @@
-use super::{AccessError, AccessRequest, Actor, Origin, RequestStatus, Vote};
+use super::{AccessError, AccessRequest, Actor, Origin, RequestStatus};
+use crate::approvals::{self, list, Authorized, Ballot, Rule, Subject};
 use crate::duration::Duration;
 use crate::policy::{Entitlement, Policy, ReasonRule};
 use crate::scope::Scope;
@@ -154,19 +155,19 @@ fn check_scopes(ent: &Entitlement, scopes: &[Scope]) -> Result<(), AccessError> 
     Ok(())
 }
 
-fn list(subjects: &[String]) -> String {
-    if subjects.is_empty() {
-        "nobody".into()
-    } else {
-        subjects.join(", ")
+fn ballot(req: &AccessRequest) -> Ballot<'_> {
+    Ballot {
+        id: &req.id,
+        requester: &req.requester,
+        votes: &req.votes,
     }
 }
 
-/// Proof that `actor` may vote on `request` right now. Only [`authorize_vote`] makes one,
-/// so a vote that skipped the checks does not compile.
-#[derive(Debug)]
-pub struct Authorized<'a> {
-    approver: &'a Actor,
+fn rule(ent: &Entitlement) -> Rule<'_> {
+    Rule {
+        subject: Subject::Entitlement(ent.name.clone()),
+        rule: &ent.approval,
+    }
 }
 
 /// Checks, at approval time, that `approver` may vote on `req`: not the requester (admins
@@ -192,23 +193,10 @@ pub fn authorize_vote<'a>(
     let ent = policy
         .entitlement(&req.entitlement)
         .ok_or_else(|| AccessError::UnknownEntitlement(req.entitlement.clone()))?;
-    if approver.name == req.requester {
-        return Err(AccessError::SelfApproval {
-            approvers: list(&ent.approval.approvers),
-        });
-    }
-    if !policy.is_in(&approver.name, &ent.approval.approvers) {
-        return Err(AccessError::NotAnApprover {
-            entitlement: ent.name.clone(),
-            approvers: list(&ent.approval.approvers),
-        });
-    }
-    if req.votes.iter().any(|v| v.approver == approver.name) {
-        return Err(AccessError::AlreadyVoted(req.id.clone()));
-    }
+    let proof = approvals::authorize(policy, &rule(ent), ballot(req), &approver.name)?;
     check_scopes(ent, &req.scopes)?;
     check_duration(ent, req.duration)?;
-    Ok(Authorized { approver })
+    Ok(proof)
 }
 
 /// The result of an approval.
@@ -219,7 +207,8 @@ pub struct ApprovalProgress {
     pub activated: bool,
 }
 
-/// Records an approval; activates the grant when enough distinct approvers agree.
+/// Records an approval; activates the grant when enough distinct approvers, eligible under
+/// the current policy, agree.
 pub fn approve(
     policy: &Policy,
     req: &mut AccessRequest,
@@ -228,16 +217,15 @@ pub fn approve(
     extends: Option<&AccessRequest>,
     now: DateTime<Utc>,
 ) -> ApprovalProgress {
-    req.votes.push(Vote {
-        approver: proof.approver.name.clone(),
-        approve: true,
-        comment,
-        at: now,
-    });
-    let required = policy
-        .entitlement(&req.entitlement)
-        .map_or(1, |e| e.approval.required as usize);
-    let approvals = req.approvals();
+    proof.cast(&mut req.votes, true, comment, now);
+    let (approvals, required) = match policy.entitlement(&req.entitlement) {
+        Some(ent) => {
+            let tally = approvals::tally(policy, &rule(ent), ballot(req));
+            (tally.approvals(), tally.required)
+        }
+        // INVARIANT: unreachable after `authorize_vote`, which refuses an unknown entitlement.
+        None => (req.approvals(), 1),
+    };
     let activated = approvals >= required;
     if activated {
         activate(req, extends, now);
@@ -251,19 +239,9 @@ pub fn approve(
 
 /// Records a denial. One deny ends the request.
 pub fn deny(req: &mut AccessRequest, proof: Authorized<'_>, comment: String, now: DateTime<Utc>) {
-    req.votes.push(Vote {
-        approver: proof.approver.name.clone(),
-        approve: false,
-        comment: comment.clone(),
-        at: now,
-    });
-    end(
-        req,
-        RequestStatus::Denied,
-        &proof.approver.name,
-        Some(comment),
-        now,
-    );
+    let by = proof.approver();
+    proof.cast(&mut req.votes, false, comment.clone(), now);
+    end(req, RequestStatus::Denied, by, Some(comment), now);
 }
 
 fn end(

@@ -1,35 +1,27 @@
-//! Change requests ("four-eyes" flag changes): instead of holding a grant, a user proposes a
-//! change to a flag; it applies when the environment's approval rule is met — at once, or at
-//! the time it names. The rules are those of access approvals: nobody approves their own
-//! proposal (administrators included), an approver must be eligible at approval time, each
-//! approver counts once, and one deny ends it. A proposal whose flag changed underneath it
-//! is refused as `stale`; one that waits longer than the environment allows times out.
-//!
-//! ```text
-//! pending ──(enough approvals, due)──▶ applied | stale | refused
-//!    │   └─(enough approvals, apply_at later)──▶ approved ──(apply_at)──▶ applied | stale | refused
-//!    └──▶ denied | cancelled | timed-out          approved ──▶ denied | cancelled
-//! ```
+//! Change requests ("four-eyes" flag changes): load, ask the state machine in
+//! [`sluice_core::change_request`] (which follows the one approvals model of
+//! [`sluice_core::approvals`]), save with the audit entry. Applying an approved change goes
+//! through the same path as a direct flag change, in the same transaction.
 
 use crate::app::{new_id, App};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::ops::flag_changes::{Authority, FlagChange};
+use crate::ops::OpError;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use sluice_audit::NewEntry;
-use sluice_core::access::AccessError;
-use sluice_core::policy::{ApprovalRule, Policy};
+use sluice_core::approvals::Vote;
+use sluice_core::change_request::{self as rules, Next, Proposal, ACTOR};
 use sluice_store::{StoredChangeRequest, WriteTx};
 
-/// The actor that applies, times out and refuses change requests.
-pub const ACTOR: &str = "system:change-request";
+/// A change request as stored (the `body` column): the state machine's, over a flag change.
+pub type ChangeRequest = rules::ChangeRequest<FlagChange>;
 
-const MAX_REASON: usize = 2000;
-const MAX_COMMENT: usize = 2000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+// The wire form of `sluice_core::change_request::ChangeRequestStatus` (no doc comment: the
+// schema in `/openapi.json` has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ChangeRequestStatus {
     /// Waiting for approvals.
@@ -47,38 +39,24 @@ pub enum ChangeRequestStatus {
     Refused,
 }
 
-impl ChangeRequestStatus {
-    pub const ALL: [Self; 8] = [
-        Self::Pending,
-        Self::Approved,
-        Self::Applied,
-        Self::Denied,
-        Self::Cancelled,
-        Self::Stale,
-        Self::TimedOut,
-        Self::Refused,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Approved => "approved",
-            Self::Applied => "applied",
-            Self::Denied => "denied",
-            Self::Cancelled => "cancelled",
-            Self::Stale => "stale",
-            Self::TimedOut => "timed-out",
-            Self::Refused => "refused",
+impl From<rules::ChangeRequestStatus> for ChangeRequestStatus {
+    fn from(s: rules::ChangeRequestStatus) -> Self {
+        use rules::ChangeRequestStatus as S;
+        match s {
+            S::Pending => Self::Pending,
+            S::Approved => Self::Approved,
+            S::Applied => Self::Applied,
+            S::Denied => Self::Denied,
+            S::Cancelled => Self::Cancelled,
+            S::Stale => Self::Stale,
+            S::TimedOut => Self::TimedOut,
+            S::Refused => Self::Refused,
         }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|x| x.as_str() == s)
     }
 }
 
 /// One approver's vote on a change request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ChangeVote {
     pub approver: String,
     pub approve: bool,
@@ -86,91 +64,35 @@ pub struct ChangeVote {
     pub at: DateTime<Utc>,
 }
 
-/// A change request as stored (the `body` column).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChangeRequest {
-    pub id: String,
-    pub environment: String,
-    pub key: String,
-    pub change: FlagChange,
-    pub base_revision: Option<i64>,
-    pub apply_at: Option<DateTime<Utc>>,
-    pub reason: String,
-    pub proposer: String,
-    /// As recorded; see [`status_at`](Self::status_at) for what it is now.
-    pub status: ChangeRequestStatus,
-    pub created_at: DateTime<Utc>,
-    /// A pending change request times out at this moment.
-    pub pending_until: DateTime<Utc>,
-    pub votes: Vec<ChangeVote>,
-    pub applied_revision: Option<i64>,
-    pub result: Option<String>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub ended_by: Option<String>,
-}
-
-impl ChangeRequest {
-    /// The status at `now`: a pending request past `pending_until` has timed out, whether or
-    /// not background work has recorded it yet.
-    pub fn status_at(&self, now: DateTime<Utc>) -> ChangeRequestStatus {
-        if self.status == ChangeRequestStatus::Pending && now >= self.pending_until {
-            ChangeRequestStatus::TimedOut
-        } else {
-            self.status
+impl From<Vote> for ChangeVote {
+    fn from(v: Vote) -> Self {
+        ChangeVote {
+            approver: v.approver,
+            approve: v.approve,
+            comment: v.comment,
+            at: v.at,
         }
     }
+}
 
-    fn resource(&self) -> String {
-        format!("flag:{}/{}", self.environment, self.key)
-    }
+fn to_stored(cr: &ChangeRequest) -> Result<StoredChangeRequest, ApiError> {
+    Ok(StoredChangeRequest {
+        id: cr.id.clone(),
+        environment: cr.environment.clone(),
+        key: cr.key.clone(),
+        proposer: cr.proposer.clone(),
+        status: cr.status.as_str().to_owned(),
+        created_at: cr.created_at,
+        pending_until: cr.pending_until,
+        apply_at: cr.apply_at,
+        body: serde_json::to_value(cr)
+            .map_err(|e| ApiError::Internal(format!("change request to JSON: {e}")))?,
+    })
+}
 
-    /// Approvers whose approval counts under `rule` now: distinct, not the proposer, and
-    /// still eligible.
-    fn valid_approvers(&self, policy: &Policy, rule: &ApprovalRule) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .votes
-            .iter()
-            .filter(|v| v.approve && v.approver != self.proposer)
-            .filter(|v| policy.is_in(&v.approver, &rule.approvers))
-            .map(|v| v.approver.clone())
-            .collect();
-        out.sort();
-        out.dedup();
-        out
-    }
-
-    fn end(
-        &mut self,
-        status: ChangeRequestStatus,
-        by: &str,
-        result: Option<String>,
-        at: DateTime<Utc>,
-    ) {
-        self.status = status;
-        self.ended_at = Some(at);
-        self.ended_by = Some(by.to_owned());
-        self.result = result.filter(|r| !r.is_empty());
-    }
-
-    fn to_stored(&self) -> Result<StoredChangeRequest, ApiError> {
-        Ok(StoredChangeRequest {
-            id: self.id.clone(),
-            environment: self.environment.clone(),
-            key: self.key.clone(),
-            proposer: self.proposer.clone(),
-            status: self.status.as_str().to_owned(),
-            created_at: self.created_at,
-            pending_until: self.pending_until,
-            apply_at: self.apply_at,
-            body: serde_json::to_value(self)
-                .map_err(|e| ApiError::Internal(format!("change request to JSON: {e}")))?,
-        })
-    }
-
-    fn from_stored(s: StoredChangeRequest) -> Result<Self, ApiError> {
-        serde_json::from_value(s.body)
-            .map_err(|e| ApiError::Internal(format!("stored change request {}: {e}", s.id)))
-    }
+fn from_stored(s: StoredChangeRequest) -> Result<ChangeRequest, ApiError> {
+    serde_json::from_value(s.body)
+        .map_err(|e| ApiError::Internal(format!("stored change request {}: {e}", s.id)))
 }
 
 /// A change request as shown: its status is the one at the time of asking.
@@ -198,81 +120,6 @@ pub struct ChangeRequestView {
     pub result: Option<String>,
     pub ended_at: Option<DateTime<Utc>>,
     pub ended_by: Option<String>,
-}
-
-fn rule_of<'p>(policy: &'p Policy, env: &str) -> Option<&'p ApprovalRule> {
-    policy
-        .doc
-        .environments
-        .get(env)
-        .and_then(|e| e.approval.as_ref())
-}
-
-fn list(subjects: &[String]) -> String {
-    if subjects.is_empty() {
-        "nobody".into()
-    } else {
-        subjects.join(", ")
-    }
-}
-
-/// Proof that an approver may vote on a change request right now. Only [`authorize_vote`]
-/// makes one, so a vote that skipped the checks does not compile.
-#[derive(Debug)]
-pub struct Authorized<'a> {
-    approver: &'a str,
-}
-
-/// Checks, at vote time, that `approver` may vote on `cr`: the request is still open (a deny
-/// may also stop an approved one before its time), the approver is not the proposer
-/// (administrators included), is a current approver of the environment, and has not voted.
-pub fn authorize_vote<'a>(
-    policy: &Policy,
-    cr: &ChangeRequest,
-    approver: &'a str,
-    approve: bool,
-    now: DateTime<Utc>,
-) -> Result<Authorized<'a>, ApiError> {
-    let status = cr.status_at(now);
-    let open = status == ChangeRequestStatus::Pending
-        || (!approve && status == ChangeRequestStatus::Approved);
-    if !open {
-        return Err(AccessError::WrongStatus {
-            id: cr.id.clone(),
-            status: status.as_str(),
-            expected: "pending",
-        }
-        .into());
-    }
-    let rule = rule_of(policy, &cr.environment).ok_or_else(|| no_rule(&cr.environment))?;
-    if approver == cr.proposer {
-        return Err(AccessError::SelfApproval {
-            approvers: list(&rule.approvers),
-        }
-        .into());
-    }
-    if !policy.is_in(approver, &rule.approvers) {
-        return Err(AccessError::NotAnApprover {
-            entitlement: format!("change requests in {}", cr.environment),
-            approvers: list(&rule.approvers),
-        }
-        .into());
-    }
-    if cr.votes.iter().any(|v| v.approver == approver) {
-        return Err(AccessError::AlreadyVoted(cr.id.clone()).into());
-    }
-    Ok(Authorized { approver })
-}
-
-fn no_rule(env: &str) -> ApiError {
-    ApiError::bad_request(
-        "no_approval_rule",
-        format!(
-            "`{env}` takes no change requests: the policy gives it no approval rule; add \
-             `approval: {{ required: 1, approvers: [group:…] }}` under environments.{env}, \
-             or change the flag with a grant"
-        ),
-    )
 }
 
 /// What moves a change request along.
@@ -341,48 +188,15 @@ impl App {
         reason: &str,
     ) -> Result<ChangeRequestView, ApiError> {
         let now = self.now();
-        let policy = self.policy();
-        let ttl = match policy.doc.environments.get(env) {
-            Some(e) if e.approval.is_some() => e.change_request_ttl(),
-            _ => return Err(no_rule(env)),
-        };
-        let reason = reason.trim();
-        if reason.is_empty() {
-            return Err(ApiError::bad_request(
-                "reason_required",
-                "a change request needs a reason for its approvers",
-            ));
-        }
-        if reason.len() > MAX_REASON {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                format!("reason is longer than {MAX_REASON} bytes"),
-            ));
-        }
-        if apply_at.is_some_and(|t| t <= now) {
-            return Err(ApiError::bad_request(
-                "invalid_time",
-                "`apply_at` must be in the future; leave it out to apply on approval",
-            ));
-        }
-        let cr = ChangeRequest {
-            id: new_id("cr"),
+        let proposal = Proposal {
             environment: env.to_owned(),
             key: key.to_owned(),
             change,
             base_revision,
             apply_at,
             reason: reason.to_owned(),
-            proposer: caller.name.clone(),
-            status: ChangeRequestStatus::Pending,
-            created_at: now,
-            pending_until: now + ttl.delta(),
-            votes: Vec::new(),
-            applied_revision: None,
-            result: None,
-            ended_at: None,
-            ended_by: None,
         };
+        let cr = rules::propose(&self.policy(), &caller.name, proposal, new_id("cr"), now)?;
         let mut tx = self.store.begin().await?;
         // INVARIANT: `begin` serialises every audited write (every flag write is one), and the
         // read goes through the transaction, so it sees every earlier write (on SQLite, also
@@ -393,21 +207,16 @@ impl App {
             .and_then(|s| s.flags.into_iter().find(|f| f.key == key))
             .map(|f| f.revision);
         if current != base_revision {
-            let message = match (current, base_revision) {
-                (Some(c), Some(b)) => format!(
-                    "flag `{key}` is at revision {c}, not {b}: someone changed it; reload and propose again"
-                ),
-                (Some(c), None) => format!(
-                    "flag `{key}` already exists (revision {c}); pass its base revision to change it"
-                ),
-                (None, _) => format!("flag `{key}` does not exist in `{env}`"),
-            };
-            return Err(ApiError::Conflict {
-                code: "stale_revision",
-                message,
-            });
+            return Err(OpError::StaleRevision {
+                environment: env.to_owned(),
+                key: key.to_owned(),
+                current,
+                base: base_revision,
+                proposal: true,
+            }
+            .into());
         }
-        tx.insert_change_request(&cr.to_stored()?).await?;
+        tx.insert_change_request(&to_stored(&cr)?).await?;
         record(
             &mut tx,
             now,
@@ -431,12 +240,7 @@ impl App {
         approve: bool,
         comment: &str,
     ) -> Result<ChangeRequestView, ApiError> {
-        if comment.len() > MAX_COMMENT {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                format!("comment is longer than {MAX_COMMENT} bytes"),
-            ));
-        }
+        rules::check_comment(comment)?;
         let step = Step::Vote {
             approver: &caller.name,
             approve,
@@ -457,33 +261,13 @@ impl App {
     ) -> Result<ChangeRequestView, ApiError> {
         let now = self.now();
         let mut tx = self.store.begin().await?;
-        let mut cr = ChangeRequest::from_stored(
+        let mut cr = from_stored(
             tx.lock_change_request(id)
                 .await?
                 .ok_or_else(|| not_found(id))?,
         )?;
-        if cr.proposer != caller.name {
-            return Err(AccessError::NotAllowed {
-                id: cr.id.clone(),
-                who: "the proposer",
-                what: "cancel",
-            }
-            .into());
-        }
-        let status = cr.status_at(now);
-        if !matches!(
-            status,
-            ChangeRequestStatus::Pending | ChangeRequestStatus::Approved
-        ) {
-            return Err(AccessError::WrongStatus {
-                id: cr.id.clone(),
-                status: status.as_str(),
-                expected: "pending or approved",
-            }
-            .into());
-        }
-        cr.end(ChangeRequestStatus::Cancelled, &caller.name, None, now);
-        tx.update_change_request(&cr.to_stored()?).await?;
+        cr.cancel(&caller.name, now)?;
+        tx.update_change_request(&to_stored(&cr)?).await?;
         record(
             &mut tx,
             now,
@@ -516,7 +300,7 @@ impl App {
             .change_request(id)
             .await?
             .ok_or_else(|| not_found(id))?;
-        Ok(self.change_request_view(ChangeRequest::from_stored(s)?))
+        Ok(self.change_request_view(from_stored(s)?))
     }
 
     /// Change requests, newest first; `status` is the status now (so `timed-out` includes
@@ -526,27 +310,14 @@ impl App {
         env: Option<&str>,
         status: Option<&str>,
     ) -> Result<Vec<ChangeRequestView>, ApiError> {
-        let want = match status {
-            None => None,
-            Some(s) => Some(ChangeRequestStatus::parse(s).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_status",
-                    format!(
-                        "unknown status `{s}`; use one of: {}",
-                        ChangeRequestStatus::ALL.map(|x| x.as_str()).join(", ")
-                    ),
-                )
-            })?),
-        };
-        let recorded: Vec<&str> = match want {
-            None => Vec::new(),
-            Some(ChangeRequestStatus::TimedOut) => vec!["pending", "timed-out"],
-            Some(w) => vec![w.as_str()],
-        };
+        let want = status
+            .map(rules::ChangeRequestStatus::parse_filter)
+            .transpose()?;
+        let recorded = want.map(|w| w.recorded_as()).unwrap_or_default();
         let now = self.now();
         let mut out = Vec::new();
         for s in self.store.change_requests(env, &recorded, 1000).await? {
-            let cr = ChangeRequest::from_stored(s)?;
+            let cr = from_stored(s)?;
             if want.is_none_or(|w| cr.status_at(now) == w) {
                 out.push(self.change_request_view(cr));
             }
@@ -556,11 +327,11 @@ impl App {
 
     fn change_request_view(&self, cr: ChangeRequest) -> ChangeRequestView {
         let policy = self.policy();
-        let rule = rule_of(&policy, &cr.environment);
+        let tally = cr.tally(&policy);
         ChangeRequestView {
-            status: cr.status_at(self.now()),
-            approvals: rule.map_or(0, |r| cr.valid_approvers(&policy, r).len()),
-            required: rule.map(|r| r.required),
+            status: cr.status_at(self.now()).into(),
+            approvals: tally.as_ref().map_or(0, |t| t.approvals()),
+            required: rules::rule_of(&policy, &cr.environment).map(|r| r.required),
             id: cr.id,
             environment: cr.environment,
             key: cr.key,
@@ -571,7 +342,7 @@ impl App {
             proposer: cr.proposer,
             created_at: cr.created_at,
             pending_until: cr.pending_until,
-            votes: cr.votes,
+            votes: cr.votes.into_iter().map(ChangeVote::from).collect(),
             applied_revision: cr.applied_revision,
             result: cr.result,
             ended_at: cr.ended_at,
@@ -598,7 +369,7 @@ impl App {
         }
         // An approval that waits for its time: the background loop wakes then.
         if let Some(c) = &cr {
-            if c.status == ChangeRequestStatus::Approved {
+            if c.status == rules::ChangeRequestStatus::Approved {
                 if let Some(at) = c.apply_at {
                     self.due.note(at.timestamp_millis());
                 }
@@ -622,7 +393,7 @@ impl App {
                 Step::Vote { .. } => Err(not_found(id)),
             };
         };
-        let mut cr = ChangeRequest::from_stored(stored)?;
+        let mut cr = from_stored(stored)?;
         let mut changed = false;
         if let Step::Vote {
             approver,
@@ -630,136 +401,95 @@ impl App {
             comment,
         } = step
         {
-            let proof = authorize_vote(&policy, &cr, approver, *approve, now)?;
-            tx.insert_change_request_vote(&cr.id, proof.approver, *approve, now)
+            let proof = cr.authorize_vote(&policy, approver, *approve, now)?;
+            tx.insert_change_request_vote(&cr.id, proof.approver(), *approve, now)
                 .await?;
-            cr.votes.push(ChangeVote {
-                approver: proof.approver.to_owned(),
-                approve: *approve,
-                comment: (*comment).to_owned(),
-                at: now,
-            });
-            if !*approve {
-                // Deny wins: one deny ends the change request.
-                cr.end(
-                    ChangeRequestStatus::Denied,
-                    proof.approver,
-                    Some((*comment).to_owned()),
-                    now,
-                );
-            }
-            let rule = rule_of(&policy, &cr.environment);
+            cr.vote(proof, *approve, comment, now);
             let action = if *approve {
                 "flag.change-approved"
             } else {
                 "flag.change-denied"
             };
+            let tally = cr.tally(&policy);
             record(
                 &mut tx,
                 now,
-                proof.approver,
+                approver,
                 action,
                 &cr,
                 json!({
                     "comment": comment,
-                    "approvals": rule.map_or(0, |r| cr.valid_approvers(&policy, r).len()),
-                    "required": rule.map(|r| r.required),
+                    "approvals": tally.as_ref().map_or(0, |t| t.approvals()),
+                    "required": tally.map(|t| t.required),
                 }),
             )
             .await?;
             changed = true;
         }
-        if cr.status == ChangeRequestStatus::Pending && now >= cr.pending_until {
-            let at = cr.pending_until;
-            cr.end(ChangeRequestStatus::TimedOut, ACTOR, None, at);
+        if cr.time_out(now) {
             record(&mut tx, now, ACTOR, "flag.change-timed-out", &cr, json!({})).await?;
             changed = true;
         }
         let mut applied = false;
-        if matches!(
-            cr.status,
-            ChangeRequestStatus::Pending | ChangeRequestStatus::Approved
-        ) {
-            // Approvals are counted under the rule as it is now: an approver who has left the
-            // approvers since no longer counts when a scheduled change comes due.
-            let rule = rule_of(&policy, &cr.environment);
-            let approvers = rule
-                .map(|r| cr.valid_approvers(&policy, r))
-                .unwrap_or_default();
-            let met = rule.is_some_and(|r| approvers.len() >= r.required as usize);
-            let due = cr.apply_at.is_none_or(|t| t <= now);
-            if met && !due {
-                if cr.status == ChangeRequestStatus::Pending {
-                    cr.status = ChangeRequestStatus::Approved;
-                    changed = true;
-                }
-            } else if met || cr.status == ChangeRequestStatus::Approved {
-                // `met`, or an approved change request came due without its approvals.
-                let outcome = match (refusal, met) {
-                    (Some(e), _) => Err(e.to_string()),
-                    (None, false) => Err(format!(
-                        "its approvals no longer meet the approval rule of `{}`",
-                        cr.environment
-                    )),
-                    (None, true) => {
-                        let authority = Authority::ChangeRequest {
-                            id: cr.id.clone(),
-                            approvers: approvers.clone(),
-                        };
-                        let done = self
-                            .change_flag_in(
-                                &mut tx,
-                                ACTOR,
-                                false,
-                                Some(&cr.proposer),
-                                &cr.environment,
-                                &cr.key,
-                                &cr.change,
-                                cr.base_revision,
-                                Some(authority),
-                            )
-                            .await;
-                        match done {
-                            Ok(d) => Ok(d.revision),
-                            Err(e @ (ApiError::Internal(_) | ApiError::Unavailable(_))) => {
-                                return Err(e)
-                            }
-                            // The transaction may hold part of the change: drop it and
-                            // record the refusal in a fresh one.
-                            Err(e) => return Ok(Attempt::Refused(e)),
-                        }
-                    }
+        let outcome = match (cr.next(&policy, now), refusal) {
+            (Next::Wait, _) => None,
+            (Next::Scheduled, _) => {
+                changed = true;
+                None
+            }
+            (Next::Lapsed, None) => Some(Err(cr.lapsed_reason())),
+            (Next::Apply { .. } | Next::Lapsed, Some(e)) => Some(Err(e.to_string())),
+            (Next::Apply { approvers }, None) => {
+                let authority = Authority::ChangeRequest {
+                    id: cr.id.clone(),
+                    approvers,
                 };
-                match outcome {
-                    Ok(revision) => {
-                        cr.applied_revision = Some(revision);
-                        cr.end(
-                            ChangeRequestStatus::Applied,
-                            ACTOR,
-                            Some(format!("revision {revision}")),
-                            now,
-                        );
-                        applied = true;
-                    }
-                    Err(reason) => {
-                        let stale = refusal.is_some_and(|e| e.code() == "stale_revision");
-                        let (status, action) = if stale {
-                            (ChangeRequestStatus::Stale, "flag.change-stale")
-                        } else {
-                            (ChangeRequestStatus::Refused, "flag.change-refused")
-                        };
-                        cr.end(status, ACTOR, Some(reason.clone()), now);
-                        record(
-                            &mut tx,
-                            now,
-                            ACTOR,
-                            action,
-                            &cr,
-                            json!({"code": refusal.map_or("approval_lapsed", |e| e.code()), "result": reason}),
-                        )
-                        .await?;
-                    }
+                let done = self
+                    .change_flag_in(
+                        &mut tx,
+                        ACTOR,
+                        false,
+                        Some(&cr.proposer),
+                        &cr.environment,
+                        &cr.key,
+                        &cr.change,
+                        cr.base_revision,
+                        Some(authority),
+                    )
+                    .await;
+                match done {
+                    Ok(d) => Some(Ok(d.revision)),
+                    Err(e @ (ApiError::Internal(_) | ApiError::Unavailable(_))) => return Err(e),
+                    // The transaction may hold part of the change: drop it and record the
+                    // refusal in a fresh one.
+                    Err(e) => return Ok(Attempt::Refused(e)),
                 }
+            }
+        };
+        match outcome {
+            None => {}
+            Some(Ok(revision)) => {
+                cr.applied(revision, now);
+                applied = true;
+                changed = true;
+            }
+            Some(Err(reason)) => {
+                let stale = matches!(refusal, Some(ApiError::Op(OpError::StaleRevision { .. })));
+                cr.refused(stale, reason.clone(), now);
+                let action = if stale {
+                    "flag.change-stale"
+                } else {
+                    "flag.change-refused"
+                };
+                record(
+                    &mut tx,
+                    now,
+                    ACTOR,
+                    action,
+                    &cr,
+                    json!({"code": refusal.map_or("approval_lapsed", |e| e.code()), "result": reason}),
+                )
+                .await?;
                 changed = true;
             }
         }
@@ -767,7 +497,7 @@ impl App {
             // Nothing to record (another instance settled it first): roll back.
             return Ok(Attempt::Done(None, false));
         }
-        tx.update_change_request(&cr.to_stored()?).await?;
+        tx.update_change_request(&to_stored(&cr)?).await?;
         tx.commit().await?;
         Ok(Attempt::Done(Some(Box::new(cr)), applied))
     }

@@ -5,6 +5,7 @@
 
 use crate::app::App;
 use crate::error::ApiError;
+use crate::ops::OpError;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -271,15 +272,14 @@ impl App {
         {
             Ok(w) => w,
             Err(FlagConflict::Stale { current }) => {
-                let message = match (current, base_revision) {
-                    (Some(c), Some(b)) => format!("flag `{key}` is at revision {c}, not {b}: someone changed it; reload and retry"),
-                    (Some(c), None) => format!("flag `{key}` already exists (revision {c}); pass its base revision to change it"),
-                    (None, _) => format!("flag `{key}` does not exist in `{env}`"),
-                };
-                return Err(ApiError::Conflict {
-                    code: "stale_revision",
-                    message,
-                });
+                return Err(OpError::StaleRevision {
+                    environment: env.to_owned(),
+                    key: key.to_owned(),
+                    current,
+                    base: base_revision,
+                    proposal: false,
+                }
+                .into());
             }
         };
         let action = match (&write.before, &after) {

@@ -5,12 +5,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sluice_audit::NewEntry;
+use sluice_eval::stored::{self, Fault, LENIENT_MARKER};
 use sluice_eval::{FlagSetDef, Snapshot};
 use sluice_store::StoredFlagSet;
-
-/// Set-level member of a stored document that marks a set imported leniently. Never exported:
-/// [`export_document`] strips it, so an export is a plain flagd file.
-pub const LENIENT_MARKER: &str = "x-sluice-lenient";
 
 /// How an import treats flags that fail validation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,87 +41,34 @@ pub struct Imported {
     pub broken: Vec<BrokenFlag>,
 }
 
-/// Every strict-validation fault of a document, one flag at a time: validate, set the failing
-/// flag aside, repeat (at most once per flag, plus one).
-pub fn strict_faults(def: &FlagSetDef) -> Vec<BrokenFlag> {
-    let mut rest = def.clone();
-    let mut out = Vec::new();
-    for _ in 0..=def.flag_keys().count() {
-        let Err(e) = Snapshot::compile(&rest, 0) else {
-            break;
-        };
-        let key = e
-            .path
-            .strip_prefix("$.flags")
-            .and_then(flag_of_path)
-            .filter(|k| rest.flag(k).is_some());
-        let removed = key.as_deref().and_then(|k| rest.remove_flag(k)).is_some();
-        out.push(BrokenFlag {
-            key,
-            path: e.path,
-            reason: e.reason,
-        });
-        if !removed {
-            break;
+impl From<Fault> for BrokenFlag {
+    fn from(f: Fault) -> Self {
+        BrokenFlag {
+            key: f.key,
+            path: f.path,
+            reason: f.reason,
         }
     }
-    let order: Vec<&str> = def.flag_keys().collect();
-    out.sort_by_key(|b| {
-        b.key
-            .as_deref()
-            .and_then(|k| order.iter().position(|o| *o == k))
-            .unwrap_or(usize::MAX)
-    });
-    out
-}
-
-/// The flag key at the start of a path below `$.flags`: `.key…` or `["odd key"]…`.
-fn flag_of_path(rest: &str) -> Option<String> {
-    if let Some(quoted) = rest.strip_prefix('[') {
-        let mut de = serde_json::Deserializer::from_str(quoted).into_iter::<String>();
-        return de.next().and_then(Result::ok);
-    }
-    let rest = rest.strip_prefix('.')?;
-    let end = rest.find(['.', '[']).unwrap_or(rest.len());
-    Some(rest[..end].to_owned())
-}
-
-/// Whether a stored set was imported leniently, and its document without the marker.
-fn stored_document(set: &StoredFlagSet) -> (Value, bool) {
-    let mut doc = set.to_document();
-    let lenient = doc
-        .as_object_mut()
-        .and_then(|m| m.remove(LENIENT_MARKER))
-        .is_some_and(|v| v == Value::Bool(true));
-    (doc, lenient)
 }
 
 /// The stored set as a flagd document (Sluice's marker stripped).
 pub fn export_document(set: &StoredFlagSet) -> Value {
-    stored_document(set).0
+    stored::strip_marker(set.to_document()).0
 }
 
-/// Compiles a stored set: leniently if it was imported so, else strictly — falling back to
-/// lenient (and saying so loudly) if a strictly imported set no longer compiles.
+/// Compiles a stored set as it was imported (see [`stored::compile_stored`]), saying so loudly
+/// when it no longer compiles that way.
 pub fn compile_stored(set: &StoredFlagSet, revision: u64) -> Snapshot {
-    let (doc, lenient) = stored_document(set);
-    if lenient {
-        let def = FlagSetDef::from_value_lenient(doc).unwrap_or_else(|e| {
-            tracing::error!(environment = %set.environment, error = %e, "stored flags of {} do not parse: {e}", set.environment);
-            FlagSetDef::default()
-        });
-        return Snapshot::compile_lenient(&def, revision);
-    }
-    // The document is not kept for the rare fallback: a copy of every definition, alive
-    // while the set compiles, is what a large import's memory is made of.
-    match FlagSetDef::from_value(doc).and_then(|d| Snapshot::compile(&d, revision)) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(environment = %set.environment, error = %e, "stored flags of {} do not compile: {e}", set.environment);
-            let def = FlagSetDef::from_value_lenient(stored_document(set).0).unwrap_or_default();
-            Snapshot::compile_lenient(&def, revision)
+    let c = stored::compile_stored(|| set.to_document(), revision);
+    if let Some(e) = &c.fallback {
+        let env = &set.environment;
+        if c.lenient {
+            tracing::error!(environment = %env, error = %e, "stored flags of {env} do not parse: {e}");
+        } else {
+            tracing::error!(environment = %env, error = %e, "stored flags of {env} do not compile: {e}");
         }
     }
+    c.snapshot
 }
 
 impl App {
@@ -170,15 +114,16 @@ impl App {
             ImportMode::Lenient => {
                 let def = FlagSetDef::from_value_lenient(document)
                     .map_err(|e| ApiError::bad_request("invalid_flags", e.to_string()))?;
-                let broken = strict_faults(&def);
+                let broken = stored::strict_faults(&def)
+                    .into_iter()
+                    .map(BrokenFlag::from)
+                    .collect();
                 (def, broken)
             }
         };
-        let (mut set_doc, flags) = crate::flags::split(&def);
+        let (mut set_doc, flags) = stored::split(&def);
         if mode == ImportMode::Lenient {
-            if let Some(m) = set_doc.as_object_mut() {
-                m.insert(LENIENT_MARKER.into(), Value::Bool(true));
-            }
+            stored::mark_lenient(&mut set_doc);
         }
         let digest = hex::encode(Sha256::digest(def.to_value().to_string().as_bytes()));
         let now = self.now();
@@ -220,22 +165,5 @@ impl App {
             mode,
             broken,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::flag_of_path;
-
-    #[test]
-    fn flag_keys_are_read_from_paths() {
-        assert_eq!(flag_of_path(".a-b.targeting.if[1]").as_deref(), Some("a-b"));
-        assert_eq!(flag_of_path(".a[2]").as_deref(), Some("a"));
-        assert_eq!(flag_of_path(".plain").as_deref(), Some("plain"));
-        assert_eq!(
-            flag_of_path("[\"odd key.x\"].targeting").as_deref(),
-            Some("odd key.x")
-        );
-        assert_eq!(flag_of_path(""), None);
     }
 }

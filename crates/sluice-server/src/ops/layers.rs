@@ -15,12 +15,16 @@ use crate::app::{new_id, App};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::ops::flag_changes::{Authority, FlagChange};
+use crate::ops::OpError;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sluice_audit::NewEntry;
 use sluice_core::duration::Duration;
-use sluice_eval::layers::{FlagLayers, Position, Rollout, RolloutState, RolloutStep, Target, FULL};
+use sluice_eval::layers::{
+    serve_variant, FlagLayers, Position, Rollout, RolloutError, RolloutState, StepSpec, Target,
+    FULL,
+};
 use sluice_store::WriteTx;
 
 /// The actor that records what time does to layers.
@@ -132,6 +136,15 @@ fn outlives_grant(
             sluice_core::duration::relative(now, expires_at),
         ),
     ))
+}
+
+fn rollout_error(env: &str, key: &str, error: RolloutError) -> ApiError {
+    OpError::Rollout {
+        environment: env.to_owned(),
+        key: key.to_owned(),
+        error,
+    }
+    .into()
 }
 
 async fn load(tx: &mut WriteTx, env: &str, key: &str) -> Result<FlagLayers, ApiError> {
@@ -339,48 +352,20 @@ impl App {
                 format!("flag `{key}` has no variant `{variant}`"),
             ));
         }
-        if steps.is_empty() || steps.len() > 100 {
-            return Err(ApiError::bad_request(
-                "invalid_steps",
-                "give 1 to 100 steps",
-            ));
-        }
-        let mut parsed = Vec::with_capacity(steps.len());
-        let mut last = 0;
-        for (i, s) in steps.iter().enumerate() {
-            if !(0.0..=100.0).contains(&s.percent) {
-                return Err(ApiError::bad_request(
-                    "invalid_steps",
-                    format!("step {i}: percent must be between 0 and 100"),
-                ));
-            }
-            let share_bp = (s.percent * 100.0).round() as u32;
-            if share_bp < last {
-                return Err(ApiError::bad_request(
-                    "invalid_steps",
-                    format!("step {i}: shares must not shrink (users already in must stay in)"),
-                ));
-            }
-            last = share_bp;
-            let hold = Duration::parse(&s.hold)
-                .map_err(|e| ApiError::bad_request("invalid_steps", format!("step {i}: {e}")))?;
-            parsed.push(RolloutStep {
-                share_bp: share_bp.min(FULL),
-                hold_ms: (hold.as_secs() as i64) * 1000,
-            });
-        }
-        let rollout = Rollout {
-            variant,
-            steps: parsed,
-            started_at_ms: now.timestamp_millis(),
-            state: RolloutState::Running,
-            paused_at_ms: None,
-            paused_total_ms: 0,
-            recorded_step: Some(0),
-            completed_at_ms: None,
-            completed_revision: None,
-            completion_error: None,
+        let specs: Vec<StepSpec<'_>> = steps
+            .iter()
+            .map(|s| StepSpec {
+                percent: s.percent,
+                hold: &s.hold,
+            })
+            .collect();
+        let parse_hold = |h: &str| {
+            Duration::parse(h)
+                .map(|d| (d.as_secs() as i64) * 1000)
+                .map_err(|e| e.to_string())
         };
+        let rollout = Rollout::start(variant, &specs, parse_hold, now.timestamp_millis())
+            .map_err(|e| rollout_error(env, key, e))?;
         let mut tx = self.store.begin().await?;
         let mut layers = load(&mut tx, env, key).await?;
         let view = status(env, key, &rollout, now);
@@ -411,40 +396,12 @@ impl App {
             .as_mut()
             .ok_or_else(|| ApiError::NotFound(format!("flag `{key}` has no rollout")))?;
         let ms = now.timestamp_millis();
-        let action = match (op, r.state) {
-            (RolloutOp::Pause, RolloutState::Running) => {
-                r.state = RolloutState::Paused;
-                r.paused_at_ms = Some(ms);
-                "rollout.paused"
-            }
-            (RolloutOp::Resume, RolloutState::Paused) => {
-                r.paused_total_ms += ms - r.paused_at_ms.unwrap_or(ms);
-                r.paused_at_ms = None;
-                r.state = RolloutState::Running;
-                "rollout.resumed"
-            }
-            (RolloutOp::Rollback, RolloutState::Running | RolloutState::Paused) => {
-                r.state = RolloutState::RolledBack;
-                "rollout.rolled-back"
-            }
-            (_, RolloutState::Completed) => {
-                return Err(ApiError::Conflict {
-                    code: "wrong_state",
-                    message: format!(
-                        "the rollout of `{}` completed: it is the flag's default variant now; \
-                         change the flag itself to undo it (e.g. sluice flags set-default {key} \
-                         VARIANT --env {env})",
-                        r.variant
-                    ),
-                });
-            }
-            (op, state) => {
-                return Err(ApiError::Conflict {
-                    code: "wrong_state",
-                    message: format!("cannot {op:?} a rollout that is {state:?}").to_lowercase(),
-                });
-            }
+        let done = match op {
+            RolloutOp::Pause => r.pause(ms).map(|()| "rollout.paused"),
+            RolloutOp::Resume => r.resume(ms).map(|()| "rollout.resumed"),
+            RolloutOp::Rollback => r.roll_back().map(|()| "rollout.rolled-back"),
         };
+        let action = done.map_err(|e| rollout_error(env, key, e))?;
         let view = status(env, key, r, now);
         let entry = NewEntry::new(&caller.name, action)
             .details(json!({"rollout": view, "authority": authority}));
@@ -480,25 +437,15 @@ impl App {
             let Ok(seen) = serde_json::from_value::<FlagLayers>(body) else {
                 continue;
             };
-            let expired = seen.targets.iter().any(|t| t.expires_at_ms <= ms);
-            let stepped = seen
-                .rollout
-                .as_ref()
-                .is_some_and(|r| r.position(ms).map(|p| p.step) > r.recorded_step);
-            let completing = seen.rollout.as_ref().is_some_and(|r| r.due_to_complete(ms));
-            if !expired && !stepped && !completing {
+            if !seen.has_lapsed(ms) {
                 continue;
             }
             let mut tx = self.store.begin().await?;
             // Re-read under the lock: another instance may have recorded it already.
             let mut layers = load(&mut tx, &env, &key).await?;
             let mut n = 0;
-            let (gone, kept): (Vec<Target>, Vec<Target>) = layers
-                .targets
-                .drain(..)
-                .partition(|t| t.expires_at_ms <= ms);
-            layers.targets = kept;
-            for t in gone {
+            let lapsed = layers.record_time(ms);
+            for t in lapsed.expired {
                 let at = DateTime::from_timestamp_millis(t.expires_at_ms).unwrap_or(now);
                 tx.audit(
                     now,
@@ -510,25 +457,19 @@ impl App {
                 .await?;
                 n += 1;
             }
-            if let Some(r) = layers.rollout.as_mut() {
-                if let Some(p) = r.position(ms) {
-                    let from = r.recorded_step.map_or(0, |s| s + 1);
-                    for step in from..=p.step {
-                        let percent =
-                            f64::from(r.steps.get(step).map_or(0, |s| s.share_bp)) / 100.0;
-                        tx.audit(
-                            now,
-                            NewEntry::new("system:clock", "rollout.advanced")
-                                .resource(format!("flag:{env}/{key}"))
-                                .details(
-                                    // Numbered from 1, as `sluice rollout status` says "step 2 of 4".
-                                    json!({"step": step + 1, "of": r.steps.len(), "percent": percent, "variant": r.variant}),
-                                ),
-                        )
-                        .await?;
-                        n += 1;
-                    }
-                    r.recorded_step = Some(p.step.max(r.recorded_step.unwrap_or(0)));
+            if let Some(r) = &layers.rollout {
+                for s in lapsed.steps {
+                    tx.audit(
+                        now,
+                        NewEntry::new("system:clock", "rollout.advanced")
+                            .resource(format!("flag:{env}/{key}"))
+                            .details(
+                                // Numbered from 1, as `sluice rollout status` says "step 2 of 4".
+                                json!({"step": s.step + 1, "of": s.of, "percent": s.percent, "variant": r.variant}),
+                            ),
+                    )
+                    .await?;
+                    n += 1;
                 }
             }
             if layers
@@ -586,16 +527,11 @@ impl App {
         let revision = match current {
             None => None,
             Some(f) => {
-                let mut def = f.definition.clone();
-                let obj = def.as_object_mut().ok_or_else(|| {
-                    ApiError::Internal(format!("stored flag `{key}` is not an object"))
-                })?;
-                let previous_default = obj.insert("defaultVariant".into(), json!(r.variant));
-                let removed_targeting = obj.remove("targeting");
-                definition_change = json!({
-                    "previous_default": previous_default,
-                    "removed_targeting": removed_targeting,
-                });
+                let (def, replaced) =
+                    serve_variant(&f.definition, &r.variant).ok_or_else(|| {
+                        ApiError::Internal(format!("stored flag `{key}` is not an object"))
+                    })?;
+                definition_change = replaced;
                 if def == f.definition {
                     Some(f.revision)
                 } else {
@@ -618,9 +554,7 @@ impl App {
                 }
             }
         };
-        r.state = RolloutState::Completed;
-        r.completed_at_ms = Some(now.timestamp_millis());
-        r.completed_revision = revision;
+        r.complete(revision, now.timestamp_millis());
         let view = status(env, key, r, now);
         tx.audit(
             now,

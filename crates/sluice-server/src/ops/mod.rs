@@ -5,8 +5,11 @@ pub mod admin;
 pub mod change_requests;
 pub mod decide;
 pub mod environments;
+pub mod error;
 pub mod flag_changes;
 pub mod flags;
 pub mod gateway;
 pub mod layers;
 pub mod schedule;
+
+pub use error::OpError;

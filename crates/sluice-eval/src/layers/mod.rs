@@ -14,6 +14,9 @@ use crate::rule::murmur3_32;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
+mod transitions;
+pub use transitions::*;
+
 /// Basis points: 10,000 is 100%.
 pub const FULL: u32 = 10_000;
 
