@@ -32,6 +32,7 @@ pub mod session_log;
 mod time;
 mod verify;
 
+pub use canonical::Format;
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use entry::{AuditEntry, ChainHead, NewEntry, GENESIS_HASH};
 pub use export::{export_end_problem, read_export, write_export, ExportError};

@@ -4,7 +4,7 @@
 //! the stored rows and comparing it with the signed chain detects any edit, insertion or
 //! deletion of a logged statement.
 
-use crate::canonical::ObjectWriter;
+use crate::canonical::{Format, ObjectWriter};
 use crate::time::format_timestamp;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -32,7 +32,7 @@ pub fn next_log_hash(prev: &str, record: &LogRecord<'_>) -> String {
     out.extend_from_slice(prev.as_bytes());
     out.push(b'\n');
     // INVARIANT: keys in byte order, as in the audit entry encoding.
-    ObjectWriter::new(&mut out)
+    ObjectWriter::new(&mut out, Format::V1)
         .str("at", &format_timestamp(&record.at))
         .str("kind", record.kind)
         .opt_str("params", record.params)

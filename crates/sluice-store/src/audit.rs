@@ -1,6 +1,6 @@
 use crate::{get, Store, StoreError};
 use chrono::{DateTime, Utc};
-use sluice_audit::{AuditEntry, ChainHead, Checkpoint};
+use sluice_audit::{AuditEntry, ChainHead, Checkpoint, Format};
 use sluice_core::clock::{from_ms, to_ms};
 use sqlx::any::AnyRow;
 
@@ -32,10 +32,12 @@ fn entry(row: &AnyRow) -> Result<AuditEntry, StoreError> {
         details: serde_json::from_str(&details)?,
         prev_hash: get(row, "prev_hash")?,
         hash: get(row, "hash")?,
+        format: Format::try_from(get::<i64>(row, "format")?)
+            .map_err(|e| StoreError::Database(e.to_string()))?,
     })
 }
 
-const COLS: &str = "seq, at, actor, action, resource, subject_id, details, prev_hash, hash";
+const COLS: &str = "seq, at, actor, action, resource, subject_id, details, prev_hash, hash, format";
 
 impl Store {
     /// Entries matching `q`, in sequence order. `action` matches a prefix (`access.` finds all

@@ -58,6 +58,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "details",
             "prev_hash",
             "hash",
+            "format",
         ],
     ),
     (

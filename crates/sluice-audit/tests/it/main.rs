@@ -7,6 +7,7 @@
 mod canonical;
 mod chain;
 mod export;
+mod jcs;
 mod keys;
 mod props;
 mod rotation;
