@@ -311,19 +311,38 @@ impl Store {
         .bind(session_id)
         .fetch_all(self.reader())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(LoggedStatement {
-                    session_id: get(r, "session_id")?,
-                    seq: get(r, "seq")?,
-                    at: from_ms(get(r, "at")?),
-                    kind: get(r, "kind")?,
-                    text: get(r, "text")?,
-                    params: get(r, "params")?,
-                })
-            })
-            .collect()
+        rows.iter().map(statement).collect()
     }
+
+    /// One page of a session's log: up to `limit` statements with `seq > after`, in order.
+    pub async fn gateway_statements_page(
+        &self,
+        session_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<LoggedStatement>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT session_id, seq, at, kind, text, params FROM gateway_statements \
+             WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(session_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(statement).collect()
+    }
+}
+
+fn statement(r: &sqlx::any::AnyRow) -> Result<LoggedStatement, StoreError> {
+    Ok(LoggedStatement {
+        session_id: get(r, "session_id")?,
+        seq: get(r, "seq")?,
+        at: from_ms(get(r, "at")?),
+        kind: get(r, "kind")?,
+        text: get(r, "text")?,
+        params: get(r, "params")?,
+    })
 }
 
 /// A gateway database declared through the API.

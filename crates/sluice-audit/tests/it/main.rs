@@ -11,6 +11,7 @@ mod jcs;
 mod keys;
 mod props;
 mod rotation;
+mod stream;
 mod tamper;
 
 use chrono::{DateTime, TimeZone, Utc};
