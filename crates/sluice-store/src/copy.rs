@@ -175,6 +175,7 @@ const INT_COLUMNS: &[&str] = &[
     "bytes_in",
     "bytes_out",
     "statements",
+    "format",
 ];
 
 fn cell(row: &AnyRow, col: &str) -> Result<Cell, StoreError> {
