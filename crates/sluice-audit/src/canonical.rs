@@ -1,9 +1,27 @@
-//! The canonical encoding: the exact bytes that are hashed and signed.
+//! The canonical encodings: the exact bytes that are hashed and signed.
 //!
 //! An auditor must be able to recompute every hash and check every signature without this
-//! code, so the encoding is specified here completely.
+//! code, so the encodings are specified here completely; `docs/audit-format.md` says the same
+//! for readers outside Rust.
 //!
-//! # Canonical JSON
+//! Each entry records which encoding its hash is over ([`Format`]): entries written before
+//! format 2 existed keep format 1 and verify as they always did.
+//!
+//! # Format 2: RFC 8785 (JCS)
+//!
+//! Exactly the JSON Canonicalization Scheme of RFC 8785, so that any JCS library reproduces the
+//! bytes: no whitespace; `null`, `true`, `false`; every number as ECMAScript's
+//! `Number.prototype.toString` writes the IEEE 754 double it denotes (§3.2.2.3; integers
+//! included, `1e+21`, `1e-7`, `0.002`, `-0` as `0`); strings escaped as in format 1 below
+//! (§3.2.2.2); arrays in their order; object members **sorted by the UTF-16 code units of
+//! their keys** (§3.2.3), recursively.
+//!
+//! A double holds every integer of magnitude up to 2⁵³ exactly, and no larger one: JCS would
+//! hash `9007199254740993` as `9007199254740992`, so two different stored values would share a
+//! hash. An entry whose `details` hold such an integer is therefore written in format 1, which
+//! keeps integers exact, and a format-2 entry holding one does not verify.
+//!
+//! # Format 1 (entries written before format 2)
 //!
 //! A JSON value is written with no whitespace at all, and:
 //!
@@ -22,16 +40,18 @@
 //! - objects as `{"k1":v1,"k2":v2}` with the keys **sorted by their UTF-8 bytes** (memcmp
 //!   order), recursively at every depth.
 //!
-//! This is RFC 8785 (JCS) with two differences: keys sort by UTF-8 bytes rather than UTF-16
-//! code units (the two orders differ only between characters above U+FFFF and characters in
-//! U+E000..=U+FFFF; every key Sluice itself writes is ASCII), and integers beyond 2⁵³ stay
-//! exact instead of being rounded to a double. For everything Sluice writes, a JCS library
-//! gives the same bytes.
+//! This differs from RFC 8785 in three ways: keys sort by UTF-8 bytes rather than UTF-16 code
+//! units (the two orders differ only between characters above U+FFFF and characters in
+//! U+E000..=U+FFFF), integers beyond 2⁵³ stay exact instead of being rounded to a double, and
+//! where two shortest digit strings are equally close to a double the digits are Rust's, not
+//! necessarily the even one ([`write_f64`]).
 //!
 //! # An entry
 //!
-//! `hash = lowercase_hex(sha256(b"sluice-audit-v1\n" ‖ canonical_json(object)))` where
-//! `object` has exactly these eight members (shown here in their canonical order):
+//! `hash = lowercase_hex(sha256(prefix ‖ canonical_json(object)))` where `prefix` is
+//! `b"sluice-audit-v1\n"` for format 1 and `b"sluice-audit-v2\n"` for format 2, and `object`
+//! has exactly these eight members (shown here in their canonical order, the same in both
+//! formats since the keys are ASCII):
 //!
 //! | key | value |
 //! | --- | --- |
@@ -44,17 +64,17 @@
 //! | `seq` | integer |
 //! | `subject_id` | string or `null` |
 //!
-//! `hash` itself is not part of the object.
+//! `hash` and `format` themselves are not part of the object; the prefix binds the format.
 //!
 //! # A checkpoint
 //!
 //! `signature = base64(ed25519_sign(key, b"sluice-audit-checkpoint-v1\n" ‖ canonical_json({
-//! "at": ..., "hash": ..., "key_id": ..., "seq": ...})))` with the same rules, where `key_id`
+//! "at": ..., "hash": ..., "key_id": ..., "seq": ...})))` with the format-1 rules (for these
+//! four ASCII members and a `seq` below 2⁵³ they give the same bytes as RFC 8785), where `key_id`
 //! is the lowercase hex of the first 8 bytes of `sha256(raw 32-byte Ed25519 public key)` and
 //! base64 is the standard alphabet with padding.
 //!
-//! The two domain-separation prefixes make an entry's bytes and a checkpoint's bytes disjoint,
-//! and leave room for a `v2` that could never be confused with `v1`.
+//! The domain-separation prefixes make the bytes of every format and of checkpoints disjoint.
 //!
 //! # Why by hand
 //!
@@ -64,13 +84,179 @@
 //! stable across releases (1.0.154 prints `1e+100` where earlier releases printed `1e100`),
 //! which would silently change hashes on a dependency update. A canonical-JSON crate would be
 //! one more dependency whose output we would still have to pin with tests; owning a few lines,
-//! pinned by golden vectors in the tests, is cheaper. Float digits come from Rust's own
-//! shortest round-trip `{:e}` formatting, which is part of the standard library's contract.
+//! pinned by golden vectors and the RFC's own examples in the tests, is cheaper. Float digits
+//! come from Rust's own shortest round-trip `{:e}` formatting, which is part of the standard
+//! library's contract.
 
 use serde_json::Value;
 
-/// Domain-separation prefix of an entry's hashed bytes.
+/// Domain-separation prefix of a format-1 entry's hashed bytes.
 pub const ENTRY_DOMAIN: &[u8] = b"sluice-audit-v1\n";
+/// Domain-separation prefix of a format-2 (RFC 8785) entry's hashed bytes.
+pub const ENTRY_DOMAIN_V2: &[u8] = b"sluice-audit-v2\n";
+
+/// The largest integer magnitude a double holds exactly, and with all its neighbours: 2⁵³.
+const MAX_EXACT: u64 = 1 << 53;
+
+/// Which canonical encoding an entry's hash is over; stored with the entry (as `1` or `2`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(into = "u8", try_from = "u8")]
+pub enum Format {
+    /// Sorted by UTF-8 bytes, exact integers: every entry written before format 2.
+    #[default]
+    V1,
+    /// RFC 8785 (JCS).
+    Jcs,
+}
+
+impl Format {
+    /// The format of new entries whose `details` are `details`: RFC 8785 unless it would round
+    /// an integer (see the module documentation).
+    #[must_use]
+    pub fn for_details(details: &Value) -> Self {
+        if jcs_exact(details) {
+            Self::Jcs
+        } else {
+            Self::V1
+        }
+    }
+
+    /// The domain-separation prefix of an entry's hashed bytes in this format.
+    #[must_use]
+    pub fn entry_domain(self) -> &'static [u8] {
+        match self {
+            Self::V1 => ENTRY_DOMAIN,
+            Self::Jcs => ENTRY_DOMAIN_V2,
+        }
+    }
+
+    /// Appends the canonical JSON of `value` in this format.
+    pub fn write_value(self, out: &mut Vec<u8>, value: &Value) {
+        match self {
+            Self::V1 => write_value(out, value),
+            Self::Jcs => write_jcs(out, value),
+        }
+    }
+
+    /// Whether `value` can be hashed in this format without two values sharing bytes.
+    #[must_use]
+    pub fn holds(self, value: &Value) -> bool {
+        match self {
+            Self::V1 => true,
+            Self::Jcs => jcs_exact(value),
+        }
+    }
+
+    /// `true` for format 1 (which the export leaves out of its lines).
+    #[must_use]
+    pub fn is_v1(&self) -> bool {
+        *self == Self::V1
+    }
+}
+
+impl From<Format> for u8 {
+    fn from(format: Format) -> Self {
+        match format {
+            Format::V1 => 1,
+            Format::Jcs => 2,
+        }
+    }
+}
+
+impl TryFrom<u8> for Format {
+    type Error = UnknownFormat;
+
+    fn try_from(n: u8) -> Result<Self, UnknownFormat> {
+        match n {
+            1 => Ok(Self::V1),
+            2 => Ok(Self::Jcs),
+            other => Err(UnknownFormat(i64::from(other))),
+        }
+    }
+}
+
+impl TryFrom<i64> for Format {
+    type Error = UnknownFormat;
+
+    fn try_from(n: i64) -> Result<Self, UnknownFormat> {
+        u8::try_from(n)
+            .map_err(|_| UnknownFormat(n))
+            .and_then(Self::try_from)
+    }
+}
+
+/// An entry format this version does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown audit entry format {0} (this version knows 1 and 2)")]
+pub struct UnknownFormat(pub i64);
+
+/// Appends the RFC 8785 canonical JSON of `value` to `out`.
+pub fn write_jcs(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Number(n) => {
+            // Without `arbitrary_precision` every number has a double (integers rounded).
+            if let Some(f) = n.as_f64() {
+                write_f64_jcs(out, f);
+            }
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_jcs(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            // RFC 8785 §3.2.3: by UTF-16 code units, not by UTF-8 bytes.
+            members.sort_unstable_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            out.push(b'{');
+            for (i, (key, item)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, key);
+                out.push(b':');
+                write_jcs(out, item);
+            }
+            out.push(b'}');
+        }
+        Value::Null | Value::Bool(_) | Value::String(_) => write_value(out, value),
+    }
+}
+
+/// RFC 8785 canonical JSON of a value, as bytes.
+#[must_use]
+pub fn to_jcs_vec(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_jcs(&mut out, value);
+    out
+}
+
+/// Whether every integer in `value` is one a double holds exactly (magnitude ≤ 2⁵³), so that
+/// RFC 8785 gives distinct values distinct bytes.
+#[must_use]
+pub fn jcs_exact(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.unsigned_abs() <= MAX_EXACT
+            } else if let Some(u) = n.as_u64() {
+                u <= MAX_EXACT
+            } else {
+                true
+            }
+        }
+        Value::Array(items) => items.iter().all(jcs_exact),
+        Value::Object(map) => map.values().all(jcs_exact),
+        Value::Null | Value::Bool(_) | Value::String(_) => true,
+    }
+}
 /// Domain-separation prefix of a checkpoint's signed bytes.
 pub const CHECKPOINT_DOMAIN: &[u8] = b"sluice-audit-checkpoint-v1\n";
 
@@ -120,11 +306,24 @@ pub fn write_value(out: &mut Vec<u8>, value: &Value) {
     }
 }
 
-/// Appends a finite double as ECMAScript's `Number.prototype.toString` would (RFC 8785).
-///
-/// The shortest round-trip digits and decimal exponent come from Rust's `{:e}` formatting
-/// (`1.5e-7`, `1e100`); only their layout is decided here.
+/// Appends a finite double as format 1 writes it: ECMAScript's layout of Rust's shortest
+/// round-trip digits. Where two shortest digit strings are equally close to the double, Rust
+/// may take the other one than ECMAScript (`1424953923781206.3` for RFC 8785's
+/// `1424953923781206.2`); format 1 keeps Rust's, as its entries were hashed with it.
 pub fn write_f64(out: &mut Vec<u8>, f: f64) {
+    write_f64_with(out, f, false);
+}
+
+/// Appends a finite double exactly as ECMAScript's `Number.prototype.toString` would
+/// (RFC 8785 §3.2.2.3), ties between equally close shortest digit strings going to the even
+/// one.
+pub fn write_f64_jcs(out: &mut Vec<u8>, f: f64) {
+    write_f64_with(out, f, true);
+}
+
+/// The shortest round-trip digits and decimal exponent come from Rust's `{:e}` formatting
+/// (`1.5e-7`, `1e100`); only their layout (and, for RFC 8785, ties) is decided here.
+fn write_f64_with(out: &mut Vec<u8>, f: f64, ties_to_even: bool) {
     if f == 0.0 {
         // Both zeros, as in ECMAScript.
         out.push(b'0');
@@ -139,7 +338,10 @@ pub fn write_f64(out: &mut Vec<u8>, f: f64) {
         out.extend_from_slice(sci.as_bytes());
         return;
     };
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let mut digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if ties_to_even {
+        digits = even_on_tie(f.abs(), digits, exponent);
+    }
     // ECMAScript's names: the value is 0.d₁d₂…d_k × 10ⁿ.
     let k = i32::try_from(digits.len()).unwrap_or(i32::MAX);
     let n = exponent + 1;
@@ -160,6 +362,39 @@ pub fn write_f64(out: &mut Vec<u8>, f: f64) {
         format!("{first}{dot}{rest}e{sign}{}", (n - 1).unsigned_abs())
     };
     out.extend_from_slice(text.as_bytes());
+}
+
+/// ECMAScript (ECMA-262 Number::toString, step 5): of the shortest digit strings, the one
+/// closest to the value, and on a tie the even one. Rust's shortest digits are closest; a tie
+/// is a value whose exact decimal expansion is those `k` digits and a final 5 — then both
+/// neighbours are equally close, and the even one is taken.
+fn even_on_tie(abs: f64, digits: String, exponent: i32) -> String {
+    let k = digits.len();
+    // Every finite double has an exact decimal expansion of at most 767 significant digits.
+    let exact = format!("{abs:.800e}");
+    let Some((mantissa, exact_exponent)) = exact.split_once('e') else {
+        return digits;
+    };
+    if exact_exponent.parse::<i32>().ok() != Some(exponent) {
+        return digits;
+    }
+    let exact_digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let exact_digits = exact_digits.trim_end_matches('0');
+    let (Some(low), Some(b'5')) = (
+        exact_digits.get(..k),
+        exact_digits.as_bytes().get(k).copied(),
+    ) else {
+        return digits;
+    };
+    if exact_digits.len() != k + 1 {
+        return digits;
+    }
+    match low.as_bytes().last() {
+        Some(d) if (d - b'0') % 2 == 0 => low.to_owned(),
+        // Odd and below 9: the upper neighbour ends in the next, even digit.
+        Some(&d) if d < b'9' => format!("{}{}", &low[..k - 1], char::from(d + 1)),
+        _ => digits,
+    }
 }
 
 /// Appends a canonical JSON string (quoted and escaped) to `out`.
@@ -201,12 +436,17 @@ pub fn to_vec(value: &Value) -> Vec<u8> {
 pub(crate) struct ObjectWriter<'a> {
     out: &'a mut Vec<u8>,
     first: bool,
+    format: Format,
 }
 
 impl<'a> ObjectWriter<'a> {
-    pub(crate) fn new(out: &'a mut Vec<u8>) -> Self {
+    pub(crate) fn new(out: &'a mut Vec<u8>, format: Format) -> Self {
         out.push(b'{');
-        Self { out, first: true }
+        Self {
+            out,
+            first: true,
+            format,
+        }
     }
 
     fn key(&mut self, key: &str) {
@@ -235,13 +475,17 @@ impl<'a> ObjectWriter<'a> {
 
     pub(crate) fn int(&mut self, key: &str, value: i64) -> &mut Self {
         self.key(key);
-        self.out.extend_from_slice(value.to_string().as_bytes());
+        match self.format {
+            Format::V1 => self.out.extend_from_slice(value.to_string().as_bytes()),
+            // A JCS number is a double; sequence numbers stay far below 2⁵³.
+            Format::Jcs => write_f64_jcs(self.out, value as f64),
+        }
         self
     }
 
     pub(crate) fn value(&mut self, key: &str, value: &Value) -> &mut Self {
         self.key(key);
-        write_value(self.out, value);
+        self.format.write_value(self.out, value);
         self
     }
 

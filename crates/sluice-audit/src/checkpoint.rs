@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::canonical::{ObjectWriter, CHECKPOINT_DOMAIN};
+use crate::canonical::{Format, ObjectWriter, CHECKPOINT_DOMAIN};
 use crate::entry::ChainHead;
 use crate::time::format_timestamp;
 
@@ -45,7 +45,7 @@ impl Checkpoint {
 pub(crate) fn signed_bytes(seq: i64, hash: &str, at: &DateTime<Utc>, key_id: &str) -> Vec<u8> {
     let mut out = CHECKPOINT_DOMAIN.to_vec();
     // INVARIANT: keys in byte order — pinned by the `canonical` tests.
-    ObjectWriter::new(&mut out)
+    ObjectWriter::new(&mut out, Format::V1)
         .str("at", &format_timestamp(at))
         .str("hash", hash)
         .str("key_id", key_id)

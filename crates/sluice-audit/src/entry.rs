@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::canonical::{ObjectWriter, ENTRY_DOMAIN};
+use crate::canonical::{Format, ObjectWriter};
 use crate::time::{format_timestamp, truncate_to_millis};
 
 /// `prev_hash` of entry 1 and `hash` of the empty chain: 64 zeros.
@@ -36,15 +36,20 @@ pub struct AuditEntry {
     pub prev_hash: String,
     /// Hex SHA-256 over the canonical encoding of every field above.
     pub hash: String,
+    /// Which canonical encoding `hash` is over. Absent from an export line means format 1,
+    /// so exports made before format 2 still read.
+    #[serde(default, skip_serializing_if = "Format::is_v1")]
+    pub format: Format,
 }
 
 impl AuditEntry {
     /// The exact bytes that [`AuditEntry::compute_hash`] hashes (domain prefix included).
     #[must_use]
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        let mut out = ENTRY_DOMAIN.to_vec();
-        // INVARIANT: keys in byte order — pinned by the `canonical` tests.
-        ObjectWriter::new(&mut out)
+        let mut out = self.format.entry_domain().to_vec();
+        // INVARIANT: keys in canonical order (ASCII, so the same in every format) — pinned by
+        // the `canonical` tests.
+        ObjectWriter::new(&mut out, self.format)
             .str("action", &self.action)
             .str("actor", &self.actor)
             .str("at", &format_timestamp(&self.at))
@@ -63,10 +68,12 @@ impl AuditEntry {
         hex::encode(Sha256::digest(self.canonical_bytes()))
     }
 
-    /// Whether the stored `hash` matches the entry's content.
+    /// Whether the stored `hash` matches the entry's content. A format-2 entry whose
+    /// `details` hold an integer that RFC 8785 would round never matches (see
+    /// [`crate::canonical`]): its hash could not tell that integer from its neighbour.
     #[must_use]
     pub fn hash_is_valid(&self) -> bool {
-        self.hash == self.compute_hash()
+        self.format.holds(&self.details) && self.hash == self.compute_hash()
     }
 
     /// The chain head this entry makes, as stored (`seq`, `hash`).
@@ -138,12 +145,22 @@ impl ChainHead {
     }
 
     /// The next entry of the chain: `seq + 1`, `prev_hash` = this head's hash, `at` truncated to
-    /// milliseconds, and its hash computed.
+    /// milliseconds, and its hash computed in RFC 8785 canonical form (format 2; format 1 when
+    /// its `details` hold an integer RFC 8785 would round).
     ///
     /// The caller (the store) must persist the entry and move its head to `entry.head()` in
     /// one transaction, together with the change the entry records.
     #[must_use]
     pub fn append(&self, at: DateTime<Utc>, new: NewEntry) -> AuditEntry {
+        let format = Format::for_details(&new.details);
+        self.append_as(format, at, new)
+    }
+
+    /// [`ChainHead::append`] in a given format: for tests and tools that need entries as an
+    /// older version wrote them. A format-2 entry with an integer beyond 2⁵³ in its `details`
+    /// will not verify.
+    #[must_use]
+    pub fn append_as(&self, format: Format, at: DateTime<Utc>, new: NewEntry) -> AuditEntry {
         let mut entry = AuditEntry {
             seq: self.seq.saturating_add(1),
             at: truncate_to_millis(at),
@@ -154,6 +171,7 @@ impl ChainHead {
             details: new.details,
             prev_hash: self.hash.clone(),
             hash: String::new(),
+            format,
         };
         entry.hash = entry.compute_hash();
         entry

@@ -14,13 +14,15 @@
 //! break verification while changing a value does.
 
 use std::borrow::Borrow;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Seek, Write};
 
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpoint;
 use crate::entry::AuditEntry;
-use crate::report::{Problem, ProblemKind};
+use crate::keys::AuditVerifier;
+use crate::report::{Problem, ProblemKind, VerifyReport};
+use crate::verify::{verify, ChainVerifier};
 
 /// Why an export could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,8 @@ pub enum ExportError {
         line: usize,
         last_entry: Option<i64>,
     },
+    #[error("cannot go back to the start of the audit export to read it again: {0}")]
+    Rewind(#[source] io::Error),
     #[error("line {line} of the audit export is not an audit entry or checkpoint: {source}")]
     Line {
         line: usize,
@@ -88,6 +92,19 @@ pub fn write_export<E: Borrow<AuditEntry>>(
     w.flush().map_err(ExportError::Write)
 }
 
+/// Writes one entry line (for callers that stream an export page by page).
+pub fn write_entry_line(w: &mut impl Write, entry: &AuditEntry) -> Result<(), ExportError> {
+    write_line(w, &LineOut::Entry(entry))
+}
+
+/// Writes one checkpoint line (for callers that stream an export page by page).
+pub fn write_checkpoint_line(
+    w: &mut impl Write,
+    checkpoint: &Checkpoint,
+) -> Result<(), ExportError> {
+    write_line(w, &LineOut::Checkpoint(checkpoint))
+}
+
 fn write_line(w: &mut impl Write, line: &LineOut<'_>) -> Result<(), ExportError> {
     let mut bytes = serde_json::to_vec(line).map_err(ExportError::Encode)?;
     bytes.push(b'\n');
@@ -102,6 +119,16 @@ fn write_line(w: &mut impl Write, line: &LineOut<'_>) -> Result<(), ExportError>
 pub fn read_export(r: impl BufRead) -> Result<(Vec<AuditEntry>, Vec<Checkpoint>), ExportError> {
     let mut entries: Vec<AuditEntry> = Vec::new();
     let mut checkpoints = Vec::new();
+    for_each_line(r, |line| match line {
+        LineIn::Entry(entry) => entries.push(entry),
+        LineIn::Checkpoint(checkpoint) => checkpoints.push(checkpoint),
+    })?;
+    Ok((entries, checkpoints))
+}
+
+/// Calls `f` with each line of an export, in file order; errors as [`read_export`].
+fn for_each_line(r: impl BufRead, mut f: impl FnMut(LineIn)) -> Result<(), ExportError> {
+    let mut last_entry: Option<i64> = None;
     let mut lines = r.lines().enumerate().peekable();
     while let Some((index, text)) = lines.next() {
         let line = index + 1;
@@ -110,18 +137,66 @@ pub fn read_export(r: impl BufRead) -> Result<(Vec<AuditEntry>, Vec<Checkpoint>)
             continue;
         }
         match serde_json::from_str(&text) {
-            Ok(LineIn::Entry(entry)) => entries.push(entry),
-            Ok(LineIn::Checkpoint(checkpoint)) => checkpoints.push(checkpoint),
+            Ok(parsed) => {
+                if let LineIn::Entry(entry) = &parsed {
+                    last_entry = last_entry.max(Some(entry.seq));
+                }
+                f(parsed);
+            }
             Err(source) if source.is_eof() && lines.peek().is_none() => {
-                return Err(ExportError::CutOff {
-                    line,
-                    last_entry: entries.iter().map(|e| e.seq).max(),
-                })
+                return Err(ExportError::CutOff { line, last_entry })
             }
             Err(source) => return Err(ExportError::Line { line, source }),
         }
     }
-    Ok((entries, checkpoints))
+    Ok(())
+}
+
+/// Verifies an export, as [`verify()`] of what [`read_export`] reads (with the trusted
+/// `verifier`, no expected head) plus [`export_end_problem`], in memory that does not grow
+/// with the export: it reads the export twice, first for its checkpoints, then feeding the
+/// entries one by one to a [`ChainVerifier`]. Only an export whose entries are not in `seq`
+/// order (so already tampered with) is read a third time and verified as a whole.
+///
+/// # Errors
+///
+/// As [`read_export`]; [`ExportError::Rewind`] if the reader cannot go back to its start.
+pub fn verify_export<R: BufRead + Seek>(
+    mut r: R,
+    verifier: Option<&AuditVerifier>,
+) -> Result<VerifyReport, ExportError> {
+    let start = r.stream_position().map_err(ExportError::Rewind)?;
+    let mut checkpoints = Vec::new();
+    for_each_line(&mut r, |line| {
+        if let LineIn::Checkpoint(checkpoint) = line {
+            checkpoints.push(checkpoint);
+        }
+    })?;
+
+    r.seek(io::SeekFrom::Start(start))
+        .map_err(ExportError::Rewind)?;
+    let mut chain = ChainVerifier::new(&checkpoints, verifier, None);
+    let (mut first, mut last, mut in_order) = (None::<i64>, None::<i64>, true);
+    for_each_line(&mut r, |line| {
+        if let LineIn::Entry(entry) = line {
+            first = Some(first.map_or(entry.seq, |f| f.min(entry.seq)));
+            last = last.max(Some(entry.seq));
+            in_order = in_order && chain.push(&entry).is_ok();
+        }
+    })?;
+    let mut report = if in_order {
+        chain.finish()
+    } else {
+        r.seek(io::SeekFrom::Start(start))
+            .map_err(ExportError::Rewind)?;
+        let (entries, checkpoints) = read_export(&mut r)?;
+        verify(&entries, &checkpoints, verifier, None)
+    };
+    if let Some(cut) = end_problem(first, last, &checkpoints) {
+        report.problems.push(cut);
+        report.problems.sort_by_key(|p| p.seq);
+    }
+    Ok(report)
 }
 
 /// Whether an export was cut short at its end: [`write_export`] callers end an export with a
@@ -132,13 +207,26 @@ pub fn read_export(r: impl BufRead) -> Result<(Vec<AuditEntry>, Vec<Checkpoint>)
 /// this way; that checkpoint's `at` still says when the export was made.
 #[must_use]
 pub fn export_end_problem(entries: &[AuditEntry], checkpoints: &[Checkpoint]) -> Option<Problem> {
-    let last = entries.iter().map(|e| e.seq).max()?;
+    end_problem(
+        entries.iter().map(|e| e.seq).min(),
+        entries.iter().map(|e| e.seq).max(),
+        checkpoints,
+    )
+}
+
+/// [`export_end_problem`] from the lowest and highest entry `seq`.
+fn end_problem(
+    first: Option<i64>,
+    last: Option<i64>,
+    checkpoints: &[Checkpoint],
+) -> Option<Problem> {
+    let last = last?;
     let signed = checkpoints.iter().map(|c| c.seq).max();
     if signed.is_some_and(|s| s >= last) {
         return None;
     }
     let unsigned = match signed {
-        Some(s) if s >= entries.iter().map(|e| e.seq).min().unwrap_or(1) => {
+        Some(s) if s >= first.unwrap_or(1) => {
             format!("entries {}..={last} are covered by no checkpoint", s + 1)
         }
         _ => "no entry is covered by a checkpoint".to_owned(),

@@ -14,7 +14,9 @@
 //! - [`rotation`] — how signing passes to a new key: an entry naming it, vouched for by a
 //!   checkpoint of the old key, so that verification follows the chain of keys.
 //! - [`verify()`] — one function that checks a sequence of entries and checkpoints, used for the
-//!   live store and for offline exports alike, and *locates* the first bad sequence number.
+//!   live store and for offline exports alike, and *locates* the first bad sequence number;
+//!   [`ChainVerifier`] is the same check fed one entry at a time in `seq` order, in constant
+//!   memory, and [`verify_export`] uses it on an export file.
 //! - [`write_export`] / [`read_export`] — the JSON Lines export format.
 //!
 //! The crate does no I/O except the key-file helpers ([`AuditSigner::load_or_create`]) and the
@@ -32,11 +34,15 @@ pub mod session_log;
 mod time;
 mod verify;
 
+pub use canonical::Format;
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use entry::{AuditEntry, ChainHead, NewEntry, GENESIS_HASH};
-pub use export::{export_end_problem, read_export, write_export, ExportError};
+pub use export::{
+    export_end_problem, read_export, verify_export, write_checkpoint_line, write_entry_line,
+    write_export, ExportError,
+};
 pub use keys::{AuditSigner, AuditVerifier, KeyError};
 pub use report::{Problem, ProblemKind, VerifyReport};
 pub use rotation::{expected_signer, ExpectedKey, KeyRotation};
 pub use time::{format_timestamp, truncate_to_millis};
-pub use verify::verify;
+pub use verify::{verify, ChainVerifier, NotInOrder};

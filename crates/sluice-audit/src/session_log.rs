@@ -4,7 +4,7 @@
 //! the stored rows and comparing it with the signed chain detects any edit, insertion or
 //! deletion of a logged statement.
 
-use crate::canonical::ObjectWriter;
+use crate::canonical::{Format, ObjectWriter};
 use crate::time::format_timestamp;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -49,7 +49,7 @@ impl LogHasher {
         out.extend_from_slice(hash.as_bytes());
         out.push(b'\n');
         // INVARIANT: keys in byte order, as in the audit entry encoding.
-        ObjectWriter::new(out)
+        ObjectWriter::new(out, Format::V1)
             .str("at", &format_timestamp(&record.at))
             .str("kind", record.kind)
             .opt_str("params", record.params)

@@ -95,20 +95,123 @@ pub fn verify<E: Borrow<AuditEntry>>(
     verifier: Option<&AuditVerifier>,
     expected_head: Option<&ChainHead>,
 ) -> VerifyReport {
-    let mut problems = Vec::new();
-    let mut last: Option<ChainHead> = None;
-    let mut recs = Vec::new();
-    let mut rotations = Vec::new();
-    for entry in entries {
-        let entry = entry.borrow();
+    let mut intake = Intake::default();
+    let recs: Vec<Rec> = entries
+        .into_iter()
+        .map(|e| intake.take(e.borrow()))
+        .collect();
+    let chain = order(&recs, &mut intake.problems);
+    let mut stored = Stored::new(checkpoints, expected_head);
+    let mut links = Links::default();
+    for rec in chain {
+        stored.note(rec);
+        links.link(rec);
+    }
+    finish(intake, links, &stored, checkpoints, verifier, expected_head)
+}
+
+/// [`verify()`] for a chain that arrives in `seq` order, one entry at a time, in memory that
+/// does not grow with the chain: it keeps the previous entry's hash, the stored hashes at the
+/// checkpoints' sequence numbers, and the rotation entries — not the entries.
+///
+/// The checkpoints (and the expected head) must be known before the first entry. For a chain
+/// in `seq` order the report is exactly [`verify()`]'s. An entry out of order (a `seq` not
+/// above every one before it) is refused with [`NotInOrder`]: sorting needs the whole chain,
+/// so the caller verifies it with [`verify()`] instead — the live store reads by primary key
+/// and never gets there; an export only when it was reordered.
+pub struct ChainVerifier<'a> {
+    checkpoints: &'a [Checkpoint],
+    verifier: Option<&'a AuditVerifier>,
+    expected_head: Option<&'a ChainHead>,
+    intake: Intake,
+    stored: Stored,
+    links: Links,
+    max_seq: Option<i64>,
+}
+
+/// An entry reached [`ChainVerifier::push`] after one with the same or a higher `seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "entry {seq} comes after entry {after}: the chain is not in sequence order, so it must be \
+     verified as a whole"
+)]
+pub struct NotInOrder {
+    pub seq: i64,
+    pub after: i64,
+}
+
+impl<'a> ChainVerifier<'a> {
+    /// Arguments as for [`verify()`].
+    #[must_use]
+    pub fn new(
+        checkpoints: &'a [Checkpoint],
+        verifier: Option<&'a AuditVerifier>,
+        expected_head: Option<&'a ChainHead>,
+    ) -> Self {
+        Self {
+            checkpoints,
+            verifier,
+            expected_head,
+            intake: Intake::default(),
+            stored: Stored::new(checkpoints, expected_head),
+            links: Links::default(),
+            max_seq: None,
+        }
+    }
+
+    /// Checks the next entry of the chain.
+    ///
+    /// # Errors
+    ///
+    /// [`NotInOrder`] if its `seq` is not above every `seq` before it; the entry is then not
+    /// taken, and this verifier's report would be incomplete.
+    pub fn push(&mut self, entry: &AuditEntry) -> Result<(), NotInOrder> {
+        if let Some(after) = self.max_seq.filter(|&max| entry.seq <= max) {
+            return Err(NotInOrder {
+                seq: entry.seq,
+                after,
+            });
+        }
+        self.max_seq = Some(entry.seq);
+        let rec = self.intake.take(entry);
+        self.stored.note(&rec);
+        self.links.link(&rec);
+        Ok(())
+    }
+
+    /// The report, as [`verify()`] gives it for the entries pushed.
+    #[must_use]
+    pub fn finish(self) -> VerifyReport {
+        finish(
+            self.intake,
+            self.links,
+            &self.stored,
+            self.checkpoints,
+            self.verifier,
+            self.expected_head,
+        )
+    }
+}
+
+/// What is learnt of each entry on its own, in arrival order.
+#[derive(Default)]
+struct Intake {
+    problems: Vec<Problem>,
+    last: Option<ChainHead>,
+    rotations: Vec<(i64, AuditVerifier, AuditVerifier)>,
+    entries: u64,
+}
+
+impl Intake {
+    fn take(&mut self, entry: &AuditEntry) -> Rec {
         let self_ok = entry.hash_is_valid();
         if self_ok {
             if let Some((_, from, to)) = KeyRotation::of_entry(entry) {
-                rotations.push((entry.seq, from, to));
+                self.rotations.push((entry.seq, from, to));
             }
         }
         if !self_ok {
-            problems.push(Problem {
+            self.problems.push(Problem {
                 seq: entry.seq,
                 kind: ProblemKind::HashMismatch,
                 message: format!(
@@ -118,25 +221,78 @@ pub fn verify<E: Borrow<AuditEntry>>(
                 ),
             });
         }
-        if last.as_ref().is_none_or(|l| entry.seq > l.seq) {
-            last = Some(entry.head());
+        if self.last.as_ref().is_none_or(|l| entry.seq > l.seq) {
+            self.last = Some(entry.head());
         }
-        recs.push(Rec {
+        self.entries += 1;
+        Rec {
             seq: entry.seq,
             hash: digest(&entry.hash),
             prev_hash: digest(&entry.prev_hash),
             self_ok,
-        });
+        }
     }
-    let entries = recs.len() as u64;
+}
 
-    let chain = order(&recs, &mut problems);
-    check_links(&chain, &mut problems);
+/// The stored hashes of the entries that checkpoints and the expected head name, gathered as
+/// the chain goes by in `seq` order: all that the checks after the chain need of it.
+struct Stored {
+    /// Sorted, without duplicates.
+    wanted: Vec<i64>,
+    /// `(seq, stored hash)` of each wanted entry present, in `seq` order.
+    found: Vec<(i64, Option<Digest>)>,
+}
+
+impl Stored {
+    fn new(checkpoints: &[Checkpoint], expected_head: Option<&ChainHead>) -> Self {
+        let mut wanted: Vec<i64> = checkpoints
+            .iter()
+            .map(|c| c.seq)
+            .chain(expected_head.map(|h| h.seq))
+            .collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        Self {
+            wanted,
+            found: Vec::new(),
+        }
+    }
+
+    /// Called for the first copy of each `seq`, in `seq` order.
+    fn note(&mut self, rec: &Rec) {
+        if self.wanted.binary_search(&rec.seq).is_ok() {
+            self.found.push((rec.seq, rec.hash));
+        }
+    }
+
+    /// `None` when there is no entry at `seq` (a hole), else its stored hash (if well-formed).
+    fn at(&self, seq: i64) -> Option<Option<Digest>> {
+        let i = self.found.binary_search_by_key(&seq, |(s, _)| *s).ok()?;
+        self.found.get(i).map(|(_, h)| *h)
+    }
+}
+
+/// Everything after the chain itself: checkpoints, keys, the expected head, truncation.
+fn finish(
+    intake: Intake,
+    links: Links,
+    stored: &Stored,
+    checkpoints: &[Checkpoint],
+    verifier: Option<&AuditVerifier>,
+    expected_head: Option<&ChainHead>,
+) -> VerifyReport {
+    let Intake {
+        mut problems,
+        last,
+        rotations,
+        entries,
+    } = intake;
+    problems.extend(links.problems);
 
     let chain_end = last.as_ref().map_or(0, |l| l.seq);
     let mut beyond_end: Option<(i64, String)> = None;
     let mut checkpoints_verified = 0;
-    let keys = verifier.map(|v| KeyChain::build(&rotations, checkpoints, v, &chain));
+    let keys = verifier.map(|v| KeyChain::build(&rotations, checkpoints, v, stored));
     let mut foreign: Vec<(String, Vec<i64>)> = Vec::new();
     for checkpoint in checkpoints {
         if let Some(keys) = &keys {
@@ -161,7 +317,7 @@ pub fn verify<E: Borrow<AuditEntry>>(
         }
         let what = format!("checkpoint at {}", checkpoint.seq);
         compare_head(
-            &chain,
+            stored,
             chain_end,
             &checkpoint.head(),
             what,
@@ -175,7 +331,7 @@ pub fn verify<E: Borrow<AuditEntry>>(
     if let Some(head) = expected_head {
         let what = format!("expected head {}", head.seq);
         compare_head(
-            &chain,
+            stored,
             chain_end,
             head,
             what,
@@ -261,19 +417,40 @@ fn order<'a>(recs: &'a [Rec], problems: &mut Vec<Problem>) -> Vec<&'a Rec> {
     chain
 }
 
-/// Gaps and broken links over the entries sorted by `seq`.
-fn check_links(chain: &[&Rec], problems: &mut Vec<Problem>) {
-    let mut prev_seq = 0i64;
-    let mut prev_hash = Some([0u8; 32]);
-    let mut prev_ok = true;
-    for rec in chain {
+/// Gaps and broken links over the entries sorted by `seq` (first copies only), one at a time.
+struct Links {
+    prev_seq: i64,
+    prev_hash: Option<Digest>,
+    prev_ok: bool,
+    problems: Vec<Problem>,
+}
+
+impl Default for Links {
+    fn default() -> Self {
+        Self {
+            prev_seq: 0,
+            prev_hash: Some([0u8; 32]),
+            prev_ok: true,
+            problems: Vec::new(),
+        }
+    }
+}
+
+impl Links {
+    fn link(&mut self, rec: &Rec) {
+        let Self {
+            prev_seq,
+            prev_hash,
+            prev_ok,
+            problems,
+        } = self;
         if rec.seq < 1 {
             problems.push(Problem {
                 seq: rec.seq,
                 kind: ProblemKind::OutOfOrder,
                 message: format!("entry {}: sequence numbers start at 1", rec.seq),
             });
-            continue;
+            return;
         }
         let expected = prev_seq.saturating_add(1);
         if rec.seq > expected {
@@ -287,12 +464,14 @@ fn check_links(chain: &[&Rec], problems: &mut Vec<Problem>) {
                 kind: ProblemKind::Gap,
                 message: format!("{missing} (deleted) before entry {}", rec.seq),
             });
-        } else if (rec.prev_hash.is_none() || rec.prev_hash != prev_hash) && rec.self_ok && prev_ok
+        } else if (rec.prev_hash.is_none() || rec.prev_hash != *prev_hash)
+            && rec.self_ok
+            && *prev_ok
         {
             // Both ends match their own hashes, so one of them was rewritten with a
             // recomputed hash; the earlier one is the first that nothing vouches for.
-            let seq = prev_seq.max(1);
-            let message = if prev_seq == 0 {
+            let seq = (*prev_seq).max(1);
+            let message = if *prev_seq == 0 {
                 "entry 1 does not link to the genesis hash (64 zeros): it was rewritten, \
                  or entries before it were removed and the rest renumbered"
                     .to_owned()
@@ -309,15 +488,15 @@ fn check_links(chain: &[&Rec], problems: &mut Vec<Problem>) {
                 message,
             });
         }
-        prev_seq = rec.seq;
-        prev_hash = rec.hash;
-        prev_ok = rec.self_ok;
+        *prev_seq = rec.seq;
+        *prev_hash = rec.hash;
+        *prev_ok = rec.self_ok;
     }
 }
 
 /// Compares a trusted head (checkpoint or expected head) with the stored chain.
 fn compare_head(
-    chain: &[&Rec],
+    stored: &Stored,
     chain_end: i64,
     head: &ChainHead,
     what: String,
@@ -330,18 +509,18 @@ fn compare_head(
         }
         return;
     }
-    let stored = if head.seq == 0 {
+    let hash = if head.seq == 0 {
         Some([0u8; 32])
     } else if head.seq < 0 {
         None
     } else {
-        match chain.binary_search_by_key(&head.seq, |r| r.seq) {
-            Ok(i) => chain.get(i).and_then(|r| r.hash),
+        match stored.at(head.seq) {
+            Some(hash) => hash,
             // A hole in the chain: already reported as a gap.
-            Err(_) => return,
+            None => return,
         }
     };
-    if stored.is_none() || stored != digest(&head.hash) {
+    if hash.is_none() || hash != digest(&head.hash) {
         problems.push(Problem {
             seq: head.seq,
             kind: ProblemKind::CheckpointMismatch,
@@ -354,9 +533,8 @@ fn compare_head(
     }
 }
 
-fn stored_hash(chain: &[&Rec], seq: i64) -> Option<Digest> {
-    let i = chain.binary_search_by_key(&seq, |r| r.seq).ok()?;
-    chain.get(i).and_then(|r| r.hash)
+fn stored_hash(stored: &Stored, seq: i64) -> Option<Digest> {
+    stored.at(seq).flatten()
 }
 
 /// Why a checkpoint's signature is not accepted.
@@ -385,7 +563,7 @@ impl KeyChain {
         rotations: &[(i64, AuditVerifier, AuditVerifier)],
         checkpoints: &[Checkpoint],
         given: &AuditVerifier,
-        chain: &[&Rec],
+        chain: &Stored,
     ) -> Self {
         let vouched_by = |key: &AuditVerifier, seq: i64| {
             checkpoints.iter().any(|c| {

@@ -2,12 +2,19 @@
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::routes::audit::VerifyView;
 use chrono::{DateTime, Utc};
 use sluice_audit::rotation::ROTATION_ACTION;
-use sluice_audit::{AuditSigner, Checkpoint, ExpectedKey, KeyError};
+use sluice_audit::{
+    AuditEntry, AuditSigner, ChainVerifier, Checkpoint, ExpectedKey, KeyError, Problem,
+    ProblemKind, VerifyReport,
+};
 use sluice_store::{AuditQuery, Store, StoreError};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+
+/// Rows per read when verifying or exporting the trail: memory holds a page, whatever the
+/// length of the trail.
+const PAGE: i64 = 1_000;
 
 /// Why the server may not sign this database's audit trail with the key it was given.
 #[derive(Debug, thiserror::Error)]
@@ -57,26 +64,32 @@ fn describe(expected: &ExpectedKey) -> String {
 /// See [`sluice_audit::expected_signer`].
 pub async fn expected_key(store: &Store) -> Result<Option<ExpectedKey>, StoreError> {
     let latest = store.latest_checkpoint().await?;
-    if latest.is_none() {
+    expected_key_after(store, latest.as_ref()).await
+}
+
+/// [`expected_key`] given the latest checkpoint: two reads by primary key at most, whatever
+/// the length of the trail.
+async fn expected_key_after(
+    store: &Store,
+    latest: Option<&Checkpoint>,
+) -> Result<Option<ExpectedKey>, StoreError> {
+    let Some(latest) = latest else {
         return Ok(None);
-    }
-    let rotation = store
-        .audit_entries(&AuditQuery {
-            action: Some(ROTATION_ACTION.to_owned()),
-            limit: 1,
-            newest: true,
-            ..AuditQuery::default()
-        })
-        .await?
-        .pop();
-    let at_rotation = match &rotation {
-        Some(r) => store.checkpoint_at(r.seq).await?,
-        None => None,
     };
+    // INVARIANT: signing passes to a new key only through `rotate`, which checkpoints the
+    // rotation entry with the old key and then the next entry with the new key, and no
+    // instance signs with any key but the expected one (`checkpoint` refuses). So the latest
+    // checkpoint is by the expected key, except when it is the one at a rotation entry (a
+    // rotation stopped half-way): only then does the rotation entry decide.
+    let rotation = store
+        .audit_entry_at(latest.seq)
+        .await?
+        .filter(|e| e.action == ROTATION_ACTION);
+    let at_rotation = rotation.as_ref().map(|_| latest);
     Ok(sluice_audit::expected_signer(
-        latest.as_ref(),
+        Some(latest),
         rotation.as_ref(),
-        at_rotation.as_ref(),
+        at_rotation,
     ))
 }
 
@@ -124,7 +137,7 @@ pub async fn checkpoint(app: &App) -> Result<Option<i64>, ApiError> {
         return Ok(None);
     }
     let mine = app.signer.verifying_key();
-    if let Some(expected) = expected_key(&app.store).await? {
+    if let Some(expected) = expected_key_after(&app.store, latest.as_ref()).await? {
         if expected.key_id != mine.key_id() {
             let message = format!(
                 "refusing to sign the audit trail: its checkpoints are signed by key {}, and \
@@ -150,43 +163,159 @@ pub async fn checkpoint(app: &App) -> Result<Option<i64>, ApiError> {
     Ok(Some(head.seq))
 }
 
-/// Verifies the whole live chain against the stored head and the signed checkpoints.
-pub async fn verify_live(app: &App) -> Result<VerifyView, ApiError> {
+/// Verifies the whole live chain against the stored head and the signed checkpoints, and
+/// the statement log of every gateway session it records as ended. Reads the chain a page at a
+/// time: memory does not grow with the trail (the checkpoints, one per checkpoint interval
+/// at most, are read whole).
+pub async fn verify_live(app: &App) -> Result<VerifyReport, ApiError> {
     let head = app.store.audit_head().await?;
-    let entries = app.store.audit_all().await?;
+    // Read before the entries, so that every checkpoint read lies within the entries read.
     let checkpoints = app.store.checkpoints().await?;
     let verifier = app.signer.verifying_key();
-    let mut r = sluice_audit::verify(&entries, &checkpoints, Some(&verifier), Some(&head));
-    r.problems.extend(verify_session_logs(app, &entries).await?);
-    r.problems.sort_by_key(|p| p.seq);
-    Ok(VerifyView {
-        ok: r.ok(),
-        entries: r.entries,
-        checkpoints_verified: r.checkpoints_verified,
-        head_seq: r.last.map(|h| h.seq),
-        problems: r
-            .problems
-            .iter()
-            .map(|p| serde_json::json!({"seq": p.seq, "kind": p.kind, "message": p.message}))
-            .collect(),
-    })
+    let mut chain = ChainVerifier::new(&checkpoints, Some(&verifier), Some(&head));
+    let mut session_problems = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = app.store.audit_page(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for entry in &page {
+            // INVARIANT: pages are read by primary key, in strictly increasing `seq`.
+            chain
+                .push(entry)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            if let Some(problem) = verify_session_log(app, entry).await? {
+                session_problems.push(problem);
+            }
+        }
+    }
+    let mut report = chain.finish();
+    report.problems.extend(session_problems);
+    report.problems.sort_by_key(|p| p.seq);
+    Ok(report)
 }
+
+/// The body of an export: JSON Lines, in chunks of a page.
+pub type ExportBody = tokio_stream::wrappers::ReceiverStream<Result<Vec<u8>, std::io::Error>>;
 
 /// JSON Lines export ending with a fresh signed checkpoint of its last entry: entries
 /// written after that checkpoint are left for the next export, so that an export whose last
 /// line is not a checkpoint of its last entry is known to be cut short.
-pub async fn export(app: &App, since: Option<DateTime<Utc>>) -> Result<String, ApiError> {
+///
+/// The checkpoint is made before the body starts (a refusal is an error response); the body
+/// then streams a page at a time. If reading fails half-way the body ends with an error, so
+/// the client sees a broken transfer rather than a short export.
+pub async fn export(app: &App, since: Option<DateTime<Utc>>) -> Result<ExportBody, ApiError> {
     checkpoint(app).await?;
     let signed = app.store.latest_checkpoint().await?.map_or(0, |c| c.seq);
-    let mut entries = app.store.audit_all().await?;
-    entries.retain(|e| e.seq <= signed && since.is_none_or(|since| e.at >= since));
-    let first = entries.first().map_or(i64::MAX, |e| e.seq);
-    let mut checkpoints = app.store.checkpoints().await?;
-    checkpoints.retain(|c| c.seq >= first);
-    let mut out = Vec::new();
-    sluice_audit::write_export(&mut out, &entries, &checkpoints)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    String::from_utf8(out).map_err(|e| ApiError::Internal(e.to_string()))
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let store = app.store.clone();
+    tokio::spawn(async move {
+        if let Err(e) = export_pages(&store, signed, since, &tx).await {
+            tracing::error!(error = %e, "audit export failed half-way: {e}");
+            // The client may be gone already; nothing more to do then.
+            let _ = tx.send(Err(std::io::Error::other(e))).await;
+        }
+    });
+    Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// Writes the entries up to `signed` (at or after `since`) and the checkpoints from the first
+/// of them up to `signed`, each checkpoint right after the entry it signs.
+async fn export_pages(
+    store: &Store,
+    signed: i64,
+    since: Option<DateTime<Utc>>,
+    tx: &tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+) -> Result<(), String> {
+    let mut checkpoints: Option<CheckpointPages> = None;
+    let mut after = 0;
+    while after < signed {
+        let page = store
+            .audit_page(after, PAGE.min(signed - after))
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        let mut chunk = Vec::new();
+        for entry in page
+            .iter()
+            .filter(|e| e.seq <= signed && since.is_none_or(|since| e.at >= since))
+        {
+            let pending = match &mut checkpoints {
+                Some(pending) => pending,
+                None => checkpoints.insert(CheckpointPages::from(entry.seq, signed)),
+            };
+            pending.write_before(store, entry.seq, &mut chunk).await?;
+            sluice_audit::write_entry_line(&mut chunk, entry).map_err(|e| e.to_string())?;
+        }
+        if !chunk.is_empty() && tx.send(Ok(chunk)).await.is_err() {
+            return Ok(());
+        }
+    }
+    if let Some(mut pending) = checkpoints {
+        let mut chunk = Vec::new();
+        pending.write_before(store, i64::MAX, &mut chunk).await?;
+        if !chunk.is_empty() {
+            // A client that left is no failure.
+            let _ = tx.send(Ok(chunk)).await;
+        }
+    }
+    Ok(())
+}
+
+/// The checkpoints of an export, read a page at a time: those from its first entry to the
+/// signed head.
+struct CheckpointPages {
+    after: i64,
+    until: i64,
+    buffered: VecDeque<Checkpoint>,
+    done: bool,
+}
+
+impl CheckpointPages {
+    fn from(first: i64, until: i64) -> Self {
+        Self {
+            after: first.saturating_sub(1),
+            until,
+            buffered: VecDeque::new(),
+            done: false,
+        }
+    }
+
+    /// Writes every checkpoint with `seq < before`.
+    async fn write_before(
+        &mut self,
+        store: &Store,
+        before: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        loop {
+            if self.buffered.is_empty() && !self.done {
+                let page = store
+                    .checkpoints_page(self.after, PAGE)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.done = (page.len() as i64) < PAGE;
+                if let Some(last) = page.last() {
+                    self.after = last.seq;
+                }
+                self.buffered
+                    .extend(page.into_iter().filter(|c| c.seq <= self.until));
+                if self.after >= self.until {
+                    self.done = true;
+                }
+                continue;
+            }
+            match self.buffered.front() {
+                Some(c) if c.seq < before => {
+                    sluice_audit::write_checkpoint_line(out, c).map_err(|e| e.to_string())?;
+                    self.buffered.pop_front();
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
 }
 
 /// Why a rotation was refused or failed.
@@ -308,44 +437,53 @@ pub fn follow(
     rx
 }
 
-/// Recomputes the log hash of every gateway session the chain records as ended and compares
-/// it with the hash its `gateway.session.ended` entry holds: an edited, added or removed
-/// statement shows as a problem at that entry.
-async fn verify_session_logs(
-    app: &App,
-    entries: &[sluice_audit::AuditEntry],
-) -> Result<Vec<sluice_audit::Problem>, ApiError> {
-    let mut problems = Vec::new();
-    for e in entries
-        .iter()
-        .filter(|e| e.action == "gateway.session.ended")
-    {
-        let (Some(session), Some(want)) = (
-            e.details["session"].as_str(),
-            e.details["log_hash"].as_str(),
-        ) else {
-            continue;
-        };
-        let rows = app.store.gateway_statements(session).await?;
-        let got = session_log_hash(&rows);
-        if got != want {
-            problems.push(sluice_audit::Problem {
-                seq: e.seq,
-                kind: sluice_audit::ProblemKind::SessionLogMismatch,
-                message: format!(
-                    "the statement log of gateway session {session} ({} statements stored) does not match the hash recorded when it ended",
-                    rows.len()
-                ),
-            });
-        }
+/// For a `gateway.session.ended` entry: recomputes the session's log hash from its stored
+/// statements (a page at a time) and compares it with the hash the entry holds, so that an
+/// edited, added or removed statement shows as a problem at that entry.
+async fn verify_session_log(app: &App, e: &AuditEntry) -> Result<Option<Problem>, ApiError> {
+    if e.action != "gateway.session.ended" {
+        return Ok(None);
     }
-    Ok(problems)
+    let (Some(session), Some(want)) = (
+        e.details["session"].as_str(),
+        e.details["log_hash"].as_str(),
+    ) else {
+        return Ok(None);
+    };
+    let mut got = sluice_audit::session_log::LOG_GENESIS.to_owned();
+    let mut stored = 0usize;
+    let mut after = i64::MIN;
+    loop {
+        let rows = app
+            .store
+            .gateway_statements_page(session, after, PAGE)
+            .await?;
+        let Some(last) = rows.last() else { break };
+        after = last.seq;
+        stored += rows.len();
+        got = continue_log_hash(got, &rows);
+    }
+    if got == want {
+        return Ok(None);
+    }
+    Ok(Some(Problem {
+        seq: e.seq,
+        kind: ProblemKind::SessionLogMismatch,
+        message: format!(
+            "the statement log of gateway session {session} ({stored} statements stored) does not match the hash recorded when it ended"
+        ),
+    }))
 }
 
 /// The running hash of a stored session log, as its session-end entry records it.
 pub fn session_log_hash(rows: &[sluice_store::LoggedStatement]) -> String {
-    use sluice_audit::session_log::{next_log_hash, LogRecord, LOG_GENESIS};
-    rows.iter().fold(LOG_GENESIS.to_owned(), |h, r| {
+    continue_log_hash(sluice_audit::session_log::LOG_GENESIS.to_owned(), rows)
+}
+
+/// The running hash after `rows`, given the hash before them.
+fn continue_log_hash(prev: String, rows: &[sluice_store::LoggedStatement]) -> String {
+    use sluice_audit::session_log::{next_log_hash, LogRecord};
+    rows.iter().fold(prev, |h, r| {
         next_log_hash(
             &h,
             &LogRecord {

@@ -1,6 +1,6 @@
 use crate::{get, Store, StoreError};
 use chrono::{DateTime, Utc};
-use sluice_audit::{AuditEntry, ChainHead, Checkpoint};
+use sluice_audit::{AuditEntry, ChainHead, Checkpoint, Format};
 use sluice_core::clock::{from_ms, to_ms};
 use sqlx::any::AnyRow;
 
@@ -32,10 +32,22 @@ fn entry(row: &AnyRow) -> Result<AuditEntry, StoreError> {
         details: serde_json::from_str(&details)?,
         prev_hash: get(row, "prev_hash")?,
         hash: get(row, "hash")?,
+        format: Format::try_from(get::<i64>(row, "format")?)
+            .map_err(|e| StoreError::Database(e.to_string()))?,
     })
 }
 
-const COLS: &str = "seq, at, actor, action, resource, subject_id, details, prev_hash, hash";
+fn checkpoint(r: &AnyRow) -> Result<Checkpoint, StoreError> {
+    Ok(Checkpoint {
+        seq: get(r, "seq")?,
+        hash: get(r, "hash")?,
+        at: from_ms(get(r, "at")?),
+        key_id: get(r, "key_id")?,
+        signature: get(r, "signature")?,
+    })
+}
+
+const COLS: &str = "seq, at, actor, action, resource, subject_id, details, prev_hash, hash, format";
 
 impl Store {
     /// Entries matching `q`, in sequence order. `action` matches a prefix (`access.` finds all
@@ -81,7 +93,18 @@ impl Store {
         rows.iter().map(entry).collect()
     }
 
-    /// The whole chain, in sequence order.
+    /// The entry at `seq`, if any.
+    pub async fn audit_entry_at(&self, seq: i64) -> Result<Option<AuditEntry>, StoreError> {
+        let sql = format!("SELECT {COLS} FROM audit_entries WHERE seq = $1");
+        let row = sqlx::query(&sql)
+            .bind(seq)
+            .fetch_optional(self.reader())
+            .await?;
+        row.as_ref().map(entry).transpose()
+    }
+
+    /// The whole chain, in sequence order. It grows without bound: verification and export
+    /// read it by [`Store::audit_page`] instead.
     pub async fn audit_all(&self) -> Result<Vec<AuditEntry>, StoreError> {
         let mut out = Vec::new();
         loop {
@@ -110,17 +133,24 @@ impl Store {
         )
         .fetch_all(self.reader())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Checkpoint {
-                    seq: get(r, "seq")?,
-                    hash: get(r, "hash")?,
-                    at: from_ms(get(r, "at")?),
-                    key_id: get(r, "key_id")?,
-                    signature: get(r, "signature")?,
-                })
-            })
-            .collect()
+        rows.iter().map(checkpoint).collect()
+    }
+
+    /// One page of the checkpoints with `seq > after`, in sequence order.
+    pub async fn checkpoints_page(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, hash, at, key_id, signature FROM audit_checkpoints WHERE seq > $1 \
+             ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.reader())
+        .await?;
+        rows.iter().map(checkpoint).collect()
     }
 
     /// The checkpoint with the highest sequence number.
@@ -146,16 +176,7 @@ impl Store {
             query = query.bind(seq);
         }
         let row = query.fetch_optional(self.reader()).await?;
-        row.map(|r| {
-            Ok(Checkpoint {
-                seq: get(&r, "seq")?,
-                hash: get(&r, "hash")?,
-                at: from_ms(get(&r, "at")?),
-                key_id: get(&r, "key_id")?,
-                signature: get(&r, "signature")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(checkpoint).transpose()
     }
 
     /// Stores `c` only if the latest checkpoint is still the one at `latest` (0: none), so a

@@ -58,6 +58,7 @@ const TABLES: &[(&str, &[&str])] = &[
             "details",
             "prev_hash",
             "hash",
+            "format",
         ],
     ),
     (
@@ -180,6 +181,7 @@ const INT_COLUMNS: &[&str] = &[
     "bytes_in",
     "bytes_out",
     "statements",
+    "format",
 ];
 
 fn cell(row: &AnyRow, col: &str) -> Result<Cell, StoreError> {

@@ -280,54 +280,78 @@ impl Store {
         &self,
         session_id: &str,
     ) -> Result<Vec<LoggedStatement>, StoreError> {
-        // Rows of the one-row-per-statement layout (logs written before chunks), then chunks.
+        self.gateway_statements_page(session_id, 0, i64::MAX).await
+    }
+
+    /// One page of a session's log: up to `limit` statements with `seq > after`, in order.
+    /// Memory holds the page and one chunk at most.
+    pub async fn gateway_statements_page(
+        &self,
+        session_id: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<LoggedStatement>, StoreError> {
+        let want = usize::try_from(limit).unwrap_or(0);
+        // Logs written one row per statement (before chunks) first: their `seq`s come first.
         let rows = sqlx::query(
             "SELECT session_id, seq, at, kind, text, params FROM gateway_statements \
-             WHERE session_id = $1 ORDER BY seq",
+             WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(session_id)
+        .bind(after)
+        .bind(limit)
         .fetch_all(self.reader())
         .await?;
-        let mut log = rows
-            .iter()
-            .map(|r| {
-                Ok(LoggedStatement {
-                    session_id: get(r, "session_id")?,
-                    seq: get(r, "seq")?,
-                    at: from_ms(get(r, "at")?),
-                    kind: get(r, "kind")?,
-                    text: get(r, "text")?,
-                    params: get(r, "params")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let chunks = sqlx::query(
-            "SELECT body FROM gateway_statement_chunks WHERE session_id = $1 ORDER BY first_seq",
-        )
-        .bind(session_id)
-        .fetch_all(self.reader())
-        .await?;
-        for c in &chunks {
-            let body: String = get(c, "body")?;
+        let mut out = rows.iter().map(statement).collect::<Result<Vec<_>, _>>()?;
+        let mut cursor = out.last().map_or(after, |s| s.seq);
+        while out.len() < want {
+            let Some(chunk) = sqlx::query(
+                "SELECT last_seq, body FROM gateway_statement_chunks \
+                 WHERE session_id = $1 AND last_seq > $2 ORDER BY first_seq LIMIT 1",
+            )
+            .bind(session_id)
+            .bind(cursor)
+            .fetch_optional(self.reader())
+            .await?
+            else {
+                break;
+            };
+            let body: String = get(&chunk, "body")?;
             for line in body.lines() {
                 let l: ChunkLine<'_> = serde_json::from_str(line).map_err(|e| {
                     StoreError::Corrupt(format!(
                         "a statement of the log of gateway session {session_id} cannot be read: {e}"
                     ))
                 })?;
-                log.push(LoggedStatement {
-                    session_id: session_id.to_owned(),
-                    seq: l.seq,
-                    at: from_ms(l.at),
-                    kind: l.kind.into_owned(),
-                    text: l.text.into_owned(),
-                    params: l.params.map(std::borrow::Cow::into_owned),
-                });
+                if l.seq > cursor && out.len() < want {
+                    out.push(LoggedStatement {
+                        session_id: session_id.to_owned(),
+                        seq: l.seq,
+                        at: from_ms(l.at),
+                        kind: l.kind.into_owned(),
+                        text: l.text.into_owned(),
+                        params: l.params.map(std::borrow::Cow::into_owned),
+                    });
+                }
             }
+            let last: i64 = get(&chunk, "last_seq")?;
+            // A chunk's lines are in `seq` order; `last_seq` moves the cursor on even if an
+            // edited body no longer says so.
+            cursor = out.last().map_or(last, |s| s.seq.max(last));
         }
-        log.sort_by_key(|s| s.seq);
-        Ok(log)
+        Ok(out)
     }
+}
+
+fn statement(r: &sqlx::any::AnyRow) -> Result<LoggedStatement, StoreError> {
+    Ok(LoggedStatement {
+        session_id: get(r, "session_id")?,
+        seq: get(r, "seq")?,
+        at: from_ms(get(r, "at")?),
+        kind: get(r, "kind")?,
+        text: get(r, "text")?,
+        params: get(r, "params")?,
+    })
 }
 
 /// Statements of one session, consecutive in `seq`, stored as one row: one JSON object per

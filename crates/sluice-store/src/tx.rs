@@ -190,7 +190,7 @@ impl WriteTx {
         let mut deferred = std::mem::take(&mut self.deferred);
         let committed = self.committed.take();
         let seq = self.head.seq;
-        for chunk in self.entries.chunks(ARGS_PER_CALL / 9) {
+        for chunk in self.entries.chunks(ARGS_PER_CALL / ENTRY_ARGS) {
             deferred.push(insert_entries(chunk)?);
         }
         match self.lease {
@@ -229,21 +229,24 @@ impl WriteTx {
 }
 
 /// One multi-row `INSERT` of audit entries.
+/// Bind parameters per inserted audit entry.
+const ENTRY_ARGS: usize = 10;
+
 fn insert_entries(entries: &[AuditEntry]) -> Result<Deferred, StoreError> {
     let mut sql = String::from(
-        "INSERT INTO audit_entries (seq, at, actor, action, resource, subject_id, details, prev_hash, hash) VALUES ",
+        "INSERT INTO audit_entries (seq, at, actor, action, resource, subject_id, details, prev_hash, hash, format) VALUES ",
     );
-    let mut args = Vec::with_capacity(entries.len() * 9);
+    let mut args = Vec::with_capacity(entries.len() * ENTRY_ARGS);
     for (r, e) in entries.iter().enumerate() {
         if r > 0 {
             sql.push_str(", ");
         }
         sql.push('(');
-        for c in 1..=9 {
+        for c in 1..=ENTRY_ARGS {
             if c > 1 {
                 sql.push_str(", ");
             }
-            sql.push_str(&format!("${}", r * 9 + c));
+            sql.push_str(&format!("${}", r * ENTRY_ARGS + c));
         }
         sql.push(')');
         args.extend([
@@ -256,6 +259,7 @@ fn insert_entries(entries: &[AuditEntry]) -> Result<Deferred, StoreError> {
             Arg::Text(serde_json::to_string(&e.details)?),
             Arg::Text(e.prev_hash.clone()),
             Arg::Text(e.hash.clone()),
+            Arg::Int(i64::from(u8::from(e.format))),
         ]);
     }
     Ok(Deferred {

@@ -353,7 +353,6 @@ fn verify_file(
     out: crate::cli::Output,
 ) -> anyhow::Result<()> {
     let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-    let (entries, checkpoints) = sluice_audit::read_export(std::io::BufReader::new(f))?;
     let verifier = match public_key {
         Some(p) => Some(sluice_audit::AuditVerifier::from_pem(
             &std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?,
@@ -363,11 +362,8 @@ fn verify_file(
             None
         }
     };
-    let mut report = sluice_audit::verify(&entries, &checkpoints, verifier.as_ref(), None);
-    if let Some(cut) = sluice_audit::export_end_problem(&entries, &checkpoints) {
-        report.problems.push(cut);
-        report.problems.sort_by_key(|p| p.seq);
-    }
+    // Streams the file: memory stays flat however long the export.
+    let report = sluice_audit::verify_export(std::io::BufReader::new(f), verifier.as_ref())?;
     let v = serde_json::to_value(&report)?;
     emit(out, &json!({"ok": report.ok(), "report": v}), |_| {
         if report.ok() {

@@ -1,6 +1,6 @@
 use serde_json::{json, Map, Value};
 use sluice_audit::canonical;
-use sluice_audit::{format_timestamp, ChainHead, NewEntry, GENESIS_HASH};
+use sluice_audit::{format_timestamp, ChainHead, Format, NewEntry, GENESIS_HASH};
 
 use crate::{at, t0};
 
@@ -110,7 +110,9 @@ fn timestamps_have_exactly_three_fractional_digits() {
 /// this hash. If this test fails, the format changed and every stored chain breaks.
 #[test]
 fn golden_entry_bytes_and_hash() {
-    let entry = ChainHead::genesis().append(
+    // Format 1: how every entry before format 2 was written, and must still verify.
+    let entry = ChainHead::genesis().append_as(
+        Format::V1,
         at(123),
         NewEntry::new("alice", "access.request.created")
             .resource("flag:production/checkout-v2")
@@ -130,7 +132,11 @@ fn golden_entry_bytes_and_hash() {
     assert_eq!(entry.hash, sha256_hex(expected.as_bytes()));
     assert_eq!(entry.hash, GOLDEN_HASH);
 
-    let bare = ChainHead::genesis().append(t0(), NewEntry::new("system:reaper", "access.expired"));
+    let bare = ChainHead::genesis().append_as(
+        Format::V1,
+        t0(),
+        NewEntry::new("system:reaper", "access.expired"),
+    );
     let bytes = String::from_utf8(bare.canonical_bytes()).unwrap();
     assert!(bytes.contains(r#""resource":null"#) && bytes.contains(r#""subject_id":null"#));
     assert!(bytes.contains(r#""details":{}"#));

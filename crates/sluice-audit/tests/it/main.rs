@@ -7,9 +7,11 @@
 mod canonical;
 mod chain;
 mod export;
+mod jcs;
 mod keys;
 mod props;
 mod rotation;
+mod stream;
 mod tamper;
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -108,7 +108,17 @@ pub async fn verify(
 ) -> Result<Json<VerifyView>, ApiError> {
     require_auditor(&app, &caller)?;
     let r = crate::audit::verify_live(&app).await?;
-    Ok(Json(r))
+    Ok(Json(VerifyView {
+        ok: r.ok(),
+        entries: r.entries,
+        checkpoints_verified: r.checkpoints_verified,
+        head_seq: r.last.map(|h| h.seq),
+        problems: r
+            .problems
+            .iter()
+            .map(|p| serde_json::json!({"seq": p.seq, "kind": p.kind, "message": p.message}))
+            .collect(),
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -128,7 +138,10 @@ pub async fn export(
 ) -> Result<impl IntoResponse, ApiError> {
     require_auditor(&app, &caller)?;
     let body = crate::audit::export(&app, p.since).await?;
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body))
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(body),
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
