@@ -176,7 +176,7 @@ impl App {
         if revs.access != self.access_rev.load(Ordering::Acquire) {
             self.refresh().await?;
             // A gateway session held here may have been killed on another instance.
-            self.end_requested_sessions().await?;
+            self.gateway.end_requested(&self.store).await?;
             moved = true;
         }
         if revs.flags != self.flags_rev.load(Ordering::Acquire) {
@@ -240,10 +240,4 @@ fn build_snapshot(state: &sluice_store::AccessState) -> Result<AccessSnapshot, S
             .map(|p| p.name.as_str()),
         state.active.iter(),
     ))
-}
-
-/// A fresh identifier with a readable prefix and 64 random bits.
-pub fn new_id(prefix: &str) -> String {
-    use rand::RngCore;
-    format!("{prefix}-{:016x}", rand::rngs::OsRng.next_u64())
 }

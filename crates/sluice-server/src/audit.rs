@@ -2,10 +2,9 @@
 
 use crate::app::App;
 use crate::error::ApiError;
-use crate::routes::audit::VerifyView;
 use chrono::{DateTime, Utc};
 use sluice_audit::rotation::ROTATION_ACTION;
-use sluice_audit::{AuditSigner, Checkpoint, ExpectedKey, KeyError};
+use sluice_audit::{AuditSigner, Checkpoint, ExpectedKey, KeyError, VerifyReport};
 use sluice_store::{AuditQuery, Store, StoreError};
 use std::path::{Path, PathBuf};
 
@@ -151,7 +150,7 @@ pub async fn checkpoint(app: &App) -> Result<Option<i64>, ApiError> {
 }
 
 /// Verifies the whole live chain against the stored head and the signed checkpoints.
-pub async fn verify_live(app: &App) -> Result<VerifyView, ApiError> {
+pub async fn verify_live(app: &App) -> Result<VerifyReport, ApiError> {
     let head = app.store.audit_head().await?;
     let entries = app.store.audit_all().await?;
     let checkpoints = app.store.checkpoints().await?;
@@ -159,17 +158,7 @@ pub async fn verify_live(app: &App) -> Result<VerifyView, ApiError> {
     let mut r = sluice_audit::verify(&entries, &checkpoints, Some(&verifier), Some(&head));
     r.problems.extend(verify_session_logs(app, &entries).await?);
     r.problems.sort_by_key(|p| p.seq);
-    Ok(VerifyView {
-        ok: r.ok(),
-        entries: r.entries,
-        checkpoints_verified: r.checkpoints_verified,
-        head_seq: r.last.map(|h| h.seq),
-        problems: r
-            .problems
-            .iter()
-            .map(|p| serde_json::json!({"seq": p.seq, "kind": p.kind, "message": p.message}))
-            .collect(),
-    })
+    Ok(r)
 }
 
 /// JSON Lines export ending with a fresh signed checkpoint of its last entry: entries

@@ -10,6 +10,7 @@ pub mod due;
 pub mod error;
 pub mod flags;
 pub mod gateway;
+pub mod ids;
 pub mod json;
 pub mod keyed;
 pub mod metrics;
