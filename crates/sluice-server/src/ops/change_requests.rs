@@ -4,7 +4,7 @@
 //! through the same path as a direct flag change, in the same transaction.
 
 use crate::app::App;
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::ops::flag_changes::{Authority, FlagChange};

@@ -12,7 +12,7 @@
 //! targets stay above the definition as they stayed above the rollout.
 
 use crate::app::App;
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::ops::flag_changes::{Authority, FlagChange};

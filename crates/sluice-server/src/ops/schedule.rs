@@ -2,7 +2,7 @@
 //! whoever scheduled them, and refused then if that person's grant no longer allows them.
 
 use crate::app::App;
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::ops::flag_changes::FlagChange;

@@ -1,7 +1,8 @@
 //! `/v1/audit`: query, verify and export the audit trail (administrators and the `auditors` group).
 
 use crate::app::App;
-use crate::auth::{ApiCaller, Caller};
+use crate::auth::ApiCaller;
+use crate::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};

@@ -314,7 +314,7 @@ pub fn router(app: App) -> Router {
         // Refusals on the administrative API are audited. Not on the evaluation paths: AuthZEN
         // records its own decisions, and OFREP refuses only bad keys.
         .route_layer(axum::middleware::from_fn_with_state(
-            app.clone(),
+            app.refusals.clone(),
             crate::refusals::record,
         ))
         .merge(rest)
