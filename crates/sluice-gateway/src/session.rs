@@ -198,7 +198,7 @@ pub(crate) async fn handle(
     };
 
     // Fail-closed: the session exists only once its start is in the audit trail.
-    let id = sluice_server::app::new_id("pgs");
+    let id = sluice_server::ids::new_id("pgs");
     let started_at = app.now();
     let record = GatewaySession {
         id: id.clone(),

@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 use crate::error::ApiError;
 use crate::flags::{FlagEvent, FlagSnapshots};
+use crate::refusals::RefusalLog;
+use crate::token_cache::TokenCache;
 use tokio::sync::broadcast;
 
 /// Shared state of a running server. Cheap to clone.
@@ -37,12 +39,12 @@ pub struct Inner {
     flags_rev: AtomicI64,
     /// Flag changes, for SSE subscribers.
     pub flag_events: broadcast::Sender<FlagEvent>,
-    /// Authenticated tokens (see [`crate::auth::TokenCache`]).
-    pub tokens: crate::auth::TokenCache,
+    /// Authenticated tokens (see [`TokenCache`]).
+    pub tokens: TokenCache,
     /// Per-client-key request limit on the evaluation endpoints.
     pub limiter: crate::rate_limit::RateLimiter,
     /// Refusals recorded this minute, per principal (bounds what a flood writes).
-    pub refusals: crate::refusals::RefusalLog,
+    pub refusals: RefusalLog,
     /// When the background loop must next wake for scheduled work.
     pub due: crate::due::Due,
     /// Where clients reach this server (no trailing `/`), set once the listener is bound;
@@ -80,6 +82,7 @@ impl App {
         let snapshot = build_snapshot(&state)?;
         let flags = crate::flags::load(&store).await?;
         let (flag_events, _) = broadcast::channel(1024);
+        let refusals = RefusalLog::new(store.clone(), clock.clone());
         Ok(App(Arc::new(Inner {
             store,
             clock,
@@ -90,9 +93,9 @@ impl App {
             flags: ArcSwap::from_pointee(flags),
             flags_rev: AtomicI64::new(revs.flags),
             flag_events,
-            tokens: crate::auth::TokenCache::default(),
+            tokens: TokenCache::default(),
             limiter: crate::rate_limit::RateLimiter::new(client_rate_limit),
-            refusals: crate::refusals::RefusalLog::default(),
+            refusals,
             due: crate::due::Due::default(),
             public_url: std::sync::OnceLock::new(),
             gateway: crate::gateway::LiveSessions::default(),
@@ -176,7 +179,7 @@ impl App {
         if revs.access != self.access_rev.load(Ordering::Acquire) {
             self.refresh().await?;
             // A gateway session held here may have been killed on another instance.
-            self.end_requested_sessions().await?;
+            self.gateway.end_requested(&self.store).await?;
             moved = true;
         }
         if revs.flags != self.flags_rev.load(Ordering::Acquire) {
@@ -240,10 +243,4 @@ fn build_snapshot(state: &sluice_store::AccessState) -> Result<AccessSnapshot, S
             .map(|p| p.name.as_str()),
         state.active.iter(),
     ))
-}
-
-/// A fresh identifier with a readable prefix and 64 random bits.
-pub fn new_id(prefix: &str) -> String {
-    use rand::RngCore;
-    format!("{prefix}-{:016x}", rand::rngs::OsRng.next_u64())
 }

@@ -1,44 +1,13 @@
-//! Authentication: `Authorization: Bearer <token>` → [`Caller`]. Default deny.
+//! Authentication: `Authorization: Bearer <token>` → [`Caller`]. Default deny. Callers are
+//! cached in [`crate::token_cache::TokenCache`].
 
 use crate::app::App;
+use crate::caller::Caller;
 use crate::error::ApiError;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use sluice_core::access::Actor;
 use sluice_core::token::{SecretToken, TokenKind};
 use std::sync::Arc;
-
-/// The authenticated principal behind a request.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub name: String,
-    pub admin: bool,
-    pub token_id: String,
-    pub kind: TokenKind,
-    /// For client keys: the one environment they may evaluate.
-    pub environment: Option<String>,
-    /// For client keys: static evaluation context merged into every evaluation.
-    pub context: Option<serde_json::Map<String, serde_json::Value>>,
-    /// For connection passwords: the one gateway database they open sessions on.
-    pub database: Option<String>,
-}
-
-impl Caller {
-    pub fn actor(&self) -> Actor {
-        Actor {
-            name: self.name.clone(),
-            admin: self.admin,
-        }
-    }
-
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.admin {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden("this needs an administrator".into()))
-        }
-    }
-}
 
 /// Reads the presented token from `Authorization: Bearer` or `X-API-Key`.
 pub fn presented_token(headers: &axum::http::HeaderMap) -> Option<SecretToken> {
@@ -102,49 +71,6 @@ async fn identify(app: &App, token: Option<SecretToken>) -> Result<Arc<Caller>, 
     let caller = Arc::new(caller);
     app.tokens.put(cache_key, caller.clone(), row.expires_at);
     Ok(caller)
-}
-
-type Expiry = Option<chrono::DateTime<chrono::Utc>>;
-
-/// Authenticated tokens, so the hot paths (decisions, flag evaluation) do not read the store
-/// per request. Emptied whenever tokens, principals or policy change (here or, through the
-/// change counter, on another instance); an entry is never used at or after its token's expiry.
-///
-/// Keyed by a 128-bit keyed hash of the presented token ([`crate::keyed::KeyedHash`]): a fraction of the cost of the SHA-256 the store is looked up by, and neither the
-/// token nor its stored hash is kept in memory. A hit needs a token whose keyed hash equals
-/// that of one the store verified: with unknown keys, a 2^-128 chance per guess.
-#[derive(Debug, Default)]
-pub struct TokenCache {
-    keys: crate::keyed::KeyedHash,
-    /// Keys are already keyed hashes: a fast hash of them is safe.
-    map: std::sync::RwLock<rustc_hash::FxHashMap<u128, (Arc<Caller>, Expiry)>>,
-}
-
-impl TokenCache {
-    pub fn key(&self, token: &SecretToken) -> u128 {
-        self.keys.of(token.expose().as_bytes())
-    }
-
-    pub fn get(&self, key: u128, now: chrono::DateTime<chrono::Utc>) -> Option<Arc<Caller>> {
-        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        let (caller, expires) = map.get(&key)?;
-        if expires.is_some_and(|e| now >= e) {
-            return None;
-        }
-        Some(caller.clone())
-    }
-
-    pub fn put(&self, key: u128, caller: Arc<Caller>, expires: Expiry) {
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 100_000 {
-            map.clear();
-        }
-        map.insert(key, (caller, expires));
-    }
-
-    pub fn clear(&self) {
-        self.map.write().unwrap_or_else(|e| e.into_inner()).clear();
-    }
 }
 
 /// An API-token caller (client keys may only evaluate flags).

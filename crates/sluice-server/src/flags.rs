@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sluice_eval::layers::{CompiledLayers, FlagLayers, LayerHit};
+use sluice_eval::stored;
 use sluice_eval::{Context, Evaluation, Reason, Snapshot};
 use sluice_store::{Store, StoreError, StoredFlagSet};
 use std::collections::HashMap;
@@ -176,10 +177,25 @@ pub struct FlagEvent {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// Compiles a stored set as it was imported (see [`stored::compile_stored`]), saying so loudly
+/// when it no longer compiles that way.
+pub fn compile_stored(set: &StoredFlagSet, revision: u64) -> Snapshot {
+    let c = stored::compile_stored(|| set.to_document(), revision);
+    if let Some(e) = &c.fallback {
+        let env = &set.environment;
+        if c.lenient {
+            tracing::error!(environment = %env, error = %e, "stored flags of {env} do not parse: {e}");
+        } else {
+            tracing::error!(environment = %env, error = %e, "stored flags of {env} do not compile: {e}");
+        }
+    }
+    c.snapshot
+}
+
 fn compile(set: &StoredFlagSet, layers: &[(String, String, Value)]) -> EnvFlags {
     let revision = u64::try_from(set.revision).unwrap_or(0);
-    // Lenient imports compile as flagd loads files (see `ops::flags::compile_stored`).
-    let snapshot = crate::ops::flags::compile_stored(set, revision);
+    // Lenient imports compile as flagd loads files (see [`compile_stored`]).
+    let snapshot = compile_stored(set, revision);
     let mut compiled = HashMap::new();
     let mut variants = HashMap::new();
     let mut boundaries = Vec::new();

@@ -1,6 +1,6 @@
 //! `ApiJson<T>`: a JSON body extractor with Sluice's limits and error shape.
 //!
-//! Bodies are capped by a layer (see `router`), which also records the cap as a [`BodyLimit`]
+//! Bodies are capped at [`MAX_BODY`] ([`MAX_IMPORT`] for a flag import) by a layer (see `router`), which also records the cap as a [`BodyLimit`]
 //! so that a body over it is `413 body_too_large` naming the limit; here nesting depth is
 //! bounded before parsing, and every failure becomes an [`ApiError`] with a stable code
 //! instead of axum's plain text.
@@ -9,6 +9,11 @@ use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
+
+/// Largest request body accepted on any endpoint but flag import.
+pub const MAX_BODY: usize = 256 * 1024;
+/// Largest flag document accepted by an import.
+pub const MAX_IMPORT: usize = 8 * 1024 * 1024;
 
 /// Deepest JSON nesting accepted on any endpoint.
 pub const MAX_DEPTH: usize = 32;
@@ -32,7 +37,7 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
             .map_err(|e| {
                 if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::PayloadTooLarge {
-                        limit: limit.map_or(crate::routes::MAX_BODY, |l| l.0),
+                        limit: limit.map_or(MAX_BODY, |l| l.0),
                     }
                 } else {
                     ApiError::bad_request("invalid_body", e.body_text())

@@ -5,11 +5,13 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod caller;
 pub mod dbclock;
 pub mod due;
 pub mod error;
 pub mod flags;
 pub mod gateway;
+pub mod ids;
 pub mod json;
 pub mod keyed;
 pub mod metrics;
@@ -17,6 +19,7 @@ pub mod ops;
 pub mod rate_limit;
 pub mod refusals;
 pub mod routes;
+pub mod token_cache;
 
 pub use app::App;
 pub use routes::{openapi, router};

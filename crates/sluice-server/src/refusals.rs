@@ -10,12 +10,13 @@
 //! Recording a refusal is best effort: if it cannot be written, the caller still gets the
 //! refusal (nothing changed, so nothing is unaudited), and the failure is logged.
 
-use crate::app::App;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde_json::json;
 use sluice_audit::NewEntry;
+use sluice_core::Clock;
+use sluice_store::Store;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -40,10 +41,13 @@ struct Window {
     suppressed: u32,
 }
 
-/// Per-principal counts of the current minute.
-#[derive(Debug, Default)]
+/// Where refusals are written, and the per-principal counts of the current minute. Cheap to
+/// clone: clones share the counts.
+#[derive(Clone)]
 pub struct RefusalLog {
-    windows: Mutex<HashMap<String, Window>>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    windows: Arc<Mutex<HashMap<String, Window>>>,
 }
 
 enum Verdict {
@@ -55,6 +59,14 @@ enum Verdict {
 }
 
 impl RefusalLog {
+    pub fn new(store: Store, clock: Arc<dyn Clock>) -> Self {
+        RefusalLog {
+            store,
+            clock,
+            windows: Arc::default(),
+        }
+    }
+
     fn admit(&self, who: &str, minute: i64) -> Verdict {
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         let w = windows.entry(who.to_owned()).or_default();
@@ -88,24 +100,24 @@ impl RefusalLog {
 }
 
 /// Middleware: records the refusal an administrative request ended in, if any.
-pub async fn record(State(app): State<App>, mut req: Request, next: Next) -> Response {
+pub async fn record(State(log): State<RefusalLog>, mut req: Request, next: Next) -> Response {
     let slot = CallerSlot::default();
     req.extensions_mut().insert(slot.clone());
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let resp = next.run(req).await;
     if let (Some(refused), Some(who)) = (resp.extensions().get::<Refused>(), slot.0.get()) {
-        app.record_refusal(who, &format!("{method} {path}"), refused)
+        log.record_refusal(who, &format!("{method} {path}"), refused)
             .await;
     }
     resp
 }
 
-impl App {
+impl RefusalLog {
     async fn record_refusal(&self, who: &str, what: &str, refused: &Refused) {
-        let now = self.now();
+        let now = self.clock.now();
         let minute = now.timestamp().div_euclid(60);
         crate::metrics::refused();
-        match self.refusals.admit(who, minute) {
+        match self.admit(who, minute) {
             Verdict::Record => {
                 let mut entry = NewEntry::new(who, "refused").details(
                     json!({"request": what, "code": refused.code, "message": refused.message}),
@@ -118,15 +130,15 @@ impl App {
                 }
             }
             Verdict::Suppress { first: true } => {
-                let (app, who) = (self.clone(), who.to_owned());
+                let (log, who) = (self.clone(), who.to_owned());
                 tokio::spawn(async move {
                     let end_ms = (minute + 1) * 60_000;
-                    let wait = (end_ms - app.now().timestamp_millis()).max(0);
+                    let wait = (end_ms - log.clock.now().timestamp_millis()).max(0);
                     tokio::time::sleep(std::time::Duration::from_millis(
                         u64::try_from(wait).unwrap_or(0),
                     ))
                     .await;
-                    app.write_suppressed(&who, minute).await;
+                    log.write_suppressed(&who, minute).await;
                 });
             }
             Verdict::Suppress { first: false } => {}
@@ -134,7 +146,7 @@ impl App {
     }
 
     async fn write_suppressed(&self, who: &str, minute: i64) {
-        let count = self.refusals.take_suppressed(who, minute);
+        let count = self.take_suppressed(who, minute);
         if count == 0 {
             return;
         }
@@ -144,7 +156,7 @@ impl App {
             "minute_from": from,
             "note": format!("{count} more refusals of {who} in this minute were counted, not recorded one by one"),
         }));
-        if let Err(e) = self.write_refusal(self.now(), entry).await {
+        if let Err(e) = self.write_refusal(self.clock.now(), entry).await {
             tracing::warn!(principal = who, error = %e, "recording suppressed refusals of {who} failed: {e}");
         }
     }

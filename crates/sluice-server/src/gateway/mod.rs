@@ -5,6 +5,7 @@
 pub mod spec;
 
 use chrono::{DateTime, Utc};
+use sluice_store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -112,7 +113,7 @@ pub struct Listening {
 impl LiveSessions {
     /// This process's gateway instance id, made on first use.
     pub fn instance_id(&self) -> &str {
-        self.instance.get_or_init(|| crate::app::new_id("gwi"))
+        self.instance.get_or_init(|| crate::ids::new_id("gwi"))
     }
 
     /// Records that the gateway listens (called once it is bound).
@@ -151,6 +152,20 @@ impl LiveSessions {
 
     pub fn get(&self, id: &str) -> Option<Arc<LiveSession>> {
         self.lock().get(id).cloned()
+    }
+
+    /// Ends the live sessions of this instance that someone asked, on any instance, to end.
+    /// Runs after every reload of the access snapshot.
+    pub async fn end_requested(&self, store: &Store) -> Result<(), StoreError> {
+        if self.all().is_empty() {
+            return Ok(());
+        }
+        for (id, by) in store.session_kill_requests().await? {
+            if let Some(l) = self.get(&id) {
+                l.kill(&by);
+            }
+        }
+        Ok(())
     }
 
     pub fn all(&self) -> Vec<Arc<LiveSession>> {

@@ -1,6 +1,7 @@
-use crate::app::{new_id, App};
-use crate::auth::Caller;
+use crate::app::App;
+use crate::caller::Caller;
 use crate::error::ApiError;
+use crate::ids::new_id;
 use serde_json::json;
 use sluice_audit::NewEntry;
 use sluice_core::access::{

@@ -3,9 +3,10 @@
 //! [`sluice_core::approvals`]), save with the audit entry. Applying an approved change goes
 //! through the same path as a direct flag change, in the same transaction.
 
-use crate::app::{new_id, App};
-use crate::auth::Caller;
+use crate::app::App;
+use crate::caller::Caller;
 use crate::error::ApiError;
+use crate::ids::new_id;
 use crate::ops::flag_changes::{Authority, FlagChange};
 use crate::ops::OpError;
 use chrono::{DateTime, Utc};

@@ -1,5 +1,5 @@
 use crate::app::App;
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::ApiError;
 use serde_json::json;
 use sluice_audit::NewEntry;

@@ -1,5 +1,5 @@
 use crate::app::App;
-use crate::auth::Caller;
+use crate::caller::Caller;
 use crate::error::ApiError;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -54,21 +54,6 @@ impl From<Fault> for BrokenFlag {
 /// The stored set as a flagd document (Sluice's marker stripped).
 pub fn export_document(set: &StoredFlagSet) -> Value {
     stored::strip_marker(set.to_document()).0
-}
-
-/// Compiles a stored set as it was imported (see [`stored::compile_stored`]), saying so loudly
-/// when it no longer compiles that way.
-pub fn compile_stored(set: &StoredFlagSet, revision: u64) -> Snapshot {
-    let c = stored::compile_stored(|| set.to_document(), revision);
-    if let Some(e) = &c.fallback {
-        let env = &set.environment;
-        if c.lenient {
-            tracing::error!(environment = %env, error = %e, "stored flags of {env} do not parse: {e}");
-        } else {
-            tracing::error!(environment = %env, error = %e, "stored flags of {env} do not compile: {e}");
-        }
-    }
-    c.snapshot
 }
 
 impl App {

@@ -1,7 +1,8 @@
-use crate::app::{new_id, App};
-use crate::auth::Caller;
+use crate::app::App;
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::gateway::spec::DatabaseConfig;
+use crate::ids::new_id;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sluice_audit::NewEntry;
@@ -183,20 +184,6 @@ impl App {
             ended += 1;
         }
         Ok(ended)
-    }
-
-    /// Ends the live sessions of this instance that someone asked, on any instance, to end.
-    /// Runs after every reload of the access snapshot.
-    pub async fn end_requested_sessions(&self) -> Result<(), ApiError> {
-        if self.gateway.all().is_empty() {
-            return Ok(());
-        }
-        for (id, by) in self.store.session_kill_requests().await? {
-            if let Some(l) = self.gateway.get(&id) {
-                l.kill(&by);
-            }
-        }
-        Ok(())
     }
 }
 

@@ -11,9 +11,10 @@
 //! before, the layer served the variant to everyone; after, the definition does. Expiring
 //! targets stay above the definition as they stayed above the rollout.
 
-use crate::app::{new_id, App};
-use crate::auth::Caller;
+use crate::app::App;
+use crate::caller::Caller;
 use crate::error::ApiError;
+use crate::ids::new_id;
 use crate::ops::flag_changes::{Authority, FlagChange};
 use crate::ops::OpError;
 use chrono::{DateTime, Utc};

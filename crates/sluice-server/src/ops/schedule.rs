@@ -1,9 +1,10 @@
 //! Scheduled flag changes: applied exactly once by the server, as the scheduler on behalf of
 //! whoever scheduled them, and refused then if that person's grant no longer allows them.
 
-use crate::app::{new_id, App};
-use crate::auth::Caller;
+use crate::app::App;
+use crate::caller::Caller;
 use crate::error::ApiError;
+use crate::ids::new_id;
 use crate::ops::flag_changes::FlagChange;
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -158,7 +158,7 @@ pub async fn deny(
 
 async fn end(
     app: App,
-    caller: std::sync::Arc<crate::auth::Caller>,
+    caller: std::sync::Arc<crate::caller::Caller>,
     id: String,
     ending: Ending,
 ) -> Result<Json<RequestView>, ApiError> {

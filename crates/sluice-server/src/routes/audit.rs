@@ -1,7 +1,8 @@
 //! `/v1/audit`: query, verify and export the audit trail (administrators and the `auditors` group).
 
 use crate::app::App;
-use crate::auth::{ApiCaller, Caller};
+use crate::auth::ApiCaller;
+use crate::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap};
@@ -10,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sluice_audit::AuditEntry;
+use sluice_audit::{AuditEntry, VerifyReport};
 use sluice_store::AuditQuery;
 use tokio_stream::StreamExt as _;
 use utoipa::{IntoParams, ToSchema};
@@ -100,6 +101,22 @@ pub struct VerifyView {
     pub problems: Vec<serde_json::Value>,
 }
 
+impl From<VerifyReport> for VerifyView {
+    fn from(r: VerifyReport) -> Self {
+        VerifyView {
+            ok: r.ok(),
+            entries: r.entries,
+            checkpoints_verified: r.checkpoints_verified,
+            head_seq: r.last.map(|h| h.seq),
+            problems: r
+                .problems
+                .iter()
+                .map(|p| serde_json::json!({"seq": p.seq, "kind": p.kind, "message": p.message}))
+                .collect(),
+        }
+    }
+}
+
 /// Verify the live chain: hashes, links, sequence, signed checkpoints and the head.
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", responses((status = 200, body = VerifyView)))]
 pub async fn verify(
@@ -108,17 +125,7 @@ pub async fn verify(
 ) -> Result<Json<VerifyView>, ApiError> {
     require_auditor(&app, &caller)?;
     let r = crate::audit::verify_live(&app).await?;
-    Ok(Json(VerifyView {
-        ok: r.ok(),
-        entries: r.entries,
-        checkpoints_verified: r.checkpoints_verified,
-        head_seq: r.last.map(|h| h.seq),
-        problems: r
-            .problems
-            .iter()
-            .map(|p| serde_json::json!({"seq": p.seq, "kind": p.kind, "message": p.message}))
-            .collect(),
-    }))
+    Ok(Json(r.into()))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

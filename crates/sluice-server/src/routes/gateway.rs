@@ -2,7 +2,8 @@
 //! statements, kill. Everyone sees their own; administrators and `auditors` see all.
 
 use crate::app::App;
-use crate::auth::{ApiCaller, Caller};
+use crate::auth::ApiCaller;
+use crate::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
 use axum::extract::{Path, Query, State};
 use axum::Json;

@@ -13,7 +13,7 @@ pub mod trace;
 pub mod views;
 
 use crate::app::App;
-use crate::json::BodyLimit;
+use crate::json::{BodyLimit, MAX_BODY, MAX_IMPORT};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,11 +23,6 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt as _};
 use utoipa_axum::routes;
-
-/// Largest request body accepted on any endpoint but flag import.
-pub const MAX_BODY: usize = 256 * 1024;
-/// Largest flag document accepted by an import.
-pub const MAX_IMPORT: usize = 8 * 1024 * 1024;
 
 /// What the document says beside its operations, which come from the routes below.
 #[derive(OpenApi)]
@@ -319,7 +314,7 @@ pub fn router(app: App) -> Router {
         // Refusals on the administrative API are audited. Not on the evaluation paths: AuthZEN
         // records its own decisions, and OFREP refuses only bad keys.
         .route_layer(axum::middleware::from_fn_with_state(
-            app.clone(),
+            app.refusals.clone(),
             crate::refusals::record,
         ))
         .merge(rest)

@@ -8,7 +8,8 @@
 //! request < static < header-mapped); the key's, more specific, win over the environment's.
 
 use crate::app::App;
-use crate::auth::{authenticate, presented_token, Caller};
+use crate::auth::{authenticate, presented_token};
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::json::ApiBytes;
 use axum::body::Bytes;

@@ -1,0 +1,37 @@
+//! The authenticated principal behind a request, as [`crate::auth`] identifies it.
+
+use crate::error::ApiError;
+use sluice_core::access::Actor;
+use sluice_core::token::TokenKind;
+
+/// The authenticated principal behind a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub admin: bool,
+    pub token_id: String,
+    pub kind: TokenKind,
+    /// For client keys: the one environment they may evaluate.
+    pub environment: Option<String>,
+    /// For client keys: static evaluation context merged into every evaluation.
+    pub context: Option<serde_json::Map<String, serde_json::Value>>,
+    /// For connection passwords: the one gateway database they open sessions on.
+    pub database: Option<String>,
+}
+
+impl Caller {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            name: self.name.clone(),
+            admin: self.admin,
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.admin {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("this needs an administrator".into()))
+        }
+    }
+}
