@@ -2,14 +2,14 @@
 
 use crate::cli::{AccessCommand, AuditCommand, FlagsCommand, Remote, TokenCommand};
 use crate::client::{client, endpoint, Client};
-use crate::output::{self, emit, s, table, when};
+use crate::output::{self, emit, opt, s, table, when_at};
 use anyhow::{anyhow, bail, Context};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sluice_api::access::{
     Comment, EntitlementView, Extension, NewRequest, RequestView, Revocation, ScopeView,
 };
-use sluice_api::admin::WhoAmI;
+use sluice_api::admin::{CreatedToken, NewToken, TokenView, WhoAmI};
 
 /// No request body, for [`Client::send`].
 const NO_BODY: Option<&()> = None;
@@ -407,57 +407,64 @@ pub async fn tokens(cmd: TokenCommand, r: Remote) -> anyhow::Result<()> {
         } => {
             let context: Option<serde_json::Map<String, serde_json::Value>> = (!context.is_empty())
                 .then(|| context.into_iter().map(|(k, v)| (k, v.into())).collect());
-            let v = c.call(Method::POST, "/v1/tokens", Some(json!({"name": name, "principal": principal, "kind": kind, "environment": env, "expires_in": expires_in, "context": context}))).await?;
-            emit(r.output, &v, |v| {
-                outln!("{}", s(&v["token"]));
+            let body = NewToken {
+                principal,
+                name,
+                kind: Some(kind),
+                environment: env,
+                expires_in,
+                context,
+            };
+            let t: CreatedToken = c.send(Method::POST, "/v1/tokens", Some(&body)).await?;
+            emit(r.output, &t, |t| {
+                outln!("{}", t.token);
                 eprintln!(
                     "token {} for {} — shown only this once; store it now",
-                    s(&v["id"]),
-                    s(&v["principal"])
+                    t.info.id, t.info.principal
                 );
             })
         }
         TokenCommand::List { all } => {
-            let v = c
-                .call(
+            let tokens: Vec<TokenView> = c
+                .send(
                     Method::GET,
                     &endpoint(&["v1", "tokens"], &[("all", all.then(|| "true".into()))]),
-                    None,
+                    NO_BODY,
                 )
                 .await?;
-            emit(r.output, &v, |v| {
-                let rows = v
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|t| {
-                                let state = if !t["revoked_at"].is_null() {
-                                    format!("revoked {}", when(&t["revoked_at"]))
-                                } else if !t["expires_at"].is_null() {
-                                    format!("expires {}", when(&t["expires_at"]))
-                                } else {
-                                    "active".into()
-                                };
-                                vec![
-                                    s(&t["id"]),
-                                    s(&t["principal"]),
-                                    s(&t["kind"]),
-                                    s(&t["environment"]),
-                                    s(&t["name"]),
-                                    state,
-                                ]
-                            })
-                            .collect()
+            emit(r.output, &tokens, |tokens| {
+                let rows = tokens
+                    .iter()
+                    .map(|t| {
+                        let state = if let Some(at) = t.revoked_at {
+                            format!("revoked {}", when_at(Some(at)))
+                        } else if let Some(at) = t.expires_at {
+                            format!("expires {}", when_at(Some(at)))
+                        } else {
+                            "active".into()
+                        };
+                        vec![
+                            t.id.clone(),
+                            t.principal.clone(),
+                            t.kind.as_str().to_owned(),
+                            opt(t.environment.as_deref()),
+                            t.name.clone(),
+                            state,
+                        ]
                     })
-                    .unwrap_or_default();
+                    .collect();
                 table(&["id", "principal", "kind", "env", "name", "state"], rows);
             })
         }
         TokenCommand::Revoke { id } => {
-            let v = c
-                .call(Method::DELETE, &endpoint(&["v1", "tokens", &id], &[]), None)
+            let t: TokenView = c
+                .send(
+                    Method::DELETE,
+                    &endpoint(&["v1", "tokens", &id], &[]),
+                    NO_BODY,
+                )
                 .await?;
-            emit(r.output, &v, |v| outln!("revoked token {}", s(&v["id"])))
+            emit(r.output, &t, |t| outln!("revoked token {}", t.id))
         }
     }
 }

@@ -46,6 +46,11 @@ pub fn s(v: &Value) -> String {
     }
 }
 
+/// A field that may be absent, as a table cell: `-` when it is (as [`s`] shows `null`).
+pub fn opt(v: Option<&str>) -> String {
+    v.unwrap_or("-").to_owned()
+}
+
 /// Prints rows as an aligned table.
 pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();

@@ -1,6 +1,6 @@
 //! `/v1/whoami`, `/v1/policy`, `/v1/tokens`.
 
-use super::views::TokenView;
+use super::views::{token_view, TokenView};
 use crate::app::App;
 use crate::auth::ApiCaller;
 use crate::error::{ApiError, ErrorBody};
@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 pub use sluice_api::admin::WhoAmI;
+use sluice_api::admin::{CreatedToken, NewToken};
 use sluice_core::duration::Duration;
 use sluice_core::token::TokenKind;
 use utoipa::{IntoParams, ToSchema};
@@ -101,32 +102,6 @@ pub async fn current(
     }))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewToken {
-    /// Whose token; default the caller. Administrators only for others.
-    pub principal: Option<String>,
-    pub name: String,
-    /// `api` (default) or `client` (evaluates flags of one environment only).
-    pub kind: Option<String>,
-    /// For client keys: the environment they are bound to.
-    pub environment: Option<String>,
-    /// E.g. `90d`; default: does not expire.
-    pub expires_in: Option<String>,
-    /// For client keys: static evaluation context merged into every evaluation made with the
-    /// key, over the request's and the environment's values.
-    #[schema(value_type = Option<Object>)]
-    pub context: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CreatedToken {
-    /// The secret, shown only this once.
-    pub token: String,
-    #[serde(flatten)]
-    pub info: TokenView,
-}
-
 /// Create a token; the secret is in the response and nowhere else.
 #[utoipa::path(post, path = "/v1/tokens", request_body = NewToken, tag = "admin",
     responses((status = 201, body = CreatedToken), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -169,7 +144,7 @@ pub async fn create_token(
         StatusCode::CREATED,
         Json(CreatedToken {
             token: t.secret.expose().to_owned(),
-            info: t.row.into(),
+            info: token_view(t.row)?,
         }),
     ))
 }
@@ -200,7 +175,9 @@ pub async fn list_tokens(
         caller.require_admin()?;
     }
     let rows = app.store.tokens(principal.as_deref()).await?;
-    Ok(Json(rows.into_iter().map(TokenView::from).collect()))
+    Ok(Json(
+        rows.into_iter().map(token_view).collect::<Result<_, _>>()?,
+    ))
 }
 
 /// Revoke a token (your own, or any for administrators).
@@ -210,5 +187,5 @@ pub async fn revoke_token(
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<TokenView>, ApiError> {
-    Ok(Json(app.revoke_token(&caller, &id).await?.into()))
+    Ok(Json(token_view(app.revoke_token(&caller, &id).await?)?))
 }
