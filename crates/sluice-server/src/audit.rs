@@ -167,7 +167,11 @@ pub async fn verify_live(app: &App) -> Result<VerifyView, ApiError> {
         problems: r
             .problems
             .iter()
-            .map(|p| serde_json::json!({"seq": p.seq, "kind": p.kind, "message": p.message}))
+            .map(|p| sluice_api::audit::ProblemView {
+                seq: p.seq,
+                kind: p.kind.into(),
+                message: p.message.clone(),
+            })
             .collect(),
     })
 }

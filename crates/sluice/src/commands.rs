@@ -10,6 +10,7 @@ use sluice_api::access::{
     Comment, EntitlementView, Extension, NewRequest, RequestView, Revocation, ScopeView,
 };
 use sluice_api::admin::{CreatedToken, NewToken, TokenView, WhoAmI};
+use sluice_api::audit::{AuditEntry, AuditPage, ProblemView, VerifyView};
 
 /// No request body, for [`Client::send`].
 const NO_BODY: Option<&()> = None;
@@ -209,14 +210,13 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
                     ("newest", Some("true".into())),
                 ],
             );
-            let v = c.call(Method::GET, &path, None).await?;
-            let entries = v["entries"].as_array().cloned().unwrap_or_default();
+            let page: AuditPage = c.send(Method::GET, &path, NO_BODY).await?;
             if follow {
                 // One entry per line from the start, so the stream continues the same way.
-                for e in &entries {
+                for e in &page.entries {
                     print_entry(r.output, e)?;
                 }
-                let last = entries.last().and_then(|e| e["seq"].as_i64()).or(after);
+                let last = page.entries.last().map(|e| e.seq).or(after);
                 let path = endpoint(
                     &["v1", "audit", "stream"],
                     &[
@@ -228,14 +228,14 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
                 );
                 return c
                     .follow_events(&path, |data| {
-                        let entry: Value = serde_json::from_str(data)
+                        let entry: AuditEntry = serde_json::from_str(data)
                             .with_context(|| format!("the server sent a bad entry: {data}"))?;
                         print_entry(r.output, &entry)
                     })
                     .await;
             }
-            emit(r.output, &v, |_| {
-                let rows = entries.iter().map(entry_row).collect();
+            emit(r.output, &page, |page| {
+                let rows = page.entries.iter().map(entry_row).collect();
                 table(
                     &["seq", "at", "actor", "action", "resource", "subject"],
                     rows,
@@ -267,20 +267,20 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
             Ok(())
         }
         AuditCommand::Verify { file: None, .. } => {
-            let v = c.call(Method::GET, "/v1/audit/verify", None).await?;
+            let v: VerifyView = c.send(Method::GET, "/v1/audit/verify", NO_BODY).await?;
             emit(r.output, &v, |v| {
-                if v["ok"] == Value::Bool(true) {
+                if v.ok {
                     outln!(
                         "ok: {} entries, {} signed checkpoints verified, head at seq {}",
-                        v["entries"],
-                        v["checkpoints_verified"],
-                        s(&v["head_seq"])
+                        v.entries,
+                        v.checkpoints_verified,
+                        v.head_seq.map_or_else(|| "-".to_owned(), |h| h.to_string())
                     );
                 } else {
-                    print_problems(v["problems"].as_array().cloned().unwrap_or_default());
+                    print_problems(&v.problems);
                 }
             })?;
-            if v["ok"] != Value::Bool(true) {
+            if !v.ok {
                 bail!("the audit trail does not verify");
             }
             Ok(())
@@ -316,19 +316,19 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
     }
 }
 
-fn entry_row(e: &Value) -> Vec<String> {
+fn entry_row(e: &AuditEntry) -> Vec<String> {
     vec![
-        s(&e["seq"]),
-        s(&e["at"]),
-        s(&e["actor"]),
-        s(&e["action"]),
-        s(&e["resource"]),
-        s(&e["subject_id"]),
+        e.seq.to_string(),
+        sluice_audit::format_timestamp(&e.at),
+        e.actor.clone(),
+        e.action.clone(),
+        opt(e.resource.as_deref()),
+        opt(e.subject_id.as_deref()),
     ]
 }
 
 /// One entry on one line: a compact JSON object with `-o json`, else the table's columns.
-fn print_entry(out: crate::cli::Output, e: &Value) -> anyhow::Result<()> {
+fn print_entry(out: crate::cli::Output, e: &AuditEntry) -> anyhow::Result<()> {
     match out {
         crate::cli::Output::Json => outln!("{}", serde_json::to_string(e)?),
         crate::cli::Output::Table => outln!("{}", entry_row(e).join("  ")),
@@ -336,14 +336,9 @@ fn print_entry(out: crate::cli::Output, e: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_problems(problems: Vec<Value>) {
+fn print_problems(problems: &[ProblemView]) {
     for p in problems {
-        outln!(
-            "seq {}: {}: {}",
-            s(&p["seq"]),
-            s(&p["kind"]),
-            s(&p["message"])
-        );
+        outln!("seq {}: {}: {}", p.seq, p.kind.as_str(), p.message);
     }
 }
 

@@ -9,11 +9,11 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use sluice_audit::AuditEntry;
+use serde::Deserialize;
+pub use sluice_api::audit::{AuditPage, VerifyView};
 use sluice_store::AuditQuery;
 use tokio_stream::StreamExt as _;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 pub(crate) fn require_auditor(app: &App, caller: &Caller) -> Result<(), ApiError> {
     if caller.admin
@@ -51,14 +51,6 @@ pub struct AuditParams {
     pub newest: Option<bool>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditPage {
-    #[schema(value_type = Vec<Object>)]
-    pub entries: Vec<AuditEntry>,
-    /// Pass as `after` for the next page; absent on the last page.
-    pub next_after: Option<i64>,
-}
-
 /// Query the audit trail with filters and pagination.
 #[utoipa::path(get, path = "/v1/audit", params(AuditParams), tag = "audit", responses((status = 200, body = AuditPage), (status = 403, body = ErrorBody)))]
 pub async fn query(
@@ -87,17 +79,6 @@ pub async fn query(
         entries,
         next_after,
     }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VerifyView {
-    pub ok: bool,
-    pub entries: u64,
-    pub checkpoints_verified: u64,
-    pub head_seq: Option<i64>,
-    /// One line per problem, each naming the first bad sequence number.
-    #[schema(value_type = Vec<Object>)]
-    pub problems: Vec<serde_json::Value>,
 }
 
 /// Verify the live chain: hashes, links, sequence, signed checkpoints and the head.
