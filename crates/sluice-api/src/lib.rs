@@ -8,3 +8,4 @@
 pub mod access;
 pub mod admin;
 pub mod audit;
+pub mod policy;

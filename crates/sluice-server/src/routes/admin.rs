@@ -8,12 +8,13 @@ use crate::json::ApiJson;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 pub use sluice_api::admin::WhoAmI;
 use sluice_api::admin::{CreatedToken, NewToken};
+pub use sluice_api::policy::{ApplyPolicy, CurrentPolicy, PolicyApplied};
 use sluice_core::duration::Duration;
 use sluice_core::token::TokenKind;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 /// Who the presented token belongs to.
 #[utoipa::path(get, path = "/v1/whoami", tag = "admin", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
@@ -25,34 +26,6 @@ pub async fn whoami(State(app): State<App>, ApiCaller(caller): ApiCaller) -> Jso
         groups,
         token_id: caller.token_id.clone(),
     })
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ApplyPolicy {
-    /// The policy file (YAML).
-    pub source: String,
-    /// Validate and show the diff without applying.
-    #[serde(default)]
-    pub dry_run: bool,
-    /// sha256 of the policy the caller saw the diff against (`hash` of `GET /v1/policy` or of
-    /// a dry run's `base_hash`); if the policy in force has changed since, 409 `policy_changed`.
-    pub base_hash: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PolicyApplied {
-    /// The new version, absent for a dry run.
-    pub version: Option<i64>,
-    /// sha256 of the source.
-    pub hash: String,
-    pub diff: Vec<String>,
-    /// The changes that take something away (principals, entitlements, environments or their
-    /// protection); a client should confirm these with a person before applying.
-    pub removals: Vec<String>,
-    /// sha256 of the policy the diff was computed against.
-    pub base_hash: String,
-    pub applied: bool,
 }
 
 /// Validate a policy completely, show the diff, and apply it (administrators).
@@ -79,13 +52,6 @@ pub async fn apply(
         removals: a.removals,
         base_hash: a.base_hash,
     }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CurrentPolicy {
-    pub version: Option<i64>,
-    pub hash: String,
-    pub source: Option<String>,
 }
 
 /// The policy in force.
