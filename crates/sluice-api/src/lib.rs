@@ -8,4 +8,5 @@
 pub mod access;
 pub mod admin;
 pub mod audit;
+pub mod gateway;
 pub mod policy;

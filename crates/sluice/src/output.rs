@@ -81,7 +81,7 @@ pub fn json(v: &(impl Serialize + ?Sized)) -> anyhow::Result<()> {
 }
 
 /// A time as the server wrote it (RFC 3339, as `chrono` serialises it), `-` for none.
-fn stamp(t: Option<DateTime<Utc>>) -> String {
+pub fn stamp(t: Option<DateTime<Utc>>) -> String {
     t.and_then(|t| serde_json::to_value(t).ok())
         .map_or_else(|| "-".into(), |v| s(&v))
 }
