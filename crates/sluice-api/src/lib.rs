@@ -8,5 +8,6 @@
 pub mod access;
 pub mod admin;
 pub mod audit;
+pub mod flags;
 pub mod gateway;
 pub mod policy;

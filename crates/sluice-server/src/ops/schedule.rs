@@ -4,7 +4,7 @@
 use crate::app::{new_id, App};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::ops::flag_changes::FlagChange;
+use crate::ops::flag_changes::{FlagChange, FlagChangeExt};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
