@@ -11,6 +11,7 @@ use sluice_api::access::{
 };
 use sluice_api::admin::{CreatedToken, NewToken, TokenView, WhoAmI};
 use sluice_api::audit::{AuditEntry, AuditPage, ProblemView, VerifyView};
+use sluice_api::authzen::EvaluationResponse;
 
 /// No request body, for [`Client::send`].
 const NO_BODY: Option<&()> = None;
@@ -474,13 +475,17 @@ pub async fn check(
         .split_once(':')
         .ok_or_else(|| anyhow!("RESOURCE is `kind:name`, e.g. db:orders"))?;
     let body = json!({"subject": {"type": "user", "id": subject}, "action": {"name": action}, "resource": {"type": kind, "id": id}});
-    let v = client(&r)
-        .call(Method::POST, "/access/v1/evaluation", Some(body))
+    let v: EvaluationResponse = client(&r)
+        .send(Method::POST, "/access/v1/evaluation", Some(&body))
         .await?;
-    let allowed = v["decision"] == Value::Bool(true);
+    let allowed = v.decision;
     emit(r.output, &v, |v| {
         let verdict = if allowed { "allow" } else { "deny" };
-        outln!("{verdict}: {}", s(&v["context"]["reason_admin"]["en"]));
+        let reason = v
+            .context
+            .as_ref()
+            .map_or(&Value::Null, |c| &c["reason_admin"]["en"]);
+        outln!("{verdict}: {}", s(reason));
     })?;
     Ok(allowed)
 }
