@@ -7,3 +7,8 @@
 
 pub mod access;
 pub mod admin;
+pub mod audit;
+pub mod authzen;
+pub mod flags;
+pub mod gateway;
+pub mod policy;

@@ -2,14 +2,16 @@
 
 use crate::cli::{AccessCommand, AuditCommand, FlagsCommand, Remote, TokenCommand};
 use crate::client::{client, endpoint, Client};
-use crate::output::{self, emit, s, table, when};
+use crate::output::{self, emit, opt, s, table, when_at};
 use anyhow::{anyhow, bail, Context};
 use reqwest::Method;
 use serde_json::{json, Value};
 use sluice_api::access::{
     Comment, EntitlementView, Extension, NewRequest, RequestView, Revocation, ScopeView,
 };
-use sluice_api::admin::WhoAmI;
+use sluice_api::admin::{CreatedToken, NewToken, TokenView, WhoAmI};
+use sluice_api::audit::{AuditEntry, AuditPage, ProblemView, VerifyView};
+use sluice_api::authzen::EvaluationResponse;
 
 /// No request body, for [`Client::send`].
 const NO_BODY: Option<&()> = None;
@@ -209,14 +211,13 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
                     ("newest", Some("true".into())),
                 ],
             );
-            let v = c.call(Method::GET, &path, None).await?;
-            let entries = v["entries"].as_array().cloned().unwrap_or_default();
+            let page: AuditPage = c.send(Method::GET, &path, NO_BODY).await?;
             if follow {
                 // One entry per line from the start, so the stream continues the same way.
-                for e in &entries {
+                for e in &page.entries {
                     print_entry(r.output, e)?;
                 }
-                let last = entries.last().and_then(|e| e["seq"].as_i64()).or(after);
+                let last = page.entries.last().map(|e| e.seq).or(after);
                 let path = endpoint(
                     &["v1", "audit", "stream"],
                     &[
@@ -228,14 +229,14 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
                 );
                 return c
                     .follow_events(&path, |data| {
-                        let entry: Value = serde_json::from_str(data)
+                        let entry: AuditEntry = serde_json::from_str(data)
                             .with_context(|| format!("the server sent a bad entry: {data}"))?;
                         print_entry(r.output, &entry)
                     })
                     .await;
             }
-            emit(r.output, &v, |_| {
-                let rows = entries.iter().map(entry_row).collect();
+            emit(r.output, &page, |page| {
+                let rows = page.entries.iter().map(entry_row).collect();
                 table(
                     &["seq", "at", "actor", "action", "resource", "subject"],
                     rows,
@@ -267,20 +268,20 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
             Ok(())
         }
         AuditCommand::Verify { file: None, .. } => {
-            let v = c.call(Method::GET, "/v1/audit/verify", None).await?;
+            let v: VerifyView = c.send(Method::GET, "/v1/audit/verify", NO_BODY).await?;
             emit(r.output, &v, |v| {
-                if v["ok"] == Value::Bool(true) {
+                if v.ok {
                     outln!(
                         "ok: {} entries, {} signed checkpoints verified, head at seq {}",
-                        v["entries"],
-                        v["checkpoints_verified"],
-                        s(&v["head_seq"])
+                        v.entries,
+                        v.checkpoints_verified,
+                        v.head_seq.map_or_else(|| "-".to_owned(), |h| h.to_string())
                     );
                 } else {
-                    print_problems(v["problems"].as_array().cloned().unwrap_or_default());
+                    print_problems(&v.problems);
                 }
             })?;
-            if v["ok"] != Value::Bool(true) {
+            if !v.ok {
                 bail!("the audit trail does not verify");
             }
             Ok(())
@@ -316,19 +317,19 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
     }
 }
 
-fn entry_row(e: &Value) -> Vec<String> {
+fn entry_row(e: &AuditEntry) -> Vec<String> {
     vec![
-        s(&e["seq"]),
-        s(&e["at"]),
-        s(&e["actor"]),
-        s(&e["action"]),
-        s(&e["resource"]),
-        s(&e["subject_id"]),
+        e.seq.to_string(),
+        sluice_audit::format_timestamp(&e.at),
+        e.actor.clone(),
+        e.action.clone(),
+        opt(e.resource.as_deref()),
+        opt(e.subject_id.as_deref()),
     ]
 }
 
 /// One entry on one line: a compact JSON object with `-o json`, else the table's columns.
-fn print_entry(out: crate::cli::Output, e: &Value) -> anyhow::Result<()> {
+fn print_entry(out: crate::cli::Output, e: &AuditEntry) -> anyhow::Result<()> {
     match out {
         crate::cli::Output::Json => outln!("{}", serde_json::to_string(e)?),
         crate::cli::Output::Table => outln!("{}", entry_row(e).join("  ")),
@@ -336,14 +337,9 @@ fn print_entry(out: crate::cli::Output, e: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_problems(problems: Vec<Value>) {
+fn print_problems(problems: &[ProblemView]) {
     for p in problems {
-        outln!(
-            "seq {}: {}: {}",
-            s(&p["seq"]),
-            s(&p["kind"]),
-            s(&p["message"])
-        );
+        outln!("seq {}: {}: {}", p.seq, p.kind.as_str(), p.message);
     }
 }
 
@@ -403,57 +399,64 @@ pub async fn tokens(cmd: TokenCommand, r: Remote) -> anyhow::Result<()> {
         } => {
             let context: Option<serde_json::Map<String, serde_json::Value>> = (!context.is_empty())
                 .then(|| context.into_iter().map(|(k, v)| (k, v.into())).collect());
-            let v = c.call(Method::POST, "/v1/tokens", Some(json!({"name": name, "principal": principal, "kind": kind, "environment": env, "expires_in": expires_in, "context": context}))).await?;
-            emit(r.output, &v, |v| {
-                outln!("{}", s(&v["token"]));
+            let body = NewToken {
+                principal,
+                name,
+                kind: Some(kind),
+                environment: env,
+                expires_in,
+                context,
+            };
+            let t: CreatedToken = c.send(Method::POST, "/v1/tokens", Some(&body)).await?;
+            emit(r.output, &t, |t| {
+                outln!("{}", t.token);
                 eprintln!(
                     "token {} for {} — shown only this once; store it now",
-                    s(&v["id"]),
-                    s(&v["principal"])
+                    t.info.id, t.info.principal
                 );
             })
         }
         TokenCommand::List { all } => {
-            let v = c
-                .call(
+            let tokens: Vec<TokenView> = c
+                .send(
                     Method::GET,
                     &endpoint(&["v1", "tokens"], &[("all", all.then(|| "true".into()))]),
-                    None,
+                    NO_BODY,
                 )
                 .await?;
-            emit(r.output, &v, |v| {
-                let rows = v
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|t| {
-                                let state = if !t["revoked_at"].is_null() {
-                                    format!("revoked {}", when(&t["revoked_at"]))
-                                } else if !t["expires_at"].is_null() {
-                                    format!("expires {}", when(&t["expires_at"]))
-                                } else {
-                                    "active".into()
-                                };
-                                vec![
-                                    s(&t["id"]),
-                                    s(&t["principal"]),
-                                    s(&t["kind"]),
-                                    s(&t["environment"]),
-                                    s(&t["name"]),
-                                    state,
-                                ]
-                            })
-                            .collect()
+            emit(r.output, &tokens, |tokens| {
+                let rows = tokens
+                    .iter()
+                    .map(|t| {
+                        let state = if let Some(at) = t.revoked_at {
+                            format!("revoked {}", when_at(Some(at)))
+                        } else if let Some(at) = t.expires_at {
+                            format!("expires {}", when_at(Some(at)))
+                        } else {
+                            "active".into()
+                        };
+                        vec![
+                            t.id.clone(),
+                            t.principal.clone(),
+                            t.kind.as_str().to_owned(),
+                            opt(t.environment.as_deref()),
+                            t.name.clone(),
+                            state,
+                        ]
                     })
-                    .unwrap_or_default();
+                    .collect();
                 table(&["id", "principal", "kind", "env", "name", "state"], rows);
             })
         }
         TokenCommand::Revoke { id } => {
-            let v = c
-                .call(Method::DELETE, &endpoint(&["v1", "tokens", &id], &[]), None)
+            let t: TokenView = c
+                .send(
+                    Method::DELETE,
+                    &endpoint(&["v1", "tokens", &id], &[]),
+                    NO_BODY,
+                )
                 .await?;
-            emit(r.output, &v, |v| outln!("revoked token {}", s(&v["id"])))
+            emit(r.output, &t, |t| outln!("revoked token {}", t.id))
         }
     }
 }
@@ -468,13 +471,17 @@ pub async fn check(
         .split_once(':')
         .ok_or_else(|| anyhow!("RESOURCE is `kind:name`, e.g. db:orders"))?;
     let body = json!({"subject": {"type": "user", "id": subject}, "action": {"name": action}, "resource": {"type": kind, "id": id}});
-    let v = client(&r)
-        .call(Method::POST, "/access/v1/evaluation", Some(body))
+    let v: EvaluationResponse = client(&r)
+        .send(Method::POST, "/access/v1/evaluation", Some(&body))
         .await?;
-    let allowed = v["decision"] == Value::Bool(true);
+    let allowed = v.decision;
     emit(r.output, &v, |v| {
         let verdict = if allowed { "allow" } else { "deny" };
-        outln!("{verdict}: {}", s(&v["context"]["reason_admin"]["en"]));
+        let reason = v
+            .context
+            .as_ref()
+            .map_or(&Value::Null, |c| &c["reason_admin"]["en"]);
+        outln!("{verdict}: {}", s(reason));
     })?;
     Ok(allowed)
 }

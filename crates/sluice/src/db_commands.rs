@@ -3,9 +3,13 @@
 
 use crate::cli::{DbCommand, Remote};
 use crate::client::{client, endpoint};
-use crate::output::{emit, s, table, when};
+use crate::output::{emit, opt, s, stamp, table, when_at};
 use reqwest::Method;
 use serde_json::Value;
+use sluice_api::gateway::{PasswordIssued, SessionDetail, SessionList};
+
+/// No request body, for [`crate::client::Client::send`].
+const NO_BODY: Option<&()> = None;
 
 pub async fn db(cmd: DbCommand, r: Remote) -> anyhow::Result<()> {
     let c = client(&r);
@@ -15,15 +19,15 @@ pub async fn db(cmd: DbCommand, r: Remote) -> anyhow::Result<()> {
                 &["v1", "db", "sessions"],
                 &[("all", all.then(|| "true".into()))],
             );
-            let v = c.call(Method::GET, &path, None).await?;
+            let v: SessionList = c.send(Method::GET, &path, NO_BODY).await?;
             emit(r.output, &v, sessions_table)
         }
         DbCommand::Session { id } => {
-            let v = c
-                .call(
+            let v: SessionDetail = c
+                .send(
                     Method::GET,
                     &endpoint(&["v1", "db", "sessions", &id], &[]),
-                    None,
+                    NO_BODY,
                 )
                 .await?;
             emit(r.output, &v, show)
@@ -84,11 +88,11 @@ pub async fn db(cmd: DbCommand, r: Remote) -> anyhow::Result<()> {
             psql_args,
         } => {
             let body = ttl.map(|t| serde_json::json!({ "ttl": t }));
-            let v = c
-                .call(
+            let v: PasswordIssued = c
+                .send(
                     Method::POST,
                     &endpoint(&["v1", "db", &name, "password"], &[]),
-                    body,
+                    body.as_ref(),
                 )
                 .await?;
             let addr = match pg {
@@ -98,10 +102,9 @@ pub async fn db(cmd: DbCommand, r: Remote) -> anyhow::Result<()> {
             let (host, port) = split_addr(&addr);
             let conninfo = format!(
                 "host={host} port={port} dbname={} user={} sslmode=require",
-                s(&v["database"]),
-                s(&v["user"])
+                v.database, v.user
             );
-            let password = s(&v["password"]);
+            let password = v.password.clone();
             if exec {
                 // psql replaces this process: Ctrl-C reaches it alone (and cancels the query).
                 use std::os::unix::process::CommandExt;
@@ -113,16 +116,16 @@ pub async fn db(cmd: DbCommand, r: Remote) -> anyhow::Result<()> {
                 anyhow::bail!("cannot run psql: {e}; is PostgreSQL's client installed?");
             }
             if r.output == crate::cli::Output::Json {
-                let mut v = v;
+                let mut v = serde_json::to_value(&v)?;
                 v["psql"] = Value::String(format!("psql \"{conninfo}\""));
                 return emit(r.output, &v, |_| {});
             }
             eprintln!(
                 "# a connection password for db:{} under grant {}: it opens sessions until {} ({});\n# each session lasts as long as the grant.",
-                s(&v["database"]),
-                s(&v["grant_id"]),
-                s(&v["expires_at"]),
-                when(&v["expires_at"])
+                v.database,
+                v.grant_id,
+                stamp(Some(v.expires_at)),
+                when_at(Some(v.expires_at))
             );
             let extra: String = psql_args
                 .iter()
@@ -136,8 +139,8 @@ pub async fn db(cmd: DbCommand, r: Remote) -> anyhow::Result<()> {
 
 /// Where to reach the gateway: the address the server reports, with an unspecified host
 /// (`0.0.0.0`, `[::]`) replaced by the host the CLI reaches the server at.
-fn gateway_address(v: &Value, server: &str) -> anyhow::Result<String> {
-    let Some(listening) = v["gateway"]["address"].as_str() else {
+fn gateway_address(v: &PasswordIssued, server: &str) -> anyhow::Result<String> {
+    let Some(listening) = v.gateway.as_ref().map(|g| g.address.as_str()) else {
         anyhow::bail!(
             "the server at {server} runs no PostgreSQL gateway; pass --pg HOST:PORT (or SLUICE_PG_ADDR) of one that does"
         );
@@ -168,78 +171,78 @@ fn split_addr(addr: &str) -> (&str, &str) {
     }
 }
 
-fn sessions_table(v: &Value) {
-    let rows = v["sessions"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|x| {
-                    vec![
-                        s(&x["id"]),
-                        s(&x["principal"]),
-                        format!("db:{}", s(&x["database"])),
-                        format!("{} as {}", s(&x["action"]), s(&x["role"])),
-                        s(&x["statements"]),
-                        if x["live"] == Value::Bool(true) {
-                            format!("ends {}", when(&x["expires_at"]))
-                        } else {
-                            format!("ended {}: {}", when(&x["ended_at"]), s(&x["end_reason"]))
-                        },
-                    ]
-                })
-                .collect()
+fn sessions_table(v: &SessionList) {
+    let rows = v
+        .sessions
+        .iter()
+        .map(|x| {
+            vec![
+                x.id.clone(),
+                x.principal.clone(),
+                format!("db:{}", x.database),
+                format!("{} as {}", x.action, x.role),
+                x.statements.to_string(),
+                if x.live {
+                    format!("ends {}", when_at(Some(x.expires_at)))
+                } else {
+                    format!(
+                        "ended {}: {}",
+                        when_at(x.ended_at),
+                        opt(x.end_reason.as_deref())
+                    )
+                },
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     table(
         &["id", "who", "database", "access", "statements", "when"],
         rows,
     );
 }
 
-fn show(v: &Value) {
-    let x = &v["session"];
-    outln!("session     {}", s(&x["id"]));
-    outln!(
-        "who         {} from {}",
-        s(&x["principal"]),
-        s(&x["client_addr"])
-    );
+fn show(v: &SessionDetail) {
+    let x = &v.session;
+    outln!("session     {}", x.id);
+    outln!("who         {} from {}", x.principal, x.client_addr);
     outln!(
         "access      {} on db:{} as role {} under grant {}",
-        s(&x["action"]),
-        s(&x["database"]),
-        s(&x["role"]),
-        s(&x["grant_id"])
+        x.action,
+        x.database,
+        x.role,
+        x.grant_id
     );
-    outln!("started     {}", s(&x["started_at"]));
-    if x["live"] == Value::Bool(true) {
+    outln!("started     {}", stamp(Some(x.started_at)));
+    if x.live {
         outln!(
             "ends        {} ({})",
-            s(&x["expires_at"]),
-            when(&x["expires_at"])
+            stamp(Some(x.expires_at)),
+            when_at(Some(x.expires_at))
         );
-    } else if !x["ended_at"].is_null() {
-        outln!("ended       {}: {}", s(&x["ended_at"]), s(&x["end_reason"]));
-        outln!("log hash    {}", s(&x["log_hash"]));
+    } else if let Some(ended) = x.ended_at {
+        outln!(
+            "ended       {}: {}",
+            stamp(Some(ended)),
+            opt(x.end_reason.as_deref())
+        );
+        outln!("log hash    {}", opt(x.log_hash.as_deref()));
     }
     outln!(
         "traffic     {} statements, {} bytes in, {} bytes out",
-        s(&x["statements"]),
-        s(&x["bytes_in"]),
-        s(&x["bytes_out"])
+        x.statements,
+        x.bytes_in,
+        x.bytes_out
     );
-    for st in v["statements"].as_array().into_iter().flatten() {
-        let params = if st["params"].is_null() {
-            String::new()
-        } else {
-            format!("  params {}", st["params"])
+    for st in &v.statements {
+        let params = match &st.params {
+            None | Some(Value::Null) => String::new(),
+            Some(p) => format!("  params {p}"),
         };
         outln!(
             "{:>4}  {}  {:<7}  {}{params}",
-            s(&st["seq"]),
-            s(&st["at"]),
-            s(&st["kind"]),
-            s(&st["text"])
+            st.seq,
+            stamp(Some(st.at)),
+            st.kind.as_str(),
+            st.text
         );
     }
 }

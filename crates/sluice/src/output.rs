@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use sluice_api::access::{RequestStatus, RequestView};
+use sluice_api::flags::FlagChange;
 use sluice_core::Clock;
 
 pub fn now() -> DateTime<Utc> {
@@ -22,6 +23,14 @@ pub fn when(v: &Value) -> String {
 
 /// `"{what} in 12m"` for an RFC 3339 time still ahead; `now_text` for one at or past now —
 /// something waiting for the server to act at that time ("due now"), never "applies 15s ago".
+/// [`until`] for a typed time.
+pub fn until_at(t: Option<DateTime<Utc>>, what: &str, now_text: &str) -> String {
+    match t {
+        Some(t) if t <= now() => now_text.to_owned(),
+        _ => format!("{what} {}", when_at(t)),
+    }
+}
+
 pub fn until(v: &Value, what: &str, now_text: &str) -> String {
     let past = v
         .as_str()
@@ -44,6 +53,11 @@ pub fn s(v: &Value) -> String {
         Value::Array(items) => items.iter().map(s).collect::<Vec<_>>().join(", "),
         other => other.to_string(),
     }
+}
+
+/// A field that may be absent, as a table cell: `-` when it is (as [`s`] shows `null`).
+pub fn opt(v: Option<&str>) -> String {
+    v.unwrap_or("-").to_owned()
 }
 
 /// Prints rows as an aligned table.
@@ -76,7 +90,7 @@ pub fn json(v: &(impl Serialize + ?Sized)) -> anyhow::Result<()> {
 }
 
 /// A time as the server wrote it (RFC 3339, as `chrono` serialises it), `-` for none.
-fn stamp(t: Option<DateTime<Utc>>) -> String {
+pub fn stamp(t: Option<DateTime<Utc>>) -> String {
     t.and_then(|t| serde_json::to_value(t).ok())
         .map_or_else(|| "-".into(), |v| s(&v))
 }
@@ -205,6 +219,20 @@ pub fn requests(list: &[RequestView]) {
 }
 
 /// What a change does, in words: `turn checkout-v2 OFF`.
+/// [`describe`] for a typed change.
+pub fn describe_change(key: &str, change: &FlagChange) -> String {
+    match change {
+        FlagChange::SetState { enabled: true } => format!("turn {key} ON"),
+        FlagChange::SetState { enabled: false } => format!("turn {key} OFF"),
+        FlagChange::SetDefault { variant } => format!("set {key}'s default to `{variant}`"),
+        FlagChange::SetTargeting { targeting: None } => format!("remove {key}'s targeting"),
+        FlagChange::SetTargeting { targeting: Some(_) } => format!("replace {key}'s targeting"),
+        FlagChange::SetMetadata { .. } => format!("replace {key}'s metadata"),
+        FlagChange::Put { .. } => format!("replace {key}"),
+        FlagChange::Delete => format!("delete {key}"),
+    }
+}
+
 pub fn describe(key: &str, change: &Value) -> String {
     match change["op"].as_str().unwrap_or_default() {
         "set-state" if change["enabled"] == Value::Bool(true) => format!("turn {key} ON"),

@@ -2,26 +2,18 @@
 
 use crate::cli::{Output, Remote};
 use crate::client::client;
-use crate::output::{emit, s};
+use crate::output::emit;
 use anyhow::{bail, Context};
 use reqwest::Method;
-use serde_json::{json, Value};
+use sluice_api::policy::{ApplyPolicy, PolicyApplied};
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 
-fn lines(v: &Value, field: &str) -> Vec<String> {
-    v[field]
-        .as_array()
-        .map(|a| a.iter().map(s).collect())
-        .unwrap_or_default()
-}
-
-fn print_diff(v: &Value) {
-    let diff = lines(v, "diff");
-    if diff.is_empty() {
+fn print_diff(v: &PolicyApplied) {
+    if v.diff.is_empty() {
         outln!("no changes");
     }
-    for d in diff {
+    for d in &v.diff {
         outln!("{d}");
     }
 }
@@ -54,11 +46,15 @@ pub async fn apply(file: &Path, dry_run: bool, yes: bool, r: Remote) -> anyhow::
     let c = client(&r);
     // Always look first: the diff is what a person confirms, against the policy it was
     // computed from (`base_hash`), so a policy changed in between is refused, not overwritten.
-    let preview = c
-        .call(
+    let preview: PolicyApplied = c
+        .send(
             Method::POST,
             "/v1/policy",
-            Some(json!({"source": source, "dry_run": true})),
+            Some(&ApplyPolicy {
+                source: source.clone(),
+                dry_run: true,
+                base_hash: None,
+            }),
         )
         .await?;
     if dry_run {
@@ -67,7 +63,7 @@ pub async fn apply(file: &Path, dry_run: bool, yes: bool, r: Remote) -> anyhow::
             outln!("dry run: nothing applied");
         });
     }
-    let removals = lines(&preview, "removals");
+    let removals = &preview.removals;
     if !removals.is_empty() && !yes {
         if !std::io::stdin().is_terminal() {
             if r.output == Output::Table {
@@ -81,21 +77,25 @@ pub async fn apply(file: &Path, dry_run: bool, yes: bool, r: Remote) -> anyhow::
             );
         }
         print_diff(&preview);
-        if !confirm(&removals)? {
+        if !confirm(removals)? {
             bail!("nothing applied");
         }
     }
-    let v = c
-        .call(
+    let v: PolicyApplied = c
+        .send(
             Method::POST,
             "/v1/policy",
-            Some(json!({"source": source, "base_hash": preview["base_hash"]})),
+            Some(&ApplyPolicy {
+                source,
+                dry_run: false,
+                base_hash: Some(preview.base_hash.clone()),
+            }),
         )
         .await?;
     emit(r.output, &v, |v| {
         print_diff(v);
-        match v["version"].as_i64() {
-            Some(n) => outln!("applied policy version {n} (sha256 {})", s(&v["hash"])),
+        match v.version {
+            Some(n) => outln!("applied policy version {n} (sha256 {})", v.hash),
             None => outln!("dry run: nothing applied"),
         }
     })

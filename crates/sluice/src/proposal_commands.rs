@@ -3,19 +3,23 @@
 
 use crate::cli::{ChangeArgs, ProposalCommand, Remote};
 use crate::client::{client, endpoint, Client};
-use crate::output::{describe, emit, s, table, until, when};
-use anyhow::anyhow;
-use chrono::{DateTime, SecondsFormat, Utc};
+use crate::output::{describe_change, emit, stamp, table, until_at, when_at};
+use anyhow::{anyhow, Context};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
+use sluice_api::flags::{ChangeRequestStatus, ChangeRequestView, NewProposal, VoteComment};
+use sluice_api::policy::CurrentPolicy;
+
+/// No request body, for [`Client::send`].
+const NO_BODY: Option<&()> = None;
 
 /// Who may approve change requests in `env`, from the policy in force (best effort).
 async fn approvers(c: &Client, env: &str) -> String {
-    let policy = c.call(Method::GET, "/v1/policy", None).await.ok();
+    let policy: Option<CurrentPolicy> = c.send(Method::GET, "/v1/policy", NO_BODY).await.ok();
     policy
-        .as_ref()
-        .and_then(|p| p["source"].as_str())
-        .and_then(|src| sluice_core::policy::Policy::from_yaml(src).ok())
+        .and_then(|p| p.source)
+        .and_then(|src| sluice_core::policy::Policy::from_yaml(&src).ok())
         .and_then(|p| {
             let rule = p.doc.environments.get(env)?.approval.clone()?;
             Some(rule.approvers.join(", "))
@@ -32,73 +36,78 @@ pub async fn propose(
     base: Option<i64>,
     at: Option<DateTime<Utc>>,
 ) -> anyhow::Result<()> {
-    let body = json!({
-        "change": change,
-        "base_revision": base,
-        "apply_at": at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
-        "reason": a.reason.clone().unwrap_or_default(),
-    });
+    let body = NewProposal {
+        change: serde_json::from_value(change).context("not a flag change")?,
+        base_revision: base,
+        // To the millisecond, as the time is shown back.
+        apply_at: at
+            .map(|t| t.duration_trunc(TimeDelta::milliseconds(1)))
+            .transpose()?,
+        reason: a.reason.clone().unwrap_or_default(),
+    };
     let path = endpoint(
         &["v1", "environments", &a.env, "flags", &a.key, "proposals"],
         &[],
     );
-    let v = c.call(Method::POST, &path, Some(body)).await?;
+    let v: ChangeRequestView = c.send(Method::POST, &path, Some(&body)).await?;
     let who = approvers(c, &a.env).await;
     emit(r.output, &v, |v| {
-        let id = s(&v["id"]);
+        let id = &v.id;
         outln!(
             "proposed {id}: {} in {}",
-            describe(&a.key, &v["change"]),
+            describe_change(&a.key, &v.change),
             a.env
         );
         outln!(
             "needs {} approval(s) from {who}; approve with: sluice proposals approve {id}",
-            s(&v["required"])
+            v.required.map_or_else(|| "-".to_owned(), |n| n.to_string())
         );
-        if !v["apply_at"].is_null() {
+        if let Some(at) = v.apply_at {
             outln!(
                 "once approved it applies at {} ({})",
-                s(&v["apply_at"]),
-                until(&v["apply_at"], "applies", "due now")
+                stamp(Some(at)),
+                until_at(Some(at), "applies", "due now")
             );
         }
-        outln!("times out {}", when(&v["pending_until"]));
+        outln!("times out {}", when_at(Some(v.pending_until)));
     })
 }
 
 /// `times out in 23h` / `applies in 2h` / `ended 3m ago`.
-fn time_left(v: &Value) -> String {
-    match v["status"].as_str().unwrap_or_default() {
-        "pending" => until(&v["pending_until"], "times out", "timing out now"),
-        "approved" => until(&v["apply_at"], "applies", "due now"),
-        _ => format!("ended {}", when(&v["ended_at"])),
+fn time_left(v: &ChangeRequestView) -> String {
+    match v.status {
+        ChangeRequestStatus::Pending => {
+            until_at(Some(v.pending_until), "times out", "timing out now")
+        }
+        ChangeRequestStatus::Approved => until_at(v.apply_at, "applies", "due now"),
+        _ => format!("ended {}", when_at(v.ended_at)),
     }
 }
 
-fn approvals(v: &Value) -> String {
-    format!("{}/{}", s(&v["approvals"]), s(&v["required"]))
+fn approvals(v: &ChangeRequestView) -> String {
+    format!(
+        "{}/{}",
+        v.approvals,
+        v.required.map_or_else(|| "-".to_owned(), |n| n.to_string())
+    )
 }
 
-fn list_table(v: &Value) {
+fn list_table(v: &[ChangeRequestView]) {
     let rows = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|p| {
-                    vec![
-                        s(&p["id"]),
-                        s(&p["environment"]),
-                        s(&p["key"]),
-                        describe(&s(&p["key"]), &p["change"]),
-                        s(&p["proposer"]),
-                        s(&p["status"]),
-                        approvals(p),
-                        time_left(p),
-                    ]
-                })
-                .collect()
+        .iter()
+        .map(|p| {
+            vec![
+                p.id.clone(),
+                p.environment.clone(),
+                p.key.clone(),
+                describe_change(&p.key, &p.change),
+                p.proposer.clone(),
+                p.status.as_str().to_owned(),
+                approvals(p),
+                time_left(p),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     table(
         &[
             "id",
@@ -114,92 +123,97 @@ fn list_table(v: &Value) {
     );
 }
 
-fn show(v: &Value) {
-    let id = s(&v["id"]);
-    let status = s(&v["status"]);
+fn show(v: &ChangeRequestView) {
+    let id = &v.id;
+    let status = v.status;
     outln!("proposal    {id}");
     outln!(
         "change      {} in {}",
-        describe(&s(&v["key"]), &v["change"]),
-        s(&v["environment"])
+        describe_change(&v.key, &v.change),
+        v.environment
     );
-    outln!("proposer    {}", s(&v["proposer"]));
-    outln!("reason      {}", s(&v["reason"]));
-    outln!("base        revision {}", s(&v["base_revision"]));
-    outln!("status      {status} ({} approvals)", approvals(v));
-    if !v["apply_at"].is_null() {
-        let relative = match status.as_str() {
-            "pending" | "approved" => until(&v["apply_at"], "applies", "due now"),
-            _ => when(&v["apply_at"]),
+    outln!("proposer    {}", v.proposer);
+    outln!("reason      {}", v.reason);
+    outln!(
+        "base        revision {}",
+        v.base_revision
+            .map_or_else(|| "-".to_owned(), |n| n.to_string())
+    );
+    outln!(
+        "status      {} ({} approvals)",
+        status.as_str(),
+        approvals(v)
+    );
+    if let Some(at) = v.apply_at {
+        let relative = match status {
+            ChangeRequestStatus::Pending | ChangeRequestStatus::Approved => {
+                until_at(Some(at), "applies", "due now")
+            }
+            _ => when_at(Some(at)),
         };
-        outln!("apply at    {} ({relative})", s(&v["apply_at"]));
+        outln!("apply at    {} ({relative})", stamp(Some(at)));
     }
-    for vote in v["votes"].as_array().into_iter().flatten() {
-        let verb = if vote["approve"] == Value::Bool(true) {
-            "approved"
-        } else {
-            "denied"
-        };
-        let comment = vote["comment"].as_str().unwrap_or_default();
-        let comment = if comment.is_empty() {
+    for vote in &v.votes {
+        let verb = if vote.approve { "approved" } else { "denied" };
+        let comment = if vote.comment.is_empty() {
             String::new()
         } else {
-            format!(": {comment}")
+            format!(": {}", vote.comment)
         };
         outln!(
             "{verb:<11} by {} {}{comment}",
-            s(&vote["approver"]),
-            when(&vote["at"])
+            vote.approver,
+            when_at(Some(vote.at))
         );
     }
-    if !v["applied_revision"].is_null() {
-        outln!("applied     as revision {}", s(&v["applied_revision"]));
+    if let Some(rev) = v.applied_revision {
+        outln!("applied     as revision {rev}");
     }
-    if !v["result"].is_null() {
-        outln!("result      {}", s(&v["result"]));
+    if let Some(result) = &v.result {
+        outln!("result      {result}");
     }
-    if !v["ended_by"].is_null() {
-        outln!(
-            "ended       by {} {}",
-            s(&v["ended_by"]),
-            when(&v["ended_at"])
-        );
+    if let Some(by) = &v.ended_by {
+        outln!("ended       by {by} {}", when_at(v.ended_at));
     }
-    match status.as_str() {
-        "pending" => outln!(
+    match status {
+        ChangeRequestStatus::Pending => outln!(
             "next        {}; approve with: sluice proposals approve {id}",
             time_left(v)
         ),
-        "approved" => outln!("next        {}", time_left(v)),
+        ChangeRequestStatus::Approved => outln!("next        {}", time_left(v)),
         _ => {}
     }
 }
 
 /// After a vote: where the proposal stands now.
-fn voted(v: &Value) {
-    let id = s(&v["id"]);
+fn voted(v: &ChangeRequestView) {
+    let id = &v.id;
     let what = format!(
         "{} in {}",
-        describe(&s(&v["key"]), &v["change"]),
-        s(&v["environment"])
+        describe_change(&v.key, &v.change),
+        v.environment
     );
-    match v["status"].as_str().unwrap_or_default() {
-        "applied" => outln!(
+    match v.status {
+        ChangeRequestStatus::Applied => outln!(
             "{id} applied: {what} (revision {})",
-            s(&v["applied_revision"])
+            v.applied_revision
+                .map_or_else(|| "-".to_owned(), |n| n.to_string())
         ),
-        "approved" => outln!(
+        ChangeRequestStatus::Approved => outln!(
             "{id} approved: {what} applies at {} ({})",
-            s(&v["apply_at"]),
-            until(&v["apply_at"], "applies", "due now")
+            stamp(v.apply_at),
+            until_at(v.apply_at, "applies", "due now")
         ),
-        "pending" => outln!("{id}: {} approvals so far; {}", approvals(v), time_left(v)),
+        ChangeRequestStatus::Pending => {
+            outln!("{id}: {} approvals so far; {}", approvals(v), time_left(v))
+        }
         other => {
-            let result = v["result"]
-                .as_str()
+            let result = v
+                .result
+                .as_deref()
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default();
-            outln!("{id} {other}: {what}{result}");
+            outln!("{id} {}: {what}{result}", other.as_str());
         }
     }
 }
@@ -209,11 +223,11 @@ fn action_path(id: &str, verb: &str) -> String {
 }
 
 async fn vote(r: &Remote, c: &Client, id: &str, verb: &str, comment: String) -> anyhow::Result<()> {
-    let v = c
-        .call(
+    let v: ChangeRequestView = c
+        .send(
             Method::POST,
             &action_path(id, verb),
-            Some(json!({"comment": comment})),
+            Some(&VoteComment { comment }),
         )
         .await
         .map_err(|e| {
@@ -233,33 +247,37 @@ pub async fn proposals(cmd: ProposalCommand, r: Remote) -> anyhow::Result<()> {
     let c = client(&r);
     match cmd {
         ProposalCommand::List { env, status } => {
-            let v = c
-                .call(
+            let v: Vec<ChangeRequestView> = c
+                .send(
                     Method::GET,
                     &endpoint(&["v1", "proposals"], &[("env", env), ("status", status)]),
-                    None,
+                    NO_BODY,
                 )
                 .await?;
-            emit(r.output, &v, list_table)
+            emit(r.output, &v, |v| list_table(v))
         }
         ProposalCommand::Show { id } => {
-            let v = c
-                .call(Method::GET, &endpoint(&["v1", "proposals", &id], &[]), None)
+            let v: ChangeRequestView = c
+                .send(
+                    Method::GET,
+                    &endpoint(&["v1", "proposals", &id], &[]),
+                    NO_BODY,
+                )
                 .await?;
             emit(r.output, &v, show)
         }
         ProposalCommand::Approve { id, comment } => vote(&r, &c, &id, "approve", comment).await,
         ProposalCommand::Deny { id, comment } => vote(&r, &c, &id, "deny", comment).await,
         ProposalCommand::Cancel { id } => {
-            let v = c
-                .call(Method::POST, &action_path(&id, "cancel"), None)
+            let v: ChangeRequestView = c
+                .send(Method::POST, &action_path(&id, "cancel"), NO_BODY)
                 .await?;
             emit(r.output, &v, |v| {
                 outln!(
                     "cancelled {}: it would have done: {} in {}",
-                    s(&v["id"]),
-                    describe(&s(&v["key"]), &v["change"]),
-                    s(&v["environment"])
+                    v.id,
+                    describe_change(&v.key, &v.change),
+                    v.environment
                 );
             })
         }

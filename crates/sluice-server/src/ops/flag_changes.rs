@@ -7,43 +7,25 @@ use crate::app::App;
 use crate::error::ApiError;
 use crate::ops::OpError;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 use sluice_audit::NewEntry;
 use sluice_eval::{FlagSetDef, Snapshot};
 use sluice_store::{FlagConflict, WriteTx};
 
-/// One change to one flag.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum FlagChange {
-    /// Create the flag, or replace its whole definition.
-    Put {
-        #[schema(value_type = Object)]
-        definition: Value,
-    },
-    /// Turn the flag on or off (the kill switch).
-    SetState {
-        enabled: bool,
-    },
-    SetDefault {
-        variant: String,
-    },
-    /// Replace the targeting rule (`null` removes it).
-    SetTargeting {
-        #[schema(value_type = Object)]
-        targeting: Option<Value>,
-    },
-    SetMetadata {
-        #[schema(value_type = Object)]
-        metadata: serde_json::Map<String, Value>,
-    },
-    Delete,
+pub use sluice_api::flags::FlagChange;
+
+/// What the server does with a [`FlagChange`] (the type itself is plain wire data).
+pub trait FlagChangeExt {
+    /// The action a grant must allow for this change.
+    fn action(&self) -> &'static str;
+    /// Its `op`, as audited.
+    fn op(&self) -> &'static str;
+    fn apply(&self, key: &str, current: Option<&Value>) -> Result<Option<Value>, ApiError>;
 }
 
-impl FlagChange {
-    /// The action a grant must allow for this change.
-    pub fn action(&self) -> &'static str {
+impl FlagChangeExt for FlagChange {
+    fn action(&self) -> &'static str {
         match self {
             FlagChange::SetState { .. } => "toggle",
             FlagChange::Delete => "delete",

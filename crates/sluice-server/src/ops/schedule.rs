@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::ids::new_id;
-use crate::ops::flag_changes::FlagChange;
+use crate::ops::flag_changes::{FlagChange, FlagChangeExt};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;

@@ -1,6 +1,6 @@
 //! `/v1/whoami`, `/v1/policy`, `/v1/tokens`.
 
-use super::views::TokenView;
+use super::views::{token_view, TokenView};
 use crate::app::App;
 use crate::auth::ApiCaller;
 use crate::error::{ApiError, ErrorBody};
@@ -8,11 +8,13 @@ use crate::json::ApiJson;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 pub use sluice_api::admin::WhoAmI;
+use sluice_api::admin::{CreatedToken, NewToken};
+pub use sluice_api::policy::{ApplyPolicy, CurrentPolicy, PolicyApplied};
 use sluice_core::duration::Duration;
 use sluice_core::token::TokenKind;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 /// Who the presented token belongs to.
 #[utoipa::path(get, path = "/v1/whoami", tag = "admin", responses((status = 200, body = WhoAmI), (status = 401, body = ErrorBody)))]
@@ -24,34 +26,6 @@ pub async fn whoami(State(app): State<App>, ApiCaller(caller): ApiCaller) -> Jso
         groups,
         token_id: caller.token_id.clone(),
     })
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ApplyPolicy {
-    /// The policy file (YAML).
-    pub source: String,
-    /// Validate and show the diff without applying.
-    #[serde(default)]
-    pub dry_run: bool,
-    /// sha256 of the policy the caller saw the diff against (`hash` of `GET /v1/policy` or of
-    /// a dry run's `base_hash`); if the policy in force has changed since, 409 `policy_changed`.
-    pub base_hash: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PolicyApplied {
-    /// The new version, absent for a dry run.
-    pub version: Option<i64>,
-    /// sha256 of the source.
-    pub hash: String,
-    pub diff: Vec<String>,
-    /// The changes that take something away (principals, entitlements, environments or their
-    /// protection); a client should confirm these with a person before applying.
-    pub removals: Vec<String>,
-    /// sha256 of the policy the diff was computed against.
-    pub base_hash: String,
-    pub applied: bool,
 }
 
 /// Validate a policy completely, show the diff, and apply it (administrators).
@@ -80,13 +54,6 @@ pub async fn apply(
     }))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CurrentPolicy {
-    pub version: Option<i64>,
-    pub hash: String,
-    pub source: Option<String>,
-}
-
 /// The policy in force.
 #[utoipa::path(get, path = "/v1/policy", tag = "admin", responses((status = 200, body = CurrentPolicy)))]
 pub async fn current(
@@ -99,32 +66,6 @@ pub async fn current(
         hash: app.policy().hash.clone(),
         source: cur.map(|c| c.1),
     }))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewToken {
-    /// Whose token; default the caller. Administrators only for others.
-    pub principal: Option<String>,
-    pub name: String,
-    /// `api` (default) or `client` (evaluates flags of one environment only).
-    pub kind: Option<String>,
-    /// For client keys: the environment they are bound to.
-    pub environment: Option<String>,
-    /// E.g. `90d`; default: does not expire.
-    pub expires_in: Option<String>,
-    /// For client keys: static evaluation context merged into every evaluation made with the
-    /// key, over the request's and the environment's values.
-    #[schema(value_type = Option<Object>)]
-    pub context: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CreatedToken {
-    /// The secret, shown only this once.
-    pub token: String,
-    #[serde(flatten)]
-    pub info: TokenView,
 }
 
 /// Create a token; the secret is in the response and nowhere else.
@@ -169,7 +110,7 @@ pub async fn create_token(
         StatusCode::CREATED,
         Json(CreatedToken {
             token: t.secret.expose().to_owned(),
-            info: t.row.into(),
+            info: token_view(t.row)?,
         }),
     ))
 }
@@ -200,7 +141,9 @@ pub async fn list_tokens(
         caller.require_admin()?;
     }
     let rows = app.store.tokens(principal.as_deref()).await?;
-    Ok(Json(rows.into_iter().map(TokenView::from).collect()))
+    Ok(Json(
+        rows.into_iter().map(token_view).collect::<Result<_, _>>()?,
+    ))
 }
 
 /// Revoke a token (your own, or any for administrators).
@@ -210,5 +153,5 @@ pub async fn revoke_token(
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<TokenView>, ApiError> {
-    Ok(Json(app.revoke_token(&caller, &id).await?.into()))
+    Ok(Json(token_view(app.revoke_token(&caller, &id).await?)?))
 }

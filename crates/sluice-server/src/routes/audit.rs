@@ -10,11 +10,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use sluice_audit::{AuditEntry, VerifyReport};
+use serde::Deserialize;
+pub use sluice_api::audit::{AuditPage, VerifyView};
+use sluice_audit::VerifyReport;
 use sluice_store::AuditQuery;
 use tokio_stream::StreamExt as _;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 pub(crate) fn require_auditor(app: &App, caller: &Caller) -> Result<(), ApiError> {
     if caller.admin
@@ -52,14 +53,6 @@ pub struct AuditParams {
     pub newest: Option<bool>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditPage {
-    #[schema(value_type = Vec<Object>)]
-    pub entries: Vec<AuditEntry>,
-    /// Pass as `after` for the next page; absent on the last page.
-    pub next_after: Option<i64>,
-}
-
 /// Query the audit trail with filters and pagination.
 #[utoipa::path(get, path = "/v1/audit", params(AuditParams), tag = "audit", responses((status = 200, body = AuditPage), (status = 403, body = ErrorBody)))]
 pub async fn query(
@@ -90,30 +83,22 @@ pub async fn query(
     }))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VerifyView {
-    pub ok: bool,
-    pub entries: u64,
-    pub checkpoints_verified: u64,
-    pub head_seq: Option<i64>,
-    /// One line per problem, each naming the first bad sequence number.
-    #[schema(value_type = Vec<Object>)]
-    pub problems: Vec<serde_json::Value>,
-}
-
-impl From<VerifyReport> for VerifyView {
-    fn from(r: VerifyReport) -> Self {
-        VerifyView {
-            ok: r.ok(),
-            entries: r.entries,
-            checkpoints_verified: r.checkpoints_verified,
-            head_seq: r.last.map(|h| h.seq),
-            problems: r
-                .problems
-                .iter()
-                .map(|p| serde_json::json!({"seq": p.seq, "kind": p.kind, "message": p.message}))
-                .collect(),
-        }
+/// The answer of `GET /v1/audit/verify` for a report.
+fn verify_view(r: VerifyReport) -> VerifyView {
+    VerifyView {
+        ok: r.ok(),
+        entries: r.entries,
+        checkpoints_verified: r.checkpoints_verified,
+        head_seq: r.last.map(|h| h.seq),
+        problems: r
+            .problems
+            .iter()
+            .map(|p| sluice_api::audit::ProblemView {
+                seq: p.seq,
+                kind: p.kind.into(),
+                message: p.message.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -125,7 +110,7 @@ pub async fn verify(
 ) -> Result<Json<VerifyView>, ApiError> {
     require_auditor(&app, &caller)?;
     let r = crate::audit::verify_live(&app).await?;
-    Ok(Json(r.into()))
+    Ok(Json(verify_view(r)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

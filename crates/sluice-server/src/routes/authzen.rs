@@ -18,7 +18,7 @@ use crate::ops::decide::Question;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice_core::decision::Decision;
 use utoipa::ToSchema;
@@ -69,18 +69,7 @@ pub struct EvaluationsRequest {
     pub options: Option<EvaluationsOptions>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct EvaluationResponse {
-    pub decision: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
-    pub context: Option<Value>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct EvaluationsResponse {
-    pub evaluations: Vec<EvaluationResponse>,
-}
+pub use sluice_api::authzen::{EvaluationResponse, EvaluationsResponse};
 
 /// A JSON body, refused unless its media type is JSON (`application/json` or `…+json`).
 pub struct AuthzenJson<T>(pub T);

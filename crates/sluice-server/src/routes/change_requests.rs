@@ -6,34 +6,13 @@ use crate::auth::ApiCaller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::{ApiJson, ApiJsonOrDefault};
 use crate::ops::change_requests::ChangeRequestView;
-use crate::ops::flag_changes::FlagChange;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
-/// A proposed flag change. It applies when the environment's approval rule is met.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewProposal {
-    pub change: FlagChange,
-    /// The flag revision this change is based on; absent only when creating the flag. If the
-    /// flag has moved by the time the change would apply, the proposal becomes `stale`.
-    pub base_revision: Option<i64>,
-    /// Apply at this time (RFC 3339) once approved, instead of at the approval.
-    pub apply_at: Option<DateTime<Utc>>,
-    /// Why, for the approvers.
-    pub reason: String,
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VoteComment {
-    #[serde(default)]
-    pub comment: String,
-}
+pub use sluice_api::flags::{NewProposal, VoteComment};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -7,55 +7,14 @@ use crate::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sluice_store::GatewaySession;
 use std::sync::atomic::Ordering;
 use utoipa::{IntoParams, ToSchema};
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SessionView {
-    pub id: String,
-    pub principal: String,
-    pub database: String,
-    pub action: String,
-    pub role: String,
-    pub grant_id: String,
-    pub client_addr: String,
-    pub started_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-    /// True while the session runs on this instance.
-    pub live: bool,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub end_reason: Option<String>,
-    pub bytes_in: i64,
-    pub bytes_out: i64,
-    pub statements: i64,
-    /// The session log's running hash, as its session-end audit entry records it.
-    pub log_hash: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StatementView {
-    pub seq: i64,
-    pub at: DateTime<Utc>,
-    /// `query`, `parse`, `bind` or `execute`.
-    pub kind: String,
-    pub text: String,
-    #[schema(value_type = Option<Vec<Object>>)]
-    pub params: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SessionDetail {
-    pub session: SessionView,
-    pub statements: Vec<StatementView>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SessionList {
-    pub sessions: Vec<SessionView>,
-}
+pub use sluice_api::gateway::{
+    PasswordIssued, SessionDetail, SessionList, SessionView, StatementKind, StatementView,
+};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -148,14 +107,22 @@ pub async fn show(
         .gateway_statements(&id)
         .await?
         .into_iter()
-        .map(|st| StatementView {
-            seq: st.seq,
-            at: st.at,
-            kind: st.kind,
-            text: st.text,
-            params: st.params.and_then(|p| serde_json::from_str(&p).ok()),
+        .map(|st| {
+            let kind = StatementKind::parse(&st.kind).ok_or_else(|| {
+                ApiError::Internal(format!(
+                    "statement {} of session {id} has an unknown kind `{}`",
+                    st.seq, st.kind
+                ))
+            })?;
+            Ok(StatementView {
+                seq: st.seq,
+                at: st.at,
+                kind,
+                text: st.text,
+                params: st.params.and_then(|p| serde_json::from_str(&p).ok()),
+            })
         })
-        .collect();
+        .collect::<Result<_, ApiError>>()?;
     Ok(Json(SessionDetail {
         session: view(&app, s),
         statements,
@@ -182,22 +149,6 @@ pub struct PasswordRequest {
     pub ttl: Option<sluice_core::duration::Duration>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PasswordIssued {
-    /// The connection password, shown once: `PGPASSWORD` for `psql` through the gateway.
-    pub password: String,
-    /// The PostgreSQL user to connect as: the caller's principal.
-    pub user: String,
-    pub database: String,
-    pub token_id: String,
-    /// After this, the password opens no new session.
-    pub expires_at: DateTime<Utc>,
-    /// The grant it was issued under.
-    pub grant_id: String,
-    /// Where this instance's gateway listens, if it runs one.
-    pub gateway: Option<crate::gateway::Listening>,
-}
-
 /// A short-lived connection password for one gateway database (`sluice db connect`).
 /// Needs a live grant on `db:{name}`; refused (403, with the entitlement to request)
 /// without one. Audited as `gateway.password.issued`.
@@ -220,7 +171,13 @@ pub async fn password(
             token_id: p.token_id,
             expires_at: p.expires_at,
             grant_id: p.grant_id,
-            gateway: app.gateway.listening(),
+            gateway: app
+                .gateway
+                .listening()
+                .map(|l| sluice_api::gateway::Listening {
+                    address: l.address,
+                    certificate_sha256: l.certificate_sha256,
+                }),
         }),
     ))
 }

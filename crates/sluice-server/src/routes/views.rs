@@ -1,13 +1,15 @@
 //! Wire shapes of Sluice's own API (documented in `/openapi.json`).
 
+use crate::error::ApiError;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sluice_api::access as api;
 pub use sluice_api::access::{RequestView, ScopeView, VoteView};
+use sluice_api::admin as api_admin;
+pub use sluice_api::admin::TokenView;
 use sluice_core::access::{AccessRequest, Origin, RequestStatus};
 use sluice_core::policy::Policy;
+use sluice_core::token::TokenKind;
 use sluice_store::TokenRow;
-use utoipa::ToSchema;
 
 /// The wire form of a request's status; a status added to the core fails to compile here.
 fn status(s: RequestStatus) -> api::RequestStatus {
@@ -96,30 +98,27 @@ pub fn request_view(r: &AccessRequest, policy: &Policy, now: DateTime<Utc>) -> R
     }
 }
 
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct TokenView {
-    pub id: String,
-    pub principal: String,
-    /// `api` or `client`.
-    pub kind: String,
-    pub environment: Option<String>,
-    pub name: String,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
-}
-
-impl From<TokenRow> for TokenView {
-    fn from(t: TokenRow) -> Self {
-        TokenView {
-            id: t.id,
-            principal: t.principal,
-            kind: t.kind,
-            environment: t.environment,
-            name: t.name,
-            created_at: t.created_at,
-            expires_at: t.expires_at,
-            revoked_at: t.revoked_at,
+/// A stored token as the API shows it; a kind the store does not know is an error, not a guess.
+pub fn token_view(t: TokenRow) -> Result<TokenView, ApiError> {
+    let kind = match TokenKind::parse(&t.kind) {
+        Some(TokenKind::Api) => api_admin::TokenKind::Api,
+        Some(TokenKind::Client) => api_admin::TokenKind::Client,
+        Some(TokenKind::Db) => api_admin::TokenKind::Db,
+        None => {
+            return Err(ApiError::Internal(format!(
+                "token {} has an unknown kind `{}`",
+                t.id, t.kind
+            )))
         }
-    }
+    };
+    Ok(TokenView {
+        id: t.id,
+        principal: t.principal,
+        kind,
+        environment: t.environment,
+        name: t.name,
+        created_at: t.created_at,
+        expires_at: t.expires_at,
+        revoked_at: t.revoked_at,
+    })
 }
