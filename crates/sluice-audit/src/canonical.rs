@@ -132,11 +132,64 @@ impl Format {
         }
     }
 
-    /// Appends the canonical JSON of `value` in this format.
+    /// Appends the canonical JSON of `value` in this format. The formats differ in two places
+    /// only: numbers (exact integers vs. RFC 8785's doubles) and the order of object keys.
+    ///
+    /// Recursion depth is that of `value`; values parsed by `serde_json` are at most 128 deep.
     pub fn write_value(self, out: &mut Vec<u8>, value: &Value) {
-        match self {
-            Self::V1 => write_value(out, value),
-            Self::Jcs => write_jcs(out, value),
+        match value {
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(true) => out.extend_from_slice(b"true"),
+            Value::Bool(false) => out.extend_from_slice(b"false"),
+            Value::Number(n) => match self {
+                Self::V1 => {
+                    if let Some(i) = n.as_i64() {
+                        out.extend_from_slice(i.to_string().as_bytes());
+                    } else if let Some(u) = n.as_u64() {
+                        out.extend_from_slice(u.to_string().as_bytes());
+                    } else if let Some(f) = n.as_f64() {
+                        write_f64(out, f);
+                    }
+                }
+                // Without `arbitrary_precision` every number has a double (integers rounded).
+                Self::Jcs => {
+                    if let Some(f) = n.as_f64() {
+                        write_f64_jcs(out, f);
+                    }
+                }
+            },
+            Value::String(s) => write_str(out, s),
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    self.write_value(out, item);
+                }
+                out.push(b']');
+            }
+            Value::Object(map) => {
+                let mut members: Vec<(&String, &Value)> = map.iter().collect();
+                match self {
+                    // `str`'s `Ord` is byte-wise on UTF-8, which is the order format 1 names.
+                    Self::V1 => members.sort_unstable_by(|a, b| a.0.cmp(b.0)),
+                    // RFC 8785 §3.2.3: by UTF-16 code units, not by UTF-8 bytes.
+                    Self::Jcs => {
+                        members.sort_unstable_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()))
+                    }
+                }
+                out.push(b'{');
+                for (i, (key, item)) in members.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_str(out, key);
+                    out.push(b':');
+                    self.write_value(out, item);
+                }
+                out.push(b'}');
+            }
         }
     }
 
@@ -194,40 +247,7 @@ pub struct UnknownFormat(pub i64);
 
 /// Appends the RFC 8785 canonical JSON of `value` to `out`.
 pub fn write_jcs(out: &mut Vec<u8>, value: &Value) {
-    match value {
-        Value::Number(n) => {
-            // Without `arbitrary_precision` every number has a double (integers rounded).
-            if let Some(f) = n.as_f64() {
-                write_f64_jcs(out, f);
-            }
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_jcs(out, item);
-            }
-            out.push(b']');
-        }
-        Value::Object(map) => {
-            let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            // RFC 8785 §3.2.3: by UTF-16 code units, not by UTF-8 bytes.
-            members.sort_unstable_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-            out.push(b'{');
-            for (i, (key, item)) in members.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(out, key);
-                out.push(b':');
-                write_jcs(out, item);
-            }
-            out.push(b'}');
-        }
-        Value::Null | Value::Bool(_) | Value::String(_) => write_value(out, value),
-    }
+    Format::Jcs.write_value(out, value);
 }
 
 /// RFC 8785 canonical JSON of a value, as bytes.
@@ -260,50 +280,9 @@ pub fn jcs_exact(value: &Value) -> bool {
 /// Domain-separation prefix of a checkpoint's signed bytes.
 pub const CHECKPOINT_DOMAIN: &[u8] = b"sluice-audit-checkpoint-v1\n";
 
-/// Appends the canonical JSON of `value` to `out`.
-///
-/// Recursion depth is that of `value`; values parsed by `serde_json` are at most 128 deep.
+/// Appends the canonical JSON of `value` to `out` (format 1).
 pub fn write_value(out: &mut Vec<u8>, value: &Value) {
-    match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                out.extend_from_slice(i.to_string().as_bytes());
-            } else if let Some(u) = n.as_u64() {
-                out.extend_from_slice(u.to_string().as_bytes());
-            } else if let Some(f) = n.as_f64() {
-                write_f64(out, f);
-            }
-        }
-        Value::String(s) => write_str(out, s),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(out, item);
-            }
-            out.push(b']');
-        }
-        Value::Object(map) => {
-            let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            // `str`'s `Ord` is byte-wise on UTF-8, which is the order the spec names.
-            members.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push(b'{');
-            for (i, (key, item)) in members.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(out, key);
-                out.push(b':');
-                write_value(out, item);
-            }
-            out.push(b'}');
-        }
-    }
+    Format::V1.write_value(out, value);
 }
 
 /// Appends a finite double as format 1 writes it: ECMAScript's layout of Rust's shortest
