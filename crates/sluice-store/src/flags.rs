@@ -368,16 +368,7 @@ impl Store {
         .bind(environment)
         .fetch_all(self.reader())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let body: String = get(r, "body")?;
-                Ok((
-                    get(r, "environment")?,
-                    get(r, "key")?,
-                    serde_json::from_str(&body)?,
-                ))
-            })
-            .collect()
+        rows.iter().map(layer_row).collect()
     }
 
     /// Every flag's layers (targets, rollout), by environment and key.
@@ -386,17 +377,18 @@ impl Store {
             sqlx::query("SELECT environment, key, body FROM flag_layers ORDER BY environment, key")
                 .fetch_all(self.reader())
                 .await?;
-        rows.iter()
-            .map(|r| {
-                let body: String = get(r, "body")?;
-                Ok((
-                    get(r, "environment")?,
-                    get(r, "key")?,
-                    serde_json::from_str(&body)?,
-                ))
-            })
-            .collect()
+        rows.iter().map(layer_row).collect()
     }
+}
+
+/// One `flag_layers` row: environment, key and the layers' JSON.
+fn layer_row(r: &sqlx::any::AnyRow) -> Result<(String, String, Value), StoreError> {
+    let body: String = get(r, "body")?;
+    Ok((
+        get(r, "environment")?,
+        get(r, "key")?,
+        serde_json::from_str(&body)?,
+    ))
 }
 
 impl WriteTx {
