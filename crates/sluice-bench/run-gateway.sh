@@ -102,24 +102,43 @@ INI
   BOUNCER="host=127.0.0.1 port=$PGB_PORT user=$ROLE dbname=bench sslmode=disable"
 fi
 
+# A proxy's CPU per transaction (user + system time of its process over a run, divided by the
+# transactions of that run): unlike throughput, it hardly moves with other load on the host.
+CLK=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Runs pgbench through a proxy whose pid is $1; sets `out` to its tps and `us` to the proxy's
+# CPU µs per transaction.
+# PERF=FILE: also record a CPU profile of the gateway (`perf record -g`) during its first run.
+proxied() {
+  local c0 c1
+  if [ -n "${PERF:-}" ] && [ "$1" = "$SLUICE_PID" ]; then
+    perf record -q -F 999 -g -p "$1" -o "$PERF" -- sleep "$T" >/dev/null 2>&1 &
+    PERF=""
+  fi
+  c0=$(cpu "$1"); out=$(tps "$2" "$3"); c1=$(cpu "$1")
+  us=$(python3 -c "print(round(($c1 - $c0) / $CLK * 1e6 / max(1, $out * $T), 1))")
+}
+
 ROUNDS=${ROUNDS:-5}
 echo "pgbench -S -c 8 -j 2 -T $T (select-only), $ROUNDS rounds, direct and gateway alternating:"
-ratios=(); bratios=()
+ratios=(); bratios=(); gcpu=(); bcpu=()
 for round in $(seq 1 "$ROUNDS"); do
-  if (( round % 2 )); then d=$(tps "$PW" "$DIRECT"); g=$(tps "$TOKEN" "$GATEWAY")
-  else g=$(tps "$TOKEN" "$GATEWAY"); d=$(tps "$PW" "$DIRECT"); fi
+  if (( round % 2 )); then d=$(tps "$PW" "$DIRECT"); proxied "$SLUICE_PID" "$TOKEN" "$GATEWAY"
+  else proxied "$SLUICE_PID" "$TOKEN" "$GATEWAY"; d=$(tps "$PW" "$DIRECT"); fi
+  g=$out; gcpu+=("$us")
   r=$(python3 -c "print(round($g/$d, 3))")
   ratios+=("$r")
-  line="  round $round: direct $d tps, gateway (session-log) $g tps, ratio $r"
+  line="  round $round: direct $d tps, gateway (session-log) $g tps, ratio $r, $us µs CPU/tx"
   if [ -n "$BOUNCER" ]; then
-    b=$(tps "$PW" "$BOUNCER"); rb=$(python3 -c "print(round($b/$d, 3))"); bratios+=("$rb")
-    line="$line; pgbouncer $b tps, ratio $rb"
+    proxied "$(cat "$WORK/pgb/pgb.pid")" "$PW" "$BOUNCER"; b=$out; bcpu+=("$us")
+    rb=$(python3 -c "print(round($b/$d, 3))"); bratios+=("$rb")
+    line="$line; pgbouncer $b tps, ratio $rb, $us µs CPU/tx"
   fi
   echo "$line"
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-echo "  median ratio, gateway/direct: $(median "${ratios[@]}")"
-[ -n "$BOUNCER" ] && echo "  median ratio, pgbouncer/direct: $(median "${bratios[@]}")"
+echo "  median ratio, gateway/direct: $(median "${ratios[@]}"); gateway CPU per transaction: $(median "${gcpu[@]}") µs"
+[ -n "$BOUNCER" ] && echo "  median ratio, pgbouncer/direct: $(median "${bratios[@]}"); pgbouncer CPU per transaction: $(median "${bcpu[@]}") µs"
 echo "  gateway, TLS (sslmode=require): $(tps "$TOKEN" "$GATEWAY_TLS") tps"
 echo "  gateway, strict mode: $(tps "$TOKEN" "$STRICT") tps"
 

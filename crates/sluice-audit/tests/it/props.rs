@@ -121,3 +121,16 @@ proptest! {
         prop_assert_eq!(found, vec![(ProblemKind::OutOfOrder, i.min(j) as i64 + 1)]);
     }
 }
+
+proptest! {
+    /// A canonical string is the ECMAScript `JSON.stringify` form RFC 8785 requires, which is
+    /// also serde_json's: only `"`, `\` and controls escaped, short forms where they exist,
+    /// everything else (non-ASCII included) as it is.
+    #[test]
+    fn canonical_strings_escape_as_json_stringify(s in "(\\PC|[\\x00-\\x1f\"\\\\\u{7f}\u{2028}])*") {
+        let mut out = Vec::new();
+        sluice_audit::canonical::write_str(&mut out, &s);
+        let expected = serde_json::to_string(&s).unwrap_or_default();
+        prop_assert_eq!(String::from_utf8_lossy(&out), expected);
+    }
+}
