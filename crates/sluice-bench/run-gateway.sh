@@ -18,7 +18,19 @@ ADMIN=slu_api_$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 WORK=$(mktemp -d)
 SU="host=127.0.0.1 port=5432 user=postgres"
 
+# PIN=1: the proxy gets a core of its own. PostgreSQL (its postmaster, so every new backend)
+# and pgbench run on CPU 0, the proxies on CPU 1 — for direct and proxied runs alike — as
+# when the gateway runs on a host of its own. Without it, all share both cores and a proxy's
+# CPU is taken from the database's.
+PIN=${PIN:-}
+ON_DB=(); ON_PROXY=()
+if [ -n "$PIN" ]; then
+  PM=$(head -n1 "$(psql "host=127.0.0.1 port=5432 user=postgres dbname=postgres" -Atc 'SHOW data_directory')/postmaster.pid")
+  taskset -pc 0 "$PM" >/dev/null
+  ON_DB=(taskset -c 0); ON_PROXY=(taskset -c 1)
+fi
 cleanup() {
+  [ -n "${PM:-}" ] && taskset -pc "0-$(( $(nproc) - 1 ))" "$PM" >/dev/null || true
   [ -n "${SLUICE_PID:-}" ] && kill "$SLUICE_PID" 2>/dev/null || true
   [ -f "$WORK/pgb/pgb.pid" ] && kill "$(cat "$WORK/pgb/pgb.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
@@ -57,7 +69,7 @@ entitlements:
     approval: { required: 1, approvers: [bob] }
     auto_approve: { requester_in: [alice], max_duration: 2h }
 YAML
-SLUICE_ADMIN_TOKEN=$ADMIN BENCH_PW=$PW "$BIN" serve --config "$WORK/sluice.yaml" --data-dir "$WORK/data" 2>"$WORK/serve.log" &
+SLUICE_ADMIN_TOKEN=$ADMIN BENCH_PW=$PW "${ON_PROXY[@]}" "$BIN" serve --config "$WORK/sluice.yaml" --data-dir "$WORK/data" 2>"$WORK/serve.log" &
 SLUICE_PID=$!
 for _ in $(seq 1 50); do curl -sf "http://$HTTP/healthz" >/dev/null && break; sleep 0.2; done
 api() { curl -sf -H "Authorization: Bearer $1" -H 'content-type: application/json' -d "$3" "http://$HTTP$2"; }
@@ -69,7 +81,7 @@ DIRECT="host=127.0.0.1 port=5432 user=$ROLE dbname=$DB"
 GATEWAY="host=127.0.0.1 port=$PGPORT user=alice dbname=bench sslmode=disable"
 STRICT="host=127.0.0.1 port=$PGPORT user=alice dbname=bench-strict sslmode=disable"
 GATEWAY_TLS="host=127.0.0.1 port=$PGPORT user=alice dbname=bench sslmode=require"
-tps() { PGPASSWORD=$1 pgbench -n -S -c 8 -j 2 -T "$T" "$2" 2>/dev/null | awk '/^tps/ {print int($3)}'; }
+tps() { PGPASSWORD=$1 "${ON_DB[@]}" pgbench -n -S -c 8 -j 2 -T "$T" "$2" 2>/dev/null | awk '/^tps/ {print int($3)}'; }
 
 # A reference proxy, when installed (`apt-get install pgbouncer`): PgBouncer in session mode
 # over the same database, so the gateway's ratio can be read against the cost of any proxy
@@ -97,7 +109,7 @@ INI
   chmod 644 "$WORK"/userlist.txt "$WORK"/pgbouncer.ini
   # PgBouncer will not run as root.
   PGB_USER=(); if [ "$(id -u)" = 0 ]; then PGB_USER=(-u postgres); chown postgres "$WORK/pgb"; fi
-  "$(command -v pgbouncer || echo /usr/sbin/pgbouncer)" -d "${PGB_USER[@]}" "$WORK/pgbouncer.ini"
+  "${ON_PROXY[@]}" "$(command -v pgbouncer || echo /usr/sbin/pgbouncer)" -d "${PGB_USER[@]}" "$WORK/pgbouncer.ini"
   sleep 0.5
   BOUNCER="host=127.0.0.1 port=$PGB_PORT user=$ROLE dbname=bench sslmode=disable"
 fi
@@ -144,7 +156,7 @@ echo "  gateway, strict mode: $(tps "$TOKEN" "$STRICT") tps"
 
 lat() {
   rm -f "$WORK"/lat.*
-  PGPASSWORD=$1 pgbench -n -S -c 1 -T 10 -l --log-prefix="$WORK/lat" "$2" >/dev/null 2>&1
+  PGPASSWORD=$1 "${ON_DB[@]}" pgbench -n -S -c 1 -T 10 -l --log-prefix="$WORK/lat" "$2" >/dev/null 2>&1
   cat "$WORK"/lat.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "p50 %d µs, p99 %d µs (%d queries)", a[int(NR*0.5)], a[int(NR*0.99)], NR}'
 }
 echo "latency per transaction, 1 client, -T 10:"
