@@ -37,6 +37,10 @@ pub struct Inner {
     /// Compiled flags per environment, swapped whole on change; evaluation never waits.
     pub flags: ArcSwap<FlagSnapshots>,
     flags_rev: AtomicI64,
+    /// Held while flags are compiled to be installed (by a reload, or by an import from
+    /// before its commit): a second reload of the same change waits, then finds it installed
+    /// instead of compiling it again beside the first.
+    pub(crate) flags_lock: tokio::sync::Mutex<()>,
     /// Flag changes, for SSE subscribers.
     pub flag_events: broadcast::Sender<FlagEvent>,
     /// Authenticated tokens (see [`TokenCache`]).
@@ -92,6 +96,7 @@ impl App {
             refresh_lock: tokio::sync::Mutex::new(std::collections::BTreeMap::new()),
             flags: ArcSwap::from_pointee(flags),
             flags_rev: AtomicI64::new(revs.flags),
+            flags_lock: tokio::sync::Mutex::new(()),
             flag_events,
             tokens: TokenCache::default(),
             limiter: crate::rate_limit::RateLimiter::new(client_rate_limit),
@@ -192,15 +197,22 @@ impl App {
     /// Recompiles the environments whose flags moved — only those — and tells their SSE
     /// subscribers.
     pub async fn refresh_flags(&self) -> Result<(), ApiError> {
+        let _compiling = self.flags_lock.lock().await;
         let revs = self.store.state_revs().await?;
         let before = self.flags.load_full();
         let fresh = crate::flags::changed(&self.store, &before).await?;
-        if fresh.is_empty() {
-            self.flags_rev.fetch_max(revs.flags, Ordering::AcqRel);
-            return Ok(());
-        }
-        let prev = self.flags.rcu(|cur| cur.with(&fresh));
+        self.install_flags(&fresh);
         self.flags_rev.fetch_max(revs.flags, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Swaps in freshly compiled environments, each only over an older revision of itself,
+    /// and tells the subscribers of those it installed.
+    pub(crate) fn install_flags(&self, fresh: &[Arc<crate::flags::EnvFlags>]) {
+        if fresh.is_empty() {
+            return;
+        }
+        let prev = self.flags.rcu(|cur| cur.with(fresh));
         // Layer boundaries may have moved: the background loop looks again.
         self.due.poke();
         // Only what this swap installed: a refresh racing this one (a writer's and the sync
@@ -217,7 +229,6 @@ impl App {
                 updated_at: f.updated_at,
             });
         }
-        Ok(())
     }
 
     /// The compiled flags of one environment.
