@@ -396,6 +396,43 @@ fn layer_row(r: &sqlx::any::AnyRow) -> Result<(String, String, Value), StoreErro
 }
 
 impl WriteTx {
+    /// One flag of an environment, with the environment's set-level parts (`$evaluators`,
+    /// `metadata`, …), as this transaction sees them; `None` when the environment holds no
+    /// flag set. Reads two rows, whatever the size of the environment.
+    pub async fn flag_in(
+        &mut self,
+        environment: &str,
+        key: &str,
+    ) -> Result<Option<(Value, Option<StoredFlag>)>, StoreError> {
+        let Some(env) = sqlx::query("SELECT document FROM flag_environments WHERE name = $1")
+            .bind(environment)
+            .fetch_optional(self.conn().await?)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let document: String = get(&env, "document")?;
+        let row = sqlx::query(
+            "SELECT key, revision, definition FROM flags WHERE environment = $1 AND key = $2",
+        )
+        .bind(environment)
+        .bind(key)
+        .fetch_optional(self.conn().await?)
+        .await?;
+        let flag = match row {
+            Some(r) => {
+                let definition: String = get(&r, "definition")?;
+                Some(StoredFlag {
+                    key: get(&r, "key")?,
+                    revision: get(&r, "revision")?,
+                    definition: serde_json::from_str(&definition)?,
+                })
+            }
+            None => None,
+        };
+        Ok(Some((serde_json::from_str(&document)?, flag)))
+    }
+
     /// The layers of one environment's flags, by key, as this transaction sees them.
     pub async fn flag_layers_in(
         &mut self,
