@@ -365,9 +365,9 @@ impl Store {
         environment: &str,
     ) -> Result<Vec<(String, String, Value)>, StoreError> {
         let rows = sqlx::query(LAYERS_IN)
-        .bind(environment)
-        .fetch_all(self.reader())
-        .await?;
+            .bind(environment)
+            .fetch_all(self.reader())
+            .await?;
         rows.iter().map(layer_row).collect()
     }
 
@@ -439,9 +439,9 @@ impl WriteTx {
         environment: &str,
     ) -> Result<Vec<(String, String, Value)>, StoreError> {
         let rows = sqlx::query(LAYERS_IN)
-        .bind(environment)
-        .fetch_all(self.conn().await?)
-        .await?;
+            .bind(environment)
+            .fetch_all(self.conn().await?)
+            .await?;
         rows.iter().map(layer_row).collect()
     }
 
