@@ -37,10 +37,12 @@ pub struct Inner {
     /// Compiled flags per environment, swapped whole on change; evaluation never waits.
     pub flags: ArcSwap<FlagSnapshots>,
     flags_rev: AtomicI64,
-    /// Held while flags are compiled to be installed (by a reload, or by an import from
-    /// before its commit): a second reload of the same change waits, then finds it installed
-    /// instead of compiling it again beside the first.
-    pub(crate) flags_lock: tokio::sync::Mutex<()>,
+    /// Held by a reload: a second reload of the same change (a writer's and the sync loop's)
+    /// waits, then finds it installed instead of compiling it again beside the first.
+    flags_lock: tokio::sync::Mutex<()>,
+    /// Environments an import of this instance stored and is about to install, at that
+    /// revision: a reload leaves them to it rather than compiling the same revision again.
+    pending_installs: std::sync::Mutex<Vec<(String, i64)>>,
     /// Flag changes, for SSE subscribers.
     pub flag_events: broadcast::Sender<FlagEvent>,
     /// Authenticated tokens (see [`TokenCache`]).
@@ -97,6 +99,7 @@ impl App {
             flags: ArcSwap::from_pointee(flags),
             flags_rev: AtomicI64::new(revs.flags),
             flags_lock: tokio::sync::Mutex::new(()),
+            pending_installs: std::sync::Mutex::new(Vec::new()),
             flag_events,
             tokens: TokenCache::default(),
             limiter: crate::rate_limit::RateLimiter::new(client_rate_limit),
@@ -199,10 +202,33 @@ impl App {
     pub async fn refresh_flags(&self) -> Result<(), ApiError> {
         let _compiling = self.flags_lock.lock().await;
         let revs = self.store.state_revs().await?;
-        let before = self.flags.load_full();
-        let fresh = crate::flags::changed(&self.store, &before).await?;
+        let left_to_writer = std::sync::atomic::AtomicBool::new(false);
+        let fresh = crate::flags::changed(&self.store, |env, revision| {
+            // INVARIANT: asked after the revision was read. An import marks its revision
+            // before committing it and unmarks it after installing it, so a committed
+            // revision is either marked or already installed here.
+            let installed = self.flags.load().envs.get(env).map(|e| e.revision);
+            if installed == Some(revision) {
+                return true;
+            }
+            let pending = self
+                .pending_installs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .any(|(e, r)| e == env && *r == revision);
+            if pending {
+                left_to_writer.store(true, Ordering::Relaxed);
+            }
+            pending
+        })
+        .await?;
         self.install_flags(&fresh);
-        self.flags_rev.fetch_max(revs.flags, Ordering::AcqRel);
+        // What was left to a writer is looked at again by the next sync, in case the writer
+        // went away (its request dropped) before installing it.
+        if !left_to_writer.load(Ordering::Relaxed) {
+            self.flags_rev.fetch_max(revs.flags, Ordering::AcqRel);
+        }
         Ok(())
     }
 
@@ -231,9 +257,46 @@ impl App {
         }
     }
 
+    /// Marks `environment` as about to be installed at `revision` by this writer, until the
+    /// returned guard is dropped (see [`App::refresh_flags`]).
+    pub(crate) fn installing(&self, environment: &str, revision: i64) -> Installing<'_> {
+        self.pending_installs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((environment.to_owned(), revision));
+        Installing {
+            app: self,
+            environment: environment.to_owned(),
+            revision,
+        }
+    }
+
     /// The compiled flags of one environment.
     pub fn env_flags(&self, environment: &str) -> Option<Arc<crate::flags::EnvFlags>> {
         self.flags.load().envs.get(environment).cloned()
+    }
+}
+
+/// An environment marked as about to be installed; unmarked when dropped.
+pub(crate) struct Installing<'a> {
+    app: &'a App,
+    environment: String,
+    revision: i64,
+}
+
+impl Drop for Installing<'_> {
+    fn drop(&mut self) {
+        let mut marked = self
+            .app
+            .pending_installs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = marked
+            .iter()
+            .position(|(e, r)| *e == self.environment && *r == self.revision)
+        {
+            marked.swap_remove(i);
+        }
     }
 }
 

@@ -296,16 +296,17 @@ pub async fn load_env(store: &Store, environment: &str) -> Result<Option<EnvFlag
     Ok(set.map(|s| compile(s, &layers)))
 }
 
-/// Recompiles the environments whose stored revision differs from the one `current` holds,
-/// and only those: a change to one environment reads and compiles that environment. Returns
-/// the recompiled environments. (Environments are never deleted, so none is dropped.)
+/// Recompiles the environments whose stored revision is not `in_hand` — neither installed nor
+/// about to be by the writer that stored it — and only those: a change to one environment
+/// reads and compiles that environment. Returns the recompiled environments. (Environments are
+/// never deleted, so none is dropped.) `in_hand` is asked after the revisions are read.
 pub async fn changed(
     store: &Store,
-    current: &FlagSnapshots,
+    in_hand: impl Fn(&str, i64) -> bool,
 ) -> Result<Vec<Arc<EnvFlags>>, StoreError> {
     let mut fresh = Vec::new();
     for (env, revision) in store.flag_revisions().await? {
-        if current.envs.get(&env).map(|e| e.revision) == Some(revision) {
+        if in_hand(&env, revision) {
             continue;
         }
         if let Some(f) = load_env(store, &env).await? {

@@ -150,9 +150,9 @@ impl App {
             def.flag(key).map(|f| f.variants.clone())
         });
         let count = flags.len();
-        // Until this compile is installed, a reload (the sync loop's) would compile the same
-        // revision again beside it.
-        let compiling = self.flags_lock.lock().await;
+        // Until this compile is installed, a reload (the sync loop's) leaves this revision to it
+        // rather than compiling it again beside it.
+        let installing = self.installing(environment, revision);
         tx.commit().await?;
         // Served as compiled above, not read back and compiled again.
         let fresh = layered.into_env(
@@ -162,7 +162,7 @@ impl App {
             snapshot.at_revision(u64::try_from(revision).unwrap_or(0)),
         );
         self.install_flags(&[std::sync::Arc::new(fresh)]);
-        drop(compiling);
+        drop(installing);
         drop(def);
         tracing::info!(
             environment,
