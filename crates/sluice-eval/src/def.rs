@@ -2,6 +2,8 @@
 //! fields are carried along). Only the types: parsing and validation are in `def_parse`,
 //! which depends on these and on the rule compiler; neither depends back on it.
 
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::{DefinitionError, JsonPath};
@@ -131,67 +133,114 @@ impl FlagSetDef {
         Ok(())
     }
 
+    /// The flags, in document order.
+    pub fn flags(&self) -> &[(String, FlagDef)] {
+        &self.flags
+    }
+
     /// The document as flagd reads it. Field order is canonical
     /// (`$schema`, `flags`, `$evaluators`, `metadata`, then unknown fields),
-    /// so `to_value -> from_value -> to_value` is the identity.
+    /// so `to_value -> from_value -> to_value` is the identity. The same as serialising the
+    /// definition, which writes it without building this value.
     pub fn to_value(&self) -> Value {
-        let mut root = Map::new();
-        if let Some(schema) = &self.schema {
-            root.insert("$schema".to_owned(), schema.clone());
-        }
-        let mut flags = Map::new();
-        for (key, flag) in &self.flags {
-            flags.insert(key.clone(), flag.to_value());
-        }
-        root.insert("flags".to_owned(), Value::Object(flags));
-        if !self.evaluators.is_empty() {
-            root.insert(
-                "$evaluators".to_owned(),
-                Value::Object(self.evaluators.clone()),
-            );
-        }
-        if !self.metadata.is_empty() {
-            root.insert("metadata".to_owned(), Value::Object(self.metadata.clone()));
-        }
-        for (k, v) in &self.extra {
-            root.insert(k.clone(), v.clone());
-        }
-        Value::Object(root)
+        to_value(self)
+    }
+
+    /// The set-level parts alone (everything but `flags`), in the same order.
+    pub fn set_parts(&self) -> Value {
+        to_value(&Document {
+            def: self,
+            with_flags: false,
+        })
     }
 
     /// [`FlagSetDef::to_value`], pretty-printed.
     pub fn to_json_pretty(&self) -> String {
-        // Serialising a `Value` cannot fail: its map keys are strings.
-        serde_json::to_string_pretty(&self.to_value()).unwrap_or_default()
+        // Serialising a definition cannot fail: its map keys are strings.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Serialising a definition cannot fail: its map keys are strings.
+fn to_value(v: &impl Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or_default()
+}
+
+/// A document, whole or without its flags.
+struct Document<'a> {
+    def: &'a FlagSetDef,
+    with_flags: bool,
+}
+
+impl Serialize for Document<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Flags<'a>(&'a [(String, FlagDef)]);
+        impl Serialize for Flags<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_map(self.0.iter().map(|(k, f)| (k, f)))
+            }
+        }
+        let def = self.def;
+        let mut m = s.serialize_map(None)?;
+        if let Some(schema) = &def.schema {
+            m.serialize_entry("$schema", schema)?;
+        }
+        if self.with_flags {
+            m.serialize_entry("flags", &Flags(&def.flags))?;
+        }
+        if !def.evaluators.is_empty() {
+            m.serialize_entry("$evaluators", &def.evaluators)?;
+        }
+        if !def.metadata.is_empty() {
+            m.serialize_entry("metadata", &def.metadata)?;
+        }
+        for (k, v) in &def.extra {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// As [`FlagSetDef::to_value`]: serialising writes the document without building it as a
+/// [`Value`] first.
+impl Serialize for FlagSetDef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Document {
+            def: self,
+            with_flags: true,
+        }
+        .serialize(s)
+    }
+}
+
+/// As [`FlagDef::to_value`].
+impl Serialize for FlagDef {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("state", self.state.as_str())?;
+        m.serialize_entry("variants", &self.variants)?;
+        match &self.default_variant {
+            DefaultVariant::Absent => {}
+            DefaultVariant::Null => m.serialize_entry("defaultVariant", &())?,
+            DefaultVariant::Named(n) => m.serialize_entry("defaultVariant", n)?,
+        }
+        if let Some(t) = &self.targeting {
+            m.serialize_entry("targeting", t)?;
+        }
+        if let Some(md) = &self.metadata {
+            m.serialize_entry("metadata", md)?;
+        }
+        for (k, v) in &self.extra {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
     }
 }
 
 impl FlagDef {
+    /// The flag as written: `state`, `variants`, `defaultVariant`, `targeting`, `metadata`,
+    /// then unknown fields.
     pub fn to_value(&self) -> Value {
-        let mut m = Map::new();
-        m.insert(
-            "state".to_owned(),
-            Value::String(self.state.as_str().to_owned()),
-        );
-        m.insert("variants".to_owned(), Value::Object(self.variants.clone()));
-        match &self.default_variant {
-            DefaultVariant::Absent => {}
-            DefaultVariant::Null => {
-                m.insert("defaultVariant".to_owned(), Value::Null);
-            }
-            DefaultVariant::Named(n) => {
-                m.insert("defaultVariant".to_owned(), Value::String(n.clone()));
-            }
-        }
-        if let Some(t) = &self.targeting {
-            m.insert("targeting".to_owned(), t.clone());
-        }
-        if let Some(md) = &self.metadata {
-            m.insert("metadata".to_owned(), Value::Object(md.clone()));
-        }
-        for (k, v) in &self.extra {
-            m.insert(k.clone(), v.clone());
-        }
-        Value::Object(m)
+        to_value(self)
     }
 }

@@ -101,7 +101,7 @@ pub(crate) fn parse_document(value: Value) -> Result<FlagSetDef, DefinitionError
         flags: parsed,
         evaluators,
         metadata,
-        extra: doc,
+        extra: unless_empty(doc),
     })
 }
 
@@ -168,8 +168,19 @@ fn parse_flag(value: Value, path: &JsonPath) -> Result<FlagDef, DefinitionError>
         default_variant,
         targeting,
         metadata,
-        extra: obj,
+        extra: unless_empty(obj),
     })
+}
+
+/// The fields left over once the known ones are taken out: usually none, and then not the
+/// emptied map, which would keep the allocation of the whole object (most of a parsed flag's
+/// size, for every flag of a large document).
+fn unless_empty(rest: Map<String, Value>) -> Map<String, Value> {
+    if rest.is_empty() {
+        Map::new()
+    } else {
+        rest
+    }
 }
 
 /// The kind a variant value has; all variants of a flag share one.

@@ -164,6 +164,13 @@ impl Snapshot {
         self.revision
     }
 
+    /// This snapshot, recorded at `revision`: for a compile made before its revision was
+    /// known (an import validates by compiling, then stores, then serves that compile).
+    pub fn at_revision(mut self, revision: u64) -> Self {
+        self.revision = revision;
+        self
+    }
+
     /// Flag keys in definition order.
     pub fn flag_keys(&self) -> impl Iterator<Item = &str> {
         self.flags.iter().map(|f| &*f.key)

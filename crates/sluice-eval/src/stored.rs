@@ -3,7 +3,7 @@
 //! way it was imported and lists, as values, the faults a lenient import let through.
 
 use crate::{DefinitionError, FlagSetDef, Snapshot};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 /// Set-level member of a stored document that marks a set imported leniently. Never exported:
 /// [`strip_marker`] removes it, so an export is a plain flagd file.
@@ -61,19 +61,6 @@ pub fn mark_lenient(set_doc: &mut Value) {
     }
 }
 
-/// Splits a validated document into its set-level parts and its flags, in order.
-pub fn split(def: &FlagSetDef) -> (Value, Vec<(String, Value)>) {
-    let mut doc = match def.to_value() {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    let flags = match doc.remove("flags") {
-        Some(Value::Object(m)) => m.into_iter().collect(),
-        _ => Vec::new(),
-    };
-    (Value::Object(doc), flags)
-}
-
 /// A stored document, compiled.
 #[derive(Debug)]
 pub struct CompiledStored {
@@ -85,38 +72,29 @@ pub struct CompiledStored {
     pub lenient: bool,
 }
 
-/// Compiles a stored document (marker included), built by `document`: leniently if it was
-/// imported so, else strictly — falling back to lenient if a strictly imported set no longer
-/// compiles. The document is built again for that rare fallback rather than kept: a copy of
-/// every definition, alive while the set compiles, is what a large import's memory is made of.
-pub fn compile_stored(document: impl Fn() -> Value, revision: u64) -> CompiledStored {
-    let (doc, lenient) = strip_marker(document());
-    if lenient {
-        let (def, fallback) = match FlagSetDef::from_value_lenient(doc) {
-            Ok(d) => (d, None),
-            Err(e) => (FlagSetDef::default(), Some(e)),
-        };
-        return CompiledStored {
-            snapshot: Snapshot::compile_lenient(&def, revision),
-            fallback,
-            lenient,
-        };
-    }
-    match FlagSetDef::from_value(doc).and_then(|d| Snapshot::compile(&d, revision)) {
-        Ok(snapshot) => CompiledStored {
-            snapshot,
-            fallback: None,
-            lenient,
-        },
-        Err(e) => {
-            let def =
-                FlagSetDef::from_value_lenient(strip_marker(document()).0).unwrap_or_default();
-            CompiledStored {
-                snapshot: Snapshot::compile_lenient(&def, revision),
-                fallback: Some(e),
-                lenient,
-            }
+/// Compiles a stored document (marker included), consuming it: leniently if it was imported
+/// so, else strictly — falling back to lenient if a strictly imported set no longer compiles.
+/// The document is read once, by the lenient parser, whose result both compilations take:
+/// strict compilation validates what lenient parsing does not. No copy of the definitions is
+/// made, and a copy of every definition is what a large import's memory is made of.
+pub fn compile_stored(document: Value, revision: u64) -> CompiledStored {
+    let (doc, lenient) = strip_marker(document);
+    let (def, unparsed) = match FlagSetDef::from_value_lenient(doc) {
+        Ok(d) => (d, None),
+        Err(e) => (FlagSetDef::default(), Some(e)),
+    };
+    let (snapshot, fallback) = if lenient || unparsed.is_some() {
+        (Snapshot::compile_lenient(&def, revision), unparsed)
+    } else {
+        match Snapshot::compile(&def, revision) {
+            Ok(snapshot) => (snapshot, None),
+            Err(e) => (Snapshot::compile_lenient(&def, revision), Some(e)),
         }
+    };
+    CompiledStored {
+        snapshot,
+        fallback,
+        lenient,
     }
 }
 

@@ -37,6 +37,12 @@ pub struct Inner {
     /// Compiled flags per environment, swapped whole on change; evaluation never waits.
     pub flags: ArcSwap<FlagSnapshots>,
     flags_rev: AtomicI64,
+    /// Held by a reload: a second reload of the same change (a writer's and the sync loop's)
+    /// waits, then finds it installed instead of compiling it again beside the first.
+    flags_lock: tokio::sync::Mutex<()>,
+    /// Environments an import of this instance stored and is about to install, at that
+    /// revision: a reload leaves them to it rather than compiling the same revision again.
+    pending_installs: std::sync::Mutex<Vec<(String, i64)>>,
     /// Flag changes, for SSE subscribers.
     pub flag_events: broadcast::Sender<FlagEvent>,
     /// Authenticated tokens (see [`TokenCache`]).
@@ -92,6 +98,8 @@ impl App {
             refresh_lock: tokio::sync::Mutex::new(std::collections::BTreeMap::new()),
             flags: ArcSwap::from_pointee(flags),
             flags_rev: AtomicI64::new(revs.flags),
+            flags_lock: tokio::sync::Mutex::new(()),
+            pending_installs: std::sync::Mutex::new(Vec::new()),
             flag_events,
             tokens: TokenCache::default(),
             limiter: crate::rate_limit::RateLimiter::new(client_rate_limit),
@@ -192,15 +200,45 @@ impl App {
     /// Recompiles the environments whose flags moved — only those — and tells their SSE
     /// subscribers.
     pub async fn refresh_flags(&self) -> Result<(), ApiError> {
+        let _compiling = self.flags_lock.lock().await;
         let revs = self.store.state_revs().await?;
-        let before = self.flags.load_full();
-        let fresh = crate::flags::changed(&self.store, &before).await?;
-        if fresh.is_empty() {
+        let left_to_writer = std::sync::atomic::AtomicBool::new(false);
+        let fresh = crate::flags::changed(&self.store, |env, revision| {
+            // INVARIANT: asked after the revision was read. An import marks its revision
+            // before committing it and unmarks it after installing it, so a committed
+            // revision is either marked or already installed here.
+            let installed = self.flags.load().envs.get(env).map(|e| e.revision);
+            if installed == Some(revision) {
+                return true;
+            }
+            let pending = self
+                .pending_installs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .any(|(e, r)| e == env && *r == revision);
+            if pending {
+                left_to_writer.store(true, Ordering::Relaxed);
+            }
+            pending
+        })
+        .await?;
+        self.install_flags(&fresh);
+        // What was left to a writer is looked at again by the next sync, in case the writer
+        // went away (its request dropped) before installing it.
+        if !left_to_writer.load(Ordering::Relaxed) {
             self.flags_rev.fetch_max(revs.flags, Ordering::AcqRel);
-            return Ok(());
         }
-        let prev = self.flags.rcu(|cur| cur.with(&fresh));
-        self.flags_rev.fetch_max(revs.flags, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Swaps in freshly compiled environments, each only over an older revision of itself,
+    /// and tells the subscribers of those it installed.
+    pub(crate) fn install_flags(&self, fresh: &[Arc<crate::flags::EnvFlags>]) {
+        if fresh.is_empty() {
+            return;
+        }
+        let prev = self.flags.rcu(|cur| cur.with(fresh));
         // Layer boundaries may have moved: the background loop looks again.
         self.due.poke();
         // Only what this swap installed: a refresh racing this one (a writer's and the sync
@@ -217,12 +255,48 @@ impl App {
                 updated_at: f.updated_at,
             });
         }
-        Ok(())
+    }
+
+    /// Marks `environment` as about to be installed at `revision` by this writer, until the
+    /// returned guard is dropped (see [`App::refresh_flags`]).
+    pub(crate) fn installing(&self, environment: &str, revision: i64) -> Installing<'_> {
+        self.pending_installs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((environment.to_owned(), revision));
+        Installing {
+            app: self,
+            environment: environment.to_owned(),
+            revision,
+        }
     }
 
     /// The compiled flags of one environment.
     pub fn env_flags(&self, environment: &str) -> Option<Arc<crate::flags::EnvFlags>> {
         self.flags.load().envs.get(environment).cloned()
+    }
+}
+
+/// An environment marked as about to be installed; unmarked when dropped.
+pub(crate) struct Installing<'a> {
+    app: &'a App,
+    environment: String,
+    revision: i64,
+}
+
+impl Drop for Installing<'_> {
+    fn drop(&mut self) {
+        let mut marked = self
+            .app
+            .pending_installs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = marked
+            .iter()
+            .position(|(e, r)| *e == self.environment && *r == self.revision)
+        {
+            marked.swap_remove(i);
+        }
     }
 }
 

@@ -27,7 +27,7 @@ pub fn presented_token(headers: &axum::http::HeaderMap) -> Option<SecretToken> {
 /// The caller behind a presented token; names it on the request's span.
 pub async fn authenticate(app: &App, token: Option<SecretToken>) -> Result<Arc<Caller>, ApiError> {
     let caller = identify(app, token).await?;
-    crate::routes::trace::record_principal(&caller.name);
+    caller.record_on_span();
     Ok(caller)
 }
 

@@ -1,4 +1,6 @@
-//! The authenticated principal behind a request, as [`crate::auth`] identifies it.
+//! The authenticated principal behind a request, as [`crate::auth`] identifies it, and its
+//! name on the request's span (opened by `routes::trace`, which declares the `principal`
+//! field this fills in).
 
 use crate::error::ApiError;
 use sluice_core::access::Actor;
@@ -25,6 +27,11 @@ impl Caller {
             name: self.name.clone(),
             admin: self.admin,
         }
+    }
+
+    /// Names this principal on the current request's span.
+    pub fn record_on_span(&self) {
+        tracing::Span::current().record("principal", tracing::field::display(&self.name));
     }
 
     pub fn require_admin(&self) -> Result<(), ApiError> {

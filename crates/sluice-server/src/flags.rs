@@ -178,11 +178,12 @@ pub struct FlagEvent {
 }
 
 /// Compiles a stored set as it was imported (see [`stored::compile_stored`]), saying so loudly
-/// when it no longer compiles that way.
-pub fn compile_stored(set: &StoredFlagSet, revision: u64) -> Snapshot {
-    let c = stored::compile_stored(|| set.to_document(), revision);
+/// when it no longer compiles that way. Consumes the set: its definitions move into the
+/// compiler.
+fn compile_stored(set: StoredFlagSet, revision: u64) -> Snapshot {
+    let env = set.environment.clone();
+    let c = stored::compile_stored(set.into_document(), revision);
     if let Some(e) = &c.fallback {
-        let env = &set.environment;
         if c.lenient {
             tracing::error!(environment = %env, error = %e, "stored flags of {env} do not parse: {e}");
         } else {
@@ -192,45 +193,82 @@ pub fn compile_stored(set: &StoredFlagSet, revision: u64) -> Snapshot {
     c.snapshot
 }
 
-fn compile(set: &StoredFlagSet, layers: &[(String, String, Value)]) -> EnvFlags {
-    let revision = u64::try_from(set.revision).unwrap_or(0);
+/// One environment's compiled flags from its stored set, which it consumes.
+fn compile(set: StoredFlagSet, layers: &[(String, String, Value)]) -> EnvFlags {
+    let (environment, revision, updated_at) =
+        (set.environment.clone(), set.revision, set.updated_at);
+    let layered = Layered::compile(&environment, layers, |key| {
+        let f = set.flags.iter().find(|f| f.key == key)?;
+        f.definition.get("variants")?.as_object().cloned()
+    });
     // Lenient imports compile as flagd loads files (see [`compile_stored`]).
-    let snapshot = compile_stored(set, revision);
-    let mut compiled = HashMap::new();
-    let mut variants = HashMap::new();
-    let mut boundaries = Vec::new();
-    for (env, key, body) in layers {
-        if env != &set.environment {
-            continue;
-        }
-        let Ok(stored) = serde_json::from_value::<FlagLayers>(body.clone()) else {
-            tracing::error!(environment = %env, flag = %key, "stored layers of {key} are not valid; ignored");
-            continue;
-        };
-        let c = CompiledLayers::compile(&stored);
-        if c.is_empty() {
-            continue;
-        }
-        if let Some(f) = set.flags.iter().find(|f| &f.key == key) {
-            if let Some(v) = f.definition.get("variants").and_then(Value::as_object) {
-                variants.insert(key.clone(), v.clone());
+    let snapshot = compile_stored(set, u64::try_from(revision).unwrap_or(0));
+    layered.into_env(environment, revision, updated_at, snapshot)
+}
+
+/// An environment's layers, compiled, with what answering a layer hit needs.
+pub struct Layered {
+    layers: HashMap<String, CompiledLayers>,
+    variants: HashMap<String, serde_json::Map<String, Value>>,
+    boundaries: Vec<i64>,
+}
+
+impl Layered {
+    /// Compiles the layers of `environment`'s flags; `variants` gives a flag's variants.
+    pub fn compile(
+        environment: &str,
+        layers: &[(String, String, Value)],
+        variants: impl Fn(&str) -> Option<serde_json::Map<String, Value>>,
+    ) -> Layered {
+        let mut compiled = HashMap::new();
+        let mut by_key = HashMap::new();
+        let mut boundaries = Vec::new();
+        for (env, key, body) in layers {
+            if env != environment {
+                continue;
             }
+            let Ok(stored) = serde_json::from_value::<FlagLayers>(body.clone()) else {
+                tracing::error!(environment = %env, flag = %key, "stored layers of {key} are not valid; ignored");
+                continue;
+            };
+            let c = CompiledLayers::compile(&stored);
+            if c.is_empty() {
+                continue;
+            }
+            if let Some(v) = variants(key) {
+                by_key.insert(key.clone(), v);
+            }
+            boundaries.extend(c.boundaries().iter().copied());
+            compiled.insert(key.clone(), c);
         }
-        boundaries.extend(c.boundaries().iter().copied());
-        compiled.insert(key.clone(), c);
+        boundaries.sort_unstable();
+        boundaries.dedup();
+        Layered {
+            layers: compiled,
+            variants: by_key,
+            boundaries,
+        }
     }
-    boundaries.sort_unstable();
-    boundaries.dedup();
-    EnvFlags {
-        environment: set.environment.clone(),
-        revision: set.revision,
-        updated_at: set.updated_at,
-        snapshot,
-        layers: compiled,
-        variants,
-        boundaries,
-        answers: AnswerCache::default(),
-        contexts: ContextMemo::default(),
+
+    /// The environment's compiled flags: `snapshot` with these layers over it.
+    pub fn into_env(
+        self,
+        environment: String,
+        revision: i64,
+        updated_at: DateTime<Utc>,
+        snapshot: Snapshot,
+    ) -> EnvFlags {
+        EnvFlags {
+            environment,
+            revision,
+            updated_at,
+            snapshot,
+            layers: self.layers,
+            variants: self.variants,
+            boundaries: self.boundaries,
+            answers: AnswerCache::default(),
+            contexts: ContextMemo::default(),
+        }
     }
 }
 
@@ -244,7 +282,7 @@ pub async fn load(store: &Store) -> Result<FlagSnapshots, StoreError> {
     let sets = store.flag_sets().await?;
     Ok(FlagSnapshots {
         envs: sets
-            .iter()
+            .into_iter()
             .map(|s| (s.environment.clone(), Arc::new(compile(s, &layers))))
             .collect(),
     })
@@ -255,19 +293,20 @@ pub async fn load_env(store: &Store, environment: &str) -> Result<Option<EnvFlag
     // INVARIANT: layers before definitions, as in [`load`].
     let layers = store.flag_layers_in(environment).await?;
     let set = store.flag_set(environment).await?;
-    Ok(set.map(|s| compile(&s, &layers)))
+    Ok(set.map(|s| compile(s, &layers)))
 }
 
-/// Recompiles the environments whose stored revision differs from the one `current` holds,
-/// and only those: a change to one environment reads and compiles that environment. Returns
-/// the recompiled environments. (Environments are never deleted, so none is dropped.)
+/// Recompiles the environments whose stored revision is not `in_hand` — neither installed nor
+/// about to be by the writer that stored it — and only those: a change to one environment
+/// reads and compiles that environment. Returns the recompiled environments. (Environments are
+/// never deleted, so none is dropped.) `in_hand` is asked after the revisions are read.
 pub async fn changed(
     store: &Store,
-    current: &FlagSnapshots,
+    in_hand: impl Fn(&str, i64) -> bool,
 ) -> Result<Vec<Arc<EnvFlags>>, StoreError> {
     let mut fresh = Vec::new();
     for (env, revision) in store.flag_revisions().await? {
-        if current.envs.get(&env).map(|e| e.revision) == Some(revision) {
+        if in_hand(&env, revision) {
             continue;
         }
         if let Some(f) = load_env(store, &env).await? {

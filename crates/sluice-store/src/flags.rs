@@ -24,16 +24,17 @@ pub struct StoredFlag {
 }
 
 impl StoredFlagSet {
-    /// The whole flagd document, flags in their stored order.
-    pub fn to_document(&self) -> Value {
-        let mut doc = match &self.document {
-            Value::Object(m) => m.clone(),
+    /// The whole flagd document, flags in their stored order. Consumes the set: the
+    /// definitions move into the document, none is copied.
+    pub fn into_document(self) -> Value {
+        let mut doc = match self.document {
+            Value::Object(m) => m,
             _ => serde_json::Map::new(),
         };
         let flags: serde_json::Map<String, Value> = self
             .flags
-            .iter()
-            .map(|f| (f.key.clone(), f.definition.clone()))
+            .into_iter()
+            .map(|f| (f.key, f.definition))
             .collect();
         doc.insert("flags".into(), Value::Object(flags));
         Value::Object(doc)
@@ -146,12 +147,13 @@ impl WriteTx {
 impl WriteTx {
     /// Replaces an environment's whole flag set (an import), all or nothing. A flag whose
     /// definition is unchanged keeps its revision; a changed one moves to the next; flags not
-    /// in `flags` are removed. Returns the environment's new revision.
-    pub async fn replace_flag_set(
+    /// in `flags` are removed. Returns the environment's new revision. Each definition is
+    /// written as JSON from `flags` one at a time, so the caller need not build the document.
+    pub async fn replace_flag_set<D: serde::Serialize>(
         &mut self,
         environment: &str,
         document: &Value,
-        flags: &[(String, Value)],
+        flags: &[(String, D)],
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
@@ -362,12 +364,10 @@ impl Store {
         &self,
         environment: &str,
     ) -> Result<Vec<(String, String, Value)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT environment, key, body FROM flag_layers WHERE environment = $1 ORDER BY key",
-        )
-        .bind(environment)
-        .fetch_all(self.reader())
-        .await?;
+        let rows = sqlx::query(LAYERS_IN)
+            .bind(environment)
+            .fetch_all(self.reader())
+            .await?;
         rows.iter().map(layer_row).collect()
     }
 
@@ -381,6 +381,10 @@ impl Store {
     }
 }
 
+/// The `flag_layers` rows of one environment.
+const LAYERS_IN: &str =
+    "SELECT environment, key, body FROM flag_layers WHERE environment = $1 ORDER BY key";
+
 /// One `flag_layers` row: environment, key and the layers' JSON.
 fn layer_row(r: &sqlx::any::AnyRow) -> Result<(String, String, Value), StoreError> {
     let body: String = get(r, "body")?;
@@ -392,6 +396,55 @@ fn layer_row(r: &sqlx::any::AnyRow) -> Result<(String, String, Value), StoreErro
 }
 
 impl WriteTx {
+    /// One flag of an environment, with the environment's set-level parts (`$evaluators`,
+    /// `metadata`, …), as this transaction sees them; `None` when the environment holds no
+    /// flag set. Reads two rows, whatever the size of the environment.
+    pub async fn flag_in(
+        &mut self,
+        environment: &str,
+        key: &str,
+    ) -> Result<Option<(Value, Option<StoredFlag>)>, StoreError> {
+        let Some(env) = sqlx::query("SELECT document FROM flag_environments WHERE name = $1")
+            .bind(environment)
+            .fetch_optional(self.conn().await?)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let document: String = get(&env, "document")?;
+        let row = sqlx::query(
+            "SELECT key, revision, definition FROM flags WHERE environment = $1 AND key = $2",
+        )
+        .bind(environment)
+        .bind(key)
+        .fetch_optional(self.conn().await?)
+        .await?;
+        let flag = match row {
+            Some(r) => {
+                let definition: String = get(&r, "definition")?;
+                Some(StoredFlag {
+                    key: get(&r, "key")?,
+                    revision: get(&r, "revision")?,
+                    definition: serde_json::from_str(&definition)?,
+                })
+            }
+            None => None,
+        };
+        Ok(Some((serde_json::from_str(&document)?, flag)))
+    }
+
+    /// The layers of one environment's flags, by key, as this transaction sees them.
+    pub async fn flag_layers_in(
+        &mut self,
+        environment: &str,
+    ) -> Result<Vec<(String, String, Value)>, StoreError> {
+        let rows = sqlx::query(LAYERS_IN)
+            .bind(environment)
+            .fetch_all(self.conn().await?)
+            .await?;
+        rows.iter().map(layer_row).collect()
+    }
+
     /// Whether the environment holds a flag set, as this transaction sees it.
     pub async fn environment_exists(&mut self, environment: &str) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT name FROM flag_environments WHERE name = $1")

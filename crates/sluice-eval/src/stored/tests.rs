@@ -53,19 +53,24 @@ fn stored_sets_compile_as_they_were_imported() {
             "targeting": {"if": [{"no-such-op": [1]}, "on", "off"]}},
     }});
     let def = lenient(broken.clone());
-    let (mut set_doc, flags) = split(&def);
-    assert_eq!(flags.len(), 1);
+    let mut set_doc = def.set_parts();
+    assert_eq!(def.flags().len(), 1);
     assert_eq!(set_doc.get("flags"), None);
     mark_lenient(&mut set_doc);
     let mut stored = broken.clone();
     stored[LENIENT_MARKER] = json!(true);
-    let c = compile_stored(|| stored.clone(), 3);
+    let c = compile_stored(stored, 3);
     assert!(c.lenient && c.fallback.is_none());
     assert_eq!(c.snapshot.broken_flags().count(), 1);
     // A strict set that no longer compiles is served leniently, and says why.
-    let c = compile_stored(|| broken.clone(), 4);
+    let c = compile_stored(broken.clone(), 4);
     assert!(!c.lenient && c.fallback.is_some());
     assert_eq!(c.snapshot.revision(), 4);
+    assert_eq!(c.snapshot.broken_flags().count(), 1);
+    // One that no longer parses at all is served empty, and says why.
+    let c = compile_stored(json!({"flags": {"x": {"state": "MAYBE"}}}), 5);
+    assert!(!c.lenient && c.fallback.is_some());
+    assert_eq!(c.snapshot.flag_keys().count(), 0);
     let (doc, was) = strip_marker(json!({LENIENT_MARKER: true, "flags": {}}));
     assert!(was);
     assert_eq!(doc, json!({"flags": {}}));

@@ -117,4 +117,12 @@ fn testbed_flag_files_parse_compile_and_round_trip() {
     );
     let pretty = FlagSetDef::from_json(&strict.to_json_pretty()).unwrap();
     assert_eq!(pretty, strict);
+
+    // Serialising writes exactly the value's bytes (an import's digest is taken so), and the
+    // set-level parts are the value without its flags, in the same order.
+    assert_eq!(serde_json::to_string(&merged).unwrap(), once.to_string());
+    let mut parts = once.clone();
+    parts.as_object_mut().unwrap().shift_remove("flags");
+    assert!(!merged.evaluators().is_empty());
+    assert_eq!(merged.set_parts().to_string(), parts.to_string());
 }

@@ -229,17 +229,16 @@ impl App {
             None => self.authorize_flag(who, admin, env, key, change.action(), now)?,
         };
         // Through the transaction: a batch-mate's uncommitted change to this flag counts.
-        let set = tx.flag_set(env).await?;
-        let current = set
-            .as_ref()
-            .and_then(|s| s.flags.iter().find(|f| f.key == key));
-        let after = change.apply(key, current.map(|f| &f.definition))?;
+        // The flag and the set-level parts only, not the environment's other flags.
+        let found = tx.flag_in(env, key).await?;
+        let (parts, current) = match found {
+            Some((parts, flag)) => (parts, flag),
+            None => (json!({}), None),
+        };
+        let after = change.apply(key, current.as_ref().map(|f| &f.definition))?;
         if let Some(def) = &after {
             // Validated like an import: the flag with the environment's shared evaluators.
-            let mut doc = set
-                .as_ref()
-                .map(|s| s.document.clone())
-                .unwrap_or_else(|| json!({}));
+            let mut doc = parts;
             if let Some(o) = doc.as_object_mut() {
                 o.insert("flags".into(), json!({ key: def }));
             }

@@ -52,8 +52,14 @@ impl From<Fault> for BrokenFlag {
 }
 
 /// The stored set as a flagd document (Sluice's marker stripped).
-pub fn export_document(set: &StoredFlagSet) -> Value {
-    stored::strip_marker(set.to_document()).0
+pub fn export_document(set: StoredFlagSet) -> Value {
+    stored::strip_marker(set.into_document()).0
+}
+
+/// A time as the store keeps it (milliseconds), so that this instance and one that reads
+/// the row back announce the same `updated_at`.
+fn stored_time(t: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    sluice_core::clock::from_ms(sluice_core::clock::to_ms(t))
 }
 
 impl App {
@@ -88,29 +94,34 @@ impl App {
                 format!("$.{LENIENT_MARKER}: reserved; import with ?mode=lenient instead"),
             ));
         }
-        let (def, broken) = match mode {
+        // Validated by compiling, once: that compile is what is served once stored.
+        let def = FlagSetDef::from_value_lenient(document)
+            .map_err(|e| ApiError::bad_request("invalid_flags", e.to_string()))?;
+        let (snapshot, broken) = match mode {
             ImportMode::Strict => {
-                let def = FlagSetDef::from_value(document)
+                let snapshot = Snapshot::compile(&def, 0)
                     .map_err(|e| ApiError::bad_request("invalid_flags", e.to_string()))?;
-                Snapshot::compile(&def, 0)
-                    .map_err(|e| ApiError::bad_request("invalid_flags", e.to_string()))?;
-                (def, Vec::new())
+                (snapshot, Vec::new())
             }
             ImportMode::Lenient => {
-                let def = FlagSetDef::from_value_lenient(document)
-                    .map_err(|e| ApiError::bad_request("invalid_flags", e.to_string()))?;
                 let broken = stored::strict_faults(&def)
                     .into_iter()
                     .map(BrokenFlag::from)
                     .collect();
-                (def, broken)
+                (Snapshot::compile_lenient(&def, 0), broken)
             }
         };
-        let (mut set_doc, flags) = stored::split(&def);
+        let mut set_doc = def.set_parts();
         if mode == ImportMode::Lenient {
             stored::mark_lenient(&mut set_doc);
         }
-        let digest = hex::encode(Sha256::digest(def.to_value().to_string().as_bytes()));
+        // The digest of the document as it is stored (canonical order), written straight
+        // into the hash: no copy of the document is built for it.
+        let mut hasher = Sha256::new();
+        serde_json::to_writer(&mut hasher, &def)
+            .map_err(|e| ApiError::Internal(format!("hashing the document: {e}")))?;
+        let digest = hex::encode(hasher.finalize());
+        let flags = def.flags();
         let now = self.now();
         let mut tx = self.store.begin().await?;
         if create_env {
@@ -118,9 +129,9 @@ impl App {
                 .await?;
         }
         let revision = tx
-            .replace_flag_set(environment, &set_doc, &flags, &caller.name, now)
+            .replace_flag_set(environment, &set_doc, flags, &caller.name, now)
             .await?;
-        let keys: Vec<&str> = flags.iter().map(|(k, _)| k.as_str()).collect();
+        let keys: Vec<&str> = def.flag_keys().collect();
         let mut details = json!({"environment": environment, "revision": revision, "flags": keys, "sha256": digest});
         if mode == ImportMode::Lenient {
             details["mode"] = json!("lenient");
@@ -133,20 +144,37 @@ impl App {
                 .details(details),
         )
         .await?;
+        // Read in the transaction: the layers that go with exactly these definitions.
+        let layers = tx.flag_layers_in(environment).await?;
+        let layered = crate::flags::Layered::compile(environment, &layers, |key| {
+            def.flag(key).map(|f| f.variants.clone())
+        });
+        let count = flags.len();
+        // Until this compile is installed, a reload (the sync loop's) leaves this revision to it
+        // rather than compiling it again beside it.
+        let installing = self.installing(environment, revision);
         tx.commit().await?;
+        // Served as compiled above, not read back and compiled again.
+        let fresh = layered.into_env(
+            environment.to_owned(),
+            revision,
+            stored_time(now),
+            snapshot.at_revision(u64::try_from(revision).unwrap_or(0)),
+        );
+        self.install_flags(&[std::sync::Arc::new(fresh)]);
+        drop(installing);
+        drop(def);
         tracing::info!(
             environment,
             revision,
-            flags = flags.len(),
+            flags = count,
             broken = broken.len(),
-            "imported {} flags into {environment}",
-            flags.len()
+            "imported {count} flags into {environment}",
         );
-        self.refresh_flags().await?;
         Ok(Imported {
             environment: environment.to_owned(),
             revision,
-            flags: flags.len(),
+            flags: count,
             mode,
             broken,
         })

@@ -133,7 +133,7 @@ pub async fn export(
     Path(env): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let set = app.store.flag_set(&env).await?.ok_or_else(|| ApiError::NotFound(format!("no flags in environment `{env}`; import some with `sluice flags import --env {env} FILE`")))?;
-    Ok(Json(crate::ops::flags::export_document(&set)))
+    Ok(Json(crate::ops::flags::export_document(set)))
 }
 
 /// One flag's definition, revision and active targets. 404 `unknown_environment` when the

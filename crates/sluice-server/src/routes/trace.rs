@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::request_id::{MakeRequestId, RequestId};
-use tracing::field::{display, Empty};
+use tracing::field::Empty;
 use tracing::{Level, Span};
 
 /// The header that carries a request's id, in and out.
@@ -64,7 +64,8 @@ fn hot(route: &str) -> bool {
 }
 
 /// Opens the request's span. `principal` and `status` are filled in later: by
-/// [`crate::auth::authenticate`] and by [`RequestEnd`].
+/// [`crate::caller::Caller::record_on_span`] (when [`crate::auth::authenticate`] identifies
+/// the caller) and by [`RequestEnd`].
 #[derive(Clone, Copy)]
 pub struct RequestSpan;
 
@@ -107,9 +108,4 @@ impl<B> tower_http::trace::OnResponse<B> for RequestEnd {
             tracing::debug!(parent: span, status, latency_ms = ms, "answered {status} in {ms:.1} ms");
         }
     }
-}
-
-/// Names the authenticated principal on the current request's span.
-pub fn record_principal(name: &str) {
-    Span::current().record("principal", display(name));
 }

@@ -321,6 +321,23 @@ async fn expiring_targets_expire_exactly(b: Backend) {
         false,
         "nobody else sees it"
     );
+    // An import serves the compile it validated with, and the environment's layers with it:
+    // the target holds across a re-import, from the moment it answers.
+    let (st, v) =
+        e.s.send(
+            reqwest::Method::PUT,
+            ADMIN_TOKEN,
+            "/v1/environments/staging/flags",
+            Some(flags()),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let hit = e.eval("new-search", "alice").await;
+    assert_eq!(
+        (hit["value"].as_bool(), hit["reason"].as_str()),
+        (Some(true), Some("TARGETING_MATCH")),
+        "{hit}"
+    );
     e.s.clock.set(exp - TimeDelta::milliseconds(1));
     let (tag_before, body) = e.bulk("alice").await;
     let flag = body["flags"]

@@ -204,6 +204,17 @@ async fn lenient_import_serves_the_rest_and_broken_flags_answer_parse_error(b: B
     let d = &entries[0]["details"];
     assert_eq!(d["mode"], "lenient", "{d}");
     assert_eq!(d["broken"][0]["key"], "broken-op", "{d}");
+    // The digest is that of the document in canonical order, as exported.
+    let canonical = FlagSetDef::from_value_lenient(doc.clone())
+        .expect("doc")
+        .to_value()
+        .to_string();
+    use sha2::Digest;
+    assert_eq!(
+        d["sha256"],
+        hex::encode(sha2::Sha256::digest(canonical.as_bytes())),
+        "{d}"
+    );
 
     // The export is plain flagd: no marker, the document as given.
     let (st, exported) = s.get(ADMIN_TOKEN, "/v1/environments/staging/flags").await;

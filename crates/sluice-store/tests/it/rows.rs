@@ -325,6 +325,25 @@ async fn flag_set_replace_keeps_unchanged_revisions() {
             db.backend
         );
         assert_eq!(set.flags[2].definition, def("2"));
+        // One flag with the set-level parts, read through a transaction.
+        let mut tx = store.begin().await.expect("begin");
+        let (parts, flag) = tx
+            .flag_in("production", "b")
+            .await
+            .expect("read")
+            .expect("environment");
+        assert_eq!(parts, doc);
+        let flag = flag.expect("flag b");
+        assert_eq!((flag.key.as_str(), flag.revision), ("b", 2));
+        assert_eq!(flag.definition, def("2"));
+        let (_, none) = tx
+            .flag_in("production", "nope")
+            .await
+            .expect("read")
+            .expect("environment");
+        assert_eq!(none, None);
+        assert!(tx.flag_in("staging", "a").await.expect("read").is_none());
+        drop(tx);
         // Removing a flag.
         commit_with(&store, async |tx| {
             tx.replace_flag_set("production", &doc, &second[..1], "alice", later)
