@@ -6,7 +6,7 @@
 use crate::ops::OpError;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+pub use sluice_api::error::ErrorBody;
 use sluice_core::access::AccessError;
 use sluice_core::approvals::ApprovalError;
 use sluice_core::change_request::ChangeRequestError;
@@ -42,14 +42,6 @@ pub enum ApiError {
     Unavailable(String),
     #[error("internal error; the server log has details")]
     Internal(String),
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// Stable, machine-readable error code.
-    pub code: String,
-    /// What went wrong and what to do next.
-    pub message: String,
 }
 
 impl ApiError {

@@ -51,7 +51,7 @@ fn to_stored(cr: &ChangeRequest) -> Result<StoredChangeRequest, ApiError> {
         environment: cr.environment.clone(),
         key: cr.key.clone(),
         proposer: cr.proposer.clone(),
-        status: cr.status.as_str().to_owned(),
+        status: cr.status,
         created_at: cr.created_at,
         pending_until: cr.pending_until,
         apply_at: cr.apply_at,

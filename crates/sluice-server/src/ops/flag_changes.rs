@@ -13,7 +13,7 @@ use sluice_audit::NewEntry;
 use sluice_eval::{FlagSetDef, Snapshot};
 use sluice_store::{FlagConflict, WriteTx};
 
-pub use sluice_api::flags::FlagChange;
+pub use sluice_api::flags::{FlagChange, FlagChanged};
 
 /// What the server does with a [`FlagChange`] (the type itself is plain wire data).
 pub trait FlagChangeExt {
@@ -104,17 +104,6 @@ pub enum Authority {
     Rollout {
         variant: String,
     },
-}
-
-/// The result of a flag change.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct FlagChanged {
-    pub environment: String,
-    pub key: String,
-    /// The flag's new revision (0: deleted).
-    pub revision: i64,
-    #[schema(value_type = Object)]
-    pub definition: Option<Value>,
 }
 
 impl App {

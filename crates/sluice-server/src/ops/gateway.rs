@@ -1,7 +1,7 @@
 use crate::app::App;
 use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::gateway::spec::DatabaseConfig;
+use crate::gateway::spec::{DatabaseConfig, DatabaseConfigExt};
 use crate::ids::new_id;
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -187,25 +187,7 @@ impl App {
     }
 }
 
-/// Where a gateway database was declared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum DeclaredIn {
-    /// This instance's config file (read-only through the API).
-    Config,
-    /// The API: stored, so every instance's gateway serves it.
-    Api,
-}
-
-/// A gateway database and where it was declared.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct DatabaseView {
-    #[serde(flatten)]
-    pub spec: DatabaseConfig,
-    pub declared_in: DeclaredIn,
-    pub declared_at: Option<DateTime<Utc>>,
-    pub declared_by: Option<String>,
-}
+pub use sluice_api::gateway::{DatabaseView, DeclaredIn};
 
 impl App {
     /// Every gateway database: this instance's config file's, then the API's (a name in

@@ -18,7 +18,7 @@ use crate::ids::new_id;
 use crate::ops::flag_changes::{Authority, FlagChange};
 use crate::ops::OpError;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice_audit::NewEntry;
 use sluice_core::duration::Duration;
@@ -31,15 +31,8 @@ use sluice_store::WriteTx;
 /// The actor that records what time does to layers.
 const CLOCK: &str = "system:clock";
 
-/// A rollout step as people write it.
-#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StepInput {
-    /// Share of users, in percent (0–100, two decimals).
-    pub percent: f64,
-    /// How long to hold this step, e.g. `30m` (ignored for the last step).
-    pub hold: String,
-}
+use sluice_api::flags::RolloutState as WireState;
+pub use sluice_api::flags::{RolloutStatus, StepInput};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -47,31 +40,6 @@ pub enum RolloutOp {
     Pause,
     Resume,
     Rollback,
-}
-
-/// A rollout and where it stands now.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct RolloutStatus {
-    pub environment: String,
-    pub key: String,
-    pub variant: String,
-    /// `running`, `paused`, `rolled-back` or `completed` (reached 100%: the flag's definition
-    /// serves the variant now).
-    pub state: String,
-    pub steps: Vec<f64>,
-    /// 0-based index into `steps` of the current step (the CLI and the audit trail number
-    /// steps from 1), if the rollout is in force (for a completed one, the step
-    /// at 100% it completed at).
-    pub current_step: Option<usize>,
-    pub current_percent: f64,
-    pub next_change_at: Option<DateTime<Utc>>,
-    /// When it completed.
-    pub completed_at: Option<DateTime<Utc>>,
-    /// The flag's revision that serves the variant as its default (completed rollouts).
-    pub completed_revision: Option<i64>,
-    /// Why completing failed: the rollout keeps serving 100% until someone changes the flag
-    /// or starts again.
-    pub completion_error: Option<String>,
 }
 
 fn status(env: &str, key: &str, r: &Rollout, now: DateTime<Utc>) -> RolloutStatus {
@@ -88,12 +56,11 @@ fn status(env: &str, key: &str, r: &Rollout, now: DateTime<Utc>) -> RolloutStatu
         key: key.to_owned(),
         variant: r.variant.clone(),
         state: match r.state {
-            RolloutState::Running => "running",
-            RolloutState::Paused => "paused",
-            RolloutState::RolledBack => "rolled-back",
-            RolloutState::Completed => "completed",
-        }
-        .into(),
+            RolloutState::Running => WireState::Running,
+            RolloutState::Paused => WireState::Paused,
+            RolloutState::RolledBack => WireState::RolledBack,
+            RolloutState::Completed => WireState::Completed,
+        },
         steps: r
             .steps
             .iter()
