@@ -1,6 +1,6 @@
 //! The authenticated principal behind a request, as [`crate::auth`] identifies it.
 
-use crate::error::ApiError;
+use crate::ops::OpError;
 use sluice_core::access::Actor;
 use sluice_core::token::TokenKind;
 
@@ -27,11 +27,11 @@ impl Caller {
         }
     }
 
-    pub fn require_admin(&self) -> Result<(), ApiError> {
+    pub fn require_admin(&self) -> Result<(), OpError> {
         if self.admin {
             Ok(())
         } else {
-            Err(ApiError::Forbidden("this needs an administrator".into()))
+            Err(OpError::Forbidden("this needs an administrator".into()))
         }
     }
 }

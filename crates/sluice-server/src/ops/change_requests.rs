@@ -402,10 +402,10 @@ impl App {
                     .await;
                 match done {
                     Ok(d) => Some(Ok(d.revision)),
-                    Err(e @ (ApiError::Internal(_) | ApiError::Unavailable(_))) => return Err(e),
+                    Err(e) if e.is_failure() => return Err(e.into()),
                     // The transaction may hold part of the change: drop it and record the
                     // refusal in a fresh one.
-                    Err(e) => return Ok(Attempt::Refused(e)),
+                    Err(e) => return Ok(Attempt::Refused(e.into())),
                 }
             }
         };

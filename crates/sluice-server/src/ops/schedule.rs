@@ -6,6 +6,7 @@ use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::ops::flag_changes::{FlagChange, FlagChangeExt};
+use crate::ops::{Clash, Input, OpError};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sluice_audit::NewEntry;
@@ -26,9 +27,9 @@ fn wire_status(s: Status) -> ScheduledStatus {
 
 /// A stored scheduled change as the API shows it. The server stores only what it wrote from
 /// a [`ScheduledFlagChange`], so a change that does not read back is a damaged row.
-pub fn scheduled_view(c: ScheduledChange) -> Result<ScheduledView, ApiError> {
+pub fn scheduled_view(c: ScheduledChange) -> Result<ScheduledView, OpError> {
     let change: ScheduledFlagChange = serde_json::from_value(c.change)
-        .map_err(|e| ApiError::Internal(format!("scheduled change {}: {e}", c.id)))?;
+        .map_err(|e| OpError::Internal(format!("scheduled change {}: {e}", c.id)))?;
     Ok(ScheduledView {
         id: c.id,
         environment: c.environment,
@@ -50,11 +51,11 @@ impl App {
         change: FlagChange,
         base_revision: Option<i64>,
         at: DateTime<Utc>,
-    ) -> Result<ScheduledView, ApiError> {
+    ) -> Result<ScheduledView, OpError> {
         let now = self.now();
         if at <= now {
-            return Err(ApiError::bad_request(
-                "invalid_time",
+            return Err(OpError::invalid(
+                Input::Time,
                 "`at` must be in the future; leave it out to change the flag now",
             ));
         }
@@ -93,16 +94,13 @@ impl App {
         &self,
         caller: &Caller,
         id: &str,
-    ) -> Result<ScheduledView, ApiError> {
+    ) -> Result<ScheduledView, OpError> {
         let now = self.now();
         let mut tx = self.store.begin().await?;
         let c = tx
             .claim_scheduled(id)
             .await?
-            .ok_or_else(|| ApiError::Conflict {
-                code: "not_pending",
-                message: format!("scheduled change {id} does not exist or is no longer pending"),
-            })?;
+            .ok_or_else(|| Clash::NotPending(id.to_owned()))?;
         if c.created_by != caller.name {
             caller.require_admin()?;
         }
@@ -128,7 +126,7 @@ impl App {
 
     /// Applies every due change exactly once: the claim, the change and its audit entry share
     /// one transaction, so a crash leaves the change pending rather than half-applied.
-    pub async fn apply_due_changes(&self) -> Result<usize, ApiError> {
+    pub async fn apply_due_changes(&self) -> Result<usize, OpError> {
         let ids = self.store.due_changes(self.now()).await?;
         let mut applied = 0;
         for id in ids {
@@ -154,7 +152,7 @@ impl App {
                     )
                     .await
                 }
-                Err(e) => Err(ApiError::bad_request("invalid_change", e.to_string())),
+                Err(e) => Err(OpError::invalid(Input::Change, e.to_string())),
             };
             match outcome {
                 Ok(done) => {
@@ -169,6 +167,8 @@ impl App {
                 }
                 Err(e) => {
                     drop(tx);
+                    // Recorded as the API would answer it: its stable code and message.
+                    let e = ApiError::from(e);
                     // Record the refusal in a fresh transaction (the failed one is rolled back).
                     let mut tx = self.store.begin().await?;
                     if tx.claim_scheduled(&id).await?.is_some() {
@@ -187,7 +187,7 @@ impl App {
         Ok(applied)
     }
 
-    async fn is_admin(&self, name: &str) -> Result<bool, ApiError> {
+    async fn is_admin(&self, name: &str) -> Result<bool, OpError> {
         let p = self.store.principal(name).await?;
         Ok(p.is_some_and(|p| p.admin) || self.policy().is_admin(name))
     }
