@@ -102,10 +102,18 @@ impl ApiError {
     }
 }
 
+impl OpError {
+    /// The stable code this is answered with, as audit entries record it.
+    pub fn code(&self) -> &'static str {
+        op_code(self)
+    }
+}
+
 fn op_code(e: &OpError) -> &'static str {
     match e {
         OpError::Access(e) => e.code(),
         OpError::ChangeRequest(e) => change_request_code(e),
+        OpError::Policy(e) => e.code(),
         OpError::Rollout { error, .. } => match error {
             RolloutError::InvalidSteps(_) => "invalid_steps",
             RolloutError::Completed { .. } | RolloutError::WrongState { .. } => "wrong_state",
@@ -117,6 +125,8 @@ fn op_code(e: &OpError) -> &'static str {
         OpError::Invalid { input, .. } => input_code(*input),
         OpError::Conflict(c) => match c {
             Clash::NotPending(_) => "not_pending",
+            Clash::PolicyChanged { .. } => "policy_changed",
+            Clash::AlreadyRevoked(_) => "already_revoked",
             Clash::DeclaredInConfig { .. } => "declared_in_config",
         },
         OpError::Store(StoreError::Unavailable(_)) => "unavailable",
@@ -128,12 +138,15 @@ fn op_code(e: &OpError) -> &'static str {
 /// The stable code of refused input, by which part of it.
 fn input_code(input: Input) -> &'static str {
     match input {
+        Input::AdminToken => "invalid_admin_token",
         Input::Change => "invalid_change",
+        Input::Context => "invalid_context",
         Input::Database => "invalid_database",
         Input::Duration => "invalid_duration",
         Input::Environment => "invalid_environment",
         Input::Flag => "invalid_flag",
         Input::Keys => "invalid_keys",
+        Input::MissingEnvironment => "environment_required",
         Input::NameLength => "name_too_long",
         Input::Request => "invalid_request",
         Input::TargetOutlivesGrant => "target_outlives_grant",
@@ -153,7 +166,7 @@ fn op_status(e: &OpError) -> StatusCode {
             ChangeRequestError::WrongStatus { .. }
             | ChangeRequestError::Approval(ApprovalError::AlreadyVoted(_)),
         ) => StatusCode::CONFLICT,
-        OpError::ChangeRequest(_) => StatusCode::BAD_REQUEST,
+        OpError::ChangeRequest(_) | OpError::Policy(_) => StatusCode::BAD_REQUEST,
         OpError::Rollout {
             error: RolloutError::InvalidSteps(_),
             ..

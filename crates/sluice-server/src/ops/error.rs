@@ -4,6 +4,7 @@
 
 use sluice_core::access::AccessError;
 use sluice_core::change_request::ChangeRequestError;
+use sluice_core::policy::PolicyError;
 use sluice_eval::layers::RolloutError;
 use sluice_store::StoreError;
 
@@ -14,6 +15,9 @@ pub enum OpError {
     Access(#[from] AccessError),
     #[error(transparent)]
     ChangeRequest(#[from] ChangeRequestError),
+    /// A policy file that does not load.
+    #[error(transparent)]
+    Policy(PolicyError),
     /// A rollout transition was refused on flag `key` of `environment`.
     #[error("{}", rollout_message(environment, key, error))]
     Rollout {
@@ -87,6 +91,12 @@ pub enum Missing {
     Grant(String),
     #[error("no request {0}")]
     Request(String),
+    #[error("no token {0}")]
+    Token(String),
+    #[error("no change request {0}; `GET /v1/proposals` lists them")]
+    ChangeRequest(String),
+    #[error("no principal `{0}`; declare it in the policy file")]
+    Principal(String),
     /// A flag a change needs to exist (any change but a whole definition).
     #[error("no flag `{0}`; create it with a full definition")]
     FlagToChange(String),
@@ -114,6 +124,13 @@ pub enum Clash {
     /// A scheduled change that is gone or already settled.
     #[error("scheduled change {0} does not exist or is no longer pending")]
     NotPending(String),
+    /// The policy in force is no longer the one a diff was shown against.
+    #[error(
+        "the policy in force changed since the diff you saw (sha256 {base}, now {now}); run apply again"
+    )]
+    PolicyChanged { base: String, now: String },
+    #[error("token {0} is already revoked")]
+    AlreadyRevoked(String),
     /// A gateway database of this instance's config file, which the API neither replaces
     /// nor removes.
     #[error(
@@ -126,18 +143,24 @@ pub enum Clash {
 /// Which part of a request's input is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
+    /// The first administrator's token given at start.
+    AdminToken,
     /// A stored scheduled change that does not read as a change any more.
     Change,
     /// A gateway database declaration.
     Database,
     /// A duration, e.g. longer than allowed.
     Duration,
+    /// A client key's evaluation context.
+    Context,
     /// An environment name.
     Environment,
     /// A flag definition, after a change.
     Flag,
     /// Targeting keys (too few or too many).
     Keys,
+    /// An environment a client key must be bound to.
+    MissingEnvironment,
     /// The request as a whole, or a part without a code of its own.
     Request,
     /// A subject, action or resource name longer than names may be.
