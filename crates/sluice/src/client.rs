@@ -201,15 +201,45 @@ impl Client {
     }
 }
 
+/// A call the server refused: its status and the stable code of its error body, so a command
+/// can tell one refusal from another without reading the message.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: StatusCode,
+    /// The body's `code`, or `error` when the body is not an error body.
+    pub code: String,
+    message: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hint = match self.status {
+            StatusCode::UNAUTHORIZED => "\nSet a token with --token or SLUICE_TOKEN.",
+            _ => "",
+        };
+        write!(
+            f,
+            "{} ({}, HTTP {}){hint}",
+            self.message,
+            self.code,
+            self.status.as_u16()
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// The error a refused call ends in, from the server's error body.
 fn refusal(status: StatusCode, text: &str) -> anyhow::Error {
     let parsed: Option<ErrorBody> = serde_json::from_str(text).ok();
-    let (message, code) = parsed
-        .as_ref()
-        .map_or((text, "error"), |b| (b.message.as_str(), b.code.as_str()));
-    let hint = match status {
-        StatusCode::UNAUTHORIZED => "\nSet a token with --token or SLUICE_TOKEN.",
-        _ => "",
-    };
-    anyhow!("{message} ({code}, HTTP {}){hint}", status.as_u16())
+    let (message, code) = parsed.map_or_else(
+        || (text.to_owned(), "error".to_owned()),
+        |b| (b.message, b.code),
+    );
+    Refused {
+        status,
+        code,
+        message,
+    }
+    .into()
 }

@@ -2,7 +2,7 @@
 //! targets, scheduled changes and staged rollouts.
 
 use crate::cli::{ChangeArgs, FlagChangeCommand, FlagRef, Remote, RolloutCommand};
-use crate::client::{client, endpoint, Client, NO_BODY};
+use crate::client::{client, endpoint, Client, Refused, NO_BODY};
 use crate::output::{describe_change, emit, now, opt, stamp, table, until_at, when_at};
 use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -109,7 +109,10 @@ async fn change(
     };
     let path = format!("{}/changes", flag_path(&a.env, &a.key));
     let stale = |e: anyhow::Error| {
-        if e.to_string().contains("HTTP 409") {
+        let stale = e
+            .downcast_ref::<Refused>()
+            .is_some_and(|r| r.status == reqwest::StatusCode::CONFLICT);
+        if stale {
             anyhow!(
                 "{e:#}\nSee the flag as it is now with `sluice flags get {} --env {}`, then retry.",
                 a.key,

@@ -2,7 +2,7 @@
 //! change request instead of a change; `sluice proposals …` lists, shows and decides them.
 
 use crate::cli::{ChangeArgs, ProposalCommand, Remote};
-use crate::client::{client, endpoint, Client, NO_BODY};
+use crate::client::{client, endpoint, Client, Refused, NO_BODY};
 use crate::output::{describe_change, emit, stamp, table, until_at, when_at};
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
@@ -227,7 +227,10 @@ async fn vote(r: &Remote, c: &Client, id: &str, verb: &str, comment: String) -> 
         )
         .await
         .map_err(|e| {
-            if e.to_string().contains("self_approval") {
+            if e
+                .downcast_ref::<Refused>()
+                .is_some_and(|r| r.code == "self_approval")
+            {
                 anyhow!(
                     "{e:#}\nFour eyes: someone else approves; send them the id ({id}) and \
                      `sluice proposals approve {id}`, or withdraw it with `sluice proposals cancel {id}`."

@@ -110,3 +110,72 @@ async fn json_output_is_the_answer_as_sent() {
     }
     s.kill().await;
 }
+
+/// A refusal is told apart by its status, not by its words: a change on a stale revision (409)
+/// says how to see the flag as it is now; another refusal does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_change_says_how_to_see_the_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Serve::start(dir.path()).await;
+    let admin = Some(ADMIN_TOKEN);
+    let file = dir.path().join("flags.json");
+    std::fs::write(&file, FLAGS).expect("write flags");
+    let path = file.to_str().expect("utf-8");
+    s.ok(
+        admin,
+        &["flags", "import", path, "--env", "staging", "--create-env"],
+    )
+    .await;
+    let stale = s
+        .cli(
+            admin,
+            &[
+                "flags",
+                "disable",
+                "banner",
+                "--env",
+                "staging",
+                "--base-revision",
+                "999",
+            ],
+        )
+        .await;
+    assert!(!stale.success, "{}", stale.stdout);
+    assert!(
+        stale.stderr.contains("(stale_revision, HTTP 409)"),
+        "{}",
+        stale.stderr
+    );
+    assert!(
+        stale
+            .stderr
+            .contains("See the flag as it is now with `sluice flags get banner --env staging`"),
+        "{}",
+        stale.stderr
+    );
+    let invalid = s
+        .cli(
+            admin,
+            &[
+                "flags",
+                "set-default",
+                "banner",
+                "--env",
+                "staging",
+                "purple",
+            ],
+        )
+        .await;
+    assert!(!invalid.success, "{}", invalid.stdout);
+    assert!(
+        invalid.stderr.contains("(invalid_flag, HTTP 400)"),
+        "{}",
+        invalid.stderr
+    );
+    assert!(
+        !invalid.stderr.contains("See the flag as it is now"),
+        "{}",
+        invalid.stderr
+    );
+    s.kill().await;
+}
