@@ -1,4 +1,5 @@
-//! Flag changes and change requests ("four-eyes" flag changes, `/v1/proposals`).
+//! Flags: environments, reading and changing flags, targets, rollouts, scheduled changes, and
+//! change requests ("four-eyes" flag changes, `/v1/proposals`).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -123,4 +124,222 @@ pub struct NewProposal {
 pub struct VoteComment {
     #[serde(default)]
     pub comment: String,
+}
+
+/// `POST /v1/environments/{env}/flags/{key}/changes`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRequestBody {
+    pub change: FlagChange,
+    /// The flag revision this change is based on; absent only when creating the flag.
+    /// A stale revision is refused with 409 so nobody overwrites a change unseen.
+    pub base_revision: Option<i64>,
+    /// Apply at this time (RFC 3339) instead of now: a scheduled change.
+    pub at: Option<DateTime<Utc>>,
+    /// Create the environment if it does not exist (administrators, changes made now;
+    /// audited as `environment.created`). Otherwise an environment that the policy does not
+    /// declare and that holds no flags is refused with 404 `unknown_environment`.
+    #[serde(default)]
+    pub create_env: bool,
+}
+
+/// The result of a flag change.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FlagChanged {
+    pub environment: String,
+    pub key: String,
+    /// The flag's new revision (0: deleted).
+    pub revision: i64,
+    #[schema(value_type = Object)]
+    pub definition: Option<Value>,
+}
+
+/// Where a scheduled change is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduledStatus {
+    Pending,
+    Applied,
+    Refused,
+    Cancelled,
+}
+
+impl ScheduledStatus {
+    /// The wire spelling, e.g. `cancelled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Applied => "applied",
+            Self::Refused => "refused",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What a scheduled change will do, and the revision it was based on.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ScheduledFlagChange {
+    pub change: FlagChange,
+    pub base_revision: Option<i64>,
+}
+
+/// A flag change to apply at a time.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ScheduledView {
+    pub id: String,
+    pub environment: String,
+    pub key: String,
+    pub change: ScheduledFlagChange,
+    pub apply_at: DateTime<Utc>,
+    pub created_by: String,
+    /// `pending`, `applied`, `refused` or `cancelled`.
+    pub status: ScheduledStatus,
+    pub result: Option<String>,
+}
+
+/// `POST /v1/environments/{env}/flags/{key}/targets`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTarget {
+    pub variant: String,
+    /// Targeting keys to pin (your own only, with `target-self`).
+    pub keys: Vec<String>,
+    /// A name for the group of keys, e.g. `internal testers`.
+    pub group: Option<String>,
+    /// How long, e.g. `2h`; the server computes the expiry.
+    #[serde(rename = "for")]
+    pub duration: String,
+}
+
+/// An expiring target: keys pinned to a variant until a time.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TargetView {
+    pub id: String,
+    pub variant: String,
+    pub keys: Vec<String>,
+    pub group: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_by: String,
+}
+
+/// A rollout step as people write it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepInput {
+    /// Share of users, in percent (0–100, two decimals).
+    pub percent: f64,
+    /// How long to hold this step, e.g. `30m` (ignored for the last step).
+    pub hold: String,
+}
+
+/// `PUT /v1/environments/{env}/flags/{key}/rollout`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRollout {
+    pub variant: String,
+    pub steps: Vec<StepInput>,
+}
+
+/// Where a rollout is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RolloutState {
+    Running,
+    Paused,
+    RolledBack,
+    /// Reached 100%: the flag's definition serves the variant now.
+    Completed,
+}
+
+impl RolloutState {
+    /// The wire spelling, e.g. `rolled-back`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::RolledBack => "rolled-back",
+            Self::Completed => "completed",
+        }
+    }
+}
+
+/// A rollout and where it stands now.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RolloutStatus {
+    pub environment: String,
+    pub key: String,
+    pub variant: String,
+    /// `running`, `paused`, `rolled-back` or `completed` (reached 100%: the flag's definition
+    /// serves the variant now).
+    pub state: RolloutState,
+    pub steps: Vec<f64>,
+    /// 0-based index into `steps` of the current step (the CLI and the audit trail number
+    /// steps from 1), if the rollout is in force (for a completed one, the step
+    /// at 100% it completed at).
+    pub current_step: Option<usize>,
+    pub current_percent: f64,
+    pub next_change_at: Option<DateTime<Utc>>,
+    /// When it completed.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// The flag's revision that serves the variant as its default (completed rollouts).
+    pub completed_revision: Option<i64>,
+    /// Why completing failed: the rollout keeps serving 100% until someone changes the flag
+    /// or starts again.
+    pub completion_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnvironmentView {
+    pub name: String,
+    /// Moves on every change to the environment's flags.
+    pub revision: i64,
+    pub flags: usize,
+    /// Changing a flag here needs an active grant.
+    pub protected: bool,
+}
+
+/// How an import treats flags that fail validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportMode {
+    /// All or nothing: the first invalid thing rejects the document, naming its JSON path.
+    #[default]
+    Strict,
+    /// As flagd loads files: the document is stored whole, and each flag that fails strict
+    /// validation is reported and answers `PARSE_ERROR` wherever its fault is reached.
+    Lenient,
+}
+
+/// A flag that does not pass strict validation, in a lenient import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BrokenFlag {
+    /// The flag's key; `None` when the fault is in set-level parts (`$evaluators`).
+    pub key: Option<String>,
+    /// JSON path of the fault in the submitted document.
+    pub path: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ImportResult {
+    pub environment: String,
+    pub revision: i64,
+    pub flags: usize,
+    /// `strict` or `lenient`.
+    pub mode: ImportMode,
+    /// Lenient imports: the flags that fail strict validation (they answer `PARSE_ERROR`
+    /// where their fault is reached). Always empty for a strict import.
+    pub broken: Vec<BrokenFlag>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FlagView {
+    pub environment: String,
+    pub key: String,
+    pub revision: i64,
+    /// The flagd definition.
+    #[schema(value_type = Object)]
+    pub definition: Value,
+    /// Expiring targets still in force, soonest to expire first.
+    pub targets: Vec<TargetView>,
 }

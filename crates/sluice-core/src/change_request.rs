@@ -74,10 +74,10 @@ impl ChangeRequestStatus {
 
     /// The statuses a request may be recorded with while it is `self` now: a time-out may not
     /// be recorded yet.
-    pub fn recorded_as(self) -> Vec<&'static str> {
+    pub fn recorded_as(self) -> Vec<Self> {
         match self {
-            Self::TimedOut => vec![Self::Pending.as_str(), Self::TimedOut.as_str()],
-            s => vec![s.as_str()],
+            Self::TimedOut => vec![Self::Pending, Self::TimedOut],
+            s => vec![s],
         }
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use sluice_server::gateway::spec::{
-    DatabaseConfig, LogMode, Password, RoleConfig, UpstreamConfig,
+    DatabaseConfig, DatabaseConfigExt, LogMode, Password, RoleConfig, RoleConfigExt, UpstreamConfig,
 };
 
 /// Everything the gateway needs besides the [`sluice_server::App`].

@@ -17,6 +17,7 @@ mod wire;
 
 pub use config::{DatabaseConfig, GatewayConfig, LogMode, RoleConfig, TlsSource, UpstreamConfig};
 
+use config::{DatabaseConfigExt, RoleConfigExt};
 use sluice_server::App;
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! authenticate (SCRAM-SHA-256, MD5 or cleartext, as the server asks), and collect what the
 //! client must see before its first query.
 
-use crate::config::{DatabaseConfig, Password, RoleConfig};
+use crate::config::{DatabaseConfig, Password, RoleConfig, RoleConfigExt};
 use crate::wire;
 use bytes::BytesMut;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};

@@ -12,8 +12,8 @@ use sluice_store::{Store, StoreError};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use crate::error::ApiError;
 use crate::flags::{FlagEvent, FlagSnapshots};
+use crate::ops::OpError;
 use crate::refusals::RefusalLog;
 use crate::token_cache::TokenCache;
 use tokio::sync::broadcast;
@@ -162,7 +162,7 @@ impl App {
     }
 
     /// Rebuilds the access snapshot from the store.
-    pub async fn refresh(&self) -> Result<(), ApiError> {
+    pub async fn refresh(&self) -> Result<(), OpError> {
         let mut ahead = self.refresh_lock.lock().await;
         // One consistent read: the snapshot is exactly at `state.revs.access`. Every change
         // applied locally before this point was committed before the read, so it is in it;
@@ -179,7 +179,7 @@ impl App {
     /// Reloads whatever another instance changed since this one last loaded it, and learns
     /// when the next scheduled work is due (whoever scheduled it). Cheap when nothing changed:
     /// one single-row read.
-    pub async fn sync(&self) -> Result<bool, ApiError> {
+    pub async fn sync(&self) -> Result<bool, OpError> {
         let generation = self.due.generation();
         let (revs, next_due) = self.store.state_and_next_due().await?;
         self.due.replace(next_due, generation);
@@ -199,7 +199,7 @@ impl App {
 
     /// Recompiles the environments whose flags moved — only those — and tells their SSE
     /// subscribers.
-    pub async fn refresh_flags(&self) -> Result<(), ApiError> {
+    pub async fn refresh_flags(&self) -> Result<(), OpError> {
         let _compiling = self.flags_lock.lock().await;
         let revs = self.store.state_revs().await?;
         let left_to_writer = std::sync::atomic::AtomicBool::new(false);

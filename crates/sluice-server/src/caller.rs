@@ -2,7 +2,7 @@
 //! name on the request's span (opened by `routes::trace`, which declares the `principal`
 //! field this fills in).
 
-use crate::error::ApiError;
+use crate::ops::OpError;
 use sluice_core::access::Actor;
 use sluice_core::token::TokenKind;
 
@@ -34,11 +34,11 @@ impl Caller {
         tracing::Span::current().record("principal", tracing::field::display(&self.name));
     }
 
-    pub fn require_admin(&self) -> Result<(), ApiError> {
+    pub fn require_admin(&self) -> Result<(), OpError> {
         if self.admin {
             Ok(())
         } else {
-            Err(ApiError::Forbidden("this needs an administrator".into()))
+            Err(OpError::Forbidden("this needs an administrator".into()))
         }
     }
 }

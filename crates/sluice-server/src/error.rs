@@ -3,10 +3,10 @@
 //! Every error body is `{"code": "...", "message": "..."}`: `code` is stable and meant for
 //! programs, `message` is for people and says what to do next.
 
-use crate::ops::OpError;
+use crate::ops::{Clash, Input, OpError};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+pub use sluice_api::error::ErrorBody;
 use sluice_core::access::AccessError;
 use sluice_core::approvals::ApprovalError;
 use sluice_core::change_request::ChangeRequestError;
@@ -32,7 +32,7 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     /// An operation's refusal; its status and code are decided below, and only here.
     #[error(transparent)]
-    Op(#[from] OpError),
+    Op(OpError),
     #[error("too many requests; slow down and retry after the time in Retry-After")]
     RateLimited,
     /// The body is larger than the route accepts; `limit` is that size in bytes.
@@ -42,14 +42,6 @@ pub enum ApiError {
     Unavailable(String),
     #[error("internal error; the server log has details")]
     Internal(String),
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// Stable, machine-readable error code.
-    pub code: String,
-    /// What went wrong and what to do next.
-    pub message: String,
 }
 
 impl ApiError {
@@ -79,7 +71,7 @@ impl ApiError {
     /// Is this a refusal by policy (someone tried what they may not), worth an audit entry?
     pub fn is_refusal(&self) -> bool {
         match self {
-            ApiError::Forbidden(_) => true,
+            ApiError::Forbidden(_) | ApiError::Op(OpError::Forbidden(_)) => true,
             ApiError::Op(OpError::Access(e)) => {
                 e.is_forbidden()
                     || matches!(
@@ -110,15 +102,56 @@ impl ApiError {
     }
 }
 
+impl OpError {
+    /// The stable code this is answered with, as audit entries record it.
+    pub fn code(&self) -> &'static str {
+        op_code(self)
+    }
+}
+
 fn op_code(e: &OpError) -> &'static str {
     match e {
         OpError::Access(e) => e.code(),
         OpError::ChangeRequest(e) => change_request_code(e),
+        OpError::Policy(e) => e.code(),
         OpError::Rollout { error, .. } => match error {
             RolloutError::InvalidSteps(_) => "invalid_steps",
             RolloutError::Completed { .. } | RolloutError::WrongState { .. } => "wrong_state",
         },
         OpError::StaleRevision { .. } => "stale_revision",
+        OpError::NotFound(_) => "not_found",
+        OpError::UnknownEnvironment { .. } => "unknown_environment",
+        OpError::Forbidden(_) => "forbidden",
+        OpError::Invalid { input, .. } => input_code(*input),
+        OpError::Conflict(c) => match c {
+            Clash::NotPending(_) => "not_pending",
+            Clash::PolicyChanged { .. } => "policy_changed",
+            Clash::AlreadyRevoked(_) => "already_revoked",
+            Clash::DeclaredInConfig { .. } => "declared_in_config",
+        },
+        OpError::Store(StoreError::Unavailable(_)) => "unavailable",
+        OpError::Store(StoreError::Conflict(_)) => "conflict",
+        OpError::Store(_) | OpError::Internal(_) => "internal",
+    }
+}
+
+/// The stable code of refused input, by which part of it.
+fn input_code(input: Input) -> &'static str {
+    match input {
+        Input::AdminToken => "invalid_admin_token",
+        Input::Change => "invalid_change",
+        Input::Context => "invalid_context",
+        Input::Database => "invalid_database",
+        Input::Duration => "invalid_duration",
+        Input::Environment => "invalid_environment",
+        Input::Flag => "invalid_flag",
+        Input::Keys => "invalid_keys",
+        Input::MissingEnvironment => "environment_required",
+        Input::NameLength => "name_too_long",
+        Input::Request => "invalid_request",
+        Input::TargetOutlivesGrant => "target_outlives_grant",
+        Input::Time => "invalid_time",
+        Input::Variant => "unknown_variant",
     }
 }
 
@@ -133,12 +166,31 @@ fn op_status(e: &OpError) -> StatusCode {
             ChangeRequestError::WrongStatus { .. }
             | ChangeRequestError::Approval(ApprovalError::AlreadyVoted(_)),
         ) => StatusCode::CONFLICT,
-        OpError::ChangeRequest(_) => StatusCode::BAD_REQUEST,
+        OpError::ChangeRequest(_) | OpError::Policy(_) => StatusCode::BAD_REQUEST,
         OpError::Rollout {
             error: RolloutError::InvalidSteps(_),
             ..
         } => StatusCode::BAD_REQUEST,
         OpError::Rollout { .. } | OpError::StaleRevision { .. } => StatusCode::CONFLICT,
+        OpError::NotFound(_) | OpError::UnknownEnvironment { .. } => StatusCode::NOT_FOUND,
+        OpError::Forbidden(_) => StatusCode::FORBIDDEN,
+        OpError::Invalid { .. } => StatusCode::BAD_REQUEST,
+        OpError::Conflict(_) => StatusCode::CONFLICT,
+        OpError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        OpError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
+        OpError::Store(_) | OpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<OpError> for ApiError {
+    /// A store failure or an internal error becomes the HTTP layer's own, which logs its
+    /// detail; everything else keeps its operation's meaning.
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Store(e) => e.into(),
+            OpError::Internal(detail) => ApiError::Internal(detail),
+            e => ApiError::Op(e),
+        }
     }
 }
 

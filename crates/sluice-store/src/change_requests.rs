@@ -3,6 +3,7 @@
 use crate::{get, Store, StoreError, WriteTx};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use sluice_core::change_request::ChangeRequestStatus;
 use sluice_core::clock::{from_ms, to_ms};
 use sqlx::any::AnyRow;
 
@@ -15,7 +16,7 @@ pub struct StoredChangeRequest {
     pub proposer: String,
     /// As recorded; a pending request past `pending_until` is timed out whether or not
     /// background work has recorded it yet.
-    pub status: String,
+    pub status: ChangeRequestStatus,
     pub created_at: DateTime<Utc>,
     pub pending_until: DateTime<Utc>,
     pub apply_at: Option<DateTime<Utc>>,
@@ -25,6 +26,12 @@ pub struct StoredChangeRequest {
 const COLS: &str =
     "id, environment, key, proposer, status, created_at, pending_until, apply_at, body";
 
+fn status(s: &str) -> Result<ChangeRequestStatus, StoreError> {
+    ChangeRequestStatus::parse(s).ok_or_else(|| {
+        StoreError::Corrupt(format!("a change request has the unknown status `{s}`"))
+    })
+}
+
 fn row(r: &AnyRow) -> Result<StoredChangeRequest, StoreError> {
     let body: String = get(r, "body")?;
     Ok(StoredChangeRequest {
@@ -32,7 +39,7 @@ fn row(r: &AnyRow) -> Result<StoredChangeRequest, StoreError> {
         environment: get(r, "environment")?,
         key: get(r, "key")?,
         proposer: get(r, "proposer")?,
-        status: get(r, "status")?,
+        status: status(&get::<String>(r, "status")?)?,
         created_at: from_ms(get(r, "created_at")?),
         pending_until: from_ms(get(r, "pending_until")?),
         apply_at: get::<Option<i64>>(r, "apply_at")?.map(from_ms),
@@ -56,7 +63,7 @@ impl Store {
     pub async fn change_requests(
         &self,
         environment: Option<&str>,
-        statuses: &[&str],
+        statuses: &[ChangeRequestStatus],
         limit: i64,
     ) -> Result<Vec<StoredChangeRequest>, StoreError> {
         let sql = format!(
@@ -70,7 +77,7 @@ impl Store {
         let mut out = Vec::new();
         for r in &rows {
             let c = row(r)?;
-            if statuses.is_empty() || statuses.contains(&c.status.as_str()) {
+            if statuses.is_empty() || statuses.contains(&c.status) {
                 out.push(c);
             }
             if out.len() as i64 >= limit.clamp(1, 1000) {
@@ -111,7 +118,7 @@ impl WriteTx {
         .bind(&c.environment)
         .bind(&c.key)
         .bind(&c.proposer)
-        .bind(&c.status)
+        .bind(c.status.as_str())
         .bind(to_ms(c.created_at))
         .bind(to_ms(c.pending_until))
         .bind(c.apply_at.map(to_ms))
@@ -142,7 +149,7 @@ impl WriteTx {
         sqlx::query(
             "UPDATE change_requests SET status = $1, apply_at = $2, body = $3 WHERE id = $4",
         )
-        .bind(&c.status)
+        .bind(c.status.as_str())
         .bind(c.apply_at.map(to_ms))
         .bind(serde_json::to_string(&c.body)?)
         .bind(&c.id)

@@ -15,9 +15,41 @@ pub struct ScheduledChange {
     pub apply_at: DateTime<Utc>,
     pub created_by: String,
     pub created_at: DateTime<Utc>,
-    /// `pending`, `applied`, `refused` or `cancelled`.
-    pub status: String,
+    pub status: ScheduledStatus,
     pub result: Option<String>,
+}
+
+/// Where a scheduled change is, as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduledStatus {
+    Pending,
+    Applied,
+    Refused,
+    Cancelled,
+}
+
+impl ScheduledStatus {
+    /// As stored in the `status` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Applied => "applied",
+            Self::Refused => "refused",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "applied" => Ok(Self::Applied),
+            "refused" => Ok(Self::Refused),
+            "cancelled" => Ok(Self::Cancelled),
+            other => Err(StoreError::Corrupt(format!(
+                "a scheduled change has the unknown status `{other}`"
+            ))),
+        }
+    }
 }
 
 const COLS: &str = "id, environment, key, change, apply_at, created_by, created_at, status, result";
@@ -32,7 +64,7 @@ fn row(r: &AnyRow) -> Result<ScheduledChange, StoreError> {
         apply_at: from_ms(get(r, "apply_at")?),
         created_by: get(r, "created_by")?,
         created_at: from_ms(get(r, "created_at")?),
-        status: get(r, "status")?,
+        status: ScheduledStatus::parse(&get::<String>(r, "status")?)?,
         result: get(r, "result")?,
     })
 }
@@ -72,7 +104,7 @@ impl WriteTx {
         .bind(to_ms(c.apply_at))
         .bind(&c.created_by)
         .bind(to_ms(c.created_at))
-        .bind(&c.status)
+        .bind(c.status.as_str())
         .bind(c.result.clone())
         .execute(self.conn().await?)
         .await?;
@@ -95,11 +127,11 @@ impl WriteTx {
     pub async fn settle_scheduled(
         &mut self,
         id: &str,
-        status: &str,
+        status: ScheduledStatus,
         result: &str,
     ) -> Result<(), StoreError> {
         sqlx::query("UPDATE scheduled_changes SET status = $1, result = $2 WHERE id = $3")
-            .bind(status)
+            .bind(status.as_str())
             .bind(result)
             .bind(id)
             .execute(self.conn().await?)

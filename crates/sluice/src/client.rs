@@ -7,8 +7,11 @@ use anyhow::{anyhow, Context};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
+use sluice_api::error::ErrorBody;
 use url::Url;
+
+/// No request body, for [`Client::send`].
+pub const NO_BODY: Option<&()> = None;
 
 /// The client for the server `r` names, with its token.
 pub fn client(r: &Remote) -> Client {
@@ -54,20 +57,6 @@ impl Client {
         }
     }
 
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let text = self.raw(method, path, body).await?;
-        if text.trim().is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text)
-            .with_context(|| format!("the server sent something that is not JSON: {text}"))
-    }
-
     /// Sends `body` (if any) and reads the answer as a `T`.
     pub async fn send<T: DeserializeOwned>(
         &self,
@@ -75,7 +64,6 @@ impl Client {
         path: &str,
         body: Option<&impl Serialize>,
     ) -> anyhow::Result<T> {
-        let body = body.map(serde_json::to_value).transpose()?;
         let text = self.raw(method, path, body).await?;
         serde_json::from_str(&text)
             .with_context(|| format!("the server sent an answer this sluice does not read: {text}"))
@@ -88,7 +76,7 @@ impl Client {
         path: &str,
         out: &mut impl std::io::Write,
     ) -> anyhow::Result<usize> {
-        let mut resp = self.send_request(Method::GET, path, None).await?;
+        let mut resp = self.send_request(Method::GET, path, NO_BODY).await?;
         if !resp.status().is_success() {
             let status = resp.status();
             let text = resp.text().await?;
@@ -107,7 +95,7 @@ impl Client {
 
     /// GET that answers `None` for 404 (something that does not exist yet) — but not for an
     /// environment that does not exist, which is an error worth showing.
-    pub async fn get_opt(&self, path: &str) -> anyhow::Result<Option<Value>> {
+    pub async fn get_opt<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Option<T>> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.get(&url);
         if let Some(t) = &self.token {
@@ -115,10 +103,10 @@ impl Client {
         }
         match req.send().await {
             Ok(r) if r.status() == StatusCode::NOT_FOUND => {
-                let body: Option<Value> = r.json().await.ok();
-                match body.as_ref().and_then(|v| v["code"].as_str()) {
+                let body: Option<ErrorBody> = r.json().await.ok();
+                match body.as_ref().map(|b| b.code.as_str()) {
                     Some("unknown_environment") => {
-                        self.call(Method::GET, path, None).await.map(Some)
+                        self.send(Method::GET, path, NO_BODY).await.map(Some)
                     }
                     _ => Ok(None),
                 }
@@ -126,11 +114,11 @@ impl Client {
             Ok(r) if r.status().is_success() => {
                 let text = r.text().await?;
                 Ok(Some(serde_json::from_str(&text).with_context(|| {
-                    format!("the server sent something that is not JSON: {text}")
+                    format!("the server sent an answer this sluice does not read: {text}")
                 })?))
             }
             // Errors are worded by the common path.
-            _ => self.call(Method::GET, path, None).await.map(Some),
+            _ => self.send(Method::GET, path, NO_BODY).await.map(Some),
         }
     }
 
@@ -152,7 +140,7 @@ impl Client {
             .map_err(|e| anyhow!("cannot reach Sluice at {}: {e}", self.base))?;
         if !resp.status().is_success() {
             // Worded by the common path.
-            self.raw(Method::GET, path, None).await?;
+            self.raw(Method::GET, path, NO_BODY).await?;
             return Err(anyhow!(
                 "the server refused the stream (HTTP {})",
                 resp.status()
@@ -182,7 +170,7 @@ impl Client {
         &self,
         method: Method,
         path: &str,
-        body: Option<Value>,
+        body: Option<&impl Serialize>,
     ) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method, &url);
@@ -190,18 +178,18 @@ impl Client {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
-            req = req.json(&b);
+            req = req.json(b);
         }
         req.send()
             .await
             .map_err(|e| anyhow!("cannot reach Sluice at {}: {e}\nIs `sluice serve` running? Set --addr or SLUICE_ADDR.", self.base))
     }
 
-    pub async fn raw(
+    async fn raw(
         &self,
         method: Method,
         path: &str,
-        body: Option<Value>,
+        body: Option<&impl Serialize>,
     ) -> anyhow::Result<String> {
         let resp = self.send_request(method, path, body).await?;
         let status = resp.status();
@@ -213,22 +201,45 @@ impl Client {
     }
 }
 
+/// A call the server refused: its status and the stable code of its error body, so a command
+/// can tell one refusal from another without reading the message.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: StatusCode,
+    /// The body's `code`, or `error` when the body is not an error body.
+    pub code: String,
+    message: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hint = match self.status {
+            StatusCode::UNAUTHORIZED => "\nSet a token with --token or SLUICE_TOKEN.",
+            _ => "",
+        };
+        write!(
+            f,
+            "{} ({}, HTTP {}){hint}",
+            self.message,
+            self.code,
+            self.status.as_u16()
+        )
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// The error a refused call ends in, from the server's error body.
 fn refusal(status: StatusCode, text: &str) -> anyhow::Error {
-    let parsed: Option<Value> = serde_json::from_str(text).ok();
-    let message = parsed
-        .as_ref()
-        .and_then(|v| v.get("message"))
-        .and_then(Value::as_str)
-        .unwrap_or(text);
-    let code = parsed
-        .as_ref()
-        .and_then(|v| v.get("code"))
-        .and_then(Value::as_str)
-        .unwrap_or("error");
-    let hint = match status {
-        StatusCode::UNAUTHORIZED => "\nSet a token with --token or SLUICE_TOKEN.",
-        _ => "",
-    };
-    anyhow!("{message} ({code}, HTTP {}){hint}", status.as_u16())
+    let parsed: Option<ErrorBody> = serde_json::from_str(text).ok();
+    let (message, code) = parsed.map_or_else(
+        || (text.to_owned(), "error".to_owned()),
+        |b| (b.message, b.code),
+    );
+    Refused {
+        status,
+        code,
+        message,
+    }
+    .into()
 }

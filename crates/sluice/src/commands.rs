@@ -1,7 +1,7 @@
 //! The client commands: each builds a call, sends it, prints the answer.
 
 use crate::cli::{AccessCommand, AuditCommand, FlagsCommand, Remote, TokenCommand};
-use crate::client::{client, endpoint, Client};
+use crate::client::{client, endpoint, Client, NO_BODY};
 use crate::output::{self, emit, opt, s, table, when_at};
 use anyhow::{anyhow, bail, Context};
 use reqwest::Method;
@@ -12,9 +12,7 @@ use sluice_api::access::{
 use sluice_api::admin::{CreatedToken, NewToken, TokenView, WhoAmI};
 use sluice_api::audit::{AuditEntry, AuditPage, ProblemView, VerifyView};
 use sluice_api::authzen::EvaluationResponse;
-
-/// No request body, for [`Client::send`].
-const NO_BODY: Option<&()> = None;
+use sluice_api::flags::{EnvironmentView, FlagView, ImportResult};
 use std::path::Path;
 
 fn parse_scope(raw: &str) -> anyhow::Result<ScopeView> {
@@ -515,36 +513,37 @@ pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
                 ("mode", lenient.then(|| "lenient".into())),
                 ("create_env", create_env.then(|| "true".into())),
             ];
-            let v = c
-                .call(
+            let v: ImportResult = c
+                .send(
                     Method::PUT,
                     &endpoint(&["v1", "environments", &env, "flags"], &query),
-                    Some(doc),
+                    Some(&doc),
                 )
                 .await?;
             emit(r.output, &v, |v| {
                 outln!(
                     "imported {} flags into {} (revision {})",
-                    v["flags"],
-                    s(&v["environment"]),
-                    v["revision"]
+                    v.flags,
+                    v.environment,
+                    v.revision
                 );
-                for b in v["broken"].as_array().into_iter().flatten() {
+                for b in &v.broken {
                     outln!(
                         "  {} answers PARSE_ERROR: {}: {}",
-                        b["key"].as_str().unwrap_or("(flag set)"),
-                        s(&b["path"]),
-                        s(&b["reason"])
+                        b.key.as_deref().unwrap_or("(flag set)"),
+                        b.path,
+                        b.reason
                     );
                 }
             })
         }
         FlagsCommand::Export { env, out } => {
-            let v = c
-                .call(
+            // A flagd document: the user's data, passed through as it is.
+            let v: Value = c
+                .send(
                     Method::GET,
                     &endpoint(&["v1", "environments", &env, "flags"], &[]),
-                    None,
+                    NO_BODY,
                 )
                 .await?;
             let text = serde_json::to_string_pretty(&v)?;
@@ -556,36 +555,33 @@ pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
             Ok(())
         }
         FlagsCommand::List { env: None } => {
-            let v = c.call(Method::GET, "/v1/environments", None).await?;
+            let v: Vec<EnvironmentView> = c.send(Method::GET, "/v1/environments", NO_BODY).await?;
             emit(r.output, &v, |v| {
                 let rows = v
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|e| {
-                                vec![
-                                    s(&e["name"]),
-                                    s(&e["revision"]),
-                                    s(&e["flags"]),
-                                    if e["protected"] == Value::Bool(true) {
-                                        "protected".into()
-                                    } else {
-                                        "-".into()
-                                    },
-                                ]
-                            })
-                            .collect()
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.name.clone(),
+                            e.revision.to_string(),
+                            e.flags.to_string(),
+                            if e.protected {
+                                "protected".into()
+                            } else {
+                                "-".into()
+                            },
+                        ]
                     })
-                    .unwrap_or_default();
+                    .collect();
                 table(&["environment", "revision", "flags", "protected"], rows);
             })
         }
         FlagsCommand::List { env: Some(env) } => {
-            let v = c
-                .call(
+            // The flagd document (the user's data): its flags as they were written.
+            let v: Value = c
+                .send(
                     Method::GET,
                     &endpoint(&["v1", "environments", &env, "flags"], &[]),
-                    None,
+                    NO_BODY,
                 )
                 .await?;
             emit(r.output, &v, |v| {
@@ -618,27 +614,22 @@ pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
         }
         FlagsCommand::Change(cmd) => crate::flag_commands::flags(cmd, r).await,
         FlagsCommand::Get { key, env } => {
-            let v = c
-                .call(
+            let v: FlagView = c
+                .send(
                     Method::GET,
                     &endpoint(&["v1", "environments", &env, "flags", &key], &[]),
-                    None,
+                    NO_BODY,
                 )
                 .await?;
             emit(r.output, &v, |v| {
-                outln!(
-                    "{} in {} (revision {})",
-                    s(&v["key"]),
-                    s(&v["environment"]),
-                    v["revision"]
-                );
+                outln!("{} in {} (revision {})", v.key, v.environment, v.revision);
                 outln!(
                     "{}",
-                    serde_json::to_string_pretty(&v["definition"]).unwrap_or_default()
+                    serde_json::to_string_pretty(&v.definition).unwrap_or_default()
                 );
-                if v["targets"].as_array().is_some_and(|t| !t.is_empty()) {
+                if !v.targets.is_empty() {
                     outln!("active targets:");
-                    crate::flag_commands::target_table(&v["targets"]);
+                    crate::flag_commands::target_table(&v.targets);
                 }
             })
         }

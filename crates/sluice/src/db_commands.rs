@@ -2,14 +2,13 @@
 //! command line to connect through it.
 
 use crate::cli::{DbCommand, Remote};
-use crate::client::{client, endpoint};
-use crate::output::{emit, opt, s, stamp, table, when_at};
+use crate::client::{client, endpoint, NO_BODY};
+use crate::output::{emit, opt, stamp, table, when_at};
 use reqwest::Method;
 use serde_json::Value;
-use sluice_api::gateway::{PasswordIssued, SessionDetail, SessionList};
-
-/// No request body, for [`crate::client::Client::send`].
-const NO_BODY: Option<&()> = None;
+use sluice_api::gateway::{
+    DatabaseList, Declared, Killed, PasswordIssued, Removed, SessionDetail, SessionList,
+};
 
 pub async fn db(cmd: DbCommand, r: Remote) -> anyhow::Result<()> {
     let c = client(&r);
@@ -33,17 +32,17 @@ pub async fn db(cmd: DbCommand, r: Remote) -> anyhow::Result<()> {
             emit(r.output, &v, show)
         }
         DbCommand::Kill { id } => {
-            let v = c
-                .call(
+            let v: Killed = c
+                .send(
                     Method::POST,
                     &endpoint(&["v1", "db", "sessions", &id, "kill"], &[]),
-                    None,
+                    NO_BODY,
                 )
                 .await?;
             emit(r.output, &v, |_| outln!("killed {id}"))
         }
         DbCommand::Databases => {
-            let v = c.call(Method::GET, "/v1/db/databases", None).await?;
+            let v: DatabaseList = c.send(Method::GET, "/v1/db/databases", NO_BODY).await?;
             emit(r.output, &v, databases_table)
         }
         DbCommand::Declare {
@@ -54,28 +53,24 @@ pub async fn db(cmd: DbCommand, r: Remote) -> anyhow::Result<()> {
             max_statement_bytes,
         } => {
             let body = declaration(&upstream, &roles, &log, max_statement_bytes)?;
-            let v = c
-                .call(
+            let v: Declared = c
+                .send(
                     Method::PUT,
                     &endpoint(&["v1", "db", "databases", &name], &[]),
-                    Some(body),
+                    Some(&body),
                 )
                 .await?;
             emit(r.output, &v, |v| {
-                let verb = if v["created"] == Value::Bool(true) {
-                    "declared"
-                } else {
-                    "re-declared"
-                };
+                let verb = if v.created { "declared" } else { "re-declared" };
                 outln!("{verb} db:{name}; every gateway serves it now");
             })
         }
         DbCommand::Remove { name } => {
-            let v = c
-                .call(
+            let v: Removed = c
+                .send(
                     Method::DELETE,
                     &endpoint(&["v1", "db", "databases", &name], &[]),
-                    None,
+                    NO_BODY,
                 )
                 .await?;
             emit(r.output, &v, |_| outln!("removed db:{name}"))
@@ -287,32 +282,26 @@ fn declaration(
     }))
 }
 
-fn databases_table(v: &Value) {
-    let rows = v["databases"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|d| {
-                    let up = &d["upstream"];
-                    let roles: Vec<String> = d["roles"]
-                        .as_array()
-                        .map(|rs| {
-                            rs.iter()
-                                .map(|r| format!("{}={}", s(&r["action"]), s(&r["user"])))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    vec![
-                        format!("db:{}", s(&d["name"])),
-                        format!("{}:{}/{}", s(&up["host"]), s(&up["port"]), s(&up["dbname"])),
-                        roles.join(", "),
-                        s(&d["log"]),
-                        s(&d["declared_in"]),
-                    ]
-                })
-                .collect()
+fn databases_table(v: &DatabaseList) {
+    let rows = v
+        .databases
+        .iter()
+        .map(|d| {
+            let (db, up) = (&d.spec, &d.spec.upstream);
+            let roles: Vec<String> = db
+                .roles
+                .iter()
+                .map(|r| format!("{}={}", r.action, r.user))
+                .collect();
+            vec![
+                format!("db:{}", db.name),
+                format!("{}:{}/{}", up.host, up.port, up.dbname),
+                roles.join(", "),
+                db.log.as_str().to_owned(),
+                d.declared_in.as_str().to_owned(),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     table(
         &["database", "upstream", "roles", "log", "declared in"],
         rows,

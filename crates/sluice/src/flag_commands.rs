@@ -2,12 +2,16 @@
 //! targets, scheduled changes and staged rollouts.
 
 use crate::cli::{ChangeArgs, FlagChangeCommand, FlagRef, Remote, RolloutCommand};
-use crate::client::{client, endpoint, Client};
-use crate::output::{describe, emit, now, s, table, until, when};
+use crate::client::{client, endpoint, Client, Refused, NO_BODY};
+use crate::output::{describe_change, emit, now, opt, stamp, table, until_at, when_at};
 use anyhow::{anyhow, bail, Context};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
+use sluice_api::flags::{
+    ChangeRequestBody, FlagChange, FlagChanged, FlagView, NewRollout, NewTarget, RolloutState,
+    RolloutStatus, ScheduledStatus, ScheduledView, StepInput, TargetView,
+};
 use std::path::Path;
 
 fn flag_path(env: &str, key: &str) -> String {
@@ -45,15 +49,13 @@ pub fn parse_at(raw: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> 
 
 /// The flag's current revision, with a hint when it does not exist.
 async fn current_revision(c: &Client, env: &str, key: &str) -> anyhow::Result<i64> {
-    let v = c.get_opt(&flag_path(env, key)).await?.ok_or_else(|| {
+    let v: FlagView = c.get_opt(&flag_path(env, key)).await?.ok_or_else(|| {
         anyhow!(
             "no flag `{key}` in `{env}`; see the flags with `sluice flags list --env {env}`, \
              create one with `sluice flags put {key} --env {env} --file flag.json`"
         )
     })?;
-    v["revision"]
-        .as_i64()
-        .ok_or_else(|| anyhow!("the server sent no revision for `{key}`: {v}"))
+    Ok(v.revision)
 }
 
 fn read_json(file: &Path) -> anyhow::Result<Value> {
@@ -76,65 +78,71 @@ enum Creating {
 async fn change(
     r: &Remote,
     a: &ChangeArgs,
-    change: Value,
+    change: FlagChange,
     creating: Creating,
-    done: impl FnOnce(&Value),
+    done: impl FnOnce(&FlagChanged),
 ) -> anyhow::Result<()> {
     let c = client(r);
-    let at = a.at.as_deref().map(|t| parse_at(t, now())).transpose()?;
+    // To the millisecond, as the time is shown back.
+    let at =
+        a.at.as_deref()
+            .map(|t| parse_at(t, now()))
+            .transpose()?
+            .map(|t| t.duration_trunc(TimeDelta::milliseconds(1)))
+            .transpose()?;
     let base = match a.base_revision {
         Some(b) => Some(b),
         None if creating != Creating::Nothing => c
-            .get_opt(&flag_path(&a.env, &a.key))
+            .get_opt::<FlagView>(&flag_path(&a.env, &a.key))
             .await?
-            .and_then(|v| v["revision"].as_i64()),
+            .map(|v| v.revision),
         None => Some(current_revision(&c, &a.env, &a.key).await?),
     };
     if a.propose {
         return crate::proposal_commands::propose(r, &c, a, change, base, at).await;
     }
-    let mut body = json!({
-        "change": change,
-        "base_revision": base,
-        "at": at.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
-    });
-    if creating == Creating::FlagAndEnvironment {
-        body["create_env"] = Value::Bool(true);
-    }
-    let v = c
-        .call(
-            Method::POST,
-            &format!("{}/changes", flag_path(&a.env, &a.key)),
-            Some(body),
-        )
-        .await
-        .map_err(|e| {
-            if e.to_string().contains("HTTP 409") {
-                anyhow!(
-                    "{e:#}\nSee the flag as it is now with `sluice flags get {} --env {}`, then retry.",
-                    a.key,
-                    a.env
-                )
-            } else {
-                e
-            }
-        })?;
+    let body = ChangeRequestBody {
+        change: change.clone(),
+        base_revision: base,
+        at,
+        create_env: creating == Creating::FlagAndEnvironment,
+    };
+    let path = format!("{}/changes", flag_path(&a.env, &a.key));
+    let stale = |e: anyhow::Error| {
+        let stale = e
+            .downcast_ref::<Refused>()
+            .is_some_and(|r| r.status == reqwest::StatusCode::CONFLICT);
+        if stale {
+            anyhow!(
+                "{e:#}\nSee the flag as it is now with `sluice flags get {} --env {}`, then retry.",
+                a.key,
+                a.env
+            )
+        } else {
+            e
+        }
+    };
     if at.is_some() {
+        let v: ScheduledView = c
+            .send(Method::POST, &path, Some(&body))
+            .await
+            .map_err(stale)?;
         let (key, env) = (a.key.clone(), a.env.clone());
         return emit(r.output, &v, |v| {
             outln!(
                 "scheduled {}: {} in {env} at {} ({})",
-                s(&v["id"]),
-                describe(&key, &change),
-                s(&v["apply_at"]),
-                until(&v["apply_at"], "applies", "due now")
+                v.id,
+                describe_change(&key, &change),
+                stamp(Some(v.apply_at)),
+                until_at(Some(v.apply_at), "applies", "due now")
             );
-            outln!(
-                "cancel it with: sluice flags cancel-scheduled {}",
-                s(&v["id"])
-            );
+            outln!("cancel it with: sluice flags cancel-scheduled {}", v.id);
         });
     }
+    let v: FlagChanged = c
+        .send(Method::POST, &path, Some(&body))
+        .await
+        .map_err(stale)?;
     emit(r.output, &v, done)
 }
 
@@ -143,14 +151,16 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
         FlagChangeCommand::Enable(a) => set_state(&r, &a, true).await,
         FlagChangeCommand::Disable(a) => set_state(&r, &a, false).await,
         FlagChangeCommand::SetDefault { change: a, variant } => {
-            let body = json!({"op": "set-default", "variant": variant});
+            let body = FlagChange::SetDefault {
+                variant: variant.clone(),
+            };
             change(&r, &a, body, Creating::Nothing, |v| {
                 outln!(
                     "{} in {} now serves `{}` by default (revision {})",
                     a.key,
                     a.env,
                     variant,
-                    v["revision"]
+                    v.revision
                 );
             })
             .await
@@ -161,17 +171,18 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
             clear,
         } => {
             let targeting = match (&file, clear) {
-                (Some(f), false) => read_json(f)?,
-                _ => Value::Null,
+                // A file holding `null` removes the rule, as `--clear` does.
+                (Some(f), false) => Some(read_json(f)?).filter(|t| !t.is_null()),
+                _ => None,
             };
-            let body = json!({"op": "set-targeting", "targeting": targeting});
+            let body = FlagChange::SetTargeting { targeting };
             change(&r, &a, body, Creating::Nothing, |v| {
                 let what = if clear { "removed" } else { "replaced" };
                 outln!(
                     "{} in {}: targeting {what} (revision {})",
                     a.key,
                     a.env,
-                    v["revision"]
+                    v.revision
                 );
             })
             .await
@@ -182,19 +193,19 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
             create_env,
         } => {
             let definition = read_json(&file)?;
-            let body = json!({"op": "put", "definition": definition});
+            let body = FlagChange::Put { definition };
             let creating = if create_env {
                 Creating::FlagAndEnvironment
             } else {
                 Creating::Flag
             };
             change(&r, &a, body, creating, |v| {
-                outln!("{} in {} saved (revision {})", a.key, a.env, v["revision"]);
+                outln!("{} in {} saved (revision {})", a.key, a.env, v.revision);
             })
             .await
         }
         FlagChangeCommand::Delete(a) => {
-            change(&r, &a, json!({"op": "delete"}), Creating::Nothing, |_| {
+            change(&r, &a, FlagChange::Delete, Creating::Nothing, |_| {
                 outln!("{} deleted from {}", a.key, a.env);
             })
             .await
@@ -209,15 +220,15 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
             duration,
         } => target(&r, &key, &env, variant, keys, me, group, duration).await,
         FlagChangeCommand::Targets { key, env } => {
-            let v = client(&r)
-                .call(
+            let v: Vec<TargetView> = client(&r)
+                .send(
                     Method::GET,
                     &format!("{}/targets", flag_path(&env, &key)),
-                    None,
+                    NO_BODY,
                 )
                 .await?;
             emit(r.output, &v, |v| {
-                if v.as_array().is_none_or(Vec::is_empty) {
+                if v.is_empty() {
                     outln!("no active targets on {key} in {env}");
                 } else {
                     target_table(v);
@@ -229,8 +240,8 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
             env,
             target_id,
         } => {
-            let v = client(&r)
-                .call(
+            let v: TargetView = client(&r)
+                .send(
                     Method::DELETE,
                     &endpoint(
                         &[
@@ -244,48 +255,42 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
                         ],
                         &[],
                     ),
-                    None,
+                    NO_BODY,
                 )
                 .await?;
             emit(r.output, &v, |v| {
                 outln!(
                     "removed target {} ({}) from {key} in {env}",
-                    s(&v["id"]),
+                    v.id,
                     keys_of(v)
                 );
             })
         }
         FlagChangeCommand::Scheduled { env, all } => {
-            let v = client(&r)
-                .call(
+            let mut list: Vec<ScheduledView> = client(&r)
+                .send(
                     Method::GET,
                     &endpoint(&["v1", "scheduled"], &[("env", env)]),
-                    None,
+                    NO_BODY,
                 )
                 .await?;
-            let list: Vec<Value> = v
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|c| all || c["status"] == "pending")
-                .cloned()
-                .collect();
-            emit(r.output, &Value::Array(list), scheduled_table)
+            list.retain(|c| all || c.status == ScheduledStatus::Pending);
+            emit(r.output, &list, |l| scheduled_table(l))
         }
         FlagChangeCommand::CancelScheduled { id } => {
-            let v = client(&r)
-                .call(
+            let v: ScheduledView = client(&r)
+                .send(
                     Method::DELETE,
                     &endpoint(&["v1", "scheduled", &id], &[]),
-                    None,
+                    NO_BODY,
                 )
                 .await?;
             emit(r.output, &v, |v| {
                 outln!(
                     "cancelled {}: it would have done: {} in {}",
-                    s(&v["id"]),
-                    describe(&s(&v["key"]), &v["change"]["change"]),
-                    s(&v["environment"])
+                    v.id,
+                    describe_change(&v.key, &v.change.change),
+                    v.environment
                 );
             })
         }
@@ -293,48 +298,41 @@ pub async fn flags(cmd: FlagChangeCommand, r: Remote) -> anyhow::Result<()> {
 }
 
 async fn set_state(r: &Remote, a: &ChangeArgs, enabled: bool) -> anyhow::Result<()> {
-    let body = json!({"op": "set-state", "enabled": enabled});
+    let body = FlagChange::SetState { enabled };
     change(r, a, body, Creating::Nothing, |v| {
         outln!(
             "{} is now {} in {} (revision {})",
             a.key,
             if enabled { "ON" } else { "OFF" },
             a.env,
-            v["revision"]
+            v.revision
         );
     })
     .await
 }
 
 /// Expiring targets as a table.
-pub(crate) fn target_table(v: &Value) {
+pub(crate) fn target_table(v: &[TargetView]) {
     let rows = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|t| {
-                    vec![
-                        s(&t["id"]),
-                        s(&t["variant"]),
-                        keys_of(t),
-                        format!("{} ({})", s(&t["expires_at"]), when(&t["expires_at"])),
-                        s(&t["created_by"]),
-                    ]
-                })
-                .collect()
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.clone(),
+                t.variant.clone(),
+                keys_of(t),
+                format!("{} ({})", stamp(t.expires_at), when_at(t.expires_at)),
+                t.created_by.clone(),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     table(&["target", "variant", "keys", "expires", "by"], rows);
 }
 
-fn keys_of(v: &Value) -> String {
-    let keys: Vec<String> = v["keys"]
-        .as_array()
-        .map(|a| a.iter().map(s).collect())
-        .unwrap_or_default();
-    match v["group"].as_str() {
-        Some(g) => format!("{g} ({})", keys.join(", ")),
-        None => keys.join(", "),
+fn keys_of(t: &TargetView) -> String {
+    let keys = t.keys.join(", ");
+    match &t.group {
+        Some(g) => format!("{g} ({keys})"),
+        None => keys,
     }
 }
 
@@ -357,58 +355,59 @@ async fn target(
         let who: sluice_api::admin::WhoAmI = c.send(Method::GET, "/v1/whoami", None::<&()>).await?;
         keys = vec![who.name];
     }
-    let body = json!({"variant": variant, "keys": keys, "group": group, "for": duration});
-    let v = c
-        .call(
+    let body = NewTarget {
+        variant,
+        keys,
+        group,
+        duration,
+    };
+    let v: TargetView = c
+        .send(
             Method::POST,
             &format!("{}/targets", flag_path(env, key)),
-            Some(body),
+            Some(&body),
         )
         .await?;
     emit(r.output, &v, |v| {
         outln!(
             "target {}: {key} in {env} serves `{}` to {} until {} (expires {})",
-            s(&v["id"]),
-            s(&v["variant"]),
+            v.id,
+            v.variant,
             keys_of(v),
-            s(&v["expires_at"]),
-            when(&v["expires_at"])
+            stamp(v.expires_at),
+            when_at(v.expires_at)
         );
         outln!(
             "remove it early with: sluice flags untarget {key} --env {env} {}",
-            s(&v["id"])
+            v.id
         );
     })
 }
 
-fn scheduled_table(v: &Value) {
+fn scheduled_table(v: &[ScheduledView]) {
     let rows = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|c| {
-                    let state = match c["status"].as_str().unwrap_or_default() {
-                        "pending" => until(&c["apply_at"], "applies", "due now"),
-                        // The first clause of the outcome; `--all -o json` has all of it.
-                        other => {
-                            let result = s(&c["result"]);
-                            let first = result.split(';').next().unwrap_or_default();
-                            format!("{other}: {first}")
-                        }
-                    };
-                    vec![
-                        s(&c["id"]),
-                        s(&c["environment"]),
-                        s(&c["key"]),
-                        describe(&s(&c["key"]), &c["change"]["change"]),
-                        s(&c["apply_at"]),
-                        state,
-                        s(&c["created_by"]),
-                    ]
-                })
-                .collect()
+        .iter()
+        .map(|c| {
+            let state = match c.status {
+                ScheduledStatus::Pending => until_at(Some(c.apply_at), "applies", "due now"),
+                // The first clause of the outcome; `--all -o json` has all of it.
+                other => {
+                    let result = opt(c.result.as_deref());
+                    let first = result.split(';').next().unwrap_or_default();
+                    format!("{}: {first}", other.as_str())
+                }
+            };
+            vec![
+                c.id.clone(),
+                c.environment.clone(),
+                c.key.clone(),
+                describe_change(&c.key, &c.change.change),
+                stamp(Some(c.apply_at)),
+                state,
+                c.created_by.clone(),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     table(&["id", "env", "flag", "change", "at", "when", "by"], rows);
 }
 
@@ -421,7 +420,7 @@ fn pct(p: f64) -> String {
 }
 
 /// `--steps 1,10:1h,100` / `--step 10:30m`: (percent, hold) in order.
-fn parse_steps(raw: &[String], every: Option<&str>) -> anyhow::Result<Vec<Value>> {
+fn parse_steps(raw: &[String], every: Option<&str>) -> anyhow::Result<Vec<StepInput>> {
     if raw.is_empty() {
         bail!("give the steps: --steps 1,10,50,100 --every 30m, or --step 10:30m repeated");
     }
@@ -446,50 +445,50 @@ fn parse_steps(raw: &[String], every: Option<&str>) -> anyhow::Result<Vec<Value>
                     pct(percent)
                 ),
             };
-            Ok(json!({"percent": percent, "hold": hold}))
+            Ok(StepInput { percent, hold })
         })
         .collect()
 }
 
-fn rollout_human(v: &Value) {
-    let steps: Vec<String> = v["steps"]
-        .as_array()
-        .map(|a| a.iter().map(|p| pct(p.as_f64().unwrap_or(0.0))).collect())
-        .unwrap_or_default();
-    let (key, env, variant) = (s(&v["key"]), s(&v["environment"]), s(&v["variant"]));
-    let state = s(&v["state"]);
-    outln!("rollout of `{variant}` for {key} in {env}: {state}");
+fn rollout_human(v: &RolloutStatus) {
+    let steps: Vec<String> = v.steps.iter().map(|p| pct(*p)).collect();
+    let (key, env, variant) = (&v.key, &v.environment, &v.variant);
+    outln!(
+        "rollout of `{variant}` for {key} in {env}: {}",
+        v.state.as_str()
+    );
     outln!("steps     {}", steps.join(" → "));
-    if state == "completed" {
+    if v.state == RolloutState::Completed {
         outln!(
             "done      reached 100% at {}: `{variant}` is the flag's default variant (revision {})",
-            s(&v["completed_at"]),
-            s(&v["completed_revision"])
+            stamp(v.completed_at),
+            v.completed_revision
+                .map_or_else(|| "-".to_owned(), |n| n.to_string())
         );
         return;
     }
-    match v["current_step"].as_u64() {
+    match v.current_step {
         Some(i) => outln!(
             "now       step {} of {}: {} of users get `{variant}`",
             i + 1,
             steps.len(),
-            pct(v["current_percent"].as_f64().unwrap_or(0.0))
+            pct(v.current_percent)
         ),
         None => outln!("now       nobody gets `{variant}` from the rollout"),
     }
-    let next = v["current_step"]
-        .as_u64()
-        .and_then(|i| steps.get(usize::try_from(i).ok()? + 1).cloned());
-    match (state.as_str(), v["next_change_at"].is_null(), next) {
-        ("paused", _, _) => outln!(
+    let next = v.current_step.and_then(|i| steps.get(i + 1).cloned());
+    match (v.state, v.next_change_at, next) {
+        (RolloutState::Paused, _, _) => outln!(
             "next      held while paused; continue with: sluice rollout resume {key} --env {env}"
         ),
-        ("running", false, Some(p)) => outln!(
-            "next      {p} at {} ({})",
-            s(&v["next_change_at"]),
-            when(&v["next_change_at"])
-        ),
-        ("running", _, _) => match v["completion_error"].as_str() {
+        (RolloutState::Running, Some(at), Some(p)) => {
+            outln!(
+                "next      {p} at {} ({})",
+                stamp(Some(at)),
+                when_at(Some(at))
+            )
+        }
+        (RolloutState::Running, _, _) => match &v.completion_error {
             Some(e) => outln!("next      could not complete: {e}"),
             None => outln!("next      none: this is the last step"),
         },
@@ -500,7 +499,7 @@ fn rollout_human(v: &Value) {
 pub async fn rollout(cmd: RolloutCommand, r: Remote) -> anyhow::Result<()> {
     let c = client(&r);
     let path = |f: &FlagRef| format!("{}/rollout", flag_path(&f.env, &f.key));
-    let v = match cmd {
+    let v: RolloutStatus = match cmd {
         RolloutCommand::Start {
             flag,
             variant,
@@ -510,24 +509,20 @@ pub async fn rollout(cmd: RolloutCommand, r: Remote) -> anyhow::Result<()> {
         } => {
             let raw = if steps.is_empty() { step } else { steps };
             let steps = parse_steps(&raw, every.as_deref())?;
-            c.call(
-                Method::PUT,
-                &path(&flag),
-                Some(json!({"variant": variant, "steps": steps})),
-            )
-            .await?
+            let body = NewRollout { variant, steps };
+            c.send(Method::PUT, &path(&flag), Some(&body)).await?
         }
-        RolloutCommand::Status(f) => c.call(Method::GET, &path(&f), None).await?,
+        RolloutCommand::Status(f) => c.send(Method::GET, &path(&f), NO_BODY).await?,
         RolloutCommand::Pause(f) => {
-            c.call(Method::POST, &format!("{}/pause", path(&f)), None)
+            c.send(Method::POST, &format!("{}/pause", path(&f)), NO_BODY)
                 .await?
         }
         RolloutCommand::Resume(f) => {
-            c.call(Method::POST, &format!("{}/resume", path(&f)), None)
+            c.send(Method::POST, &format!("{}/resume", path(&f)), NO_BODY)
                 .await?
         }
         RolloutCommand::Rollback(f) => {
-            c.call(Method::POST, &format!("{}/rollback", path(&f)), None)
+            c.send(Method::POST, &format!("{}/rollback", path(&f)), NO_BODY)
                 .await?
         }
     };
@@ -537,6 +532,7 @@ pub async fn rollout(cmd: RolloutCommand, r: Remote) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::SecondsFormat;
 
     #[test]
     fn at_accepts_rfc3339_without_seconds_and_offsets_from_now() {
@@ -566,13 +562,13 @@ mod tests {
     fn steps_take_a_default_hold_and_their_own() {
         let raw: Vec<String> = ["1", "10:1h", "100"].map(String::from).to_vec();
         let steps = parse_steps(&raw, Some("30m")).ok();
+        let step = |percent: f64, hold: &str| StepInput {
+            percent,
+            hold: hold.to_owned(),
+        };
         assert_eq!(
             steps,
-            Some(vec![
-                json!({"percent": 1.0, "hold": "30m"}),
-                json!({"percent": 10.0, "hold": "1h"}),
-                json!({"percent": 100.0, "hold": "30m"}),
-            ])
+            Some(vec![step(1.0, "30m"), step(10.0, "1h"), step(100.0, "30m")])
         );
         assert!(parse_steps(&raw, None).is_err());
     }

@@ -12,34 +12,12 @@ pub fn now() -> DateTime<Utc> {
     sluice_core::SystemClock.now()
 }
 
-/// `"in 12m"` / `"3m ago"` for an RFC 3339 time in `v`.
-pub fn when(v: &Value) -> String {
-    when_at(
-        v.as_str()
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-            .map(|t| t.with_timezone(&Utc)),
-    )
-}
-
-/// `"{what} in 12m"` for an RFC 3339 time still ahead; `now_text` for one at or past now —
-/// something waiting for the server to act at that time ("due now"), never "applies 15s ago".
-/// [`until`] for a typed time.
+/// `"{what} in 12m"` for a time still ahead; `now_text` for one at or past now — something
+/// waiting for the server to act at that time ("due now"), never "applies 15s ago".
 pub fn until_at(t: Option<DateTime<Utc>>, what: &str, now_text: &str) -> String {
     match t {
         Some(t) if t <= now() => now_text.to_owned(),
         _ => format!("{what} {}", when_at(t)),
-    }
-}
-
-pub fn until(v: &Value, what: &str, now_text: &str) -> String {
-    let past = v
-        .as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .is_some_and(|t| t.with_timezone(&Utc) <= now());
-    if past {
-        now_text.to_owned()
-    } else {
-        format!("{what} {}", when(v))
     }
 }
 
@@ -219,7 +197,6 @@ pub fn requests(list: &[RequestView]) {
 }
 
 /// What a change does, in words: `turn checkout-v2 OFF`.
-/// [`describe`] for a typed change.
 pub fn describe_change(key: &str, change: &FlagChange) -> String {
     match change {
         FlagChange::SetState { enabled: true } => format!("turn {key} ON"),
@@ -230,20 +207,6 @@ pub fn describe_change(key: &str, change: &FlagChange) -> String {
         FlagChange::SetMetadata { .. } => format!("replace {key}'s metadata"),
         FlagChange::Put { .. } => format!("replace {key}"),
         FlagChange::Delete => format!("delete {key}"),
-    }
-}
-
-pub fn describe(key: &str, change: &Value) -> String {
-    match change["op"].as_str().unwrap_or_default() {
-        "set-state" if change["enabled"] == Value::Bool(true) => format!("turn {key} ON"),
-        "set-state" => format!("turn {key} OFF"),
-        "set-default" => format!("set {key}'s default to `{}`", s(&change["variant"])),
-        "set-targeting" if change["targeting"].is_null() => format!("remove {key}'s targeting"),
-        "set-targeting" => format!("replace {key}'s targeting"),
-        "set-metadata" => format!("replace {key}'s metadata"),
-        "put" => format!("replace {key}"),
-        "delete" => format!("delete {key}"),
-        other => format!("{other} {key}"),
     }
 }
 
@@ -280,9 +243,9 @@ mod tests {
 
     #[test]
     fn an_overdue_time_is_due_now_never_ago() {
-        let past = Value::String((now() - chrono::TimeDelta::seconds(15)).to_rfc3339());
-        assert_eq!(until(&past, "applies", "due now"), "due now");
-        let ahead = Value::String((now() + chrono::TimeDelta::hours(1)).to_rfc3339());
-        assert_eq!(until(&ahead, "applies", "due now"), "applies in 1h");
+        let past = now() - chrono::TimeDelta::seconds(15);
+        assert_eq!(until_at(Some(past), "applies", "due now"), "due now");
+        let ahead = now() + chrono::TimeDelta::hours(1);
+        assert_eq!(until_at(Some(ahead), "applies", "due now"), "applies in 1h");
     }
 }

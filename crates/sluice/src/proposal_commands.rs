@@ -2,17 +2,15 @@
 //! change request instead of a change; `sluice proposals …` lists, shows and decides them.
 
 use crate::cli::{ChangeArgs, ProposalCommand, Remote};
-use crate::client::{client, endpoint, Client};
+use crate::client::{client, endpoint, Client, Refused, NO_BODY};
 use crate::output::{describe_change, emit, stamp, table, until_at, when_at};
-use anyhow::{anyhow, Context};
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use anyhow::anyhow;
+use chrono::{DateTime, Utc};
 use reqwest::Method;
-use serde_json::Value;
-use sluice_api::flags::{ChangeRequestStatus, ChangeRequestView, NewProposal, VoteComment};
+use sluice_api::flags::{
+    ChangeRequestStatus, ChangeRequestView, FlagChange, NewProposal, VoteComment,
+};
 use sluice_api::policy::CurrentPolicy;
-
-/// No request body, for [`Client::send`].
-const NO_BODY: Option<&()> = None;
 
 /// Who may approve change requests in `env`, from the policy in force (best effort).
 async fn approvers(c: &Client, env: &str) -> String {
@@ -32,17 +30,15 @@ pub async fn propose(
     r: &Remote,
     c: &Client,
     a: &ChangeArgs,
-    change: Value,
+    change: FlagChange,
     base: Option<i64>,
     at: Option<DateTime<Utc>>,
 ) -> anyhow::Result<()> {
     let body = NewProposal {
-        change: serde_json::from_value(change).context("not a flag change")?,
+        change,
         base_revision: base,
-        // To the millisecond, as the time is shown back.
-        apply_at: at
-            .map(|t| t.duration_trunc(TimeDelta::milliseconds(1)))
-            .transpose()?,
+        // To the millisecond already, as the time is shown back.
+        apply_at: at,
         reason: a.reason.clone().unwrap_or_default(),
     };
     let path = endpoint(
@@ -231,7 +227,10 @@ async fn vote(r: &Remote, c: &Client, id: &str, verb: &str, comment: String) -> 
         )
         .await
         .map_err(|e| {
-            if e.to_string().contains("self_approval") {
+            if e
+                .downcast_ref::<Refused>()
+                .is_some_and(|r| r.code == "self_approval")
+            {
                 anyhow!(
                     "{e:#}\nFour eyes: someone else approves; send them the id ({id}) and \
                      `sluice proposals approve {id}`, or withdraw it with `sluice proposals cancel {id}`."

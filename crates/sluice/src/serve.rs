@@ -111,6 +111,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
                 _ => anyhow::bail!("give both pg_tls_cert and pg_tls_key, or neither"),
             };
             for db in &file.databases {
+                use sluice_server::gateway::spec::DatabaseConfigExt;
                 db.validate().map_err(anyhow::Error::msg)?;
             }
             Some(sluice_gateway::GatewayConfig {

@@ -170,7 +170,7 @@ fn only_the_proposer_cancels_and_time_outs_are_recorded_once() {
 fn status_filters_include_unrecorded_time_outs() {
     assert_eq!(
         ChangeRequestStatus::TimedOut.recorded_as(),
-        ["pending", "timed-out"]
+        [ChangeRequestStatus::Pending, ChangeRequestStatus::TimedOut]
     );
     let e = ChangeRequestStatus::parse_filter("open").unwrap_err();
     assert_eq!(

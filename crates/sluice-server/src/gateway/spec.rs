@@ -3,77 +3,7 @@
 //! `databases:` or through the API (`PUT /v1/db/databases/{name}`); the gateway
 //! (`sluice-gateway`) serves both.
 
-use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
-use utoipa::ToSchema;
-
-/// One database served through the gateway, as `db:<name>`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseConfig {
-    /// The name clients connect to (`dbname=orders`) and the resource (`db:orders`).
-    pub name: String,
-    pub upstream: UpstreamConfig,
-    /// The upstream role for each action, from the weakest to the strongest: a session gets
-    /// the last one its grant allows.
-    pub roles: Vec<RoleConfig>,
-    /// `session-log` (default): statements go to the session log, hashed into the
-    /// session-end audit entry. `strict`: each statement is an audit entry, written before
-    /// it is forwarded.
-    #[serde(default)]
-    pub log: LogMode,
-    /// Statements and parameters are recorded up to this many bytes.
-    #[serde(default = "default_max_statement_bytes")]
-    pub max_statement_bytes: usize,
-}
-
-fn default_max_statement_bytes() -> usize {
-    4096
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
-    pub host: String,
-    #[serde(default = "default_port")]
-    pub port: u16,
-    pub dbname: String,
-}
-
-fn default_port() -> u16 {
-    5432
-}
-
-/// An upstream role and where its password is read from (at each connection, so a rotated
-/// password is picked up; it is never stored in Sluice's database nor shown).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RoleConfig {
-    pub action: String,
-    pub user: String,
-    #[serde(default)]
-    pub password_env: Option<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    pub password_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum LogMode {
-    #[default]
-    SessionLog,
-    Strict,
-}
-
-impl LogMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogMode::SessionLog => "session-log",
-            LogMode::Strict => "strict",
-        }
-    }
-}
+pub use sluice_api::gateway::{DatabaseConfig, LogMode, RoleConfig, UpstreamConfig};
 
 /// A password that never prints.
 pub struct Password(String);
@@ -90,9 +20,14 @@ impl Password {
     }
 }
 
-impl RoleConfig {
+/// What the server does with a [`RoleConfig`] (the type itself is plain wire data).
+pub trait RoleConfigExt {
     /// Reads the role's password from its environment variable or file.
-    pub fn password(&self) -> Result<Password, String> {
+    fn password(&self) -> Result<Password, String>;
+}
+
+impl RoleConfigExt for RoleConfig {
+    fn password(&self) -> Result<Password, String> {
         if let Some(var) = &self.password_env {
             return std::env::var(var)
                 .map(Password)
@@ -107,9 +42,19 @@ impl RoleConfig {
     }
 }
 
-impl DatabaseConfig {
+/// The rules of a [`DatabaseConfig`] (the type itself is plain wire data).
+pub trait DatabaseConfigExt {
     /// Checks what serde cannot: a name, at least one role, each with one password source.
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), String>;
+    /// What a declaration through the API must also satisfy: each role's credential is an
+    /// environment variable under [`API_CREDENTIAL_PREFIX`] (files are for the config file:
+    /// through the API, any file the server can read could be sent to an upstream of the
+    /// caller's choosing).
+    fn validate_declared(&self) -> Result<(), String>;
+}
+
+impl DatabaseConfigExt for DatabaseConfig {
+    fn validate(&self) -> Result<(), String> {
         sluice_core::policy::check_name("databases[].name", &self.name)
             .map_err(|e| e.to_string())?;
         if self.roles.is_empty() {
@@ -125,19 +70,8 @@ impl DatabaseConfig {
         }
         Ok(())
     }
-}
 
-/// Environment variables an API declaration may name for a credential start with this: the
-/// operator decides what the API can reach by what they export under it, and no other
-/// variable of the server (its admin token, its database URL) can be sent upstream.
-pub const API_CREDENTIAL_PREFIX: &str = "SLUICE_DB_";
-
-impl DatabaseConfig {
-    /// What a declaration through the API must also satisfy: each role's credential is an
-    /// environment variable under [`API_CREDENTIAL_PREFIX`] (files are for the config file:
-    /// through the API, any file the server can read could be sent to an upstream of the
-    /// caller's choosing).
-    pub fn validate_declared(&self) -> Result<(), String> {
+    fn validate_declared(&self) -> Result<(), String> {
         self.validate()?;
         for r in &self.roles {
             sluice_core::policy::check_name("roles[].action", &r.action)
@@ -167,3 +101,8 @@ impl DatabaseConfig {
         Ok(())
     }
 }
+
+/// Environment variables an API declaration may name for a credential start with this: the
+/// operator decides what the API can reach by what they export under it, and no other
+/// variable of the server (its admin token, its database URL) can be sent upstream.
+pub const API_CREDENTIAL_PREFIX: &str = "SLUICE_DB_";

@@ -1,7 +1,7 @@
 use crate::app::App;
 use crate::caller::Caller;
-use crate::error::ApiError;
 use crate::ids::new_id;
+use crate::ops::{Missing, OpError};
 use serde_json::json;
 use sluice_audit::NewEntry;
 use sluice_core::access::{
@@ -45,7 +45,7 @@ pub(crate) async fn record(
     action: &str,
     req: &AccessRequest,
     extra: serde_json::Value,
-) -> Result<(), ApiError> {
+) -> Result<(), OpError> {
     let mut details = summary(req);
     if let (Some(d), Some(e)) = (details.as_object_mut(), extra.as_object()) {
         d.extend(e.clone());
@@ -68,7 +68,7 @@ impl App {
         caller: &Caller,
         input: RequestInput,
         extends: Option<&str>,
-    ) -> Result<AccessRequest, ApiError> {
+    ) -> Result<AccessRequest, OpError> {
         let policy = self.policy();
         let mut tx = self.store.begin().await?;
         let now = self.now();
@@ -76,7 +76,7 @@ impl App {
             Some(id) => Some(
                 tx.lock_request(id)
                     .await?
-                    .ok_or_else(|| ApiError::NotFound(format!("no grant {id}")))?,
+                    .ok_or_else(|| Missing::Grant(id.to_owned()))?,
             ),
             None => None,
         };
@@ -151,7 +151,7 @@ impl App {
         id: &str,
         approve: bool,
         comment: String,
-    ) -> Result<(AccessRequest, Option<ApprovalProgress>), ApiError> {
+    ) -> Result<(AccessRequest, Option<ApprovalProgress>), OpError> {
         let policy = self.policy();
         let actor = caller.actor();
         let mut tx = self.store.begin().await?;
@@ -159,7 +159,7 @@ impl App {
         let mut req = tx
             .lock_request(id)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no request {id}")))?;
+            .ok_or_else(|| Missing::Request(id.to_owned()))?;
         let proof = access::authorize_vote(&policy, &req, &actor, now)?;
         let progress = if approve {
             let extends = match &req.extends {
@@ -231,7 +231,7 @@ impl App {
         caller: &Caller,
         id: &str,
         ending: Ending,
-    ) -> Result<AccessRequest, ApiError> {
+    ) -> Result<AccessRequest, OpError> {
         let policy = self.policy();
         let actor = caller.actor();
         let mut tx = self.store.begin().await?;
@@ -239,7 +239,7 @@ impl App {
         let mut req = tx
             .lock_request(id)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no request {id}")))?;
+            .ok_or_else(|| Missing::Request(id.to_owned()))?;
         let action = match &ending {
             Ending::Cancel => {
                 access::cancel(&mut req, &actor, now)?;
@@ -277,7 +277,7 @@ impl App {
 
     /// Records time-outs and expiries that are due, each exactly once. Decisions never wait
     /// for this: they compare with the clock themselves.
-    pub async fn reap(&self) -> Result<usize, ApiError> {
+    pub async fn reap(&self) -> Result<usize, OpError> {
         let ids = self.store.lapsed_request_ids(self.now(), 500).await?;
         let mut done = 0;
         for id in ids {

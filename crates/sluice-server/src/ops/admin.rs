@@ -1,7 +1,7 @@
 use crate::app::App;
 use crate::caller::Caller;
-use crate::error::ApiError;
 use crate::ids::new_id;
+use crate::ops::{Clash, Input, Missing, OpError};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sluice_audit::NewEntry;
@@ -40,7 +40,7 @@ impl App {
     pub async fn bootstrap(
         &self,
         from_env: Option<SecretToken>,
-    ) -> Result<Option<SecretToken>, ApiError> {
+    ) -> Result<Option<SecretToken>, OpError> {
         if self.store.principal_count().await? > 0 {
             return Ok(None);
         }
@@ -48,8 +48,8 @@ impl App {
         let secret = match from_env {
             Some(t) if t.is_well_formed() && t.kind() == Some(TokenKind::Api) => t,
             Some(_) => {
-                return Err(ApiError::bad_request(
-                    "invalid_admin_token",
+                return Err(OpError::invalid(
+                    Input::AdminToken,
                     "SLUICE_ADMIN_TOKEN must be `slu_api_` followed by at least 32 characters",
                 ))
             }
@@ -102,20 +102,17 @@ impl App {
         source: &str,
         dry_run: bool,
         base_hash: Option<&str>,
-    ) -> Result<Applied, ApiError> {
+    ) -> Result<Applied, OpError> {
         caller.require_admin()?;
-        let next = Policy::from_yaml(source)
-            .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+        let next = Policy::from_yaml(source).map_err(OpError::Policy)?;
         let current = self.policy();
         // The diff a person confirmed was against `base_hash`: refuse if the policy moved since.
         if let Some(base) = base_hash.filter(|b| *b != current.hash) {
-            return Err(ApiError::Conflict {
-                code: "policy_changed",
-                message: format!(
-                    "the policy in force changed since the diff you saw (sha256 {base}, now {}); run apply again",
-                    current.hash
-                ),
-            });
+            return Err(Clash::PolicyChanged {
+                base: base.to_owned(),
+                now: current.hash.clone(),
+            }
+            .into());
         }
         let mut diff = current.diff(&next);
         let removals = current.removals(&next);
@@ -218,7 +215,7 @@ impl App {
         name: &str,
         version: i64,
         now: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), OpError> {
         for id in tx.open_request_ids_of(name).await? {
             let Some(mut req) = tx.lock_request(&id).await? else {
                 continue;
@@ -263,7 +260,7 @@ impl App {
         &self,
         caller: &Caller,
         spec: TokenSpec,
-    ) -> Result<NewToken, ApiError> {
+    ) -> Result<NewToken, OpError> {
         let TokenSpec {
             principal,
             name,
@@ -277,9 +274,7 @@ impl App {
             caller.require_admin()?;
         }
         if self.store.principal(&principal).await?.is_none() {
-            return Err(ApiError::NotFound(format!(
-                "no principal `{principal}`; declare it in the policy file"
-            )));
+            return Err(Missing::Principal(principal).into());
         }
         let environment = match (kind, environment) {
             (TokenKind::Client, Some(env)) => {
@@ -288,39 +283,39 @@ impl App {
                 Some(env)
             }
             (TokenKind::Client, None) => {
-                return Err(ApiError::bad_request(
-                    "environment_required",
+                return Err(OpError::invalid(
+                    Input::MissingEnvironment,
                     "a client key is bound to one environment; pass --env",
                 ))
             }
             (TokenKind::Api, Some(_)) => {
-                return Err(ApiError::bad_request(
-                    "invalid_request",
+                return Err(OpError::invalid(
+                    Input::Request,
                     "only client keys are bound to an environment",
                 ))
             }
             (TokenKind::Api, None) => None,
             (TokenKind::Db, _) => {
-                return Err(ApiError::bad_request(
-                    "invalid_request",
+                return Err(OpError::invalid(
+                    Input::Request,
                     "connection passwords are issued by `sluice db connect` (POST /v1/db/{name}/password)",
                 ))
             }
         };
         if let Some(c) = &context {
             if kind != TokenKind::Client {
-                return Err(ApiError::bad_request(
-                    "invalid_request",
+                return Err(OpError::invalid(
+                    Input::Request,
                     "only client keys carry an evaluation context",
                 ));
             }
             sluice_core::policy::check_static_context("context", c)
-                .map_err(|e| ApiError::bad_request("invalid_context", e.to_string()))?;
+                .map_err(|e| OpError::invalid(Input::Context, e.to_string()))?;
         }
         let context = context.filter(|c| !c.is_empty());
         if name.trim().is_empty() || name.len() > 100 {
-            return Err(ApiError::bad_request(
-                "invalid_request",
+            return Err(OpError::invalid(
+                Input::Request,
                 "a token needs a name of 1 to 100 characters",
             ));
         }
@@ -355,12 +350,12 @@ impl App {
     }
 
     /// Revokes a token: one's own, or anyone's for an administrator.
-    pub async fn revoke_token(&self, caller: &Caller, id: &str) -> Result<TokenRow, ApiError> {
+    pub async fn revoke_token(&self, caller: &Caller, id: &str) -> Result<TokenRow, OpError> {
         let row = self
             .store
             .token(id)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no token {id}")))?;
+            .ok_or_else(|| Missing::Token(id.to_owned()))?;
         if row.principal != caller.name {
             caller.require_admin()?;
         }
@@ -368,10 +363,7 @@ impl App {
         let mut tx = self.store.begin().await?;
         let rev = tx.bump_access().await?;
         if !tx.revoke_token(id, now).await? {
-            return Err(ApiError::Conflict {
-                code: "already_revoked",
-                message: format!("token {id} is already revoked"),
-            });
+            return Err(Clash::AlreadyRevoked(id.to_owned()).into());
         }
         tx.audit(
             now,

@@ -5,10 +5,9 @@
 
 use crate::app::App;
 use crate::caller::Caller;
-use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::ops::flag_changes::{Authority, FlagChange};
-use crate::ops::OpError;
+use crate::ops::{Missing, OpError};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sluice_audit::NewEntry;
@@ -45,24 +44,24 @@ fn wire_vote(v: Vote) -> ChangeVote {
     }
 }
 
-fn to_stored(cr: &ChangeRequest) -> Result<StoredChangeRequest, ApiError> {
+fn to_stored(cr: &ChangeRequest) -> Result<StoredChangeRequest, OpError> {
     Ok(StoredChangeRequest {
         id: cr.id.clone(),
         environment: cr.environment.clone(),
         key: cr.key.clone(),
         proposer: cr.proposer.clone(),
-        status: cr.status.as_str().to_owned(),
+        status: cr.status,
         created_at: cr.created_at,
         pending_until: cr.pending_until,
         apply_at: cr.apply_at,
         body: serde_json::to_value(cr)
-            .map_err(|e| ApiError::Internal(format!("change request to JSON: {e}")))?,
+            .map_err(|e| OpError::Internal(format!("change request to JSON: {e}")))?,
     })
 }
 
-fn from_stored(s: StoredChangeRequest) -> Result<ChangeRequest, ApiError> {
+fn from_stored(s: StoredChangeRequest) -> Result<ChangeRequest, OpError> {
     serde_json::from_value(s.body)
-        .map_err(|e| ApiError::Internal(format!("stored change request {}: {e}", s.id)))
+        .map_err(|e| OpError::Internal(format!("stored change request {}: {e}", s.id)))
 }
 
 /// What moves a change request along.
@@ -81,7 +80,7 @@ enum Attempt {
     /// Committed (or nothing to do: `None`); `true` when the flag changed.
     Done(Option<Box<ChangeRequest>>, bool),
     /// Applying was refused; the transaction was dropped (rolled back).
-    Refused(ApiError),
+    Refused(OpError),
 }
 
 async fn record(
@@ -91,7 +90,7 @@ async fn record(
     action: &str,
     cr: &ChangeRequest,
     extra: serde_json::Value,
-) -> Result<(), ApiError> {
+) -> Result<(), OpError> {
     let mut details = json!({
         "environment": cr.environment,
         "key": cr.key,
@@ -129,7 +128,7 @@ impl App {
         base_revision: Option<i64>,
         apply_at: Option<DateTime<Utc>>,
         reason: &str,
-    ) -> Result<ChangeRequestView, ApiError> {
+    ) -> Result<ChangeRequestView, OpError> {
         let now = self.now();
         let proposal = Proposal {
             environment: env.to_owned(),
@@ -156,8 +155,7 @@ impl App {
                 current,
                 base: base_revision,
                 proposal: true,
-            }
-            .into());
+            });
         }
         tx.insert_change_request(&to_stored(&cr)?).await?;
         record(
@@ -182,7 +180,7 @@ impl App {
         id: &str,
         approve: bool,
         comment: &str,
-    ) -> Result<ChangeRequestView, ApiError> {
+    ) -> Result<ChangeRequestView, OpError> {
         rules::check_comment(comment)?;
         let step = Step::Vote {
             approver: &caller.name,
@@ -192,7 +190,7 @@ impl App {
         let cr = self
             .advance(id, &step)
             .await?
-            .ok_or_else(|| ApiError::Internal(format!("vote on {id} recorded nothing")))?;
+            .ok_or_else(|| OpError::Internal(format!("vote on {id} recorded nothing")))?;
         Ok(self.change_request_view(cr))
     }
 
@@ -201,7 +199,7 @@ impl App {
         &self,
         caller: &Caller,
         id: &str,
-    ) -> Result<ChangeRequestView, ApiError> {
+    ) -> Result<ChangeRequestView, OpError> {
         let now = self.now();
         let mut tx = self.store.begin().await?;
         let mut cr = from_stored(
@@ -226,7 +224,7 @@ impl App {
 
     /// Background work: records time-outs once, and applies approved change requests whose
     /// time has come, exactly once. Returns how many change requests it settled.
-    pub async fn tick_change_requests(&self) -> Result<usize, ApiError> {
+    pub async fn tick_change_requests(&self) -> Result<usize, OpError> {
         let ids = self.store.due_change_requests(self.now(), 100).await?;
         let mut settled = 0;
         for id in ids {
@@ -237,7 +235,7 @@ impl App {
         Ok(settled)
     }
 
-    pub async fn change_request(&self, id: &str) -> Result<ChangeRequestView, ApiError> {
+    pub async fn change_request(&self, id: &str) -> Result<ChangeRequestView, OpError> {
         let s = self
             .store
             .change_request(id)
@@ -252,7 +250,7 @@ impl App {
         &self,
         env: Option<&str>,
         status: Option<&str>,
-    ) -> Result<Vec<ChangeRequestView>, ApiError> {
+    ) -> Result<Vec<ChangeRequestView>, OpError> {
         let want = status
             .map(rules::ChangeRequestStatus::parse_filter)
             .transpose()?;
@@ -295,13 +293,13 @@ impl App {
 
     /// Takes one step; when applying is refused, the failed transaction is rolled back and
     /// the same step is recorded with the refusal in a fresh one.
-    async fn advance(&self, id: &str, step: &Step<'_>) -> Result<Option<ChangeRequest>, ApiError> {
+    async fn advance(&self, id: &str, step: &Step<'_>) -> Result<Option<ChangeRequest>, OpError> {
         let (cr, applied) = match self.advance_once(id, step, None).await? {
             Attempt::Done(cr, applied) => (cr.map(|c| *c), applied),
             Attempt::Refused(e) => match self.advance_once(id, step, Some(&e)).await? {
                 Attempt::Done(cr, applied) => (cr.map(|c| *c), applied),
                 Attempt::Refused(e) => {
-                    return Err(ApiError::Internal(format!(
+                    return Err(OpError::Internal(format!(
                         "change request {id}: refusal could not be recorded: {e}"
                     )))
                 }
@@ -325,15 +323,15 @@ impl App {
         &self,
         id: &str,
         step: &Step<'_>,
-        refusal: Option<&ApiError>,
-    ) -> Result<Attempt, ApiError> {
+        refusal: Option<&OpError>,
+    ) -> Result<Attempt, OpError> {
         let now = self.now();
         let policy = self.policy();
         let mut tx = self.store.begin().await?;
         let Some(stored) = tx.lock_change_request(id).await? else {
             return match step {
                 Step::Tick => Ok(Attempt::Done(None, false)),
-                Step::Vote { .. } => Err(not_found(id)),
+                Step::Vote { .. } => Err(not_found(id).into()),
             };
         };
         let mut cr = from_stored(stored)?;
@@ -402,7 +400,7 @@ impl App {
                     .await;
                 match done {
                     Ok(d) => Some(Ok(d.revision)),
-                    Err(e @ (ApiError::Internal(_) | ApiError::Unavailable(_))) => return Err(e),
+                    Err(e) if e.is_failure() => return Err(e),
                     // The transaction may hold part of the change: drop it and record the
                     // refusal in a fresh one.
                     Err(e) => return Ok(Attempt::Refused(e)),
@@ -417,7 +415,7 @@ impl App {
                 changed = true;
             }
             Some(Err(reason)) => {
-                let stale = matches!(refusal, Some(ApiError::Op(OpError::StaleRevision { .. })));
+                let stale = matches!(refusal, Some(OpError::StaleRevision { .. }));
                 cr.refused(stale, reason.clone(), now);
                 let action = if stale {
                     "flag.change-stale"
@@ -446,8 +444,6 @@ impl App {
     }
 }
 
-fn not_found(id: &str) -> ApiError {
-    ApiError::NotFound(format!(
-        "no change request {id}; `GET /v1/proposals` lists them"
-    ))
+fn not_found(id: &str) -> Missing {
+    Missing::ChangeRequest(id.to_owned())
 }

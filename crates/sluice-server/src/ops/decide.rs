@@ -1,6 +1,6 @@
 use crate::app::App;
 use crate::caller::Caller;
-use crate::error::ApiError;
+use crate::ops::{Input, OpError};
 use serde_json::json;
 use sluice_audit::NewEntry;
 use sluice_core::decision::Decision;
@@ -17,15 +17,15 @@ pub struct Question {
 impl Question {
     /// Refuses names longer than [`MAX_NAME_BYTES`]: a question is answered in time bounded by
     /// the policy, never by what the caller sends.
-    fn check_lengths(&self) -> Result<(), ApiError> {
+    fn check_lengths(&self) -> Result<(), OpError> {
         for (what, name) in [
             ("subject", &self.subject),
             ("action", &self.action),
             ("resource", &self.resource),
         ] {
             if name.len() > MAX_NAME_BYTES {
-                return Err(ApiError::bad_request(
-                    "name_too_long",
+                return Err(OpError::invalid(
+                    Input::NameLength,
                     format!(
                         "the {what} name is {} bytes long; names may be at most {MAX_NAME_BYTES} bytes",
                         name.len()
@@ -45,7 +45,7 @@ impl App {
         &self,
         caller: &Caller,
         questions: &[Question],
-    ) -> Result<Vec<Decision>, ApiError> {
+    ) -> Result<Vec<Decision>, OpError> {
         for q in questions {
             q.check_lengths()?;
         }

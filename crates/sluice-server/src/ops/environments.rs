@@ -5,7 +5,7 @@
 //! brings it into being.
 
 use crate::app::App;
-use crate::error::ApiError;
+use crate::ops::{Input, OpError};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sluice_audit::NewEntry;
@@ -22,9 +22,9 @@ impl App {
         env: &str,
         create: bool,
         admin: bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), OpError> {
         sluice_core::policy::check_name("environment", env)
-            .map_err(|e| ApiError::bad_request("invalid_environment", e.message))?;
+            .map_err(|e| OpError::invalid(Input::Environment, e.message))?;
         let policy = self.policy();
         if policy.doc.environments.contains_key(env) {
             return Ok(());
@@ -35,7 +35,7 @@ impl App {
         }
         if create {
             if !admin {
-                return Err(ApiError::Forbidden(format!(
+                return Err(OpError::Forbidden(format!(
                     "only administrators create environments; `{env}` does not exist"
                 )));
             }
@@ -54,11 +54,10 @@ impl App {
             let list: Vec<String> = known.iter().map(|e| format!("`{e}`")).collect();
             format!("the environments are {}", list.join(", "))
         };
-        Err(ApiError::UnknownEnvironment(format!(
-            "no environment `{env}`: {known}. Check the name; to start a new one, declare it \
-             under `environments:` in the policy, or (administrators) pass --create-env \
-             (`create_env=true`)"
-        )))
+        Err(OpError::UnknownEnvironment {
+            env: env.to_owned(),
+            known,
+        })
     }
 
     /// In the write's transaction: when `env` is neither declared nor stored yet, records that
@@ -69,7 +68,7 @@ impl App {
         actor: &str,
         env: &str,
         now: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), OpError> {
         if self.policy().doc.environments.contains_key(env) || tx.environment_exists(env).await? {
             return Ok(());
         }

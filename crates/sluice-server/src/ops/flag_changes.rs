@@ -4,8 +4,7 @@
 //! and is audited with the flag before and after.
 
 use crate::app::App;
-use crate::error::ApiError;
-use crate::ops::OpError;
+use crate::ops::{Input, Missing, OpError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -13,7 +12,7 @@ use sluice_audit::NewEntry;
 use sluice_eval::{FlagSetDef, Snapshot};
 use sluice_store::{FlagConflict, WriteTx};
 
-pub use sluice_api::flags::FlagChange;
+pub use sluice_api::flags::{FlagChange, FlagChanged};
 
 /// What the server does with a [`FlagChange`] (the type itself is plain wire data).
 pub trait FlagChangeExt {
@@ -21,7 +20,7 @@ pub trait FlagChangeExt {
     fn action(&self) -> &'static str;
     /// Its `op`, as audited.
     fn op(&self) -> &'static str;
-    fn apply(&self, key: &str, current: Option<&Value>) -> Result<Option<Value>, ApiError>;
+    fn apply(&self, key: &str, current: Option<&Value>) -> Result<Option<Value>, OpError>;
 }
 
 impl FlagChangeExt for FlagChange {
@@ -45,9 +44,8 @@ impl FlagChangeExt for FlagChange {
     }
 
     /// The flag after the change (`None`: deleted).
-    fn apply(&self, key: &str, current: Option<&Value>) -> Result<Option<Value>, ApiError> {
-        let missing =
-            || ApiError::NotFound(format!("no flag `{key}`; create it with a full definition"));
+    fn apply(&self, key: &str, current: Option<&Value>) -> Result<Option<Value>, OpError> {
+        let missing = || OpError::from(Missing::FlagToChange(key.to_owned()));
         let mut def = match (self, current) {
             (FlagChange::Put { definition }, _) => return Ok(Some(definition.clone())),
             (FlagChange::Delete, Some(_)) => return Ok(None),
@@ -56,7 +54,7 @@ impl FlagChangeExt for FlagChange {
         };
         let obj = def
             .as_object_mut()
-            .ok_or_else(|| ApiError::Internal(format!("stored flag `{key}` is not an object")))?;
+            .ok_or_else(|| OpError::Internal(format!("stored flag `{key}` is not an object")))?;
         match self {
             FlagChange::SetState { enabled } => {
                 obj.insert(
@@ -106,17 +104,6 @@ pub enum Authority {
     },
 }
 
-/// The result of a flag change.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct FlagChanged {
-    pub environment: String,
-    pub key: String,
-    /// The flag's new revision (0: deleted).
-    pub revision: i64,
-    #[schema(value_type = Object)]
-    pub definition: Option<Value>,
-}
-
 impl App {
     /// May `who` do `action` on flag `key` of `env` now? A protected environment needs a live
     /// grant — administrators included; elsewhere standing permissions (or admin) suffice.
@@ -128,7 +115,7 @@ impl App {
         key: &str,
         action: &str,
         now: DateTime<Utc>,
-    ) -> Result<Authority, ApiError> {
+    ) -> Result<Authority, OpError> {
         let snap = self.access.load();
         let resource = format!("flag:{env}/{key}");
         let protected = snap.policy().is_protected(env);
@@ -163,7 +150,7 @@ impl App {
         } else {
             "you need a permission for".into()
         };
-        Err(ApiError::Forbidden(format!(
+        Err(OpError::Forbidden(format!(
             "{what} `{action}` on {resource}{hint}"
         )))
     }
@@ -181,7 +168,7 @@ impl App {
         change: &FlagChange,
         base_revision: Option<i64>,
         create_env: bool,
-    ) -> Result<FlagChanged, ApiError> {
+    ) -> Result<FlagChanged, OpError> {
         self.check_environment(env, create_env, admin).await?;
         let mut tx = self.store.begin().await?;
         if create_env {
@@ -221,7 +208,7 @@ impl App {
         change: &FlagChange,
         base_revision: Option<i64>,
         authority: Option<Authority>,
-    ) -> Result<FlagChanged, ApiError> {
+    ) -> Result<FlagChanged, OpError> {
         let now = self.now();
         let who = on_behalf.unwrap_or(actor);
         let authority = match authority {
@@ -243,9 +230,9 @@ impl App {
                 o.insert("flags".into(), json!({ key: def }));
             }
             let parsed = FlagSetDef::from_value(doc)
-                .map_err(|e| ApiError::bad_request("invalid_flag", e.to_string()))?;
+                .map_err(|e| OpError::invalid(Input::Flag, e.to_string()))?;
             Snapshot::compile(&parsed, 0)
-                .map_err(|e| ApiError::bad_request("invalid_flag", e.to_string()))?;
+                .map_err(|e| OpError::invalid(Input::Flag, e.to_string()))?;
         }
         let write = match tx
             .put_flag(env, key, base_revision, after.as_ref(), actor, now)
@@ -259,8 +246,7 @@ impl App {
                     current,
                     base: base_revision,
                     proposal: false,
-                }
-                .into());
+                });
             }
         };
         let action = match (&write.before, &after) {

@@ -1,7 +1,6 @@
 use crate::app::App;
 use crate::caller::Caller;
 use crate::error::ApiError;
-use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sluice_audit::NewEntry;
@@ -9,26 +8,7 @@ use sluice_eval::stored::{self, Fault, LENIENT_MARKER};
 use sluice_eval::{FlagSetDef, Snapshot};
 use sluice_store::StoredFlagSet;
 
-/// How an import treats flags that fail validation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ImportMode {
-    /// All or nothing: the first invalid thing rejects the document, naming its JSON path.
-    #[default]
-    Strict,
-    /// As flagd loads files: the document is stored whole, and each flag that fails strict
-    /// validation is reported and answers `PARSE_ERROR` wherever its fault is reached.
-    Lenient,
-}
-
-/// A flag that does not pass strict validation, in a lenient import.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct BrokenFlag {
-    /// The flag's key; `None` when the fault is in set-level parts (`$evaluators`).
-    pub key: Option<String>,
-    /// JSON path of the fault in the submitted document.
-    pub path: String,
-    pub reason: String,
-}
+pub use sluice_api::flags::{BrokenFlag, ImportMode};
 
 /// What an import did.
 #[derive(Debug, Clone)]
@@ -41,13 +21,11 @@ pub struct Imported {
     pub broken: Vec<BrokenFlag>,
 }
 
-impl From<Fault> for BrokenFlag {
-    fn from(f: Fault) -> Self {
-        BrokenFlag {
-            key: f.key,
-            path: f.path,
-            reason: f.reason,
-        }
+fn broken_flag(f: Fault) -> BrokenFlag {
+    BrokenFlag {
+        key: f.key,
+        path: f.path,
+        reason: f.reason,
     }
 }
 
@@ -106,7 +84,7 @@ impl App {
             ImportMode::Lenient => {
                 let broken = stored::strict_faults(&def)
                     .into_iter()
-                    .map(BrokenFlag::from)
+                    .map(broken_flag)
                     .collect();
                 (Snapshot::compile_lenient(&def, 0), broken)
             }

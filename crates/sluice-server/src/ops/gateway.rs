@@ -1,8 +1,8 @@
 use crate::app::App;
 use crate::caller::Caller;
-use crate::error::ApiError;
-use crate::gateway::spec::DatabaseConfig;
+use crate::gateway::spec::{DatabaseConfig, DatabaseConfigExt};
 use crate::ids::new_id;
+use crate::ops::{Clash, Input, Missing, OpError};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sluice_audit::NewEntry;
@@ -32,14 +32,14 @@ impl App {
         caller: &Caller,
         database: &str,
         ttl: Option<Duration>,
-    ) -> Result<DbPassword, ApiError> {
+    ) -> Result<DbPassword, OpError> {
         let database = sluice_core::scope::normalize(database);
         sluice_core::policy::check_name("database", &database)
-            .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+            .map_err(|e| OpError::invalid(Input::Request, e.to_string()))?;
         let ttl = ttl.unwrap_or(DB_PASSWORD_TTL);
         if ttl > DB_PASSWORD_MAX_TTL {
-            return Err(ApiError::bad_request(
-                "invalid_duration",
+            return Err(OpError::invalid(
+                Input::Duration,
                 format!("a connection password lasts at most {DB_PASSWORD_MAX_TTL} (asked: {ttl})"),
             ));
         }
@@ -53,7 +53,7 @@ impl App {
                     // The gateway's own refusal, word for word: nothing here says whether
                     // the database is declared.
                     let hint = snap.request_hint(&resource);
-                    return Err(ApiError::Forbidden(format!(
+                    return Err(OpError::Forbidden(format!(
                         "no live grant allows {} to connect to {resource}; {hint}",
                         caller.name
                     )));
@@ -101,9 +101,9 @@ impl App {
     /// Ends a live gateway session (administrators), on whichever instance holds it.
     /// Recorded before the session is told. Here: at once. Elsewhere: the kill is stored and
     /// the access revision bumped, so the holding instance ends it at its next sync.
-    pub async fn kill_session(&self, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    pub async fn kill_session(&self, caller: &Caller, id: &str) -> Result<(), OpError> {
         caller.require_admin()?;
-        let not_live = || ApiError::NotFound(format!("no live gateway session {id}"));
+        let not_live = || OpError::from(Missing::LiveSession(id.to_owned()));
         let local = self.gateway.get(id);
         let (principal, database, grant_id) = match &local {
             Some(l) => (l.principal.clone(), l.database.clone(), l.grant_id.clone()),
@@ -145,7 +145,7 @@ impl App {
     /// saying so `stale` ago (it crashed or was killed): recorded as ended, with the hash of
     /// the log as stored, so `audit verify` checks what was kept. Called by each running
     /// gateway every few seconds, and so at start too.
-    pub async fn gateway_heartbeat(&self, stale: chrono::TimeDelta) -> Result<usize, ApiError> {
+    pub async fn gateway_heartbeat(&self, stale: chrono::TimeDelta) -> Result<usize, OpError> {
         let now = self.now();
         self.store
             .gateway_heartbeat(self.gateway.instance_id(), now)
@@ -187,30 +187,12 @@ impl App {
     }
 }
 
-/// Where a gateway database was declared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum DeclaredIn {
-    /// This instance's config file (read-only through the API).
-    Config,
-    /// The API: stored, so every instance's gateway serves it.
-    Api,
-}
-
-/// A gateway database and where it was declared.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct DatabaseView {
-    #[serde(flatten)]
-    pub spec: DatabaseConfig,
-    pub declared_in: DeclaredIn,
-    pub declared_at: Option<DateTime<Utc>>,
-    pub declared_by: Option<String>,
-}
+pub use sluice_api::gateway::{DatabaseView, DeclaredIn};
 
 impl App {
     /// Every gateway database: this instance's config file's, then the API's (a name in
     /// both is served from the config file).
-    pub async fn gateway_databases(&self) -> Result<Vec<DatabaseView>, ApiError> {
+    pub async fn gateway_databases(&self) -> Result<Vec<DatabaseView>, OpError> {
         let configured = self.gateway.configured();
         let mut out: Vec<DatabaseView> = configured
             .iter()
@@ -236,7 +218,7 @@ impl App {
     }
 
     /// The database the gateway serves as `name`: the config file's, else the API's.
-    pub async fn gateway_database(&self, name: &str) -> Result<Option<DatabaseConfig>, ApiError> {
+    pub async fn gateway_database(&self, name: &str) -> Result<Option<DatabaseConfig>, OpError> {
         if let Some(d) = self
             .gateway
             .configured()
@@ -258,27 +240,25 @@ impl App {
         &self,
         caller: &Caller,
         spec: DatabaseConfig,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, OpError> {
         caller.require_admin()?;
         spec.validate_declared()
-            .map_err(|m| ApiError::bad_request("invalid_database", m))?;
+            .map_err(|m| OpError::invalid(Input::Database, m))?;
         if self
             .gateway
             .configured()
             .iter()
             .any(|c| c.name == spec.name)
         {
-            return Err(ApiError::Conflict {
-                code: "declared_in_config",
-                message: format!(
-                    "db:{} is declared in this instance's config file; change it there",
-                    spec.name
-                ),
-            });
+            return Err(Clash::DeclaredInConfig {
+                name: spec.name.clone(),
+                removing: false,
+            }
+            .into());
         }
         let now = self.now();
         let json = serde_json::to_value(&spec).map_err(|e| {
-            ApiError::Internal(format!("a database declaration did not serialise: {e}"))
+            OpError::Internal(format!("a database declaration did not serialise: {e}"))
         })?;
         let mut tx = self.store.begin().await?;
         let existed = tx
@@ -306,21 +286,18 @@ impl App {
         &self,
         caller: &Caller,
         name: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), OpError> {
         caller.require_admin()?;
         if self.gateway.configured().iter().any(|c| c.name == name) {
-            return Err(ApiError::Conflict {
-                code: "declared_in_config",
-                message: format!(
-                    "db:{name} is declared in this instance's config file; remove it there"
-                ),
-            });
+            return Err(Clash::DeclaredInConfig {
+                name: name.to_owned(),
+                removing: true,
+            }
+            .into());
         }
         let mut tx = self.store.begin().await?;
         if !tx.delete_gateway_database(name).await? {
-            return Err(ApiError::NotFound(format!(
-                "no gateway database {name} declared through the API"
-            )));
+            return Err(Missing::ApiDatabase(name.to_owned()).into());
         }
         tx.audit(
             self.now(),
@@ -332,7 +309,7 @@ impl App {
     }
 }
 
-fn parse_spec(text: &str) -> Result<DatabaseConfig, ApiError> {
+fn parse_spec(text: &str) -> Result<DatabaseConfig, OpError> {
     serde_json::from_str(text)
-        .map_err(|e| ApiError::Internal(format!("a stored gateway database is not valid: {e}")))
+        .map_err(|e| OpError::Internal(format!("a stored gateway database is not valid: {e}")))
 }

@@ -16,9 +16,9 @@ use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::ops::flag_changes::{Authority, FlagChange};
-use crate::ops::OpError;
+use crate::ops::{Input, Missing, OpError};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice_audit::NewEntry;
 use sluice_core::duration::Duration;
@@ -31,15 +31,8 @@ use sluice_store::WriteTx;
 /// The actor that records what time does to layers.
 const CLOCK: &str = "system:clock";
 
-/// A rollout step as people write it.
-#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StepInput {
-    /// Share of users, in percent (0–100, two decimals).
-    pub percent: f64,
-    /// How long to hold this step, e.g. `30m` (ignored for the last step).
-    pub hold: String,
-}
+use sluice_api::flags::RolloutState as WireState;
+pub use sluice_api::flags::{RolloutStatus, StepInput};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -47,31 +40,6 @@ pub enum RolloutOp {
     Pause,
     Resume,
     Rollback,
-}
-
-/// A rollout and where it stands now.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct RolloutStatus {
-    pub environment: String,
-    pub key: String,
-    pub variant: String,
-    /// `running`, `paused`, `rolled-back` or `completed` (reached 100%: the flag's definition
-    /// serves the variant now).
-    pub state: String,
-    pub steps: Vec<f64>,
-    /// 0-based index into `steps` of the current step (the CLI and the audit trail number
-    /// steps from 1), if the rollout is in force (for a completed one, the step
-    /// at 100% it completed at).
-    pub current_step: Option<usize>,
-    pub current_percent: f64,
-    pub next_change_at: Option<DateTime<Utc>>,
-    /// When it completed.
-    pub completed_at: Option<DateTime<Utc>>,
-    /// The flag's revision that serves the variant as its default (completed rollouts).
-    pub completed_revision: Option<i64>,
-    /// Why completing failed: the rollout keeps serving 100% until someone changes the flag
-    /// or starts again.
-    pub completion_error: Option<String>,
 }
 
 fn status(env: &str, key: &str, r: &Rollout, now: DateTime<Utc>) -> RolloutStatus {
@@ -88,12 +56,11 @@ fn status(env: &str, key: &str, r: &Rollout, now: DateTime<Utc>) -> RolloutStatu
         key: key.to_owned(),
         variant: r.variant.clone(),
         state: match r.state {
-            RolloutState::Running => "running",
-            RolloutState::Paused => "paused",
-            RolloutState::RolledBack => "rolled-back",
-            RolloutState::Completed => "completed",
-        }
-        .into(),
+            RolloutState::Running => WireState::Running,
+            RolloutState::Paused => WireState::Paused,
+            RolloutState::RolledBack => WireState::RolledBack,
+            RolloutState::Completed => WireState::Completed,
+        },
         steps: r
             .steps
             .iter()
@@ -118,7 +85,7 @@ fn outlives_grant(
     expires_at: DateTime<Utc>,
     now: DateTime<Utc>,
     duration: Duration,
-) -> Result<(), ApiError> {
+) -> Result<(), OpError> {
     if now + duration.delta() <= expires_at {
         return Ok(());
     }
@@ -127,8 +94,8 @@ fn outlives_grant(
     let most = Duration::from_secs(if left >= 60 { left - left % 60 } else { left })
         .to_string()
         .replace(' ', "");
-    Err(ApiError::bad_request(
-        "target_outlives_grant",
+    Err(OpError::invalid(
+        Input::TargetOutlivesGrant,
         format!(
             "a target may not outlive the grant that allows it: grant {grant_id} ends at {} \
              ({}); ask for at most {most} (--for {most}), or extend the grant first \
@@ -139,19 +106,18 @@ fn outlives_grant(
     ))
 }
 
-fn rollout_error(env: &str, key: &str, error: RolloutError) -> ApiError {
+fn rollout_error(env: &str, key: &str, error: RolloutError) -> OpError {
     OpError::Rollout {
         environment: env.to_owned(),
         key: key.to_owned(),
         error,
     }
-    .into()
 }
 
-async fn load(tx: &mut WriteTx, env: &str, key: &str) -> Result<FlagLayers, ApiError> {
+async fn load(tx: &mut WriteTx, env: &str, key: &str) -> Result<FlagLayers, OpError> {
     match tx.lock_flag_layers(env, key).await? {
         Some(v) => {
-            serde_json::from_value(v).map_err(|e| ApiError::Internal(format!("stored layers: {e}")))
+            serde_json::from_value(v).map_err(|e| OpError::Internal(format!("stored layers: {e}")))
         }
         None => Ok(FlagLayers::default()),
     }
@@ -163,8 +129,8 @@ async fn save(
     key: &str,
     layers: &FlagLayers,
     now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    let body = serde_json::to_value(layers).map_err(|e| ApiError::Internal(e.to_string()))?;
+) -> Result<(), OpError> {
+    let body = serde_json::to_value(layers).map_err(|e| OpError::Internal(e.to_string()))?;
     tx.put_flag_layers(env, key, &body, now).await?;
     Ok(())
 }
@@ -180,7 +146,7 @@ impl App {
         layers: &FlagLayers,
         entry: NewEntry,
         now: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), OpError> {
         save(&mut tx, env, key, layers, now).await?;
         tx.audit(now, entry.resource(format!("flag:{env}/{key}")))
             .await?;
@@ -193,17 +159,20 @@ impl App {
         &self,
         env: &str,
         key: &str,
-    ) -> Result<serde_json::Map<String, Value>, ApiError> {
+    ) -> Result<serde_json::Map<String, Value>, OpError> {
         let set = self
             .store
             .flag_set(env)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no environment `{env}`")))?;
+            .ok_or_else(|| Missing::Environment(env.to_owned()))?;
         let flag = set
             .flags
             .iter()
             .find(|f| f.key == key)
-            .ok_or_else(|| ApiError::NotFound(format!("no flag `{key}` in `{env}`")))?;
+            .ok_or_else(|| Missing::Flag {
+                env: env.to_owned(),
+                key: key.to_owned(),
+            })?;
         Ok(flag
             .definition
             .get("variants")
@@ -227,7 +196,7 @@ impl App {
         keys: Vec<String>,
         group: Option<String>,
         duration: Duration,
-    ) -> Result<Target, ApiError> {
+    ) -> Result<Target, OpError> {
         self.check_environment(env, false, caller.admin).await?;
         let now = self.now();
         let keys: Vec<String> = keys
@@ -236,8 +205,8 @@ impl App {
             .filter(|k| !k.is_empty())
             .collect();
         if keys.is_empty() || keys.len() > 10_000 {
-            return Err(ApiError::bad_request(
-                "invalid_keys",
+            return Err(OpError::invalid(
+                Input::Keys,
                 "give 1 to 10,000 targeting keys",
             ));
         }
@@ -257,8 +226,8 @@ impl App {
             outlives_grant(grant_id, *expires_at, now, duration)?;
         }
         if !self.variants_of(env, key).await?.contains_key(&variant) {
-            return Err(ApiError::bad_request(
-                "unknown_variant",
+            return Err(OpError::invalid(
+                Input::Variant,
                 format!("flag `{key}` has no variant `{variant}`"),
             ));
         }
@@ -282,13 +251,13 @@ impl App {
     }
 
     /// The flag's targets still in force, soonest to expire first.
-    pub async fn active_targets(&self, env: &str, key: &str) -> Result<Vec<Target>, ApiError> {
+    pub async fn active_targets(&self, env: &str, key: &str) -> Result<Vec<Target>, OpError> {
         let ms = self.now().timestamp_millis();
         let Some(body) = self.store.flag_layers_of(env, key).await? else {
             return Ok(Vec::new());
         };
         let layers: FlagLayers = serde_json::from_value(body)
-            .map_err(|e| ApiError::Internal(format!("stored layers: {e}")))?;
+            .map_err(|e| OpError::Internal(format!("stored layers: {e}")))?;
         let mut targets: Vec<Target> = layers
             .targets
             .into_iter()
@@ -299,7 +268,7 @@ impl App {
     }
 
     /// [`active_targets`](Self::active_targets) of a flag that must exist.
-    pub async fn list_targets(&self, env: &str, key: &str) -> Result<Vec<Target>, ApiError> {
+    pub async fn list_targets(&self, env: &str, key: &str) -> Result<Vec<Target>, OpError> {
         self.check_environment(env, false, false).await?;
         self.variants_of(env, key).await?;
         self.active_targets(env, key).await
@@ -312,7 +281,7 @@ impl App {
         env: &str,
         key: &str,
         id: &str,
-    ) -> Result<Target, ApiError> {
+    ) -> Result<Target, OpError> {
         self.check_environment(env, false, caller.admin).await?;
         let now = self.now();
         let mut tx = self.store.begin().await?;
@@ -321,7 +290,10 @@ impl App {
             .targets
             .iter()
             .position(|t| t.id == id)
-            .ok_or_else(|| ApiError::NotFound(format!("no target {id} on `{key}`")))?;
+            .ok_or_else(|| Missing::Target {
+                id: id.to_owned(),
+                key: key.to_owned(),
+            })?;
         let own = layers.targets[pos].keys == [caller.name.clone()];
         let action = if own { "target-self" } else { "target" };
         let authority = self.authorize_flag(&caller.name, caller.admin, env, key, action, now)?;
@@ -342,14 +314,14 @@ impl App {
         key: &str,
         variant: String,
         steps: Vec<StepInput>,
-    ) -> Result<RolloutStatus, ApiError> {
+    ) -> Result<RolloutStatus, OpError> {
         self.check_environment(env, false, caller.admin).await?;
         let now = self.now();
         let authority =
             self.authorize_flag(&caller.name, caller.admin, env, key, "edit-rollout", now)?;
         if !self.variants_of(env, key).await?.contains_key(&variant) {
-            return Err(ApiError::bad_request(
-                "unknown_variant",
+            return Err(OpError::invalid(
+                Input::Variant,
                 format!("flag `{key}` has no variant `{variant}`"),
             ));
         }
@@ -385,7 +357,7 @@ impl App {
         env: &str,
         key: &str,
         op: RolloutOp,
-    ) -> Result<RolloutStatus, ApiError> {
+    ) -> Result<RolloutStatus, OpError> {
         self.check_environment(env, false, caller.admin).await?;
         let now = self.now();
         let authority =
@@ -395,7 +367,7 @@ impl App {
         let r = layers
             .rollout
             .as_mut()
-            .ok_or_else(|| ApiError::NotFound(format!("flag `{key}` has no rollout")))?;
+            .ok_or_else(|| Missing::Rollout(key.to_owned()))?;
         let ms = now.timestamp_millis();
         let done = match op {
             RolloutOp::Pause => r.pause(ms).map(|()| "rollout.paused"),
@@ -411,20 +383,23 @@ impl App {
         Ok(view)
     }
 
-    pub async fn rollout_status(&self, env: &str, key: &str) -> Result<RolloutStatus, ApiError> {
+    pub async fn rollout_status(&self, env: &str, key: &str) -> Result<RolloutStatus, OpError> {
         let r = self
             .store
             .flag_layers_of(env, key)
             .await?
             .and_then(|b| serde_json::from_value::<FlagLayers>(b).ok())
             .and_then(|l| l.rollout)
-            .ok_or_else(|| ApiError::NotFound(format!("flag `{key}` in `{env}` has no rollout")))?;
+            .ok_or_else(|| Missing::RolloutIn {
+                env: env.to_owned(),
+                key: key.to_owned(),
+            })?;
         Ok(status(env, key, &r, self.now()))
     }
 
     /// Records what time has done to layers — expired targets (removed, audited once) and
     /// rollout steps reached (audited once each) — and tells SSE subscribers.
-    pub async fn tick_layers(&self) -> Result<usize, ApiError> {
+    pub async fn tick_layers(&self) -> Result<usize, OpError> {
         // The common case: no flag anywhere has layers, so there is nothing to record and no
         // reason to read the store every second. (The snapshot follows the store within one
         // sync interval, on every instance.)
@@ -483,8 +458,10 @@ impl App {
                     .await
                 {
                     Ok(()) => n += 1,
-                    Err(e @ (ApiError::Internal(_) | ApiError::Unavailable(_))) => return Err(e),
+                    Err(e) if e.is_failure() => return Err(e),
                     Err(e) => {
+                        // Recorded as the API would answer it: its stable code and message.
+                        let e = ApiError::from(e);
                         // The transaction may hold part of the change: drop it, and record
                         // the failure once in a fresh one (the next pass records the rest).
                         drop(tx);
@@ -515,7 +492,7 @@ impl App {
         key: &str,
         layers: &mut FlagLayers,
         now: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), OpError> {
         let Some(r) = layers.rollout.as_mut() else {
             return Ok(());
         };
@@ -530,7 +507,7 @@ impl App {
             Some(f) => {
                 let (def, replaced) =
                     serve_variant(&f.definition, &r.variant).ok_or_else(|| {
-                        ApiError::Internal(format!("stored flag `{key}` is not an object"))
+                        OpError::Internal(format!("stored flag `{key}` is not an object"))
                     })?;
                 definition_change = replaced;
                 if def == f.definition {
@@ -586,7 +563,7 @@ impl App {
         key: &str,
         e: &ApiError,
         now: DateTime<Utc>,
-    ) -> Result<usize, ApiError> {
+    ) -> Result<usize, OpError> {
         let mut tx = self.store.begin().await?;
         let mut layers = load(&mut tx, env, key).await?;
         let Some(r) = layers

@@ -12,4 +12,4 @@ pub mod gateway;
 pub mod layers;
 pub mod schedule;
 
-pub use error::OpError;
+pub use error::{Clash, Input, Missing, OpError};

@@ -6,39 +6,40 @@ use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::ops::flag_changes::{FlagChange, FlagChangeExt};
+use crate::ops::{Clash, Input, OpError};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use serde_json::json;
 use sluice_audit::NewEntry;
-use sluice_store::ScheduledChange;
+use sluice_store::{ScheduledChange, ScheduledStatus as Status};
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ScheduledView {
-    pub id: String,
-    pub environment: String,
-    pub key: String,
-    #[schema(value_type = Object)]
-    pub change: serde_json::Value,
-    pub apply_at: DateTime<Utc>,
-    pub created_by: String,
-    /// `pending`, `applied`, `refused` or `cancelled`.
-    pub status: String,
-    pub result: Option<String>,
+pub use sluice_api::flags::{ScheduledFlagChange, ScheduledStatus, ScheduledView};
+
+/// The wire form of a scheduled change's status; a status added to the store fails to
+/// compile here.
+fn wire_status(s: Status) -> ScheduledStatus {
+    match s {
+        Status::Pending => ScheduledStatus::Pending,
+        Status::Applied => ScheduledStatus::Applied,
+        Status::Refused => ScheduledStatus::Refused,
+        Status::Cancelled => ScheduledStatus::Cancelled,
+    }
 }
 
-impl From<ScheduledChange> for ScheduledView {
-    fn from(c: ScheduledChange) -> Self {
-        ScheduledView {
-            id: c.id,
-            environment: c.environment,
-            key: c.key,
-            change: c.change,
-            apply_at: c.apply_at,
-            created_by: c.created_by,
-            status: c.status,
-            result: c.result,
-        }
-    }
+/// A stored scheduled change as the API shows it. The server stores only what it wrote from
+/// a [`ScheduledFlagChange`], so a change that does not read back is a damaged row.
+pub fn scheduled_view(c: ScheduledChange) -> Result<ScheduledView, OpError> {
+    let change: ScheduledFlagChange = serde_json::from_value(c.change)
+        .map_err(|e| OpError::Internal(format!("scheduled change {}: {e}", c.id)))?;
+    Ok(ScheduledView {
+        id: c.id,
+        environment: c.environment,
+        key: c.key,
+        change,
+        apply_at: c.apply_at,
+        created_by: c.created_by,
+        status: wire_status(c.status),
+        result: c.result,
+    })
 }
 
 impl App {
@@ -50,11 +51,11 @@ impl App {
         change: FlagChange,
         base_revision: Option<i64>,
         at: DateTime<Utc>,
-    ) -> Result<ScheduledView, ApiError> {
+    ) -> Result<ScheduledView, OpError> {
         let now = self.now();
         if at <= now {
-            return Err(ApiError::bad_request(
-                "invalid_time",
+            return Err(OpError::invalid(
+                Input::Time,
                 "`at` must be in the future; leave it out to change the flag now",
             ));
         }
@@ -70,7 +71,7 @@ impl App {
             apply_at: at,
             created_by: caller.name.clone(),
             created_at: now,
-            status: "pending".into(),
+            status: Status::Pending,
             result: None,
         };
         let mut tx = self.store.begin().await?;
@@ -86,28 +87,29 @@ impl App {
         tx.commit().await?;
         // The background loop now wakes at `at`, not at whatever it waited for before.
         self.due.note(at.timestamp_millis());
-        Ok(c.into())
+        scheduled_view(c)
     }
 
     pub async fn cancel_scheduled(
         &self,
         caller: &Caller,
         id: &str,
-    ) -> Result<ScheduledView, ApiError> {
+    ) -> Result<ScheduledView, OpError> {
         let now = self.now();
         let mut tx = self.store.begin().await?;
         let c = tx
             .claim_scheduled(id)
             .await?
-            .ok_or_else(|| ApiError::Conflict {
-                code: "not_pending",
-                message: format!("scheduled change {id} does not exist or is no longer pending"),
-            })?;
+            .ok_or_else(|| Clash::NotPending(id.to_owned()))?;
         if c.created_by != caller.name {
             caller.require_admin()?;
         }
-        tx.settle_scheduled(id, "cancelled", &format!("cancelled by {}", caller.name))
-            .await?;
+        tx.settle_scheduled(
+            id,
+            Status::Cancelled,
+            &format!("cancelled by {}", caller.name),
+        )
+        .await?;
         tx.audit(
             now,
             NewEntry::new(&caller.name, "flag.schedule-cancelled")
@@ -116,15 +118,15 @@ impl App {
         )
         .await?;
         tx.commit().await?;
-        Ok(ScheduledView {
-            status: "cancelled".into(),
-            ..c.into()
+        scheduled_view(ScheduledChange {
+            status: Status::Cancelled,
+            ..c
         })
     }
 
     /// Applies every due change exactly once: the claim, the change and its audit entry share
     /// one transaction, so a crash leaves the change pending rather than half-applied.
-    pub async fn apply_due_changes(&self) -> Result<usize, ApiError> {
+    pub async fn apply_due_changes(&self) -> Result<usize, OpError> {
         let ids = self.store.due_changes(self.now()).await?;
         let mut applied = 0;
         for id in ids {
@@ -150,21 +152,28 @@ impl App {
                     )
                     .await
                 }
-                Err(e) => Err(ApiError::bad_request("invalid_change", e.to_string())),
+                Err(e) => Err(OpError::invalid(Input::Change, e.to_string())),
             };
             match outcome {
                 Ok(done) => {
-                    tx.settle_scheduled(&id, "applied", &format!("revision {}", done.revision))
-                        .await?;
+                    tx.settle_scheduled(
+                        &id,
+                        Status::Applied,
+                        &format!("revision {}", done.revision),
+                    )
+                    .await?;
                     tx.commit().await?;
                     applied += 1;
                 }
                 Err(e) => {
                     drop(tx);
+                    // Recorded as the API would answer it: its stable code and message.
+                    let e = ApiError::from(e);
                     // Record the refusal in a fresh transaction (the failed one is rolled back).
                     let mut tx = self.store.begin().await?;
                     if tx.claim_scheduled(&id).await?.is_some() {
-                        tx.settle_scheduled(&id, "refused", &e.to_string()).await?;
+                        tx.settle_scheduled(&id, Status::Refused, &e.to_string())
+                            .await?;
                         tx.audit(self.now(), NewEntry::new("system:scheduler", "flag.schedule-refused").resource(format!("flag:{}/{}", c.environment, c.key)).subject_id(&id).details(json!({"on_behalf_of": c.created_by, "code": e.code(), "reason": e.to_string()})))
                             .await?;
                         tx.commit().await?;
@@ -178,7 +187,7 @@ impl App {
         Ok(applied)
     }
 
-    async fn is_admin(&self, name: &str) -> Result<bool, ApiError> {
+    async fn is_admin(&self, name: &str) -> Result<bool, OpError> {
         let p = self.store.principal(name).await?;
         Ok(p.is_some_and(|p| p.admin) || self.policy().is_admin(name))
     }

@@ -4,30 +4,14 @@ use crate::app::App;
 use crate::auth::ApiCaller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
-use crate::ops::flag_changes::{FlagChange, FlagChanged};
+use crate::ops::flag_changes::FlagChanged;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use serde::Deserialize;
-use utoipa::ToSchema;
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChangeRequestBody {
-    pub change: FlagChange,
-    /// The flag revision this change is based on; absent only when creating the flag.
-    /// A stale revision is refused with 409 so nobody overwrites a change unseen.
-    pub base_revision: Option<i64>,
-    /// Apply at this time (RFC 3339) instead of now: a scheduled change.
-    pub at: Option<DateTime<Utc>>,
-    /// Create the environment if it does not exist (administrators, changes made now;
-    /// audited as `environment.created`). Otherwise an environment that the policy does not
-    /// declare and that holds no flags is refused with 404 `unknown_environment`.
-    #[serde(default)]
-    pub create_env: bool,
-}
+use sluice_api::flags::{ChangeRequestBody, NewRollout, NewTarget, TargetView};
 
 /// Change one flag (or schedule the change with `at`).
 #[utoipa::path(post, path = "/v1/environments/{env}/flags/{key}/changes", request_body = ChangeRequestBody, tag = "flags",
@@ -66,39 +50,15 @@ pub async fn change(
     Ok(Json(done).into_response())
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewTarget {
-    pub variant: String,
-    /// Targeting keys to pin (your own only, with `target-self`).
-    pub keys: Vec<String>,
-    /// A name for the group of keys, e.g. `internal testers`.
-    pub group: Option<String>,
-    /// How long, e.g. `2h`; the server computes the expiry.
-    #[serde(rename = "for")]
-    pub duration: String,
-}
-
-#[derive(Debug, serde::Serialize, ToSchema)]
-pub struct TargetView {
-    pub id: String,
-    pub variant: String,
-    pub keys: Vec<String>,
-    pub group: Option<String>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub created_by: String,
-}
-
-impl From<sluice_eval::layers::Target> for TargetView {
-    fn from(t: sluice_eval::layers::Target) -> Self {
-        TargetView {
-            id: t.id,
-            variant: t.variant,
-            keys: t.keys,
-            group: t.group,
-            expires_at: DateTime::from_timestamp_millis(t.expires_at_ms),
-            created_by: t.created_by,
-        }
+/// An expiring target as the API shows it.
+pub fn target_view(t: sluice_eval::layers::Target) -> TargetView {
+    TargetView {
+        id: t.id,
+        variant: t.variant,
+        keys: t.keys,
+        group: t.group,
+        expires_at: DateTime::from_timestamp_millis(t.expires_at_ms),
+        created_by: t.created_by,
     }
 }
 
@@ -116,7 +76,7 @@ pub async fn add_target(
     let t = app
         .add_target(&caller, &env, &key, body.variant, body.keys, body.group, d)
         .await?;
-    Ok((StatusCode::CREATED, Json(t.into())))
+    Ok((StatusCode::CREATED, Json(target_view(t))))
 }
 
 /// The flag's expiring targets still in force, soonest to expire first.
@@ -128,7 +88,7 @@ pub async fn list_targets(
     Path((env, key)): Path<(String, String)>,
 ) -> Result<Json<Vec<TargetView>>, ApiError> {
     let targets = app.list_targets(&env, &key).await?;
-    Ok(Json(targets.into_iter().map(Into::into).collect()))
+    Ok(Json(targets.into_iter().map(target_view).collect()))
 }
 
 /// Remove a target before it expires.
@@ -138,16 +98,9 @@ pub async fn remove_target(
     ApiCaller(caller): ApiCaller,
     Path((env, key, id)): Path<(String, String, String)>,
 ) -> Result<Json<TargetView>, ApiError> {
-    Ok(Json(
-        app.remove_target(&caller, &env, &key, &id).await?.into(),
-    ))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewRollout {
-    pub variant: String,
-    pub steps: Vec<crate::ops::layers::StepInput>,
+    Ok(Json(target_view(
+        app.remove_target(&caller, &env, &key, &id).await?,
+    )))
 }
 
 /// Start a staged rollout (steps of growing share, each held for a while).
@@ -210,7 +163,11 @@ pub async fn scheduled(
     axum::extract::Query(q): axum::extract::Query<ScheduledQuery>,
 ) -> Result<Json<Vec<crate::ops::schedule::ScheduledView>>, ApiError> {
     let list = app.store.scheduled_changes(q.env.as_deref()).await?;
-    Ok(Json(list.into_iter().map(Into::into).collect()))
+    let views = list
+        .into_iter()
+        .map(crate::ops::schedule::scheduled_view)
+        .collect::<Result<_, _>>()?;
+    Ok(Json(views))
 }
 
 /// Cancel a pending scheduled change (its author or an administrator).

@@ -4,34 +4,13 @@ use crate::app::App;
 use crate::auth::ApiCaller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
-use crate::ops::flags::{BrokenFlag, ImportMode};
+use crate::ops::flags::ImportMode;
+use crate::routes::flag_changes::target_view;
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
-use utoipa::ToSchema;
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EnvironmentView {
-    pub name: String,
-    /// Moves on every change to the environment's flags.
-    pub revision: i64,
-    pub flags: usize,
-    /// Changing a flag here needs an active grant.
-    pub protected: bool,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ImportResult {
-    pub environment: String,
-    pub revision: i64,
-    pub flags: usize,
-    /// `strict` or `lenient`.
-    pub mode: &'static str,
-    /// Lenient imports: the flags that fail strict validation (they answer `PARSE_ERROR`
-    /// where their fault is reached). Always empty for a strict import.
-    pub broken: Vec<BrokenFlag>,
-}
+use sluice_api::flags::{EnvironmentView, FlagView, ImportResult};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ImportQuery {
@@ -44,18 +23,6 @@ pub struct ImportQuery {
     /// and that holds no flags is refused with 404 `unknown_environment`.
     #[serde(default)]
     pub create_env: bool,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FlagView {
-    pub environment: String,
-    pub key: String,
-    pub revision: i64,
-    /// The flagd definition.
-    #[schema(value_type = Object)]
-    pub definition: Value,
-    /// Expiring targets still in force, soonest to expire first.
-    pub targets: Vec<crate::routes::flag_changes::TargetView>,
 }
 
 /// Environments and their flag counts.
@@ -117,10 +84,7 @@ pub async fn import(
         environment: r.environment,
         revision: r.revision,
         flags: r.flags,
-        mode: match r.mode {
-            ImportMode::Strict => "strict",
-            ImportMode::Lenient => "lenient",
-        },
+        mode: r.mode,
         broken: r.broken,
     }))
 }
@@ -160,6 +124,6 @@ pub async fn flag(
         key: f.key,
         revision: f.revision,
         definition: f.definition,
-        targets: targets.into_iter().map(Into::into).collect(),
+        targets: targets.into_iter().map(target_view).collect(),
     }))
 }

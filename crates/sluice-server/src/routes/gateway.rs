@@ -7,13 +7,14 @@ use crate::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sluice_store::GatewaySession;
 use std::sync::atomic::Ordering;
 use utoipa::{IntoParams, ToSchema};
 
 pub use sluice_api::gateway::{
-    PasswordIssued, SessionDetail, SessionList, SessionView, StatementKind, StatementView,
+    DatabaseList, Declared, Killed, PasswordIssued, Removed, SessionDetail, SessionList,
+    SessionView, StatementKind, StatementView,
 };
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -130,14 +131,14 @@ pub async fn show(
 }
 
 /// End a live session (administrators; audited). The client gets a FATAL error naming who.
-#[utoipa::path(post, path = "/v1/db/sessions/{id}/kill", tag = "gateway", responses((status = 200, body = Object), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+#[utoipa::path(post, path = "/v1/db/sessions/{id}/kill", tag = "gateway", responses((status = 200, body = Killed), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn kill(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Killed>, ApiError> {
     app.kill_session(&caller, &id).await?;
-    Ok(Json(serde_json::json!({"killed": id})))
+    Ok(Json(Killed { killed: id }))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -182,11 +183,6 @@ pub async fn password(
     ))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DatabaseList {
-    pub databases: Vec<crate::ops::gateway::DatabaseView>,
-}
-
 /// Gateway databases: those of this instance's config file and those declared through the
 /// API (administrators and `auditors`; nobody else learns which databases exist).
 #[utoipa::path(get, path = "/v1/db/databases", tag = "gateway", responses((status = 200, body = DatabaseList)))]
@@ -206,13 +202,13 @@ pub async fn databases(
 /// the credential itself never passes through the API.
 #[utoipa::path(put, path = "/v1/db/databases/{name}", tag = "gateway",
     request_body(content = crate::gateway::spec::DatabaseConfig, description = "`name` may be left out: the path gives it"),
-    responses((status = 200, body = Object), (status = 201, body = Object), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Declared), (status = 201, body = Declared), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn declare_database(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
     Path(name): Path<String>,
     crate::json::ApiJson(mut body): crate::json::ApiJson<serde_json::Value>,
-) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(axum::http::StatusCode, Json<Declared>), ApiError> {
     let name = sluice_core::scope::normalize(&name);
     let Some(obj) = body.as_object_mut() else {
         return Err(ApiError::bad_request(
@@ -246,20 +242,23 @@ pub async fn declare_database(
     };
     Ok((
         status,
-        Json(serde_json::json!({"declared": name, "created": created})),
+        Json(Declared {
+            declared: name,
+            created,
+        }),
     ))
 }
 
 /// Remove a database declared through the API (administrators; audited as
 /// `gateway.database.removed`). Live sessions run on until their grants end.
 #[utoipa::path(delete, path = "/v1/db/databases/{name}", tag = "gateway",
-    responses((status = 200, body = Object), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, body = Removed), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn remove_database(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
     Path(name): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Removed>, ApiError> {
     let name = sluice_core::scope::normalize(&name);
     app.remove_gateway_database(&caller, &name).await?;
-    Ok(Json(serde_json::json!({"removed": name})))
+    Ok(Json(Removed { removed: name }))
 }

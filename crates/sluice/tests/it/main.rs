@@ -8,6 +8,7 @@
     reason = "test helpers fail loudly"
 )]
 
+mod answers;
 mod copy;
 mod crash;
 mod deliver;
