@@ -325,6 +325,8 @@ pub fn router(app: App) -> Router {
         // both again, and the innermost wins).
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(Extension(BodyLimit(MAX_BODY)))
+        // A `%00` in a path or query is refused before any extractor decodes it (see `json`).
+        .layer(crate::json::RefuseNul)
         // Each request in a span with its id, route, principal and status (see `trace`).
         .layer(
             TraceLayer::new_for_http()
