@@ -40,6 +40,12 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the store is unavailable; try again shortly")]
     Unavailable(String),
+    /// A lock held elsewhere or a statement outlasted its timeout.
+    #[error("the store is busy (a lock held elsewhere or a slow statement outlasted its timeout); try again shortly")]
+    StoreBusy(String),
+    /// The disk or database is full.
+    #[error("the store is full: nothing can be written until an operator frees space")]
+    StoreFull(String),
     #[error("internal error; the server log has details")]
     Internal(String),
 }
@@ -72,6 +78,8 @@ impl ApiError {
             ApiError::RateLimited => "rate_limited",
             ApiError::PayloadTooLarge { .. } => "body_too_large",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::StoreBusy(_) => "store_busy",
+            ApiError::StoreFull(_) => "store_full",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -104,7 +112,9 @@ impl ApiError {
             ApiError::Op(e) => op_status(e),
             ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::StoreBusy(_) | ApiError::StoreFull(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -179,6 +189,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Busy(m) => ApiError::StoreBusy(m),
+            StoreError::Full(m) => ApiError::StoreFull(m),
             StoreError::Conflict(m) => ApiError::Conflict {
                 code: "conflict",
                 message: m,
@@ -192,7 +204,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         match &self {
-            ApiError::Internal(detail) | ApiError::Unavailable(detail) => {
+            ApiError::Internal(detail)
+            | ApiError::Unavailable(detail)
+            | ApiError::StoreBusy(detail)
+            | ApiError::StoreFull(detail) => {
                 tracing::error!(code = self.code(), detail = %detail, "request failed: {detail}");
             }
             _ => {}

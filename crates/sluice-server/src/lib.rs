@@ -91,13 +91,22 @@ impl Server {
     /// Opens the store (running migrations), loads the signing key, bootstraps the first
     /// administrator, and binds the listener.
     pub async fn build(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
+        Self::build_with(config, sluice_store::StoreOptions::default(), clock).await
+    }
+
+    /// [`Server::build`] with the store's timeouts given.
+    pub async fn build_with(
+        config: ServerConfig,
+        store: sluice_store::StoreOptions,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Server> {
         metrics::install();
         // Bound first: an address in use is found before anything is written (a first start
         // that failed later would have created an administrator whose token nobody saw).
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let store = Store::open(&config.database_url).await?;
+        let store = Store::open_with(&config.database_url, store).await?;
         if let Some(c) = &config.db_clock {
             let offset = c.calibrate(&store).await?;
             tracing::info!(

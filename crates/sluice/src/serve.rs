@@ -25,6 +25,12 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     client_rate_limit: Option<u32>,
     public_url: Option<String>,
+    /// The longest a database statement waits for a lock held elsewhere (default 5s).
+    #[serde(default, with = "humantime_serde_opt")]
+    lock_timeout: Option<Duration>,
+    /// The longest one PostgreSQL statement may run (default 30s).
+    #[serde(default, with = "humantime_serde_opt")]
+    statement_timeout: Option<Duration>,
     /// The PostgreSQL gateway's address; off when absent.
     pg_listen: Option<String>,
     /// The gateway's TLS certificate and key (PEM); default: a self-signed pair generated
@@ -41,6 +47,7 @@ struct FileConfig {
 
 pub struct Settings {
     pub config: ServerConfig,
+    pub store: sluice_store::StoreOptions,
     pub gateway: Option<sluice_gateway::GatewayConfig>,
     pub log_format: LogFormat,
     pub data_dir: PathBuf,
@@ -136,12 +143,35 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
             None => None,
         },
     };
+    let defaults = sluice_store::StoreOptions::default();
+    let store = sluice_store::StoreOptions {
+        lock_timeout: file.lock_timeout.unwrap_or(defaults.lock_timeout),
+        statement_timeout: file.statement_timeout.unwrap_or(defaults.statement_timeout),
+    };
     Ok(Settings {
         config,
+        store,
         gateway,
         log_format,
         data_dir,
     })
+}
+
+/// `lock_timeout: 5s` in the config file: a humantime duration.
+mod humantime_serde_opt {
+    use serde::Deserialize as _;
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => humantime::parse_duration(&s).map(Some).map_err(|e| {
+                serde::de::Error::custom(format!("`{s}` is not a duration like 5s: {e}"))
+            }),
+        }
+    }
 }
 
 fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
@@ -176,7 +206,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         Arc::new(sluice_core::SystemClock)
     };
-    let server = Server::build(config, clock).await?;
+    let server = Server::build_with(config, s.store, clock).await?;
     let addr = server.local_addr()?;
     if let Some(token) = &server.bootstrap_token {
         eprintln!(

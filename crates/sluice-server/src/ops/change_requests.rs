@@ -402,7 +402,12 @@ impl App {
                     .await;
                 match done {
                     Ok(d) => Some(Ok(d.revision)),
-                    Err(e @ (ApiError::Internal(_) | ApiError::Unavailable(_))) => return Err(e),
+                    Err(
+                        e @ (ApiError::Internal(_)
+                        | ApiError::Unavailable(_)
+                        | ApiError::StoreBusy(_)
+                        | ApiError::StoreFull(_)),
+                    ) => return Err(e),
                     // The transaction may hold part of the change: drop it and record the
                     // refusal in a fresh one.
                     Err(e) => return Ok(Attempt::Refused(e)),

@@ -483,7 +483,12 @@ impl App {
                     .await
                 {
                     Ok(()) => n += 1,
-                    Err(e @ (ApiError::Internal(_) | ApiError::Unavailable(_))) => return Err(e),
+                    Err(
+                        e @ (ApiError::Internal(_)
+                        | ApiError::Unavailable(_)
+                        | ApiError::StoreBusy(_)
+                        | ApiError::StoreFull(_)),
+                    ) => return Err(e),
                     Err(e) => {
                         // The transaction may hold part of the change: drop it, and record
                         // the failure once in a fresh one (the next pass records the rest).

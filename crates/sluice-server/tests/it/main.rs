@@ -22,6 +22,7 @@ mod lifecycle;
 mod nul;
 mod ofrep;
 mod openapi;
+mod outage;
 mod proposals;
 mod race;
 mod security;
