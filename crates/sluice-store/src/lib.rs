@@ -122,13 +122,14 @@ impl Store {
                         })
                     })
                 };
-                let write = opts().max_connections(1).connect(&url).await?;
-                write.execute("PRAGMA journal_mode = WAL").await?;
-                let read = opts().max_connections(8).connect(&url).await?;
                 let path = url
                     .trim_start_matches("sqlite://")
                     .trim_start_matches("sqlite:");
                 let path = path.split('?').next().unwrap_or(path);
+                create_private(std::path::Path::new(path))?;
+                let write = opts().max_connections(1).connect(&url).await?;
+                write.execute("PRAGMA journal_mode = WAL").await?;
+                let read = opts().max_connections(8).connect(&url).await?;
                 let dir = std::path::Path::new(path).parent().map(|d| {
                     if d.as_os_str().is_empty() {
                         ".".into()
@@ -269,6 +270,30 @@ impl Store {
         }
         self.write.close().await;
         self.read.close().await;
+    }
+}
+
+/// Creates an empty SQLite file readable by its owner only (0600), unless it exists: SQLite
+/// would create it 0644 (under the usual umask), and its `-wal` and `-shm` files take the
+/// database file's mode, so the trail and the token hashes stay private to the server's user.
+fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
+    if path.as_os_str().is_empty() || path.to_str().is_some_and(|p| p.starts_with(':')) {
+        return Ok(()); // `:memory:` and the like
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
     }
 }
 

@@ -86,7 +86,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
     let database_url = match args.database_url.or(file.database_url) {
         Some(url) => url,
         None => {
-            std::fs::create_dir_all(&data_dir)
+            create_private_dir(&data_dir)
                 .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
             format!("sqlite://{}", data_dir.join("sluice.db").display())
         }
@@ -96,7 +96,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         .or(file.signing_key)
         .unwrap_or_else(|| data_dir.join("audit-signing.pem"));
     if let Some(parent) = signing_key.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
+        create_private_dir(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     let log_format = args
@@ -174,6 +174,37 @@ mod humantime_serde_opt {
     }
 }
 
+/// Creates `dir` and any missing parents with mode 0700 (an existing directory keeps its mode).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+/// Writes a secret to a new file readable by its owner only (0600), replacing an old one.
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
 fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -208,7 +239,25 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let server = Server::build_with(config, s.store, clock).await?;
     let addr = server.local_addr()?;
-    if let Some(token) = &server.bootstrap_token {
+    if let Some(token) = server
+        .bootstrap_token
+        .as_ref()
+        .filter(|_| !std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    {
+        // Not a person at a terminal: logs are collected and kept, so the token goes to a
+        // file only this user can read, and the log says where.
+        create_private_dir(&s.data_dir)
+            .with_context(|| format!("cannot create data directory {}", s.data_dir.display()))?;
+        let path = s.data_dir.join("admin-token");
+        write_private_file(&path, &format!("{}\n", token.expose())).with_context(|| {
+            format!(
+                "cannot write the administrator's token to {}",
+                path.display()
+            )
+        })?;
+        let shown = path.display();
+        tracing::info!(path = %shown, "First start: created administrator `admin`, listening on http://{addr}; its token is in {shown} (mode 0600, printed nowhere). Use it: export SLUICE_ADDR={addr} SLUICE_TOKEN=$(cat {shown})");
+    } else if let Some(token) = &server.bootstrap_token {
         eprintln!(
             "\nFirst start: created administrator `admin`; listening on http://{addr}.\nIts token (shown only this once):\n\n    {}\n\nUse it:\n    export SLUICE_ADDR={addr}\n    export SLUICE_TOKEN={}\n    sluice whoami\n",
             token.expose(),

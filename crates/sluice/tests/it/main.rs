@@ -17,6 +17,7 @@ mod instances;
 mod keys;
 mod outage;
 mod policy;
+mod private;
 mod sdk;
 mod start;
 mod story;
