@@ -19,6 +19,7 @@ pub mod ops;
 pub mod rate_limit;
 pub mod refusals;
 pub mod routes;
+pub mod serve;
 pub mod token_cache;
 
 pub use app::App;
@@ -84,6 +85,8 @@ pub struct Server {
     pub listener: TcpListener,
     /// The generated first administrator token, if this start created one.
     pub bootstrap_token: Option<SecretToken>,
+    /// Header and drain timeouts and the connection limit; set before [`Server::run`].
+    pub http: serve::HttpOptions,
     config: ServerConfig,
 }
 
@@ -134,6 +137,7 @@ impl Server {
             app,
             listener,
             bootstrap_token,
+            http: serve::HttpOptions::default(),
             config,
         })
     }
@@ -142,19 +146,22 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, running the background work alongside.
+    /// Serves until `shutdown` resolves, running the background work alongside; then lets
+    /// requests in flight finish for at most `http.drain_timeout`, cuts the rest, and signs
+    /// the chain head.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let bg = tokio::spawn(background(self.app.clone(), self.config.clone()));
-        let result = axum::serve(self.listener, router(self.app.clone()))
-            .with_graceful_shutdown(shutdown)
-            .await;
+        serve::serve(self.listener, router(self.app.clone()), self.http, shutdown).await;
         bg.abort();
         // A last checkpoint so a clean stop leaves the head signed.
-        let _ = audit::checkpoint(&self.app).await;
-        result.map_err(Into::into)
+        match audit::checkpoint(&self.app).await {
+            Ok(_) => tracing::info!("signed the last checkpoint"),
+            Err(e) => tracing::warn!(error = %e, "the last checkpoint failed: {e}"),
+        }
+        Ok(())
     }
 }
 

@@ -31,6 +31,16 @@ struct FileConfig {
     /// The longest one PostgreSQL statement may run (default 30s).
     #[serde(default, with = "humantime_serde_opt")]
     statement_timeout: Option<Duration>,
+    /// The longest a client may take to send a request header; also the idle timeout of a
+    /// keep-alive connection (default 10s).
+    #[serde(default, with = "humantime_serde_opt")]
+    header_timeout: Option<Duration>,
+    /// HTTP connections served at once (default 1000).
+    max_connections: Option<usize>,
+    /// On SIGTERM/Ctrl-C, how long requests in flight may finish before they are cut
+    /// (default 5s).
+    #[serde(default, with = "humantime_serde_opt")]
+    shutdown_timeout: Option<Duration>,
     /// The PostgreSQL gateway's address; off when absent.
     pg_listen: Option<String>,
     /// The gateway's TLS certificate and key (PEM); default: a self-signed pair generated
@@ -48,6 +58,7 @@ struct FileConfig {
 pub struct Settings {
     pub config: ServerConfig,
     pub store: sluice_store::StoreOptions,
+    pub http: sluice_server::serve::HttpOptions,
     pub gateway: Option<sluice_gateway::GatewayConfig>,
     pub log_format: LogFormat,
     pub data_dir: PathBuf,
@@ -148,9 +159,18 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         lock_timeout: file.lock_timeout.unwrap_or(defaults.lock_timeout),
         statement_timeout: file.statement_timeout.unwrap_or(defaults.statement_timeout),
     };
+    let http_defaults = sluice_server::serve::HttpOptions::default();
+    let http = sluice_server::serve::HttpOptions {
+        header_timeout: file.header_timeout.unwrap_or(http_defaults.header_timeout),
+        max_connections: file
+            .max_connections
+            .unwrap_or(http_defaults.max_connections),
+        drain_timeout: file.shutdown_timeout.unwrap_or(http_defaults.drain_timeout),
+    };
     Ok(Settings {
         config,
         store,
+        http,
         gateway,
         log_format,
         data_dir,
@@ -237,7 +257,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         Arc::new(sluice_core::SystemClock)
     };
-    let server = Server::build_with(config, s.store, clock).await?;
+    let mut server = Server::build_with(config, s.store, clock).await?;
+    server.http = s.http;
     let addr = server.local_addr()?;
     if let Some(token) = server
         .bootstrap_token
@@ -375,7 +396,7 @@ pub async fn rotate_key(args: crate::cli::StoreArgs, new_key: &Path) -> anyhow::
     Ok(())
 }
 
-async fn shutdown_signal() {
+async fn signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -389,5 +410,35 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down");
+}
+
+/// The first SIGTERM or Ctrl-C starts a bounded drain (`shutdown_timeout`); a second one
+/// ends the process at once.
+async fn shutdown_signal() {
+    signal().await;
+    // Listening again before saying so: a signal sent once the line is out is not missed.
+    #[cfg(unix)]
+    let again = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (term, int) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        );
+        async move {
+            match (term, int) {
+                (Ok(mut t), Ok(mut i)) => tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} },
+                _ => std::future::pending().await,
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let again = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    tokio::spawn(async move {
+        again.await;
+        tracing::warn!("second signal: exiting now, without draining or signing");
+        std::process::exit(130);
+    });
+    tracing::info!("shutting down (a second SIGTERM or Ctrl-C exits at once)");
 }

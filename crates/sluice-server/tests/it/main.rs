@@ -26,6 +26,7 @@ mod outage;
 mod proposals;
 mod race;
 mod security;
+mod slow;
 mod spans;
 mod sql;
 mod standards;

@@ -19,6 +19,7 @@ mod outage;
 mod policy;
 mod private;
 mod sdk;
+mod shutdown;
 mod start;
 mod story;
 mod tables;
