@@ -97,3 +97,42 @@ impl From<serde_json::Error> for StoreError {
         StoreError::Corrupt(e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{outage, Outage};
+
+    fn kind(code: &str) -> &'static str {
+        match outage(code) {
+            Some(Outage::Unavailable) => "unavailable",
+            Some(Outage::Busy) => "busy",
+            Some(Outage::Full) => "full",
+            None => "fault",
+        }
+    }
+
+    #[test]
+    fn sqlstates_all_digits_are_not_read_as_sqlite_codes() {
+        // 55000 & 0xff would be 216, 53100 & 0xff 108: five characters are a SQLSTATE.
+        assert_eq!(kind("55000"), "unavailable");
+        assert_eq!(kind("53300"), "unavailable");
+        assert_eq!(kind("53100"), "full");
+        assert_eq!(kind("57014"), "busy");
+        assert_eq!(kind("57P01"), "unavailable");
+        assert_eq!(kind("08006"), "unavailable");
+        assert_eq!(kind("55P03"), "busy");
+        assert_eq!(kind("23505"), "fault");
+        assert_eq!(kind("42P01"), "fault");
+    }
+
+    #[test]
+    fn sqlite_result_codes_by_their_primary_code() {
+        assert_eq!(kind("13"), "full");
+        assert_eq!(kind("5"), "busy");
+        assert_eq!(kind("517"), "busy"); // SQLITE_BUSY_SNAPSHOT
+        assert_eq!(kind("6"), "busy");
+        assert_eq!(kind("778"), "unavailable"); // SQLITE_IOERR_WRITE
+        assert_eq!(kind("2067"), "fault"); // SQLITE_CONSTRAINT_UNIQUE
+        assert_eq!(kind("1"), "fault");
+    }
+}
