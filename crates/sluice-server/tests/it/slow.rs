@@ -113,3 +113,48 @@ async fn connections_beyond_the_limit_wait_for_one_to_close() {
         .expect("answered");
     assert_eq!(status, reqwest::StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_outlives_the_header_timeout() {
+    let timeout = Duration::from_millis(300);
+    let (addr, _dir) = start(HttpOptions {
+        header_timeout: timeout,
+        ..HttpOptions::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let mut stream = http
+        .get(format!("http://{addr}/v1/audit/stream"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("stream opened");
+    assert_eq!(stream.status(), reqwest::StatusCode::OK);
+    // Idle for well past the header timeout: the timer runs only while a request header is
+    // awaited, never while an answer is being sent.
+    tokio::time::sleep(timeout * 3).await;
+    let (st, body) = {
+        let r = http
+            .post(format!("http://{addr}/v1/tokens"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({"principal": "admin", "name": "late"}))
+            .send()
+            .await
+            .expect("sent");
+        (r.status(), r.text().await.expect("body"))
+    };
+    assert_eq!(st, reqwest::StatusCode::CREATED, "{body}");
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut seen = String::new();
+        while let Some(chunk) = stream.chunk().await.expect("stream still open") {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("token.created") {
+                return seen;
+            }
+        }
+        panic!("the stream ended: {seen}");
+    })
+    .await
+    .expect("the entry arrived on the stream");
+    assert!(got.contains("token.created"), "{got}");
+}
