@@ -40,6 +40,12 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("the store is unavailable; try again shortly")]
     Unavailable(String),
+    /// A lock held elsewhere or a statement outlasted its timeout.
+    #[error("the store is busy (a lock held elsewhere or a slow statement outlasted its timeout); try again shortly")]
+    StoreBusy(String),
+    /// The disk or database is full.
+    #[error("the store is full: nothing can be written until an operator frees space")]
+    StoreFull(String),
     #[error("internal error; the server log has details")]
     Internal(String),
 }
@@ -64,6 +70,8 @@ impl ApiError {
             ApiError::RateLimited => "rate_limited",
             ApiError::PayloadTooLarge { .. } => "body_too_large",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::StoreBusy(_) => "store_busy",
+            ApiError::StoreFull(_) => "store_full",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -96,7 +104,9 @@ impl ApiError {
             ApiError::Op(e) => op_status(e),
             ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::StoreBusy(_) | ApiError::StoreFull(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -130,6 +140,8 @@ fn op_code(e: &OpError) -> &'static str {
             Clash::DeclaredInConfig { .. } => "declared_in_config",
         },
         OpError::Store(StoreError::Unavailable(_)) => "unavailable",
+        OpError::Store(StoreError::Busy(_)) => "store_busy",
+        OpError::Store(StoreError::Full(_)) => "store_full",
         OpError::Store(StoreError::Conflict(_)) => "conflict",
         OpError::Store(_) | OpError::Internal(_) => "internal",
     }
@@ -176,7 +188,9 @@ fn op_status(e: &OpError) -> StatusCode {
         OpError::Forbidden(_) => StatusCode::FORBIDDEN,
         OpError::Invalid { .. } => StatusCode::BAD_REQUEST,
         OpError::Conflict(_) => StatusCode::CONFLICT,
-        OpError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        OpError::Store(StoreError::Unavailable(_) | StoreError::Busy(_) | StoreError::Full(_)) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         OpError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
         OpError::Store(_) | OpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -231,6 +245,8 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
+            StoreError::Busy(m) => ApiError::StoreBusy(m),
+            StoreError::Full(m) => ApiError::StoreFull(m),
             StoreError::Conflict(m) => ApiError::Conflict {
                 code: "conflict",
                 message: m,
@@ -244,7 +260,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         match &self {
-            ApiError::Internal(detail) | ApiError::Unavailable(detail) => {
+            ApiError::Internal(detail)
+            | ApiError::Unavailable(detail)
+            | ApiError::StoreBusy(detail)
+            | ApiError::StoreFull(detail) => {
                 tracing::error!(code = self.code(), detail = %detail, "request failed: {detail}");
             }
             _ => {}

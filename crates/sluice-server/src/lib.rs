@@ -19,6 +19,7 @@ pub mod ops;
 pub mod rate_limit;
 pub mod refusals;
 pub mod routes;
+pub mod serve;
 pub mod token_cache;
 
 pub use app::App;
@@ -84,6 +85,8 @@ pub struct Server {
     pub listener: TcpListener,
     /// The generated first administrator token, if this start created one.
     pub bootstrap_token: Option<SecretToken>,
+    /// Header and drain timeouts and the connection limit; set before [`Server::run`].
+    pub http: serve::HttpOptions,
     config: ServerConfig,
 }
 
@@ -91,13 +94,22 @@ impl Server {
     /// Opens the store (running migrations), loads the signing key, bootstraps the first
     /// administrator, and binds the listener.
     pub async fn build(config: ServerConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Server> {
+        Self::build_with(config, sluice_store::StoreOptions::default(), clock).await
+    }
+
+    /// [`Server::build`] with the store's timeouts given.
+    pub async fn build_with(
+        config: ServerConfig,
+        store: sluice_store::StoreOptions,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Server> {
         metrics::install();
         // Bound first: an address in use is found before anything is written (a first start
         // that failed later would have created an administrator whose token nobody saw).
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let store = Store::open(&config.database_url).await?;
+        let store = Store::open_with(&config.database_url, store).await?;
         if let Some(c) = &config.db_clock {
             let offset = c.calibrate(&store).await?;
             tracing::info!(
@@ -125,6 +137,7 @@ impl Server {
             app,
             listener,
             bootstrap_token,
+            http: serve::HttpOptions::default(),
             config,
         })
     }
@@ -133,19 +146,22 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, running the background work alongside.
+    /// Serves until `shutdown` resolves, running the background work alongside; then lets
+    /// requests in flight finish for at most `http.drain_timeout`, cuts the rest, and signs
+    /// the chain head.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let bg = tokio::spawn(background(self.app.clone(), self.config.clone()));
-        let result = axum::serve(self.listener, router(self.app.clone()))
-            .with_graceful_shutdown(shutdown)
-            .await;
+        serve::serve(self.listener, router(self.app.clone()), self.http, shutdown).await;
         bg.abort();
         // A last checkpoint so a clean stop leaves the head signed.
-        let _ = audit::checkpoint(&self.app).await;
-        result.map_err(Into::into)
+        match audit::checkpoint(&self.app).await {
+            Ok(_) => tracing::info!("signed the last checkpoint"),
+            Err(e) => tracing::warn!(error = %e, "the last checkpoint failed: {e}"),
+        }
+        Ok(())
     }
 }
 

@@ -172,7 +172,12 @@ impl Batch {
             Err(e) => {
                 let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
                 self.open = false;
-                let e = StoreError::Database(format!("the write batch was rolled back: {e}"));
+                let e = match e {
+                    // An outage stays one, so that the writers hear 503, not 500.
+                    e
+                    @ (StoreError::Unavailable(_) | StoreError::Busy(_) | StoreError::Full(_)) => e,
+                    e => StoreError::Database(format!("the write batch was rolled back: {e}")),
+                };
                 for w in self.waiting.drain(..) {
                     let _ = w.send(Err(e.clone()));
                 }

@@ -56,12 +56,41 @@ pub struct Store {
     batch: Option<std::sync::Arc<batch::Batcher>>,
     /// The highest audit `seq` this handle committed; see [`Store::committed_audit`].
     committed: std::sync::Arc<tokio::sync::watch::Sender<i64>>,
+    /// SQLite only: the directory of the database file, where [`Store::writable`] probes.
+    dir: Option<std::path::PathBuf>,
+}
+
+/// How long the store lets the database make it wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The longest a statement waits for a lock held elsewhere (PostgreSQL `lock_timeout`,
+    /// SQLite `busy_timeout`); then it fails with [`StoreError::Busy`].
+    pub lock_timeout: Duration,
+    /// The longest one statement may run (PostgreSQL `statement_timeout`); then it fails with
+    /// [`StoreError::Busy`].
+    pub statement_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            lock_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Store {
     /// Connects, creating the SQLite file if needed, and runs the embedded migrations.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Self::open_with(url, StoreOptions::default()).await
+    }
+
+    /// [`Store::open`] with timeouts other than the defaults.
+    pub async fn open_with(url: &str, options: StoreOptions) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
+        let lock_ms = options.lock_timeout.as_millis().max(1);
+        let statement_ms = options.statement_timeout.as_millis().max(1);
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -77,9 +106,10 @@ impl Store {
                     format!("{url}?mode=rwc")
                 };
                 let opts = || {
-                    AnyPoolOptions::new().after_connect(|conn, _| {
+                    AnyPoolOptions::new().after_connect(move |conn, _| {
                         Box::pin(async move {
-                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute(format!("PRAGMA busy_timeout = {lock_ms}").as_str())
+                                .await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                             // Commits reach the WAL at once; the Flusher fsyncs it before any
                             // caller is answered (group commit), so acknowledged means durable.
@@ -92,13 +122,21 @@ impl Store {
                         })
                     })
                 };
-                let write = opts().max_connections(1).connect(&url).await?;
-                write.execute("PRAGMA journal_mode = WAL").await?;
-                let read = opts().max_connections(8).connect(&url).await?;
                 let path = url
                     .trim_start_matches("sqlite://")
                     .trim_start_matches("sqlite:");
                 let path = path.split('?').next().unwrap_or(path);
+                create_private(std::path::Path::new(path))?;
+                let write = opts().max_connections(1).connect(&url).await?;
+                write.execute("PRAGMA journal_mode = WAL").await?;
+                let read = opts().max_connections(8).connect(&url).await?;
+                let dir = std::path::Path::new(path).parent().map(|d| {
+                    if d.as_os_str().is_empty() {
+                        ".".into()
+                    } else {
+                        d.to_path_buf()
+                    }
+                });
                 let flusher = std::sync::Arc::new(durable::Flusher::new(path.into()));
                 let conn = write.acquire().await?.detach();
                 let batch = Some(std::sync::Arc::new(batch::Batcher::start(conn, flusher)));
@@ -108,12 +146,28 @@ impl Store {
                     backend,
                     batch,
                     committed: Default::default(),
+                    dir,
                 }
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(2))
+                    // A lock held elsewhere (another instance's transaction, an operator's
+                    // session) or a runaway statement fails the one request, 503, instead of
+                    // stalling every write behind the chain head for as long as it lasts.
+                    .after_connect(move |conn, _| {
+                        Box::pin(async move {
+                            conn.execute(
+                                format!(
+                                    "SET lock_timeout = {lock_ms}; SET statement_timeout = {statement_ms}"
+                                )
+                                .as_str(),
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
                     .connect(url)
                     .await?;
                 Store {
@@ -122,6 +176,7 @@ impl Store {
                     backend,
                     batch: None,
                     committed: Default::default(),
+                    dir: None,
                 }
             }
         };
@@ -160,6 +215,46 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.read).await.is_ok()
     }
 
+    /// Can anything be written now? `Err` says why not. On PostgreSQL: the chain-head lock,
+    /// which every audited write takes first, is obtained within a second (and released); on
+    /// SQLite: a page written and synced beside the database file (a full disk or a read-only
+    /// volume fail it). Cheap enough for a readiness probe.
+    pub async fn writable(&self) -> Result<(), StoreError> {
+        match &self.dir {
+            None => {
+                let mut tx = self.write.begin().await?;
+                sqlx::query("SET LOCAL lock_timeout = 1000")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
+                    .execute(&mut *tx)
+                    .await?;
+                tx.rollback().await?;
+                Ok(())
+            }
+            Some(dir) => {
+                sqlx::query("SELECT 1").execute(&self.read).await?;
+                let probe = dir.join(".sluice-write-probe");
+                tokio::task::spawn_blocking(move || {
+                    use std::io::Write as _;
+                    let written = std::fs::File::create(&probe).and_then(|mut f| {
+                        f.write_all(&[0u8; 4096])?;
+                        f.sync_data()
+                    });
+                    let _ = std::fs::remove_file(&probe);
+                    written
+                })
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?
+                .map_err(|e| match e.raw_os_error() {
+                    // ENOSPC, EDQUOT
+                    Some(28 | 122) => StoreError::Full(e.to_string()),
+                    _ => StoreError::Unavailable(e.to_string()),
+                })
+            }
+        }
+    }
+
     pub(crate) fn reader(&self) -> &AnyPool {
         &self.read
     }
@@ -175,6 +270,30 @@ impl Store {
         }
         self.write.close().await;
         self.read.close().await;
+    }
+}
+
+/// Creates an empty SQLite file readable by its owner only (0600), unless it exists: SQLite
+/// would create it 0644 (under the usual umask), and its `-wal` and `-shm` files take the
+/// database file's mode, so the trail and the token hashes stay private to the server's user.
+fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
+    if path.as_os_str().is_empty() || path.to_str().is_some_and(|p| p.starts_with(':')) {
+        return Ok(()); // `:memory:` and the like
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
     }
 }
 

@@ -25,6 +25,22 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     client_rate_limit: Option<u32>,
     public_url: Option<String>,
+    /// The longest a database statement waits for a lock held elsewhere (default 5s).
+    #[serde(default, with = "humantime_serde_opt")]
+    lock_timeout: Option<Duration>,
+    /// The longest one PostgreSQL statement may run (default 30s).
+    #[serde(default, with = "humantime_serde_opt")]
+    statement_timeout: Option<Duration>,
+    /// The longest a client may take to send a request header; also the idle timeout of a
+    /// keep-alive connection (default 10s).
+    #[serde(default, with = "humantime_serde_opt")]
+    header_timeout: Option<Duration>,
+    /// HTTP connections served at once (default 1000).
+    max_connections: Option<usize>,
+    /// On SIGTERM/Ctrl-C, how long requests in flight may finish before they are cut
+    /// (default 5s).
+    #[serde(default, with = "humantime_serde_opt")]
+    shutdown_timeout: Option<Duration>,
     /// The PostgreSQL gateway's address; off when absent.
     pg_listen: Option<String>,
     /// The gateway's TLS certificate and key (PEM); default: a self-signed pair generated
@@ -41,6 +57,8 @@ struct FileConfig {
 
 pub struct Settings {
     pub config: ServerConfig,
+    pub store: sluice_store::StoreOptions,
+    pub http: sluice_server::serve::HttpOptions,
     pub gateway: Option<sluice_gateway::GatewayConfig>,
     pub log_format: LogFormat,
     pub data_dir: PathBuf,
@@ -79,7 +97,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
     let database_url = match args.database_url.or(file.database_url) {
         Some(url) => url,
         None => {
-            std::fs::create_dir_all(&data_dir)
+            create_private_dir(&data_dir)
                 .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
             format!("sqlite://{}", data_dir.join("sluice.db").display())
         }
@@ -89,7 +107,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         .or(file.signing_key)
         .unwrap_or_else(|| data_dir.join("audit-signing.pem"));
     if let Some(parent) = signing_key.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
+        create_private_dir(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     let log_format = args
@@ -137,12 +155,75 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
             None => None,
         },
     };
+    let defaults = sluice_store::StoreOptions::default();
+    let store = sluice_store::StoreOptions {
+        lock_timeout: file.lock_timeout.unwrap_or(defaults.lock_timeout),
+        statement_timeout: file.statement_timeout.unwrap_or(defaults.statement_timeout),
+    };
+    let http_defaults = sluice_server::serve::HttpOptions::default();
+    let http = sluice_server::serve::HttpOptions {
+        header_timeout: file.header_timeout.unwrap_or(http_defaults.header_timeout),
+        max_connections: file
+            .max_connections
+            .unwrap_or(http_defaults.max_connections),
+        drain_timeout: file.shutdown_timeout.unwrap_or(http_defaults.drain_timeout),
+    };
     Ok(Settings {
         config,
+        store,
+        http,
         gateway,
         log_format,
         data_dir,
     })
+}
+
+/// `lock_timeout: 5s` in the config file: a humantime duration.
+mod humantime_serde_opt {
+    use serde::Deserialize as _;
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(s) => humantime::parse_duration(&s).map(Some).map_err(|e| {
+                serde::de::Error::custom(format!("`{s}` is not a duration like 5s: {e}"))
+            }),
+        }
+    }
+}
+
+/// Creates `dir` and any missing parents with mode 0700 (an existing directory keeps its mode).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        b.mode(0o700);
+    }
+    b.create(dir)
+}
+
+/// Writes a secret to a new file readable by its owner only (0600), replacing an old one.
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
 }
 
 fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
@@ -177,9 +258,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         Arc::new(sluice_core::SystemClock)
     };
-    let server = Server::build(config, clock).await?;
+    let mut server = Server::build_with(config, s.store, clock).await?;
+    server.http = s.http;
     let addr = server.local_addr()?;
-    if let Some(token) = &server.bootstrap_token {
+    if let Some(token) = server
+        .bootstrap_token
+        .as_ref()
+        .filter(|_| !std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    {
+        // Not a person at a terminal: logs are collected and kept, so the token goes to a
+        // file only this user can read, and the log says where.
+        create_private_dir(&s.data_dir)
+            .with_context(|| format!("cannot create data directory {}", s.data_dir.display()))?;
+        let path = s.data_dir.join("admin-token");
+        write_private_file(&path, &format!("{}\n", token.expose())).with_context(|| {
+            format!(
+                "cannot write the administrator's token to {}",
+                path.display()
+            )
+        })?;
+        let shown = path.display();
+        tracing::info!(path = %shown, "First start: created administrator `admin`, listening on http://{addr}; its token is in {shown} (mode 0600, printed nowhere). Use it: export SLUICE_ADDR={addr} SLUICE_TOKEN=$(cat {shown})");
+    } else if let Some(token) = &server.bootstrap_token {
         eprintln!(
             "\nFirst start: created administrator `admin`; listening on http://{addr}.\nIts token (shown only this once):\n\n    {}\n\nUse it:\n    export SLUICE_ADDR={addr}\n    export SLUICE_TOKEN={}\n    sluice whoami\n",
             token.expose(),
@@ -297,7 +397,7 @@ pub async fn rotate_key(args: crate::cli::StoreArgs, new_key: &Path) -> anyhow::
     Ok(())
 }
 
-async fn shutdown_signal() {
+async fn signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -311,5 +411,35 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down");
+}
+
+/// The first SIGTERM or Ctrl-C starts a bounded drain (`shutdown_timeout`); a second one
+/// ends the process at once.
+async fn shutdown_signal() {
+    signal().await;
+    // Listening again before saying so: a signal sent once the line is out is not missed.
+    #[cfg(unix)]
+    let again = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (term, int) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        );
+        async move {
+            match (term, int) {
+                (Ok(mut t), Ok(mut i)) => tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} },
+                _ => std::future::pending().await,
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let again = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    tokio::spawn(async move {
+        again.await;
+        tracing::warn!("second signal: exiting now, without draining or signing");
+        std::process::exit(130);
+    });
+    tracing::info!("shutting down (a second SIGTERM or Ctrl-C exits at once)");
 }

@@ -107,17 +107,21 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Readiness: the store answers.
+/// Readiness: the store can be written now (see `Store::writable`); otherwise 503 with the
+/// code a write would get (`unavailable`, `store_busy`, `store_full`).
 #[utoipa::path(get, path = "/readyz", tag = "ops", security(), responses((status = 200, body = Object), (status = 503, body = Object)))]
 pub async fn readyz(State(app): State<App>) -> Response {
-    if app.store.ping().await {
-        Json(serde_json::json!({"status": "ready"})).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "store unavailable"})),
-        )
-            .into_response()
+    match app.store.writable().await {
+        Ok(()) => Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(e) => {
+            let e = crate::error::ApiError::from(e);
+            tracing::warn!(code = e.code(), error = %e, "not ready: {e}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({"status": "not ready", "code": e.code(), "message": e.to_string()})),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -325,6 +329,8 @@ pub fn router(app: App) -> Router {
         // both again, and the innermost wins).
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(Extension(BodyLimit(MAX_BODY)))
+        // A `%00` in a path or query is refused before any extractor decodes it (see `json`).
+        .layer(crate::json::RefuseNul)
         // Each request in a span with its id, route, principal and status (see `trace`).
         .layer(
             TraceLayer::new_for_http()
