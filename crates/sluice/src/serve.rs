@@ -288,6 +288,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else if std::env::var_os("SLUICE_ADMIN_TOKEN").is_none() {
         tracing::info!("the administrator `admin` exists: its token was shown once, at the first start (lost? any administrator can `sluice tokens create --principal admin`, or start afresh on an empty --data-dir)");
     }
+    // Signals are listened for before the server says it listens (a SIGTERM right after the
+    // line must drain, not kill).
+    let stop = shutdown_signal();
     tracing::info!(%addr, data_dir = %s.data_dir.display(), "sluice listening on http://{addr}");
     if let Some(gw) = s.gateway {
         let gateway = sluice_gateway::Gateway::bind(server.app.clone(), gw).await?;
@@ -302,7 +305,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(%pg, fingerprint = %gateway.fingerprint, "PostgreSQL gateway listening on {pg} (certificate SHA-256 {})", gateway.fingerprint);
         tokio::spawn(gateway.run(shutdown_signal()));
     }
-    server.run(shutdown_signal()).await
+    server.run(stop).await
 }
 
 pub async fn migrate(args: crate::cli::MigrateArgs) -> anyhow::Result<()> {
@@ -397,29 +400,12 @@ pub async fn rotate_key(args: crate::cli::StoreArgs, new_key: &Path) -> anyhow::
     Ok(())
 }
 
-async fn signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM or SIGINT (Ctrl-C), listened for from the moment this is called: a signal that
+/// arrives before the returned future is first polled is not missed (nor does it kill the
+/// process, as the default action would).
+fn termination() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
-
-/// The first SIGTERM or Ctrl-C starts a bounded drain (`shutdown_timeout`); a second one
-/// ends the process at once.
-async fn shutdown_signal() {
-    signal().await;
-    // Listening again before saying so: a signal sent once the line is out is not missed.
-    #[cfg(unix)]
-    let again = {
+    {
         use tokio::signal::unix::{signal, SignalKind};
         let (term, int) = (
             signal(SignalKind::terminate()),
@@ -428,18 +414,36 @@ async fn shutdown_signal() {
         async move {
             match (term, int) {
                 (Ok(mut t), Ok(mut i)) => tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} },
-                _ => std::future::pending().await,
+                (Ok(mut t), Err(_)) => {
+                    t.recv().await;
+                }
+                (Err(_), Ok(mut i)) => {
+                    i.recv().await;
+                }
+                (Err(_), Err(_)) => std::future::pending().await,
             }
         }
-    };
+    }
     #[cfg(not(unix))]
-    let again = async {
+    async {
         let _ = tokio::signal::ctrl_c().await;
-    };
-    tokio::spawn(async move {
-        again.await;
-        tracing::warn!("second signal: exiting now, without draining or signing");
-        std::process::exit(130);
-    });
-    tracing::info!("shutting down (a second SIGTERM or Ctrl-C exits at once)");
+    }
+}
+
+/// The first SIGTERM or Ctrl-C starts a bounded drain (`shutdown_timeout`); a second one
+/// ends the process at once. Listens from the call on, so call it before saying the server
+/// listens.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let first = termination();
+    async move {
+        first.await;
+        // Listening again before saying so: a signal sent once the line is out is not missed.
+        let again = termination();
+        tokio::spawn(async move {
+            again.await;
+            tracing::warn!("second signal: exiting now, without draining or signing");
+            std::process::exit(130);
+        });
+        tracing::info!("shutting down (a second SIGTERM or Ctrl-C exits at once)");
+    }
 }
