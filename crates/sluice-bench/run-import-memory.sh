@@ -7,11 +7,14 @@
 #   cargo build --release -p sluice -p sluice-bench
 #   crates/sluice-bench/run-import-memory.sh            # BIN=target/release by default
 #
-# Environment: ROUNDS (3), BIN (directory holding `sluice` and `snapshot-memory`).
+# Environment: ROUNDS (3), BIN (directory holding `sluice` and `snapshot-memory`), SETTLE
+# (seconds between a step and its RSS reading, 1 by default: an allocator that returns memory
+# in the background needs longer to show it).
 set -euo pipefail
 
 bin="${BIN:-${CARGO_TARGET_DIR:-target}/release}"
 rounds="${ROUNDS:-3}"
+settle="${SETTLE:-1}"
 admin="slu_api_00000000000000000000000000000000000000000000000000000000000000ad"
 port=7290
 work="$(mktemp -d)"
@@ -46,17 +49,17 @@ for r in $(seq 1 "$rounds"); do
   sleep 1
   before=$(rss_kib "$pid")
   import big "$work/10k.json"
-  sleep 1
+  sleep "$settle"
   first=$(rss_kib "$pid")
   import big "$work/10k.json"
-  sleep 1
+  sleep "$settle"
   second=$(rss_kib "$pid")
   rev=$(curl -fsS -H "Authorization: Bearer $admin" \
     "http://127.0.0.1:$port/v1/environments/big/flags/flag-00000" | jq -r .revision)
   curl -fsS -o /dev/null -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
     -d "{\"change\":{\"op\":\"set-state\",\"enabled\":false},\"base_revision\":$rev}" \
     "http://127.0.0.1:$port/v1/environments/big/flags/flag-00000/changes"
-  sleep 1
+  sleep "$settle"
   change=$(rss_kib "$pid")
   echo "round $r: before $before KiB, after import $first (+$((first - before))), after re-import $second (+$((second - before))), after one flag change $change (+$((change - before)))"
   echo "$((first - before)) $((second - before)) $((change - before))" >>"$work/deltas"

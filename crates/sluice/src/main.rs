@@ -67,6 +67,12 @@ mod serve;
 use clap::Parser;
 use cli::{Cli, Command};
 
+/// jemalloc, with its background thread on (the crate's `background_threads` feature), returns
+/// freed memory to the system within seconds; glibc keeps what an import of 10,000 flags frees
+/// on pages shared with the live snapshot (BENCHMARKS.md, "Memory of a 10,000-flag import").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
