@@ -11,4 +11,5 @@ pub mod audit;
 pub mod authzen;
 pub mod flags;
 pub mod gateway;
+pub mod http_gateway;
 pub mod policy;

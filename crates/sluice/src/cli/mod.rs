@@ -175,6 +175,10 @@ pub struct ServeArgs {
     /// databases it serves are declared in the config file's `databases:` section.
     #[arg(long, env = "SLUICE_PG_LISTEN")]
     pub pg_listen: Option<String>,
+    /// Also serve the HTTP gateway on this address (e.g. `127.0.0.1:8081`); the services it
+    /// fronts are declared in the config file's `http_services:` section.
+    #[arg(long, env = "SLUICE_HTTP_GATEWAY_LISTEN")]
+    pub http_gateway_listen: Option<String>,
 }
 
 /// The database, found as `sluice serve` finds it.
