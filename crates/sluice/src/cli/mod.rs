@@ -4,7 +4,7 @@ mod db;
 mod flags;
 mod proposals;
 
-pub use db::DbCommand;
+pub use db::{DbCommand, GatewayCommand};
 pub use flags::{ChangeArgs, FlagChangeCommand, FlagRef, RolloutCommand};
 pub use proposals::ProposalCommand;
 
@@ -134,6 +134,13 @@ pub enum Command {
     Db {
         #[command(subcommand)]
         command: DbCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// The HTTP gateway: recent calls through it.
+    Gateway {
+        #[command(subcommand)]
+        command: GatewayCommand,
         #[command(flatten)]
         remote: Remote,
     },
