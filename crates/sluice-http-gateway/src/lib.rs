@@ -9,6 +9,7 @@
 //! watch, and credentials read per use and never stored.
 
 pub mod config;
+mod forward;
 mod headers;
 pub mod path;
 mod proxy;
