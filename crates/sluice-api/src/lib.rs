@@ -12,4 +12,5 @@ pub mod authzen;
 pub mod error;
 pub mod flags;
 pub mod gateway;
+pub mod http_gateway;
 pub mod policy;

@@ -351,3 +351,66 @@ impl AccessSnapshot {
             .collect()
     }
 }
+
+/// How someone refused for want of a grant could get one: the first entitlement granting it
+/// that they may request, with the command (for at most 30 minutes or the entitlement's cap,
+/// with a ticket when it asks for one). Depends only on the policy. Displays as the tail of a
+/// refusal message (`; request it with: …`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantHint {
+    Request {
+        entitlement: String,
+        command: String,
+    },
+    NotRequestable {
+        entitlement: String,
+    },
+    NoEntitlement,
+}
+
+impl GrantHint {
+    /// `allowing`: the entitlements whose scopes allow it ([`AccessSnapshot::entitlements_allowing`]).
+    pub fn new(policy: &Policy, allowing: &[String], who: &str) -> GrantHint {
+        let Some(first) = allowing.first() else {
+            return GrantHint::NoEntitlement;
+        };
+        let Some(ent) = allowing
+            .iter()
+            .filter_map(|name| policy.entitlement(name))
+            .find(|e| policy.is_in(who, &e.requesters))
+        else {
+            return GrantHint::NotRequestable {
+                entitlement: first.clone(),
+            };
+        };
+        let half_hour = crate::duration::Duration::from_secs(30 * 60);
+        let duration = ent.max_duration.min(half_hour);
+        let ticket = if ent.ticket_pattern.is_some() {
+            " --ticket TICKET"
+        } else {
+            ""
+        };
+        GrantHint::Request {
+            entitlement: ent.name.clone(),
+            command: format!(
+                "sluice access request {} --for {duration} --reason \"…\"{ticket}",
+                ent.name
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for GrantHint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GrantHint::Request { command, .. } => write!(f, "; request it with: {command}"),
+            GrantHint::NotRequestable { entitlement } => write!(
+                f,
+                "; `{entitlement}` grants it, but you may not request it — ask one of its requesters or an administrator"
+            ),
+            GrantHint::NoEntitlement => f.write_str(
+                "; no entitlement grants it — ask an administrator to add one to the policy",
+            ),
+        }
+    }
+}

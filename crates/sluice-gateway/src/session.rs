@@ -23,10 +23,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// How often a session re-reads its grant from the snapshot (revocations, extensions, and
-/// expiry under a clock that is not the wall clock).
-const TICK: Duration = Duration::from_millis(100);
-
 /// Relay buffer per direction.
 const BUF: usize = 32 * 1024;
 
@@ -437,7 +433,7 @@ async fn relay(
         tokio::select! {
             r = c2s => Err(r),
             r = s2c => r.map(|()| None),
-            end = watch(app, live, resource) => Ok(Some(end)),
+            end = sluice_server::gateway::watch(app, live, resource) => Ok(Some(end)),
         }
     };
     match ended {
@@ -541,90 +537,4 @@ where
             .map_err(|e| format!("client connection failed: {e}"))?;
         live.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
     }
-}
-
-/// Resolves when the session must end: its grant expired or was withdrawn, or it was
-/// killed. Returns why (for the record) and what the client is told.
-async fn watch(app: &App, live: &LiveSession, resource: &str) -> (String, String) {
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let killed = live.killed();
-    tokio::pin!(killed);
-    loop {
-        let left = live.expires_at() - app.now();
-        let until_expiry = left.to_std().unwrap_or(Duration::ZERO);
-        tokio::select! {
-            by = &mut killed => {
-                let at = app.now();
-                return (
-                    format!("killed by {by}"),
-                    format!("access to {resource} ended at {}: session {} was ended by {by}", stamp(at), live.id),
-                );
-            }
-            _ = tick.tick() => {}
-            _ = tokio::time::sleep(until_expiry) => {}
-        }
-        if let Some(end) = grant_over(app, live, resource).await {
-            return end;
-        }
-    }
-}
-
-/// Has the session's grant ended (expired, or gone from the snapshot)?
-async fn grant_over(app: &App, live: &LiveSession, resource: &str) -> Option<(String, String)> {
-    let now = app.now();
-    let expires_at = {
-        let snap = app.access.load();
-        snap.grant(&live.principal, &live.grant_id)
-            .map(|g| g.expires_at)
-    };
-    match expires_at {
-        Some(e) if now < e => {
-            live.expires_at_ms
-                .store(e.timestamp_millis(), Ordering::Relaxed);
-            None
-        }
-        Some(e) => Some((
-            "grant expired".into(),
-            format!(
-                "access to {resource} ended at {}: grant {} expired",
-                stamp(e),
-                live.grant_id
-            ),
-        )),
-        None => {
-            // Revoked or relinquished (or recorded as expired): say which.
-            let status = match app.store.request(&live.grant_id).await {
-                Ok(Some(r))
-                    if r.expires_at.is_some_and(|e| e <= now) && r.status.as_str() == "expired" =>
-                {
-                    "expired".to_owned()
-                }
-                Ok(Some(r)) => r.status.as_str().to_owned(),
-                _ => "withdrawn".to_owned(),
-            };
-            let at = if status == "expired" {
-                live.expires_at()
-            } else {
-                now
-            };
-            Some((
-                format!("grant {status}"),
-                format!(
-                    "access to {resource} ended at {}: grant {} {}",
-                    stamp(at),
-                    live.grant_id,
-                    if status == "expired" {
-                        "expired".to_owned()
-                    } else {
-                        format!("was {status}")
-                    }
-                ),
-            ))
-        }
-    }
-}
-
-fn stamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

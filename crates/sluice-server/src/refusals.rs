@@ -106,14 +106,23 @@ pub async fn record(State(log): State<RefusalLog>, mut req: Request, next: Next)
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let resp = next.run(req).await;
     if let (Some(refused), Some(who)) = (resp.extensions().get::<Refused>(), slot.0.get()) {
-        log.record_refusal(who, &format!("{method} {path}"), refused)
+        log.record_refusal(who, &format!("{method} {path}"), None, refused)
             .await;
     }
     resp
 }
 
 impl RefusalLog {
-    async fn record_refusal(&self, who: &str, what: &str, refused: &Refused) {
+    /// Records that `who` was refused `what` (`METHOD path`), under the per-minute limit.
+    /// `resource` names what it was about; without it, it is read from an API path. The HTTP
+    /// gateway records its refusals here too, so a flood of them is bounded the same way.
+    pub async fn record_refusal(
+        &self,
+        who: &str,
+        what: &str,
+        resource: Option<&str>,
+        refused: &Refused,
+    ) {
         let now = self.clock.now();
         let minute = now.timestamp().div_euclid(60);
         crate::metrics::refused();
@@ -122,7 +131,7 @@ impl RefusalLog {
                 let mut entry = NewEntry::new(who, "refused").details(
                     json!({"request": what, "code": refused.code, "message": refused.message}),
                 );
-                if let Some(r) = resource_of(what) {
+                if let Some(r) = resource.map(str::to_owned).or_else(|| resource_of(what)) {
                     entry = entry.resource(r);
                 }
                 if let Err(e) = self.write_refusal(now, entry).await {

@@ -1,7 +1,7 @@
 //! `sluice db …`: the PostgreSQL gateway's sessions from the command line, and the `psql`
-//! command line to connect through it.
+//! command line to connect through it; `sluice gateway calls`: the HTTP gateway's calls.
 
-use crate::cli::{DbCommand, Remote};
+use crate::cli::{DbCommand, GatewayCommand, Remote};
 use crate::client::{client, endpoint, NO_BODY};
 use crate::output::{emit, opt, stamp, table, when_at};
 use reqwest::Method;
@@ -9,6 +9,7 @@ use serde_json::Value;
 use sluice_api::gateway::{
     DatabaseList, Declared, Killed, PasswordIssued, Removed, SessionDetail, SessionList,
 };
+use sluice_api::http_gateway::CallList;
 
 pub async fn db(cmd: DbCommand, r: Remote) -> anyhow::Result<()> {
     let c = client(&r);
@@ -130,6 +131,55 @@ pub async fn db(cmd: DbCommand, r: Remote) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+pub async fn gateway(cmd: GatewayCommand, r: Remote) -> anyhow::Result<()> {
+    let c = client(&r);
+    match cmd {
+        GatewayCommand::Calls { service, limit } => {
+            let path = endpoint(
+                &["v1", "http", "calls"],
+                &[
+                    ("service", Some(service)),
+                    ("limit", Some(limit.to_string())),
+                ],
+            );
+            let v: CallList = c.send(Method::GET, &path, NO_BODY).await?;
+            emit(r.output, &v, calls_table)
+        }
+    }
+}
+
+fn calls_table(v: &CallList) {
+    let rows = v
+        .calls
+        .iter()
+        .map(|x| {
+            vec![
+                stamp(Some(x.at)),
+                x.principal.clone(),
+                format!("{} {}", x.method, x.path),
+                x.status.to_string(),
+                format!("{} ms", x.duration_ms),
+                format!("{}/{}", x.bytes_in, x.bytes_out),
+                x.grant_id.clone(),
+                x.outcome.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "at",
+            "who",
+            "call",
+            "status",
+            "took",
+            "bytes in/out",
+            "grant",
+            "outcome",
+        ],
+        rows,
+    );
 }
 
 /// Where to reach the gateway: the address the server reports, with an unspecified host

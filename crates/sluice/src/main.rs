@@ -89,6 +89,7 @@ async fn main() {
         Command::Audit { command, remote } => commands::audit(command, remote).await,
         Command::Tokens { command, remote } => commands::tokens(command, remote).await,
         Command::Db { command, remote } => db_commands::db(command, remote).await,
+        Command::Gateway { command, remote } => db_commands::gateway(command, remote).await,
         Command::Flags { command, remote } => commands::flags(command, remote).await,
         Command::Proposals { command, remote } => {
             proposal_commands::proposals(command, remote).await

@@ -53,6 +53,11 @@ struct FileConfig {
     /// Databases served through the gateway.
     #[serde(default)]
     databases: Vec<sluice_gateway::DatabaseConfig>,
+    /// The HTTP gateway's address; off when absent.
+    http_gateway_listen: Option<String>,
+    /// Services fronted by the HTTP gateway.
+    #[serde(default)]
+    http_services: Vec<sluice_http_gateway::ServiceConfig>,
 }
 
 pub struct Settings {
@@ -60,6 +65,7 @@ pub struct Settings {
     pub store: sluice_store::StoreOptions,
     pub http: sluice_server::serve::HttpOptions,
     pub gateway: Option<sluice_gateway::GatewayConfig>,
+    pub http_gateway: Option<sluice_http_gateway::HttpGatewayConfig>,
     pub log_format: LogFormat,
     pub data_dir: PathBuf,
 }
@@ -140,6 +146,21 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
             })
         }
     };
+    let http_gateway = match args.http_gateway_listen.or(file.http_gateway_listen) {
+        None => None,
+        Some(addr) => {
+            let listen = addr.parse().with_context(|| {
+                format!("--http-gateway-listen `{addr}` is not an address like 127.0.0.1:8081")
+            })?;
+            for s in &file.http_services {
+                s.validate().map_err(anyhow::Error::msg)?;
+            }
+            Some(sluice_http_gateway::HttpGatewayConfig {
+                listen,
+                services: file.http_services,
+            })
+        }
+    };
     let config = ServerConfig {
         listen,
         database_url,
@@ -173,6 +194,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         store,
         http,
         gateway,
+        http_gateway,
         log_format,
         data_dir,
     })
@@ -305,6 +327,16 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(%pg, fingerprint = %gateway.fingerprint, "PostgreSQL gateway listening on {pg} (certificate SHA-256 {})", gateway.fingerprint);
         tokio::spawn(gateway.run(shutdown_signal()));
     }
+    if let Some(hg) = s.http_gateway {
+        let gateway = sluice_http_gateway::HttpGateway::bind(server.app.clone(), hg).await?;
+        let at = gateway.local_addr()?;
+        tracing::info!(%at, "HTTP gateway listening on http://{at}");
+        tokio::spawn(async move {
+            if let Err(e) = gateway.run(shutdown_signal()).await {
+                tracing::error!(error = %e, "the HTTP gateway stopped: {e}");
+            }
+        });
+    }
     server.run(stop).await
 }
 
@@ -319,6 +351,7 @@ pub async fn migrate(args: crate::cli::MigrateArgs) -> anyhow::Result<()> {
         client_rate_limit: None,
         public_url: None,
         pg_listen: None,
+        http_gateway_listen: None,
     })?;
     sluice_store::Store::open(&s.config.database_url).await?;
     outln!("migrations applied");
@@ -375,6 +408,7 @@ pub async fn rotate_key(args: crate::cli::StoreArgs, new_key: &Path) -> anyhow::
         client_rate_limit: None,
         public_url: None,
         pg_listen: None,
+        http_gateway_listen: None,
     })?;
     let store = sluice_store::Store::open(&s.config.database_url).await?;
     let old_path = &s.config.signing_key;

@@ -1,33 +1,40 @@
 //! The live sessions of the PostgreSQL gateway (`sluice-gateway`), held here so the API can
-//! list and end them. The gateway registers each admitted session and removes it at its end;
-//! the stored record and the session log are in the store.
+//! list and end them, and what both gateways share: the [`Hold`] a session or a streaming
+//! HTTP response has on its grant, and the [`watch`] that ends it with the grant. The
+//! PostgreSQL gateway registers each admitted session and removes it at its end; the stored
+//! record and the session log are in the store.
 
 pub mod spec;
+mod watch;
+
+pub use watch::{stamp, watch, Hold, TICK};
 
 use chrono::{DateTime, Utc};
 use sluice_store::{Store, StoreError};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-/// One admitted session, while it runs.
+/// One admitted session, while it runs. Its id, principal, grant, end and kill switch are
+/// its [`Hold`] (reached through `Deref`), which the expiry [`watch`] reads.
 #[derive(Debug)]
 pub struct LiveSession {
-    pub id: String,
-    pub principal: String,
+    pub hold: Hold,
     pub database: String,
     pub action: String,
     pub role: String,
-    pub grant_id: String,
     pub client_addr: String,
     pub started_at: DateTime<Utc>,
-    /// The grant's end, in milliseconds (an extension moves it).
-    pub expires_at_ms: AtomicI64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     pub statements: AtomicU64,
-    kill: tokio::sync::Notify,
-    killed_by: Mutex<Option<String>>,
+}
+
+impl std::ops::Deref for LiveSession {
+    type Target = Hold;
+    fn deref(&self) -> &Hold {
+        &self.hold
+    }
 }
 
 impl LiveSession {
@@ -47,45 +54,15 @@ impl LiveSession {
         expires_at: DateTime<Utc>,
     ) -> Self {
         LiveSession {
-            id,
-            principal,
+            hold: Hold::new(id, principal, grant_id, expires_at),
             database,
             action,
             role,
-            grant_id,
             client_addr,
             started_at,
-            expires_at_ms: AtomicI64::new(expires_at.timestamp_millis()),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             statements: AtomicU64::new(0),
-            kill: tokio::sync::Notify::new(),
-            killed_by: Mutex::new(None),
-        }
-    }
-
-    pub fn expires_at(&self) -> DateTime<Utc> {
-        sluice_core::clock::from_ms(self.expires_at_ms.load(Ordering::Relaxed))
-    }
-
-    /// Asks the session to end; the gateway closes it and records who ended it.
-    pub fn kill(&self, by: &str) {
-        *self.killed_by.lock().unwrap_or_else(|e| e.into_inner()) = Some(by.to_owned());
-        self.kill.notify_one();
-    }
-
-    /// Resolves once [`LiveSession::kill`] was called; returns who killed it.
-    pub async fn killed(&self) -> String {
-        loop {
-            if let Some(by) = self
-                .killed_by
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-            {
-                return by;
-            }
-            self.kill.notified().await;
         }
     }
 }

@@ -5,7 +5,7 @@
 
 pub use sluice_api::gateway::{DatabaseConfig, LogMode, RoleConfig, UpstreamConfig};
 
-/// A password that never prints.
+/// A password (or any upstream credential) that never prints.
 pub struct Password(String);
 
 impl std::fmt::Debug for Password {
@@ -28,18 +28,28 @@ pub trait RoleConfigExt {
 
 impl RoleConfigExt for RoleConfig {
     fn password(&self) -> Result<Password, String> {
-        if let Some(var) = &self.password_env {
-            return std::env::var(var)
-                .map(Password)
-                .map_err(|_| format!("environment variable {var} is not set"));
-        }
-        if let Some(path) = &self.password_file {
-            return std::fs::read_to_string(path)
-                .map(|s| Password(s.trim_end_matches(['\r', '\n']).to_owned()))
-                .map_err(|e| format!("cannot read {}: {e}", path.display()));
-        }
-        Ok(Password(String::new()))
+        read_credential(self.password_env.as_deref(), self.password_file.as_deref())
     }
+}
+
+/// Reads an upstream credential from an environment variable or a file (a trailing newline
+/// dropped), at the moment it is needed, so a rotated credential is picked up; with neither,
+/// empty. The gateways call this per connection or call and never keep nor show the value.
+pub fn read_credential(
+    env: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<Password, String> {
+    if let Some(var) = env {
+        return std::env::var(var)
+            .map(Password)
+            .map_err(|_| format!("environment variable {var} is not set"));
+    }
+    if let Some(path) = file {
+        return std::fs::read_to_string(path)
+            .map(|s| Password(s.trim_end_matches(['\r', '\n']).to_owned()))
+            .map_err(|e| format!("cannot read {}: {e}", path.display()));
+    }
+    Ok(Password(String::new()))
 }
 
 /// The rules of a [`DatabaseConfig`] (the type itself is plain wire data).

@@ -140,7 +140,7 @@ impl App {
         if admin && !protected {
             return Ok(Authority::Admin);
         }
-        let hint = request_hint(
+        let hint = sluice_core::decision::GrantHint::new(
             snap.policy(),
             &snap.entitlements_allowing(action, &resource),
             who,
@@ -286,36 +286,4 @@ impl App {
             definition: after,
         })
     }
-}
-
-/// What to run to get the missing permission: an entitlement granting it that `who` may request
-/// (the first such), for at most 30 minutes or its cap, with a ticket when it asks for one.
-fn request_hint(policy: &sluice_core::policy::Policy, allowing: &[String], who: &str) -> String {
-    let Some(first) = allowing.first() else {
-        return "; no entitlement grants it — ask an administrator to add one to the policy".into();
-    };
-    let Some(ent) = allowing
-        .iter()
-        .filter_map(|name| policy.entitlement(name))
-        .find(|e| policy.is_in(who, &e.requesters))
-    else {
-        return format!(
-            "; `{first}` grants it, but you may not request it — ask one of its requesters or an administrator"
-        );
-    };
-    let half_hour = sluice_core::duration::Duration::from_secs(30 * 60);
-    let duration = if ent.max_duration.as_secs() < half_hour.as_secs() {
-        ent.max_duration
-    } else {
-        half_hour
-    };
-    let ticket = if ent.ticket_pattern.is_some() {
-        " --ticket TICKET"
-    } else {
-        ""
-    };
-    format!(
-        "; request it with: sluice access request {} --for {duration} --reason \"…\"{ticket}",
-        ent.name
-    )
 }

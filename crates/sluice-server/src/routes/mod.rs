@@ -8,6 +8,7 @@ pub mod change_requests;
 pub mod flag_changes;
 pub mod flags;
 pub mod gateway;
+pub mod http_gateway;
 pub mod ofrep;
 pub mod trace;
 pub mod views;
@@ -259,6 +260,7 @@ fn administrative() -> OpenApiRouter<App> {
         .routes(routes!(gateway::password))
         .routes(routes!(gateway::databases))
         .routes(routes!(gateway::declare_database, gateway::remove_database))
+        .routes(routes!(http_gateway::calls))
         .routes(routes!(admin::whoami))
         .routes(routes!(admin::apply, admin::current))
         .routes(routes!(admin::create_token, admin::list_tokens))

@@ -69,3 +69,18 @@ pub enum DbCommand {
         psql_args: Vec<String>,
     },
 }
+
+/// `sluice gateway …`: the HTTP gateway.
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Recent calls to one service through the HTTP gateway (yours; all for administrators
+    /// and auditors), oldest first, from their `http.call.ended` audit entries.
+    Calls {
+        /// The service (`payments-admin` for `http:payments-admin`).
+        #[arg(long)]
+        service: String,
+        /// At most this many, the newest.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+}

@@ -4,7 +4,7 @@ mod db;
 mod flags;
 mod proposals;
 
-pub use db::DbCommand;
+pub use db::{DbCommand, GatewayCommand};
 pub use flags::{ChangeArgs, FlagChangeCommand, FlagRef, RolloutCommand};
 pub use proposals::ProposalCommand;
 
@@ -137,6 +137,13 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// The HTTP gateway: recent calls through it.
+    Gateway {
+        #[command(subcommand)]
+        command: GatewayCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Show who the token belongs to.
     Whoami {
         #[command(flatten)]
@@ -175,6 +182,10 @@ pub struct ServeArgs {
     /// databases it serves are declared in the config file's `databases:` section.
     #[arg(long, env = "SLUICE_PG_LISTEN")]
     pub pg_listen: Option<String>,
+    /// Also serve the HTTP gateway on this address (e.g. `127.0.0.1:8081`); the services it
+    /// fronts are declared in the config file's `http_services:` section.
+    #[arg(long, env = "SLUICE_HTTP_GATEWAY_LISTEN")]
+    pub http_gateway_listen: Option<String>,
 }
 
 /// The database, found as `sluice serve` finds it.

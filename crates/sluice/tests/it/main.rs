@@ -14,6 +14,7 @@ mod crash;
 mod deliver;
 mod gateway;
 mod harness;
+mod http_gateway;
 mod instances;
 mod keys;
 mod outage;

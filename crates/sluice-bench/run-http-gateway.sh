@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# BENCHMARKS.md, "HTTP gateway": a small GET direct to an upstream (a bare axum handler,
+# `bare-hello`) against the same GET through `sluice serve`'s HTTP gateway, in both audit
+# modes (`before`: each call's admission committed before it is forwarded; `after`: one entry
+# after the response).
+#
+# The servers are pinned to core 0 and wrk to core 1 (taskset). Only 127.0.0.1 is used.
+#
+#   cargo build --release -p sluice -p sluice-bench --bin sluice --bin bare-hello
+#   crates/sluice-bench/run-http-gateway.sh
+#
+# Environment: ROUNDS (3), DURATION (10s), CONNECTIONS (32).
+set -euo pipefail
+
+bin="${CARGO_TARGET_DIR:-target}/release"
+rounds="${ROUNDS:-3}"
+duration="${DURATION:-10s}"
+connections="${CONNECTIONS:-32}"
+admin="slu_api_00000000000000000000000000000000000000000000000000000000000000ad"
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_up() { # url
+  for _ in $(seq 1 100); do
+    curl -sS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "server at $1 did not come up" >&2
+  return 1
+}
+
+taskset -c 0 "$bin/bare-hello" 127.0.0.1:7191 &
+pids+=("$!")
+wait_up "http://127.0.0.1:7191/"
+
+cat >"$work/sluice.yaml" <<YAML
+http_gateway_listen: 127.0.0.1:8191
+http_services:
+  - { name: hello-before, upstream: "http://127.0.0.1:7191", audit: before,
+      credential: { header: authorization, value_env: BENCH_UPSTREAM_CREDENTIAL } }
+  - { name: hello-after, upstream: "http://127.0.0.1:7191", audit: after,
+      credential: { header: authorization, value_env: BENCH_UPSTREAM_CREDENTIAL } }
+YAML
+SLUICE_ADMIN_TOKEN="$admin" BENCH_UPSTREAM_CREDENTIAL="Bearer bench" taskset -c 0 "$bin/sluice" serve \
+  --listen 127.0.0.1:7190 --data-dir "$work/data" --config "$work/sluice.yaml" >"$work/sluice.log" 2>&1 &
+pids+=("$!")
+wait_up "http://127.0.0.1:7190/healthz"
+
+base="http://127.0.0.1:7190"
+jq -Rs '{source: .}' <<POLICY | curl -fsS -o /dev/null -H "Authorization: Bearer $admin" \
+  -H 'Content-Type: application/json' -d @- "$base/v1/policy"
+users: [alice]
+service_accounts: [bench-bot]
+groups:
+  leads: [alice]
+entitlements:
+  - name: hello
+    scopes:
+      - resource: "http:hello-*"
+        actions: ["GET /"]
+    requesters: [bench-bot]
+    max_duration: 8h
+    approval: { required: 1, approvers: [group:leads] }
+    auto_approve: { requester_in: [bench-bot], max_duration: 8h }
+POLICY
+bot=$(curl -fsS -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
+  -d '{"principal":"bench-bot","name":"bench"}' "$base/v1/tokens" | jq -r .token)
+curl -fsS -o /dev/null -H "Authorization: Bearer $bot" -H 'Content-Type: application/json' \
+  -d '{"entitlement":"hello","duration":"8h","reason":"bench"}' "$base/v1/requests"
+for svc in hello-before hello-after; do
+  code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $bot" "http://127.0.0.1:8191/$svc/")
+  [ "$code" = 200 ] || { echo "expected 200 through $svc, got $code" >&2; exit 1; }
+done
+
+echo "## small GET: wrk -t1 -c$connections -d$duration --latency, $rounds rounds, interleaved"
+for r in $(seq 1 "$rounds"); do
+  for target in direct:http://127.0.0.1:7191/ after:http://127.0.0.1:8191/hello-after/ before:http://127.0.0.1:8191/hello-before/; do
+    name="${target%%:*}"
+    url="${target#*:}"
+    out=$(taskset -c 1 wrk -t1 "-c$connections" "-d$duration" --latency -H "Authorization: Bearer $bot" "$url")
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+    p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+    non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+    echo "round $r $name: ${rps} req/s, p50 ${p50}, p99 ${p99}${non2xx:+, non-2xx $non2xx}"
+  done
+done
+calls=$(curl -fsS -H "Authorization: Bearer $admin" "$base/v1/audit?action=http.call.ended&limit=1&newest=true" | jq '.entries[0].seq')
+echo "audit head after the runs: seq $calls"

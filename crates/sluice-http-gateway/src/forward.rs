@@ -1,0 +1,244 @@
+//! Forwarding an admitted call: the body limit, the upstream credential, the admission entry
+//! (fail-closed), the request upstream, and the response relayed until it ends or the grant
+//! does.
+
+use crate::headers;
+use crate::record::Call;
+use crate::refusal::Refusal;
+use crate::{Service, Shared};
+use axum::body::{Body, HttpBody};
+use axum::http::header::HeaderValue;
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use sluice_server::gateway::{watch, Hold};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A call the decision allowed, and under which grant.
+pub(crate) struct Admitted {
+    pub(crate) peer: SocketAddr,
+    pub(crate) started: Instant,
+    pub(crate) principal: String,
+    pub(crate) grant_id: String,
+    pub(crate) entitlement: String,
+    pub(crate) expires_at: chrono::DateTime<chrono::Utc>,
+    pub(crate) resource: String,
+    pub(crate) method: String,
+    pub(crate) path: crate::path::CanonicalPath,
+}
+
+pub(crate) async fn forward(
+    shared: &Shared,
+    service: &Service,
+    parts: axum::http::request::Parts,
+    body: Body,
+    a: Admitted,
+) -> Result<Response, Refusal> {
+    let app = &shared.app;
+    let cfg = &service.config;
+    let limit = cfg.max_body_bytes;
+    let declared_len = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_len.is_some_and(|n| n > limit) {
+        return Err(Refusal::BodyTooLarge {
+            resource: a.resource,
+            limit,
+        });
+    }
+    let credential = match &cfg.credential {
+        None => None,
+        Some(c) => {
+            let value = c
+                .value()
+                .ok()
+                .and_then(|v| HeaderValue::from_bytes(v.expose()).ok());
+            match value {
+                Some(mut v) => {
+                    v.set_sensitive(true);
+                    Some((service.credential_header.clone(), v))
+                }
+                None => {
+                    tracing::warn!(service = %cfg.name, "http service {}: the upstream credential cannot be read", cfg.name);
+                    return Err(Refusal::CredentialUnavailable {
+                        resource: a.resource,
+                    });
+                }
+            }
+        }
+    };
+    let source = headers::token(&parts.headers).map(|(_, s)| s);
+    let mut call = Call {
+        app: app.clone(),
+        id: sluice_server::ids::new_id("htc"),
+        principal: a.principal,
+        grant_id: a.grant_id,
+        entitlement: a.entitlement,
+        resource: a.resource,
+        method: a.method,
+        path: a.path.decoded,
+        client: a.peer.to_string(),
+        mode: cfg.audit,
+        started: a.started,
+        status: 0,
+        bytes_in: 0,
+        bytes_out: 0,
+        outcome: String::new(),
+        sent: false,
+    };
+    if cfg.audit == crate::config::AuditMode::Before {
+        // Fail-closed: nothing is forwarded unless its admission is in the audit trail.
+        if let Err(e) = call.admit(app.now()).await {
+            tracing::error!(call = %call.id, error = %e, "http call {} refused: it could not be audited: {e}", call.id);
+            return Err(Refusal::AuditUnavailable);
+        }
+    }
+
+    let mut url = service.base.clone();
+    let query = parts.uri.query();
+    url.set_path(&format!("{}{}", service.base_path, a.path.encoded));
+    url.set_query(query);
+    let upstream_headers = headers::to_upstream(
+        parts.headers,
+        source,
+        a.peer.ip(),
+        credential.as_ref().map(|(n, v)| (n, v.clone())),
+    );
+    let too_large = Arc::new(AtomicBool::new(false));
+    let received = Arc::new(AtomicU64::new(0));
+    let mut req = shared
+        .client
+        .request(parts.method, url)
+        .headers(upstream_headers);
+    if !body.is_end_stream() {
+        let (flag, counter) = (too_large.clone(), received.clone());
+        let limited = body.into_data_stream().map(move |chunk| {
+            let chunk = chunk.map_err(std::io::Error::other)?;
+            let seen =
+                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed) + chunk.len() as u64;
+            if seen > limit {
+                flag.store(true, Ordering::Relaxed);
+                return Err(std::io::Error::other(
+                    "request body over the service's limit",
+                ));
+            }
+            Ok(chunk)
+        });
+        req = req.body(reqwest::Body::wrap_stream(limited));
+    }
+    call.sent = true;
+    // What is recorded if the caller hangs up while the upstream thinks.
+    call.outcome = "client went away before the response".into();
+    let sent = tokio::time::timeout(cfg.timeout(), req.send()).await;
+    let resp = match sent {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) if too_large.load(Ordering::Relaxed) => {
+            call.status = 413;
+            call.outcome = format!("refused: body over {limit} bytes ({e})");
+            return Err(Refusal::BodyTooLarge {
+                resource: call.resource.clone(),
+                limit,
+            });
+        }
+        Ok(Err(e)) => {
+            call.status = 502;
+            call.outcome = format!("upstream unavailable: {e}");
+            tracing::warn!(call = %call.id, service = %cfg.name, error = %e, "http call {} to {}: upstream unavailable: {e}", call.id, cfg.name);
+            return Err(Refusal::UpstreamUnavailable {
+                resource: call.resource.clone(),
+                detail: e.without_url().to_string(),
+            });
+        }
+        Err(_) => {
+            call.status = 504;
+            call.outcome = "upstream timed out".into();
+            return Err(Refusal::UpstreamTimeout {
+                resource: call.resource.clone(),
+                seconds: cfg.timeout().as_secs(),
+            });
+        }
+    };
+    call.status = resp.status().as_u16();
+    call.bytes_in = received.load(Ordering::Relaxed);
+    let status = resp.status();
+    // The server stops reading a body once its declared length is sent: a call whose body
+    // was all sent is complete whether or not its end was read.
+    let expected =
+        if call.method == "HEAD" || status.is_informational() || status == 204 || status == 304 {
+            Some(0)
+        } else {
+            resp.content_length()
+        };
+    call.outcome = if expected == Some(0) {
+        "completed".into()
+    } else {
+        "client went away".into()
+    };
+    let headers_out = headers::to_caller(
+        resp.headers().clone(),
+        credential.as_ref().map(|(n, v)| (n, v)),
+    );
+    let hold = Arc::new(Hold::new(
+        call.id.clone(),
+        call.principal.clone(),
+        call.grant_id.clone(),
+        a.expires_at,
+    ));
+    let body = relay(app.clone(), hold, call, expected, resp.bytes_stream());
+    let mut out = Response::new(Body::from_stream(body));
+    *out.status_mut() = status;
+    *out.headers_mut() = headers_out;
+    Ok(out)
+}
+
+type Watch = Pin<Box<dyn std::future::Future<Output = (String, String)> + Send>>;
+
+/// The response body, relayed until it ends or the grant does (then the stream fails, so
+/// the caller sees a cut response, never a complete-looking short one). The call's result is
+/// recorded when this stream is dropped.
+fn relay(
+    app: sluice_server::App,
+    hold: Arc<Hold>,
+    call: Call,
+    expected: Option<u64>,
+    upstream: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    let resource = call.resource.clone();
+    let watching: Watch = Box::pin(async move { watch(&app, &hold, &resource).await });
+    let state = Some((Box::pin(upstream), watching, call));
+    futures_util::stream::unfold(state, move |state| async move {
+        let (mut upstream, mut watching, mut call) = state?;
+        tokio::select! {
+            biased;
+            (reason, message) = &mut watching => {
+                tracing::info!(call = %call.id, grant_id = %call.grant_id, "http call {} cut: {message}", call.id);
+                call.outcome = format!("cut: {reason}");
+                Some((Err(std::io::Error::other(message)), None))
+            }
+            next = upstream.next() => match next {
+                Some(Ok(chunk)) => {
+                    call.bytes_out += chunk.len() as u64;
+                    if Some(call.bytes_out) == expected {
+                        call.outcome = "completed".into();
+                    }
+                    Some((Ok(chunk), Some((upstream, watching, call))))
+                }
+                Some(Err(e)) => {
+                    call.outcome = format!("upstream failed mid-response: {}", e.without_url());
+                    Some((Err(std::io::Error::other("upstream failed mid-response")), None))
+                }
+                None => {
+                    call.outcome = "completed".into();
+                    drop(call);
+                    None
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,171 @@
+//! Which headers cross the gateway, each way.
+//!
+//! Hop-by-hop headers (RFC 9110 §7.6.1: `Connection`, the fields it names, and
+//! `Proxy-Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding`, `Upgrade`, plus the proxy
+//! authentication pair) describe one connection and are never forwarded. The caller's Sluice
+//! token never goes upstream; the upstream credential never comes back.
+
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// The header a caller may carry its Sluice token in when the upstream reads `Authorization`.
+pub const TOKEN_HEADER: &str = "x-sluice-token";
+
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "proxy-connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
+/// Removes the hop-by-hop headers, those `Connection` names first.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+/// Where the caller's token was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenSource {
+    Dedicated,
+    Authorization,
+}
+
+/// The caller's Sluice token: `X-Sluice-Token`, else `Authorization: Bearer`.
+pub fn token(h: &HeaderMap) -> Option<(String, TokenSource)> {
+    if let Some(v) = h.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) {
+        return Some((v.trim().to_owned(), TokenSource::Dedicated));
+    }
+    let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| (token.trim().to_owned(), TokenSource::Authorization))
+}
+
+/// The request headers as the upstream gets them.
+pub fn to_upstream(
+    mut h: HeaderMap,
+    source: Option<TokenSource>,
+    peer: std::net::IpAddr,
+    credential: Option<(&HeaderName, HeaderValue)>,
+) -> HeaderMap {
+    strip_hop_by_hop(&mut h);
+    // INVARIANT: the token is removed wherever it was; the dedicated header always goes.
+    h.remove(TOKEN_HEADER);
+    let sluice_bearer = h
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim()
+                .get(..11)
+                .is_some_and(|p| p.eq_ignore_ascii_case("bearer slu_"))
+        });
+    if source == Some(TokenSource::Authorization) || sluice_bearer {
+        h.remove(header::AUTHORIZATION);
+    }
+    // The client's `Expect: 100-continue` was answered by this server already.
+    h.remove(header::EXPECT);
+    // The upstream's own name is set from its URL.
+    let host = h.remove(header::HOST);
+    let forwarded_for = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {peer}"),
+        None => peer.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+        h.insert("x-forwarded-for", v);
+    }
+    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    match host {
+        Some(v) => h.insert("x-forwarded-host", v),
+        None => h.remove("x-forwarded-host"),
+    };
+    if let Some((name, value)) = credential {
+        h.insert(name.clone(), value);
+    }
+    h
+}
+
+/// The response headers as the caller gets them: no hop-by-hop header, no header named like
+/// the credential, none carrying its value.
+pub fn to_caller(mut h: HeaderMap, credential: Option<(&HeaderName, &HeaderValue)>) -> HeaderMap {
+    strip_hop_by_hop(&mut h);
+    if let Some((name, value)) = credential {
+        h.remove(name);
+        let secret = value.as_bytes();
+        if !secret.is_empty() {
+            let leaking: Vec<HeaderName> = h
+                .iter()
+                .filter(|(_, v)| contains(v.as_bytes(), secret))
+                .map(|(n, _)| n.clone())
+                .collect();
+            for n in leaking {
+                h.remove(n);
+            }
+        }
+    }
+    h
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.len() <= hay.len() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_named_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Hop"),
+        );
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert("x-end", HeaderValue::from_static("2"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-end"));
+    }
+
+    #[test]
+    fn the_token_is_read_from_either_header() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer slu_api_x"),
+        );
+        assert_eq!(
+            token(&h),
+            Some(("slu_api_x".into(), TokenSource::Authorization))
+        );
+        h.insert(TOKEN_HEADER, HeaderValue::from_static("slu_api_y"));
+        assert_eq!(
+            token(&h),
+            Some(("slu_api_y".into(), TokenSource::Dedicated))
+        );
+        let mut basic = HeaderMap::new();
+        basic.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic eDp5"),
+        );
+        assert_eq!(token(&basic), None);
+    }
+}
