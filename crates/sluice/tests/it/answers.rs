@@ -3,23 +3,7 @@
 //! or reformat a field. Each command's output is compared, byte for byte, with the same
 //! resource read over HTTP.
 
-use crate::harness::{get_json, Serve, ADMIN_TOKEN};
-
-const FLAGS: &str = r##"{
-  "flags": {
-    "checkout-v2": {
-      "state": "ENABLED",
-      "variants": {"on": true, "off": false},
-      "defaultVariant": "off",
-      "targeting": {"if": [{"ends_with": [{"var": "email"}, "@example.com"]}, "on", "off"]}
-    },
-    "banner": {
-      "state": "DISABLED",
-      "variants": {"blue": "#00f", "red": "#f00"},
-      "defaultVariant": "blue"
-    }
-  }
-}"##;
+use crate::harness::{get_json, Serve, ADMIN_TOKEN, FLAGS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_output_is_the_answer_as_sent() {

@@ -9,6 +9,23 @@ use tokio::process::{Child, Command};
 pub const ADMIN_TOKEN: &str =
     "slu_api_00000000000000000000000000000000000000000000000000000000000000ad";
 
+/// Two flags (one with targeting, one disabled) for the CLI tests that import a set.
+pub const FLAGS: &str = r##"{
+  "flags": {
+    "checkout-v2": {
+      "state": "ENABLED",
+      "variants": {"on": true, "off": false},
+      "defaultVariant": "off",
+      "targeting": {"if": [{"ends_with": [{"var": "email"}, "@example.com"]}, "on", "off"]}
+    },
+    "banner": {
+      "state": "DISABLED",
+      "variants": {"blue": "#00f", "red": "#f00"},
+      "defaultVariant": "blue"
+    }
+  }
+}"##;
+
 pub const POLICY: &str = r#"
 users: [alice, bob, carol, dave]
 groups:

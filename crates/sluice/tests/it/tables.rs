@@ -1,23 +1,7 @@
 //! The CLI's tables for people, pinned with `insta`: a column that goes blank or moves shows
 //! up in review. Output of the real binary against a real server.
 
-use crate::harness::{Serve, ADMIN_TOKEN};
-
-const FLAGS: &str = r##"{
-  "flags": {
-    "checkout-v2": {
-      "state": "ENABLED",
-      "variants": {"on": true, "off": false},
-      "defaultVariant": "off",
-      "targeting": {"if": [{"ends_with": [{"var": "email"}, "@example.com"]}, "on", "off"]}
-    },
-    "banner": {
-      "state": "DISABLED",
-      "variants": {"blue": "#00f", "red": "#f00"},
-      "defaultVariant": "blue"
-    }
-  }
-}"##;
+use crate::harness::{Serve, ADMIN_TOKEN, FLAGS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flags_list_tables() {
