@@ -147,10 +147,7 @@ pub async fn checkpoint(app: &App) -> Result<Option<i64>, ApiError> {
                 mine.key_id()
             );
             tracing::error!(expected = %expected.key_id, found = %mine.key_id(), "{message}");
-            return Err(ApiError::Conflict {
-                code: "signing_key_mismatch",
-                message,
-            });
+            return Err(ApiError::SigningKeyMismatch(message));
         }
     }
     let cp = app.signer.sign(&head, app.now());

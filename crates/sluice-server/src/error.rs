@@ -26,10 +26,12 @@ pub enum ApiError {
     /// A flag write named an environment that neither the policy declares nor holds flags.
     #[error("{0}")]
     UnknownEnvironment(String),
-    #[error("{message}")]
-    BadRequest { code: &'static str, message: String },
-    #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    /// A write collided with another; trying again may succeed.
+    #[error("{0}")]
+    Conflict(String),
+    /// This instance's signing key is not the one the trail's checkpoints are signed with.
+    #[error("{0}")]
+    SigningKeyMismatch(String),
     /// An operation's refusal; its status and code are decided below, and only here.
     #[error(transparent)]
     Op(OpError),
@@ -51,11 +53,9 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::BadRequest {
-            code,
-            message: message.into(),
-        }
+    /// Refused input: `input` names which part (and so the stable code), `message` why.
+    pub fn bad_request(input: Input, message: impl Into<String>) -> Self {
+        ApiError::Op(OpError::invalid(input, message))
     }
 
     pub fn code(&self) -> &'static str {
@@ -65,7 +65,8 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::UnknownEnvironment(_) => "unknown_environment",
-            ApiError::BadRequest { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::Conflict(_) => "conflict",
+            ApiError::SigningKeyMismatch(_) => "signing_key_mismatch",
             ApiError::Op(e) => op_code(e),
             ApiError::RateLimited => "rate_limited",
             ApiError::PayloadTooLarge { .. } => "body_too_large",
@@ -99,8 +100,7 @@ impl ApiError {
             ApiError::Unauthenticated | ApiError::TokenExpired => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::UnknownEnvironment(_) => StatusCode::NOT_FOUND,
-            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::SigningKeyMismatch(_) => StatusCode::CONFLICT,
             ApiError::Op(e) => op_status(e),
             ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -151,18 +151,30 @@ fn op_code(e: &OpError) -> &'static str {
 fn input_code(input: Input) -> &'static str {
     match input {
         Input::AdminToken => "invalid_admin_token",
+        Input::Body => "invalid_body",
+        Input::BatchSize => "too_many_evaluations",
         Input::Change => "invalid_change",
         Input::Context => "invalid_context",
         Input::Database => "invalid_database",
+        Input::Depth => "too_deep",
         Input::Duration => "invalid_duration",
         Input::Environment => "invalid_environment",
         Input::Flag => "invalid_flag",
+        Input::Flags => "invalid_flags",
+        Input::ImportMode => "invalid_mode",
+        Input::Json => "invalid_json",
         Input::Keys => "invalid_keys",
         Input::MissingEnvironment => "environment_required",
         Input::NameLength => "name_too_long",
+        Input::Nul => "nul_character",
+        Input::Op => "invalid_op",
         Input::Request => "invalid_request",
+        Input::Scope => "invalid_scope",
+        Input::Status => "invalid_status",
         Input::TargetOutlivesGrant => "target_outlives_grant",
         Input::Time => "invalid_time",
+        Input::TokenKind => "invalid_kind",
+        Input::UnknownField => "unknown_field",
         Input::Variant => "unknown_variant",
     }
 }
@@ -247,10 +259,7 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(m) => ApiError::Unavailable(m),
             StoreError::Busy(m) => ApiError::StoreBusy(m),
             StoreError::Full(m) => ApiError::StoreFull(m),
-            StoreError::Conflict(m) => ApiError::Conflict {
-                code: "conflict",
-                message: m,
-            },
+            StoreError::Conflict(m) => ApiError::Conflict(m),
             other => ApiError::Internal(other.to_string()),
         }
     }

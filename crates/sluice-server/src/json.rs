@@ -12,6 +12,7 @@
 //! field can forget it. OFREP contexts are never stored and are not checked.
 
 use crate::error::ApiError;
+use crate::ops::Input;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use serde::de::DeserializeOwned;
@@ -46,7 +47,7 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
                         limit: limit.map_or(MAX_BODY, |l| l.0),
                     }
                 } else {
-                    ApiError::bad_request("invalid_body", e.body_text())
+                    ApiError::bad_request(Input::Body, e.body_text())
                 }
             })
     }
@@ -68,7 +69,7 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let shape = scan(bytes);
     if shape.depth > MAX_DEPTH {
         return Err(ApiError::bad_request(
-            "too_deep",
+            Input::Depth,
             format!("JSON is nested deeper than {MAX_DEPTH} levels"),
         ));
     }
@@ -77,19 +78,19 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     serde_json::from_slice(bytes).map_err(|e| {
         let msg = e.to_string();
-        let code = if msg.starts_with("unknown field") {
-            "unknown_field"
+        let input = if msg.starts_with("unknown field") {
+            Input::UnknownField
         } else {
-            "invalid_json"
+            Input::Json
         };
-        ApiError::bad_request(code, format!("invalid request body: {msg}"))
+        ApiError::bad_request(input, format!("invalid request body: {msg}"))
     })
 }
 
 /// `400 nul_character`, naming where the NUL was.
 fn nul_error(place: &str) -> ApiError {
     ApiError::bad_request(
-        "nul_character",
+        Input::Nul,
         format!(
             "{place} contains a NUL character (U+0000), which Sluice does not accept in any string"
         ),

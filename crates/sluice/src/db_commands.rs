@@ -7,7 +7,8 @@ use crate::output::{emit, opt, stamp, table, when_at};
 use reqwest::Method;
 use serde_json::Value;
 use sluice_api::gateway::{
-    DatabaseList, Declared, Killed, PasswordIssued, Removed, SessionDetail, SessionList,
+    DatabaseConfig, DatabaseList, Declared, Killed, LogMode, PasswordIssued, Removed, RoleConfig,
+    SessionDetail, SessionList, UpstreamConfig,
 };
 use sluice_api::http_gateway::CallList;
 
@@ -53,7 +54,7 @@ pub async fn db(cmd: DbCommand, r: Remote) -> anyhow::Result<()> {
             log,
             max_statement_bytes,
         } => {
-            let body = declaration(&upstream, &roles, &log, max_statement_bytes)?;
+            let body = declaration(&name, &upstream, &roles, &log, max_statement_bytes)?;
             let v: Declared = c
                 .send(
                     Method::PUT,
@@ -294,11 +295,17 @@ fn show(v: &SessionDetail) {
 
 /// The API body of `db declare` from its options.
 fn declaration(
+    name: &str,
     upstream: &str,
     roles: &[String],
     log: &str,
     max_statement_bytes: usize,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<DatabaseConfig> {
+    let log = match log {
+        "session-log" => LogMode::SessionLog,
+        "strict" => LogMode::Strict,
+        other => anyhow::bail!("--log is `session-log` or `strict`, not `{other}`"),
+    };
     let (hostport, dbname) = upstream
         .split_once('/')
         .filter(|(h, d)| !h.is_empty() && !d.is_empty())
@@ -321,15 +328,25 @@ fn declaration(
             let (user, var) = rest.split_once(':').ok_or_else(|| {
                 anyhow::anyhow!("--role `{r}`: name the variable holding the password: ACTION=USER:ENV_VAR")
             })?;
-            Ok(serde_json::json!({"action": action, "user": user, "password_env": var}))
+            Ok(RoleConfig {
+                action: action.to_owned(),
+                user: user.to_owned(),
+                password_env: Some(var.to_owned()),
+                password_file: None,
+            })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(serde_json::json!({
-        "upstream": {"host": host, "port": port, "dbname": dbname},
-        "roles": roles,
-        "log": log,
-        "max_statement_bytes": max_statement_bytes,
-    }))
+    Ok(DatabaseConfig {
+        name: name.to_owned(),
+        upstream: UpstreamConfig {
+            host: host.to_owned(),
+            port,
+            dbname: dbname.to_owned(),
+        },
+        roles,
+        log,
+        max_statement_bytes,
+    })
 }
 
 fn databases_table(v: &DatabaseList) {

@@ -11,8 +11,6 @@
 mod compile;
 mod eval;
 mod fractional;
-mod iter;
-mod ops;
 mod semver;
 mod value;
 

@@ -147,28 +147,52 @@ pub enum Input {
     AdminToken,
     /// A stored scheduled change that does not read as a change any more.
     Change,
+    /// The request body could not be read.
+    Body,
+    /// A batch (e.g. of AuthZEN evaluations) with more items than allowed.
+    BatchSize,
     /// A gateway database declaration.
     Database,
     /// A duration, e.g. longer than allowed.
     Duration,
     /// A client key's evaluation context.
     Context,
+    /// JSON nested deeper than the server reads.
+    Depth,
     /// An environment name.
     Environment,
     /// A flag definition, after a change.
     Flag,
+    /// A whole flagd document to import.
+    Flags,
+    /// An import mode other than strict or lenient.
+    ImportMode,
+    /// A body that is not JSON, or not of the expected shape.
+    Json,
     /// Targeting keys (too few or too many).
     Keys,
     /// An environment a client key must be bound to.
     MissingEnvironment,
+    /// A NUL character (U+0000) in any string.
+    Nul,
+    /// A change operation's name.
+    Op,
     /// The request as a whole, or a part without a code of its own.
     Request,
+    /// A scope pattern.
+    Scope,
+    /// A status to filter by.
+    Status,
     /// A subject, action or resource name longer than names may be.
     NameLength,
     /// A target asked for longer than the grant that allows it has left.
     TargetOutlivesGrant,
     /// A time, e.g. one that should be in the future.
     Time,
+    /// A token kind.
+    TokenKind,
+    /// A field the request type does not have.
+    UnknownField,
     /// A variant the flag does not define.
     Variant,
 }

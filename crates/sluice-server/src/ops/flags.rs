@@ -1,6 +1,6 @@
 use crate::app::App;
 use crate::caller::Caller;
-use crate::error::ApiError;
+use crate::ops::{Input, OpError};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sluice_audit::NewEntry;
@@ -52,7 +52,7 @@ impl App {
         document: Value,
         mode: ImportMode,
         create_env: bool,
-    ) -> Result<Imported, ApiError> {
+    ) -> Result<Imported, OpError> {
         self.check_environment(environment, create_env, caller.admin)
             .await?;
         // An import replaces every flag, so it is the widest change there is: in a protected
@@ -67,18 +67,18 @@ impl App {
             self.now(),
         )?;
         if document.get(LENIENT_MARKER).is_some() {
-            return Err(ApiError::bad_request(
-                "invalid_flags",
+            return Err(OpError::invalid(
+                Input::Flags,
                 format!("$.{LENIENT_MARKER}: reserved; import with ?mode=lenient instead"),
             ));
         }
         // Validated by compiling, once: that compile is what is served once stored.
         let def = FlagSetDef::from_value_lenient(document)
-            .map_err(|e| ApiError::bad_request("invalid_flags", e.to_string()))?;
+            .map_err(|e| OpError::invalid(Input::Flags, e.to_string()))?;
         let (snapshot, broken) = match mode {
             ImportMode::Strict => {
                 let snapshot = Snapshot::compile(&def, 0)
-                    .map_err(|e| ApiError::bad_request("invalid_flags", e.to_string()))?;
+                    .map_err(|e| OpError::invalid(Input::Flags, e.to_string()))?;
                 (snapshot, Vec::new())
             }
             ImportMode::Lenient => {
@@ -97,7 +97,7 @@ impl App {
         // into the hash: no copy of the document is built for it.
         let mut hasher = Sha256::new();
         serde_json::to_writer(&mut hasher, &def)
-            .map_err(|e| ApiError::Internal(format!("hashing the document: {e}")))?;
+            .map_err(|e| OpError::Internal(format!("hashing the document: {e}")))?;
         let digest = hex::encode(hasher.finalize());
         let flags = def.flags();
         let now = self.now();

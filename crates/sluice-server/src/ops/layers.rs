@@ -13,7 +13,6 @@
 
 use crate::app::App;
 use crate::caller::Caller;
-use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::ops::flag_changes::{Authority, FlagChange};
 use crate::ops::{Input, Missing, OpError};
@@ -461,7 +460,6 @@ impl App {
                     Err(e) if e.is_failure() => return Err(e),
                     Err(e) => {
                         // Recorded as the API would answer it: its stable code and message.
-                        let e = ApiError::from(e);
                         // The transaction may hold part of the change: drop it, and record
                         // the failure once in a fresh one (the next pass records the rest).
                         drop(tx);
@@ -561,7 +559,7 @@ impl App {
         &self,
         env: &str,
         key: &str,
-        e: &ApiError,
+        e: &OpError,
         now: DateTime<Utc>,
     ) -> Result<usize, OpError> {
         let mut tx = self.store.begin().await?;

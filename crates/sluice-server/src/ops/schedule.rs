@@ -3,7 +3,6 @@
 
 use crate::app::App;
 use crate::caller::Caller;
-use crate::error::ApiError;
 use crate::ids::new_id;
 use crate::ops::flag_changes::{FlagChange, FlagChangeExt};
 use crate::ops::{Clash, Input, OpError};
@@ -168,7 +167,6 @@ impl App {
                 Err(e) => {
                     drop(tx);
                     // Recorded as the API would answer it: its stable code and message.
-                    let e = ApiError::from(e);
                     // Record the refusal in a fresh transaction (the failed one is rolled back).
                     let mut tx = self.store.begin().await?;
                     if tx.claim_scheduled(&id).await?.is_some() {

@@ -6,6 +6,7 @@ use crate::auth::ApiCaller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::{ApiJson, ApiJsonOrDefault};
 use crate::ops::access::Ending;
+use crate::ops::Input;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -31,14 +32,14 @@ pub struct ListQuery {
 
 fn parse_duration(raw: Option<String>) -> Result<Option<Duration>, ApiError> {
     raw.map(|d| {
-        Duration::parse(&d).map_err(|e| ApiError::bad_request("invalid_duration", e.to_string()))
+        Duration::parse(&d).map_err(|e| ApiError::bad_request(Input::Duration, e.to_string()))
     })
     .transpose()
 }
 
 fn parse_scopes(raw: Option<Vec<ScopeView>>) -> Result<Option<Vec<Scope>>, ApiError> {
     let bad =
-        |e: sluice_core::scope::PatternError| ApiError::bad_request("invalid_scope", e.to_string());
+        |e: sluice_core::scope::PatternError| ApiError::bad_request(Input::Scope, e.to_string());
     raw.map(|list| {
         list.into_iter()
             .map(|s| {
@@ -92,7 +93,7 @@ pub async fn list(
         .status
         .map(|s| {
             RequestStatus::parse(&s).ok_or_else(|| {
-                ApiError::bad_request("invalid_status", format!("unknown status `{s}`"))
+                ApiError::bad_request(Input::Status, format!("unknown status `{s}`"))
             })
         })
         .transpose()?;

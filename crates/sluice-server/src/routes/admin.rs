@@ -5,6 +5,7 @@ use crate::app::App;
 use crate::auth::ApiCaller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
+use crate::ops::Input;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -81,7 +82,7 @@ pub async fn create_token(
         None => TokenKind::Api,
         Some(k) => TokenKind::parse(k).ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_kind",
+                Input::TokenKind,
                 format!("unknown token kind `{k}`; use `api` or `client`"),
             )
         })?,
@@ -89,8 +90,7 @@ pub async fn create_token(
     let expires_in = body
         .expires_in
         .map(|d| {
-            Duration::parse(&d)
-                .map_err(|e| ApiError::bad_request("invalid_duration", e.to_string()))
+            Duration::parse(&d).map_err(|e| ApiError::bad_request(Input::Duration, e.to_string()))
         })
         .transpose()?;
     let t = app

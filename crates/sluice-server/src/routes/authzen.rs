@@ -15,6 +15,7 @@ use crate::auth::ApiCaller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
 use crate::ops::decide::Question;
+use crate::ops::Input;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header;
 use axum::Json;
@@ -94,7 +95,7 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for AuthzenJ
         });
         if !json {
             return Err(ApiError::bad_request(
-                "invalid_request",
+                Input::Request,
                 format!(
                     "the body must be JSON with `Content-Type: application/json` (got {})",
                     media.map_or_else(|| "none".to_owned(), |m| format!("`{m}`"))
@@ -163,7 +164,7 @@ pub async fn evaluation(
     ApiCaller(caller): ApiCaller,
     AuthzenJson(req): AuthzenJson<EvaluationRequest>,
 ) -> Result<Json<EvaluationResponse>, ApiError> {
-    let q = question(&req).map_err(|m| ApiError::bad_request("invalid_request", m))?;
+    let q = question(&req).map_err(|m| ApiError::bad_request(Input::Request, m))?;
     let d = app.decide(&caller, &[q]).await?;
     let first = d
         .first()
@@ -193,13 +194,12 @@ pub async fn evaluations(
     AuthzenJson(mut req): AuthzenJson<EvaluationsRequest>,
 ) -> Result<Json<Value>, ApiError> {
     // The shared context is the request's, not one item's: a bad one fails the whole call.
-    check_context(&req.context, "context")
-        .map_err(|m| ApiError::bad_request("invalid_request", m))?;
+    check_context(&req.context, "context").map_err(|m| ApiError::bad_request(Input::Request, m))?;
     let items = req.evaluations.take().unwrap_or_default();
     if items.is_empty() {
         // Without an `evaluations` array the call is a single evaluation.
         let single = merge(&req, EvaluationRequest::default());
-        let q = question(&single).map_err(|m| ApiError::bad_request("invalid_request", m))?;
+        let q = question(&single).map_err(|m| ApiError::bad_request(Input::Request, m))?;
         let d = app.decide(&caller, &[q]).await?;
         let first = d
             .first()
@@ -208,7 +208,7 @@ pub async fn evaluations(
     }
     if items.len() > 1000 {
         return Err(ApiError::bad_request(
-            "too_many_evaluations",
+            Input::BatchSize,
             "at most 1000 evaluations per call",
         ));
     }
@@ -223,7 +223,7 @@ pub async fn evaluations(
         "permit_on_first_permit" => Some(true),
         other => {
             return Err(ApiError::bad_request(
-                "invalid_request",
+                Input::Request,
                 format!("unknown evaluations_semantic `{other}`"),
             ))
         }

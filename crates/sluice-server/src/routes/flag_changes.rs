@@ -5,6 +5,7 @@ use crate::auth::ApiCaller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
 use crate::ops::flag_changes::FlagChanged;
+use crate::ops::Input;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -26,7 +27,7 @@ pub async fn change(
     if let Some(at) = body.at {
         if body.create_env {
             return Err(ApiError::bad_request(
-                "invalid_request",
+                Input::Request,
                 "`create_env` goes with a change made now, not a scheduled one",
             ));
         }
@@ -72,7 +73,7 @@ pub async fn add_target(
     ApiJson(body): ApiJson<NewTarget>,
 ) -> Result<(StatusCode, Json<TargetView>), ApiError> {
     let d = sluice_core::duration::Duration::parse(&body.duration)
-        .map_err(|e| ApiError::bad_request("invalid_duration", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(Input::Duration, e.to_string()))?;
     let t = app
         .add_target(&caller, &env, &key, body.variant, body.keys, body.group, d)
         .await?;
@@ -141,7 +142,7 @@ pub async fn control_rollout(
         "rollback" => crate::ops::layers::RolloutOp::Rollback,
         other => {
             return Err(ApiError::bad_request(
-                "invalid_op",
+                Input::Op,
                 format!("unknown rollout operation `{other}`; use pause, resume or rollback"),
             ))
         }

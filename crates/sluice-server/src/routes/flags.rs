@@ -5,6 +5,7 @@ use crate::auth::ApiCaller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
 use crate::ops::flags::ImportMode;
+use crate::ops::Input;
 use crate::routes::flag_changes::target_view;
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -72,7 +73,7 @@ pub async fn import(
         Some("lenient") => ImportMode::Lenient,
         Some(other) => {
             return Err(ApiError::bad_request(
-                "invalid_mode",
+                Input::ImportMode,
                 format!("mode `{other}` is neither `strict` nor `lenient`"),
             ))
         }

@@ -5,6 +5,7 @@ use crate::app::App;
 use crate::auth::ApiCaller;
 use crate::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::ops::Input;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::Deserialize;
@@ -212,7 +213,7 @@ pub async fn declare_database(
     let name = sluice_core::scope::normalize(&name);
     let Some(obj) = body.as_object_mut() else {
         return Err(ApiError::bad_request(
-            "invalid_database",
+            Input::Database,
             "the body is a database declaration: {\"upstream\": {…}, \"roles\": [{…}]}",
         ));
     };
@@ -223,16 +224,13 @@ pub async fn declare_database(
         Some(n) if sluice_core::scope::normalize(n) == name => {}
         Some(n) => {
             return Err(ApiError::bad_request(
-                "invalid_database",
+                Input::Database,
                 format!("the body names `{n}` but the path `{name}`"),
             ))
         }
     }
     let spec: crate::gateway::spec::DatabaseConfig = serde_json::from_value(body).map_err(|e| {
-        ApiError::bad_request(
-            "invalid_database",
-            format!("not a database declaration: {e}"),
-        )
+        ApiError::bad_request(Input::Database, format!("not a database declaration: {e}"))
     })?;
     let created = app.declare_gateway_database(&caller, spec).await?;
     let status = if created {

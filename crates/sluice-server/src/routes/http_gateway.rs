@@ -4,6 +4,7 @@
 use crate::app::App;
 use crate::auth::ApiCaller;
 use crate::error::{ApiError, ErrorBody};
+use crate::ops::Input;
 use axum::extract::{Query, State};
 use axum::Json;
 use serde::Deserialize;
@@ -30,7 +31,7 @@ pub async fn calls(
 ) -> Result<Json<CallList>, ApiError> {
     let service = sluice_core::scope::normalize(&p.service);
     sluice_core::policy::check_name("service", &service)
-        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+        .map_err(|e| ApiError::bad_request(Input::Request, e.to_string()))?;
     let all = crate::routes::audit::require_auditor(&app, &caller).is_ok();
     let q = sluice_store::AuditQuery {
         actor: (!all).then(|| caller.name.clone()),

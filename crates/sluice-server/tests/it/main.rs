@@ -19,6 +19,7 @@ mod flags;
 mod harness;
 mod keys;
 mod lifecycle;
+mod modules;
 mod nul;
 mod ofrep;
 mod openapi;

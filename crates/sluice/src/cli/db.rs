@@ -36,7 +36,7 @@ pub enum DbCommand {
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
         /// `session-log` (default) or `strict` (each statement an audit entry first).
-        #[arg(long, default_value = "session-log")]
+        #[arg(long, default_value = "session-log", value_parser = ["session-log", "strict"])]
         log: String,
         /// Statements and parameters are recorded up to this many bytes.
         #[arg(long, default_value_t = 4096)]

@@ -3,11 +3,13 @@
 //! Operators given bad input yield `null` (JsonLogic's and flagd's behaviour),
 //! never an error: a rule that compiled always evaluates.
 
+mod iter;
+mod ops;
+
 use std::borrow::Cow;
 
 use serde_json::{Number, Value};
 
-use super::ops;
 use super::{Node, Special, Var, VarPath};
 use crate::context::Context;
 

@@ -3,12 +3,11 @@
 
 use std::borrow::Cow;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::eval::{eval, Env, Scope};
-use super::ops::reduce_scope;
-use super::value::truthy;
-use super::{Node, Op};
+use super::{eval, Env, Scope};
+use crate::rule::value::truthy;
+use crate::rule::{Node, Op};
 
 pub(crate) fn apply<'a>(
     op: Op,
@@ -59,4 +58,12 @@ pub(crate) fn apply<'a>(
         _ => Value::Null,
     };
     Cow::Owned(out)
+}
+
+/// Builds the `{"current", "accumulator"}` scope object of `reduce`.
+fn reduce_scope(current: &Value, accumulator: Value) -> Value {
+    let mut m = Map::new();
+    m.insert("current".to_owned(), current.clone());
+    m.insert("accumulator".to_owned(), accumulator);
+    Value::Object(m)
 }

@@ -3,12 +3,12 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::eval::{eval, lookup_dynamic, Env, Scope};
-use super::semver::{version_of, SemOp, SemVerNode, Version};
-use super::value::{cat_piece, js_cmp, loose_eq, number_value, strict_eq, to_number, truthy};
-use super::{Node, Op};
+use super::{eval, lookup_dynamic, Env, Scope};
+use crate::rule::semver::{version_of, SemOp, SemVerNode, Version};
+use crate::rule::value::{cat_piece, js_cmp, loose_eq, number_value, strict_eq, to_number, truthy};
+use crate::rule::{Node, Op};
 
 type V<'a> = Cow<'a, Value>;
 
@@ -157,7 +157,7 @@ fn binary<'a>(a: f64, b: &Value, f: impl Fn(f64, f64) -> f64) -> V<'a> {
 
 fn substr<'a>(s: &Value, start: &Value, len: Option<V<'_>>) -> V<'a> {
     let mut text = String::new();
-    super::value::js_string(s, &mut text);
+    crate::rule::value::js_string(s, &mut text);
     let chars: Vec<char> = text.chars().collect();
     let n = chars.len() as i64;
     let start = to_number(start).unwrap_or(0.0) as i64;
@@ -245,12 +245,4 @@ pub(crate) fn sem_ver<'a>(node: &'a SemVerNode, env: &Env<'a>, scope: Scope<'a>)
         Some(rv) => boolean(op.apply(&lv, &rv)),
         None => null(),
     }
-}
-
-/// Builds the `{"current", "accumulator"}` scope object of `reduce`.
-pub(crate) fn reduce_scope(current: &Value, accumulator: Value) -> Value {
-    let mut m = Map::new();
-    m.insert("current".to_owned(), current.clone());
-    m.insert("accumulator".to_owned(), accumulator);
-    Value::Object(m)
 }
