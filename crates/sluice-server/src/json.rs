@@ -14,8 +14,24 @@
 use crate::error::ApiError;
 use crate::ops::Input;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+
+/// `axum::extract::Query` with the JSON error shape: a query string that does not read as the
+/// route's parameters is `400 invalid_query`, naming the parameter, not axum's plain text.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|e| ApiError::bad_request(Input::Query, e.body_text()))
+    }
+}
 
 /// Largest request body accepted on any endpoint but flag import.
 pub const MAX_BODY: usize = 256 * 1024;

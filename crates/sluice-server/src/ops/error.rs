@@ -177,6 +177,8 @@ pub enum Input {
     Nul,
     /// A change operation's name.
     Op,
+    /// A query string that does not read as the route's parameters.
+    Query,
     /// The request as a whole, or a part without a code of its own.
     Request,
     /// A scope pattern.

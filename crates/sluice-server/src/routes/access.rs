@@ -7,7 +7,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::json::{ApiJson, ApiJsonOrDefault};
 use crate::ops::access::Ending;
 use crate::ops::Input;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -19,6 +19,7 @@ use sluice_store::RequestFilter;
 use utoipa::IntoParams;
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only this status (`pending`, `active`, …).
@@ -64,7 +65,7 @@ fn view(app: &App, r: &sluice_core::access::AccessRequest) -> Json<RequestView> 
 
 /// Request access to an entitlement.
 #[utoipa::path(post, path = "/v1/requests", request_body = NewRequest, tag = "access",
-    responses((status = 201, body = RequestView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = RequestView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "No such entitlement (`unknown_entitlement`)", body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
@@ -87,7 +88,7 @@ pub async fn create(
 pub async fn list(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
-    Query(q): Query<ListQuery>,
+    crate::json::ApiQuery(q): crate::json::ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<RequestView>>, ApiError> {
     let status = q
         .status
@@ -236,6 +237,7 @@ pub async fn extend(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct GrantQuery {
     /// Only this principal's grants; `me` for the caller.
@@ -247,7 +249,7 @@ pub struct GrantQuery {
 pub async fn grants(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
-    Query(q): Query<GrantQuery>,
+    crate::json::ApiQuery(q): crate::json::ApiQuery<GrantQuery>,
 ) -> Result<Json<Vec<RequestView>>, ApiError> {
     let principal = q
         .principal

@@ -6,7 +6,7 @@ use crate::auth::ApiCaller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
 use crate::ops::Input;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -116,6 +116,7 @@ pub async fn create_token(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TokenQuery {
     /// Whose tokens (administrators); default the caller's.
@@ -130,7 +131,7 @@ pub struct TokenQuery {
 pub async fn list_tokens(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
-    Query(q): Query<TokenQuery>,
+    crate::json::ApiQuery(q): crate::json::ApiQuery<TokenQuery>,
 ) -> Result<Json<Vec<TokenView>>, ApiError> {
     let principal = if q.all {
         None

@@ -4,7 +4,7 @@ use crate::app::App;
 use crate::auth::ApiCaller;
 use crate::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
@@ -34,6 +34,7 @@ pub(crate) fn require_auditor(app: &App, caller: &Caller) -> Result<(), ApiError
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     pub actor: Option<String>,
@@ -58,7 +59,7 @@ pub struct AuditParams {
 pub async fn query(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
-    Query(p): Query<AuditParams>,
+    crate::json::ApiQuery(p): crate::json::ApiQuery<AuditParams>,
 ) -> Result<Json<AuditPage>, ApiError> {
     require_auditor(&app, &caller)?;
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
@@ -114,6 +115,7 @@ pub async fn verify(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportParams {
     /// Only entries at or after this time (RFC 3339). Verification of a partial export starts
@@ -126,7 +128,7 @@ pub struct ExportParams {
 pub async fn export(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
-    Query(p): Query<ExportParams>,
+    crate::json::ApiQuery(p): crate::json::ApiQuery<ExportParams>,
 ) -> Result<impl IntoResponse, ApiError> {
     require_auditor(&app, &caller)?;
     let body = crate::audit::export(&app, p.since).await?;
@@ -137,6 +139,7 @@ pub async fn export(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StreamParams {
     pub actor: Option<String>,
@@ -157,7 +160,7 @@ pub async fn stream(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
     headers: HeaderMap,
-    Query(p): Query<StreamParams>,
+    crate::json::ApiQuery(p): crate::json::ApiQuery<StreamParams>,
 ) -> Result<impl IntoResponse, ApiError> {
     require_auditor(&app, &caller)?;
     let resumed = headers

@@ -6,7 +6,7 @@ use crate::auth::ApiCaller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::{ApiJson, ApiJsonOrDefault};
 use crate::ops::change_requests::ChangeRequestView;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -15,6 +15,7 @@ use utoipa::IntoParams;
 pub use sluice_api::flags::{NewProposal, VoteComment};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ProposalQuery {
     pub env: Option<String>,
@@ -50,7 +51,7 @@ pub async fn propose(
 pub async fn list(
     State(app): State<App>,
     _caller: ApiCaller,
-    Query(q): Query<ProposalQuery>,
+    crate::json::ApiQuery(q): crate::json::ApiQuery<ProposalQuery>,
 ) -> Result<Json<Vec<ChangeRequestView>>, ApiError> {
     Ok(Json(
         app.change_requests(q.env.as_deref(), q.status.as_deref())

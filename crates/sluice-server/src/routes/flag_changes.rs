@@ -151,6 +151,7 @@ pub async fn control_rollout(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduledQuery {
     pub env: Option<String>,
@@ -161,7 +162,7 @@ pub struct ScheduledQuery {
 pub async fn scheduled(
     State(app): State<App>,
     _caller: ApiCaller,
-    axum::extract::Query(q): axum::extract::Query<ScheduledQuery>,
+    crate::json::ApiQuery(q): crate::json::ApiQuery<ScheduledQuery>,
 ) -> Result<Json<Vec<crate::ops::schedule::ScheduledView>>, ApiError> {
     let list = app.store.scheduled_changes(q.env.as_deref()).await?;
     let views = list

@@ -7,13 +7,14 @@ use crate::json::ApiJson;
 use crate::ops::flags::ImportMode;
 use crate::ops::Input;
 use crate::routes::flag_changes::target_view;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
 use sluice_api::flags::{EnvironmentView, FlagView, ImportResult};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ImportQuery {
     /// `strict` (default: all or nothing, the first fault named by its JSON path) or
     /// `lenient` (as flagd loads files: faulty flags are stored, listed, and answer
@@ -65,7 +66,7 @@ pub async fn import(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
     Path(env): Path<String>,
-    Query(q): Query<ImportQuery>,
+    crate::json::ApiQuery(q): crate::json::ApiQuery<ImportQuery>,
     ApiJson(doc): ApiJson<Value>,
 ) -> Result<Json<ImportResult>, ApiError> {
     let mode = match q.mode.as_deref() {

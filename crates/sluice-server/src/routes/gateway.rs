@@ -6,7 +6,7 @@ use crate::auth::ApiCaller;
 use crate::caller::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::ops::Input;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use sluice_store::GatewaySession;
@@ -19,6 +19,7 @@ pub use sluice_api::gateway::{
 };
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SessionParams {
     /// Ended sessions too (newest first), not only live ones.
@@ -73,7 +74,7 @@ fn sees_all(app: &App, caller: &Caller) -> bool {
 pub async fn list(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
-    Query(p): Query<SessionParams>,
+    crate::json::ApiQuery(p): crate::json::ApiQuery<SessionParams>,
 ) -> Result<Json<SessionList>, ApiError> {
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
     let all = sees_all(&app, &caller);

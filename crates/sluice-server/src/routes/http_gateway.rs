@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::auth::ApiCaller;
 use crate::error::{ApiError, ErrorBody};
 use crate::ops::Input;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use sluice_audit::AuditEntry;
@@ -14,6 +14,7 @@ use utoipa::IntoParams;
 pub use sluice_api::http_gateway::{CallList, CallView};
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CallParams {
     /// The service (`payments-admin` for `http:payments-admin`).
@@ -27,7 +28,7 @@ pub struct CallParams {
 pub async fn calls(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
-    Query(p): Query<CallParams>,
+    crate::json::ApiQuery(p): crate::json::ApiQuery<CallParams>,
 ) -> Result<Json<CallList>, ApiError> {
     let service = sluice_core::scope::normalize(&p.service);
     sluice_core::policy::check_name("service", &service)

@@ -47,12 +47,16 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Declares `401` and `403` on every operation that needs a token, so that no handler can
-/// forget them: whatever takes a token answers 401 without a valid one and 403 to one that
-/// may not (a client key on the API, an API token on OFREP, a principal without the right).
-struct AuthResponses;
+/// Declares the error answers every operation of a kind can give, so that no handler can
+/// forget them: whatever takes a token answers 401 without a valid one, 403 to one that may
+/// not (a client key on the API, an API token on OFREP, a principal without the right) and 503
+/// when the store cannot answer (a token not yet cached is looked up there); whatever takes
+/// input (a body, a query or a path parameter) answers 400 to input it refuses (a NUL
+/// character, a name too long, a malformed query); whatever names something in its path
+/// answers 404 when it does not exist.
+struct ErrorResponses;
 
-impl utoipa::Modify for AuthResponses {
+impl utoipa::Modify for ErrorResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let global = openapi.security.clone();
@@ -76,6 +80,23 @@ impl utoipa::Modify for AuthResponses {
                 &mut item.patch,
             ];
             for op in ops.into_iter().flatten() {
+                use utoipa::openapi::path::ParameterIn;
+                let params = op.parameters.as_deref().unwrap_or_default();
+                let takes_input = op.request_body.is_some() || !params.is_empty();
+                let names_in_path = params
+                    .iter()
+                    .any(|p| matches!(p.parameter_in, ParameterIn::Path));
+                let responses = &mut op.responses.responses;
+                if takes_input {
+                    responses.entry("400".into()).or_insert_with(|| {
+                        error("Refused input: the code says which part, the message why.").into()
+                    });
+                }
+                if names_in_path {
+                    responses
+                        .entry("404".into())
+                        .or_insert_with(|| error("What the path names does not exist.").into());
+                }
                 // The operation's own requirements, else the document's; `[]` or `[{}]` is open.
                 let security = op.security.as_ref().or(global.as_ref());
                 let needs_token = serde_json::to_value(security).is_ok_and(|v| {
@@ -89,7 +110,6 @@ impl utoipa::Modify for AuthResponses {
                 if !needs_token {
                     continue;
                 }
-                let responses = &mut op.responses.responses;
                 responses.entry("401".into()).or_insert_with(|| {
                     error("Missing, unknown or expired token (with `WWW-Authenticate: Bearer`).")
                         .into()
@@ -97,6 +117,9 @@ impl utoipa::Modify for AuthResponses {
                 responses
                     .entry("403".into())
                     .or_insert_with(|| error("The token is valid but may not do this.").into());
+                responses.entry("503".into()).or_insert_with(|| {
+                    error("The store is unavailable, busy or full; try again shortly.").into()
+                });
             }
         }
     }
@@ -148,12 +171,12 @@ pub async fn openapi_json() -> Json<&'static utoipa::openapi::OpenApi> {
 static DOCUMENT: std::sync::LazyLock<utoipa::openapi::OpenApi> = std::sync::LazyLock::new(openapi);
 
 /// The OpenAPI document of [`router`]: the operations its routes declare, with the bearer scheme
-/// and the 401/403 answers of every operation that needs a token.
+/// and the error answers every operation of its kind can give (see [`ErrorResponses`]).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     use utoipa::Modify as _;
     let mut doc = administrative().merge(evaluation_and_ops()).into_openapi();
     BearerAuth.modify(&mut doc);
-    AuthResponses.modify(&mut doc);
+    ErrorResponses.modify(&mut doc);
     doc
 }
 

@@ -13,7 +13,7 @@ use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::json::ApiBytes;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -375,7 +375,7 @@ pub struct EventsQuery {
 pub async fn events(
     State(app): State<App>,
     headers: HeaderMap,
-    Query(q): Query<EventsQuery>,
+    crate::json::ApiQuery(q): crate::json::ApiQuery<EventsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let token =
         presented_token(&headers).or_else(|| q.key.as_deref().map(SecretToken::from_presented));

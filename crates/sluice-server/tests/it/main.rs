@@ -26,6 +26,7 @@ mod openapi;
 mod outage;
 mod proposals;
 mod race;
+mod schemathesis;
 mod security;
 mod slow;
 mod spans;

@@ -162,6 +162,42 @@ async fn operation_ids_are_unique_and_authenticated_operations_declare_401_and_4
     );
 }
 
+/// Each operation's `in: path` parameters are exactly its path template's `{names}` (a query
+/// parameter declared `in: path` sends generated clients to a URL that does not exist), and
+/// every operation that takes input or names something in its path declares its 400 / 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_are_where_the_document_says_and_their_errors_are_declared() {
+    let (_s, doc) = served_document().await;
+    let mut queries = 0;
+    for (m, path, op) in operations(&doc) {
+        let template: std::collections::BTreeSet<&str> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .collect();
+        let params = op["parameters"].as_array().cloned().unwrap_or_default();
+        let in_path: std::collections::BTreeSet<&str> = params
+            .iter()
+            .filter(|p| p["in"] == "path")
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(in_path, template, "{m} {path}: path parameters vs template");
+        queries += params.iter().filter(|p| p["in"] == "query").count();
+        if !params.is_empty() || op.get("requestBody").is_some() {
+            assert!(
+                op["responses"].get("400").is_some(),
+                "{m} {path}: takes input, no 400"
+            );
+        }
+        if !template.is_empty() {
+            assert!(
+                op["responses"].get("404").is_some(),
+                "{m} {path}: names a thing, no 404"
+            );
+        }
+    }
+    assert!(queries >= 20, "only {queries} query parameters declared");
+}
+
 /// A path with every `{param}` filled in, to send a request to.
 fn concrete(path: &str) -> String {
     path.split('/')
