@@ -23,6 +23,7 @@ mod nul;
 mod ofrep;
 mod openapi;
 mod outage;
+mod privilege;
 mod proposals;
 mod race;
 mod security;
