@@ -11,6 +11,7 @@
 mod authzen;
 mod badinput;
 mod broken_flags;
+mod brute;
 mod deliver;
 mod environments;
 mod error_bodies;
