@@ -99,6 +99,10 @@ pub struct ChangeRequestView {
     pub approvals: usize,
     /// How many the current rule requires (`None`: the environment has no rule any more).
     pub required: Option<u32>,
+    /// Who may approve under the current rule (principals and `group:` names), so a proposer
+    /// learns it without reading the policy.
+    #[serde(default)]
+    pub approvers: Vec<String>,
     pub applied_revision: Option<i64>,
     pub result: Option<String>,
     pub ended_at: Option<DateTime<Utc>>,

@@ -166,6 +166,7 @@ async fn recently_expired(
         status: Some(sluice_core::access::RequestStatus::Expired),
         needs_review: None,
         limit: Some(20),
+        visible_to: None,
     };
     let (action, resource) = (
         sluice_core::scope::normalize(action),

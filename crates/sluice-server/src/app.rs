@@ -51,6 +51,8 @@ pub struct Inner {
     pub limiter: crate::rate_limit::RateLimiter,
     /// Refusals recorded this minute, per principal (bounds what a flood writes).
     pub refusals: RefusalLog,
+    /// Failed authentications per source and token prefix (see [`crate::auth_failures`]).
+    pub auth_failures: crate::auth_failures::AuthFailures,
     /// When the background loop must next wake for scheduled work.
     pub due: crate::due::Due,
     /// Where clients reach this server (no trailing `/`), set once the listener is bound;
@@ -89,6 +91,7 @@ impl App {
         let flags = crate::flags::load(&store).await?;
         let (flag_events, _) = broadcast::channel(1024);
         let refusals = RefusalLog::new(store.clone(), clock.clone());
+        let auth_failures = crate::auth_failures::AuthFailures::new(store.clone(), clock.clone());
         Ok(App(Arc::new(Inner {
             store,
             clock,
@@ -104,6 +107,7 @@ impl App {
             tokens: TokenCache::default(),
             limiter: crate::rate_limit::RateLimiter::new(client_rate_limit),
             refusals,
+            auth_failures,
             due: crate::due::Due::default(),
             public_url: std::sync::OnceLock::new(),
             gateway: crate::gateway::LiveSessions::default(),

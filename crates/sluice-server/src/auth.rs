@@ -2,11 +2,13 @@
 //! cached in [`crate::token_cache::TokenCache`].
 
 use crate::app::App;
+use crate::auth_failures::Key;
 use crate::caller::Caller;
 use crate::error::ApiError;
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use sluice_core::token::{SecretToken, TokenKind};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// Reads the presented token from `Authorization: Bearer` or `X-API-Key`.
@@ -24,11 +26,55 @@ pub fn presented_token(headers: &axum::http::HeaderMap) -> Option<SecretToken> {
         .map(SecretToken::from_presented)
 }
 
-/// The caller behind a presented token; names it on the request's span.
+/// The caller behind a presented token; names it on the request's span. Failures are counted
+/// per token prefix only (the gateways; see [`authenticate_from`]).
 pub async fn authenticate(app: &App, token: Option<SecretToken>) -> Result<Arc<Caller>, ApiError> {
-    let caller = identify(app, token).await?;
-    caller.record_on_span();
-    Ok(caller)
+    authenticate_from(app, token, None).await
+}
+
+/// The peer address of an HTTP request (set per connection by `serve`).
+pub fn source_of(parts: &Parts) -> Option<IpAddr> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// [`authenticate`], counting a failure against `source` too: a source or token prefix that
+/// failed too often this minute is slowed, then refused (see [`crate::auth_failures`]).
+pub async fn authenticate_from(
+    app: &App,
+    token: Option<SecretToken>,
+    source: Option<IpAddr>,
+) -> Result<Arc<Caller>, ApiError> {
+    // A request without a token guesses nothing: it is not counted.
+    let keys: Vec<Key> = match &token {
+        None => Vec::new(),
+        Some(t) => source
+            .map(Key::Source)
+            .into_iter()
+            .chain(std::iter::once(Key::prefix(t.expose())))
+            .collect(),
+    };
+    app.auth_failures
+        .check(&keys)
+        .map_err(|t| ApiError::TooManyFailures {
+            retry_after: t.retry_after,
+        })?;
+    match identify(app, token).await {
+        Ok(caller) => {
+            caller.record_on_span();
+            Ok(caller)
+        }
+        Err(e @ (ApiError::Unauthenticated | ApiError::TokenExpired)) => {
+            let wait = app.auth_failures.fail(&keys);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn identify(app: &App, token: Option<SecretToken>) -> Result<Arc<Caller>, ApiError> {
@@ -80,7 +126,8 @@ impl FromRequestParts<App> for ApiCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let caller = authenticate(app, presented_token(&parts.headers)).await?;
+        let caller =
+            authenticate_from(app, presented_token(&parts.headers), source_of(parts)).await?;
         if let Some(slot) = parts.extensions.get::<crate::refusals::CallerSlot>() {
             let _ = slot.0.set(caller.name.clone());
         }

@@ -37,6 +37,9 @@ pub enum ApiError {
     Op(OpError),
     #[error("too many requests; slow down and retry after the time in Retry-After")]
     RateLimited,
+    /// Too many failed authentications from this source or with this token prefix this minute.
+    #[error("too many failed authentications from this address or with this token prefix; retry after {retry_after} s (Retry-After)")]
+    TooManyFailures { retry_after: u64 },
     /// The body is larger than the route accepts; `limit` is that size in bytes.
     #[error("request body is larger than the limit of {} on this endpoint", human_bytes(*limit))]
     PayloadTooLarge { limit: usize },
@@ -69,6 +72,7 @@ impl ApiError {
             ApiError::SigningKeyMismatch(_) => "signing_key_mismatch",
             ApiError::Op(e) => op_code(e),
             ApiError::RateLimited => "rate_limited",
+            ApiError::TooManyFailures { .. } => "too_many_failed_authentications",
             ApiError::PayloadTooLarge { .. } => "body_too_large",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::StoreBusy(_) => "store_busy",
@@ -102,7 +106,9 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::UnknownEnvironment(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) | ApiError::SigningKeyMismatch(_) => StatusCode::CONFLICT,
             ApiError::Op(e) => op_status(e),
-            ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited | ApiError::TooManyFailures { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) | ApiError::StoreBusy(_) | ApiError::StoreFull(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -290,7 +296,12 @@ impl IntoResponse for ApiError {
         if let Some(r) = refused {
             resp.extensions_mut().insert(r);
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+        if let ApiError::TooManyFailures { retry_after } = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE
+            || status == StatusCode::TOO_MANY_REQUESTS
+        {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         }

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod auth_failures;
 pub mod caller;
 pub mod dbclock;
 pub mod due;
@@ -214,6 +215,8 @@ async fn background(app: App, config: ServerConfig) {
                 if let Err(e) = app.sync().await {
                     tracing::warn!(error = %e, "sync with the store failed: {e}");
                 }
+                // Minutes of failed authentications that are over, one entry per key.
+                app.auth_failures.flush().await;
                 if let Some(c) = &config.db_clock {
                     if let Err(e) = c.calibrate(&app.store).await {
                         tracing::warn!(error = %e, "clock calibration failed: {e}");

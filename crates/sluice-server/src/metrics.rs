@@ -31,6 +31,10 @@ pub fn install() -> Option<PrometheusHandle> {
                 "Requests refused by policy (403 and refused access requests)."
             );
             describe_counter!(
+                "sluice_auth_failures_total",
+                "Failed authentications (an unknown, revoked or expired token)."
+            );
+            describe_counter!(
                 "sluice_checkpoints_total",
                 "Signed audit checkpoints written."
             );
@@ -101,6 +105,10 @@ pub fn reaped(n: usize) {
 
 pub fn refused() {
     counter!("sluice_refusals_total").increment(1);
+}
+
+pub fn auth_failed() {
+    counter!("sluice_auth_failures_total").increment(1);
 }
 
 pub fn checkpoint() {

@@ -28,7 +28,7 @@ pub use error::StoreError;
 pub use flags::{FlagConflict, FlagWrite, StoredFlag, StoredFlagSet};
 pub use gateway::{DeclaredDatabase, GatewaySession, LoggedStatement, SessionEnd, StatementChunk};
 pub use principals::{PrincipalRow, TokenRow};
-pub use requests::RequestFilter;
+pub use requests::{RequestFilter, Visibility};
 pub use schedule::{ScheduledChange, ScheduledStatus};
 pub use sluice_audit::{AuditEntry, ChainHead, Checkpoint, NewEntry};
 pub use state::{AccessState, StateRevs};

@@ -12,6 +12,16 @@ pub struct RequestFilter {
     pub status: Option<RequestStatus>,
     pub needs_review: Option<bool>,
     pub limit: Option<i64>,
+    /// Only what this reader may see: its own requests and those for these entitlements
+    /// (`None`: everything).
+    pub visible_to: Option<Visibility>,
+}
+
+/// A reader who sees its own requests and those for some entitlements only.
+#[derive(Debug, Clone, Default)]
+pub struct Visibility {
+    pub principal: String,
+    pub entitlements: Vec<String>,
 }
 
 pub(crate) fn request(row: &AnyRow) -> Result<AccessRequest, StoreError> {
@@ -29,16 +39,38 @@ impl Store {
     }
 
     pub async fn requests(&self, f: &RequestFilter) -> Result<Vec<AccessRequest>, StoreError> {
-        let rows = sqlx::query(
+        // The visibility clause names one placeholder per entitlement the reader approves
+        // (a policy holds a handful), so the page limit applies after it, in the database.
+        let visible = match &f.visible_to {
+            None => String::new(),
+            Some(v) => {
+                let mut clause = String::from(" AND (requester = $5");
+                if !v.entitlements.is_empty() {
+                    let marks: Vec<String> = (0..v.entitlements.len())
+                        .map(|i| format!("${}", i + 6))
+                        .collect();
+                    clause.push_str(&format!(" OR entitlement IN ({})", marks.join(", ")));
+                }
+                clause.push(')');
+                clause
+            }
+        };
+        let sql = format!(
             "SELECT body FROM requests WHERE ($1 IS NULL OR requester = $1) AND ($2 IS NULL OR status = $2) \
-             AND ($3 IS NULL OR needs_review = $3) ORDER BY created_at DESC, id DESC LIMIT $4",
-        )
-        .bind(f.requester.clone())
-        .bind(f.status.map(|s| s.as_str().to_owned()))
-        .bind(f.needs_review.map(i64::from))
-        .bind(f.limit.unwrap_or(100).clamp(1, 1000))
-        .fetch_all(self.reader())
-        .await?;
+             AND ($3 IS NULL OR needs_review = $3){visible} ORDER BY created_at DESC, id DESC LIMIT $4"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(f.requester.clone())
+            .bind(f.status.map(|s| s.as_str().to_owned()))
+            .bind(f.needs_review.map(i64::from))
+            .bind(f.limit.unwrap_or(100).clamp(1, 1000));
+        if let Some(v) = &f.visible_to {
+            q = q.bind(v.principal.clone());
+            for e in &v.entitlements {
+                q = q.bind(e.clone());
+            }
+        }
+        let rows = q.fetch_all(self.reader()).await?;
         rows.iter().map(request).collect()
     }
 

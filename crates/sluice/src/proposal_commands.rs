@@ -10,19 +10,15 @@ use reqwest::Method;
 use sluice_api::flags::{
     ChangeRequestStatus, ChangeRequestView, FlagChange, NewProposal, VoteComment,
 };
-use sluice_api::policy::CurrentPolicy;
 
-/// Who may approve change requests in `env`, from the policy in force (best effort).
-async fn approvers(c: &Client, env: &str) -> String {
-    let policy: Option<CurrentPolicy> = c.send(Method::GET, "/v1/policy", NO_BODY).await.ok();
-    policy
-        .and_then(|p| p.source)
-        .and_then(|src| sluice_core::policy::Policy::from_yaml(&src).ok())
-        .and_then(|p| {
-            let rule = p.doc.environments.get(env)?.approval.clone()?;
-            Some(rule.approvers.join(", "))
-        })
-        .unwrap_or_else(|| format!("the approvers of {env}"))
+/// Who may approve `v`, as the server says (the policy source is for administrators and
+/// auditors only).
+fn approvers(v: &ChangeRequestView, env: &str) -> String {
+    if v.approvers.is_empty() {
+        format!("the approvers of {env}")
+    } else {
+        v.approvers.join(", ")
+    }
 }
 
 /// Sends `change` as a proposal (`--propose`) and says who must approve it.
@@ -46,7 +42,7 @@ pub async fn propose(
         &[],
     );
     let v: ChangeRequestView = c.send(Method::POST, &path, Some(&body)).await?;
-    let who = approvers(c, &a.env).await;
+    let who = approvers(&v, &a.env);
     emit(r.output, &v, |v| {
         let id = &v.id;
         outln!(

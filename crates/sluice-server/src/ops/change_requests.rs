@@ -7,6 +7,7 @@ use crate::app::App;
 use crate::caller::Caller;
 use crate::ids::new_id;
 use crate::ops::flag_changes::{Authority, FlagChange};
+use crate::ops::readers::sees_change_request;
 use crate::ops::{Missing, OpError};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -235,19 +236,30 @@ impl App {
         Ok(settled)
     }
 
-    pub async fn change_request(&self, id: &str) -> Result<ChangeRequestView, OpError> {
+    /// One change request, if `caller` may see it (see [`crate::ops::readers`]); otherwise
+    /// the same 404 as one that does not exist.
+    pub async fn change_request(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<ChangeRequestView, OpError> {
         let s = self
             .store
             .change_request(id)
             .await?
             .ok_or_else(|| not_found(id))?;
-        Ok(self.change_request_view(from_stored(s)?))
+        let cr = from_stored(s)?;
+        if !sees_change_request(&self.policy(), caller, &cr.environment, &cr.proposer) {
+            return Err(not_found(id).into());
+        }
+        Ok(self.change_request_view(cr))
     }
 
     /// Change requests, newest first; `status` is the status now (so `timed-out` includes
     /// ones not yet recorded as such).
     pub async fn change_requests(
         &self,
+        caller: &Caller,
         env: Option<&str>,
         status: Option<&str>,
     ) -> Result<Vec<ChangeRequestView>, OpError> {
@@ -256,10 +268,13 @@ impl App {
             .transpose()?;
         let recorded = want.map(|w| w.recorded_as()).unwrap_or_default();
         let now = self.now();
+        let policy = self.policy();
         let mut out = Vec::new();
         for s in self.store.change_requests(env, &recorded, 1000).await? {
             let cr = from_stored(s)?;
-            if want.is_none_or(|w| cr.status_at(now) == w) {
+            if want.is_none_or(|w| cr.status_at(now) == w)
+                && sees_change_request(&policy, caller, &cr.environment, &cr.proposer)
+            {
                 out.push(self.change_request_view(cr));
             }
         }
@@ -273,6 +288,9 @@ impl App {
             status: wire_status(cr.status_at(self.now())),
             approvals: tally.as_ref().map_or(0, |t| t.approvals()),
             required: rules::rule_of(&policy, &cr.environment).map(|r| r.required),
+            approvers: rules::rule_of(&policy, &cr.environment)
+                .map(|r| r.approvers.clone())
+                .unwrap_or_default(),
             id: cr.id,
             environment: cr.environment,
             key: cr.key,

@@ -48,6 +48,7 @@ impl App {
     ) -> Result<Vec<Decision>, OpError> {
         for q in questions {
             q.check_lengths()?;
+            self.may_ask_about(caller, &q.subject)?;
         }
         let snap = self.access.load();
         let now = self.now();

@@ -10,6 +10,7 @@ pub mod flag_changes;
 pub mod flags;
 pub mod gateway;
 pub mod layers;
+pub mod readers;
 pub mod schedule;
 
 pub use error::{Clash, Input, Missing, OpError};

@@ -83,7 +83,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, view(&app, &req)))
 }
 
-/// List requests, newest first.
+/// List requests, newest first: your own and those you may approve (every request for
+/// administrators and auditors).
 #[utoipa::path(get, operation_id = "list_requests", path = "/v1/requests", params(ListQuery), tag = "access", responses((status = 200, body = [RequestView])))]
 pub async fn list(
     State(app): State<App>,
@@ -106,27 +107,25 @@ pub async fn list(
         status,
         needs_review: q.needs_review,
         limit: q.limit,
+        visible_to: None,
     };
+    let list = app.visible_requests(&caller, filter).await?;
     let policy = app.policy();
     let now = app.now();
-    let list = app.store.requests(&filter).await?;
     Ok(Json(
         list.iter().map(|r| request_view(r, &policy, now)).collect(),
     ))
 }
 
-/// One request.
+/// One request: your own, one you may approve, or any for administrators and auditors
+/// (any other answers 404, as if it did not exist).
 #[utoipa::path(get, operation_id = "show_request", path = "/v1/requests/{id}", tag = "access", responses((status = 200, body = RequestView), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(app): State<App>,
-    _caller: ApiCaller,
+    ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<RequestView>, ApiError> {
-    let req = app
-        .store
-        .request(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no request {id}")))?;
+    let req = app.visible_request(&caller, &id).await?;
     Ok(view(&app, &req))
 }
 
@@ -244,7 +243,8 @@ pub struct GrantQuery {
     pub principal: Option<String>,
 }
 
-/// Grants live right now.
+/// Grants live right now: your own and those you may approve (every grant for administrators
+/// and auditors).
 #[utoipa::path(get, path = "/v1/grants", params(GrantQuery), tag = "access", responses((status = 200, body = [RequestView])))]
 pub async fn grants(
     State(app): State<App>,
@@ -254,28 +254,23 @@ pub async fn grants(
     let principal = q
         .principal
         .map(|p| if p == "me" { caller.name.clone() } else { p });
+    let list = app.visible_grants(&caller, principal.as_deref()).await?;
     let now = app.now();
     let policy = app.policy();
-    let list = app.store.active_requests().await?;
     Ok(Json(
-        list.iter()
-            .filter(|r| r.is_live(now) && principal.as_ref().is_none_or(|p| &r.requester == p))
-            .map(|r| request_view(r, &policy, now))
-            .collect(),
+        list.iter().map(|r| request_view(r, &policy, now)).collect(),
     ))
 }
 
-/// Entitlements in the current policy.
+/// Entitlements in the current policy that you may request or approve (every one for
+/// administrators and auditors).
 #[utoipa::path(get, path = "/v1/entitlements", tag = "access", responses((status = 200, body = [EntitlementView])))]
 pub async fn entitlements(
     State(app): State<App>,
-    _caller: ApiCaller,
+    ApiCaller(caller): ApiCaller,
 ) -> Json<Vec<EntitlementView>> {
-    let policy = app.policy();
     Json(
-        policy
-            .doc
-            .entitlements
+        app.visible_entitlements(&caller)
             .iter()
             .map(|e| EntitlementView {
                 name: e.name.clone(),

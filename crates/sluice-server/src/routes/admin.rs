@@ -55,13 +55,13 @@ pub async fn apply(
     }))
 }
 
-/// The policy in force.
+/// The policy in force (administrators and auditors).
 #[utoipa::path(get, path = "/v1/policy", tag = "admin", responses((status = 200, body = CurrentPolicy)))]
 pub async fn current(
     State(app): State<App>,
-    _caller: ApiCaller,
+    ApiCaller(caller): ApiCaller,
 ) -> Result<Json<CurrentPolicy>, ApiError> {
-    let cur = app.store.current_policy().await?;
+    let cur = app.policy_source(&caller).await?;
     Ok(Json(CurrentPolicy {
         version: cur.as_ref().map(|c| c.0),
         hash: app.policy().hash.clone(),
@@ -119,9 +119,9 @@ pub async fn create_token(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TokenQuery {
-    /// Whose tokens (administrators); default the caller's.
+    /// Whose tokens (administrators and auditors); default the caller's.
     pub principal: Option<String>,
-    /// Administrators: every principal's tokens.
+    /// Administrators and auditors: every principal's tokens.
     #[serde(default)]
     pub all: bool,
 }
@@ -138,10 +138,7 @@ pub async fn list_tokens(
     } else {
         Some(q.principal.unwrap_or_else(|| caller.name.clone()))
     };
-    if principal.as_deref() != Some(caller.name.as_str()) {
-        caller.require_admin()?;
-    }
-    let rows = app.store.tokens(principal.as_deref()).await?;
+    let rows = app.visible_tokens(&caller, principal.as_deref()).await?;
     Ok(Json(
         rows.into_iter().map(token_view).collect::<Result<_, _>>()?,
     ))

@@ -17,20 +17,9 @@ use sluice_store::AuditQuery;
 use tokio_stream::StreamExt as _;
 use utoipa::IntoParams;
 
+/// Administrators and auditors only (the rule is [`crate::ops::readers::require_auditor`]).
 pub(crate) fn require_auditor(app: &App, caller: &Caller) -> Result<(), ApiError> {
-    if caller.admin
-        || app
-            .policy()
-            .groups_of(&caller.name)
-            .iter()
-            .any(|g| g == "auditors")
-    {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "reading the audit trail needs an administrator or a member of group `auditors`".into(),
-        ))
-    }
+    Ok(crate::ops::readers::require_auditor(&app.policy(), caller)?)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -46,27 +46,28 @@ pub async fn propose(
     Ok((StatusCode::CREATED, Json(v)))
 }
 
-/// Change requests, newest first.
+/// Change requests, newest first: your own and those of environments whose changes you approve
+/// (every one for administrators and auditors).
 #[utoipa::path(get, operation_id = "list_proposals", path = "/v1/proposals", params(ProposalQuery), tag = "flags", responses((status = 200, body = [ChangeRequestView]), (status = 400, body = ErrorBody)))]
 pub async fn list(
     State(app): State<App>,
-    _caller: ApiCaller,
+    ApiCaller(caller): ApiCaller,
     crate::json::ApiQuery(q): crate::json::ApiQuery<ProposalQuery>,
 ) -> Result<Json<Vec<ChangeRequestView>>, ApiError> {
     Ok(Json(
-        app.change_requests(q.env.as_deref(), q.status.as_deref())
+        app.change_requests(&caller, q.env.as_deref(), q.status.as_deref())
             .await?,
     ))
 }
 
-/// One change request.
+/// One change request you may see (as in the list; any other answers 404).
 #[utoipa::path(get, operation_id = "show_proposal", path = "/v1/proposals/{id}", tag = "flags", responses((status = 200, body = ChangeRequestView), (status = 404, body = ErrorBody)))]
 pub async fn show(
     State(app): State<App>,
-    _caller: ApiCaller,
+    ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<ChangeRequestView>, ApiError> {
-    Ok(Json(app.change_request(&id).await?))
+    Ok(Json(app.change_request(&caller, &id).await?))
 }
 
 /// Approve a change request (not your own; you must be an approver of the environment now).

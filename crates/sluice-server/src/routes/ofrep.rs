@@ -8,7 +8,7 @@
 //! request < static < header-mapped); the key's, more specific, win over the environment's.
 
 use crate::app::App;
-use crate::auth::{authenticate, presented_token};
+use crate::auth::presented_token;
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::json::ApiBytes;
@@ -65,8 +65,12 @@ impl ClientKey {
     }
 }
 
-async fn client_key(app: &App, token: Option<SecretToken>) -> Result<ClientKey, ApiError> {
-    let caller = authenticate(app, token).await?;
+async fn client_key(
+    app: &App,
+    token: Option<SecretToken>,
+    source: Option<std::net::IpAddr>,
+) -> Result<ClientKey, ApiError> {
+    let caller = crate::auth::authenticate_from(app, token, source).await?;
     if caller.kind != TokenKind::Client || caller.environment.is_none() {
         return Err(ApiError::Forbidden(
             "OFREP needs a client key (`sluice tokens create --kind client --env ENV`)".into(),
@@ -80,7 +84,12 @@ impl FromRequestParts<App> for ClientKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        client_key(app, presented_token(&parts.headers)).await
+        client_key(
+            app,
+            presented_token(&parts.headers),
+            crate::auth::source_of(parts),
+        )
+        .await
     }
 }
 
@@ -375,11 +384,12 @@ pub struct EventsQuery {
 pub async fn events(
     State(app): State<App>,
     headers: HeaderMap,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     crate::json::ApiQuery(q): crate::json::ApiQuery<EventsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let token =
         presented_token(&headers).or_else(|| q.key.as_deref().map(SecretToken::from_presented));
-    let key_auth = client_key(&app, token).await?;
+    let key_auth = client_key(&app, token, peer.map(|p| p.0 .0.ip())).await?;
     let env = key_auth.environment().to_owned();
     let rx = app.flag_events.subscribe();
     let stream = BroadcastStream::new(rx).filter_map(move |msg| {

@@ -11,6 +11,7 @@
 mod authzen;
 mod badinput;
 mod broken_flags;
+mod brute;
 mod deliver;
 mod environments;
 mod error_bodies;
@@ -24,6 +25,7 @@ mod nul;
 mod ofrep;
 mod openapi;
 mod outage;
+mod privilege;
 mod proposals;
 mod race;
 mod schemathesis;

@@ -15,6 +15,7 @@ mod deliver;
 mod gateway;
 mod harness;
 mod http_gateway;
+mod hygiene;
 mod instances;
 mod keys;
 mod outage;

@@ -72,13 +72,22 @@ async fn the_incident_story_through_the_cli() {
     // A denial prints its answer and exits 1, as `kubectl auth can-i` does.
     let r = s
         .cli(
-            alice,
+            dave,
             &["check", "dave", "toggle", "flag:production/checkout-v2"],
         )
         .await;
     assert!(!r.success, "a denial exits 1: {}", r.stdout);
     assert!(r.stdout.starts_with("deny"), "{}", r.stdout);
     assert!(r.stderr.is_empty(), "a denial is no error: {}", r.stderr);
+    // Asking about someone else needs an administrator or a member of `deciders`.
+    let r = s
+        .cli(
+            alice,
+            &["check", "dave", "toggle", "flag:production/checkout-v2"],
+        )
+        .await;
+    assert!(!r.success, "{}", r.stdout);
+    assert!(r.stderr.contains("group `deciders`"), "{}", r.stderr);
 
     // Too long: refused, naming the cap.
     let r = s

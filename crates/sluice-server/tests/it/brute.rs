@@ -1,0 +1,228 @@
+//! Brute force: failed authentications are counted per source address and per token prefix,
+//! slowed, then refused with 429 and Retry-After, and audited once per key and minute. And
+//! verifying a token takes no longer for a guess that shares a real token's beginning.
+
+use crate::backend_tests;
+use crate::harness::{Backend, TestServer, ADMIN_TOKEN};
+use chrono::TimeDelta;
+use reqwest::StatusCode;
+use serde_json::Value;
+use sluice_core::token::SecretToken;
+use sluice_server::auth_failures::{DELAY, REFUSE_AFTER, SLOW_AFTER};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Instant;
+
+/// A client whose connections come from `127.0.0.<n>`.
+fn client_from(n: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, n)))
+        .build()
+        .expect("client")
+}
+
+async fn whoami(s: &TestServer, c: &reqwest::Client, token: &str) -> reqwest::Response {
+    c.get(s.url("/v1/whoami"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("sent")
+}
+
+/// A well-formed guess starting with `prefix` (16 characters), the rest random.
+fn guess(prefix: &str) -> String {
+    let random = SecretToken::generate(sluice_core::token::TokenKind::Api, &mut rand::rngs::OsRng);
+    format!("{prefix}{}", &random.expose()[16..])
+}
+
+async fn a_guesser_is_slowed_then_refused_and_audited_once_per_minute(b: Backend) {
+    let s = crate::server!(b);
+    let (a, other) = (client_from(2), client_from(3));
+    let prefix = "slu_api_deadbeef";
+    for n in 1..=REFUSE_AFTER {
+        let started = Instant::now();
+        let r = whoami(&s, &a, &guess(prefix)).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "failure {n}");
+        if n > SLOW_AFTER {
+            assert!(
+                started.elapsed() >= DELAY,
+                "failure {n} is answered only after {DELAY:?}"
+            );
+        }
+    }
+    // The source is refused now, whatever it presents: a right token is not told apart.
+    for token in [guess("slu_api_00112233"), ADMIN_TOKEN.to_owned()] {
+        let r = whoami(&s, &a, &token).await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry: u64 = r
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .expect("Retry-After in seconds");
+        assert!((1..=60).contains(&retry), "{retry}");
+        let v: Value = r.json().await.expect("json");
+        assert_eq!(v["code"], "too_many_failed_authentications", "{v}");
+    }
+    // From elsewhere: the guessed prefix is refused, anything else is answered as usual.
+    let r = whoami(&s, &other, &guess(prefix)).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let r = whoami(&s, &other, &guess("slu_api_cafebabe")).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = whoami(&s, &other, ADMIN_TOKEN).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    // A request without a token guesses nothing and is not refused for its source.
+    let r = a.get(s.url("/healthz")).send().await.expect("sent");
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // The next minute starts afresh, and the minute that ended is in the trail: one entry per
+    // key, with counts.
+    s.advance(TimeDelta::seconds(61));
+    let r = whoami(&s, &a, ADMIN_TOKEN).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    s.app.auth_failures.flush().await;
+    let entries = s.audit_actions("auth.failed").await;
+    let by_source = entries
+        .iter()
+        .find(|e| e["details"]["source"] == "127.0.0.2")
+        .unwrap_or_else(|| panic!("an entry for the source: {entries:?}"));
+    assert_eq!(by_source["details"]["failures"], REFUSE_AFTER);
+    assert_eq!(by_source["details"]["refused"], 2);
+    let by_prefix = entries
+        .iter()
+        .find(|e| e["details"]["token_prefix"] == prefix)
+        .unwrap_or_else(|| panic!("an entry for the prefix: {entries:?}"));
+    assert_eq!(by_prefix["details"]["failures"], REFUSE_AFTER);
+    assert_eq!(by_prefix["details"]["refused"], 1);
+    // 127.0.0.3 and the other guessed prefix failed once each: 4 entries for 22 failures.
+    assert_eq!(entries.len(), 4, "{entries:?}");
+    let v = s.verify().await;
+    assert_eq!(v["ok"], true, "{v}");
+}
+
+/// Mann-Whitney: the probability that a sample of `a` is larger than one of `b` (ties half).
+fn prob_greater(a: &[f64], b: &[f64]) -> f64 {
+    let mut all: Vec<(f64, bool)> = a
+        .iter()
+        .map(|&x| (x, true))
+        .chain(b.iter().map(|&x| (x, false)))
+        .collect();
+    all.sort_by(|x, y| x.0.total_cmp(&y.0));
+    // Average ranks over ties.
+    let mut rank_sum_a = 0.0;
+    let mut i = 0;
+    while i < all.len() {
+        let mut j = i;
+        while j + 1 < all.len() && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        rank_sum_a += all[i..=j].iter().filter(|x| x.1).count() as f64 * rank;
+        i = j + 1;
+    }
+    let (n1, n2) = (a.len() as f64, b.len() as f64);
+    (rank_sum_a - n1 * (n1 + 1.0) / 2.0) / (n1 * n2)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Tokens are verified by the SHA-256 of the whole presented secret, looked up in the store, and
+/// in memory by a keyed 128-bit hash of it: neither compares the secret itself, so how much of
+/// a guess matches a real token cannot change how long the answer takes. Checked on both
+/// paths, with guesses that share a real token's first 40 characters against guesses that
+/// share none, interleaved: the two distributions of many samples must be indistinguishable
+/// (Mann-Whitney's P(near > far) within 0.5 ± 0.2, and medians within 20%).
+async fn verifying_a_guess_takes_as_long_whatever_it_shares_with_a_real_token(b: Backend) {
+    let s = crate::server!(b);
+    let real = s.token("alice").await;
+    // Put the real token in the cache.
+    let (st, _) = s.get(&real, "/v1/whoami").await;
+    assert_eq!(st, StatusCode::OK);
+    let near = || {
+        SecretToken::from_presented(&format!(
+            "{}{}",
+            &real[..40],
+            &guess("slu_api_00000000")[40..]
+        ))
+    };
+    let far = || SecretToken::from_presented(&guess("slu_api_ffffffff"));
+    let now = s.clock_now();
+
+    // The in-memory path: batches of lookups, so one sample is well above the timer's grain.
+    const BATCH: usize = 200;
+    let (mut near_mem, mut far_mem) = (Vec::new(), Vec::new());
+    let near_tokens: Vec<SecretToken> = (0..BATCH).map(|_| near()).collect();
+    let far_tokens: Vec<SecretToken> = (0..BATCH).map(|_| far()).collect();
+    for round in 0..400 {
+        let mut pair = [(&near_tokens, &mut near_mem), (&far_tokens, &mut far_mem)];
+        // Which goes first alternates, so a drift over the run favours neither.
+        if round % 2 == 1 {
+            pair.reverse();
+        }
+        for (tokens, out) in pair {
+            let started = Instant::now();
+            for t in tokens {
+                std::hint::black_box(s.app.tokens.get(s.app.tokens.key(t), now));
+            }
+            if round >= 20 {
+                // The first rounds warm caches up.
+                out.push(started.elapsed().as_nanos() as f64);
+            }
+        }
+    }
+    // The store path: one lookup per sample, alternating.
+    let (mut near_db, mut far_db) = (Vec::new(), Vec::new());
+    for round in 0..600 {
+        let mut pair = [
+            (&near as &dyn Fn() -> SecretToken, &mut near_db),
+            (&far, &mut far_db),
+        ];
+        if round % 2 == 1 {
+            pair.reverse();
+        }
+        for (make, out) in pair {
+            let t = make();
+            let started = Instant::now();
+            let found = s
+                .app
+                .store
+                .token_by_hash(&t.hash(), now)
+                .await
+                .expect("lookup");
+            let took = started.elapsed().as_nanos() as f64;
+            assert!(found.is_none());
+            if round >= 20 {
+                out.push(took);
+            }
+        }
+    }
+    for (what, near, far) in [
+        ("in memory", &mut near_mem, &mut far_mem),
+        ("in the store", &mut near_db, &mut far_db),
+    ] {
+        let p = prob_greater(near, far);
+        let (mn, mf) = (median(near), median(far));
+        eprintln!("{what}: P(near > far) = {p:.3}, medians {mn:.0} ns vs {mf:.0} ns");
+        assert!(
+            (0.3..=0.7).contains(&p),
+            "{what}: a near guess is slower than a far one with probability {p:.3}"
+        );
+        assert!(
+            (mn / mf - 1.0).abs() <= 0.2,
+            "{what}: medians {mn:.0} ns (near) vs {mf:.0} ns (far)"
+        );
+    }
+    // The check can tell a difference apart: in memory, one 10% slower would fail it. (Through
+    // the store, the round trip's noise hides differences far larger than a string comparison
+    // could make; a guess's cost there is the same SHA-256 and index lookup either way.)
+    let shifted: Vec<f64> = far_mem.iter().map(|x| x * 1.1).collect();
+    let p = prob_greater(&shifted, &far_mem);
+    assert!(p > 0.7, "a 10% slower path shows as P = {p:.3}");
+}
+
+backend_tests!(
+    a_guesser_is_slowed_then_refused_and_audited_once_per_minute,
+    verifying_a_guess_takes_as_long_whatever_it_shares_with_a_real_token,
+);
