@@ -20,6 +20,19 @@ pub struct VerifyView {
     pub entries: u64,
     pub checkpoints_verified: u64,
     pub head_seq: Option<i64>,
+    /// The newest sequence number a verified signed checkpoint covers; absent when none does.
+    #[serde(default)]
+    pub signed_seq: Option<i64>,
+    /// When that checkpoint was signed (RFC 3339).
+    #[serde(default)]
+    pub signed_at: Option<String>,
+    /// Entries after `signed_seq` (the unsigned tail): `head_seq - signed_seq`.
+    #[serde(default)]
+    pub unsigned_tail: u64,
+    /// The longest the newest signed checkpoint may be older than the verification while the
+    /// head is not signed, in seconds; beyond it the trail is refused (`unsigned_tail`).
+    #[serde(default)]
+    pub unsigned_bound_secs: Option<u64>,
     /// One line per problem, each naming the first bad sequence number.
     pub problems: Vec<ProblemView>,
 }
@@ -47,6 +60,7 @@ pub enum ProblemKind {
     BadSignature,
     UnknownKey,
     SessionLogMismatch,
+    UnsignedTail,
 }
 
 impl ProblemKind {
@@ -62,6 +76,7 @@ impl ProblemKind {
             Self::BadSignature => "bad_signature",
             Self::UnknownKey => "unknown_key",
             Self::SessionLogMismatch => "session_log_mismatch",
+            Self::UnsignedTail => "unsigned_tail",
         }
     }
 }
@@ -79,6 +94,7 @@ impl From<sluice_audit::ProblemKind> for ProblemKind {
             K::BadSignature => Self::BadSignature,
             K::UnknownKey => Self::UnknownKey,
             K::SessionLogMismatch => Self::SessionLogMismatch,
+            K::UnsignedTail => Self::UnsignedTail,
         }
     }
 }

@@ -19,7 +19,7 @@ use std::io::{self, BufRead, Seek, Write};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::Checkpoint;
-use crate::entry::AuditEntry;
+use crate::entry::{AuditEntry, ChainHead};
 use crate::keys::AuditVerifier;
 use crate::report::{Problem, ProblemKind, VerifyReport};
 use crate::verify::{verify, ChainVerifier};
@@ -162,8 +162,23 @@ fn for_each_line(r: impl BufRead, mut f: impl FnMut(LineIn)) -> Result<(), Expor
 ///
 /// As [`read_export`]; [`ExportError::Rewind`] if the reader cannot go back to its start.
 pub fn verify_export<R: BufRead + Seek>(
+    r: R,
+    verifier: Option<&AuditVerifier>,
+) -> Result<VerifyReport, ExportError> {
+    verify_export_against(r, verifier, None)
+}
+
+/// [`verify_export`], with the newest checkpoint of a witness (see [`read_witness`]) as a
+/// head the export must reach: an export that ends before it is [`ProblemKind::Truncated`],
+/// one whose entry at its `seq` has another hash is [`ProblemKind::CheckpointMismatch`].
+///
+/// # Errors
+///
+/// As [`verify_export`].
+pub fn verify_export_against<R: BufRead + Seek>(
     mut r: R,
     verifier: Option<&AuditVerifier>,
+    witness: Option<&ChainHead>,
 ) -> Result<VerifyReport, ExportError> {
     let start = r.stream_position().map_err(ExportError::Rewind)?;
     let mut checkpoints = Vec::new();
@@ -175,7 +190,8 @@ pub fn verify_export<R: BufRead + Seek>(
 
     r.seek(io::SeekFrom::Start(start))
         .map_err(ExportError::Rewind)?;
-    let mut chain = ChainVerifier::new(&checkpoints, verifier, None);
+    let mut chain =
+        ChainVerifier::new(&checkpoints, verifier, witness).with_head_label(WITNESS_LABEL);
     let (mut first, mut last, mut in_order) = (None::<i64>, None::<i64>, true);
     for_each_line(&mut r, |line| {
         if let LineIn::Entry(entry) = line {
@@ -190,13 +206,54 @@ pub fn verify_export<R: BufRead + Seek>(
         r.seek(io::SeekFrom::Start(start))
             .map_err(ExportError::Rewind)?;
         let (entries, checkpoints) = read_export(&mut r)?;
-        verify(&entries, &checkpoints, verifier, None)
+        verify(&entries, &checkpoints, verifier, witness)
     };
     if let Some(cut) = end_problem(first, last, &checkpoints) {
         report.problems.push(cut);
         report.problems.sort_by_key(|p| p.seq);
     }
     Ok(report)
+}
+
+/// How problems name the witness's newest checkpoint.
+const WITNESS_LABEL: &str = "witness's newest checkpoint at";
+
+/// Reads a witness file — the checkpoint lines a server appends with `--witness-file`, in
+/// the export's line format — and returns its newest checkpoint (highest `seq`), if any.
+/// Entry lines are refused: a witness holds checkpoints only.
+///
+/// One checkpoint is enough: the hash chain vouches for every entry before it, so a trail
+/// that holds the witness's newest head holds everything the witness saw.
+///
+/// # Errors
+///
+/// As [`read_export`], and [`ExportError::Line`] for an entry line.
+pub fn read_witness(r: impl BufRead) -> Result<Option<Checkpoint>, ExportError> {
+    let mut newest: Option<Checkpoint> = None;
+    let mut entry_line = None;
+    let mut line = 0usize;
+    for_each_line(r, |parsed| {
+        line += 1;
+        match parsed {
+            LineIn::Checkpoint(c) => {
+                if newest.as_ref().is_none_or(|n| c.seq > n.seq) {
+                    newest = Some(c);
+                }
+            }
+            LineIn::Entry(_) => {
+                entry_line.get_or_insert(line);
+            }
+        }
+    })?;
+    if let Some(line) = entry_line {
+        return Err(ExportError::Line {
+            line,
+            source: serde::de::Error::custom(
+                "a witness file holds checkpoint lines only; this is an audit entry (an export?)",
+            ),
+        });
+    }
+    Ok(newest)
 }
 
 /// Whether an export was cut short at its end: [`write_export`] callers end an export with a

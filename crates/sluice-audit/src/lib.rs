@@ -38,11 +38,11 @@ pub use canonical::Format;
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use entry::{AuditEntry, ChainHead, NewEntry, GENESIS_HASH};
 pub use export::{
-    export_end_problem, read_export, verify_export, write_checkpoint_line, write_entry_line,
-    write_export, ExportError,
+    export_end_problem, read_export, read_witness, verify_export, verify_export_against,
+    write_checkpoint_line, write_entry_line, write_export, ExportError,
 };
 pub use keys::{AuditSigner, AuditVerifier, KeyError};
-pub use report::{Problem, ProblemKind, VerifyReport};
+pub use report::{Problem, ProblemKind, SignedHead, VerifyReport};
 pub use rotation::{expected_signer, ExpectedKey, KeyRotation};
 pub use time::{format_timestamp, truncate_to_millis};
 pub use verify::{verify, ChainVerifier, NotInOrder};

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use crate::entry::ChainHead;
@@ -15,8 +16,23 @@ pub struct VerifyReport {
     pub checkpoints_verified: u64,
     /// `seq` and stored `hash` of the entry with the highest `seq`, if any.
     pub last: Option<ChainHead>,
+    /// The newest checkpoint that verified (signature by the trusted key, hash of the entry
+    /// at its `seq`): every entry up to its `seq` is signed. `None` without a verifier, or
+    /// when no checkpoint verified.
+    pub signed: Option<SignedHead>,
+    /// How many entries come after [`VerifyReport::signed`]: the unsigned tail, which only
+    /// the channel that delivered it vouches for.
+    pub unsigned_tail: u64,
     /// Everything wrong, sorted by `seq`.
     pub problems: Vec<Problem>,
+}
+
+/// The newest signed sequence number, and when its checkpoint was signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignedHead {
+    pub seq: i64,
+    #[serde(with = "crate::time::serde_timestamp")]
+    pub at: DateTime<Utc>,
 }
 
 impl VerifyReport {
@@ -24,6 +40,44 @@ impl VerifyReport {
     #[must_use]
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// Refuses an unsigned tail that has been unsigned for longer than `bound` at `now`: a
+    /// running server signs every committed batch within about a second, so entries after the
+    /// newest checkpoint that is older than `bound` were either never signed (the signer is
+    /// failing) or put there by someone who cannot sign (entries rewritten after, or the later
+    /// checkpoints deleted). Adds an [`ProblemKind::UnsignedTail`] problem at the first
+    /// unsigned entry and returns whether it did.
+    ///
+    /// The age is that of the newest *signed* checkpoint, which nobody without the key can
+    /// forge, not that of the entries, which are whatever the database says.
+    pub fn refuse_stale_tail(&mut self, now: DateTime<Utc>, bound: TimeDelta) -> bool {
+        if self.unsigned_tail == 0 {
+            return false;
+        }
+        let first = self.signed.as_ref().map_or(1, |s| s.seq.saturating_add(1));
+        let last = self.last.as_ref().map_or(first, |l| l.seq);
+        let since = match &self.signed {
+            Some(s) if now.signed_duration_since(s.at) <= bound => return false,
+            Some(s) => format!(
+                "the newest signed checkpoint (at {}) was signed {}s ago",
+                s.seq,
+                now.signed_duration_since(s.at).num_seconds()
+            ),
+            None => "no checkpoint signed by the trusted key covers any entry".to_owned(),
+        };
+        self.problems.push(Problem {
+            seq: first,
+            kind: ProblemKind::UnsignedTail,
+            message: format!(
+                "entries {first}..={last} are covered by no signed checkpoint and {since}, \
+                 longer than the bound of {}s: the head is not signed, so these entries (or \
+                 entries removed after them) prove nothing",
+                bound.num_seconds()
+            ),
+        });
+        self.problems.sort_by_key(|p| p.seq);
+        true
     }
 
     /// The problem at the lowest sequence number.
@@ -70,6 +124,9 @@ pub enum ProblemKind {
     BadSignature,
     /// The checkpoint at `seq` is signed by a key other than the trusted one.
     UnknownKey,
+    /// Entries from `seq` on are covered by no signed checkpoint, and the newest signed one
+    /// is older than the verifier's bound (see [`VerifyReport::refuse_stale_tail`]).
+    UnsignedTail,
     /// A gateway session's statement log does not hash to the value its session-end entry
     /// at `seq` records: a logged statement was edited, added or removed.
     SessionLogMismatch,
@@ -86,6 +143,7 @@ impl fmt::Display for ProblemKind {
             Self::CheckpointMismatch => "checkpoint mismatch",
             Self::BadSignature => "bad signature",
             Self::UnknownKey => "unknown key",
+            Self::UnsignedTail => "unsigned tail",
             Self::SessionLogMismatch => "session log mismatch",
         })
     }

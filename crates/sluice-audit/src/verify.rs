@@ -5,7 +5,7 @@ use std::borrow::Borrow;
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::entry::{AuditEntry, ChainHead};
 use crate::keys::AuditVerifier;
-use crate::report::{Problem, ProblemKind, VerifyReport};
+use crate::report::{Problem, ProblemKind, SignedHead, VerifyReport};
 use crate::rotation::KeyRotation;
 
 type Digest = [u8; 32];
@@ -107,8 +107,19 @@ pub fn verify<E: Borrow<AuditEntry>>(
         stored.note(rec);
         links.link(rec);
     }
-    finish(intake, links, &stored, checkpoints, verifier, expected_head)
+    finish(
+        intake,
+        links,
+        &stored,
+        checkpoints,
+        verifier,
+        expected_head,
+        EXPECTED_HEAD,
+    )
 }
+
+/// How problems name the expected head unless told otherwise.
+const EXPECTED_HEAD: &str = "expected head";
 
 /// [`verify()`] for a chain that arrives in `seq` order, one entry at a time, in memory that
 /// does not grow with the chain: it keeps the previous entry's hash, the stored hashes at the
@@ -123,6 +134,7 @@ pub struct ChainVerifier<'a> {
     checkpoints: &'a [Checkpoint],
     verifier: Option<&'a AuditVerifier>,
     expected_head: Option<&'a ChainHead>,
+    head_label: &'static str,
     intake: Intake,
     stored: Stored,
     links: Links,
@@ -152,6 +164,7 @@ impl<'a> ChainVerifier<'a> {
             checkpoints,
             verifier,
             expected_head,
+            head_label: EXPECTED_HEAD,
             intake: Intake::default(),
             stored: Stored::new(checkpoints, expected_head),
             links: Links::default(),
@@ -189,7 +202,16 @@ impl<'a> ChainVerifier<'a> {
             self.checkpoints,
             self.verifier,
             self.expected_head,
+            self.head_label,
         )
+    }
+
+    /// Names the expected head in problems as `label` (e.g. "witness checkpoint") instead of
+    /// "expected head".
+    #[must_use]
+    pub fn with_head_label(mut self, label: &'static str) -> Self {
+        self.head_label = label;
+        self
     }
 }
 
@@ -280,6 +302,7 @@ fn finish(
     checkpoints: &[Checkpoint],
     verifier: Option<&AuditVerifier>,
     expected_head: Option<&ChainHead>,
+    head_label: &str,
 ) -> VerifyReport {
     let Intake {
         mut problems,
@@ -292,6 +315,7 @@ fn finish(
     let chain_end = last.as_ref().map_or(0, |l| l.seq);
     let mut beyond_end: Option<(i64, String)> = None;
     let mut checkpoints_verified = 0;
+    let mut signed: Option<SignedHead> = None;
     let keys = verifier.map(|v| KeyChain::build(&rotations, checkpoints, v, stored));
     let mut foreign: Vec<(String, Vec<i64>)> = Vec::new();
     for checkpoint in checkpoints {
@@ -316,7 +340,7 @@ fn finish(
             }
         }
         let what = format!("checkpoint at {}", checkpoint.seq);
-        compare_head(
+        let holds = compare_head(
             stored,
             chain_end,
             &checkpoint.head(),
@@ -324,12 +348,18 @@ fn finish(
             &mut problems,
             &mut beyond_end,
         );
+        if holds && keys.is_some() && signed.as_ref().is_none_or(|s| checkpoint.seq > s.seq) {
+            signed = Some(SignedHead {
+                seq: checkpoint.seq,
+                at: checkpoint.at,
+            });
+        }
     }
     if let Some(keys) = &keys {
         foreign_key_problems(keys, checkpoints_verified, foreign, &mut problems);
     }
     if let Some(head) = expected_head {
-        let what = format!("expected head {}", head.seq);
+        let what = format!("{head_label} {}", head.seq);
         compare_head(
             stored,
             chain_end,
@@ -352,10 +382,15 @@ fn finish(
     }
 
     problems.sort_by_key(|p| p.seq);
+    let unsigned_tail = u64::try_from(chain_end - signed.as_ref().map_or(0, |s| s.seq))
+        .unwrap_or(0)
+        .min(entries);
     VerifyReport {
         entries,
         checkpoints_verified,
         last,
+        signed,
+        unsigned_tail,
         problems,
     }
 }
@@ -495,6 +530,7 @@ impl Links {
 }
 
 /// Compares a trusted head (checkpoint or expected head) with the stored chain.
+/// Returns whether the chain holds the head (the entry at its `seq` has its hash).
 fn compare_head(
     stored: &Stored,
     chain_end: i64,
@@ -502,12 +538,12 @@ fn compare_head(
     what: String,
     problems: &mut Vec<Problem>,
     beyond_end: &mut Option<(i64, String)>,
-) {
+) -> bool {
     if head.seq > chain_end {
         if beyond_end.as_ref().is_none_or(|(seq, _)| head.seq > *seq) {
             *beyond_end = Some((head.seq, what));
         }
-        return;
+        return false;
     }
     let hash = if head.seq == 0 {
         Some([0u8; 32])
@@ -517,10 +553,11 @@ fn compare_head(
         match stored.at(head.seq) {
             Some(hash) => hash,
             // A hole in the chain: already reported as a gap.
-            None => return,
+            None => return false,
         }
     };
-    if hash.is_none() || hash != digest(&head.hash) {
+    let matches = hash.is_some() && hash == digest(&head.hash);
+    if !matches {
         problems.push(Problem {
             seq: head.seq,
             kind: ProblemKind::CheckpointMismatch,
@@ -531,6 +568,7 @@ fn compare_head(
             ),
         });
     }
+    matches
 }
 
 fn stored_hash(stored: &Stored, seq: i64) -> Option<Digest> {

@@ -60,7 +60,23 @@ pub struct Inner {
     public_url: std::sync::OnceLock<String>,
     /// Sessions of the PostgreSQL gateway running on this instance.
     pub gateway: crate::gateway::LiveSessions,
+    /// How the head is kept signed and witnessed; set once when the server runs.
+    audit_options: std::sync::OnceLock<crate::checkpointer::AuditOptions>,
+    /// The newest checkpoint this instance signed, for the witness URL's publisher.
+    witness_feed: std::sync::OnceLock<tokio::sync::watch::Sender<Option<sluice_audit::Checkpoint>>>,
+    /// The highest `seq` this instance signed a checkpoint of.
+    signed: tokio::sync::watch::Sender<i64>,
 }
+
+/// [`App::audit_options`] before [`App::set_audit_options`]: nothing signed after commits,
+/// no witness, no bound.
+static AUDIT_UNSET: crate::checkpointer::AuditOptions = crate::checkpointer::AuditOptions {
+    sign_commits: false,
+    min_gap: std::time::Duration::ZERO,
+    unsigned_bound: None,
+    witness_file: None,
+    witness_url: None,
+};
 
 impl std::ops::Deref for App {
     type Target = Inner;
@@ -111,7 +127,49 @@ impl App {
             due: crate::due::Due::default(),
             public_url: std::sync::OnceLock::new(),
             gateway: crate::gateway::LiveSessions::default(),
+            audit_options: std::sync::OnceLock::new(),
+            witness_feed: std::sync::OnceLock::new(),
+            signed: tokio::sync::watch::Sender::new(0),
         })))
+    }
+
+    /// How the head is kept signed and witnessed (see [`crate::checkpointer`]).
+    pub fn audit_options(&self) -> &crate::checkpointer::AuditOptions {
+        self.audit_options.get().unwrap_or(&AUDIT_UNSET)
+    }
+
+    /// Sets [`App::audit_options`]; only the first call counts. With a witness URL, returns
+    /// the feed its publisher follows.
+    pub fn set_audit_options(
+        &self,
+        options: crate::checkpointer::AuditOptions,
+    ) -> Option<tokio::sync::watch::Receiver<Option<sluice_audit::Checkpoint>>> {
+        let url = options.witness_url.is_some();
+        if self.audit_options.set(options).is_err() || !url {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let _ = self.witness_feed.set(tx);
+        Some(rx)
+    }
+
+    /// Changes whenever this instance stores a checkpoint: holds the highest `seq` it signed.
+    pub fn signed_audit(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.signed.subscribe()
+    }
+
+    pub(crate) fn note_signed(&self, seq: i64) {
+        self.signed.send_if_modified(|last| {
+            let moved = seq > *last;
+            *last = (*last).max(seq);
+            moved
+        });
+    }
+
+    pub(crate) fn witness_feed(
+        &self,
+    ) -> Option<&tokio::sync::watch::Sender<Option<sluice_audit::Checkpoint>>> {
+        self.witness_feed.get()
     }
 
     /// The URL clients reach this server at, as configured (see [`crate::public_url`]).

@@ -157,6 +157,8 @@ pub async fn checkpoint(app: &App) -> Result<Option<i64>, ApiError> {
     }
     crate::metrics::checkpoint();
     tracing::debug!(seq = head.seq, "checkpoint at seq {}", head.seq);
+    crate::checkpointer::witness(app, &cp).await;
+    app.note_signed(head.seq);
     Ok(Some(head.seq))
 }
 
@@ -164,7 +166,12 @@ pub async fn checkpoint(app: &App) -> Result<Option<i64>, ApiError> {
 /// the statement log of every gateway session it records as ended. Reads the chain a page at a
 /// time: memory does not grow with the trail (the checkpoints, one per checkpoint interval
 /// at most, are read whole).
+///
+/// With an unsigned-tail bound configured ([`crate::checkpointer::AuditOptions`]), a head not
+/// covered by a signed checkpoint while the newest one is older than the bound is a problem
+/// (see [`VerifyReport::refuse_stale_tail`]); the age is taken at the start.
 pub async fn verify_live(app: &App) -> Result<VerifyReport, ApiError> {
+    let now = app.now();
     let head = app.store.audit_head().await?;
     // Read before the entries, so that every checkpoint read lies within the entries read.
     let checkpoints = app.store.checkpoints().await?;
@@ -189,6 +196,10 @@ pub async fn verify_live(app: &App) -> Result<VerifyReport, ApiError> {
     let mut report = chain.finish();
     report.problems.extend(session_problems);
     report.problems.sort_by_key(|p| p.seq);
+    if let Some(bound) = app.audit_options().unsigned_bound {
+        let bound = chrono::TimeDelta::from_std(bound).unwrap_or(chrono::TimeDelta::MAX);
+        report.refuse_stale_tail(now, bound);
+    }
     Ok(report)
 }
 
@@ -245,6 +256,9 @@ async fn export_pages(
             };
             pending.write_before(store, entry.seq, &mut chunk).await?;
             sluice_audit::write_entry_line(&mut chunk, entry).map_err(|e| e.to_string())?;
+            if entry.action == ROTATION_ACTION {
+                pending.rotations.push(entry.seq);
+            }
         }
         if !chunk.is_empty() && tx.send(Ok(chunk)).await.is_err() {
             return Ok(());
@@ -261,13 +275,30 @@ async fn export_pages(
     Ok(())
 }
 
-/// The checkpoints of an export, read a page at a time: those from its first entry to the
-/// signed head.
+/// The checkpoints of an export, read a page at a time: of those from its first entry to the
+/// signed head, the ones a verifier needs — the closing one (of the signed head) and those at
+/// key rotations (at a rotation entry and the entry after it, which hand signing over).
+///
+/// Not the others: with a checkpoint after every commit, nearly every entry line would be
+/// followed by a checkpoint line, and an export cut after any of them would look whole. With
+/// only the closing checkpoint, lines cut off the end leave entries no checkpoint covers.
 struct CheckpointPages {
     after: i64,
     until: i64,
     buffered: VecDeque<Checkpoint>,
     done: bool,
+    /// Rotation entries written so far.
+    rotations: Vec<i64>,
+}
+
+impl CheckpointPages {
+    fn needed(&self, c: &Checkpoint) -> bool {
+        c.seq == self.until
+            || self
+                .rotations
+                .iter()
+                .any(|&r| c.seq == r || c.seq == r.saturating_add(1))
+    }
 }
 
 impl CheckpointPages {
@@ -277,6 +308,7 @@ impl CheckpointPages {
             until,
             buffered: VecDeque::new(),
             done: false,
+            rotations: Vec::new(),
         }
     }
 
@@ -306,7 +338,9 @@ impl CheckpointPages {
             }
             match self.buffered.front() {
                 Some(c) if c.seq < before => {
-                    sluice_audit::write_checkpoint_line(out, c).map_err(|e| e.to_string())?;
+                    if self.needed(c) {
+                        sluice_audit::write_checkpoint_line(out, c).map_err(|e| e.to_string())?;
+                    }
                     self.buffered.pop_front();
                 }
                 _ => return Ok(()),

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod auth_failures;
 pub mod caller;
+pub mod checkpointer;
 pub mod dbclock;
 pub mod due;
 pub mod error;
@@ -88,6 +89,9 @@ pub struct Server {
     pub bootstrap_token: Option<SecretToken>,
     /// Header and drain timeouts and the connection limit; set before [`Server::run`].
     pub http: serve::HttpOptions,
+    /// Checkpoints after commits, the unsigned-tail bound and the witness; set before
+    /// [`Server::run`].
+    pub audit: checkpointer::AuditOptions,
     config: ServerConfig,
 }
 
@@ -139,6 +143,7 @@ impl Server {
             listener,
             bootstrap_token,
             http: serve::HttpOptions::default(),
+            audit: checkpointer::AuditOptions::default(),
             config,
         })
     }
@@ -154,13 +159,42 @@ impl Server {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        checkpointer::check_witness_file(&self.audit)?;
+        let sign_commits = self.audit.sign_commits;
+        let publisher = match (
+            self.app.set_audit_options(self.audit.clone()),
+            &self.audit.witness_url,
+        ) {
+            (Some(feed), Some(url)) => {
+                Some(tokio::spawn(checkpointer::publish_http(url.clone(), feed)))
+            }
+            _ => None,
+        };
+        let signer = if sign_commits {
+            // After a crash the head may be unsigned: sign it before serving, so that crash
+            // and restart loops leave no unsigned tail behind.
+            match audit::checkpoint(&self.app).await {
+                Ok(Some(seq)) => tracing::info!(seq, "signed the head at start (seq {seq})"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "checkpoint at start failed: {e}"),
+            }
+            Some(tokio::spawn(checkpointer::run(self.app.clone())))
+        } else {
+            None
+        };
         let bg = tokio::spawn(background(self.app.clone(), self.config.clone()));
         serve::serve(self.listener, router(self.app.clone()), self.http, shutdown).await;
         bg.abort();
+        if let Some(signer) = signer {
+            signer.abort();
+        }
         // A last checkpoint so a clean stop leaves the head signed.
         match audit::checkpoint(&self.app).await {
             Ok(_) => tracing::info!("signed the last checkpoint"),
             Err(e) => tracing::warn!(error = %e, "the last checkpoint failed: {e}"),
+        }
+        if let Some(publisher) = publisher {
+            publisher.abort();
         }
         Ok(())
     }

@@ -38,6 +38,10 @@ pub fn install() -> Option<PrometheusHandle> {
                 "sluice_checkpoints_total",
                 "Signed audit checkpoints written."
             );
+            describe_counter!(
+                "sluice_witness_failures_total",
+                "Checkpoints that could not be appended to the witness file or POSTed to the witness URL."
+            );
             Some(handle)
         })
         .clone()
@@ -113,4 +117,8 @@ pub fn auth_failed() {
 
 pub fn checkpoint() {
     counter!("sluice_checkpoints_total").increment(1);
+}
+
+pub fn witness_failed() {
+    counter!("sluice_witness_failures_total").increment(1);
 }

@@ -188,26 +188,16 @@ impl Store {
         c: &Checkpoint,
         latest: i64,
     ) -> Result<bool, StoreError> {
+        if let Some(batch) = &self.batch {
+            return insert_checkpoint_batched(batch, c, latest).await;
+        }
         let mut tx = self.writer().begin().await?;
         if self.backend() == crate::Backend::Postgres {
             sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
                 .fetch_one(&mut *tx)
                 .await?;
         }
-        let done = sqlx::query(
-            "INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) \
-             SELECT $1, $2, $3, $4, $5 \
-             WHERE COALESCE((SELECT MAX(seq) FROM audit_checkpoints), 0) = $6 \
-             ON CONFLICT (seq) DO NOTHING",
-        )
-        .bind(c.seq)
-        .bind(&c.hash)
-        .bind(to_ms(c.at))
-        .bind(&c.key_id)
-        .bind(&c.signature)
-        .bind(latest)
-        .execute(&mut *tx)
-        .await?;
+        let done = insert_after(c, latest).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
@@ -227,4 +217,42 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+const INSERT_AFTER: &str = "INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) \
+     SELECT $1, $2, $3, $4, $5 \
+     WHERE COALESCE((SELECT MAX(seq) FROM audit_checkpoints), 0) = $6 \
+     ON CONFLICT (seq) DO NOTHING";
+
+/// The insert of [`Store::insert_checkpoint_after`].
+fn insert_after(
+    c: &Checkpoint,
+    latest: i64,
+) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments<'_>> {
+    sqlx::query(INSERT_AFTER)
+        .bind(c.seq)
+        .bind(&c.hash)
+        .bind(to_ms(c.at))
+        .bind(&c.key_id)
+        .bind(&c.signature)
+        .bind(latest)
+}
+
+/// On SQLite the checkpoint joins the open write batch, like a writer with no audit entry
+/// (a checkpoint changes no state; it only vouches for entries already committed): a
+/// transaction of its own would wait for the batch's write lock and hold up the next batch,
+/// while this shares the batch's commit and fsync. Returns once durable.
+async fn insert_checkpoint_batched(
+    batch: &crate::batch::Batcher,
+    c: &Checkpoint,
+    latest: i64,
+) -> Result<bool, StoreError> {
+    let (mut lease, head, access_rev) = batch.begin().await?;
+    // A failure drops the lease, which rolls this savepoint back.
+    let done = insert_after(c, latest).execute(lease.conn()).await?;
+    sqlx::query(crate::batch::KEEP)
+        .execute(lease.conn())
+        .await?;
+    lease.kept(head, access_rev).await?;
+    Ok(done.rows_affected() == 1)
 }

@@ -265,15 +265,29 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        AuditCommand::Verify { file: None, .. } => {
-            let v: VerifyView = c.send(Method::GET, "/v1/audit/verify", NO_BODY).await?;
+        AuditCommand::Verify {
+            file: None,
+            public_key,
+            witness,
+        } => {
+            let witness = read_witness(witness.as_deref(), public_key.as_deref())?;
+            let mut v: VerifyView = c.send(Method::GET, "/v1/audit/verify", NO_BODY).await?;
+            if let Some(w) = &witness {
+                if let Some(p) = check_live_witness(&c, &v, w).await? {
+                    v.problems.push(p);
+                    v.problems.sort_by_key(|p| p.seq);
+                    v.ok = false;
+                }
+            }
             emit(r.output, &v, |v| {
                 if v.ok {
                     outln!(
-                        "ok: {} entries, {} signed checkpoints verified, head at seq {}",
+                        "ok: {} entries, {} signed checkpoints verified, head at seq {}; {}{}",
                         v.entries,
                         v.checkpoints_verified,
-                        v.head_seq.map_or_else(|| "-".to_owned(), |h| h.to_string())
+                        v.head_seq.map_or_else(|| "-".to_owned(), |h| h.to_string()),
+                        tail_line(v.signed_seq, v.unsigned_tail),
+                        witness_note(witness.as_ref())
                     );
                 } else {
                     print_problems(&v.problems);
@@ -287,7 +301,8 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
         AuditCommand::Verify {
             file: Some(file),
             public_key,
-        } => verify_file(&file, public_key.as_deref(), r.output),
+            witness,
+        } => verify_file(&file, public_key.as_deref(), witness.as_deref(), r.output),
         AuditCommand::RotateKey { store, new_key } => {
             crate::serve::rotate_key(store, &new_key).await
         }
@@ -341,11 +356,110 @@ fn print_problems(problems: &[ProblemView]) {
     }
 }
 
+/// "signed up to seq N; unsigned tail: M entries".
+fn tail_line(signed: Option<i64>, unsigned: u64) -> String {
+    let signed = signed.map_or_else(
+        || "nothing signed".to_owned(),
+        |s| format!("signed up to seq {s}"),
+    );
+    format!("{signed}; unsigned tail: {unsigned} entries")
+}
+
+/// "; the witness's newest checkpoint (seq N) is held", or nothing without a witness.
+fn witness_note(w: Option<&sluice_audit::Checkpoint>) -> String {
+    w.map(|w| format!("; the witness's newest checkpoint (seq {}) is held", w.seq))
+        .unwrap_or_default()
+}
+
+/// The newest checkpoint of a witness file, its signature checked when a public key is given
+/// and the checkpoint is by that key.
+fn read_witness(
+    witness: Option<&Path>,
+    public_key: Option<&Path>,
+) -> anyhow::Result<Option<sluice_audit::Checkpoint>> {
+    let Some(path) = witness else {
+        return Ok(None);
+    };
+    let f = std::fs::File::open(path)
+        .with_context(|| format!("cannot open the witness file {}", path.display()))?;
+    let newest = sluice_audit::read_witness(std::io::BufReader::new(f))
+        .with_context(|| format!("cannot read the witness file {}", path.display()))?
+        .with_context(|| format!("the witness file {} holds no checkpoint", path.display()))?;
+    if let Some(key) = public_key {
+        let key = sluice_audit::AuditVerifier::from_pem(
+            &std::fs::read_to_string(key)
+                .with_context(|| format!("cannot read {}", key.display()))?,
+        )?;
+        if newest.key_id == key.key_id() {
+            key.verify(&newest).map_err(|e| {
+                anyhow!(
+                    "the witness's newest checkpoint (seq {}) does not verify: {e}",
+                    newest.seq
+                )
+            })?;
+        } else {
+            eprintln!(
+                "note: the witness's newest checkpoint is signed by key {}, not by the given key {}: its signature is not checked",
+                newest.key_id,
+                key.key_id()
+            );
+        }
+    }
+    Ok(Some(newest))
+}
+
+/// Checks that the live trail holds the witness's newest head: the server verified the chain,
+/// so its entry at that `seq` having the witnessed hash vouches for everything before it.
+async fn check_live_witness(
+    c: &Client,
+    v: &VerifyView,
+    w: &sluice_audit::Checkpoint,
+) -> anyhow::Result<Option<ProblemView>> {
+    use sluice_api::audit::ProblemKind;
+    let head = v.head_seq.unwrap_or(0);
+    if w.seq > head {
+        return Ok(Some(ProblemView {
+            seq: head.saturating_add(1),
+            kind: ProblemKind::Truncated,
+            message: format!(
+                "the trail ends at {head}, before the witness's newest checkpoint at {}: entries {}..={} are missing (tail cut off)",
+                w.seq,
+                head.saturating_add(1),
+                w.seq
+            ),
+        }));
+    }
+    let page: AuditPage = c
+        .send(
+            Method::GET,
+            &format!("/v1/audit?after={}&limit=1", w.seq.saturating_sub(1)),
+            NO_BODY,
+        )
+        .await?;
+    let found = page.entries.first().filter(|e| e.seq == w.seq);
+    match found {
+        Some(e) if e.hash == w.hash => Ok(None),
+        Some(_) => Ok(Some(ProblemView {
+            seq: w.seq,
+            kind: ProblemKind::CheckpointMismatch,
+            message: format!(
+                "the witness's newest checkpoint at {} names hash {} but the entry there does not have it: the entry (or one before it, with every later hash recomputed) was rewritten",
+                w.seq,
+                w.hash.get(..12).unwrap_or(&w.hash)
+            ),
+        })),
+        // A hole in the chain: the server reported it as a gap.
+        None => Ok(None),
+    }
+}
+
 fn verify_file(
     file: &Path,
     public_key: Option<&Path>,
+    witness: Option<&Path>,
     out: crate::cli::Output,
 ) -> anyhow::Result<()> {
+    let witnessed = read_witness(witness, public_key)?;
     let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     let verifier = match public_key {
         Some(p) => Some(sluice_audit::AuditVerifier::from_pem(
@@ -357,14 +471,23 @@ fn verify_file(
         }
     };
     // Streams the file: memory stays flat however long the export.
-    let report = sluice_audit::verify_export(std::io::BufReader::new(f), verifier.as_ref())?;
+    let report = sluice_audit::verify_export_against(
+        std::io::BufReader::new(f),
+        verifier.as_ref(),
+        witnessed
+            .as_ref()
+            .map(sluice_audit::Checkpoint::head)
+            .as_ref(),
+    )?;
     let v = serde_json::to_value(&report)?;
     emit(out, &json!({"ok": report.ok(), "report": v}), |_| {
         if report.ok() {
             outln!(
-                "ok: {} entries, {} signed checkpoints verified",
+                "ok: {} entries, {} signed checkpoints verified; {}{}",
                 report.entries,
-                report.checkpoints_verified
+                report.checkpoints_verified,
+                tail_line(report.signed.as_ref().map(|s| s.seq), report.unsigned_tail),
+                witness_note(witnessed.as_ref())
             );
         } else {
             for p in &report.problems {

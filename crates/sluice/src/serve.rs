@@ -41,6 +41,18 @@ struct FileConfig {
     /// (default 5s).
     #[serde(default, with = "humantime_serde_opt")]
     shutdown_timeout: Option<Duration>,
+    /// Every signed checkpoint is appended to this file (another volume than the database).
+    witness_file: Option<PathBuf>,
+    /// Every signed checkpoint is POSTed as JSON to this URL.
+    witness_url: Option<String>,
+    /// The least time between two checkpoints signed after commits (default 0: every
+    /// committed batch, coalescing under load).
+    #[serde(default, with = "humantime_serde_opt")]
+    checkpoint_min_gap: Option<Duration>,
+    /// `audit verify` refuses an unsigned head whose newest checkpoint is older than this
+    /// (default 10s; `0s` turns the check off).
+    #[serde(default, with = "humantime_serde_opt")]
+    unsigned_tail_bound: Option<Duration>,
     /// The PostgreSQL gateway's address; off when absent.
     pg_listen: Option<String>,
     /// The gateway's TLS certificate and key (PEM); default: a self-signed pair generated
@@ -64,6 +76,7 @@ pub struct Settings {
     pub config: ServerConfig,
     pub store: sluice_store::StoreOptions,
     pub http: sluice_server::serve::HttpOptions,
+    pub audit: sluice_server::checkpointer::AuditOptions,
     pub gateway: Option<sluice_gateway::GatewayConfig>,
     pub http_gateway: Option<sluice_http_gateway::HttpGatewayConfig>,
     pub log_format: LogFormat,
@@ -189,10 +202,27 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
             .unwrap_or(http_defaults.max_connections),
         drain_timeout: file.shutdown_timeout.unwrap_or(http_defaults.drain_timeout),
     };
+    let audit_defaults = sluice_server::checkpointer::AuditOptions::default();
+    let witness_url = args.witness_url.or(file.witness_url);
+    if let Some(url) = &witness_url {
+        sluice_server::public_url(url).context("--witness-url")?;
+    }
+    let audit = sluice_server::checkpointer::AuditOptions {
+        sign_commits: true,
+        min_gap: file.checkpoint_min_gap.unwrap_or(audit_defaults.min_gap),
+        unsigned_bound: match file.unsigned_tail_bound {
+            Some(d) if d.is_zero() => None,
+            Some(d) => Some(d),
+            None => audit_defaults.unsigned_bound,
+        },
+        witness_file: args.witness_file.or(file.witness_file),
+        witness_url,
+    };
     Ok(Settings {
         config,
         store,
         http,
+        audit,
         gateway,
         http_gateway,
         log_format,
@@ -282,6 +312,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut server = Server::build_with(config, s.store, clock).await?;
     server.http = s.http;
+    server.audit = s.audit;
     let addr = server.local_addr()?;
     if let Some(token) = server
         .bootstrap_token
@@ -352,6 +383,8 @@ pub async fn migrate(args: crate::cli::MigrateArgs) -> anyhow::Result<()> {
         public_url: None,
         pg_listen: None,
         http_gateway_listen: None,
+        witness_file: None,
+        witness_url: None,
     })?;
     sluice_store::Store::open(&s.config.database_url).await?;
     outln!("migrations applied");
@@ -409,6 +442,8 @@ pub async fn rotate_key(args: crate::cli::StoreArgs, new_key: &Path) -> anyhow::
         public_url: None,
         pg_listen: None,
         http_gateway_listen: None,
+        witness_file: None,
+        witness_url: None,
     })?;
     let store = sluice_store::Store::open(&s.config.database_url).await?;
     let old_path = &s.config.signing_key;

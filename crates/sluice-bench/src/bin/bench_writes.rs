@@ -4,7 +4,7 @@
 //! concurrencies; then the cost of each part of the write path (fsync, the statements, token
 //! lookup, `App::refresh` against the number of live grants) and what batching commits buys.
 //!
-//! Run (release): `cargo run --release -p sluice-bench --bin bench-writes -- [--pairs N] [--runs R] [--only throughput|breakdown|sqlite] [--path direct|http] [--tasks 1,8,32]`
+//! Run (release): `cargo run --release -p sluice-bench --bin bench-writes -- [--pairs N] [--runs R] [--only throughput|breakdown|sqlite|checkpoints] [--path direct|http] [--tasks 1,8,32]`
 //! The database lives under `$TMPDIR` (default `/tmp`): put it on the disk you mean to measure.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark harness")]
@@ -20,6 +20,7 @@ use sluice_core::token::SecretToken;
 use sluice_core::{Clock as _, SystemClock};
 use sluice_server::auth::authenticate;
 use sluice_server::caller::Caller;
+use sluice_server::checkpointer::AuditOptions;
 use sluice_server::{App, Server, ServerConfig};
 use sluice_store::NewEntry;
 use sqlx::{Connection, Executor};
@@ -79,6 +80,11 @@ struct Bench {
 
 impl Bench {
     async fn start() -> anyhow::Result<Bench> {
+        Self::start_with(AuditOptions::manual()).await
+    }
+
+    /// With `audit`'s checkpoints (the plain [`Bench::start`] signs none while it runs).
+    async fn start_with(audit: AuditOptions) -> anyhow::Result<Bench> {
         let dir = tempfile::tempdir()?;
         let config = ServerConfig {
             listen: "127.0.0.1:0".parse()?,
@@ -92,7 +98,8 @@ impl Bench {
             client_rate_limit: None,
             public_url: None,
         };
-        let server = Server::build(config, Arc::new(sluice_core::SystemClock)).await?;
+        let mut server = Server::build(config, Arc::new(sluice_core::SystemClock)).await?;
+        server.audit = audit;
         let addr = server.local_addr()?;
         let app = server.app.clone();
         let (tx, rx) = oneshot::channel::<()>();
@@ -327,6 +334,57 @@ async fn throughput(
                 m(|r| r.last_quarter),
                 m(|r| r.p50_ms),
                 m(|r| r.p99_ms),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Writes/s with a checkpoint after every commit against none while running (the 60 s timer
+/// never fires in a run), alternating the two on fresh databases in the same run; also how
+/// many checkpoints the per-commit runs wrote.
+async fn checkpoint_cost(
+    pairs: usize,
+    runs: usize,
+    modes: &[Mode],
+    concs: &[usize],
+) -> anyhow::Result<()> {
+    println!("## checkpoint per commit: {pairs} request+approve pairs per run, fresh database per run, {runs} runs of each, alternating, medians");
+    println!("| path | tasks | none pairs/s | per-commit pairs/s | ratio | checkpoints per pair | per-commit p99 ms |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for &mode in modes {
+        for &conc in concs {
+            let (mut off, mut on, mut per_pair, mut p99) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..runs {
+                for signing in [false, true] {
+                    let audit = if signing {
+                        AuditOptions::default()
+                    } else {
+                        AuditOptions::manual()
+                    };
+                    let b = Arc::new(Bench::start_with(audit).await?);
+                    let before = b.app.store.checkpoints().await?.len();
+                    let r = run(b.clone(), mode, conc, pairs).await?;
+                    let made = b.app.store.checkpoints().await?.len() - before;
+                    if signing {
+                        on.push(r.pairs_per_s);
+                        per_pair.push(made as f64 / pairs as f64);
+                        p99.push(r.p99_ms);
+                    } else {
+                        off.push(r.pairs_per_s);
+                    }
+                    if let Ok(b) = Arc::try_unwrap(b) {
+                        b.stop().await;
+                    }
+                }
+            }
+            let (off, on) = (median(off), median(on));
+            println!(
+                "| {mode:?} | {conc} | {off:.0} | {on:.0} | {:.3} | {:.2} | {:.2} |",
+                on / off,
+                median(per_pair),
+                median(p99)
             );
         }
     }
@@ -644,6 +702,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if only.as_deref().is_none_or(|o| o == "breakdown") {
         breakdown().await?;
+    }
+    if only.as_deref() == Some("checkpoints") {
+        checkpoint_cost(pairs, runs, &modes, &concs).await?;
     }
     Ok(())
 }

@@ -74,12 +74,19 @@ pub async fn query(
 }
 
 /// The answer of `GET /v1/audit/verify` for a report.
-fn verify_view(r: VerifyReport) -> VerifyView {
+fn verify_view(r: VerifyReport, bound: Option<std::time::Duration>) -> VerifyView {
     VerifyView {
         ok: r.ok(),
         entries: r.entries,
         checkpoints_verified: r.checkpoints_verified,
         head_seq: r.last.map(|h| h.seq),
+        signed_seq: r.signed.as_ref().map(|s| s.seq),
+        signed_at: r
+            .signed
+            .as_ref()
+            .map(|s| sluice_audit::format_timestamp(&s.at)),
+        unsigned_tail: r.unsigned_tail,
+        unsigned_bound_secs: bound.map(|b| b.as_secs()),
         problems: r
             .problems
             .iter()
@@ -100,7 +107,7 @@ pub async fn verify(
 ) -> Result<Json<VerifyView>, ApiError> {
     require_auditor(&app, &caller)?;
     let r = crate::audit::verify_live(&app).await?;
-    Ok(Json(verify_view(r)))
+    Ok(Json(verify_view(r, app.audit_options().unsigned_bound)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -6,6 +6,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sluice_core::token::SecretToken;
 use sluice_core::ManualClock;
+use sluice_server::checkpointer::AuditOptions;
 use sluice_server::{App, Server, ServerConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -104,6 +105,7 @@ impl TestServer {
             ManualClock::new(t0()),
             Arc::new(sluice_core::SystemClock),
             None,
+            AuditOptions::manual(),
         )
         .await
     }
@@ -114,14 +116,29 @@ impl TestServer {
 
     pub async fn start_with_clock(db: Db, clock: ManualClock) -> TestServer {
         let c: Arc<dyn sluice_core::Clock> = Arc::new(clock.clone());
-        Self::start_inner(db, clock, c, None).await
+        Self::start_inner(db, clock, c, None, AuditOptions::manual()).await
+    }
+
+    /// With checkpoints after every commit and the unsigned-tail bound, as `sluice serve`
+    /// runs (the other constructors leave checkpoints to the tests), plus `audit`'s witness.
+    pub async fn start_signing(db: Db, audit: AuditOptions) -> TestServer {
+        let clock = ManualClock::new(t0());
+        let c: Arc<dyn sluice_core::Clock> = Arc::new(clock.clone());
+        Self::start_inner(db, clock, c, None, audit).await
     }
 
     /// With `--public-url` set.
     pub async fn start_with_public_url(db: Db, public_url: &str) -> TestServer {
         let clock = ManualClock::new(t0());
         let c: Arc<dyn sluice_core::Clock> = Arc::new(clock.clone());
-        Self::start_inner(db, clock, c, Some(public_url.to_owned())).await
+        Self::start_inner(
+            db,
+            clock,
+            c,
+            Some(public_url.to_owned()),
+            AuditOptions::manual(),
+        )
+        .await
     }
 
     async fn start_inner(
@@ -129,6 +146,7 @@ impl TestServer {
         clock: ManualClock,
         real: Arc<dyn sluice_core::Clock>,
         public_url: Option<String>,
+        audit: AuditOptions,
     ) -> TestServer {
         let config = ServerConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
@@ -143,7 +161,8 @@ impl TestServer {
             client_rate_limit: None,
             public_url,
         };
-        let server = Server::build(config, real).await.expect("server builds");
+        let mut server = Server::build(config, real).await.expect("server builds");
+        server.audit = audit;
         let addr = server.local_addr().expect("bound");
         let app = server.app.clone();
         let (tx, rx) = oneshot::channel::<()>();
@@ -179,6 +198,20 @@ impl TestServer {
             },
         );
         TestServer::start_with_clock(db, clock).await
+    }
+
+    /// Stops the server and hands back its database, for a test to change before it starts
+    /// another server on it.
+    pub async fn into_db(mut self) -> Db {
+        self.stop().await;
+        std::mem::replace(
+            &mut self.db,
+            Db {
+                url: String::new(),
+                key: PathBuf::new(),
+                _dir: tempfile::tempdir().expect("tempdir"),
+            },
+        )
     }
 
     pub async fn stop(&mut self) {

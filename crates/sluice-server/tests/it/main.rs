@@ -37,3 +37,4 @@ mod standards;
 mod static_context;
 mod tamper;
 mod timing;
+mod unsigned_tail;

@@ -269,7 +269,9 @@ async fn a_trail_of_several_pages_streams_and_still_locates_an_edit(b: Backend) 
         .expect("readable export");
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.entries, u64::try_from(head).expect("positive"));
-    assert_eq!(report.checkpoints_verified, 4);
+    // The export carries the closing checkpoint only (and those at key rotations): the
+    // intermediate ones stay in the store, so lines cut off an export's end show.
+    assert_eq!(report.checkpoints_verified, 1);
     let lines: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).expect("json line"))

@@ -186,6 +186,14 @@ pub struct ServeArgs {
     /// fronts are declared in the config file's `http_services:` section.
     #[arg(long, env = "SLUICE_HTTP_GATEWAY_LISTEN")]
     pub http_gateway_listen: Option<String>,
+    /// Append every signed audit checkpoint to this file (JSON Lines, fsynced): put it on
+    /// another volume than the database, so that `sluice audit verify --witness FILE` finds a
+    /// trail cut short even by someone who holds the database.
+    #[arg(long, env = "SLUICE_WITNESS_FILE")]
+    pub witness_file: Option<PathBuf>,
+    /// POST every signed audit checkpoint as JSON to this URL (an append-only log elsewhere).
+    #[arg(long, env = "SLUICE_WITNESS_URL")]
+    pub witness_url: Option<String>,
 }
 
 /// The database, found as `sluice serve` finds it.
@@ -374,6 +382,10 @@ pub enum AuditCommand {
         /// The audit public key (PEM), from `sluice audit public-key`.
         #[arg(long)]
         public_key: Option<PathBuf>,
+        /// A witness file (`sluice serve --witness-file`): the trail must reach its newest
+        /// checkpoint with the same hash, else it was cut short or rewritten.
+        #[arg(long, env = "SLUICE_WITNESS_FILE")]
+        witness: Option<PathBuf>,
     },
     /// Hand the signing of the audit trail to a new key (run with every server stopped).
     ///

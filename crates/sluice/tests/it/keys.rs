@@ -302,7 +302,12 @@ async fn a_truncated_export_gets_one_verdict_naming_where_it_was_cut() {
     let r = verify(short).await;
     assert!(!r.success);
     assert_eq!(r.stdout.lines().count(), 1, "one verdict: {}", r.stdout);
-    let last_kept = lines.len() - 3;
+    // Only the closing checkpoint (and those at key rotations) goes into an export, so the
+    // line before the last entry is an entry.
+    let last_kept: serde_json::Value =
+        serde_json::from_str(lines[lines.len() - 3]).expect("a JSON line");
+    assert_eq!(last_kept["type"], "entry", "{last_kept}");
+    let last_kept = last_kept["seq"].as_i64().expect("seq");
     assert!(
         r.stdout
             .contains(&format!("truncated: the export ends at entry {last_kept}")),
