@@ -47,6 +47,7 @@ pub enum ProblemKind {
     BadSignature,
     UnknownKey,
     SessionLogMismatch,
+    CallLogMismatch,
 }
 
 impl ProblemKind {
@@ -62,6 +63,7 @@ impl ProblemKind {
             Self::BadSignature => "bad_signature",
             Self::UnknownKey => "unknown_key",
             Self::SessionLogMismatch => "session_log_mismatch",
+            Self::CallLogMismatch => "call_log_mismatch",
         }
     }
 }
@@ -79,6 +81,7 @@ impl From<sluice_audit::ProblemKind> for ProblemKind {
             K::BadSignature => Self::BadSignature,
             K::UnknownKey => Self::UnknownKey,
             K::SessionLogMismatch => Self::SessionLogMismatch,
+            K::CallLogMismatch => Self::CallLogMismatch,
         }
     }
 }
