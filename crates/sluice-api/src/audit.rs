@@ -61,6 +61,7 @@ pub enum ProblemKind {
     UnknownKey,
     SessionLogMismatch,
     UnsignedTail,
+    CallLogMismatch,
 }
 
 impl ProblemKind {
@@ -77,6 +78,7 @@ impl ProblemKind {
             Self::UnknownKey => "unknown_key",
             Self::SessionLogMismatch => "session_log_mismatch",
             Self::UnsignedTail => "unsigned_tail",
+            Self::CallLogMismatch => "call_log_mismatch",
         }
     }
 }
@@ -95,6 +97,7 @@ impl From<sluice_audit::ProblemKind> for ProblemKind {
             K::UnknownKey => Self::UnknownKey,
             K::SessionLogMismatch => Self::SessionLogMismatch,
             K::UnsignedTail => Self::UnsignedTail,
+            K::CallLogMismatch => Self::CallLogMismatch,
         }
     }
 }

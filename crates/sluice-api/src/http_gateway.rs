@@ -1,20 +1,25 @@
-//! `/v1/http`: the HTTP gateway's calls, as the audit trail records them.
+//! `/v1/http`: the HTTP gateway's calls, as its call log records them.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// One call through the HTTP gateway: its `http.call.ended` audit entry.
+/// One call through the HTTP gateway, or one it refused: its `ended` or `refused` record.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CallView {
-    /// The call id (`htc-…`), the entry's subject.
+    /// The call id (`htc-…`).
     pub id: String,
-    /// The audit entry's sequence number.
+    /// The sequence number of the `http.calls.recorded` audit entry sealing its record.
     pub seq: i64,
-    /// When the result was recorded (the response's end).
+    /// When the result was recorded (the response's end, or the refusal).
     pub at: DateTime<Utc>,
+    /// Refused by the gateway itself (no grant, an ambiguous path, a body over the limit…):
+    /// never forwarded; `outcome` says why.
+    #[serde(default)]
+    pub refused: bool,
     pub principal: String,
     pub service: String,
+    /// Empty for a refused call.
     pub grant_id: String,
     pub method: String,
     /// The path as decided and forwarded (canonical, decoded), without the query.
@@ -24,9 +29,10 @@ pub struct CallView {
     pub duration_ms: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    /// `completed`, `cut: grant expired`, `client went away`, `upstream unavailable: …`.
+    /// `completed`, `cut: grant expired`, `client went away`, `upstream unavailable: …`,
+    /// `refused: …`.
     pub outcome: String,
-    /// `before` (admitted in the trail before it was forwarded) or `after`.
+    /// `before` (admitted in the trail before it was forwarded) or `after`; empty if refused.
     pub audit: String,
 }
 

@@ -23,6 +23,7 @@
 //! export helpers, which take a caller-supplied reader or writer. It never reads the wall
 //! clock: every timestamp is a parameter.
 
+pub mod call_log;
 pub mod canonical;
 mod checkpoint;
 mod entry;

@@ -130,6 +130,10 @@ pub enum ProblemKind {
     /// A gateway session's statement log does not hash to the value its session-end entry
     /// at `seq` records: a logged statement was edited, added or removed.
     SessionLogMismatch,
+    /// A batch of HTTP gateway call records does not hash to the value its sealing entry at
+    /// `seq` records, or rows name a batch no entry seals: a call record was edited, added or
+    /// removed.
+    CallLogMismatch,
 }
 
 impl fmt::Display for ProblemKind {
@@ -145,6 +149,7 @@ impl fmt::Display for ProblemKind {
             Self::UnknownKey => "unknown key",
             Self::UnsignedTail => "unsigned tail",
             Self::SessionLogMismatch => "session log mismatch",
+            Self::CallLogMismatch => "call log mismatch",
         })
     }
 }

@@ -46,9 +46,25 @@ pub(crate) async fn forward(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let refuse = |r: Refusal| {
+        shared.log.refused(
+            app,
+            crate::record::Refused {
+                principal: &a.principal,
+                resource: &a.resource,
+                method: &a.method,
+                path: &a.path.decoded,
+                client: a.peer.to_string(),
+                status: r.status().as_u16(),
+                code: r.code(),
+                message: r.to_string(),
+            },
+        );
+        Err(r)
+    };
     if declared_len.is_some_and(|n| n > limit) {
-        return Err(Refusal::BodyTooLarge {
-            resource: a.resource,
+        return refuse(Refusal::BodyTooLarge {
+            resource: a.resource.clone(),
             limit,
         });
     }
@@ -66,16 +82,18 @@ pub(crate) async fn forward(
                 }
                 None => {
                     tracing::warn!(service = %cfg.name, "http service {}: the upstream credential cannot be read", cfg.name);
-                    return Err(Refusal::CredentialUnavailable {
-                        resource: a.resource,
+                    return refuse(Refusal::CredentialUnavailable {
+                        resource: a.resource.clone(),
                     });
                 }
             }
         }
     };
     let source = headers::token(&parts.headers).map(|(_, s)| s);
+    let received = Arc::new(AtomicU64::new(0));
     let mut call = Call {
         app: app.clone(),
+        log: shared.log.clone(),
         id: sluice_server::ids::new_id("htc"),
         principal: a.principal,
         grant_id: a.grant_id,
@@ -87,14 +105,14 @@ pub(crate) async fn forward(
         mode: cfg.audit,
         started: a.started,
         status: 0,
-        bytes_in: 0,
+        bytes_in: received.clone(),
         bytes_out: 0,
         outcome: String::new(),
         sent: false,
     };
     if cfg.audit == crate::config::AuditMode::Before {
         // Fail-closed: nothing is forwarded unless its admission is in the audit trail.
-        if let Err(e) = call.admit(app.now()).await {
+        if let Err(e) = call.admit().await {
             tracing::error!(call = %call.id, error = %e, "http call {} refused: it could not be audited: {e}", call.id);
             return Err(Refusal::AuditUnavailable);
         }
@@ -111,7 +129,6 @@ pub(crate) async fn forward(
         credential.as_ref().map(|(n, v)| (n, v.clone())),
     );
     let too_large = Arc::new(AtomicBool::new(false));
-    let received = Arc::new(AtomicU64::new(0));
     let mut req = shared
         .client
         .request(parts.method, url)
@@ -165,7 +182,6 @@ pub(crate) async fn forward(
         }
     };
     call.status = resp.status().as_u16();
-    call.bytes_in = received.load(Ordering::Relaxed);
     let status = resp.status();
     // The server stops reading a body once its declared length is sent: a call whose body
     // was all sent is complete whether or not its end was read.

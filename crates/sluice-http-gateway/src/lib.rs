@@ -39,6 +39,7 @@ pub(crate) struct Shared {
     app: App,
     services: HashMap<String, Service>,
     client: reqwest::Client,
+    log: record::CallLog,
 }
 
 /// The HTTP gateway bound to its address.
@@ -89,6 +90,7 @@ impl HttpGateway {
         let listener = TcpListener::bind(config.listen).await?;
         Ok(HttpGateway {
             shared: Arc::new(Shared {
+                log: record::CallLog::start(app.clone()),
                 app,
                 services,
                 client,
@@ -106,14 +108,20 @@ impl HttpGateway {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let log = self.shared.log.clone();
         let router = axum::Router::new()
             .fallback(proxy::handle)
             .with_state(self.shared);
-        axum::serve(
+        let served = axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+        // The records of the last calls, gathered but not yet written.
+        if !log.flush().await {
+            tracing::error!("the last http call records could not be written");
+        }
+        served
     }
 }

@@ -48,9 +48,29 @@ pub(crate) async fn handle(
     };
     let resource = format!("http:{}", sluice_core::scope::normalize(name));
     let what = format!("{method} {raw}");
-    let refuse = |r: Refusal| refused(app, caller.name.clone(), what.clone(), r);
+    let client = peer.to_string();
+    // Refusals are listed beside the calls of a declared service (not of any name sent).
+    let declared = shared.services.contains_key(name);
+    let refuse = |r: Refusal| {
+        if declared {
+            shared.log.refused(
+                app,
+                crate::record::Refused {
+                    principal: &caller.name,
+                    resource: &resource,
+                    method: &method,
+                    path: raw,
+                    client: client.clone(),
+                    status: r.status().as_u16(),
+                    code: r.code(),
+                    message: r.to_string(),
+                },
+            );
+        }
+        refused(app, caller.name.clone(), what.clone(), r)
+    };
     if method.bytes().any(|b| b.is_ascii_lowercase()) {
-        return refuse(Refusal::AmbiguousMethod(method)).await;
+        return refuse(Refusal::AmbiguousMethod(method.clone())).await;
     }
     let path = match crate::path::canonical(rest, MAX_NAME_BYTES - method.len() - 1) {
         Ok(p) => p,
@@ -82,7 +102,10 @@ pub(crate) async fn handle(
                     .is_some() =>
             {
                 drop(snap);
-                return refuse(Refusal::UnknownService { resource }).await;
+                return refuse(Refusal::UnknownService {
+                    resource: resource.clone(),
+                })
+                .await;
             }
             (
                 Reason::GrantNotLive {

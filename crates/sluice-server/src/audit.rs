@@ -191,7 +191,19 @@ pub async fn verify_live(app: &App) -> Result<VerifyReport, ApiError> {
             if let Some(problem) = verify_session_log(app, entry).await? {
                 session_problems.push(problem);
             }
+            if let Some(problem) = verify_call_batch(app, entry).await? {
+                session_problems.push(problem);
+            }
         }
+    }
+    for batch in app.store.unsealed_http_call_batches(10).await? {
+        session_problems.push(Problem {
+            seq: batch,
+            kind: ProblemKind::CallLogMismatch,
+            message: format!(
+                "http call records name batch {batch}, which no http.calls.recorded entry seals"
+            ),
+        });
     }
     let mut report = chain.finish();
     report.problems.extend(session_problems);
@@ -502,6 +514,31 @@ async fn verify_session_log(app: &App, e: &AuditEntry) -> Result<Option<Problem>
         kind: ProblemKind::SessionLogMismatch,
         message: format!(
             "the statement log of gateway session {session} ({stored} statements stored) does not match the hash recorded when it ended"
+        ),
+    }))
+}
+
+/// For an `http.calls.recorded` entry: recomputes the hash of the HTTP call records it seals
+/// from the stored rows and compares it (and their number) with what the entry holds.
+async fn verify_call_batch(app: &App, e: &AuditEntry) -> Result<Option<Problem>, ApiError> {
+    if e.action != "http.calls.recorded" {
+        return Ok(None);
+    }
+    let (Some(want), Some(records)) = (e.details["hash"].as_str(), e.details["records"].as_u64())
+    else {
+        return Ok(None);
+    };
+    let rows = app.store.http_call_batch(e.seq).await?;
+    let got = sluice_store::http_call_batch_hash(&rows);
+    if got == want && rows.len() as u64 == records {
+        return Ok(None);
+    }
+    Ok(Some(Problem {
+        seq: e.seq,
+        kind: ProblemKind::CallLogMismatch,
+        message: format!(
+            "the {} http call records stored for this batch do not match the {records} and the hash its entry recorded",
+            rows.len()
         ),
     }))
 }

@@ -146,6 +146,19 @@ const TABLES: &[(&str, &[&str])] = &[
     ),
     ("gateway_instances", &["id", "seen_at"]),
     (
+        "http_calls",
+        &[
+            "batch_seq",
+            "pos",
+            "call_id",
+            "event",
+            "at",
+            "principal",
+            "resource",
+            "details",
+        ],
+    ),
+    (
         "gateway_databases",
         &["name", "spec", "declared_at", "declared_by"],
     ),
@@ -182,6 +195,8 @@ const INT_COLUMNS: &[&str] = &[
     "bytes_out",
     "statements",
     "format",
+    "batch_seq",
+    "pos",
 ];
 
 fn cell(row: &AnyRow, col: &str) -> Result<Cell, StoreError> {

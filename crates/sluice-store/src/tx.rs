@@ -131,6 +131,26 @@ impl WriteTx {
         Ok(())
     }
 
+    /// [`WriteTx::exec`] for a statement built at run time (a multi-row `INSERT`).
+    pub(crate) async fn exec_owned(
+        &mut self,
+        sql: String,
+        args: Vec<Arg>,
+    ) -> Result<(), StoreError> {
+        match &mut self.lease {
+            Lease::Batch(_) => {
+                self.deferred.push(Deferred {
+                    sql: Cow::Owned(sql),
+                    args,
+                });
+            }
+            Lease::Own(tx) => {
+                bind(sqlx::query(&sql), args).execute(&mut **tx).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Marks that grants, principals or policy changed; returns the new access revision.
     pub async fn bump_access(&mut self) -> Result<i64, StoreError> {
         match &mut self.access_rev {

@@ -1,6 +1,6 @@
 //! What passes and what does not: the decision on `METHOD path` after canonicalisation.
 
-use crate::harness::Env;
+use crate::harness::{Env, ADMIN_TOKEN};
 
 #[tokio::test]
 async fn a_granted_call_passes_and_others_are_refused_with_what_to_request() {
@@ -57,9 +57,9 @@ async fn a_granted_call_passes_and_others_are_refused_with_what_to_request() {
 
     // The call is in the trail, linked to the grant.
     let calls = env.wait_calls(1).await;
-    let d = &calls[0]["details"];
-    assert_eq!(calls[0]["actor"], "alice");
-    assert_eq!(calls[0]["resource"], "http:payments-admin");
+    let d = &calls[0];
+    assert_eq!(d["principal"], "alice");
+    assert_eq!(d["service"], "payments-admin");
     assert_eq!(d["grant_id"], grant.as_str());
     assert_eq!(
         (d["method"].as_str(), d["path"].as_str()),
@@ -68,11 +68,29 @@ async fn a_granted_call_passes_and_others_are_refused_with_what_to_request() {
     assert_eq!(d["status"], 200);
     assert_eq!(d["outcome"], "completed");
     assert!(d["bytes_out"].as_u64().unwrap() > 0);
-    let admitted = env.entries("http.call.admitted").await;
-    assert_eq!(admitted.len(), 1);
-    assert_eq!(admitted[0]["subject_id"], calls[0]["subject_id"]);
-    // Refusals by policy are in the trail too.
+    // Admitted (durably) before it was forwarded: fail-closed is the default.
+    assert_eq!(env.records("admitted").await, [d["id"].as_str().unwrap()]);
+    // Refusals by policy are in the trail too, and listed with the calls, with their outcome.
     assert!(!env.entries("refused").await.is_empty());
+    let refused = env.wait_refused(7).await;
+    assert_eq!(
+        (refused[0]["method"].as_str(), refused[0]["path"].as_str()),
+        (Some("POST"), Some("/payments-admin/v1/refunds/42"))
+    );
+    assert!(refused.iter().all(|c| c["status"] == 403
+        && c["principal"] == "alice"
+        && c["grant_id"] == ""
+        && c["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused: alice has no live grant for")));
+    assert_eq!(
+        refused.last().unwrap()["path"],
+        "/payments-admin/v1/refunds"
+    );
+    // The batches sealing these records verify.
+    let v = env.get(ADMIN_TOKEN, "/v1/audit/verify").await;
+    assert_eq!(v["ok"], true, "{v}");
 }
 
 #[tokio::test]
@@ -218,5 +236,5 @@ async fn an_upstream_that_is_down_is_a_502_naming_the_service_and_audited() {
         "{v}"
     );
     let calls = env.wait_calls(1).await;
-    assert_eq!(calls[0]["details"]["status"], 502);
+    assert_eq!(calls[0]["status"], 502);
 }

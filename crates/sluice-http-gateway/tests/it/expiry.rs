@@ -48,7 +48,7 @@ async fn a_stream_is_cut_within_a_second_of_a_real_expiry() {
     );
     assert_eq!(v["grant_id"], grant.as_str());
     let calls = env.wait_calls(1).await;
-    assert_eq!(calls[0]["details"]["outcome"], "cut: grant expired");
+    assert_eq!(calls[0]["outcome"], "cut: grant expired");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,5 +118,5 @@ async fn revocation_cuts_a_stream_within_a_second() {
     let (status, v) = env.call_json(&alice, "GET", "/payments-admin/stream").await;
     assert_eq!((status, v["code"].as_str()), (403, Some("no_grant")), "{v}");
     let calls = env.wait_calls(1).await;
-    assert_eq!(calls[0]["details"]["outcome"], "cut: grant revoked");
+    assert_eq!(calls[0]["outcome"], "cut: grant revoked");
 }

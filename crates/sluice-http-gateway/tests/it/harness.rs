@@ -304,22 +304,72 @@ impl Env {
             .collect()
     }
 
-    /// Waits (polling the trail, which the gateway writes after the response) until `n`
-    /// `http.call.ended` entries exist.
+    /// What `/v1/http/calls` lists for `payments-admin` (calls ended and refused), oldest
+    /// first.
+    pub async fn listed(&self) -> Vec<Value> {
+        let v = self
+            .get(
+                ADMIN_TOKEN,
+                "/v1/http/calls?service=payments-admin&limit=1000",
+            )
+            .await;
+        v["calls"].as_array().unwrap().clone()
+    }
+
+    /// Waits (polling the call log, which the gateway writes in batches after the response)
+    /// until `n` calls that were forwarded are listed; returns them.
     pub async fn wait_calls(&self, n: usize) -> Vec<Value> {
+        self.wait_listed(n, false).await
+    }
+
+    /// Likewise for calls the gateway refused.
+    pub async fn wait_refused(&self, n: usize) -> Vec<Value> {
+        self.wait_listed(n, true).await
+    }
+
+    async fn wait_listed(&self, n: usize, refused: bool) -> Vec<Value> {
         let start = std::time::Instant::now();
         loop {
-            let calls = self.entries("http.call.ended").await;
+            let calls: Vec<Value> = self
+                .listed()
+                .await
+                .into_iter()
+                .filter(|c| c["refused"] == refused)
+                .collect();
             if calls.len() >= n {
                 return calls;
             }
             assert!(
                 start.elapsed() < Duration::from_secs(5),
-                "only {} http.call.ended entries after 5s, wanted {n}",
+                "only {} calls (refused: {refused}) listed after 5s, wanted {n}",
                 calls.len()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The store file, for what the API does not show (and for tampering with it).
+    pub async fn db(&self) -> sqlx::SqlitePool {
+        sqlx::SqlitePool::connect(&format!(
+            "sqlite://{}",
+            self.dir.path().join("sluice.db").display()
+        ))
+        .await
+        .unwrap()
+    }
+
+    /// The call ids of the call log's records of `event`, in order.
+    pub async fn records(&self, event: &str) -> Vec<String> {
+        let db = self.db().await;
+        let ids = sqlx::query_scalar(
+            "SELECT call_id FROM http_calls WHERE event = $1 ORDER BY batch_seq, pos",
+        )
+        .bind(event)
+        .fetch_all(&db)
+        .await
+        .unwrap();
+        db.close().await;
+        ids
     }
 }
 

@@ -9,6 +9,7 @@
     reason = "test helpers fail loudly"
 )]
 
+mod calllog;
 mod calls;
 mod curl;
 mod expiry;

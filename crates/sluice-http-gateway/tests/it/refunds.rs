@@ -52,23 +52,28 @@ async fn ci_bot_refunds_for_ten_minutes() {
 
     // Every call is in the trail under the grant, and listed by the API the CLI reads.
     let calls = env.wait_calls(4).await;
-    assert!(calls
-        .iter()
-        .all(|c| c["details"]["grant_id"] == grant.as_str()));
-    assert_eq!(env.entries("http.call.admitted").await.len(), 4);
-    let listed = env
-        .get(ADMIN_TOKEN, "/v1/http/calls?service=payments-admin")
-        .await;
-    let listed = listed["calls"].as_array().unwrap();
-    assert_eq!(listed.len(), 4);
-    assert_eq!(listed[0]["principal"], "ci-bot");
-    assert_eq!(listed[0]["path"], "/v1/refunds/101");
-    assert_eq!(listed[3]["path"], "/v1/refunds/104");
-    assert!(listed.iter().all(|c| c["status"] == 200));
+    assert!(calls.iter().all(|c| c["grant_id"] == grant.as_str()));
+    assert_eq!(env.records("admitted").await.len(), 4);
+    // Listed by the API the CLI reads: the four calls and the two refusals, in order.
+    let refused = env.wait_refused(2).await;
+    assert_eq!(env.listed().await.len(), 6);
+    assert_eq!(calls[0]["principal"], "ci-bot");
+    assert_eq!(calls[0]["path"], "/v1/refunds/101");
+    assert_eq!(calls[3]["path"], "/v1/refunds/104");
+    assert!(refused.iter().all(|c| c["status"] == 403));
+    assert_eq!(refused[0]["path"], "/payments-admin/v1/orders/1");
+    let expired = refused[1]["outcome"].as_str().unwrap();
+    assert!(
+        expired.starts_with(&format!(
+            "refused: grant {grant} for `POST /v1/refunds/105`"
+        )),
+        "{expired}"
+    );
+    assert!(calls.iter().all(|c| c["status"] == 200));
     // The bot sees its own calls; someone else sees none of them.
     let alice = env.token("alice").await;
     let own = env.get(&bot, "/v1/http/calls?service=payments-admin").await;
-    assert_eq!(own["calls"].as_array().unwrap().len(), 4);
+    assert_eq!(own["calls"].as_array().unwrap().len(), 6);
     let other = env
         .get(&alice, "/v1/http/calls?service=payments-admin")
         .await;

@@ -1,5 +1,6 @@
-//! `/v1/http/calls`: recent calls through the HTTP gateway, read from the audit trail (their
-//! `http.call.ended` entries). Everyone sees their own; administrators and `auditors` see all.
+//! `/v1/http/calls`: recent calls through the HTTP gateway and the calls it refused, read from
+//! its call log (whose batches the audit trail seals). Everyone sees their own; administrators
+//! and `auditors` see all.
 
 use crate::app::App;
 use crate::auth::ApiCaller;
@@ -8,7 +9,7 @@ use crate::ops::Input;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
-use sluice_audit::AuditEntry;
+use sluice_store::CallRow;
 use utoipa::IntoParams;
 
 pub use sluice_api::http_gateway::{CallList, CallView};
@@ -23,7 +24,7 @@ pub struct CallParams {
     pub limit: Option<i64>,
 }
 
-/// Recent calls to one service, oldest first.
+/// Recent calls to one service (those it ended and those the gateway refused), oldest first.
 #[utoipa::path(get, path = "/v1/http/calls", params(CallParams), tag = "gateway", responses((status = 200, body = CallList), (status = 400, body = ErrorBody)))]
 pub async fn calls(
     State(app): State<App>,
@@ -34,41 +35,44 @@ pub async fn calls(
     sluice_core::policy::check_name("service", &service)
         .map_err(|e| ApiError::bad_request(Input::Request, e.to_string()))?;
     let all = crate::routes::audit::require_auditor(&app, &caller).is_ok();
-    let q = sluice_store::AuditQuery {
-        actor: (!all).then(|| caller.name.clone()),
-        action: Some("http.call.ended".into()),
-        resource: Some(format!("http:{service}")),
-        since: None,
-        until: None,
-        after: None,
-        limit: p.limit.unwrap_or(50).clamp(1, 1000),
-        newest: true,
-    };
-    let calls = app
+    let mut calls = app
         .store
-        .audit_entries(&q)
+        .http_calls(
+            &format!("http:{service}"),
+            &["ended", "refused"],
+            (!all).then_some(caller.name.as_str()),
+            p.limit.unwrap_or(50).clamp(1, 1000),
+        )
         .await?
         .into_iter()
-        .map(|e| view(&service, e))
-        .collect::<Result<_, _>>()?;
+        .map(|r| view(&service, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    calls.reverse();
     Ok(Json(CallList { calls }))
 }
 
-fn view(service: &str, e: AuditEntry) -> Result<CallView, ApiError> {
-    let d = &e.details;
+fn view(service: &str, r: CallRow) -> Result<CallView, ApiError> {
+    let bad = |what: &str| {
+        ApiError::Internal(format!(
+            "http call record {}/{} holds {what}",
+            r.batch_seq, r.pos
+        ))
+    };
+    let d: serde_json::Value =
+        serde_json::from_str(&r.details).map_err(|_| bad("unreadable details"))?;
     let text = |k: &str| d[k].as_str().unwrap_or_default().to_owned();
     let num = |k: &str| d[k].as_u64().unwrap_or(0);
     Ok(CallView {
-        id: e.subject_id.clone().unwrap_or_default(),
-        seq: e.seq,
-        at: e.at,
-        principal: e.actor,
+        id: r.call_id.clone(),
+        seq: r.batch_seq,
+        at: chrono::DateTime::from_timestamp_millis(r.at).ok_or_else(|| bad("a bad time"))?,
+        refused: r.event == "refused",
+        principal: r.principal.clone(),
         service: service.to_owned(),
         grant_id: text("grant_id"),
         method: text("method"),
         path: text("path"),
-        status: u16::try_from(num("status"))
-            .map_err(|_| ApiError::Internal(format!("audit entry {} holds a bad status", e.seq)))?,
+        status: u16::try_from(num("status")).map_err(|_| bad("a bad status"))?,
         duration_ms: num("duration_ms"),
         bytes_in: num("bytes_in"),
         bytes_out: num("bytes_out"),

@@ -73,8 +73,8 @@ pub enum DbCommand {
 /// `sluice gateway …`: the HTTP gateway.
 #[derive(Debug, Subcommand)]
 pub enum GatewayCommand {
-    /// Recent calls to one service through the HTTP gateway (yours; all for administrators
-    /// and auditors), oldest first, from their `http.call.ended` audit entries.
+    /// Recent calls to one service through the HTTP gateway, and those it refused (yours;
+    /// all for administrators and auditors), oldest first, from its audited call log.
     Calls {
         /// The service (`payments-admin` for `http:payments-admin`).
         #[arg(long)]
