@@ -6,6 +6,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod caller;
+pub mod console;
 pub mod dbclock;
 pub mod due;
 pub mod error;
