@@ -9,7 +9,9 @@
 
 mod access;
 mod assets;
+mod audit;
 mod events;
+mod flags;
 mod inbox;
 mod page;
 mod session;
@@ -44,6 +46,9 @@ pub fn router(app: &App) -> Router<App> {
         .route("/fragments/access", get(access::fragment))
         .route("/requests/{id}/cancel", post(access::cancel))
         .route("/requests/{id}/relinquish", post(access::relinquish))
+        .route("/flags", get(flags::page))
+        .route("/flags/{env}/{key}/toggle", post(flags::toggle))
+        .route("/audit", get(audit::page))
         .route("/events", get(events::stream))
         .route("/assets/{file}", get(assets::serve))
         .fallback(|| async { page::not_found() })

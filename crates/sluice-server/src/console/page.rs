@@ -13,7 +13,7 @@ use sluice_core::policy::Policy;
 pub struct Chrome {
     pub who: String,
     pub csrf: String,
-    /// Which tab is current: `inbox`, `access`.
+    /// Which tab is current: `inbox`, `access`, `flags`, `audit`.
     pub active: &'static str,
 }
 
@@ -179,6 +179,7 @@ pub fn notice(key: Option<&str>) -> Option<&'static str> {
         "requested" => Some("Requested."),
         "cancelled" => Some("Request withdrawn."),
         "relinquished" => Some("Access given back."),
+        "toggled" => Some("Flag changed."),
         _ => None,
     }
 }

@@ -4,7 +4,7 @@
 //! Without Chromium these tests print a notice and pass, except under `CI=true`, where they
 //! fail. Screenshots go to `target/console-screenshots/`.
 
-use crate::harness::{free_port, post_json, Serve};
+use crate::harness::{free_port, get_json, post_json, Serve, ADMIN_TOKEN, FLAGS};
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -29,6 +29,15 @@ entitlements:
     requesters: [group:engineers]
     max_duration: 2h
     approval: { required: 1, approvers: [group:leads] }
+  - name: flags-prod-operator
+    scopes:
+      - resource: "flag:production/**"
+        actions: [toggle]
+    requesters: [group:engineers]
+    max_duration: 1h
+    approval: { required: 1, approvers: [group:leads] }
+environments:
+  production: { protected: true }
 "#;
 
 /// A running chromedriver; killed when dropped.
@@ -156,6 +165,16 @@ async fn no_horizontal_scroll(c: &Client) -> (u64, u64) {
 async fn setup(dir: &Path) -> (Serve, reqwest::Client, String, String) {
     let s = Serve::start(dir).await;
     let http = reqwest::Client::new();
+    // Flags first: once the policy protects production, an import there needs a grant.
+    let resp = http
+        .put(s.url("/v1/environments/production/flags?create_env=true"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(FLAGS)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.text().await);
     s.apply_policy(&http, POLICY).await;
     let alice = s.api_token(&http, "alice").await;
     let bob = s.api_token(&http, "bob").await;
@@ -310,8 +329,7 @@ async fn a_second_user_approves_from_the_inbox_and_the_first_sees_the_grant_coun
     screenshot(&alice, "access-grant.png").await;
 
     // The same grant, through the API.
-    let (status, grants) =
-        crate::harness::get_json(&http, &s.url("/v1/grants?principal=me"), &alice_token).await;
+    let (status, grants) = get_json(&http, &s.url("/v1/grants?principal=me"), &alice_token).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(grants[0]["id"], json!(id), "{grants}");
     assert_eq!(
@@ -500,9 +518,7 @@ async fn forced_forms_without_session_csrf_or_right_are_refused() {
 
     // Both requests are still pending: nothing above changed anything.
     for id in [&own, &other] {
-        let (status, v) =
-            crate::harness::get_json(&http, &s.url(&format!("/v1/requests/{id}")), &bob_token)
-                .await;
+        let (status, v) = get_json(&http, &s.url(&format!("/v1/requests/{id}")), &bob_token).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(v["status"], "pending", "{v}");
         assert_eq!(v["votes"], json!([]), "{v}");
@@ -528,4 +544,202 @@ async fn forced_forms_without_session_csrf_or_right_are_refused() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "the old cookie is dead");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protected_flag_is_toggled_only_under_a_grant_and_the_audit_view_filters() {
+    let Some(d) = driver().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (s, http, alice_token, bob_token) = setup(dir.path()).await;
+
+    // Without a grant: the flag is shown with the refusal that says what to request.
+    let alice = browser(&d, 1280, 900).await;
+    sign_in(&alice, &s, &alice_token).await;
+    alice
+        .goto(&s.url("/ui/flags?env=production"))
+        .await
+        .unwrap();
+    let card = alice
+        .find(Locator::Css("li.flag[data-flag='checkout-v2']"))
+        .await
+        .expect("checkout-v2 listed");
+    let text = card.text().await.unwrap();
+    assert!(text.contains("ENABLED") && text.contains("off"), "{text}");
+    let refusal = card
+        .find(Locator::Css(".refusal"))
+        .await
+        .expect("no toggle without a grant")
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        refusal.contains("protected") && refusal.contains("flags-prod-operator"),
+        "{refusal}"
+    );
+    assert!(card
+        .find_all(Locator::Css("button"))
+        .await
+        .unwrap()
+        .is_empty());
+    let badge = alice
+        .find(Locator::Css(".tabs a[aria-current=page] .badge"))
+        .await
+        .expect("the protected badge");
+    assert_eq!(badge.text().await.unwrap().to_lowercase(), "protected");
+
+    // With a grant (asked and approved through the API), the page names it and toggles.
+    let (status, req) = post_json(
+        &http,
+        &s.url("/v1/requests"),
+        &alice_token,
+        &json!({"entitlement": "flags-prod-operator", "duration": "30m", "reason": "INC-7 kill checkout-v2"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{req}");
+    let grant = req["id"].as_str().unwrap().to_owned();
+    let (status, v) = post_json(
+        &http,
+        &s.url(&format!("/v1/requests/{grant}/approve")),
+        &bob_token,
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    alice.refresh().await.unwrap();
+    let card = alice
+        .find(Locator::Css("li.flag[data-flag='checkout-v2']"))
+        .await
+        .unwrap();
+    let allowed = card
+        .find(Locator::Css(".allowed"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(allowed.contains(&grant), "{allowed}");
+    screenshot(&alice, "flags.png").await;
+    card.find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    alice
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(".notice"))
+        .await
+        .expect("flag changed");
+    let text = alice
+        .find(Locator::Css("li.flag[data-flag='checkout-v2'] .state"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, "DISABLED");
+    let (status, flag) = get_json(
+        &http,
+        &s.url("/v1/environments/production/flags/checkout-v2"),
+        &alice_token,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(flag["definition"]["state"], "DISABLED", "{flag}");
+
+    // The audit view is for administrators and auditors.
+    alice.goto(&s.url("/ui/audit")).await.unwrap();
+    let refused = alice
+        .find(Locator::Css(".error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(refused.contains("auditors"), "{refused}");
+    alice.close().await.unwrap();
+
+    let admin = browser(&d, 1280, 900).await;
+    sign_in(&admin, &s, ADMIN_TOKEN).await;
+    admin.goto(&s.url("/ui/audit")).await.unwrap();
+    admin
+        .find(Locator::Css("#actor"))
+        .await
+        .unwrap()
+        .send_keys("alice")
+        .await
+        .unwrap();
+    admin
+        .find(Locator::Css("#action"))
+        .await
+        .unwrap()
+        .send_keys("flag")
+        .await
+        .unwrap();
+    admin
+        .find(Locator::Css("form.filter button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    admin
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#actor[value=alice]"))
+        .await
+        .expect("filtered");
+    let entries = admin.find_all(Locator::Css("li.entry")).await.unwrap();
+    assert!(!entries.is_empty());
+    for e in &entries {
+        let actor = e
+            .find(Locator::Css(".actor"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let action = e
+            .find(Locator::Css(".action"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(actor, "alice");
+        assert!(action.starts_with("flag"), "{action}");
+    }
+    // Open the toggle's entry: its details name the grant that allowed it.
+    entries[0]
+        .find(Locator::Css("summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let details = entries[0]
+        .find(Locator::Css("pre"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(details.contains(&grant), "{details}");
+    screenshot(&admin, "audit.png").await;
+    admin
+        .find(Locator::Css("form button.secondary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let ok = admin
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(".verify-ok"))
+        .await
+        .expect("the chain verifies");
+    assert!(ok.text().await.unwrap().contains("no problem found"));
+    admin.close().await.unwrap();
 }
