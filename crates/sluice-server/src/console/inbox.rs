@@ -14,6 +14,8 @@ use sluice_store::RequestFilter;
 
 /// The most pending requests the inbox reads.
 const MAX_PENDING: i64 = 5_000;
+/// The most it shows at once: those that have waited longest (a page stays small on a phone).
+const SHOWN: usize = 50;
 
 #[derive(Template)]
 #[template(path = "console/inbox.html")]
@@ -21,6 +23,7 @@ pub struct InboxPage {
     pub chrome: Chrome,
     pub notice: Option<&'static str>,
     pub csrf: String,
+    pub waiting: usize,
     pub rows: Vec<RequestRow>,
 }
 
@@ -28,12 +31,14 @@ pub struct InboxPage {
 #[template(path = "console/inbox_list.html")]
 pub struct InboxList {
     pub csrf: String,
+    pub waiting: usize,
     pub rows: Vec<RequestRow>,
 }
 
 /// Pending requests on which `authorize_vote` — the check the vote itself makes — lets the
 /// signed-in person vote now: never their own, only where they are an approver, not twice.
-async fn rows(c: &Console, signed: &Signed) -> Result<Vec<RequestRow>, ConsoleError> {
+/// Returns how many wait for them, and the [`SHOWN`] that have waited longest.
+async fn rows(c: &Console, signed: &Signed) -> Result<(usize, Vec<RequestRow>), ConsoleError> {
     let filter = RequestFilter {
         requester: None,
         status: Some(RequestStatus::Pending),
@@ -44,14 +49,18 @@ async fn rows(c: &Console, signed: &Signed) -> Result<Vec<RequestRow>, ConsoleEr
     let policy = c.app.policy();
     let now = c.app.now();
     let me = signed.caller.actor();
-    let mut rows: Vec<RequestRow> = pending
+    let mine: Vec<_> = pending
         .iter()
         .filter(|r| authorize_vote(&policy, r, &me, now).is_ok())
+        .collect();
+    // Oldest first (the store lists newest first): who has waited longest is answered first.
+    let rows = mine
+        .iter()
+        .rev()
+        .take(SHOWN)
         .map(|r| page::row(r, &policy, now))
         .collect();
-    // Oldest first: who has waited longest is answered first.
-    rows.reverse();
-    Ok(rows)
+    Ok((mine.len(), rows))
 }
 
 #[derive(Deserialize)]
@@ -64,10 +73,11 @@ pub async fn page(
     signed: Signed,
     Query(q): Query<NoticeQuery>,
 ) -> Result<Response, ConsoleError> {
-    let rows = rows(&c, &signed).await?;
+    let (waiting, rows) = rows(&c, &signed).await?;
     Ok(page::render(
         StatusCode::OK,
         &InboxPage {
+            waiting,
             notice: page::notice(q.notice.as_deref()),
             csrf: signed.csrf.clone(),
             chrome: Chrome {
@@ -81,10 +91,11 @@ pub async fn page(
 }
 
 pub async fn fragment(State(c): State<Console>, signed: Signed) -> Result<Response, ConsoleError> {
-    let rows = rows(&c, &signed).await?;
+    let (waiting, rows) = rows(&c, &signed).await?;
     Ok(page::render(
         StatusCode::OK,
         &InboxList {
+            waiting,
             csrf: signed.csrf,
             rows,
         },

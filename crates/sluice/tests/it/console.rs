@@ -187,6 +187,20 @@ async fn a_second_user_approves_from_the_inbox_and_the_first_sees_the_grant_coun
     let dir = tempfile::tempdir().unwrap();
     let (s, http, alice_token, bob_token) = setup(dir.path()).await;
 
+    // Bob, a lead, has his inbox open: nothing waits yet.
+    let bob = browser(&d, 1280, 900).await;
+    sign_in(&bob, &s, &bob_token).await;
+    let count = bob.find(Locator::Css("[data-count]")).await.unwrap();
+    assert_eq!(count.text().await.unwrap(), "0");
+    bob.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("html[data-live=on]"))
+        .await
+        .expect("the inbox's event stream is open");
+    bob.execute("window.sluiceMarker = 'not reloaded'; return null", vec![])
+        .await
+        .unwrap();
+
     // Alice asks for access in her browser and sees it pending.
     let alice = browser(&d, 1280, 900).await;
     sign_in(&alice, &s, &alice_token).await;
@@ -249,13 +263,20 @@ async fn a_second_user_approves_from_the_inbox_and_the_first_sees_the_grant_coun
         .unwrap();
     screenshot(&alice, "access-pending.png").await;
 
-    // Bob, a lead, sees it in his inbox and approves it with a comment.
-    let bob = browser(&d, 1280, 900).await;
-    sign_in(&bob, &s, &bob_token).await;
+    // It arrives in Bob's open inbox without a reload; he approves it with a comment.
     let card = bob
-        .find(Locator::Css(&format!("li.request[data-request='{id}']")))
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(&format!("li.request[data-request='{id}']")))
         .await
-        .expect("alice's request in bob's inbox");
+        .expect("alice's request arrives in bob's inbox");
+    let marker = bob
+        .execute("return window.sluiceMarker", vec![])
+        .await
+        .unwrap();
+    assert_eq!(marker, json!("not reloaded"));
+    let count = bob.find(Locator::Css("[data-count]")).await.unwrap();
+    assert_eq!(count.text().await.unwrap(), "1");
     let text = card.text().await.unwrap();
     for want in [
         "alice",
