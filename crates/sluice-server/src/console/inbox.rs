@@ -1,6 +1,6 @@
 //! The inbox: pending access requests the signed-in person may approve now.
 
-use super::page::{self, Chrome, ConsoleError, RequestRow};
+use super::page::{self, ChangeRow, Chrome, ConsoleError, RequestRow};
 use super::session::Signed;
 use super::Console;
 use askama::Template;
@@ -25,6 +25,7 @@ pub struct InboxPage {
     pub csrf: String,
     pub waiting: usize,
     pub rows: Vec<RequestRow>,
+    pub changes: Vec<ChangeRow>,
 }
 
 #[derive(Template)]
@@ -33,6 +34,7 @@ pub struct InboxList {
     pub csrf: String,
     pub waiting: usize,
     pub rows: Vec<RequestRow>,
+    pub changes: Vec<ChangeRow>,
 }
 
 /// Pending requests on which `authorize_vote` — the check the vote itself makes — lets the
@@ -63,6 +65,18 @@ async fn rows(c: &Console, signed: &Signed) -> Result<(usize, Vec<RequestRow>), 
     Ok((mine.len(), rows))
 }
 
+/// Change requests (four eyes) the signed-in person may approve now, oldest first.
+async fn changes(c: &Console, signed: &Signed) -> Result<Vec<ChangeRow>, ConsoleError> {
+    let now = c.app.now();
+    Ok(c.app
+        .change_requests_awaiting(&signed.caller.name)
+        .await?
+        .into_iter()
+        .take(SHOWN)
+        .map(|v| page::change_row(v, now))
+        .collect())
+}
+
 #[derive(Deserialize)]
 pub struct NoticeQuery {
     notice: Option<String>,
@@ -74,10 +88,12 @@ pub async fn page(
     Query(q): Query<NoticeQuery>,
 ) -> Result<Response, ConsoleError> {
     let (waiting, rows) = rows(&c, &signed).await?;
+    let changes = changes(&c, &signed).await?;
     Ok(page::render(
         StatusCode::OK,
         &InboxPage {
             waiting,
+            changes,
             notice: page::notice(q.notice.as_deref()),
             csrf: signed.csrf.clone(),
             chrome: Chrome {
@@ -92,10 +108,12 @@ pub async fn page(
 
 pub async fn fragment(State(c): State<Console>, signed: Signed) -> Result<Response, ConsoleError> {
     let (waiting, rows) = rows(&c, &signed).await?;
+    let changes = changes(&c, &signed).await?;
     Ok(page::render(
         StatusCode::OK,
         &InboxList {
             waiting,
+            changes,
             csrf: signed.csrf,
             rows,
         },
@@ -146,4 +164,41 @@ pub async fn deny(
     Form(form): Form<VoteForm>,
 ) -> Result<Response, ConsoleError> {
     vote(c, signed, headers, id, form, false).await
+}
+
+async fn vote_change(
+    c: Console,
+    signed: Signed,
+    headers: HeaderMap,
+    id: String,
+    form: VoteForm,
+    approve: bool,
+) -> Result<Response, ConsoleError> {
+    signed.check_form(&headers, &form.csrf)?;
+    // The same operation as `POST /v1/proposals/{id}/approve`.
+    c.app
+        .vote_change(&signed.caller, &id, approve, &form.comment)
+        .await?;
+    let notice = if approve { "approved" } else { "denied" };
+    Ok(Redirect::to(&format!("/ui/inbox?notice={notice}")).into_response())
+}
+
+pub async fn approve_change(
+    State(c): State<Console>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<VoteForm>,
+) -> Result<Response, ConsoleError> {
+    vote_change(c, signed, headers, id, form, true).await
+}
+
+pub async fn deny_change(
+    State(c): State<Console>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<VoteForm>,
+) -> Result<Response, ConsoleError> {
+    vote_change(c, signed, headers, id, form, false).await
 }

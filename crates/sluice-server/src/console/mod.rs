@@ -42,6 +42,8 @@ pub fn router(app: &App) -> Router<App> {
         .route("/fragments/inbox", get(inbox::fragment))
         .route("/requests/{id}/approve", post(inbox::approve))
         .route("/requests/{id}/deny", post(inbox::deny))
+        .route("/changes/{id}/approve", post(inbox::approve_change))
+        .route("/changes/{id}/deny", post(inbox::deny_change))
         .route("/access", get(access::page).post(access::request))
         .route("/fragments/access", get(access::fragment))
         .route("/requests/{id}/cancel", post(access::cancel))

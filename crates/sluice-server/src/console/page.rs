@@ -183,3 +183,46 @@ pub fn notice(key: Option<&str>) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// A change request (four eyes) as the inbox lists it.
+pub struct ChangeRow {
+    pub id: String,
+    pub proposer: String,
+    pub environment: String,
+    pub key: String,
+    /// `turn OFF`, `set the default to `on``, …
+    pub change: String,
+    pub reason: String,
+    pub waited: String,
+    pub created_at: String,
+    pub approvals: String,
+}
+
+/// A flag change in words.
+fn describe(c: &sluice_api::flags::FlagChange) -> String {
+    use sluice_api::flags::FlagChange as C;
+    match c {
+        C::Put { .. } => "replace the whole definition".into(),
+        C::SetState { enabled: true } => "turn ON".into(),
+        C::SetState { enabled: false } => "turn OFF".into(),
+        C::SetDefault { variant } => format!("set the default variant to `{variant}`"),
+        C::SetTargeting { targeting: None } => "remove the targeting rule".into(),
+        C::SetTargeting { .. } => "replace the targeting rule".into(),
+        C::SetMetadata { .. } => "replace the metadata".into(),
+        C::Delete => "delete the flag".into(),
+    }
+}
+
+pub fn change_row(v: sluice_api::flags::ChangeRequestView, now: DateTime<Utc>) -> ChangeRow {
+    ChangeRow {
+        change: describe(&v.change),
+        waited: relative(now, v.created_at),
+        created_at: iso(v.created_at),
+        approvals: format!("{} of {}", v.approvals, v.required.unwrap_or(1)),
+        id: v.id,
+        proposer: v.proposer,
+        environment: v.environment,
+        key: v.key,
+        reason: v.reason,
+    }
+}

@@ -37,7 +37,9 @@ entitlements:
     max_duration: 1h
     approval: { required: 1, approvers: [group:leads] }
 environments:
-  production: { protected: true }
+  production:
+    protected: true
+    approval: { required: 1, approvers: [group:leads] }
 "#;
 
 /// A running chromedriver; killed when dropped.
@@ -763,4 +765,47 @@ async fn a_protected_flag_is_toggled_only_under_a_grant_and_the_audit_view_filte
         .expect("the chain verifies");
     assert!(ok.text().await.unwrap().contains("no problem found"));
     admin.close().await.unwrap();
+
+    // Four eyes: alice proposes turning `banner` on; bob approves it from his inbox.
+    let (status, cr) = post_json(
+        &http,
+        &s.url("/v1/environments/production/flags/banner/proposals"),
+        &alice_token,
+        &json!({"change": {"op": "set-state", "enabled": true}, "base_revision": 1, "reason": "launch the banner"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{cr}");
+    let cr = cr["id"].as_str().unwrap().to_owned();
+    let bob = browser(&d, 1280, 900).await;
+    sign_in(&bob, &s, &bob_token).await;
+    let card = bob
+        .find(Locator::Css(&format!("li.change[data-change='{cr}']")))
+        .await
+        .expect("the proposal in bob's inbox");
+    let text = card.text().await.unwrap();
+    assert!(
+        text.contains("alice proposes: turn ON banner in production")
+            && text.contains("launch the banner")
+            && text.contains("0 of 1"),
+        "{text}"
+    );
+    card.find(Locator::Css("button.approve"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    bob.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(".notice"))
+        .await
+        .expect("approved");
+    let (_, flag) = get_json(
+        &http,
+        &s.url("/v1/environments/production/flags/banner"),
+        &alice_token,
+    )
+    .await;
+    assert_eq!(flag["definition"]["state"], "ENABLED", "{flag}");
+    bob.close().await.unwrap();
 }
