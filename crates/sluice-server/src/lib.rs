@@ -8,6 +8,7 @@ pub mod auth;
 pub mod auth_failures;
 pub mod caller;
 pub mod checkpointer;
+pub mod console;
 pub mod dbclock;
 pub mod due;
 pub mod error;

@@ -281,6 +281,26 @@ impl App {
         Ok(out)
     }
 
+    /// Pending change requests on which `who` may approve now — the check the vote itself
+    /// makes (`ChangeRequest::authorize_vote`) — oldest first: an approver's inbox.
+    pub async fn change_requests_awaiting(
+        &self,
+        who: &str,
+    ) -> Result<Vec<ChangeRequestView>, OpError> {
+        let recorded = rules::ChangeRequestStatus::Pending.recorded_as();
+        let now = self.now();
+        let policy = self.policy();
+        let mut out = Vec::new();
+        for s in self.store.change_requests(None, &recorded, 1000).await? {
+            let cr = from_stored(s)?;
+            if cr.authorize_vote(&policy, who, true, now).is_ok() {
+                out.push(self.change_request_view(cr));
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
     fn change_request_view(&self, cr: ChangeRequest) -> ChangeRequestView {
         let policy = self.policy();
         let tally = cr.tally(&policy);

@@ -347,6 +347,8 @@ pub fn router(app: App) -> Router {
             crate::refusals::record,
         ))
         .merge(rest)
+        // The web console: HTML pages, not API, so outside the document (see `console`).
+        .nest("/ui", crate::console::router(&app))
         .fallback(not_found)
         .layer(Track)
         // Enforced by the body extractors, so an oversized body gets the JSON error shape

@@ -9,6 +9,7 @@
 )]
 
 mod answers;
+mod console;
 mod copy;
 mod crash;
 mod deliver;

@@ -1,0 +1,181 @@
+//! Flags: environments, each flag's state and default, the protected badge, and the toggle —
+//! offered with what allows it, or with the refusal that says what to request.
+
+use super::page::{self, Chrome, ConsoleError};
+use super::session::Signed;
+use super::Console;
+use crate::ops::flag_changes::Authority;
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+use sluice_api::flags::FlagChange;
+use sluice_core::duration::relative;
+
+pub struct EnvTab {
+    pub name: String,
+    pub protected: bool,
+    pub current: bool,
+}
+
+pub struct FlagRow {
+    pub key: String,
+    pub enabled: bool,
+    pub default_variant: String,
+    pub variants: String,
+    pub targeting: bool,
+    pub revision: i64,
+    /// What allows a toggle now, if anything does.
+    pub allowed_by: Option<String>,
+    /// Otherwise, the refusal a toggle would meet (it names what to request).
+    pub refusal: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/flags.html")]
+pub struct FlagsPage {
+    pub chrome: Chrome,
+    pub csrf: String,
+    pub notice: Option<&'static str>,
+    pub envs: Vec<EnvTab>,
+    pub env: String,
+    pub protected: bool,
+    pub flags: Vec<FlagRow>,
+}
+
+#[derive(Deserialize)]
+pub struct FlagsQuery {
+    env: Option<String>,
+    notice: Option<String>,
+}
+
+pub async fn page(
+    State(c): State<Console>,
+    signed: Signed,
+    Query(q): Query<FlagsQuery>,
+) -> Result<Response, ConsoleError> {
+    let app = &c.app;
+    let policy = app.policy();
+    let sets = app.store.flag_sets().await?;
+    let mut names: Vec<String> = sets.iter().map(|s| s.environment.clone()).collect();
+    names.extend(policy.doc.environments.keys().cloned());
+    names.sort();
+    names.dedup();
+    let env = q
+        .env
+        .filter(|e| names.contains(e))
+        .or_else(|| names.first().cloned())
+        .unwrap_or_default();
+    let now = app.now();
+    let who = &signed.caller;
+    let flags = sets
+        .into_iter()
+        .find(|s| s.environment == env)
+        .map(|s| s.flags)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| {
+            let d = &f.definition;
+            // The same check the change itself makes (`change_flag` → `authorize_flag`).
+            let (allowed_by, refusal) = match app
+                .authorize_flag(&who.name, who.admin, &env, &f.key, "toggle", now)
+            {
+                Ok(Authority::Grant {
+                    grant_id,
+                    expires_at,
+                }) => (
+                    Some(format!(
+                        "your grant {grant_id} (ends {})",
+                        relative(now, expires_at)
+                    )),
+                    String::new(),
+                ),
+                Ok(Authority::Admin) => (Some("you are an administrator".into()), String::new()),
+                Ok(_) => (Some("your standing permission".into()), String::new()),
+                Err(e) => (None, e.to_string()),
+            };
+            FlagRow {
+                enabled: d["state"].as_str() != Some("DISABLED"),
+                default_variant: d["defaultVariant"].as_str().unwrap_or("").to_owned(),
+                variants: d["variants"]
+                    .as_object()
+                    .map(|v| v.keys().cloned().collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default(),
+                targeting: d.get("targeting").is_some_and(|t| !t.is_null()),
+                revision: f.revision,
+                key: f.key,
+                allowed_by,
+                refusal,
+            }
+        })
+        .collect();
+    let envs = names
+        .iter()
+        .map(|n| EnvTab {
+            name: n.clone(),
+            protected: policy.is_protected(n),
+            current: *n == env,
+        })
+        .collect();
+    Ok(page::render(
+        StatusCode::OK,
+        &FlagsPage {
+            chrome: Chrome {
+                who: who.name.clone(),
+                csrf: signed.csrf.clone(),
+                active: "flags",
+            },
+            csrf: signed.csrf.clone(),
+            notice: page::notice(q.notice.as_deref()),
+            protected: policy.is_protected(&env),
+            envs,
+            env,
+            flags,
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct ToggleForm {
+    #[serde(default)]
+    csrf: String,
+    /// `on` or `off`.
+    #[serde(default)]
+    state: String,
+    /// The revision the page showed: a flag changed since is refused as stale.
+    revision: Option<i64>,
+}
+
+/// The same operation as `POST /v1/environments/{env}/flags/{key}/changes` with `set-state`.
+pub async fn toggle(
+    State(c): State<Console>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path((env, key)): Path<(String, String)>,
+    Form(form): Form<ToggleForm>,
+) -> Result<Response, ConsoleError> {
+    signed.check_form(&headers, &form.csrf)?;
+    let change = FlagChange::SetState {
+        enabled: form.state == "on",
+    };
+    let who = &signed.caller;
+    c.app
+        .change_flag(
+            &who.name,
+            who.admin,
+            None,
+            &env,
+            &key,
+            &change,
+            form.revision,
+            false,
+        )
+        .await?;
+    let to = format!(
+        "/ui/flags?env={}&notice=toggled",
+        url::form_urlencoded::byte_serialize(env.as_bytes()).collect::<String>()
+    );
+    Ok(Redirect::to(&to).into_response())
+}
