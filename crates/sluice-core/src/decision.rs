@@ -5,7 +5,8 @@
 //! snapshot holding a grant whose time is up still answers "no" (invariant 1).
 
 use crate::access::{AccessRequest, RequestStatus};
-use crate::policy::Policy;
+use crate::condition::{Facts, Names, PrincipalFacts};
+use crate::policy::{Policy, PrincipalKind};
 use crate::scope::{normalized, Scope};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -26,6 +27,20 @@ pub struct LiveGrant {
 struct PrincipalAccess {
     standing: Vec<Scope>,
     grants: Vec<LiveGrant>,
+    /// `None` for a principal that exists outside the policy (the first administrator).
+    kind: Option<PrincipalKind>,
+    groups: Vec<String>,
+}
+
+impl PrincipalAccess {
+    fn of(policy: &Policy, name: &str) -> PrincipalAccess {
+        PrincipalAccess {
+            standing: policy.standing_scopes(name),
+            grants: Vec::new(),
+            kind: policy.kind_of(name),
+            groups: policy.groups_of(name),
+        }
+    }
 }
 
 /// Everything a decision reads, compiled once.
@@ -52,6 +67,25 @@ pub enum Reason {
         scope: String,
     },
     UnknownPrincipal,
+    /// The question's `subject.type` is not the principal's kind.
+    SubjectTypeMismatch {
+        subject_type: String,
+        principal_kind: String,
+    },
+    /// A scope covered the names, but its condition did not hold.
+    ConditionNotMet {
+        scope: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        grant_id: Option<String>,
+    },
+    /// A scope covered the names, but its condition could not be evaluated (a missing
+    /// property, a type mismatch): deny, and say why.
+    ConditionFailed {
+        scope: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        grant_id: Option<String>,
+        error: String,
+    },
     /// A grant covered it but its window is over (or not yet open).
     GrantNotLive {
         grant_id: String,
@@ -81,6 +115,28 @@ impl Decision {
             }
             Reason::Standing { scope } => format!("allowed by standing permission {scope}"),
             Reason::UnknownPrincipal => "unknown principal".into(),
+            Reason::SubjectTypeMismatch {
+                subject_type,
+                principal_kind,
+            } => format!(
+                "subject type `{subject_type}` does not name this principal's kind ({principal_kind})"
+            ),
+            Reason::ConditionNotMet { scope, grant_id } => match grant_id {
+                Some(g) => format!("grant {g} covers it ({scope}), but its condition is false"),
+                None => format!("standing permission {scope} covers it, but its condition is false"),
+            },
+            Reason::ConditionFailed {
+                scope,
+                grant_id,
+                error,
+            } => match grant_id {
+                Some(g) => format!(
+                    "grant {g} covers it ({scope}), but its condition could not be evaluated: {error}"
+                ),
+                None => format!(
+                    "standing permission {scope} covers it, but its condition could not be evaluated: {error}"
+                ),
+            },
             Reason::GrantNotLive {
                 grant_id,
                 expires_at,
@@ -122,7 +178,7 @@ impl AccessSnapshot {
             by_principal.entry(name.to_owned()).or_default();
         }
         for (name, access) in by_principal.iter_mut() {
-            access.standing = policy.standing_scopes(name);
+            *access = PrincipalAccess::of(&policy, name);
         }
         for req in active {
             // INVARIANT: only declared (or known) principals have an entry; a removed
@@ -159,12 +215,7 @@ impl AccessSnapshot {
         let mut by_principal = self.by_principal.clone();
         let entry = by_principal
             .entry(req.requester.clone())
-            .or_insert_with(|| {
-                Arc::new(PrincipalAccess {
-                    standing: self.policy.standing_scopes(&req.requester),
-                    grants: Vec::new(),
-                })
-            });
+            .or_insert_with(|| Arc::new(PrincipalAccess::of(&self.policy, &req.requester)));
         let mut access = PrincipalAccess::clone(entry);
         access.grants.retain(|g| g.id != req.id);
         if req.status == RequestStatus::Active {
@@ -194,7 +245,20 @@ impl AccessSnapshot {
         resource: &str,
         now: DateTime<Utc>,
     ) -> Decision {
-        self.decide_with(subject, action, resource, now, true)
+        self.decide_with(subject, action, resource, now, &Facts::default(), true)
+    }
+
+    /// Like [`decide`](Self::decide), with what the question says besides the names (AuthZEN's
+    /// `subject.type`, properties and `context`), which conditions read.
+    pub fn decide_with_facts(
+        &self,
+        subject: &str,
+        action: &str,
+        resource: &str,
+        now: DateTime<Utc>,
+        facts: &Facts<'_>,
+    ) -> Decision {
+        self.decide_with(subject, action, resource, now, facts, true)
     }
 
     /// Like [`decide`](Self::decide) but only live grants count, not standing permissions:
@@ -206,7 +270,7 @@ impl AccessSnapshot {
         resource: &str,
         now: DateTime<Utc>,
     ) -> Decision {
-        self.decide_with(subject, action, resource, now, false)
+        self.decide_with(subject, action, resource, now, &Facts::default(), false)
     }
 
     fn decide_with(
@@ -215,28 +279,50 @@ impl AccessSnapshot {
         action: &str,
         resource: &str,
         now: DateTime<Utc>,
+        facts: &Facts<'_>,
         standing: bool,
     ) -> Decision {
-        let subject = normalized(subject);
-        let Some(access) = self.by_principal.get(subject.as_ref()) else {
-            return Decision {
-                allowed: false,
-                reason: Reason::UnknownPrincipal,
-            };
+        let subject = if facts.exact_subject {
+            // INVARIANT: compared exactly, never folded: a declared subject id, else the
+            // principal's name as the policy holds it.
+            std::borrow::Cow::Borrowed(self.policy.principal_for_subject_id(subject))
+        } else {
+            normalized(subject)
         };
+        let Some(access) = self.by_principal.get(subject.as_ref()) else {
+            return deny(Reason::UnknownPrincipal);
+        };
+        if let Some(t) = facts.subject_type {
+            if let Some(mismatch) = self.subject_type_mismatch(t, access.kind) {
+                return deny(mismatch);
+            }
+        }
         let (action, resource) = (normalized(action), normalized(resource));
+        let names = Names {
+            subject: &subject,
+            action: &action,
+            resource: &resource,
+            now,
+        };
+        // Why a covering scope did not allow, when none does: a failed condition says most.
+        let mut refused: Option<Reason> = None;
         if standing {
-            if let Some(s) = access
+            for s in access
                 .standing
                 .iter()
-                .find(|s| s.allows(&resource, &action))
+                .filter(|s| s.allows(&resource, &action))
             {
-                return Decision {
-                    allowed: true,
-                    reason: Reason::Standing {
-                        scope: s.to_string(),
-                    },
-                };
+                match self.condition_holds(s, None, &names, facts, access, subject.as_ref()) {
+                    Ok(()) => {
+                        return Decision {
+                            allowed: true,
+                            reason: Reason::Standing {
+                                scope: s.to_string(),
+                            },
+                        }
+                    }
+                    Err(r) => keep_stronger(&mut refused, r),
+                }
             }
         }
         let mut not_live = None;
@@ -244,20 +330,36 @@ impl AccessSnapshot {
         // allowed under it (an expiring target, say) may last as long as that.
         let mut best: Option<&LiveGrant> = None;
         for g in &access.grants {
-            if !g.scopes.iter().any(|s| s.allows(&resource, &action)) {
+            let mut covering = g
+                .scopes
+                .iter()
+                .filter(|s| s.allows(&resource, &action))
+                .peekable();
+            if covering.peek().is_none() {
                 continue;
             }
             // INVARIANT: half-open window [starts_at, expires_at), compared with the clock now.
-            if g.starts_at <= now && now < g.expires_at {
-                if best.is_none_or(|b| g.expires_at > b.expires_at) {
-                    best = Some(g);
-                }
+            if !(g.starts_at <= now && now < g.expires_at) {
+                not_live = Some(Reason::GrantNotLive {
+                    grant_id: g.id.clone(),
+                    expires_at: g.expires_at,
+                });
                 continue;
             }
-            not_live = Some(Reason::GrantNotLive {
-                grant_id: g.id.clone(),
-                expires_at: g.expires_at,
-            });
+            if best.is_some_and(|b| g.expires_at <= b.expires_at) {
+                continue;
+            }
+            // INVARIANT: a condition is evaluated only for a scope whose names already match,
+            // so it can only take away what the pattern allows.
+            for s in covering {
+                match self.condition_holds(s, Some(&g.id), &names, facts, access, &subject) {
+                    Ok(()) => {
+                        best = Some(g);
+                        break;
+                    }
+                    Err(r) => keep_stronger(&mut refused, r),
+                }
+            }
         }
         if let Some(g) = best {
             return Decision {
@@ -269,10 +371,58 @@ impl AccessSnapshot {
                 },
             };
         }
-        Decision {
-            allowed: false,
-            reason: not_live.unwrap_or(Reason::NoPermission),
+        deny(refused.or(not_live).unwrap_or(Reason::NoPermission))
+    }
+
+    /// `Ok` when `scope` has no condition or its condition holds; otherwise why not.
+    fn condition_holds(
+        &self,
+        scope: &Scope,
+        grant_id: Option<&String>,
+        names: &Names<'_>,
+        facts: &Facts<'_>,
+        access: &PrincipalAccess,
+        subject: &str,
+    ) -> Result<(), Reason> {
+        let Some(c) = &scope.when else {
+            return Ok(());
+        };
+        let principal = PrincipalFacts {
+            id: subject,
+            kind: access.kind.map_or("user", PrincipalKind::as_str),
+            groups: &access.groups,
+            attributes: self.policy.attributes_of(subject),
+        };
+        match c.evaluate(names, facts, &principal) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Reason::ConditionNotMet {
+                scope: scope.to_string(),
+                grant_id: grant_id.cloned(),
+            }),
+            Err(error) => Err(Reason::ConditionFailed {
+                scope: scope.to_string(),
+                grant_id: grant_id.cloned(),
+                error,
+            }),
         }
+    }
+
+    /// A `subject.type` that does not name the principal's kind (see
+    /// [`Policy::kind_for_subject_type`]). The first administrator, declared outside the
+    /// policy, is a user.
+    fn subject_type_mismatch(
+        &self,
+        subject_type: &str,
+        kind: Option<PrincipalKind>,
+    ) -> Option<Reason> {
+        let kind = kind.unwrap_or(PrincipalKind::User);
+        if self.policy.kind_for_subject_type(subject_type) == Some(kind) {
+            return None;
+        }
+        Some(Reason::SubjectTypeMismatch {
+            subject_type: subject_type.to_owned(),
+            principal_kind: kind.as_str().to_owned(),
+        })
     }
 
     /// The grant `grant_id` of `subject`, if the snapshot still holds it (not revoked,
@@ -352,6 +502,21 @@ impl AccessSnapshot {
     }
 }
 
+fn deny(reason: Reason) -> Decision {
+    Decision {
+        allowed: false,
+        reason,
+    }
+}
+
+/// Keeps the refusal that says most: a condition that failed over one that was false.
+fn keep_stronger(kept: &mut Option<Reason>, r: Reason) {
+    let failed = |r: &Reason| matches!(r, Reason::ConditionFailed { .. });
+    if kept.as_ref().is_none_or(|k| !failed(k) && failed(&r)) {
+        *kept = Some(r);
+    }
+}
+
 /// How someone refused for want of a grant could get one: the first entitlement granting it
 /// that they may request, with the command (for at most 30 minutes or the entitlement's cap,
 /// with a ticket when it asks for one). Depends only on the policy. Displays as the tail of a
@@ -414,3 +579,6 @@ impl std::fmt::Display for GrantHint {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,6 +9,7 @@ pub mod access;
 pub mod approvals;
 pub mod change_request;
 pub mod clock;
+pub mod condition;
 pub mod decision;
 pub mod duration;
 pub mod policy;

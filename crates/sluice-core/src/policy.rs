@@ -28,6 +28,16 @@ pub struct PolicyDoc {
     pub entitlements: Vec<Entitlement>,
     #[serde(default)]
     pub audit: AuditSettings,
+    /// Attributes of principals, by principal name: what conditions read as `principal.NAME`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, serde_json::Map<String, serde_json::Value>>,
+    /// More AuthZEN `subject.type` names, each naming a principal kind (`user` or `service`),
+    /// besides `user` (users) and `service_account`/`service` (service accounts).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subject_types: BTreeMap<String, PrincipalKind>,
+    /// External subject ids (as an identity provider names them, compared exactly) → principal.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subject_ids: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -62,12 +72,37 @@ impl EnvironmentDoc {
 
 /// A standing permission: these subjects may always do these actions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "PermissionFields")]
 pub struct PermissionDoc {
     /// `group:NAME`, `user:NAME` or a bare principal name.
     pub to: Vec<String>,
     #[serde(flatten)]
     pub scope: Scope,
+}
+
+/// A permission as written: its scope's fields beside `to`. Read field by field (not through
+/// `flatten`, which buffers the map first), so a refused condition is reported at its own line.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PermissionFields {
+    to: Vec<String>,
+    resource: crate::scope::Pattern,
+    actions: Vec<crate::scope::Pattern>,
+    #[serde(default)]
+    when: Option<crate::condition::Condition>,
+}
+
+impl From<PermissionFields> for PermissionDoc {
+    fn from(f: PermissionFields) -> Self {
+        PermissionDoc {
+            to: f.to,
+            scope: Scope {
+                resource: f.resource,
+                actions: f.actions,
+                when: f.when,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,6 +206,8 @@ pub enum PolicyErrorKind {
     NoRequesters,
     /// Every requester is an approver the rule needs, and nobody approves their own request.
     OnlySelfApproval,
+    /// A condition (`when:`) is not a valid expression, or reads an unknown variable.
+    InvalidCondition,
 }
 
 impl PolicyErrorKind {
@@ -181,6 +218,7 @@ impl PolicyErrorKind {
             PolicyErrorKind::EmptyApproverGroup => "empty_approver_group",
             PolicyErrorKind::NoRequesters => "no_requesters",
             PolicyErrorKind::OnlySelfApproval => "only_self_approval",
+            PolicyErrorKind::InvalidCondition => "invalid_condition",
         }
     }
 }
@@ -231,6 +269,21 @@ impl Policy {
             let message = e.to_string();
             let suffix = format!(" at line {} column {}", l.line(), l.column());
             let message = message.replacen(&suffix, "", 1);
+            if message.contains(crate::condition::REFUSED) {
+                // The parser locates an error raised inside a mapping at the mapping's start;
+                // the condition is its `when:` key, on that line or a later one.
+                let line = text
+                    .lines()
+                    .enumerate()
+                    .skip(l.line().saturating_sub(1))
+                    .find(|(_, t)| t.contains("when:"))
+                    .map_or(l.line(), |(i, _)| i + 1);
+                return err_of(
+                    PolicyErrorKind::InvalidCondition,
+                    format!("line {line}"),
+                    message,
+                );
+            }
             err(format!("line {} column {}", l.line(), l.column()), message)
         })?;
         let hash = hex::encode(Sha256::digest(text.as_bytes()));
@@ -409,7 +462,95 @@ impl Policy {
                 })?;
             }
         }
+        let mut attributes = BTreeMap::new();
+        for (name, attrs) in std::mem::take(&mut doc.attributes) {
+            let n = normalize(&name);
+            if !principals.contains(&n) {
+                return Err(err(
+                    format!("attributes.{name}"),
+                    format!("`{n}` is not declared under users or service_accounts"),
+                ));
+            }
+            for k in attrs.keys() {
+                if k.is_empty() || ["id", "kind", "groups"].contains(&k.as_str()) {
+                    return Err(err(
+                        format!("attributes.{name}.{k}"),
+                        "attribute names must not be empty, `id`, `kind` or `groups` \
+                         (Sluice sets those itself)",
+                    ));
+                }
+            }
+            attributes.insert(n, attrs);
+        }
+        doc.attributes = attributes;
+        for (t, _) in &doc.subject_types {
+            if t.is_empty() || DEFAULT_SUBJECT_TYPES.iter().any(|(d, _)| d == t) {
+                return Err(err(
+                    format!("subject_types.{t}"),
+                    "name a subject type other than the built-in `user`, `service_account` and `service`",
+                ));
+            }
+        }
+        let mut mapped = BTreeSet::new();
+        for (id, name) in doc.subject_ids.iter_mut() {
+            *name = normalize(name);
+            let at = format!("subject_ids.{id}");
+            if id.is_empty() || id.len() > 1024 {
+                return Err(err(at, "a subject id is 1 to 1024 bytes long"));
+            }
+            if !principals.contains(name) {
+                return Err(err(
+                    at,
+                    format!("`{name}` is not declared under users or service_accounts"),
+                ));
+            }
+            if !mapped.insert(name.clone()) {
+                return Err(err(
+                    at,
+                    format!(
+                        "`{name}` already has a subject id; one principal has one external id, \
+                         so two external ids are never taken for the same person"
+                    ),
+                ));
+            }
+            if principals.contains(id.as_str()) && id != name {
+                return Err(err(at, format!("`{id}` is the name of another principal")));
+            }
+        }
         Ok(Policy { doc, hash, members })
+    }
+
+    /// The principal name an AuthZEN `subject.id` stands for, compared exactly: the principal
+    /// of a declared `subject_ids` entry, else the id itself (a principal's name as the policy
+    /// holds it, lower case). Nothing is folded.
+    pub fn principal_for_subject_id<'a>(&'a self, id: &'a str) -> &'a str {
+        self.doc.subject_ids.get(id).map_or(id, String::as_str)
+    }
+
+    /// The kind of a declared principal.
+    pub fn kind_of(&self, principal: &str) -> Option<PrincipalKind> {
+        self.principals()
+            .find(|(n, _)| *n == principal)
+            .map(|(_, k)| k)
+    }
+
+    /// The attributes the policy declares for `principal`.
+    pub fn attributes_of(
+        &self,
+        principal: &str,
+    ) -> Option<&serde_json::Map<String, serde_json::Value>> {
+        self.doc.attributes.get(principal)
+    }
+
+    /// Which principal kind an AuthZEN `subject.type` names: `user`, `service_account` and
+    /// `service` always, and what the policy's `subject_types` adds. Compared exactly (case
+    /// matters), like the standard's own type names.
+    pub fn kind_for_subject_type(&self, subject_type: &str) -> Option<PrincipalKind> {
+        DEFAULT_SUBJECT_TYPES
+            .iter()
+            .find(|(t, _)| *t == subject_type)
+            .map(|(_, k)| *k)
+            .or_else(|| self.doc.subject_types.get(subject_type).copied())
     }
 
     /// The changes from `self` to `next` that take something away — principals, entitlements,
@@ -605,6 +746,15 @@ impl Policy {
                 _ => {}
             }
         }
+        if self.doc.attributes != next.doc.attributes {
+            out.push("~ principal attributes".into());
+        }
+        if self.doc.subject_ids != next.doc.subject_ids {
+            out.push("~ subject ids".into());
+        }
+        if self.doc.subject_types != next.doc.subject_types {
+            out.push("~ subject types".into());
+        }
         if self.doc.audit != next.doc.audit {
             out.push(format!(
                 "~ audit.record_allowed_decisions: {}",
@@ -623,6 +773,13 @@ fn diff_sets(out: &mut Vec<String>, what: &str, a: &[String], b: &[String]) {
         out.push(format!("- {what} {x}"));
     }
 }
+
+/// The AuthZEN subject types every policy understands.
+const DEFAULT_SUBJECT_TYPES: [(&str, PrincipalKind); 3] = [
+    ("user", PrincipalKind::User),
+    ("service_account", PrincipalKind::Service),
+    ("service", PrincipalKind::Service),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -18,6 +18,7 @@
 //! `flag:production/checkout-*` therefore matches `flag:production/checkout-v2` but not
 //! `flag:production/checkout/v2`, and `flag:production/**` matches every production flag.
 
+use crate::condition::Condition;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use unicode_normalization::UnicodeNormalization;
@@ -330,6 +331,9 @@ impl fmt::Display for Pattern {
 pub struct Scope {
     pub resource: Pattern,
     pub actions: Vec<Pattern>,
+    /// A condition that must also hold (see [`crate::condition`]); it only ever narrows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Condition>,
 }
 
 impl Scope {
@@ -338,9 +342,16 @@ impl Scope {
         self.resource.matches(resource) && self.actions.iter().any(|a| a.matches(action))
     }
 
-    /// Is `inner` no wider than `self`?
+    /// Is `inner` no wider than `self`? A scope with a condition contains only scopes that keep
+    /// the very same condition: dropping or rewriting it could widen what is allowed.
     pub fn contains(&self, inner: &Scope) -> bool {
-        self.resource.contains(&inner.resource)
+        let condition_kept = match (&self.when, &inner.when) {
+            (None, _) => true,
+            (Some(c), Some(i)) => c == i,
+            (Some(_), None) => false,
+        };
+        condition_kept
+            && self.resource.contains(&inner.resource)
             && inner
                 .actions
                 .iter()
@@ -351,7 +362,11 @@ impl Scope {
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let actions: Vec<&str> = self.actions.iter().map(Pattern::as_str).collect();
-        write!(f, "{} [{}]", self.resource, actions.join(", "))
+        write!(f, "{} [{}]", self.resource, actions.join(", "))?;
+        match &self.when {
+            Some(c) => write!(f, " when {c}"),
+            None => Ok(()),
+        }
     }
 }
 

@@ -584,6 +584,7 @@ pub async fn tokens(cmd: TokenCommand, r: Remote) -> anyhow::Result<()> {
 
 pub async fn check(
     subject: String,
+    subject_type: String,
     action: String,
     resource: String,
     r: Remote,
@@ -591,7 +592,7 @@ pub async fn check(
     let (kind, id) = resource
         .split_once(':')
         .ok_or_else(|| anyhow!("RESOURCE is `kind:name`, e.g. db:orders"))?;
-    let body = json!({"subject": {"type": "user", "id": subject}, "action": {"name": action}, "resource": {"type": kind, "id": id}});
+    let body = json!({"subject": {"type": subject_type, "id": subject}, "action": {"name": action}, "resource": {"type": kind, "id": id}});
     let v: EvaluationResponse = client(&r)
         .send(Method::POST, "/access/v1/evaluation", Some(&body))
         .await?;

@@ -99,8 +99,9 @@ async fn main() {
             subject,
             action,
             resource,
+            subject_type,
             remote,
-        } => match commands::check(subject, action, resource, remote).await {
+        } => match commands::check(subject, subject_type, action, resource, remote).await {
             // Denied: the answer is printed, and the exit status says it for scripts.
             Ok(false) => std::process::exit(1),
             other => other.map(|_| ()),

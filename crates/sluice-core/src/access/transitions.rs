@@ -69,7 +69,7 @@ pub fn open(
         Some(s) if s.is_empty() => {
             return Err(AccessError::Invalid("scopes must not be empty".into()))
         }
-        Some(s) => s,
+        Some(s) => s.into_iter().map(|s| inherit_condition(ent, s)).collect(),
         None => ent.scopes.clone(),
     };
     check_scopes(ent, &scopes)?;
@@ -141,6 +141,39 @@ fn check_duration(ent: &Entitlement, d: Duration) -> Result<(), AccessError> {
         });
     }
     Ok(())
+}
+
+/// A narrower scope asked for without a condition keeps the condition of the entitlement's
+/// scope it narrows (unless an unconditional scope of the entitlement covers it already): a
+/// request can narrow a conditional scope, never shed its condition.
+fn inherit_condition(ent: &Entitlement, mut s: Scope) -> Scope {
+    if s.when.is_some() {
+        return s;
+    }
+    let covering = |e: &&Scope| {
+        let bare = Scope {
+            when: None,
+            ..(*e).clone()
+        };
+        bare.contains(&s)
+    };
+    if ent
+        .scopes
+        .iter()
+        .filter(|e| e.when.is_none())
+        .any(|e| covering(&e))
+    {
+        return s;
+    }
+    if let Some(c) = ent
+        .scopes
+        .iter()
+        .find(covering)
+        .and_then(|e| e.when.clone())
+    {
+        s.when = Some(c);
+    }
+    s
 }
 
 fn check_scopes(ent: &Entitlement, scopes: &[Scope]) -> Result<(), AccessError> {

@@ -191,3 +191,89 @@ fn a_syntax_error_names_its_line_once() {
         assert!(text.starts_with(at), "{text}");
     }
 }
+
+const CONDITIONAL: &str = "
+permissions:
+  - to: [alice]
+    resource: \"todo:*\"
+    actions: [update]
+    when: resource.owner == subject.id
+entitlements:
+  - name: e
+    scopes:
+      - resource: \"db:x\"
+        actions: [read]
+        when: context.ticket.startsWith('INC-')
+    requesters: [alice]
+    max_duration: 1h
+    approval: { required: 1, approvers: [group:leads] }
+attributes:
+  alice: { department: payments, roles: [editor] }
+subject_types:
+  identity: user
+";
+
+#[test]
+fn conditions_attributes_and_subject_types_are_read() {
+    let p = with(CONDITIONAL).unwrap_or_else(|e| panic!("{e}"));
+    let when = |s: &Scope| s.when.as_ref().map(|c| c.source().to_owned());
+    assert_eq!(
+        when(&p.doc.permissions[0].scope).as_deref(),
+        Some("resource.owner == subject.id")
+    );
+    assert_eq!(
+        when(&p.doc.entitlements[0].scopes[0]).as_deref(),
+        Some("context.ticket.startsWith('INC-')")
+    );
+    assert_eq!(
+        p.attributes_of("alice").and_then(|a| a.get("department")),
+        Some(&serde_json::json!("payments"))
+    );
+    assert_eq!(
+        p.kind_for_subject_type("identity"),
+        Some(PrincipalKind::User)
+    );
+    assert_eq!(p.kind_for_subject_type("user"), Some(PrincipalKind::User));
+    assert_eq!(
+        p.kind_for_subject_type("service_account"),
+        Some(PrincipalKind::Service)
+    );
+    assert_eq!(p.kind_for_subject_type("User"), None);
+}
+
+#[test]
+fn a_bad_condition_is_refused_with_its_line() {
+    for (bad, says) in [
+        ("resource.owner ==", "not a valid CEL expression"),
+        ("owner == subject.id", "unknown variable `owner`"),
+    ] {
+        for (from, to) in [
+            ("when: resource.owner == subject.id", bad),
+            ("when: context.ticket.startsWith('INC-')", bad),
+        ] {
+            let text = CONDITIONAL.replace(from, &format!("when: \"{to}\""));
+            let e = refused(&text);
+            assert_eq!(e.kind, PolicyErrorKind::InvalidCondition, "{e}");
+            assert_eq!(e.code(), "invalid_condition");
+            assert!(e.path.starts_with("line "), "{e}");
+            assert!(e.message.contains(says), "{e}");
+            // The line is the condition's own (BASE's lines come first).
+            let line = format!("{BASE}{text}")
+                .lines()
+                .position(|l| l.contains(&format!("when: \"{to}\"")))
+                .map(|i| i + 1)
+                .unwrap_or_default();
+            assert_eq!(e.path, format!("line {line}"), "{e}");
+        }
+    }
+}
+
+#[test]
+fn attributes_of_an_undeclared_principal_are_refused() {
+    let e = refused("attributes:\n  zed: { a: 1 }\n");
+    assert_eq!(e.path, "attributes.zed");
+    let e = refused("attributes:\n  alice: { groups: [x] }\n");
+    assert_eq!(e.path, "attributes.alice.groups");
+    let e = refused("subject_types:\n  user: service\n");
+    assert_eq!(e.path, "subject_types.user");
+}

@@ -1,8 +1,9 @@
 use crate::app::App;
 use crate::caller::Caller;
 use crate::ops::{Input, OpError};
-use serde_json::json;
+use serde_json::{json, Value};
 use sluice_audit::NewEntry;
+use sluice_core::condition::Facts;
 use sluice_core::decision::Decision;
 use sluice_core::scope::MAX_NAME_BYTES;
 
@@ -12,6 +13,41 @@ pub struct Question {
     pub subject: String,
     pub action: String,
     pub resource: String,
+    /// What the question says besides the names, which conditions read (`Value::Null` when
+    /// absent): AuthZEN's `subject.type` is checked against the principal's kind.
+    pub subject_type: Option<String>,
+    pub subject_properties: Value,
+    pub resource_properties: Value,
+    pub action_properties: Value,
+    pub context: Value,
+}
+
+impl Question {
+    /// A question by names alone.
+    pub fn names(subject: &str, action: &str, resource: &str) -> Question {
+        Question {
+            subject: subject.to_owned(),
+            action: action.to_owned(),
+            resource: resource.to_owned(),
+            subject_type: None,
+            subject_properties: Value::Null,
+            resource_properties: Value::Null,
+            action_properties: Value::Null,
+            context: Value::Null,
+        }
+    }
+
+    fn facts(&self) -> Facts<'_> {
+        Facts {
+            // A question with a subject type is an AuthZEN one: its subject id is compared exactly.
+            exact_subject: self.subject_type.is_some(),
+            subject_type: self.subject_type.as_deref(),
+            subject_properties: Some(&self.subject_properties),
+            resource_properties: Some(&self.resource_properties),
+            action_properties: Some(&self.action_properties),
+            context: Some(&self.context),
+        }
+    }
 }
 
 impl Question {
@@ -54,7 +90,7 @@ impl App {
         let now = self.now();
         let decisions: Vec<Decision> = questions
             .iter()
-            .map(|q| snap.decide(&q.subject, &q.action, &q.resource, now))
+            .map(|q| snap.decide_with_facts(&q.subject, &q.action, &q.resource, now, &q.facts()))
             .collect();
         let record_allows = snap.policy().doc.audit.record_allowed_decisions;
         let to_record: Vec<_> = questions

@@ -52,6 +52,7 @@ fn parse_scopes(raw: Option<Vec<ScopeView>>) -> Result<Option<Vec<Scope>>, ApiEr
                         .map(|a| Pattern::parse(a))
                         .collect::<Result<_, _>>()
                         .map_err(bad)?,
+                    when: None,
                 })
             })
             .collect()

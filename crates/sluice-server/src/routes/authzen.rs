@@ -4,6 +4,9 @@
 //! Mapping onto Sluice: `subject.id` is the principal; the resource is `"{type}:{id}"`
 //! (`{"type": "db", "id": "orders"}` is `db:orders`); `action.name` is the action. As the
 //! standard asks, unknown fields are ignored and a deny is `200 {"decision": false}`.
+//! `subject.type` must name the principal's kind (`user`; `service_account` or `service`;
+//! more through the policy's `subject_types`), else the answer is a deny. Properties and
+//! `context` are what policy conditions read; each, when given, is a JSON object.
 //!
 //! Requests are held to the standard: a body that is not `application/json`, a subject or
 //! resource without a string `type` and `id`, an action without a string `name`, or a
@@ -127,18 +130,30 @@ fn check_context(context: &Value, what: &str) -> Result<(), String> {
 
 fn question(req: &EvaluationRequest) -> Result<Question, String> {
     let subject = req.subject.as_ref().ok_or("subject is required")?;
-    required(subject.kind.as_ref(), "subject.type")?;
-    let subject = required(subject.id.as_ref(), "subject.id")?;
+    let subject_type = required(subject.kind.as_ref(), "subject.type")?;
+    let subject_id = required(subject.id.as_ref(), "subject.id")?;
     let action = req.action.as_ref().ok_or("action is required")?;
-    let action = required(action.name.as_ref(), "action.name")?;
+    let action_name = required(action.name.as_ref(), "action.name")?;
     let resource = req.resource.as_ref().ok_or("resource is required")?;
     let kind = required(resource.kind.as_ref(), "resource.type")?;
     let id = required(resource.id.as_ref(), "resource.id")?;
     check_context(&req.context, "context")?;
+    for (what, p) in [
+        ("subject.properties", &subject.properties),
+        ("resource.properties", &resource.properties),
+        ("action.properties", &action.properties),
+    ] {
+        check_context(p, what)?;
+    }
     Ok(Question {
-        subject: subject.to_owned(),
-        action: action.to_owned(),
+        subject: subject_id.to_owned(),
+        action: action_name.to_owned(),
         resource: format!("{kind}:{id}"),
+        subject_type: Some(subject_type.to_owned()),
+        subject_properties: subject.properties.clone(),
+        resource_properties: resource.properties.clone(),
+        action_properties: action.properties.clone(),
+        context: req.context.clone(),
     })
 }
 

@@ -9,6 +9,7 @@
 )]
 
 mod authzen;
+mod authzen_todo;
 mod badinput;
 mod broken_flags;
 mod brute;

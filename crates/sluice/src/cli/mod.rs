@@ -122,6 +122,9 @@ pub enum Command {
         action: String,
         /// `kind:name`, e.g. `db:orders`.
         resource: String,
+        /// The subject's AuthZEN type: `user`, or `service_account` for a service account.
+        #[arg(long, default_value = "user")]
+        subject_type: String,
         #[command(flatten)]
         remote: Remote,
     },
