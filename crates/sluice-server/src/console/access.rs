@@ -111,11 +111,11 @@ async fn live(
         status: Some(RequestStatus::Pending),
         needs_review: None,
         limit: Some(200),
+        visible_to: None,
     };
     let pending = c
         .app
-        .store
-        .requests(&filter)
+        .visible_requests(&signed.caller, filter)
         .await?
         .iter()
         .filter(|r| r.status_at(now) == RequestStatus::Pending)
@@ -219,7 +219,7 @@ pub async fn request(
             "" => None,
             d => Some(
                 Duration::parse(d)
-                    .map_err(|e| ApiError::bad_request("invalid_duration", e.to_string()))?,
+                    .map_err(|e| ApiError::bad_request(crate::ops::Input::Duration, e.to_string()))?,
             ),
         };
         let ticket = Some(form.ticket.trim().to_owned()).filter(|t| !t.is_empty());

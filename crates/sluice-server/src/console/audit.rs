@@ -77,7 +77,7 @@ fn time(s: &str, field: &str) -> Result<Option<DateTime<Utc>>, ConsoleError> {
         .map(|t| Some(t.and_utc()))
         .map_err(|_| {
             ConsoleError::Api(crate::error::ApiError::bad_request(
-                "invalid_time",
+                crate::ops::Input::Time,
                 format!("`{field}` must look like 2026-12-03T14:00 (UTC), not `{s}`"),
             ))
         })

@@ -46,8 +46,9 @@ async fn rows(c: &Console, signed: &Signed) -> Result<(usize, Vec<RequestRow>), 
         status: Some(RequestStatus::Pending),
         needs_review: None,
         limit: Some(MAX_PENDING),
+        visible_to: None,
     };
-    let pending = c.app.store.requests(&filter).await?;
+    let pending = c.app.visible_requests(&signed.caller, filter).await?;
     let policy = c.app.policy();
     let now = c.app.now();
     let me = signed.caller.actor();
