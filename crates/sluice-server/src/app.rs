@@ -61,7 +61,7 @@ pub struct Inner {
     /// Sessions of the PostgreSQL gateway running on this instance.
     pub gateway: crate::gateway::LiveSessions,
     /// How the head is kept signed and witnessed; set once when the server runs.
-    audit_options: std::sync::OnceLock<crate::checkpointer::AuditOptions>,
+    audit_options: std::sync::OnceLock<crate::audit_options::AuditOptions>,
     /// The newest checkpoint this instance signed, for the witness URL's publisher.
     witness_feed: std::sync::OnceLock<tokio::sync::watch::Sender<Option<sluice_audit::Checkpoint>>>,
     /// The highest `seq` this instance signed a checkpoint of.
@@ -70,7 +70,7 @@ pub struct Inner {
 
 /// [`App::audit_options`] before [`App::set_audit_options`]: nothing signed after commits,
 /// no witness, no bound.
-static AUDIT_UNSET: crate::checkpointer::AuditOptions = crate::checkpointer::AuditOptions {
+static AUDIT_UNSET: crate::audit_options::AuditOptions = crate::audit_options::AuditOptions {
     sign_commits: false,
     min_gap: std::time::Duration::ZERO,
     unsigned_bound: None,
@@ -134,7 +134,7 @@ impl App {
     }
 
     /// How the head is kept signed and witnessed (see [`crate::checkpointer`]).
-    pub fn audit_options(&self) -> &crate::checkpointer::AuditOptions {
+    pub fn audit_options(&self) -> &crate::audit_options::AuditOptions {
         self.audit_options.get().unwrap_or(&AUDIT_UNSET)
     }
 
@@ -142,7 +142,7 @@ impl App {
     /// the feed its publisher follows.
     pub fn set_audit_options(
         &self,
-        options: crate::checkpointer::AuditOptions,
+        options: crate::audit_options::AuditOptions,
     ) -> Option<tokio::sync::watch::Receiver<Option<sluice_audit::Checkpoint>>> {
         let url = options.witness_url.is_some();
         if self.audit_options.set(options).is_err() || !url {

@@ -157,7 +157,7 @@ pub async fn checkpoint(app: &App) -> Result<Option<i64>, ApiError> {
     }
     crate::metrics::checkpoint();
     tracing::debug!(seq = head.seq, "checkpoint at seq {}", head.seq);
-    crate::checkpointer::witness(app, &cp).await;
+    crate::witness::witness(app, &cp).await;
     app.note_signed(head.seq);
     Ok(Some(head.seq))
 }
@@ -167,7 +167,7 @@ pub async fn checkpoint(app: &App) -> Result<Option<i64>, ApiError> {
 /// time: memory does not grow with the trail (the checkpoints, one per checkpoint interval
 /// at most, are read whole).
 ///
-/// With an unsigned-tail bound configured ([`crate::checkpointer::AuditOptions`]), a head not
+/// With an unsigned-tail bound configured ([`crate::audit_options::AuditOptions`]), a head not
 /// covered by a signed checkpoint while the newest one is older than the bound is a problem
 /// (see [`VerifyReport::refuse_stale_tail`]); the age is taken at the start.
 pub async fn verify_live(app: &App) -> Result<VerifyReport, ApiError> {

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod audit_options;
 pub mod auth;
 pub mod auth_failures;
 pub mod caller;
@@ -24,6 +25,7 @@ pub mod refusals;
 pub mod routes;
 pub mod serve;
 pub mod token_cache;
+pub mod witness;
 
 pub use app::App;
 pub use routes::{openapi, router};
@@ -160,15 +162,13 @@ impl Server {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        checkpointer::check_witness_file(&self.audit)?;
+        witness::check_witness_file(&self.audit)?;
         let sign_commits = self.audit.sign_commits;
         let publisher = match (
             self.app.set_audit_options(self.audit.clone()),
             &self.audit.witness_url,
         ) {
-            (Some(feed), Some(url)) => {
-                Some(tokio::spawn(checkpointer::publish_http(url.clone(), feed)))
-            }
+            (Some(feed), Some(url)) => Some(tokio::spawn(witness::publish_http(url.clone(), feed))),
             _ => None,
         };
         let signer = if sign_commits {

@@ -215,13 +215,13 @@ pub async fn request(
 ) -> Result<Response, ConsoleError> {
     signed.check_form(&headers, &form.csrf)?;
     let opened = async {
-        let duration = match form.duration.trim() {
-            "" => None,
-            d => Some(
-                Duration::parse(d)
-                    .map_err(|e| ApiError::bad_request(crate::ops::Input::Duration, e.to_string()))?,
-            ),
-        };
+        let duration =
+            match form.duration.trim() {
+                "" => None,
+                d => Some(Duration::parse(d).map_err(|e| {
+                    ApiError::bad_request(crate::ops::Input::Duration, e.to_string())
+                })?),
+            };
         let ticket = Some(form.ticket.trim().to_owned()).filter(|t| !t.is_empty());
         let input = RequestInput {
             entitlement: form.entitlement,
