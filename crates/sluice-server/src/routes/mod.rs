@@ -49,7 +49,8 @@ impl utoipa::Modify for BearerAuth {
 
 /// Declares the error answers every operation of a kind can give, so that no handler can
 /// forget them: whatever takes a token answers 401 without a valid one, 403 to one that may
-/// not (a client key on the API, an API token on OFREP, a principal without the right) and 503
+/// not (a client key on the API, an API token on OFREP, a principal without the right), 429
+/// when its source or token prefix failed too often (see `auth_failures`) and 503
 /// when the store cannot answer (a token not yet cached is looked up there); whatever takes
 /// input (a body, a query or a path parameter) answers 400 to input it refuses (a NUL
 /// character, a name too long, a malformed query); whatever names something in its path
@@ -117,6 +118,10 @@ impl utoipa::Modify for ErrorResponses {
                 responses
                     .entry("403".into())
                     .or_insert_with(|| error("The token is valid but may not do this.").into());
+                responses.entry("429".into()).or_insert_with(|| {
+                    error("Too many failed authentications from this address or with this token prefix this minute (`too_many_failed_authentications`, with `Retry-After`).")
+                        .into()
+                });
                 responses.entry("503".into()).or_insert_with(|| {
                     error("The store is unavailable, busy or full; try again shortly.").into()
                 });

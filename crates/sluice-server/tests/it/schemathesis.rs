@@ -11,6 +11,11 @@
 //! entitlement that does not exist, a name with characters names may not hold, a policy whose
 //! YAML does not parse) with a documented 400/404/409/422 and its stable code.
 //!
+//! Nor `ignored_auth`, which presents wrong tokens: after 20 in a minute the brute-force guard
+//! refuses every request from the address (`429`, tested in `brute.rs`), and on this server's
+//! clock, which does not move, the minute never ends. That every token operation refuses a
+//! missing or wrong token is checked in `openapi.rs` and `security.rs`.
+//!
 //! Left out of the run: `revoke_token` (the run would revoke its own token and test the rest
 //! unauthenticated), `apply` (a generated policy may remove the principal it runs as) and the
 //! two event streams (`stream`, `events`), which answer by never ending.
