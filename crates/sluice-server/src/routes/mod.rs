@@ -47,9 +47,10 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Declares `401` and `403` on every operation that needs a token, so that no handler can
-/// forget them: whatever takes a token answers 401 without a valid one and 403 to one that
-/// may not (a client key on the API, an API token on OFREP, a principal without the right).
+/// Declares `401`, `403` and `429` on every operation that needs a token, so that no handler
+/// can forget them: whatever takes a token answers 401 without a valid one, 403 to one that
+/// may not (a client key on the API, an API token on OFREP, a principal without the right),
+/// and 429 when its source or token prefix failed too often (see `auth_failures`).
 struct AuthResponses;
 
 impl utoipa::Modify for AuthResponses {
@@ -97,6 +98,10 @@ impl utoipa::Modify for AuthResponses {
                 responses
                     .entry("403".into())
                     .or_insert_with(|| error("The token is valid but may not do this.").into());
+                responses.entry("429".into()).or_insert_with(|| {
+                    error("Too many failed authentications from this address or with this token prefix this minute (`too_many_failed_authentications`, with `Retry-After`).")
+                        .into()
+                });
             }
         }
     }
