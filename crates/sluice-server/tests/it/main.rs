@@ -10,6 +10,7 @@
 
 mod authzen;
 mod badinput;
+mod bounds;
 mod broken_flags;
 mod brute;
 mod deliver;
