@@ -40,6 +40,27 @@ pub const MAX_IMPORT: usize = 8 * 1024 * 1024;
 
 /// Deepest JSON nesting accepted on any endpoint.
 pub const MAX_DEPTH: usize = 32;
+/// Longest JSON string (in bytes, as sent) accepted, but for a policy source and a flag import.
+pub const MAX_STRING: usize = 64 * 1024;
+/// Most items in one JSON array, but for a flag import.
+pub const MAX_LIST: usize = 10_000;
+
+/// The string and list limits in force on a route: set (as a request extension) on the routes
+/// that take larger documents (`POST /v1/policy`, the flag import), else the defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct ShapeLimits {
+    pub string: usize,
+    pub list: usize,
+}
+
+impl Default for ShapeLimits {
+    fn default() -> Self {
+        ShapeLimits {
+            string: MAX_STRING,
+            list: MAX_LIST,
+        }
+    }
+}
 
 /// The body size limit in force on a route, in bytes: set (as a request extension) beside
 /// every `DefaultBodyLimit`, so that the error can name it.
@@ -75,18 +96,50 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limits = limits_of(&req);
         let ApiBytes(bytes) = ApiBytes::from_request(req, state).await?;
-        parse(&bytes).map(ApiJson)
+        parse_within(&bytes, limits).map(ApiJson)
     }
 }
 
-/// Parses a JSON body, bounding depth and refusing NUL characters first.
+fn limits_of(req: &Request) -> ShapeLimits {
+    req.extensions()
+        .get::<ShapeLimits>()
+        .copied()
+        .unwrap_or_default()
+}
+
+/// Parses a JSON body, bounding depth, string length and list length and refusing NUL
+/// characters first.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    parse_within(bytes, ShapeLimits::default())
+}
+
+/// [`parse`] under a route's [`ShapeLimits`]; each limit exceeded is a `400` naming it.
+pub fn parse_within<T: DeserializeOwned>(bytes: &[u8], limits: ShapeLimits) -> Result<T, ApiError> {
     let shape = scan(bytes);
     if shape.depth > MAX_DEPTH {
         return Err(ApiError::bad_request(
             Input::Depth,
             format!("JSON is nested deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    if shape.longest_string > limits.string {
+        return Err(ApiError::bad_request(
+            "string_too_long",
+            format!(
+                "a JSON string is {} bytes long; strings may be at most {} bytes on this endpoint",
+                shape.longest_string, limits.string
+            ),
+        ));
+    }
+    if shape.longest_list > limits.list {
+        return Err(ApiError::bad_request(
+            "list_too_long",
+            format!(
+                "a JSON array has {} items; arrays may have at most {} items on this endpoint",
+                shape.longest_list, limits.list
+            ),
         ));
     }
     if shape.nul {
@@ -121,6 +174,11 @@ pub struct Shape {
     /// Whether a string holds the escape `\u0000`. (A raw NUL byte is not valid JSON: the
     /// parser refuses it.)
     pub nul: bool,
+    /// The longest string, in bytes as sent (escapes counted as written).
+    pub longest_string: usize,
+    /// The most items in one array (arrays nested deeper than [`MAX_DEPTH`] are not counted:
+    /// such a text is refused for its depth).
+    pub longest_list: usize,
 }
 
 /// The deepest nesting of arrays and objects, ignoring brackets inside strings.
@@ -128,9 +186,22 @@ pub fn depth(bytes: &[u8]) -> usize {
     scan(bytes).depth
 }
 
-/// Depth and NUL escapes, in one pass that ignores brackets inside strings.
+/// One open array or object while scanning: for arrays, the commas seen at its level and
+/// whether it holds anything.
+#[derive(Clone, Copy)]
+struct Open {
+    array: bool,
+    commas: usize,
+    items: bool,
+}
+
+/// Depth, NUL escapes, the longest string and the longest array, in one pass that ignores
+/// brackets inside strings.
 pub fn scan(bytes: &[u8]) -> Shape {
     let (mut d, mut max, mut in_str, mut esc, mut nul) = (0usize, 0usize, false, false, false);
+    let (mut str_start, mut longest_string, mut longest_list) = (0usize, 0usize, 0usize);
+    // Bounded: nothing deeper than MAX_DEPTH + 1 is tracked.
+    let mut open: Vec<Open> = Vec::new();
     for (i, &b) in bytes.iter().enumerate() {
         if in_str {
             match (esc, b) {
@@ -140,22 +211,59 @@ pub fn scan(bytes: &[u8]) -> Shape {
                 }
                 (true, _) => esc = false,
                 (false, b'\\') => esc = true,
-                (false, b'"') => in_str = false,
+                (false, b'"') => {
+                    in_str = false;
+                    longest_string = longest_string.max(i - str_start);
+                }
                 _ => {}
             }
             continue;
         }
+        if !b.is_ascii_whitespace() && !matches!(b, b']' | b'}' | b',') {
+            if let Some(top) = open.last_mut() {
+                top.items = true;
+            }
+        }
         match b {
-            b'"' => in_str = true,
+            b'"' => {
+                in_str = true;
+                str_start = i + 1;
+            }
             b'[' | b'{' => {
                 d += 1;
                 max = max.max(d);
+                if d <= MAX_DEPTH + 1 {
+                    open.push(Open {
+                        array: b == b'[',
+                        commas: 0,
+                        items: false,
+                    });
+                }
             }
-            b']' | b'}' => d = d.saturating_sub(1),
+            b']' | b'}' => {
+                if d <= MAX_DEPTH + 1 {
+                    if let Some(o) = open.pop() {
+                        if o.array && o.items {
+                            longest_list = longest_list.max(o.commas + 1);
+                        }
+                    }
+                }
+                d = d.saturating_sub(1);
+            }
+            b',' if d <= MAX_DEPTH + 1 => {
+                if let Some(top) = open.last_mut() {
+                    top.commas += 1;
+                }
+            }
             _ => {}
         }
     }
-    Shape { depth: max, nul }
+    Shape {
+        depth: max,
+        nul,
+        longest_string,
+        longest_list,
+    }
 }
 
 /// Refuses a request whose path or query holds a percent-encoded NUL (`%00`) with
@@ -228,5 +336,35 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for ApiJsonOr
             return Ok(ApiJsonOrDefault(T::default()));
         }
         parse(&bytes).map(ApiJsonOrDefault)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_counts_the_longest_string_and_array_ignoring_what_strings_hold() {
+        let s = scan(br#"{"a": [1, [2, 3, 4], "x,y]["], "b": [], "c": "hello", "d": [{}]}"#);
+        assert_eq!(s.longest_list, 3, "{s:?}");
+        assert_eq!(s.longest_string, 5, "{s:?}");
+        assert_eq!(s.depth, 3, "{s:?}");
+        assert_eq!(scan(b"[]").longest_list, 0);
+        assert_eq!(scan(b"[ [] ]").longest_list, 1);
+        assert_eq!(scan(br#"["a\"b"]"#).longest_string, 4);
+    }
+
+    #[test]
+    fn each_limit_is_named_in_its_refusal() {
+        let long = format!(r#"{{"reason": "{}"}}"#, "x".repeat(MAX_STRING + 1));
+        let e = parse::<serde_json::Value>(long.as_bytes()).expect_err("too long");
+        assert_eq!(e.code(), "string_too_long");
+        assert!(e.to_string().contains(&MAX_STRING.to_string()), "{e}");
+        let list = format!("[{}]", vec!["0"; MAX_LIST + 1].join(","));
+        let e = parse::<serde_json::Value>(list.as_bytes()).expect_err("too many");
+        assert_eq!(e.code(), "list_too_long");
+        assert!(e.to_string().contains(&MAX_LIST.to_string()), "{e}");
+        let ok = format!("[{}]", vec!["0"; MAX_LIST].join(","));
+        assert!(parse::<serde_json::Value>(ok.as_bytes()).is_ok());
     }
 }

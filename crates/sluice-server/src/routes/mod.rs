@@ -14,7 +14,7 @@ pub mod trace;
 pub mod views;
 
 use crate::app::App;
-use crate::json::{BodyLimit, MAX_BODY, MAX_IMPORT};
+use crate::json::{BodyLimit, ShapeLimits, MAX_BODY, MAX_IMPORT, MAX_LIST};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -290,7 +290,13 @@ fn administrative() -> OpenApiRouter<App> {
         .routes(routes!(gateway::declare_database, gateway::remove_database))
         .routes(routes!(http_gateway::calls))
         .routes(routes!(admin::whoami))
-        .routes(routes!(admin::apply, admin::current))
+        // A policy source is one string as long as the body allows.
+        .routes(routes!(admin::apply, admin::current).map(|m| {
+            m.layer(Extension(ShapeLimits {
+                string: MAX_BODY,
+                list: MAX_LIST,
+            }))
+        }))
         .routes(routes!(admin::create_token, admin::list_tokens))
         .routes(routes!(admin::revoke_token))
         .routes(routes!(audit::query))
@@ -300,7 +306,12 @@ fn administrative() -> OpenApiRouter<App> {
         .routes(routes!(flags::environments))
         .routes(routes!(flags::import, flags::export).map(|m| {
             m.layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(MAX_IMPORT))
-                .layer(Extension(BodyLimit(MAX_IMPORT)))
+                .layer::<_, std::convert::Infallible>(Extension(BodyLimit(MAX_IMPORT)))
+                // A flag document's targeting lists may be as long as the body allows.
+                .layer(Extension(ShapeLimits {
+                    string: MAX_IMPORT,
+                    list: MAX_IMPORT,
+                }))
         }))
         .routes(routes!(flags::flag))
         .routes(routes!(flag_changes::change))

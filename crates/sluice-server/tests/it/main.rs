@@ -11,6 +11,7 @@
 mod authzen;
 mod authzen_todo;
 mod badinput;
+mod bounds;
 mod broken_flags;
 mod brute;
 mod deliver;
