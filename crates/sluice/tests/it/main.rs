@@ -26,3 +26,4 @@ mod start;
 mod story;
 mod tables;
 mod tail;
+mod tls;
