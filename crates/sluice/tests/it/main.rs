@@ -27,3 +27,4 @@ mod story;
 mod tables;
 mod tail;
 mod tls;
+mod witness;
