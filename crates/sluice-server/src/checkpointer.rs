@@ -33,10 +33,16 @@ pub(crate) async fn run(app: App) {
         } else if committed.changed().await.is_err() {
             return;
         }
-        committed.borrow_and_update();
+        let want = *committed.borrow_and_update();
         let started = tokio::time::Instant::now();
         retry = match crate::audit::checkpoint(&app).await {
-            Ok(_) => false,
+            Ok(Some(_)) => false,
+            // Nothing signed: the head was signed already, or another instance signed a
+            // lower head between our read and our insert (then ours waits for the retry).
+            Ok(None) => match app.store.latest_checkpoint().await {
+                Ok(latest) => latest.map_or(0, |c| c.seq) < want,
+                Err(_) => true,
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "checkpoint after commit failed: {e}");
                 true

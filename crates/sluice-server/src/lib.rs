@@ -24,6 +24,7 @@ pub mod rate_limit;
 pub mod refusals;
 pub mod routes;
 pub mod serve;
+pub mod tls;
 pub mod token_cache;
 pub mod witness;
 
@@ -95,6 +96,8 @@ pub struct Server {
     /// Checkpoints after commits, the unsigned-tail bound and the witness; set before
     /// [`Server::run`].
     pub audit: checkpointer::AuditOptions,
+    /// TLS on the listener (see [`tls`]); plain HTTP when `None`. Set before [`Server::run`].
+    pub tls: Option<Arc<tls::ReloadingTls>>,
     config: ServerConfig,
 }
 
@@ -147,6 +150,7 @@ impl Server {
             bootstrap_token,
             http: serve::HttpOptions::default(),
             audit: checkpointer::AuditOptions::default(),
+            tls: None,
             config,
         })
     }
@@ -184,7 +188,14 @@ impl Server {
             None
         };
         let bg = tokio::spawn(background(self.app.clone(), self.config.clone()));
-        serve::serve(self.listener, router(self.app.clone()), self.http, shutdown).await;
+        serve::serve_with(
+            self.listener,
+            router(self.app.clone()),
+            self.http,
+            self.tls.clone(),
+            shutdown,
+        )
+        .await;
         bg.abort();
         if let Some(signer) = signer {
             signer.abort();

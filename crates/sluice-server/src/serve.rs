@@ -46,6 +46,24 @@ pub async fn serve(
     options: HttpOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    serve_with(listener, router, options, None, shutdown).await;
+}
+
+/// [`serve`] over TLS (when `tls` is given): the handshake must finish within the header
+/// timeout, answers carry `Strict-Transport-Security`, and the certificate is reloaded when
+/// its files change (see [`crate::tls`]).
+pub async fn serve_with(
+    listener: TcpListener,
+    router: axum::Router,
+    options: HttpOptions,
+    tls: Option<Arc<crate::tls::ReloadingTls>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let reload = tls.clone().map(|t| tokio::spawn(t.watch()));
+    let router = match &tls {
+        Some(_) => router.layer(axum::middleware::map_response(hsts)),
+        None => router,
+    };
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_timeout);
@@ -90,6 +108,23 @@ pub async fn serve(
             &axum::Extension(axum::extract::ConnectInfo(peer)),
             router.clone(),
         );
+        if let Some(tls) = &tls {
+            let (acceptor, http) = (tls.acceptor(), http.clone());
+            let watcher = graceful.watcher();
+            conns.spawn(async move {
+                // A client that does not finish the handshake in time is dropped, as one that
+                // does not send its header.
+                let handshake =
+                    tokio::time::timeout(options.header_timeout, acceptor.accept(stream));
+                if let Ok(Ok(stream)) = handshake.await {
+                    let conn = http
+                        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+                    let _ = watcher.watch(conn).await;
+                }
+                drop(permit);
+            });
+            continue;
+        }
         let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let conn = graceful.watcher().watch(conn);
         conns.spawn(async move {
@@ -97,6 +132,9 @@ pub async fn serve(
             let _ = conn.await;
             drop(permit);
         });
+    }
+    if let Some(reload) = reload {
+        reload.abort();
     }
     drop(listener);
     let open = graceful.count();
@@ -118,4 +156,13 @@ pub async fn serve(
     }
     conns.abort_all();
     while conns.join_next().await.is_some() {}
+}
+
+/// Browsers that reached the console over TLS keep to it for a year.
+async fn hsts(mut resp: axum::response::Response) -> axum::response::Response {
+    resp.headers_mut().insert(
+        axum::http::header::STRICT_TRANSPORT_SECURITY,
+        axum::http::HeaderValue::from_static("max-age=31536000"),
+    );
+    resp
 }

@@ -14,8 +14,21 @@ use url::Url;
 pub const NO_BODY: Option<&()> = None;
 
 /// The client for the server `r` names, with its token.
+///
+/// With `--ca-file` or `--tls-fingerprint` the server's certificate is checked against that
+/// instead of the system's roots; a file that cannot be read, or a fingerprint that is not
+/// SHA-256 hex, ends the command with a message.
 pub fn client(r: &Remote) -> Client {
-    Client::new(&r.addr, r.token.clone())
+    let mut c = Client::new(&r.addr, r.token.clone());
+    match crate::tls::http_client(r.ca_file.as_deref(), r.tls_fingerprint.as_deref()) {
+        Ok(Some(http)) => c.http = http,
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+    c
 }
 
 /// A path on the server with its query, e.g. `/v1/requests/req-1?limit=5`: each segment and each
@@ -180,9 +193,16 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        req.send()
-            .await
-            .map_err(|e| anyhow!("cannot reach Sluice at {}: {e}\nIs `sluice serve` running? Set --addr or SLUICE_ADDR.", self.base))
+        req.send().await.map_err(|e| {
+            // A TLS refusal (unknown CA, wrong pin) is in the error's sources.
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                why = format!("{why}: {s}");
+                source = s.source();
+            }
+            anyhow!("cannot reach Sluice at {}: {why}\nIs `sluice serve` running? Set --addr or SLUICE_ADDR (https://… for TLS, with --ca-file or --tls-fingerprint when its certificate is not from a public authority).", self.base)
+        })
     }
 
     async fn raw(

@@ -63,6 +63,7 @@ mod output;
 mod policy_commands;
 mod proposal_commands;
 mod serve;
+mod tls;
 
 use clap::Parser;
 use cli::{Cli, Command};

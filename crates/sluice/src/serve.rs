@@ -41,6 +41,12 @@ struct FileConfig {
     /// (default 5s).
     #[serde(default, with = "humantime_serde_opt")]
     shutdown_timeout: Option<Duration>,
+    /// TLS on the API listener: certificate and key (PEM), reloaded when they change.
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    /// Plain HTTP on an address other than loopback (behind a TLS-terminating proxy).
+    #[serde(default)]
+    allow_plain_http: bool,
     /// Every signed checkpoint is appended to this file (another volume than the database).
     witness_file: Option<PathBuf>,
     /// Every signed checkpoint is POSTed as JSON to this URL.
@@ -77,6 +83,8 @@ pub struct Settings {
     pub store: sluice_store::StoreOptions,
     pub http: sluice_server::serve::HttpOptions,
     pub audit: sluice_server::checkpointer::AuditOptions,
+    /// The API listener's TLS certificate and key.
+    pub tls: Option<(PathBuf, PathBuf)>,
     pub gateway: Option<sluice_gateway::GatewayConfig>,
     pub http_gateway: Option<sluice_http_gateway::HttpGatewayConfig>,
     pub log_format: LogFormat,
@@ -97,9 +105,27 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         .listen
         .or(file.listen)
         .unwrap_or_else(|| DEFAULT_LISTEN.into());
-    let listen = listen
+    let listen: std::net::SocketAddr = listen
         .parse()
         .with_context(|| format!("--listen `{listen}` is not an address like 127.0.0.1:7070"))?;
+    let tls = match (
+        args.tls_cert.or(file.tls_cert),
+        args.tls_key.or(file.tls_key),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => anyhow::bail!("give both --tls-cert and --tls-key (tls_cert, tls_key), or neither"),
+    };
+    if tls.is_none()
+        && !listen.ip().is_loopback()
+        && !(args.allow_plain_http || file.allow_plain_http)
+    {
+        anyhow::bail!(
+            "refusing to serve plain HTTP on {listen}: API tokens would cross the network in \
+             clear. Give --tls-cert and --tls-key, or --allow-plain-http (allow_plain_http: \
+             true) when a proxy in front terminates TLS"
+        );
+    }
     // Checked before anything is created, so a bad value leaves nothing behind.
     let admin_token = match std::env::var("SLUICE_ADMIN_TOKEN") {
         Ok(raw) => {
@@ -186,6 +212,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         client_rate_limit: args_rate_limit,
         public_url: match args.public_url.or(file.public_url) {
             Some(raw) => Some(sluice_server::public_url(&raw).context("--public-url")?),
+            None if tls.is_some() => Some(format!("https://{listen}")),
             None => None,
         },
     };
@@ -223,6 +250,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         store,
         http,
         audit,
+        tls,
         gateway,
         http_gateway,
         log_format,
@@ -310,10 +338,23 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         Arc::new(sluice_core::SystemClock)
     };
+    // Loaded before anything is written: a bad certificate fails the start.
+    let tls = match &s.tls {
+        Some((cert, key)) => Some(sluice_server::tls::ReloadingTls::load(cert, key)?),
+        None => None,
+    };
     let mut server = Server::build_with(config, s.store, clock).await?;
     server.http = s.http;
     server.audit = s.audit;
+    server.tls = tls.clone();
     let addr = server.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // What the command line is given: a bare address means plain HTTP.
+    let client_addr = if tls.is_some() {
+        format!("https://{addr}")
+    } else {
+        addr.to_string()
+    };
     if let Some(token) = server
         .bootstrap_token
         .as_ref()
@@ -331,10 +372,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             )
         })?;
         let shown = path.display();
-        tracing::info!(path = %shown, "First start: created administrator `admin`, listening on http://{addr}; its token is in {shown} (mode 0600, printed nowhere). Use it: export SLUICE_ADDR={addr} SLUICE_TOKEN=$(cat {shown})");
+        tracing::info!(path = %shown, "First start: created administrator `admin`, listening on {scheme}://{addr}; its token is in {shown} (mode 0600, printed nowhere). Use it: export SLUICE_ADDR={client_addr} SLUICE_TOKEN=$(cat {shown})");
     } else if let Some(token) = &server.bootstrap_token {
         eprintln!(
-            "\nFirst start: created administrator `admin`; listening on http://{addr}.\nIts token (shown only this once):\n\n    {}\n\nUse it:\n    export SLUICE_ADDR={addr}\n    export SLUICE_TOKEN={}\n    sluice whoami\n",
+            "\nFirst start: created administrator `admin`; listening on {scheme}://{addr}.\nIts token (shown only this once):\n\n    {}\n\nUse it:\n    export SLUICE_ADDR={client_addr}\n    export SLUICE_TOKEN={}\n    sluice whoami\n",
             token.expose(),
             token.expose()
         );
@@ -344,7 +385,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Signals are listened for before the server says it listens (a SIGTERM right after the
     // line must drain, not kill).
     let stop = shutdown_signal();
-    tracing::info!(%addr, data_dir = %s.data_dir.display(), "sluice listening on http://{addr}");
+    tracing::info!(%addr, data_dir = %s.data_dir.display(), "sluice listening on {scheme}://{addr}");
+    if let Some(tls) = &tls {
+        let fingerprint = tls.fingerprint();
+        tracing::info!(%fingerprint, "TLS certificate SHA-256 {fingerprint} (clients may pin it: --tls-fingerprint or SLUICE_TLS_FINGERPRINT)");
+    }
     if let Some(gw) = s.gateway {
         let gateway = sluice_gateway::Gateway::bind(server.app.clone(), gw).await?;
         let pg = gateway.local_addr()?;
@@ -385,6 +430,9 @@ pub async fn migrate(args: crate::cli::MigrateArgs) -> anyhow::Result<()> {
         http_gateway_listen: None,
         witness_file: None,
         witness_url: None,
+        tls_cert: None,
+        tls_key: None,
+        allow_plain_http: false,
     })?;
     sluice_store::Store::open(&s.config.database_url).await?;
     outln!("migrations applied");
@@ -444,6 +492,9 @@ pub async fn rotate_key(args: crate::cli::StoreArgs, new_key: &Path) -> anyhow::
         http_gateway_listen: None,
         witness_file: None,
         witness_url: None,
+        tls_cert: None,
+        tls_key: None,
+        allow_plain_http: false,
     })?;
     let store = sluice_store::Store::open(&s.config.database_url).await?;
     let old_path = &s.config.signing_key;

@@ -12,6 +12,7 @@ mod keys;
 mod props;
 mod rotation;
 mod stream;
+mod tail;
 mod tamper;
 
 use chrono::{DateTime, TimeZone, Utc};

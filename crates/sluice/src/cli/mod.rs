@@ -35,6 +35,13 @@ pub struct Remote {
     /// `table` for people, `json` for scripts.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table, global = true)]
     pub output: Output,
+    /// For an `https://` address: trust only the certificate authority in this PEM file.
+    #[arg(long, env = "SLUICE_CA_FILE", global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// For an `https://` address: accept only the server certificate with this SHA-256
+    /// fingerprint (`AB:CD:…`, as `sluice serve` logs it at start), whoever signed it.
+    #[arg(long, env = "SLUICE_TLS_FINGERPRINT", global = true)]
+    pub tls_fingerprint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -197,6 +204,17 @@ pub struct ServeArgs {
     /// POST every signed audit checkpoint as JSON to this URL (an append-only log elsewhere).
     #[arg(long, env = "SLUICE_WITNESS_URL")]
     pub witness_url: Option<String>,
+    /// Serve the API over TLS with this certificate (PEM; with --tls-key). Both files are
+    /// reloaded when they change, without a restart.
+    #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM).
+    #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on an address other than loopback (behind a proxy that terminates
+    /// TLS); refused otherwise, since tokens would cross the network in clear.
+    #[arg(long, env = "SLUICE_ALLOW_PLAIN_HTTP")]
+    pub allow_plain_http: bool,
 }
 
 /// The database, found as `sluice serve` finds it.

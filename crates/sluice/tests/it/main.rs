@@ -28,3 +28,5 @@ mod start;
 mod story;
 mod tables;
 mod tail;
+mod tls;
+mod witness;
