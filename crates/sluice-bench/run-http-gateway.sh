@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # BENCHMARKS.md, "HTTP gateway": a small GET direct to an upstream (a bare axum handler,
 # `bare-hello`) against the same GET through `sluice serve`'s HTTP gateway, in both audit
-# modes (`before`: each call's admission committed before it is forwarded; `after`: one entry
-# after the response).
+# modes (`before`: each call's admission committed before it is forwarded, concurrent calls
+# sharing commits; `after`: the call's record written after the response, in batches).
+#
+# A bare reverse proxy on the same stack (`bare-proxy`: axum + reqwest, nothing else) is
+# measured too: the ceiling of any gateway built this way on this host.
 #
 # The servers are pinned to core 0 and wrk to core 1 (taskset). Only 127.0.0.1 is used.
 #
-#   cargo build --release -p sluice -p sluice-bench --bin sluice --bin bare-hello
+#   cargo build --release -p sluice -p sluice-bench --bin sluice --bin bare-hello --bin bare-proxy
+#
+# Needs wrk, curl, jq, sqlite3 and taskset.
 #   crates/sluice-bench/run-http-gateway.sh
 #
-# Environment: ROUNDS (3), DURATION (10s), CONNECTIONS (32).
+# Environment: ROUNDS (3), DURATION (10s), CONNECTIONS ("8 64": one set of rounds per count).
 set -euo pipefail
 
 bin="${CARGO_TARGET_DIR:-target}/release"
 rounds="${ROUNDS:-3}"
 duration="${DURATION:-10s}"
-connections="${CONNECTIONS:-32}"
+connections="${CONNECTIONS:-8 64}"
 admin="slu_api_00000000000000000000000000000000000000000000000000000000000000ad"
 work="$(mktemp -d)"
 pids=()
@@ -38,6 +43,9 @@ wait_up() { # url
 taskset -c 0 "$bin/bare-hello" 127.0.0.1:7191 &
 pids+=("$!")
 wait_up "http://127.0.0.1:7191/"
+taskset -c 0 "$bin/bare-proxy" 127.0.0.1:7192 http://127.0.0.1:7191 &
+pids+=("$!")
+wait_up "http://127.0.0.1:7192/"
 
 cat >"$work/sluice.yaml" <<YAML
 http_gateway_listen: 127.0.0.1:8191
@@ -78,18 +86,22 @@ for svc in hello-before hello-after; do
   [ "$code" = 200 ] || { echo "expected 200 through $svc, got $code" >&2; exit 1; }
 done
 
-echo "## small GET: wrk -t1 -c$connections -d$duration --latency, $rounds rounds, interleaved"
-for r in $(seq 1 "$rounds"); do
-  for target in direct:http://127.0.0.1:7191/ after:http://127.0.0.1:8191/hello-after/ before:http://127.0.0.1:8191/hello-before/; do
-    name="${target%%:*}"
-    url="${target#*:}"
-    out=$(taskset -c 1 wrk -t1 "-c$connections" "-d$duration" --latency -H "Authorization: Bearer $bot" "$url")
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
-    p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
-    non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-    echo "round $r $name: ${rps} req/s, p50 ${p50}, p99 ${p99}${non2xx:+, non-2xx $non2xx}"
+for c in $connections; do
+  echo "## small GET: wrk -t1 -c$c -d$duration --latency, $rounds rounds, interleaved"
+  for r in $(seq 1 "$rounds"); do
+    for target in direct:http://127.0.0.1:7191/ bare-proxy:http://127.0.0.1:7192/ after:http://127.0.0.1:8191/hello-after/ before:http://127.0.0.1:8191/hello-before/; do
+      name="${target%%:*}"
+      url="${target#*:}"
+      out=$(taskset -c 1 wrk -t1 "-c$c" "-d$duration" --latency -H "Authorization: Bearer $bot" "$url")
+      rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+      p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+      p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+      non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+      echo "c$c round $r $name: ${rps} req/s, p50 ${p50}, p99 ${p99}${non2xx:+, non-2xx $non2xx}"
+    done
   done
 done
-calls=$(curl -fsS -H "Authorization: Bearer $admin" "$base/v1/audit?action=http.call.ended&limit=1&newest=true" | jq '.entries[0].seq')
-echo "audit head after the runs: seq $calls"
+# Every call recorded? The call log after the runs, and the entries sealing it.
+sleep 0.5
+sqlite3 "$work/data/sluice.db" "SELECT 'call log: ' || COUNT(*) || ' records in ' || COUNT(DISTINCT batch_seq) || ' sealed batches; admitted ' || SUM(event = 'admitted') || ', ended ' || SUM(event = 'ended') FROM http_calls"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -11,6 +11,7 @@
 
 mod chain;
 mod copy;
+mod http_calls;
 mod rows;
 mod session_log;
 
