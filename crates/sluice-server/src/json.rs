@@ -126,7 +126,7 @@ pub fn parse_within<T: DeserializeOwned>(bytes: &[u8], limits: ShapeLimits) -> R
     }
     if shape.longest_string > limits.string {
         return Err(ApiError::bad_request(
-            "string_too_long",
+            Input::StringLength,
             format!(
                 "a JSON string is {} bytes long; strings may be at most {} bytes on this endpoint",
                 shape.longest_string, limits.string
@@ -135,7 +135,7 @@ pub fn parse_within<T: DeserializeOwned>(bytes: &[u8], limits: ShapeLimits) -> R
     }
     if shape.longest_list > limits.list {
         return Err(ApiError::bad_request(
-            "list_too_long",
+            Input::ListLength,
             format!(
                 "a JSON array has {} items; arrays may have at most {} items on this endpoint",
                 shape.longest_list, limits.list

@@ -159,6 +159,8 @@ pub enum Input {
     Context,
     /// JSON nested deeper than the server reads.
     Depth,
+    /// A JSON array with more items than the server reads.
+    ListLength,
     /// An environment name.
     Environment,
     /// A flag definition, after a change.
@@ -185,6 +187,8 @@ pub enum Input {
     Scope,
     /// A status to filter by.
     Status,
+    /// A JSON string longer than the server reads.
+    StringLength,
     /// A subject, action or resource name longer than names may be.
     NameLength,
     /// A target asked for longer than the grant that allows it has left.
