@@ -98,7 +98,7 @@ fn offers(c: &Console, signed: &Signed) -> Vec<Offer> {
         .collect()
 }
 
-/// My pending requests (newest first) and my live grants (soonest to end first).
+/// My newest 50 pending requests and my live grants (soonest to end first).
 async fn live(
     c: &Console,
     signed: &Signed,
@@ -110,7 +110,7 @@ async fn live(
         requester: Some(me.clone()),
         status: Some(RequestStatus::Pending),
         needs_review: None,
-        limit: Some(200),
+        limit: Some(50),
     };
     let pending = c
         .app
