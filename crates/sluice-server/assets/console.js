@@ -1,7 +1,8 @@
 // Sluice console: progressive enhancement only. Every page works without this file.
 // - counts down each <time data-expires-at> once a second;
 // - listens to /ui/events and re-fetches each [data-fragment] region when access moves;
-// - in the request form, offers only the durations of the chosen entitlement.
+// - in the request form, offers only the durations of the chosen entitlement and checks the
+//   ticket against its pattern as one types.
 (function () {
   "use strict";
 
@@ -80,10 +81,31 @@
     sync();
   }
 
+  // The entitlement's ticket pattern, checked as one types (the server checks it again).
+  function ticket() {
+    var ent = document.getElementById("entitlement");
+    var input = document.getElementById("ticket");
+    var hint = document.getElementById("ticket-hint");
+    if (!ent || !input || !hint) return;
+    var check = function () {
+      var opt = ent.options[ent.selectedIndex];
+      var pattern = opt ? opt.getAttribute("data-ticket-pattern") : "";
+      var re = null;
+      try { re = pattern ? new RegExp(pattern) : null; } catch (e) { re = null; }
+      var bad = re && input.value !== "" && !re.test(input.value);
+      input.setCustomValidity(bad ? "must match " + pattern : "");
+      hint.textContent = re ? (bad ? "Does not match " : "Must match ") + pattern : "";
+    };
+    ent.addEventListener("change", check);
+    input.addEventListener("input", check);
+    check();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     tick();
     setInterval(tick, 1000);
     durations();
+    ticket();
     listen();
   });
 })();

@@ -98,7 +98,7 @@ fn offers(c: &Console, signed: &Signed) -> Vec<Offer> {
         .collect()
 }
 
-/// My pending requests (newest first) and my live grants (soonest to end first).
+/// My newest 50 pending requests and my live grants (soonest to end first).
 async fn live(
     c: &Console,
     signed: &Signed,
@@ -110,7 +110,7 @@ async fn live(
         requester: Some(me.clone()),
         status: Some(RequestStatus::Pending),
         needs_review: None,
-        limit: Some(200),
+        limit: Some(50),
         visible_to: None,
     };
     let pending = c
@@ -293,4 +293,58 @@ pub async fn relinquish(
         "relinquished",
     )
     .await
+}
+
+#[derive(Deserialize)]
+pub struct ExtendForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    duration: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// More time on a live grant: the same operation as `POST /v1/requests/{id}/extend` — a new
+/// request linked to the grant, approved under the same rules.
+pub async fn extend(
+    State(c): State<Console>,
+    signed: Signed,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<ExtendForm>,
+) -> Result<Response, ConsoleError> {
+    signed.check_form(&headers, &form.csrf)?;
+    let opened = async {
+        let old = c
+            .app
+            .store
+            .request(&id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no grant {id}")))?;
+        let duration = match form.duration.trim() {
+            "" => None,
+            d => Some(
+                Duration::parse(d)
+                    .map_err(|e| ApiError::bad_request("invalid_duration", e.to_string()))?,
+            ),
+        };
+        let input = RequestInput {
+            entitlement: old.entitlement.clone(),
+            scopes: Some(old.scopes.clone()),
+            duration,
+            reason: form.reason,
+            ticket: old.ticket,
+            break_glass: false,
+        };
+        c.app
+            .open_request(&signed.caller, input, Some(&id))
+            .await
+            .map_err(ApiError::from)
+    }
+    .await;
+    match opened {
+        Ok(_) => Ok(Redirect::to("/ui/access?notice=extension").into_response()),
+        Err(e) => render_page(&c, &signed, e.status(), None, Some(e.to_string())).await,
+    }
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use sluice_store::AuditQuery;
 
 /// Entries shown at once: the newest that match.
-const SHOWN: i64 = 200;
+const SHOWN: i64 = 50;
 
 pub struct EntryRow {
     pub seq: i64,

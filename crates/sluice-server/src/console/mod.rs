@@ -48,6 +48,7 @@ pub fn router(app: &App) -> Router<App> {
         .route("/fragments/access", get(access::fragment))
         .route("/requests/{id}/cancel", post(access::cancel))
         .route("/requests/{id}/relinquish", post(access::relinquish))
+        .route("/requests/{id}/extend", post(access::extend))
         .route("/flags", get(flags::page))
         .route("/flags/{env}/{key}/toggle", post(flags::toggle))
         .route("/audit", get(audit::page))

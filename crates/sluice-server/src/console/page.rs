@@ -180,6 +180,7 @@ pub fn notice(key: Option<&str>) -> Option<&'static str> {
         "cancelled" => Some("Request withdrawn."),
         "relinquished" => Some("Access given back."),
         "toggled" => Some("Flag changed."),
+        "extension" => Some("More time requested."),
         _ => None,
     }
 }

@@ -567,6 +567,30 @@ async fn forced_forms_without_session_csrf_or_right_are_refused() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "the old cookie is dead");
+
+    // Alice, now holding the grant, asks for more time from the console: a pending extension.
+    let (alice_cookie, alice_csrf) = http_session(&s, &http, &alice_token).await;
+    let r = post(
+        format!("/ui/requests/{other}/extend"),
+        Some(&alice_cookie),
+        vec![
+            ("csrf", alice_csrf),
+            ("duration", "15m".into()),
+            ("reason", "not done yet".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (status, list) = get_json(
+        &http,
+        &s.url("/v1/requests?requester=alice&status=pending"),
+        &alice_token,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list[0]["extends"], json!(other), "{list}");
+    assert_eq!(list[0]["duration"], "15m", "{list}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
