@@ -326,7 +326,7 @@ pub async fn extend(
             "" => None,
             d => Some(
                 Duration::parse(d)
-                    .map_err(|e| ApiError::bad_request("invalid_duration", e.to_string()))?,
+                    .map_err(|e| ApiError::bad_request(crate::ops::Input::Duration, e.to_string()))?,
             ),
         };
         let input = RequestInput {
