@@ -18,3 +18,25 @@ pub struct EvaluationResponse {
 pub struct EvaluationsResponse {
     pub evaluations: Vec<EvaluationResponse>,
 }
+
+/// A subject found by `/access/v1/search/subject`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchSubject {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
+/// The pagination of a search answer: `next_token` is empty on the last page.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchPage {
+    pub next_token: String,
+    /// How many results this page holds.
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SubjectSearchResponse {
+    pub results: Vec<SearchSubject>,
+    pub page: SearchPage,
+}

@@ -18,6 +18,11 @@
 //! denies, and the decision says why.
 
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelTimestamp,
+    CelUInt,
+};
+use cel::common::value::Val;
 use cel::{Context, Env, Program, Value};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -165,46 +170,54 @@ impl Condition {
         facts: &Facts<'_>,
         principal: &PrincipalFacts<'_>,
     ) -> Result<bool, String> {
+        // Values borrow the question's JSON and the policy's attributes: nothing is copied.
         let mut ctx = Context::with_env(env().clone());
         if self.uses.subject {
-            let mut m = properties(facts.subject_properties);
-            m.insert("id".into(), names.subject.into());
+            let mut m = object(facts.subject_properties);
+            m.insert("id".into(), Box::new(CelString::from(names.subject)));
             if let Some(t) = facts.subject_type {
-                m.insert("type".into(), t.into());
+                m.insert("type".into(), Box::new(CelString::from(t)));
             }
-            ctx.add_variable_from_value("subject", m);
+            ctx.add_variable_as_val("subject", Box::new(CelMap::from(m)));
         }
         if self.uses.resource {
-            let mut m = properties(facts.resource_properties);
+            let mut m = object(facts.resource_properties);
             let (kind, id) = names
                 .resource
                 .split_once(':')
                 .unwrap_or(("", names.resource));
-            m.insert("type".into(), kind.into());
-            m.insert("id".into(), id.into());
-            ctx.add_variable_from_value("resource", m);
+            m.insert("type".into(), Box::new(CelString::from(kind)));
+            m.insert("id".into(), Box::new(CelString::from(id)));
+            ctx.add_variable_as_val("resource", Box::new(CelMap::from(m)));
         }
         if self.uses.action {
-            let mut m = properties(facts.action_properties);
-            m.insert("name".into(), names.action.into());
-            ctx.add_variable_from_value("action", m);
+            let mut m = object(facts.action_properties);
+            m.insert("name".into(), Box::new(CelString::from(names.action)));
+            ctx.add_variable_as_val("action", Box::new(CelMap::from(m)));
         }
         if self.uses.context {
-            ctx.add_variable_from_value("context", properties(facts.context));
+            ctx.add_variable_as_val("context", Box::new(CelMap::from(object(facts.context))));
         }
         if self.uses.principal {
-            let mut m: HashMap<String, Value> = principal
+            let mut m: Props<'_> = principal
                 .attributes
-                .map(|a| a.iter().map(|(k, v)| (k.clone(), to_value(v))).collect())
+                .map(|a| a.iter().map(|(k, v)| (k.as_str().into(), val(v))).collect())
                 .unwrap_or_default();
-            m.insert("id".into(), principal.id.into());
-            m.insert("kind".into(), principal.kind.into());
-            let groups: Vec<Value> = principal.groups.iter().map(|g| g.as_str().into()).collect();
-            m.insert("groups".into(), Value::List(Arc::new(groups)));
-            ctx.add_variable_from_value("principal", m);
+            m.insert("id".into(), Box::new(CelString::from(principal.id)));
+            m.insert("kind".into(), Box::new(CelString::from(principal.kind)));
+            let groups: Vec<Box<dyn Val + '_>> = principal
+                .groups
+                .iter()
+                .map(|g| Box::new(CelString::from(g.as_str())) as Box<dyn Val>)
+                .collect();
+            m.insert("groups".into(), Box::new(CelList::from(groups)));
+            ctx.add_variable_as_val("principal", Box::new(CelMap::from(m)));
         }
         if self.uses.now {
-            ctx.add_variable_from_value("now", Value::Timestamp(names.now.fixed_offset()));
+            ctx.add_variable_as_val(
+                "now",
+                Box::new(CelTimestamp::from(names.now.fixed_offset())),
+            );
         }
         match self.program.execute(&ctx) {
             Ok(Value::Bool(b)) => Ok(b),
@@ -217,33 +230,39 @@ impl Condition {
     }
 }
 
-/// A JSON value as CEL reads it: integers are `int` (or `uint` above `i64`), other numbers
-/// `double`, so `subject.level + 1` works on a JSON `3`.
-fn to_value(v: &serde_json::Value) -> Value {
+type Props<'a> = HashMap<CelMapKey<'a>, Box<dyn Val + 'a>>;
+
+/// A JSON value as CEL reads it, borrowed: integers are `int` (or `uint` above `i64`), other
+/// numbers `double`, so `subject.level + 1` works on a JSON `3`.
+fn val(v: &serde_json::Value) -> Box<dyn Val + '_> {
     use serde_json::Value as J;
     match v {
-        J::Null => Value::Null,
-        J::Bool(b) => Value::Bool(*b),
+        J::Null => Box::new(CelNull),
+        J::Bool(b) => Box::new(CelBool::from(*b)),
         J::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => Value::Int(i),
-            (None, Some(u)) => Value::UInt(u),
-            _ => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+            (Some(i), _) => Box::new(CelInt::from(i)),
+            (None, Some(u)) => Box::new(CelUInt::from(u)),
+            _ => Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN))),
         },
-        J::String(s) => s.as_str().into(),
-        J::Array(a) => Value::List(Arc::new(a.iter().map(to_value).collect())),
-        J::Object(o) => Value::from(
+        J::String(s) => Box::new(CelString::from(s.as_str())),
+        J::Array(a) => Box::new(CelList::from(a.iter().map(val).collect::<Vec<_>>())),
+        J::Object(o) => Box::new(CelMap::from(
             o.iter()
-                .map(|(k, v)| (k.clone(), to_value(v)))
-                .collect::<HashMap<String, Value>>(),
-        ),
+                .map(|(k, v)| (k.as_str().into(), val(v)))
+                .collect::<Props<'_>>(),
+        )),
     }
 }
 
 /// A properties object as a CEL map (empty when absent or not an object).
-fn properties(v: Option<&serde_json::Value>) -> HashMap<String, Value> {
+fn object(v: Option<&serde_json::Value>) -> Props<'_> {
     match v.and_then(serde_json::Value::as_object) {
-        Some(o) => o.iter().map(|(k, v)| (k.clone(), to_value(v))).collect(),
-        None => HashMap::new(),
+        Some(o) => {
+            let mut m = HashMap::with_capacity(o.len() + 2);
+            m.extend(o.iter().map(|(k, v)| (k.as_str().into(), val(v))));
+            m
+        }
+        None => HashMap::with_capacity(2),
     }
 }
 

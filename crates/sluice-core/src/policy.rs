@@ -483,7 +483,7 @@ impl Policy {
             attributes.insert(n, attrs);
         }
         doc.attributes = attributes;
-        for (t, _) in &doc.subject_types {
+        for t in doc.subject_types.keys() {
             if t.is_empty() || DEFAULT_SUBJECT_TYPES.iter().any(|(d, _)| d == t) {
                 return Err(err(
                     format!("subject_types.{t}"),

@@ -117,3 +117,55 @@ impl App {
         Ok(decisions)
     }
 }
+
+/// One page of a subject search.
+#[derive(Debug, Clone)]
+pub struct SubjectPage {
+    /// The subject ids allowed, in byte order.
+    pub ids: Vec<String>,
+    /// Where the next page starts, when there is one.
+    pub next: Option<usize>,
+}
+
+impl App {
+    /// AuthZEN subject search: which subject ids of `subject_type` may do the question's action
+    /// on its resource now? Every id the policy knows — each principal's name and each declared
+    /// `subject_ids` entry — is decided as an evaluation would decide it (exact ids, the type
+    /// checked, conditions evaluated), so the answer is the same as asking one by one. The ids
+    /// are sorted; `start` is an offset into the allowed ones. A search is not a decision and
+    /// is not recorded in the audit trail.
+    pub fn search_subjects(
+        &self,
+        subject_type: &str,
+        q: &Question,
+        start: usize,
+        limit: usize,
+    ) -> Result<SubjectPage, OpError> {
+        q.check_lengths()?;
+        let snap = self.access.load();
+        let now = self.now();
+        let policy = snap.policy();
+        let candidates: std::collections::BTreeSet<&str> = policy
+            .principals()
+            .map(|(n, _)| n)
+            .chain(policy.doc.subject_ids.keys().map(String::as_str))
+            .collect();
+        let facts = Facts {
+            exact_subject: true,
+            subject_type: Some(subject_type),
+            ..q.facts()
+        };
+        let mut allowed = candidates.into_iter().filter(|id| {
+            snap.decide_with_facts(id, &q.action, &q.resource, now, &facts)
+                .allowed
+        });
+        let ids: Vec<String> = allowed
+            .by_ref()
+            .skip(start)
+            .take(limit)
+            .map(str::to_owned)
+            .collect();
+        let next = allowed.next().map(|_| start + ids.len());
+        Ok(SubjectPage { ids, next })
+    }
+}

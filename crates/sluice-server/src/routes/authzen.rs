@@ -1,5 +1,5 @@
-//! The OpenID AuthZEN Authorization API 1.0: `/access/v1/evaluation`, `/access/v1/evaluations`
-//! and `/.well-known/authzen-configuration`.
+//! The OpenID AuthZEN Authorization API 1.0: `/access/v1/evaluation`, `/access/v1/evaluations`,
+//! `/access/v1/search/subject` and `/.well-known/authzen-configuration`.
 //!
 //! Mapping onto Sluice: `subject.id` is the principal; the resource is `"{type}:{id}"`
 //! (`{"type": "db", "id": "orders"}` is `db:orders`); `action.name` is the action. As the
@@ -73,7 +73,31 @@ pub struct EvaluationsRequest {
     pub options: Option<EvaluationsOptions>,
 }
 
-pub use sluice_api::authzen::{EvaluationResponse, EvaluationsResponse};
+/// Pagination of a search request: `token` is a previous answer's `next_token`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct PageRequest {
+    pub token: Option<String>,
+    /// At most this many results (default and maximum 1000).
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+pub struct SubjectSearchRequest {
+    /// Only `type` is read: the kind of subject searched for.
+    pub subject: Option<Entity>,
+    pub action: Option<ActionRef>,
+    pub resource: Option<Entity>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub context: Value,
+    pub page: Option<PageRequest>,
+}
+
+pub use sluice_api::authzen::{
+    EvaluationResponse, EvaluationsResponse, SearchPage, SearchSubject, SubjectSearchResponse,
+};
+
+const MAX_PAGE: usize = 1000;
 
 /// A JSON body, refused unless its media type is JSON (`application/json` or `…+json`).
 pub struct AuthzenJson<T>(pub T);
@@ -291,6 +315,66 @@ pub async fn evaluations(
     Ok(Json(json!(EvaluationsResponse { evaluations: out })))
 }
 
+/// Subject Search: which subjects of this type may do this action on this resource now? The
+/// same answer as evaluating every subject the policy knows, one by one; not audited.
+#[utoipa::path(post, path = "/access/v1/search/subject", request_body = SubjectSearchRequest, tag = "authzen",
+    responses((status = 200, body = SubjectSearchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn search_subject(
+    State(app): State<App>,
+    ApiCaller(_caller): ApiCaller,
+    AuthzenJson(req): AuthzenJson<SubjectSearchRequest>,
+) -> Result<Json<SubjectSearchResponse>, ApiError> {
+    let bad = |m: String| ApiError::bad_request("invalid_request", m);
+    let subject = req.subject.clone().unwrap_or_default();
+    let subject_type = required(subject.kind.as_ref(), "subject.type")
+        .map_err(bad)?
+        .to_owned();
+    // The subject's id is what is searched for: any given one is ignored.
+    let probe = EvaluationRequest {
+        subject: Some(Entity {
+            kind: Some(subject_type.clone()),
+            id: Some("searched".into()),
+            properties: subject.properties,
+        }),
+        action: req.action,
+        resource: req.resource,
+        context: req.context,
+    };
+    let q = question(&probe).map_err(bad)?;
+    let page = req.page.unwrap_or_default();
+    let start = match page.token.as_deref() {
+        None | Some("") => 0,
+        Some(t) => t
+            .parse::<usize>()
+            .map_err(|_| bad(format!("page.token `{t}` is not a token this server gave")))?,
+    };
+    let limit = match page.limit {
+        None => MAX_PAGE,
+        Some(n) if (1..=MAX_PAGE).contains(&n) => n,
+        Some(n) => {
+            return Err(bad(format!(
+                "page.limit is {n}; it must be 1 to {MAX_PAGE}"
+            )))
+        }
+    };
+    let found = app.search_subjects(&subject_type, &q, start, limit)?;
+    let results: Vec<SearchSubject> = found
+        .ids
+        .into_iter()
+        .map(|id| SearchSubject {
+            kind: subject_type.clone(),
+            id,
+        })
+        .collect();
+    Ok(Json(SubjectSearchResponse {
+        page: SearchPage {
+            next_token: found.next.map(|n| n.to_string()).unwrap_or_default(),
+            count: results.len(),
+        },
+        results,
+    }))
+}
+
 /// Policy Decision Point metadata, under the configured public URL (`--public-url`).
 #[utoipa::path(get, path = "/.well-known/authzen-configuration", tag = "authzen", security(),
     responses((status = 200, body = Object)))]
@@ -300,5 +384,6 @@ pub async fn configuration(State(app): State<App>) -> Json<Value> {
         "policy_decision_point": base,
         "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
         "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
+        "search_subject_endpoint": format!("{base}/access/v1/search/subject"),
     }))
 }

@@ -340,6 +340,7 @@ fn evaluation_and_ops() -> OpenApiRouter<App> {
     OpenApiRouter::new()
         .routes(routes!(authzen::evaluation))
         .routes(routes!(authzen::evaluations))
+        .routes(routes!(authzen::search_subject))
         .routes(routes!(authzen::configuration))
         .routes(routes!(ofrep::evaluate))
         .routes(routes!(ofrep::evaluate_all))

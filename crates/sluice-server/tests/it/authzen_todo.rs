@@ -156,7 +156,136 @@ async fn a_bad_condition_is_refused_at_apply(b: Backend) {
     assert!(message.contains("not a valid CEL expression"), "{v}");
 }
 
+/// Every subject id the Todo policy knows: the principals' names and the scenario's ids.
+fn every_subject_id() -> Vec<String> {
+    let mut ids: Vec<String> = ["rick", "morty", "summer", "beth", "jerry"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    for line in POLICY.lines() {
+        if let Some((id, _)) = line.trim().split_once(": ") {
+            if id.starts_with("CiRmZD") {
+                ids.push(id.to_owned());
+            }
+        }
+    }
+    assert_eq!(ids.len(), 10, "{ids:?}");
+    ids.sort();
+    ids
+}
+
+/// Subject search, page by page, `limit` at a time.
+async fn search_all(s: &TestServer, question: &Value, limit: usize) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut token = String::new();
+    loop {
+        let mut body = question.clone();
+        body["page"] = json!({"token": token, "limit": limit});
+        let (st, v) = s.post(ADMIN_TOKEN, "/access/v1/search/subject", body).await;
+        assert_eq!(st, StatusCode::OK, "{question}: {v}");
+        let results = v["results"].as_array().expect("results");
+        assert!(results.len() <= limit, "{v}");
+        assert_eq!(v["page"]["count"], json!(results.len()), "{v}");
+        for r in results {
+            assert_eq!(r["type"], question["subject"]["type"], "{v}");
+            found.push(r["id"].as_str().expect("an id").to_owned());
+        }
+        token = v["page"]["next_token"]
+            .as_str()
+            .expect("a token")
+            .to_owned();
+        if token.is_empty() {
+            return found;
+        }
+    }
+}
+
+async fn subject_search_matches_evaluating_every_subject(b: Backend) {
+    let Some(s) = todo_server(b).await else {
+        return;
+    };
+    let ids = every_subject_id();
+    let owners = [
+        None,
+        Some("morty@the-citadel.com"),
+        Some("beth@the-smiths.com"),
+    ];
+    let actions = [
+        "can_read_user",
+        "can_read_todos",
+        "can_create_todo",
+        "can_update_todo",
+        "can_delete_todo",
+    ];
+    for subject_type in ["user", "service_account"] {
+        for action in actions {
+            for owner in owners {
+                let mut resource = json!({"type": "todo", "id": "t-1"});
+                if action == "can_read_user" {
+                    resource = json!({"type": "user", "id": "beth@the-smiths.com"});
+                }
+                if let Some(o) = owner {
+                    resource["properties"] = json!({"ownerID": o});
+                }
+                let question = json!({
+                    "subject": {"type": subject_type},
+                    "action": {"name": action},
+                    "resource": resource,
+                });
+                // Brute force: every id, one evaluation each.
+                let mut want = Vec::new();
+                for id in &ids {
+                    let mut q = question.clone();
+                    q["subject"]["id"] = json!(id);
+                    let (st, v) = s.post(ADMIN_TOKEN, "/access/v1/evaluation", q).await;
+                    assert_eq!(st, StatusCode::OK, "{v}");
+                    if v["decision"] == json!(true) {
+                        want.push(id.clone());
+                    }
+                }
+                assert_eq!(search_all(&s, &question, 1000).await, want, "{question}");
+                assert_eq!(search_all(&s, &question, 2).await, want, "{question}");
+                if subject_type == "service_account" {
+                    assert!(want.is_empty(), "{question}: {want:?}");
+                }
+            }
+        }
+    }
+    // Editors may update their own todos: Morty by name and by his scenario id, and the
+    // evil genius Rick, by both too.
+    let question = json!({
+        "subject": {"type": "user"},
+        "action": {"name": "can_update_todo"},
+        "resource": {"type": "todo", "id": "t-1", "properties": {"ownerID": "morty@the-citadel.com"}},
+    });
+    let found = search_all(&s, &question, 3).await;
+    assert_eq!(found.len(), 4, "{found:?}");
+    assert!(found.iter().any(|id| id == "morty") && found.iter().any(|id| id == "rick"));
+    // A bad page is refused.
+    let mut bad = question.clone();
+    bad["page"] = json!({"token": "not-a-token"});
+    let (st, v) = s.post(ADMIN_TOKEN, "/access/v1/search/subject", bad).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["code"], "invalid_request", "{v}");
+    // The discovery document lists it.
+    let doc = s
+        .http
+        .get(s.url("/.well-known/authzen-configuration"))
+        .send()
+        .await
+        .expect("sent")
+        .json::<Value>()
+        .await
+        .expect("json");
+    assert_eq!(
+        doc["search_subject_endpoint"],
+        json!(format!("http://{}/access/v1/search/subject", s.addr)),
+        "{doc}"
+    );
+}
+
 backend_tests!(
+    subject_search_matches_evaluating_every_subject,
     every_vector_one_by_one,
     every_vector_in_batches,
     a_deny_by_condition_says_why,

@@ -463,7 +463,10 @@ async fn names_are_normalised_before_matching(b: Backend) {
     let (st, _) = s.request(&alice, "flags-prod-operator", "10m", "INC").await;
     assert_eq!(st, StatusCode::CREATED);
     assert!(s.allowed("alice", "toggle", "Flag", "Production/X").await);
-    assert!(s.allowed("ALICE", "TOGGLE", "flag", "production/x").await);
+    assert!(s.allowed("alice", "TOGGLE", "flag", "production/x").await);
+    // AuthZEN subject ids compare exactly (README, "Conditions"): another case is another
+    // subject, never folded onto alice.
+    assert!(!s.allowed("ALICE", "toggle", "flag", "production/x").await);
     assert!(
         s.allowed("alice", "toggle", "ｆｌａｇ", "production/x")
             .await,
