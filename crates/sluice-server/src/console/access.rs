@@ -322,13 +322,13 @@ pub async fn extend(
             .request(&id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no grant {id}")))?;
-        let duration = match form.duration.trim() {
-            "" => None,
-            d => Some(
-                Duration::parse(d)
-                    .map_err(|e| ApiError::bad_request(crate::ops::Input::Duration, e.to_string()))?,
-            ),
-        };
+        let duration =
+            match form.duration.trim() {
+                "" => None,
+                d => Some(Duration::parse(d).map_err(|e| {
+                    ApiError::bad_request(crate::ops::Input::Duration, e.to_string())
+                })?),
+            };
         let input = RequestInput {
             entitlement: old.entitlement.clone(),
             scopes: Some(old.scopes.clone()),

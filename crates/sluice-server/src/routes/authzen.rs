@@ -324,7 +324,7 @@ pub async fn search_subject(
     ApiCaller(_caller): ApiCaller,
     AuthzenJson(req): AuthzenJson<SubjectSearchRequest>,
 ) -> Result<Json<SubjectSearchResponse>, ApiError> {
-    let bad = |m: String| ApiError::bad_request("invalid_request", m);
+    let bad = |m: String| ApiError::bad_request(Input::Request, m);
     let subject = req.subject.clone().unwrap_or_default();
     let subject_type = required(subject.kind.as_ref(), "subject.type")
         .map_err(bad)?
