@@ -366,6 +366,11 @@ pub fn router(app: App) -> Router {
         .merge(rest)
         // The web console: HTML pages, not API, so outside the document (see `console`).
         .nest("/ui", crate::console::router(&app))
+        // `/ui/` as well as `/ui` (a nested router's `/` answers only the latter).
+        .route(
+            "/ui/",
+            axum::routing::get(|| async { axum::response::Redirect::to("/ui/inbox") }),
+        )
         .fallback(not_found)
         .layer(Track)
         // Enforced by the body extractors, so an oversized body gets the JSON error shape
