@@ -275,8 +275,14 @@ async fn check(http: &reqwest::Client, s: &Serve, acked: &Acked, round: usize) -
         revision - 1,
         "round {round}: one flag.changed entry per revision after the import"
     );
-    let out = s.ok(Some(ADMIN_TOKEN), &["audit", "verify"]).await;
-    assert!(out.starts_with("ok:"), "round {round}: {out}");
+    let (st, v) = crate::harness::get_json(http, &s.url("/v1/audit/verify"), ADMIN_TOKEN).await;
+    assert_eq!(st, StatusCode::OK, "round {round}: verify: {v}");
+    assert_eq!(v["ok"], true, "round {round}: verify: {v}");
+    assert_eq!(
+        v["entries"].as_i64(),
+        Some(all.len() as i64),
+        "round {round}: verify covers the whole trail: {v}"
+    );
     revision
 }
 
@@ -405,6 +411,13 @@ async fn soak(data_dir: &Path, extra: &[&str], default_rounds: usize) {
             acked.flag_revision = revision;
         }
         s = Some(restarted);
+        if round % 10 == 0 {
+            eprintln!(
+                "soak: round {round}/{rounds}, {:.0?}, {} acknowledged writes",
+                started.elapsed(),
+                acked.requested.len() + acked.approved.len() * 2 + acked.decided.len()
+            );
+        }
     }
     eprintln!(
         "soak: {rounds} rounds in {:.0?}: acknowledged {} requests, {} approvals, {} decisions, \
