@@ -6,13 +6,16 @@
 //! [`SLOW_AFTER`] times at full speed; each further failure is answered after [`DELAY`]; from
 //! [`REFUSE_AFTER`] failures on, every request of that source or with that prefix is refused with
 //! `429 too_many_failed_authentications` and a `Retry-After` up to the end of the minute, before
-//! its token is even looked at (so a right guess is not told apart from a wrong one). The source
+//! its token is even looked up (so a right guess is not told apart from a wrong one) — unless the
+//! token is one this instance verified recently and holds in its cache (see
+//! [`crate::auth::authenticate_from`]). The source
 //! address stops one client guessing many tokens; the prefix stops many clients guessing
 //! around one token whose beginning leaked (a log line, a screenshot).
 //!
 //! Guessing a 256-bit secret is hopeless either way; what this bounds is the load a guesser
 //! puts on the store (every unknown token is a database read) and the noise in the trail.
-//! A client behind the same address as a guesser is refused with it until the minute ends.
+//! A client behind the same address as a guesser is refused with it until the minute ends,
+//! unless its token is already in the cache.
 //!
 //! Each key's minute with failures becomes one `auth.failed` audit entry (counts, not one entry
 //! per failure), written when the minute is over by the background loop ([`AuthFailures::flush`]).

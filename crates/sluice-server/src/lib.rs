@@ -29,7 +29,7 @@ pub mod token_cache;
 pub mod witness;
 
 pub use app::App;
-pub use routes::{openapi, router};
+pub use routes::{openapi, routed, router};
 
 use anyhow::Context as _;
 use sluice_core::token::SecretToken;

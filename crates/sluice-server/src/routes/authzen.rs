@@ -74,7 +74,12 @@ pub struct EvaluationsRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub context: Value,
-    pub evaluations: Option<Vec<EvaluationRequest>>,
+    /// Each item an `EvaluationRequest` whose parts replace the top-level ones. An item that is
+    /// not a valid evaluation (a part of the wrong type, an empty id) does not fail the call:
+    /// it is answered in its place with `decision: false` and `context.code` `"400"` and a
+    /// reason, as AuthZEN 1.0 answers errors of individual evaluations. Hence any object here.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub evaluations: Option<Vec<Value>>,
     pub options: Option<EvaluationsOptions>,
 }
 
@@ -244,6 +249,12 @@ pub async fn evaluations(
             .ok_or_else(|| ApiError::Internal("no decision".into()))?;
         return Ok(Json(json!(answer(first))));
     }
+    if let Some(i) = items.iter().position(|i| !i.is_object()) {
+        return Err(ApiError::bad_request(
+            Input::Request,
+            format!("evaluations[{i}] is not an object"),
+        ));
+    }
     if items.len() > 1000 {
         return Err(ApiError::bad_request(
             Input::BatchSize,
@@ -268,7 +279,11 @@ pub async fn evaluations(
     };
     let parsed: Vec<Result<Question, String>> = items
         .into_iter()
-        .map(|i| question(&merge(&req, i)))
+        .map(|i| {
+            let item: EvaluationRequest =
+                serde_json::from_value(i).map_err(|e| format!("not an evaluation: {e}"))?;
+            question(&merge(&req, item))
+        })
         .collect();
     let mut out = Vec::with_capacity(parsed.len());
     match stop_on {

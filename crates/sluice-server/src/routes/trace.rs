@@ -6,7 +6,6 @@
 //! at DEBUG, so at the default INFO they cost one disabled-callsite check and nothing else.
 //! Everything else is at INFO.
 
-use axum::extract::MatchedPath;
 use axum::http::{HeaderValue, Request, Response};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -58,9 +57,9 @@ impl MakeRequestId for RequestIds {
     }
 }
 
-/// Is this route on the hot path (its span and line at DEBUG)?
-fn hot(route: &str) -> bool {
-    route.starts_with("/ofrep/")
+/// Is this path on the hot path (its span and line at DEBUG)?
+fn hot(path: &str) -> bool {
+    path.starts_with("/ofrep/")
 }
 
 /// Opens the request's span. `principal` and `status` are filled in later: by
@@ -71,20 +70,18 @@ pub struct RequestSpan;
 
 impl<B> tower_http::trace::MakeSpan<B> for RequestSpan {
     fn make_span(&mut self, req: &Request<B>) -> Span {
-        let route = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or("unmatched", MatchedPath::as_str);
+        // Made before routing: the route is recorded by the metrics layer once it is known.
+        let path = req.uri().path();
         let id = req
             .headers()
             .get(REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-");
         let method = req.method();
-        if hot(route) {
-            tracing::debug_span!("request", request_id = %id, %method, route = %route, principal = Empty, status = Empty)
+        if hot(path) {
+            tracing::debug_span!("request", request_id = %id, %method, route = Empty, principal = Empty, status = Empty)
         } else {
-            tracing::info_span!("request", request_id = %id, %method, route = %route, principal = Empty, status = Empty)
+            tracing::info_span!("request", request_id = %id, %method, route = Empty, principal = Empty, status = Empty)
         }
     }
 }

@@ -245,7 +245,7 @@ async fn the_router_and_the_document_declare_the_same_routes() {
     // but for the web console nested at `/ui`, whose HTML pages are not API: it is there and
     // the document names none of its paths.
     let (console, served): (std::collections::BTreeSet<String>, _) =
-        served_paths(&sluice_server::router(s.app.clone()))
+        served_paths(&sluice_server::routed(s.app.clone()))
             .into_iter()
             .partition(|p| p == "/ui" || p.starts_with("/ui/"));
     assert!(!console.is_empty(), "the console is mounted at /ui");

@@ -62,9 +62,12 @@ async fn attack(s: &TestServer, token: &str, who: &str) {
         .args(["--exclude-operation-id", "events"])
         .args([
             "--max-time",
-            "40",
+            "50",
+            // One worker: Schemathesis runs workers as threads and Hypothesis is not
+            // thread-safe; with two, a CI run once failed inside Hypothesis's own caches
+            // ("Inconsistent results" while drawing a body), not on any answer of ours.
             "--workers",
-            "2",
+            "1",
             "--seed",
             "1",
             "--no-color",

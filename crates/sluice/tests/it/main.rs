@@ -13,6 +13,7 @@ mod console;
 mod copy;
 mod crash;
 mod deliver;
+mod disk_full;
 mod gateway;
 mod harness;
 mod http_gateway;
