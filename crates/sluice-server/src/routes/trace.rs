@@ -1,6 +1,7 @@
 //! Every request runs in a span named `request` with its id, method, route (the matched path
-//! pattern), the principal once authenticated, and the status it was answered with; one line is
-//! logged when it is answered.
+//! pattern, or `unmatched`; absent when the request was refused before routing, e.g. a NUL in
+//! its path), the principal once authenticated, and the status it was answered with; one line
+//! is logged when it is answered.
 //!
 //! OFREP evaluation is the hot path (every flag lookup of every client): its spans and lines are
 //! at DEBUG, so at the default INFO they cost one disabled-callsite check and nothing else.
