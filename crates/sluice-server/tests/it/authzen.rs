@@ -160,6 +160,40 @@ async fn a_batch_applies_defaults_and_answers_around_a_bad_item(b: Backend) {
         "every evaluated item is recorded, the malformed one is not"
     );
 
+    // An item whose parts have the wrong type is answered in its place too; an item that is
+    // not an object at all refuses the whole call, and nothing is decided or recorded.
+    let before = decisions_recorded(&s).await;
+    let batch = json!({
+        "subject": user("alice"),
+        "action": {"name": "toggle"},
+        "evaluations": [
+            {"resource": flag("production/checkout-v2")},
+            {"subject": {"type": "user", "id": "alice", "properties": [1, 2]}, "resource": flag("staging/search")},
+            {"resource": 5}
+        ]
+    });
+    let (st, v) = s.post(ADMIN_TOKEN, "/access/v1/evaluations", batch).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(decisions(&v), vec![true, false, false], "{v}");
+    for i in [1, 2] {
+        assert_eq!(v["evaluations"][i]["context"]["code"], "400", "{v}");
+    }
+    let batch = json!({"subject": user("alice"), "action": {"name": "toggle"},
+        "evaluations": [{"resource": flag("production/checkout-v2")}, 5]});
+    let (st, v) = s.post(ADMIN_TOKEN, "/access/v1/evaluations", batch).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("evaluations[1]")),
+        "{v}"
+    );
+    assert_eq!(
+        decisions_recorded(&s).await - before,
+        1,
+        "only the one well-formed item of the first call is recorded"
+    );
+
     // Without an `evaluations` array the call is a single evaluation.
     let (st, v) = s
         .post(
