@@ -37,7 +37,8 @@ impl Question {
         }
     }
 
-    fn facts(&self) -> Facts<'_> {
+    /// What the question says besides the names, as conditions read it.
+    pub fn facts(&self) -> Facts<'_> {
         Facts {
             // A question with a subject type is an AuthZEN one: its subject id is compared exactly.
             exact_subject: self.subject_type.is_some(),
@@ -53,7 +54,7 @@ impl Question {
 impl Question {
     /// Refuses names longer than [`MAX_NAME_BYTES`]: a question is answered in time bounded by
     /// the policy, never by what the caller sends.
-    fn check_lengths(&self) -> Result<(), OpError> {
+    pub fn check_lengths(&self) -> Result<(), OpError> {
         for (what, name) in [
             ("subject", &self.subject),
             ("action", &self.action),

@@ -157,7 +157,9 @@ fn check_context(context: &Value, what: &str) -> Result<(), String> {
     }
 }
 
-fn question(req: &EvaluationRequest) -> Result<Question, String> {
+/// The question an Access Evaluation asks, held to the standard (see the module docs); the
+/// message says what is missing or malformed. Pure: what the handler does before deciding.
+pub fn question(req: &EvaluationRequest) -> Result<Question, String> {
     let subject = req.subject.as_ref().ok_or("subject is required")?;
     let subject_type = required(subject.kind.as_ref(), "subject.type")?;
     let subject_id = required(subject.id.as_ref(), "subject.id")?;
@@ -229,14 +231,23 @@ fn merge(defaults: &EvaluationsRequest, item: EvaluationRequest) -> EvaluationRe
     }
 }
 
-/// Access Evaluations: many questions in one call, with the standard's three semantics.
-#[utoipa::path(post, path = "/access/v1/evaluations", request_body = EvaluationsRequest, tag = "authzen",
-    responses((status = 200, body = EvaluationsResponse), (status = 400, body = ErrorBody)))]
-pub async fn evaluations(
-    State(app): State<App>,
-    ApiCaller(caller): ApiCaller,
-    AuthzenJson(mut req): AuthzenJson<EvaluationsRequest>,
-) -> Result<Json<Value>, ApiError> {
+/// What an Access Evaluations call asks, read before anything is decided.
+#[derive(Debug, Clone)]
+pub enum Evaluations {
+    /// No `evaluations` array: the call is one evaluation.
+    Single(Box<Question>),
+    /// The items in order, each its question or why it is malformed; `stop_on` is the
+    /// decision that ends a short-circuit semantic (`None`: `execute_all`).
+    Batch {
+        stop_on: Option<bool>,
+        items: Vec<Result<Question, String>>,
+    },
+}
+
+/// Reads an Access Evaluations request: the shared context, the single form, the batch size,
+/// the semantic, and each item merged with the request's defaults. Pure: what the handler does
+/// before deciding, so that it can be tested (and fuzzed) without a server.
+pub fn read_evaluations(mut req: EvaluationsRequest) -> Result<Evaluations, ApiError> {
     // The shared context is the request's, not one item's: a bad one fails the whole call.
     check_context(&req.context, "context").map_err(|m| ApiError::bad_request(Input::Request, m))?;
     let items = req.evaluations.take().unwrap_or_default();
@@ -244,11 +255,7 @@ pub async fn evaluations(
         // Without an `evaluations` array the call is a single evaluation.
         let single = merge(&req, EvaluationRequest::default());
         let q = question(&single).map_err(|m| ApiError::bad_request(Input::Request, m))?;
-        let d = app.decide(&caller, &[q]).await?;
-        let first = d
-            .first()
-            .ok_or_else(|| ApiError::Internal("no decision".into()))?;
-        return Ok(Json(json!(answer(first))));
+        return Ok(Evaluations::Single(Box::new(q)));
     }
     if let Some(i) = items.iter().position(|i| !i.is_object()) {
         return Err(ApiError::bad_request(
@@ -278,7 +285,7 @@ pub async fn evaluations(
             ))
         }
     };
-    let parsed: Vec<Result<Question, String>> = items
+    let items = items
         .into_iter()
         .map(|i| {
             let item: EvaluationRequest =
@@ -286,6 +293,27 @@ pub async fn evaluations(
             question(&merge(&req, item))
         })
         .collect();
+    Ok(Evaluations::Batch { stop_on, items })
+}
+
+/// Access Evaluations: many questions in one call, with the standard's three semantics.
+#[utoipa::path(post, path = "/access/v1/evaluations", request_body = EvaluationsRequest, tag = "authzen",
+    responses((status = 200, body = EvaluationsResponse), (status = 400, body = ErrorBody)))]
+pub async fn evaluations(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    AuthzenJson(req): AuthzenJson<EvaluationsRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let (stop_on, parsed) = match read_evaluations(req)? {
+        Evaluations::Single(q) => {
+            let d = app.decide(&caller, &[*q]).await?;
+            let first = d
+                .first()
+                .ok_or_else(|| ApiError::Internal("no decision".into()))?;
+            return Ok(Json(json!(answer(first))));
+        }
+        Evaluations::Batch { stop_on, items } => (stop_on, items),
+    };
     let mut out = Vec::with_capacity(parsed.len());
     match stop_on {
         None => {

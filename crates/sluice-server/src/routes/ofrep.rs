@@ -117,8 +117,8 @@ fn failure(key: &str, code: ErrorCode, details: impl Into<String>) -> Response {
 /// Reads `{"context": {...}}`; an empty body is an empty context. A body that is not a JSON
 /// object is `GENERAL` (the request is malformed); a context that is not an object, nests too
 /// deep or has a non-string `targetingKey` is `INVALID_CONTEXT`. `PARSE_ERROR` is left to
-/// faults in flag definitions.
-fn context_of(
+/// faults in flag definitions. Pure: the whole of how a request body becomes a context.
+pub fn context_of(
     body: &[u8],
     static_context: Option<&serde_json::Map<String, Value>>,
 ) -> Result<Context, (ErrorCode, String)> {
@@ -190,7 +190,7 @@ pub async fn evaluate(
 
 /// The digest of a context in canonical form (keys sorted, canonical values): key order and
 /// spacing do not matter, and every instance computes the same one.
-fn context_digest(context: &Context) -> [u8; 32] {
+pub fn context_digest(context: &Context) -> [u8; 32] {
     use sluice_audit::canonical::{write_str, write_value};
     let mut entries: Vec<(&str, &Value)> = context.entries().collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
