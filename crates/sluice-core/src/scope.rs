@@ -234,8 +234,9 @@ fn nfa_match_small(p: &[Token], s: &[u8]) -> bool {
 
 /// The same automaton over several words, for patterns of 64 tokens or more.
 fn nfa_match_large(p: &[Token], s: &[u8]) -> bool {
-    // INVARIANT: `Pattern::parse` caps patterns at 512 characters: at most 513 positions.
-    const WORDS: usize = 9;
+    // INVARIANT: `Pattern::parse` caps patterns at 512 characters, and a token is one byte:
+    // at most 4 × 512 = 2048 tokens, so 2049 positions.
+    const WORDS: usize = (4 * 512) / 64 + 1;
     if p.len() >= WORDS * 64 {
         return false;
     }
@@ -461,6 +462,25 @@ mod tests {
             "took {:?}",
             start.elapsed()
         );
+    }
+
+    #[test]
+    fn long_multibyte_patterns_match() {
+        // 300 two-byte characters between two wildcards are 602 tokens: more than the 576
+        // positions the automaton once held (it counted 512 characters as 512 bytes), so the
+        // pattern matched nothing, not even a name it contains. Found by the `scope_match`
+        // fuzz target's containment check.
+        let middle = "é".repeat(300);
+        let pattern = p(&format!("*{middle}*"));
+        let name = format!("x{middle}y");
+        assert!(pattern.contains(&p(&name)));
+        assert!(pattern.matches(&name));
+        assert!(!pattern.matches(&format!("x{middle}/y")));
+        // The widest pattern the cap allows: 512 characters of four bytes each.
+        let widest = "😀".repeat(510);
+        let pattern = p(&format!("*{widest}*"));
+        assert!(pattern.matches(&format!("a{widest}b")));
+        assert!(!pattern.matches(&format!("a{}b", "😀".repeat(509))));
     }
 
     #[test]
