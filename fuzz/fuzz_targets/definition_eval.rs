@@ -12,8 +12,13 @@ fuzz_target!(|data: &[u8]| {
         Some(i) => (&data[..i], &data[i + 1..]),
         None => (data, &b""[..]),
     };
-    let Ok(def_text) = std::str::from_utf8(def_bytes) else { return };
-    let ctx = serde_json::from_slice(ctx_bytes).ok().and_then(|v| Context::from_value(v).ok()).unwrap_or_default();
+    let Ok(def_text) = std::str::from_utf8(def_bytes) else {
+        return;
+    };
+    let ctx = serde_json::from_slice(ctx_bytes)
+        .ok()
+        .and_then(|v| Context::from_value(v).ok())
+        .unwrap_or_default();
     if let Ok(def) = FlagSetDef::from_json(def_text) {
         if let Ok(snapshot) = Snapshot::compile(&def, 1) {
             let _ = snapshot.evaluate_all(&ctx, 1_795_737_600);
