@@ -232,6 +232,20 @@ impl AccessSnapshot {
         &self.policy
     }
 
+    /// Every scope the policy (standing permissions, entitlements) and the live grants hold.
+    pub(crate) fn scopes(&self) -> impl Iterator<Item = &Scope> {
+        let doc = &self.policy.doc;
+        doc.permissions
+            .iter()
+            .map(|p| &p.scope)
+            .chain(doc.entitlements.iter().flat_map(|e| &e.scopes))
+            .chain(
+                self.by_principal
+                    .values()
+                    .flat_map(|a| a.grants.iter().flat_map(|g| &g.scopes)),
+            )
+    }
+
     /// Number of grants held in the snapshot.
     pub fn grant_count(&self) -> usize {
         self.by_principal.values().map(|p| p.grants.len()).sum()

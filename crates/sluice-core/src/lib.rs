@@ -12,8 +12,10 @@ pub mod clock;
 pub mod condition;
 pub mod decision;
 pub mod duration;
+pub mod explain;
 pub mod policy;
 pub mod scope;
+pub mod search;
 pub mod token;
 
 pub use clock::{Clock, ManualClock, SystemClock};
