@@ -1,4 +1,5 @@
-//! `/access/v1/evaluation(s)`: the AuthZEN Access Evaluation API's answers.
+//! The AuthZEN Authorization API's answers: evaluations (`/access/v1/evaluation(s)`) and searches
+//! (`/access/v1/search/{subject,resource,action}`).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -27,6 +28,20 @@ pub struct SearchSubject {
     pub id: String,
 }
 
+/// A resource found by `/access/v1/search/resource`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchResource {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
+/// An action found by `/access/v1/search/action`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchAction {
+    pub name: String,
+}
+
 /// The pagination of a search answer: `next_token` is empty on the last page.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SearchPage {
@@ -35,8 +50,21 @@ pub struct SearchPage {
     pub count: usize,
 }
 
+/// The answer of a subject search (`page` first, as the standard recommends).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SubjectSearchResponse {
-    pub results: Vec<SearchSubject>,
     pub page: SearchPage,
+    pub results: Vec<SearchSubject>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ResourceSearchResponse {
+    pub page: SearchPage,
+    pub results: Vec<SearchResource>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ActionSearchResponse {
+    pub page: SearchPage,
+    pub results: Vec<SearchAction>,
 }

@@ -175,6 +175,7 @@ fn input_code(input: Input) -> &'static str {
         Input::NameLength => "name_too_long",
         Input::Nul => "nul_character",
         Input::Op => "invalid_op",
+        Input::PageToken => "invalid_page_token",
         Input::Query => "invalid_query",
         Input::Request => "invalid_request",
         Input::Scope => "invalid_scope",

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use sluice_audit::NewEntry;
 use sluice_core::condition::Facts;
 use sluice_core::decision::Decision;
+use sluice_core::explain::Explanation;
 use sluice_core::scope::MAX_NAME_BYTES;
 
 /// One question: may `subject` do `action` on `resource` now?
@@ -20,6 +21,15 @@ pub struct Question {
     pub resource_properties: Value,
     pub action_properties: Value,
     pub context: Value,
+    /// Answer with an [`Explanation`] too (AuthZEN `context.sluice_explain`).
+    pub explain: bool,
+}
+
+/// A decision, with its explanation when the question asked for one.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub decision: Decision,
+    pub explanation: Option<Explanation>,
 }
 
 impl Question {
@@ -34,6 +44,7 @@ impl Question {
             resource_properties: Value::Null,
             action_properties: Value::Null,
             context: Value::Null,
+            explain: false,
         }
     }
 
@@ -75,14 +86,15 @@ impl Question {
 }
 
 impl App {
-    /// Answers questions from the current snapshot and records them in the audit trail (denies
-    /// always, allows when the policy says so) in one transaction. If the record cannot be
-    /// written, no answer is given: the caller gets an error, never an unaudited allow.
+    /// Answers questions from the current snapshot, explaining those that ask for it, and
+    /// records them in the audit trail (denies always, allows when the policy says so) in one
+    /// transaction. If the record cannot be written, no answer is given: the caller gets an
+    /// error, never an unaudited allow.
     pub async fn decide(
         &self,
         caller: &Caller,
         questions: &[Question],
-    ) -> Result<Vec<Decision>, OpError> {
+    ) -> Result<Vec<Answer>, OpError> {
         for q in questions {
             q.check_lengths()?;
             self.may_ask_about(caller, &q.subject)?;
@@ -115,58 +127,21 @@ impl App {
             tx.commit().await?;
         }
         crate::metrics::decisions(&decisions);
-        Ok(decisions)
-    }
-}
-
-/// One page of a subject search.
-#[derive(Debug, Clone)]
-pub struct SubjectPage {
-    /// The subject ids allowed, in byte order.
-    pub ids: Vec<String>,
-    /// Where the next page starts, when there is one.
-    pub next: Option<usize>,
-}
-
-impl App {
-    /// AuthZEN subject search: which subject ids of `subject_type` may do the question's action
-    /// on its resource now? Every id the policy knows — each principal's name and each declared
-    /// `subject_ids` entry — is decided as an evaluation would decide it (exact ids, the type
-    /// checked, conditions evaluated), so the answer is the same as asking one by one. The ids
-    /// are sorted; `start` is an offset into the allowed ones. A search is not a decision and
-    /// is not recorded in the audit trail.
-    pub fn search_subjects(
-        &self,
-        subject_type: &str,
-        q: &Question,
-        start: usize,
-        limit: usize,
-    ) -> Result<SubjectPage, OpError> {
-        q.check_lengths()?;
-        let snap = self.access.load();
-        let now = self.now();
-        let policy = snap.policy();
-        let candidates: std::collections::BTreeSet<&str> = policy
-            .principals()
-            .map(|(n, _)| n)
-            .chain(policy.doc.subject_ids.keys().map(String::as_str))
-            .collect();
-        let facts = Facts {
-            exact_subject: true,
-            subject_type: Some(subject_type),
-            ..q.facts()
-        };
-        let mut allowed = candidates.into_iter().filter(|id| {
-            snap.decide_with_facts(id, &q.action, &q.resource, now, &facts)
-                .allowed
-        });
-        let ids: Vec<String> = allowed
-            .by_ref()
-            .skip(start)
-            .take(limit)
-            .map(str::to_owned)
-            .collect();
-        let next = allowed.next().map(|_| start + ids.len());
-        Ok(SubjectPage { ids, next })
+        Ok(questions
+            .iter()
+            .zip(decisions)
+            .map(|(q, decision)| Answer {
+                explanation: q.explain.then(|| {
+                    snap.explain(
+                        &decision,
+                        &q.subject,
+                        &q.action,
+                        &q.resource,
+                        q.subject_type.is_some(),
+                    )
+                }),
+                decision,
+            })
+            .collect())
     }
 }

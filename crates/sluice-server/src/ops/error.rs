@@ -191,6 +191,8 @@ pub enum Input {
     StringLength,
     /// A subject, action or resource name longer than names may be.
     NameLength,
+    /// A search's page token that this server did not give, or gave for another search.
+    PageToken,
     /// A target asked for longer than the grant that allows it has left.
     TargetOutlivesGrant,
     /// A time, e.g. one that should be in the future.

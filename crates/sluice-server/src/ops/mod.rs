@@ -12,5 +12,6 @@ pub mod gateway;
 pub mod layers;
 pub mod readers;
 pub mod schedule;
+pub mod search;
 
 pub use error::{Clash, Input, Missing, OpError};

@@ -1,5 +1,5 @@
-//! The OpenID AuthZEN Authorization API 1.0: `/access/v1/evaluation`, `/access/v1/evaluations`,
-//! `/access/v1/search/subject` and `/.well-known/authzen-configuration`.
+//! The OpenID AuthZEN Authorization API 1.0: `/access/v1/evaluation`, `/access/v1/evaluations`
+//! and `/.well-known/authzen-configuration` (the search endpoints are in [`super::authzen_search`]).
 //!
 //! Mapping onto Sluice: `subject.id` is the principal; the resource is `"{type}:{id}"`
 //! (`{"type": "db", "id": "orders"}` is `db:orders`); `action.name` is the action. As the
@@ -7,6 +7,12 @@
 //! `subject.type` must name the principal's kind (`user`; `service_account` or `service`;
 //! more through the policy's `subject_types`), else the answer is a deny. Properties and
 //! `context` are what policy conditions read; each, when given, is a JSON object.
+//!
+//! `"sluice_explain": true` in `context` (a question's own or a batch's shared one) asks for an
+//! explanation: the answer's `context.explain` says which standing permission or grant allowed
+//! it, or, for a deny, the nearest entitlement that would allow it and the command requesting
+//! it ([`sluice_core::explain`]). Conditions never see that member. Without it, answers are as
+//! they have always been.
 //!
 //! Requests are held to the standard: a body that is not `application/json`, a subject or
 //! resource without a string `type` and `id`, an action without a string `name`, or a
@@ -17,14 +23,13 @@ use crate::app::App;
 use crate::auth::ApiCaller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
-use crate::ops::decide::Question;
+use crate::ops::decide::{Answer, Question};
 use crate::ops::Input;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sluice_core::decision::Decision;
 use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -78,31 +83,11 @@ pub struct EvaluationsRequest {
     pub options: Option<EvaluationsOptions>,
 }
 
-/// Pagination of a search request: `token` is a previous answer's `next_token`.
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-pub struct PageRequest {
-    pub token: Option<String>,
-    /// At most this many results (default and maximum 1000).
-    pub limit: Option<usize>,
-}
+pub use sluice_api::authzen::{EvaluationResponse, EvaluationsResponse};
 
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-pub struct SubjectSearchRequest {
-    /// Only `type` is read: the kind of subject searched for.
-    pub subject: Option<Entity>,
-    pub action: Option<ActionRef>,
-    pub resource: Option<Entity>,
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub context: Value,
-    pub page: Option<PageRequest>,
-}
-
-pub use sluice_api::authzen::{
-    EvaluationResponse, EvaluationsResponse, SearchPage, SearchSubject, SubjectSearchResponse,
-};
-
-const MAX_PAGE: usize = 1000;
+/// The `context` member that asks for an explanation (see [`answer`]); read and taken out
+/// before conditions see the context.
+pub const EXPLAIN: &str = "sluice_explain";
 
 /// A JSON body, refused unless its media type is JSON (`application/json` or `…+json`).
 pub struct AuthzenJson<T>(pub T);
@@ -140,7 +125,7 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequest<S> for AuthzenJ
 }
 
 /// `what` as the standard requires it: present, a non-empty string.
-fn required<'a>(value: Option<&'a String>, what: &str) -> Result<&'a str, String> {
+pub(crate) fn required<'a>(value: Option<&'a String>, what: &str) -> Result<&'a str, String> {
     match value.map(String::as_str) {
         Some(v) if !v.is_empty() => Ok(v),
         Some(_) => Err(format!("{what} must not be empty")),
@@ -149,7 +134,7 @@ fn required<'a>(value: Option<&'a String>, what: &str) -> Result<&'a str, String
 }
 
 /// A `context`, when given, is a JSON object (`null` counts as absent).
-fn check_context(context: &Value, what: &str) -> Result<(), String> {
+pub(crate) fn check_context(context: &Value, what: &str) -> Result<(), String> {
     if context.is_object() || context.is_null() {
         Ok(())
     } else {
@@ -169,6 +154,12 @@ pub fn question(req: &EvaluationRequest) -> Result<Question, String> {
     let kind = required(resource.kind.as_ref(), "resource.type")?;
     let id = required(resource.id.as_ref(), "resource.id")?;
     check_context(&req.context, "context")?;
+    let mut context = req.context.clone();
+    let explain = match context.as_object_mut().and_then(|c| c.remove(EXPLAIN)) {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(format!("context.{EXPLAIN} must be true or false")),
+    };
     for (what, p) in [
         ("subject.properties", &subject.properties),
         ("resource.properties", &resource.properties),
@@ -184,14 +175,22 @@ pub fn question(req: &EvaluationRequest) -> Result<Question, String> {
         subject_properties: subject.properties.clone(),
         resource_properties: resource.properties.clone(),
         action_properties: action.properties.clone(),
-        context: req.context.clone(),
+        context,
+        explain,
     })
 }
 
-fn answer(d: &Decision) -> EvaluationResponse {
+/// The standard's answer: the decision, and in `context` why (`reason_admin`, and Sluice's
+/// reason as data under `sluice`); with `explain` when the question asked for it.
+fn answer(a: &Answer) -> EvaluationResponse {
+    let d = &a.decision;
+    let mut context = json!({"reason_admin": {"en": d.explain()}, "sluice": d.reason});
+    if let (Some(e), Some(c)) = (&a.explanation, context.as_object_mut()) {
+        c.insert("explain".into(), json!(e));
+    }
     EvaluationResponse {
         decision: d.allowed,
-        context: Some(json!({"reason_admin": {"en": d.explain()}, "sluice": d.reason})),
+        context: Some(context),
     }
 }
 
@@ -358,66 +357,6 @@ pub async fn evaluations(
     Ok(Json(json!(EvaluationsResponse { evaluations: out })))
 }
 
-/// Subject Search: which subjects of this type may do this action on this resource now? The
-/// same answer as evaluating every subject the policy knows, one by one; not audited.
-#[utoipa::path(post, path = "/access/v1/search/subject", request_body = SubjectSearchRequest, tag = "authzen",
-    responses((status = 200, body = SubjectSearchResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn search_subject(
-    State(app): State<App>,
-    ApiCaller(_caller): ApiCaller,
-    AuthzenJson(req): AuthzenJson<SubjectSearchRequest>,
-) -> Result<Json<SubjectSearchResponse>, ApiError> {
-    let bad = |m: String| ApiError::bad_request(Input::Request, m);
-    let subject = req.subject.clone().unwrap_or_default();
-    let subject_type = required(subject.kind.as_ref(), "subject.type")
-        .map_err(bad)?
-        .to_owned();
-    // The subject's id is what is searched for: any given one is ignored.
-    let probe = EvaluationRequest {
-        subject: Some(Entity {
-            kind: Some(subject_type.clone()),
-            id: Some("searched".into()),
-            properties: subject.properties,
-        }),
-        action: req.action,
-        resource: req.resource,
-        context: req.context,
-    };
-    let q = question(&probe).map_err(bad)?;
-    let page = req.page.unwrap_or_default();
-    let start = match page.token.as_deref() {
-        None | Some("") => 0,
-        Some(t) => t
-            .parse::<usize>()
-            .map_err(|_| bad(format!("page.token `{t}` is not a token this server gave")))?,
-    };
-    let limit = match page.limit {
-        None => MAX_PAGE,
-        Some(n) if (1..=MAX_PAGE).contains(&n) => n,
-        Some(n) => {
-            return Err(bad(format!(
-                "page.limit is {n}; it must be 1 to {MAX_PAGE}"
-            )))
-        }
-    };
-    let found = app.search_subjects(&subject_type, &q, start, limit)?;
-    let results: Vec<SearchSubject> = found
-        .ids
-        .into_iter()
-        .map(|id| SearchSubject {
-            kind: subject_type.clone(),
-            id,
-        })
-        .collect();
-    Ok(Json(SubjectSearchResponse {
-        page: SearchPage {
-            next_token: found.next.map(|n| n.to_string()).unwrap_or_default(),
-            count: results.len(),
-        },
-        results,
-    }))
-}
-
 /// Policy Decision Point metadata, under the configured public URL (`--public-url`).
 #[utoipa::path(get, path = "/.well-known/authzen-configuration", tag = "authzen", security(),
     responses((status = 200, body = Object)))]
@@ -428,5 +367,7 @@ pub async fn configuration(State(app): State<App>) -> Json<Value> {
         "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
         "access_evaluations_endpoint": format!("{base}/access/v1/evaluations"),
         "search_subject_endpoint": format!("{base}/access/v1/search/subject"),
+        "search_resource_endpoint": format!("{base}/access/v1/search/resource"),
+        "search_action_endpoint": format!("{base}/access/v1/search/action"),
     }))
 }

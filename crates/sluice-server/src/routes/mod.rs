@@ -4,6 +4,7 @@ pub mod access;
 pub mod admin;
 pub mod audit;
 pub mod authzen;
+pub mod authzen_search;
 pub mod change_requests;
 pub mod flag_changes;
 pub mod flags;
@@ -345,7 +346,9 @@ fn evaluation_and_ops() -> OpenApiRouter<App> {
     OpenApiRouter::new()
         .routes(routes!(authzen::evaluation))
         .routes(routes!(authzen::evaluations))
-        .routes(routes!(authzen::search_subject))
+        .routes(routes!(authzen_search::search_subject))
+        .routes(routes!(authzen_search::search_resource))
+        .routes(routes!(authzen_search::search_action))
         .routes(routes!(authzen::configuration))
         .routes(routes!(ofrep::evaluate))
         .routes(routes!(ofrep::evaluate_all))

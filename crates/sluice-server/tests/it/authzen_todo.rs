@@ -266,7 +266,7 @@ async fn subject_search_matches_evaluating_every_subject(b: Backend) {
     bad["page"] = json!({"token": "not-a-token"});
     let (st, v) = s.post(ADMIN_TOKEN, "/access/v1/search/subject", bad).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
-    assert_eq!(v["code"], "invalid_request", "{v}");
+    assert_eq!(v["code"], "invalid_page_token", "{v}");
     // The discovery document lists it.
     let doc = s
         .http

@@ -9,6 +9,8 @@
 )]
 
 mod authzen;
+mod authzen_explain;
+mod authzen_search;
 mod authzen_todo;
 mod badinput;
 mod bounds;
