@@ -134,6 +134,17 @@ pub async fn access(cmd: AccessCommand, r: Remote) -> anyhow::Result<()> {
             let v: Vec<EntitlementView> = c.send(Method::GET, "/v1/entitlements", NO_BODY).await?;
             emit(r.output, v.as_slice(), entitlement_table)
         }
+        AccessCommand::WhoCan {
+            action,
+            resource,
+            subject_type,
+        } => crate::search_commands::who_can(&c, &r, &action, &resource, &subject_type).await,
+        AccessCommand::WhatCan {
+            target,
+            kind,
+            subject,
+            subject_type,
+        } => crate::search_commands::what_can(&c, &r, &target, kind, subject, &subject_type).await,
     }
 }
 
@@ -587,12 +598,16 @@ pub async fn check(
     subject_type: String,
     action: String,
     resource: String,
+    explain: bool,
     r: Remote,
 ) -> anyhow::Result<bool> {
     let (kind, id) = resource
         .split_once(':')
         .ok_or_else(|| anyhow!("RESOURCE is `kind:name`, e.g. db:orders"))?;
-    let body = json!({"subject": {"type": subject_type, "id": subject}, "action": {"name": action}, "resource": {"type": kind, "id": id}});
+    let mut body = json!({"subject": {"type": subject_type, "id": subject}, "action": {"name": action}, "resource": {"type": kind, "id": id}});
+    if explain {
+        body["context"] = json!({"sluice_explain": true});
+    }
     let v: EvaluationResponse = client(&r)
         .send(Method::POST, "/access/v1/evaluation", Some(&body))
         .await?;
@@ -604,6 +619,13 @@ pub async fn check(
             .as_ref()
             .map_or(&Value::Null, |c| &c["reason_admin"]["en"]);
         outln!("{verdict}: {}", s(reason));
+        if let Some(why) = v
+            .context
+            .as_ref()
+            .and_then(|c| c["explain"]["text"].as_str())
+        {
+            outln!("{why}");
+        }
     })?;
     Ok(allowed)
 }

@@ -62,6 +62,7 @@ mod flag_commands;
 mod output;
 mod policy_commands;
 mod proposal_commands;
+mod search_commands;
 mod serve;
 mod tls;
 
@@ -101,12 +102,15 @@ async fn main() {
             action,
             resource,
             subject_type,
+            explain,
             remote,
-        } => match commands::check(subject, subject_type, action, resource, remote).await {
-            // Denied: the answer is printed, and the exit status says it for scripts.
-            Ok(false) => std::process::exit(1),
-            other => other.map(|_| ()),
-        },
+        } => {
+            match commands::check(subject, subject_type, action, resource, explain, remote).await {
+                // Denied: the answer is printed, and the exit status says it for scripts.
+                Ok(false) => std::process::exit(1),
+                other => other.map(|_| ()),
+            }
+        }
         Command::Store {
             command: cli::StoreCommand::Copy { from, to, output },
         } => serve::copy(&from, &to, output).await,

@@ -132,6 +132,10 @@ pub enum Command {
         /// The subject's AuthZEN type: `user`, or `service_account` for a service account.
         #[arg(long, default_value = "user")]
         subject_type: String,
+        /// Also say which standing permission or grant allowed it, or, when denied, which
+        /// entitlement would allow it and the command that requests it.
+        #[arg(long)]
+        explain: bool,
         #[command(flatten)]
         remote: Remote,
     },
@@ -355,6 +359,49 @@ pub enum AccessCommand {
     },
     /// Entitlements you can ask for.
     Entitlements,
+    /// Who may do ACTION on RESOURCE now? (AuthZEN subject search)
+    ///
+    /// Lists every subject the policy knows — principals and their declared `subject_ids` —
+    /// that an evaluation would allow right now, standing permissions and live grants alike:
+    ///
+    ///   sluice access who-can toggle flag:production/checkout-v2
+    ///   sluice access who-can read db:orders --subject-type service_account
+    #[command(verbatim_doc_comment)]
+    WhoCan {
+        /// The action, e.g. `toggle` or `read`.
+        action: String,
+        /// `kind:name`, e.g. `flag:production/checkout-v2` or `db:orders`.
+        resource: String,
+        /// Which subjects: `user`, or `service_account` for service accounts.
+        #[arg(long, default_value = "user")]
+        subject_type: String,
+    },
+    /// What may I (or --subject) do now? (AuthZEN resource and action search)
+    ///
+    /// Two forms:
+    ///
+    ///   sluice access what-can toggle flag      which flags may I toggle?
+    ///   sluice access what-can db:orders        what may I do on db:orders?
+    ///
+    /// Resources listed are those Sluice knows by name: the ones the policy and live grants
+    /// spell out, every flag of every environment, every gateway database. Actions listed are
+    /// those the policy spells out and those Sluice asks about (flag and gateway actions).
+    /// Asking about someone else needs an administrator or a member of `deciders`.
+    #[command(verbatim_doc_comment)]
+    WhatCan {
+        /// An action followed by KIND (list resources), or a resource `kind:name` alone
+        /// (list actions).
+        #[arg(value_name = "ACTION|RESOURCE")]
+        target: String,
+        /// The kind of resource to list, e.g. `flag` or `db`.
+        kind: Option<String>,
+        /// Whose access (default: the token's own principal).
+        #[arg(long)]
+        subject: Option<String>,
+        /// The subject's AuthZEN type: `user`, or `service_account` for a service account.
+        #[arg(long, default_value = "user")]
+        subject_type: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

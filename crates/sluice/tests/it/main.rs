@@ -24,6 +24,7 @@ mod outage;
 mod policy;
 mod private;
 mod sdk;
+mod search;
 mod shutdown;
 mod start;
 mod story;
