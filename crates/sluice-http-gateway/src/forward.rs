@@ -1,19 +1,20 @@
 //! Forwarding an admitted call: the body limit, the upstream credential, the admission entry
-//! (fail-closed), the request upstream, and the response relayed until it ends or the grant
-//! does.
+//! (fail-closed), the call registered as in progress, the request upstream, and the response
+//! relayed until it ends or the grant does (or the connection spliced, for an upgrade).
 
+use crate::config::ServiceConfigExt;
 use crate::headers;
 use crate::record::Call;
 use crate::refusal::Refusal;
-use crate::{Service, Shared};
+use crate::{Service, Shared, Watch};
 use axum::body::{Body, HttpBody};
 use axum::http::header::HeaderValue;
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use sluice_server::gateway::http_live::LiveCall;
 use sluice_server::gateway::{watch, Hold};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,7 +35,7 @@ pub(crate) struct Admitted {
 pub(crate) async fn forward(
     shared: &Shared,
     service: &Service,
-    parts: axum::http::request::Parts,
+    mut parts: axum::http::request::Parts,
     body: Body,
     a: Admitted,
 ) -> Result<Response, Refusal> {
@@ -68,17 +69,17 @@ pub(crate) async fn forward(
             limit,
         });
     }
-    let credential = match &cfg.credential {
+    let credential = match &service.credential {
         None => None,
-        Some(c) => {
-            let value = c
+        Some((header, source)) => {
+            let value = source
                 .value()
                 .ok()
                 .and_then(|v| HeaderValue::from_bytes(v.expose()).ok());
             match value {
                 Some(mut v) => {
                     v.set_sensitive(true);
-                    Some((service.credential_header.clone(), v))
+                    Some((header.clone(), v))
                 }
                 None => {
                     tracing::warn!(service = %cfg.name, "http service {}: the upstream credential cannot be read", cfg.name);
@@ -90,6 +91,15 @@ pub(crate) async fn forward(
         }
     };
     let source = headers::token(&parts.headers).map(|(_, s)| s);
+    // An upgrade (WebSocket) asked on an HTTP/1.1 connection that can hand it over: decided
+    // and recorded as the call it is, then spliced through once the upstream agrees.
+    let upgrade = match headers::upgrade_asked(&parts) {
+        Some(protocol) => parts
+            .extensions
+            .remove::<hyper::upgrade::OnUpgrade>()
+            .map(|on| (protocol, on)),
+        None => None,
+    };
     let received = Arc::new(AtomicU64::new(0));
     let mut call = Call {
         app: app.clone(),
@@ -109,6 +119,7 @@ pub(crate) async fn forward(
         bytes_out: 0,
         outcome: String::new(),
         sent: false,
+        live: None,
     };
     if cfg.audit == crate::config::AuditMode::Before {
         // Fail-closed: nothing is forwarded unless its admission is in the audit trail.
@@ -118,16 +129,45 @@ pub(crate) async fn forward(
         }
     }
 
+    // From here the call is in progress: listed, and killed, through the API.
+    let live = Arc::new(LiveCall {
+        hold: Hold::new(
+            call.id.clone(),
+            call.principal.clone(),
+            call.grant_id.clone(),
+            a.expires_at,
+        ),
+        service: cfg.name.clone(),
+        method: call.method.clone(),
+        path: call.path.clone(),
+        client_addr: call.client.clone(),
+        started_at: app.now(),
+        websocket: AtomicBool::new(false),
+        bytes_in: received.clone(),
+        bytes_out: Arc::new(AtomicU64::new(0)),
+    });
+    app.http_gateway.calls.insert(live.clone());
+    call.live = Some(live.clone());
+    // The grant's end (or a kill) ends the call whenever it comes: while the upstream
+    // thinks, while the response is relayed, while a WebSocket is open.
+    let mut watching: Watch = {
+        let (app, live, resource) = (app.clone(), live.clone(), call.resource.clone());
+        Box::pin(async move { watch(&app, &live.hold, &resource).await })
+    };
+
     let mut url = service.base.clone();
     let query = parts.uri.query();
     url.set_path(&format!("{}{}", service.base_path, a.path.encoded));
     url.set_query(query);
-    let upstream_headers = headers::to_upstream(
+    let mut upstream_headers = headers::to_upstream(
         parts.headers,
         source,
         a.peer.ip(),
         credential.as_ref().map(|(n, v)| (n, v.clone())),
     );
+    if let Some((protocol, _)) = &upgrade {
+        headers::ask_upgrade(&mut upstream_headers, protocol.clone());
+    }
     let too_large = Arc::new(AtomicBool::new(false));
     let mut req = shared
         .client
@@ -152,7 +192,16 @@ pub(crate) async fn forward(
     call.sent = true;
     // What is recorded if the caller hangs up while the upstream thinks.
     call.outcome = "client went away before the response".into();
-    let sent = tokio::time::timeout(cfg.timeout(), req.send()).await;
+    let sent = tokio::select! {
+        biased;
+        (reason, message) = &mut watching => {
+            tracing::info!(call = %call.id, grant_id = %call.grant_id, "http call {} cut before its response: {message}", call.id);
+            call.status = 403;
+            call.outcome = format!("cut: {reason}");
+            return Err(Refusal::AccessEnded(message));
+        }
+        sent = tokio::time::timeout(cfg.timeout_std(), req.send()) => sent,
+    };
     let resp = match sent {
         Ok(Ok(r)) => r,
         Ok(Err(e)) if too_large.load(Ordering::Relaxed) => {
@@ -177,7 +226,7 @@ pub(crate) async fn forward(
             call.outcome = "upstream timed out".into();
             return Err(Refusal::UpstreamTimeout {
                 resource: call.resource.clone(),
-                seconds: cfg.timeout().as_secs(),
+                seconds: cfg.timeout_std().as_secs(),
             });
         }
     };
@@ -196,37 +245,36 @@ pub(crate) async fn forward(
     } else {
         "client went away".into()
     };
-    let headers_out = headers::to_caller(
+    let mut headers_out = headers::to_caller(
         resp.headers().clone(),
         credential.as_ref().map(|(n, v)| (n, v)),
     );
-    let hold = Arc::new(Hold::new(
-        call.id.clone(),
-        call.principal.clone(),
-        call.grant_id.clone(),
-        a.expires_at,
-    ));
-    let body = relay(app.clone(), hold, call, expected, resp.bytes_stream());
+    if let Some((_, on_upgrade)) = upgrade {
+        if status == axum::http::StatusCode::SWITCHING_PROTOCOLS {
+            headers::grant_upgrade(&mut headers_out, resp.headers());
+            crate::upgrade::splice(call, live, watching, resp, on_upgrade);
+            let mut out = Response::new(Body::empty());
+            *out.status_mut() = status;
+            *out.headers_mut() = headers_out;
+            return Ok(out);
+        }
+    }
+    let body = relay(call, watching, expected, resp.bytes_stream());
     let mut out = Response::new(Body::from_stream(body));
     *out.status_mut() = status;
     *out.headers_mut() = headers_out;
     Ok(out)
 }
 
-type Watch = Pin<Box<dyn std::future::Future<Output = (String, String)> + Send>>;
-
 /// The response body, relayed until it ends or the grant does (then the stream fails, so
 /// the caller sees a cut response, never a complete-looking short one). The call's result is
 /// recorded when this stream is dropped.
 fn relay(
-    app: sluice_server::App,
-    hold: Arc<Hold>,
     call: Call,
+    watching: Watch,
     expected: Option<u64>,
     upstream: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    let resource = call.resource.clone();
-    let watching: Watch = Box::pin(async move { watch(&app, &hold, &resource).await });
     let state = Some((Box::pin(upstream), watching, call));
     futures_util::stream::unfold(state, move |state| async move {
         let (mut upstream, mut watching, mut call) = state?;
@@ -240,6 +288,9 @@ fn relay(
             next = upstream.next() => match next {
                 Some(Ok(chunk)) => {
                     call.bytes_out += chunk.len() as u64;
+                    if let Some(live) = &call.live {
+                        live.bytes_out.store(call.bytes_out, Ordering::Relaxed);
+                    }
                     if Some(call.bytes_out) == expected {
                         call.outcome = "completed".into();
                     }

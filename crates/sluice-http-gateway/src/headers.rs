@@ -2,8 +2,10 @@
 //!
 //! Hop-by-hop headers (RFC 9110 §7.6.1: `Connection`, the fields it names, and
 //! `Proxy-Connection`, `Keep-Alive`, `TE`, `Transfer-Encoding`, `Upgrade`, plus the proxy
-//! authentication pair) describe one connection and are never forwarded. The caller's Sluice
-//! token never goes upstream; the upstream credential never comes back.
+//! authentication pair) describe one connection and are never forwarded — but for an upgrade
+//! the caller asked and the upstream granted, whose `Connection: upgrade` and `Upgrade` are
+//! set anew each way. The caller's Sluice token never goes upstream; the upstream credential
+//! never comes back.
 
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -99,6 +101,38 @@ pub fn to_upstream(
         h.insert(name.clone(), value);
     }
     h
+}
+
+/// The protocol a caller asks to switch to (`Upgrade: websocket` with `Connection: upgrade`,
+/// on HTTP/1.1, the only version with `Upgrade`), if it does.
+pub fn upgrade_asked(parts: &axum::http::request::Parts) -> Option<HeaderValue> {
+    if parts.version != axum::http::Version::HTTP_11 {
+        return None;
+    }
+    let connection_upgrade = parts
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    connection_upgrade
+        .then(|| parts.headers.get(header::UPGRADE).cloned())
+        .flatten()
+}
+
+/// Asks the upstream for the upgrade the caller asked (hop-by-hop, so stripped first).
+pub fn ask_upgrade(h: &mut HeaderMap, protocol: HeaderValue) {
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, protocol);
+}
+
+/// Tells the caller of the upgrade the upstream granted (its `101`'s `Upgrade`).
+pub fn grant_upgrade(out: &mut HeaderMap, upstream: &HeaderMap) {
+    out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Some(p) = upstream.get(header::UPGRADE) {
+        out.insert(header::UPGRADE, p.clone());
+    }
 }
 
 /// The response headers as the caller gets them: no hop-by-hop header, no header named like

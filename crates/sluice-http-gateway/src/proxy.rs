@@ -1,6 +1,6 @@
 //! One call: authenticate the Sluice token, canonicalise the path, decide `METHOD path` on
 //! `http:<service>` from the access snapshot, record it, forward it, relay the response until
-//! it ends or the grant does (`forward.rs`).
+//! it ends or the grant does (`forward.rs`), or splice an upgraded connection (`upgrade.rs`).
 
 use crate::forward::{forward, Admitted};
 use crate::headers;
@@ -49,8 +49,11 @@ pub(crate) async fn handle(
     let resource = format!("http:{}", sluice_core::scope::normalize(name));
     let what = format!("{method} {raw}");
     let client = peer.to_string();
+    // One read of the services for the whole call: a declaration meanwhile applies to the
+    // next one.
+    let service = shared.services.load().get(name).cloned();
     // Refusals are listed beside the calls of a declared service (not of any name sent).
-    let declared = shared.services.contains_key(name);
+    let declared = service.is_some();
     let refuse = |r: Refusal| {
         if declared {
             shared.log.refused(
@@ -83,8 +86,7 @@ pub(crate) async fn handle(
     let (grant_id, entitlement, expires_at) = {
         let snap = app.access.load();
         let decision = snap.decide_by_grant(&caller.name, &action, &resource, now);
-        let service = shared.services.get(name);
-        match (decision.reason, service) {
+        match (decision.reason, &service) {
             (
                 Reason::Grant {
                     grant_id,
@@ -153,12 +155,12 @@ pub(crate) async fn handle(
             }
         }
     };
-    let Some(service) = shared.services.get(name) else {
+    let Some(service) = service else {
         return Refusal::UnknownService { resource }.into_response();
     };
     forward(
         &shared,
-        service,
+        &service,
         parts,
         body,
         Admitted {

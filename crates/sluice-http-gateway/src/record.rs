@@ -226,6 +226,8 @@ pub struct Call {
     pub outcome: String,
     /// Set once the call is sent upstream: from then on its result is recorded.
     pub sent: bool,
+    /// Its entry in the registry of calls in progress, left when the call is dropped.
+    pub live: Option<std::sync::Arc<sluice_server::gateway::http_live::LiveCall>>,
 }
 
 impl Call {
@@ -240,6 +242,11 @@ impl Call {
         }
     }
 
+    /// Says how the call ended (recorded when it is dropped).
+    pub(crate) fn ends(&mut self, outcome: String) {
+        self.outcome = outcome;
+    }
+
     /// Records the admission durably; the call may be forwarded only if this succeeds.
     pub async fn admit(&self) -> Result<(), StoreError> {
         let details = json!({
@@ -249,13 +256,20 @@ impl Call {
         self.log.admit(self.record("admitted", details)).await
     }
 
+    /// Response bytes relayed (for an upgraded connection, counted by the splice).
+    fn bytes_out(&self) -> u64 {
+        self.live.as_ref().map_or(self.bytes_out, |l| {
+            self.bytes_out.max(l.bytes_out.load(Ordering::Relaxed))
+        })
+    }
+
     fn result_details(&self) -> serde_json::Value {
         let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         json!({
             "grant_id": self.grant_id, "entitlement": self.entitlement,
             "method": self.method, "path": self.path, "client": self.client,
             "status": self.status, "duration_ms": duration_ms,
-            "bytes_in": self.bytes_in.load(Ordering::Relaxed), "bytes_out": self.bytes_out,
+            "bytes_in": self.bytes_in.load(Ordering::Relaxed), "bytes_out": self.bytes_out(),
             "outcome": self.outcome, "audit": self.mode.as_str(),
         })
     }
@@ -294,6 +308,9 @@ impl CallLog {
 /// caller went away. Queued for the writer, off the response's path.
 impl Drop for Call {
     fn drop(&mut self) {
+        if let Some(live) = &self.live {
+            self.app.http_gateway.calls.remove(&live.id);
+        }
         if !self.sent {
             return;
         }

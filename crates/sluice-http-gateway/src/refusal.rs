@@ -47,6 +47,9 @@ pub enum Refusal {
     AuditUnavailable,
     #[error("the gateway cannot check tokens right now; try again shortly")]
     Unavailable,
+    /// The grant ended (or an administrator ended the call) before the upstream answered.
+    #[error("{0}")]
+    AccessEnded(String),
 }
 
 impl Refusal {
@@ -65,13 +68,16 @@ impl Refusal {
             Refusal::CredentialUnavailable { .. } => "credential_unavailable",
             Refusal::AuditUnavailable => "audit_unavailable",
             Refusal::Unavailable => "unavailable",
+            Refusal::AccessEnded(_) => "access_ended",
         }
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
             Refusal::Unauthenticated | Refusal::TokenExpired => StatusCode::UNAUTHORIZED,
-            Refusal::NoGrant { .. } | Refusal::GrantExpired { .. } => StatusCode::FORBIDDEN,
+            Refusal::NoGrant { .. } | Refusal::GrantExpired { .. } | Refusal::AccessEnded(_) => {
+                StatusCode::FORBIDDEN
+            }
             Refusal::UnknownService { .. } => StatusCode::NOT_FOUND,
             Refusal::AmbiguousPath(_) | Refusal::AmbiguousMethod(_) => StatusCode::BAD_REQUEST,
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

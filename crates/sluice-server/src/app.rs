@@ -60,6 +60,8 @@ pub struct Inner {
     public_url: std::sync::OnceLock<String>,
     /// Sessions of the PostgreSQL gateway running on this instance.
     pub gateway: crate::gateway::LiveSessions,
+    /// The HTTP gateway's services and calls in progress on this instance.
+    pub http_gateway: crate::gateway::http_live::HttpGatewayState,
     /// How the head is kept signed and witnessed; set once when the server runs.
     audit_options: std::sync::OnceLock<crate::audit_options::AuditOptions>,
     /// The newest checkpoint this instance signed, for the witness URL's publisher.
@@ -127,6 +129,7 @@ impl App {
             due: crate::due::Due::default(),
             public_url: std::sync::OnceLock::new(),
             gateway: crate::gateway::LiveSessions::default(),
+            http_gateway: Default::default(),
             audit_options: std::sync::OnceLock::new(),
             witness_feed: std::sync::OnceLock::new(),
             signed: tokio::sync::watch::Sender::new(0),
@@ -250,6 +253,10 @@ impl App {
             self.refresh().await?;
             // A gateway session held here may have been killed on another instance.
             self.gateway.end_requested(&self.store).await?;
+            // An HTTP service may have been declared or removed on another instance.
+            if self.http_gateway.services.followed() {
+                self.http_gateway.services.reload(&self.store).await?;
+            }
             moved = true;
         }
         if revs.flags != self.flags_rev.load(Ordering::Acquire) {

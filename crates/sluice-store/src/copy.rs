@@ -162,6 +162,10 @@ const TABLES: &[(&str, &[&str])] = &[
         "gateway_databases",
         &["name", "spec", "declared_at", "declared_by"],
     ),
+    (
+        "http_services",
+        &["name", "spec", "declared_at", "declared_by"],
+    ),
 ];
 
 #[derive(Debug, Clone)]

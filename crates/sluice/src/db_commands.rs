@@ -1,5 +1,6 @@
 //! `sluice db …`: the PostgreSQL gateway's sessions from the command line, and the `psql`
-//! command line to connect through it; `sluice gateway calls`: the HTTP gateway's calls.
+//! command line to connect through it; `sluice gateway …`: the HTTP gateway's services, calls
+//! in progress and recent calls.
 
 use crate::cli::{DbCommand, GatewayCommand, Remote};
 use crate::client::{client, endpoint, NO_BODY};
@@ -10,7 +11,9 @@ use sluice_api::gateway::{
     DatabaseConfig, DatabaseList, Declared, Killed, LogMode, PasswordIssued, Removed, RoleConfig,
     SessionDetail, SessionList, UpstreamConfig,
 };
-use sluice_api::http_gateway::CallList;
+use sluice_api::http_gateway::{
+    AuditMode, CallList, CredentialConfig, LiveCallList, ServiceConfig, ServiceList,
+};
 
 pub async fn db(cmd: DbCommand, r: Remote) -> anyhow::Result<()> {
     let c = client(&r);
@@ -148,7 +151,140 @@ pub async fn gateway(cmd: GatewayCommand, r: Remote) -> anyhow::Result<()> {
             let v: CallList = c.send(Method::GET, &path, NO_BODY).await?;
             emit(r.output, &v, calls_table)
         }
+        GatewayCommand::Services => {
+            let v: ServiceList = c.send(Method::GET, "/v1/http/services", NO_BODY).await?;
+            emit(r.output, &v, services_table)
+        }
+        GatewayCommand::Declare {
+            name,
+            upstream,
+            credential_header,
+            credential_env,
+            credential_file,
+            timeout,
+            max_body_bytes,
+            audit,
+        } => {
+            let credential =
+                (credential_env.is_some() || credential_file.is_some()).then(|| CredentialConfig {
+                    header: credential_header,
+                    value_env: credential_env,
+                    value_file: credential_file.map(Into::into),
+                });
+            let body = ServiceConfig {
+                name: name.clone(),
+                upstream,
+                credential,
+                audit: if audit == "after" {
+                    AuditMode::After
+                } else {
+                    AuditMode::Before
+                },
+                timeout: sluice_core::duration::Duration::parse(&timeout)
+                    .map_err(|e| anyhow::anyhow!("--timeout: {e}"))?,
+                max_body_bytes,
+            };
+            let v: Declared = c
+                .send(
+                    Method::PUT,
+                    &endpoint(&["v1", "http", "services", &name], &[]),
+                    Some(&body),
+                )
+                .await?;
+            emit(r.output, &v, |v| {
+                let verb = if v.created { "declared" } else { "re-declared" };
+                outln!("{verb} http:{name}; every HTTP gateway serves it now");
+            })
+        }
+        GatewayCommand::Remove { name } => {
+            let v: Removed = c
+                .send(
+                    Method::DELETE,
+                    &endpoint(&["v1", "http", "services", &name], &[]),
+                    NO_BODY,
+                )
+                .await?;
+            emit(r.output, &v, |_| outln!("removed http:{name}"))
+        }
+        GatewayCommand::Sessions => {
+            let v: LiveCallList = c.send(Method::GET, "/v1/http/sessions", NO_BODY).await?;
+            emit(r.output, &v, live_table)
+        }
+        GatewayCommand::Kill { id } => {
+            let v: Killed = c
+                .send(
+                    Method::POST,
+                    &endpoint(&["v1", "http", "sessions", &id, "kill"], &[]),
+                    NO_BODY,
+                )
+                .await?;
+            emit(r.output, &v, |_| outln!("killed {id}"))
+        }
     }
+}
+
+fn services_table(v: &ServiceList) {
+    let rows = v
+        .services
+        .iter()
+        .map(|s| {
+            let x = &s.spec;
+            let credential = match &x.credential {
+                None => "-".to_owned(),
+                Some(c) => match (&c.value_env, &c.value_file) {
+                    (Some(var), _) => format!("{}: env:{var}", c.header),
+                    (None, Some(f)) => format!("{}: file:{}", c.header, f.display()),
+                    (None, None) => c.header.clone(),
+                },
+            };
+            vec![
+                format!("http:{}", x.name),
+                x.upstream.clone(),
+                credential,
+                x.audit.as_str().to_owned(),
+                format!("{} / {} B", x.timeout, x.max_body_bytes),
+                s.declared_in.as_str().to_owned(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "service",
+            "upstream",
+            "credential",
+            "audit",
+            "timeout / body",
+            "declared in",
+        ],
+        rows,
+    );
+}
+
+fn live_table(v: &LiveCallList) {
+    let rows = v
+        .calls
+        .iter()
+        .map(|x| {
+            vec![
+                x.id.clone(),
+                x.principal.clone(),
+                format!("http:{}", x.service),
+                format!(
+                    "{} {}{}",
+                    x.method,
+                    x.path,
+                    if x.websocket { " (websocket)" } else { "" }
+                ),
+                x.grant_id.clone(),
+                stamp(Some(x.started_at)),
+                when_at(Some(x.expires_at)),
+            ]
+        })
+        .collect();
+    table(
+        &["id", "who", "service", "call", "grant", "started", "ends"],
+        rows,
+    );
 }
 
 fn calls_table(v: &CallList) {

@@ -76,6 +76,8 @@ struct FileConfig {
     /// Services fronted by the HTTP gateway.
     #[serde(default)]
     http_services: Vec<sluice_http_gateway::ServiceConfig>,
+    /// Where credential files named by services declared through the API are read.
+    http_credentials_dir: Option<PathBuf>,
 }
 
 pub struct Settings {
@@ -192,11 +194,13 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
                 format!("--http-gateway-listen `{addr}` is not an address like 127.0.0.1:8081")
             })?;
             for s in &file.http_services {
+                use sluice_http_gateway::config::ServiceConfigExt;
                 s.validate().map_err(anyhow::Error::msg)?;
             }
             Some(sluice_http_gateway::HttpGatewayConfig {
                 listen,
                 services: file.http_services,
+                credentials_dir: args.http_credentials_dir.or(file.http_credentials_dir),
             })
         }
     };
@@ -428,6 +432,7 @@ pub async fn migrate(args: crate::cli::MigrateArgs) -> anyhow::Result<()> {
         public_url: None,
         pg_listen: None,
         http_gateway_listen: None,
+        http_credentials_dir: None,
         witness_file: None,
         witness_url: None,
         tls_cert: None,
@@ -490,6 +495,7 @@ pub async fn rotate_key(args: crate::cli::StoreArgs, new_key: &Path) -> anyhow::
         public_url: None,
         pg_listen: None,
         http_gateway_listen: None,
+        http_credentials_dir: None,
         witness_file: None,
         witness_url: None,
         tls_cert: None,

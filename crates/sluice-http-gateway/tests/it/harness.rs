@@ -38,14 +38,18 @@ impl Upstream {
 }
 
 /// The upstream's one handler: records the request; `/stream` answers with a chunk every
-/// 50 ms for ever; everything else with `{"ok": true}` and a header that echoes the
-/// `Authorization` it got (a careless upstream: the gateway must not pass it back).
+/// 50 ms for ever; a path ending in `/slow` answers after 3 s; everything else with
+/// `{"ok": true}` and a header that echoes the `Authorization` it got (a careless upstream:
+/// the gateway must not pass it back).
 async fn upstream(State(up): State<Upstream>, req: Request) -> Response {
     up.seen.lock().unwrap().push(Seen {
         method: req.method().to_string(),
         uri: req.uri().to_string(),
         headers: req.headers().clone(),
     });
+    if req.uri().path().ends_with("/slow") {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
     if req.uri().path() == "/stream" {
         let chunks = futures_util::stream::unfold(0u64, |n| async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -111,6 +115,14 @@ entitlements:
     max_duration: 1h
     approval: { required: 1, approvers: [group:leads] }
     auto_approve: { requester_in: [alice], max_duration: 1h }
+  - name: chat
+    scopes:
+      - resource: "http:chat"
+        actions: ["GET /socket", "GET /v1/**"]
+    requesters: [alice]
+    max_duration: 1h
+    approval: { required: 1, approvers: [group:leads] }
+    auto_approve: { requester_in: [alice], max_duration: 1h }
   - name: ledger
     scopes:
       - resource: "http:ledger"
@@ -128,6 +140,8 @@ pub struct Env {
     pub http: SocketAddr,
     pub gateway: SocketAddr,
     pub upstream: Upstream,
+    /// Where the recording upstream listens (to declare more services in front of it).
+    pub upstream_addr: SocketAddr,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
 }
@@ -156,6 +170,7 @@ impl Env {
 
     pub async fn with(o: Options) -> Env {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(env_credentials_dir(dir.path())).unwrap();
         let secret_file = dir.path().join("payments-admin.credential");
         std::fs::write(&secret_file, format!("{UPSTREAM_SECRET}\n")).unwrap();
         let clock: Arc<dyn Clock> = match &o.clock {
@@ -192,6 +207,7 @@ impl Env {
                 timeout: sluice_core::duration::Duration::from_secs(5),
                 max_body_bytes: 1024,
             }],
+            credentials_dir: Some(env_credentials_dir(dir.path())),
         };
         let gw = HttpGateway::bind(app.clone(), config).await.unwrap();
         let gateway = gw.local_addr().unwrap();
@@ -200,6 +216,7 @@ impl Env {
             http,
             gateway,
             upstream,
+            upstream_addr: up_addr,
             client: reqwest::Client::new(),
             dir,
         };
@@ -221,6 +238,29 @@ impl Env {
         let v: Value = r.json().await.unwrap_or(Value::Null);
         assert_eq!(status, want, "POST {path}: {v}");
         v
+    }
+
+    /// Any API request; returns the status and the JSON body.
+    pub async fn api(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(
+                method.parse().unwrap(),
+                format!("http://{}{path}", self.http),
+            )
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn get(&self, token: &str, path: &str) -> Value {
@@ -371,6 +411,11 @@ impl Env {
         db.close().await;
         ids
     }
+}
+
+/// The gateway's `http_credentials_dir`: credential files named through the API.
+pub fn env_credentials_dir(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join("credentials")
 }
 
 fn server_config(dir: &std::path::Path) -> ServerConfig {

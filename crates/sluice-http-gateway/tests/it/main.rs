@@ -12,8 +12,11 @@
 mod calllog;
 mod calls;
 mod curl;
+mod declare;
 mod expiry;
 mod failclosed;
 mod harness;
 mod headers;
+mod live;
 mod refunds;
+mod websocket;

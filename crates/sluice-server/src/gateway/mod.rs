@@ -2,8 +2,11 @@
 //! list and end them, and what both gateways share: the [`Hold`] a session or a streaming
 //! HTTP response has on its grant, and the [`watch`] that ends it with the grant. The
 //! PostgreSQL gateway registers each admitted session and removes it at its end; the stored
-//! record and the session log are in the store.
+//! record and the session log are in the store. The HTTP gateway's services and calls in
+//! progress are in [`http_live`], its services' rules in [`http_spec`].
 
+pub mod http_live;
+pub mod http_spec;
 pub mod spec;
 mod watch;
 

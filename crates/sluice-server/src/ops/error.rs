@@ -116,6 +116,13 @@ pub enum Missing {
     LiveSession(String),
     #[error("no gateway database {0} declared through the API")]
     ApiDatabase(String),
+    #[error("no HTTP service {0} declared through the API")]
+    ApiService(String),
+    /// A call through the HTTP gateway that is not (or no longer) in progress here.
+    #[error(
+        "no call {0} in progress on this instance; `sluice gateway sessions` lists those that are"
+    )]
+    LiveCall(String),
 }
 
 /// What an operation collides with.
@@ -138,6 +145,13 @@ pub enum Clash {
         if *removing { "remove" } else { "change" }
     )]
     DeclaredInConfig { name: String, removing: bool },
+    /// An HTTP service of this instance's config file, which the API neither replaces nor
+    /// removes.
+    #[error(
+        "http:{name} is declared in this instance's config file; {} it there",
+        if *removing { "remove" } else { "change" }
+    )]
+    ServiceInConfig { name: String, removing: bool },
 }
 
 /// Which part of a request's input is refused.
@@ -185,6 +199,8 @@ pub enum Input {
     Request,
     /// A scope pattern.
     Scope,
+    /// An HTTP gateway service declaration.
+    Service,
     /// A status to filter by.
     Status,
     /// A JSON string longer than the server reads.

@@ -9,6 +9,7 @@ pub mod error;
 pub mod flag_changes;
 pub mod flags;
 pub mod gateway;
+pub mod http_gateway;
 pub mod layers;
 pub mod readers;
 pub mod schedule;

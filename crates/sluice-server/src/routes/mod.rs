@@ -295,6 +295,13 @@ fn administrative() -> OpenApiRouter<App> {
         .routes(routes!(gateway::databases))
         .routes(routes!(gateway::declare_database, gateway::remove_database))
         .routes(routes!(http_gateway::calls))
+        .routes(routes!(http_gateway::services))
+        .routes(routes!(
+            http_gateway::declare_service,
+            http_gateway::remove_service
+        ))
+        .routes(routes!(http_gateway::sessions))
+        .routes(routes!(http_gateway::kill))
         .routes(routes!(admin::whoami))
         // A policy source is one string as long as the body allows.
         .routes(routes!(admin::apply, admin::current).map(|m| {

@@ -193,6 +193,7 @@ fn table(w: &World) -> Vec<(&'static str, String, [u16; 4])> {
             "/v1/http/calls?service=billing".into(),
             ALL,
         ),
+        ("/v1/http/sessions", "/v1/http/sessions".into(), ALL),
         ("/v1/whoami", "/v1/whoami".into(), ALL),
         // One thing by id: 404 to whoever may not see it, as if it did not exist.
         (
@@ -217,6 +218,7 @@ fn table(w: &World) -> Vec<(&'static str, String, [u16; 4])> {
         ("/v1/audit/export", "/v1/audit/export".into(), AUDIT),
         ("/v1/audit/stream", "/v1/audit/stream".into(), AUDIT),
         ("/v1/db/databases", "/v1/db/databases".into(), AUDIT),
+        ("/v1/http/services", "/v1/http/services".into(), AUDIT),
         // Flag configuration: readable with any API token (see README, "Who sees what").
         ("/v1/environments", "/v1/environments".into(), ALL),
         (

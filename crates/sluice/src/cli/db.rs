@@ -1,4 +1,5 @@
-//! `sluice db …`: the PostgreSQL gateway from the command line.
+//! `sluice db …`: the PostgreSQL gateway from the command line; `sluice gateway …`: the HTTP
+//! gateway.
 
 use clap::Subcommand;
 
@@ -73,6 +74,62 @@ pub enum DbCommand {
 /// `sluice gateway …`: the HTTP gateway.
 #[derive(Debug, Subcommand)]
 pub enum GatewayCommand {
+    /// The services the HTTP gateway fronts: this server's config file's and those declared
+    /// through the API (administrators and auditors). Credentials are shown by their source
+    /// only (`env:VAR`, `file:NAME`), never their value.
+    Services,
+    /// Declare (or replace) a service through the API (administrators; audited as
+    /// `http.service.declared`). Every instance's gateway serves it at once, without a
+    /// restart; a name declared in a config file is refused (change it there).
+    #[command(after_help = "Example:\n  \
+        export SLUICE_HTTP_PAYMENTS=\"Bearer …\"   # on every server, before it starts\n  \
+        sluice gateway declare payments-admin --upstream http://10.0.0.7:8080 \\\n      \
+        --credential-env SLUICE_HTTP_PAYMENTS --timeout 10s --max-body-bytes 65536\n\n\
+        Callers then reach it as http://GATEWAY/payments-admin/…, decided as `METHOD path` on \
+        the resource http:payments-admin.")]
+    Declare {
+        /// The service: callers reach `/NAME/…` and it is the resource `http:NAME`.
+        name: String,
+        /// The upstream's base URL (`http://10.0.0.7:8080`, or with a path prefix).
+        #[arg(long)]
+        upstream: String,
+        /// The header the upstream reads the credential from.
+        #[arg(long, default_value = "authorization")]
+        credential_header: String,
+        /// The environment variable (under `SLUICE_HTTP_`, exported to every server) holding
+        /// the header's whole value, e.g. `Bearer …`.
+        #[arg(long, conflicts_with = "credential_file")]
+        credential_env: Option<String>,
+        /// A file name in the servers' `--http-credentials-dir` holding the header's value.
+        #[arg(long)]
+        credential_file: Option<String>,
+        /// Longest wait for the upstream's response headers.
+        #[arg(long, default_value = "30s")]
+        timeout: String,
+        /// Largest request body forwarded, in bytes.
+        #[arg(long, default_value_t = 1024 * 1024)]
+        max_body_bytes: u64,
+        /// `before`: each call is in the audit trail before it is forwarded (fail-closed);
+        /// `after`: recorded once its response is over, best effort (for busy read APIs).
+        #[arg(long, default_value = "before", value_parser = ["before", "after"])]
+        audit: String,
+    },
+    /// Remove a service declared through the API (administrators; audited). Calls in
+    /// progress run on until their grants end; no new one is admitted.
+    Remove {
+        /// The service's name.
+        name: String,
+    },
+    /// Calls in progress through the HTTP gateway — responses being relayed, WebSockets
+    /// open — with their grant and the time it has left (yours; all for administrators and
+    /// auditors). Listed by the server you ask, for its own gateway.
+    Sessions,
+    /// End a call in progress now (administrators; audited as `http.call.killed`): its
+    /// response or WebSocket is cut at once.
+    Kill {
+        /// The call id (`htc-…`), as `sluice gateway sessions` lists it.
+        id: String,
+    },
     /// Recent calls to one service through the HTTP gateway, and those it refused (yours;
     /// all for administrators and auditors), oldest first, from its audited call log.
     Calls {

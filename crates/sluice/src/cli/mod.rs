@@ -151,7 +151,8 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
-    /// The HTTP gateway: recent calls through it.
+    /// The HTTP gateway: its services (list, declare, remove), the calls in progress (list,
+    /// kill) and recent calls.
     Gateway {
         #[command(subcommand)]
         command: GatewayCommand,
@@ -197,9 +198,16 @@ pub struct ServeArgs {
     #[arg(long, env = "SLUICE_PG_LISTEN")]
     pub pg_listen: Option<String>,
     /// Also serve the HTTP gateway on this address (e.g. `127.0.0.1:8081`); the services it
-    /// fronts are declared in the config file's `http_services:` section.
+    /// fronts are declared in the config file's `http_services:` section or through the API
+    /// (`sluice gateway declare`).
     #[arg(long, env = "SLUICE_HTTP_GATEWAY_LISTEN")]
     pub http_gateway_listen: Option<String>,
+    /// Where the HTTP gateway reads a credential file that a service declared through the
+    /// API names (`value_file`, a bare file name in this directory): only what you put here
+    /// can be sent upstream that way. Without it, declare credentials with `value_env`
+    /// (`SLUICE_HTTP_…` variables).
+    #[arg(long, env = "SLUICE_HTTP_CREDENTIALS_DIR")]
+    pub http_credentials_dir: Option<PathBuf>,
     /// Append every signed audit checkpoint to this file (JSON Lines, fsynced): put it on
     /// another volume than the database, so that `sluice audit verify --witness FILE` finds a
     /// trail cut short even by someone who holds the database.

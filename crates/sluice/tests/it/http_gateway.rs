@@ -1,13 +1,15 @@
 //! The HTTP gateway through the real binary: `sluice serve --config` with `http_services:`,
 //! the example policy's refunds story (`ci-bot`, auto-approved for ten minutes), a call
-//! through the gateway, and `sluice gateway calls` listing it.
+//! through the gateway, and `sluice gateway calls` listing it; a service declared, listed and
+//! removed with `sluice gateway declare / services / remove`, and a call in progress listed and
+//! killed with `sluice gateway sessions / kill`.
 
 use crate::harness::{free_port, Serve, ADMIN_TOKEN};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// An upstream that answers every request `200 ok` and sends back, one per line, the request
-/// heads it received.
+/// An upstream that answers every request `200 ok` (`POST /v1/refunds/slow` after 3 s) and
+/// sends back, one per line, the request heads it received.
 async fn upstream() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -26,7 +28,12 @@ async fn upstream() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
                         Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
-                let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let slow = head.starts_with("POST /v1/refunds/slow ");
+                let _ = tx.send(head);
+                if slow {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
                 let _ = s
                     .write_all(
                         b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
@@ -138,4 +145,136 @@ http_services:
         table.contains("POST /v1/refunds/42") && table.contains("ci-bot"),
         "{table}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_declared_and_calls_killed_through_the_cli() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (up_port, mut heads) = upstream().await;
+    let gw_port = free_port();
+    let creds = dir.path().join("http-credentials");
+    std::fs::create_dir(&creds).expect("mkdir");
+    std::fs::write(creds.join("payments.key"), "Bearer it-file-key\n").expect("write key");
+    let s = Serve::start_with(
+        dir.path(),
+        &[
+            "--http-gateway-listen",
+            &format!("127.0.0.1:{gw_port}"),
+            "--http-credentials-dir",
+            creds.to_str().expect("utf-8"),
+        ],
+    )
+    .await;
+    let admin = Some(ADMIN_TOKEN);
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/policy.yaml");
+    s.ok(admin, &["apply", "-f", policy, "--yes"]).await;
+
+    let help = s.ok(None, &["gateway", "declare", "--help"]).await;
+    for part in [
+        "--upstream",
+        "--credential-env",
+        "--credential-file",
+        "SLUICE_HTTP_",
+        "Example:",
+    ] {
+        assert!(help.contains(part), "{part} missing from:\n{help}");
+    }
+    let v = s.json(admin, &["gateway", "services"]).await;
+    assert_eq!(v["services"], serde_json::json!([]), "{v}");
+
+    let out = s
+        .ok(
+            admin,
+            &[
+                "gateway",
+                "declare",
+                "payments-admin",
+                "--upstream",
+                &format!("http://127.0.0.1:{up_port}"),
+                "--credential-file",
+                "payments.key",
+                "--timeout",
+                "10s",
+            ],
+        )
+        .await;
+    assert!(out.contains("declared http:payments-admin"), "{out}");
+    let table = s.ok(admin, &["gateway", "services"]).await;
+    assert!(
+        table.contains("http:payments-admin")
+            && table.contains("file:payments.key")
+            && table.contains("api"),
+        "{table}"
+    );
+    assert!(!table.contains("it-file-key"), "{table}");
+
+    let bot = s
+        .ok(
+            admin,
+            &["tokens", "create", "--name", "ci", "--principal", "ci-bot"],
+        )
+        .await
+        .trim()
+        .to_owned();
+    s.ok(
+        Some(&bot),
+        &[
+            "access",
+            "request",
+            "refunds-admin",
+            "--for",
+            "10m",
+            "--reason",
+            "refunds",
+        ],
+    )
+    .await;
+    // A call that waits for the upstream: in progress, listed, killed.
+    let url = format!("http://127.0.0.1:{gw_port}/payments-admin/v1/refunds/slow");
+    let caller = bot.clone();
+    let waiting = tokio::spawn(async move {
+        let r = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(caller)
+            .send()
+            .await
+            .expect("sent");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    });
+    let head = heads.recv().await.expect("the upstream got the call");
+    assert!(
+        head.contains("authorization: Bearer it-file-key\r\n"),
+        "{head}"
+    );
+    let live = s.json(admin, &["gateway", "sessions"]).await;
+    let call = &live["calls"][0];
+    assert_eq!(call["principal"], "ci-bot", "{live}");
+    assert_eq!(call["path"], "/v1/refunds/slow", "{live}");
+    let id = call["id"].as_str().expect("id").to_owned();
+    let table = s.ok(admin, &["gateway", "sessions"]).await;
+    assert!(
+        table.contains(&id) && table.contains("POST /v1/refunds/slow"),
+        "{table}"
+    );
+    let out = s.ok(admin, &["gateway", "kill", &id]).await;
+    assert!(out.contains(&format!("killed {id}")), "{out}");
+    let (status, body) = waiting.await.expect("joined");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("access_ended"), "{body}");
+    let r = s.cli(admin, &["gateway", "kill", &id]).await;
+    assert!(!r.success && r.stderr.contains("no call"), "{r:?}");
+
+    let out = s.ok(admin, &["gateway", "remove", "payments-admin"]).await;
+    assert!(out.contains("removed http:payments-admin"), "{out}");
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{gw_port}/payments-admin/v1/refunds/1"
+        ))
+        .bearer_auth(&bot)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 404);
+    let v = s.json(admin, &["gateway", "services"]).await;
+    assert_eq!(v["services"], serde_json::json!([]), "{v}");
 }
