@@ -34,6 +34,9 @@ pub struct DeclaredService {
 pub struct HttpServices {
     configured: Mutex<Vec<ServiceConfig>>,
     declared: watch::Sender<Arc<Vec<DeclaredService>>>,
+    /// Held from the read to the publication, so a reload that read earlier never publishes
+    /// over one that read later.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Default for HttpServices {
@@ -41,6 +44,7 @@ impl Default for HttpServices {
         HttpServices {
             configured: Mutex::new(Vec::new()),
             declared: watch::channel(Arc::new(Vec::new())).0,
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -72,6 +76,7 @@ impl HttpServices {
     /// Reads the API's services from the store and hands them on if they changed. A stored
     /// declaration that no longer reads is left out and said in the log.
     pub async fn reload(&self, store: &Store) -> Result<(), StoreError> {
+        let _one_at_a_time = self.reloading.lock().await;
         let mut loaded = Vec::new();
         for d in store.http_services().await? {
             match serde_json::from_str::<ServiceConfig>(&d.spec) {
