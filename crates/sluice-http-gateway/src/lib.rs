@@ -37,9 +37,9 @@ pub(crate) type Watch =
 
 pub(crate) struct Shared {
     app: App,
-    /// The services served now: swapped whole when one is declared or removed through the
-    /// API; a call reads it without a lock.
-    services: arc_swap::ArcSwap<services::Services>,
+    /// The services served now: rebuilt when one is declared or removed through the API; a
+    /// call reads them without a lock or a store read.
+    services: services::Served,
     client: reqwest::Client,
     log: record::CallLog,
 }
@@ -63,14 +63,14 @@ impl HttpGateway {
             .no_proxy()
             .connect_timeout(std::time::Duration::from_secs(5))
             .build()?;
+        let services = services::Served::start(&app, catalog).await?;
         let listener = TcpListener::bind(config.listen).await?;
         let shared = Arc::new(Shared {
             log: record::CallLog::start(app.clone()),
-            services: arc_swap::ArcSwap::from_pointee(services::Services::default()),
+            services,
             app,
             client,
         });
-        services::follow(&shared, catalog).await?;
         Ok(HttpGateway { shared, listener })
     }
 

@@ -51,7 +51,7 @@ pub(crate) async fn handle(
     let client = peer.to_string();
     // One read of the services for the whole call: a declaration meanwhile applies to the
     // next one.
-    let service = shared.services.load().get(name).cloned();
+    let service = shared.services.current(app).map.get(name).cloned();
     // Refusals are listed beside the calls of a declared service (not of any name sent).
     let declared = service.is_some();
     let refuse = |r: Refusal| {

@@ -1,11 +1,12 @@
 //! The services the gateway serves: its config file's, checked at start, and those declared
-//! through the API, followed as they change (`sluice_server::gateway::http_live`). A name in
+//! through the API, rebuilt by the first call after they change
+//! (`sluice_server::gateway::http_live`). A name in
 //! both is served from the config file (the API refuses to declare it).
 
 use crate::config::{CredentialSource, ServiceConfig, ServiceConfigExt};
-use crate::Shared;
 use axum::http::HeaderName;
 use sluice_server::gateway::http_live::DeclaredService;
+use sluice_server::App;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -107,30 +108,57 @@ impl Catalog {
     }
 }
 
-/// Publishes the config file's services, loads the API's, and follows their changes for as
-/// long as the gateway lives.
-pub(crate) async fn follow(shared: &Arc<Shared>, catalog: Catalog) -> anyhow::Result<()> {
-    let registry = &shared.app.http_gateway.services;
-    registry.publish_configured(catalog.configs());
-    let mut changes = registry.subscribe();
-    registry.reload(&shared.app.store).await?;
-    let declared = changes.borrow_and_update().clone();
-    shared.services.store(Arc::new(catalog.with(&declared)));
-    let gateway = Arc::downgrade(shared);
-    tokio::spawn(async move {
-        while changes.changed().await.is_ok() {
-            let declared = changes.borrow_and_update().clone();
-            let Some(shared) = gateway.upgrade() else {
-                break;
-            };
-            let services = catalog.with(&declared);
-            tracing::info!(
-                services = services.len(),
-                "the http gateway now serves {} services",
-                services.len()
-            );
-            shared.services.store(Arc::new(services));
+/// The services served now, and the generation of the API's list they were built from.
+pub(crate) struct Built {
+    generation: u64,
+    pub(crate) map: Services,
+}
+
+/// What the gateway serves: the config file's services and the API's, rebuilt when the API's
+/// change.
+pub(crate) struct Served {
+    catalog: Catalog,
+    built: arc_swap::ArcSwap<Built>,
+    rebuilding: std::sync::Mutex<()>,
+}
+
+impl Served {
+    /// Publishes the config file's services and loads the API's.
+    pub(crate) async fn start(app: &App, catalog: Catalog) -> anyhow::Result<Served> {
+        let registry = &app.http_gateway.services;
+        registry.publish_configured(catalog.configs());
+        registry.reload(&app.store).await?;
+        let (generation, declared) = registry.declared();
+        let map = catalog.with(&declared);
+        Ok(Served {
+            catalog,
+            built: arc_swap::ArcSwap::from_pointee(Built { generation, map }),
+            rebuilding: std::sync::Mutex::new(()),
+        })
+    }
+
+    /// The services as of now: one atomic load to see that nothing changed; after a change
+    /// (declared or removed through the API, here or elsewhere) the first call rebuilds.
+    pub(crate) fn current(&self, app: &App) -> Arc<Built> {
+        let registry = &app.http_gateway.services;
+        let built = self.built.load_full();
+        if built.generation == registry.generation() {
+            return built;
         }
-    });
-    Ok(())
+        let _one = self.rebuilding.lock().unwrap_or_else(|e| e.into_inner());
+        let built = self.built.load_full();
+        let (generation, declared) = registry.declared();
+        if built.generation == generation {
+            return built;
+        }
+        let map = self.catalog.with(&declared);
+        tracing::info!(
+            services = map.len(),
+            "the http gateway now serves {} services",
+            map.len()
+        );
+        let built = Arc::new(Built { generation, map });
+        self.built.store(built.clone());
+        built
+    }
 }

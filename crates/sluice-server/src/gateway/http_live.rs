@@ -8,7 +8,7 @@ use super::Hold;
 use chrono::{DateTime, Utc};
 use sluice_store::{Store, StoreError};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -29,7 +29,7 @@ pub struct DeclaredService {
 
 /// The services: this instance's config file's (published when the gateway binds) and the
 /// API's, reloaded from the store when one is declared or removed here, or when another
-/// instance's change moves the access revision.
+/// instance's change moves the access revision, and numbered by generation.
 #[derive(Debug)]
 pub struct HttpServices {
     configured: Mutex<Vec<ServiceConfig>>,
@@ -37,6 +37,12 @@ pub struct HttpServices {
     /// Held from the read to the publication, so a reload that read earlier never publishes
     /// over one that read later.
     reloading: tokio::sync::Mutex<()>,
+    /// Moved (inside the publication) by every change: a gateway compares it per call, one
+    /// atomic load, and rebuilds its map when it moved — so a change is served as soon as
+    /// `reload` returns.
+    generation: AtomicU64,
+    /// A gateway on this instance serves these services.
+    followed: AtomicBool,
 }
 
 impl Default for HttpServices {
@@ -45,14 +51,18 @@ impl Default for HttpServices {
             configured: Mutex::new(Vec::new()),
             declared: watch::channel(Arc::new(Vec::new())).0,
             reloading: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
+            followed: AtomicBool::new(false),
         }
     }
 }
 
 impl HttpServices {
-    /// Records the services the config file declares (called when the gateway binds).
+    /// Records the services the config file declares (called when the gateway binds, which
+    /// then follows the API's).
     pub fn publish_configured(&self, services: Vec<ServiceConfig>) {
         *self.configured.lock().unwrap_or_else(|e| e.into_inner()) = services;
+        self.followed.store(true, Ordering::Release);
     }
 
     /// The services this instance's config file declares.
@@ -63,14 +73,21 @@ impl HttpServices {
             .clone()
     }
 
-    /// The API's services as last loaded, and each change after (the gateway's feed).
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Vec<DeclaredService>>> {
-        self.declared.subscribe()
+    /// Which publication of the API's services is the newest.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The API's services as last loaded, with their generation (read first: a newer list
+    /// under an older number only makes the gateway rebuild once more).
+    pub fn declared(&self) -> (u64, Arc<Vec<DeclaredService>>) {
+        let generation = self.generation();
+        (generation, self.declared.borrow().clone())
     }
 
     /// Whether a gateway on this instance follows the API's services.
     pub fn followed(&self) -> bool {
-        self.declared.receiver_count() > 0
+        self.followed.load(Ordering::Acquire)
     }
 
     /// Reads the API's services from the store and hands them on if they changed. A stored
@@ -95,6 +112,9 @@ impl HttpServices {
                 return false;
             }
             *current = Arc::new(loaded);
+            // INVARIANT: moved while the new list is held under the channel's lock, so whoever
+            // reads the new number then the list gets the new list.
+            self.generation.fetch_add(1, Ordering::AcqRel);
             true
         });
         Ok(())
