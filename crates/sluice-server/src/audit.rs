@@ -225,9 +225,26 @@ pub type ExportBody = tokio_stream::wrappers::ReceiverStream<Result<Vec<u8>, std
 /// The checkpoint is made before the body starts (a refusal is an error response); the body
 /// then streams a page at a time. If reading fails half-way the body ends with an error, so
 /// the client sees a broken transfer rather than a short export.
-pub async fn export(app: &App, since: Option<DateTime<Utc>>) -> Result<ExportBody, ApiError> {
-    checkpoint(app).await?;
-    let signed = app.store.latest_checkpoint().await?.map_or(0, |c| c.seq);
+///
+/// With `until`, the export stops at the first signed checkpoint at or after the last entry
+/// written before `until` (a checkpoint follows every committed batch, so at most a batch's
+/// later entries come with it): an export that ends anywhere else could not be verified.
+pub async fn export(
+    app: &App,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Result<ExportBody, ApiError> {
+    let signed = match until {
+        Some(until) => signed_through(app, until).await?,
+        None => None,
+    };
+    let signed = match signed {
+        Some(seq) => seq,
+        None => {
+            checkpoint(app).await?;
+            app.store.latest_checkpoint().await?.map_or(0, |c| c.seq)
+        }
+    };
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     let store = app.store.clone();
     tokio::spawn(async move {
@@ -238,6 +255,25 @@ pub async fn export(app: &App, since: Option<DateTime<Utc>>) -> Result<ExportBod
         }
     });
     Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// The first checkpoint that signs the last entry before `until`: `Some(0)` when there is no
+/// such entry (an empty export), `None` when no checkpoint signs it yet (make one).
+async fn signed_through(app: &App, until: DateTime<Utc>) -> Result<Option<i64>, ApiError> {
+    let last = app
+        .store
+        .audit_entries(&AuditQuery {
+            until: Some(until),
+            limit: 1,
+            newest: true,
+            ..AuditQuery::default()
+        })
+        .await?;
+    let Some(last) = last.first() else {
+        return Ok(Some(0));
+    };
+    let next = app.store.checkpoints_page(last.seq - 1, 1).await?;
+    Ok(next.first().map(|c| c.seq))
 }
 
 /// Writes the entries up to `signed` (at or after `since`) and the checkpoints from the first

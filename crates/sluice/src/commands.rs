@@ -252,9 +252,12 @@ pub async fn audit(cmd: AuditCommand, r: Remote) -> anyhow::Result<()> {
                 );
             })
         }
-        AuditCommand::Export { since, out } => {
+        AuditCommand::Export { since, until, out } => {
             // Streamed: an export is the whole trail, not held in memory at once.
-            let path = endpoint(&["v1", "audit", "export"], &[("since", since)]);
+            let path = endpoint(
+                &["v1", "audit", "export"],
+                &[("since", since), ("until", until)],
+            );
             match out {
                 Some(file) => {
                     let mut f = std::fs::File::create(&file)

@@ -196,12 +196,13 @@ async fn main() -> anyhow::Result<()> {
 
     println!("page weight (HTML as served; assets once per browser):");
     let alice_cookie = session(&base, &alice).await;
-    let pages: [(&str, &str); 7] = [
+    let pages: [(&str, &str); 8] = [
         ("/ui/sign-in", ""),
         ("/ui/inbox", bob_cookie.as_str()),
         ("/ui/access", alice_cookie.as_str()),
         ("/ui/flags?env=production", alice_cookie.as_str()),
         ("/ui/audit", admin_cookie.as_str()),
+        ("/ui/sessions", admin_cookie.as_str()),
         ("/ui/assets/console.css", ""),
         ("/ui/assets/console.js", ""),
     ];

@@ -1,10 +1,9 @@
 //! My access: the request form, my pending requests, my live grants with their countdown.
 
-use super::page::{self, Chrome, ConsoleError, RequestRow};
-use super::session::{CsrfForm, Signed};
+use super::page::{self, Chrome, ConsoleError, NoticeQuery, RequestRow};
+use super::session::Signed;
 use super::Console;
 use crate::error::ApiError;
-use crate::ops::access::Ending;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -37,8 +36,8 @@ pub struct AccessPage {
     pub error: Option<String>,
     pub csrf: String,
     pub offers: Vec<Offer>,
-    pub pending: Vec<RequestRow>,
-    pub grants: Vec<RequestRow>,
+    /// The part the script re-fetches when access moves.
+    pub live: AccessLive,
 }
 
 #[derive(Template)]
@@ -99,10 +98,7 @@ fn offers(c: &Console, signed: &Signed) -> Vec<Offer> {
 }
 
 /// My newest 50 pending requests and my live grants (soonest to end first).
-async fn live(
-    c: &Console,
-    signed: &Signed,
-) -> Result<(Vec<RequestRow>, Vec<RequestRow>), ConsoleError> {
+async fn live(c: &Console, signed: &Signed) -> Result<AccessLive, ConsoleError> {
     let me = &signed.caller.name;
     let policy = c.app.policy();
     let now = c.app.now();
@@ -131,12 +127,11 @@ async fn live(
         .collect();
     active.sort_by_key(|r| r.expires_at);
     let grants = active.iter().map(|r| page::row(r, &policy, now)).collect();
-    Ok((pending, grants))
-}
-
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    notice: Option<String>,
+    Ok(AccessLive {
+        csrf: signed.csrf.clone(),
+        pending,
+        grants,
+    })
 }
 
 async fn render_page(
@@ -146,21 +141,15 @@ async fn render_page(
     notice: Option<&'static str>,
     error: Option<String>,
 ) -> Result<Response, ConsoleError> {
-    let (pending, grants) = live(c, signed).await?;
     Ok(page::render(
         status,
         &AccessPage {
-            chrome: Chrome {
-                who: signed.caller.name.clone(),
-                csrf: signed.csrf.clone(),
-                active: "access",
-            },
+            chrome: Chrome::new(signed, "access"),
             notice,
             error,
             csrf: signed.csrf.clone(),
             offers: offers(c, signed),
-            pending,
-            grants,
+            live: live(c, signed).await?,
         },
     ))
 }
@@ -181,15 +170,7 @@ pub async fn page(
 }
 
 pub async fn fragment(State(c): State<Console>, signed: Signed) -> Result<Response, ConsoleError> {
-    let (pending, grants) = live(&c, &signed).await?;
-    Ok(page::render(
-        StatusCode::OK,
-        &AccessLive {
-            csrf: signed.csrf,
-            pending,
-            grants,
-        },
-    ))
+    Ok(page::render(StatusCode::OK, &live(&c, &signed).await?))
 }
 
 #[derive(Deserialize)]
@@ -214,85 +195,43 @@ pub async fn request(
     Form(form): Form<RequestForm>,
 ) -> Result<Response, ConsoleError> {
     signed.check_form(&headers, &form.csrf)?;
-    let opened = async {
-        let duration =
-            match form.duration.trim() {
-                "" => None,
-                d => Some(Duration::parse(d).map_err(|e| {
-                    ApiError::bad_request(crate::ops::Input::Duration, e.to_string())
-                })?),
-            };
-        let ticket = Some(form.ticket.trim().to_owned()).filter(|t| !t.is_empty());
+    let opened: Result<_, ApiError> = async {
         let input = RequestInput {
             entitlement: form.entitlement,
             scopes: None,
-            duration,
+            duration: duration(&form.duration)?,
             reason: form.reason,
-            ticket,
+            ticket: Some(form.ticket.trim().to_owned()).filter(|t| !t.is_empty()),
             break_glass: false,
         };
-        c.app
-            .open_request(&signed.caller, input, None)
-            .await
-            .map_err(ApiError::from)
+        Ok(c.app.open_request(&signed.caller, input, None).await?)
     }
     .await;
-    match opened {
-        Ok(_) => Ok(Redirect::to("/ui/access?notice=requested").into_response()),
-        Err(e) => render_page(&c, &signed, e.status(), None, Some(e.to_string())).await,
+    answer(&c, &signed, opened, "requested").await
+}
+
+/// A duration from a form: empty for the entitlement's default.
+fn duration(text: &str) -> Result<Option<Duration>, ApiError> {
+    match text.trim() {
+        "" => Ok(None),
+        d => Duration::parse(d)
+            .map(Some)
+            .map_err(|e| ApiError::bad_request(crate::ops::Input::Duration, e.to_string())),
     }
 }
 
-async fn end(
-    c: Console,
-    signed: Signed,
-    headers: HeaderMap,
-    id: String,
-    csrf: String,
-    ending: Ending,
+/// After a form that opens a request: back to the page with `notice`, or the page again
+/// with the refusal above the form.
+async fn answer(
+    c: &Console,
+    signed: &Signed,
+    opened: Result<sluice_core::access::AccessRequest, ApiError>,
     notice: &str,
 ) -> Result<Response, ConsoleError> {
-    signed.check_form(&headers, &csrf)?;
-    c.app.end_request(&signed.caller, &id, ending).await?;
-    Ok(Redirect::to(&format!("/ui/access?notice={notice}")).into_response())
-}
-
-pub async fn cancel(
-    State(c): State<Console>,
-    signed: Signed,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, ConsoleError> {
-    end(
-        c,
-        signed,
-        headers,
-        id,
-        form.csrf,
-        Ending::Cancel,
-        "cancelled",
-    )
-    .await
-}
-
-pub async fn relinquish(
-    State(c): State<Console>,
-    signed: Signed,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, ConsoleError> {
-    end(
-        c,
-        signed,
-        headers,
-        id,
-        form.csrf,
-        Ending::Relinquish,
-        "relinquished",
-    )
-    .await
+    match opened {
+        Ok(_) => Ok(Redirect::to(&format!("/ui/access?notice={notice}")).into_response()),
+        Err(e) => render_page(c, signed, e.status(), None, Some(e.to_string())).await,
+    }
 }
 
 #[derive(Deserialize)]
@@ -315,36 +254,23 @@ pub async fn extend(
     Form(form): Form<ExtendForm>,
 ) -> Result<Response, ConsoleError> {
     signed.check_form(&headers, &form.csrf)?;
-    let opened = async {
+    let opened: Result<_, ApiError> = async {
         let old = c
             .app
             .store
             .request(&id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no grant {id}")))?;
-        let duration =
-            match form.duration.trim() {
-                "" => None,
-                d => Some(Duration::parse(d).map_err(|e| {
-                    ApiError::bad_request(crate::ops::Input::Duration, e.to_string())
-                })?),
-            };
         let input = RequestInput {
             entitlement: old.entitlement.clone(),
             scopes: Some(old.scopes.clone()),
-            duration,
+            duration: duration(&form.duration)?,
             reason: form.reason,
             ticket: old.ticket,
             break_glass: false,
         };
-        c.app
-            .open_request(&signed.caller, input, Some(&id))
-            .await
-            .map_err(ApiError::from)
+        Ok(c.app.open_request(&signed.caller, input, Some(&id)).await?)
     }
     .await;
-    match opened {
-        Ok(_) => Ok(Redirect::to("/ui/access?notice=extension").into_response()),
-        Err(e) => render_page(&c, &signed, e.status(), None, Some(e.to_string())).await,
-    }
+    answer(&c, &signed, opened, "extension").await
 }

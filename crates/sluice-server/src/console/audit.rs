@@ -1,14 +1,15 @@
-//! The audit trail: filter by actor, action, resource and time; each entry's details; the
-//! chain's verify status and its last signed checkpoint. For administrators and `auditors`,
-//! as `GET /v1/audit`.
+//! The audit trail: filter by actor, action, resource and time; each entry's details (a flag
+//! change's before and after as a diff); the chain's verify status and its last signed
+//! checkpoint; the export of a time range. For administrators and `auditors`, as
+//! `GET /v1/audit` and `GET /v1/audit/export`.
 
 use super::page::{self, Chrome, ConsoleError};
 use super::session::Signed;
 use super::Console;
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use sluice_store::AuditQuery;
@@ -24,6 +25,8 @@ pub struct EntryRow {
     pub resource: String,
     pub subject: String,
     pub details: String,
+    /// Before and after, for a flag change.
+    pub diff: Vec<super::diff::DiffLine>,
 }
 
 pub struct Verified {
@@ -112,6 +115,7 @@ pub async fn page(
             action: e.action,
             resource: e.resource.unwrap_or_default(),
             subject: e.subject_id.unwrap_or_default(),
+            diff: super::diff::of_details(&e.details),
             details: serde_json::to_string_pretty(&e.details).unwrap_or_default(),
         })
         .collect();
@@ -147,11 +151,7 @@ pub async fn page(
     Ok(page::render(
         StatusCode::OK,
         &AuditPage {
-            chrome: Chrome {
-                who: signed.caller.name.clone(),
-                csrf: signed.csrf.clone(),
-                active: "audit",
-            },
+            chrome: Chrome::new(&signed, "audit"),
             f,
             entries,
             head,
@@ -160,4 +160,36 @@ pub async fn page(
             shown: SHOWN,
         },
     ))
+}
+
+/// `GET /ui/audit/export?since=…&until=…`: the entries of that time range as a download, in
+/// the format of `sluice audit export` (the same function writes both), so that
+/// `sluice audit verify FILE --public-key …` checks it offline. The other filters do not
+/// narrow an export: a verifiable export is an unbroken run of the chain.
+pub async fn export(
+    State(c): State<Console>,
+    signed: Signed,
+    Query(f): Query<AuditFilter>,
+) -> Result<Response, ConsoleError> {
+    crate::routes::audit::require_auditor(&c.app, &signed.caller)?;
+    let (since, until) = (time(&f.since, "since")?, time(&f.until, "until")?);
+    let body = crate::audit::export(&c.app, since, until).await?;
+    let stamp = |t: Option<DateTime<Utc>>| {
+        t.map(|t| t.format("%Y%m%dT%H%M").to_string())
+            .unwrap_or_default()
+    };
+    let name = format!("sluice-audit-{}-{}.jsonl", stamp(since), stamp(until))
+        .replace("--", "-")
+        .replace("-.", ".");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response())
 }

@@ -1,15 +1,19 @@
 //! Flags: environments, each flag's state and default, the protected badge, and the toggle —
-//! offered with what allows it, or with the refusal that says what to request.
+//! offered with what allows it, or with the refusal that says what to request — and beside
+//! each flag its targets, rollout, proposals and scheduled changes (see `flag_layers`).
 
+use super::flag_layers::{self, Extras};
 use super::page::{self, Chrome, ConsoleError};
 use super::session::Signed;
 use super::Console;
+use crate::caller::Caller;
 use crate::ops::flag_changes::Authority;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sluice_api::flags::FlagChange;
 use sluice_core::duration::relative;
@@ -31,6 +35,7 @@ pub struct FlagRow {
     pub allowed_by: Option<String>,
     /// Otherwise, the refusal a toggle would meet (it names what to request).
     pub refusal: String,
+    pub extras: Extras,
 }
 
 #[derive(Template)]
@@ -43,6 +48,43 @@ pub struct FlagsPage {
     pub env: String,
     pub protected: bool,
     pub flags: Vec<FlagRow>,
+}
+
+/// What allows `action` on the flag now, or the refusal it would meet: the same check the
+/// change itself makes (`change_flag` → `authorize_flag`).
+pub fn authority(
+    c: &Console,
+    who: &Caller,
+    env: &str,
+    key: &str,
+    action: &str,
+    now: DateTime<Utc>,
+) -> (Option<String>, String) {
+    match c
+        .app
+        .authorize_flag(&who.name, who.admin, env, key, action, now)
+    {
+        Ok(Authority::Grant {
+            grant_id,
+            expires_at,
+        }) => (
+            Some(format!(
+                "your grant {grant_id} (ends {})",
+                relative(now, expires_at)
+            )),
+            String::new(),
+        ),
+        Ok(Authority::Admin) => (Some("you are an administrator".into()), String::new()),
+        Ok(_) => (Some("your standing permission".into()), String::new()),
+        Err(e) => (None, e.to_string()),
+    }
+}
+
+/// The flags page of `env` after a form, with `notice`, at the flag's card.
+pub fn back_to(env: &str, notice: &str, key: Option<&str>) -> String {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let anchor = key.map(|k| format!("#flag-{}", enc(k))).unwrap_or_default();
+    format!("/ui/flags?env={}&notice={notice}{anchor}", enc(env))
 }
 
 #[derive(Deserialize)]
@@ -70,6 +112,7 @@ pub async fn page(
         .unwrap_or_default();
     let now = app.now();
     let who = &signed.caller;
+    let mut extras = flag_layers::extras(&c, who, &env).await?;
     let flags = sets
         .into_iter()
         .find(|s| s.environment == env)
@@ -78,24 +121,7 @@ pub async fn page(
         .into_iter()
         .map(|f| {
             let d = &f.definition;
-            // The same check the change itself makes (`change_flag` → `authorize_flag`).
-            let (allowed_by, refusal) = match app
-                .authorize_flag(&who.name, who.admin, &env, &f.key, "toggle", now)
-            {
-                Ok(Authority::Grant {
-                    grant_id,
-                    expires_at,
-                }) => (
-                    Some(format!(
-                        "your grant {grant_id} (ends {})",
-                        relative(now, expires_at)
-                    )),
-                    String::new(),
-                ),
-                Ok(Authority::Admin) => (Some("you are an administrator".into()), String::new()),
-                Ok(_) => (Some("your standing permission".into()), String::new()),
-                Err(e) => (None, e.to_string()),
-            };
+            let (allowed_by, refusal) = authority(&c, who, &env, &f.key, "toggle", now);
             FlagRow {
                 enabled: d["state"].as_str() != Some("DISABLED"),
                 default_variant: d["defaultVariant"].as_str().unwrap_or("").to_owned(),
@@ -105,6 +131,7 @@ pub async fn page(
                     .unwrap_or_default(),
                 targeting: d.get("targeting").is_some_and(|t| !t.is_null()),
                 revision: f.revision,
+                extras: extras.remove(&f.key).unwrap_or_default(),
                 key: f.key,
                 allowed_by,
                 refusal,
@@ -122,11 +149,7 @@ pub async fn page(
     Ok(page::render(
         StatusCode::OK,
         &FlagsPage {
-            chrome: Chrome {
-                who: who.name.clone(),
-                csrf: signed.csrf.clone(),
-                active: "flags",
-            },
+            chrome: Chrome::new(&signed, "flags"),
             csrf: signed.csrf.clone(),
             notice: page::notice(q.notice.as_deref()),
             protected: policy.is_protected(&env),
@@ -173,9 +196,5 @@ pub async fn toggle(
             false,
         )
         .await?;
-    let to = format!(
-        "/ui/flags?env={}&notice=toggled",
-        url::form_urlencoded::byte_serialize(env.as_bytes()).collect::<String>()
-    );
-    Ok(Redirect::to(&to).into_response())
+    Ok(Redirect::to(&back_to(&env, "toggled", Some(&key))).into_response())
 }

@@ -1,15 +1,14 @@
-//! The inbox: pending access requests the signed-in person may approve now.
+//! The inbox: pending access requests the signed-in person may approve now, change requests
+//! (four eyes) they may approve, and break-glass grants waiting for their review.
 
-use super::page::{self, ChangeRow, Chrome, ConsoleError, RequestRow};
+use super::page::{self, ChangeRow, Chrome, ConsoleError, NoticeQuery, RequestRow};
 use super::session::Signed;
 use super::Console;
 use askama::Template;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
-use serde::Deserialize;
-use sluice_core::access::{authorize_vote, RequestStatus};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use sluice_core::access::{authorize_vote, review, RequestStatus};
 use sluice_store::RequestFilter;
 
 /// The most pending requests the inbox reads.
@@ -22,10 +21,8 @@ const SHOWN: usize = 50;
 pub struct InboxPage {
     pub chrome: Chrome,
     pub notice: Option<&'static str>,
-    pub csrf: String,
-    pub waiting: usize,
-    pub rows: Vec<RequestRow>,
-    pub changes: Vec<ChangeRow>,
+    /// The part the script re-fetches when access moves.
+    pub list: InboxList,
 }
 
 #[derive(Template)]
@@ -35,6 +32,8 @@ pub struct InboxList {
     pub waiting: usize,
     pub rows: Vec<RequestRow>,
     pub changes: Vec<ChangeRow>,
+    /// Break-glass grants the signed-in person may review.
+    pub reviews: Vec<RequestRow>,
 }
 
 /// Pending requests on which `authorize_vote` — the check the vote itself makes — lets the
@@ -66,6 +65,30 @@ async fn rows(c: &Console, signed: &Signed) -> Result<(usize, Vec<RequestRow>), 
     Ok((mine.len(), rows))
 }
 
+/// Break-glass grants still to be reviewed that `review` — the check the review itself makes,
+/// tried on a copy — lets the signed-in person review: not their own, only as an approver of
+/// the entitlement or an administrator. Oldest first.
+async fn reviews(c: &Console, signed: &Signed) -> Result<Vec<RequestRow>, ConsoleError> {
+    let filter = RequestFilter {
+        requester: None,
+        status: None,
+        needs_review: Some(true),
+        limit: Some(MAX_PENDING),
+        visible_to: None,
+    };
+    let waiting = c.app.visible_requests(&signed.caller, filter).await?;
+    let policy = c.app.policy();
+    let now = c.app.now();
+    let me = signed.caller.actor();
+    Ok(waiting
+        .iter()
+        .rev()
+        .filter(|r| review(&policy, &mut (*r).clone(), &me).is_ok())
+        .take(SHOWN)
+        .map(|r| page::row(r, &policy, now))
+        .collect())
+}
+
 /// Change requests (four eyes) the signed-in person may approve now, oldest first.
 async fn changes(c: &Console, signed: &Signed) -> Result<Vec<ChangeRow>, ConsoleError> {
     let now = c.app.now();
@@ -78,9 +101,15 @@ async fn changes(c: &Console, signed: &Signed) -> Result<Vec<ChangeRow>, Console
         .collect())
 }
 
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    notice: Option<String>,
+async fn list(c: &Console, signed: &Signed) -> Result<InboxList, ConsoleError> {
+    let (waiting, rows) = rows(c, signed).await?;
+    Ok(InboxList {
+        csrf: signed.csrf.clone(),
+        waiting,
+        rows,
+        changes: changes(c, signed).await?,
+        reviews: reviews(c, signed).await?,
+    })
 }
 
 pub async fn page(
@@ -88,118 +117,17 @@ pub async fn page(
     signed: Signed,
     Query(q): Query<NoticeQuery>,
 ) -> Result<Response, ConsoleError> {
-    let (waiting, rows) = rows(&c, &signed).await?;
-    let changes = changes(&c, &signed).await?;
+    let list = list(&c, &signed).await?;
     Ok(page::render(
         StatusCode::OK,
         &InboxPage {
-            waiting,
-            changes,
+            chrome: Chrome::new(&signed, "inbox"),
             notice: page::notice(q.notice.as_deref()),
-            csrf: signed.csrf.clone(),
-            chrome: Chrome {
-                who: signed.caller.name.clone(),
-                csrf: signed.csrf.clone(),
-                active: "inbox",
-            },
-            rows,
+            list,
         },
     ))
 }
 
 pub async fn fragment(State(c): State<Console>, signed: Signed) -> Result<Response, ConsoleError> {
-    let (waiting, rows) = rows(&c, &signed).await?;
-    let changes = changes(&c, &signed).await?;
-    Ok(page::render(
-        StatusCode::OK,
-        &InboxList {
-            waiting,
-            changes,
-            csrf: signed.csrf,
-            rows,
-        },
-    ))
-}
-
-#[derive(Deserialize)]
-pub struct VoteForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    comment: String,
-}
-
-async fn vote(
-    c: Console,
-    signed: Signed,
-    headers: HeaderMap,
-    id: String,
-    form: VoteForm,
-    approve: bool,
-) -> Result<Response, ConsoleError> {
-    signed.check_form(&headers, &form.csrf)?;
-    // The same operation as `POST /v1/requests/{id}/approve`: it refuses self-approval,
-    // a non-approver and a second vote, whatever the form says.
-    c.app
-        .vote(&signed.caller, &id, approve, form.comment)
-        .await?;
-    let notice = if approve { "approved" } else { "denied" };
-    Ok(Redirect::to(&format!("/ui/inbox?notice={notice}")).into_response())
-}
-
-pub async fn approve(
-    State(c): State<Console>,
-    signed: Signed,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<VoteForm>,
-) -> Result<Response, ConsoleError> {
-    vote(c, signed, headers, id, form, true).await
-}
-
-pub async fn deny(
-    State(c): State<Console>,
-    signed: Signed,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<VoteForm>,
-) -> Result<Response, ConsoleError> {
-    vote(c, signed, headers, id, form, false).await
-}
-
-async fn vote_change(
-    c: Console,
-    signed: Signed,
-    headers: HeaderMap,
-    id: String,
-    form: VoteForm,
-    approve: bool,
-) -> Result<Response, ConsoleError> {
-    signed.check_form(&headers, &form.csrf)?;
-    // The same operation as `POST /v1/proposals/{id}/approve`.
-    c.app
-        .vote_change(&signed.caller, &id, approve, &form.comment)
-        .await?;
-    let notice = if approve { "approved" } else { "denied" };
-    Ok(Redirect::to(&format!("/ui/inbox?notice={notice}")).into_response())
-}
-
-pub async fn approve_change(
-    State(c): State<Console>,
-    signed: Signed,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<VoteForm>,
-) -> Result<Response, ConsoleError> {
-    vote_change(c, signed, headers, id, form, true).await
-}
-
-pub async fn deny_change(
-    State(c): State<Console>,
-    signed: Signed,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<VoteForm>,
-) -> Result<Response, ConsoleError> {
-    vote_change(c, signed, headers, id, form, false).await
+    Ok(page::render(StatusCode::OK, &list(&c, &signed).await?))
 }

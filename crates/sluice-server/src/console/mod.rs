@@ -8,13 +8,18 @@
 //! fragment when `/ui/events` says something changed; every page works without it.
 
 mod access;
+mod acts;
 mod assets;
 mod audit;
+mod chart;
+mod diff;
 mod events;
+mod flag_layers;
 mod flags;
 mod inbox;
 mod page;
 mod session;
+mod sessions;
 
 use crate::app::App;
 use axum::extract::Request;
@@ -40,18 +45,22 @@ pub fn router(app: &App) -> Router<App> {
         .route("/sign-out", post(session::sign_out))
         .route("/inbox", get(inbox::page))
         .route("/fragments/inbox", get(inbox::fragment))
-        .route("/requests/{id}/approve", post(inbox::approve))
-        .route("/requests/{id}/deny", post(inbox::deny))
-        .route("/changes/{id}/approve", post(inbox::approve_change))
-        .route("/changes/{id}/deny", post(inbox::deny_change))
+        // approve, deny, review, cancel, relinquish (`extend` has a form of its own).
+        .route("/requests/{id}/{act}", post(acts::request))
+        .route("/requests/{id}/extend", post(access::extend))
+        .route("/changes/{id}/{verdict}", post(acts::change))
         .route("/access", get(access::page).post(access::request))
         .route("/fragments/access", get(access::fragment))
-        .route("/requests/{id}/cancel", post(access::cancel))
-        .route("/requests/{id}/relinquish", post(access::relinquish))
-        .route("/requests/{id}/extend", post(access::extend))
         .route("/flags", get(flags::page))
         .route("/flags/{env}/{key}/toggle", post(flags::toggle))
+        .route(
+            "/flags/{env}/{key}/rollout/{op}",
+            post(flag_layers::control),
+        )
+        .route("/sessions", get(sessions::page))
+        .route("/sessions/{id}", get(sessions::show))
         .route("/audit", get(audit::page))
+        .route("/audit/export", get(audit::export))
         .route("/events", get(events::stream))
         .route("/assets/{file}", get(assets::serve))
         .fallback(|| async { page::not_found() })

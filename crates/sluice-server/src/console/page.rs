@@ -13,8 +13,24 @@ use sluice_core::policy::Policy;
 pub struct Chrome {
     pub who: String,
     pub csrf: String,
-    /// Which tab is current: `inbox`, `access`, `flags`, `audit`.
+    /// Which tab is current: `inbox`, `access`, `flags`, `sessions`, `audit`.
     pub active: &'static str,
+}
+
+impl Chrome {
+    pub fn new(signed: &super::session::Signed, active: &'static str) -> Chrome {
+        Chrome {
+            who: signed.caller.name.clone(),
+            csrf: signed.csrf.clone(),
+            active,
+        }
+    }
+}
+
+/// `?notice=…` after a form (see [`notice`]).
+#[derive(serde::Deserialize)]
+pub struct NoticeQuery {
+    pub notice: Option<String>,
 }
 
 /// Renders `t` as HTML with `status`; a template that fails to render is a 500.
@@ -181,6 +197,10 @@ pub fn notice(key: Option<&str>) -> Option<&'static str> {
         "relinquished" => Some("Access given back."),
         "toggled" => Some("Flag changed."),
         "extension" => Some("More time requested."),
+        "reviewed" => Some("Marked as reviewed."),
+        "paused" => Some("Rollout paused."),
+        "resumed" => Some("Rollout resumed."),
+        "rolled-back" => Some("Rollout rolled back."),
         _ => None,
     }
 }
@@ -200,7 +220,7 @@ pub struct ChangeRow {
 }
 
 /// A flag change in words.
-fn describe(c: &sluice_api::flags::FlagChange) -> String {
+pub fn describe(c: &sluice_api::flags::FlagChange) -> String {
     use sluice_api::flags::FlagChange as C;
     match c {
         C::Put { .. } => "replace the whole definition".into(),

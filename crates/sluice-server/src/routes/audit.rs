@@ -117,6 +117,9 @@ pub struct ExportParams {
     /// Only entries at or after this time (RFC 3339). Verification of a partial export starts
     /// from its first entry's `prev_hash`.
     pub since: Option<DateTime<Utc>>,
+    /// Only entries before this time (RFC 3339), and those after it up to the first signed
+    /// checkpoint (at most one committed batch), so that the export verifies.
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// Export as JSON Lines: every entry, then the checkpoints, ending with a fresh signed one.
@@ -127,7 +130,7 @@ pub async fn export(
     crate::json::ApiQuery(p): crate::json::ApiQuery<ExportParams>,
 ) -> Result<impl IntoResponse, ApiError> {
     require_auditor(&app, &caller)?;
-    let body = crate::audit::export(&app, p.since).await?;
+    let body = crate::audit::export(&app, p.since, p.until).await?;
     Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         axum::body::Body::from_stream(body),

@@ -77,16 +77,27 @@ pub async fn list(
     crate::json::ApiQuery(p): crate::json::ApiQuery<SessionParams>,
 ) -> Result<Json<SessionList>, ApiError> {
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
-    let all = sees_all(&app, &caller);
-    let sessions = app
+    let sessions = sessions(&app, &caller, !p.all, limit).await?;
+    Ok(Json(SessionList { sessions }))
+}
+
+/// The sessions `caller` may see (their own; all for administrators and auditors): the live
+/// ones, or the newest `limit` of all.
+pub(crate) async fn sessions(
+    app: &App,
+    caller: &Caller,
+    live_only: bool,
+    limit: i64,
+) -> Result<Vec<SessionView>, ApiError> {
+    let all = sees_all(app, caller);
+    Ok(app
         .store
-        .gateway_sessions(!p.all, limit)
+        .gateway_sessions(live_only, limit)
         .await?
         .into_iter()
         .filter(|s| all || s.principal == caller.name)
-        .map(|s| view(&app, s))
-        .collect();
-    Ok(Json(SessionList { sessions }))
+        .map(|s| view(app, s))
+        .collect())
 }
 
 /// One gateway session with its statements and their times.
@@ -96,18 +107,24 @@ pub async fn show(
     ApiCaller(caller): ApiCaller,
     Path(id): Path<String>,
 ) -> Result<Json<SessionDetail>, ApiError> {
+    Ok(Json(detail(&app, &caller, &id).await?))
+}
+
+/// One session with its statements, if `caller` may see it; otherwise the same 404 as one
+/// that does not exist.
+pub(crate) async fn detail(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+) -> Result<SessionDetail, ApiError> {
     let not_found = || ApiError::NotFound(format!("no gateway session {id}"));
-    let s = app
-        .store
-        .gateway_session(&id)
-        .await?
-        .ok_or_else(not_found)?;
-    if !(s.principal == caller.name || sees_all(&app, &caller)) {
+    let s = app.store.gateway_session(id).await?.ok_or_else(not_found)?;
+    if !(s.principal == caller.name || sees_all(app, caller)) {
         return Err(not_found());
     }
     let statements = app
         .store
-        .gateway_statements(&id)
+        .gateway_statements(id)
         .await?
         .into_iter()
         .map(|st| {
@@ -126,10 +143,10 @@ pub async fn show(
             })
         })
         .collect::<Result<_, ApiError>>()?;
-    Ok(Json(SessionDetail {
-        session: view(&app, s),
+    Ok(SessionDetail {
+        session: view(app, s),
         statements,
-    }))
+    })
 }
 
 /// End a live session (administrators; audited). The client gets a FATAL error naming who.

@@ -36,24 +36,37 @@ pub async fn calls(
     ApiCaller(caller): ApiCaller,
     crate::json::ApiQuery(p): crate::json::ApiQuery<CallParams>,
 ) -> Result<Json<CallList>, ApiError> {
-    let service = sluice_core::scope::normalize(&p.service);
+    let limit = p.limit.unwrap_or(50).clamp(1, 1000);
+    let calls = recent_calls(&app, &caller, &p.service, limit).await?;
+    Ok(Json(CallList { calls }))
+}
+
+/// The newest `limit` calls to `service` that `caller` may see (their own; all for
+/// administrators and auditors), oldest first.
+pub(crate) async fn recent_calls(
+    app: &App,
+    caller: &crate::caller::Caller,
+    service: &str,
+    limit: i64,
+) -> Result<Vec<CallView>, ApiError> {
+    let service = sluice_core::scope::normalize(service);
     sluice_core::policy::check_name("service", &service)
         .map_err(|e| ApiError::bad_request(Input::Request, e.to_string()))?;
-    let all = crate::routes::audit::require_auditor(&app, &caller).is_ok();
+    let all = crate::routes::audit::require_auditor(app, caller).is_ok();
     let mut calls = app
         .store
         .http_calls(
             &format!("http:{service}"),
             &["ended", "refused"],
             (!all).then_some(caller.name.as_str()),
-            p.limit.unwrap_or(50).clamp(1, 1000),
+            limit,
         )
         .await?
         .into_iter()
         .map(|r| view(&service, r))
         .collect::<Result<Vec<_>, _>>()?;
     calls.reverse();
-    Ok(Json(CallList { calls }))
+    Ok(calls)
 }
 
 fn view(service: &str, r: CallRow) -> Result<CallView, ApiError> {

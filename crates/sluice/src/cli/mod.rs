@@ -447,6 +447,10 @@ pub enum AuditCommand {
         /// Only entries from this time (RFC 3339).
         #[arg(long)]
         since: Option<String>,
+        /// Only entries before this time (RFC 3339), and up to the first signed checkpoint
+        /// after it, so that the export verifies.
+        #[arg(long)]
+        until: Option<String>,
         /// Write here instead of standard output.
         #[arg(long = "out")]
         out: Option<PathBuf>,

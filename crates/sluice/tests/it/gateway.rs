@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// The upstream: a database with a table `items` (three rows) and a LOGIN role in
 /// `sluice_scram` (so it authenticates with SCRAM-SHA-256) that may read it. Dropped with
 /// the test, pass or fail.
-struct Upstream {
+pub(crate) struct Upstream {
     base: String,
     dbname: String,
     role: String,
@@ -39,7 +39,7 @@ impl Drop for Upstream {
 }
 
 impl Upstream {
-    async fn create(base: String) -> Upstream {
+    pub(crate) async fn create(base: String) -> Upstream {
         let id = format!("{:012x}", random() & 0xffff_ffff_ffff);
         let port = base
             .split('@')
@@ -120,7 +120,7 @@ fn random() -> u64 {
 const PW_VAR: &str = "SLUICE_IT_ORDERS_READER_PASSWORD";
 
 /// Writes the config (gateway on `pg_port`, database `orders` served from `up`) into `dir`.
-fn write_config(dir: &Path, up: &Upstream, pg_port: u16) -> String {
+pub(crate) fn write_config(dir: &Path, up: &Upstream, pg_port: u16) -> String {
     let yaml = format!(
         "pg_listen: 127.0.0.1:{pg_port}
 pg_allow_plaintext_loopback: true
@@ -139,7 +139,7 @@ databases:
     path.to_str().expect("utf-8").to_owned()
 }
 
-async fn start(dir: &Path, config: &str, up: &Upstream) -> Serve {
+pub(crate) async fn start(dir: &Path, config: &str, up: &Upstream) -> Serve {
     Serve::start_with_env(dir, &["--config", config], &[(PW_VAR, &up.password)]).await
 }
 
