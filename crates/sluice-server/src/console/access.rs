@@ -255,21 +255,10 @@ pub async fn extend(
 ) -> Result<Response, ConsoleError> {
     signed.check_form(&headers, &form.csrf)?;
     let opened: Result<_, ApiError> = async {
-        let old = c
-            .app
-            .store
-            .request(&id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no grant {id}")))?;
-        let input = RequestInput {
-            entitlement: old.entitlement.clone(),
-            scopes: Some(old.scopes.clone()),
-            duration: duration(&form.duration)?,
-            reason: form.reason,
-            ticket: old.ticket,
-            break_glass: false,
-        };
-        Ok(c.app.open_request(&signed.caller, input, Some(&id)).await?)
+        let duration = duration(&form.duration)?;
+        Ok(c.app
+            .extend_request(&signed.caller, &id, duration, form.reason, None)
+            .await?)
     }
     .await;
     answer(&c, &signed, opened, "extension").await

@@ -138,6 +138,12 @@ fn clock(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+fn seconds(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
 fn iso(ms: i64) -> String {
     DateTime::from_timestamp_millis(ms)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
@@ -271,9 +277,15 @@ pub fn chart(
     // Each step's share over its first stretch; the first start of each step for the list.
     let mut starts: Vec<Option<i64>> = vec![None; r.steps.len()];
     let mut step_labels = Vec::new();
+    let mut last_label = f64::MIN;
     for s in &laid {
         if starts[s.step].is_none() {
             starts[s.step] = Some(s.from);
+            // Steps too close to label apart keep their share in the list only.
+            if x(s.from) - last_label < 24.0 {
+                continue;
+            }
+            last_label = x(s.from);
             step_labels.push(Label {
                 x: x(s.from) + 2.0,
                 y: y(share(s.step)) - 3.0,
@@ -319,9 +331,9 @@ pub fn chart(
         .iter()
         .map(|&(p0, p1)| {
             if r.state == RolloutState::Paused && Some(p0) == r.paused_at_ms {
-                format!("paused since {} UTC ({})", clock(p0), when(p0, now))
+                format!("paused since {} UTC ({})", seconds(p0), when(p0, now))
             } else {
-                format!("paused {}–{} UTC", clock(p0), clock(p1))
+                format!("paused {}–{} UTC", seconds(p0), seconds(p1))
             }
         })
         .collect();

@@ -62,6 +62,32 @@ pub(crate) async fn record(
 }
 
 impl App {
+    /// More time on grant `id`: a new request for the same entitlement and scopes, linked to
+    /// it and approved under the same rules (its ticket kept unless another is given).
+    pub async fn extend_request(
+        &self,
+        caller: &Caller,
+        id: &str,
+        duration: Option<sluice_core::duration::Duration>,
+        reason: String,
+        ticket: Option<String>,
+    ) -> Result<AccessRequest, OpError> {
+        let old = self
+            .store
+            .request(id)
+            .await?
+            .ok_or_else(|| Missing::Request(id.to_owned()))?;
+        let input = RequestInput {
+            entitlement: old.entitlement,
+            scopes: Some(old.scopes),
+            duration,
+            reason,
+            ticket: ticket.or(old.ticket),
+            break_glass: false,
+        };
+        self.open_request(caller, input, Some(id)).await
+    }
+
     /// Opens a request (or an extension of `extends`). Auto-approval and break-glass come back active.
     pub async fn open_request(
         &self,

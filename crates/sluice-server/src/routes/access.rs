@@ -219,20 +219,10 @@ pub async fn extend(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<Extension>,
 ) -> Result<(StatusCode, Json<RequestView>), ApiError> {
-    let old = app
-        .store
-        .request(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no grant {id}")))?;
-    let input = RequestInput {
-        entitlement: old.entitlement.clone(),
-        scopes: Some(old.scopes.clone()),
-        duration: parse_duration(body.duration)?,
-        reason: body.reason,
-        ticket: body.ticket.or(old.ticket),
-        break_glass: false,
-    };
-    let req = app.open_request(&caller, input, Some(&id)).await?;
+    let duration = parse_duration(body.duration)?;
+    let req = app
+        .extend_request(&caller, &id, duration, body.reason, body.ticket)
+        .await?;
     Ok((StatusCode::CREATED, view(&app, &req)))
 }
 

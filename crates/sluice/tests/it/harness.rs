@@ -363,6 +363,19 @@ impl Serve {
         v["token"].as_str().expect("token").to_owned()
     }
 
+    /// `sluice audit public-key` of the server whose data directory is `dir`, written to
+    /// `dir/audit.pub`; its path.
+    pub async fn public_key_file(&self, dir: &Path) -> PathBuf {
+        let data_dir = dir.to_str().expect("utf-8");
+        let pem = self
+            .ok(None, &["audit", "public-key", "--data-dir", data_dir])
+            .await;
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+        let public = dir.join("audit.pub");
+        std::fs::write(&public, &pem).expect("write key");
+        public
+    }
+
     /// `subject_id` → how many audit entries with exactly this action.
     pub async fn audit_counts(
         &self,

@@ -217,20 +217,7 @@ async fn the_incident_story_through_the_cli() {
     let export = dir.path().join("export.jsonl");
     let export_s = export.to_str().expect("utf-8");
     s.ok(admin, &["audit", "export", "--out", export_s]).await;
-    let pem = s
-        .ok(
-            None,
-            &[
-                "audit",
-                "public-key",
-                "--data-dir",
-                dir.path().to_str().expect("utf-8"),
-            ],
-        )
-        .await;
-    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
-    let public = dir.path().join("audit.pub");
-    std::fs::write(&public, &pem).expect("write key");
+    let public = s.public_key_file(dir.path()).await;
     let public_s = public.to_str().expect("utf-8");
     let r = offline(
         &["audit", "verify", export_s, "--public-key", public_s],

@@ -27,7 +27,7 @@ async fn the_audit_view_filters_shows_a_flag_change_as_a_diff_and_exports_a_rang
     assert!(text(&alice, ".error").await.contains("auditors"));
     alice.close().await.unwrap();
 
-    let admin = browser(&d, 1280, 900).await;
+    let admin = browser(&d, 1280, 1300).await;
     sign_in(&admin, &s, ADMIN_TOKEN).await;
     admin.goto(&s.url("/ui/audit")).await.unwrap();
     type_into(&admin, "#actor", "alice").await;
@@ -106,22 +106,22 @@ async fn the_audit_view_filters_shows_a_flag_change_as_a_diff_and_exports_a_rang
     );
     admin.close().await.unwrap();
 
+    // The API gives the same bytes for the same range (nothing was written since).
+    let api = http
+        .get(s.url(&format!(
+            "/v1/audit/export?since=2000-01-01T00:00:00Z&until={until}:00Z"
+        )))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::OK);
+    assert_eq!(api.text().await.unwrap(), export);
+
     // The CLI verifies it offline with the public key, as any export.
     let file = dir.path().join("range.jsonl");
     std::fs::write(&file, &export).unwrap();
-    let pem = s
-        .ok(
-            None,
-            &[
-                "audit",
-                "public-key",
-                "--data-dir",
-                dir.path().to_str().unwrap(),
-            ],
-        )
-        .await;
-    let public = dir.path().join("audit.pub");
-    std::fs::write(&public, pem).unwrap();
+    let public = s.public_key_file(dir.path()).await;
     let r = offline(
         &[
             "audit",

@@ -86,27 +86,18 @@ async fn a_rollout_is_drawn_as_a_step_chart_and_paused_from_it_with_the_keyboard
     let grant = flags_grant(&s, &http, &alice_token, &bob_token).await;
     let flag = |rest: &str| s.url(&format!("/v1/environments/production/flags/{rest}"));
 
-    // Through the API: a rollout 10% → 50% → 100% (the first two steps short, so that one is
-    // done by the time the page is read), paused and resumed once; a target for alice for
-    // 20 minutes; a proposal and a scheduled change on `banner`.
+    // Through the API: a rollout 10% → 25% → 50% → 100% whose first steps hold for seconds,
+    // paused for 3 s during the first, so that by the time the page is read two steps are
+    // done and the third is current; a target for alice for 20 minutes; a proposal and a
+    // scheduled change on `banner`.
     let steps = json!({"variant": "on", "steps": [
-        {"percent": 10, "hold": "1s"}, {"percent": 50, "hold": "30m"}, {"percent": 100, "hold": "30m"}]});
-    let r = http
-        .put(flag("checkout-v2/rollout"))
-        .bearer_auth(&alice_token)
-        .json(&steps)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{:?}", r.text().await);
-    for op in ["pause", "resume"] {
-        let (status, v) = post_json(
-            &http,
-            &flag(&format!("checkout-v2/rollout/{op}")),
-            &alice_token,
-            &json!({}),
-        )
-        .await;
+        {"percent": 10, "hold": "2s"}, {"percent": 25, "hold": "2s"},
+        {"percent": 50, "hold": "1m"}, {"percent": 100, "hold": "1m"}]});
+    start_rollout(&s, &http, &alice_token, "checkout-v2", steps).await;
+    for (op, then) in [("pause", 1_000), ("resume", 3_000)] {
+        tokio::time::sleep(Duration::from_millis(then)).await;
+        let url = flag(&format!("checkout-v2/rollout/{op}"));
+        let (status, v) = post_json(&http, &url, &alice_token, &json!({})).await;
         assert_eq!(status, StatusCode::OK, "{op}: {v}");
     }
     let target = json!({"variant": "on", "keys": ["alice"], "for": "20m"});
@@ -121,7 +112,7 @@ async fn a_rollout_is_drawn_as_a_step_chart_and_paused_from_it_with_the_keyboard
         json!({"change": {"op": "set-state", "enabled": true}, "base_revision": 1, "at": at});
     let (status, v) = post_json(&http, &flag("banner/changes"), &alice_token, &later).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{v}");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(4_000)).await;
 
     let alice = browser(&d, 1280, 1400).await;
     sign_in(&alice, &s, &alice_token).await;
@@ -170,11 +161,12 @@ async fn a_rollout_is_drawn_as_a_step_chart_and_paused_from_it_with_the_keyboard
         }
         out
     };
-    assert_eq!(steps.len(), 3, "{steps:?}");
+    assert_eq!(steps.len(), 4, "{steps:?}");
     assert!(steps[0].starts_with("10% — done"), "{steps:?}");
-    assert!(steps[1].starts_with("50% — current"), "{steps:?}");
+    assert!(steps[1].starts_with("25% — done"), "{steps:?}");
+    assert!(steps[2].starts_with("50% — current"), "{steps:?}");
     assert!(
-        steps[2].starts_with("100% — scheduled") && steps[2].contains("in 29m"),
+        steps[3].starts_with("100% — scheduled") && steps[3].contains("(in "),
         "{steps:?}"
     );
     let pauses = text(&alice, &format!("{CHECKOUT} .pauses")).await;

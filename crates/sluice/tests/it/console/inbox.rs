@@ -67,14 +67,7 @@ async fn a_second_user_approves_from_the_inbox_and_the_first_sees_the_grant_coun
         "{first}"
     );
     // It ticks: the text changes on its own.
-    alice
-        .wait()
-        .at_most(Duration::from_secs(5))
-        .for_element(Locator::XPath(&format!(
-            "//time[@data-expires-at and normalize-space(text()) != '{first}']"
-        )))
-        .await
-        .expect("the countdown moves");
+    ticks(&alice, &first).await;
     assert_eq!(count(&alice, "li.pending").await, 0);
     screenshot(&alice, "access-grant.png").await;
 

@@ -206,6 +206,35 @@ pub async fn not_reloaded(c: &Client) {
     assert_eq!(marker, json!("not reloaded"), "the page was reloaded");
 }
 
+/// Waits (up to 5 s) for a countdown to show something other than `first`: it ticks.
+pub async fn ticks(c: &Client, first: &str) {
+    c.wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::XPath(&format!(
+            "//time[@data-expires-at and normalize-space(text()) != '{first}']"
+        )))
+        .await
+        .expect("the countdown moves");
+}
+
+/// Starts a rollout on a production flag through the API.
+pub async fn start_rollout(
+    s: &Serve,
+    http: &reqwest::Client,
+    token: &str,
+    key: &str,
+    steps: serde_json::Value,
+) {
+    let r = http
+        .put(s.url(&format!("/v1/environments/production/flags/{key}/rollout")))
+        .bearer_auth(token)
+        .json(&steps)
+        .send()
+        .await
+        .expect("start a rollout");
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+}
+
 /// A request for `entitlement` by the token's holder, through the API; its id.
 pub async fn ask(
     s: &Serve,

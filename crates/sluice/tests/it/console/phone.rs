@@ -18,14 +18,7 @@ async fn every_page_fits_a_phone_works_from_the_keyboard_and_reads_without_colou
     flags_grant(&s, &http, &alice_token, &bob_token).await;
     let flag = |rest: &str| s.url(&format!("/v1/environments/production/flags/{rest}"));
     let steps = json!({"variant": "on", "steps": [{"percent": 5, "hold": "10m"}, {"percent": 25, "hold": "20m"}, {"percent": 100, "hold": "1h"}]});
-    let r = http
-        .put(flag("checkout-v2/rollout"))
-        .bearer_auth(&alice_token)
-        .json(&steps)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    start_rollout(&s, &http, &alice_token, "checkout-v2", steps).await;
     let target = json!({"variant": "on", "keys": ["alice", "qa-team-member-with-a-long-name@example.com"], "for": "25m"});
     let (status, v) = post_json(&http, &flag("checkout-v2/targets"), &alice_token, &target).await;
     assert_eq!(status, StatusCode::CREATED, "{v}");

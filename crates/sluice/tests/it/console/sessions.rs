@@ -53,14 +53,7 @@ async fn a_live_database_session_is_listed_with_its_time_left_and_its_statements
     }
     // It counts down.
     let first = text(&alice, "li.session.live time.countdown").await;
-    alice
-        .wait()
-        .at_most(Duration::from_secs(5))
-        .for_element(Locator::XPath(&format!(
-            "//time[@data-expires-at and normalize-space(text()) != '{first}']"
-        )))
-        .await
-        .expect("the countdown moves");
+    ticks(&alice, &first).await;
     screenshot(&alice, "sessions.png").await;
     click(&alice, "li.session.live a").await;
     let statements = text(&alice, "ol.statements").await;
