@@ -136,6 +136,34 @@ async fn main() -> anyhow::Result<()> {
         .send()
         .await?;
     assert!(r.status().is_success());
+    // An unprotected environment with a staged rollout and a target, so that the flags page
+    // is weighed with its step chart (the administrator's standing permission allows both).
+    let staging = [
+        ("PUT", "staging/flags?create_env=true", flags.clone()),
+        (
+            "PUT",
+            "staging/flags/checkout-v2/rollout",
+            json!({"variant": "on", "steps": [
+                {"percent": 1, "hold": "30m"}, {"percent": 10, "hold": "30m"},
+                {"percent": 50, "hold": "30m"}, {"percent": 100, "hold": "30m"}]}),
+        ),
+        (
+            "POST",
+            "staging/flags/checkout-v2/targets",
+            json!({"variant": "on", "keys": ["alice", "bob"], "group": "testers", "for": "2h"}),
+        ),
+    ];
+    for (method, path, body) in staging {
+        let url = format!("{base}/v1/environments/{path}");
+        let req = match method {
+            "PUT" => http.put(url),
+            _ => http.post(url),
+        };
+        let r = req.bearer_auth(ADMIN).json(&body).send().await?;
+        if !r.status().is_success() {
+            eprintln!("{method} {path}: {} {}", r.status(), r.text().await?);
+        }
+    }
     let r = http
         .post(format!("{base}/v1/policy"))
         .bearer_auth(ADMIN)
@@ -196,11 +224,12 @@ async fn main() -> anyhow::Result<()> {
 
     println!("page weight (HTML as served; assets once per browser):");
     let alice_cookie = session(&base, &alice).await;
-    let pages: [(&str, &str); 8] = [
+    let pages: [(&str, &str); 9] = [
         ("/ui/sign-in", ""),
         ("/ui/inbox", bob_cookie.as_str()),
         ("/ui/access", alice_cookie.as_str()),
         ("/ui/flags?env=production", alice_cookie.as_str()),
+        ("/ui/flags?env=staging", admin_cookie.as_str()),
         ("/ui/audit", admin_cookie.as_str()),
         ("/ui/sessions", admin_cookie.as_str()),
         ("/ui/assets/console.css", ""),
