@@ -144,7 +144,7 @@ async fn render_page(
     Ok(page::render(
         status,
         &AccessPage {
-            chrome: Chrome::new(signed, "access"),
+            chrome: signed.chrome("access"),
             notice,
             error,
             csrf: signed.csrf.clone(),

@@ -151,7 +151,7 @@ pub async fn page(
     Ok(page::render(
         StatusCode::OK,
         &AuditPage {
-            chrome: Chrome::new(&signed, "audit"),
+            chrome: signed.chrome("audit"),
             f,
             entries,
             head,

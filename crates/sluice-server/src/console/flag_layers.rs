@@ -8,6 +8,7 @@ use super::page::{self, ChangeRow, ConsoleError};
 use super::session::Signed;
 use super::Console;
 use crate::caller::Caller;
+use crate::ops::flag_changes::Authority;
 use crate::ops::layers::RolloutOp;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -138,7 +139,7 @@ async fn rollout_view(
         RolloutState::Completed => ("completed", vec![]),
     };
     // The same check the control itself makes (`control_rollout` → `authorize_flag`).
-    let (allowed_by, refusal) = super::flags::authority(c, who, env, key, "edit-rollout", now);
+    let (allowed_by, refusal) = authority(c, who, env, key, "edit-rollout", now);
     Ok(RolloutView {
         variant: r.variant.clone(),
         state,
@@ -238,5 +239,42 @@ pub async fn control(
     c.app
         .control_rollout(&signed.caller, &env, &key, op)
         .await?;
-    Ok(Redirect::to(&super::flags::back_to(&env, notice, Some(&key))).into_response())
+    Ok(Redirect::to(&back_to(&env, notice, Some(&key))).into_response())
+}
+
+/// What allows `action` on the flag now, or the refusal it would meet: the same check the
+/// change itself makes (`change_flag` → `authorize_flag`).
+pub fn authority(
+    c: &Console,
+    who: &Caller,
+    env: &str,
+    key: &str,
+    action: &str,
+    now: DateTime<Utc>,
+) -> (Option<String>, String) {
+    match c
+        .app
+        .authorize_flag(&who.name, who.admin, env, key, action, now)
+    {
+        Ok(Authority::Grant {
+            grant_id,
+            expires_at,
+        }) => (
+            Some(format!(
+                "your grant {grant_id} (ends {})",
+                relative(now, expires_at)
+            )),
+            String::new(),
+        ),
+        Ok(Authority::Admin) => (Some("you are an administrator".into()), String::new()),
+        Ok(_) => (Some("your standing permission".into()), String::new()),
+        Err(e) => (None, e.to_string()),
+    }
+}
+
+/// The flags page of `env` after a form, with `notice`, at the flag's card.
+pub fn back_to(env: &str, notice: &str, key: Option<&str>) -> String {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let anchor = key.map(|k| format!("#flag-{}", enc(k))).unwrap_or_default();
+    format!("/ui/flags?env={}&notice={notice}{anchor}", enc(env))
 }

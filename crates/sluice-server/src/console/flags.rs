@@ -2,21 +2,17 @@
 //! offered with what allows it, or with the refusal that says what to request — and beside
 //! each flag its targets, rollout, proposals and scheduled changes (see `flag_layers`).
 
-use super::flag_layers::{self, Extras};
+use super::flag_layers::{self, authority, back_to, Extras};
 use super::page::{self, Chrome, ConsoleError};
 use super::session::Signed;
 use super::Console;
-use crate::caller::Caller;
-use crate::ops::flag_changes::Authority;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sluice_api::flags::FlagChange;
-use sluice_core::duration::relative;
 
 pub struct EnvTab {
     pub name: String,
@@ -48,43 +44,6 @@ pub struct FlagsPage {
     pub env: String,
     pub protected: bool,
     pub flags: Vec<FlagRow>,
-}
-
-/// What allows `action` on the flag now, or the refusal it would meet: the same check the
-/// change itself makes (`change_flag` → `authorize_flag`).
-pub fn authority(
-    c: &Console,
-    who: &Caller,
-    env: &str,
-    key: &str,
-    action: &str,
-    now: DateTime<Utc>,
-) -> (Option<String>, String) {
-    match c
-        .app
-        .authorize_flag(&who.name, who.admin, env, key, action, now)
-    {
-        Ok(Authority::Grant {
-            grant_id,
-            expires_at,
-        }) => (
-            Some(format!(
-                "your grant {grant_id} (ends {})",
-                relative(now, expires_at)
-            )),
-            String::new(),
-        ),
-        Ok(Authority::Admin) => (Some("you are an administrator".into()), String::new()),
-        Ok(_) => (Some("your standing permission".into()), String::new()),
-        Err(e) => (None, e.to_string()),
-    }
-}
-
-/// The flags page of `env` after a form, with `notice`, at the flag's card.
-pub fn back_to(env: &str, notice: &str, key: Option<&str>) -> String {
-    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    let anchor = key.map(|k| format!("#flag-{}", enc(k))).unwrap_or_default();
-    format!("/ui/flags?env={}&notice={notice}{anchor}", enc(env))
 }
 
 #[derive(Deserialize)]
@@ -149,7 +108,7 @@ pub async fn page(
     Ok(page::render(
         StatusCode::OK,
         &FlagsPage {
-            chrome: Chrome::new(&signed, "flags"),
+            chrome: signed.chrome("flags"),
             csrf: signed.csrf.clone(),
             notice: page::notice(q.notice.as_deref()),
             protected: policy.is_protected(&env),

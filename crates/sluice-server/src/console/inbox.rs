@@ -121,7 +121,7 @@ pub async fn page(
     Ok(page::render(
         StatusCode::OK,
         &InboxPage {
-            chrome: Chrome::new(&signed, "inbox"),
+            chrome: signed.chrome("inbox"),
             notice: page::notice(q.notice.as_deref()),
             list,
         },

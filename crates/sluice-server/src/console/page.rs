@@ -17,16 +17,6 @@ pub struct Chrome {
     pub active: &'static str,
 }
 
-impl Chrome {
-    pub fn new(signed: &super::session::Signed, active: &'static str) -> Chrome {
-        Chrome {
-            who: signed.caller.name.clone(),
-            csrf: signed.csrf.clone(),
-            active,
-        }
-    }
-}
-
 /// `?notice=…` after a form (see [`notice`]).
 #[derive(serde::Deserialize)]
 pub struct NoticeQuery {

@@ -195,6 +195,15 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 impl Signed {
+    /// The navigation bar of a page for this person, with `active` the current tab.
+    pub fn chrome(&self, active: &'static str) -> page::Chrome {
+        page::Chrome {
+            who: self.caller.name.clone(),
+            csrf: self.csrf.clone(),
+            active,
+        }
+    }
+
     /// A state-changing form must carry this session's CSRF token and come from this site.
     pub fn check_form(&self, headers: &HeaderMap, csrf: &str) -> Result<(), ConsoleError> {
         check_origin(headers)?;

@@ -151,7 +151,7 @@ pub async fn page(
     Ok(page::render(
         StatusCode::OK,
         &SessionsPage {
-            chrome: Chrome::new(&signed, "sessions"),
+            chrome: signed.chrome("sessions"),
             live: live.into_iter().map(|s| row(s, now)).collect(),
             ended,
             services,
@@ -186,7 +186,7 @@ pub async fn show(
     Ok(page::render(
         StatusCode::OK,
         &SessionPage {
-            chrome: Chrome::new(&signed, "sessions"),
+            chrome: signed.chrome("sessions"),
             s: row(d.session, c.app.now()),
             statements,
             total,
