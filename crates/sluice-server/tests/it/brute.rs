@@ -178,13 +178,20 @@ async fn verifying_a_guess_takes_as_long_whatever_it_shares_with_a_real_token(b:
             pair.reverse();
         }
         for (tokens, out) in pair {
-            let started = Instant::now();
-            for t in tokens {
-                std::hint::black_box(s.app.tokens.get(s.app.tokens.key(t), now));
+            // A sample is the fastest of five batches: being descheduled or sharing the core
+            // only ever adds time, so the minimum keeps the lookup's own cost and drops most
+            // of a loaded host's noise, which would otherwise hide a real difference.
+            let mut fastest = f64::MAX;
+            for _ in 0..5 {
+                let started = Instant::now();
+                for t in tokens {
+                    std::hint::black_box(s.app.tokens.get(s.app.tokens.key(t), now));
+                }
+                fastest = fastest.min(started.elapsed().as_nanos() as f64);
             }
             if round >= 20 {
                 // The first rounds warm caches up.
-                out.push(started.elapsed().as_nanos() as f64);
+                out.push(fastest);
             }
         }
     }
