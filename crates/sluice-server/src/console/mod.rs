@@ -18,6 +18,7 @@ mod flag_layers;
 mod flags;
 mod inbox;
 mod page;
+mod search;
 mod session;
 mod sessions;
 
@@ -57,6 +58,7 @@ pub fn router(app: &App) -> Router<App> {
             "/flags/{env}/{key}/rollout/{op}",
             post(flag_layers::control),
         )
+        .route("/search", get(search::page))
         .route("/sessions", get(sessions::page))
         .route("/sessions/{id}", get(sessions::show))
         .route("/audit", get(audit::page))

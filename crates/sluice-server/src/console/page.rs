@@ -13,7 +13,7 @@ use sluice_core::policy::Policy;
 pub struct Chrome {
     pub who: String,
     pub csrf: String,
-    /// Which tab is current: `inbox`, `access`, `flags`, `sessions`, `audit`.
+    /// Which tab is current: `inbox`, `access`, `flags`, `search`, `sessions`, `audit`.
     pub active: &'static str,
 }
 

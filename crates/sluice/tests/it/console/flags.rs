@@ -31,12 +31,40 @@ async fn a_protected_flag_is_toggled_only_under_a_grant_and_a_proposal_is_approv
     assert_eq!(count(&alice, &format!("{CHECKOUT} button")).await, 0);
     let badge = text(&alice, ".tabs a[aria-current=page] .badge").await;
     assert_eq!(badge.to_lowercase(), "protected");
+    // Who may toggle it now (the AuthZEN subject search): nobody, with no grant live.
+    click(&alice, &format!("{CHECKOUT} a.who-can")).await;
+    let answer = text(&alice, ".answer").await;
+    assert!(
+        answer.contains("Which users may toggle flag:production/checkout-v2 now?")
+            && answer.contains("None, now."),
+        "{answer}"
+    );
+    alice
+        .goto(&s.url("/ui/flags?env=production"))
+        .await
+        .unwrap();
 
     // With a grant (asked and approved through the API), the page names it and toggles.
     let grant = flags_grant(&s, &http, &alice_token, &bob_token).await;
     alice.refresh().await.unwrap();
     let allowed = text(&alice, &format!("{CHECKOUT} .allowed")).await;
     assert!(allowed.contains(&grant), "{allowed}");
+    // The searches follow the grant: alice may now toggle it, and every production flag is
+    // on her list of flags she may toggle (from her access page).
+    let who = s.url("/ui/search?mode=who&action=toggle&resource=flag:production/checkout-v2");
+    alice.goto(&who).await.unwrap();
+    assert_eq!(text(&alice, ".answer .results").await, "alice");
+    alice.goto(&s.url("/ui/access")).await.unwrap();
+    click(&alice, "a.what-can").await;
+    let mine = text(&alice, ".answer .results").await;
+    assert!(
+        mine.contains("production/checkout-v2") && mine.contains("production/banner"),
+        "{mine}"
+    );
+    alice
+        .goto(&s.url("/ui/flags?env=production"))
+        .await
+        .unwrap();
     screenshot(&alice, "flags.png").await;
     click(&alice, &format!("{CHECKOUT} button[type=submit]")).await;
     assert_eq!(text(&alice, ".notice").await, "Flag changed.");
