@@ -11,13 +11,49 @@ use crate::rule::{CompileOptions, Compiler, Node};
 
 mod flag;
 
-/// How `fractional` maps users to buckets. Recorded per compiled flag so that a
-/// future change of algorithm is an explicit, per-flag migration rather than a
-/// silent re-bucketing of every user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How `fractional` maps users to buckets, chosen per flag by its metadata key
+/// [`HashVersion::METADATA_KEY`] (`1` or `2`). A flag without the key is v2, and stays v2
+/// whatever later versions add: a new algorithm is taken by marking a flag, never by
+/// upgrading the server, so no flag's users are re-bucketed silently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HashVersion {
-    /// flagd "v2": `(murmur3_x86_32(key, 0) as u64 * total) >> 32`.
+    /// flagd's legacy float bucketing (the testbed's `@fractional-v1`): the hash as a
+    /// signed 32-bit integer, `abs(h) / i32::MAX * 100`, against cumulative percentages
+    /// `weight * 100 / total`.
+    V1,
+    /// flagd's integer bucketing (the testbed's `@fractional-v2`):
+    /// `(murmur3_x86_32(key, 0) as u64 * total) >> 32` against cumulative weights.
+    #[default]
     V2,
+}
+
+impl HashVersion {
+    /// The flag metadata key that records a flag's version.
+    pub const METADATA_KEY: &'static str = "fractionalVersion";
+
+    /// The version a flag's own metadata records (v2 without the key); an error names
+    /// what is wrong with the value.
+    pub fn of_metadata(metadata: Option<&Map<String, Value>>) -> Result<Self, String> {
+        let Some(v) = metadata.and_then(|m| m.get(Self::METADATA_KEY)) else {
+            return Ok(Self::default());
+        };
+        match v.as_i64() {
+            Some(1) => Ok(Self::V1),
+            Some(2) => Ok(Self::V2),
+            _ => Err(format!(
+                "`{}` must be 1 or 2 (the fractional bucketing version), not {v}",
+                Self::METADATA_KEY
+            )),
+        }
+    }
+
+    /// The number the metadata key holds.
+    pub fn number(self) -> u8 {
+        match self {
+            Self::V1 => 1,
+            Self::V2 => 2,
+        }
+    }
 }
 
 /// Extra evaluation layers run before targeting (expiring per-key targets,
@@ -102,8 +138,17 @@ impl Snapshot {
         let mut index = FxHashMap::default();
         let mut reads_time = false;
         for (key, flag) in &def.flags {
+            let version = HashVersion::of_metadata(flag.metadata.as_ref());
+            let hash_version = version.clone().unwrap_or_default();
             let mut compiler = Compiler::new(def, key, flag, opts);
-            let compiled = compiler.compile_flag_rule();
+            compiler.hash_version = hash_version;
+            let compiled = match version {
+                Ok(_) => compiler.compile_flag_rule(),
+                Err(reason) => Err(DefinitionError {
+                    path: format!("$.flags.{key}.metadata.{}", HashVersion::METADATA_KEY),
+                    reason,
+                }),
+            };
             reads_time |= compiler.reads_time;
             let rule = match compiled {
                 Ok(Some(node)) => Rule::Targeting(node),
@@ -140,7 +185,7 @@ impl Snapshot {
                 default_variant,
                 layers: Box::new([]),
                 rule,
-                hash_version: HashVersion::V2,
+                hash_version,
                 metadata,
             });
         }
@@ -192,6 +237,30 @@ impl Snapshot {
             Rule::Broken(why) => Some((&*f.key, why.as_str())),
             _ => None,
         })
+    }
+
+    /// A flag's position in definition order: a small id that stays the same for this
+    /// snapshot's life (evaluation counters key on it rather than on the key's text).
+    pub fn flag_index(&self, key: &str) -> Option<u32> {
+        self.index.get(key).copied()
+    }
+
+    /// The position of `variant` among the variants of the flag at `index`.
+    pub fn variant_index(&self, index: u32, variant: &str) -> Option<u16> {
+        let flag = self.flags.get(index as usize)?;
+        let i = flag
+            .variants
+            .iter()
+            .position(|(name, _)| &**name == variant)?;
+        u16::try_from(i).ok()
+    }
+
+    /// Each flag's key and variant names, in definition order (the positions
+    /// [`Snapshot::flag_index`] and [`Snapshot::variant_index`] give).
+    pub fn flag_names(&self) -> impl Iterator<Item = (&str, impl Iterator<Item = &str>)> {
+        self.flags
+            .iter()
+            .map(|f| (&*f.key, f.variants.iter().map(|(name, _)| &**name)))
     }
 
     fn get(&self, key: &str) -> Option<&CompiledFlag> {

@@ -42,6 +42,8 @@ pub(crate) struct Compiler<'d> {
     nodes: usize,
     /// The rule may read `$flagd.timestamp`: its answer can change with time alone.
     pub(crate) reads_time: bool,
+    /// How this flag's `fractional` buckets users.
+    pub(crate) hash_version: crate::snapshot::HashVersion,
 }
 
 /// Which `$flagd` property a static `var` path names, if any.
@@ -69,6 +71,7 @@ impl<'d> Compiler<'d> {
             refs: Vec::new(),
             nodes: 0,
             reads_time: false,
+            hash_version: crate::snapshot::HashVersion::default(),
         }
     }
 
@@ -99,6 +102,7 @@ impl<'d> Compiler<'d> {
             refs: vec![name],
             nodes: 0,
             reads_time: false,
+            hash_version: crate::snapshot::HashVersion::default(),
         };
         let Some(body) = doc.evaluators.get(name) else {
             return Ok(());
@@ -119,6 +123,7 @@ impl<'d> Compiler<'d> {
             refs: Vec::new(),
             nodes: 0,
             reads_time: false,
+            hash_version: crate::snapshot::HashVersion::default(),
         };
         c.compile(rule, &JsonPath::root(), 1, Pos::Expr)
     }

@@ -1,6 +1,8 @@
 //! flagd's `fractional` operator, hash version 2:
 //! `h = murmur3_x86_32(bucket_key, seed 0)`, `bucket = (h * total) >> 32`,
-//! then walk the cumulative weights.
+//! then walk the cumulative weights. Flags marked version 1 (see
+//! [`crate::HashVersion`]) bucket as flagd did before: `abs(h as i32) / i32::MAX * 100`
+//! against cumulative percentages.
 //!
 //! The bucket key is the first argument when it evaluates to a string;
 //! otherwise (no such argument, or it evaluated to `null`) it is
@@ -13,6 +15,7 @@ use serde_json::Value;
 
 use super::eval::{eval, Env, Scope};
 use super::Node;
+use crate::snapshot::HashVersion;
 
 /// Largest total weight (flagd's bound).
 pub(crate) const MAX_TOTAL_WEIGHT: u64 = i32::MAX as u64;
@@ -24,6 +27,8 @@ pub(crate) struct FractionalNode {
     pub(crate) buckets: Box<[Bucket]>,
     /// INVARIANT: `Some` iff every weight is `Weight::Fixed`; equals their sum.
     pub(crate) fixed_total: Option<u64>,
+    /// The flag's bucketing algorithm.
+    pub(crate) version: HashVersion,
 }
 
 #[derive(Debug)]
@@ -75,6 +80,28 @@ pub fn bucket_index(hash: u32, weights: &[u64]) -> Option<usize> {
     })
 }
 
+/// Version 1 (flagd's legacy bucketing): the hash read as a signed 32-bit integer,
+/// `abs(h) / i32::MAX * 100` — a point in `[0, 100]` — against cumulative percentages
+/// `weight * 100 / total`, in floating point as flagd's Go evaluator computed them.
+/// `None` when the point falls past the last bucket (only `h = i32::MIN`, whose absolute
+/// value exceeds `i32::MAX`). `total` must not be 0.
+fn bucket_index_v1(hash: u32, weights: impl Iterator<Item = u64>, total: u64) -> Option<usize> {
+    // The bits of the hash as flagd's `int32(murmur3.StringSum32(key))`.
+    let signed = i32::from_ne_bytes(hash.to_ne_bytes());
+    let point = f64::from(signed).abs() / f64::from(i32::MAX) * 100.0;
+    let mut end = 0.0f64;
+    // INVARIANT: weights and their total are at most `MAX_TOTAL_WEIGHT` (< 2^31), exact
+    // in an f64.
+    let total = total as f64;
+    for (i, w) in weights.enumerate() {
+        end += (w as f64 * 100.0) / total;
+        if point < end {
+            return Some(i);
+        }
+    }
+    None
+}
+
 /// Reads a weight: whole, non-negative (negatives count as 0), `null` means 1.
 pub(crate) fn weight_of(v: &Value) -> Option<u64> {
     match v {
@@ -110,6 +137,14 @@ impl FractionalNode {
         if total == 0 {
             return None;
         }
+        if self.version == HashVersion::V1 {
+            let weights = self.buckets.iter().map(|b| match b.weight {
+                Weight::Fixed(w) => w,
+                Weight::Dynamic(_) => 0,
+            });
+            let i = bucket_index_v1(hash, weights, total)?;
+            return self.buckets.get(i).map(|b| &b.variant);
+        }
         let point = (u64::from(hash) * total) >> 32;
         let mut end = 0u64;
         for b in self.buckets.iter() {
@@ -135,7 +170,17 @@ impl FractionalNode {
         if weights.iter().sum::<u64>() > MAX_TOTAL_WEIGHT {
             return None;
         }
-        bucket_index(hash, &weights).and_then(|i| self.buckets.get(i).map(|b| &b.variant))
+        let i = match self.version {
+            HashVersion::V1 => {
+                let total = weights.iter().sum();
+                if total == 0 {
+                    return None;
+                }
+                bucket_index_v1(hash, weights.iter().copied(), total)
+            }
+            HashVersion::V2 => bucket_index(hash, &weights),
+        };
+        i.and_then(|i| self.buckets.get(i).map(|b| &b.variant))
     }
 
     fn hash<'a>(&'a self, env: &Env<'a>, scope: Scope<'a>) -> Option<u32> {

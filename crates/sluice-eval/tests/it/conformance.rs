@@ -9,8 +9,30 @@ use sluice_eval::{Context, FlagSetDef, FlagType, Snapshot};
 use crate::gherkin::{self, quoted, Scenario};
 use crate::testbed;
 
-/// Scenarios for bucketing algorithms other than the one we implement (v2).
-const SKIPPED_TAGS: [&str; 2] = ["@fractional-v1", "@fractional-v3"];
+/// Scenarios for bucketing algorithms Sluice does not implement (none in the testbed today;
+/// a new version's tag lands here until it is implemented).
+const SKIPPED_TAGS: [&str; 1] = ["@fractional-v3"];
+
+/// Scenarios of flagd's legacy bucketing: run against the same flags marked
+/// `fractionalVersion: 1`.
+const V1_TAG: &str = "@fractional-v1";
+
+/// The testbed's flags, each marked with `fractionalVersion: version` in its metadata.
+fn marked(flags: &Value, version: u8) -> Value {
+    let mut doc = flags.clone();
+    if let Some(all) = doc["flags"].as_object_mut() {
+        for flag in all.values_mut() {
+            let Some(f) = flag.as_object_mut() else {
+                continue;
+            };
+            let meta = f.entry("metadata").or_insert_with(|| json!({}));
+            if let Some(m) = meta.as_object_mut() {
+                m.insert("fractionalVersion".into(), json!(version));
+            }
+        }
+    }
+    doc
+}
 
 struct Run {
     flag_type: FlagType,
@@ -164,8 +186,20 @@ fn run_scenario(snapshot: &Snapshot, s: &Scenario) -> Result<(), String> {
 fn flagd_evaluator_gherkin_suite() {
     let Some(dir) = testbed::dir() else { return };
     let flags = std::fs::read_to_string(dir.join("evaluator/flags/testkit-flags.json")).unwrap();
-    let def = FlagSetDef::from_value_lenient(serde_json::from_str(&flags).unwrap()).unwrap();
+    let flags: Value = serde_json::from_str(&flags).unwrap();
+    let def = FlagSetDef::from_value_lenient(flags.clone()).unwrap();
     let snapshot = Snapshot::compile_lenient(&def, 1);
+    let def_v1 = FlagSetDef::from_value_lenient(marked(&flags, 1)).unwrap();
+    let snapshot_v1 = Snapshot::compile_lenient(&def_v1, 1);
+    assert_eq!(
+        snapshot_v1.hash_version("fractional-flag"),
+        Some(sluice_eval::HashVersion::V1)
+    );
+    assert_eq!(
+        snapshot.hash_version("fractional-flag"),
+        Some(sluice_eval::HashVersion::V2)
+    );
+    let mut by_version = [0usize; 2];
     let mut files: Vec<_> = std::fs::read_dir(dir.join("evaluator/gherkin"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -182,7 +216,15 @@ fn flagd_evaluator_gherkin_suite() {
                 skipped_tags.insert(t.clone());
                 continue;
             }
-            match run_scenario(&snapshot, &s) {
+            let v1 = s.tags.iter().any(|t| t == V1_TAG);
+            let against = if v1 { &snapshot_v1 } else { &snapshot };
+            if s.tags.iter().any(|t| t == "@fractional-v2") {
+                by_version[1] += 1;
+            }
+            if v1 {
+                by_version[0] += 1;
+            }
+            match run_scenario(against, &s) {
                 Ok(()) => passed += 1,
                 Err(e) => failures.push(format!(
                     "{}: {}: {e}",
@@ -204,6 +246,14 @@ fn flagd_evaluator_gherkin_suite() {
         failures.join("\n")
     );
     assert!(passed > 100, "suspiciously few scenarios ran: {passed}");
+    println!(
+        "conformance: {} @fractional-v1 and {} @fractional-v2 scenarios",
+        by_version[0], by_version[1]
+    );
+    assert!(
+        by_version[0] >= 10 && by_version[1] >= 10,
+        "both bucketing versions' examples must run: {by_version:?}"
+    );
 }
 
 #[test]

@@ -196,3 +196,45 @@ fn snapshots_know_whether_a_rule_reads_the_time() {
         json!({"ends_with": [{"var": "email"}, "@x.org"]})
     )));
 }
+
+/// `fractional` buckets by the flag's own hash version: a flag marked
+/// `fractionalVersion: 1` keeps flagd's legacy float bucketing, the others (no key, or 2) the
+/// integer one; two flags with the same split and the same users can answer differently, and
+/// re-importing a flag without its mark re-buckets it (the documented, deliberate migration).
+#[test]
+fn fractional_buckets_by_the_flags_hash_version() {
+    use sluice_eval::{HashVersion, Snapshot};
+    let split = json!({"fractional": [{"var": "id"}, ["a", 50], ["b", 50]]});
+    let flag = |meta: Value| {
+        json!({"state": "ENABLED", "variants": {"a": "A", "b": "B"}, "defaultVariant": "a",
+            "targeting": split.clone(), "metadata": meta})
+    };
+    let def = FlagSetDef::from_value(json!({"flags": {
+        "v1": flag(json!({"fractionalVersion": 1})),
+        "v2": flag(json!({"fractionalVersion": 2})),
+        "unmarked": flag(json!({}))
+    }}))
+    .unwrap();
+    let snap = Snapshot::compile(&def, 1).unwrap();
+    assert_eq!(snap.hash_version("v1"), Some(HashVersion::V1));
+    assert_eq!(snap.hash_version("v2"), Some(HashVersion::V2));
+    assert_eq!(snap.hash_version("unmarked"), Some(HashVersion::V2));
+    let (mut differ, mut same_as_unmarked) = (0, 0);
+    for i in 0..200 {
+        let ctx = Context::from_value(json!({"id": format!("user-{i}")})).unwrap();
+        let pick = |k: &str| snap.evaluate(k, &ctx, 0).variant.map(str::to_owned);
+        differ += usize::from(pick("v1") != pick("v2"));
+        same_as_unmarked += usize::from(pick("v2") == pick("unmarked"));
+    }
+    assert!(
+        differ > 20,
+        "v1 and v2 bucket alike: {differ} of 200 differ"
+    );
+    assert_eq!(same_as_unmarked, 200);
+    // A value that names no version is refused, at its path; lenient loading isolates it.
+    let bad = json!({"flags": {"f": flag(json!({"fractionalVersion": 3}))}});
+    let err = Snapshot::compile(&FlagSetDef::from_value(bad.clone()).unwrap(), 1).unwrap_err();
+    assert_eq!(err.path, "$.flags.f.metadata.fractionalVersion", "{err:?}");
+    let lenient = Snapshot::compile_lenient(&FlagSetDef::from_value_lenient(bad).unwrap(), 1);
+    assert_eq!(lenient.broken_flags().count(), 1);
+}

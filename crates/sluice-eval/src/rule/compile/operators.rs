@@ -162,6 +162,7 @@ impl<'d> Compiler<'d> {
             bucket_by,
             buckets: buckets.into(),
             fixed_total,
+            version: self.hash_version,
         })))
     }
 }
