@@ -347,3 +347,70 @@ pub struct FlagView {
     /// Expiring targets still in force, soonest to expire first.
     pub targets: Vec<TargetView>,
 }
+
+/// How an environment's flags were evaluated over OFREP (`GET /v1/environments/{env}/evaluations`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct EvaluationsView {
+    pub environment: String,
+    /// Counted from this day on (UTC midnight), or from the start when absent.
+    pub since: Option<DateTime<Utc>>,
+    /// Every flag the environment defines, by key, evaluated or not.
+    pub flags: Vec<FlagEvaluations>,
+    /// The client keys that evaluated in the environment, most recent first (administrators
+    /// and auditors only; empty for others).
+    pub clients: Vec<ClientKeyEvaluations>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct FlagEvaluations {
+    pub key: String,
+    pub evaluations: i64,
+    /// `null` when the flag was never evaluated (in the range).
+    pub last_evaluated_at: Option<DateTime<Utc>>,
+    /// By variant and reason, most evaluated first.
+    pub answers: Vec<AnswerCount>,
+}
+
+/// Evaluations of one flag answered with one variant for one reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AnswerCount {
+    /// `null` when the answer named no variant (disabled, an error, no default).
+    pub variant: Option<String>,
+    /// The OpenFeature reason (`STATIC`, `TARGETING_MATCH`, `SPLIT`, `DISABLED`, `DEFAULT`, `ERROR`).
+    pub reason: String,
+    pub count: i64,
+    pub last_evaluated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClientKeyEvaluations {
+    /// The client key's token id (as `sluice tokens list` shows it).
+    pub token_id: String,
+    pub evaluations: i64,
+    pub last_evaluated_at: DateTime<Utc>,
+}
+
+/// Flags that look finished (`GET /v1/environments/{env}/stale`), each with what to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StaleView {
+    pub environment: String,
+    /// How far back it looked.
+    pub days: u32,
+    /// One row per finding, by flag key (a flag can have several).
+    pub flags: Vec<StaleFlag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StaleFlag {
+    pub key: String,
+    /// `not-evaluated`, `one-variant`, `past-removal-date` or `bad-removal-date`.
+    pub kind: String,
+    /// When the flag was last evaluated, if ever.
+    pub last_evaluated_at: Option<DateTime<Utc>>,
+    /// `one-variant`: the variant everyone got (`null`: none, the flag was off).
+    pub variant: Option<String>,
+    /// `past-removal-date`: when it was due (its metadata's `expectedRemoval`).
+    pub due: Option<DateTime<Utc>>,
+    /// What to do about it.
+    pub suggestion: String,
+}

@@ -16,6 +16,7 @@ pub mod explain;
 pub mod policy;
 pub mod scope;
 pub mod search;
+pub mod stale;
 pub mod token;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -45,6 +45,8 @@ pub struct Inner {
     pending_installs: std::sync::Mutex<Vec<(String, i64)>>,
     /// Flag changes, for SSE subscribers.
     pub flag_events: broadcast::Sender<FlagEvent>,
+    /// Evaluation counts (see [`crate::insight`]).
+    pub insight: crate::insight::Insight,
     /// Authenticated tokens (see [`TokenCache`]).
     pub tokens: TokenCache,
     /// Per-client-key request limit on the evaluation endpoints.
@@ -108,6 +110,10 @@ impl App {
         let snapshot = build_snapshot(&state)?;
         let flags = crate::flags::load(&store).await?;
         let (flag_events, _) = broadcast::channel(1024);
+        let insight = crate::insight::Insight::default();
+        for f in flags.envs.values() {
+            insight.watch(f.tally.clone());
+        }
         let refusals = RefusalLog::new(store.clone(), clock.clone());
         let auth_failures = crate::auth_failures::AuthFailures::new(store.clone(), clock.clone());
         Ok(App(Arc::new(Inner {
@@ -122,6 +128,7 @@ impl App {
             flags_lock: tokio::sync::Mutex::new(()),
             pending_installs: std::sync::Mutex::new(Vec::new()),
             flag_events,
+            insight,
             tokens: TokenCache::default(),
             limiter: crate::rate_limit::RateLimiter::new(client_rate_limit),
             refusals,
@@ -318,6 +325,7 @@ impl App {
                 .is_none_or(|p| p.revision < f.revision)
         });
         for f in installed {
+            self.insight.watch(f.tally.clone());
             let _ = self.flag_events.send(FlagEvent {
                 environment: f.environment.clone(),
                 revision: f.revision,

@@ -26,6 +26,8 @@ pub struct EnvFlags {
     pub answers: AnswerCache,
     /// Canonical context digests by request body (see [`ContextMemo`]).
     pub contexts: ContextMemo,
+    /// Evaluation counters (see [`crate::insight`]).
+    pub tally: Arc<crate::insight::Tally>,
 }
 
 /// The canonical digest of the context of request bodies seen before, keyed by a keyed 128-bit
@@ -72,7 +74,15 @@ impl ContextMemo {
 #[derive(Debug, Default)]
 pub struct AnswerCache {
     /// Keys are SHA-256 digests: a fast hash of them is safe.
-    inner: std::sync::RwLock<(rustc_hash::FxHashMap<[u8; 32], axum::body::Bytes>, usize)>,
+    inner: std::sync::RwLock<(rustc_hash::FxHashMap<[u8; 32], CachedAnswer>, usize)>,
+}
+
+/// A rendered bulk answer and what it answered, flag by flag, as evaluation counters count
+/// it (see [`crate::insight::Tally::code`]): a cached answer is counted like a fresh one.
+#[derive(Debug, Clone)]
+pub struct CachedAnswer {
+    pub body: axum::body::Bytes,
+    pub codes: Arc<[u64]>,
 }
 
 /// Bytes of rendered answers kept per environment.
@@ -80,24 +90,25 @@ const ANSWER_CACHE_BYTES: usize = 8 << 20;
 
 impl AnswerCache {
     /// `key`: the whole SHA-256 digest behind the ETag.
-    pub fn get(&self, key: &[u8; 32]) -> Option<axum::body::Bytes> {
+    pub fn get(&self, key: &[u8; 32]) -> Option<CachedAnswer> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner.0.get(key).cloned()
     }
 
-    pub fn put(&self, key: [u8; 32], answer: axum::body::Bytes) {
-        if answer.len() > ANSWER_CACHE_BYTES / 16 {
+    pub fn put(&self, key: [u8; 32], answer: CachedAnswer) {
+        let size = answer.body.len() + answer.codes.len() * 8;
+        if size > ANSWER_CACHE_BYTES / 16 {
             // An environment this large would churn the cache; evaluate each time.
             return;
         }
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        if inner.1 + answer.len() > ANSWER_CACHE_BYTES {
+        if inner.1 + size > ANSWER_CACHE_BYTES {
             inner.0.clear();
             inner.1 = 0;
         }
-        inner.1 += answer.len();
+        inner.1 += size;
         if let Some(old) = inner.0.insert(key, answer) {
-            inner.1 -= old.len();
+            inner.1 -= old.body.len() + old.codes.len() * 8;
         }
     }
 }
@@ -258,7 +269,9 @@ impl Layered {
         updated_at: DateTime<Utc>,
         snapshot: Snapshot,
     ) -> EnvFlags {
+        let tally = Arc::new(crate::insight::Tally::new(&environment, &snapshot));
         EnvFlags {
+            tally,
             environment,
             revision,
             updated_at,

@@ -16,6 +16,7 @@ pub mod error;
 pub mod flags;
 pub mod gateway;
 pub mod ids;
+pub mod insight;
 pub mod json;
 pub mod keyed;
 pub mod metrics;
@@ -197,6 +198,11 @@ impl Server {
         )
         .await;
         bg.abort();
+        // The evaluation counts still in memory (waiting for a flush the timer started, if
+        // one is running: flushes take turns).
+        if let Err(e) = self.app.insight.flush(&self.app.store).await {
+            tracing::warn!(error = %e, "storing the last evaluation counts failed: {e}");
+        }
         if let Some(signer) = signer {
             signer.abort();
         }
@@ -217,6 +223,9 @@ impl Server {
 /// clock that jumped). Everything it knows of it wakes for at the moment it is due.
 const SAFETY_POLL: Duration = Duration::from_secs(1);
 
+/// How often the evaluation counts kept in memory are added to the store (see [`insight`]).
+const INSIGHT_FLUSH: Duration = Duration::from_secs(10);
+
 /// Background work. It only *records*: decisions never depend on it having run.
 ///
 /// Due work — scheduled changes, change requests' apply times and time-outs, target expiries,
@@ -234,6 +243,8 @@ async fn background(app: App, config: ServerConfig) {
         config.checkpoint_interval,
     );
     let mut sync = tokio::time::interval_at(start + config.sync_interval, config.sync_interval);
+    let mut counts = tokio::time::interval_at(start + INSIGHT_FLUSH, INSIGHT_FLUSH);
+    counts.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first pass runs at once: it catches up on whatever fell due while no instance ran.
     let due = tokio::time::sleep_until(start);
@@ -253,6 +264,16 @@ async fn background(app: App, config: ServerConfig) {
             _ = reap.tick() => match app.reap().await {
                 Ok(n) => metrics::reaped(n),
                 Err(e) => tracing::warn!(error = %e, "reaper pass failed: {e}"),
+            },
+            // In a task of its own: stopping this loop must not cut a flush in half (the batch
+            // it took would be lost); the flush at shutdown waits for it.
+            _ = counts.tick() => {
+                let app = app.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = app.insight.flush(&app.store).await {
+                        tracing::warn!(error = %e, "storing evaluation counts failed: {e}");
+                    }
+                });
             },
             _ = sign.tick() => if let Err(e) = audit::checkpoint(&app).await {
                 tracing::warn!(error = %e, "checkpoint failed: {e}");

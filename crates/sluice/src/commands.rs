@@ -12,7 +12,7 @@ use sluice_api::access::{
 use sluice_api::admin::{CreatedToken, NewToken, TokenView, WhoAmI};
 use sluice_api::audit::{AuditEntry, AuditPage, ProblemView, VerifyView};
 use sluice_api::authzen::EvaluationResponse;
-use sluice_api::flags::{EnvironmentView, FlagView, ImportResult};
+use sluice_api::flags::{EnvironmentView, EvaluationsView, FlagView, ImportResult, StaleView};
 use std::path::Path;
 
 fn parse_scope(raw: &str) -> anyhow::Result<ScopeView> {
@@ -762,6 +762,89 @@ pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
             })
         }
         FlagsCommand::Change(cmd) => crate::flag_commands::flags(cmd, r).await,
+        FlagsCommand::Evaluations { env, days } => {
+            let query = [("days", days.map(|d| d.to_string()))];
+            let v: EvaluationsView = c
+                .send(
+                    Method::GET,
+                    &endpoint(&["v1", "environments", &env, "evaluations"], &query),
+                    NO_BODY,
+                )
+                .await?;
+            emit(r.output, &v, |v| {
+                let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                    t.map_or("never".into(), |t| {
+                        t.format("%Y-%m-%d %H:%M:%S").to_string()
+                    })
+                };
+                let mut rows = Vec::new();
+                for f in &v.flags {
+                    if f.answers.is_empty() {
+                        rows.push(vec![
+                            f.key.clone(),
+                            "-".into(),
+                            "-".into(),
+                            "0".into(),
+                            when(None),
+                        ]);
+                    }
+                    for a in &f.answers {
+                        rows.push(vec![
+                            f.key.clone(),
+                            a.variant.clone().unwrap_or_else(|| "-".into()),
+                            a.reason.clone(),
+                            a.count.to_string(),
+                            when(Some(a.last_evaluated_at)),
+                        ]);
+                    }
+                }
+                table(
+                    &["flag", "variant", "reason", "evaluations", "last evaluated"],
+                    rows,
+                );
+                if !v.clients.is_empty() {
+                    let rows = v
+                        .clients
+                        .iter()
+                        .map(|c| {
+                            vec![
+                                c.token_id.clone(),
+                                c.evaluations.to_string(),
+                                when(Some(c.last_evaluated_at)),
+                            ]
+                        })
+                        .collect();
+                    outln!("");
+                    table(&["client key", "evaluations", "last evaluated"], rows);
+                }
+            })
+        }
+        FlagsCommand::Stale { env, days } => {
+            let query = [("days", days.map(|d| d.to_string()))];
+            let v: StaleView = c
+                .send(
+                    Method::GET,
+                    &endpoint(&["v1", "environments", &env, "stale"], &query),
+                    NO_BODY,
+                )
+                .await?;
+            emit(r.output, &v, |v| {
+                if v.flags.is_empty() {
+                    outln!(
+                        "no stale flags in {} (looking back {} days)",
+                        v.environment,
+                        v.days
+                    );
+                    return;
+                }
+                let rows = v
+                    .flags
+                    .iter()
+                    .map(|f| vec![f.key.clone(), f.kind.clone(), f.suggestion.clone()])
+                    .collect();
+                table(&["flag", "finding", "suggested action"], rows);
+            })
+        }
         FlagsCommand::Get { key, env } => {
             let v: FlagView = c
                 .send(

@@ -91,6 +91,8 @@ pub struct Settings {
     pub http_gateway: Option<sluice_http_gateway::HttpGatewayConfig>,
     pub log_format: LogFormat,
     pub data_dir: PathBuf,
+    /// Count flag evaluations (flag insight); off only to measure what counting costs.
+    pub evaluation_counts: bool,
 }
 
 pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
@@ -259,6 +261,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         http_gateway,
         log_format,
         data_dir,
+        evaluation_counts: !args.no_evaluation_counts,
     })
 }
 
@@ -350,6 +353,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut server = Server::build_with(config, s.store, clock).await?;
     server.http = s.http;
     server.audit = s.audit;
+    server.app.insight.set_enabled(s.evaluation_counts);
     server.tls = tls.clone();
     let addr = server.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -429,6 +433,7 @@ pub async fn migrate(args: crate::cli::MigrateArgs) -> anyhow::Result<()> {
         config: args.config,
         log_format: None,
         client_rate_limit: None,
+        no_evaluation_counts: false,
         public_url: None,
         pg_listen: None,
         http_gateway_listen: None,
@@ -492,6 +497,7 @@ pub async fn rotate_key(args: crate::cli::StoreArgs, new_key: &Path) -> anyhow::
         config: args.config,
         log_format: None,
         client_rate_limit: None,
+        no_evaluation_counts: false,
         public_url: None,
         pg_listen: None,
         http_gateway_listen: None,

@@ -27,6 +27,9 @@ pub struct FlagRow {
     pub variants: String,
     pub targeting: bool,
     pub revision: i64,
+    /// How often and when last it was evaluated, as stored (see `insight`): "never", or
+    /// "1,204 times, last 2026-12-03 18:04 UTC".
+    pub evaluated: String,
     /// What allows a toggle now, if anything does.
     pub allowed_by: Option<String>,
     /// Otherwise, the refusal a toggle would meet (it names what to request).
@@ -72,6 +75,14 @@ pub async fn page(
     let now = app.now();
     let who = &signed.caller;
     let mut extras = flag_layers::extras(&c, who, &env).await?;
+    // Stored counts only: a page view does not flush (they are at most one flush behind).
+    let mut evaluated: std::collections::HashMap<String, (i64, chrono::DateTime<chrono::Utc>)> =
+        std::collections::HashMap::new();
+    for t in app.store.evaluation_totals(&env, i64::MIN).await? {
+        let e = evaluated.entry(t.flag_key).or_insert((0, t.last_at));
+        e.0 += t.count;
+        e.1 = e.1.max(t.last_at);
+    }
     let flags = sets
         .into_iter()
         .find(|s| s.environment == env)
@@ -90,6 +101,14 @@ pub async fn page(
                     .unwrap_or_default(),
                 targeting: d.get("targeting").is_some_and(|t| !t.is_null()),
                 revision: f.revision,
+                evaluated: match evaluated.get(&f.key) {
+                    Some((n, last)) => format!(
+                        "{n} time{}, last {} UTC",
+                        if *n == 1 { "" } else { "s" },
+                        last.format("%Y-%m-%d %H:%M")
+                    ),
+                    None => "never".to_owned(),
+                },
                 extras: extras.remove(&f.key).unwrap_or_default(),
                 key: f.key,
                 allowed_by,

@@ -10,6 +10,7 @@ pub mod flag_changes;
 pub mod flags;
 pub mod gateway;
 pub mod http_gateway;
+pub mod insight;
 pub mod layers;
 pub mod readers;
 pub mod schedule;

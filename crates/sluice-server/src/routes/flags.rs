@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
-use sluice_api::flags::{EnvironmentView, FlagView, ImportResult};
+use sluice_api::flags::{EnvironmentView, EvaluationsView, FlagView, ImportResult, StaleView};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -128,4 +128,42 @@ pub async fn flag(
         definition: f.definition,
         targets: targets.into_iter().map(target_view).collect(),
     }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DaysQuery {
+    /// Only the last `days` days, today (UTC) included; 1 to 3650. Without it: since counting began.
+    pub days: Option<u32>,
+}
+
+/// How the environment's flags were evaluated over OFREP: per flag the evaluations by
+/// variant and reason and when it was last evaluated (every flag listed, `null` if never);
+/// for administrators and auditors also the client keys that evaluated and when each last did. Counted in
+/// memory by every instance and stored in batches (every 10 s and at shutdown); this
+/// instance's counts are stored before the answer is read.
+#[utoipa::path(get, operation_id = "flag_evaluations", path = "/v1/environments/{env}/evaluations", params(DaysQuery), tag = "flags",
+    responses((status = 200, body = EvaluationsView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn evaluations(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Path(env): Path<String>,
+    crate::json::ApiQuery(q): crate::json::ApiQuery<DaysQuery>,
+) -> Result<Json<EvaluationsView>, ApiError> {
+    Ok(Json(app.evaluations(&caller, &env, q.days).await?))
+}
+
+/// The environment's flags that look finished, each with a suggested action: not evaluated
+/// for `days` days (default 30) and not written in that time; serving one variant to
+/// everyone for `days` days (a finished rollout, an always-on flag); past the date in their
+/// metadata's `expectedRemoval` (`YYYY-MM-DD`).
+#[utoipa::path(get, operation_id = "stale_flags", path = "/v1/environments/{env}/stale", params(DaysQuery), tag = "flags",
+    responses((status = 200, body = StaleView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn stale(
+    State(app): State<App>,
+    ApiCaller(caller): ApiCaller,
+    Path(env): Path<String>,
+    crate::json::ApiQuery(q): crate::json::ApiQuery<DaysQuery>,
+) -> Result<Json<StaleView>, ApiError> {
+    Ok(Json(app.stale_flags(&caller, &env, q.days).await?))
 }

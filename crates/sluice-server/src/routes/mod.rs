@@ -157,13 +157,16 @@ pub async fn readyz(State(app): State<App>) -> Response {
 
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "ops", security(), responses((status = 200, content_type = "text/plain", body = String)))]
-pub async fn metrics_text() -> impl IntoResponse {
+pub async fn metrics_text(State(app): State<App>) -> impl IntoResponse {
+    let mut text = crate::metrics::render();
+    // This instance's flag evaluation counts (see `insight`): per App, not per process.
+    text.push_str(&app.insight.render());
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4",
         )],
-        crate::metrics::render(),
+        text,
     )
 }
 
@@ -327,6 +330,8 @@ fn administrative() -> OpenApiRouter<App> {
                 }))
         }))
         .routes(routes!(flags::flag))
+        .routes(routes!(flags::evaluations))
+        .routes(routes!(flags::stale))
         .routes(routes!(flag_changes::change))
         .routes(routes!(
             flag_changes::add_target,

@@ -11,6 +11,8 @@ use crate::app::App;
 use crate::auth::presented_token;
 use crate::caller::Caller;
 use crate::error::ApiError;
+use crate::flags::CachedAnswer;
+use crate::insight::Tally;
 use crate::json::ApiBytes;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, State};
@@ -178,7 +180,14 @@ pub async fn evaluate(
             format!("flag `{key}` not found"),
         );
     };
-    let e = flags.evaluate(&key, &ctx, app.now());
+    let now = app.now();
+    let e = flags.evaluate(&key, &ctx, now);
+    if app.insight.enabled() {
+        let at = now.timestamp_millis();
+        flags.tally.count(Tally::code(&flags.snapshot, &e), at);
+        app.insight
+            .client(&key_auth.caller.token_id, key_auth.environment(), 1, at);
+    }
     let status = match &e.error {
         Some((code, _)) => {
             StatusCode::from_u16(ofrep::http_status(*code)).unwrap_or(StatusCode::BAD_REQUEST)
@@ -318,13 +327,18 @@ pub async fn evaluate_all(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
     let tag_header = HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"0\""));
+    // The answer without its last `}`, rendered once per tag (see `flags::AnswerCache`).
+    let cached = flags.as_ref().and_then(|f| f.answers.get(&digest));
     if matches {
+        // The client goes on using the answer it holds: counted as evaluated again, when
+        // this instance still knows what that answer was.
+        if let (Some(f), Some(answer)) = (&flags, &cached) {
+            count_bulk(&app, &key_auth, f, &answer.codes, now);
+        }
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
         resp.headers_mut().insert(header::ETAG, tag_header);
         return resp;
     }
-    // The answer without its last `}`, rendered once per tag (see `flags::AnswerCache`).
-    let cached = flags.as_ref().and_then(|f| f.answers.get(&digest));
     let answer = match cached {
         Some(answer) => answer,
         None => {
@@ -349,13 +363,27 @@ pub async fn evaluate_all(
                 return ApiError::Internal("a bulk answer did not render as an object".into())
                     .into_response();
             }
-            let rendered = Bytes::from(rendered);
+            let codes: std::sync::Arc<[u64]> = match &flags {
+                Some(f) => evals
+                    .iter()
+                    .filter_map(|e| Tally::code(&f.snapshot, e))
+                    .collect(),
+                None => std::sync::Arc::new([]),
+            };
+            let answer = CachedAnswer {
+                body: Bytes::from(rendered),
+                codes,
+            };
             if let Some(f) = &flags {
-                f.answers.put(digest, rendered.clone());
+                f.answers.put(digest, answer.clone());
             }
-            rendered
+            answer
         }
     };
+    if let Some(f) = &flags {
+        count_bulk(&app, &key_auth, f, &answer.codes, now);
+    }
+    let answer = answer.body;
     let mut body = Vec::with_capacity(answer.len() + 128);
     body.extend_from_slice(&answer);
     body.extend_from_slice(b",\"eventStreams\":[{\"type\":\"sse\",\"url\":");
@@ -371,6 +399,27 @@ pub async fn evaluate_all(
     );
     resp.headers_mut().insert(header::ETAG, tag_header);
     resp
+}
+
+/// Counts a bulk answer's evaluations (see [`crate::insight`]).
+fn count_bulk(
+    app: &App,
+    key: &ClientKey,
+    flags: &crate::flags::EnvFlags,
+    codes: &[u64],
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    if !app.insight.enabled() {
+        return;
+    }
+    let at = now.timestamp_millis();
+    flags.tally.count_all(codes, at);
+    app.insight.client(
+        &key.caller.token_id,
+        key.environment(),
+        codes.len() as u64,
+        at,
+    );
 }
 
 #[derive(Debug, Deserialize)]

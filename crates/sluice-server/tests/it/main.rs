@@ -22,6 +22,7 @@ mod error_bodies;
 mod failclosed;
 mod flags;
 mod harness;
+mod insight;
 mod keys;
 mod lifecycle;
 mod modules;

@@ -238,6 +238,17 @@ fn table(w: &World) -> Vec<(&'static str, String, [u16; 4])> {
             ALL,
         ),
         ("/v1/scheduled", "/v1/scheduled".into(), ALL),
+        // Flag insight: any API token; the client keys in it only for auditors (checked below).
+        (
+            "/v1/environments/{env}/evaluations",
+            "/v1/environments/staging/evaluations".into(),
+            ALL,
+        ),
+        (
+            "/v1/environments/{env}/stale",
+            "/v1/environments/staging/stale".into(),
+            ALL,
+        ),
         // Open to anyone, token or not.
         (
             "/.well-known/authzen-configuration",

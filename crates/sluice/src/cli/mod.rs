@@ -189,6 +189,10 @@ pub struct ServeArgs {
     /// OFREP requests per second per client key, then 429 with `Retry-After`; default unlimited.
     #[arg(long, env = "SLUICE_CLIENT_RATE_LIMIT", value_parser = clap::value_parser!(u32).range(1..))]
     pub client_rate_limit: Option<u32>,
+    /// Do not count flag evaluations (no counts, no "last evaluated", no stale findings from
+    /// use): only to measure what counting costs.
+    #[arg(long, env = "SLUICE_NO_EVALUATION_COUNTS")]
+    pub no_evaluation_counts: bool,
     /// The URL clients reach this server at (behind a proxy, the proxy's), advertised in
     /// AuthZEN metadata and OFREP event streams; default `http://<listen address>`.
     #[arg(long, env = "SLUICE_PUBLIC_URL")]
@@ -584,6 +588,26 @@ pub enum FlagsCommand {
         /// The environment, e.g. `production`.
         #[arg(long)]
         env: String,
+    },
+    /// How the environment's flags were evaluated: per flag, variant and reason, and when last.
+    Evaluations {
+        /// The environment, e.g. `production`.
+        #[arg(long)]
+        env: String,
+        /// Only the last N days (today included); without it, since counting began.
+        #[arg(long)]
+        days: Option<u32>,
+    },
+    /// Flags that look finished, each with a suggested action: not evaluated for N days,
+    /// serving one variant to everyone for N days, or past the `expectedRemoval` date in
+    /// their metadata.
+    Stale {
+        /// The environment, e.g. `production`.
+        #[arg(long)]
+        env: String,
+        /// How far back to look (default 30).
+        #[arg(long)]
+        days: Option<u32>,
     },
     #[command(flatten)]
     Change(FlagChangeCommand),

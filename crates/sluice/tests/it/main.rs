@@ -18,6 +18,7 @@ mod gateway;
 mod harness;
 mod http_gateway;
 mod hygiene;
+mod insight;
 mod instances;
 mod keys;
 mod outage;
