@@ -86,6 +86,13 @@ struct Shard<T>(Mutex<T>);
 /// A flag's key and its variants' names.
 type FlagNames = (Box<str>, Box<[Box<str>]>);
 
+/// Cached bulk answers counted whole: (codes, count and last) by (address, day).
+type AnswerCounts = FxHashMap<(usize, i64), (Arc<[u64]>, Cell)>;
+
+/// Distinct cached answers counted whole per shard between two drains (each holds its codes,
+/// 8 bytes a flag); past it, answers are counted flag by flag.
+const CACHED_ANSWERS: usize = 256;
+
 /// Client keys by token id: (environment, evaluations and the last).
 type ClientCounts = FxHashMap<String, (String, Cell)>;
 
@@ -97,6 +104,9 @@ pub struct Tally {
     names: Box<[FlagNames]>,
     /// By answer code and UTC day (days since 1970-01-01) of the evaluation.
     shards: [Shard<FxHashMap<(u64, i64), Cell>>; SHARDS],
+    /// Bulk answers served again, by the address of their codes and the day (see
+    /// [`Tally::count_cached`]).
+    answers: [Shard<AnswerCounts>; SHARDS],
     /// Evaluations of keys the environment does not have.
     unknown: AtomicU64,
 }
@@ -110,6 +120,7 @@ impl Tally {
                 .map(|(key, variants)| (key.into(), variants.map(Box::from).collect()))
                 .collect(),
             shards: Default::default(),
+            answers: Default::default(),
             unknown: AtomicU64::new(0),
         }
     }
@@ -139,7 +150,7 @@ impl Tally {
         }
     }
 
-    /// Counts a bulk answer's flags at `at_ms`, under one lock.
+    /// Counts a bulk answer's flags at `at_ms`, under one lock: one update per flag.
     pub fn count_all(&self, codes: &[u64], at_ms: i64) {
         let day = at_ms.div_euclid(DAY_MS);
         let mut map = lock(&self.shards[my_shard()].0);
@@ -148,31 +159,68 @@ impl Tally {
         }
     }
 
+    /// Counts a bulk answer served again (from the answer cache, or as a `304`): one update
+    /// for the whole answer, keyed by the identity of its codes (held here, so the address
+    /// cannot be reused meanwhile), spread over its flags when drained. Past
+    /// [`CACHED_ANSWERS`] distinct answers in a shard, counted flag by flag.
+    pub fn count_cached(&self, codes: &Arc<[u64]>, at_ms: i64) {
+        let day = at_ms.div_euclid(DAY_MS);
+        let id = Arc::as_ptr(codes).cast::<u64>() as usize;
+        {
+            let mut map = lock(&self.answers[my_shard()].0);
+            if let Some((_, cell)) = map.get_mut(&(id, day)) {
+                cell.add(1, at_ms);
+                return;
+            }
+            if map.len() < CACHED_ANSWERS {
+                let mut cell = Cell::default();
+                cell.add(1, at_ms);
+                map.insert((id, day), (codes.clone(), cell));
+                return;
+            }
+        }
+        self.count_all(codes, at_ms);
+    }
+
     /// Takes what was counted, by name.
     fn drain(&self, mut each: impl FnMut(&str, &str, Reason, i64, Cell)) -> u64 {
+        let mut all: FxHashMap<(u64, i64), Cell> = FxHashMap::default();
         for shard in &self.shards {
             let taken = std::mem::take(&mut *lock(&shard.0));
-            for ((code, day), cell) in taken {
-                let flag = usize::try_from(code >> 24).unwrap_or(usize::MAX);
-                let Some((key, variants)) = self.names.get(flag) else {
-                    continue;
-                };
-                let v = (code >> 8) & 0xFFFF;
-                let variant = if v == NO_VARIANT {
-                    ""
-                } else {
-                    usize::try_from(v)
-                        .ok()
-                        .and_then(|v| variants.get(v))
-                        .map_or("", |n| &**n)
-                };
-                let reason = usize::try_from(code & 0xFF)
-                    .ok()
-                    .and_then(|r| REASONS.get(r))
-                    .copied()
-                    .unwrap_or(Reason::Error);
-                each(key, variant, reason, day, cell);
+            for (k, cell) in taken {
+                all.entry(k).or_default().add(cell.count, cell.last_ms);
             }
+        }
+        for shard in &self.answers {
+            let taken = std::mem::take(&mut *lock(&shard.0));
+            for ((_, day), (codes, cell)) in taken {
+                for code in codes.iter() {
+                    all.entry((*code, day))
+                        .or_default()
+                        .add(cell.count, cell.last_ms);
+                }
+            }
+        }
+        for ((code, day), cell) in all {
+            let flag = usize::try_from(code >> 24).unwrap_or(usize::MAX);
+            let Some((key, variants)) = self.names.get(flag) else {
+                continue;
+            };
+            let v = (code >> 8) & 0xFFFF;
+            let variant = if v == NO_VARIANT {
+                ""
+            } else {
+                usize::try_from(v)
+                    .ok()
+                    .and_then(|v| variants.get(v))
+                    .map_or("", |n| &**n)
+            };
+            let reason = usize::try_from(code & 0xFF)
+                .ok()
+                .and_then(|r| REASONS.get(r))
+                .copied()
+                .unwrap_or(Reason::Error);
+            each(key, variant, reason, day, cell);
         }
         self.unknown.swap(0, Ordering::Relaxed)
     }
@@ -448,17 +496,30 @@ mod tests {
         let insight = Insight::default();
         insight.watch(tally.clone());
         let ctx = sluice_eval::Context::empty();
-        for key in ["a", "a", "b\"q", "nope"] {
+        let count = |key: &str| {
             let e = snap.evaluate(key, &ctx, 0);
             tally.count(Tally::code(&snap, &e), 5_000);
-        }
+        };
+        // With a cap of one label set, the first drained takes it.
         insight.set_series_cap(1);
+        count("a");
+        count("a");
+        insight.render();
+        count("b\"q");
+        count("nope");
+        // A bulk answer served again twice: counted whole, spread over its flags when drained.
+        let codes: Arc<[u64]> = ["a", "b\"q"]
+            .iter()
+            .filter_map(|k| Tally::code(&snap, &snap.evaluate(k, &ctx, 0)))
+            .collect();
+        tally.count_cached(&codes, 5_000);
+        tally.count_cached(&codes, 5_000);
         let text = insight.render();
         assert!(text.contains(
-            "sluice_flag_evaluations_total{environment=\"prod\",flag=\"a\",variant=\"on\",reason=\"STATIC\"} 2"
+            "sluice_flag_evaluations_total{environment=\"prod\",flag=\"a\",variant=\"on\",reason=\"STATIC\"} 4"
         ), "{text}");
         assert!(
-            text.contains("sluice_flag_evaluations_overflow_total 1"),
+            text.contains("sluice_flag_evaluations_overflow_total 3"),
             "{text}"
         );
         assert!(
@@ -481,7 +542,7 @@ mod tests {
         assert_eq!(
             cell,
             Cell {
-                count: 3,
+                count: 5,
                 last_ms: 6_000
             }
         );

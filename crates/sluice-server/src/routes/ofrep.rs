@@ -333,12 +333,13 @@ pub async fn evaluate_all(
         // The client goes on using the answer it holds: counted as evaluated again, when
         // this instance still knows what that answer was.
         if let (Some(f), Some(answer)) = (&flags, &cached) {
-            count_bulk(&app, &key_auth, f, &answer.codes, now);
+            count_bulk(&app, &key_auth, f, &answer.codes, true, now);
         }
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
         resp.headers_mut().insert(header::ETAG, tag_header);
         return resp;
     }
+    let from_cache = cached.is_some();
     let answer = match cached {
         Some(answer) => answer,
         None => {
@@ -381,7 +382,7 @@ pub async fn evaluate_all(
         }
     };
     if let Some(f) = &flags {
-        count_bulk(&app, &key_auth, f, &answer.codes, now);
+        count_bulk(&app, &key_auth, f, &answer.codes, from_cache, now);
     }
     let answer = answer.body;
     let mut body = Vec::with_capacity(answer.len() + 128);
@@ -406,14 +407,19 @@ fn count_bulk(
     app: &App,
     key: &ClientKey,
     flags: &crate::flags::EnvFlags,
-    codes: &[u64],
+    codes: &std::sync::Arc<[u64]>,
+    cached: bool,
     now: chrono::DateTime<chrono::Utc>,
 ) {
     if !app.insight.enabled() {
         return;
     }
     let at = now.timestamp_millis();
-    flags.tally.count_all(codes, at);
+    if cached {
+        flags.tally.count_cached(codes, at);
+    } else {
+        flags.tally.count_all(codes, at);
+    }
     app.insight.client(
         &key.caller.token_id,
         key.environment(),
