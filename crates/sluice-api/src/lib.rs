@@ -13,4 +13,5 @@ pub mod error;
 pub mod flags;
 pub mod gateway;
 pub mod http_gateway;
+pub mod notifications;
 pub mod policy;

@@ -70,6 +70,9 @@ pub struct Inner {
     witness_feed: std::sync::OnceLock<tokio::sync::watch::Sender<Option<sluice_audit::Checkpoint>>>,
     /// The highest `seq` this instance signed a checkpoint of.
     signed: tokio::sync::watch::Sender<i64>,
+    /// Where notifications that no audit entry carries (a failed verification) are routed;
+    /// set once when the server runs with notification sinks.
+    pub notify_router: std::sync::OnceLock<Arc<crate::notify::events::Router>>,
 }
 
 /// [`App::audit_options`] before [`App::set_audit_options`]: nothing signed after commits,
@@ -140,6 +143,7 @@ impl App {
             audit_options: std::sync::OnceLock::new(),
             witness_feed: std::sync::OnceLock::new(),
             signed: tokio::sync::watch::Sender::new(0),
+            notify_router: std::sync::OnceLock::new(),
         })))
     }
 

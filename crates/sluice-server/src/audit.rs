@@ -212,7 +212,41 @@ pub async fn verify_live(app: &App) -> Result<VerifyReport, ApiError> {
         let bound = chrono::TimeDelta::from_std(bound).unwrap_or(chrono::TimeDelta::MAX);
         report.refuse_stale_tail(now, bound);
     }
+    if !report.ok() {
+        announce_failure(app, &report, now).await;
+    }
     Ok(report)
+}
+
+/// Tells the notification sinks that the trail failed verification (once per head and
+/// problem set: the id is derived from them, so verifying again writes nothing new).
+async fn announce_failure(app: &App, report: &VerifyReport, now: chrono::DateTime<chrono::Utc>) {
+    let Some(router) = app.notify_router.get() else {
+        return;
+    };
+    let problems: Vec<serde_json::Value> = report
+        .problems
+        .iter()
+        .take(20)
+        .map(|p| serde_json::json!({"seq": p.seq, "message": p.message}))
+        .collect();
+    let digest = {
+        use sha2::Digest as _;
+        hex::encode(&sha2::Sha256::digest(serde_json::to_vec(&problems).unwrap_or_default())[..8])
+    };
+    let key = format!(
+        "verify_{}_{digest}",
+        report.last.as_ref().map_or(0, |h| h.seq)
+    );
+    let data = serde_json::json!({
+        "head_seq": report.last.as_ref().map(|h| h.seq),
+        "unsigned_tail": report.unsigned_tail,
+        "problems": problems,
+    });
+    let messages = router.messages("audit.verify_failed", now, None, data, Some(&key));
+    if let Err(e) = app.store.enqueue(now, &messages).await {
+        tracing::warn!(error = %e, "could not write the verification failure's notification: {e}");
+    }
 }
 
 /// The body of an export: JSON Lines, in chunks of a page.

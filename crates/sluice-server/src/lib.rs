@@ -20,6 +20,7 @@ pub mod insight;
 pub mod json;
 pub mod keyed;
 pub mod metrics;
+pub mod notify;
 pub mod ops;
 pub mod rate_limit;
 pub mod refusals;
@@ -99,6 +100,9 @@ pub struct Server {
     pub audit: checkpointer::AuditOptions,
     /// TLS on the listener (see [`tls`]); plain HTTP when `None`. Set before [`Server::run`].
     pub tls: Option<Arc<tls::ReloadingTls>>,
+    /// Notification sinks, retries and reminders (see [`notify`]); none when `None`. Set
+    /// before [`Server::run`].
+    pub notify: Option<notify::NotifyConfig>,
     config: ServerConfig,
 }
 
@@ -152,6 +156,7 @@ impl Server {
             http: serve::HttpOptions::default(),
             audit: checkpointer::AuditOptions::default(),
             tls: None,
+            notify: None,
             config,
         })
     }
@@ -188,6 +193,18 @@ impl Server {
         } else {
             None
         };
+        let notifier = match self.notify.clone().filter(|n| !n.sinks.is_empty()) {
+            Some(config) => {
+                let n = Arc::new(notify::dispatch::Notifier::new(config)?);
+                // From here on every committed audit entry that notifies writes its outbox
+                // rows in its own transaction.
+                let router = Arc::new(n.router(self.app.public_url()));
+                self.app.store.set_outbox_router(router.clone());
+                let _ = self.app.notify_router.set(router);
+                Some(tokio::spawn(notify::dispatch::run(self.app.clone(), n)))
+            }
+            None => None,
+        };
         let bg = tokio::spawn(background(self.app.clone(), self.config.clone()));
         serve::serve_with(
             self.listener,
@@ -202,6 +219,9 @@ impl Server {
         // one is running: flushes take turns).
         if let Err(e) = self.app.insight.flush(&self.app.store).await {
             tracing::warn!(error = %e, "storing the last evaluation counts failed: {e}");
+        }
+        if let Some(notifier) = notifier {
+            notifier.abort();
         }
         if let Some(signer) = signer {
             signer.abort();

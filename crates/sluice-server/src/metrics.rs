@@ -1,6 +1,6 @@
 //! Every metric Sluice exports, declared in one place with its help text.
 
-use metrics::{counter, describe_counter, describe_histogram, histogram};
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sluice_core::decision::Decision;
 use std::sync::OnceLock;
@@ -41,6 +41,30 @@ pub fn install() -> Option<PrometheusHandle> {
             describe_counter!(
                 "sluice_witness_failures_total",
                 "Checkpoints that could not be appended to the witness file or POSTed to the witness URL."
+            );
+            describe_counter!(
+                "sluice_notifications_delivered_total",
+                "Notifications delivered (a sink answered 2xx)."
+            );
+            describe_counter!(
+                "sluice_notifications_failed_total",
+                "Notification delivery attempts that failed (each is retried, or dead-lettered after the limit)."
+            );
+            describe_counter!(
+                "sluice_notifications_dead_total",
+                "Notifications given up on after the attempt limit."
+            );
+            describe_gauge!(
+                "sluice_notifications_pending",
+                "Notifications in the outbox waiting for delivery (all instances)."
+            );
+            describe_gauge!(
+                "sluice_notifications_dead",
+                "Notifications in the outbox given up on (all instances), until retried."
+            );
+            describe_histogram!(
+                "sluice_notification_lag_seconds",
+                "From the audited change to its notification's delivery."
             );
             Some(handle)
         })
@@ -121,4 +145,22 @@ pub fn checkpoint() {
 
 pub fn witness_failed() {
     counter!("sluice_witness_failures_total").increment(1);
+}
+
+pub fn notification_delivered(lag_seconds: f64) {
+    counter!("sluice_notifications_delivered_total").increment(1);
+    histogram!("sluice_notification_lag_seconds").record(lag_seconds);
+}
+
+pub fn notification_failed() {
+    counter!("sluice_notifications_failed_total").increment(1);
+}
+
+pub fn notification_dead() {
+    counter!("sluice_notifications_dead_total").increment(1);
+}
+
+pub fn notifications_pending(pending: i64, dead: i64) {
+    gauge!("sluice_notifications_pending").set(pending as f64);
+    gauge!("sluice_notifications_dead").set(dead as f64);
 }

@@ -166,6 +166,36 @@ const TABLES: &[(&str, &[&str])] = &[
         "http_services",
         &["name", "spec", "declared_at", "declared_by"],
     ),
+    (
+        "outbox",
+        &[
+            "id",
+            "sink",
+            "event",
+            "audit_seq",
+            "created_at",
+            "payload",
+            "state",
+            "attempts",
+            "next_at",
+            "leased_until",
+            "lease_owner",
+            "last_error",
+            "delivered_at",
+        ],
+    ),
+    (
+        "outbox_attempts",
+        &[
+            "outbox_id",
+            "n",
+            "at",
+            "instance",
+            "http_status",
+            "error",
+            "duration_ms",
+        ],
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -201,6 +231,14 @@ const INT_COLUMNS: &[&str] = &[
     "format",
     "batch_seq",
     "pos",
+    "audit_seq",
+    "attempts",
+    "next_at",
+    "leased_until",
+    "delivered_at",
+    "n",
+    "http_status",
+    "duration_ms",
 ];
 
 fn cell(row: &AnyRow, col: &str) -> Result<Cell, StoreError> {

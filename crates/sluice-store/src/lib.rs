@@ -18,6 +18,8 @@ mod gateway;
 mod http_calls;
 mod http_services;
 mod insight;
+
+mod outbox;
 mod principals;
 mod requests;
 mod schedule;
@@ -33,6 +35,11 @@ pub use gateway::{DeclaredDatabase, GatewaySession, LoggedStatement, SessionEnd,
 pub use http_calls::{http_call_batch_hash, CallRow};
 pub use http_services::DeclaredService;
 pub use insight::{day_of, day_start, ClientEvaluations, EvaluationCount, EvaluationTotal};
+
+pub use outbox::{
+    AfterAttempt, Attempt, AttemptRow, OutboxCounts, OutboxMessage, OutboxRouter, OutboxRow,
+    OutboxState,
+};
 pub use principals::{PrincipalRow, TokenRow};
 pub use requests::{RequestFilter, Visibility};
 pub use schedule::{ScheduledChange, ScheduledStatus};
@@ -64,6 +71,10 @@ pub struct Store {
     committed: std::sync::Arc<tokio::sync::watch::Sender<i64>>,
     /// SQLite only: the directory of the database file, where [`Store::writable`] probes.
     dir: Option<std::path::PathBuf>,
+    /// Which notifications audit entries give rise to (see [`OutboxRouter`]).
+    router: outbox::RouterSlot,
+    /// Woken when this handle commits outbox rows.
+    outbox_notify: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// How long the store lets the database make it wait.
@@ -153,6 +164,8 @@ impl Store {
                     batch,
                     committed: Default::default(),
                     dir,
+                    router: Default::default(),
+                    outbox_notify: Default::default(),
                 }
             }
             Backend::Postgres => {
@@ -183,6 +196,8 @@ impl Store {
                     batch: None,
                     committed: Default::default(),
                     dir: None,
+                    router: Default::default(),
+                    outbox_notify: Default::default(),
                 }
             }
         };
@@ -206,7 +221,9 @@ impl Store {
             Some(batch) => WriteTx::join(batch).await,
             None => WriteTx::begin(&self.write).await,
         }?;
-        Ok(tx.announcing_to(self.committed.clone()))
+        Ok(tx
+            .announcing_to(self.committed.clone())
+            .routing_to(self.router.get().cloned(), self.outbox_notify.clone()))
     }
 
     /// Changes whenever a write through this handle (or a clone) commits audit entries: holds

@@ -28,6 +28,11 @@ pub struct WriteTx {
     deferred: Vec<Deferred>,
     /// Told the new head's `seq` after a successful commit.
     committed: Option<std::sync::Arc<tokio::sync::watch::Sender<i64>>>,
+    /// Which notifications the entries give rise to (written with them), and whom to wake.
+    outbox: Option<(
+        std::sync::Arc<dyn crate::OutboxRouter>,
+        std::sync::Arc<tokio::sync::Notify>,
+    )>,
 }
 
 enum Lease {
@@ -71,6 +76,7 @@ impl WriteTx {
             entries: Vec::new(),
             deferred: Vec::new(),
             committed: None,
+            outbox: None,
         })
     }
 
@@ -83,6 +89,7 @@ impl WriteTx {
             entries: Vec::new(),
             deferred: Vec::new(),
             committed: None,
+            outbox: None,
         })
     }
 
@@ -91,6 +98,15 @@ impl WriteTx {
         committed: std::sync::Arc<tokio::sync::watch::Sender<i64>>,
     ) -> Self {
         self.committed = Some(committed);
+        self
+    }
+
+    pub(crate) fn routing_to(
+        mut self,
+        router: Option<std::sync::Arc<dyn crate::OutboxRouter>>,
+        notify: std::sync::Arc<tokio::sync::Notify>,
+    ) -> Self {
+        self.outbox = router.map(|r| (r, notify));
         self
     }
 
@@ -213,6 +229,36 @@ impl WriteTx {
         for chunk in self.entries.chunks(ARGS_PER_CALL / ENTRY_ARGS) {
             deferred.push(insert_entries(chunk)?);
         }
+        // INVARIANT: the notifications an entry gives rise to are written in the transaction
+        // that writes the entry, so a committed change is never left unannounced and an
+        // announced change was committed.
+        let mut notified = false;
+        if let Some((router, _)) = &self.outbox {
+            let mut args = Vec::new();
+            let mut rows = 0;
+            for e in &self.entries {
+                for m in router.route(e) {
+                    crate::outbox::insert_args(&m, Some(e.seq), e.at.timestamp_millis(), &mut args);
+                    rows += 1;
+                    if rows * crate::outbox::MESSAGE_ARGS + crate::outbox::MESSAGE_ARGS
+                        > ARGS_PER_CALL
+                    {
+                        deferred.push(Deferred {
+                            sql: Cow::Owned(crate::outbox::insert_sql(rows)),
+                            args: std::mem::take(&mut args),
+                        });
+                        rows = 0;
+                    }
+                    notified = true;
+                }
+            }
+            if rows > 0 {
+                deferred.push(Deferred {
+                    sql: Cow::Owned(crate::outbox::insert_sql(rows)),
+                    args,
+                });
+            }
+        }
         match self.lease {
             Lease::Own(mut tx) => {
                 send(&mut tx, deferred, "").await?;
@@ -236,6 +282,9 @@ impl WriteTx {
                 .await
                 .map_err(|e| StoreError::Unavailable(format!("the write task failed: {e}")))??;
             }
+        }
+        if let (true, Some((_, notify))) = (notified, &self.outbox) {
+            notify.notify_waiters();
         }
         if let Some(committed) = committed {
             committed.send_if_modified(|last| {
@@ -288,7 +337,7 @@ fn insert_entries(entries: &[AuditEntry]) -> Result<Deferred, StoreError> {
     })
 }
 
-fn bind<'q>(
+pub(crate) fn bind<'q>(
     mut q: Query<'q, Any, AnyArguments<'q>>,
     args: Vec<Arg>,
 ) -> Query<'q, Any, AnyArguments<'q>> {

@@ -59,6 +59,7 @@ mod client;
 mod commands;
 mod db_commands;
 mod flag_commands;
+mod notification_commands;
 mod output;
 mod policy_commands;
 mod proposal_commands;
@@ -93,6 +94,9 @@ async fn main() {
         Command::Db { command, remote } => db_commands::db(command, remote).await,
         Command::Gateway { command, remote } => db_commands::gateway(command, remote).await,
         Command::Flags { command, remote } => commands::flags(command, remote).await,
+        Command::Notifications { command, remote } => {
+            notification_commands::notifications(command, remote).await
+        }
         Command::Proposals { command, remote } => {
             proposal_commands::proposals(command, remote).await
         }

@@ -78,6 +78,8 @@ struct FileConfig {
     http_services: Vec<sluice_http_gateway::ServiceConfig>,
     /// Where credential files named by services declared through the API are read.
     http_credentials_dir: Option<PathBuf>,
+    /// Webhooks and chat messages for what the audit trail records, and reminders.
+    notifications: Option<sluice_server::notify::NotifyFile>,
 }
 
 pub struct Settings {
@@ -89,6 +91,7 @@ pub struct Settings {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub gateway: Option<sluice_gateway::GatewayConfig>,
     pub http_gateway: Option<sluice_http_gateway::HttpGatewayConfig>,
+    pub notify: Option<sluice_server::notify::NotifyConfig>,
     pub log_format: LogFormat,
     pub data_dir: PathBuf,
     /// Count flag evaluations (flag insight); off only to measure what counting costs.
@@ -206,6 +209,11 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
             })
         }
     };
+    // Secrets are read now: a missing one fails the start before anything is written.
+    let notify = match &file.notifications {
+        Some(n) => Some(n.resolve().map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let config = ServerConfig {
         listen,
         database_url,
@@ -259,6 +267,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         tls,
         gateway,
         http_gateway,
+        notify,
         log_format,
         data_dir,
         evaluation_counts: !args.no_evaluation_counts,
@@ -355,6 +364,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server.audit = s.audit;
     server.app.insight.set_enabled(s.evaluation_counts);
     server.tls = tls.clone();
+    server.notify = s.notify;
     let addr = server.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // What the command line is given: a bare address means plain HTTP.

@@ -123,6 +123,8 @@ pub enum Missing {
         "no call {0} in progress on this instance; `sluice gateway sessions` lists those that are"
     )]
     LiveCall(String),
+    #[error("no notification {0}; `sluice notifications list` lists them")]
+    Notification(String),
 }
 
 /// What an operation collides with.

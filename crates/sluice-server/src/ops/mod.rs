@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod http_gateway;
 pub mod insight;
 pub mod layers;
+pub mod notifications;
 pub mod readers;
 pub mod schedule;
 pub mod search;

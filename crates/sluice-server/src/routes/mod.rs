@@ -10,6 +10,7 @@ pub mod flag_changes;
 pub mod flags;
 pub mod gateway;
 pub mod http_gateway;
+pub mod notifications;
 pub mod ofrep;
 pub mod trace;
 pub mod views;
@@ -305,6 +306,9 @@ fn administrative() -> OpenApiRouter<App> {
         ))
         .routes(routes!(http_gateway::sessions))
         .routes(routes!(http_gateway::kill))
+        .routes(routes!(notifications::list))
+        .routes(routes!(notifications::show))
+        .routes(routes!(notifications::retry))
         .routes(routes!(admin::whoami))
         // A policy source is one string as long as the body allows.
         .routes(routes!(admin::apply, admin::current).map(|m| {

@@ -106,6 +106,7 @@ impl TestServer {
             Arc::new(sluice_core::SystemClock),
             None,
             AuditOptions::manual(),
+            None,
         )
         .await
     }
@@ -116,7 +117,17 @@ impl TestServer {
 
     pub async fn start_with_clock(db: Db, clock: ManualClock) -> TestServer {
         let c: Arc<dyn sluice_core::Clock> = Arc::new(clock.clone());
-        Self::start_inner(db, clock, c, None, AuditOptions::manual()).await
+        Self::start_inner(db, clock, c, None, AuditOptions::manual(), None).await
+    }
+
+    /// With notifications (webhooks, chat, reminders) as configured.
+    pub async fn start_notifying(
+        db: Db,
+        clock: ManualClock,
+        notify: sluice_server::notify::NotifyConfig,
+    ) -> TestServer {
+        let c: Arc<dyn sluice_core::Clock> = Arc::new(clock.clone());
+        Self::start_inner(db, clock, c, None, AuditOptions::manual(), Some(notify)).await
     }
 
     /// With checkpoints after every commit and the unsigned-tail bound, as `sluice serve`
@@ -124,7 +135,7 @@ impl TestServer {
     pub async fn start_signing(db: Db, audit: AuditOptions) -> TestServer {
         let clock = ManualClock::new(t0());
         let c: Arc<dyn sluice_core::Clock> = Arc::new(clock.clone());
-        Self::start_inner(db, clock, c, None, audit).await
+        Self::start_inner(db, clock, c, None, audit, None).await
     }
 
     /// With `--public-url` set.
@@ -137,6 +148,7 @@ impl TestServer {
             c,
             Some(public_url.to_owned()),
             AuditOptions::manual(),
+            None,
         )
         .await
     }
@@ -147,6 +159,7 @@ impl TestServer {
         real: Arc<dyn sluice_core::Clock>,
         public_url: Option<String>,
         audit: AuditOptions,
+        notify: Option<sluice_server::notify::NotifyConfig>,
     ) -> TestServer {
         let config = ServerConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
@@ -163,6 +176,7 @@ impl TestServer {
         };
         let mut server = Server::build(config, real).await.expect("server builds");
         server.audit = audit;
+        server.notify = notify;
         let addr = server.local_addr().expect("bound");
         let app = server.app.clone();
         let (tx, rx) = oneshot::channel::<()>();

@@ -26,6 +26,7 @@ mod insight;
 mod keys;
 mod lifecycle;
 mod modules;
+mod notify;
 mod nul;
 mod ofrep;
 mod openapi;

@@ -2,10 +2,12 @@
 
 mod db;
 mod flags;
+mod notifications;
 mod proposals;
 
 pub use db::{DbCommand, GatewayCommand};
 pub use flags::{ChangeArgs, FlagChangeCommand, FlagRef, RolloutCommand};
+pub use notifications::NotificationCommand;
 pub use proposals::ProposalCommand;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -156,6 +158,13 @@ pub enum Command {
     Gateway {
         #[command(subcommand)]
         command: GatewayCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Notifications (webhooks and chat): what is pending, delivered or dead, and retry.
+    Notifications {
+        #[command(subcommand)]
+        command: NotificationCommand,
         #[command(flatten)]
         remote: Remote,
     },
