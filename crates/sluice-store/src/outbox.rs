@@ -2,7 +2,7 @@
 //! report (see [`OutboxRouter`] and [`crate::WriteTx::commit`]), claimed by dispatchers with a
 //! lease, and marked delivered, retried later or dead.
 
-use crate::tx::Arg;
+use crate::tx::{insert_args, insert_sql, Arg};
 use crate::{get, Backend, Store, StoreError};
 use chrono::{DateTime, Utc};
 use sluice_audit::AuditEntry;
@@ -119,40 +119,6 @@ fn row(r: &AnyRow) -> Result<OutboxRow, StoreError> {
         last_error: get(r, "last_error")?,
         delivered_at: get::<Option<i64>>(r, "delivered_at")?.map(from_ms),
     })
-}
-
-/// Bind parameters per inserted row.
-pub(crate) const MESSAGE_ARGS: usize = 7;
-
-/// The multi-row insert of the messages of `entries`' audit entries (`audit_seq` set).
-pub(crate) fn insert_sql(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO outbox (id, sink, event, audit_seq, created_at, payload, next_at, state) VALUES ",
-    );
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        for c in 1..=MESSAGE_ARGS {
-            sql.push_str(&format!("${}, ", r * MESSAGE_ARGS + c));
-        }
-        sql.push_str("'pending')");
-    }
-    sql.push_str(" ON CONFLICT (id) DO NOTHING");
-    sql
-}
-
-pub(crate) fn insert_args(m: &OutboxMessage, seq: Option<i64>, at: i64, out: &mut Vec<Arg>) {
-    out.extend([
-        Arg::Text(m.id.clone()),
-        Arg::Text(m.sink.clone()),
-        Arg::Text(m.event.clone()),
-        Arg::OptInt(seq),
-        Arg::Int(at),
-        Arg::Text(m.payload.clone()),
-        Arg::Int(at),
-    ]);
 }
 
 /// The router's slot in a [`Store`]: set once the server knows its configuration.

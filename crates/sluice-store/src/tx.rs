@@ -238,13 +238,11 @@ impl WriteTx {
             let mut rows = 0;
             for e in &self.entries {
                 for m in router.route(e) {
-                    crate::outbox::insert_args(&m, Some(e.seq), e.at.timestamp_millis(), &mut args);
+                    insert_args(&m, Some(e.seq), e.at.timestamp_millis(), &mut args);
                     rows += 1;
-                    if rows * crate::outbox::MESSAGE_ARGS + crate::outbox::MESSAGE_ARGS
-                        > ARGS_PER_CALL
-                    {
+                    if rows * MESSAGE_ARGS + MESSAGE_ARGS > ARGS_PER_CALL {
                         deferred.push(Deferred {
-                            sql: Cow::Owned(crate::outbox::insert_sql(rows)),
+                            sql: Cow::Owned(insert_sql(rows)),
                             args: std::mem::take(&mut args),
                         });
                         rows = 0;
@@ -254,7 +252,7 @@ impl WriteTx {
             }
             if rows > 0 {
                 deferred.push(Deferred {
-                    sql: Cow::Owned(crate::outbox::insert_sql(rows)),
+                    sql: Cow::Owned(insert_sql(rows)),
                     args,
                 });
             }
@@ -300,6 +298,40 @@ impl WriteTx {
 /// One multi-row `INSERT` of audit entries.
 /// Bind parameters per inserted audit entry.
 const ENTRY_ARGS: usize = 10;
+
+/// Bind parameters per inserted row.
+pub(crate) const MESSAGE_ARGS: usize = 7;
+
+/// The multi-row insert of `rows` outbox messages (see [`insert_args`]).
+pub(crate) fn insert_sql(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO outbox (id, sink, event, audit_seq, created_at, payload, next_at, state) VALUES ",
+    );
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 1..=MESSAGE_ARGS {
+            sql.push_str(&format!("${}, ", r * MESSAGE_ARGS + c));
+        }
+        sql.push_str("'pending')");
+    }
+    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+    sql
+}
+
+pub(crate) fn insert_args(m: &crate::OutboxMessage, seq: Option<i64>, at: i64, out: &mut Vec<Arg>) {
+    out.extend([
+        Arg::Text(m.id.clone()),
+        Arg::Text(m.sink.clone()),
+        Arg::Text(m.event.clone()),
+        Arg::OptInt(seq),
+        Arg::Int(at),
+        Arg::Text(m.payload.clone()),
+        Arg::Int(at),
+    ]);
+}
 
 fn insert_entries(entries: &[AuditEntry]) -> Result<Deferred, StoreError> {
     let mut sql = String::from(
