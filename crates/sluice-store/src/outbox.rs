@@ -191,57 +191,37 @@ impl Store {
         Ok(out)
     }
 
-    /// Records an attempt on a row `owner` claimed, and what becomes of the row. Returns false
-    /// (and records nothing) if the lease was lost meanwhile: another instance has the row.
-    pub async fn record_attempt(
+    /// Records attempts on rows `owner` claimed, and what becomes of each row, in one
+    /// transaction (one pass's worth: on SQLite one writer in the batch, not one per row).
+    /// Returns, per attempt, false if the lease was lost meanwhile (another instance has the
+    /// row; nothing is recorded for it).
+    pub async fn record_attempts(
         &self,
-        id: &str,
         owner: &str,
         instance: &str,
-        a: &Attempt,
-    ) -> Result<bool, StoreError> {
-        let (state, next_at, delivered_at) = match a.then {
-            AfterAttempt::Delivered => ("delivered", to_ms(a.at), Some(to_ms(a.at))),
-            AfterAttempt::RetryAt(t) => ("pending", to_ms(t), None),
-            AfterAttempt::Dead => ("dead", to_ms(a.at), None),
-        };
-        let sql = "UPDATE outbox SET state = $1, attempts = attempts + 1, next_at = $2, \
-                   delivered_at = $3, last_error = $4, leased_until = NULL, lease_owner = NULL \
-                   WHERE id = $5 AND lease_owner = $6 AND state = 'pending' RETURNING attempts";
-        let args = vec![
-            Arg::Text(state.to_owned()),
-            Arg::Int(next_at),
-            Arg::OptInt(delivered_at),
-            Arg::OptText(a.error.clone()),
-            Arg::Text(id.to_owned()),
-            Arg::Text(owner.to_owned()),
-        ];
-        let insert = "INSERT INTO outbox_attempts (outbox_id, n, at, instance, http_status, error, duration_ms) \
-                      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (outbox_id, n) DO NOTHING";
-        let (id, instance, a) = (id.to_owned(), instance.to_owned(), a.clone());
-        self.write_then(sql, args, move |rows| {
-            let n: i64 = rows
-                .first()
-                .map(|r| get(r, "attempts"))
-                .transpose()?
-                .unwrap_or(0);
-            Ok((n > 0).then(|| {
-                (
-                    insert,
-                    vec![
-                        Arg::Text(id),
-                        Arg::Int(n),
-                        Arg::Int(to_ms(a.at)),
-                        Arg::Text(instance),
-                        Arg::OptInt(a.http_status),
-                        Arg::OptText(a.error),
-                        Arg::Int(a.duration_ms),
-                    ],
-                )
-            }))
-        })
-        .await
-        .map(|(_, recorded)| recorded)
+        attempts: &[(String, Attempt)],
+    ) -> Result<Vec<bool>, StoreError> {
+        if attempts.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &self.batch {
+            Some(batch) => {
+                let (mut lease, head, access_rev) = batch.begin().await?;
+                // A failure drops the lease, which rolls this writer back.
+                let done = record_all(lease.conn(), owner, instance, attempts).await?;
+                sqlx::query(crate::batch::KEEP)
+                    .execute(lease.conn())
+                    .await?;
+                lease.kept(head, access_rev).await?;
+                Ok(done)
+            }
+            None => {
+                let mut tx = self.writer().begin().await?;
+                let done = record_all(&mut tx, owner, instance, attempts).await?;
+                tx.commit().await?;
+                Ok(done)
+            }
+        }
     }
 
     /// One page of rows by id (after `after`), in one state or all.
@@ -339,55 +319,73 @@ impl Store {
     }
 
     async fn write_returning(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<AnyRow>, StoreError> {
-        Ok(self.write_then(sql, args, |_| Ok(None)).await?.0)
-    }
-
-    /// Runs `sql`, then the statement `then` makes of its rows (if any), in one transaction.
-    async fn write_then<F>(
-        &self,
-        sql: &str,
-        args: Vec<Arg>,
-        then: F,
-    ) -> Result<(Vec<AnyRow>, bool), StoreError>
-    where
-        F: FnOnce(&[AnyRow]) -> Result<Option<(&'static str, Vec<Arg>)>, StoreError>,
-    {
         match &self.batch {
             Some(batch) => {
                 let (mut lease, head, access_rev) = batch.begin().await?;
                 let rows = crate::tx::bind(sqlx::query(sql), args)
                     .fetch_all(lease.conn())
                     .await?;
-                let next = then(&rows)?;
-                let did = next.is_some();
-                if let Some((sql, args)) = next {
-                    crate::tx::bind(sqlx::query(sql), args)
-                        .execute(lease.conn())
-                        .await?;
-                }
                 sqlx::query(crate::batch::KEEP)
                     .execute(lease.conn())
                     .await?;
                 lease.kept(head, access_rev).await?;
-                Ok((rows, did))
+                Ok(rows)
             }
-            None => {
-                let mut tx = self.writer().begin().await?;
-                let rows = crate::tx::bind(sqlx::query(sql), args)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let next = then(&rows)?;
-                let did = next.is_some();
-                if let Some((sql, args)) = next {
-                    crate::tx::bind(sqlx::query(sql), args)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                Ok((rows, did))
-            }
+            None => Ok(crate::tx::bind(sqlx::query(sql), args)
+                .fetch_all(self.writer())
+                .await?),
         }
     }
+}
+
+/// The statements of [`Store::record_attempts`], on a connection inside a transaction.
+async fn record_all(
+    conn: &mut sqlx::AnyConnection,
+    owner: &str,
+    instance: &str,
+    attempts: &[(String, Attempt)],
+) -> Result<Vec<bool>, StoreError> {
+    let mut out = Vec::with_capacity(attempts.len());
+    for (id, a) in attempts {
+        let (state, next_at, delivered_at) = match a.then {
+            AfterAttempt::Delivered => ("delivered", to_ms(a.at), Some(to_ms(a.at))),
+            AfterAttempt::RetryAt(t) => ("pending", to_ms(t), None),
+            AfterAttempt::Dead => ("dead", to_ms(a.at), None),
+        };
+        let row = sqlx::query(
+            "UPDATE outbox SET state = $1, attempts = attempts + 1, next_at = $2, \
+             delivered_at = $3, last_error = $4, leased_until = NULL, lease_owner = NULL \
+             WHERE id = $5 AND lease_owner = $6 AND state = 'pending' RETURNING attempts",
+        )
+        .bind(state)
+        .bind(next_at)
+        .bind(delivered_at)
+        .bind(a.error.clone())
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(row) = row else {
+            out.push(false);
+            continue;
+        };
+        let n: i64 = get(&row, "attempts")?;
+        sqlx::query(
+            "INSERT INTO outbox_attempts (outbox_id, n, at, instance, http_status, error, duration_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (outbox_id, n) DO NOTHING",
+        )
+        .bind(id)
+        .bind(n)
+        .bind(to_ms(a.at))
+        .bind(instance)
+        .bind(a.http_status)
+        .bind(a.error.clone())
+        .bind(a.duration_ms)
+        .execute(&mut *conn)
+        .await?;
+        out.push(true);
+    }
+    Ok(out)
 }
 
 /// One recorded delivery attempt.

@@ -97,15 +97,28 @@ pub async fn pass(app: &App, n: &Notifier) -> Result<usize, StoreError> {
         .claim_outbox(&n.instance, now, now + lease, BATCH)
         .await?;
     let claimed = rows.len();
-    let done = futures_util::future::join_all(rows.iter().map(|r| deliver(app, n, r))).await;
-    for r in done {
-        r?;
+    let attempts = futures_util::future::join_all(rows.iter().map(|r| deliver(app, n, r))).await;
+    let done: Vec<(String, Attempt)> = rows
+        .iter()
+        .map(|r| r.id.clone())
+        .zip(attempts.iter().cloned())
+        .collect();
+    let recorded = app
+        .store
+        .record_attempts(&n.instance, &n.instance, &done)
+        .await?;
+    for ((row, attempt), recorded) in rows.iter().zip(&attempts).zip(recorded) {
+        if recorded {
+            report(row, attempt);
+        } else {
+            tracing::warn!(id = %row.id, "notification {}: the lease lapsed during delivery; another instance has it", row.id);
+        }
     }
     Ok(claimed)
 }
 
-/// Delivers one claimed row and records the attempt.
-async fn deliver(app: &App, n: &Notifier, row: &OutboxRow) -> Result<(), StoreError> {
+/// Delivers one claimed row; returns the attempt, to be recorded.
+async fn deliver(app: &App, n: &Notifier, row: &OutboxRow) -> Attempt {
     let at = app.now();
     let started = tokio::time::Instant::now();
     let outcome = match n.sinks.iter().find(|s| s.name == row.sink) {
@@ -125,23 +138,22 @@ async fn deliver(app: &App, n: &Notifier, row: &OutboxRow) -> Result<(), StoreEr
             (status, Some(error), AfterAttempt::RetryAt(at + wait))
         }
     };
-    let attempt = Attempt {
+    Attempt {
         at,
         http_status,
-        error: error.clone(),
+        error,
         duration_ms,
         then,
-    };
-    let recorded = app
-        .store
-        .record_attempt(&row.id, &n.instance, &n.instance, &attempt)
-        .await?;
-    if !recorded {
-        tracing::warn!(id = %row.id, "notification {}: the lease lapsed during delivery; another instance has it", row.id);
     }
-    match then {
+}
+
+/// Metrics and logs of a recorded attempt.
+fn report(row: &OutboxRow, a: &Attempt) {
+    let attempts = row.attempts + 1;
+    let error = &a.error;
+    match a.then {
         AfterAttempt::Delivered => {
-            let lag = (at - row.created_at).num_milliseconds().max(0) as f64 / 1000.0;
+            let lag = (a.at - row.created_at).num_milliseconds().max(0) as f64 / 1000.0;
             crate::metrics::notification_delivered(lag);
         }
         AfterAttempt::RetryAt(next) => {
@@ -154,7 +166,6 @@ async fn deliver(app: &App, n: &Notifier, row: &OutboxRow) -> Result<(), StoreEr
             tracing::warn!(id = %row.id, sink = %row.sink, attempts, "notification {} to {} dead after {attempts} attempts: {}", row.id, row.sink, error.as_deref().unwrap_or_default());
         }
     }
-    Ok(())
 }
 
 /// Sends one row to its sink: `Ok(status)` on a 2xx answer, else the status (if any) and why.
@@ -208,12 +219,14 @@ async fn remind(app: &App, n: &Notifier, router: &Router) -> Result<(), StoreErr
     use sluice_core::access::RequestStatus;
     use sluice_store::RequestFilter;
     let now = app.now();
-    let mut requests = Vec::new();
-    if r.expiring_before.is_some() || r.unreviewed_after.is_some() {
-        requests.extend(app.store.active_requests().await?);
+    // By id: a request may be both active and unreviewed.
+    let mut requests = std::collections::BTreeMap::new();
+    let mut found = Vec::new();
+    if r.expiring_before.is_some() {
+        found.extend(app.store.active_requests().await?);
     }
     if r.pending_after.is_some() {
-        requests.extend(
+        found.extend(
             app.store
                 .requests(&RequestFilter {
                     status: Some(RequestStatus::Pending),
@@ -222,6 +235,20 @@ async fn remind(app: &App, n: &Notifier, router: &Router) -> Result<(), StoreErr
                 .await?,
         );
     }
+    if r.unreviewed_after.is_some() {
+        found.extend(
+            app.store
+                .requests(&RequestFilter {
+                    needs_review: Some(true),
+                    ..RequestFilter::default()
+                })
+                .await?,
+        );
+    }
+    for q in found {
+        requests.insert(q.id.clone(), q);
+    }
+    let requests: Vec<_> = requests.into_values().collect();
     let mut messages = Vec::new();
     for due in super::remind::due(&requests, &r, now) {
         messages.extend(router.messages(

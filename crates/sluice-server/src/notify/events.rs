@@ -119,6 +119,54 @@ impl OutboxRouter for Router {
 mod tests {
     use super::*;
 
+    fn entry(action: &str, resource: &str, details: Value) -> AuditEntry {
+        sluice_audit::ChainHead::genesis().append(
+            chrono::DateTime::UNIX_EPOCH,
+            sluice_audit::NewEntry::new("someone", action)
+                .resource(resource)
+                .details(details),
+        )
+    }
+
+    #[test]
+    fn audit_actions_map_to_events() {
+        let cases = [
+            ("access.requested", "request.opened"),
+            ("access.extension-requested", "request.opened"),
+            ("access.auto-approved", "request.approved"),
+            ("access.denied", "request.denied"),
+            ("access.granted", "grant.started"),
+            ("access.expired", "grant.expired"),
+            ("access.revoked", "grant.revoked"),
+            ("access.break-glass", "break_glass.used"),
+            ("flag.change-proposed", "change_request.opened"),
+            ("rollout.advanced", "rollout.step"),
+            ("rollout.paused", "rollout.paused"),
+            ("rollout.rolled-back", "rollout.rolled_back"),
+        ];
+        for (action, event) in cases {
+            assert_eq!(
+                event_of(&entry(action, "x", Value::Null)),
+                Some(event),
+                "{action}"
+            );
+            assert!(ALL.contains(&event));
+        }
+        let applied = entry(
+            "flag.changed",
+            "flag:production/x",
+            json!({"authority": {"by": "change_request", "id": "cr-1"}}),
+        );
+        assert_eq!(event_of(&applied), Some("change_request.applied"));
+        let by_grant = entry(
+            "flag.changed",
+            "flag:production/x",
+            json!({"authority": {"by": "grant"}}),
+        );
+        assert_eq!(event_of(&by_grant), None);
+        assert_eq!(event_of(&entry("decision", "x", Value::Null)), None);
+    }
+
     #[test]
     fn flag_events_are_about_their_environment() {
         assert_eq!(

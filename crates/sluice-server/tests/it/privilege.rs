@@ -219,6 +219,17 @@ fn table(w: &World) -> Vec<(&'static str, String, [u16; 4])> {
         ("/v1/audit/stream", "/v1/audit/stream".into(), AUDIT),
         ("/v1/db/databases", "/v1/db/databases".into(), AUDIT),
         ("/v1/http/services", "/v1/http/services".into(), AUDIT),
+        // Administrators only: the notification outbox (no sinks here, so none exists).
+        (
+            "/v1/notifications",
+            "/v1/notifications".into(),
+            [403, 403, 403, 200],
+        ),
+        (
+            "/v1/notifications/{id}",
+            "/v1/notifications/msg-none".into(),
+            [403, 403, 403, 404],
+        ),
         // Flag configuration: readable with any API token (see README, "Who sees what").
         ("/v1/environments", "/v1/environments".into(), ALL),
         (
