@@ -169,6 +169,18 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
+        // A read first: an idle outbox costs the poll no write transaction (and on SQLite no
+        // commit in the batch).
+        let due = sqlx::query(
+            "SELECT 1 AS one FROM outbox WHERE state = 'pending' AND next_at <= $1 \
+             AND (leased_until IS NULL OR leased_until <= $1) LIMIT 1",
+        )
+        .bind(to_ms(now))
+        .fetch_optional(self.reader())
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
             Backend::Sqlite => "",
