@@ -93,3 +93,77 @@ pub fn due(requests: &[AccessRequest], r: &Reminders, now: DateTime<Utc>) -> Vec
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+    use std::time::Duration;
+
+    fn t(min: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000, 0)
+            .single()
+            .unwrap_or_default()
+            + chrono::Duration::minutes(min)
+    }
+
+    fn request(
+        id: &str,
+        status: &str,
+        created: i64,
+        expires: Option<i64>,
+        review: bool,
+    ) -> AccessRequest {
+        serde_json::from_value(json!({
+            "id": id, "requester": "dave", "entitlement": "orders-db-read", "scopes": [],
+            "duration": "1h", "reason": "why", "ticket": null, "status": status,
+            "origin": if review { "break-glass" } else { "approval" }, "extends": null,
+            "created_at": t(created), "pending_until": t(created + 120),
+            "starts_at": expires.map(|e| t(e - 60)), "expires_at": expires.map(t),
+            "votes": [], "ended_at": null, "ended_by": null, "end_reason": null,
+            "needs_review": review, "reviewed_by": null,
+        }))
+        .unwrap_or_else(|e| panic!("a request: {e}"))
+    }
+
+    #[test]
+    fn each_reminder_falls_due_at_its_threshold_and_not_before() {
+        let r = Reminders {
+            expiring_before: Some(Duration::from_secs(600)),
+            pending_after: Some(Duration::from_secs(1800)),
+            unreviewed_after: Some(Duration::from_secs(3600)),
+        };
+        let grant = request("req-g", "active", 0, Some(60), false);
+        let pending = request("req-p", "pending", 0, None, false);
+        let glass = request("req-b", "active", 0, Some(60), true);
+        let all = [grant, pending, glass];
+        let events = |now| {
+            due(&all, &r, now)
+                .into_iter()
+                .map(|d| (d.event, d.key))
+                .collect::<Vec<_>>()
+        };
+        assert!(events(t(49)).iter().all(|(e, _)| *e == "request.pending"));
+        let at_50 = events(t(50));
+        assert!(at_50.contains(&(
+            "grant.expiring",
+            format!("expiring_req-g_{}", t(60).timestamp_millis())
+        )));
+        assert!(!at_50
+            .iter()
+            .any(|(e, _)| *e == "break_glass.awaiting_review"));
+        // The pending request times out at 120 minutes: no reminder after that.
+        assert!(events(t(29)).is_empty());
+        assert_eq!(
+            events(t(30)),
+            [("request.pending", "pending_req-p".to_owned())]
+        );
+        assert!(!events(t(121)).iter().any(|(e, _)| *e == "request.pending"));
+        // Break-glass: an hour after it started (minute 0), reviewed or not expired.
+        assert!(events(t(60))
+            .iter()
+            .any(|(e, k)| *e == "break_glass.awaiting_review" && k == "review_req-b"));
+        // At expiry, no more expiry reminder.
+        assert!(!events(t(60)).iter().any(|(e, _)| *e == "grant.expiring"));
+    }
+}
