@@ -830,8 +830,9 @@ pub async fn flags(cmd: FlagsCommand, r: Remote) -> anyhow::Result<()> {
                 .await?;
             emit(r.output, &v, |v| {
                 if v.flags.is_empty() {
+                    let plural = if v.days == 1 { "" } else { "s" };
                     outln!(
-                        "no stale flags in {} (looking back {} days)",
+                        "no stale flags in {} (looking back {} day{plural})",
                         v.environment,
                         v.days
                     );
