@@ -61,6 +61,7 @@ async fn a_protected_flag_is_toggled_only_under_a_grant_and_a_proposal_is_approv
         mine.contains("production/checkout-v2") && mine.contains("production/banner"),
         "{mine}"
     );
+    screenshot(&alice, "who-can.png").await;
     alice
         .goto(&s.url("/ui/flags?env=production"))
         .await
