@@ -1,5 +1,6 @@
 //! Gateway sessions and their statement logs.
 
+use crate::declared::Kind;
 use crate::tx::Arg;
 use crate::{get, Store, StoreError, WriteTx};
 use chrono::{DateTime, Utc};
@@ -418,54 +419,18 @@ impl StatementChunk {
     }
 }
 
-/// A gateway database declared through the API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeclaredDatabase {
-    pub name: String,
-    /// The declaration as JSON (upstream, roles and the names of their credentials).
-    pub spec: String,
-    pub declared_at: DateTime<Utc>,
-    pub declared_by: String,
-}
-
-fn declared(r: &AnyRow) -> Result<DeclaredDatabase, StoreError> {
-    Ok(DeclaredDatabase {
-        name: get(r, "name")?,
-        spec: get(r, "spec")?,
-        declared_at: from_ms(get(r, "declared_at")?),
-        declared_by: get(r, "declared_by")?,
-    })
-}
+/// A gateway database declared through the API (stored as a [`crate::declared`] declaration).
+pub type DeclaredDatabase = crate::declared::Declared;
 
 impl WriteTx {
     /// Declares (or re-declares) a gateway database; returns whether it existed before.
     pub async fn put_gateway_database(&mut self, d: &DeclaredDatabase) -> Result<bool, StoreError> {
-        let existed = sqlx::query("SELECT 1 AS one FROM gateway_databases WHERE name = $1")
-            .bind(&d.name)
-            .fetch_optional(self.conn().await?)
-            .await?
-            .is_some();
-        sqlx::query(
-            "INSERT INTO gateway_databases (name, spec, declared_at, declared_by) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, declared_at = excluded.declared_at, \
-             declared_by = excluded.declared_by",
-        )
-        .bind(&d.name)
-        .bind(&d.spec)
-        .bind(to_ms(d.declared_at))
-        .bind(&d.declared_by)
-        .execute(self.conn().await?)
-        .await?;
-        Ok(existed)
+        self.put_declared(Kind::GatewayDatabases, d).await
     }
 
     /// Removes a declared gateway database; false if there was none of that name.
     pub async fn delete_gateway_database(&mut self, name: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM gateway_databases WHERE name = $1")
-            .bind(name)
-            .execute(self.conn().await?)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.delete_declared(Kind::GatewayDatabases, name).await
     }
 }
 
@@ -475,22 +440,11 @@ impl Store {
         &self,
         name: &str,
     ) -> Result<Option<DeclaredDatabase>, StoreError> {
-        let row = sqlx::query(
-            "SELECT name, spec, declared_at, declared_by FROM gateway_databases WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(self.reader())
-        .await?;
-        row.as_ref().map(declared).transpose()
+        self.declared_one(Kind::GatewayDatabases, name).await
     }
 
     /// Every gateway database declared through the API, by name.
     pub async fn gateway_databases(&self) -> Result<Vec<DeclaredDatabase>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT name, spec, declared_at, declared_by FROM gateway_databases ORDER BY name",
-        )
-        .fetch_all(self.reader())
-        .await?;
-        rows.iter().map(declared).collect()
+        self.declared_all(Kind::GatewayDatabases).await
     }
 }

@@ -11,6 +11,7 @@ mod audit;
 mod batch;
 mod change_requests;
 mod copy;
+mod declared;
 mod durable;
 mod error;
 mod flags;
