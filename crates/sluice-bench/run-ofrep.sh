@@ -8,8 +8,13 @@
 #   CARGO_TARGET_DIR=target-ofrep cargo build --release -p sluice -p sluice-bench
 #   CARGO_TARGET_DIR=target-ofrep crates/sluice-bench/run-ofrep.sh
 #
-# Environment: ROUNDS (3), DURATION (10s), CONNECTIONS (32), TESTBED (the flagd testbed,
-# default ../shared/conformance/flagd-testbed beside the repository).
+# MODE=callgrind: instructions per request instead, which a loaded host does not change — both
+# servers under `valgrind --tool=callgrind --instr-atstart=no`, instrumentation switched on after
+# a warm-up, `wrk -t1 -c4 -d$DURATION`, instructions divided by the requests served; the ratio
+# bare/Sluice is the one to compare across commits (it is not the throughput ratio).
+#
+# Environment: MODE (throughput), ROUNDS (3), DURATION (10s), CONNECTIONS (32), TESTBED (the
+# flagd testbed, default ../shared/conformance/flagd-testbed beside the repository).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -67,6 +72,62 @@ jq -s '{flags: (map(.flags) | add),
         metadata: (map(.metadata // {}) | add)}' \
   $(ls "$testbed"/flags/*.json | grep -v '/selector') >"$work/testbed.json"
 body='{"context":{"targetingKey":"user-1","email":"ann@example.com","version":"2.1.0"}}'
+
+if [ "${MODE:-throughput}" = callgrind ]; then
+  cg() { # name -> the command prefix that runs a server under callgrind on core 0
+    echo taskset -c 0 valgrind --tool=callgrind --instr-atstart=no "--callgrind-out-file=$work/$1.cg"
+  }
+  mkdir -p "$work/cg"
+  # shellcheck disable=SC2046
+  SLUICE_ADMIN_TOKEN="$admin" $(cg sluice) "$bin/sluice" serve --listen 127.0.0.1:7070 \
+    --data-dir "$work/cg" >"$work/cg.log" 2>&1 &
+  sluice_pid=$!
+  pids+=("$sluice_pid")
+  for _ in $(seq 1 600); do curl -sS -o /dev/null http://127.0.0.1:7070/healthz 2>/dev/null && break; sleep 0.1; done
+  base="http://127.0.0.1:7070"
+  import "$base" testbed "$work/testbed.json" "?mode=lenient"
+  import "$base" sdk "$root/tests/sdk/flags.json"
+  bulk_key=$(client_key "$base" testbed)
+  single_key=$(client_key "$base" sdk)
+  curl -fsS -H "X-API-Key: $bulk_key" -d "$body" "$base/ofrep/v1/evaluate/flags" >"$work/bulk.json"
+  curl -fsS -H "X-API-Key: $single_key" -d "$body" "$base/ofrep/v1/evaluate/flags/targeted" >"$work/single.json"
+  etag=$(curl -fsS -D - -o /dev/null -H "X-API-Key: $bulk_key" -d "$body" "$base/ofrep/v1/evaluate/flags" |
+    awk 'tolower($1) == "etag:" {print $2}' | tr -d '\r')
+  # shellcheck disable=SC2046
+  $(cg bare) "$bin/bare-ofrep" 127.0.0.1:7083 "$work/bulk.json" "$work/single.json" &
+  bare_pid=$!
+  pids+=("$bare_pid")
+  for _ in $(seq 1 600); do curl -sS -o /dev/null -X POST -d '{}' http://127.0.0.1:7083/ofrep/v1/evaluate/flags 2>/dev/null && break; sleep 0.1; done
+  echo "## instructions per request under callgrind, wrk -t1 -c4 -d$duration"
+  for case in single bulk bulk-distinct bulk304; do
+    distinct=""
+    case $case in
+      single) path=/ofrep/v1/evaluate/flags/targeted; k=$single_key; inm="" ;;
+      bulk) path=/ofrep/v1/evaluate/flags; k=$bulk_key; inm="" ;;
+      bulk-distinct) path=/ofrep/v1/evaluate/flags; k=$bulk_key; inm=""; distinct=1000000 ;;
+      bulk304) path=/ofrep/v1/evaluate/flags; k=$bulk_key; inm=$etag ;;
+    esac
+    for target in bare:7083:$bare_pid sluice:7070:$sluice_pid; do
+      IFS=: read -r name port pid <<<"$target"
+      run() {
+        SLUICE_CLIENT_KEY="$k" IF_NONE_MATCH="$inm" DISTINCT="$distinct" taskset -c 1 wrk -t1 -c4 "-d$1" \
+          -s "$here/wrk/ofrep.lua" "http://127.0.0.1:$port$path"
+      }
+      run 2s >/dev/null
+      callgrind_control -z "$pid" >/dev/null 2>&1
+      callgrind_control -i on "$pid" >/dev/null 2>&1
+      out=$(run "$duration")
+      callgrind_control -i off "$pid" >/dev/null 2>&1
+      callgrind_control -d "$pid" >/dev/null 2>&1
+      sleep 1
+      requests=$(echo "$out" | awk '/requests in/ {print $1}')
+      dump=$(ls -t "$work/$name.cg"* | head -1)
+      instr=$(awk '/^totals:/ {print $2}' "$dump")
+      echo "$case $name: $requests requests, $instr instructions, $((instr / requests)) per request"
+    done
+  done
+  exit 0
+fi
 
 echo "## idle RSS (KiB), 2 s after start"
 start_sluice idle 7270

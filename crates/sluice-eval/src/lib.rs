@@ -29,7 +29,7 @@ mod rule;
 mod snapshot;
 pub mod stored;
 
-pub use context::Context;
+pub use context::{Context, RequestError};
 pub use def::{DefaultVariant, FlagDef, FlagSetDef, FlagState};
 pub use error::{DefinitionError, ErrorCode, EvalError};
 pub use evaluation::{Evaluation, FlagType, Reason};

@@ -127,3 +127,88 @@ fn borrowed_wire_forms_match_the_owned_ones() {
         serde_json::to_string(&owned).unwrap()
     );
 }
+
+/// The context as the two-step path reads it: the body into `EvaluationRequest`, then its
+/// `context` value into the engine's layout.
+fn two_step(body: &str) -> Result<Context, ErrorCode> {
+    let req: EvaluationRequest = serde_json::from_str(body).map_err(|_| ErrorCode::General)?;
+    Context::from_value(req.context.unwrap_or(serde_json::Value::Null)).map_err(|e| e.code)
+}
+
+fn direct(body: &str) -> Result<Context, ErrorCode> {
+    Context::from_request_body(body.as_bytes()).map_err(|e| match e {
+        sluice_eval::RequestError::Malformed(_) => ErrorCode::General,
+        sluice_eval::RequestError::Context(e) => e.code,
+    })
+}
+
+#[test]
+fn a_body_read_straight_into_a_context_equals_the_two_step_reading() {
+    let many_with_repeats = {
+        let mut parts: Vec<String> = (0..40).map(|i| format!("\"a{i}\": {i}")).collect();
+        parts.push("\"a3\": \"last\"".into());
+        parts.push("\"targetingKey\": 1".into());
+        parts.push("\"targetingKey\": \"k\"".into());
+        parts.push("\"a39\": [1, {\"x\": null}]".into());
+        format!("{{\"context\": {{{}}}}}", parts.join(", "))
+    };
+    let bodies = [
+        r#"{"context": {"targetingKey": "user-1", "email": "ann@example.com", "version": "2.1.0"}}"#,
+        r#"{"context": {}}"#,
+        r#"{}"#,
+        r#"{"context": null}"#,
+        r#"{"context": {"targetingKey": null, "n": 1.5}}"#,
+        r#"{"context": {"a": 1, "b": 2, "a": 3}}"#,
+        r#"{"context": {"a": 1, "a": 2, "a": {"deep": [true]}}}"#,
+        r#"{"context": {"t\u0061rgetingKey": "escaped name", "caf\u00e9": "é", "": "empty name"}}"#,
+        r#"{"context": {"targetingKey": 3, "targetingKey": "fixed by the last"}}"#,
+        r#"{"other": 1, "context": {"x": "y"}, "more": [1, 2]}"#,
+        &many_with_repeats,
+        // Refused, each for the same reason both ways.
+        r#"{"context": {"targetingKey": 3}}"#,
+        r#"{"context": {"targetingKey": "a", "targetingKey": false}}"#,
+        r#"{"context": [1, 2]}"#,
+        r#"{"context": "text"}"#,
+        r#"{"context": 7}"#,
+        r#"{"context": true}"#,
+        r#"[1]"#,
+        r#"{"context": {"a": }"#,
+        r#"{"context": {"a": 1}"#,
+        r#""just text""#,
+    ];
+    for body in bodies {
+        let (a, b) = (direct(body), two_step(body));
+        assert_eq!(a, b, "{body}");
+        if let (Ok(a), Ok(b)) = (a, b) {
+            assert_eq!(a.targeting_key(), b.targeting_key(), "{body}");
+            for (name, value) in b.entries() {
+                assert_eq!(a.get(name), Some(value), "{body}: {name}");
+            }
+            assert_eq!(a.entries().count(), b.entries().count(), "{body}");
+        }
+    }
+    assert_eq!(direct("  \n"), Ok(Context::empty()));
+}
+
+#[test]
+fn an_overlay_sets_its_values_over_the_request_ones() {
+    let ctx = Context::from_request_body(
+        br#"{"context": {"targetingKey": "u", "plan": "free", "x": 1}}"#,
+    )
+    .unwrap();
+    let fixed = json!({"plan": "enterprise", "region": "eu"});
+    let merged = ctx.overlay(fixed.as_object().unwrap()).unwrap();
+    assert_eq!(
+        merged.as_value(),
+        &json!({"targetingKey": "u", "plan": "enterprise", "x": 1, "region": "eu"})
+    );
+    assert_eq!(merged.targeting_key(), Some("u"));
+    let bad = json!({"targetingKey": 5});
+    assert_eq!(
+        Context::empty()
+            .overlay(bad.as_object().unwrap())
+            .unwrap_err()
+            .code,
+        ErrorCode::InvalidContext
+    );
+}

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sluice_core::token::{SecretToken, TokenKind};
 use sluice_eval::ofrep::{self, EvaluationFailure};
-use sluice_eval::{Context, ErrorCode};
+use sluice_eval::{Context, ErrorCode, RequestError};
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use tokio_stream::wrappers::BroadcastStream;
@@ -124,12 +124,6 @@ pub fn context_of(
     body: &[u8],
     static_context: Option<&serde_json::Map<String, Value>>,
 ) -> Result<Context, (ErrorCode, String)> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return match static_context {
-            None => Ok(Context::empty()),
-            Some(s) => Context::from_map(s.clone()).map_err(|e| (e.code, e.message)),
-        };
-    }
     if crate::json::depth(body) > crate::json::MAX_DEPTH {
         return Err((
             ErrorCode::InvalidContext,
@@ -139,23 +133,20 @@ pub fn context_of(
             ),
         ));
     }
-    let req: ofrep::EvaluationRequest = serde_json::from_slice(body).map_err(|e| {
-        (
+    let ctx = Context::from_request_body(body).map_err(|e| match e {
+        RequestError::Malformed(e) => (
             ErrorCode::General,
             format!(
                 "request body is not an OFREP evaluation request (`{{\"context\": {{…}}}}`): {e}"
             ),
-        )
+        ),
+        RequestError::Context(e) => (e.code, e.message),
     })?;
-    let mut raw = match req.context {
-        None | Some(Value::Null) => Value::Object(Default::default()),
-        Some(v) => v,
-    };
-    if let (Some(fixed), Value::Object(m)) = (static_context, &mut raw) {
+    match static_context {
         // Static values win over the request's (flagd: request < static).
-        m.extend(fixed.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Some(fixed) => ctx.overlay(fixed).map_err(|e| (e.code, e.message)),
+        None => Ok(ctx),
     }
-    Context::from_value(raw).map_err(|e| (e.code, e.message.to_string()))
 }
 
 /// Evaluate one flag.
