@@ -98,6 +98,9 @@ impl Default for StoreOptions {
     }
 }
 
+/// How long `/readyz` waits for SQLite's write lock before it says the database is locked.
+const READY_LOCK_WAIT: Duration = Duration::from_secs(1);
+
 impl Store {
     /// Connects, creating the SQLite file if needed, and runs the embedded migrations.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
@@ -242,7 +245,7 @@ impl Store {
     /// Can anything be written now? `Err` says why not. On PostgreSQL: the chain-head lock,
     /// which every audited write takes first, is obtained within a second (and released); on
     /// SQLite: a page written and synced beside the database file (a full disk or a read-only
-    /// volume fail it). Cheap enough for a readiness probe.
+    /// volume fail it), then the write lock (another process holding it fails it). Cheap enough for a readiness probe.
     pub async fn writable(&self) -> Result<(), StoreError> {
         match &self.dir {
             None => {
@@ -274,7 +277,22 @@ impl Store {
                     // ENOSPC, EDQUOT
                     Some(28 | 122) => StoreError::Full(e.to_string()),
                     _ => StoreError::Unavailable(e.to_string()),
-                })
+                })?;
+                // The write lock: joining the batch opens its transaction (`BEGIN IMMEDIATE`)
+                // unless one is open, so another process holding the database locked fails
+                // this as it fails every write. Dropped unused: an abandoned writer, undone.
+                if let Some(batch) = &self.batch {
+                    match tokio::time::timeout(READY_LOCK_WAIT, WriteTx::join(batch)).await {
+                        Ok(tx) => drop(tx?),
+                        Err(_) => {
+                            return Err(StoreError::Busy(format!(
+                                "the database is locked: no write transaction within {} ms",
+                                READY_LOCK_WAIT.as_millis()
+                            )))
+                        }
+                    }
+                }
+                Ok(())
             }
         }
     }

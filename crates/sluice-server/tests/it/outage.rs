@@ -219,7 +219,7 @@ async fn a_postgresql_outage_answers_503_and_the_server_recovers_without_restart
 }
 
 /// SQLite: another process holding the write lock makes writes fail after the lock timeout
-/// with `503 store_busy`, and they succeed once it lets go.
+/// with `503 store_busy` and `/readyz` say not ready, and both recover once it lets go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_sqlite_database_answers_503_store_busy() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -248,6 +248,16 @@ async fn a_locked_sqlite_database_answers_503_store_busy() {
         .await
         .expect("take the write lock");
     assert_503(c.request(&dave).await, "store_busy", "a write while locked");
+    assert_503(
+        c.get("", "/readyz").await,
+        "store_busy",
+        "readiness while locked",
+    );
+    assert_eq!(
+        c.get("", "/healthz").await.0,
+        StatusCode::OK,
+        "alive all the same"
+    );
     sqlx::raw_sql("ROLLBACK")
         .execute(&mut holder)
         .await
