@@ -85,8 +85,24 @@ pub(crate) async fn handle(
         .map(|(t, _)| String::from_utf8_lossy(t).into_owned())
         .unwrap_or_default();
     let app = &shared.app;
-    let authenticated =
-        sluice_server::auth::authenticate(app, Some(SecretToken::from_presented(&token))).await;
+    // Failures count per client address and token prefix, as on the API (one count).
+    let authenticated = sluice_server::auth::authenticate_from(
+        app,
+        Some(SecretToken::from_presented(&token)),
+        Some(peer.ip()),
+    )
+    .await;
+    if let Err(sluice_server::error::ApiError::TooManyFailures { retry_after }) = authenticated {
+        return refuse(
+            &mut stream,
+            "28000",
+            &format!(
+                "too many failed authentications from this address or with this token prefix; retry after {retry_after} s"
+            ),
+            None,
+        )
+        .await;
+    }
     if matches!(
         authenticated,
         Err(sluice_server::error::ApiError::TokenExpired)

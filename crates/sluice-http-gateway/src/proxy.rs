@@ -25,9 +25,11 @@ pub(crate) async fn handle(
     let (parts, body) = req.into_parts();
     let app = &shared.app;
     let found = headers::token(&parts.headers);
-    let caller = match sluice_server::auth::authenticate(
+    // Failures count per source address and token prefix, as on the API (one count).
+    let caller = match sluice_server::auth::authenticate_from(
         app,
         found.as_ref().map(|(t, _)| SecretToken::from_presented(t)),
+        Some(peer.ip()),
     )
     .await
     {
@@ -35,6 +37,9 @@ pub(crate) async fn handle(
         Ok(c) if c.kind == TokenKind::Api => c,
         Ok(_) | Err(ApiError::Unauthenticated) => return Refusal::Unauthenticated.into_response(),
         Err(ApiError::TokenExpired) => return Refusal::TokenExpired.into_response(),
+        Err(ApiError::TooManyFailures { retry_after }) => {
+            return Refusal::TooManyFailures { retry_after }.into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "http gateway: authenticating a call failed: {e}");
             return Refusal::Unavailable.into_response();

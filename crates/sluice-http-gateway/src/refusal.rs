@@ -47,6 +47,10 @@ pub enum Refusal {
     AuditUnavailable,
     #[error("the gateway cannot check tokens right now; try again shortly")]
     Unavailable,
+    /// Too many failed authentications from this address or with this token prefix (the
+    /// server's own count, shared with the API).
+    #[error("too many failed authentications from this address or with this token prefix; retry after {retry_after} s (Retry-After)")]
+    TooManyFailures { retry_after: u64 },
     /// The grant ended (or an administrator ended the call) before the upstream answered.
     #[error("{0}")]
     AccessEnded(String),
@@ -68,6 +72,7 @@ impl Refusal {
             Refusal::CredentialUnavailable { .. } => "credential_unavailable",
             Refusal::AuditUnavailable => "audit_unavailable",
             Refusal::Unavailable => "unavailable",
+            Refusal::TooManyFailures { .. } => "too_many_failed_authentications",
             Refusal::AccessEnded(_) => "access_ended",
         }
     }
@@ -79,6 +84,7 @@ impl Refusal {
                 StatusCode::FORBIDDEN
             }
             Refusal::UnknownService { .. } => StatusCode::NOT_FOUND,
+            Refusal::TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
             Refusal::AmbiguousPath(_) | Refusal::AmbiguousMethod(_) => StatusCode::BAD_REQUEST,
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::UpstreamUnavailable { .. } => StatusCode::BAD_GATEWAY,
@@ -126,6 +132,10 @@ impl IntoResponse for Refusal {
         if self.status() == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Refusal::TooManyFailures { retry_after } = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         resp
     }

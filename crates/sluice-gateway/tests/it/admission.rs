@@ -213,3 +213,71 @@ async fn the_upstream_password_never_reaches_the_client() {
         "no SASL exchange reaches the client"
     );
 }
+
+/// A connection from `127.0.0.<n>` through the gateway.
+async fn connect_from(
+    env: &crate::harness::Env,
+    n: u8,
+    user: &str,
+    token: &str,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, n], 0)))
+        .expect("bind");
+    let stream = socket.connect(env.pg).await.expect("tcp connect");
+    let config: tokio_postgres::Config = env
+        .conninfo(user, token, &env.up.dbname)
+        .parse()
+        .expect("config");
+    let (client, conn) = config.connect_raw(stream, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// Guessing passwords through the gateway counts with the API's failures per address: after
+/// too many, the address is refused (a right token included) with its own message, here and
+/// on the API, while another address connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_guesser_is_refused_by_address_here_and_on_the_api() {
+    use sluice_server::auth_failures::REFUSE_AFTER;
+    let env = crate::env!();
+    let alice = env.token("alice").await;
+    env.grant(&alice, "orders-db-read", "10m").await;
+    // A right token this instance has not verified yet (a verified one, in the token cache,
+    // passes from anywhere: an operator sharing the address is not locked out).
+    let fresh = env.token("alice").await;
+    // Failures count by the minute of the clock, which is the real one here: start the
+    // guesses (about 3 s of them, the slowed ones included) well before a minute ends.
+    while chrono::Timelike::second(&sluice_core::Clock::now(&sluice_core::SystemClock)) >= 50 {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    for n in 1..=REFUSE_AFTER {
+        // Each guess its own prefix: only the address counts.
+        let guess = format!("slu_api_{:016x}{:048x}", 0xbeef_0000_u64 + u64::from(n), n);
+        let Err(e) = connect_from(&env, 2, "alice", &guess).await else {
+            panic!("admitted with a guess")
+        };
+        assert_eq!(db_error(&e).0, "28P01", "guess {n}");
+    }
+    let Err(e) = connect_from(&env, 2, "alice", &fresh).await else {
+        panic!("a refused address admitted")
+    };
+    let (code, msg) = db_error(&e);
+    assert_eq!(code, "28000", "{msg}");
+    assert!(msg.contains("too many failed authentications"), "{msg}");
+    let r = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client")
+        .get(format!("http://{}/v1/whoami", env.http))
+        .bearer_auth(&fresh)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 429, "the API refuses the address too");
+    let client = connect_from(&env, 3, "alice", &fresh)
+        .await
+        .expect("another address connects");
+    client.simple_query("SELECT 1").await.expect("query");
+}
