@@ -297,17 +297,19 @@ impl Rollout {
     /// Starts the step waiting for the guards at `now_ms` (after they all passed): the time it
     /// waited beyond its scheduled start shifts the rest of the schedule, so it holds in full.
     /// `None` if no step is due (another instance started it already).
-    pub fn advance_guarded(&mut self, now_ms: i64) -> Option<StepReached> {
+    /// Returns the step and how long it waited past its scheduled start (in ms).
+    pub fn advance_guarded(&mut self, now_ms: i64) -> Option<(StepReached, i64)> {
         let step = self.due_step(now_ms)?;
-        let late = now_ms - self.step_start_ms(step);
-        self.held_ms += late.max(0);
+        let late = (now_ms - self.step_start_ms(step)).max(0);
+        self.held_ms += late;
         self.recorded_step = Some(step);
         let percent = f64::from(self.steps.get(step).map_or(0, |s| s.share_bp)) / 100.0;
-        Some(StepReached {
+        let reached = StepReached {
             step,
             of: self.steps.len(),
             percent,
-        })
+        };
+        Some((reached, late))
     }
 }
 
@@ -436,7 +438,10 @@ mod tests {
         );
         // Read again at +4 s: the step starts then, and holds its full second from there.
         let s = r.advance_guarded(T0 + 4_000);
-        assert_eq!(s.map(|s| (s.step, s.percent)), Some((1, 50.0)));
+        assert_eq!(
+            s.map(|(s, waited)| (s.step, s.percent, waited)),
+            Some((1, 50.0, 3_000))
+        );
         assert_eq!(r.held_ms, 3_000);
         assert_eq!(r.position(T0 + 4_999).map(|p| p.step), Some(1));
         assert_eq!(r.due_step(T0 + 4_999), None);
@@ -447,7 +452,7 @@ mod tests {
             "100% waits for the guards too"
         );
         let s = r.advance_guarded(T0 + 5_000);
-        assert_eq!(s.map(|s| s.step), Some(2));
+        assert_eq!(s.map(|(s, waited)| (s.step, waited)), Some((2, 0)));
         assert_eq!(r.position(T0 + 5_000).map(|p| p.share_bp), Some(FULL));
         assert!(r.due_to_complete(T0 + 5_000));
         assert_eq!(r.advance_guarded(T0 + 9_000), None, "the last step");

@@ -248,7 +248,7 @@ impl App {
         else {
             return Ok(false);
         };
-        let Some(s) = r.advance_guarded(now.timestamp_millis()) else {
+        let Some((s, waited_ms)) = r.advance_guarded(now.timestamp_millis()) else {
             return Ok(false);
         };
         let guards: Vec<Value> = r
@@ -261,6 +261,9 @@ impl App {
             // Numbered from 1, as `sluice rollout status` says "step 2 of 4".
             "step": s.step + 1, "of": s.of, "percent": s.percent, "variant": r.variant,
             "guards": guards,
+            // How long the step waited past its scheduled start for its guards (the console's
+            // chart lays the schedule out with it).
+            "waited_ms": waited_ms,
         }));
         self.commit_layers(tx, env, key, &layers, entry, now)
             .await?;
