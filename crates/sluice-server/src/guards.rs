@@ -1,10 +1,11 @@
 //! Guarded rollouts, the server's part: the Prometheus HTTP API client, the last readings of
 //! every guard (kept in memory: each instance reads every guard itself, each interval), and
 //! the background task that reads them. What the readings mean — breach, hold or advance — is
-//! decided in `sluice_eval::layers` (pure); acting on it is `ops/guards.rs`.
+//! decided in `sluice_eval::layers` (pure); acting on it, and the task that reads them, is
+//! `ops/guards.rs`.
 
-use crate::app::App;
-use sluice_eval::layers::Verdict;
+use sluice_api::flags::{GuardState, GuardStatus, OnBreach as WireBreach};
+use sluice_eval::layers::{OnBreach, Rollout, Verdict};
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -83,6 +84,47 @@ impl Guards {
     pub fn poke(&self) {
         self.wake.notify_one();
     }
+
+    /// Resolves at the next [`poke`](Self::poke) (one that came while nobody waited is kept).
+    pub async fn poked(&self) {
+        self.wake.notified().await;
+    }
+}
+
+pub fn wire_breach(b: OnBreach) -> WireBreach {
+    match b {
+        OnBreach::Pause => WireBreach::Pause,
+        OnBreach::Rollback => WireBreach::Rollback,
+    }
+}
+
+/// Each guard of `r` with its last reading, if there is one.
+pub fn guard_statuses(r: &Rollout, readings: Option<&RolloutReadings>) -> Vec<GuardStatus> {
+    r.guards
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let reading = readings.and_then(|x| x.guards.get(i));
+            let (state, reason) = match reading.map(|x| &x.verdict) {
+                None => (GuardState::Unread, None),
+                Some(Verdict::Pass) => (GuardState::Passing, None),
+                Some(Verdict::Breach) => (GuardState::Breached, None),
+                Some(Verdict::Unknown(why)) => (GuardState::Unknown, Some(why.clone())),
+            };
+            GuardStatus {
+                query: g.condition.query.clone(),
+                comparison: g.condition.comparison.as_str().to_owned(),
+                threshold: g.condition.threshold,
+                min_sample: g.min_sample.as_ref().map(ToString::to_string),
+                on_breach: wire_breach(g.on_breach),
+                state,
+                value: reading.and_then(|x| x.value.as_ref().ok().copied()),
+                sample: reading.and_then(|x| x.sample.as_ref()?.as_ref().ok().copied()),
+                reason,
+                read_at: reading.and_then(|x| chrono::DateTime::from_timestamp_millis(x.at_ms)),
+            }
+        })
+        .collect()
 }
 
 /// The Prometheus HTTP API, for instant queries that must give one number.
@@ -163,42 +205,6 @@ fn one_number(data: &serde_json::Value) -> Result<f64, String> {
         .ok_or_else(|| "a sample without a value".to_owned())?;
     raw.parse::<f64>()
         .map_err(|_| format!("the value `{raw}` is not a number"))
-}
-
-/// Reads every running guarded rollout's guards every `interval`, at the moment a step is
-/// due, and when a guarded rollout starts; acts on what they say (see `App::check_guards`).
-pub async fn run(app: App, config: GuardConfig) {
-    let timeout = config
-        .interval
-        .clamp(Duration::from_millis(500), Duration::from_secs(10));
-    let prom = match Prometheus::new(&config.prometheus_url, timeout) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "guards cannot run: {e}");
-            return;
-        }
-    };
-    app.guards.configure(config.clone());
-    loop {
-        let next_due = match app.check_guards(&prom).await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading rollout guards failed: {e}");
-                None
-            }
-        };
-        let now = app.now().timestamp_millis();
-        let wait = match next_due {
-            Some(at) if at > now => {
-                Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(config.interval)
-            }
-            _ => config.interval,
-        };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {},
-            () = app.guards.wake.notified() => {},
-        }
-    }
 }
 
 #[cfg(test)]

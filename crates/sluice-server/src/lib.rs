@@ -213,7 +213,7 @@ impl Server {
         let guard_task = self.guards.clone().map(|g| {
             // Configured before serving: a rollout started at once may carry guards.
             self.app.guards.configure(g.clone());
-            tokio::spawn(guards::run(self.app.clone(), g))
+            tokio::spawn(ops::guards::run(self.app.clone(), g))
         });
         let bg = tokio::spawn(background(self.app.clone(), self.config.clone()));
         serve::serve_with(

@@ -5,55 +5,20 @@
 //! several instances reading the same guards record each breach and each step once.
 
 use crate::app::App;
-use crate::guards::{Prometheus, Reading, RolloutReadings};
+use crate::guards::{wire_breach, GuardConfig, Prometheus, Reading, RolloutReadings};
 use crate::ops::layers::{load, status};
 use crate::ops::OpError;
 use serde_json::{json, Value};
-use sluice_api::flags::{GuardInput, GuardState, GuardStatus, OnBreach as WireBreach};
+use sluice_api::flags::{GuardInput, OnBreach as WireBreach};
 use sluice_audit::NewEntry;
 use sluice_eval::layers::{
     Decision, FlagLayers, Guard, OnBreach, Rollout, RolloutError, RolloutState, Verdict, MAX_GUARDS,
 };
 use std::collections::HashSet;
+use std::time::Duration;
 
 /// The actor of what guards do.
 pub const GUARD: &str = "system:guard";
-
-fn wire_breach(b: OnBreach) -> WireBreach {
-    match b {
-        OnBreach::Pause => WireBreach::Pause,
-        OnBreach::Rollback => WireBreach::Rollback,
-    }
-}
-
-/// Each guard of `r` with its last reading, if there is one.
-pub fn guard_statuses(r: &Rollout, readings: Option<&RolloutReadings>) -> Vec<GuardStatus> {
-    r.guards
-        .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            let reading = readings.and_then(|x| x.guards.get(i));
-            let (state, reason) = match reading.map(|x| &x.verdict) {
-                None => (GuardState::Unread, None),
-                Some(Verdict::Pass) => (GuardState::Passing, None),
-                Some(Verdict::Breach) => (GuardState::Breached, None),
-                Some(Verdict::Unknown(why)) => (GuardState::Unknown, Some(why.clone())),
-            };
-            GuardStatus {
-                query: g.condition.query.clone(),
-                comparison: g.condition.comparison.as_str().to_owned(),
-                threshold: g.condition.threshold,
-                min_sample: g.min_sample.as_ref().map(ToString::to_string),
-                on_breach: wire_breach(g.on_breach),
-                state,
-                value: reading.and_then(|x| x.value.as_ref().ok().copied()),
-                sample: reading.and_then(|x| x.sample.as_ref()?.as_ref().ok().copied()),
-                reason,
-                read_at: reading.and_then(|x| chrono::DateTime::from_timestamp_millis(x.at_ms)),
-            }
-        })
-        .collect()
-}
 
 /// The guard and its reading, for the audit entry of what it did.
 fn guard_detail(g: &Guard, reading: Option<&Reading>) -> Value {
@@ -270,5 +235,41 @@ impl App {
         // At 100% the rollout completes on the due loop's next pass: wake it.
         self.due.poke();
         Ok(true)
+    }
+}
+
+/// Reads every running guarded rollout's guards every `interval`, at the moment a step is
+/// due, and when a guarded rollout starts; acts on what they say (see `App::check_guards`).
+pub async fn run(app: App, config: GuardConfig) {
+    let timeout = config
+        .interval
+        .clamp(Duration::from_millis(500), Duration::from_secs(10));
+    let prom = match Prometheus::new(&config.prometheus_url, timeout) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "guards cannot run: {e}");
+            return;
+        }
+    };
+    app.guards.configure(config.clone());
+    loop {
+        let next_due = match app.check_guards(&prom).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading rollout guards failed: {e}");
+                None
+            }
+        };
+        let now = app.now().timestamp_millis();
+        let wait = match next_due {
+            Some(at) if at > now => {
+                Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(config.interval)
+            }
+            _ => config.interval,
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {},
+            () = app.guards.poked() => {},
+        }
     }
 }

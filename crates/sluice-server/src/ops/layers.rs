@@ -84,7 +84,7 @@ pub(crate) fn status_read(
         completed_at: r.completed_at_ms.and_then(DateTime::from_timestamp_millis),
         completed_revision: r.completed_revision,
         completion_error: r.completion_error.clone(),
-        guards: crate::ops::guards::guard_statuses(r, readings),
+        guards: crate::guards::guard_statuses(r, readings),
         held: readings
             .filter(|_| r.state == RolloutState::Running)
             .and_then(|x| x.held.clone()),

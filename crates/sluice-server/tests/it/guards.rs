@@ -328,13 +328,13 @@ pub async fn breach(g: &Guarded, on_breach: &str) -> (Value, [DateTime<Utc>; 3])
         v["guards"][0]["state"] == "passing"
     })
     .await;
-    let failing = Utc::now();
+    let failing = g.s.clock_now();
     g.app.fail(1000);
     let mut seen = None;
     let deadline = Instant::now() + Duration::from_secs(20);
     let entry = loop {
         if seen.is_none() && g.prom.value(ERROR_RATE).await.is_some_and(|v| v >= 0.1) {
-            seen = Some(Utc::now());
+            seen = Some(g.s.clock_now());
         }
         let action = if on_breach == "pause" {
             "rollout.paused"
@@ -372,7 +372,7 @@ async fn a_healthy_guarded_rollout_advances_through_its_steps_and_completes() {
     let value = v["guards"][0]["value"].as_f64().expect("a value");
     assert!(value < 0.1, "{v:#}");
     assert!(v["guards"][0]["sample"].as_f64().expect("a sample") >= 10.0);
-    assert!(time(&v["guards"][0]["read_at"]) <= Utc::now());
+    assert!(time(&v["guards"][0]["read_at"]) <= g.s.clock_now());
     let done = status_until(&g.s, Duration::from_secs(30), |v| v["state"] == "completed").await;
     assert_eq!(done["current_percent"], 100.0);
     let advanced = g.s.audit_actions("rollout.advanced").await;
