@@ -235,11 +235,27 @@ const POLICY: &str = "users: [alice]\nenvironments:\n  staging: {}\n";
 /// A server whose guards read a fresh Prometheus scraping a fresh test application, with a
 /// flag `new-search` in staging; `None` outside CI without `prometheus`.
 pub async fn setup(b: Backend) -> Option<Guarded> {
+    setup_notifying(b, None).await
+}
+
+/// [`setup`] with notifications.
+pub async fn setup_notifying(
+    b: Backend,
+    notify: Option<sluice_server::notify::NotifyConfig>,
+) -> Option<Guarded> {
     let binary = prometheus_binary()?;
     let db = Db::new(b).await?;
     let app = TestApp::start().await;
     let prom = Prom::start(binary, app.addr).await;
-    let s = start(db, &prom).await;
+    let s = TestServer::start_guarded(
+        db,
+        GuardConfig {
+            prometheus_url: prom.url(),
+            interval: INTERVAL,
+        },
+        notify,
+    )
+    .await;
     s.apply(POLICY).await;
     let (st, v) = s
         .send(
@@ -260,6 +276,7 @@ pub async fn start(db: Db, prom: &Prom) -> TestServer {
             prometheus_url: prom.url(),
             interval: INTERVAL,
         },
+        None,
     )
     .await
 }
@@ -423,9 +440,17 @@ async fn errors_climb_and_the_guard_pauses_the_rollout_by_itself() {
     eprintln!("reaction: {after_failing} ms from failing, {after_seen} ms from Prometheus");
 }
 
+/// The guard's rollback is announced like a person's: a `rollout.rolled_back` webhook, signed,
+/// naming the guard, its query, value and threshold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_climb_and_the_guard_rolls_the_rollout_back() {
-    let Some(g) = setup(Backend::Sqlite).await else {
+    use crate::notify::{webhook, Receiver};
+    let (url, receiver) = Receiver::start().await;
+    let notify = sluice_server::notify::NotifyConfig {
+        sinks: vec![webhook("ops", &format!("{url}/hooks"))],
+        ..sluice_server::notify::NotifyConfig::default()
+    };
+    let Some(g) = setup_notifying(Backend::Sqlite, Some(notify)).await else {
         return;
     };
     let (entry, [_, seen, acted]) = breach(&g, "rollback").await;
@@ -434,6 +459,26 @@ async fn errors_climb_and_the_guard_rolls_the_rollout_back() {
     assert!((acted - seen).num_milliseconds() <= 1_500);
     assert_eq!(status(&g.s).await["state"], "rolled-back");
     assert!(g.s.audit_actions("rollout.paused").await.is_empty());
+    let announced = |r: &Receiver| {
+        r.on("/hooks")
+            .iter()
+            .any(|got| got.json()["type"] == "rollout.rolled_back")
+    };
+    receiver
+        .until("the guard's rollback announced", announced)
+        .await;
+    let got = receiver
+        .on("/hooks")
+        .into_iter()
+        .find(|got| got.json()["type"] == "rollout.rolled_back")
+        .expect("announced");
+    let data = &got.json()["data"];
+    assert_eq!(data["actor"], "system:guard");
+    assert_eq!(data["resource"], "flag:staging/new-search");
+    assert_eq!(data["details"]["guard"]["query"], ERROR_RATE);
+    assert_eq!(data["details"]["guard"]["threshold"], 0.1);
+    assert!(data["details"]["guard"]["value"].as_f64().expect("value") >= 0.1);
+    assert!(got.headers.contains_key("webhook-signature"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,15 +112,20 @@ impl TestServer {
         .await
     }
 
-    /// On the real clock, with rollout guards reading this Prometheus.
-    pub async fn start_guarded(db: Db, guards: sluice_server::guards::GuardConfig) -> TestServer {
+    /// On the real clock, with rollout guards reading this Prometheus (and notifications, if
+    /// given).
+    pub async fn start_guarded(
+        db: Db,
+        guards: sluice_server::guards::GuardConfig,
+        notify: Option<sluice_server::notify::NotifyConfig>,
+    ) -> TestServer {
         Self::start_inner(
             db,
             ManualClock::new(t0()),
             Arc::new(sluice_core::SystemClock),
             None,
             AuditOptions::manual(),
-            None,
+            notify,
             Some(guards),
         )
         .await
