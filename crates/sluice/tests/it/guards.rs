@@ -130,4 +130,43 @@ async fn a_guarded_rollout_holds_while_its_prometheus_cannot_be_reached() {
         .await;
     assert_eq!(v["current_step"], 0, "never advances blind: {v}");
     assert_eq!(v["state"], "running");
+
+    // The console's rollout view says the same: each guard, its state and why it holds.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let signed = http
+        .post(s.url("/ui/sign-in"))
+        .form(&[("token", ADMIN_TOKEN)])
+        .send()
+        .await
+        .expect("sign in");
+    let cookie = signed
+        .headers()
+        .get("set-cookie")
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let page = http
+        .get(s.url("/ui/flags?env=staging"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("flags page")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains(r#"<table class="guards">"#), "{page}");
+    assert!(
+        page.contains(r#"<tr data-guard-state="unknown">"#),
+        "{page}"
+    );
+    assert!(page.contains("<code>up &#60; 2</code>"), "{page}");
+    assert!(page.contains("Prometheus unreachable"), "{page}");
+    assert!(
+        page.contains("<strong>Held:</strong> guard 1 cannot be evaluated"),
+        "{page}"
+    );
 }
