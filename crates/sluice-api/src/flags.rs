@@ -242,6 +242,89 @@ pub struct StepInput {
 pub struct NewRollout {
     pub variant: String,
     pub steps: Vec<StepInput>,
+    /// Guards: each step after the first starts only once every guard passes on a fresh
+    /// reading of the server's Prometheus; a breach pauses or rolls back by itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guards: Vec<GuardInput>,
+}
+
+/// What a guard does on a breach.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnBreach {
+    #[default]
+    Pause,
+    Rollback,
+}
+
+impl OnBreach {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pause => "pause",
+            Self::Rollback => "rollback",
+        }
+    }
+}
+
+/// A guard on a rollout, as people write it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GuardInput {
+    /// `QUERY OP NUMBER` that must hold, OP one of `<`, `<=`, `>`, `>=`, e.g.
+    /// `sum(rate(http_requests_total{status=~"5.."}[1m])) / sum(rate(http_requests_total[1m])) < 0.01`.
+    pub condition: String,
+    /// `QUERY OP NUMBER` that must hold for a reading to count, e.g.
+    /// `sum(increase(http_requests_total[1m])) >= 100`; until it does, the rollout holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_sample: Option<String>,
+    /// `pause` (the default) or `rollback`.
+    #[serde(default)]
+    pub on_breach: OnBreach,
+}
+
+/// How a guard stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuardState {
+    /// Not read yet by this server.
+    Unread,
+    Passing,
+    Breached,
+    /// Could not be evaluated (see `reason`): the rollout holds its step.
+    Unknown,
+}
+
+impl GuardState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unread => "unread",
+            Self::Passing => "passing",
+            Self::Breached => "breached",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// A guard and its last reading.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GuardStatus {
+    /// The query that is compared.
+    pub query: String,
+    /// `<`, `<=`, `>` or `>=`.
+    pub comparison: String,
+    pub threshold: f64,
+    /// The minimum sample, as written (`QUERY >= N`).
+    pub min_sample: Option<String>,
+    pub on_breach: OnBreach,
+    pub state: GuardState,
+    /// The query's value at the last reading, when it gave one number.
+    pub value: Option<f64>,
+    /// The sample query's value at the last reading.
+    pub sample: Option<f64>,
+    /// Why the guard could not be evaluated (state `unknown`).
+    pub reason: Option<String>,
+    /// When this server last read it.
+    pub read_at: Option<DateTime<Utc>>,
 }
 
 /// Where a rollout is.
@@ -290,6 +373,13 @@ pub struct RolloutStatus {
     /// Why completing failed: the rollout keeps serving 100% until someone changes the flag
     /// or starts again.
     pub completion_error: Option<String>,
+    /// The rollout's guards with their last readings (none: the clock alone advances it).
+    #[serde(default)]
+    pub guards: Vec<GuardStatus>,
+    /// Why a running guarded rollout holds its step past the scheduled change (a guard
+    /// cannot be evaluated), if it does.
+    #[serde(default)]
+    pub held: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

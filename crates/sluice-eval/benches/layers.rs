@@ -53,6 +53,8 @@ fn layers() -> CompiledLayers {
         completed_at_ms: None,
         completed_revision: None,
         completion_error: None,
+        guards: Vec::new(),
+        held_ms: 0,
     };
     CompiledLayers::compile(&FlagLayers {
         targets,

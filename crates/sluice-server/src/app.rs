@@ -73,6 +73,9 @@ pub struct Inner {
     /// Where notifications that no audit entry carries (a failed verification) are routed;
     /// set once when the server runs with notification sinks.
     pub notify_router: std::sync::OnceLock<Arc<crate::notify::events::Router>>,
+    /// Rollout guards: the Prometheus they read and their last readings (see
+    /// [`crate::guards`]).
+    pub guards: crate::guards::Guards,
 }
 
 /// [`App::audit_options`] before [`App::set_audit_options`]: nothing signed after commits,
@@ -144,6 +147,7 @@ impl App {
             witness_feed: std::sync::OnceLock::new(),
             signed: tokio::sync::watch::Sender::new(0),
             notify_router: std::sync::OnceLock::new(),
+            guards: crate::guards::Guards::default(),
         })))
     }
 

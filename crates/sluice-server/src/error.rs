@@ -132,6 +132,7 @@ fn op_code(e: &OpError) -> &'static str {
         OpError::Policy(e) => e.code(),
         OpError::Rollout { error, .. } => match error {
             RolloutError::InvalidSteps(_) => "invalid_steps",
+            RolloutError::InvalidGuard(_) => "invalid_guard",
             RolloutError::Completed { .. } | RolloutError::WrongState { .. } => "wrong_state",
         },
         OpError::StaleRevision { .. } => "stale_revision",
@@ -203,7 +204,7 @@ fn op_status(e: &OpError) -> StatusCode {
         ) => StatusCode::CONFLICT,
         OpError::ChangeRequest(_) | OpError::Policy(_) => StatusCode::BAD_REQUEST,
         OpError::Rollout {
-            error: RolloutError::InvalidSteps(_),
+            error: RolloutError::InvalidSteps(_) | RolloutError::InvalidGuard(_),
             ..
         } => StatusCode::BAD_REQUEST,
         OpError::Rollout { .. } | OpError::StaleRevision { .. } => StatusCode::CONFLICT,

@@ -15,6 +15,7 @@ pub mod due;
 pub mod error;
 pub mod flags;
 pub mod gateway;
+pub mod guards;
 pub mod ids;
 pub mod insight;
 pub mod json;
@@ -103,6 +104,9 @@ pub struct Server {
     /// Notification sinks, retries and reminders (see [`notify`]); none when `None`. Set
     /// before [`Server::run`].
     pub notify: Option<notify::NotifyConfig>,
+    /// The Prometheus that rollout guards read (see [`guards`]); guarded rollouts are refused
+    /// when `None`. Set before [`Server::run`].
+    pub guards: Option<guards::GuardConfig>,
     config: ServerConfig,
 }
 
@@ -157,6 +161,7 @@ impl Server {
             audit: checkpointer::AuditOptions::default(),
             tls: None,
             notify: None,
+            guards: None,
             config,
         })
     }
@@ -205,6 +210,11 @@ impl Server {
             }
             None => None,
         };
+        let guard_task = self.guards.clone().map(|g| {
+            // Configured before serving: a rollout started at once may carry guards.
+            self.app.guards.configure(g.clone());
+            tokio::spawn(ops::guards::run(self.app.clone(), g))
+        });
         let bg = tokio::spawn(background(self.app.clone(), self.config.clone()));
         serve::serve_with(
             self.listener,
@@ -215,6 +225,9 @@ impl Server {
         )
         .await;
         bg.abort();
+        if let Some(g) = guard_task {
+            g.abort();
+        }
         // The evaluation counts still in memory (waiting for a flush the timer started, if
         // one is running: flushes take turns).
         if let Err(e) = self.app.insight.flush(&self.app.store).await {

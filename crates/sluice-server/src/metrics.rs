@@ -62,6 +62,14 @@ pub fn install() -> Option<PrometheusHandle> {
                 "sluice_notifications_dead",
                 "Notifications in the outbox given up on (all instances), until retried."
             );
+            describe_counter!(
+                "sluice_guard_breaches_total",
+                "Rollouts a guard paused or rolled back, by action."
+            );
+            describe_counter!(
+                "sluice_guard_holds_total",
+                "Guard readings that held a rollout at a due step (a guard could not be evaluated)."
+            );
             describe_histogram!(
                 "sluice_notification_lag_seconds",
                 "From the audited change to its notification's delivery."
@@ -129,6 +137,15 @@ pub fn audit_entries(n: usize) {
 
 pub fn reaped(n: usize) {
     counter!("sluice_reaper_recorded_total").increment(n as u64);
+}
+
+pub fn guard_breached(rolled_back: bool) {
+    let action = if rolled_back { "rollback" } else { "pause" };
+    counter!("sluice_guard_breaches_total", "action" => action).increment(1);
+}
+
+pub fn guard_held() {
+    counter!("sluice_guard_holds_total").increment(1);
 }
 
 pub fn refused() {

@@ -1,7 +1,7 @@
 //! Changing flags from the command line: the kill switch, default and targeting, expiring
 //! targets, scheduled changes and staged rollouts.
 
-use crate::cli::{ChangeArgs, FlagChangeCommand, FlagRef, Remote, RolloutCommand};
+use crate::cli::{BreachArg, ChangeArgs, FlagChangeCommand, FlagRef, Remote, RolloutCommand};
 use crate::client::{client, endpoint, Client, Refused, NO_BODY};
 use crate::output::{describe_change, emit, now, opt, stamp, table, until_at, when_at};
 use anyhow::{anyhow, bail, Context};
@@ -9,8 +9,8 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use reqwest::Method;
 use serde_json::Value;
 use sluice_api::flags::{
-    ChangeRequestBody, FlagChange, FlagChanged, FlagView, NewRollout, NewTarget, RolloutState,
-    RolloutStatus, ScheduledStatus, ScheduledView, StepInput, TargetView,
+    ChangeRequestBody, FlagChange, FlagChanged, FlagView, GuardInput, NewRollout, NewTarget,
+    OnBreach, RolloutState, RolloutStatus, ScheduledStatus, ScheduledView, StepInput, TargetView,
 };
 use std::path::Path;
 
@@ -450,7 +450,84 @@ fn parse_steps(raw: &[String], every: Option<&str>) -> anyhow::Result<Vec<StepIn
         .collect()
 }
 
+/// `--guard`s with their `--on-breach` and `--min-sample`: each given once for all, or once
+/// per guard in order.
+fn guard_inputs(
+    guards: Vec<String>,
+    on_breach: &[BreachArg],
+    min_sample: &[String],
+) -> anyhow::Result<Vec<GuardInput>> {
+    fn nth<'a, T>(all: &'a [T], i: usize, n: usize, what: &str) -> anyhow::Result<Option<&'a T>> {
+        match all.len() {
+            0 => Ok(None),
+            1 => Ok(all.first()),
+            m if m == n => Ok(all.get(i)),
+            m => bail!("give {what} once for every guard or once per guard ({n}), not {m} times"),
+        }
+    }
+    if guards.is_empty() && !(on_breach.is_empty() && min_sample.is_empty()) {
+        bail!("--on-breach and --min-sample go with --guard");
+    }
+    let n = guards.len();
+    guards
+        .into_iter()
+        .enumerate()
+        .map(|(i, condition)| {
+            let on_breach = match nth(on_breach, i, n, "--on-breach")? {
+                Some(BreachArg::Rollback) => OnBreach::Rollback,
+                Some(BreachArg::Pause) | None => OnBreach::Pause,
+            };
+            let min_sample = nth(min_sample, i, n, "--min-sample")?
+                .filter(|s| s.as_str() != "-")
+                .cloned();
+            Ok(GuardInput {
+                condition,
+                min_sample,
+                on_breach,
+            })
+        })
+        .collect()
+}
+
+fn guards_human(v: &RolloutStatus) {
+    for (i, g) in v.guards.iter().enumerate() {
+        let value = g.value.map_or_else(|| "-".to_owned(), |x| format!("{x}"));
+        let read = match g.read_at {
+            Some(at) => format!("read {} ({})", stamp(Some(at)), when_at(Some(at))),
+            None => "not read yet".to_owned(),
+        };
+        outln!(
+            "guard {}   {} {} {} on breach: {}",
+            i + 1,
+            g.query,
+            g.comparison,
+            g.threshold,
+            g.on_breach.as_str()
+        );
+        outln!(
+            "          {}: value {value}, threshold {}, {read}",
+            g.state.as_str(),
+            g.threshold
+        );
+        if let Some(m) = &g.min_sample {
+            let sample = g.sample.map_or_else(|| "-".to_owned(), |x| format!("{x}"));
+            outln!("          min sample {m}: {sample}");
+        }
+        if let Some(r) = &g.reason {
+            outln!("          cannot be evaluated: {r}");
+        }
+    }
+    if let Some(h) = &v.held {
+        outln!("held      {h}");
+    }
+}
+
 fn rollout_human(v: &RolloutStatus) {
+    rollout_steps_human(v);
+    guards_human(v);
+}
+
+fn rollout_steps_human(v: &RolloutStatus) {
     let steps: Vec<String> = v.steps.iter().map(|p| pct(*p)).collect();
     let (key, env, variant) = (&v.key, &v.environment, &v.variant);
     outln!(
@@ -506,10 +583,18 @@ pub async fn rollout(cmd: RolloutCommand, r: Remote) -> anyhow::Result<()> {
             steps,
             step,
             every,
+            guard,
+            on_breach,
+            min_sample,
         } => {
             let raw = if steps.is_empty() { step } else { steps };
             let steps = parse_steps(&raw, every.as_deref())?;
-            let body = NewRollout { variant, steps };
+            let guards = guard_inputs(guard, &on_breach, &min_sample)?;
+            let body = NewRollout {
+                variant,
+                steps,
+                guards,
+            };
             c.send(Method::PUT, &path(&flag), Some(&body)).await?
         }
         RolloutCommand::Status(f) => c.send(Method::GET, &path(&f), NO_BODY).await?,

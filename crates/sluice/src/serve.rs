@@ -80,6 +80,11 @@ struct FileConfig {
     http_credentials_dir: Option<PathBuf>,
     /// Webhooks and chat messages for what the audit trail records, and reminders.
     notifications: Option<sluice_server::notify::NotifyFile>,
+    /// The Prometheus rollout guards query.
+    prometheus_url: Option<String>,
+    /// How often rollout guards are read (default 15s).
+    #[serde(default, with = "humantime_serde_opt")]
+    guard_interval: Option<Duration>,
 }
 
 pub struct Settings {
@@ -92,6 +97,8 @@ pub struct Settings {
     pub gateway: Option<sluice_gateway::GatewayConfig>,
     pub http_gateway: Option<sluice_http_gateway::HttpGatewayConfig>,
     pub notify: Option<sluice_server::notify::NotifyConfig>,
+    /// Rollout guards' Prometheus and interval.
+    pub guards: Option<sluice_server::guards::GuardConfig>,
     pub log_format: LogFormat,
     pub data_dir: PathBuf,
     /// Count flag evaluations (flag insight); off only to measure what counting costs.
@@ -214,6 +221,26 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         Some(n) => Some(n.resolve().map_err(anyhow::Error::msg)?),
         None => None,
     };
+    let guard_interval = match args.guard_interval {
+        Some(raw) => Some(
+            humantime::parse_duration(&raw)
+                .with_context(|| format!("--guard-interval `{raw}` is not a duration like 15s"))?,
+        ),
+        None => file.guard_interval,
+    };
+    if guard_interval.is_some_and(|d| d < Duration::from_millis(100)) {
+        anyhow::bail!("--guard-interval must be at least 100ms");
+    }
+    let guards = match args.prometheus_url.or(file.prometheus_url) {
+        Some(url) => {
+            sluice_server::public_url(&url).context("--prometheus-url")?;
+            Some(sluice_server::guards::GuardConfig {
+                prometheus_url: url,
+                interval: guard_interval.unwrap_or(sluice_server::guards::DEFAULT_INTERVAL),
+            })
+        }
+        None => None,
+    };
     let config = ServerConfig {
         listen,
         database_url,
@@ -268,6 +295,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         gateway,
         http_gateway,
         notify,
+        guards,
         log_format,
         data_dir,
         evaluation_counts: !args.no_evaluation_counts,
@@ -365,6 +393,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server.app.insight.set_enabled(s.evaluation_counts);
     server.tls = tls.clone();
     server.notify = s.notify;
+    server.guards = s.guards;
     let addr = server.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // What the command line is given: a bare address means plain HTTP.
@@ -453,6 +482,8 @@ pub async fn migrate(args: crate::cli::MigrateArgs) -> anyhow::Result<()> {
         tls_cert: None,
         tls_key: None,
         allow_plain_http: false,
+        prometheus_url: None,
+        guard_interval: None,
     })?;
     sluice_store::Store::open(&s.config.database_url).await?;
     outln!("migrations applied");
@@ -517,6 +548,8 @@ pub async fn rotate_key(args: crate::cli::StoreArgs, new_key: &Path) -> anyhow::
         tls_cert: None,
         tls_key: None,
         allow_plain_http: false,
+        prometheus_url: None,
+        guard_interval: None,
     })?;
     let store = sluice_store::Store::open(&s.config.database_url).await?;
     let old_path = &s.config.signing_key;

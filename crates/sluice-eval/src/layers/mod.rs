@@ -14,7 +14,9 @@ use crate::rule::murmur3_32;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
+mod guards;
 mod transitions;
+pub use guards::*;
 pub use transitions::*;
 
 /// Basis points: 10,000 is 100%.
@@ -73,9 +75,20 @@ pub struct Rollout {
     /// The flag's revision that serves the variant as its default (state `Completed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_revision: Option<i64>,
+    /// Guards: each step after the first starts only once they all pass (see [`guards`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guards: Vec<Guard>,
+    /// Time steps waited for their guards beyond their scheduled start; the schedule shifts
+    /// by it as by pauses.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub held_ms: i64,
     /// Why completing failed (recorded once; the rollout keeps serving its last step).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_error: Option<String>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// Where a rollout stands at a moment.
@@ -88,8 +101,30 @@ pub struct Position {
 }
 
 impl Rollout {
-    /// The step in force at `now`: the schedule runs from `started_at`, shifted by pauses.
+    /// The step in force at `now`: the schedule runs from `started_at`, shifted by pauses and
+    /// by the time steps waited for their guards. A guarded rollout stays at the last step
+    /// recorded (the guards let it start) until the server records the next one.
     pub fn position(&self, now_ms: i64) -> Option<Position> {
+        let p = self.scheduled_position(now_ms)?;
+        if !self.guarded() {
+            return Some(p);
+        }
+        let recorded = self.recorded_step.unwrap_or(0);
+        if p.step <= recorded {
+            return Some(p);
+        }
+        let step = self.steps.get(recorded)?;
+        Some(Position {
+            step: recorded,
+            share_bp: step.share_bp.min(FULL),
+            // When the guards were (or will be) asked to let the next step start.
+            next_change_ms: (self.state == RolloutState::Running)
+                .then(|| self.step_start_ms(recorded + 1)),
+        })
+    }
+
+    /// Where the schedule alone puts the rollout at `now`.
+    fn scheduled_position(&self, now_ms: i64) -> Option<Position> {
         if !self.in_force() || self.steps.is_empty() {
             return None;
         }
@@ -97,7 +132,7 @@ impl Rollout {
             (RolloutState::Paused, Some(p)) => p.min(now_ms),
             _ => now_ms,
         };
-        let elapsed = clock - self.started_at_ms - self.paused_total_ms;
+        let elapsed = clock - self.started_at_ms - self.paused_total_ms - self.held_ms;
         if elapsed < 0 {
             return None;
         }
@@ -107,7 +142,7 @@ impl Rollout {
             let last = i + 1 == self.steps.len();
             if elapsed < end || last {
                 let next = (!last && self.state == RolloutState::Running)
-                    .then(|| self.started_at_ms + self.paused_total_ms + end);
+                    .then(|| self.started_at_ms + self.paused_total_ms + self.held_ms + end);
                 return Some(Position {
                     step: i,
                     share_bp: s.share_bp.min(FULL),
@@ -204,9 +239,16 @@ impl CompiledLayers {
         let rollout = layers.rollout.clone().filter(Rollout::in_force);
         if let Some(r) = &rollout {
             if r.state == RolloutState::Running {
-                let mut start = r.started_at_ms + r.paused_total_ms;
+                let mut start = r.started_at_ms + r.paused_total_ms + r.held_ms;
                 boundaries.push(start);
-                for s in &r.steps {
+                // A guarded rollout changes no answer before the server records its next step
+                // (which compiles the layers again).
+                let known = if r.guarded() {
+                    r.recorded_step.unwrap_or(0)
+                } else {
+                    r.steps.len()
+                };
+                for s in r.steps.iter().take(known) {
                     start = start.saturating_add(s.hold_ms);
                     boundaries.push(start);
                 }
@@ -302,6 +344,8 @@ mod tests {
             completed_at_ms: None,
             completed_revision: None,
             completion_error: None,
+            guards: vec![],
+            held_ms: 0,
         }
     }
 

@@ -15,6 +15,9 @@ pub enum RolloutError {
     /// The steps are not a valid schedule (the message names the step).
     #[error("{0}")]
     InvalidSteps(String),
+    /// A guard is not a valid condition (the message names the guard).
+    #[error("{0}")]
+    InvalidGuard(String),
     /// A completed rollout is the flag's default variant now: only a flag change undoes it.
     #[error("the rollout of `{variant}` completed: it is the flag's default variant now")]
     Completed { variant: String },
@@ -81,6 +84,8 @@ impl Rollout {
             completed_at_ms: None,
             completed_revision: None,
             completion_error: None,
+            guards: Vec::new(),
+            held_ms: 0,
         })
     }
 

@@ -394,6 +394,8 @@ mod tests {
             completed_at_ms: None,
             completed_revision: None,
             completion_error: None,
+            guards: Vec::new(),
+            held_ms: 0,
         }
     }
 

@@ -29,8 +29,24 @@ pub struct TargetRow {
     pub expires_in: String,
 }
 
+/// A rollout guard and its last reading on this instance.
+pub struct GuardRow {
+    /// `QUERY < 0.01`.
+    pub condition: String,
+    pub on_breach: &'static str,
+    /// `unread`, `passing`, `breached`, `unknown`.
+    pub state: &'static str,
+    pub value: String,
+    pub min_sample: Option<String>,
+    pub read: String,
+    pub reason: Option<String>,
+}
+
 pub struct RolloutView {
     pub variant: String,
+    pub guards: Vec<GuardRow>,
+    /// Why the rollout holds its step past the scheduled change, if it does.
+    pub held: Option<String>,
     /// `running`, `paused`, `rolled back`, `completed`.
     pub state: &'static str,
     pub chart: Chart,
@@ -92,6 +108,12 @@ async fn history(
         let ms = e.at.timestamp_millis();
         match e.action.as_str() {
             "rollout.paused" => open = Some(ms),
+            // A step that waited for its guards shifted the schedule as a pause does.
+            "rollout.advanced" => {
+                if let Some(w) = e.details["waited_ms"].as_i64().filter(|w| *w > 0) {
+                    pauses.push((ms - w, ms));
+                }
+            }
             "rollout.resumed" => {
                 if let Some(p) = open.take() {
                     pauses.push((p, ms));
@@ -124,8 +146,31 @@ async fn rollout_view(
     index: usize,
     now: DateTime<Utc>,
 ) -> Result<RolloutView, ConsoleError> {
-    let (pauses, ended) = history(c, env, key, r).await?;
+    let (mut pauses, ended) = history(c, env, key, r).await?;
+    // A step due now that waits for its guards: held since its scheduled start.
+    if let (Some(_), Some(since)) = (r.due_step(now.timestamp_millis()), r.next_due_ms()) {
+        pauses.push((since, now.timestamp_millis().max(since)));
+    }
+    pauses.sort_unstable();
     let chart = chart::chart(&format!("ro{index}"), r, &pauses, ended, now);
+    let readings = c.app.guards.readings(env, key, r.started_at_ms);
+    let status = crate::ops::layers::status_read(env, key, r, readings.as_ref(), now);
+    let guards = status
+        .guards
+        .iter()
+        .zip(&r.guards)
+        .map(|(g, guard)| GuardRow {
+            condition: guard.condition.to_string(),
+            on_breach: g.on_breach.as_str(),
+            state: g.state.as_str(),
+            value: g.value.map_or_else(|| "-".to_owned(), |v| format!("{v}")),
+            min_sample: g.min_sample.clone(),
+            read: g
+                .read_at
+                .map_or_else(|| "not read yet".to_owned(), |t| relative(now, t)),
+            reason: g.reason.clone(),
+        })
+        .collect();
     let (state, ops): (_, Vec<(&'static str, &'static str)>) = match r.state {
         RolloutState::Running => (
             "running",
@@ -142,6 +187,8 @@ async fn rollout_view(
     let (allowed_by, refusal) = authority(c, who, env, key, "edit-rollout", now);
     Ok(RolloutView {
         variant: r.variant.clone(),
+        guards,
+        held: status.held,
         state,
         chart,
         ops,

@@ -31,7 +31,7 @@ use sluice_store::WriteTx;
 const CLOCK: &str = "system:clock";
 
 use sluice_api::flags::RolloutState as WireState;
-pub use sluice_api::flags::{RolloutStatus, StepInput};
+pub use sluice_api::flags::{GuardInput, RolloutStatus, StepInput};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -41,7 +41,18 @@ pub enum RolloutOp {
     Rollback,
 }
 
-fn status(env: &str, key: &str, r: &Rollout, now: DateTime<Utc>) -> RolloutStatus {
+pub(crate) fn status(env: &str, key: &str, r: &Rollout, now: DateTime<Utc>) -> RolloutStatus {
+    status_read(env, key, r, None, now)
+}
+
+/// [`status`] with the guards' last readings on this instance.
+pub(crate) fn status_read(
+    env: &str,
+    key: &str,
+    r: &Rollout,
+    readings: Option<&crate::guards::RolloutReadings>,
+    now: DateTime<Utc>,
+) -> RolloutStatus {
     let pos: Option<Position> = match r.state {
         RolloutState::Completed => r.full_step().map(|step| Position {
             step,
@@ -73,6 +84,10 @@ fn status(env: &str, key: &str, r: &Rollout, now: DateTime<Utc>) -> RolloutStatu
         completed_at: r.completed_at_ms.and_then(DateTime::from_timestamp_millis),
         completed_revision: r.completed_revision,
         completion_error: r.completion_error.clone(),
+        guards: crate::guards::guard_statuses(r, readings),
+        held: readings
+            .filter(|_| r.state == RolloutState::Running)
+            .and_then(|x| x.held.clone()),
     }
 }
 
@@ -113,7 +128,7 @@ fn rollout_error(env: &str, key: &str, error: RolloutError) -> OpError {
     }
 }
 
-async fn load(tx: &mut WriteTx, env: &str, key: &str) -> Result<FlagLayers, OpError> {
+pub(crate) async fn load(tx: &mut WriteTx, env: &str, key: &str) -> Result<FlagLayers, OpError> {
     match tx.lock_flag_layers(env, key).await? {
         Some(v) => {
             serde_json::from_value(v).map_err(|e| OpError::Internal(format!("stored layers: {e}")))
@@ -137,7 +152,7 @@ async fn save(
 impl App {
     /// Stores a flag's new layers with their audit entry, commits, and swaps in the new
     /// snapshot (which tells SSE subscribers).
-    async fn commit_layers(
+    pub(crate) async fn commit_layers(
         &self,
         mut tx: WriteTx,
         env: &str,
@@ -313,6 +328,7 @@ impl App {
         key: &str,
         variant: String,
         steps: Vec<StepInput>,
+        guards: Vec<GuardInput>,
     ) -> Result<RolloutStatus, OpError> {
         self.check_environment(env, false, caller.admin).await?;
         let now = self.now();
@@ -336,16 +352,23 @@ impl App {
                 .map(|d| (d.as_secs() as i64) * 1000)
                 .map_err(|e| e.to_string())
         };
-        let rollout = Rollout::start(variant, &specs, parse_hold, now.timestamp_millis())
+        let mut rollout = Rollout::start(variant, &specs, parse_hold, now.timestamp_millis())
+            .map_err(|e| rollout_error(env, key, e))?;
+        rollout.guards = self
+            .parse_guards(&guards)
             .map_err(|e| rollout_error(env, key, e))?;
         let mut tx = self.store.begin().await?;
         let mut layers = load(&mut tx, env, key).await?;
         let view = status(env, key, &rollout, now);
+        let guarded = rollout.guarded();
         layers.rollout = Some(rollout);
         let entry = NewEntry::new(&caller.name, "rollout.started")
             .details(json!({"rollout": view, "authority": authority}));
         self.commit_layers(tx, env, key, &layers, entry, now)
             .await?;
+        if guarded {
+            self.guards.poke();
+        }
         Ok(view)
     }
 
@@ -393,7 +416,8 @@ impl App {
                 env: env.to_owned(),
                 key: key.to_owned(),
             })?;
-        Ok(status(env, key, &r, self.now()))
+        let readings = self.guards.readings(env, key, r.started_at_ms);
+        Ok(status_read(env, key, &r, readings.as_ref(), self.now()))
     }
 
     /// Records what time has done to layers — expired targets (removed, audited once) and

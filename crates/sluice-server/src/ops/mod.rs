@@ -9,6 +9,7 @@ pub mod error;
 pub mod flag_changes;
 pub mod flags;
 pub mod gateway;
+pub mod guards;
 pub mod http_gateway;
 pub mod insight;
 pub mod layers;

@@ -114,7 +114,7 @@ pub async fn start_rollout(
     ApiJson(body): ApiJson<NewRollout>,
 ) -> Result<Json<crate::ops::layers::RolloutStatus>, ApiError> {
     Ok(Json(
-        app.start_rollout(&caller, &env, &key, body.variant, body.steps)
+        app.start_rollout(&caller, &env, &key, body.variant, body.steps, body.guards)
             .await?,
     ))
 }

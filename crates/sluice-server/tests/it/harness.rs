@@ -107,6 +107,26 @@ impl TestServer {
             None,
             AuditOptions::manual(),
             None,
+            None,
+        )
+        .await
+    }
+
+    /// On the real clock, with rollout guards reading this Prometheus (and notifications, if
+    /// given).
+    pub async fn start_guarded(
+        db: Db,
+        guards: sluice_server::guards::GuardConfig,
+        notify: Option<sluice_server::notify::NotifyConfig>,
+    ) -> TestServer {
+        Self::start_inner(
+            db,
+            ManualClock::new(t0()),
+            Arc::new(sluice_core::SystemClock),
+            None,
+            AuditOptions::manual(),
+            notify,
+            Some(guards),
         )
         .await
     }
@@ -117,7 +137,7 @@ impl TestServer {
 
     pub async fn start_with_clock(db: Db, clock: ManualClock) -> TestServer {
         let c: Arc<dyn sluice_core::Clock> = Arc::new(clock.clone());
-        Self::start_inner(db, clock, c, None, AuditOptions::manual(), None).await
+        Self::start_inner(db, clock, c, None, AuditOptions::manual(), None, None).await
     }
 
     /// With notifications (webhooks, chat, reminders) as configured.
@@ -127,7 +147,16 @@ impl TestServer {
         notify: sluice_server::notify::NotifyConfig,
     ) -> TestServer {
         let c: Arc<dyn sluice_core::Clock> = Arc::new(clock.clone());
-        Self::start_inner(db, clock, c, None, AuditOptions::manual(), Some(notify)).await
+        Self::start_inner(
+            db,
+            clock,
+            c,
+            None,
+            AuditOptions::manual(),
+            Some(notify),
+            None,
+        )
+        .await
     }
 
     /// With checkpoints after every commit and the unsigned-tail bound, as `sluice serve`
@@ -135,7 +164,7 @@ impl TestServer {
     pub async fn start_signing(db: Db, audit: AuditOptions) -> TestServer {
         let clock = ManualClock::new(t0());
         let c: Arc<dyn sluice_core::Clock> = Arc::new(clock.clone());
-        Self::start_inner(db, clock, c, None, audit, None).await
+        Self::start_inner(db, clock, c, None, audit, None, None).await
     }
 
     /// With `--public-url` set.
@@ -149,6 +178,7 @@ impl TestServer {
             Some(public_url.to_owned()),
             AuditOptions::manual(),
             None,
+            None,
         )
         .await
     }
@@ -160,6 +190,7 @@ impl TestServer {
         public_url: Option<String>,
         audit: AuditOptions,
         notify: Option<sluice_server::notify::NotifyConfig>,
+        guards: Option<sluice_server::guards::GuardConfig>,
     ) -> TestServer {
         let config = ServerConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
@@ -177,6 +208,7 @@ impl TestServer {
         let mut server = Server::build(config, real).await.expect("server builds");
         server.audit = audit;
         server.notify = notify;
+        server.guards = guards;
         let addr = server.local_addr().expect("bound");
         let app = server.app.clone();
         let (tx, rx) = oneshot::channel::<()>();

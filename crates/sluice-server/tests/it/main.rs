@@ -21,6 +21,7 @@ mod environments;
 mod error_bodies;
 mod failclosed;
 mod flags;
+mod guards;
 mod harness;
 mod insight;
 mod keys;

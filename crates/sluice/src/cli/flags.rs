@@ -153,6 +153,13 @@ pub struct FlagRef {
     pub env: String,
 }
 
+/// What a guard's breach does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BreachArg {
+    Pause,
+    Rollback,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum RolloutCommand {
     /// Start a staged rollout of a variant: a growing share of users, each step held for a while.
@@ -164,6 +171,9 @@ pub enum RolloutCommand {
     /// Examples:
     ///   sluice rollout start new-search --env production --variant on --steps 1,10,50,100 --every 30m
     ///   sluice rollout start new-search --env production --variant on --step 5:1h --step 25:2h --step 100
+    ///   sluice rollout start new-search --env production --variant on --steps 1,10,50,100 --every 30m \
+    ///     --guard 'sum(rate(http_requests_total{status=~"5.."}[1m])) / sum(rate(http_requests_total[1m])) < 0.01' \
+    ///     --min-sample 'sum(increase(http_requests_total[1m])) >= 100' --on-breach rollback
     #[command(verbatim_doc_comment)]
     Start {
         #[command(flatten)]
@@ -182,6 +192,20 @@ pub enum RolloutCommand {
         /// How long each step is held unless it says otherwise, e.g. `30m`.
         #[arg(long)]
         every: Option<String>,
+        /// A guard, `QUERY OP NUMBER` (OP one of <, <=, >, >=), a PromQL condition that must
+        /// hold on the server's Prometheus (sluice serve --prometheus-url); repeatable. Each
+        /// next step starts only when every guard passes; a breach pauses or rolls back.
+        #[arg(long)]
+        guard: Vec<String>,
+        /// What a breach does, `pause` or `rollback`: once for every guard, or once per guard
+        /// in order. Default pause.
+        #[arg(long, value_enum)]
+        on_breach: Vec<BreachArg>,
+        /// The least sample for a guard's reading to count, `QUERY OP NUMBER` (e.g.
+        /// `sum(increase(http_requests_total[1m])) >= 100`): once for every guard, or once per
+        /// guard in order (`-` for none). Until it holds, the rollout holds its step.
+        #[arg(long)]
+        min_sample: Vec<String>,
     },
     /// Where a rollout stands: state, current step and share, the next change and when.
     Status(FlagRef),

@@ -6,7 +6,7 @@ mod notifications;
 mod proposals;
 
 pub use db::{DbCommand, GatewayCommand};
-pub use flags::{ChangeArgs, FlagChangeCommand, FlagRef, RolloutCommand};
+pub use flags::{BreachArg, ChangeArgs, FlagChangeCommand, FlagRef, RolloutCommand};
 pub use notifications::NotificationCommand;
 pub use proposals::ProposalCommand;
 
@@ -240,6 +240,14 @@ pub struct ServeArgs {
     /// TLS); refused otherwise, since tokens would cross the network in clear.
     #[arg(long, env = "SLUICE_ALLOW_PLAIN_HTTP")]
     pub allow_plain_http: bool,
+    /// The Prometheus that rollout guards query (its base URL, e.g.
+    /// `http://127.0.0.1:9090`); without it, rollouts with guards are refused.
+    #[arg(long, env = "SLUICE_PROMETHEUS_URL")]
+    pub prometheus_url: Option<String>,
+    /// How often rollout guards are read while a step holds, e.g. `15s` (the default); they
+    /// are also read the moment a step is due.
+    #[arg(long, env = "SLUICE_GUARD_INTERVAL")]
+    pub guard_interval: Option<String>,
 }
 
 /// The database, found as `sluice serve` finds it.

@@ -15,6 +15,7 @@ mod crash;
 mod deliver;
 mod disk_full;
 mod gateway;
+mod guards;
 mod harness;
 mod http_gateway;
 mod hygiene;
