@@ -103,6 +103,10 @@ pub struct Server {
     /// Notification sinks, retries and reminders (see [`notify`]); none when `None`. Set
     /// before [`Server::run`].
     pub notify: Option<notify::NotifyConfig>,
+    /// On PostgreSQL, hear other instances' commits at once (`LISTEN`/`NOTIFY`, see
+    /// `sluice_store::Store::listen`) rather than only at the next sync; default on. Off only
+    /// to measure what it brings. Set before [`Server::run`].
+    pub follow_changes: bool,
     config: ServerConfig,
 }
 
@@ -157,6 +161,7 @@ impl Server {
             audit: checkpointer::AuditOptions::default(),
             tls: None,
             notify: None,
+            follow_changes: true,
             config,
         })
     }
@@ -205,6 +210,11 @@ impl Server {
             }
             None => None,
         };
+        let listener = if self.follow_changes {
+            self.app.store.listen()
+        } else {
+            None
+        };
         let bg = tokio::spawn(background(self.app.clone(), self.config.clone()));
         serve::serve_with(
             self.listener,
@@ -215,6 +225,9 @@ impl Server {
         )
         .await;
         bg.abort();
+        if let Some(listener) = listener {
+            listener.abort();
+        }
         // The evaluation counts still in memory (waiting for a flush the timer started, if
         // one is running: flushes take turns).
         if let Err(e) = self.app.insight.flush(&self.app.store).await {
@@ -270,6 +283,7 @@ async fn background(app: App, config: ServerConfig) {
     let due = tokio::time::sleep_until(start);
     tokio::pin!(due);
     let mut last_pass = start;
+    let mut moved_elsewhere = app.store.moved_elsewhere();
     // After a failed pass, the next waits a while rather than hammering a sick store.
     let mut not_before = start;
     loop {
@@ -297,6 +311,15 @@ async fn background(app: App, config: ServerConfig) {
             },
             _ = sign.tick() => if let Err(e) = audit::checkpoint(&app).await {
                 tracing::warn!(error = %e, "checkpoint failed: {e}");
+            },
+            // Another instance's change, heard at once (PostgreSQL `LISTEN`): the sync the
+            // poll below would run, without waiting for it. Changes heard while a sync runs
+            // are taken by one more sync after it.
+            Ok(()) = moved_elsewhere.changed() => {
+                if let Err(e) = app.sync().await {
+                    tracing::warn!(error = %e, "sync with the store failed: {e}");
+                }
+                due.as_mut().reset(next_pass(&app, last_pass, not_before));
             },
             _ = sync.tick() => {
                 if let Err(e) = app.sync().await {

@@ -19,7 +19,7 @@ mod gateway;
 mod http_calls;
 mod http_services;
 mod insight;
-
+mod listen;
 mod outbox;
 mod principals;
 mod requests;
@@ -36,6 +36,7 @@ pub use gateway::{DeclaredDatabase, GatewaySession, LoggedStatement, SessionEnd,
 pub use http_calls::{http_call_batch_hash, CallRow};
 pub use http_services::DeclaredService;
 pub use insight::{day_of, day_start, ClientEvaluations, EvaluationCount, EvaluationTotal};
+pub use listen::LISTENER_APPLICATION;
 
 pub use outbox::{
     AfterAttempt, Attempt, AttemptRow, OutboxCounts, OutboxMessage, OutboxRouter, OutboxRow,
@@ -76,6 +77,8 @@ pub struct Store {
     router: outbox::RouterSlot,
     /// Woken when this handle commits outbox rows.
     outbox_notify: std::sync::Arc<tokio::sync::Notify>,
+    /// Other instances' commits, as heard through PostgreSQL `LISTEN` (see `listen`).
+    changes: std::sync::Arc<listen::Changes>,
 }
 
 /// How long the store lets the database make it wait.
@@ -167,6 +170,7 @@ impl Store {
                     dir,
                     router: Default::default(),
                     outbox_notify: Default::default(),
+                    changes: std::sync::Arc::new(listen::Changes::new(None)),
                 }
             }
             Backend::Postgres => {
@@ -190,6 +194,7 @@ impl Store {
                     })
                     .connect(url)
                     .await?;
+                let changes = std::sync::Arc::new(listen::Changes::new(Some(url.to_owned())));
                 Store {
                     read: pool.clone(),
                     write: pool,
@@ -199,6 +204,7 @@ impl Store {
                     dir: None,
                     router: Default::default(),
                     outbox_notify: Default::default(),
+                    changes,
                 }
             }
         };
@@ -220,7 +226,7 @@ impl Store {
     pub async fn begin(&self) -> Result<WriteTx, StoreError> {
         let tx = match &self.batch {
             Some(batch) => WriteTx::join(batch).await,
-            None => WriteTx::begin(&self.write).await,
+            None => WriteTx::begin(&self.write, self.changes.clone()).await,
         }?;
         Ok(tx
             .announcing_to(self.committed.clone())

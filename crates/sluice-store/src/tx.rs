@@ -26,6 +26,9 @@ pub struct WriteTx {
     access_rev: Option<i64>,
     entries: Vec<AuditEntry>,
     deferred: Vec<Deferred>,
+    /// Grants, principals or policy (`.0`) and flags (`.1`) changed: the commit says so to
+    /// the other instances.
+    moved: (bool, bool),
     /// Told the new head's `seq` after a successful commit.
     committed: Option<std::sync::Arc<tokio::sync::watch::Sender<i64>>>,
     /// Which notifications the entries give rise to (written with them), and whom to wake.
@@ -36,8 +39,12 @@ pub struct WriteTx {
 }
 
 enum Lease {
-    /// PostgreSQL: a transaction of its own.
-    Own(Transaction<'static, Any>),
+    /// PostgreSQL: a transaction of its own, and how its commit is announced to the other
+    /// instances (see [`crate::listen`]).
+    Own(
+        Transaction<'static, Any>,
+        std::sync::Arc<crate::listen::Changes>,
+    ),
     /// SQLite: a savepoint in the shared batch transaction.
     Batch(crate::batch::Lease),
 }
@@ -60,7 +67,10 @@ struct Deferred {
 const ARGS_PER_CALL: usize = 900;
 
 impl WriteTx {
-    pub(crate) async fn begin(pool: &AnyPool) -> Result<WriteTx, StoreError> {
+    pub(crate) async fn begin(
+        pool: &AnyPool,
+        changes: std::sync::Arc<crate::listen::Changes>,
+    ) -> Result<WriteTx, StoreError> {
         let mut tx = pool.begin().await?;
         let row = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
             .fetch_one(&mut *tx)
@@ -70,11 +80,12 @@ impl WriteTx {
             hash: get(&row, "hash")?,
         };
         Ok(WriteTx {
-            lease: Lease::Own(tx),
+            lease: Lease::Own(tx, changes),
             head,
             access_rev: None,
             entries: Vec::new(),
             deferred: Vec::new(),
+            moved: (false, false),
             committed: None,
             outbox: None,
         })
@@ -88,6 +99,7 @@ impl WriteTx {
             access_rev: Some(access_rev),
             entries: Vec::new(),
             deferred: Vec::new(),
+            moved: (false, false),
             committed: None,
             outbox: None,
         })
@@ -112,7 +124,7 @@ impl WriteTx {
 
     fn raw_conn(&mut self) -> &mut AnyConnection {
         match &mut self.lease {
-            Lease::Own(tx) => tx,
+            Lease::Own(tx, _) => tx,
             Lease::Batch(lease) => lease.conn(),
         }
     }
@@ -140,7 +152,7 @@ impl WriteTx {
                     args,
                 });
             }
-            Lease::Own(tx) => {
+            Lease::Own(tx, _) => {
                 bind(sqlx::query(sql), args).execute(&mut **tx).await?;
             }
         }
@@ -160,7 +172,7 @@ impl WriteTx {
                     args,
                 });
             }
-            Lease::Own(tx) => {
+            Lease::Own(tx, _) => {
                 bind(sqlx::query(&sql), args).execute(&mut **tx).await?;
             }
         }
@@ -169,6 +181,7 @@ impl WriteTx {
 
     /// Marks that grants, principals or policy changed; returns the new access revision.
     pub async fn bump_access(&mut self) -> Result<i64, StoreError> {
+        self.moved.0 = true;
         match &mut self.access_rev {
             // SQLite: the batch holds the write lock, so the revision it read stays ours.
             Some(rev) => {
@@ -194,6 +207,7 @@ impl WriteTx {
 
     /// Marks that flags changed.
     pub async fn bump_flags(&mut self) -> Result<(), StoreError> {
+        self.moved.1 = true;
         self.exec(
             "UPDATE sluice_state SET flags_rev = flags_rev + 1 WHERE id = 1",
             Vec::new(),
@@ -258,11 +272,16 @@ impl WriteTx {
             }
         }
         match self.lease {
-            Lease::Own(mut tx) => {
-                send(&mut tx, deferred, "").await?;
-                sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            Lease::Own(mut tx, changes) => {
+                for d in deferred {
+                    bind(sqlx::query(&d.sql), d.args).execute(&mut *tx).await?;
+                }
+                // INVARIANT: the other instances are told in the transaction, so they hear
+                // of it at commit and never of a write that rolled back.
+                sqlx::query(crate::listen::NOTIFY_SQL)
                     .bind(self.head.seq)
                     .bind(&self.head.hash)
+                    .bind(changes.payload(self.moved.0, self.moved.1))
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
