@@ -236,6 +236,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
     let store = sluice_store::StoreOptions {
         lock_timeout: file.lock_timeout.unwrap_or(defaults.lock_timeout),
         statement_timeout: file.statement_timeout.unwrap_or(defaults.statement_timeout),
+        pg_batch: !args.no_write_batch,
     };
     let http_defaults = sluice_server::serve::HttpOptions::default();
     let http = sluice_server::serve::HttpOptions {
@@ -449,6 +450,7 @@ pub async fn migrate(args: crate::cli::MigrateArgs) -> anyhow::Result<()> {
         client_rate_limit: None,
         no_evaluation_counts: false,
         no_listen: false,
+        no_write_batch: false,
         sync_interval: None,
         public_url: None,
         pg_listen: None,
@@ -515,6 +517,7 @@ pub async fn rotate_key(args: crate::cli::StoreArgs, new_key: &Path) -> anyhow::
         client_rate_limit: None,
         no_evaluation_counts: false,
         no_listen: false,
+        no_write_batch: false,
         sync_interval: None,
         public_url: None,
         pg_listen: None,

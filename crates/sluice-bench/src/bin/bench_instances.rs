@@ -554,17 +554,31 @@ async fn token_revocations(s: &Setup, trials: usize) -> anyhow::Result<Vec<f64>>
 }
 
 async fn throughput(o: &Opts) -> anyhow::Result<()> {
-    let configs: [(&str, &str, usize); 3] = [
-        ("SQLite, 1 instance", "sqlite", 1),
-        ("PostgreSQL, 1 instance", "pg", 1),
-        ("PostgreSQL, 2 instances", "pg", 2),
+    // The PostgreSQL configurations once as they run by default (audited writes batched per
+    // instance) and once with a transaction per write (`--no-write-batch`), the baseline.
+    let configs: [(&str, &str, usize, &[&str]); 5] = [
+        ("SQLite, 1 instance", "sqlite", 1, &[]),
+        (
+            "PostgreSQL, 1 instance, a transaction per write",
+            "pg",
+            1,
+            &["--no-write-batch"],
+        ),
+        (
+            "PostgreSQL, 2 instances, a transaction per write",
+            "pg",
+            2,
+            &["--no-write-batch"],
+        ),
+        ("PostgreSQL, 1 instance", "pg", 1, &[]),
+        ("PostgreSQL, 2 instances", "pg", 2, &[]),
     ];
-    let mut w: Vec<Vec<f64>> = vec![Vec::new(); 3];
-    let mut d: Vec<Vec<f64>> = vec![Vec::new(); 3];
-    let mut f: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut w: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+    let mut d: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+    let mut f: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     for run in 0..o.runs {
-        for (k, (name, backend, n)) in configs.iter().enumerate() {
-            let s = setup(o, backend, *n, &[]).await?;
+        for (k, (name, backend, n, extra)) in configs.iter().enumerate() {
+            let s = setup(o, backend, *n, extra).await?;
             w[k].push(writes(&s, o).await?);
             d[k].push(rate(&s, o, false).await?);
             f[k].push(rate(&s, o, true).await?);
@@ -577,7 +591,7 @@ async fn throughput(o: &Opts) -> anyhow::Result<()> {
     }
     println!("| configuration | request+approve pairs/s | AuthZEN decisions/s (each audited) | OFREP evaluations/s |");
     println!("| --- | --- | --- | --- |");
-    for (k, (name, _, _)) in configs.iter().enumerate() {
+    for (k, (name, _, _, _)) in configs.iter().enumerate() {
         println!(
             "| {name} | {:.0} | {:.0} | {:.0} |",
             median(w[k].clone()),

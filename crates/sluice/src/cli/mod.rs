@@ -206,6 +206,10 @@ pub struct ServeArgs {
     /// them only at the periodic sync. Only to measure what listening brings.
     #[arg(long, env = "SLUICE_NO_LISTEN")]
     pub no_listen: bool,
+    /// On PostgreSQL, give every audited write a transaction of its own instead of sharing
+    /// one with the writes that arrive with it. Only to measure what sharing brings.
+    #[arg(long, env = "SLUICE_NO_WRITE_BATCH")]
+    pub no_write_batch: bool,
     /// How often to read whether another instance changed grants, policy, tokens or flags
     /// (the backstop of listening on PostgreSQL), e.g. `200ms` (the default) or `1h`.
     #[arg(long, env = "SLUICE_SYNC_INTERVAL", value_parser = positive_duration)]
