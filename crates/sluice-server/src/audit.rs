@@ -513,14 +513,15 @@ async fn append_signed(
 }
 
 /// Sends every entry matching `query` after `query.after`, in order, as it commits, until the
-/// receiver is dropped. Wakes when this instance commits and at least once a second (for
-/// entries other instances commit).
+/// receiver is dropped. Wakes when this instance commits, when another instance's commit is
+/// heard (PostgreSQL `LISTEN`), and at least once a second (the backstop).
 pub fn follow(
     app: App,
     mut query: AuditQuery,
 ) -> tokio::sync::mpsc::Receiver<sluice_audit::AuditEntry> {
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     let mut committed = app.store.committed_audit();
+    let mut elsewhere = app.store.audited_elsewhere();
     tokio::spawn(async move {
         loop {
             let entries = match app.store.audit_entries(&query).await {
@@ -543,6 +544,8 @@ pub fn follow(
             tokio::select! {
                 () = tx.closed() => return,
                 _ = committed.changed() => {},
+                // Another instance's entries (PostgreSQL `LISTEN`); the sleep is the backstop.
+                _ = elsewhere.changed() => {},
                 () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {},
             }
         }

@@ -107,6 +107,10 @@ pub struct Server {
     /// The Prometheus that rollout guards read (see [`guards`]); guarded rollouts are refused
     /// when `None`. Set before [`Server::run`].
     pub guards: Option<guards::GuardConfig>,
+    /// On PostgreSQL, hear other instances' commits at once (`LISTEN`/`NOTIFY`, see
+    /// `sluice_store::Store::listen`) rather than only at the next sync; default on. Off only
+    /// to measure what it brings. Set before [`Server::run`].
+    pub follow_changes: bool,
     config: ServerConfig,
 }
 
@@ -162,6 +166,7 @@ impl Server {
             tls: None,
             notify: None,
             guards: None,
+            follow_changes: true,
             config,
         })
     }
@@ -215,6 +220,11 @@ impl Server {
             self.app.guards.configure(g.clone());
             tokio::spawn(ops::guards::run(self.app.clone(), g))
         });
+        let listener = if self.follow_changes {
+            self.app.store.listen()
+        } else {
+            None
+        };
         let bg = tokio::spawn(background(self.app.clone(), self.config.clone()));
         serve::serve_with(
             self.listener,
@@ -227,6 +237,9 @@ impl Server {
         bg.abort();
         if let Some(g) = guard_task {
             g.abort();
+        }
+        if let Some(listener) = listener {
+            listener.abort();
         }
         // The evaluation counts still in memory (waiting for a flush the timer started, if
         // one is running: flushes take turns).
@@ -283,6 +296,14 @@ async fn background(app: App, config: ServerConfig) {
     let due = tokio::time::sleep_until(start);
     tokio::pin!(due);
     let mut last_pass = start;
+    let mut moved_elsewhere = app.store.moved_elsewhere();
+    // A heard change is synced at once, but no sooner than `listen_gap` after the last such
+    // sync: under a stream of other instances' writes, each sync reloads the access snapshot,
+    // and back to back they would take the CPU from the requests.
+    let heard = tokio::time::sleep_until(start);
+    tokio::pin!(heard);
+    let mut heard_pending = false;
+    let mut next_heard = start;
     // After a failed pass, the next waits a while rather than hammering a sick store.
     let mut not_before = start;
     loop {
@@ -311,6 +332,22 @@ async fn background(app: App, config: ServerConfig) {
             _ = sign.tick() => if let Err(e) = audit::checkpoint(&app).await {
                 tracing::warn!(error = %e, "checkpoint failed: {e}");
             },
+            // Another instance's change, heard at once (PostgreSQL `LISTEN`): the sync the
+            // poll below would run, without waiting for it. Changes heard while a sync runs
+            // are taken by one more sync after it.
+            Ok(()) = moved_elsewhere.changed(), if !heard_pending => {
+                heard_pending = true;
+                heard.as_mut().reset(next_heard.max(Instant::now()));
+            },
+            () = &mut heard, if heard_pending => {
+                heard_pending = false;
+                let began = Instant::now();
+                if let Err(e) = app.sync().await {
+                    tracing::warn!(error = %e, "sync with the store failed: {e}");
+                }
+                next_heard = Instant::now() + listen_gap(began.elapsed());
+                due.as_mut().reset(next_pass(&app, last_pass, not_before));
+            },
             _ = sync.tick() => {
                 if let Err(e) = app.sync().await {
                     tracing::warn!(error = %e, "sync with the store failed: {e}");
@@ -328,6 +365,13 @@ async fn background(app: App, config: ServerConfig) {
             },
         }
     }
+}
+
+/// The least time between two syncs woken by other instances' changes, after one that took
+/// `took`: 10 ms, or four times as long as the last took, so that reloading what other
+/// instances write keeps to about a fifth of the time however fast they write.
+fn listen_gap(took: Duration) -> Duration {
+    (took * 4).max(Duration::from_millis(10))
 }
 
 /// One pass of due work; `false` if some part failed (it is retried on the next pass).

@@ -3,9 +3,10 @@
 //!
 //! Every change goes through a [`WriteTx`]: it locks the audit chain head first, and the
 //! change and its audit entry commit together or not at all ("no audit, no action").
-//! On SQLite, audited writes go through one connection and share batch transactions (see
-//! `batch`): they are serialised in-process, never meet `SQLITE_BUSY` among themselves, and
-//! share the commit and the fsync.
+//! Audited writes go through one connection per store handle and share batch transactions
+//! (see `batch`): on SQLite they are serialised in-process, never meet `SQLITE_BUSY` among
+//! themselves, and share the commit and the fsync; on PostgreSQL each batch takes the chain
+//! head's lock once, and the instances' batches take turns.
 
 mod audit;
 mod batch;
@@ -19,7 +20,7 @@ mod gateway;
 mod http_calls;
 mod http_services;
 mod insight;
-
+mod listen;
 mod outbox;
 mod principals;
 mod requests;
@@ -36,6 +37,7 @@ pub use gateway::{DeclaredDatabase, GatewaySession, LoggedStatement, SessionEnd,
 pub use http_calls::{http_call_batch_hash, CallRow};
 pub use http_services::DeclaredService;
 pub use insight::{day_of, day_start, ClientEvaluations, EvaluationCount, EvaluationTotal};
+pub use listen::LISTENER_APPLICATION;
 
 pub use outbox::{
     AfterAttempt, Attempt, AttemptRow, OutboxCounts, OutboxMessage, OutboxRouter, OutboxRow,
@@ -68,6 +70,9 @@ pub struct Store {
     backend: Backend,
     /// SQLite only: audited writes share transactions and fsyncs (see `batch`).
     batch: Option<std::sync::Arc<batch::Batcher>>,
+    /// PostgreSQL: audited writes of this handle share transactions (see `batch`); other
+    /// writes (checkpoints, outbox bookkeeping) keep transactions of their own.
+    pg_batch: Option<std::sync::Arc<batch::Batcher>>,
     /// The highest audit `seq` this handle committed; see [`Store::committed_audit`].
     committed: std::sync::Arc<tokio::sync::watch::Sender<i64>>,
     /// SQLite only: the directory of the database file, where [`Store::writable`] probes.
@@ -76,6 +81,8 @@ pub struct Store {
     router: outbox::RouterSlot,
     /// Woken when this handle commits outbox rows.
     outbox_notify: std::sync::Arc<tokio::sync::Notify>,
+    /// Other instances' commits, as heard through PostgreSQL `LISTEN` (see `listen`).
+    changes: std::sync::Arc<listen::Changes>,
 }
 
 /// How long the store lets the database make it wait.
@@ -87,6 +94,10 @@ pub struct StoreOptions {
     /// The longest one statement may run (PostgreSQL `statement_timeout`); then it fails with
     /// [`StoreError::Busy`].
     pub statement_timeout: Duration,
+    /// PostgreSQL: concurrent audited writes of this handle share transactions (see `batch`);
+    /// off, each takes the chain head's lock in a transaction of its own (only to measure
+    /// what batching brings). SQLite always batches.
+    pub pg_batch: bool,
 }
 
 impl Default for StoreOptions {
@@ -94,6 +105,7 @@ impl Default for StoreOptions {
         StoreOptions {
             lock_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
+            pg_batch: true,
         }
     }
 }
@@ -166,10 +178,12 @@ impl Store {
                     write,
                     backend,
                     batch,
+                    pg_batch: None,
                     committed: Default::default(),
                     dir,
                     router: Default::default(),
                     outbox_notify: Default::default(),
+                    changes: std::sync::Arc::new(listen::Changes::new(None)),
                 }
             }
             Backend::Postgres => {
@@ -181,9 +195,12 @@ impl Store {
                     // stalling every write behind the chain head for as long as it lasts.
                     .after_connect(move |conn, _| {
                         Box::pin(async move {
+                            // Literal text written into batched statements relies on
+                            // `standard_conforming_strings` (see `tx::inline`).
                             conn.execute(
                                 format!(
-                                    "SET lock_timeout = {lock_ms}; SET statement_timeout = {statement_ms}"
+                                    "SET lock_timeout = {lock_ms}; SET statement_timeout = {statement_ms}; \
+                                     SET standard_conforming_strings = on"
                                 )
                                 .as_str(),
                             )
@@ -193,15 +210,28 @@ impl Store {
                     })
                     .connect(url)
                     .await?;
+                let changes = std::sync::Arc::new(listen::Changes::new(Some(url.to_owned())));
+                let pg_batch = if options.pg_batch {
+                    let conn = pool.acquire().await?.detach();
+                    Some(std::sync::Arc::new(batch::Batcher::start_pg(
+                        conn,
+                        pool.clone(),
+                        changes.clone(),
+                    )))
+                } else {
+                    None
+                };
                 Store {
                     read: pool.clone(),
                     write: pool,
                     backend,
                     batch: None,
+                    pg_batch,
                     committed: Default::default(),
                     dir: None,
                     router: Default::default(),
                     outbox_notify: Default::default(),
+                    changes,
                 }
             }
         };
@@ -221,9 +251,9 @@ impl Store {
 
     /// Starts an audited write transaction (locks the chain head).
     pub async fn begin(&self) -> Result<WriteTx, StoreError> {
-        let tx = match &self.batch {
+        let tx = match self.batch.as_ref().or(self.pg_batch.as_ref()) {
             Some(batch) => WriteTx::join(batch).await,
-            None => WriteTx::begin(&self.write).await,
+            None => WriteTx::begin(&self.write, self.changes.clone()).await,
         }?;
         Ok(tx
             .announcing_to(self.committed.clone())
@@ -307,7 +337,7 @@ impl Store {
 
     /// Closes all connections.
     pub async fn close(&self) {
-        if let Some(batch) = &self.batch {
+        if let Some(batch) = self.batch.as_ref().or(self.pg_batch.as_ref()) {
             batch.flush().await;
         }
         self.write.close().await;

@@ -8,17 +8,20 @@ use std::borrow::Cow;
 
 /// An audited write transaction.
 ///
-/// `begin` locks the audit chain head, so every audited write in the database is serialised
-/// and the chain stays linear and gap-free whatever instance writes: on PostgreSQL with an
-/// `UPDATE … RETURNING` row lock on its one row; on SQLite by joining the batch of the one
-/// writer (see [`crate::batch`]), under a savepoint of its own.
+/// `begin` joins the batch of this store handle (see [`crate::batch`]), under a savepoint of
+/// its own; the batch holds the audit chain head's lock (on PostgreSQL an `UPDATE … RETURNING`
+/// row lock on its one row, taken when the batch opens; on SQLite the one writer's lock), so
+/// every audited write in the database is serialised and the chain stays linear and gap-free
+/// whatever instance writes. Without a batch (PostgreSQL `pg_batch` off) it takes the head
+/// lock in a transaction of its own.
 /// `commit` refuses a transaction that recorded nothing: no audit, no action; and it returns
 /// only once the change is durable.
 ///
-/// On SQLite, statements that return nothing ([`WriteTx::exec`]) and the audit entries are
+/// In a batch, statements that return nothing ([`WriteTx::exec`]) and the audit entries are
 /// held back and sent together with the next statement that reads, or with the commit: every
-/// statement sent costs a hand-off to the connection's thread and back, and that, not SQLite,
-/// is what limits a single writer. Their errors surface there, inside the same transaction.
+/// statement sent costs a hand-off to SQLite's connection thread, or a round trip to
+/// PostgreSQL, and that is what limits a single writer. Their errors surface there, inside the
+/// same transaction.
 pub struct WriteTx {
     lease: Lease,
     head: ChainHead,
@@ -26,6 +29,9 @@ pub struct WriteTx {
     access_rev: Option<i64>,
     entries: Vec<AuditEntry>,
     deferred: Vec<Deferred>,
+    /// Grants, principals or policy (`.0`) and flags (`.1`) changed: the commit says so to
+    /// the other instances.
+    moved: (bool, bool),
     /// Told the new head's `seq` after a successful commit.
     committed: Option<std::sync::Arc<tokio::sync::watch::Sender<i64>>>,
     /// Which notifications the entries give rise to (written with them), and whom to wake.
@@ -36,8 +42,12 @@ pub struct WriteTx {
 }
 
 enum Lease {
-    /// PostgreSQL: a transaction of its own.
-    Own(Transaction<'static, Any>),
+    /// PostgreSQL: a transaction of its own, and how its commit is announced to the other
+    /// instances (see [`crate::listen`]).
+    Own(
+        Transaction<'static, Any>,
+        std::sync::Arc<crate::listen::Changes>,
+    ),
     /// SQLite: a savepoint in the shared batch transaction.
     Batch(crate::batch::Lease),
 }
@@ -60,7 +70,10 @@ struct Deferred {
 const ARGS_PER_CALL: usize = 900;
 
 impl WriteTx {
-    pub(crate) async fn begin(pool: &AnyPool) -> Result<WriteTx, StoreError> {
+    pub(crate) async fn begin(
+        pool: &AnyPool,
+        changes: std::sync::Arc<crate::listen::Changes>,
+    ) -> Result<WriteTx, StoreError> {
         let mut tx = pool.begin().await?;
         let row = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
             .fetch_one(&mut *tx)
@@ -70,11 +83,12 @@ impl WriteTx {
             hash: get(&row, "hash")?,
         };
         Ok(WriteTx {
-            lease: Lease::Own(tx),
+            lease: Lease::Own(tx, changes),
             head,
             access_rev: None,
             entries: Vec::new(),
             deferred: Vec::new(),
+            moved: (false, false),
             committed: None,
             outbox: None,
         })
@@ -88,6 +102,7 @@ impl WriteTx {
             access_rev: Some(access_rev),
             entries: Vec::new(),
             deferred: Vec::new(),
+            moved: (false, false),
             committed: None,
             outbox: None,
         })
@@ -112,7 +127,7 @@ impl WriteTx {
 
     fn raw_conn(&mut self) -> &mut AnyConnection {
         match &mut self.lease {
-            Lease::Own(tx) => tx,
+            Lease::Own(tx, _) => tx,
             Lease::Batch(lease) => lease.conn(),
         }
     }
@@ -126,8 +141,8 @@ impl WriteTx {
         Ok(self.raw_conn())
     }
 
-    /// Runs a statement that returns nothing: now on PostgreSQL, with the next round trip on
-    /// SQLite.
+    /// Runs a statement that returns nothing: with the next round trip in a batch, now
+    /// otherwise.
     pub(crate) async fn exec(
         &mut self,
         sql: &'static str,
@@ -140,7 +155,7 @@ impl WriteTx {
                     args,
                 });
             }
-            Lease::Own(tx) => {
+            Lease::Own(tx, _) => {
                 bind(sqlx::query(sql), args).execute(&mut **tx).await?;
             }
         }
@@ -160,7 +175,7 @@ impl WriteTx {
                     args,
                 });
             }
-            Lease::Own(tx) => {
+            Lease::Own(tx, _) => {
                 bind(sqlx::query(&sql), args).execute(&mut **tx).await?;
             }
         }
@@ -169,8 +184,10 @@ impl WriteTx {
 
     /// Marks that grants, principals or policy changed; returns the new access revision.
     pub async fn bump_access(&mut self) -> Result<i64, StoreError> {
+        self.moved.0 = true;
         match &mut self.access_rev {
-            // SQLite: the batch holds the write lock, so the revision it read stays ours.
+            // In a batch: it holds the chain head's lock, which every writer of the counters
+            // takes first, so the revision it read stays ours.
             Some(rev) => {
                 *rev += 1;
                 let rev = *rev;
@@ -194,6 +211,7 @@ impl WriteTx {
 
     /// Marks that flags changed.
     pub async fn bump_flags(&mut self) -> Result<(), StoreError> {
+        self.moved.1 = true;
         self.exec(
             "UPDATE sluice_state SET flags_rev = flags_rev + 1 WHERE id = 1",
             Vec::new(),
@@ -258,11 +276,16 @@ impl WriteTx {
             }
         }
         match self.lease {
-            Lease::Own(mut tx) => {
-                send(&mut tx, deferred, "").await?;
-                sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+            Lease::Own(mut tx, changes) => {
+                for d in deferred {
+                    bind(sqlx::query(&d.sql), d.args).execute(&mut *tx).await?;
+                }
+                // INVARIANT: the other instances are told in the transaction, so they hear
+                // of it at commit and never of a write that rolled back.
+                sqlx::query(crate::listen::NOTIFY_SQL)
                     .bind(self.head.seq)
                     .bind(&self.head.hash)
+                    .bind(changes.payload(self.moved.0, self.moved.1))
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -273,6 +296,7 @@ impl WriteTx {
                 // even if the caller goes away half-way (the change then commits unanswered,
                 // as after a crash between commit and answer).
                 let (head, access_rev) = (self.head.clone(), self.access_rev.unwrap_or_default());
+                lease.moved(self.moved.0, self.moved.1);
                 tokio::spawn(async move {
                     send(lease.conn(), deferred, crate::batch::KEEP).await?;
                     lease.kept(head, access_rev).await
@@ -388,17 +412,31 @@ pub(crate) fn bind<'q>(
 ///
 /// SQLite takes several statements in one call: they go together, parameters renumbered, as
 /// few calls as the parameter limit allows, `then` appended to the last. PostgreSQL prepares
-/// one statement per call: they go one by one (`then` must be empty there).
+/// one statement per call: they go in one simple-protocol call, parameters written in as
+/// literals ([`inline`]), `then` last.
 async fn send(
     conn: &mut AnyConnection,
     deferred: Vec<Deferred>,
     then: &str,
 ) -> Result<(), StoreError> {
     if conn.backend_name() != "SQLite" {
-        for d in deferred {
-            bind(sqlx::query(&d.sql), d.args)
-                .execute(&mut *conn)
-                .await?;
+        // PostgreSQL prepares one statement per call: in one call they go as one
+        // simple-protocol string, their parameters written in as literals.
+        let mut sql = String::new();
+        for d in &deferred {
+            if !sql.is_empty() {
+                sql.push_str("; ");
+            }
+            inline(&d.sql, &d.args, &mut sql);
+        }
+        if !then.is_empty() {
+            if !sql.is_empty() {
+                sql.push_str("; ");
+            }
+            sql.push_str(then);
+        }
+        if !sql.is_empty() {
+            sqlx::Executor::execute(&mut *conn, sql.as_str()).await?;
         }
         return Ok(());
     }
@@ -439,6 +477,45 @@ async fn send(
 /// quote), quoted identifiers (`"…"`) and comments (`-- …` to the end of the line, `/* … */`)
 /// is copied as it is, whatever `$` or `?` it holds.
 fn renumber(sql: &str, offset: usize, out: &mut String) {
+    substitute(sql, out, |n, out| {
+        out.push('$');
+        out.push_str(&(n + offset).to_string());
+    });
+}
+
+/// Appends `sql` to `out` with every parameter `$n` replaced by `args[n - 1]` written as a
+/// PostgreSQL literal: integers as they are (negative ones in parentheses, so `- $1` never
+/// becomes a `--` comment), text between single quotes with every quote doubled, `NULL` for
+/// none. Literal text is taken as it is because every connection runs with
+/// `standard_conforming_strings = on` (set on connect, see `Store::open_with`), where a
+/// backslash is an ordinary character. A parameter without an argument is left as it is (the
+/// server then refuses the statement).
+pub(crate) fn inline(sql: &str, args: &[Arg], out: &mut String) {
+    use std::fmt::Write as _;
+    substitute(sql, out, |n, out| {
+        match n.checked_sub(1).and_then(|i| args.get(i)) {
+            Some(Arg::Int(v) | Arg::OptInt(Some(v))) if *v < 0 => {
+                let _ = write!(out, "({v})");
+            }
+            Some(Arg::Int(v) | Arg::OptInt(Some(v))) => {
+                let _ = write!(out, "{v}");
+            }
+            Some(Arg::Text(t) | Arg::OptText(Some(t))) => {
+                out.push('\'');
+                out.push_str(&t.replace('\'', "''"));
+                out.push('\'');
+            }
+            Some(Arg::OptInt(None) | Arg::OptText(None)) => out.push_str("NULL"),
+            None => {
+                let _ = write!(out, "${n}");
+            }
+        }
+    });
+}
+
+/// Appends `sql` to `out`, each parameter `$n` replaced by what `param(n, out)` appends; see
+/// [`renumber`] for what counts as a parameter.
+fn substitute(sql: &str, out: &mut String, mut param: impl FnMut(usize, &mut String)) {
     let bytes = sql.as_bytes();
     let mut copied = 0;
     let mut i = 0;
@@ -460,8 +537,8 @@ fn renumber(sql: &str, offset: usize, out: &mut String) {
                     .take_while(|b| b.is_ascii_digit())
                     .count();
                 if let Ok(n) = sql[i + 1..i + 1 + digits].parse::<usize>() {
-                    out.push_str(&sql[copied..=i]);
-                    out.push_str(&(n + offset).to_string());
+                    out.push_str(&sql[copied..i]);
+                    param(n, out);
                     copied = i + 1 + digits;
                 }
                 i += 1 + digits;
@@ -512,6 +589,28 @@ mod tests {
             out,
             "INSERT INTO t (a, \"b$1\", c) VALUES ($11, '$1 and ? and it''s $2', $12) -- $1 ?\n\
              /* $2 '?' */ RETURNING $13"
+        );
+    }
+
+    #[test]
+    fn inline_writes_literals_that_cannot_escape_or_comment_out() {
+        use super::{inline, Arg};
+        let mut out = String::new();
+        inline(
+            "UPDATE t SET a = a -$1, b = $2, c = $3, d = $4 WHERE e = '$1' AND f = $5 AND g = $6",
+            &[
+                Arg::Int(-5),
+                Arg::Text("it's '; DROP TABLE t; --\\".into()),
+                Arg::OptText(None),
+                Arg::OptInt(Some(7)),
+                Arg::Int(0),
+            ],
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            "UPDATE t SET a = a -(-5), b = 'it''s ''; DROP TABLE t; --\\', c = NULL, d = 7 \
+             WHERE e = '$1' AND f = 0 AND g = $6"
         );
     }
 

@@ -103,6 +103,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Count flag evaluations (flag insight); off only to measure what counting costs.
     pub evaluation_counts: bool,
+    /// On PostgreSQL, hear other instances' commits at once (see `Server::follow_changes`).
+    pub follow_changes: bool,
 }
 
 pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
@@ -248,7 +250,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         admin_token,
         reaper_interval: Duration::from_secs(1),
         checkpoint_interval: Duration::from_secs(60),
-        sync_interval: Duration::from_millis(200),
+        sync_interval: args.sync_interval.unwrap_or(Duration::from_millis(200)),
         db_clock: None,
         client_rate_limit: args_rate_limit,
         public_url: match args.public_url.or(file.public_url) {
@@ -261,6 +263,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
     let store = sluice_store::StoreOptions {
         lock_timeout: file.lock_timeout.unwrap_or(defaults.lock_timeout),
         statement_timeout: file.statement_timeout.unwrap_or(defaults.statement_timeout),
+        pg_batch: !args.no_write_batch,
     };
     let http_defaults = sluice_server::serve::HttpOptions::default();
     let http = sluice_server::serve::HttpOptions {
@@ -299,6 +302,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         log_format,
         data_dir,
         evaluation_counts: !args.no_evaluation_counts,
+        follow_changes: !args.no_listen,
     })
 }
 
@@ -391,6 +395,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server.http = s.http;
     server.audit = s.audit;
     server.app.insight.set_enabled(s.evaluation_counts);
+    server.follow_changes = s.follow_changes;
     server.tls = tls.clone();
     server.notify = s.notify;
     server.guards = s.guards;
@@ -473,6 +478,9 @@ pub async fn migrate(args: crate::cli::MigrateArgs) -> anyhow::Result<()> {
         log_format: None,
         client_rate_limit: None,
         no_evaluation_counts: false,
+        no_listen: false,
+        no_write_batch: false,
+        sync_interval: None,
         public_url: None,
         pg_listen: None,
         http_gateway_listen: None,
@@ -539,6 +547,9 @@ pub async fn rotate_key(args: crate::cli::StoreArgs, new_key: &Path) -> anyhow::
         log_format: None,
         client_rate_limit: None,
         no_evaluation_counts: false,
+        no_listen: false,
+        no_write_batch: false,
+        sync_interval: None,
         public_url: None,
         pg_listen: None,
         http_gateway_listen: None,

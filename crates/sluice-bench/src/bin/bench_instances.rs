@@ -2,11 +2,12 @@
 //! pairs over HTTP) with one and two `sluice serve` processes on one PostgreSQL database
 //! against SQLite in the same run; AuthZEN decision and OFREP throughput with two instances
 //! against one; propagation delay of a revocation and of a flag change from one instance to
-//! the other.
+//! the other, through PostgreSQL `LISTEN`/`NOTIFY` and, in the same run, with the instances
+//! started `--no-listen` (the 200 ms poll alone).
 //!
 //! Run (release): `cargo build --release -p sluice -p sluice-bench`, then
 //! `target/release/bench_instances --sluice target/release/sluice --pg postgres://postgres@127.0.0.1:5432/test`
-//! (`--runs 3 --pairs 600 --tasks 16 --secs 3 --trials 100`). Each configuration gets a fresh
+//! (`--runs 3 --pairs 600 --tasks 16 --secs 3 --trials 100 --only all|throughput|propagation`). Each configuration gets a fresh
 //! SQLite directory or a fresh PostgreSQL schema.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark harness")]
@@ -33,6 +34,7 @@ struct Opts {
     tasks: usize,
     secs: u64,
     trials: usize,
+    only: String,
 }
 
 fn opts() -> anyhow::Result<Opts> {
@@ -44,6 +46,7 @@ fn opts() -> anyhow::Result<Opts> {
         tasks: 16,
         secs: 3,
         trials: 100,
+        only: "all".to_owned(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for w in args.chunks(2) {
@@ -56,6 +59,7 @@ fn opts() -> anyhow::Result<Opts> {
             "--tasks" => o.tasks = v.parse()?,
             "--secs" => o.secs = v.parse()?,
             "--trials" => o.trials = v.parse()?,
+            "--only" => o.only.clone_from(v),
             other => anyhow::bail!("unknown option {other}"),
         }
     }
@@ -104,7 +108,12 @@ struct Instance {
     _dir: tempfile::TempDir,
 }
 
-async fn spawn(o: &Opts, url: &str, key: &std::path::Path) -> anyhow::Result<Instance> {
+async fn spawn(
+    o: &Opts,
+    url: &str,
+    key: &std::path::Path,
+    extra: &[&str],
+) -> anyhow::Result<Instance> {
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -115,6 +124,7 @@ async fn spawn(o: &Opts, url: &str, key: &std::path::Path) -> anyhow::Result<Ins
         .arg(dir.path())
         .args(["--database-url", url, "--signing-key"])
         .arg(key)
+        .args(extra)
         .env("SLUICE_ADMIN_TOKEN", ADMIN)
         .env("RUST_LOG", "error")
         .current_dir(dir.path())
@@ -182,7 +192,7 @@ async fn post(
     Ok((s, r.json().await.unwrap_or(Value::Null)))
 }
 
-async fn setup(o: &Opts, backend: &str, n: usize) -> anyhow::Result<Setup> {
+async fn setup(o: &Opts, backend: &str, n: usize, extra: &[&str]) -> anyhow::Result<Setup> {
     let keys = tempfile::tempdir()?;
     let key = keys.path().join("audit-signing.pem");
     let url = if backend == "sqlite" {
@@ -192,7 +202,7 @@ async fn setup(o: &Opts, backend: &str, n: usize) -> anyhow::Result<Setup> {
     };
     let mut inst = Vec::new();
     for _ in 0..n {
-        inst.push(spawn(o, &url, &key).await?);
+        inst.push(spawn(o, &url, &key, extra).await?);
     }
     let http = reqwest::Client::new();
     let a = &inst[0].base;
@@ -227,6 +237,8 @@ async fn setup(o: &Opts, backend: &str, n: usize) -> anyhow::Result<Setup> {
     for i in 0..LEADS {
         leads.push(tok(format!("lead-{i}")).await?);
     }
+    // The import creates `staging`; a client key names an environment that exists.
+    import(&http, a, "off").await?;
     let (s, v) = post(
         &http,
         &format!("{a}/v1/tokens"),
@@ -236,7 +248,6 @@ async fn setup(o: &Opts, backend: &str, n: usize) -> anyhow::Result<Setup> {
     .await?;
     ensure!(s == 201, "client key: {v}");
     let client_key = v["token"].as_str().context("key")?.to_owned();
-    import(&http, a, "off").await?;
     // Every instance knows every token and the flags before measuring.
     for i in &inst {
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -480,23 +491,97 @@ async fn flag_changes(
     Ok(out)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let o = opts()?;
-    let configs: [(&str, &str, usize); 3] = [
-        ("SQLite, 1 instance", "sqlite", 1),
-        ("PostgreSQL, 1 instance", "pg", 1),
-        ("PostgreSQL, 2 instances", "pg", 2),
+/// API token revoked on A → B refuses it (ms), polling B's `/v1/whoami` every 5 ms. Each
+/// trial makes a token on A and waits until B has it cached. Each trial asks B from a source
+/// address of its own (127.0.x.y): the refusal is a failed authentication, and B refuses a
+/// source after 20 of them in a minute.
+async fn token_revocations(s: &Setup, trials: usize) -> anyhow::Result<Vec<f64>> {
+    let http = reqwest::Client::new();
+    let (a, b) = (&s.inst[0].base, &s.inst[1].base);
+    let mut out = Vec::new();
+    for i in 0..trials {
+        let source = std::net::Ipv4Addr::new(127, 0, 1 + (i / 200) as u8, 2 + (i % 200) as u8);
+        let asker = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::V4(source))
+            .build()?;
+        let whoami = |token: String| {
+            let asker = asker.clone();
+            let url = format!("{b}/v1/whoami");
+            async move {
+                anyhow::Ok(
+                    asker
+                        .get(url)
+                        .bearer_auth(token)
+                        .send()
+                        .await?
+                        .status()
+                        .as_u16(),
+                )
+            }
+        };
+        let (st, v) = post(
+            &http,
+            &format!("{a}/v1/tokens"),
+            ADMIN,
+            &json!({"principal": format!("eng-{}", i % REQUESTERS), "name": "trial"}),
+        )
+        .await?;
+        ensure!(st == 201, "token {v}");
+        let token = v["token"].as_str().context("token")?.to_owned();
+        let id = v["id"].as_str().context("id")?.to_owned();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while whoami(token.clone()).await? != 200 {
+            ensure!(Instant::now() < deadline, "token never reached B");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let t0 = Instant::now();
+        let r = http
+            .delete(format!("{a}/v1/tokens/{id}"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await?;
+        ensure!(r.status() == 200, "revoke token {}", r.status());
+        while whoami(token.clone()).await? == 200 {
+            ensure!(
+                t0.elapsed() < Duration::from_secs(5),
+                "token revocation never reached B"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        out.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(out)
+}
+
+async fn throughput(o: &Opts) -> anyhow::Result<()> {
+    // The PostgreSQL configurations once as they run by default (audited writes batched per
+    // instance) and once with a transaction per write (`--no-write-batch`), the baseline.
+    let configs: [(&str, &str, usize, &[&str]); 5] = [
+        ("SQLite, 1 instance", "sqlite", 1, &[]),
+        (
+            "PostgreSQL, 1 instance, a transaction per write",
+            "pg",
+            1,
+            &["--no-write-batch"],
+        ),
+        (
+            "PostgreSQL, 2 instances, a transaction per write",
+            "pg",
+            2,
+            &["--no-write-batch"],
+        ),
+        ("PostgreSQL, 1 instance", "pg", 1, &[]),
+        ("PostgreSQL, 2 instances", "pg", 2, &[]),
     ];
-    let mut w: Vec<Vec<f64>> = vec![Vec::new(); 3];
-    let mut d: Vec<Vec<f64>> = vec![Vec::new(); 3];
-    let mut f: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut w: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+    let mut d: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+    let mut f: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     for run in 0..o.runs {
-        for (k, (name, backend, n)) in configs.iter().enumerate() {
-            let s = setup(&o, backend, *n).await?;
-            w[k].push(writes(&s, &o).await?);
-            d[k].push(rate(&s, &o, false).await?);
-            f[k].push(rate(&s, &o, true).await?);
+        for (k, (name, backend, n, extra)) in configs.iter().enumerate() {
+            let s = setup(o, backend, *n, extra).await?;
+            w[k].push(writes(&s, o).await?);
+            d[k].push(rate(&s, o, false).await?);
+            f[k].push(rate(&s, o, true).await?);
             eprintln!(
                 "run {run} {name}: {:.0} pairs/s, {:.0} decisions/s, {:.0} OFREP/s",
                 w[k][run], d[k][run], f[k][run]
@@ -506,7 +591,7 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("| configuration | request+approve pairs/s | AuthZEN decisions/s (each audited) | OFREP evaluations/s |");
     println!("| --- | --- | --- | --- |");
-    for (k, (name, _, _)) in configs.iter().enumerate() {
+    for (k, (name, _, _, _)) in configs.iter().enumerate() {
         println!(
             "| {name} | {:.0} | {:.0} | {:.0} |",
             median(w[k].clone()),
@@ -514,34 +599,64 @@ async fn main() -> anyhow::Result<()> {
             median(f[k].clone())
         );
     }
-    let s = setup(&o, "pg", 2).await?;
-    let rev = revocations(&s, o.trials).await?;
-    let across = flag_changes(&s, o.trials, 0, 1).await?;
-    let same = flag_changes(&s, o.trials, 1, 1).await?;
-    s.stop().await;
-    println!();
+    Ok(())
+}
+
+/// Two instances on PostgreSQL, first started `--no-listen` (the poll alone), then listening.
+async fn propagation(o: &Opts) -> anyhow::Result<()> {
     println!(
-        "| propagation ({} trials each) | p50 ms | p99 ms | max ms |",
+        "| propagation ({} trials each) | poll only: p50 ms | p99 ms | max ms | listening: p50 ms | p99 ms | max ms |",
         o.trials
     );
-    println!("| --- | --- | --- | --- |");
-    for (name, v) in [
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    let mut rows: Vec<(&str, Vec<Vec<f64>>)> = vec![
         (
             "revocation on A → refused by B's AuthZEN decisions (B polled every 5 ms)",
-            &rev,
+            Vec::new(),
         ),
-        ("flag import on A → B's SSE subscriber", &across),
+        (
+            "API token revoked on A → refused by B (B polled every 5 ms)",
+            Vec::new(),
+        ),
+        ("flag import on A → B's SSE subscriber", Vec::new()),
         (
             "flag import on B → B's own SSE subscriber (reference)",
-            &same,
+            Vec::new(),
         ),
-    ] {
-        println!(
-            "| {name} | {:.0} | {:.0} | {:.0} |",
-            pct(v, 0.5),
-            pct(v, 0.99),
-            pct(v, 1.0)
-        );
+    ];
+    for extra in [&["--no-listen"][..], &[]] {
+        let s = setup(o, "pg", 2, extra).await?;
+        rows[0].1.push(revocations(&s, o.trials).await?);
+        rows[1].1.push(token_revocations(&s, o.trials).await?);
+        rows[2].1.push(flag_changes(&s, o.trials, 0, 1).await?);
+        rows[3].1.push(flag_changes(&s, o.trials, 1, 1).await?);
+        s.stop().await;
+    }
+    for (name, v) in &rows {
+        let mut line = format!("| {name} |");
+        for run in v {
+            write!(
+                line,
+                " {:.0} | {:.0} | {:.0} |",
+                pct(run, 0.5),
+                pct(run, 0.99),
+                pct(run, 1.0)
+            )?;
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let o = opts()?;
+    if matches!(o.only.as_str(), "all" | "throughput") {
+        throughput(&o).await?;
+        println!();
+    }
+    if matches!(o.only.as_str(), "all" | "propagation") {
+        propagation(&o).await?;
     }
     Ok(())
 }

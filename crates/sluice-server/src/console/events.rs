@@ -3,8 +3,9 @@
 //! The signal is the audit trail: every change to a request or grant (asked, approved, denied,
 //! granted, expired, revoked, …) commits an `access.*` entry in its own transaction, and every
 //! step of a change request a `flag.change-*` entry, so
-//! following those entries (`audit::follow`: at once for this instance's writes, within a
-//! second for other instances') misses none of them. An event carries no details — only
+//! following those entries (`audit::follow`: at once for this instance's writes and, on
+//! PostgreSQL, for other instances' as soon as their commit is heard; within a second
+//! otherwise) misses none of them. An event carries no details — only
 //! `access` — so a page learns nothing it could not read by reloading.
 
 use super::page::ConsoleError;

@@ -29,6 +29,7 @@ async fn start(url: &str, dir: &std::path::Path) -> (String, tokio::task::JoinHa
     let options = StoreOptions {
         lock_timeout: Duration::from_millis(300),
         statement_timeout: Duration::from_secs(5),
+        ..StoreOptions::default()
     };
     let clock: Arc<dyn sluice_core::Clock> = Arc::new(sluice_core::ManualClock::new(t0()));
     let server = Server::build_with(config, options, clock)

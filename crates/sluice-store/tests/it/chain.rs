@@ -173,8 +173,8 @@ async fn concurrent_writers_make_one_linear_chain() {
 }
 
 /// Writers that fail half-way (a statement error, or dropped after writing) among concurrent
-/// writers that commit: on SQLite they share batch transactions, and each failure must undo
-/// only its own change.
+/// writers that commit: they share batch transactions (on both backends), and each failure
+/// must undo only its own change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_writers_among_concurrent_ones_undo_only_themselves() {
     const TASKS: usize = 32;
@@ -200,8 +200,8 @@ async fn failed_writers_among_concurrent_ones_undo_only_themselves() {
                     .await
                     .expect("audit");
                 match t % 4 {
-                    // A statement fails after this writer wrote (at once on PostgreSQL, with
-                    // the commit on SQLite): the writer's change is undone.
+                    // A statement fails after this writer wrote (held back, it fails with the
+                    // commit): the writer's change is undone.
                     1 => {
                         let dup = match tx.insert_request(&pending("req-taken", "dave", t0())).await
                         {

@@ -12,6 +12,7 @@
 mod chain;
 mod copy;
 mod http_calls;
+mod instances;
 mod rows;
 mod session_log;
 

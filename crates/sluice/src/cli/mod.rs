@@ -202,6 +202,18 @@ pub struct ServeArgs {
     /// use): only to measure what counting costs.
     #[arg(long, env = "SLUICE_NO_EVALUATION_COUNTS")]
     pub no_evaluation_counts: bool,
+    /// On PostgreSQL, do not listen for other instances' commits (`LISTEN`/`NOTIFY`): learn of
+    /// them only at the periodic sync. Only to measure what listening brings.
+    #[arg(long, env = "SLUICE_NO_LISTEN")]
+    pub no_listen: bool,
+    /// On PostgreSQL, give every audited write a transaction of its own instead of sharing
+    /// one with the writes that arrive with it. Only to measure what sharing brings.
+    #[arg(long, env = "SLUICE_NO_WRITE_BATCH")]
+    pub no_write_batch: bool,
+    /// How often to read whether another instance changed grants, policy, tokens or flags
+    /// (the backstop of listening on PostgreSQL), e.g. `200ms` (the default) or `1h`.
+    #[arg(long, env = "SLUICE_SYNC_INTERVAL", value_parser = positive_duration)]
+    pub sync_interval: Option<std::time::Duration>,
     /// The URL clients reach this server at (behind a proxy, the proxy's), advertised in
     /// AuthZEN metadata and OFREP event streams; default `http://<listen address>`.
     #[arg(long, env = "SLUICE_PUBLIC_URL")]
@@ -635,6 +647,15 @@ fn parse_context_entry(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
+}
+
+/// A duration like `200ms` or `1h`, not zero.
+fn positive_duration(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d.is_zero() => Err("must be more than zero".to_owned()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("`{s}` is not a duration like 200ms: {e}")),
     }
 }
 

@@ -95,7 +95,7 @@ pub async fn decide(
 }
 
 /// Polls `s` every 50 ms until dave's decision is `want`; the time it took.
-async fn until_decision(
+pub async fn until_decision(
     http: &reqwest::Client,
     s: &Serve,
     want: bool,
@@ -117,7 +117,7 @@ async fn until_decision(
 }
 
 /// dave asks on `on`, bob approves on `approve_on`; the request id.
-async fn grant(
+pub async fn grant(
     http: &reqwest::Client,
     on: &Serve,
     approve_on: &Serve,
@@ -174,7 +174,7 @@ async fn a_revocation_on_one_instance_is_refused_by_the_other_within_a_second() 
     }
 }
 
-async fn ofrep_value(http: &reqwest::Client, s: &Serve, key: &str) -> Value {
+pub async fn ofrep_value(http: &reqwest::Client, s: &Serve, key: &str) -> Value {
     let (st, v) = post_json(
         http,
         &s.url("/ofrep/v1/evaluate/flags/checkout-v2"),
@@ -189,7 +189,7 @@ async fn ofrep_value(http: &reqwest::Client, s: &Serve, key: &str) -> Value {
     }
 }
 
-fn flag_doc(default: &str) -> Value {
+pub fn flag_doc(default: &str) -> Value {
     json!({"flags": {"checkout-v2": {
         "state": "ENABLED",
         "variants": {"on": true, "off": false},
@@ -197,7 +197,7 @@ fn flag_doc(default: &str) -> Value {
     }}})
 }
 
-async fn import(http: &reqwest::Client, s: &Serve, doc: &Value) {
+pub async fn import(http: &reqwest::Client, s: &Serve, doc: &Value) {
     let resp = http
         .put(s.url("/v1/environments/staging/flags?create_env=true"))
         .bearer_auth(ADMIN_TOKEN)

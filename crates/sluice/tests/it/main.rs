@@ -22,6 +22,7 @@ mod hygiene;
 mod insight;
 mod instances;
 mod keys;
+mod listen;
 mod notify;
 mod outage;
 mod policy;

@@ -1,0 +1,159 @@
+//! Two store handles on one PostgreSQL schema, as two instances have: each batches its own
+//! audited writes, the batches take turns at the chain head, and the chain stays one
+//! gap-free, verifiable chain, whatever fails or is cancelled on either side.
+
+use crate::{entry, pending, postgres, t0};
+use sluice_store::{Store, StoreError};
+use std::future::Future as _;
+use std::time::Duration;
+
+/// What one writer did.
+enum Outcome {
+    Committed(Vec<sluice_store::AuditEntry>),
+    Failed,
+    Cancelled,
+}
+
+/// Writer `t` of `side`, round `r`: its change is request `req-{side}-{t}-{r}`, an access bump
+/// and two entries; what then happens to it depends on `t` and `r`.
+async fn write(store: Store, side: usize, t: usize, r: usize) -> (String, Outcome) {
+    let id = format!("req-{side}-{t}-{r}");
+    let mut tx = store.begin().await.expect("begin");
+    tx.insert_request(&pending(&id, "dave", t0()))
+        .await
+        .expect("insert");
+    tx.bump_access().await.expect("bump");
+    tx.audit(t0(), entry(&format!("test.{id}.a")))
+        .await
+        .expect("audit");
+    tx.audit(t0(), entry(&format!("test.{id}.b")))
+        .await
+        .expect("audit");
+    let outcome = match (t + r) % 6 {
+        // A statement that fails (a duplicate key) after the writer wrote: undone alone.
+        1 => {
+            let dup = match tx.insert_request(&pending("req-taken", "dave", t0())).await {
+                Ok(()) => tx.commit().await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            assert!(matches!(dup, Err(StoreError::Conflict(_))), "{dup:?}");
+            Outcome::Failed
+        }
+        // Dropped before committing (a handler whose client went away).
+        2 => Outcome::Failed,
+        // Cancelled at some point of its commit: it commits whole or not at all.
+        3 => {
+            let micros = ((t * 7 + r * 13) % 40) as u64 * 25;
+            let _ = tokio::time::timeout(Duration::from_micros(micros), tx.commit()).await;
+            Outcome::Cancelled
+        }
+        // Commit started, then dropped before it looks at the outcome.
+        4 => {
+            let mut commit = std::pin::pin!(tx.commit());
+            let waker = std::task::Waker::noop();
+            let _ = commit
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(waker));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Outcome::Cancelled
+        }
+        _ => Outcome::Committed(tx.commit().await.expect("commit")),
+    };
+    (id, outcome)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_handles_writing_at_once_with_failures_and_cancellations_keep_one_chain() {
+    const TASKS: usize = 12;
+    const ROUNDS: usize = 6;
+    let Some(db) = postgres().await else { return };
+    let stores = [db.open().await, db.open().await];
+    let mut tx = stores[0].begin().await.expect("begin");
+    tx.insert_request(&pending("req-taken", "dave", t0()))
+        .await
+        .expect("insert");
+    tx.audit(t0(), entry("test.setup")).await.expect("audit");
+    tx.commit().await.expect("commit");
+
+    let mut tasks = Vec::new();
+    for (side, store) in stores.iter().enumerate() {
+        for t in 0..TASKS {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut out = Vec::new();
+                for r in 0..ROUNDS {
+                    out.push(write(store.clone(), side, t, r).await);
+                }
+                out
+            }));
+        }
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.extend(task.await.expect("task"));
+    }
+    // A later write on each side succeeds (no batch was left half-way), and returns once
+    // the batch it joined committed, with whatever a cancelled writer left in it.
+    for store in &stores {
+        let mut tx = store.begin().await.expect("begin after");
+        tx.audit(t0(), entry("test.after")).await.expect("audit");
+        tx.commit().await.expect("a later write");
+    }
+    let mut acked = Vec::new();
+    let mut kept = 0;
+    for (id, outcome) in outcomes {
+        let stored = stores[1].request(&id).await.expect("read").is_some();
+        match outcome {
+            Outcome::Committed(entries) => {
+                assert!(stored, "{id}: acknowledged, so stored");
+                acked.extend(entries);
+            }
+            Outcome::Failed => assert!(!stored, "{id}: failed, so not stored"),
+            Outcome::Cancelled => {}
+        }
+        kept += usize::from(stored);
+    }
+
+    let stored = stores[0].audit_all().await.expect("audit");
+    assert_eq!(
+        stored.len(),
+        1 + 2 * kept + 2,
+        "two entries per kept change"
+    );
+    let seqs: Vec<i64> = stored.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=stored.len() as i64).collect::<Vec<_>>(),
+        "gap-free"
+    );
+    let head = stores[1].audit_head().await.expect("head");
+    let report = sluice_audit::verify(&stored, &[], None, Some(&head));
+    assert!(report.ok(), "{:?}", report.problems);
+    // Every acknowledged entry is stored exactly as acknowledged; a change's two entries are
+    // adjacent; a change whose request is stored has its entries, and no other has.
+    for e in &acked {
+        assert_eq!(stored.get(e.seq as usize - 1), Some(e));
+    }
+    let changes: Vec<&str> = stored[1..stored.len() - 2]
+        .chunks(2)
+        .map(|pair| {
+            let a = pair[0].action.trim_end_matches(".a");
+            assert_eq!(a, pair[1].action.trim_end_matches(".b"), "adjacent");
+            a.trim_start_matches("test.")
+        })
+        .collect();
+    for id in &changes {
+        assert!(stores[0].request(id).await.expect("read").is_some(), "{id}");
+    }
+    assert_eq!(changes.len(), kept);
+    assert_eq!(
+        stores[0].state_revs().await.expect("revs").access,
+        kept as i64,
+        "only kept changes bumped the counter"
+    );
+    // A third of the writers commit and wait: two entries each.
+    assert_eq!(acked.len(), 2 * 2 * ROUNDS * (TASKS / 3));
+    for store in &stores {
+        store.close().await;
+    }
+}
