@@ -21,6 +21,7 @@ pub mod json;
 pub mod keyed;
 pub mod metrics;
 pub mod notify;
+pub mod oidc;
 pub mod ops;
 pub mod rate_limit;
 pub mod refusals;
@@ -103,6 +104,9 @@ pub struct Server {
     /// Notification sinks, retries and reminders (see [`notify`]); none when `None`. Set
     /// before [`Server::run`].
     pub notify: Option<notify::NotifyConfig>,
+    /// The identity provider people sign in through (see [`oidc`]); none when `None`. Set
+    /// before [`Server::run`].
+    pub oidc: Option<oidc::config::OidcConfig>,
     config: ServerConfig,
 }
 
@@ -157,6 +161,7 @@ impl Server {
             audit: checkpointer::AuditOptions::default(),
             tls: None,
             notify: None,
+            oidc: None,
             config,
         })
     }
@@ -173,6 +178,11 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         witness::check_witness_file(&self.audit)?;
+        if let Some(c) = self.oidc.clone() {
+            tracing::info!(issuer = %c.issuer, "sign-in through the identity provider at {}", c.issuer);
+            self.app
+                .set_oidc(Arc::new(oidc::Oidc::new(c).map_err(anyhow::Error::msg)?));
+        }
         let sign_commits = self.audit.sign_commits;
         let publisher = match (
             self.app.set_audit_options(self.audit.clone()),

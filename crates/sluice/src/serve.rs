@@ -80,6 +80,8 @@ struct FileConfig {
     http_credentials_dir: Option<PathBuf>,
     /// Webhooks and chat messages for what the audit trail records, and reminders.
     notifications: Option<sluice_server::notify::NotifyFile>,
+    /// Sign-in through an OpenID Connect identity provider.
+    oidc: Option<sluice_server::oidc::config::OidcFile>,
 }
 
 pub struct Settings {
@@ -92,6 +94,7 @@ pub struct Settings {
     pub gateway: Option<sluice_gateway::GatewayConfig>,
     pub http_gateway: Option<sluice_http_gateway::HttpGatewayConfig>,
     pub notify: Option<sluice_server::notify::NotifyConfig>,
+    pub oidc: Option<sluice_server::oidc::config::OidcConfig>,
     pub log_format: LogFormat,
     pub data_dir: PathBuf,
     /// Count flag evaluations (flag insight); off only to measure what counting costs.
@@ -214,6 +217,19 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         Some(n) => Some(n.resolve().map_err(anyhow::Error::msg)?),
         None => None,
     };
+    let oidc = {
+        let mut o = file.oidc.clone().unwrap_or_default();
+        let a = args.oidc;
+        o.issuer = a.oidc_issuer.or(o.issuer);
+        o.client_id = a.oidc_client_id.or(o.client_id);
+        if a.oidc_client_secret_file.is_some() {
+            o.client_secret_env = None;
+            o.client_secret_file = a.oidc_client_secret_file;
+        }
+        o.principal_claim = a.oidc_principal_claim.or(o.principal_claim);
+        o.groups_claim = a.oidc_groups_claim.or(o.groups_claim);
+        o.resolve().map_err(anyhow::Error::msg)?
+    };
     let config = ServerConfig {
         listen,
         database_url,
@@ -268,6 +284,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         gateway,
         http_gateway,
         notify,
+        oidc,
         log_format,
         data_dir,
         evaluation_counts: !args.no_evaluation_counts,
@@ -365,6 +382,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server.app.insight.set_enabled(s.evaluation_counts);
     server.tls = tls.clone();
     server.notify = s.notify;
+    server.oidc = s.oidc;
     let addr = server.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // What the command line is given: a bare address means plain HTTP.
@@ -453,6 +471,7 @@ pub async fn migrate(args: crate::cli::MigrateArgs) -> anyhow::Result<()> {
         tls_cert: None,
         tls_key: None,
         allow_plain_http: false,
+        oidc: Default::default(),
     })?;
     sluice_store::Store::open(&s.config.database_url).await?;
     outln!("migrations applied");
@@ -517,6 +536,7 @@ pub async fn rotate_key(args: crate::cli::StoreArgs, new_key: &Path) -> anyhow::
         tls_cert: None,
         tls_key: None,
         allow_plain_http: false,
+        oidc: Default::default(),
     })?;
     let store = sluice_store::Store::open(&s.config.database_url).await?;
     let old_path = &s.config.signing_key;

@@ -22,6 +22,7 @@ mod insight;
 mod instances;
 mod keys;
 mod notify;
+mod oidc;
 mod outage;
 mod policy;
 mod private;
