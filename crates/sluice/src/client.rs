@@ -23,7 +23,7 @@ pub fn client(r: &Remote) -> Client {
     let token = r
         .token
         .clone()
-        .or_else(|| crate::login::load(&r.addr).map(|s| s.token));
+        .or_else(|| crate::session_file::load(&r.addr).map(|s| s.token));
     Client::new(&r.addr, token).with_tls_of(r)
 }
 

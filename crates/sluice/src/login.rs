@@ -11,44 +11,12 @@
 
 use crate::cli::Remote;
 use crate::client::{Client, Refused, NO_BODY};
+use crate::session_file::{config_dir, load, session_path, StoredSession};
 use anyhow::{anyhow, Context};
-use chrono::{DateTime, Utc};
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
 use sluice_api::sign_in::{DevicePoll, DeviceSignIn, SessionIssued};
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// The session file's contents.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredSession {
-    /// The server it was issued by (as `--addr` named it).
-    pub addr: String,
-    pub token: String,
-    pub token_id: String,
-    pub principal: String,
-    pub issued_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
-}
-
-/// The directory the session file lives in.
-pub fn config_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d).join("sluice"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config").join("sluice"))
-}
-
-fn session_path() -> Option<PathBuf> {
-    config_dir().map(|d| d.join("session.json"))
-}
-
-/// The stored session for `addr`, if there is one and it has not expired.
-pub fn load(addr: &str) -> Option<StoredSession> {
-    let text = std::fs::read_to_string(session_path()?).ok()?;
-    let s: StoredSession = serde_json::from_str(&text).ok()?;
-    (s.addr == addr && s.expires_at > crate::output::now()).then_some(s)
-}
 
 fn save(s: &StoredSession) -> anyhow::Result<PathBuf> {
     let dir = config_dir().ok_or_else(|| anyhow!("no home directory to keep the session in"))?;

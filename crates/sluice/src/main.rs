@@ -66,6 +66,7 @@ mod policy_commands;
 mod proposal_commands;
 mod search_commands;
 mod serve;
+mod session_file;
 mod tls;
 
 use clap::Parser;

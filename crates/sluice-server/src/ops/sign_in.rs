@@ -286,9 +286,13 @@ impl App {
     /// Records an ID token the server refused (a bad signature, audience, expiry …): worth an
     /// audit entry, since only the provider or someone between it and Sluice makes one.
     pub async fn record_refused_sign_in(&self, why: &SignInError) {
-        if !matches!(why, SignInError::IdToken(_)) {
-            tracing::info!(code = why.code(), "a sign-in was refused: {why}");
-            return;
+        match why {
+            SignInError::IdToken(_) => {}
+            SignInError::Pending { .. } => return,
+            _ => {
+                tracing::info!(code = why.code(), "a sign-in was refused: {why}");
+                return;
+            }
         }
         tracing::warn!(code = why.code(), "an ID token was refused: {why}");
         let now = self.now();

@@ -58,7 +58,7 @@ pub async fn device_token(
 /// provider, reads the groups again, and answers a new token (the old one is revoked). A
 /// refusal ends every session of the person (`session_ended`, audited as
 /// `principal.refresh_failed`).
-#[utoipa::path(post, operation_id = "refresh_session", path = "/v1/sign-in/refresh", tag = "sign-in", responses((status = 200, body = SessionIssued), (status = 400, body = ErrorBody, description = "not a session token"), (status = 401, body = ErrorBody, description = "`session_ended`: sign in again"), (status = 502, body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "refresh_session", path = "/v1/sign-in/refresh", tag = "sign-in", responses((status = 200, body = SessionIssued), (status = 400, body = ErrorBody, description = "not a session token"), (status = 401, body = ErrorBody, description = "`session_ended`: sign in again"), (status = 404, body = ErrorBody, description = "no identity provider is configured (`sign_in_not_configured`)"), (status = 502, body = ErrorBody)))]
 pub async fn refresh(
     State(app): State<App>,
     ApiCaller(caller): ApiCaller,
