@@ -133,12 +133,17 @@ fn accounts(alice_groups: &[&str]) -> Value {
 }
 
 async fn sluice(dir: &Path, idp: &Idp) -> Serve {
-    let s = Serve::start_with_env(
-        dir,
-        &["--oidc-issuer", &idp.issuer, "--oidc-client-id", CLIENT_ID],
-        &[("SLUICE_OIDC_CLIENT_SECRET", CLIENT_SECRET)],
-    )
-    .await;
+    sluice_on(dir, idp, None).await
+}
+
+/// [`sluice`] on the PostgreSQL database `database` (SQLite when `None`).
+async fn sluice_on(dir: &Path, idp: &Idp, database: Option<&str>) -> Serve {
+    let mut args = vec!["--oidc-issuer", &idp.issuer, "--oidc-client-id", CLIENT_ID];
+    if let Some(url) = database {
+        args.extend(["--database-url", url]);
+    }
+    let s =
+        Serve::start_with_env(dir, &args, &[("SLUICE_OIDC_CLIENT_SECRET", CLIENT_SECRET)]).await;
     s.apply_policy(&reqwest::Client::new(), POLICY).await;
     s
 }
@@ -385,11 +390,25 @@ async fn request_access(s: &Serve, token: &str) -> (StatusCode, Value) {
 
 #[tokio::test]
 async fn sluice_login_by_device_flow_refreshes_loses_a_removed_group_and_logs_out() {
+    device_flow(None).await;
+}
+
+#[tokio::test]
+async fn sluice_login_by_device_flow_on_postgresql() {
+    let Some(url) = harness::pg_url().await else {
+        return;
+    };
+    device_flow(Some(&url)).await;
+}
+
+/// `sluice login`, a refresh, a group removed at the provider, a new login and `sluice
+/// logout`, on SQLite or on the PostgreSQL database `database`.
+async fn device_flow(database: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let Some(idp) = Idp::start(dir.path(), accounts(&["SRE Team"])).await else {
         return;
     };
-    let s = sluice(dir.path(), &idp).await;
+    let s = sluice_on(dir.path(), &idp, database).await;
     let config = dir.path().join("config");
 
     let out = cli_login(&s, &idp, &config, "alice").await;
