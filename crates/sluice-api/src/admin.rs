@@ -23,6 +23,9 @@ pub enum TokenKind {
     Client,
     /// A short-lived gateway connection password (`sluice db connect`).
     Db,
+    /// A signed-in person's short-lived session, issued by a sign-in through the identity
+    /// provider (the console's, or `sluice login`).
+    Session,
 }
 
 impl TokenKind {
@@ -32,6 +35,7 @@ impl TokenKind {
             Self::Api => "api",
             Self::Client => "client",
             Self::Db => "db",
+            Self::Session => "session",
         }
     }
 }

@@ -15,3 +15,4 @@ pub mod gateway;
 pub mod http_gateway;
 pub mod notifications;
 pub mod policy;
+pub mod sign_in;

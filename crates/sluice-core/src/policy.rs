@@ -38,6 +38,11 @@ pub struct PolicyDoc {
     /// External subject ids (as an identity provider names them, compared exactly) → principal.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub subject_ids: BTreeMap<String, String>,
+    /// Groups of the identity provider (as its groups claim names them, compared exactly) →
+    /// the Sluice groups their members belong to while signed in through it. A person signed
+    /// in through the identity provider need not be declared under `users`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub idp_groups: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -253,6 +258,16 @@ pub struct Policy {
     /// sha256 of the source text, hex.
     pub hash: String,
     members: BTreeMap<String, BTreeSet<String>>,
+    /// Who the identity provider put in which group, at their last sign-in or refresh
+    /// (see [`Policy::with_idp_members`]); not part of the document, so not of its diff.
+    idp: IdpMembers,
+}
+
+/// Members the identity provider gave groups (see [`Policy::with_idp_members`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct IdpMembers {
+    members: BTreeMap<String, BTreeSet<String>>,
+    users: BTreeSet<String>,
 }
 
 impl Policy {
@@ -296,7 +311,48 @@ impl Policy {
             doc: PolicyDoc::default(),
             hash: String::new(),
             members: BTreeMap::new(),
+            idp: IdpMembers::default(),
         }
+    }
+
+    /// This policy with the people signed in through the identity provider: each principal
+    /// with the identity provider's groups it last carried, mapped through `idp_groups` to
+    /// Sluice groups. An identity provider group the policy does not map grants nothing.
+    pub fn with_idp_members<'a>(
+        mut self,
+        principals: impl IntoIterator<Item = (&'a str, &'a [String])>,
+    ) -> Policy {
+        let mut idp = IdpMembers::default();
+        for (name, idp_groups) in principals {
+            idp.users.insert(name.to_owned());
+            for target in idp_groups
+                .iter()
+                .filter_map(|g| self.doc.idp_groups.get(g))
+                .flatten()
+            {
+                idp.members
+                    .entry(target.clone())
+                    .or_default()
+                    .insert(name.to_owned());
+            }
+        }
+        self.idp = idp;
+        self
+    }
+
+    /// The Sluice groups the identity provider groups `idp_groups` map to.
+    pub fn mapped_groups(&self, idp_groups: &[String]) -> BTreeSet<String> {
+        idp_groups
+            .iter()
+            .filter_map(|g| self.doc.idp_groups.get(g))
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// Does the policy map any identity provider group (is sign-in through one meant)?
+    pub fn maps_idp_groups(&self) -> bool {
+        !self.doc.idp_groups.is_empty()
     }
 
     fn from_doc(mut doc: PolicyDoc, hash: String) -> Result<Policy, PolicyError> {
@@ -331,6 +387,27 @@ impl Policy {
                 set.insert(m);
             }
             members.insert(normalize(g), set);
+        }
+        // Groups an `idp_groups` entry maps to: their members are not all known when the
+        // policy is validated, so they are never refused as empty.
+        let mut idp_fed = BTreeSet::new();
+        for (idp_group, targets) in doc.idp_groups.iter_mut() {
+            if idp_group.is_empty() || idp_group.len() > 256 {
+                return Err(err(
+                    "idp_groups",
+                    "an identity provider group name must have 1 to 256 characters",
+                ));
+            }
+            for (i, t) in targets.iter_mut().enumerate() {
+                *t = normalize(t);
+                if !members.contains_key(t.as_str()) {
+                    return Err(err(
+                        format!("idp_groups.{idp_group}[{i}]"),
+                        format!("unknown group `{t}`: declare it under groups (members may be [])"),
+                    ));
+                }
+                idp_fed.insert(t.clone());
+            }
         }
         let policy_check = |path: &str, subject: &str| -> Result<(), PolicyError> {
             match parse_subject(subject) {
@@ -372,7 +449,7 @@ impl Policy {
                 for (j, s) in a.approvers.iter().enumerate() {
                     policy_check(&format!("{at}.approvers[{j}]"), s)?;
                 }
-                check_reachable(&members, &at, a)?;
+                check_reachable(&members, &idp_fed, &at, a)?;
             } else if e.change_request_ttl.is_some() {
                 return Err(err(
                     format!("environments.{env}.change_request_ttl"),
@@ -420,9 +497,16 @@ impl Policy {
             for (j, s) in e.approval.approvers.iter().enumerate() {
                 policy_check(&format!("{at}.approval.approvers[{j}]"), s)?;
             }
-            let approvers = check_reachable(&members, &format!("{at}.approval"), &e.approval)?;
+            let approvers =
+                check_reachable(&members, &idp_fed, &format!("{at}.approval"), &e.approval)?;
             let requesters = resolve(&members, &e.requesters);
-            if requesters.is_empty() {
+            // A group the identity provider fills may gain members at any sign-in.
+            let open = |subjects: &[String]| {
+                subjects.iter().any(
+                    |s| matches!(parse_subject(s), SubjectRef::Group(g) if idp_fed.contains(&g)),
+                )
+            };
+            if requesters.is_empty() && !open(&e.requesters) {
                 return Err(err_of(
                     PolicyErrorKind::NoRequesters,
                     format!("{at}.requesters"),
@@ -432,6 +516,9 @@ impl Policy {
                         e.name
                     ),
                 ));
+            }
+            if open(&e.approval.approvers) || open(&e.requesters) {
+                continue;
             }
             check_not_only_self(
                 &format!("{at}.approval"),
@@ -517,7 +604,12 @@ impl Policy {
                 return Err(err(at, format!("`{id}` is the name of another principal")));
             }
         }
-        Ok(Policy { doc, hash, members })
+        Ok(Policy {
+            doc,
+            hash,
+            members,
+            idp: IdpMembers::default(),
+        })
     }
 
     /// The principal name an AuthZEN `subject.id` stands for, compared exactly: the principal
@@ -532,6 +624,12 @@ impl Policy {
         self.principals()
             .find(|(n, _)| *n == principal)
             .map(|(_, k)| k)
+            .or_else(|| {
+                self.idp
+                    .users
+                    .contains(principal)
+                    .then_some(PrincipalKind::User)
+            })
     }
 
     /// The attributes the policy declares for `principal`.
@@ -591,21 +689,28 @@ impl Policy {
 
     /// The groups `principal` belongs to.
     pub fn groups_of(&self, principal: &str) -> Vec<String> {
-        self.members
+        let groups: BTreeSet<&String> = self
+            .members
             .iter()
+            .chain(&self.idp.members)
             .filter(|(_, m)| m.contains(principal))
-            .map(|(g, _)| g.clone())
-            .collect()
+            .map(|(g, _)| g)
+            .collect();
+        groups.into_iter().cloned().collect()
     }
 
-    pub fn group_members(&self, group: &str) -> Option<&BTreeSet<String>> {
-        self.members.get(group)
+    /// Is `principal` in `group`, as the policy declares it or the identity provider says?
+    fn in_group(&self, principal: &str, group: &str) -> bool {
+        let has = |m: &BTreeMap<String, BTreeSet<String>>| {
+            m.get(group).is_some_and(|m| m.contains(principal))
+        };
+        has(&self.members) || has(&self.idp.members)
     }
 
     /// Is `principal` one of `subjects` (`group:NAME`, `user:NAME` or a bare name)?
     pub fn is_in(&self, principal: &str, subjects: &[String]) -> bool {
         subjects.iter().any(|s| match parse_subject(s) {
-            SubjectRef::Group(g) => self.members.get(&g).is_some_and(|m| m.contains(principal)),
+            SubjectRef::Group(g) => self.in_group(principal, &g),
             SubjectRef::Principal(p) => p == principal,
         })
     }
@@ -749,6 +854,24 @@ impl Policy {
         if self.doc.attributes != next.doc.attributes {
             out.push("~ principal attributes".into());
         }
+        let idp: BTreeSet<&String> = self
+            .doc
+            .idp_groups
+            .keys()
+            .chain(next.doc.idp_groups.keys())
+            .collect();
+        for g in idp {
+            match (self.doc.idp_groups.get(g), next.doc.idp_groups.get(g)) {
+                (None, Some(to)) => {
+                    out.push(format!("+ identity provider group {g} → {}", to.join(", ")))
+                }
+                (Some(_), None) => out.push(format!("- identity provider group {g}")),
+                (Some(a), Some(b)) if a != b => {
+                    out.push(format!("~ identity provider group {g} → {}", b.join(", ")))
+                }
+                _ => {}
+            }
+        }
         if self.doc.subject_ids != next.doc.subject_ids {
             out.push("~ subject ids".into());
         }
@@ -831,11 +954,18 @@ fn resolve(members: &BTreeMap<String, BTreeSet<String>>, subjects: &[String]) ->
 /// fewer distinct eligible approvers than approvals required. Returns the eligible approvers.
 fn check_reachable(
     members: &BTreeMap<String, BTreeSet<String>>,
+    idp_fed: &BTreeSet<String>,
     at: &str,
     rule: &ApprovalRule,
 ) -> Result<BTreeSet<String>, PolicyError> {
+    let mut open = false;
     for (j, s) in rule.approvers.iter().enumerate() {
         if let SubjectRef::Group(g) = parse_subject(s) {
+            if idp_fed.contains(&g) {
+                // The identity provider fills it: its size is known only at sign-in.
+                open = true;
+                continue;
+            }
             if members.get(&g).is_none_or(BTreeSet::is_empty) {
                 return Err(err_of(
                     PolicyErrorKind::EmptyApproverGroup,
@@ -846,7 +976,7 @@ fn check_reachable(
         }
     }
     let approvers = resolve(members, &rule.approvers);
-    if (approvers.len() as u64) < u64::from(rule.required) {
+    if !open && (approvers.len() as u64) < u64::from(rule.required) {
         let names: Vec<&str> = approvers.iter().map(String::as_str).collect();
         return Err(err_of(
             PolicyErrorKind::TooFewApprovers,

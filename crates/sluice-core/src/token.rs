@@ -14,6 +14,10 @@ pub enum TokenKind {
     /// A short-lived connection password for one gateway database (`sluice db connect`):
     /// opens PostgreSQL sessions as its principal, nothing else.
     Db,
+    /// A signed-in person's session (the console's or `sluice login`'s), issued after a
+    /// sign-in through the identity provider; short-lived, and renewed only through it. Used
+    /// as an API token of its principal.
+    Session,
 }
 
 impl TokenKind {
@@ -22,6 +26,7 @@ impl TokenKind {
             TokenKind::Api => "slu_api_",
             TokenKind::Client => "slu_cli_",
             TokenKind::Db => "slu_pgw_",
+            TokenKind::Session => "slu_ses_",
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -29,13 +34,19 @@ impl TokenKind {
             TokenKind::Api => "api",
             TokenKind::Client => "client",
             TokenKind::Db => "db",
+            TokenKind::Session => "session",
         }
+    }
+    /// Does it act as its principal on the whole API (an API token or a session)?
+    pub fn is_api(self) -> bool {
+        matches!(self, TokenKind::Api | TokenKind::Session)
     }
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "api" => Some(Self::Api),
             "client" => Some(Self::Client),
             "db" => Some(Self::Db),
+            "session" => Some(Self::Session),
             _ => None,
         }
     }
@@ -68,9 +79,14 @@ impl SecretToken {
     }
 
     pub fn kind(&self) -> Option<TokenKind> {
-        [TokenKind::Api, TokenKind::Client, TokenKind::Db]
-            .into_iter()
-            .find(|k| self.0.starts_with(k.prefix()))
+        [
+            TokenKind::Api,
+            TokenKind::Client,
+            TokenKind::Db,
+            TokenKind::Session,
+        ]
+        .into_iter()
+        .find(|k| self.0.starts_with(k.prefix()))
     }
 
     /// A token must look like one of ours and be long enough to carry 128 bits.

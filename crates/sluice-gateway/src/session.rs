@@ -120,7 +120,7 @@ pub(crate) async fn handle(
     let caller = authenticated.ok().filter(|c| {
         // An API token, or a connection password for this very database.
         let opens = match c.kind {
-            TokenKind::Api => true,
+            TokenKind::Api | TokenKind::Session => true,
             TokenKind::Db => {
                 c.database.as_deref() == Some(&*sluice_core::scope::normalize(&database))
             }

@@ -10,7 +10,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use sluice_core::decision::{GrantHint, Reason};
 use sluice_core::scope::MAX_NAME_BYTES;
-use sluice_core::token::{SecretToken, TokenKind};
+use sluice_core::token::SecretToken;
 use sluice_server::error::ApiError;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,7 +34,7 @@ pub(crate) async fn handle(
     .await
     {
         // Only API tokens open calls: connection passwords and client keys do not.
-        Ok(c) if c.kind == TokenKind::Api => c,
+        Ok(c) if c.kind.is_api() => c,
         Ok(_) | Err(ApiError::Unauthenticated) => return Refusal::Unauthenticated.into_response(),
         Err(ApiError::TokenExpired) => return Refusal::TokenExpired.into_response(),
         Err(ApiError::TooManyFailures { retry_after }) => {

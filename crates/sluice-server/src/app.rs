@@ -76,6 +76,8 @@ pub struct Inner {
     /// Rollout guards: the Prometheus they read and their last readings (see
     /// [`crate::guards`]).
     pub guards: crate::guards::Guards,
+    /// The identity provider people sign in through; set once when the server runs with one.
+    oidc: std::sync::OnceLock<Arc<crate::oidc::Oidc>>,
 }
 
 /// [`App::audit_options`] before [`App::set_audit_options`]: nothing signed after commits,
@@ -148,6 +150,7 @@ impl App {
             signed: tokio::sync::watch::Sender::new(0),
             notify_router: std::sync::OnceLock::new(),
             guards: crate::guards::Guards::default(),
+            oidc: std::sync::OnceLock::new(),
         })))
     }
 
@@ -200,6 +203,16 @@ impl App {
     /// Sets [`App::public_url`]; only the first call counts.
     pub fn set_public_url(&self, url: String) {
         let _ = self.public_url.set(url);
+    }
+
+    /// Sets the identity provider (see [`crate::oidc`]); only the first call counts.
+    pub fn set_oidc(&self, oidc: Arc<crate::oidc::Oidc>) {
+        let _ = self.oidc.set(oidc);
+    }
+
+    /// The identity provider, when one is configured.
+    pub fn oidc_slot(&self) -> Option<&Arc<crate::oidc::Oidc>> {
+        self.oidc.get()
     }
 
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
@@ -391,14 +404,22 @@ fn build_snapshot(state: &sluice_store::AccessState) -> Result<AccessSnapshot, S
             .map_err(|e| StoreError::Corrupt(format!("stored policy: {e}")))?,
         None => Policy::empty(),
     };
+    // Who the identity provider put in which group, at their last sign-in or refresh.
+    let policy = policy.with_idp_members(
+        state
+            .idp_members
+            .iter()
+            .map(|(name, groups)| (name.as_str(), groups.as_slice())),
+    );
     Ok(AccessSnapshot::build(
         Arc::new(policy),
         // Principals the policy declares come from the policy itself; of the rest only the
-        // first administrator exists. One removed from the policy is unknown: default deny.
+        // first administrator and those who signed in through the identity provider exist.
+        // One removed from the policy is unknown: default deny.
         state
             .principals
             .iter()
-            .filter(|p| p.source == "bootstrap")
+            .filter(|p| p.source == "bootstrap" || p.source == "oidc")
             .map(|p| p.name.as_str()),
         state.active.iter(),
     ))

@@ -115,9 +115,12 @@ async fn identify(app: &App, token: Option<SecretToken>) -> Result<Arc<Caller>, 
     };
     let kind = TokenKind::parse(&row.kind).ok_or(ApiError::Unauthenticated)?;
     let policy = app.policy();
-    // Default deny: a principal the policy no longer declares cannot use its tokens.
-    let known =
-        principal.source == "bootstrap" || policy.principals().any(|(n, _)| n == principal.name);
+    // Default deny: a principal the policy no longer declares cannot use its tokens. People
+    // signed in through the identity provider need no declaration; their session tokens are
+    // short-lived and renewed only through it (see `crate::oidc`).
+    let known = principal.source == "bootstrap"
+        || (principal.source == "oidc" && kind == TokenKind::Session)
+        || policy.principals().any(|(n, _)| n == principal.name);
     if !known {
         return Err(ApiError::Unauthenticated);
     }
@@ -149,7 +152,7 @@ impl FromRequestParts<App> for ApiCaller {
             let _ = slot.0.set(caller.name.clone());
         }
         match caller.kind {
-            TokenKind::Api => {}
+            TokenKind::Api | TokenKind::Session => {}
             TokenKind::Client => {
                 return Err(ApiError::Forbidden(
                     "a client key may only evaluate flags".into(),

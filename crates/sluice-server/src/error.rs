@@ -3,6 +3,7 @@
 //! Every error body is `{"code": "...", "message": "..."}`: `code` is stable and meant for
 //! programs, `message` is for people and says what to do next.
 
+use crate::oidc::SignInError;
 use crate::ops::{Clash, Input, OpError};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -146,6 +147,7 @@ fn op_code(e: &OpError) -> &'static str {
             Clash::AlreadyRevoked(_) => "already_revoked",
             Clash::DeclaredInConfig { .. } | Clash::ServiceInConfig { .. } => "declared_in_config",
         },
+        OpError::SignIn(e) => e.code(),
         OpError::Store(StoreError::Unavailable(_)) => "unavailable",
         OpError::Store(StoreError::Busy(_)) => "store_busy",
         OpError::Store(StoreError::Full(_)) => "store_full",
@@ -212,11 +214,31 @@ fn op_status(e: &OpError) -> StatusCode {
         OpError::Forbidden(_) => StatusCode::FORBIDDEN,
         OpError::Invalid { .. } => StatusCode::BAD_REQUEST,
         OpError::Conflict(_) => StatusCode::CONFLICT,
+        OpError::SignIn(e) => sign_in_status(e),
         OpError::Store(StoreError::Unavailable(_) | StoreError::Busy(_) | StoreError::Full(_)) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
         OpError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
         OpError::Store(_) | OpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn sign_in_status(e: &SignInError) -> StatusCode {
+    match e {
+        SignInError::NotConfigured => StatusCode::NOT_FOUND,
+        SignInError::Provider(_) => StatusCode::BAD_GATEWAY,
+        SignInError::Refused(_) | SignInError::IdToken(_) | SignInError::SessionEnded(_) => {
+            StatusCode::UNAUTHORIZED
+        }
+        SignInError::PrincipalClaim(_) | SignInError::Reserved(_) => StatusCode::FORBIDDEN,
+        // As RFC 8628 answers a poll that comes too early.
+        SignInError::UnknownLogin | SignInError::Pending { .. } => StatusCode::BAD_REQUEST,
+    }
+}
+
+impl From<SignInError> for ApiError {
+    fn from(e: SignInError) -> Self {
+        ApiError::Op(e.into())
     }
 }
 

@@ -22,6 +22,7 @@ pub mod json;
 pub mod keyed;
 pub mod metrics;
 pub mod notify;
+pub mod oidc;
 pub mod ops;
 pub mod rate_limit;
 pub mod refusals;
@@ -111,6 +112,9 @@ pub struct Server {
     /// `sluice_store::Store::listen`) rather than only at the next sync; default on. Off only
     /// to measure what it brings. Set before [`Server::run`].
     pub follow_changes: bool,
+    /// The identity provider people sign in through (see [`oidc`]); none when `None`. Set
+    /// before [`Server::run`].
+    pub oidc: Option<oidc::config::OidcConfig>,
     config: ServerConfig,
 }
 
@@ -167,6 +171,7 @@ impl Server {
             notify: None,
             guards: None,
             follow_changes: true,
+            oidc: None,
             config,
         })
     }
@@ -183,6 +188,11 @@ impl Server {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         witness::check_witness_file(&self.audit)?;
+        if let Some(c) = self.oidc.clone() {
+            tracing::info!(issuer = %c.issuer, "sign-in through the identity provider at {}", c.issuer);
+            self.app
+                .set_oidc(Arc::new(oidc::Oidc::new(c).map_err(anyhow::Error::msg)?));
+        }
         let sign_commits = self.audit.sign_commits;
         let publisher = match (
             self.app.set_audit_options(self.audit.clone()),

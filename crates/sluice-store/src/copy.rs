@@ -9,7 +9,14 @@ use sqlx::Row;
 const TABLES: &[(&str, &[&str])] = &[
     (
         "principals",
-        &["name", "kind", "admin", "source", "created_at"],
+        &[
+            "name",
+            "kind",
+            "admin",
+            "source",
+            "created_at",
+            "idp_groups",
+        ],
     ),
     (
         "tokens",
@@ -196,6 +203,16 @@ const TABLES: &[(&str, &[&str])] = &[
             "duration_ms",
         ],
     ),
+    (
+        "idp_sessions",
+        &[
+            "token_id",
+            "principal",
+            "refresh_token",
+            "created_at",
+            "refreshed_at",
+        ],
+    ),
 ];
 
 #[derive(Debug, Clone)]
@@ -207,6 +224,7 @@ enum Cell {
 /// Columns declared BIGINT in the migrations; every other column is TEXT.
 const INT_COLUMNS: &[&str] = &[
     "admin",
+    "refreshed_at",
     "created_at",
     "expires_at",
     "revoked_at",

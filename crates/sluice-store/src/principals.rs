@@ -36,6 +36,15 @@ pub(crate) fn principal(row: &AnyRow) -> Result<PrincipalRow, StoreError> {
     })
 }
 
+/// A principal signed in through the identity provider and its groups there.
+pub(crate) fn idp_member(row: &AnyRow) -> Result<(String, Vec<String>), StoreError> {
+    let name: String = get(row, "name")?;
+    let text: String = get(row, "idp_groups")?;
+    let groups = serde_json::from_str(&text)
+        .map_err(|e| StoreError::Corrupt(format!("identity provider groups of {name}: {e}")))?;
+    Ok((name, groups))
+}
+
 fn token(row: &AnyRow) -> Result<TokenRow, StoreError> {
     Ok(TokenRow {
         id: get(row, "id")?,
@@ -142,6 +151,21 @@ impl Store {
         row.as_ref().map(token).transpose()
     }
 
+    /// The identity provider session behind a session token: its principal and the
+    /// identity provider's refresh token (`None` when the provider gave none).
+    pub async fn idp_session(
+        &self,
+        token_id: &str,
+    ) -> Result<Option<(String, Option<String>)>, StoreError> {
+        let row =
+            sqlx::query("SELECT principal, refresh_token FROM idp_sessions WHERE token_id = $1")
+                .bind(token_id)
+                .fetch_optional(self.reader())
+                .await?;
+        row.map(|r| Ok((get(&r, "principal")?, get(&r, "refresh_token")?)))
+            .transpose()
+    }
+
     /// The current policy source and version, if one was applied.
     pub async fn current_policy(&self) -> Result<Option<(i64, String)>, StoreError> {
         let row = sqlx::query("SELECT version, source FROM policies ORDER BY version DESC LIMIT 1")
@@ -205,6 +229,86 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Records a principal signed in through the identity provider, with the groups its
+    /// identity token carried. A new principal is a user of source `oidc`; one the policy
+    /// declares keeps its kind and administrator flag. Returns the groups it carried before
+    /// (`None` when it never signed in through the identity provider).
+    pub async fn upsert_idp_principal(
+        &mut self,
+        name: &str,
+        idp_groups: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let before = sqlx::query("SELECT name, idp_groups FROM principals WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.conn().await?)
+            .await?;
+        let before = match before {
+            Some(row) if get::<Option<String>>(&row, "idp_groups")?.is_some() => {
+                Some(idp_member(&row)?.1)
+            }
+            _ => None,
+        };
+        let groups = serde_json::Value::from(idp_groups.to_vec()).to_string();
+        sqlx::query(
+            "INSERT INTO principals (name, kind, admin, source, created_at, idp_groups) \
+             VALUES ($1, 'user', 0, 'oidc', $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET idp_groups = excluded.idp_groups, source = 'oidc'",
+        )
+        .bind(name)
+        .bind(to_ms(now))
+        .bind(groups)
+        .execute(self.conn().await?)
+        .await?;
+        Ok(before)
+    }
+
+    /// Records the identity provider's refresh token behind a CLI session token.
+    pub async fn insert_idp_session(
+        &mut self,
+        token_id: &str,
+        principal: &str,
+        refresh_token: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO idp_sessions (token_id, principal, refresh_token, created_at, refreshed_at) \
+             VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(token_id)
+        .bind(principal)
+        .bind(refresh_token.map(str::to_owned))
+        .bind(to_ms(now))
+        .execute(self.conn().await?)
+        .await?;
+        Ok(())
+    }
+
+    /// Takes the identity provider session behind `token_id` (deleting it): its principal and
+    /// refresh token. `None` when there is none (already refreshed or logged out).
+    pub async fn take_idp_session(
+        &mut self,
+        token_id: &str,
+    ) -> Result<Option<(String, Option<String>)>, StoreError> {
+        let row = sqlx::query(
+            "DELETE FROM idp_sessions WHERE token_id = $1 RETURNING principal, refresh_token",
+        )
+        .bind(token_id)
+        .fetch_optional(self.conn().await?)
+        .await?;
+        row.map(|r| Ok((get(&r, "principal")?, get(&r, "refresh_token")?)))
+            .transpose()
+    }
+
+    /// Ends every identity provider session of `principal` (its tokens are revoked apart).
+    pub async fn end_idp_sessions_of(&mut self, principal: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM idp_sessions WHERE principal = $1")
+            .bind(principal)
+            .execute(self.conn().await?)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Marks a token revoked; `false` if it did not exist or was already revoked.
     pub async fn revoke_token(&mut self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let done =
@@ -227,6 +331,25 @@ impl WriteTx {
         )
         .bind(to_ms(now))
         .bind(principal)
+        .fetch_all(self.conn().await?)
+        .await?;
+        rows.iter().map(|r| get(r, "id")).collect()
+    }
+
+    /// Revokes every live token of `kind` of `principal`; returns the ids revoked.
+    pub async fn revoke_tokens_of_kind(
+        &mut self,
+        principal: &str,
+        kind: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE tokens SET revoked_at = $1 \
+             WHERE principal = $2 AND kind = $3 AND revoked_at IS NULL RETURNING id",
+        )
+        .bind(to_ms(now))
+        .bind(principal)
+        .bind(kind)
         .fetch_all(self.conn().await?)
         .await?;
         rows.iter().map(|r| get(r, "id")).collect()

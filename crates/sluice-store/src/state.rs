@@ -68,6 +68,9 @@ pub struct AccessState {
     /// The current policy: version and source.
     pub policy: Option<(i64, String)>,
     pub principals: Vec<PrincipalRow>,
+    /// Principals signed in through the identity provider, with the identity provider's
+    /// groups of their last sign-in or refresh.
+    pub idp_members: Vec<(String, Vec<String>)>,
     /// Every request recorded as active.
     pub active: Vec<AccessRequest>,
 }
@@ -104,6 +107,14 @@ impl Store {
                 .iter()
                 .map(crate::principals::principal)
                 .collect::<Result<_, _>>()?;
+        let idp_members = sqlx::query(
+            "SELECT name, idp_groups FROM principals WHERE idp_groups IS NOT NULL ORDER BY name",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(crate::principals::idp_member)
+        .collect::<Result<_, _>>()?;
         let active = sqlx::query("SELECT body FROM requests WHERE status = 'active'")
             .fetch_all(&mut *tx)
             .await?
@@ -115,6 +126,7 @@ impl Store {
             revs,
             policy,
             principals,
+            idp_members,
             active,
         })
     }

@@ -13,22 +13,18 @@ use url::Url;
 /// No request body, for [`Client::send`].
 pub const NO_BODY: Option<&()> = None;
 
-/// The client for the server `r` names, with its token.
+/// The client for the server `r` names, with its token: `--token`/`SLUICE_TOKEN`, else the
+/// session `sluice login` stored for this server.
 ///
 /// With `--ca-file` or `--tls-fingerprint` the server's certificate is checked against that
 /// instead of the system's roots; a file that cannot be read, or a fingerprint that is not
 /// SHA-256 hex, ends the command with a message.
 pub fn client(r: &Remote) -> Client {
-    let mut c = Client::new(&r.addr, r.token.clone());
-    match crate::tls::http_client(r.ca_file.as_deref(), r.tls_fingerprint.as_deref()) {
-        Ok(Some(http)) => c.http = http,
-        Ok(None) => {}
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::exit(2);
-        }
-    }
-    c
+    let token = r
+        .token
+        .clone()
+        .or_else(|| crate::session_file::load(&r.addr).map(|s| s.token));
+    Client::new(&r.addr, token).with_tls_of(r)
 }
 
 /// A path on the server with its query, e.g. `/v1/requests/req-1?limit=5`: each segment and each
@@ -68,6 +64,19 @@ impl Client {
             base,
             token,
         }
+    }
+
+    /// This client with the TLS settings `r` names (see [`client`]).
+    pub fn with_tls_of(mut self, r: &Remote) -> Self {
+        match crate::tls::http_client(r.ca_file.as_deref(), r.tls_fingerprint.as_deref()) {
+            Ok(Some(http)) => self.http = http,
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(2);
+            }
+        }
+        self
     }
 
     /// Sends `body` (if any) and reads the answer as a `T`.

@@ -59,12 +59,14 @@ mod client;
 mod commands;
 mod db_commands;
 mod flag_commands;
+mod login;
 mod notification_commands;
 mod output;
 mod policy_commands;
 mod proposal_commands;
 mod search_commands;
 mod serve;
+mod session_file;
 mod tls;
 
 use clap::Parser;
@@ -79,6 +81,9 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
+    if let Some(remote) = cli.command.session_remote() {
+        login::renew_if_due(remote).await;
+    }
     let result = match cli.command {
         Command::Serve(args) => serve::serve(args).await,
         Command::Migrate(args) => serve::migrate(args).await,
@@ -119,6 +124,8 @@ async fn main() {
             command: cli::StoreCommand::Copy { from, to, output },
         } => serve::copy(&from, &to, output).await,
         Command::Whoami { remote } => commands::whoami(remote).await,
+        Command::Login { remote } => login::login(remote).await,
+        Command::Logout { remote } => login::logout(remote).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

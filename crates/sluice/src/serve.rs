@@ -85,6 +85,8 @@ struct FileConfig {
     /// How often rollout guards are read (default 15s).
     #[serde(default, with = "humantime_serde_opt")]
     guard_interval: Option<Duration>,
+    /// Sign-in through an OpenID Connect identity provider.
+    oidc: Option<sluice_server::oidc::config::OidcFile>,
 }
 
 pub struct Settings {
@@ -99,6 +101,7 @@ pub struct Settings {
     pub notify: Option<sluice_server::notify::NotifyConfig>,
     /// Rollout guards' Prometheus and interval.
     pub guards: Option<sluice_server::guards::GuardConfig>,
+    pub oidc: Option<sluice_server::oidc::config::OidcConfig>,
     pub log_format: LogFormat,
     pub data_dir: PathBuf,
     /// Count flag evaluations (flag insight); off only to measure what counting costs.
@@ -242,6 +245,18 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
             })
         }
         None => None,
+    let oidc = {
+        let mut o = file.oidc.clone().unwrap_or_default();
+        let a = args.oidc;
+        o.issuer = a.oidc_issuer.or(o.issuer);
+        o.client_id = a.oidc_client_id.or(o.client_id);
+        if a.oidc_client_secret_file.is_some() {
+            o.client_secret_env = None;
+            o.client_secret_file = a.oidc_client_secret_file;
+        }
+        o.principal_claim = a.oidc_principal_claim.or(o.principal_claim);
+        o.groups_claim = a.oidc_groups_claim.or(o.groups_claim);
+        o.resolve().map_err(anyhow::Error::msg)?
     };
     let config = ServerConfig {
         listen,
@@ -299,6 +314,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         http_gateway,
         notify,
         guards,
+        oidc,
         log_format,
         data_dir,
         evaluation_counts: !args.no_evaluation_counts,
@@ -399,6 +415,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server.tls = tls.clone();
     server.notify = s.notify;
     server.guards = s.guards;
+    server.oidc = s.oidc;
     let addr = server.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // What the command line is given: a bare address means plain HTTP.
@@ -492,6 +509,7 @@ pub async fn migrate(args: crate::cli::MigrateArgs) -> anyhow::Result<()> {
         allow_plain_http: false,
         prometheus_url: None,
         guard_interval: None,
+        oidc: Default::default(),
     })?;
     sluice_store::Store::open(&s.config.database_url).await?;
     outln!("migrations applied");
@@ -561,6 +579,7 @@ pub async fn rotate_key(args: crate::cli::StoreArgs, new_key: &Path) -> anyhow::
         allow_plain_http: false,
         prometheus_url: None,
         guard_interval: None,
+        oidc: Default::default(),
     })?;
     let store = sluice_store::Store::open(&s.config.database_url).await?;
     let old_path = &s.config.signing_key;

@@ -277,3 +277,28 @@ fn attributes_of_an_undeclared_principal_are_refused() {
     let e = refused("subject_types:\n  user: service\n");
     assert_eq!(e.path, "subject_types.user");
 }
+
+#[test]
+fn identity_provider_groups_map_to_declared_groups_and_count_at_sign_in() {
+    let e = refused("idp_groups:\n  sre-team: [ghosts]\n");
+    assert_eq!(e.path, "idp_groups.sre-team[0]");
+    // A group only the identity provider fills is not refused as empty: its members sign in.
+    let source = format!(
+        "groups:\n  oncall: []\n  leads: [bob]\nusers: [bob]\nidp_groups:\n  SRE Team: [oncall]\n{}",
+        "entitlements:\n  - name: e\n    scopes: [{resource: \"db:x\", actions: [read]}]\n    requesters: [group:oncall]\n    max_duration: 1h\n    approval: {required: 1, approvers: [group:oncall]}\n"
+    );
+    let p = Policy::from_yaml(&source).expect("valid");
+    assert!(!p.is_in("dana@example.com", &["group:oncall".into()]));
+    let p = p.with_idp_members([
+        ("dana@example.com", &["SRE Team".to_owned()][..]),
+        ("eve@example.com", &["sre team".to_owned()][..]),
+    ]);
+    assert!(p.is_in("dana@example.com", &["group:oncall".into()]));
+    assert_eq!(p.groups_of("dana@example.com"), ["oncall"]);
+    // Group names of the identity provider are compared exactly.
+    assert!(!p.is_in("eve@example.com", &["group:oncall".into()]));
+    assert_eq!(p.kind_of("eve@example.com"), Some(PrincipalKind::User));
+    // The overlay is not part of the document: a policy diff does not see it.
+    let plain = Policy::from_yaml(&source).expect("valid");
+    assert!(plain.diff(&p).is_empty());
+}

@@ -17,6 +17,7 @@ mod events;
 mod flag_layers;
 mod flags;
 mod inbox;
+mod oidc;
 mod page;
 mod search;
 mod session;
@@ -44,6 +45,8 @@ pub fn router(app: &App) -> Router<App> {
             get(session::sign_in_page).post(session::sign_in),
         )
         .route("/sign-out", post(session::sign_out))
+        .route("/oidc/start", get(oidc::start))
+        .route("/oidc/callback", get(oidc::callback))
         .route("/inbox", get(inbox::page))
         .route("/fragments/inbox", get(inbox::fragment))
         // approve, deny, review, cancel, relinquish (`extend` has a form of its own).

@@ -46,6 +46,8 @@ pub fn render<T: Template>(status: StatusCode, t: &T) -> Response {
 #[template(path = "console/sign_in.html")]
 pub struct SignIn {
     pub error: Option<String>,
+    /// The identity provider's name, when sign-in through one is configured.
+    pub provider: Option<String>,
 }
 
 #[derive(Template)]

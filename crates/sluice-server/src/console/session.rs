@@ -39,13 +39,13 @@ struct Session {
 #[derive(Clone, Default)]
 pub struct Sessions(Arc<Mutex<HashMap<String, Session>>>);
 
-fn random_hex() -> String {
+pub(super) fn random_hex() -> String {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     hex::encode(bytes)
 }
 
-fn key(id: &str) -> String {
+pub(super) fn key(id: &str) -> String {
     hex::encode(Sha256::digest(id.as_bytes()))
 }
 
@@ -58,7 +58,7 @@ impl Sessions {
     }
 
     /// A new session for `token`; returns its id (for the cookie).
-    fn open(&self, token: SecretToken, now: DateTime<Utc>) -> String {
+    pub(super) fn open(&self, token: SecretToken, now: DateTime<Utc>) -> String {
         let id = random_hex();
         let mut map = self.lock();
         map.retain(|_, s| s.expires_at > now);
@@ -106,15 +106,25 @@ impl Sessions {
     }
 }
 
+/// The identity provider's name for the sign-in button, when one is configured.
+pub(super) fn provider(c: &Console) -> Option<String> {
+    c.app.oidc_slot().map(|o| o.config.name.clone())
+}
+
 /// The session id the request's cookie carries.
 fn session_id(headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers, COOKIE)
+}
+
+/// The value of the cookie `name` the request carries.
+pub(super) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value.to_owned())
 }
 
@@ -140,7 +150,7 @@ impl FromRequestParts<Console> for Signed {
             return Err(ConsoleError::NoSession { page });
         };
         match crate::auth::authenticate(&c.app, Some(token)).await {
-            Ok(caller) if caller.kind == TokenKind::Api => Ok(Signed {
+            Ok(caller) if caller.kind.is_api() => Ok(Signed {
                 caller,
                 csrf,
                 session: id,
@@ -216,7 +226,7 @@ impl Signed {
     }
 }
 
-fn cookie(c: &Console, value: &str, max_age: i64) -> HeaderValue {
+pub(super) fn cookie(c: &Console, value: &str, max_age: i64) -> HeaderValue {
     let secure = if c.app.public_url().starts_with("https://") {
         "; Secure"
     } else {
@@ -232,7 +242,13 @@ pub async fn sign_in_page(State(c): State<Console>, headers: HeaderMap) -> Respo
     if session_id(&headers).is_some_and(|id| c.sessions.is_live(&id, c.app.now())) {
         return Redirect::to("/ui/inbox").into_response();
     }
-    page::render(axum::http::StatusCode::OK, &page::SignIn { error: None })
+    page::render(
+        axum::http::StatusCode::OK,
+        &page::SignIn {
+            error: None,
+            provider: provider(&c),
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -253,6 +269,7 @@ pub async fn sign_in(
             axum::http::StatusCode::UNAUTHORIZED,
             &page::SignIn {
                 error: Some(message.to_owned()),
+                provider: provider(&c),
             },
         )
     };
@@ -287,6 +304,12 @@ pub async fn sign_out(
 ) -> Result<Response, ConsoleError> {
     signed.check_form(&headers, &form.csrf)?;
     c.sessions.end(&signed.session);
+    if signed.caller.kind == TokenKind::Session {
+        // Signed in through the identity provider: the session token ends too (audited).
+        if let Err(e) = c.app.sign_out(&signed.caller).await {
+            tracing::warn!(error = %e, "ending a console session's token failed: {e}");
+        }
+    }
     let mut resp = Redirect::to("/ui/sign-in").into_response();
     resp.headers_mut()
         .insert(header::SET_COOKIE, cookie(&c, "", 0));

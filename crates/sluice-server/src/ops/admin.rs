@@ -295,6 +295,12 @@ impl App {
                 ))
             }
             (TokenKind::Api, None) => None,
+            (TokenKind::Session, _) => {
+                return Err(OpError::invalid(
+                    Input::Request,
+                    "session tokens are issued by signing in through the identity provider",
+                ))
+            }
             (TokenKind::Db, _) => {
                 return Err(OpError::invalid(
                     Input::Request,

@@ -55,6 +55,9 @@ pub enum OpError {
     /// The operation collides with the state of what it names.
     #[error(transparent)]
     Conflict(#[from] Clash),
+    /// A sign-in, refresh or sign-out through the identity provider did not happen.
+    #[error(transparent)]
+    SignIn(#[from] crate::oidc::SignInError),
     /// The store failed (unavailable, or a write collided with another).
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -17,5 +17,6 @@ pub mod notifications;
 pub mod readers;
 pub mod schedule;
 pub mod search;
+pub mod sign_in;
 
 pub use error::{Clash, Input, Missing, OpError};

@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod http_gateway;
 pub mod notifications;
 pub mod ofrep;
+pub mod sign_in;
 pub mod trace;
 pub mod views;
 
@@ -309,6 +310,8 @@ fn administrative() -> OpenApiRouter<App> {
         .routes(routes!(notifications::list))
         .routes(routes!(notifications::show))
         .routes(routes!(notifications::retry))
+        .routes(routes!(sign_in::refresh))
+        .routes(routes!(sign_in::sign_out))
         .routes(routes!(admin::whoami))
         // A policy source is one string as long as the body allows.
         .routes(routes!(admin::apply, admin::current).map(|m| {
@@ -369,6 +372,8 @@ fn evaluation_and_ops() -> OpenApiRouter<App> {
         .routes(routes!(ofrep::evaluate))
         .routes(routes!(ofrep::evaluate_all))
         .routes(routes!(ofrep::events))
+        .routes(routes!(sign_in::device))
+        .routes(routes!(sign_in::device_token))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics_text))

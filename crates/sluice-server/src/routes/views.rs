@@ -104,6 +104,7 @@ pub fn token_view(t: TokenRow) -> Result<TokenView, ApiError> {
         Some(TokenKind::Api) => api_admin::TokenKind::Api,
         Some(TokenKind::Client) => api_admin::TokenKind::Client,
         Some(TokenKind::Db) => api_admin::TokenKind::Db,
+        Some(TokenKind::Session) => api_admin::TokenKind::Session,
         None => {
             return Err(ApiError::Internal(format!(
                 "token {} has an unknown kind `{}`",

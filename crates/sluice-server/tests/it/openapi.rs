@@ -148,7 +148,8 @@ async fn operation_ids_are_unique_and_authenticated_operations_declare_401_and_4
             );
         }
     }
-    // Exactly the public endpoints are open: health, metrics, this document, AuthZEN metadata.
+    // Exactly the public endpoints are open: health, metrics, this document, AuthZEN metadata,
+    // and the start of a sign-in through the identity provider (which needs none yet).
     open.sort();
     assert_eq!(
         open,
@@ -158,6 +159,8 @@ async fn operation_ids_are_unique_and_authenticated_operations_declare_401_and_4
             "get /metrics",
             "get /openapi.json",
             "get /readyz",
+            "post /v1/sign-in/device",
+            "post /v1/sign-in/device/token",
         ]
     );
 }

@@ -173,6 +173,43 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Sign in through the identity provider (device flow: open the URL it prints, enter the
+    /// code). The session is kept in your config directory and renewed as you use it.
+    Login {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Sign out: end the stored session on the server and delete it.
+    Logout {
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+impl Command {
+    /// The server a command talks to, for the commands that talk to one with a session
+    /// (`sluice login` makes it; `login`/`logout` handle theirs themselves).
+    pub fn session_remote(&self) -> Option<&Remote> {
+        match self {
+            Command::Apply { remote, .. }
+            | Command::Access { remote, .. }
+            | Command::Audit { remote, .. }
+            | Command::Flags { remote, .. }
+            | Command::Proposals { remote, .. }
+            | Command::Rollout { remote, .. }
+            | Command::Tokens { remote, .. }
+            | Command::Check { remote, .. }
+            | Command::Db { remote, .. }
+            | Command::Gateway { remote, .. }
+            | Command::Notifications { remote, .. }
+            | Command::Whoami { remote } => Some(remote),
+            Command::Serve(_)
+            | Command::Migrate(_)
+            | Command::Store { .. }
+            | Command::Login { .. }
+            | Command::Logout { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -260,6 +297,31 @@ pub struct ServeArgs {
     /// are also read the moment a step is due.
     #[arg(long, env = "SLUICE_GUARD_INTERVAL")]
     pub guard_interval: Option<String>,
+    #[command(flatten)]
+    pub oidc: OidcArgs,
+}
+
+/// Sign-in through an OpenID Connect identity provider (over the config file's `oidc:`
+/// section). The client secret is read from `SLUICE_OIDC_CLIENT_SECRET` or a file, never
+/// from the command line.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OidcArgs {
+    /// The identity provider's issuer URL (its discovery document is read at the first
+    /// sign-in).
+    #[arg(long, env = "SLUICE_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// This server's client id at the identity provider.
+    #[arg(long, env = "SLUICE_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// A file holding the client secret (else `SLUICE_OIDC_CLIENT_SECRET`).
+    #[arg(long, env = "SLUICE_OIDC_CLIENT_SECRET_FILE")]
+    pub oidc_client_secret_file: Option<PathBuf>,
+    /// The ID token claim naming the principal (default `email`; e.g. `preferred_username`).
+    #[arg(long, env = "SLUICE_OIDC_PRINCIPAL_CLAIM")]
+    pub oidc_principal_claim: Option<String>,
+    /// The ID token claim listing the person's groups (default `groups`).
+    #[arg(long, env = "SLUICE_OIDC_GROUPS_CLAIM")]
+    pub oidc_groups_claim: Option<String>,
 }
 
 /// The database, found as `sluice serve` finds it.

@@ -24,6 +24,7 @@ mod instances;
 mod keys;
 mod listen;
 mod notify;
+mod oidc;
 mod outage;
 mod policy;
 mod private;

@@ -1,0 +1,504 @@
+//! Sign-in through a real OpenID Connect provider: panva's certified `oidc-provider`, run by
+//! `tests/oidc/provider.js` as a local process (installed by `.ci/run` with `npm ci`), with a
+//! test client, PKCE, the device flow, a `groups` claim and accounts in a JSON file the test
+//! rewrites. The console's code flow is driven with an HTTP client that keeps cookies and
+//! submits the provider's forms; the CLI's device flow through the real `sluice login`.
+//!
+//! Without node or the package these tests print a notice and pass — except under `CI=true`,
+//! where they fail.
+
+use crate::harness::{self, get_json, post_json, Serve, ADMIN_TOKEN};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+const CLIENT_ID: &str = "sluice-test";
+const CLIENT_SECRET: &str = "test-client-secret-3f9a1c";
+
+/// The IdP groups map to Sluice groups; `oncall` and `responders` have no members but those
+/// the provider puts there.
+const POLICY: &str = r#"
+users: [lead]
+groups:
+  oncall: []
+  responders: []
+  leads: [lead]
+idp_groups:
+  "SRE Team": [oncall, responders]
+entitlements:
+  - name: orders-db-read
+    scopes:
+      - resource: "db:orders"
+        actions: [read]
+    requesters: [group:oncall]
+    max_duration: 1h
+    approval: { required: 1, approvers: [group:leads] }
+    reason: optional
+"#;
+
+fn oidc_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/oidc")
+}
+
+/// The provider, running; killed when dropped.
+struct Idp {
+    _child: Child,
+    issuer: String,
+    accounts: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Idp {
+    /// Starts the provider over `accounts`; `None` (with a notice) when node or the package
+    /// is missing outside CI.
+    async fn start(dir: &Path, accounts: Value) -> Option<Idp> {
+        let installed = oidc_dir().join("node_modules/oidc-provider/package.json");
+        let node = Command::new("node")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .await
+            .is_ok_and(|s| s.success());
+        if !(node && installed.exists()) {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true but the OpenID provider for the sign-in tests is not installed \
+                 (node, and `npm ci --prefix tests/oidc`)"
+            );
+            eprintln!(
+                "skipping: node or tests/oidc/node_modules missing (npm ci --prefix tests/oidc)"
+            );
+            return None;
+        }
+        let path = dir.join("accounts.json");
+        std::fs::write(&path, accounts.to_string()).unwrap();
+        let mut child = Command::new("node")
+            .arg(oidc_dir().join("provider.js"))
+            .arg(&path)
+            .arg(CLIENT_ID)
+            .arg(CLIENT_SECRET)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("provider.log")).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn node provider.js");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let port = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(p) = line.strip_prefix("listening ") {
+                    return p.trim().to_owned();
+                }
+            }
+            panic!("the provider exited before listening");
+        })
+        .await
+        .expect("the provider starts");
+        // The provider logs to its standard output: keep reading it, or its next line fails
+        // on a closed pipe and takes the process down.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Some(Idp {
+            _child: child,
+            issuer: format!("http://127.0.0.1:{port}"),
+            accounts: path,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    fn set_accounts(&self, accounts: Value) {
+        std::fs::write(&self.accounts, accounts.to_string()).unwrap();
+    }
+
+    /// Makes the provider's next ID tokens wrong in one way (see provider.js).
+    async fn mode(&self, mode: &str) {
+        let r = self
+            .http
+            .post(format!("{}/test/mode", self.issuer))
+            .body(json!({ "mode": mode }).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+}
+
+fn accounts(alice_groups: &[&str]) -> Value {
+    json!({
+        "alice": {"email": "alice@example.com", "groups": alice_groups},
+        "bob": {"email": "bob@example.com", "groups": ["Marketing"]},
+    })
+}
+
+async fn sluice(dir: &Path, idp: &Idp) -> Serve {
+    sluice_on(dir, idp, None).await
+}
+
+/// [`sluice`] on the PostgreSQL database `database` (SQLite when `None`).
+async fn sluice_on(dir: &Path, idp: &Idp, database: Option<&str>) -> Serve {
+    let mut args = vec!["--oidc-issuer", &idp.issuer, "--oidc-client-id", CLIENT_ID];
+    if let Some(url) = database {
+        args.extend(["--database-url", url]);
+    }
+    let s =
+        Serve::start_with_env(dir, &args, &[("SLUICE_OIDC_CLIENT_SECRET", CLIENT_SECRET)]).await;
+    s.apply_policy(&reqwest::Client::new(), POLICY).await;
+    s
+}
+
+/// A browser: keeps cookies, follows redirects.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap()
+}
+
+/// The `action` of the first form in `html`, made absolute against `base`.
+fn form_action(html: &str, base: &str) -> String {
+    let at = html.find("action=\"").expect("a form") + "action=\"".len();
+    let action = &html[at..at + html[at..].find('"').unwrap()];
+    if action.starts_with("http") {
+        action.to_owned()
+    } else {
+        format!("{base}{action}")
+    }
+}
+
+/// The value of the hidden input `name` in `html`.
+fn hidden(html: &str, name: &str) -> String {
+    let key = format!("name=\"{name}\" value=\"");
+    let at = html
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        + key.len();
+    html[at..at + html[at..].find('"').unwrap()].to_owned()
+}
+
+/// Signs in to the console as `login` through the provider; the browser and the last answer.
+async fn console_sign_in(s: &Serve, idp: &Idp, login: &str) -> (reqwest::Client, u16, String) {
+    let b = browser();
+    let page = b.get(s.url("/ui/sign-in")).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Sign in with your identity provider"),
+        "the sign-in page offers the provider: {html}"
+    );
+    // To the provider's sign-in form (redirects followed).
+    let r = b.get(s.url("/ui/oidc/start")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.url().as_str().starts_with(&idp.issuer),
+        "at the provider: {}",
+        r.url()
+    );
+    let html = r.text().await.unwrap();
+    let action = form_action(&html, &idp.issuer);
+    // Submitting it ends back at Sluice's callback, which answers.
+    let r = b
+        .post(action)
+        .form(&[("login", login)])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.url().path().starts_with("/ui/oidc/callback"),
+        "at {}",
+        r.url()
+    );
+    let status = r.status().as_u16();
+    (b, status, r.text().await.unwrap())
+}
+
+async fn entries(s: &Serve, action: &str) -> Vec<Value> {
+    s.audit_entries(&reqwest::Client::new(), Some(action)).await
+}
+
+#[tokio::test]
+async fn console_sign_in_through_the_provider_maps_its_groups_and_refuses_bad_id_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(idp) = Idp::start(dir.path(), accounts(&["SRE Team"])).await else {
+        return;
+    };
+    let s = sluice(dir.path(), &idp).await;
+
+    let (b, status, html) = console_sign_in(&s, &idp, "alice").await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Signed in"), "{html}");
+    let inbox = b.get(s.url("/ui/inbox")).send().await.unwrap();
+    assert_eq!(inbox.status(), StatusCode::OK);
+    assert!(
+        inbox.url().path().ends_with("/ui/inbox"),
+        "not sent to sign in"
+    );
+    assert!(inbox.text().await.unwrap().contains("alice@example.com"));
+    let signed = entries(&s, "principal.signed_in").await;
+    assert_eq!(signed.len(), 1, "{signed:?}");
+    let d = &signed[0]["details"];
+    assert_eq!(d["via"], "console");
+    assert_eq!(d["idp_groups"], json!(["SRE Team"]));
+    assert_eq!(d["groups"], json!(["oncall", "responders"]));
+    assert_eq!(signed[0]["actor"], "alice@example.com");
+    // Her session is a token of the kind `session`.
+    let (st, who) = get_json(
+        &reqwest::Client::new(),
+        &s.url("/v1/tokens?principal=alice@example.com"),
+        ADMIN_TOKEN,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{who}");
+    assert_eq!(who[0]["kind"], "session", "{who}");
+
+    // Each wrong ID token is refused, audited with its code, and signs nobody in.
+    for (mode, code) in [
+        ("tampered", "id_token_bad_signature"),
+        ("audience", "id_token_wrong_audience"),
+        ("expired", "id_token_expired"),
+    ] {
+        idp.mode(mode).await;
+        let (_, status, html) = console_sign_in(&s, &idp, "bob").await;
+        assert_eq!(status, 401, "{mode}: {html}");
+        assert!(html.contains("Not signed in"), "{mode}: {html}");
+        let refused = entries(&s, "sign_in.refused").await;
+        assert_eq!(
+            refused.last().map(|e| e["details"]["code"].clone()),
+            Some(json!(code)),
+            "{mode}: {refused:?}"
+        );
+    }
+    idp.mode("none").await;
+    assert_eq!(entries(&s, "principal.signed_in").await.len(), 1);
+    // As issued, the same person signs in.
+    let (_, status, html) = console_sign_in(&s, &idp, "bob").await;
+    assert_eq!(status, 200, "{html}");
+
+    // Signing out ends the session token too.
+    let html = b
+        .get(s.url("/ui/inbox"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden(&html, "csrf");
+    let r = b
+        .post(s.url("/ui/sign-out"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let out = entries(&s, "principal.signed_out").await;
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0]["actor"], "alice@example.com");
+    s.verify_gap_free(&reqwest::Client::new()).await;
+}
+
+/// Runs `sluice login` against `s` with its config directory in `config`, approves the
+/// device sign-in at the provider as `login`, and waits for the command to end.
+async fn cli_login(s: &Serve, idp: &Idp, config: &Path, login: &str) -> String {
+    let mut child = harness::command()
+        .arg("login")
+        .env("SLUICE_ADDR", &s.addr)
+        .env("XDG_CONFIG_HOME", config)
+        .current_dir(&s.data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn sluice login");
+    let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = err.next_line().await.unwrap() {
+            let line = line.trim();
+            if line.starts_with("http") && line.contains("user_code=") {
+                return line.to_owned();
+            }
+        }
+        panic!("sluice login printed no verification URL");
+    })
+    .await
+    .expect("sluice login prints the URL");
+    let rest = tokio::spawn(async move {
+        let mut text = String::new();
+        while let Ok(Some(line)) = err.next_line().await {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    // The person, in a browser: the provider's code page submits itself, then confirm, then
+    // sign in.
+    let b = browser();
+    let html = b.get(&url).send().await.unwrap().text().await.unwrap();
+    let code = hidden(&html, "user_code");
+    let html = b
+        .post(form_action(&html, &idp.issuer))
+        .form(&[("xsrf", hidden(&html, "xsrf")), ("user_code", code.clone())])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = b
+        .post(form_action(&html, &idp.issuer))
+        .form(&[
+            ("xsrf", hidden(&html, "xsrf")),
+            ("user_code", code),
+            ("confirm", "yes".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let html = r.text().await.unwrap();
+    let r = b
+        .post(form_action(&html, &idp.issuer))
+        .form(&[("login", login)])
+        .send()
+        .await
+        .unwrap();
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Sign-in Success"), "{html}");
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("sluice login ends")
+        .unwrap();
+    let stderr = rest.await.unwrap();
+    assert!(out.status.success(), "sluice login failed: {stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn stored_token(config: &Path) -> String {
+    let text = std::fs::read_to_string(config.join("sluice/session.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["token"].as_str().unwrap().to_owned()
+}
+
+async fn request_access(s: &Serve, token: &str) -> (StatusCode, Value) {
+    post_json(
+        &reqwest::Client::new(),
+        &s.url("/v1/requests"),
+        token,
+        &json!({"entitlement": "orders-db-read", "duration": "10m"}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn sluice_login_by_device_flow_refreshes_loses_a_removed_group_and_logs_out() {
+    device_flow(None).await;
+}
+
+#[tokio::test]
+async fn sluice_login_by_device_flow_on_postgresql() {
+    let Some(url) = harness::pg_url().await else {
+        return;
+    };
+    device_flow(Some(&url)).await;
+}
+
+/// `sluice login`, a refresh, a group removed at the provider, a new login and `sluice
+/// logout`, on SQLite or on the PostgreSQL database `database`.
+async fn device_flow(database: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(idp) = Idp::start(dir.path(), accounts(&["SRE Team"])).await else {
+        return;
+    };
+    let s = sluice_on(dir.path(), &idp, database).await;
+    let config = dir.path().join("config");
+
+    let out = cli_login(&s, &idp, &config, "alice").await;
+    assert!(out.contains("Signed in as alice@example.com"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&config.join("sluice")), 0o700);
+        assert_eq!(mode(&config.join("sluice/session.json")), 0o600);
+    }
+    // Every command uses the stored session.
+    let who = harness::command()
+        .args(["whoami", "-o", "json"])
+        .env("SLUICE_ADDR", &s.addr)
+        .env("XDG_CONFIG_HOME", &config)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        who.status.success(),
+        "{}",
+        String::from_utf8_lossy(&who.stderr)
+    );
+    let who: Value = serde_json::from_slice(&who.stdout).unwrap();
+    assert_eq!(who["name"], "alice@example.com");
+    assert_eq!(who["groups"], json!(["oncall", "responders"]));
+
+    // The mapped group makes her eligible.
+    let token = stored_token(&config);
+    let (st, v) = request_access(&s, &token).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+
+    // A refresh goes through the provider and replaces the token.
+    let (st, v) = post_json(
+        &reqwest::Client::new(),
+        &s.url("/v1/sign-in/refresh"),
+        &token,
+        &json!(null),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let renewed = v["token"].as_str().unwrap().to_owned();
+    let renewed_id = v["token_id"].clone();
+    let (st, _) = get_json(&reqwest::Client::new(), &s.url("/v1/whoami"), &token).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "the old token is revoked");
+
+    // Removed from the group at the provider: the next refresh is refused, every session of
+    // hers ends, and she is no longer eligible.
+    idp.set_accounts(accounts(&[]));
+    let (st, v) = post_json(
+        &reqwest::Client::new(),
+        &s.url("/v1/sign-in/refresh"),
+        &renewed,
+        &json!(null),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(v["code"], "session_ended", "{v}");
+    let (st, _) = get_json(&reqwest::Client::new(), &s.url("/v1/whoami"), &renewed).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "the session ended");
+    let failed = entries(&s, "principal.refresh_failed").await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["details"]["sessions_ended"], json!([renewed_id]));
+
+    // Signed in again, with what she still has: nothing.
+    let out = cli_login(&s, &idp, &config, "alice").await;
+    assert!(out.contains("groups: none"), "{out}");
+    let token = stored_token(&config);
+    let (st, v) = request_access(&s, &token).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+
+    // `sluice logout` revokes the session on the server and deletes the file.
+    let out = harness::command()
+        .arg("logout")
+        .env("SLUICE_ADDR", &s.addr)
+        .env("XDG_CONFIG_HOME", &config)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!config.join("sluice/session.json").exists());
+    let (st, _) = get_json(&reqwest::Client::new(), &s.url("/v1/whoami"), &token).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "logged out");
+    let out = entries(&s, "principal.signed_out").await;
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0]["details"]["via"], "cli");
+    s.verify_gap_free(&reqwest::Client::new()).await;
+}
