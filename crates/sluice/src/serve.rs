@@ -245,6 +245,7 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
             })
         }
         None => None,
+    };
     let oidc = {
         let mut o = file.oidc.clone().unwrap_or_default();
         let a = args.oidc;
