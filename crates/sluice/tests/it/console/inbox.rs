@@ -99,9 +99,9 @@ async fn a_break_glass_grant_arrives_for_review_and_is_marked_reviewed_from_the_
                       "reason": "INC-9 orders stuck, nobody answers", "break_glass": true});
     let id = ask(&s, &http, &alice_token, body).await;
     let card_css = format!("li.review[data-review='{id}']");
-    let card = wait_for(&bob, &card_css).await;
+    wait_for(&bob, &card_css).await;
     not_reloaded(&bob).await;
-    let got = card.text().await.unwrap();
+    let got = text(&bob, &card_css).await;
     for want in [
         "alice broke the glass for orders-db-read",
         "ACTIVE",

@@ -168,7 +168,16 @@ pub async fn wait_for(c: &Client, css: &str) -> Element {
 
 /// The text of the element `css` matches.
 pub async fn text(c: &Client, css: &str) -> String {
-    wait_for(c, css).await.text().await.expect("text")
+    // Live updates swap a page's fragments: what was found may be replaced before it is read,
+    // so a stale element is looked up again.
+    for _ in 0..20 {
+        match wait_for(c, css).await.text().await {
+            Ok(t) => return t,
+            Err(e) if format!("{e:?}").contains("StaleElementReference") => continue,
+            Err(e) => panic!("the text of `{css}`: {e}"),
+        }
+    }
+    panic!("`{css}` was replaced 20 times over while being read")
 }
 
 pub async fn click(c: &Client, css: &str) {
