@@ -257,8 +257,15 @@ impl Builder {
             ));
         }
         let n = self.slots.len();
-        // `keep[i]`: the slot survives; a later slot of the same name moves its value here.
-        let mut dropped = vec![false; n];
+        // `dropped[i]`: a repeat, whose value moved into its name's first slot. On the stack
+        // for the common small context: no allocation per request.
+        let (mut small, mut large) = ([false; PAIRWISE], Vec::new());
+        let dropped: &mut [bool] = if n <= PAIRWISE {
+            &mut small[..n]
+        } else {
+            large.resize(n, false);
+            &mut large
+        };
         let mut any = false;
         if n <= PAIRWISE {
             for j in 1..n {
