@@ -44,6 +44,12 @@ pub enum ApiError {
     /// The body is larger than the route accepts; `limit` is that size in bytes.
     #[error("request body is larger than the limit of {} on this endpoint", human_bytes(*limit))]
     PayloadTooLarge { limit: usize },
+    /// The request's header section is over a limit; the message names it.
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    /// The request target (path and query) is longer than the limit; the message names it.
+    #[error("{0}")]
+    UriTooLong(String),
     #[error("the store is unavailable; try again shortly")]
     Unavailable(String),
     /// A lock held elsewhere or a statement outlasted its timeout.
@@ -75,6 +81,8 @@ impl ApiError {
             ApiError::RateLimited => "rate_limited",
             ApiError::TooManyFailures { .. } => "too_many_failed_authentications",
             ApiError::PayloadTooLarge { .. } => "body_too_large",
+            ApiError::HeadersTooLarge(_) => "headers_too_large",
+            ApiError::UriTooLong(_) => "uri_too_long",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::StoreBusy(_) => "store_busy",
             ApiError::StoreFull(_) => "store_full",
@@ -111,6 +119,8 @@ impl ApiError {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::Unavailable(_) | ApiError::StoreBusy(_) | ApiError::StoreFull(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -344,7 +354,7 @@ impl IntoResponse for ApiError {
 }
 
 /// `262144` as `256 KiB`, `8388608` as `8 MiB`; other sizes in bytes.
-fn human_bytes(n: usize) -> String {
+pub(crate) fn human_bytes(n: usize) -> String {
     match n {
         n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
         n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),

@@ -8,10 +8,12 @@
 //! A NUL character (U+0000) is refused at the edge, `400 nul_character`: PostgreSQL cannot
 //! store it in text and SQLite would, after which `store copy` to PostgreSQL fails. Bodies are
 //! checked in [`parse`] (every JSON body of the API: AuthZEN ids, token names, reasons, flag
-//! documents), paths and query strings by [`RefuseNul`] (a `%00` anywhere in the URI), so no
+//! documents), paths and query strings by [`RequestChecks`] (a `%00` anywhere in the URI), so no
 //! field can forget it. OFREP contexts are never stored and are not checked.
+//!
+//! [`RequestChecks`] also bounds the request target and the header section before routing.
 
-use crate::error::ApiError;
+use crate::error::{human_bytes, ApiError};
 use crate::ops::Input;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -266,23 +268,40 @@ pub fn scan(bytes: &[u8]) -> Shape {
     }
 }
 
-/// Refuses a request whose path or query holds a percent-encoded NUL (`%00`) with
-/// `400 nul_character`, before any extractor decodes it: one check for every `Path` and
-/// `Query` of the API. A raw NUL cannot reach here (the HTTP parser refuses it).
-#[derive(Clone, Copy)]
-pub struct RefuseNul;
+/// Most header fields in one request. hyper's parser refuses more than 100 itself, with a
+/// bare `431` and no body: this limit sits below it so that a request over it is told which
+/// limit it broke.
+pub const MAX_HEADERS: usize = 64;
+/// Largest header section (every `name: value` line with its line end) in bytes. hyper's own
+/// ceiling, about 400 KiB of read buffer, is far above it.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// Longest request target (path and query) in bytes; hyper's own is 64 KiB (`414`, no body).
+pub const MAX_URI: usize = 8 * 1024;
 
-impl<S> tower::Layer<S> for RefuseNul {
-    type Service = NulGuard<S>;
-    fn layer(&self, inner: S) -> NulGuard<S> {
-        NulGuard(inner)
+/// The checks every request passes before routing, each answered in the JSON error shape
+/// naming its limit: a request target over [`MAX_URI`] is `414 uri_too_long`; more than
+/// [`MAX_HEADERS`] header fields or more than [`MAX_HEADER_BYTES`] of them is
+/// `431 headers_too_large`; a percent-encoded NUL (`%00`) in the path or query is
+/// `400 nul_character`, before any extractor decodes it (one check for every `Path` and
+/// `Query` of the API; a raw NUL cannot reach here, the HTTP parser refuses it).
+///
+/// Only a request past hyper's own parser limits (100 header fields, about 400 KiB of header,
+/// a 64 KiB target) is refused by hyper before this runs, with a bare status and no body:
+/// raising those makes hyper allocate on every request.
+#[derive(Clone, Copy)]
+pub struct RequestChecks;
+
+impl<S> tower::Layer<S> for RequestChecks {
+    type Service = Checked<S>;
+    fn layer(&self, inner: S) -> Checked<S> {
+        Checked(inner)
     }
 }
 
 #[derive(Clone)]
-pub struct NulGuard<S>(S);
+pub struct Checked<S>(S);
 
-impl<S> tower::Service<Request> for NulGuard<S>
+impl<S> tower::Service<Request> for Checked<S>
 where
     S: tower::Service<Request, Response = axum::response::Response>,
 {
@@ -302,20 +321,49 @@ where
 
     fn call(&mut self, req: Request) -> Self::Future {
         use axum::response::IntoResponse as _;
-        let uri = req.uri();
-        let place = if has_nul(uri.path()) {
-            Some("the URL path")
-        } else if uri.query().is_some_and(has_nul) {
-            Some("the query string")
-        } else {
-            None
-        };
-        match place {
-            Some(p) => futures_util::future::Either::Left(std::future::ready(Ok(
-                nul_error(p).into_response()
-            ))),
+        match refusal(&req) {
+            Some(e) => {
+                futures_util::future::Either::Left(std::future::ready(Ok(e.into_response())))
+            }
             None => futures_util::future::Either::Right(self.0.call(req)),
         }
+    }
+}
+
+/// Why [`RequestChecks`] refuses `req`, if it does.
+fn refusal(req: &Request) -> Option<ApiError> {
+    let uri = req.uri();
+    let target = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
+    if target > MAX_URI {
+        return Some(ApiError::UriTooLong(format!(
+            "the request target (path and query) is {target} bytes, over the limit of {}",
+            human_bytes(MAX_URI)
+        )));
+    }
+    let headers = req.headers();
+    if headers.len() > MAX_HEADERS {
+        return Some(ApiError::HeadersTooLarge(format!(
+            "the request has {} header fields, over the limit of {MAX_HEADERS}",
+            headers.len()
+        )));
+    }
+    // As sent: `name: value` and the line end.
+    let bytes: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    if bytes > MAX_HEADER_BYTES {
+        return Some(ApiError::HeadersTooLarge(format!(
+            "the request's header fields take {bytes} bytes, over the limit of {}",
+            human_bytes(MAX_HEADER_BYTES)
+        )));
+    }
+    if has_nul(uri.path()) {
+        Some(nul_error("the URL path"))
+    } else if uri.query().is_some_and(has_nul) {
+        Some(nul_error("the query string"))
+    } else {
+        None
     }
 }
 

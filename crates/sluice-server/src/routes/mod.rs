@@ -407,8 +407,9 @@ pub fn router(app: App) -> Router {
                 .on_eos(())
                 .on_failure(()),
         )
-        // A `%00` in a path or query is refused before any extractor decodes it (see `json`).
-        .layer(crate::json::RefuseNul)
+        // An overlong target, too many or too large headers, and a `%00` in a path or query
+        // are refused before routing, naming the limit (see `json::RequestChecks`).
+        .layer(crate::json::RequestChecks)
         // Enforced by the body extractors, so an oversized body gets the JSON error shape
         // (413 naming the limit, which `BodyLimit` tells them; routes with another limit set
         // both again, inside, and the innermost wins).
