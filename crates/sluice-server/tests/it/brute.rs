@@ -168,32 +168,54 @@ async fn verifying_a_guess_takes_as_long_whatever_it_shares_with_a_real_token(b:
 
     // The in-memory path: batches of lookups, so one sample is well above the timer's grain.
     const BATCH: usize = 200;
-    let (mut near_mem, mut far_mem) = (Vec::new(), Vec::new());
     let near_tokens: Vec<SecretToken> = (0..BATCH).map(|_| near()).collect();
     let far_tokens: Vec<SecretToken> = (0..BATCH).map(|_| far()).collect();
-    for round in 0..400 {
-        let mut pair = [(&near_tokens, &mut near_mem), (&far_tokens, &mut far_mem)];
-        // Which goes first alternates, so a drift over the run favours neither.
-        if round % 2 == 1 {
-            pair.reverse();
-        }
-        for (tokens, out) in pair {
-            // A sample is the fastest of five batches: being descheduled or sharing the core
-            // only ever adds time, so the minimum keeps the lookup's own cost and drops most
-            // of a loaded host's noise, which would otherwise hide a real difference.
-            let mut fastest = f64::MAX;
-            for _ in 0..5 {
-                let started = Instant::now();
-                for t in tokens {
-                    std::hint::black_box(s.app.tokens.get(s.app.tokens.key(t), now));
+    let measure = || {
+        let (mut near_mem, mut far_mem) = (Vec::new(), Vec::new());
+        for round in 0..400 {
+            let mut pair = [(&near_tokens, &mut near_mem), (&far_tokens, &mut far_mem)];
+            // Which goes first alternates, so a drift over the run favours neither.
+            if round % 2 == 1 {
+                pair.reverse();
+            }
+            for (tokens, out) in pair {
+                // A sample is the fastest of five batches: being descheduled or sharing the
+                // core only ever adds time, so the minimum keeps the lookup's own cost and
+                // drops most of a loaded host's noise, which would otherwise hide a real
+                // difference.
+                let mut fastest = f64::MAX;
+                for _ in 0..5 {
+                    let started = Instant::now();
+                    for t in tokens {
+                        std::hint::black_box(s.app.tokens.get(s.app.tokens.key(t), now));
+                    }
+                    fastest = fastest.min(started.elapsed().as_nanos() as f64);
                 }
-                fastest = fastest.min(started.elapsed().as_nanos() as f64);
-            }
-            if round >= 20 {
-                // The first rounds warm caches up.
-                out.push(fastest);
+                if round >= 20 {
+                    // The first rounds warm caches up.
+                    out.push(fastest);
+                }
             }
         }
+        (near_mem, far_mem)
+    };
+    // The check must be able to tell a difference apart: in memory, one 10% slower has to show
+    // (P > 0.7) in the same samples, or they say nothing. A host busy enough to blur even that
+    // gets another measurement (at most three); the verdict is always taken from samples that
+    // passed the self-check.
+    let (mut near_mem, mut far_mem) = (Vec::new(), Vec::new());
+    for attempt in 1..=3 {
+        (near_mem, far_mem) = measure();
+        let shifted: Vec<f64> = far_mem.iter().map(|x| x * 1.1).collect();
+        let p = prob_greater(&shifted, &far_mem);
+        if p > 0.7 {
+            break;
+        }
+        assert!(
+            attempt < 3,
+            "a 10% slower path shows as P = {p:.3} in three measurements: too noisy to judge"
+        );
+        eprintln!("measurement {attempt}: a 10% slower path shows only as P = {p:.3}; again");
     }
     // The store path: one lookup per sample, alternating.
     let (mut near_db, mut far_db) = (Vec::new(), Vec::new());
@@ -237,12 +259,6 @@ async fn verifying_a_guess_takes_as_long_whatever_it_shares_with_a_real_token(b:
             "{what}: medians {mn:.0} ns (near) vs {mf:.0} ns (far)"
         );
     }
-    // The check can tell a difference apart: in memory, one 10% slower would fail it. (Through
-    // the store, the round trip's noise hides differences far larger than a string comparison
-    // could make; a guess's cost there is the same SHA-256 and index lookup either way.)
-    let shifted: Vec<f64> = far_mem.iter().map(|x| x * 1.1).collect();
-    let p = prob_greater(&shifted, &far_mem);
-    assert!(p > 0.7, "a 10% slower path shows as P = {p:.3}");
 }
 
 backend_tests!(
