@@ -242,6 +242,16 @@ impl App {
         self.access.load().policy().clone()
     }
 
+    /// The policy in force, read when called, through a weak handle: for what the server holds
+    /// itself (the notification router), which must not keep it alive.
+    pub fn policy_reader(&self) -> Arc<dyn Fn() -> Option<Arc<Policy>> + Send + Sync> {
+        let weak = Arc::downgrade(&self.0);
+        Arc::new(move || {
+            weak.upgrade()
+                .map(|inner| inner.access.load().policy().clone())
+        })
+    }
+
     /// Applies this instance's own committed change to the snapshot without a reload.
     /// `rev` is the access revision the change's transaction produced. Writers committed
     /// together (one SQLite batch) or in quick succession may get here in any order, so the

@@ -7,7 +7,9 @@ pub use super::config::{known, ALL};
 use crate::ids::new_id;
 use serde_json::{json, Value};
 use sluice_audit::AuditEntry;
+use sluice_core::policy::Policy;
 use sluice_store::{OutboxMessage, OutboxRouter};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The event type an audit entry is announced as, if any.
@@ -55,12 +57,61 @@ pub fn payload(event: &str, at: chrono::DateTime<chrono::Utc>, data: Value) -> S
     .to_string()
 }
 
+/// The policy in force when a notification is routed (`None` once the server is gone).
+pub type PolicySource = Arc<dyn Fn() -> Option<Arc<Policy>> + Send + Sync>;
+
+/// Does `event` (with its `data`) concern `principal`? The holder hears of their own request
+/// and grant; an eligible approver of the entitlement (never the requester) hears of a request
+/// to approve and of a break-glass use to review. Nobody in particular hears of flag,
+/// rollout or audit events.
+pub fn concerns(policy: Option<&Policy>, event: &str, data: &Value, principal: &str) -> bool {
+    let d = &data["details"];
+    let holder = d["requester"].as_str().or(data["holder"].as_str());
+    let holder_hears = matches!(
+        event,
+        "request.approved"
+            | "request.denied"
+            | "grant.started"
+            | "grant.expiring"
+            | "grant.expired"
+            | "grant.revoked"
+            | "break_glass.used"
+    );
+    if holder_hears && holder == Some(principal) {
+        return true;
+    }
+    let approvers_act = matches!(
+        event,
+        "request.opened" | "request.pending" | "break_glass.used" | "break_glass.awaiting_review"
+    );
+    approvers_act
+        && holder != Some(principal)
+        && d["entitlement"]
+            .as_str()
+            .zip(policy)
+            .and_then(|(e, p)| p.entitlement(e).map(|ent| (p, ent)))
+            .is_some_and(|(p, ent)| p.is_in(principal, &ent.approval.approvers))
+}
+
 /// Routes audit entries to the configured sinks.
-#[derive(Debug)]
 pub struct Router {
     pub sinks: Arc<Vec<Sink>>,
     /// Where the console is (`…/ui/`), for links.
     pub public_url: String,
+    /// The policy, to know whom an event concerns (sinks' `recipients`, chat mentions).
+    pub policy: PolicySource,
+    /// Principal name → chat user id.
+    pub chat_users: Arc<BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("sinks", &self.sinks)
+            .field("public_url", &self.public_url)
+            .field("chat_users", &self.chat_users.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Router {
@@ -75,16 +126,34 @@ impl Router {
         id: Option<&str>,
     ) -> Vec<OutboxMessage> {
         let (entitlement, environment) = about(resource, &data["details"]);
+        let policy = (self.policy)();
+        let concerned = |p: &str| concerns(policy.as_deref(), event, &data, p);
+        // Chat users it concerns, to @-mention: who must approve, review or extend.
+        let mentions: Vec<&String> = self
+            .chat_users
+            .iter()
+            .filter(|(p, _)| concerned(p))
+            .map(|(_, id)| id)
+            .collect();
+        let hearing: Vec<&Sink> = self
+            .sinks
+            .iter()
+            .filter(|s| s.hears(event, entitlement.as_deref(), environment.as_deref()))
+            .filter(|s| s.recipients.is_empty() || s.recipients.iter().any(|r| concerned(r)))
+            .collect();
+        let mentions = json!(mentions);
         if let Some(d) = data.as_object_mut() {
             d.insert(
                 "console_url".into(),
                 json!(format!("{}/ui/inbox", self.public_url)),
             );
+            if mentions.as_array().is_some_and(|m| !m.is_empty()) {
+                d.insert("mentions".into(), mentions);
+            }
         }
         let body = payload(event, at, data);
-        self.sinks
-            .iter()
-            .filter(|s| s.hears(event, entitlement.as_deref(), environment.as_deref()))
+        hearing
+            .into_iter()
             .map(|s| OutboxMessage {
                 id: match id {
                     Some(id) => format!("msg_{id}_{}", s.name),
