@@ -775,3 +775,48 @@ async fn a_console_sign_in_started_on_one_instance_completes_on_another_once() {
     db.close().await;
     a.verify_gap_free(&reqwest::Client::new()).await;
 }
+
+/// A person in a real Chromium: the sign-in page's button, the provider's own login form,
+/// and back on the console's inbox as the principal the claims map to.
+#[tokio::test]
+async fn a_person_signs_in_to_the_console_in_chromium_through_the_providers_form() {
+    use crate::console::{
+        browser as chromium, click, driver, screenshot, text, type_into, wait_for,
+    };
+    let Some(d) = driver().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(idp) = Idp::start(dir.path(), accounts(&["SRE Team"])).await else {
+        return;
+    };
+    let s = sluice(dir.path(), &idp).await;
+    let c = chromium(&d, 1200, 900).await;
+    c.goto(&s.url("/ui/sign-in")).await.unwrap();
+    assert!(text(&c, "#sign-in-idp").await.starts_with("Sign in with"));
+    click(&c, "#sign-in-idp").await;
+    // The provider's page, in the browser: its form, its button.
+    wait_for(&c, "input[name=login]").await;
+    let at = c.current_url().await.unwrap();
+    assert!(
+        at.as_str().starts_with(&idp.issuer),
+        "at the provider: {at}"
+    );
+    type_into(&c, "input[name=login]", "alice").await;
+    click(&c, "button[type=submit]").await;
+    // Back at Sluice, on the inbox, as her.
+    wait_for(&c, "nav a[aria-current=page][href='/ui/inbox']").await;
+    let at = c.current_url().await.unwrap();
+    assert_eq!(at.as_str(), s.url("/ui/inbox"));
+    assert!(text(&c, "body").await.contains("alice@example.com"));
+    screenshot(&c, "oidc-signed-in.png").await;
+    let signed = entries(&s, "principal.signed_in").await;
+    assert_eq!(signed.len(), 1, "{signed:?}");
+    assert_eq!(signed[0]["actor"], "alice@example.com");
+    assert_eq!(signed[0]["details"]["via"], "console");
+    assert_eq!(
+        signed[0]["details"]["groups"],
+        json!(["oncall", "responders"])
+    );
+    c.close().await.unwrap();
+}
