@@ -413,6 +413,34 @@ mod tests {
     }
 
     #[test]
+    fn recipients_and_chat_users_are_read_and_chat_ids_checked() {
+        let file = |chat_id: &str| -> NotifyFile {
+            serde_json::from_value(serde_json::json!({
+                "sinks": [{
+                    "name": "dave-dm",
+                    "kind": "slack",
+                    "url": "http://chat.example.com/hooks/dave",
+                    "recipients": ["dave@example.com"],
+                }],
+                "chat_users": {"dave@example.com": chat_id},
+            }))
+            .unwrap()
+        };
+        let c = file("U024BE7LH").resolve().unwrap();
+        assert_eq!(c.sinks[0].recipients, ["dave@example.com"]);
+        assert_eq!(c.chat_users["dave@example.com"], "U024BE7LH");
+        for bad in ["<!channel>", "", "U1 U2"] {
+            assert!(
+                file(bad)
+                    .resolve()
+                    .unwrap_err()
+                    .contains("not a chat user id"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn webhook_secrets_are_whsec_base64_of_enough_bytes() {
         assert!(webhook_key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
         assert!(webhook_key("whsec_c2hvcnQ=").is_err());

@@ -237,6 +237,52 @@ mod tests {
     }
 
     #[test]
+    fn an_event_concerns_its_holder_and_who_may_approve_or_review_it() {
+        let policy = Policy::from_yaml(
+            r#"
+users: [ann, bob, cat, dan]
+groups: {leads: [bob, cat], eng: [ann, bob, dan]}
+entitlements:
+  - name: db-read
+    scopes: [{resource: "db:orders", actions: [read]}]
+    requesters: [group:eng]
+    max_duration: 1h
+    approval: {required: 1, approvers: [group:leads]}
+    break_glass: true
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let about = |requester: &str| json!({"details": {"requester": requester, "entitlement": "db-read"}});
+        let who = |event: &str, requester: &str| -> Vec<&str> {
+            ["ann", "bob", "cat", "dan"]
+                .into_iter()
+                .filter(|p| concerns(Some(&policy), event, &about(requester), p))
+                .collect()
+        };
+        // Approvers hear of a request, never the requester (bob is a lead and asks himself).
+        assert_eq!(who("request.opened", "ann"), ["bob", "cat"]);
+        assert_eq!(who("request.pending", "bob"), ["cat"]);
+        assert_eq!(who("break_glass.awaiting_review", "dan"), ["bob", "cat"]);
+        // A break-glass use: its holder and its reviewers.
+        assert_eq!(who("break_glass.used", "dan"), ["bob", "cat", "dan"]);
+        // The outcome and the grant: the holder only.
+        for e in [
+            "request.approved",
+            "request.denied",
+            "grant.started",
+            "grant.expiring",
+        ] {
+            assert_eq!(who(e, "ann"), ["ann"], "{e}");
+        }
+        // A reminder names the holder outside `details`.
+        let reminder = json!({"holder": "dan", "details": {"entitlement": "db-read"}});
+        assert!(concerns(Some(&policy), "grant.expiring", &reminder, "dan"));
+        // Flag events concern nobody in particular; without a policy, no approver is known.
+        assert!(who("rollout.paused", "ann").is_empty());
+        assert!(!concerns(None, "request.opened", &about("ann"), "bob"));
+    }
+
+    #[test]
     fn flag_events_are_about_their_environment() {
         assert_eq!(
             about(Some("flag:production/x"), &Value::Null),
