@@ -62,10 +62,22 @@ pub type PolicySource = Arc<dyn Fn() -> Option<Arc<Policy>> + Send + Sync>;
 
 /// Does `event` (with its `data`) concern `principal`? The holder hears of their own request
 /// and grant; an eligible approver of the entitlement (never the requester) hears of a request
-/// to approve and of a break-glass use to review. Nobody in particular hears of flag,
-/// rollout or audit events.
+/// to approve and of a break-glass use to review; an approver of the environment (never the
+/// proposer) hears of a flag change request. Nobody in particular hears of rollout or audit
+/// events.
 pub fn concerns(policy: Option<&Policy>, event: &str, data: &Value, principal: &str) -> bool {
     let d = &data["details"];
+    if event == "change_request.opened" {
+        return d["proposer"].as_str() != Some(principal)
+            && d["environment"]
+                .as_str()
+                .zip(policy)
+                .and_then(|(env, p)| {
+                    let rule = p.doc.environments.get(env)?.approval.as_ref()?;
+                    Some((p, rule))
+                })
+                .is_some_and(|(p, rule)| p.is_in(principal, &rule.approvers));
+    }
     let holder = d["requester"].as_str().or(data["holder"].as_str());
     let holder_hears = matches!(
         event,
@@ -242,6 +254,8 @@ mod tests {
             r#"
 users: [ann, bob, cat, dan]
 groups: {leads: [bob, cat], eng: [ann, bob, dan]}
+environments:
+  production: {protected: true, approval: {required: 1, approvers: [group:leads, ann]}}
 entitlements:
   - name: db-read
     scopes: [{resource: "db:orders", actions: [read]}]
@@ -277,7 +291,14 @@ entitlements:
         // A reminder names the holder outside `details`.
         let reminder = json!({"holder": "dan", "details": {"entitlement": "db-read"}});
         assert!(concerns(Some(&policy), "grant.expiring", &reminder, "dan"));
-        // Flag events concern nobody in particular; without a policy, no approver is known.
+        // A flag change request: the environment's approvers, never its proposer.
+        let proposal = json!({"details": {"proposer": "bob", "environment": "production"}});
+        let approvers: Vec<&str> = ["ann", "bob", "cat", "dan"]
+            .into_iter()
+            .filter(|p| concerns(Some(&policy), "change_request.opened", &proposal, p))
+            .collect();
+        assert_eq!(approvers, ["ann", "cat"]);
+        // Rollouts concern nobody in particular; without a policy, no approver is known.
         assert!(who("rollout.paused", "ann").is_empty());
         assert!(!concerns(None, "request.opened", &about("ann"), "bob"));
     }
