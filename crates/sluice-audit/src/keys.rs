@@ -156,6 +156,23 @@ impl AuditSigner {
         }
     }
 
+    /// A 32-byte key for another purpose, derived from this signing key with HKDF-SHA256
+    /// (RFC 5869) under `purpose`. One-way: it reveals nothing of the signing key, and keys
+    /// for different purposes are unrelated. Every instance holding the same signing key
+    /// derives the same key, and a rotated signing key derives another.
+    #[must_use]
+    #[expect(
+        clippy::expect_used,
+        reason = "HKDF-SHA256 expands to at most 255 * 32 bytes; 32 always fit"
+    )]
+    pub fn derive_key(&self, purpose: &[u8]) -> [u8; 32] {
+        let hk = hkdf::Hkdf::<Sha256>::new(Some(b"sluice derived key v1"), self.key.as_bytes());
+        let mut out = [0u8; 32];
+        hk.expand(purpose, &mut out)
+            .expect("32 bytes is within HKDF-SHA256's output limit");
+        out
+    }
+
     /// The public half, to publish and to verify with.
     #[must_use]
     pub fn verifying_key(&self) -> AuditVerifier {

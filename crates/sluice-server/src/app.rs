@@ -78,6 +78,9 @@ pub struct Inner {
     pub guards: crate::guards::Guards,
     /// The identity provider people sign in through; set once when the server runs with one.
     oidc: std::sync::OnceLock<Arc<crate::oidc::Oidc>>,
+    /// Sign-in requests per source address (see [`App::sign_in_limiter`]); set with the
+    /// identity provider.
+    sign_in_limiter: std::sync::OnceLock<crate::rate_limit::RateLimiter>,
 }
 
 /// [`App::audit_options`] before [`App::set_audit_options`]: nothing signed after commits,
@@ -151,6 +154,7 @@ impl App {
             notify_router: std::sync::OnceLock::new(),
             guards: crate::guards::Guards::default(),
             oidc: std::sync::OnceLock::new(),
+            sign_in_limiter: std::sync::OnceLock::new(),
         })))
     }
 
@@ -207,7 +211,22 @@ impl App {
 
     /// Sets the identity provider (see [`crate::oidc`]); only the first call counts.
     pub fn set_oidc(&self, oidc: Arc<crate::oidc::Oidc>) {
-        let _ = self.oidc.set(oidc);
+        let per_minute = oidc.config.sign_in_per_minute;
+        if self.oidc.set(oidc).is_ok() {
+            let _ = self
+                .sign_in_limiter
+                .set(crate::rate_limit::RateLimiter::per_minute(Some(per_minute)));
+        }
+    }
+
+    /// The limit on sign-in requests per source address (unlimited without an identity
+    /// provider: every sign-in route then answers `sign_in_not_configured` at once).
+    pub fn sign_in_limiter(&self) -> &crate::rate_limit::RateLimiter {
+        static NONE: std::sync::OnceLock<crate::rate_limit::RateLimiter> =
+            std::sync::OnceLock::new();
+        self.sign_in_limiter
+            .get()
+            .unwrap_or_else(|| NONE.get_or_init(|| crate::rate_limit::RateLimiter::new(None)))
     }
 
     /// The identity provider, when one is configured.
@@ -221,6 +240,16 @@ impl App {
 
     pub fn policy(&self) -> Arc<Policy> {
         self.access.load().policy().clone()
+    }
+
+    /// The policy in force, read when called, through a weak handle: for what the server holds
+    /// itself (the notification router), which must not keep it alive.
+    pub fn policy_reader(&self) -> Arc<dyn Fn() -> Option<Arc<Policy>> + Send + Sync> {
+        let weak = Arc::downgrade(&self.0);
+        Arc::new(move || {
+            weak.upgrade()
+                .map(|inner| inner.access.load().policy().clone())
+        })
     }
 
     /// Applies this instance's own committed change to the snapshot without a reload.

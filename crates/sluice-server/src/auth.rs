@@ -168,3 +168,16 @@ impl FromRequestParts<App> for ApiCaller {
         Ok(ApiCaller(caller))
     }
 }
+
+/// Counts one sign-in request (device start or poll, console start or callback) from `source`
+/// against [`App::sign_in_limiter`]; over it, `429 rate_limited` with `Retry-After`, and the
+/// refusal is counted for the minute's `sign_in.throttled` audit entry of that source.
+/// Requests without a known source share one key.
+pub fn throttle_sign_in(app: &App, source: Option<IpAddr>) -> Result<(), ApiError> {
+    let key = source.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    app.sign_in_limiter().check(&key).inspect_err(|_| {
+        if let Some(ip) = source {
+            app.auth_failures.throttled(Key::SignIn(ip));
+        }
+    })
+}

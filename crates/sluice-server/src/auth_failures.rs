@@ -19,6 +19,8 @@
 //!
 //! Each key's minute with failures becomes one `auth.failed` audit entry (counts, not one entry
 //! per failure), written when the minute is over by the background loop ([`AuthFailures::flush`]).
+//! Sign-in requests a source sent over their rate are counted here too, and written the same
+//! way as one `sign_in.throttled` entry per source and minute.
 
 use serde_json::json;
 use sluice_audit::NewEntry;
@@ -47,6 +49,9 @@ const MAX_KEYS: usize = 100_000;
 pub enum Key {
     Source(IpAddr),
     Prefix(String),
+    /// A source address whose sign-in requests were over their rate (see
+    /// [`crate::auth::throttle_sign_in`]): only counted, written as `sign_in.throttled`.
+    SignIn(IpAddr),
 }
 
 impl Key {
@@ -57,7 +62,7 @@ impl Key {
 
     fn describe(&self) -> (&'static str, String) {
         match self {
-            Key::Source(ip) => ("source", ip.to_string()),
+            Key::Source(ip) | Key::SignIn(ip) => ("source", ip.to_string()),
             Key::Prefix(p) => ("token_prefix", p.clone()),
         }
     }
@@ -165,7 +170,20 @@ impl AuthFailures {
         }
     }
 
-    /// Writes one `auth.failed` entry for each key whose minute with failures is over, and
+    /// Counts one sign-in request of `key` refused for its rate this minute (nothing else is
+    /// decided here: the rate limiter refused it).
+    pub fn throttled(&self, key: Key) {
+        let minute = minute_of(self.clock.now().timestamp_millis());
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let at = (key, minute);
+        if !windows.contains_key(&at) && windows.len() >= MAX_KEYS {
+            return;
+        }
+        windows.entry(at).or_default().refused += 1;
+    }
+
+    /// Writes one `auth.failed` entry for each key whose minute with failures is over (one
+    /// `sign_in.throttled` entry for a source whose sign-in requests were refused), and
     /// forgets it. Cheap when nothing failed. Best effort: a count that cannot be written is
     /// logged and dropped (the failures changed nothing).
     pub async fn flush(&self) {
@@ -197,7 +215,11 @@ impl AuthFailures {
             for ((key, m), w) in &ended {
                 let (kind, value) = key.describe();
                 let from = chrono::DateTime::from_timestamp(m * 60, 0).map(|t| t.to_rfc3339());
-                let entry = NewEntry::new("anonymous", "auth.failed").details(json!({
+                let action = match key {
+                    Key::SignIn(_) => "sign_in.throttled",
+                    Key::Source(_) | Key::Prefix(_) => "auth.failed",
+                };
+                let entry = NewEntry::new("anonymous", action).details(json!({
                     kind: value,
                     "failures": w.failures,
                     "refused": w.refused,

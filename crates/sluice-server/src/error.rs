@@ -36,8 +36,9 @@ pub enum ApiError {
     /// An operation's refusal; its status and code are decided below, and only here.
     #[error(transparent)]
     Op(OpError),
-    #[error("too many requests; slow down and retry after the time in Retry-After")]
-    RateLimited,
+    /// Over a request rate; the next request passes in `retry_after` seconds.
+    #[error("too many requests; slow down and retry after {retry_after} s (Retry-After)")]
+    RateLimited { retry_after: u64 },
     /// Too many failed authentications from this source or with this token prefix this minute.
     #[error("too many failed authentications from this address or with this token prefix; retry after {retry_after} s (Retry-After)")]
     TooManyFailures { retry_after: u64 },
@@ -78,7 +79,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::SigningKeyMismatch(_) => "signing_key_mismatch",
             ApiError::Op(e) => op_code(e),
-            ApiError::RateLimited => "rate_limited",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::TooManyFailures { .. } => "too_many_failed_authentications",
             ApiError::PayloadTooLarge { .. } => "body_too_large",
             ApiError::HeadersTooLarge(_) => "headers_too_large",
@@ -108,6 +109,18 @@ impl ApiError {
         }
     }
 
+    /// The `Retry-After` (seconds) this answer carries: when a throttled caller may try again,
+    /// and 1 s for an unavailable store.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::TooManyFailures { retry_after } | ApiError::RateLimited { retry_after } => {
+                Some(*retry_after)
+            }
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            _ => None,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthenticated | ApiError::TokenExpired => StatusCode::UNAUTHORIZED,
@@ -115,7 +128,7 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::UnknownEnvironment(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) | ApiError::SigningKeyMismatch(_) => StatusCode::CONFLICT,
             ApiError::Op(e) => op_status(e),
-            ApiError::RateLimited | ApiError::TooManyFailures { .. } => {
+            ApiError::RateLimited { .. } | ApiError::TooManyFailures { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -333,14 +346,9 @@ impl IntoResponse for ApiError {
         if let Some(r) = refused {
             resp.extensions_mut().insert(r);
         }
-        if let ApiError::TooManyFailures { retry_after } = self {
+        if let Some(secs) = self.retry_after() {
             resp.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from(retry_after));
-        } else if status == StatusCode::SERVICE_UNAVAILABLE
-            || status == StatusCode::TOO_MANY_REQUESTS
-        {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
         }
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6750 §3: a 401 names the scheme the client must use.

@@ -218,7 +218,7 @@ impl Server {
                 let n = Arc::new(notify::dispatch::Notifier::new(config)?);
                 // From here on every committed audit entry that notifies writes its outbox
                 // rows in its own transaction.
-                let router = Arc::new(n.router(self.app.public_url()));
+                let router = Arc::new(n.router(&self.app));
                 self.app.store.set_outbox_router(router.clone());
                 let _ = self.app.notify_router.set(router);
                 Some(tokio::spawn(notify::dispatch::run(self.app.clone(), n)))

@@ -1,12 +1,15 @@
-//! The OFREP client-key rate limit: `governor`'s GCRA, one state per client key.
+//! Request rate limits: `governor`'s GCRA, one state per key — the OFREP client key, or the
+//! source address of a sign-in request (see [`crate::oidc`]).
 //!
-//! A key may spend `per_second` requests at once and then one more every `1/per_second`
-//! seconds; there is no window edge at which twice the limit can pass. The state lives in
-//! this process, so the limit holds per instance: with several instances a key gets up to
-//! `per_second` on each.
+//! A key may spend its whole quota at once and then one more request every `period / quota`;
+//! there is no window edge at which twice the limit can pass. A refused request is told when
+//! the next one would pass (`Retry-After`, whole seconds rounded up). The state lives in this
+//! process, so the limit holds per instance: with several instances a key gets the quota on
+//! each.
 
 use std::num::NonZeroU32;
 
+use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::error::ApiError;
@@ -26,14 +29,27 @@ impl RateLimiter {
         Self { limiter }
     }
 
+    /// At most `per_minute` requests per key at once, then one more every `60 / per_minute`
+    /// seconds; `None` (or zero) means unlimited.
+    pub fn per_minute(per_minute: Option<u32>) -> Self {
+        let limiter = per_minute
+            .and_then(NonZeroU32::new)
+            .map(|n| governor::RateLimiter::keyed(Quota::per_minute(n)));
+        Self { limiter }
+    }
+
     /// Counts one request of `key`; `RateLimited` when the key is over its rate.
     pub fn check(&self, key: &str) -> Result<(), ApiError> {
         let Some(limiter) = &self.limiter else {
             return Ok(());
         };
-        limiter
-            .check_key(&key.to_owned())
-            .map_err(|_| ApiError::RateLimited)
+        limiter.check_key(&key.to_owned()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            ApiError::RateLimited {
+                retry_after: secs.max(1),
+            }
+        })
     }
 }
 
@@ -47,8 +63,24 @@ mod tests {
         for _ in 0..3 {
             assert!(l.check("a").is_ok());
         }
-        assert!(matches!(l.check("a"), Err(ApiError::RateLimited)));
+        assert!(matches!(
+            l.check("a"),
+            Err(ApiError::RateLimited { retry_after: 1 })
+        ));
         assert!(l.check("b").is_ok());
+    }
+
+    #[test]
+    fn a_per_minute_key_is_told_when_the_next_request_passes() {
+        let l = RateLimiter::per_minute(Some(2));
+        assert!(l.check("10.0.0.1").is_ok());
+        assert!(l.check("10.0.0.1").is_ok());
+        match l.check("10.0.0.1") {
+            Err(ApiError::RateLimited { retry_after }) => {
+                assert!((29..=30).contains(&retry_after), "{retry_after}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -208,9 +208,19 @@ const TABLES: &[(&str, &[&str])] = &[
         &[
             "token_id",
             "principal",
-            "refresh_token",
+            "sealed_refresh_token",
             "created_at",
             "refreshed_at",
+        ],
+    ),
+    (
+        "pending_sign_ins",
+        &[
+            "state_hash",
+            "browser",
+            "sealed",
+            "created_at",
+            "expires_at",
         ],
     ),
 ];

@@ -25,6 +25,7 @@ mod outbox;
 mod principals;
 mod requests;
 mod schedule;
+mod sign_ins;
 mod state;
 mod tx;
 
@@ -46,6 +47,7 @@ pub use outbox::{
 pub use principals::{PrincipalRow, TokenRow};
 pub use requests::{RequestFilter, Visibility};
 pub use schedule::{ScheduledChange, ScheduledStatus};
+pub use sign_ins::PendingSignIn;
 pub use sluice_audit::{AuditEntry, ChainHead, Checkpoint, NewEntry};
 pub use state::{AccessState, StateRevs};
 pub use tx::WriteTx;

@@ -152,17 +152,18 @@ impl Store {
     }
 
     /// The identity provider session behind a session token: its principal and the
-    /// identity provider's refresh token (`None` when the provider gave none).
+    /// identity provider's refresh token, sealed (`None` when the provider gave none).
     pub async fn idp_session(
         &self,
         token_id: &str,
     ) -> Result<Option<(String, Option<String>)>, StoreError> {
-        let row =
-            sqlx::query("SELECT principal, refresh_token FROM idp_sessions WHERE token_id = $1")
-                .bind(token_id)
-                .fetch_optional(self.reader())
-                .await?;
-        row.map(|r| Ok((get(&r, "principal")?, get(&r, "refresh_token")?)))
+        let row = sqlx::query(
+            "SELECT principal, sealed_refresh_token FROM idp_sessions WHERE token_id = $1",
+        )
+        .bind(token_id)
+        .fetch_optional(self.reader())
+        .await?;
+        row.map(|r| Ok((get(&r, "principal")?, get(&r, "sealed_refresh_token")?)))
             .transpose()
     }
 
@@ -263,21 +264,22 @@ impl WriteTx {
         Ok(before)
     }
 
-    /// Records the identity provider's refresh token behind a CLI session token.
+    /// Records the identity provider's refresh token behind a CLI session token, sealed by
+    /// the caller (the store never sees it in the clear).
     pub async fn insert_idp_session(
         &mut self,
         token_id: &str,
         principal: &str,
-        refresh_token: Option<&str>,
+        sealed_refresh_token: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO idp_sessions (token_id, principal, refresh_token, created_at, refreshed_at) \
+            "INSERT INTO idp_sessions (token_id, principal, sealed_refresh_token, created_at, refreshed_at) \
              VALUES ($1, $2, $3, $4, $4)",
         )
         .bind(token_id)
         .bind(principal)
-        .bind(refresh_token.map(str::to_owned))
+        .bind(sealed_refresh_token.map(str::to_owned))
         .bind(to_ms(now))
         .execute(self.conn().await?)
         .await?;
@@ -285,18 +287,18 @@ impl WriteTx {
     }
 
     /// Takes the identity provider session behind `token_id` (deleting it): its principal and
-    /// refresh token. `None` when there is none (already refreshed or logged out).
+    /// sealed refresh token. `None` when there is none (already refreshed or logged out).
     pub async fn take_idp_session(
         &mut self,
         token_id: &str,
     ) -> Result<Option<(String, Option<String>)>, StoreError> {
         let row = sqlx::query(
-            "DELETE FROM idp_sessions WHERE token_id = $1 RETURNING principal, refresh_token",
+            "DELETE FROM idp_sessions WHERE token_id = $1 RETURNING principal, sealed_refresh_token",
         )
         .bind(token_id)
         .fetch_optional(self.conn().await?)
         .await?;
-        row.map(|r| Ok((get(&r, "principal")?, get(&r, "refresh_token")?)))
+        row.map(|r| Ok((get(&r, "principal")?, get(&r, "sealed_refresh_token")?)))
             .transpose()
     }
 

@@ -202,6 +202,7 @@ async fn main() -> anyhow::Result<()> {
             events: Vec::new(),
             entitlements: Vec::new(),
             environments: Vec::new(),
+            recipients: Vec::new(),
         }],
         ..NotifyConfig::default()
     };

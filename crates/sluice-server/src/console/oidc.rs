@@ -6,13 +6,17 @@
 use super::page;
 use super::session::{cookie, cookie_value, key, provider, random_hex};
 use super::Console;
+use crate::auth::throttle_sign_in;
 use crate::error::ApiError;
 use crate::oidc::flow::SignedIn;
 use crate::ops::sign_in::Via;
-use axum::extract::{Query, State};
+use crate::ops::OpError;
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Extension;
 use serde::Deserialize;
+use std::net::SocketAddr;
 
 /// The cookie binding a sign-in in progress to the browser that started it.
 const BROWSER: &str = "sluice_oidc";
@@ -47,13 +51,32 @@ fn browser_cookie(c: &Console, value: &str, max_age: i64) -> HeaderValue {
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-pub async fn start(State(c): State<Console>) -> Response {
-    let Ok(oidc) = c.app.oidc() else {
+/// The sign-in page refusing a request over the sign-in rate of its source, with the
+/// `Retry-After` the API would send.
+fn throttled(c: &Console, peer: Option<Extension<ConnectInfo<SocketAddr>>>) -> Option<Response> {
+    let e = throttle_sign_in(&c.app, peer.map(|p| p.0 .0.ip())).err()?;
+    let mut resp = refused(c, e.status(), e.to_string());
+    if let Some(secs) = e.retry_after() {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    Some(resp)
+}
+
+pub async fn start(
+    State(c): State<Console>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+) -> Response {
+    if c.app.oidc().is_err() {
         return page::not_found();
-    };
+    }
+    if let Some(resp) = throttled(&c, peer) {
+        return resp;
+    }
     let browser = random_hex();
-    match oidc
-        .authorization_url(&redirect_uri(&c), key(&browser), c.app.now())
+    match c
+        .app
+        .start_console_sign_in(&redirect_uri(&c), key(&browser))
         .await
     {
         Ok(url) => {
@@ -70,7 +93,7 @@ pub async fn start(State(c): State<Console>) -> Response {
             refused(
                 &c,
                 status,
-                "the identity provider cannot be reached; try again shortly".into(),
+                "the sign-in cannot be started (the identity provider or the store is unavailable); try again shortly".into(),
             )
         }
     }
@@ -88,12 +111,16 @@ pub struct Answer {
 
 pub async fn callback(
     State(c): State<Console>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Query(answer): Query<Answer>,
 ) -> Response {
     let Ok(oidc) = c.app.oidc() else {
         return page::not_found();
     };
+    if let Some(resp) = throttled(&c, peer) {
+        return resp;
+    }
     if let Some(e) = answer.error {
         let more = answer
             .error_description
@@ -127,15 +154,18 @@ pub async fn callback(
         .map(|b| key(&b))
         .unwrap_or_default();
     let now = c.app.now();
-    let identity = match oidc
-        .finish_code(&redirect_uri(&c), &state, &code, &browser, now)
+    let identity = match c
+        .app
+        .finish_console_sign_in(&redirect_uri(&c), &state, &code, &browser)
         .await
     {
         Ok(identity) => identity,
         Err(e) => {
-            c.app.record_refused_sign_in(&e).await;
-            let message = e.to_string();
-            return refused(&c, ApiError::from(e).status(), message);
+            if let OpError::SignIn(why) = &e {
+                c.app.record_refused_sign_in(why).await;
+            }
+            let e = ApiError::from(e);
+            return refused(&c, e.status(), e.to_string());
         }
     };
     let signed = SignedIn {

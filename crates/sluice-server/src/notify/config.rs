@@ -51,6 +51,10 @@ pub struct NotifyFile {
     pub lease: Option<String>,
     #[serde(default)]
     pub reminders: RemindersFile,
+    /// Principal name → chat user id (e.g. `alice@example.com: U024BE7LH`): a chat message
+    /// @-mentions those among them it concerns (who must approve, review or extend).
+    #[serde(default)]
+    pub chat_users: std::collections::BTreeMap<String, String>,
 }
 
 /// One sink as written.
@@ -76,6 +80,11 @@ pub struct SinkFile {
     /// Only flag events of these environments (`*` suffix matches a prefix); default: all.
     #[serde(default)]
     pub environments: Vec<String>,
+    /// Only events that concern one of these principals (a person's own sink): their own
+    /// requests and grants, and requests and break-glass uses they may approve or review.
+    /// Default: everything the filters above let through.
+    #[serde(default)]
+    pub recipients: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -110,6 +119,8 @@ pub struct Sink {
     pub events: Vec<String>,
     pub entitlements: Vec<String>,
     pub environments: Vec<String>,
+    /// Only what concerns one of these principals; empty: no such filter.
+    pub recipients: Vec<String>,
 }
 
 impl std::fmt::Debug for Sink {
@@ -119,6 +130,7 @@ impl std::fmt::Debug for Sink {
             .field("kind", &self.kind)
             .field("url", &"[redacted]")
             .field("events", &self.events)
+            .field("recipients", &self.recipients)
             .finish_non_exhaustive()
     }
 }
@@ -146,6 +158,8 @@ pub struct NotifyConfig {
     pub timeout: Duration,
     /// How often reminders are looked for.
     pub remind_every: Duration,
+    /// Principal name → chat user id, for @-mentions.
+    pub chat_users: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for NotifyConfig {
@@ -159,6 +173,7 @@ impl Default for NotifyConfig {
             lease: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
             remind_every: Duration::from_secs(5),
+            chat_users: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -307,7 +322,15 @@ impl NotifyFile {
                 events: s.events.clone(),
                 entitlements: s.entitlements.clone(),
                 environments: s.environments.clone(),
+                recipients: s.recipients.clone(),
             });
+        }
+        for (principal, id) in &self.chat_users {
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(format!(
+                    "notifications: chat_users: `{principal}` maps to `{id}`, not a chat user id (letters and digits, e.g. U024BE7LH)"
+                ));
+            }
         }
         let max_attempts = self.max_attempts.unwrap_or(defaults.max_attempts);
         if max_attempts == 0 {
@@ -331,6 +354,7 @@ impl NotifyFile {
                     &self.reminders.unreviewed_after,
                 )?,
             },
+            chat_users: self.chat_users.clone(),
             ..defaults
         })
     }
@@ -379,12 +403,41 @@ mod tests {
             events: vec!["request.*".into(), "grant.expired".into()],
             entitlements: vec!["prod-*".into()],
             environments: vec!["production".into()],
+            recipients: Vec::new(),
         };
         assert!(s.hears("request.opened", Some("prod-db"), None));
         assert!(!s.hears("request.opened", Some("staging-db"), None));
         assert!(!s.hears("grant.revoked", Some("prod-db"), None));
         assert!(s.hears("grant.expired", Some("prod-x"), None));
         assert!(!s.hears("rollout.step", None, Some("staging")));
+    }
+
+    #[test]
+    fn recipients_and_chat_users_are_read_and_chat_ids_checked() {
+        let file = |chat_id: &str| -> NotifyFile {
+            serde_json::from_value(serde_json::json!({
+                "sinks": [{
+                    "name": "dave-dm",
+                    "kind": "slack",
+                    "url": "http://chat.example.com/hooks/dave",
+                    "recipients": ["dave@example.com"],
+                }],
+                "chat_users": {"dave@example.com": chat_id},
+            }))
+            .unwrap()
+        };
+        let c = file("U024BE7LH").resolve().unwrap();
+        assert_eq!(c.sinks[0].recipients, ["dave@example.com"]);
+        assert_eq!(c.chat_users["dave@example.com"], "U024BE7LH");
+        for bad in ["<!channel>", "", "U1 U2"] {
+            assert!(
+                file(bad)
+                    .resolve()
+                    .unwrap_err()
+                    .contains("not a chat user id"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -42,10 +42,12 @@ impl Notifier {
     }
 
     /// The router the store calls for every committed audit entry.
-    pub fn router(&self, public_url: &str) -> Router {
+    pub fn router(&self, app: &App) -> Router {
         Router {
             sinks: self.sinks.clone(),
-            public_url: public_url.to_owned(),
+            public_url: app.public_url().to_owned(),
+            policy: app.policy_reader(),
+            chat_users: Arc::new(self.config.chat_users.clone()),
         }
     }
 }
@@ -53,7 +55,7 @@ impl Notifier {
 /// Delivers until aborted.
 pub async fn run(app: App, n: Arc<Notifier>) {
     let written = app.store.outbox_written();
-    let router = n.router(app.public_url());
+    let router = n.router(&app);
     let mut last_remind: Option<tokio::time::Instant> = None;
     let mut last_count: Option<tokio::time::Instant> = None;
     loop {

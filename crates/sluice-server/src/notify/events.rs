@@ -7,7 +7,9 @@ pub use super::config::{known, ALL};
 use crate::ids::new_id;
 use serde_json::{json, Value};
 use sluice_audit::AuditEntry;
+use sluice_core::policy::Policy;
 use sluice_store::{OutboxMessage, OutboxRouter};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The event type an audit entry is announced as, if any.
@@ -55,12 +57,73 @@ pub fn payload(event: &str, at: chrono::DateTime<chrono::Utc>, data: Value) -> S
     .to_string()
 }
 
+/// The policy in force when a notification is routed (`None` once the server is gone).
+pub type PolicySource = Arc<dyn Fn() -> Option<Arc<Policy>> + Send + Sync>;
+
+/// Does `event` (with its `data`) concern `principal`? The holder hears of their own request
+/// and grant; an eligible approver of the entitlement (never the requester) hears of a request
+/// to approve and of a break-glass use to review; an approver of the environment (never the
+/// proposer) hears of a flag change request. Nobody in particular hears of rollout or audit
+/// events.
+pub fn concerns(policy: Option<&Policy>, event: &str, data: &Value, principal: &str) -> bool {
+    let d = &data["details"];
+    if event == "change_request.opened" {
+        return d["proposer"].as_str() != Some(principal)
+            && d["environment"]
+                .as_str()
+                .zip(policy)
+                .and_then(|(env, p)| {
+                    let rule = p.doc.environments.get(env)?.approval.as_ref()?;
+                    Some((p, rule))
+                })
+                .is_some_and(|(p, rule)| p.is_in(principal, &rule.approvers));
+    }
+    let holder = d["requester"].as_str().or(data["holder"].as_str());
+    let holder_hears = matches!(
+        event,
+        "request.approved"
+            | "request.denied"
+            | "grant.started"
+            | "grant.expiring"
+            | "grant.expired"
+            | "grant.revoked"
+            | "break_glass.used"
+    );
+    if holder_hears && holder == Some(principal) {
+        return true;
+    }
+    let approvers_act = matches!(
+        event,
+        "request.opened" | "request.pending" | "break_glass.used" | "break_glass.awaiting_review"
+    );
+    approvers_act
+        && holder != Some(principal)
+        && d["entitlement"]
+            .as_str()
+            .zip(policy)
+            .and_then(|(e, p)| p.entitlement(e).map(|ent| (p, ent)))
+            .is_some_and(|(p, ent)| p.is_in(principal, &ent.approval.approvers))
+}
+
 /// Routes audit entries to the configured sinks.
-#[derive(Debug)]
 pub struct Router {
     pub sinks: Arc<Vec<Sink>>,
     /// Where the console is (`…/ui/`), for links.
     pub public_url: String,
+    /// The policy, to know whom an event concerns (sinks' `recipients`, chat mentions).
+    pub policy: PolicySource,
+    /// Principal name → chat user id.
+    pub chat_users: Arc<BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("sinks", &self.sinks)
+            .field("public_url", &self.public_url)
+            .field("chat_users", &self.chat_users.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Router {
@@ -75,16 +138,34 @@ impl Router {
         id: Option<&str>,
     ) -> Vec<OutboxMessage> {
         let (entitlement, environment) = about(resource, &data["details"]);
+        let policy = (self.policy)();
+        let concerned = |p: &str| concerns(policy.as_deref(), event, &data, p);
+        // Chat users it concerns, to @-mention: who must approve, review or extend.
+        let mentions: Vec<&String> = self
+            .chat_users
+            .iter()
+            .filter(|(p, _)| concerned(p))
+            .map(|(_, id)| id)
+            .collect();
+        let hearing: Vec<&Sink> = self
+            .sinks
+            .iter()
+            .filter(|s| s.hears(event, entitlement.as_deref(), environment.as_deref()))
+            .filter(|s| s.recipients.is_empty() || s.recipients.iter().any(|r| concerned(r)))
+            .collect();
+        let mentions = json!(mentions);
         if let Some(d) = data.as_object_mut() {
             d.insert(
                 "console_url".into(),
                 json!(format!("{}/ui/inbox", self.public_url)),
             );
+            if mentions.as_array().is_some_and(|m| !m.is_empty()) {
+                d.insert("mentions".into(), mentions);
+            }
         }
         let body = payload(event, at, data);
-        self.sinks
-            .iter()
-            .filter(|s| s.hears(event, entitlement.as_deref(), environment.as_deref()))
+        hearing
+            .into_iter()
             .map(|s| OutboxMessage {
                 id: match id {
                     Some(id) => format!("msg_{id}_{}", s.name),
@@ -165,6 +246,61 @@ mod tests {
         );
         assert_eq!(event_of(&by_grant), None);
         assert_eq!(event_of(&entry("decision", "x", Value::Null)), None);
+    }
+
+    #[test]
+    fn an_event_concerns_its_holder_and_who_may_approve_or_review_it() {
+        let policy = Policy::from_yaml(
+            r#"
+users: [ann, bob, cat, dan]
+groups: {leads: [bob, cat], eng: [ann, bob, dan]}
+environments:
+  production: {protected: true, approval: {required: 1, approvers: [group:leads, ann]}}
+entitlements:
+  - name: db-read
+    scopes: [{resource: "db:orders", actions: [read]}]
+    requesters: [group:eng]
+    max_duration: 1h
+    approval: {required: 1, approvers: [group:leads]}
+    break_glass: true
+"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let about = |requester: &str| json!({"details": {"requester": requester, "entitlement": "db-read"}});
+        let who = |event: &str, requester: &str| -> Vec<&str> {
+            ["ann", "bob", "cat", "dan"]
+                .into_iter()
+                .filter(|p| concerns(Some(&policy), event, &about(requester), p))
+                .collect()
+        };
+        // Approvers hear of a request, never the requester (bob is a lead and asks himself).
+        assert_eq!(who("request.opened", "ann"), ["bob", "cat"]);
+        assert_eq!(who("request.pending", "bob"), ["cat"]);
+        assert_eq!(who("break_glass.awaiting_review", "dan"), ["bob", "cat"]);
+        // A break-glass use: its holder and its reviewers.
+        assert_eq!(who("break_glass.used", "dan"), ["bob", "cat", "dan"]);
+        // The outcome and the grant: the holder only.
+        for e in [
+            "request.approved",
+            "request.denied",
+            "grant.started",
+            "grant.expiring",
+        ] {
+            assert_eq!(who(e, "ann"), ["ann"], "{e}");
+        }
+        // A reminder names the holder outside `details`.
+        let reminder = json!({"holder": "dan", "details": {"entitlement": "db-read"}});
+        assert!(concerns(Some(&policy), "grant.expiring", &reminder, "dan"));
+        // A flag change request: the environment's approvers, never its proposer.
+        let proposal = json!({"details": {"proposer": "bob", "environment": "production"}});
+        let approvers: Vec<&str> = ["ann", "bob", "cat", "dan"]
+            .into_iter()
+            .filter(|p| concerns(Some(&policy), "change_request.opened", &proposal, p))
+            .collect();
+        assert_eq!(approvers, ["ann", "cat"]);
+        // Rollouts concern nobody in particular; without a policy, no approver is known.
+        assert!(who("rollout.paused", "ann").is_empty());
+        assert!(!concerns(None, "request.opened", &about("ann"), "bob"));
     }
 
     #[test]

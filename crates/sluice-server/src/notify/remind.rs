@@ -36,6 +36,22 @@ fn data(r: &AccessRequest, extra: Value) -> Value {
     d
 }
 
+/// The command that asks for more time on grant `q`, ready to paste: as long again as it was
+/// granted for (the server caps it at the entitlement's longest), for the same reason.
+pub fn extend_command(q: &AccessRequest) -> String {
+    let mut c = format!("sluice access extend {} --for {}", q.id, q.duration);
+    if !q.reason.is_empty() {
+        c.push_str(" --reason ");
+        c.push_str(&shell_quoted(&q.reason));
+    }
+    c
+}
+
+/// `s` as one POSIX shell word: in single quotes, each `'` written `'\''`.
+fn shell_quoted(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 /// The reminders `requests` call for at `now`.
 pub fn due(requests: &[AccessRequest], r: &Reminders, now: DateTime<Utc>) -> Vec<Reminder> {
     let mut out = Vec::new();
@@ -54,7 +70,7 @@ pub fn due(requests: &[AccessRequest], r: &Reminders, now: DateTime<Utc>) -> Vec
                         q,
                         json!({
                             "expires_in_secs": (expires - now).num_seconds(),
-                            "extend_command": format!("sluice access extend {} --for 30m --reason \"…\"", q.id),
+                            "extend_command": extend_command(q),
                         }),
                     ),
                 });
@@ -165,5 +181,21 @@ mod tests {
             .any(|(e, k)| *e == "break_glass.awaiting_review" && k == "review_req-b"));
         // At expiry, no more expiry reminder.
         assert!(!events(t(60)).iter().any(|(e, _)| *e == "grant.expiring"));
+    }
+
+    #[test]
+    fn the_extend_command_is_exact_and_quoted_for_the_shell() {
+        let mut q = request("req-g", "active", 0, Some(60), false);
+        assert_eq!(
+            extend_command(&q),
+            "sluice access extend req-g --for 1h --reason 'why'"
+        );
+        q.reason = "it's INC-7".into();
+        assert_eq!(
+            extend_command(&q),
+            r"sluice access extend req-g --for 1h --reason 'it'\''s INC-7'"
+        );
+        q.reason.clear();
+        assert_eq!(extend_command(&q), "sluice access extend req-g --for 1h");
     }
 }

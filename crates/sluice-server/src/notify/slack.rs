@@ -67,6 +67,19 @@ pub fn message(payload: &Value) -> Value {
             fields.push(json!({"type": "mrkdwn", "text": format!("*{label}:*\n{text}")}));
         }
     }
+    // Who must act (the approvers, the reviewers, the holder), @-mentioned first.
+    let mentions: Vec<String> = data["mentions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|id| format!("<@{id}>"))
+        .collect();
+    let headline = if mentions.is_empty() {
+        headline
+    } else {
+        format!("{} {headline}", mentions.join(" "))
+    };
     let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": headline}})];
     if !fields.is_empty() {
         blocks.push(json!({"type": "section", "fields": fields}));

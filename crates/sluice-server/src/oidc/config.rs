@@ -9,6 +9,10 @@ use std::time::Duration;
 
 /// The environment variable the client secret is read from by default.
 pub const SECRET_ENV: &str = "SLUICE_OIDC_CLIENT_SECRET";
+/// Sign-in requests per minute per source address by default: a person's sign-in takes two
+/// to four (or a device poll every 5 s), so a whole office behind one address fits, and a
+/// script hammering the endpoints (each costs a round trip to the identity provider) does not.
+pub const DEFAULT_SIGN_IN_PER_MINUTE: u32 = 30;
 /// The longest clock skew that may be configured.
 const MAX_SKEW: Duration = Duration::from_secs(300);
 
@@ -35,6 +39,9 @@ pub struct OidcFile {
     pub clock_skew: Option<String>,
     /// How long a Sluice session lasts before it must be refreshed (default 1h, 1m to 24h).
     pub session_ttl: Option<String>,
+    /// Sign-in requests (device start and poll, console start and callback) per minute per
+    /// source address, then `429 rate_limited` (default 30; 0 turns the limit off).
+    pub sign_in_rate_limit: Option<u32>,
 }
 
 /// A resolved identity provider configuration, secret included.
@@ -50,6 +57,8 @@ pub struct OidcConfig {
     pub name: String,
     pub clock_skew: Duration,
     pub session_ttl: Duration,
+    /// Sign-in requests per minute per source address; 0: unlimited.
+    pub sign_in_per_minute: u32,
 }
 
 fn duration(what: &str, raw: Option<&str>, default: Duration) -> Result<Duration, String> {
@@ -136,6 +145,9 @@ impl OidcFile {
                 .unwrap_or_else(|| "your identity provider".into()),
             clock_skew,
             session_ttl,
+            sign_in_per_minute: self
+                .sign_in_rate_limit
+                .unwrap_or(DEFAULT_SIGN_IN_PER_MINUTE),
         }))
     }
 }

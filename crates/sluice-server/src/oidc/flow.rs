@@ -53,14 +53,12 @@ pub struct SignedIn {
 }
 
 impl Oidc {
-    /// Where the console sends the browser: the authorization URL of a new sign-in, kept
-    /// under its `state` for the browser whose cookie hashes to `browser`.
+    /// Where the console sends the browser: the authorization URL of a new sign-in, and what
+    /// its answer will need (kept by the caller until then).
     pub async fn authorization_url(
         &self,
         redirect: &str,
-        browser: String,
-        now: DateTime<Utc>,
-    ) -> Result<String, SignInError> {
+    ) -> Result<(String, PendingLogin), SignInError> {
         let d = self.discovered().await?;
         let client = CoreClient::from_provider_metadata(
             d.metadata.clone(),
@@ -78,34 +76,23 @@ impl Oidc {
             request = request.add_scope(Scope::new(s.clone()));
         }
         let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
-        self.pending.put(
-            state.secret().clone(),
-            PendingLogin {
-                nonce,
-                verifier,
-                browser,
-                started: now,
-            },
-            now,
-        );
-        Ok(url.to_string())
+        let login = PendingLogin {
+            state: state.secret().clone(),
+            nonce,
+            verifier,
+        };
+        Ok((url.to_string(), login))
     }
 
-    /// The provider's answer to a console sign-in: the code exchanged (with the PKCE
-    /// verifier) and the ID token verified (with the nonce).
+    /// The provider's answer to the console sign-in `login`: the code exchanged (with the
+    /// PKCE verifier) and the ID token verified (with the nonce).
     pub async fn finish_code(
         &self,
         redirect: &str,
-        state: &str,
+        login: PendingLogin,
         code: &str,
-        browser: &str,
         now: DateTime<Utc>,
     ) -> Result<Identity, SignInError> {
-        let login = self
-            .pending
-            .take(state, now)
-            .filter(|p| p.browser == browser)
-            .ok_or(SignInError::UnknownLogin)?;
         let d = self.discovered().await?;
         let client = CoreClient::from_provider_metadata(
             d.metadata.clone(),

@@ -1,7 +1,7 @@
 //! Sign-in through an OpenID Connect identity provider.
 //!
 //! Sluice is the relying party and the broker: it holds the client secret and, for CLI
-//! sessions, the identity provider's refresh token; people and the CLI only ever hold a
+//! sessions, the identity provider's refresh token (sealed at rest, [`seal`]); people and the CLI only ever hold a
 //! Sluice session token (kind `session`, short-lived). The console signs in with the
 //! authorization-code flow with PKCE, `state` and `nonce` ([`crate::console`]'s `oidc`
 //! pages); the CLI with the device-authorization grant (RFC 8628) through `/v1/sign-in/…`.
@@ -16,6 +16,7 @@
 pub mod config;
 pub mod flow;
 pub mod pending;
+pub mod seal;
 pub mod verify;
 
 use crate::oidc::config::OidcConfig;
@@ -91,13 +92,12 @@ pub struct Discovered {
     pub revocation_endpoint: Option<String>,
 }
 
-/// The identity provider of this server: its configuration, an HTTP client for it, the
-/// discovered metadata, and the console sign-ins in progress.
+/// The identity provider of this server: its configuration, an HTTP client for it, and the
+/// discovered metadata. (Console sign-ins in progress are in the store: [`pending`].)
 pub struct Oidc {
     pub config: OidcConfig,
     pub http: reqwest::Client,
     discovered: tokio::sync::Mutex<Option<(Instant, Arc<Discovered>)>>,
-    pub pending: pending::Pending,
 }
 
 impl Oidc {
@@ -113,7 +113,6 @@ impl Oidc {
             config,
             http,
             discovered: tokio::sync::Mutex::new(None),
-            pending: pending::Pending::default(),
         })
     }
 

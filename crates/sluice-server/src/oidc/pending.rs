@@ -1,58 +1,62 @@
 //! Console sign-ins in progress: between the redirect to the identity provider and its
 //! answer, what only this server may know — the PKCE verifier and the nonce — kept under the
 //! `state` sent along, and bound to the browser that started it (a cookie whose hash is kept).
-//! In this instance's memory, for ten minutes at most.
+//!
+//! They live in the store ([`sluice_store::PendingSignIn`]), so the answer may land on any
+//! instance behind a load balancer: under SHA-256 of the `state`, with the verifier and nonce
+//! sealed ([`super::seal`], a key of its own), for ten minutes at most, and taken once.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use super::seal::{Sealer, Unsealable};
+use chrono::TimeDelta;
 use openidconnect::{Nonce, PkceCodeVerifier};
-use std::collections::HashMap;
-use std::sync::Mutex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 /// How long a sign-in may take at the identity provider.
-const LIFETIME: TimeDelta = TimeDelta::minutes(10);
-/// Sign-ins in progress at once; beyond it the oldest is dropped.
-const MAX: usize = 10_000;
+pub const LIFETIME: TimeDelta = TimeDelta::minutes(10);
+/// The HKDF `info` the key sealing sign-ins in progress is derived under.
+pub const PURPOSE: &[u8] = b"sluice pending sign-in seal";
+/// What the seal of a sign-in in progress is bound to (with its state's hash).
+const BOUND_TO: &str = "pending_sign_in";
 
+/// A sign-in started: the `state` sent to the provider, and what its answer needs.
 pub struct PendingLogin {
+    pub state: String,
     pub nonce: Nonce,
     pub verifier: PkceCodeVerifier,
-    /// SHA-256 (hex) of the browser cookie that started it.
-    pub browser: String,
-    pub started: DateTime<Utc>,
 }
 
-#[derive(Default)]
-pub struct Pending(Mutex<HashMap<String, PendingLogin>>);
+#[derive(Serialize, Deserialize)]
+struct Secrets {
+    nonce: String,
+    verifier: String,
+}
 
-impl Pending {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PendingLogin>> {
-        // Nothing panics while holding it: a poisoned map is still sound.
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// SHA-256 (hex) of a `state`: the key a sign-in is kept under.
+#[must_use]
+pub fn state_hash(state: &str) -> String {
+    hex::encode(Sha256::digest(state.as_bytes()))
+}
+
+impl PendingLogin {
+    /// The verifier and nonce, sealed and bound to the state.
+    pub fn seal(&self, sealer: &Sealer) -> Result<String, Unsealable> {
+        let text = serde_json::to_string(&Secrets {
+            nonce: self.nonce.secret().clone(),
+            verifier: self.verifier.secret().clone(),
+        })
+        .map_err(|_| Unsealable)?;
+        sealer.seal(BOUND_TO, &state_hash(&self.state), &text)
     }
 
-    /// Keeps a sign-in under its `state`.
-    pub fn put(&self, state: String, login: PendingLogin, now: DateTime<Utc>) {
-        let mut map = self.lock();
-        map.retain(|_, p| p.started + LIFETIME > now);
-        if map.len() >= MAX {
-            if let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, p)| p.started)
-                .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
-            }
-        }
-        map.insert(state, login);
-    }
-
-    /// Takes the sign-in under `state` (once: a replayed answer finds nothing), if it is
-    /// still young enough.
-    pub fn take(&self, state: &str, now: DateTime<Utc>) -> Option<PendingLogin> {
-        self.lock()
-            .remove(state)
-            .filter(|p| p.started + LIFETIME > now)
+    /// What [`PendingLogin::seal`] sealed for `state`.
+    pub fn open(sealer: &Sealer, state: &str, sealed: &str) -> Result<PendingLogin, Unsealable> {
+        let text = sealer.open(BOUND_TO, &state_hash(state), sealed)?;
+        let s: Secrets = serde_json::from_str(&text).map_err(|_| Unsealable)?;
+        Ok(PendingLogin {
+            state: state.to_owned(),
+            nonce: Nonce::new(s.nonce),
+            verifier: PkceCodeVerifier::new(s.verifier),
+        })
     }
 }

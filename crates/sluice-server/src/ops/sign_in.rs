@@ -11,6 +11,8 @@ use crate::app::App;
 use crate::caller::Caller;
 use crate::ids::new_id;
 use crate::oidc::flow::SignedIn;
+use crate::oidc::pending::{self, PendingLogin};
+use crate::oidc::seal::Sealer;
 use crate::oidc::{Identity, Oidc, SignInError};
 use crate::ops::admin::BOOTSTRAP_ADMIN;
 use crate::ops::{Input, OpError};
@@ -19,7 +21,7 @@ use serde_json::json;
 use sluice_audit::NewEntry;
 use sluice_core::policy::PrincipalKind;
 use sluice_core::token::{SecretToken, TokenKind};
-use sluice_store::TokenRow;
+use sluice_store::{PendingSignIn, TokenRow};
 use std::sync::Arc;
 
 /// How a session was opened.
@@ -54,6 +56,59 @@ impl App {
         self.oidc_slot().ok_or(SignInError::NotConfigured)
     }
 
+    /// Starts a console sign-in for the browser whose cookie hashes to `browser`: keeps it in
+    /// the store (so the answer may come back to any instance) and returns the provider's URL
+    /// to send the browser to.
+    pub async fn start_console_sign_in(
+        &self,
+        redirect: &str,
+        browser: String,
+    ) -> Result<String, OpError> {
+        let oidc = self.oidc()?;
+        let (url, login) = oidc.authorization_url(redirect).await?;
+        let now = self.now();
+        let sealed = login
+            .seal(&self.pending_sealer())
+            .map_err(|e| OpError::Internal(format!("sealing a sign-in in progress: {e}")))?;
+        let row = PendingSignIn {
+            state_hash: pending::state_hash(&login.state),
+            browser,
+            sealed,
+            created_at: now,
+            expires_at: now + pending::LIFETIME,
+        };
+        self.store.put_pending_sign_in(&row, now).await?;
+        Ok(url)
+    }
+
+    /// The provider's answer to a console sign-in: the sign-in under `state` taken from the
+    /// store (once: a replayed answer finds nothing), checked against the browser that started
+    /// it, and finished at the provider. `sign_in_expired` when there is no such sign-in.
+    pub async fn finish_console_sign_in(
+        &self,
+        redirect: &str,
+        state: &str,
+        code: &str,
+        browser: &str,
+    ) -> Result<Identity, OpError> {
+        let oidc = self.oidc()?;
+        let now = self.now();
+        let row = self
+            .store
+            .take_pending_sign_in(&pending::state_hash(state), now)
+            .await?
+            .filter(|p| p.browser == browser)
+            .ok_or(SignInError::UnknownLogin)?;
+        let login = PendingLogin::open(&self.pending_sealer(), state, &row.sealed)
+            .map_err(|_| SignInError::UnknownLogin)?;
+        Ok(oidc.finish_code(redirect, login, code, now).await?)
+    }
+
+    /// Seals sign-ins in progress (a key of its own, from the audit signing key).
+    fn pending_sealer(&self) -> Sealer {
+        Sealer::new(&self.signer.derive_key(pending::PURPOSE))
+    }
+
     /// Opens a session for a person the identity provider vouched for.
     pub async fn open_idp_session(
         &self,
@@ -82,7 +137,8 @@ impl App {
         let (secret, row) = session_row(&id.principal, via, now, oidc.config.session_ttl);
         tx.insert_token(&row, &secret.hash()).await?;
         if via == Via::Cli {
-            tx.insert_idp_session(&row.id, &id.principal, signed.refresh_token.as_deref(), now)
+            let sealed = self.seal_refresh(&id.principal, &row.id, signed.refresh_token)?;
+            tx.insert_idp_session(&row.id, &id.principal, sealed.as_deref(), now)
                 .await?;
         }
         tx.audit(
@@ -127,18 +183,22 @@ impl App {
                 "only a session token (from `sluice login`) is refreshed",
             ));
         }
-        let Some((principal, refresh_token)) = self.store.idp_session(&caller.token_id).await?
-        else {
+        let Some((principal, sealed)) = self.store.idp_session(&caller.token_id).await? else {
             return Err(SignInError::SessionEnded(
                 "this session cannot be refreshed (a console session, or refreshed already)".into(),
             )
             .into());
         };
-        let refreshed = match refresh_token {
+        let sealer = Sealer::of(&self.signer);
+        let refreshed = match sealed {
             None => Err(SignInError::SessionEnded(
                 "the identity provider gave no refresh token".into(),
             )),
-            Some(rt) => oidc.refresh(&rt, self.now()).await,
+            // Not opening is a verdict, not an outage: the session ends (audited), never a 500.
+            Some(sealed) => match sealer.open(&principal, &caller.token_id, &sealed) {
+                Ok(rt) => oidc.refresh(&rt, self.now()).await,
+                Err(e) => Err(SignInError::SessionEnded(e.to_string())),
+            },
         };
         let signed = match refreshed {
             Ok(s) if s.identity.principal == principal => s,
@@ -179,7 +239,8 @@ impl App {
         tx.revoke_token(&caller.token_id, now).await?;
         let (secret, row) = session_row(&principal, Via::Cli, now, oidc.config.session_ttl);
         tx.insert_token(&row, &secret.hash()).await?;
-        tx.insert_idp_session(&row.id, &principal, signed.refresh_token.as_deref(), now)
+        let sealed = self.seal_refresh(&principal, &row.id, signed.refresh_token)?;
+        tx.insert_idp_session(&row.id, &principal, sealed.as_deref(), now)
             .await?;
         let groups: Vec<String> = policy
             .mapped_groups(&signed.identity.groups)
@@ -277,10 +338,30 @@ impl App {
         .await?;
         tx.commit().await?;
         self.refresh().await?;
-        if let (Some((_, Some(rt))), Ok(oidc)) = (idp, self.oidc()) {
-            oidc.revoke(&rt).await;
+        if let (Some((principal, Some(sealed))), Ok(oidc)) = (idp, self.oidc()) {
+            // One that does not open is one nobody can use either: nothing to revoke.
+            if let Ok(rt) = Sealer::of(&self.signer).open(&principal, &caller.token_id, &sealed) {
+                oidc.revoke(&rt).await;
+            }
         }
         Ok(())
+    }
+
+    /// The provider's refresh token sealed for the session token `token_id` (see
+    /// [`crate::oidc::seal`]): only sealed does it reach the store.
+    fn seal_refresh(
+        &self,
+        principal: &str,
+        token_id: &str,
+        refresh_token: Option<String>,
+    ) -> Result<Option<String>, OpError> {
+        refresh_token
+            .map(|rt| {
+                Sealer::of(&self.signer)
+                    .seal(principal, token_id, &rt)
+                    .map_err(|e| OpError::Internal(format!("sealing a refresh token: {e}")))
+            })
+            .transpose()
     }
 
     /// Records an ID token the server refused (a bad signature, audience, expiry …): worth an

@@ -1,12 +1,13 @@
 //! `/v1/sign-in/…`: the CLI's sign-in through the identity provider (see [`crate::oidc`]).
 
 use crate::app::App;
-use crate::auth::ApiCaller;
+use crate::auth::{throttle_sign_in, ApiCaller};
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
 use crate::ops::sign_in::{NewSession, Via};
-use axum::extract::State;
-use axum::Json;
+use axum::extract::{ConnectInfo, State};
+use axum::{Extension, Json};
+use std::net::SocketAddr;
 
 pub use sluice_api::sign_in::{DevicePoll, DeviceSignIn, SessionIssued, SignedOut};
 
@@ -23,8 +24,12 @@ fn issued(s: NewSession) -> SessionIssued {
 /// Start a sign-in through the identity provider on a device without a browser (RFC 8628):
 /// the person opens `verification_uri` and enters `user_code`; the caller polls
 /// `/v1/sign-in/device/token`.
-#[utoipa::path(post, operation_id = "start_device_sign_in", path = "/v1/sign-in/device", tag = "sign-in", security(), responses((status = 200, body = DeviceSignIn), (status = 404, body = ErrorBody, description = "no identity provider is configured (`sign_in_not_configured`)"), (status = 502, body = ErrorBody, description = "the identity provider is unavailable")))]
-pub async fn device(State(app): State<App>) -> Result<Json<DeviceSignIn>, ApiError> {
+#[utoipa::path(post, operation_id = "start_device_sign_in", path = "/v1/sign-in/device", tag = "sign-in", security(), responses((status = 200, body = DeviceSignIn), (status = 404, body = ErrorBody, description = "no identity provider is configured (`sign_in_not_configured`)"), (status = 429, body = ErrorBody, description = "`rate_limited`: too many sign-in requests from this address; retry after `Retry-After` seconds"), (status = 502, body = ErrorBody, description = "the identity provider is unavailable")))]
+pub async fn device(
+    State(app): State<App>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+) -> Result<Json<DeviceSignIn>, ApiError> {
+    throttle_sign_in(&app, peer.map(|p| p.0 .0.ip()))?;
     let d = app.oidc()?.device_start().await?;
     Ok(Json(DeviceSignIn {
         device_code: d.device_code,
@@ -38,11 +43,13 @@ pub async fn device(State(app): State<App>) -> Result<Json<DeviceSignIn>, ApiErr
 
 /// Poll a device sign-in: `authorization_pending` (400) until the person approved it, then a
 /// session token (audited as `principal.signed_in`).
-#[utoipa::path(post, operation_id = "poll_device_sign_in", path = "/v1/sign-in/device/token", tag = "sign-in", security(), request_body = DevicePoll, responses((status = 200, body = SessionIssued), (status = 400, body = ErrorBody, description = "`authorization_pending`: not approved yet, poll again after the interval"), (status = 401, body = ErrorBody, description = "the provider refused, or its ID token failed verification (`id_token_…`)"), (status = 403, body = ErrorBody, description = "the principal claim is unusable or reserved"), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody)))]
+#[utoipa::path(post, operation_id = "poll_device_sign_in", path = "/v1/sign-in/device/token", tag = "sign-in", security(), request_body = DevicePoll, responses((status = 200, body = SessionIssued), (status = 400, body = ErrorBody, description = "`authorization_pending`: not approved yet, poll again after the interval"), (status = 401, body = ErrorBody, description = "the provider refused, or its ID token failed verification (`id_token_…`)"), (status = 403, body = ErrorBody, description = "the principal claim is unusable or reserved"), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody, description = "`rate_limited`: too many sign-in requests from this address; retry after `Retry-After` seconds"), (status = 502, body = ErrorBody)))]
 pub async fn device_token(
     State(app): State<App>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     ApiJson(poll): ApiJson<DevicePoll>,
 ) -> Result<Json<SessionIssued>, ApiError> {
+    throttle_sign_in(&app, peer.map(|p| p.0 .0.ip()))?;
     let oidc = app.oidc()?;
     let signed = match oidc.device_token(&poll.device_code, app.now()).await {
         Ok(s) => s,

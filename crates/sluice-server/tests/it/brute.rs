@@ -261,7 +261,96 @@ async fn verifying_a_guess_takes_as_long_whatever_it_shares_with_a_real_token(b:
     }
 }
 
+/// The `Retry-After` of an answer, in seconds.
+fn retry_after(r: &reqwest::Response) -> u64 {
+    r.headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds")
+}
+
+async fn sign_in_requests_over_their_rate_are_refused_per_source_and_audited(b: Backend) {
+    let s = crate::server!(b);
+    // An identity provider nobody answers at: each sign-in request that passes the limit is
+    // answered 502 at once, so what is counted is Sluice's own limit.
+    let dir = tempfile::tempdir().expect("dir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret").expect("secret");
+    let config = sluice_server::oidc::config::OidcFile {
+        issuer: Some(format!("http://127.0.0.1:{}", closed_port())),
+        client_id: Some("sluice".into()),
+        client_secret_file: Some(secret),
+        sign_in_rate_limit: Some(5),
+        ..Default::default()
+    }
+    .resolve()
+    .expect("config")
+    .expect("an identity provider");
+    s.app.set_oidc(std::sync::Arc::new(
+        sluice_server::oidc::Oidc::new(config).expect("oidc"),
+    ));
+    let (a, other) = (client_from(4), client_from(5));
+    let poll = |c: &reqwest::Client| {
+        c.post(s.url("/v1/sign-in/device/token"))
+            .json(&serde_json::json!({"device_code": "guessed"}))
+            .send()
+    };
+    // The device start, the device poll and the console's sign-in share one quota per source.
+    let r = a
+        .post(s.url("/v1/sign-in/device"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    let r = a.get(s.url("/ui/oidc/start")).send().await.expect("sent");
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    for n in 3..=5 {
+        let r = poll(&a).await.expect("sent");
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY, "request {n}");
+    }
+    let r = poll(&a).await.expect("sent");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Five a minute: the next passes in about 12 s.
+    assert!((1..=12).contains(&retry_after(&r)), "{}", retry_after(&r));
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["code"], "rate_limited", "{v}");
+    let r = a
+        .post(s.url("/v1/sign-in/device"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // The console's pages are refused too, as a page with the same status and Retry-After.
+    for path in ["/ui/oidc/start", "/ui/oidc/callback?code=c&state=s"] {
+        let r = a.get(s.url(path)).send().await.expect("sent");
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{path}");
+        assert!(retry_after(&r) >= 1);
+        assert!(r.text().await.expect("page").contains("too many requests"));
+    }
+    // Another source is not slowed by it.
+    let r = poll(&other).await.expect("sent");
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+
+    // The refusals are in the trail once the minute is over: one entry for the source, with
+    // the count, not one per request.
+    s.advance(TimeDelta::seconds(61));
+    s.app.auth_failures.flush().await;
+    let entries = s.audit_actions("sign_in.throttled").await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["details"]["source"], "127.0.0.4");
+    assert_eq!(entries[0]["details"]["refused"], 4);
+    assert_eq!(entries[0]["actor"], "anonymous");
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
 backend_tests!(
     a_guesser_is_slowed_then_refused_and_audited_once_per_minute,
     verifying_a_guess_takes_as_long_whatever_it_shares_with_a_real_token,
+    sign_in_requests_over_their_rate_are_refused_per_source_and_audited,
 );

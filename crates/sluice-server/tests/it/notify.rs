@@ -113,6 +113,7 @@ pub fn webhook(name: &str, url: &str) -> Sink {
         events: Vec::new(),
         entitlements: Vec::new(),
         environments: Vec::new(),
+        recipients: Vec::new(),
     }
 }
 
@@ -433,6 +434,7 @@ async fn chat_messages_filters_and_reminders(backend: Backend) {
         events: vec!["request.*".into(), "grant.expiring".into()],
         entitlements: vec!["orders-*".into()],
         environments: Vec::new(),
+        recipients: Vec::new(),
     };
     let hook = Sink {
         events: vec!["grant.expiring".into()],
@@ -512,11 +514,146 @@ async fn chat_messages_filters_and_reminders(backend: Backend) {
         .contains(&format!("sluice access extend {id}")));
 }
 
+/// The event types a receiver path got, sorted.
+fn types(rx: &Receiver, path: &str) -> Vec<String> {
+    let mut t: Vec<String> = rx
+        .on(path)
+        .iter()
+        .map(|g| g.json()["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    t.sort();
+    t
+}
+
+/// Per-person sinks hear only what concerns their person, chat messages @-mention who must
+/// act, and the holder's reminder carries the exact command to extend that grant.
+async fn notifications_reach_the_people_who_must_act(backend: Backend) {
+    let (url, rx) = Receiver::start().await;
+    let person = |name: &str| Sink {
+        recipients: vec![name.into()],
+        ..webhook(&format!("{name}-hook"), &format!("{url}/{name}"))
+    };
+    let chat = Sink {
+        name: "team-chat".into(),
+        kind: SinkKind::Slack,
+        url: format!("{url}/chat"),
+        key: None,
+        events: vec![
+            "request.opened".into(),
+            "request.pending".into(),
+            "grant.expiring".into(),
+        ],
+        entitlements: Vec::new(),
+        environments: Vec::new(),
+        recipients: Vec::new(),
+    };
+    let n = NotifyConfig {
+        reminders: sluice_server::notify::config::Reminders {
+            expiring_before: Some(Duration::from_secs(600)),
+            pending_after: Some(Duration::from_secs(1200)),
+            ..Default::default()
+        },
+        remind_every: Duration::from_millis(100),
+        chat_users: [("bob", "UBOB"), ("carol", "UCAROL"), ("dave", "UDAVE")]
+            .into_iter()
+            .map(|(p, id)| (p.to_owned(), id.to_owned()))
+            .collect(),
+        ..config(vec![person("dave"), person("bob"), chat])
+    };
+    let Some(s) = start(backend, ManualClock::new(t0()), n).await else {
+        return;
+    };
+    let (dave, bob, carol) = (
+        s.token("dave").await,
+        s.token("bob").await,
+        s.token("carol").await,
+    );
+    // Dave asks; bob and carol (leads) and mallory may approve `orders-db-read`.
+    let (st, v) = s
+        .request(&dave, "orders-db-read", "1h", "INC-9 it's slow")
+        .await;
+    assert_eq!(st, reqwest::StatusCode::CREATED, "{v}");
+    let id = v["id"].as_str().expect("id").to_owned();
+    rx.until("the request in chat and to bob", |r| {
+        !r.on("/chat").is_empty() && !r.on("/bob").is_empty()
+    })
+    .await;
+    let opened = rx.on("/chat")[0].json();
+    assert_eq!(
+        opened["text"], "<@UBOB> <@UCAROL> dave requests `orders-db-read`",
+        "the approvers with a chat user are mentioned, the requester is not"
+    );
+    // Still waiting after 20 minutes: the approvers are reminded, by name.
+    s.advance(TimeDelta::minutes(21));
+    rx.until("the pending reminder", |r| {
+        r.on("/chat").len() == 2 && r.on("/bob").len() == 2
+    })
+    .await;
+    let pending = rx.on("/chat")[1].json();
+    assert!(
+        pending["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("<@UBOB> <@UCAROL> ") && t.contains("still waiting")),
+        "{pending}"
+    );
+    for approver in [&bob, &carol] {
+        let (st, v) = s
+            .post(approver, &format!("/v1/requests/{id}/approve"), json!({}))
+            .await;
+        assert_eq!(st, reqwest::StatusCode::OK, "{v}");
+    }
+    // Nine minutes before the grant ends: dave is reminded, with the command for this grant.
+    s.advance(TimeDelta::minutes(51));
+    rx.until("the expiry reminder", |r| {
+        r.on("/dave")
+            .iter()
+            .any(|g| g.json()["type"] == "grant.expiring")
+            && r.on("/chat").len() == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let reminder = rx
+        .on("/dave")
+        .into_iter()
+        .map(|g| g.json())
+        .find(|g| g["type"] == "grant.expiring")
+        .expect("the reminder");
+    assert_eq!(reminder["data"]["subject_id"], id.as_str());
+    assert_eq!(
+        reminder["data"]["extend_command"],
+        format!(r"sluice access extend {id} --for 1h --reason 'INC-9 it'\''s slow'")
+    );
+    assert_eq!(reminder["data"]["mentions"], json!(["UDAVE"]));
+    let chat = rx.on("/chat")[2].json();
+    assert!(
+        chat["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("<@UDAVE> dave's access")),
+        "only the holder is mentioned: {chat}"
+    );
+    assert!(chat["blocks"]
+        .to_string()
+        .contains(&format!("sluice access extend {id} --for 1h")));
+    // Each person's sink heard only what concerns them: dave his request's outcome and his
+    // grant, bob the request he may approve (and its reminder).
+    assert_eq!(
+        types(&rx, "/dave"),
+        [
+            "grant.expiring",
+            "grant.started",
+            "request.approved",
+            "request.approved"
+        ]
+    );
+    assert_eq!(types(&rx, "/bob"), ["request.opened", "request.pending"]);
+}
+
 crate::backend_tests!(
     webhooks_are_signed_per_the_standard,
     receiver_down_is_retried_with_backoff_across_a_restart,
     dead_letters_are_retried_by_hand,
     chat_messages_filters_and_reminders,
+    notifications_reach_the_people_who_must_act,
 );
 
 /// Two instances on one PostgreSQL database, both dispatching to one receiver: every event

@@ -15,6 +15,7 @@ mod http_calls;
 mod instances;
 mod rows;
 mod session_log;
+mod sign_ins;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use serde_json::json;

@@ -502,3 +502,321 @@ async fn device_flow(database: Option<&str>) {
     assert_eq!(out[0]["details"]["via"], "cli");
     s.verify_gap_free(&reqwest::Client::new()).await;
 }
+
+/// The database of `s`: its SQLite file, or the PostgreSQL database `database`.
+async fn raw_db(s: &Serve, database: Option<&str>) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let url = match database {
+        Some(url) => url.to_owned(),
+        None => format!("sqlite://{}", s.data_dir.join("sluice.db").display()),
+    };
+    sqlx::AnyPool::connect(&url).await.expect("open the store")
+}
+
+/// The one identity provider session row: (token id, principal, what the refresh column holds).
+async fn idp_session_row(db: &sqlx::AnyPool) -> (String, String, String) {
+    use sqlx::Row as _;
+    let rows = sqlx::query("SELECT token_id, principal, sealed_refresh_token FROM idp_sessions")
+        .fetch_all(db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "one CLI session");
+    let r = &rows[0];
+    (
+        r.get("token_id"),
+        r.get("principal"),
+        r.get::<Option<String>, _>("sealed_refresh_token")
+            .expect("the provider gave a refresh token"),
+    )
+}
+
+#[tokio::test]
+async fn the_refresh_token_is_sealed_at_rest_and_one_sealed_under_another_key_ends_the_session() {
+    sealed_refresh_token(None).await;
+}
+
+#[tokio::test]
+async fn the_refresh_token_is_sealed_at_rest_on_postgresql() {
+    let Some(url) = harness::pg_url().await else {
+        return;
+    };
+    sealed_refresh_token(Some(&url)).await;
+}
+
+async fn sealed_refresh_token(database: Option<&str>) {
+    use sluice_server::oidc::seal::Sealer;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(idp) = Idp::start(dir.path(), accounts(&["SRE Team"])).await else {
+        return;
+    };
+    let s = sluice_on(dir.path(), &idp, database).await;
+    let config = dir.path().join("config");
+    cli_login(&s, &idp, &config, "alice").await;
+    let db = raw_db(&s, database).await;
+
+    // The row holds a sealed value; only the server's key (from the audit signing key, which
+    // is not in the database) opens it, to the provider's refresh token.
+    let (token_id, principal, stored) = idp_session_row(&db).await;
+    assert!(stored.starts_with("v1."), "{stored}");
+    let signer = sluice_audit::AuditSigner::load_existing(&dir.path().join("audit-signing.pem"))
+        .unwrap()
+        .expect("the server's signing key");
+    let raw = Sealer::of(&signer)
+        .open(&principal, &token_id, &stored)
+        .expect("the server's key opens it");
+    assert!(raw.len() >= 16, "a refresh token: {raw}");
+    assert!(!stored.contains(&raw), "no raw refresh token in the row");
+    for table in ["idp_sessions", "tokens", "principals", "audit_entries"] {
+        let dump: Vec<String> = sqlx::query(&format!("SELECT * FROM {table}"))
+            .fetch_all(&db)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| format!("{:?}", row_text(r)))
+            .collect();
+        assert!(
+            !dump.iter().any(|d| d.contains(&raw)),
+            "the raw refresh token is nowhere in {table}"
+        );
+    }
+
+    if database.is_none() {
+        // Not in the bytes of the database files either (write-ahead log included).
+        for entry in std::fs::read_dir(&s.data_dir).unwrap().flatten() {
+            if entry.path().is_file() {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                assert!(
+                    !bytes.windows(raw.len()).any(|w| w == raw.as_bytes()),
+                    "the raw refresh token is in {}",
+                    entry.path().display()
+                );
+            }
+        }
+    }
+
+    // Refresh still works through the sealed token, and seals the new one for the new row.
+    let token = stored_token(&config);
+    let (st, v) = post_json(
+        &reqwest::Client::new(),
+        &s.url("/v1/sign-in/refresh"),
+        &token,
+        &json!(null),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let renewed = v["token"].as_str().unwrap().to_owned();
+    let (token_id, principal, stored) = idp_session_row(&db).await;
+    assert_eq!(json!(token_id), v["token_id"]);
+    let raw = Sealer::of(&signer)
+        .open(&principal, &token_id, &stored)
+        .unwrap();
+
+    // The same refresh token sealed under another key (the signing key was replaced): the
+    // refresh is refused cleanly, the session ends, and it is audited.
+    let foreign = Sealer::new(&[9; 32])
+        .seal(&principal, &token_id, &raw)
+        .unwrap();
+    sqlx::query("UPDATE idp_sessions SET sealed_refresh_token = $1 WHERE token_id = $2")
+        .bind(foreign)
+        .bind(&token_id)
+        .execute(&db)
+        .await
+        .unwrap();
+    let (st, v) = post_json(
+        &reqwest::Client::new(),
+        &s.url("/v1/sign-in/refresh"),
+        &renewed,
+        &json!(null),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(v["code"], "session_ended", "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("another key"),
+        "{v}"
+    );
+    let (st, _) = get_json(&reqwest::Client::new(), &s.url("/v1/whoami"), &renewed).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "the session ended");
+    let failed = entries(&s, "principal.refresh_failed").await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0]["details"]["code"], "session_ended");
+    assert_eq!(failed[0]["details"]["sessions_ended"], json!([token_id]));
+    s.verify_gap_free(&reqwest::Client::new()).await;
+    db.close().await;
+}
+
+/// Every text column of a row (what a raw token would be stored in).
+fn row_text(r: &sqlx::any::AnyRow) -> Vec<String> {
+    use sqlx::{Column as _, Row as _};
+    r.columns()
+        .iter()
+        .filter_map(|c| r.try_get::<Option<String>, _>(c.ordinal()).ok().flatten())
+        .collect()
+}
+
+/// A browser whose cookies the test can read, which stops at Sluice's sign-in callback instead
+/// of following the provider's redirect to it (a load balancer may send that anywhere).
+fn browser_stopping_at_the_callback() -> (reqwest::Client, std::sync::Arc<reqwest::cookie::Jar>) {
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let c = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.url().path().starts_with("/ui/oidc/callback") {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        }))
+        .build()
+        .unwrap();
+    (c, jar)
+}
+
+#[tokio::test]
+async fn a_console_sign_in_started_on_one_instance_completes_on_another_once() {
+    let Some(url) = harness::pg_url().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(idp) = Idp::start(dir.path(), accounts(&["SRE Team"])).await else {
+        return;
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let key = dir.path().join("audit-signing.pem").display().to_string();
+    let secret = [("SLUICE_OIDC_CLIENT_SECRET", CLIENT_SECRET)];
+    let mut args = vec![
+        "--oidc-issuer",
+        &idp.issuer,
+        "--oidc-client-id",
+        CLIENT_ID,
+        "--database-url",
+        &url,
+        "--signing-key",
+        &key,
+    ];
+    let a = Serve::start_with_env(dir_a.path(), &args, &secret).await;
+    a.apply_policy(&reqwest::Client::new(), POLICY).await;
+    // Behind one public address (here A's): the provider sends every answer there, and the
+    // load balancer may hand it to either instance.
+    let public = format!("http://{}", a.addr);
+    args.extend(["--public-url", &public]);
+    let b = Serve::start_with_env(dir_b.path(), &args, &secret).await;
+
+    // Started on A: to the provider's form and back, stopping at the answer.
+    let (browser, jar) = browser_stopping_at_the_callback();
+    let r = browser.get(a.url("/ui/oidc/start")).send().await.unwrap();
+    assert!(r.url().as_str().starts_with(&idp.issuer), "at {}", r.url());
+    let html = r.text().await.unwrap();
+    let r = browser
+        .post(form_action(&html, &idp.issuer))
+        .form(&[("login", "alice")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    let answer = r
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        answer.starts_with(&format!("{public}/ui/oidc/callback?")),
+        "{answer}"
+    );
+    // The cookie binding the sign-in to this browser (kept to replay the answer below).
+    use reqwest::cookie::CookieStore as _;
+    let binding = jar
+        .cookies(&answer.parse().unwrap())
+        .expect("the binding cookie")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(binding.contains("sluice_oidc="), "{binding}");
+
+    // Completed on B: B never saw the start, and signs her in.
+    let on_b = answer.replacen(&public, &format!("http://{}", b.addr), 1);
+    let r = browser.get(&on_b).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("Signed in"));
+    let inbox = browser.get(b.url("/ui/inbox")).send().await.unwrap();
+    assert_eq!(inbox.status(), StatusCode::OK);
+    assert!(
+        inbox.url().path().ends_with("/ui/inbox"),
+        "not sent to sign in"
+    );
+    assert!(inbox.text().await.unwrap().contains("alice@example.com"));
+    let signed = entries(&a, "principal.signed_in").await;
+    assert_eq!(signed.len(), 1, "{signed:?}");
+    assert_eq!(signed[0]["actor"], "alice@example.com");
+
+    // The same answer replayed, with the same binding cookie, on either instance: refused,
+    // and nobody else is signed in.
+    for s in [&a, &b] {
+        let r = reqwest::Client::new()
+            .get(answer.replacen(&public, &format!("http://{}", s.addr), 1))
+            .header(reqwest::header::COOKIE, &binding)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let html = r.text().await.unwrap();
+        assert!(html.contains("not started here or has expired"), "{html}");
+    }
+    assert_eq!(entries(&b, "principal.signed_in").await.len(), 1);
+    // Nothing of the sign-in is left in the store.
+    let db = raw_db(&a, Some(&url)).await;
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pending_sign_ins")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    db.close().await;
+    a.verify_gap_free(&reqwest::Client::new()).await;
+}
+
+/// A person in a real Chromium: the sign-in page's button, the provider's own login form,
+/// and back on the console's inbox as the principal the claims map to.
+#[tokio::test]
+async fn a_person_signs_in_to_the_console_in_chromium_through_the_providers_form() {
+    use crate::console::{
+        browser as chromium, click, driver, screenshot, text, type_into, wait_for,
+    };
+    let Some(d) = driver().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(idp) = Idp::start(dir.path(), accounts(&["SRE Team"])).await else {
+        return;
+    };
+    let s = sluice(dir.path(), &idp).await;
+    let c = chromium(&d, 1200, 900).await;
+    c.goto(&s.url("/ui/sign-in")).await.unwrap();
+    assert!(text(&c, "#sign-in-idp").await.starts_with("Sign in with"));
+    click(&c, "#sign-in-idp").await;
+    // The provider's page, in the browser: its form, its button.
+    wait_for(&c, "input[name=login]").await;
+    let at = c.current_url().await.unwrap();
+    assert!(
+        at.as_str().starts_with(&idp.issuer),
+        "at the provider: {at}"
+    );
+    type_into(&c, "input[name=login]", "alice").await;
+    click(&c, "button[type=submit]").await;
+    // Back at Sluice, on the inbox, as her.
+    wait_for(&c, "nav a[aria-current=page][href='/ui/inbox']").await;
+    let at = c.current_url().await.unwrap();
+    assert_eq!(at.as_str(), s.url("/ui/inbox"));
+    assert!(text(&c, "body").await.contains("alice@example.com"));
+    screenshot(&c, "oidc-signed-in.png").await;
+    let signed = entries(&s, "principal.signed_in").await;
+    assert_eq!(signed.len(), 1, "{signed:?}");
+    assert_eq!(signed[0]["actor"], "alice@example.com");
+    assert_eq!(signed[0]["details"]["via"], "console");
+    assert_eq!(
+        signed[0]["details"]["groups"],
+        json!(["oncall", "responders"])
+    );
+    c.close().await.unwrap();
+}
