@@ -13,6 +13,7 @@ mod chain;
 mod copy;
 mod http_calls;
 mod instances;
+mod records;
 mod rows;
 mod session_log;
 
