@@ -34,12 +34,51 @@
 use crate::durable::Flusher;
 use crate::listen::Changes;
 use crate::{get, StoreError};
-use sluice_audit::ChainHead;
+use sluice_audit::{AuditEntry, ChainHead};
+use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard};
 
-type Answer = oneshot::Sender<Result<(), StoreError>>;
+/// A writer's answer: its audit entries as stored, once the batch holding them is durable.
+type Answer = oneshot::Sender<Result<Vec<AuditEntry>, StoreError>>;
+
+/// A writer whose change is in the open transaction, waiting for the commit.
+#[derive(Debug)]
+struct Waiter {
+    answer: Answer,
+    /// What it is told it stored.
+    entries: Vec<AuditEntry>,
+}
+
+/// What a held writer sends, built on the chain head it follows.
+pub(crate) struct Built {
+    /// Its statements, `;`-separated, without the end of its savepoint.
+    pub(crate) sql: String,
+    /// How many statements `sql` holds.
+    pub(crate) statements: usize,
+    /// Its audit entries, chained on that head.
+    pub(crate) entries: Vec<AuditEntry>,
+}
+
+/// Builds a held writer's statements on a chain head (again, if a writer before it failed).
+pub(crate) type Build = Box<dyn Fn(&ChainHead) -> Result<Built, StoreError> + Send>;
+
+/// Builds what the lease holder sends after the held writers, on the chain head they leave.
+pub(crate) type Then<'a> = &'a (dyn Fn(&ChainHead) -> Result<String, StoreError> + Sync);
+
+/// A PostgreSQL writer that read nothing and left its statements to be sent with the next
+/// call on the batch's connection (see [`Lease::hold`]).
+struct Held {
+    build: Build,
+    answer: Answer,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Held")
+    }
+}
 
 /// Ends a writer's savepoint, keeping its change, and opens the next writer's.
 pub(crate) const KEEP: &str = "RELEASE SAVEPOINT op; SAVEPOINT op";
@@ -72,12 +111,17 @@ struct Batch {
     conn: AnyConnection,
     /// A batch transaction is open on `conn`.
     open: bool,
-    /// The chain head inside the open transaction, as left by the last released writer.
+    /// The chain head inside the open transaction, as left by the last released writer
+    /// (held writers included).
     head: ChainHead,
+    /// The chain head as far as the connection has been sent (held writers not included).
+    sent: ChainHead,
     /// The access revision inside the open transaction, likewise.
     access_rev: i64,
     /// Writers whose change is in the open transaction, waiting for it to be durable.
-    waiting: Vec<Answer>,
+    waiting: Vec<Waiter>,
+    /// PostgreSQL: writers whose statements wait for the next call, in order.
+    held: Vec<Held>,
     /// The last holder of the lock left without releasing its savepoint.
     abandoned: bool,
     /// PostgreSQL only.
@@ -110,8 +154,10 @@ impl Batcher {
             conn,
             open: false,
             head: ChainHead::genesis(),
+            sent: ChainHead::genesis(),
             access_rev: 0,
             waiting: Vec::new(),
+            held: Vec::new(),
             abandoned: false,
             pg,
         }));
@@ -185,6 +231,7 @@ impl Batch {
         });
         match head {
             Ok((head, access_rev)) => {
+                self.sent = head.clone();
                 self.head = head;
                 self.access_rev = access_rev;
                 self.open = true;
@@ -229,6 +276,7 @@ impl Batch {
         });
         match read {
             Ok((head, access_rev)) => {
+                self.sent = head.clone();
                 self.head = head;
                 self.access_rev = access_rev;
                 self.open = true;
@@ -258,6 +306,12 @@ impl Batch {
             return;
         }
         self.abandoned = false;
+        if !self.held.is_empty() {
+            // INVARIANT: whoever sends anything sends the held writers first, and does so
+            // from a spawned task (it runs to the end); so a writer left while writers are
+            // still held sent nothing, and there is nothing of it to undo.
+            return;
+        }
         // Rolling back to `op` leaves it open, empty, for the next writer. Then the chain head
         // and revision are read back from the transaction itself: were a writer ever dropped
         // after its last call ran (its change released but not recorded here), the batch goes
@@ -271,58 +325,177 @@ impl Batch {
         };
         match undone {
             Ok((head, access_rev)) => {
+                self.sent = head.clone();
                 self.head = head;
                 self.access_rev = access_rev;
             }
-            Err(e) => {
-                self.abort().await;
-                let e = match e {
-                    // An outage stays one, so that the writers hear 503, not 500.
-                    e
-                    @ (StoreError::Unavailable(_) | StoreError::Busy(_) | StoreError::Full(_)) => e,
-                    e => StoreError::Database(format!("the write batch was rolled back: {e}")),
-                };
-                for w in self.waiting.drain(..) {
-                    let _ = w.send(Err(e.clone()));
+            Err(e) => self.fail_all(e).await,
+        }
+    }
+
+    /// Rolls the whole batch back and tells every writer in it.
+    async fn fail_all(&mut self, e: StoreError) {
+        self.abort().await;
+        let e = match e {
+            // An outage stays one, so that the writers hear 503, not 500.
+            e @ (StoreError::Unavailable(_) | StoreError::Busy(_) | StoreError::Full(_)) => e,
+            e => StoreError::Database(format!("the write batch was rolled back: {e}")),
+        };
+        for w in self.waiting.drain(..) {
+            let _ = w.answer.send(Err(e.clone()));
+        }
+        for h in self.held.drain(..) {
+            let _ = h.answer.send(Err(e.clone()));
+        }
+    }
+
+    /// Sends the held writers' statements, each ending its savepoint, then what `then`
+    /// builds on the chain head they leave, in one simple-protocol call (PostgreSQL); returns
+    /// the rows that call returned (only `then` returns any) and whether a held writer failed,
+    /// so that the chain head moved under the lease holder.
+    ///
+    /// A held writer whose statements fail is rolled back to its savepoint, alone, and told;
+    /// the writers held after it (skipped by the server when the first one failed) are built
+    /// again on the chain as it really is and sent again. Which statement failed is known
+    /// from the statements the server reported complete before the error. If `then` fails,
+    /// every held writer's change is in (their savepoints were released before it ran) and
+    /// the error is the holder's.
+    ///
+    /// Called from spawned tasks only, so it runs to the end: the held writers' outcome is
+    /// never left undecided.
+    async fn send_with(&mut self, then: Then<'_>) -> Result<(Vec<AnyRow>, bool), StoreError> {
+        use futures_util::StreamExt as _;
+        let mut moved = false;
+        loop {
+            let mut sql = String::new();
+            let mut ends = Vec::with_capacity(self.held.len());
+            let mut built = Vec::with_capacity(self.held.len());
+            let mut head = self.sent.clone();
+            let mut statements = 0;
+            let mut unbuilt = None;
+            for (k, h) in self.held.iter().enumerate() {
+                match (h.build)(&head) {
+                    Ok(b) => {
+                        if let Some(last) = b.entries.last() {
+                            head = last.head();
+                        }
+                        push_statements(&mut sql, &b.sql);
+                        push_statements(&mut sql, KEEP);
+                        statements += b.statements + 2;
+                        ends.push(statements);
+                        built.push(b);
+                    }
+                    Err(e) => {
+                        unbuilt = Some((k, e));
+                        break;
+                    }
                 }
             }
+            if let Some((k, e)) = unbuilt {
+                // Nothing was sent: the writers before it are built again next time round.
+                let h = self.held.remove(k);
+                let _ = h.answer.send(Err(e));
+                moved = true;
+                continue;
+            }
+            push_statements(&mut sql, &then(&head)?);
+            let mut done = 0;
+            let mut rows = Vec::new();
+            let mut failed = None;
+            {
+                let mut results = sqlx::Executor::fetch_many(&mut self.conn, sql.as_str());
+                while let Some(r) = results.next().await {
+                    match r {
+                        Ok(sqlx::Either::Left(_)) => done += 1,
+                        Ok(sqlx::Either::Right(row)) => rows.push(row),
+                        Err(e) => {
+                            failed = Some(StoreError::from(e));
+                            break;
+                        }
+                    }
+                }
+            }
+            // The held writers that completed (all of them, unless one failed).
+            let kept = ends.iter().take_while(|&&end| end <= done).count();
+            let held: Vec<Held> = self.held.drain(..kept).collect();
+            for (h, b) in held.into_iter().zip(built.drain(..kept)) {
+                if let Some(last) = b.entries.last() {
+                    self.sent = last.head();
+                }
+                self.waiting.push(Waiter {
+                    answer: h.answer,
+                    entries: b.entries,
+                });
+            }
+            let Some(e) = failed else {
+                self.head = self.sent.clone();
+                return Ok((rows, moved));
+            };
+            if self.held.is_empty() {
+                // `then` failed: the holder's.
+                self.head = self.sent.clone();
+                return Err(e);
+            }
+            // The first writer still held failed: undo it alone, send the rest again.
+            if let Err(undo) =
+                sqlx::Executor::execute(&mut self.conn, "ROLLBACK TO SAVEPOINT op").await
+            {
+                self.fail_all(undo.into()).await;
+                return Err(e);
+            }
+            let h = self.held.remove(0);
+            let _ = h.answer.send(Err(e));
+            moved = true;
         }
     }
 
     /// Writes the chain head and commits. Returns the writers to answer and the outcome.
-    async fn commit(&mut self) -> Option<(Vec<Answer>, Result<(), StoreError>)> {
+    async fn commit(&mut self) -> Option<(Vec<Waiter>, Result<(), StoreError>)> {
         if !self.open {
             return None;
         }
-        self.open = false;
-        if self.waiting.is_empty() {
+        if self.waiting.is_empty() && self.held.is_empty() {
             // Only abandoned writers: nothing to keep.
             self.abort().await;
             return None;
         }
-        let waiting = std::mem::take(&mut self.waiting);
         let committed = match &self.pg {
             // INVARIANT: the other instances are told in the transaction, so they hear of
             // it at commit and never of a batch that rolled back.
             Some(pg) => {
                 let payload = pg.changes.payload(pg.moved.0, pg.moved.1);
-                let sql = crate::listen::commit_sql(self.head.seq, &self.head.hash, &payload);
-                sqlx::Executor::execute(&mut self.conn, sql.as_str())
-                    .await
-                    .map(|_| ())
+                let end = |head: &ChainHead| {
+                    Ok(crate::listen::commit_sql(head.seq, &head.hash, &payload))
+                };
+                self.send_with(&end).await.map(|_| ())
             }
             None => sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1; COMMIT")
                 .bind(self.head.seq)
                 .bind(&self.head.hash)
                 .execute(&mut self.conn)
                 .await
-                .map(|_| ()),
+                .map(|_| ())
+                .map_err(StoreError::from),
         };
+        // The held writers are all answered or waiting by now.
+        self.open = false;
+        let waiting = std::mem::take(&mut self.waiting);
         if committed.is_err() {
             self.abort().await;
         }
-        Some((waiting, committed.map_err(StoreError::from)))
+        Some((waiting, committed))
     }
+}
+
+/// Appends statements to a `;`-separated list.
+fn push_statements(sql: &mut String, more: &str) {
+    if more.is_empty() {
+        return;
+    }
+    if !sql.is_empty() {
+        sql.push_str("; ");
+    }
+    sql.push_str(more);
 }
 
 /// The chain head (the last entry, or the empty chain) and the access revision, as the
@@ -361,7 +534,7 @@ async fn flush(state: &Mutex<Batch>, flusher: Option<&Flusher>) {
         (result, _) => result,
     };
     for w in waiting {
-        let _ = w.send(result.clone());
+        let _ = w.answer.send(result.clone().map(|()| w.entries));
     }
 }
 
@@ -388,6 +561,16 @@ impl Lease {
         &mut self.guard.conn
     }
 
+    /// A PostgreSQL batch (where writers may be held, see [`Lease::hold`]).
+    pub(crate) fn is_pg(&self) -> bool {
+        self.guard.pg.is_some()
+    }
+
+    /// Writers before this one hold statements not yet sent.
+    pub(crate) fn holds_others(&self) -> bool {
+        !self.guard.held.is_empty()
+    }
+
     /// Notes what this writer moved, for the other instances (PostgreSQL).
     pub(crate) fn moved(&mut self, access: bool, flags: bool) {
         if let Some(pg) = &mut self.guard.pg {
@@ -397,12 +580,18 @@ impl Lease {
     }
 
     /// Keeps this writer's change in the batch (its savepoint was just released with
-    /// [`KEEP`]) and waits until the batch is durable.
-    pub(crate) async fn kept(mut self, head: ChainHead, access_rev: i64) -> Result<(), StoreError> {
+    /// [`KEEP`]) and waits until the batch is durable; answers with `entries`.
+    pub(crate) async fn kept(
+        mut self,
+        head: ChainHead,
+        access_rev: i64,
+        entries: Vec<AuditEntry>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let (answer, answered) = oneshot::channel();
+        self.guard.sent = head.clone();
         self.guard.head = head;
         self.guard.access_rev = access_rev;
-        self.guard.waiting.push(answer);
+        self.guard.waiting.push(Waiter { answer, entries });
         self.released = true;
         let kick = self.kick.clone();
         drop(self);
@@ -410,6 +599,39 @@ impl Lease {
         answered
             .await
             .unwrap_or_else(|_| Err(StoreError::Unavailable("the store was closed".into())))
+    }
+
+    /// PostgreSQL: leaves this writer's statements to be sent with the next call on the
+    /// connection (another writer's, or the commit) and waits until the batch is durable;
+    /// answers with the entries as stored. For a writer that did not take an access
+    /// revision: those who come after it read the revision without it having been sent.
+    /// `head` is where its entries leave the chain, should it be sent as built.
+    pub(crate) async fn hold(
+        mut self,
+        build: Build,
+        head: ChainHead,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let (answer, answered) = oneshot::channel();
+        self.guard.head = head;
+        self.guard.held.push(Held { build, answer });
+        self.released = true;
+        let kick = self.kick.clone();
+        drop(self);
+        let _ = kick.try_send(());
+        answered
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the store was closed".into())))
+    }
+
+    /// PostgreSQL: sends the held writers, then what `then` builds on the chain head they
+    /// leave, in one call (see `Batch::send_with`); returns the rows and, if a held writer
+    /// failed, the chain head this writer now follows. Call it from a spawned task.
+    pub(crate) async fn send(
+        &mut self,
+        then: Then<'_>,
+    ) -> Result<(Vec<AnyRow>, Option<ChainHead>), StoreError> {
+        let (rows, moved) = self.guard.send_with(then).await?;
+        Ok((rows, moved.then(|| self.guard.head.clone())))
     }
 }
 

@@ -12,6 +12,7 @@
 mod chain;
 mod copy;
 mod http_calls;
+mod held;
 mod instances;
 mod records;
 mod rows;
