@@ -72,6 +72,8 @@ pub(crate) type Then<'a> = &'a (dyn Fn(&ChainHead) -> Result<String, StoreError>
 struct Held {
     build: Build,
     answer: Answer,
+    /// It took an access revision (the batch's, plus one).
+    bumped: bool,
 }
 
 impl std::fmt::Debug for Held {
@@ -394,6 +396,7 @@ impl Batch {
             if let Some((k, e)) = unbuilt {
                 // Nothing was sent: the writers before it are built again next time round.
                 let h = self.held.remove(k);
+                self.undo_revision(&h);
                 let _ = h.answer.send(Err(e));
                 moved = true;
                 continue;
@@ -444,8 +447,18 @@ impl Batch {
                 return Err(e);
             }
             let h = self.held.remove(0);
+            self.undo_revision(&h);
             let _ = h.answer.send(Err(e));
             moved = true;
+        }
+    }
+
+    /// A held writer that took an access revision failed: the batch's revision goes back.
+    /// INVARIANT: nobody after it took one (taking one sends the held writers first, see
+    /// [`Lease::holds_revision`]), so the revision it took is the batch's last.
+    fn undo_revision(&mut self, h: &Held) {
+        if h.bumped {
+            self.access_rev -= 1;
         }
     }
 
@@ -571,6 +584,17 @@ impl Lease {
         !self.guard.held.is_empty()
     }
 
+    /// A writer held before this one took an access revision: until it is sent, the
+    /// revision is not certain, so whoever takes the next one sends it first.
+    pub(crate) fn holds_revision(&self) -> bool {
+        self.guard.held.iter().any(|h| h.bumped)
+    }
+
+    /// The access revision inside the batch, as its writers left it (held ones included).
+    pub(crate) fn access_rev(&self) -> i64 {
+        self.guard.access_rev
+    }
+
     /// Notes what this writer moved, for the other instances (PostgreSQL).
     pub(crate) fn moved(&mut self, access: bool, flags: bool) {
         if let Some(pg) = &mut self.guard.pg {
@@ -603,17 +627,24 @@ impl Lease {
 
     /// PostgreSQL: leaves this writer's statements to be sent with the next call on the
     /// connection (another writer's, or the commit) and waits until the batch is durable;
-    /// answers with the entries as stored. For a writer that did not take an access
-    /// revision: those who come after it read the revision without it having been sent.
-    /// `head` is where its entries leave the chain, should it be sent as built.
+    /// answers with the entries as stored. `head` is where its entries leave the chain,
+    /// should it be sent as built; `access_rev` the revision it took, if it took one.
     pub(crate) async fn hold(
         mut self,
         build: Build,
         head: ChainHead,
+        access_rev: Option<i64>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
         let (answer, answered) = oneshot::channel();
         self.guard.head = head;
-        self.guard.held.push(Held { build, answer });
+        if let Some(rev) = access_rev {
+            self.guard.access_rev = rev;
+        }
+        self.guard.held.push(Held {
+            build,
+            answer,
+            bumped: access_rev.is_some(),
+        });
         self.released = true;
         let kick = self.kick.clone();
         drop(self);

@@ -190,6 +190,11 @@ impl WriteTx {
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("the write task failed: {e}")))?;
+        if !self.moved.0 {
+            // Not taken one yet: the batch's revision is this writer's base (lower if a held
+            // writer that took one failed).
+            self.access_rev = Some(lease.access_rev());
+        }
         self.lease = Lease::Batch(lease);
         let (rows, moved) = sent?;
         if let Some(base) = moved {
@@ -244,6 +249,10 @@ impl WriteTx {
 
     /// Marks that grants, principals or policy changed; returns the new access revision.
     pub async fn bump_access(&mut self) -> Result<i64, StoreError> {
+        if matches!(&self.lease, Lease::Batch(lease) if lease.holds_revision()) {
+            // A held writer took one: it is sent first, so that the revision is certain.
+            self.send_pg(None).await?;
+        }
         self.moved.0 = true;
         match &mut self.access_rev {
             // In a batch: it holds the chain head's lock, which every writer of the counters
@@ -294,11 +303,11 @@ impl WriteTx {
 
     /// Commits the change and its audit entries together; returns once they are durable.
     ///
-    /// In a PostgreSQL batch, a writer that took no access revision sends nothing itself:
-    /// its statements are held for the next call on the batch's connection, another
-    /// writer's or the commit (see `batch::Lease::hold`), so it costs no round trip of its
-    /// own; should a writer held before it fail, its entries are chained again on what
-    /// precedes them, and it is answered with the entries as stored.
+    /// In a PostgreSQL batch the commit sends nothing itself: the writer's statements are
+    /// held for the next call on the batch's connection, another writer's read or the
+    /// batch's commit (see `batch::Lease::hold`), so it costs no round trip of its own;
+    /// should a writer held before it fail, its entries are chained again on what precedes
+    /// them, and it is answered with the entries as stored.
     pub async fn commit(mut self) -> Result<Vec<AuditEntry>, StoreError> {
         if self.entries.is_empty() {
             // INVARIANT: every committed change carries at least one audit entry.
@@ -340,44 +349,18 @@ impl WriteTx {
                 lease.moved(self.moved.0, self.moved.1);
                 let changes = inline_all(&deferred);
                 let statements = deferred.len();
-                if !self.moved.0 {
-                    // Took no access revision: nobody after it depends on its being sent.
-                    let head = self.head.clone();
-                    let build: crate::batch::Build = Box::new(move |base| {
-                        let entries = rebase(&entries, base);
-                        let (sql, more) = held_sql(&changes, &entries, router.as_deref())?;
-                        Ok(crate::batch::Built {
-                            sql,
-                            statements: statements + more,
-                            entries,
-                        })
-                    });
-                    lease.hold(build, head).await?
-                } else {
-                    // The change, its entries and the end of this writer's savepoint, after
-                    // whatever other writers hold: one call, then the bookkeeping of the
-                    // batch. Spawned, so both happen or neither does even if the caller goes
-                    // away half-way (the change then commits unanswered, as after a crash
-                    // between commit and answer).
-                    let access_rev = self.access_rev.unwrap_or_default();
-                    tokio::spawn(async move {
-                        let then = |base: &ChainHead| {
-                            let (mut sql, _) =
-                                held_sql(&changes, &rebase(&entries, base), router.as_deref())?;
-                            push_statement(&mut sql, crate::batch::KEEP);
-                            Ok(sql)
-                        };
-                        let (_, moved) = lease.send(&then).await?;
-                        let entries = match moved {
-                            Some(base) => rebase(&entries, &base),
-                            None => entries,
-                        };
-                        let head = entries.last().map(AuditEntry::head).unwrap_or_default();
-                        lease.kept(head, access_rev, entries).await
+                let head = self.head.clone();
+                let access_rev = self.moved.0.then(|| self.access_rev.unwrap_or_default());
+                let build: crate::batch::Build = Box::new(move |base| {
+                    let entries = rebase(&entries, base);
+                    let (sql, more) = held_sql(&changes, &entries, router.as_deref())?;
+                    Ok(crate::batch::Built {
+                        sql,
+                        statements: statements + more,
+                        entries,
                     })
-                    .await
-                    .map_err(|e| StoreError::Unavailable(format!("the write task failed: {e}")))??
-                }
+                });
+                lease.hold(build, head, access_rev).await?
             }
             Lease::Batch(mut lease) => {
                 // SQLite: the same in one call (several statements, parameters bound), then

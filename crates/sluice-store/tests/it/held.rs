@@ -22,6 +22,28 @@ async fn open(store: &Store, id: &str, dup: bool) -> Result<Vec<AuditEntry>, Sto
     tx.commit().await
 }
 
+/// A writer that opens request `id` and takes an access revision, after reading a request
+/// (`read`) or not; `dup` makes it fail as in [`open`]. Returns the revision it took.
+async fn bumping(
+    store: &Store,
+    id: &str,
+    read: bool,
+    dup: bool,
+) -> Result<(i64, Vec<AuditEntry>), StoreError> {
+    let mut tx = store.begin().await?;
+    if read {
+        tx.lock_request("req-read").await?;
+    }
+    tx.insert_request(&pending(id, "dave", t0())).await?;
+    let rev = tx.bump_access().await?;
+    tx.audit(t0(), entry(&format!("test.open.{id}"))).await?;
+    if dup {
+        tx.insert_request(&pending("req-taken", "dave", t0()))
+            .await?;
+    }
+    Ok((rev, tx.commit().await?))
+}
+
 async fn setup(store: &Store) {
     let mut tx = store.begin().await.expect("begin");
     tx.insert_request(&pending("req-taken", "dave", t0()))
@@ -140,6 +162,7 @@ async fn held_writers_among_readers_with_failures_and_cancellations_keep_one_cha
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 let mut out = Vec::new();
+                let mut revs = Vec::new();
                 for r in 0..ROUNDS {
                     let id = format!("req-{t}-{r}");
                     let outcome = match (t + r) % 6 {
@@ -159,22 +182,20 @@ async fn held_writers_among_readers_with_failures_and_cancellations_keep_one_cha
                             .await;
                             None
                         }
-                        // A reader: locks a request (a round trip that carries what is
-                        // held), bumps the access revision, commits.
-                        3 => {
-                            let mut tx = store.begin().await.expect("begin");
-                            tx.lock_request("req-read")
-                                .await
-                                .expect("lock")
-                                .expect("exists");
-                            tx.insert_request(&pending(&id, "dave", t0()))
-                                .await
-                                .expect("insert");
-                            tx.bump_access().await.expect("bump");
-                            tx.audit(t0(), entry(&format!("test.open.{id}")))
-                                .await
-                                .expect("audit");
-                            out.push((id, Some(true), tx.commit().await.expect("commit")));
+                        // Take an access revision (a held writer that took one is sent
+                        // first), with or without a read before; one of them fails.
+                        3..=5 => {
+                            let (read, dup) = ((t + r) % 6 == 3, (t + r) % 6 == 4);
+                            match bumping(&store, &id, read, dup).await {
+                                Ok((rev, entries)) => {
+                                    revs.push(rev);
+                                    out.push((id, Some(true), entries));
+                                }
+                                Err(e) => {
+                                    assert!(dup && matches!(e, StoreError::Conflict(_)), "{e:?}");
+                                    out.push((id, Some(false), Vec::new()));
+                                }
+                            }
                             continue;
                         }
                         _ => {
@@ -185,13 +206,16 @@ async fn held_writers_among_readers_with_failures_and_cancellations_keep_one_cha
                     };
                     out.push((id, outcome, Vec::new()));
                 }
-                out
+                (out, revs)
             }));
         }
         let mut acked = Vec::new();
         let mut kept = 0;
+        let mut revs = Vec::new();
         for task in tasks {
-            for (id, outcome, entries) in task.await.expect("task") {
+            let (out, taken) = task.await.expect("task");
+            revs.extend(taken);
+            for (id, outcome, entries) in out {
                 let stored = store.request(&id).await.expect("read").is_some();
                 if let Some(expected) = outcome {
                     assert_eq!(stored, expected, "{:?}: {id}", db.backend);

@@ -11,8 +11,8 @@
 
 mod chain;
 mod copy;
-mod http_calls;
 mod held;
+mod http_calls;
 mod instances;
 mod records;
 mod rows;
