@@ -6,8 +6,8 @@
 //! the first and keep the second to a minimum. A writer takes the batch lock (a FIFO mutex)
 //! and joins the open batch transaction, where the savepoint `op` is always open and empty
 //! between writers; it does its change, then writes its audit entries, releases `op` and
-//! opens the next one in a single call ([`KEEP`]), and waits. A committer task, woken by every release, takes the lock *after* the writers
-//! already queued (the mutex is fair), so whatever queued while the previous batch was being
+//! opens the next one in a single call ([`KEEP`]), and waits. A committer task, woken by
+//! every release, takes the lock *after* the writers already queued (the mutex is fair), so whatever queued while the previous batch was being
 //! made durable joins this one. It writes the chain head once, commits, fsyncs (group commit,
 //! see [`crate::durable`]) and only then answers every writer of the batch.
 //!
@@ -25,8 +25,18 @@
 //! queue meanwhile join, and the commit (which PostgreSQL makes durable itself) answers them
 //! all. Statements that return nothing, the savepoint steps and the head update go to the
 //! server with their parameters written in as literals, several in one simple-protocol call
-//! (see `tx::inline`): one round trip per writer that reads nothing, as on SQLite. A lost
-//! connection is replaced by a new one from the pool when the next batch opens.
+//! (see `tx::inline`). A writer's commit sends nothing itself: its statements, its entries
+//! and the end of its savepoint are *held* ([`Lease::hold`]) and go first in the next call
+//! on the connection, whoever makes it (a writer's read, such as a request lock, or the
+//! batch's commit), so a writer that reads nothing costs no round trip of its own and one
+//! that reads costs one per read. A held writer whose statements fail there is found by
+//! the statements the server reported complete before the error, rolled back to its
+//! savepoint alone and told; those held after it (which the server skipped) are chained
+//! again on what precedes them and sent again, and whoever made the call goes on from the
+//! chain as it really is (see `Batch::send_with`). A writer that takes an access revision
+//! while a held one has taken one sends the held writers first, so every revision handed
+//! out is certain. A lost connection is replaced by a new one from the pool when the next
+//! batch opens.
 //!
 //! Written by hand: it is a lock, a savepoint and a loop around sqlx; no crate offers group
 //! commit of independent transactions.

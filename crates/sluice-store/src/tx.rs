@@ -21,7 +21,8 @@ use std::borrow::Cow;
 /// held back and sent together with the next statement that reads, or with the commit: every
 /// statement sent costs a hand-off to SQLite's connection thread, or a round trip to
 /// PostgreSQL, and that is what limits a single writer. Their errors surface there, inside the
-/// same transaction.
+/// same transaction. On PostgreSQL the commit goes further: it is held for the next call on
+/// the batch's connection, another writer's read or the batch's commit (see [`crate::batch`]).
 pub struct WriteTx {
     lease: Lease,
     head: ChainHead,
