@@ -47,8 +47,12 @@ use crate::{get, StoreError};
 use sluice_audit::{AuditEntry, ChainHead};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard};
+
+/// PostgreSQL: the most writers a batch waits for before it commits even though more queue.
+const MOST_WRITERS: usize = 512;
 
 /// A writer's answer: its audit entries as stored, once the batch holding them is durable.
 type Answer = oneshot::Sender<Result<Vec<AuditEntry>, StoreError>>;
@@ -100,6 +104,8 @@ pub(crate) const KEEP: &str = "RELEASE SAVEPOINT op; SAVEPOINT op";
 pub(crate) struct Batcher {
     state: Arc<Mutex<Batch>>,
     kick: mpsc::Sender<()>,
+    /// Writers waiting for the lock (see [`committer`]).
+    queued: Arc<AtomicUsize>,
     /// SQLite: makes commits durable (PostgreSQL's commit is durable itself).
     flusher: Option<Arc<Flusher>>,
 }
@@ -175,10 +181,17 @@ impl Batcher {
         }));
         // One pending kick is enough: the committer takes everything queued when it runs.
         let (kick, kicks) = mpsc::channel(1);
-        tokio::spawn(committer(state.clone(), flusher.clone(), kicks));
+        let queued = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(committer(
+            state.clone(),
+            flusher.clone(),
+            kicks,
+            queued.clone(),
+        ));
         Batcher {
             state,
             kick,
+            queued,
             flusher,
         }
     }
@@ -192,8 +205,11 @@ impl Batcher {
     pub(crate) async fn begin(&self) -> Result<(Lease, ChainHead, i64), StoreError> {
         let state = self.state.clone();
         let kick = self.kick.clone();
+        let queued = self.queued.clone();
         tokio::spawn(async move {
+            queued.fetch_add(1, Ordering::SeqCst);
             let mut guard = state.lock_owned().await;
+            queued.fetch_sub(1, Ordering::SeqCst);
             guard.settle().await;
             if !guard.open {
                 guard.open_transaction().await?;
@@ -216,7 +232,7 @@ impl Batcher {
 
     /// Commits whatever is waiting, now (used when the store closes).
     pub(crate) async fn flush(&self) {
-        flush(&self.state, self.flusher.as_deref()).await;
+        flush(&self.state, self.flusher.as_deref(), None).await;
     }
 }
 
@@ -541,9 +557,19 @@ async fn read_truth(conn: &mut AnyConnection) -> Result<(ChainHead, i64), StoreE
 }
 
 /// Commits the open batch, makes it durable, then answers its writers.
-async fn flush(state: &Mutex<Batch>, flusher: Option<&Flusher>) {
+///
+/// With `queued` (PostgreSQL's committer): while writers wait for the lock and the batch is
+/// not full, it leaves the batch open for them; each kicks again when it leaves. There a
+/// writer's commit costs no round trip, so without this every writer would find the
+/// committer ahead of it and each batch would hold one writer. Writers wait for their
+/// answer before they write again, so the queue runs dry and the batch commits.
+async fn flush(state: &Mutex<Batch>, flusher: Option<&Flusher>, queued: Option<&AtomicUsize>) {
     let mut guard = state.lock().await;
     guard.settle().await;
+    let joining = queued.is_some_and(|q| q.load(Ordering::SeqCst) > 0);
+    if joining && guard.pg.is_some() && guard.waiting.len() + guard.held.len() < MOST_WRITERS {
+        return;
+    }
     let Some((waiting, result)) = guard.commit().await else {
         return;
     };
@@ -565,10 +591,11 @@ async fn committer(
     state: Arc<Mutex<Batch>>,
     flusher: Option<Arc<Flusher>>,
     mut kicks: mpsc::Receiver<()>,
+    queued: Arc<AtomicUsize>,
 ) {
     // Ends when the store (every sender) is gone.
     while kicks.recv().await.is_some() {
-        flush(&state, flusher.as_deref()).await;
+        flush(&state, flusher.as_deref(), Some(&queued)).await;
     }
 }
 
