@@ -35,7 +35,8 @@
 //! again on what precedes them and sent again, and whoever made the call goes on from the
 //! chain as it really is (see `Batch::send_with`). A writer that takes an access revision
 //! while a held one has taken one sends the held writers first, so every revision handed
-//! out is certain. A lost connection is replaced by a new one from the pool when the next
+//! out is certain. The committer leaves the batch open while writers wait for the lock
+//! (see [`flush`]). A lost connection is replaced by a new one from the pool when the next
 //! batch opens.
 //!
 //! Written by hand: it is a lock, a savepoint and a loop around sqlx; no crate offers group
