@@ -253,6 +253,6 @@ async fn insert_checkpoint_batched(
     sqlx::query(crate::batch::KEEP)
         .execute(lease.conn())
         .await?;
-    lease.kept(head, access_rev).await?;
+    lease.kept(head, access_rev, Vec::new()).await?;
     Ok(done.rows_affected() == 1)
 }

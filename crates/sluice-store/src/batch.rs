@@ -6,8 +6,8 @@
 //! the first and keep the second to a minimum. A writer takes the batch lock (a FIFO mutex)
 //! and joins the open batch transaction, where the savepoint `op` is always open and empty
 //! between writers; it does its change, then writes its audit entries, releases `op` and
-//! opens the next one in a single call ([`KEEP`]), and waits. A committer task, woken by every release, takes the lock *after* the writers
-//! already queued (the mutex is fair), so whatever queued while the previous batch was being
+//! opens the next one in a single call ([`KEEP`]), and waits. A committer task, woken by
+//! every release, takes the lock *after* the writers already queued (the mutex is fair), so whatever queued while the previous batch was being
 //! made durable joins this one. It writes the chain head once, commits, fsyncs (group commit,
 //! see [`crate::durable`]) and only then answers every writer of the batch.
 //!
@@ -25,8 +25,19 @@
 //! queue meanwhile join, and the commit (which PostgreSQL makes durable itself) answers them
 //! all. Statements that return nothing, the savepoint steps and the head update go to the
 //! server with their parameters written in as literals, several in one simple-protocol call
-//! (see `tx::inline`): one round trip per writer that reads nothing, as on SQLite. A lost
-//! connection is replaced by a new one from the pool when the next batch opens.
+//! (see `tx::inline`). A writer's commit sends nothing itself: its statements, its entries
+//! and the end of its savepoint are *held* ([`Lease::hold`]) and go first in the next call
+//! on the connection, whoever makes it (a writer's read, such as a request lock, or the
+//! batch's commit), so a writer that reads nothing costs no round trip of its own and one
+//! that reads costs one per read. A held writer whose statements fail there is found by
+//! the statements the server reported complete before the error, rolled back to its
+//! savepoint alone and told; those held after it (which the server skipped) are chained
+//! again on what precedes them and sent again, and whoever made the call goes on from the
+//! chain as it really is (see `Batch::send_with`). A writer that takes an access revision
+//! while a held one has taken one sends the held writers first, so every revision handed
+//! out is certain. The committer leaves the batch open while writers wait for the lock
+//! (see [`flush`]). A lost connection is replaced by a new one from the pool when the next
+//! batch opens.
 //!
 //! Written by hand: it is a lock, a savepoint and a loop around sqlx; no crate offers group
 //! commit of independent transactions.
@@ -34,12 +45,57 @@
 use crate::durable::Flusher;
 use crate::listen::Changes;
 use crate::{get, StoreError};
-use sluice_audit::ChainHead;
+use sluice_audit::{AuditEntry, ChainHead};
+use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard};
 
-type Answer = oneshot::Sender<Result<(), StoreError>>;
+/// PostgreSQL: the most writers a batch waits for before it commits even though more queue.
+const MOST_WRITERS: usize = 512;
+
+/// A writer's answer: its audit entries as stored, once the batch holding them is durable.
+type Answer = oneshot::Sender<Result<Vec<AuditEntry>, StoreError>>;
+
+/// A writer whose change is in the open transaction, waiting for the commit.
+#[derive(Debug)]
+struct Waiter {
+    answer: Answer,
+    /// What it is told it stored.
+    entries: Vec<AuditEntry>,
+}
+
+/// What a held writer sends, built on the chain head it follows.
+pub(crate) struct Built {
+    /// Its statements, `;`-separated, without the end of its savepoint.
+    pub(crate) sql: String,
+    /// How many statements `sql` holds.
+    pub(crate) statements: usize,
+    /// Its audit entries, chained on that head.
+    pub(crate) entries: Vec<AuditEntry>,
+}
+
+/// Builds a held writer's statements on a chain head (again, if a writer before it failed).
+pub(crate) type Build = Box<dyn Fn(&ChainHead) -> Result<Built, StoreError> + Send>;
+
+/// Builds what the lease holder sends after the held writers, on the chain head they leave.
+pub(crate) type Then<'a> = &'a (dyn Fn(&ChainHead) -> Result<String, StoreError> + Sync);
+
+/// A PostgreSQL writer that read nothing and left its statements to be sent with the next
+/// call on the batch's connection (see [`Lease::hold`]).
+struct Held {
+    build: Build,
+    answer: Answer,
+    /// It took an access revision (the batch's, plus one).
+    bumped: bool,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Held")
+    }
+}
 
 /// Ends a writer's savepoint, keeping its change, and opens the next writer's.
 pub(crate) const KEEP: &str = "RELEASE SAVEPOINT op; SAVEPOINT op";
@@ -49,6 +105,8 @@ pub(crate) const KEEP: &str = "RELEASE SAVEPOINT op; SAVEPOINT op";
 pub(crate) struct Batcher {
     state: Arc<Mutex<Batch>>,
     kick: mpsc::Sender<()>,
+    /// Writers waiting for the lock (see [`committer`]).
+    queued: Arc<AtomicUsize>,
     /// SQLite: makes commits durable (PostgreSQL's commit is durable itself).
     flusher: Option<Arc<Flusher>>,
 }
@@ -72,12 +130,17 @@ struct Batch {
     conn: AnyConnection,
     /// A batch transaction is open on `conn`.
     open: bool,
-    /// The chain head inside the open transaction, as left by the last released writer.
+    /// The chain head inside the open transaction, as left by the last released writer
+    /// (held writers included).
     head: ChainHead,
+    /// The chain head as far as the connection has been sent (held writers not included).
+    sent: ChainHead,
     /// The access revision inside the open transaction, likewise.
     access_rev: i64,
     /// Writers whose change is in the open transaction, waiting for it to be durable.
-    waiting: Vec<Answer>,
+    waiting: Vec<Waiter>,
+    /// PostgreSQL: writers whose statements wait for the next call, in order.
+    held: Vec<Held>,
     /// The last holder of the lock left without releasing its savepoint.
     abandoned: bool,
     /// PostgreSQL only.
@@ -110,17 +173,26 @@ impl Batcher {
             conn,
             open: false,
             head: ChainHead::genesis(),
+            sent: ChainHead::genesis(),
             access_rev: 0,
             waiting: Vec::new(),
+            held: Vec::new(),
             abandoned: false,
             pg,
         }));
         // One pending kick is enough: the committer takes everything queued when it runs.
         let (kick, kicks) = mpsc::channel(1);
-        tokio::spawn(committer(state.clone(), flusher.clone(), kicks));
+        let queued = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(committer(
+            state.clone(),
+            flusher.clone(),
+            kicks,
+            queued.clone(),
+        ));
         Batcher {
             state,
             kick,
+            queued,
             flusher,
         }
     }
@@ -134,8 +206,11 @@ impl Batcher {
     pub(crate) async fn begin(&self) -> Result<(Lease, ChainHead, i64), StoreError> {
         let state = self.state.clone();
         let kick = self.kick.clone();
+        let queued = self.queued.clone();
         tokio::spawn(async move {
+            queued.fetch_add(1, Ordering::SeqCst);
             let mut guard = state.lock_owned().await;
+            queued.fetch_sub(1, Ordering::SeqCst);
             guard.settle().await;
             if !guard.open {
                 guard.open_transaction().await?;
@@ -158,7 +233,7 @@ impl Batcher {
 
     /// Commits whatever is waiting, now (used when the store closes).
     pub(crate) async fn flush(&self) {
-        flush(&self.state, self.flusher.as_deref()).await;
+        flush(&self.state, self.flusher.as_deref(), None).await;
     }
 }
 
@@ -185,6 +260,7 @@ impl Batch {
         });
         match head {
             Ok((head, access_rev)) => {
+                self.sent = head.clone();
                 self.head = head;
                 self.access_rev = access_rev;
                 self.open = true;
@@ -229,6 +305,7 @@ impl Batch {
         });
         match read {
             Ok((head, access_rev)) => {
+                self.sent = head.clone();
                 self.head = head;
                 self.access_rev = access_rev;
                 self.open = true;
@@ -258,6 +335,12 @@ impl Batch {
             return;
         }
         self.abandoned = false;
+        if !self.held.is_empty() {
+            // INVARIANT: whoever sends anything sends the held writers first, and does so
+            // from a spawned task (it runs to the end); so a writer left while writers are
+            // still held sent nothing, and there is nothing of it to undo.
+            return;
+        }
         // Rolling back to `op` leaves it open, empty, for the next writer. Then the chain head
         // and revision are read back from the transaction itself: were a writer ever dropped
         // after its last call ran (its change released but not recorded here), the batch goes
@@ -271,58 +354,188 @@ impl Batch {
         };
         match undone {
             Ok((head, access_rev)) => {
+                self.sent = head.clone();
                 self.head = head;
                 self.access_rev = access_rev;
             }
-            Err(e) => {
-                self.abort().await;
-                let e = match e {
-                    // An outage stays one, so that the writers hear 503, not 500.
-                    e
-                    @ (StoreError::Unavailable(_) | StoreError::Busy(_) | StoreError::Full(_)) => e,
-                    e => StoreError::Database(format!("the write batch was rolled back: {e}")),
-                };
-                for w in self.waiting.drain(..) {
-                    let _ = w.send(Err(e.clone()));
+            Err(e) => self.fail_all(e).await,
+        }
+    }
+
+    /// Rolls the whole batch back and tells every writer in it.
+    async fn fail_all(&mut self, e: StoreError) {
+        self.abort().await;
+        let e = match e {
+            // An outage stays one, so that the writers hear 503, not 500.
+            e @ (StoreError::Unavailable(_) | StoreError::Busy(_) | StoreError::Full(_)) => e,
+            e => StoreError::Database(format!("the write batch was rolled back: {e}")),
+        };
+        for w in self.waiting.drain(..) {
+            let _ = w.answer.send(Err(e.clone()));
+        }
+        for h in self.held.drain(..) {
+            let _ = h.answer.send(Err(e.clone()));
+        }
+    }
+
+    /// Sends the held writers' statements, each ending its savepoint, then what `then`
+    /// builds on the chain head they leave, in one simple-protocol call (PostgreSQL); returns
+    /// the rows that call returned (only `then` returns any) and whether a held writer failed,
+    /// so that the chain head moved under the lease holder.
+    ///
+    /// A held writer whose statements fail is rolled back to its savepoint, alone, and told;
+    /// the writers held after it (skipped by the server when the first one failed) are built
+    /// again on the chain as it really is and sent again. Which statement failed is known
+    /// from the statements the server reported complete before the error. If `then` fails,
+    /// every held writer's change is in (their savepoints were released before it ran) and
+    /// the error is the holder's.
+    ///
+    /// Called from spawned tasks only, so it runs to the end: the held writers' outcome is
+    /// never left undecided.
+    async fn send_with(&mut self, then: Then<'_>) -> Result<(Vec<AnyRow>, bool), StoreError> {
+        use futures_util::StreamExt as _;
+        let mut moved = false;
+        loop {
+            let mut sql = String::new();
+            let mut ends = Vec::with_capacity(self.held.len());
+            let mut built = Vec::with_capacity(self.held.len());
+            let mut head = self.sent.clone();
+            let mut statements = 0;
+            let mut unbuilt = None;
+            for (k, h) in self.held.iter().enumerate() {
+                match (h.build)(&head) {
+                    Ok(b) => {
+                        if let Some(last) = b.entries.last() {
+                            head = last.head();
+                        }
+                        push_statements(&mut sql, &b.sql);
+                        push_statements(&mut sql, KEEP);
+                        statements += b.statements + 2;
+                        ends.push(statements);
+                        built.push(b);
+                    }
+                    Err(e) => {
+                        unbuilt = Some((k, e));
+                        break;
+                    }
                 }
             }
+            if let Some((k, e)) = unbuilt {
+                // Nothing was sent: the writers before it are built again next time round.
+                let h = self.held.remove(k);
+                self.undo_revision(&h);
+                let _ = h.answer.send(Err(e));
+                moved = true;
+                continue;
+            }
+            push_statements(&mut sql, &then(&head)?);
+            let mut done = 0;
+            let mut rows = Vec::new();
+            let mut failed = None;
+            {
+                let mut results = sqlx::Executor::fetch_many(&mut self.conn, sql.as_str());
+                while let Some(r) = results.next().await {
+                    match r {
+                        Ok(sqlx::Either::Left(_)) => done += 1,
+                        Ok(sqlx::Either::Right(row)) => rows.push(row),
+                        Err(e) => {
+                            failed = Some(StoreError::from(e));
+                            break;
+                        }
+                    }
+                }
+            }
+            // The held writers that completed (all of them, unless one failed).
+            let kept = ends.iter().take_while(|&&end| end <= done).count();
+            let held: Vec<Held> = self.held.drain(..kept).collect();
+            for (h, b) in held.into_iter().zip(built.drain(..kept)) {
+                if let Some(last) = b.entries.last() {
+                    self.sent = last.head();
+                }
+                self.waiting.push(Waiter {
+                    answer: h.answer,
+                    entries: b.entries,
+                });
+            }
+            let Some(e) = failed else {
+                self.head = self.sent.clone();
+                return Ok((rows, moved));
+            };
+            if self.held.is_empty() {
+                // `then` failed: the holder's.
+                self.head = self.sent.clone();
+                return Err(e);
+            }
+            // The first writer still held failed: undo it alone, send the rest again.
+            if let Err(undo) =
+                sqlx::Executor::execute(&mut self.conn, "ROLLBACK TO SAVEPOINT op").await
+            {
+                self.fail_all(undo.into()).await;
+                return Err(e);
+            }
+            let h = self.held.remove(0);
+            self.undo_revision(&h);
+            let _ = h.answer.send(Err(e));
+            moved = true;
+        }
+    }
+
+    /// A held writer that took an access revision failed: the batch's revision goes back.
+    /// INVARIANT: nobody after it took one (taking one sends the held writers first, see
+    /// [`Lease::holds_revision`]), so the revision it took is the batch's last.
+    fn undo_revision(&mut self, h: &Held) {
+        if h.bumped {
+            self.access_rev -= 1;
         }
     }
 
     /// Writes the chain head and commits. Returns the writers to answer and the outcome.
-    async fn commit(&mut self) -> Option<(Vec<Answer>, Result<(), StoreError>)> {
+    async fn commit(&mut self) -> Option<(Vec<Waiter>, Result<(), StoreError>)> {
         if !self.open {
             return None;
         }
-        self.open = false;
-        if self.waiting.is_empty() {
+        if self.waiting.is_empty() && self.held.is_empty() {
             // Only abandoned writers: nothing to keep.
             self.abort().await;
             return None;
         }
-        let waiting = std::mem::take(&mut self.waiting);
         let committed = match &self.pg {
             // INVARIANT: the other instances are told in the transaction, so they hear of
             // it at commit and never of a batch that rolled back.
             Some(pg) => {
                 let payload = pg.changes.payload(pg.moved.0, pg.moved.1);
-                let sql = crate::listen::commit_sql(self.head.seq, &self.head.hash, &payload);
-                sqlx::Executor::execute(&mut self.conn, sql.as_str())
-                    .await
-                    .map(|_| ())
+                let end = |head: &ChainHead| {
+                    Ok(crate::listen::commit_sql(head.seq, &head.hash, &payload))
+                };
+                self.send_with(&end).await.map(|_| ())
             }
             None => sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1; COMMIT")
                 .bind(self.head.seq)
                 .bind(&self.head.hash)
                 .execute(&mut self.conn)
                 .await
-                .map(|_| ()),
+                .map(|_| ())
+                .map_err(StoreError::from),
         };
+        // The held writers are all answered or waiting by now.
+        self.open = false;
+        let waiting = std::mem::take(&mut self.waiting);
         if committed.is_err() {
             self.abort().await;
         }
-        Some((waiting, committed.map_err(StoreError::from)))
+        Some((waiting, committed))
     }
+}
+
+/// Appends statements to a `;`-separated list.
+fn push_statements(sql: &mut String, more: &str) {
+    if more.is_empty() {
+        return;
+    }
+    if !sql.is_empty() {
+        sql.push_str("; ");
+    }
+    sql.push_str(more);
 }
 
 /// The chain head (the last entry, or the empty chain) and the access revision, as the
@@ -345,9 +558,19 @@ async fn read_truth(conn: &mut AnyConnection) -> Result<(ChainHead, i64), StoreE
 }
 
 /// Commits the open batch, makes it durable, then answers its writers.
-async fn flush(state: &Mutex<Batch>, flusher: Option<&Flusher>) {
+///
+/// With `queued` (PostgreSQL's committer): while writers wait for the lock and the batch is
+/// not full, it leaves the batch open for them; each kicks again when it leaves. There a
+/// writer's commit costs no round trip, so without this every writer would find the
+/// committer ahead of it and each batch would hold one writer. Writers wait for their
+/// answer before they write again, so the queue runs dry and the batch commits.
+async fn flush(state: &Mutex<Batch>, flusher: Option<&Flusher>, queued: Option<&AtomicUsize>) {
     let mut guard = state.lock().await;
     guard.settle().await;
+    let joining = queued.is_some_and(|q| q.load(Ordering::SeqCst) > 0);
+    if joining && guard.pg.is_some() && guard.waiting.len() + guard.held.len() < MOST_WRITERS {
+        return;
+    }
     let Some((waiting, result)) = guard.commit().await else {
         return;
     };
@@ -361,7 +584,7 @@ async fn flush(state: &Mutex<Batch>, flusher: Option<&Flusher>) {
         (result, _) => result,
     };
     for w in waiting {
-        let _ = w.send(result.clone());
+        let _ = w.answer.send(result.clone().map(|()| w.entries));
     }
 }
 
@@ -369,10 +592,11 @@ async fn committer(
     state: Arc<Mutex<Batch>>,
     flusher: Option<Arc<Flusher>>,
     mut kicks: mpsc::Receiver<()>,
+    queued: Arc<AtomicUsize>,
 ) {
     // Ends when the store (every sender) is gone.
     while kicks.recv().await.is_some() {
-        flush(&state, flusher.as_deref()).await;
+        flush(&state, flusher.as_deref(), Some(&queued)).await;
     }
 }
 
@@ -388,6 +612,27 @@ impl Lease {
         &mut self.guard.conn
     }
 
+    /// A PostgreSQL batch (where writers may be held, see [`Lease::hold`]).
+    pub(crate) fn is_pg(&self) -> bool {
+        self.guard.pg.is_some()
+    }
+
+    /// Writers before this one hold statements not yet sent.
+    pub(crate) fn holds_others(&self) -> bool {
+        !self.guard.held.is_empty()
+    }
+
+    /// A writer held before this one took an access revision: until it is sent, the
+    /// revision is not certain, so whoever takes the next one sends it first.
+    pub(crate) fn holds_revision(&self) -> bool {
+        self.guard.held.iter().any(|h| h.bumped)
+    }
+
+    /// The access revision inside the batch, as its writers left it (held ones included).
+    pub(crate) fn access_rev(&self) -> i64 {
+        self.guard.access_rev
+    }
+
     /// Notes what this writer moved, for the other instances (PostgreSQL).
     pub(crate) fn moved(&mut self, access: bool, flags: bool) {
         if let Some(pg) = &mut self.guard.pg {
@@ -397,12 +642,18 @@ impl Lease {
     }
 
     /// Keeps this writer's change in the batch (its savepoint was just released with
-    /// [`KEEP`]) and waits until the batch is durable.
-    pub(crate) async fn kept(mut self, head: ChainHead, access_rev: i64) -> Result<(), StoreError> {
+    /// [`KEEP`]) and waits until the batch is durable; answers with `entries`.
+    pub(crate) async fn kept(
+        mut self,
+        head: ChainHead,
+        access_rev: i64,
+        entries: Vec<AuditEntry>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let (answer, answered) = oneshot::channel();
+        self.guard.sent = head.clone();
         self.guard.head = head;
         self.guard.access_rev = access_rev;
-        self.guard.waiting.push(answer);
+        self.guard.waiting.push(Waiter { answer, entries });
         self.released = true;
         let kick = self.kick.clone();
         drop(self);
@@ -410,6 +661,46 @@ impl Lease {
         answered
             .await
             .unwrap_or_else(|_| Err(StoreError::Unavailable("the store was closed".into())))
+    }
+
+    /// PostgreSQL: leaves this writer's statements to be sent with the next call on the
+    /// connection (another writer's, or the commit) and waits until the batch is durable;
+    /// answers with the entries as stored. `head` is where its entries leave the chain,
+    /// should it be sent as built; `access_rev` the revision it took, if it took one.
+    pub(crate) async fn hold(
+        mut self,
+        build: Build,
+        head: ChainHead,
+        access_rev: Option<i64>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let (answer, answered) = oneshot::channel();
+        self.guard.head = head;
+        if let Some(rev) = access_rev {
+            self.guard.access_rev = rev;
+        }
+        self.guard.held.push(Held {
+            build,
+            answer,
+            bumped: access_rev.is_some(),
+        });
+        self.released = true;
+        let kick = self.kick.clone();
+        drop(self);
+        let _ = kick.try_send(());
+        answered
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the store was closed".into())))
+    }
+
+    /// PostgreSQL: sends the held writers, then what `then` builds on the chain head they
+    /// leave, in one call (see `Batch::send_with`); returns the rows and, if a held writer
+    /// failed, the chain head this writer now follows. Call it from a spawned task.
+    pub(crate) async fn send(
+        &mut self,
+        then: Then<'_>,
+    ) -> Result<(Vec<AnyRow>, Option<ChainHead>), StoreError> {
+        let (rows, moved) = self.guard.send_with(then).await?;
+        Ok((rows, moved.then(|| self.guard.head.clone())))
     }
 }
 

@@ -23,6 +23,7 @@ mod insight;
 mod listen;
 mod outbox;
 mod principals;
+mod records;
 mod requests;
 mod schedule;
 mod sign_ins;
@@ -85,6 +86,8 @@ pub struct Store {
     outbox_notify: std::sync::Arc<tokio::sync::Notify>,
     /// Other instances' commits, as heard through PostgreSQL `LISTEN` (see `listen`).
     changes: std::sync::Arc<listen::Changes>,
+    /// Audit-only writes waiting to be grouped (see `records`).
+    recorder: std::sync::Arc<records::Recorder>,
 }
 
 /// How long the store lets the database make it wait.
@@ -186,6 +189,7 @@ impl Store {
                     router: Default::default(),
                     outbox_notify: Default::default(),
                     changes: std::sync::Arc::new(listen::Changes::new(None)),
+                    recorder: Default::default(),
                 }
             }
             Backend::Postgres => {
@@ -234,6 +238,7 @@ impl Store {
                     router: Default::default(),
                     outbox_notify: Default::default(),
                     changes,
+                    recorder: Default::default(),
                 }
             }
         };

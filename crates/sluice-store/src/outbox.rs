@@ -224,7 +224,7 @@ impl Store {
                 sqlx::query(crate::batch::KEEP)
                     .execute(lease.conn())
                     .await?;
-                lease.kept(head, access_rev).await?;
+                lease.kept(head, access_rev, Vec::new()).await?;
                 Ok(done)
             }
             None => {
@@ -320,7 +320,7 @@ impl Store {
                 sqlx::query(crate::batch::KEEP)
                     .execute(lease.conn())
                     .await?;
-                lease.kept(head, access_rev).await?;
+                lease.kept(head, access_rev, Vec::new()).await?;
                 Ok(done.rows_affected())
             }
             None => Ok(crate::tx::bind(sqlx::query(sql), args)
@@ -340,7 +340,7 @@ impl Store {
                 sqlx::query(crate::batch::KEEP)
                     .execute(lease.conn())
                     .await?;
-                lease.kept(head, access_rev).await?;
+                lease.kept(head, access_rev, Vec::new()).await?;
                 Ok(rows)
             }
             None => Ok(crate::tx::bind(sqlx::query(sql), args)

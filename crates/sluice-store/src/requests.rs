@@ -136,11 +136,13 @@ impl WriteTx {
 
     /// Reads a request for update (locked until commit).
     pub async fn lock_request(&mut self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
-        let row = sqlx::query("UPDATE requests SET status = status WHERE id = $1 RETURNING body")
-            .bind(id)
-            .fetch_optional(self.conn().await?)
+        let rows = self
+            .fetch(
+                "UPDATE requests SET status = status WHERE id = $1 RETURNING body",
+                vec![Arg::Text(id.to_owned())],
+            )
             .await?;
-        row.as_ref().map(request).transpose()
+        rows.first().map(request).transpose()
     }
 
     pub async fn update_request(&mut self, r: &AccessRequest) -> Result<(), StoreError> {

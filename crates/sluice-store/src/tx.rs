@@ -1,7 +1,7 @@
 use crate::{get, StoreError};
 use chrono::{DateTime, Utc};
 use sluice_audit::{AuditEntry, ChainHead, NewEntry};
-use sqlx::any::AnyArguments;
+use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use std::borrow::Cow;
@@ -21,7 +21,8 @@ use std::borrow::Cow;
 /// held back and sent together with the next statement that reads, or with the commit: every
 /// statement sent costs a hand-off to SQLite's connection thread, or a round trip to
 /// PostgreSQL, and that is what limits a single writer. Their errors surface there, inside the
-/// same transaction.
+/// same transaction. On PostgreSQL the commit goes further: it is held for the next call on
+/// the batch's connection, another writer's read or the batch's commit (see [`crate::batch`]).
 pub struct WriteTx {
     lease: Lease,
     head: ChainHead,
@@ -48,8 +49,10 @@ enum Lease {
         Transaction<'static, Any>,
         std::sync::Arc<crate::listen::Changes>,
     ),
-    /// SQLite: a savepoint in the shared batch transaction.
+    /// A savepoint in the shared batch transaction.
     Batch(crate::batch::Lease),
+    /// The batch lease is with a spawned task (or was lost with it).
+    Away,
 }
 
 /// A bind parameter of a held-back statement.
@@ -125,20 +128,81 @@ impl WriteTx {
         self
     }
 
-    fn raw_conn(&mut self) -> &mut AnyConnection {
+    fn raw_conn(&mut self) -> Result<&mut AnyConnection, StoreError> {
         match &mut self.lease {
-            Lease::Own(tx, _) => tx,
-            Lease::Batch(lease) => lease.conn(),
+            Lease::Own(tx, _) => Ok(tx),
+            Lease::Batch(lease) => Ok(lease.conn()),
+            Lease::Away => Err(lost()),
         }
+    }
+
+    /// In a PostgreSQL batch: other writers' statements may be held for the next call.
+    fn pg_batch(&self) -> bool {
+        matches!(&self.lease, Lease::Batch(lease) if lease.is_pg())
     }
 
     /// The connection, for a statement that reads: everything held back is sent first.
     pub(crate) async fn conn(&mut self) -> Result<&mut AnyConnection, StoreError> {
-        if !self.deferred.is_empty() {
+        if self.pg_batch() {
+            self.send_pg(None).await?;
+        } else if !self.deferred.is_empty() {
             let deferred = std::mem::take(&mut self.deferred);
-            send(self.raw_conn(), deferred, "").await?;
+            send(self.raw_conn()?, deferred, "").await?;
         }
-        Ok(self.raw_conn())
+        self.raw_conn()
+    }
+
+    /// Runs a statement that returns rows. In a PostgreSQL batch it goes in the same call as
+    /// everything held back (this writer's and other writers'), parameters written in.
+    pub(crate) async fn fetch(
+        &mut self,
+        sql: &'static str,
+        args: Vec<Arg>,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        if self.pg_batch() {
+            let mut read = String::new();
+            inline(sql, &args, &mut read);
+            return self.send_pg(Some(read)).await;
+        }
+        Ok(bind(sqlx::query(sql), args)
+            .fetch_all(self.conn().await?)
+            .await?)
+    }
+
+    /// PostgreSQL batch: sends other writers' held statements, this writer's held-back ones
+    /// and `read`, in one call from a spawned task (it runs to the end even if the caller goes
+    /// away; the lease then comes back to nobody and this writer is undone). If a writer held
+    /// before this one failed, this writer's entries are chained again on the head it left.
+    async fn send_pg(&mut self, read: Option<String>) -> Result<Vec<AnyRow>, StoreError> {
+        let mut sql = inline_all(&std::mem::take(&mut self.deferred));
+        if let Some(read) = read {
+            push_statement(&mut sql, &read);
+        }
+        let Lease::Batch(mut lease) = std::mem::replace(&mut self.lease, Lease::Away) else {
+            return Err(lost());
+        };
+        if sql.is_empty() && !lease.holds_others() {
+            self.lease = Lease::Batch(lease);
+            return Ok(Vec::new());
+        }
+        let (lease, sent) = tokio::spawn(async move {
+            let sent = lease.send(&|_: &ChainHead| Ok(sql.clone())).await;
+            (lease, sent)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the write task failed: {e}")))?;
+        if !self.moved.0 {
+            // Not taken one yet: the batch's revision is this writer's base (lower if a held
+            // writer that took one failed).
+            self.access_rev = Some(lease.access_rev());
+        }
+        self.lease = Lease::Batch(lease);
+        let (rows, moved) = sent?;
+        if let Some(base) = moved {
+            self.entries = rebase(&self.entries, &base);
+            self.head = self.entries.last().map_or(base, AuditEntry::head);
+        }
+        Ok(rows)
     }
 
     /// Runs a statement that returns nothing: with the next round trip in a batch, now
@@ -158,6 +222,7 @@ impl WriteTx {
             Lease::Own(tx, _) => {
                 bind(sqlx::query(sql), args).execute(&mut **tx).await?;
             }
+            Lease::Away => return Err(lost()),
         }
         Ok(())
     }
@@ -178,12 +243,17 @@ impl WriteTx {
             Lease::Own(tx, _) => {
                 bind(sqlx::query(&sql), args).execute(&mut **tx).await?;
             }
+            Lease::Away => return Err(lost()),
         }
         Ok(())
     }
 
     /// Marks that grants, principals or policy changed; returns the new access revision.
     pub async fn bump_access(&mut self) -> Result<i64, StoreError> {
+        if matches!(&self.lease, Lease::Batch(lease) if lease.holds_revision()) {
+            // A held writer took one: it is sent first, so that the revision is certain.
+            self.send_pg(None).await?;
+        }
         self.moved.0 = true;
         match &mut self.access_rev {
             // In a batch: it holds the chain head's lock, which every writer of the counters
@@ -233,6 +303,12 @@ impl WriteTx {
     }
 
     /// Commits the change and its audit entries together; returns once they are durable.
+    ///
+    /// In a PostgreSQL batch the commit sends nothing itself: the writer's statements are
+    /// held for the next call on the batch's connection, another writer's read or the
+    /// batch's commit (see `batch::Lease::hold`), so it costs no round trip of its own;
+    /// should a writer held before it fail, its entries are chained again on what precedes
+    /// them, and it is answered with the entries as stored.
     pub async fn commit(mut self) -> Result<Vec<AuditEntry>, StoreError> {
         if self.entries.is_empty() {
             // INVARIANT: every committed change carries at least one audit entry.
@@ -241,42 +317,21 @@ impl WriteTx {
                 "refusing to commit a change without an audit entry".into(),
             ));
         }
-        let mut deferred = std::mem::take(&mut self.deferred);
+        let deferred = std::mem::take(&mut self.deferred);
+        let entries = std::mem::take(&mut self.entries);
         let committed = self.committed.take();
-        let seq = self.head.seq;
-        for chunk in self.entries.chunks(ARGS_PER_CALL / ENTRY_ARGS) {
-            deferred.push(insert_entries(chunk)?);
-        }
+        let router = self.outbox.as_ref().map(|(r, _)| r.clone());
         // INVARIANT: the notifications an entry gives rise to are written in the transaction
         // that writes the entry, so a committed change is never left unannounced and an
         // announced change was committed.
-        let mut notified = false;
-        if let Some((router, _)) = &self.outbox {
-            let mut args = Vec::new();
-            let mut rows = 0;
-            for e in &self.entries {
-                for m in router.route(e) {
-                    insert_args(&m, Some(e.seq), e.at.timestamp_millis(), &mut args);
-                    rows += 1;
-                    if rows * MESSAGE_ARGS + MESSAGE_ARGS > ARGS_PER_CALL {
-                        deferred.push(Deferred {
-                            sql: Cow::Owned(insert_sql(rows)),
-                            args: std::mem::take(&mut args),
-                        });
-                        rows = 0;
-                    }
-                    notified = true;
-                }
-            }
-            if rows > 0 {
-                deferred.push(Deferred {
-                    sql: Cow::Owned(insert_sql(rows)),
-                    args,
-                });
-            }
-        }
-        match self.lease {
+        let notified = router
+            .as_ref()
+            .is_some_and(|r| entries.iter().any(|e| !r.route(e).is_empty()));
+        let lease = std::mem::replace(&mut self.lease, Lease::Away);
+        let entries = match lease {
             Lease::Own(mut tx, changes) => {
+                let mut deferred = deferred;
+                deferred.extend(entry_statements(&entries, router.as_deref())?);
                 for d in deferred {
                     bind(sqlx::query(&d.sql), d.args).execute(&mut *tx).await?;
                 }
@@ -289,34 +344,157 @@ impl WriteTx {
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
+                entries
+            }
+            Lease::Batch(mut lease) if lease.is_pg() => {
+                lease.moved(self.moved.0, self.moved.1);
+                let changes = inline_all(&deferred);
+                let statements = deferred.len();
+                let head = self.head.clone();
+                let access_rev = self.moved.0.then(|| self.access_rev.unwrap_or_default());
+                let build: crate::batch::Build = Box::new(move |base| {
+                    let entries = rebase(&entries, base);
+                    let (sql, more) = held_sql(&changes, &entries, router.as_deref())?;
+                    Ok(crate::batch::Built {
+                        sql,
+                        statements: statements + more,
+                        entries,
+                    })
+                });
+                lease.hold(build, head, access_rev).await?
             }
             Lease::Batch(mut lease) => {
-                // The change, its entries and the end of this writer's savepoint: one call,
-                // then the bookkeeping of the batch. Spawned, so both happen or neither does
-                // even if the caller goes away half-way (the change then commits unanswered,
-                // as after a crash between commit and answer).
+                // SQLite: the same in one call (several statements, parameters bound), then
+                // the bookkeeping of the batch, spawned for the same reason.
+                let mut deferred = deferred;
+                deferred.extend(entry_statements(&entries, router.as_deref())?);
                 let (head, access_rev) = (self.head.clone(), self.access_rev.unwrap_or_default());
-                lease.moved(self.moved.0, self.moved.1);
                 tokio::spawn(async move {
                     send(lease.conn(), deferred, crate::batch::KEEP).await?;
-                    lease.kept(head, access_rev).await
+                    lease.kept(head, access_rev, entries).await
                 })
                 .await
-                .map_err(|e| StoreError::Unavailable(format!("the write task failed: {e}")))??;
+                .map_err(|e| StoreError::Unavailable(format!("the write task failed: {e}")))??
             }
-        }
+            Lease::Away => return Err(lost()),
+        };
         if let (true, Some((_, notify))) = (notified, &self.outbox) {
             notify.notify_waiters();
         }
         if let Some(committed) = committed {
+            let seq = entries.last().map_or(0, |e| e.seq);
             committed.send_if_modified(|last| {
                 let moved = seq > *last;
                 *last = (*last).max(seq);
                 moved
             });
         }
-        Ok(self.entries)
+        Ok(entries)
     }
+}
+
+/// The error of a writer whose batch lease went with a task that failed.
+fn lost() -> StoreError {
+    StoreError::Unavailable("the write task failed".into())
+}
+
+/// `entries` chained again on `base`, unchanged if they already follow it.
+fn rebase(entries: &[AuditEntry], base: &ChainHead) -> Vec<AuditEntry> {
+    let follows = entries
+        .first()
+        .is_none_or(|e| e.seq == base.seq + 1 && e.prev_hash == base.hash);
+    if follows {
+        return entries.to_vec();
+    }
+    let mut head = base.clone();
+    entries
+        .iter()
+        .map(|e| {
+            let again = NewEntry {
+                actor: e.actor.clone(),
+                action: e.action.clone(),
+                resource: e.resource.clone(),
+                subject_id: e.subject_id.clone(),
+                details: e.details.clone(),
+            };
+            let e = head.append_as(e.format, e.at, again);
+            head = e.head();
+            e
+        })
+        .collect()
+}
+
+/// The inserts of `entries` and of the notifications they give rise to.
+fn entry_statements(
+    entries: &[AuditEntry],
+    router: Option<&dyn crate::OutboxRouter>,
+) -> Result<Vec<Deferred>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in entries.chunks(ARGS_PER_CALL / ENTRY_ARGS) {
+        out.push(insert_entries(chunk)?);
+    }
+    if let Some(router) = router {
+        let mut args = Vec::new();
+        let mut rows = 0;
+        for e in entries {
+            for m in router.route(e) {
+                insert_args(&m, Some(e.seq), e.at.timestamp_millis(), &mut args);
+                rows += 1;
+                if rows * MESSAGE_ARGS + MESSAGE_ARGS > ARGS_PER_CALL {
+                    out.push(Deferred {
+                        sql: Cow::Owned(insert_sql(rows)),
+                        args: std::mem::take(&mut args),
+                    });
+                    rows = 0;
+                }
+            }
+        }
+        if rows > 0 {
+            out.push(Deferred {
+                sql: Cow::Owned(insert_sql(rows)),
+                args,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A writer's held-back `changes` (already inlined) and the inserts of its entries, as one
+/// `;`-separated list; with how many statements the inserts add.
+fn held_sql(
+    changes: &str,
+    entries: &[AuditEntry],
+    router: Option<&dyn crate::OutboxRouter>,
+) -> Result<(String, usize), StoreError> {
+    let inserts = entry_statements(entries, router)?;
+    let mut sql = changes.to_owned();
+    push_statement(&mut sql, &inline_all(&inserts));
+    Ok((sql, inserts.len()))
+}
+
+/// Held-back statements as one `;`-separated list, parameters written in as literals
+/// (PostgreSQL, see [`inline`]). INVARIANT: each held-back statement is one statement (no
+/// `;` of its own), so the server reports one completion for each.
+fn inline_all(deferred: &[Deferred]) -> String {
+    let mut sql = String::new();
+    for d in deferred {
+        if !sql.is_empty() {
+            sql.push_str("; ");
+        }
+        inline(&d.sql, &d.args, &mut sql);
+    }
+    sql
+}
+
+/// Appends a statement (or `;`-separated statements) to a list.
+fn push_statement(sql: &mut String, more: &str) {
+    if more.is_empty() {
+        return;
+    }
+    if !sql.is_empty() {
+        sql.push_str("; ");
+    }
+    sql.push_str(more);
 }
 
 /// One multi-row `INSERT` of audit entries.
@@ -408,38 +586,15 @@ pub(crate) fn bind<'q>(
     q
 }
 
-/// Sends held-back statements, then `then` (statements without parameters).
-///
-/// SQLite takes several statements in one call: they go together, parameters renumbered, as
-/// few calls as the parameter limit allows, `then` appended to the last. PostgreSQL prepares
-/// one statement per call: they go in one simple-protocol call, parameters written in as
-/// literals ([`inline`]), `then` last.
+/// SQLite: sends held-back statements, then `then` (statements without parameters): together,
+/// parameters renumbered, in as few calls as the parameter limit allows, `then` appended to
+/// the last. (PostgreSQL prepares one statement per call; there they go as one simple-protocol
+/// call with their parameters written in, see `WriteTx::send_pg`.)
 async fn send(
     conn: &mut AnyConnection,
     deferred: Vec<Deferred>,
     then: &str,
 ) -> Result<(), StoreError> {
-    if conn.backend_name() != "SQLite" {
-        // PostgreSQL prepares one statement per call: in one call they go as one
-        // simple-protocol string, their parameters written in as literals.
-        let mut sql = String::new();
-        for d in &deferred {
-            if !sql.is_empty() {
-                sql.push_str("; ");
-            }
-            inline(&d.sql, &d.args, &mut sql);
-        }
-        if !then.is_empty() {
-            if !sql.is_empty() {
-                sql.push_str("; ");
-            }
-            sql.push_str(then);
-        }
-        if !sql.is_empty() {
-            sqlx::Executor::execute(&mut *conn, sql.as_str()).await?;
-        }
-        return Ok(());
-    }
     let mut calls: Vec<(String, Vec<Arg>)> = Vec::new();
     for d in deferred {
         let fits = calls

@@ -88,8 +88,9 @@ impl Question {
 impl App {
     /// Answers questions from the current snapshot, explaining those that ask for it, and
     /// records them in the audit trail (denies always, allows when the policy says so) in one
-    /// transaction. If the record cannot be written, no answer is given: the caller gets an
-    /// error, never an unaudited allow.
+    /// transaction, shared with concurrent callers' decisions (`Store::record`). If the
+    /// record cannot be written, no answer is given: the caller gets an error, never an
+    /// unaudited allow.
     pub async fn decide(
         &self,
         caller: &Caller,
@@ -111,21 +112,22 @@ impl App {
             .zip(&decisions)
             .filter(|(_, d)| !d.allowed || record_allows)
             .collect();
-        if !to_record.is_empty() {
-            let mut tx = self.store.begin().await?;
-            for (q, d) in to_record {
+        let entries: Vec<NewEntry> = to_record
+            .into_iter()
+            .map(|(q, d)| {
                 let action = if d.allowed {
                     "decision.allow"
                 } else {
                     "decision.deny"
                 };
-                let entry = NewEntry::new(&caller.name, action)
+                NewEntry::new(&caller.name, action)
                     .resource(&q.resource)
-                    .details(json!({"subject": q.subject, "action": q.action, "reason": d.reason}));
-                tx.audit(now, entry).await?;
-            }
-            tx.commit().await?;
-        }
+                    .details(json!({"subject": q.subject, "action": q.action, "reason": d.reason}))
+            })
+            .collect();
+        // Shared with concurrent callers' decisions (one transaction per group); returns once
+        // durable.
+        self.store.record(now, entries).await?;
         crate::metrics::decisions(&decisions);
         Ok(questions
             .iter()

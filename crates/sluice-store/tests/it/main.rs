@@ -11,8 +11,10 @@
 
 mod chain;
 mod copy;
+mod held;
 mod http_calls;
 mod instances;
+mod records;
 mod rows;
 mod session_log;
 mod sign_ins;
