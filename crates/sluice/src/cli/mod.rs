@@ -595,12 +595,13 @@ pub enum TokenCommand {
         /// For someone else (administrators).
         #[arg(long)]
         principal: Option<String>,
-        /// `api` or `client`.
+        /// `api`, `client` or `edge`.
         #[arg(long, default_value = "api")]
         kind: String,
-        /// Client keys: the environment they evaluate.
+        /// Client keys: the environment they evaluate; edge keys: the environments they sync
+        /// (repeat for more).
         #[arg(long)]
-        env: Option<String>,
+        env: Vec<String>,
         /// E.g. `90d`.
         #[arg(long)]
         expires_in: Option<String>,
