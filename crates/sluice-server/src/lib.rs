@@ -2,6 +2,7 @@
 //! policy, health, metrics and the OpenAPI document, plus the background work (reaper and
 //! checkpoints).
 
+pub mod answer;
 pub mod app;
 pub mod audit;
 pub mod audit_options;
