@@ -13,6 +13,7 @@ pub mod checkpointer;
 pub mod console;
 pub mod dbclock;
 pub mod due;
+pub mod edge;
 pub mod error;
 pub mod flags;
 pub mod gateway;
