@@ -26,6 +26,8 @@ pub enum TokenKind {
     /// A signed-in person's short-lived session, issued by a sign-in through the identity
     /// provider (the console's, or `sluice login`).
     Session,
+    /// Held by an edge (`sluice edge`): syncs the flags of its environments, nothing else.
+    Edge,
 }
 
 impl TokenKind {
@@ -36,6 +38,7 @@ impl TokenKind {
             Self::Client => "client",
             Self::Db => "db",
             Self::Session => "session",
+            Self::Edge => "edge",
         }
     }
 }
@@ -60,10 +63,12 @@ pub struct NewToken {
     /// Whose token; default the caller. Administrators only for others.
     pub principal: Option<String>,
     pub name: String,
-    /// `api` (default) or `client` (evaluates flags of one environment only). A string, not
+    /// `api` (default), `client` (evaluates flags of one environment only) or `edge` (an
+    /// edge's key: syncs the flags of its environments, nothing else). A string, not
     /// [`TokenKind`]: an unknown kind is answered with its own error (`invalid_kind`).
     pub kind: Option<String>,
-    /// For client keys: the environment they are bound to.
+    /// For client keys: the environment they are bound to; for edge keys: their environments,
+    /// separated by commas (`production,staging`).
     pub environment: Option<String>,
     /// E.g. `90d`; default: does not expire.
     pub expires_in: Option<String>,

@@ -9,6 +9,7 @@ pub mod access;
 pub mod admin;
 pub mod audit;
 pub mod authzen;
+pub mod edge;
 pub mod error;
 pub mod flags;
 pub mod gateway;

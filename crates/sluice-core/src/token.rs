@@ -18,6 +18,10 @@ pub enum TokenKind {
     /// sign-in through the identity provider; short-lived, and renewed only through it. Used
     /// as an API token of its principal.
     Session,
+    /// Held by an edge (`sluice edge`): may only sync the flags of its environments
+    /// (`/v1/edge/*`) and report their evaluation counts; nothing else. Bound to one or more
+    /// environments.
+    Edge,
 }
 
 impl TokenKind {
@@ -27,6 +31,7 @@ impl TokenKind {
             TokenKind::Client => "slu_cli_",
             TokenKind::Db => "slu_pgw_",
             TokenKind::Session => "slu_ses_",
+            TokenKind::Edge => "slu_edg_",
         }
     }
     pub fn as_str(self) -> &'static str {
@@ -35,6 +40,7 @@ impl TokenKind {
             TokenKind::Client => "client",
             TokenKind::Db => "db",
             TokenKind::Session => "session",
+            TokenKind::Edge => "edge",
         }
     }
     /// Does it act as its principal on the whole API (an API token or a session)?
@@ -47,6 +53,7 @@ impl TokenKind {
             "client" => Some(Self::Client),
             "db" => Some(Self::Db),
             "session" => Some(Self::Session),
+            "edge" => Some(Self::Edge),
             _ => None,
         }
     }
@@ -84,6 +91,7 @@ impl SecretToken {
             TokenKind::Client,
             TokenKind::Db,
             TokenKind::Session,
+            TokenKind::Edge,
         ]
         .into_iter()
         .find(|k| self.0.starts_with(k.prefix()))

@@ -124,7 +124,7 @@ pub(crate) async fn handle(
             TokenKind::Db => {
                 c.database.as_deref() == Some(&*sluice_core::scope::normalize(&database))
             }
-            TokenKind::Client => false,
+            TokenKind::Client | TokenKind::Edge => false,
         };
         opens && c.name == sluice_core::scope::normalize(&user)
     });

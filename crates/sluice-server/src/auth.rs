@@ -139,7 +139,7 @@ async fn identify(app: &App, token: Option<SecretToken>) -> Result<Arc<Caller>, 
     Ok(caller)
 }
 
-/// An API-token caller (client keys may only evaluate flags).
+/// An API-token caller (client keys may only evaluate flags, edge keys only sync).
 pub struct ApiCaller(pub Arc<Caller>);
 
 impl FromRequestParts<App> for ApiCaller {
@@ -162,6 +162,11 @@ impl FromRequestParts<App> for ApiCaller {
                 return Err(ApiError::Forbidden(
                     "a connection password only opens sessions through the PostgreSQL gateway"
                         .into(),
+                ))
+            }
+            TokenKind::Edge => {
+                return Err(ApiError::Forbidden(
+                    "an edge key may only sync its environments (/v1/edge/…)".into(),
                 ))
             }
         }

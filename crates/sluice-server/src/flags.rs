@@ -204,8 +204,9 @@ fn compile_stored(set: StoredFlagSet, revision: u64) -> Snapshot {
     c.snapshot
 }
 
-/// One environment's compiled flags from its stored set, which it consumes.
-fn compile(set: StoredFlagSet, layers: &[(String, String, Value)]) -> EnvFlags {
+/// One environment's compiled flags from its stored set, which it consumes (an edge compiles
+/// what it syncs through here too, so both answer alike).
+pub fn compile(set: StoredFlagSet, layers: &[(String, String, Value)]) -> EnvFlags {
     let (environment, revision, updated_at) =
         (set.environment.clone(), set.revision, set.updated_at);
     let layered = Layered::compile(&environment, layers, |key| {

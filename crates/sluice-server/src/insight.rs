@@ -226,6 +226,9 @@ impl Tally {
     }
 }
 
+/// Counts drained and not yet stored, as rows: per flag, and per client key.
+pub type Batch = (Vec<EvaluationCount>, Vec<ClientEvaluations>);
+
 /// Counts not yet in the store, by environment, flag, variant, reason and day.
 type PendingCounts = FxHashMap<(String, String, String, Reason, i64), Cell>;
 
@@ -371,11 +374,38 @@ impl Insight {
     /// failure the batch is kept for the next flush.
     pub async fn flush(&self, store: &Store) -> Result<(), StoreError> {
         let _one = self.flushing.lock().await;
-        self.drain();
-        let (counts, clients) = std::mem::take(&mut *lock(&self.pending));
-        if counts.is_empty() && clients.is_empty() {
+        let (rows, client_rows) = self.take_batch();
+        if rows.is_empty() && client_rows.is_empty() {
             return Ok(());
         }
+        if let Err(e) = store.add_evaluations(&rows, &client_rows).await {
+            self.put_back(rows, client_rows);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Sends the pending batch with `send` (an edge's report to its central server), one at a
+    /// time with [`Insight::flush`]; on failure the batch is kept for the next time.
+    pub async fn flush_with<E, F>(&self, send: impl FnOnce(Batch) -> F) -> Result<(), E>
+    where
+        F: std::future::Future<Output = Result<(), (E, Batch)>>,
+    {
+        let _one = self.flushing.lock().await;
+        let batch = self.take_batch();
+        if batch.0.is_empty() && batch.1.is_empty() {
+            return Ok(());
+        }
+        send(batch).await.map_err(|(e, (rows, clients))| {
+            self.put_back(rows, clients);
+            e
+        })
+    }
+
+    /// Drains the counters and takes the pending batch, as rows.
+    fn take_batch(&self) -> Batch {
+        self.drain();
+        let (counts, clients) = std::mem::take(&mut *lock(&self.pending));
         let rows: Vec<EvaluationCount> = counts
             .iter()
             .map(
@@ -399,26 +429,38 @@ impl Insight {
                 last_at: at(cell.last_ms),
             })
             .collect();
-        if let Err(e) = store.add_evaluations(&rows, &client_rows).await {
-            let mut pending = lock(&self.pending);
-            for (k, cell) in counts {
-                pending
-                    .0
-                    .entry(k)
-                    .or_default()
-                    .add(cell.count, cell.last_ms);
-            }
-            for (token, (env, cell)) in clients {
-                pending
-                    .1
-                    .entry(token)
-                    .or_insert_with(|| (env, Cell::default()))
-                    .1
-                    .add(cell.count, cell.last_ms);
-            }
-            return Err(e);
+        (rows, client_rows)
+    }
+
+    /// Puts a batch that could not be stored back into the pending one.
+    fn put_back(&self, rows: Vec<EvaluationCount>, clients: Vec<ClientEvaluations>) {
+        let mut pending = lock(&self.pending);
+        for r in rows {
+            let reason = REASONS
+                .iter()
+                .copied()
+                .find(|x| x.as_str() == r.reason)
+                .unwrap_or(Reason::Error);
+            pending
+                .0
+                .entry((r.environment, r.flag_key, r.variant, reason, r.day))
+                .or_default()
+                .add(
+                    u64::try_from(r.count).unwrap_or(0),
+                    r.last_at.timestamp_millis(),
+                );
         }
-        Ok(())
+        for c in clients {
+            pending
+                .1
+                .entry(c.token_id)
+                .or_insert_with(|| (c.environment, Cell::default()))
+                .1
+                .add(
+                    u64::try_from(c.count).unwrap_or(0),
+                    c.last_at.timestamp_millis(),
+                );
+        }
     }
 
     /// The Prometheus text of the evaluation counters since this instance started.

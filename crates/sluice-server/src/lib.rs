@@ -2,6 +2,7 @@
 //! policy, health, metrics and the OpenAPI document, plus the background work (reaper and
 //! checkpoints).
 
+pub mod answer;
 pub mod app;
 pub mod audit;
 pub mod audit_options;
@@ -12,6 +13,7 @@ pub mod checkpointer;
 pub mod console;
 pub mod dbclock;
 pub mod due;
+pub mod edge;
 pub mod error;
 pub mod flags;
 pub mod gateway;

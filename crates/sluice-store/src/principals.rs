@@ -142,6 +142,37 @@ impl Store {
         rows.iter().map(token).collect()
     }
 
+    /// The client keys of `environment` that are live at `now` (not revoked, not expired), each
+    /// with its hash and its principal (what an edge needs to check them itself).
+    pub async fn client_keys_in(
+        &self,
+        environment: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(TokenRow, String, PrincipalRow)>, StoreError> {
+        let sql = format!(
+            "SELECT {TOKEN_COLS}, t.hash, p.name AS pname, p.kind AS pkind, p.admin, p.source FROM tokens t \
+             JOIN principals p ON p.name = t.principal \
+             WHERE t.kind = 'client' AND t.environment = $1 AND t.revoked_at IS NULL \
+             AND (t.expires_at IS NULL OR t.expires_at > $2) ORDER BY t.id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(environment)
+            .bind(to_ms(now))
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let p = PrincipalRow {
+                    name: get(row, "pname")?,
+                    kind: get(row, "pkind")?,
+                    admin: get::<i64>(row, "admin")? != 0,
+                    source: get(row, "source")?,
+                };
+                Ok((token(row)?, get(row, "hash")?, p))
+            })
+            .collect()
+    }
+
     pub async fn token(&self, id: &str) -> Result<Option<TokenRow>, StoreError> {
         let sql = format!("SELECT {TOKEN_COLS} FROM tokens t WHERE t.id = $1");
         let row = sqlx::query(&sql)

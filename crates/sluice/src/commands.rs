@@ -538,7 +538,8 @@ pub async fn tokens(cmd: TokenCommand, r: Remote) -> anyhow::Result<()> {
                 principal,
                 name,
                 kind: Some(kind),
-                environment: env,
+                // Edge keys name several, joined as the API takes them.
+                environment: (!env.is_empty()).then(|| env.join(",")),
                 expires_in,
                 context,
             };

@@ -58,6 +58,7 @@ mod cli;
 mod client;
 mod commands;
 mod db_commands;
+mod edge;
 mod flag_commands;
 mod login;
 mod notification_commands;
@@ -86,6 +87,7 @@ async fn main() {
     }
     let result = match cli.command {
         Command::Serve(args) => serve::serve(args).await,
+        Command::Edge(args) => edge::edge(args).await,
         Command::Migrate(args) => serve::migrate(args).await,
         Command::Apply {
             file,

@@ -639,7 +639,7 @@ fn termination() -> impl std::future::Future<Output = ()> {
 /// The first SIGTERM or Ctrl-C starts a bounded drain (`shutdown_timeout`); a second one
 /// ends the process at once. Listens from the call on, so call it before saying the server
 /// listens.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     let first = termination();
     async move {
         first.await;

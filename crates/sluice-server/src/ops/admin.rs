@@ -255,7 +255,7 @@ impl App {
     }
 
     /// Creates a token. Anyone may create API tokens for themselves; administrators for anyone,
-    /// and only administrators create client keys.
+    /// and only administrators create client and edge keys.
     pub async fn create_token(
         &self,
         caller: &Caller,
@@ -270,7 +270,7 @@ impl App {
             context,
         } = spec;
         let principal = principal.unwrap_or_else(|| caller.name.clone());
-        if principal != caller.name || kind == TokenKind::Client {
+        if principal != caller.name || matches!(kind, TokenKind::Client | TokenKind::Edge) {
             caller.require_admin()?;
         }
         if self.store.principal(&principal).await?.is_none() {
@@ -288,10 +288,30 @@ impl App {
                     "a client key is bound to one environment; pass --env",
                 ))
             }
+            (TokenKind::Edge, Some(envs)) => {
+                // An edge syncs each of its environments: every one must exist, named once.
+                let mut seen = std::collections::BTreeSet::new();
+                for env in envs.split(',') {
+                    self.check_environment(env, false, caller.admin).await?;
+                    if !seen.insert(env) {
+                        return Err(OpError::invalid(
+                            Input::Environment,
+                            format!("environment `{env}` is named twice"),
+                        ));
+                    }
+                }
+                Some(envs)
+            }
+            (TokenKind::Edge, None) => {
+                return Err(OpError::invalid(
+                    Input::MissingEnvironment,
+                    "an edge key syncs one or more environments; pass --env",
+                ))
+            }
             (TokenKind::Api, Some(_)) => {
                 return Err(OpError::invalid(
                     Input::Request,
-                    "only client keys are bound to an environment",
+                    "only client and edge keys are bound to environments",
                 ))
             }
             (TokenKind::Api, None) => None,

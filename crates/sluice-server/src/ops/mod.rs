@@ -4,6 +4,7 @@ pub mod access;
 pub mod admin;
 pub mod change_requests;
 pub mod decide;
+pub mod edge;
 pub mod environments;
 pub mod error;
 pub mod flag_changes;

@@ -83,7 +83,7 @@ pub async fn create_token(
         Some(k) => TokenKind::parse(k).ok_or_else(|| {
             ApiError::bad_request(
                 Input::TokenKind,
-                format!("unknown token kind `{k}`; use `api` or `client`"),
+                format!("unknown token kind `{k}`; use `api`, `client` or `edge`"),
             )
         })?,
     };

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod authzen;
 pub mod authzen_search;
 pub mod change_requests;
+pub mod edge;
 pub mod flag_changes;
 pub mod flags;
 pub mod gateway;
@@ -372,6 +373,9 @@ fn evaluation_and_ops() -> OpenApiRouter<App> {
         .routes(routes!(ofrep::evaluate))
         .routes(routes!(ofrep::evaluate_all))
         .routes(routes!(ofrep::events))
+        .routes(routes!(edge::snapshot))
+        .routes(routes!(edge::events))
+        .routes(routes!(edge::evaluations))
         .routes(routes!(sign_in::device))
         .routes(routes!(sign_in::device_token))
         .routes(routes!(healthz))

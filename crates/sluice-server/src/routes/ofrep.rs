@@ -2,34 +2,23 @@
 //! bound to one environment, `ETag`/`If-None-Match` over the configuration revision *and* the
 //! request context, and an SSE stream that says `refetchEvaluation` when flags change.
 //!
-//! Static context — the environment's (policy `environments.<env>.context`), then the client
-//! key's (`tokens create --context`) — is merged over the request's context, as flagd merges
-//! `--context-value`: request values lose to static ones (flagd `MergeContextsAndHeaders`:
-//! request < static < header-mapped); the key's, more specific, win over the environment's.
+//! The answering itself is [`crate::answer`], shared with the edge; these handlers
+//! authenticate the client key and hand over this server's flags and clock.
 
+use crate::answer;
 use crate::app::App;
 use crate::auth::presented_token;
 use crate::caller::Caller;
 use crate::error::ApiError;
-use crate::flags::CachedAnswer;
-use crate::insight::Tally;
 use crate::json::ApiBytes;
-use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::HeaderMap;
+use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use serde_json::Value;
 use sluice_core::token::{SecretToken, TokenKind};
-use sluice_eval::ofrep::{self, EvaluationFailure};
-use sluice_eval::{Context, ErrorCode, RequestError};
-use std::convert::Infallible;
-use std::fmt::Write as _;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_stream::StreamExt;
 
 /// A client key: evaluates the flags of exactly one environment, nothing else.
 pub struct ClientKey {
@@ -53,17 +42,20 @@ impl ClientKey {
     ) -> Option<serde_json::Map<String, Value>> {
         let policy = app.policy();
         let env = self.environment();
-        let mut merged = policy.static_context(env).cloned().unwrap_or_default();
-        if let Some(k) = &self.caller.context {
-            merged.extend(k.iter().map(|(n, v)| (n.clone(), v.clone())));
+        answer::static_context(
+            policy.static_context(env),
+            self.caller.context.as_ref(),
+            policy.context_from_headers(env),
+            headers,
+        )
+    }
+
+    /// Who asks, for the evaluation counters.
+    pub fn asker(&self) -> answer::Asker<'_> {
+        answer::Asker {
+            token_id: &self.caller.token_id,
+            environment: self.environment(),
         }
-        for (header, key) in policy.context_from_headers(env) {
-            // The first value, as flagd takes it; a value that is not text adds nothing.
-            if let Some(v) = headers.get(header.as_str()).and_then(|v| v.to_str().ok()) {
-                merged.insert(key.clone(), Value::String(v.to_owned()));
-            }
-        }
-        (!merged.is_empty()).then_some(merged)
     }
 }
 
@@ -95,59 +87,9 @@ impl FromRequestParts<App> for ClientKey {
     }
 }
 
-fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut resp = (status, bytes).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-fn failure(key: &str, code: ErrorCode, details: impl Into<String>) -> Response {
-    let status = StatusCode::from_u16(ofrep::http_status(code)).unwrap_or(StatusCode::BAD_REQUEST);
-    let body = EvaluationFailure {
-        key: key.to_owned(),
-        error_code: code,
-        error_details: details.into(),
-        metadata: Default::default(),
-    };
-    json_response(status, &body)
-}
-
-/// Reads `{"context": {...}}`; an empty body is an empty context. A body that is not a JSON
-/// object is `GENERAL` (the request is malformed); a context that is not an object, nests too
-/// deep or has a non-string `targetingKey` is `INVALID_CONTEXT`. `PARSE_ERROR` is left to
-/// faults in flag definitions. Pure: the whole of how a request body becomes a context.
-pub fn context_of(
-    body: &[u8],
-    static_context: Option<&serde_json::Map<String, Value>>,
-) -> Result<Context, (ErrorCode, String)> {
-    if crate::json::depth(body) > crate::json::MAX_DEPTH {
-        return Err((
-            ErrorCode::InvalidContext,
-            format!(
-                "context is nested deeper than {} levels",
-                crate::json::MAX_DEPTH
-            ),
-        ));
-    }
-    let ctx = Context::from_request_body(body).map_err(|e| match e {
-        RequestError::Malformed(e) => (
-            ErrorCode::General,
-            format!(
-                "request body is not an OFREP evaluation request (`{{\"context\": {{…}}}}`): {e}"
-            ),
-        ),
-        RequestError::Context(e) => (e.code, e.message),
-    })?;
-    match static_context {
-        // Static values win over the request's (flagd: request < static).
-        Some(fixed) => ctx.overlay(fixed).map_err(|e| (e.code, e.message)),
-        None => Ok(ctx),
-    }
-}
+/// How a request body becomes OFREP's context (see [`crate::answer`]), under the path the
+/// fuzz targets and tests name.
+pub use crate::answer::{context_digest, context_of};
 
 /// Evaluate one flag.
 #[utoipa::path(post, path = "/ofrep/v1/evaluate/flags/{key}", tag = "ofrep", request_body = Object,
@@ -160,103 +102,15 @@ pub async fn evaluate(
     ApiBytes(body): ApiBytes,
 ) -> Response {
     let fixed = key_auth.static_context(&app, &headers);
-    let ctx = match context_of(&body, fixed.as_ref()) {
-        Ok(c) => c,
-        Err((code, msg)) => return failure(&key, code, msg),
-    };
-    let Some(flags) = app.env_flags(key_auth.environment()) else {
-        return failure(
-            &key,
-            ErrorCode::FlagNotFound,
-            format!("flag `{key}` not found"),
-        );
-    };
-    let now = app.now();
-    let e = flags.evaluate(&key, &ctx, now);
-    if app.insight.enabled() {
-        let at = now.timestamp_millis();
-        flags.tally.count(Tally::code(&flags.snapshot, &e), at);
-        app.insight
-            .client(&key_auth.caller.token_id, key_auth.environment(), 1, at);
-    }
-    let status = match &e.error {
-        Some((code, _)) => {
-            StatusCode::from_u16(ofrep::http_status(*code)).unwrap_or(StatusCode::BAD_REQUEST)
-        }
-        None => StatusCode::OK,
-    };
-    json_response(status, &ofrep::Wire(&e))
-}
-
-/// The digest of a context in canonical form (keys sorted, canonical values): key order and
-/// spacing do not matter, and every instance computes the same one.
-pub fn context_digest(context: &Context) -> [u8; 32] {
-    use sluice_audit::canonical::{write_str, write_value};
-    let mut entries: Vec<(&str, &Value)> = context.entries().collect();
-    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    let mut canonical = Vec::with_capacity(128);
-    canonical.push(b'{');
-    for (i, (name, value)) in entries.into_iter().enumerate() {
-        if i > 0 {
-            canonical.push(b',');
-        }
-        write_str(&mut canonical, name);
-        canonical.push(b':');
-        write_value(&mut canonical, value);
-    }
-    canonical.push(b'}');
-    Sha256::digest(&canonical).into()
-}
-
-/// The bulk ETag: the environment's revision, how many moments at which an answer may change
-/// (a target expiring, a rollout step) have passed, the current second when some rule reads
-/// `$flagd.timestamp`, the request context's digest and the static context's, hashed. A different context, a new
-/// configuration or a passed moment gives a different tag. Returns the tag (96 bits of the
-/// digest, enough to tell a client's answers apart) and the whole digest, which keys the
-/// answer cache: a cached answer is shared between clients, so finding two contexts with one
-/// key must cost a SHA-256 collision, not a 96-bit one.
-fn etag(
-    revision: i64,
-    epoch: usize,
-    second: Option<i64>,
-    context: &[u8; 32],
-    static_context: Option<&[u8; 32]>,
-) -> (String, [u8; 32]) {
-    let mut h = Sha256::new();
-    h.update(revision.to_be_bytes());
-    h.update(epoch.to_be_bytes());
-    if let Some(second) = second {
-        h.update(second.to_be_bytes());
-    }
-    h.update(context);
-    // The environment's static context is part of every answer (absent: nothing added, so
-    // tags of environments without one are unchanged).
-    if let Some(fixed) = static_context {
-        h.update(b"static");
-        h.update(fixed);
-    }
-    let digest = h.finalize();
-    let mut tag = String::with_capacity(48);
-    tag.push('"');
-    // Writing to a String cannot fail.
-    let _ = write!(tag, "{revision}");
-    tag.push('-');
-    tag.push_str(&hex::encode(&digest[..12]));
-    tag.push('"');
-    (tag, digest.into())
-}
-
-/// The digest of a static context in canonical form.
-fn static_digest(fixed: &serde_json::Map<String, Value>) -> [u8; 32] {
-    use sluice_audit::canonical::write_value;
-    let mut canonical = Vec::with_capacity(64);
-    write_value(&mut canonical, &Value::Object(fixed.clone()));
-    Sha256::digest(&canonical).into()
-}
-
-/// The SSE stream, under the configured public URL (never the request's `Host`).
-fn events_url(app: &App) -> String {
-    format!("{}/ofrep/v1/events", app.public_url())
+    answer::single(
+        &app.insight,
+        app.env_flags(key_auth.environment()),
+        key_auth.asker(),
+        &key,
+        &body,
+        fixed.as_ref(),
+        app.now(),
+    )
 }
 
 /// Evaluate every flag of the key's environment.
@@ -268,155 +122,16 @@ pub async fn evaluate_all(
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Response {
-    let bad_context = |(code, msg): (ErrorCode, String)| {
-        json_response(
-            StatusCode::BAD_REQUEST,
-            &json!({"errorCode": code, "errorDetails": msg}),
-        )
-    };
-    let flags = app.env_flags(key_auth.environment());
-    // The static context lives in the policy, which changes apart from the flags: it is
-    // hashed on its own (never memoised with the body) and enters the tag separately.
-    let fixed = key_auth.static_context(&app, &headers);
-    let fixed_digest = fixed.as_ref().map(static_digest);
-    // A body seen before (a client polling) is not parsed again to compute its tag.
-    let memo_key = flags.as_ref().map(|f| f.contexts.key(&body));
-    let known = flags
-        .as_ref()
-        .zip(memo_key)
-        .and_then(|(f, k)| f.contexts.get(k));
-    let mut parsed = None;
-    let context = match known {
-        Some(digest) => digest,
-        None => {
-            // The memo holds the digest of the request's own context only.
-            let ctx = match context_of(&body, None) {
-                Ok(c) => c,
-                Err(e) => return bad_context(e),
-            };
-            let digest = context_digest(&ctx);
-            if let (Some(f), Some(k)) = (&flags, memo_key) {
-                f.contexts.put(k, digest);
-            }
-            if fixed.is_none() {
-                parsed = Some(ctx);
-            }
-            digest
-        }
-    };
-    let now = app.now();
-    let revision = flags.as_ref().map_or(0, |f| f.revision);
-    let epoch = flags.as_ref().map_or(0, |f| f.epoch(now));
-    // Rules that read the time may answer differently every second.
-    let second = flags
-        .as_ref()
-        .filter(|f| f.snapshot.reads_time())
-        .map(|_| now.timestamp());
-    let (tag, digest) = etag(revision, epoch, second, &context, fixed_digest.as_ref());
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
-    let tag_header = HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"0\""));
-    // The answer without its last `}`, rendered once per tag (see `flags::AnswerCache`).
-    let cached = flags.as_ref().and_then(|f| f.answers.get(&digest));
-    if matches {
-        // The client goes on using the answer it holds: counted as evaluated again, when
-        // this instance still knows what that answer was.
-        if let (Some(f), Some(answer)) = (&flags, &cached) {
-            count_bulk(&app, &key_auth, f, &answer.codes, true, now);
-        }
-        let mut resp = StatusCode::NOT_MODIFIED.into_response();
-        resp.headers_mut().insert(header::ETAG, tag_header);
-        return resp;
-    }
-    let from_cache = cached.is_some();
-    let answer = match cached {
-        Some(answer) => answer,
-        None => {
-            let ctx = match parsed.map_or_else(|| context_of(&body, fixed.as_ref()), Ok) {
-                Ok(c) => c,
-                Err(e) => return bad_context(e),
-            };
-            let evals = flags
-                .as_ref()
-                .map(|f| f.evaluate_all(&ctx, now))
-                .unwrap_or_default();
-            let no_metadata = serde_json::Map::new();
-            let out = ofrep::BulkWire {
-                evaluations: &evals,
-                metadata: flags
-                    .as_ref()
-                    .map_or(&no_metadata, |f| f.snapshot.metadata()),
-                extra: &[],
-            };
-            let mut rendered = serde_json::to_vec(&out).unwrap_or_default();
-            if rendered.pop() != Some(b'}') {
-                return ApiError::Internal("a bulk answer did not render as an object".into())
-                    .into_response();
-            }
-            let codes: std::sync::Arc<[u64]> = match &flags {
-                Some(f) => evals
-                    .iter()
-                    .filter_map(|e| Tally::code(&f.snapshot, e))
-                    .collect(),
-                None => std::sync::Arc::new([]),
-            };
-            let answer = CachedAnswer {
-                body: Bytes::from(rendered),
-                codes,
-            };
-            if let Some(f) = &flags {
-                f.answers.put(digest, answer.clone());
-            }
-            answer
-        }
-    };
-    if let Some(f) = &flags {
-        count_bulk(&app, &key_auth, f, &answer.codes, from_cache, now);
-    }
-    let answer = answer.body;
-    let mut body = Vec::with_capacity(answer.len() + 128);
-    body.extend_from_slice(&answer);
-    body.extend_from_slice(b",\"eventStreams\":[{\"type\":\"sse\",\"url\":");
-    // The URL is written as a JSON string; the rest is constant.
-    if serde_json::to_writer(&mut body, &events_url(&app)).is_err() {
-        body.extend_from_slice(b"null");
-    }
-    body.extend_from_slice(b",\"inactivityDelaySec\":120}]}");
-    let mut resp = (StatusCode::OK, body).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp.headers_mut().insert(header::ETAG, tag_header);
-    resp
-}
-
-/// Counts a bulk answer's evaluations (see [`crate::insight`]).
-fn count_bulk(
-    app: &App,
-    key: &ClientKey,
-    flags: &crate::flags::EnvFlags,
-    codes: &std::sync::Arc<[u64]>,
-    cached: bool,
-    now: chrono::DateTime<chrono::Utc>,
-) {
-    if !app.insight.enabled() {
-        return;
-    }
-    let at = now.timestamp_millis();
-    if cached {
-        flags.tally.count_cached(codes, at);
-    } else {
-        flags.tally.count_all(codes, at);
-    }
-    app.insight.client(
-        &key.caller.token_id,
-        key.environment(),
-        codes.len() as u64,
-        at,
-    );
+    answer::bulk(
+        &app.insight,
+        app.env_flags(key_auth.environment()),
+        key_auth.asker(),
+        &headers,
+        &body,
+        key_auth.static_context(&app, &headers),
+        app.now(),
+        app.public_url(),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -437,16 +152,6 @@ pub async fn events(
         presented_token(&headers).or_else(|| q.key.as_deref().map(SecretToken::from_presented));
     let key_auth = client_key(&app, token, peer.map(|p| p.0 .0.ip())).await?;
     let env = key_auth.environment().to_owned();
-    let rx = app.flag_events.subscribe();
-    let stream = BroadcastStream::new(rx).filter_map(move |msg| {
-        let ev = match msg {
-            Ok(ev) if ev.environment == env => ev,
-            // Lagged: we may have missed a change, so ask for a refetch anyway.
-            Err(_) => crate::flags::FlagEvent { environment: env.clone(), revision: 0, updated_at: chrono::DateTime::default() },
-            Ok(_) => return None,
-        };
-        let data = json!({"type": "refetchEvaluation", "etag": format!("\"{}\"", ev.revision), "lastModified": ev.updated_at.timestamp()});
-        Some(Ok::<_, Infallible>(Event::default().id(ev.revision.to_string()).data(data.to_string())))
-    });
+    let stream = answer::events(app.flag_events.subscribe(), env);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

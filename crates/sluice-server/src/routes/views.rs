@@ -105,6 +105,7 @@ pub fn token_view(t: TokenRow) -> Result<TokenView, ApiError> {
         Some(TokenKind::Client) => api_admin::TokenKind::Client,
         Some(TokenKind::Db) => api_admin::TokenKind::Db,
         Some(TokenKind::Session) => api_admin::TokenKind::Session,
+        Some(TokenKind::Edge) => api_admin::TokenKind::Edge,
         None => {
             return Err(ApiError::Internal(format!(
                 "token {} has an unknown kind `{}`",

@@ -17,6 +17,7 @@ mod bounds;
 mod broken_flags;
 mod brute;
 mod deliver;
+mod edge;
 mod environments;
 mod error_bodies;
 mod failclosed;

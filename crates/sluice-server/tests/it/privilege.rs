@@ -272,6 +272,10 @@ fn table(w: &World) -> Vec<(&'static str, String, [u16; 4])> {
         ("/openapi.json", "/openapi.json".into(), ALL),
         // OFREP takes client keys, never API tokens (unchanged).
         ("/ofrep/v1/events", "/ofrep/v1/events".into(), [403; 4]),
+        // Edge routes take edge keys, never API tokens (an edge key on every other route:
+        // `edge::an_edge_key_only_syncs_its_environments`).
+        ("/v1/edge/snapshot", "/v1/edge/snapshot".into(), [403; 4]),
+        ("/v1/edge/events", "/v1/edge/events".into(), [403; 4]),
     ]
 }
 

@@ -56,6 +56,10 @@ pub enum Output {
 pub enum Command {
     /// Run the server (SQLite under ./sluice-data by default).
     Serve(ServeArgs),
+    /// Run an edge: a read-only OFREP replica of the environments of its edge key, fed by the
+    /// central server's change stream; it keeps serving its last snapshot (saved on disk,
+    /// sealed with the key) while the central server is unreachable.
+    Edge(EdgeArgs),
     /// Run the database migrations and exit.
     Migrate(MigrateArgs),
     /// Validate a policy file, show the diff and apply it.
@@ -204,12 +208,39 @@ impl Command {
             | Command::Notifications { remote, .. }
             | Command::Whoami { remote } => Some(remote),
             Command::Serve(_)
+            | Command::Edge(_)
             | Command::Migrate(_)
             | Command::Store { .. }
             | Command::Login { .. }
             | Command::Logout { .. } => None,
         }
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EdgeArgs {
+    /// The central server, e.g. `https://sluice.internal`.
+    #[arg(long, env = "SLUICE_EDGE_UPSTREAM")]
+    pub upstream: String,
+    /// The edge key (`sluice tokens create --kind edge --env ENV`).
+    #[arg(long, env = "SLUICE_EDGE_KEY", hide_env_values = true)]
+    pub key: String,
+    /// Address to listen on.
+    #[arg(long, env = "SLUICE_EDGE_LISTEN", default_value = "127.0.0.1:8081")]
+    pub listen: String,
+    /// Where the last snapshot is kept.
+    #[arg(long, env = "SLUICE_EDGE_DATA_DIR", default_value = "sluice-edge-data")]
+    pub data_dir: PathBuf,
+    /// The URL clients reach this edge at, advertised in OFREP event streams; default
+    /// `http://<listen address>`.
+    #[arg(long, env = "SLUICE_EDGE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// How often evaluation counts are reported to the central server, e.g. `10s`.
+    #[arg(long, env = "SLUICE_EDGE_REPORT_INTERVAL", value_parser = positive_duration)]
+    pub report_interval: Option<std::time::Duration>,
+    /// Log format.
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -595,12 +626,13 @@ pub enum TokenCommand {
         /// For someone else (administrators).
         #[arg(long)]
         principal: Option<String>,
-        /// `api` or `client`.
+        /// `api`, `client` or `edge`.
         #[arg(long, default_value = "api")]
         kind: String,
-        /// Client keys: the environment they evaluate.
+        /// Client keys: the environment they evaluate; edge keys: the environments they sync
+        /// (repeat for more).
         #[arg(long)]
-        env: Option<String>,
+        env: Vec<String>,
         /// E.g. `90d`.
         #[arg(long)]
         expires_in: Option<String>,

@@ -104,6 +104,17 @@ impl Serve {
     /// Like [`Serve::start_with`], with variables set in the server's environment.
     pub async fn start_with_env(data_dir: &Path, extra: &[&str], vars: &[(&str, &str)]) -> Serve {
         let addr = format!("127.0.0.1:{}", free_port());
+        Self::start_at(data_dir, &addr, extra, vars).await
+    }
+
+    /// Like [`Serve::start_with_env`], on `addr` (e.g. the address of one that was killed).
+    pub async fn start_at(
+        data_dir: &Path,
+        addr: &str,
+        extra: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Serve {
+        let addr = addr.to_owned();
         let child = command()
             .args(["serve", "--listen", &addr, "--data-dir"])
             .arg(data_dir)

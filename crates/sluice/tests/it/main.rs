@@ -14,6 +14,7 @@ mod copy;
 mod crash;
 mod deliver;
 mod disk_full;
+mod edge;
 mod gateway;
 mod guards;
 mod harness;

@@ -1,0 +1,174 @@
+//! The edge's HTTP surface: OFREP as the central server serves it (the answering is
+//! [`crate::answer`]'s), client keys checked against the synced hashes, health and metrics.
+
+use super::{EdgeClient, Replica};
+use crate::answer;
+use crate::auth::presented_token;
+use crate::error::ApiError;
+use crate::json::{ApiBytes, BodyLimit, MAX_BODY};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use sluice_core::token::{SecretToken, TokenKind};
+use std::sync::Arc;
+
+/// The edge's routes, with the central server's body limits.
+pub fn router(replica: Replica) -> Router {
+    Router::new()
+        .route("/ofrep/v1/evaluate/flags/{key}", post(evaluate))
+        .route("/ofrep/v1/evaluate/flags", post(evaluate_all))
+        .route("/ofrep/v1/events", get(events))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(Extension(BodyLimit(MAX_BODY)))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(crate::json::RequestChecks)
+        .with_state(replica)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("an edge serves OFREP only (/ofrep/v1/…)".into())
+}
+
+/// A client key this edge knows, live now.
+struct ClientKey(Arc<EdgeClient>);
+
+fn client_key(replica: &Replica, token: Option<SecretToken>) -> Result<ClientKey, ApiError> {
+    let token = token
+        .filter(SecretToken::is_well_formed)
+        .ok_or(ApiError::Unauthenticated)?;
+    if token.kind() != Some(TokenKind::Client) {
+        return Err(ApiError::Forbidden(
+            "OFREP needs a client key (`sluice tokens create --kind client --env ENV`)".into(),
+        ));
+    }
+    let client = replica.client(&token).ok_or(ApiError::Unauthenticated)?;
+    // INVARIANT: expiry against the edge's own clock, as the central server checks it.
+    if client.expires_at.is_some_and(|at| at <= replica.now()) {
+        return Err(ApiError::TokenExpired);
+    }
+    Ok(ClientKey(client))
+}
+
+impl FromRequestParts<Replica> for ClientKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, r: &Replica) -> Result<Self, Self::Rejection> {
+        client_key(r, presented_token(&parts.headers))
+    }
+}
+
+impl ClientKey {
+    fn asker(&self) -> answer::Asker<'_> {
+        answer::Asker {
+            token_id: &self.0.id,
+            environment: &self.0.environment,
+        }
+    }
+
+    fn static_context(
+        &self,
+        replica: &Replica,
+        headers: &HeaderMap,
+    ) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let held = replica.held.load();
+        let env = held.envs.get(&self.0.environment);
+        answer::static_context(
+            env.and_then(|e| e.context.as_ref()),
+            self.0.context.as_ref(),
+            env.map_or(&EMPTY, |e| &e.context_from_headers),
+            headers,
+        )
+    }
+}
+
+static EMPTY: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
+
+async fn evaluate(
+    State(r): State<Replica>,
+    key: ClientKey,
+    Path(flag): Path<String>,
+    headers: HeaderMap,
+    ApiBytes(body): ApiBytes,
+) -> Response {
+    let fixed = key.static_context(&r, &headers);
+    answer::single(
+        &r.insight,
+        r.env_flags(&key.0.environment),
+        key.asker(),
+        &flag,
+        &body,
+        fixed.as_ref(),
+        r.now(),
+    )
+}
+
+async fn evaluate_all(
+    State(r): State<Replica>,
+    key: ClientKey,
+    headers: HeaderMap,
+    ApiBytes(body): ApiBytes,
+) -> Response {
+    let public = r.public_url.get().map_or("", String::as_str);
+    answer::bulk(
+        &r.insight,
+        r.env_flags(&key.0.environment),
+        key.asker(),
+        &headers,
+        &body,
+        key.static_context(&r, &headers),
+        r.now(),
+        public,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    key: Option<String>,
+}
+
+async fn events(
+    State(r): State<Replica>,
+    headers: HeaderMap,
+    crate::json::ApiQuery(q): crate::json::ApiQuery<EventsQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let token =
+        presented_token(&headers).or_else(|| q.key.as_deref().map(SecretToken::from_presented));
+    let key = client_key(&r, token)?;
+    let stream = answer::events(r.flag_events.subscribe(), key.0.environment.clone());
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Ready once a snapshot is held (synced, or loaded from disk while the upstream is away).
+async fn readyz(State(r): State<Replica>) -> Response {
+    if r.is_ready() {
+        Json(serde_json::json!({"status": "ready", "revisions": r.revisions()})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "not ready", "code": "unavailable", "message": "no snapshot yet: the upstream has not answered and none was saved"})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(r): State<Replica>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        r.insight.render(),
+    )
+}
