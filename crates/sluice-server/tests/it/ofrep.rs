@@ -286,6 +286,18 @@ async fn every_reason_and_error_code_over_http(b: Backend) {
             "[".repeat(40),
             "]".repeat(40)
         ),
+        // Deeper than the JSON parser itself goes: still told as too deep, not malformed.
+        format!(
+            r#"{{"context": {{"a": {}1{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        ),
+        // One level over the limit (the body's object and the context make two).
+        format!(
+            r#"{{"context": {{"a": {}1{}}}}}"#,
+            "[".repeat(31),
+            "]".repeat(31)
+        ),
     ] {
         let r = call(&s, "/ofrep/v1/evaluate/flags/bool-static", auth, &body, &[]).await;
         failure(
@@ -300,6 +312,14 @@ async fn every_reason_and_error_code_over_http(b: Backend) {
         let r = call(&s, "/ofrep/v1/evaluate/flags/bool-static", auth, body, &[]).await;
         failure(&r, "bool-static", StatusCode::BAD_REQUEST, "GENERAL");
     }
+    // At the limit: 32 levels, the value's 30 arrays included, is a context like any other.
+    let body = format!(
+        r#"{{"context": {{"a": {}1{}}}}}"#,
+        "[".repeat(30),
+        "]".repeat(30)
+    );
+    let r = call(&s, "/ofrep/v1/evaluate/flags/bool-static", auth, &body, &[]).await;
+    success(&r, "bool-static", "STATIC");
     // An empty body is an empty context.
     let r = call(&s, "/ofrep/v1/evaluate/flags/bool-static", auth, "", &[]).await;
     success(&r, "bool-static", "STATIC");
