@@ -14,6 +14,11 @@ use serde_json::{json, Value};
 use sluice_eval::{Context, FlagSetDef, Snapshot};
 use unleash_yggdrasil::{ClientFeatures, EngineState};
 
+/// The server's allocator (see `crates/sluice/src/main.rs`): what the bulk case allocates, and
+/// where snapshots and contexts land, is measured as the server would see it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const USERS: usize = 1_000;
 const NOW: i64 = 1_795_737_600;
 

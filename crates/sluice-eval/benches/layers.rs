@@ -13,6 +13,11 @@ use sluice_eval::layers::{CompiledLayers, FlagLayers, Rollout, RolloutState, Rol
 use sluice_eval::{Context, FlagSetDef, Snapshot};
 use std::hint::black_box;
 
+/// The server's allocator (see `crates/sluice/src/main.rs`): what the bulk case allocates, and
+/// where snapshots and contexts land, is measured as the server would see it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const USERS: usize = 1_000;
 const NOW_MS: i64 = 1_795_737_600_000;
 
