@@ -10,7 +10,7 @@
 //! Time is a parameter in milliseconds, and every comparison is half-open: a target is
 //! honoured while `now < expires_at`, never at or after it.
 
-use crate::rule::murmur3_32;
+use crate::rule::murmur3_32_concat;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -177,20 +177,8 @@ impl Rollout {
 /// scaled to 0..10,000. The same user always lands in the same bucket, so a user included at
 /// 10% (bucket < 1,000) is still included at 50% (bucket < 5,000): rollouts are sticky.
 pub fn rollout_bucket(flag_key: &str, targeting_key: &str) -> u32 {
-    let (f, t) = (flag_key.as_bytes(), targeting_key.as_bytes());
-    let n = f.len() + t.len();
-    // The common case hashes from the stack; only very long keys allocate.
-    let mut stack = [0u8; 256];
-    let heap;
-    let bytes: &[u8] = if n <= stack.len() {
-        stack[..f.len()].copy_from_slice(f);
-        stack[f.len()..n].copy_from_slice(t);
-        &stack[..n]
-    } else {
-        heap = [f, t].concat();
-        &heap
-    };
-    ((u64::from(murmur3_32(bytes)) * u64::from(FULL)) >> 32) as u32
+    let hash = murmur3_32_concat(flag_key.as_bytes(), targeting_key.as_bytes());
+    ((u64::from(hash) * u64::from(FULL)) >> 32) as u32
 }
 
 /// A flag's layers as stored.

@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::eval::{eval, Env, Scope};
+use super::murmur3::{murmur3_32, murmur3_32_concat};
 use super::Node;
 use crate::snapshot::HashVersion;
 
@@ -41,29 +42,6 @@ pub(crate) struct Bucket {
 pub(crate) enum Weight {
     Fixed(u64),
     Dynamic(Node),
-}
-
-/// MurmurHash3 x86 32-bit, seed 0: the reference hash of flagd's `fractional`.
-pub(crate) fn murmur3_32(bytes: &[u8]) -> u32 {
-    let mut reader = bytes;
-    // Reading from a byte slice cannot fail.
-    murmur3::murmur3_32(&mut reader, 0).unwrap_or(0)
-}
-
-/// Hashes `a ++ b` without allocating when it fits on the stack.
-fn hash_concat(a: &str, b: &str) -> u32 {
-    let len = a.len() + b.len();
-    let mut stack = [0u8; 256];
-    if len <= stack.len() {
-        stack[..a.len()].copy_from_slice(a.as_bytes());
-        stack[a.len()..len].copy_from_slice(b.as_bytes());
-        murmur3_32(&stack[..len])
-    } else {
-        let mut joined = String::with_capacity(len);
-        joined.push_str(a);
-        joined.push_str(b);
-        murmur3_32(joined.as_bytes())
-    }
 }
 
 /// Which bucket index `hash` falls in for the given weights; `None` when the total is 0.
@@ -194,6 +172,6 @@ impl FractionalNode {
             }
         }
         let tk = env.ctx.targeting_key()?;
-        Some(hash_concat(env.flag_key, tk))
+        Some(murmur3_32_concat(env.flag_key.as_bytes(), tk.as_bytes()))
     }
 }

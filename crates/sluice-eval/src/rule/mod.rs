@@ -11,6 +11,7 @@
 mod compile;
 mod eval;
 mod fractional;
+mod murmur3;
 mod semver;
 mod value;
 
@@ -19,7 +20,7 @@ use serde_json::Value;
 pub(crate) use compile::{CompileOptions, Compiler};
 pub(crate) use eval::{eval, eval_result, Env, Outcome, Scope};
 pub use fractional::bucket_index;
-pub(crate) use fractional::murmur3_32;
+pub(crate) use murmur3::{murmur3_32, murmur3_32_concat};
 pub(crate) use value::js_string;
 
 /// Deepest nesting of arrays and objects a rule may have, after `$ref`s are inlined.
