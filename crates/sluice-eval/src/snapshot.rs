@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::context::Context;
 use crate::def::{FlagSetDef, FlagState};
+use crate::def_parse::same_kind;
 use crate::error::{DefinitionError, ErrorCode};
 use crate::evaluation::{Evaluation, FlagType};
 use crate::rule::{CompileOptions, Compiler, Node};
@@ -85,6 +86,10 @@ struct CompiledFlag {
     hash_version: HashVersion,
     /// Flag metadata merged over flag-set metadata.
     metadata: Map<String, Value>,
+    /// Some variant's value has another type than the default variant's (only leniently
+    /// loaded flags): bulk evaluation must check each answer's type (see
+    /// [`Snapshot::evaluate_all`]). Without it the check cannot fail and is skipped.
+    mixed_kinds: bool,
 }
 
 /// A compiled flag set. Immutable and `Send + Sync`: share it behind an `Arc`.
@@ -171,22 +176,27 @@ impl Snapshot {
                     reason: "too many flags".to_owned(),
                 });
             };
+            let variants: Box<[(Box<str>, Value)]> = flag
+                .variants
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), v.clone()))
+                .collect();
+            let mixed_kinds = default_variant
+                .and_then(|i| variants.get(i as usize))
+                .is_some_and(|(_, d)| variants.iter().any(|(_, v)| !same_kind(v, d)));
             // A later duplicate key (only possible through lenient merging) wins.
             index.insert(key.as_str().into(), pos);
             flags.push(CompiledFlag {
                 key: key.as_str().into(),
                 key_value: Value::String(key.clone()),
                 state: flag.state,
-                variants: flag
-                    .variants
-                    .iter()
-                    .map(|(k, v)| (k.as_str().into(), v.clone()))
-                    .collect(),
+                variants,
                 default_variant,
                 layers: Box::new([]),
                 rule,
                 hash_version,
                 metadata,
+                mixed_kinds,
             });
         }
         Ok(Self {

@@ -53,6 +53,11 @@ impl CompiledFlag {
     /// `e` if its value has the type of the default variant's value (or there is nothing to
     /// compare), else `GENERAL` (see [`super::Snapshot::evaluate_all`]).
     pub(super) fn as_default_type<'a>(&'a self, e: Evaluation<'a>) -> Evaluation<'a> {
+        // INVARIANT: an evaluation's value is one of this flag's variants, so without
+        // variants of mixed types it has the default's type.
+        if !self.mixed_kinds {
+            return e;
+        }
         let default = self
             .default_variant
             .and_then(|i| self.variants.get(i as usize));
