@@ -7,7 +7,7 @@ mod operators;
 use serde_json::{Map, Value};
 
 use super::semver::{OwnedVersion, SemOp, SemVerNode};
-use super::{Node, Op, Special, MAX_RULE_DEPTH, MAX_RULE_NODES};
+use super::{Affix, Node, Op, Special, MAX_RULE_DEPTH, MAX_RULE_NODES};
 use crate::def::{FlagDef, FlagSetDef};
 use crate::error::{DefinitionError, JsonPath};
 
@@ -256,6 +256,22 @@ impl<'d> Compiler<'d> {
                 })))
             }
             "fractional" => self.compile_fractional(args, &arg_path, arg_depth, pos),
+            "starts_with" | "ends_with" => {
+                let at_end = op == "ends_with";
+                let generic = if at_end { Op::EndsWith } else { Op::StartsWith };
+                let nodes = self.compile_args(args, &arg_path, arg_depth)?;
+                Ok(match <[Node; 2]>::try_from(nodes) {
+                    Ok([subject, Node::Lit(Value::String(affix))]) => {
+                        Node::Affix(Box::new(Affix {
+                            subject,
+                            affix: affix.into(),
+                            at_end,
+                        }))
+                    }
+                    Ok(pair) => Node::Op(generic, Box::new(pair)),
+                    Err(nodes) => Node::Op(generic, nodes.into()),
+                })
+            }
             name => match Op::from_name(name) {
                 Some(op) => Ok(Node::Op(
                     op,

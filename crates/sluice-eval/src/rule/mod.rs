@@ -45,6 +45,18 @@ pub(crate) enum Node {
     Op(Op, Box<[Node]>),
     SemVer(Box<semver::SemVerNode>),
     Fractional(Box<fractional::FractionalNode>),
+    /// `starts_with` / `ends_with` against a literal string, the form flagd rules use:
+    /// the generic operator evaluated the literal and matched both arguments' types on
+    /// every call.
+    Affix(Box<Affix>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Affix {
+    pub(crate) subject: Node,
+    pub(crate) affix: Box<str>,
+    /// `ends_with` (else `starts_with`).
+    pub(crate) at_end: bool,
 }
 
 #[derive(Debug)]

@@ -112,6 +112,7 @@ pub(crate) fn eval<'a>(node: &'a Node, env: &Env<'a>, scope: Scope<'a>) -> Cow<'
         )),
         Node::Op(op, args) => ops::apply(*op, args, env, scope),
         Node::SemVer(node) => ops::sem_ver(node, env, scope),
+        Node::Affix(a) => ops::affix(a, env, scope),
         Node::Fractional(f) => match f.pick(env, scope) {
             Some(n) => eval(n, env, scope),
             None => Cow::Owned(Value::Null),

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::{eval, lookup_dynamic, Env, Scope};
 use crate::rule::semver::{version_of, SemOp, SemVerNode, Version};
 use crate::rule::value::{cat_piece, js_cmp, loose_eq, number_value, strict_eq, to_number, truthy};
-use crate::rule::{Node, Op};
+use crate::rule::{Affix, Node, Op};
 
 type V<'a> = Cow<'a, Value>;
 
@@ -213,6 +213,18 @@ fn missing_some<'a>(args: &'a [Node], env: &Env<'a>, scope: Scope<'a>) -> V<'a> 
         Cow::Owned(Value::Array(Vec::new()))
     } else {
         Cow::Owned(Value::Array(absent))
+    }
+}
+
+/// `starts_with` / `ends_with` with a literal affix: `null` unless the subject is a string.
+pub(crate) fn affix<'a>(node: &'a Affix, env: &Env<'a>, scope: Scope<'a>) -> V<'a> {
+    match &*eval(&node.subject, env, scope) {
+        Value::String(s) => boolean(if node.at_end {
+            s.ends_with(&*node.affix)
+        } else {
+            s.starts_with(&*node.affix)
+        }),
+        _ => null(),
     }
 }
 
