@@ -14,8 +14,9 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::eval::{eval, Env, Scope};
-use super::murmur3::{murmur3_32, murmur3_32_concat};
-use super::Node;
+use super::murmur3::{murmur3_32, murmur3_32_concat, Murmur3};
+use super::value::cat_piece;
+use super::{Node, Op};
 use crate::snapshot::HashVersion;
 
 /// Largest total weight (flagd's bound).
@@ -162,6 +163,23 @@ impl FractionalNode {
     }
 
     fn hash<'a>(&'a self, env: &Env<'a>, scope: Scope<'a>) -> Option<u32> {
+        if let Some(Node::Op(Op::Cat, parts)) = &self.bucket_by {
+            // `cat` always yields a string: hash its pieces as they come rather than
+            // building it (an allocation and a copy per evaluation).
+            let mut h = Murmur3::default();
+            let mut scratch = String::new();
+            for part in parts.iter() {
+                match &*eval(part, env, scope) {
+                    Value::String(s) => h.write(s.as_bytes()),
+                    other => {
+                        scratch.clear();
+                        cat_piece(other, &mut scratch);
+                        h.write(scratch.as_bytes());
+                    }
+                }
+            }
+            return Some(h.finish());
+        }
         if let Some(expr) = &self.bucket_by {
             let key = eval(expr, env, scope);
             match key {

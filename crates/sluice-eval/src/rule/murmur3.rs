@@ -29,9 +29,10 @@ fn mix(k: u32) -> u32 {
     k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2)
 }
 
-/// The hash state over input given in pieces.
+/// The hash state over input given in pieces (a `cat` bucket key is hashed piece by piece,
+/// never joined).
 #[derive(Default)]
-struct Murmur3 {
+pub(crate) struct Murmur3 {
     h: u32,
     /// Bytes of an unfinished 4-byte block, little-endian; `tail_len` of them.
     tail: u32,
@@ -48,7 +49,7 @@ impl Murmur3 {
             .wrapping_add(0xe654_6b64);
     }
 
-    fn write(&mut self, mut bytes: &[u8]) {
+    pub(crate) fn write(&mut self, mut bytes: &[u8]) {
         // INVARIANT: only the low 32 bits of the length enter the hash (the reference's
         // `uint32_t len`), so truncating is the algorithm, not a loss.
         self.len = self.len.wrapping_add(bytes.len() as u32);
@@ -76,7 +77,7 @@ impl Murmur3 {
         }
     }
 
-    fn finish(self) -> u32 {
+    pub(crate) fn finish(self) -> u32 {
         let mut h = self.h;
         if self.tail_len > 0 {
             h ^= mix(self.tail);

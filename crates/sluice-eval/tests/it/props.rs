@@ -61,6 +61,26 @@ proptest! {
         prop_assert_eq!(e.reason, Reason::Split);
     }
 
+    /// A `cat` bucket key is hashed piece by piece: it must bucket as the joined string.
+    #[test]
+    fn a_cat_bucket_key_buckets_as_the_joined_string(a in arb_json(), b in arb_json(), c in arb_json()) {
+        let ctx = Context::from_value(json!({"a": a, "b": b, "c": c})).unwrap();
+        let cat = json!({"cat": [{"var": "a"}, "-", {"var": "b"}, {"var": "c"}]});
+        let joined =
+            sluice_eval::evaluate_expression(&FlagSetDef::default(), &cat, &ctx, "f", 0).unwrap();
+        let flag = |key: Value| {
+            let doc = json!({"flags": {"f": {"state": "ENABLED",
+                "variants": {"v0": 0, "v1": 1, "v2": 2}, "defaultVariant": "v0",
+                "targeting": {"fractional": [key, ["v0", 30], ["v1", 30], ["v2", 40]]}}}});
+            Snapshot::compile(&FlagSetDef::from_value(doc).unwrap(), 1).unwrap()
+        };
+        let by_cat = flag(cat);
+        let by_string = flag(json!({"var": "joined"}));
+        let with_joined = Context::from_value(json!({"joined": joined})).unwrap();
+        let (x, y) = (by_cat.evaluate("f", &ctx, 0), by_string.evaluate("f", &with_joined, 0));
+        prop_assert_eq!(x.variant, y.variant);
+    }
+
     #[test]
     fn growing_the_first_bucket_keeps_its_members(
         key in "[a-z0-9@.]{1,30}",
