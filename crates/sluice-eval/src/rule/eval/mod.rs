@@ -84,16 +84,35 @@ pub(crate) fn eval_result<'a>(node: &'a Node, env: &Env<'a>) -> (Outcome<'a>, bo
     }
 }
 
-/// `if` / `?:`: the branch to take, `None` when no branch applies.
+/// `if` / `?:`: the branch to take, `None` when no branch applies. Kept out of line: inlined
+/// into [`eval_result`], it made every flag without a condition (a `fractional`, a literal)
+/// save and restore its registers too.
+#[inline(never)]
 fn choose_if<'a>(args: &'a [Node], env: &Env<'a>, scope: Scope<'a>) -> Option<&'a Node> {
     let mut i = 0;
     while i + 1 < args.len() {
-        if super::value::truthy(&eval(&args[i], env, scope)) {
+        if truthy_of(&args[i], env, scope) {
             return args.get(i + 1);
         }
         i += 2;
     }
     args.get(i)
+}
+
+/// `truthy(&eval(node))`, without the JSON value for the operators that answer a boolean
+/// (`null` is false).
+fn truthy_of<'a>(node: &'a Node, env: &Env<'a>, scope: Scope<'a>) -> bool {
+    let test = match node {
+        Node::Affix(a) => return ops::affix_test(a, env, scope).unwrap_or(false),
+        Node::SemVer(n) => return ops::sem_ver_test(n, env, scope).unwrap_or(false),
+        // `None`: not an operator that answers a boolean.
+        Node::Op(op, args) => ops::test(*op, args, env, scope),
+        _ => None,
+    };
+    match test {
+        Some(b) => b,
+        None => super::value::truthy(&eval(node, env, scope)),
+    }
 }
 
 pub(crate) fn eval<'a>(node: &'a Node, env: &Env<'a>, scope: Scope<'a>) -> Cow<'a, Value> {

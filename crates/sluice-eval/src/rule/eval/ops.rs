@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 use super::{eval, lookup_dynamic, Env, Scope};
-use crate::rule::semver::{version_of, SemOp, SemVerNode, Version};
+use crate::rule::semver::{version_of, SemOp, SemVerNode};
 use crate::rule::value::{cat_piece, js_cmp, loose_eq, number_value, strict_eq, to_number, truthy};
 use crate::rule::{Affix, Node, Op};
 
@@ -28,12 +28,17 @@ pub(crate) fn apply<'a>(op: Op, args: &'a [Node], env: &Env<'a>, scope: Scope<'a
         }
     };
     match op {
-        Op::LooseEq => boolean(loose_eq(&arg(0), &arg(1))),
-        Op::LooseNe => boolean(!loose_eq(&arg(0), &arg(1))),
-        Op::StrictEq => boolean(strict_eq(&arg(0), &arg(1))),
-        Op::StrictNe => boolean(!strict_eq(&arg(0), &arg(1))),
-        Op::Not => boolean(!truthy(&arg(0))),
-        Op::Truthy => boolean(truthy(&arg(0))),
+        Op::LooseEq
+        | Op::LooseNe
+        | Op::StrictEq
+        | Op::StrictNe
+        | Op::Not
+        | Op::Truthy
+        | Op::Lt
+        | Op::Le
+        | Op::Gt
+        | Op::Ge
+        | Op::In => boolean(test(op, args, env, scope).unwrap_or(false)),
         Op::Or | Op::And => {
             let mut last = null();
             for n in args {
@@ -44,25 +49,6 @@ pub(crate) fn apply<'a>(op: Op, args: &'a [Node], env: &Env<'a>, scope: Scope<'a
             }
             last
         }
-        Op::Lt | Op::Le => {
-            let strict = op == Op::Lt;
-            let ok = |o: Option<Ordering>| match o {
-                Some(Ordering::Less) => true,
-                Some(Ordering::Equal) => !strict,
-                _ => false,
-            };
-            let (a, b) = (arg(0), arg(1));
-            if args.len() >= 3 {
-                let c = arg(2);
-                return boolean(ok(js_cmp(&a, &b)) && ok(js_cmp(&b, &c)));
-            }
-            boolean(ok(js_cmp(&a, &b)))
-        }
-        Op::Gt => boolean(js_cmp(&arg(0), &arg(1)) == Some(Ordering::Greater)),
-        Op::Ge => boolean(matches!(
-            js_cmp(&arg(0), &arg(1)),
-            Some(Ordering::Greater | Ordering::Equal)
-        )),
         Op::Max | Op::Min => fold_numbers(args, env, scope, |a, b| {
             if op == Op::Max {
                 a.max(b)
@@ -85,11 +71,6 @@ pub(crate) fn apply<'a>(op: Op, args: &'a [Node], env: &Env<'a>, scope: Scope<'a
             Some(a) => binary(a, &arg(1), |a, b| a % b),
             None => null(),
         },
-        Op::In => boolean(match (&*arg(0), &*arg(1)) {
-            (Value::String(needle), Value::String(hay)) => hay.contains(needle.as_str()),
-            (needle, Value::Array(items)) => items.iter().any(|i| strict_eq(needle, i)),
-            _ => false,
-        }),
         Op::Cat => {
             let mut out = String::new();
             for n in args {
@@ -127,6 +108,51 @@ pub(crate) fn apply<'a>(op: Op, args: &'a [Node], env: &Env<'a>, scope: Scope<'a
             super::iter::apply(op, args, env, scope)
         }
     }
+}
+
+/// The operators that always answer a boolean, answered as one (`None` for any other
+/// operator): an `if` condition tests them without building and dropping a JSON value.
+pub(crate) fn test<'a>(op: Op, args: &'a [Node], env: &Env<'a>, scope: Scope<'a>) -> Option<bool> {
+    let arg = |i: usize| -> V<'a> {
+        match args.get(i) {
+            Some(n) => eval(n, env, scope),
+            None => null(),
+        }
+    };
+    Some(match op {
+        Op::LooseEq => loose_eq(&arg(0), &arg(1)),
+        Op::LooseNe => !loose_eq(&arg(0), &arg(1)),
+        Op::StrictEq => strict_eq(&arg(0), &arg(1)),
+        Op::StrictNe => !strict_eq(&arg(0), &arg(1)),
+        Op::Not => !truthy(&arg(0)),
+        Op::Truthy => truthy(&arg(0)),
+        Op::Lt | Op::Le => {
+            let strict = op == Op::Lt;
+            let ok = |o: Option<Ordering>| match o {
+                Some(Ordering::Less) => true,
+                Some(Ordering::Equal) => !strict,
+                _ => false,
+            };
+            let (a, b) = (arg(0), arg(1));
+            if args.len() >= 3 {
+                let c = arg(2);
+                ok(js_cmp(&a, &b)) && ok(js_cmp(&b, &c))
+            } else {
+                ok(js_cmp(&a, &b))
+            }
+        }
+        Op::Gt => js_cmp(&arg(0), &arg(1)) == Some(Ordering::Greater),
+        Op::Ge => matches!(
+            js_cmp(&arg(0), &arg(1)),
+            Some(Ordering::Greater | Ordering::Equal)
+        ),
+        Op::In => match (&*arg(0), &*arg(1)) {
+            (Value::String(needle), Value::String(hay)) => hay.contains(needle.as_str()),
+            (needle, Value::Array(items)) => items.iter().any(|i| strict_eq(needle, i)),
+            _ => false,
+        },
+        _ => return None,
+    })
 }
 
 fn fold_numbers<'a>(
@@ -218,43 +244,55 @@ fn missing_some<'a>(args: &'a [Node], env: &Env<'a>, scope: Scope<'a>) -> V<'a> 
 
 /// `starts_with` / `ends_with` with a literal affix: `null` unless the subject is a string.
 pub(crate) fn affix<'a>(node: &'a Affix, env: &Env<'a>, scope: Scope<'a>) -> V<'a> {
+    match affix_test(node, env, scope) {
+        Some(b) => boolean(b),
+        None => null(),
+    }
+}
+
+/// [`affix`] as a boolean, `None` for its `null`.
+pub(crate) fn affix_test<'a>(node: &'a Affix, env: &Env<'a>, scope: Scope<'a>) -> Option<bool> {
     match &*eval(&node.subject, env, scope) {
-        Value::String(s) => boolean(if node.at_end {
+        Value::String(s) => Some(if node.at_end {
             s.ends_with(&*node.affix)
         } else {
             s.starts_with(&*node.affix)
         }),
-        _ => null(),
+        _ => None,
     }
 }
 
 pub(crate) fn sem_ver<'a>(node: &'a SemVerNode, env: &Env<'a>, scope: Scope<'a>) -> V<'a> {
+    match sem_ver_test(node, env, scope) {
+        Some(b) => boolean(b),
+        None => null(),
+    }
+}
+
+/// [`sem_ver`] as a boolean, `None` for its `null`.
+pub(crate) fn sem_ver_test<'a>(
+    node: &'a SemVerNode,
+    env: &Env<'a>,
+    scope: Scope<'a>,
+) -> Option<bool> {
     let [a, o, b] = &*node.args else {
-        return null();
+        return None;
     };
     let op = match node.op {
         Some(op) => op,
         None => match &*eval(o, env, scope) {
-            Value::String(s) => match SemOp::parse(s) {
-                Some(op) => op,
-                None => return null(),
-            },
-            _ => return null(),
+            Value::String(s) => SemOp::parse(s)?,
+            _ => return None,
         },
     };
     let left = eval(a, env, scope);
     let mut scratch_l = String::new();
-    let Some(lv) = version_of(&left, &mut scratch_l) else {
-        return null();
-    };
+    let lv = version_of(&left, &mut scratch_l)?;
     if let Some(t) = &node.target {
-        return boolean(op.apply(&lv, &t.view()));
+        return Some(op.apply(&lv, &t.view()));
     }
     let right = eval(b, env, scope);
     let mut scratch_r = String::new();
-    let rv: Option<Version<'_>> = version_of(&right, &mut scratch_r);
-    match rv {
-        Some(rv) => boolean(op.apply(&lv, &rv)),
-        None => null(),
-    }
+    let rv = version_of(&right, &mut scratch_r)?;
+    Some(op.apply(&lv, &rv))
 }
