@@ -181,8 +181,12 @@ impl Store {
 
     /// Stores `c` only if the latest checkpoint is still the one at `latest` (0: none), so a
     /// caller that checked who signed it knows nobody signed since. On PostgreSQL the check
-    /// and the insert hold the chain head's row lock, which serialises them with every other
-    /// instance doing the same. Returns whether `c` was stored.
+    /// and the insert hold a lock on the checkpoints table that only checkpoint writers take
+    /// (`SHARE ROW EXCLUSIVE` conflicts with itself and with inserts, not with reads), which
+    /// serialises them with every other instance doing the same. Not the chain head's lock:
+    /// a checkpoint signs a head already committed and changes nothing the chain's writers
+    /// read, and under the head lock every round (one after each commit) would stop the
+    /// next write batch for its insert and its commit. Returns whether `c` was stored.
     pub async fn insert_checkpoint_after(
         &self,
         c: &Checkpoint,
@@ -193,8 +197,11 @@ impl Store {
         }
         let mut tx = self.writer().begin().await?;
         if self.backend() == crate::Backend::Postgres {
-            sqlx::query("SELECT seq FROM audit_head WHERE id = 1 FOR UPDATE")
-                .fetch_one(&mut *tx)
+            // INVARIANT: a statement of its own, before the insert, so that the insert's
+            // snapshot (read committed) is taken once the lock is held and sees the
+            // checkpoint of whoever held it before.
+            sqlx::query("LOCK TABLE audit_checkpoints IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut *tx)
                 .await?;
         }
         let done = insert_after(c, latest).execute(&mut *tx).await?;

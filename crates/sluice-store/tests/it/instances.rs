@@ -157,3 +157,67 @@ async fn two_handles_writing_at_once_with_failures_and_cancellations_keep_one_ch
         store.close().await;
     }
 }
+
+/// A writer of `store` alone, with a deadline well under the lock timeout: the chain head
+/// must not be kept from it by the other handle's idle batch.
+async fn alone(store: &Store, action: &str) -> Vec<sluice_store::AuditEntry> {
+    let write = async {
+        let mut tx = store.begin().await.expect("begin");
+        tx.audit(t0(), entry(action)).await.expect("audit");
+        tx.commit().await.expect("commit")
+    };
+    tokio::time::timeout(Duration::from_secs(2), write)
+        .await
+        .expect("the chain head was let go")
+}
+
+/// A checkpoint is stored while a write batch holds the chain head (it signs a head already
+/// committed and does not wait for the next), and concurrent checkpoint writers are still
+/// serialised: of several that expect the same latest checkpoint, one is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checkpoints_do_not_wait_for_the_chain_head_and_one_wins_a_race() {
+    let Some(db) = postgres().await else { return };
+    let (a, b) = (db.open().await, db.open().await);
+    for k in 0..8 {
+        alone(&a, &format!("test.{k}")).await;
+    }
+    let checkpoint = |seq: i64| sluice_store::Checkpoint {
+        seq,
+        hash: format!("{seq:064x}"),
+        at: t0(),
+        key_id: "0011223344556677".into(),
+        signature: "c2lnbmF0dXJl".into(),
+    };
+    let mut open = a.begin().await.expect("begin");
+    open.audit(t0(), entry("test.open")).await.expect("audit");
+    let stored = tokio::time::timeout(
+        Duration::from_secs(2),
+        b.insert_checkpoint_after(&checkpoint(1), 0),
+    )
+    .await
+    .expect("not behind the write batch")
+    .expect("insert");
+    assert!(stored);
+    open.commit().await.expect("commit");
+
+    let mut racing = Vec::new();
+    for seq in 2..=8 {
+        let store = if seq % 2 == 0 { a.clone() } else { b.clone() };
+        let cp = checkpoint(seq);
+        racing.push(tokio::spawn(async move {
+            store.insert_checkpoint_after(&cp, 1).await.expect("insert")
+        }));
+    }
+    let mut won = 0;
+    for r in racing {
+        won += usize::from(r.await.expect("task"));
+    }
+    assert_eq!(
+        won, 1,
+        "one of the checkpoints expecting seq 1 as the latest"
+    );
+    assert_eq!(a.checkpoints().await.expect("checkpoints").len(), 2);
+    for store in [&a, &b] {
+        store.close().await;
+    }
+}
