@@ -245,9 +245,9 @@ pub fn bulk(
     insight: &Insight,
     flags: Option<Arc<EnvFlags>>,
     asker: Asker<'_>,
-    headers: &HeaderMap,
+    if_none_match: Option<&HeaderValue>,
     body: &[u8],
-    fixed: Option<Map<String, Value>>,
+    fixed: Option<&Map<String, Value>>,
     now: DateTime<Utc>,
     public_url: &str,
 ) -> Response {
@@ -259,7 +259,7 @@ pub fn bulk(
     };
     // The static context lives in the policy, which changes apart from the flags: it is
     // hashed on its own (never memoised with the body) and enters the tag separately.
-    let fixed_digest = fixed.as_ref().map(static_digest);
+    let fixed_digest = fixed.map(static_digest);
     // A body seen before (a client polling) is not parsed again to compute its tag.
     let memo_key = flags.as_ref().map(|f| f.contexts.key(body));
     let known = flags
@@ -293,8 +293,7 @@ pub fn bulk(
         .filter(|f| f.snapshot.reads_time())
         .map(|_| now.timestamp());
     let (tag, digest) = etag(revision, epoch, second, &context, fixed_digest.as_ref());
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
+    let matches = if_none_match
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
     let tag_header = HeaderValue::from_str(&tag).unwrap_or(HeaderValue::from_static("\"0\""));
@@ -314,7 +313,7 @@ pub fn bulk(
     let answer = match cached {
         Some(answer) => answer,
         None => {
-            let ctx = match parsed.map_or_else(|| context_of(body, fixed.as_ref()), Ok) {
+            let ctx = match parsed.map_or_else(|| context_of(body, fixed), Ok) {
                 Ok(c) => c,
                 Err(e) => return bad_context(e),
             };

@@ -1,7 +1,8 @@
 //! `ApiJson<T>`: a JSON body extractor with Sluice's limits and error shape.
 //!
-//! Bodies are capped at [`MAX_BODY`] ([`MAX_IMPORT`] for a flag import) by a layer (see `router`), which also records the cap as a [`BodyLimit`]
-//! so that a body over it is `413 body_too_large` naming the limit; here nesting depth is
+//! Bodies are capped at [`MAX_BODY`] ([`MAX_IMPORT`] for a flag import) by a layer (see `router`); a route
+//! with another cap than [`MAX_BODY`] records it as a [`BodyLimit`], so that a body over it is
+//! `413 body_too_large` naming the limit; here nesting depth is
 //! bounded before parsing, and every failure becomes an [`ApiError`] with a stable code
 //! instead of axum's plain text.
 //!
@@ -64,8 +65,8 @@ impl Default for ShapeLimits {
     }
 }
 
-/// The body size limit in force on a route, in bytes: set (as a request extension) beside
-/// every `DefaultBodyLimit`, so that the error can name it.
+/// The body size limit in force on a route, in bytes, when it is not [`MAX_BODY`]: set (as a
+/// request extension) beside the route's own `DefaultBodyLimit`, so that the error can name it.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 

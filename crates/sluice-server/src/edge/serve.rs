@@ -5,14 +5,14 @@ use super::{EdgeClient, Replica};
 use crate::answer;
 use crate::auth::presented_token;
 use crate::error::ApiError;
-use crate::json::{ApiBytes, BodyLimit, MAX_BODY};
+use crate::json::{ApiBytes, MAX_BODY};
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use serde::Deserialize;
 use sluice_core::token::{SecretToken, TokenKind};
 use std::sync::Arc;
@@ -27,7 +27,6 @@ pub fn router(replica: Replica) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        .layer(Extension(BodyLimit(MAX_BODY)))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(crate::json::RequestChecks)
         .with_state(replica)
@@ -37,10 +36,17 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("an edge serves OFREP only (/ofrep/v1/…)".into())
 }
 
-/// A client key this edge knows, live now.
-struct ClientKey(Arc<EdgeClient>);
+/// A client key this edge knows, live now, with what an evaluation needs from the request's
+/// headers (so a handler takes no copy of them).
+struct ClientKey {
+    client: Arc<EdgeClient>,
+    /// The fixed context: the environment's static context, the key's, the mapped headers.
+    fixed: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The request's `If-None-Match`.
+    if_none_match: Option<HeaderValue>,
+}
 
-fn client_key(replica: &Replica, token: Option<SecretToken>) -> Result<ClientKey, ApiError> {
+fn client_key(replica: &Replica, token: Option<SecretToken>) -> Result<Arc<EdgeClient>, ApiError> {
     let token = token
         .filter(SecretToken::is_well_formed)
         .ok_or(ApiError::Unauthenticated)?;
@@ -54,38 +60,38 @@ fn client_key(replica: &Replica, token: Option<SecretToken>) -> Result<ClientKey
     if client.expires_at.is_some_and(|at| at <= replica.now()) {
         return Err(ApiError::TokenExpired);
     }
-    Ok(ClientKey(client))
+    Ok(client)
 }
 
 impl FromRequestParts<Replica> for ClientKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, r: &Replica) -> Result<Self, Self::Rejection> {
-        client_key(r, presented_token(&parts.headers))
+        let client = client_key(r, presented_token(&parts.headers))?;
+        let fixed = {
+            let held = r.held.load();
+            let env = held.envs.get(&client.environment);
+            answer::static_context(
+                env.and_then(|e| e.context.as_ref()),
+                client.context.as_ref(),
+                env.map_or(&EMPTY, |e| &e.context_from_headers),
+                &parts.headers,
+            )
+        };
+        Ok(ClientKey {
+            fixed,
+            if_none_match: parts.headers.get(header::IF_NONE_MATCH).cloned(),
+            client,
+        })
     }
 }
 
 impl ClientKey {
     fn asker(&self) -> answer::Asker<'_> {
         answer::Asker {
-            token_id: &self.0.id,
-            environment: &self.0.environment,
+            token_id: &self.client.id,
+            environment: &self.client.environment,
         }
-    }
-
-    fn static_context(
-        &self,
-        replica: &Replica,
-        headers: &HeaderMap,
-    ) -> Option<serde_json::Map<String, serde_json::Value>> {
-        let held = replica.held.load();
-        let env = held.envs.get(&self.0.environment);
-        answer::static_context(
-            env.and_then(|e| e.context.as_ref()),
-            self.0.context.as_ref(),
-            env.map_or(&EMPTY, |e| &e.context_from_headers),
-            headers,
-        )
     }
 }
 
@@ -95,17 +101,15 @@ async fn evaluate(
     State(r): State<Replica>,
     key: ClientKey,
     Path(flag): Path<String>,
-    headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Response {
-    let fixed = key.static_context(&r, &headers);
     answer::single(
         &r.insight,
-        r.env_flags(&key.0.environment),
+        r.env_flags(&key.client.environment),
         key.asker(),
         &flag,
         &body,
-        fixed.as_ref(),
+        key.fixed.as_ref(),
         r.now(),
     )
 }
@@ -113,17 +117,16 @@ async fn evaluate(
 async fn evaluate_all(
     State(r): State<Replica>,
     key: ClientKey,
-    headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Response {
     let public = r.public_url.get().map_or("", String::as_str);
     answer::bulk(
         &r.insight,
-        r.env_flags(&key.0.environment),
+        r.env_flags(&key.client.environment),
         key.asker(),
-        &headers,
+        key.if_none_match.as_ref(),
         &body,
-        key.static_context(&r, &headers),
+        key.fixed.as_ref(),
         r.now(),
         public,
     )
@@ -141,8 +144,8 @@ async fn events(
 ) -> Result<impl IntoResponse, ApiError> {
     let token =
         presented_token(&headers).or_else(|| q.key.as_deref().map(SecretToken::from_presented));
-    let key = client_key(&r, token)?;
-    let stream = answer::events(r.flag_events.subscribe(), key.0.environment.clone());
+    let client = client_key(&r, token)?;
+    let stream = answer::events(r.flag_events.subscribe(), client.environment.clone());
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 

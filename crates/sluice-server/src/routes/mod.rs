@@ -415,9 +415,8 @@ pub fn router(app: App) -> Router {
         // are refused before routing, naming the limit (see `json::RequestChecks`).
         .layer(crate::json::RequestChecks)
         // Enforced by the body extractors, so an oversized body gets the JSON error shape
-        // (413 naming the limit, which `BodyLimit` tells them; routes with another limit set
-        // both again, inside, and the innermost wins).
-        .layer(Extension(BodyLimit(MAX_BODY)))
+        // (413 naming the limit: `MAX_BODY`, or the `BodyLimit` a route with another limit
+        // sets beside its own `DefaultBodyLimit`, inside; the innermost wins).
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .service(routed(app));
     Router::new().fallback_service(stack)

@@ -13,41 +13,30 @@ use crate::error::ApiError;
 use crate::json::ApiBytes;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
 use sluice_core::token::{SecretToken, TokenKind};
 
-/// A client key: evaluates the flags of exactly one environment, nothing else.
+/// A client key: evaluates the flags of exactly one environment, nothing else. Extracted with
+/// what an evaluation needs from the request's headers, so a handler takes no copy of them.
 pub struct ClientKey {
     pub caller: std::sync::Arc<Caller>,
+    /// The fixed context of an evaluation with this key, merged over the request's own: the
+    /// environment's static context, the key's over it, then the environment's mapped request
+    /// headers over both (flagd: request < `--context-value` < `--context-from-header`).
+    /// `None` when there is nothing to add.
+    pub fixed: Option<serde_json::Map<String, Value>>,
+    /// The request's `If-None-Match` (the bulk answer's tag a client holds).
+    pub if_none_match: Option<HeaderValue>,
 }
 
 impl ClientKey {
     /// The one environment the key evaluates.
     pub fn environment(&self) -> &str {
-        self.caller.environment.as_deref().unwrap_or_default()
-    }
-
-    /// The fixed context of an evaluation with this key, merged over the request's own: the
-    /// environment's static context, the key's over it, then the environment's mapped request
-    /// headers over both (flagd: request < `--context-value` < `--context-from-header`).
-    /// `None` when there is nothing to add.
-    pub fn static_context(
-        &self,
-        app: &App,
-        headers: &HeaderMap,
-    ) -> Option<serde_json::Map<String, Value>> {
-        let policy = app.policy();
-        let env = self.environment();
-        answer::static_context(
-            policy.static_context(env),
-            self.caller.context.as_ref(),
-            policy.context_from_headers(env),
-            headers,
-        )
+        environment_of(&self.caller)
     }
 
     /// Who asks, for the evaluation counters.
@@ -59,11 +48,15 @@ impl ClientKey {
     }
 }
 
+fn environment_of(caller: &Caller) -> &str {
+    caller.environment.as_deref().unwrap_or_default()
+}
+
 async fn client_key(
     app: &App,
     token: Option<SecretToken>,
     source: Option<std::net::IpAddr>,
-) -> Result<ClientKey, ApiError> {
+) -> Result<std::sync::Arc<Caller>, ApiError> {
     let caller = crate::auth::authenticate_from(app, token, source).await?;
     if caller.kind != TokenKind::Client || caller.environment.is_none() {
         return Err(ApiError::Forbidden(
@@ -71,19 +64,36 @@ async fn client_key(
         ));
     }
     app.limiter.check(&caller.token_id)?;
-    Ok(ClientKey { caller })
+    Ok(caller)
 }
 
 impl FromRequestParts<App> for ClientKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        client_key(
+        let caller = client_key(
             app,
             presented_token(&parts.headers),
             crate::auth::source_of(parts),
         )
-        .await
+        .await?;
+        let fixed = {
+            // Read through the snapshot in force, without holding on to its policy.
+            let access = app.access.load();
+            let policy = access.policy();
+            let env = environment_of(&caller);
+            answer::static_context(
+                policy.static_context(env),
+                caller.context.as_ref(),
+                policy.context_from_headers(env),
+                &parts.headers,
+            )
+        };
+        Ok(ClientKey {
+            fixed,
+            if_none_match: parts.headers.get(header::IF_NONE_MATCH).cloned(),
+            caller,
+        })
     }
 }
 
@@ -98,17 +108,15 @@ pub async fn evaluate(
     State(app): State<App>,
     key_auth: ClientKey,
     Path(key): Path<String>,
-    headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Response {
-    let fixed = key_auth.static_context(&app, &headers);
     answer::single(
         &app.insight,
         app.env_flags(key_auth.environment()),
         key_auth.asker(),
         &key,
         &body,
-        fixed.as_ref(),
+        key_auth.fixed.as_ref(),
         app.now(),
     )
 }
@@ -119,16 +127,15 @@ pub async fn evaluate(
 pub async fn evaluate_all(
     State(app): State<App>,
     key_auth: ClientKey,
-    headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Response {
     answer::bulk(
         &app.insight,
         app.env_flags(key_auth.environment()),
         key_auth.asker(),
-        &headers,
+        key_auth.if_none_match.as_ref(),
         &body,
-        key_auth.static_context(&app, &headers),
+        key_auth.fixed.as_ref(),
         app.now(),
         app.public_url(),
     )
@@ -150,8 +157,8 @@ pub async fn events(
 ) -> Result<impl IntoResponse, ApiError> {
     let token =
         presented_token(&headers).or_else(|| q.key.as_deref().map(SecretToken::from_presented));
-    let key_auth = client_key(&app, token, peer.map(|p| p.0 .0.ip())).await?;
-    let env = key_auth.environment().to_owned();
+    let caller = client_key(&app, token, peer.map(|p| p.0 .0.ip())).await?;
+    let env = environment_of(&caller).to_owned();
     let stream = answer::events(app.flag_events.subscribe(), env);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
