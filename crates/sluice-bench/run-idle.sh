@@ -95,30 +95,26 @@ stop() { # pid
   wait "$1" 2>/dev/null || true
 }
 
+measure() { # start-command args... : RSS of $starts starts, then their median
+  local rss=()
+  for i in $(seq 1 "$starts"); do
+    "$1" "$2-$i" "${@:3}"
+    sleep 2
+    rss+=("$(rss_kib "$started")")
+    echo "start $i: ${rss[-1]} KiB"
+    stop "$started"
+  done
+  echo "median: $(printf '%s\n' "${rss[@]}" | median) KiB"
+}
+
 echo "## sluice serve: RSS (KiB) after /readyz, one API request and one OFREP evaluation, 2 s idle"
-serve_rss=()
-for i in $(seq 1 "$starts"); do
-  start_serve "serve-$i" 7370
-  sleep 2
-  serve_rss+=("$(rss_kib "$started")")
-  echo "start $i: ${serve_rss[-1]} KiB"
-  stop "$started"
-done
-echo "median: $(printf '%s\n' "${serve_rss[@]}" | median) KiB"
+measure start_serve serve 7370
 
 echo
 echo "## sluice edge: RSS (KiB) synced, after one OFREP evaluation, 2 s idle"
 start_serve central 7370
 central_pid=$started
-edge_rss=()
-for i in $(seq 1 "$starts"); do
-  start_edge "edge-$i" 7371 7370
-  sleep 2
-  edge_rss+=("$(rss_kib "$started")")
-  echo "start $i: ${edge_rss[-1]} KiB"
-  stop "$started"
-done
-echo "median: $(printf '%s\n' "${edge_rss[@]}" | median) KiB"
+measure start_edge edge 7371 7370
 
 echo
 echo "## where it goes (one more start each)"
