@@ -13,7 +13,8 @@
 # a warm-up, `wrk -t1 -c4 -d$DURATION`, instructions divided by the requests served; the ratio
 # bare/Sluice is the one to compare across commits (it is not the throughput ratio).
 #
-# Environment: MODE (throughput), ROUNDS (3), DURATION (10s), CONNECTIONS (32), TESTBED (the
+# Environment: MODE (throughput), CASES (callgrind: "single bulk bulk-distinct bulk304"), ROUNDS (3),
+# DURATION (10s), CONNECTIONS (32), TESTBED (the
 # flagd testbed, default ../shared/conformance/flagd-testbed beside the repository).
 set -euo pipefail
 
@@ -99,7 +100,7 @@ if [ "${MODE:-throughput}" = callgrind ]; then
   pids+=("$bare_pid")
   for _ in $(seq 1 600); do curl -sS -o /dev/null -X POST -d '{}' http://127.0.0.1:7083/ofrep/v1/evaluate/flags 2>/dev/null && break; sleep 0.1; done
   echo "## instructions per request under callgrind, wrk -t1 -c4 -d$duration"
-  for case in single bulk bulk-distinct bulk304; do
+  for case in ${CASES:-single bulk bulk-distinct bulk304}; do
     distinct=""
     case $case in
       single) path=/ofrep/v1/evaluate/flags/targeted; k=$single_key; inm="" ;;
@@ -177,7 +178,7 @@ run_wrk() { # url key if-none-match distinct
     --latency -s "$here/wrk/ofrep.lua" "$1"
 }
 for r in $(seq 1 "$rounds"); do
-  for case in single bulk bulk-distinct bulk304; do
+  for case in ${CASES:-single bulk bulk-distinct bulk304}; do
     distinct=""
     case $case in
       single) path=/ofrep/v1/evaluate/flags/targeted; k=$single_key; inm="" ;;

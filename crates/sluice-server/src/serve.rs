@@ -8,12 +8,18 @@
 //! long, and it sets no header timeout), so this is its loop with them: hyper's HTTP/1
 //! connection with a timer, hyper-util's graceful-shutdown watcher, a semaphore.
 
+use axum::body::HttpBody as Body;
+use axum::http::{header, HeaderValue, Request, Response};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tower::Service;
+use tower_http::set_header::SetResponseHeader;
 
 /// Bounds on connections; see the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,32 +44,53 @@ impl Default for HttpOptions {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains (see the module
-/// documentation).
-pub async fn serve(
+/// Serves `service` (an `axum::Router`, or [`crate::routes::router`]'s stack) on `listener`
+/// until `shutdown` resolves, then drains (see the module documentation).
+pub async fn serve<S, B>(
     listener: TcpListener,
-    router: axum::Router,
+    service: S,
     options: HttpOptions,
     shutdown: impl std::future::Future<Output = ()>,
-) {
-    serve_with(listener, router, options, None, shutdown).await;
+) where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    serve_with(listener, service, options, None, shutdown).await;
 }
 
 /// [`serve`] over TLS (when `tls` is given): the handshake must finish within the header
 /// timeout, answers carry `Strict-Transport-Security`, and the certificate is reloaded when
 /// its files change (see [`crate::tls`]).
-pub async fn serve_with(
+pub async fn serve_with<S, B>(
     listener: TcpListener,
-    router: axum::Router,
+    service: S,
     options: HttpOptions,
     tls: Option<Arc<crate::tls::ReloadingTls>>,
     shutdown: impl std::future::Future<Output = ()>,
-) {
+) where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let reload = tls.clone().map(|t| tokio::spawn(t.watch()));
-    let router = match &tls {
-        Some(_) => router.layer(axum::middleware::map_response(hsts)),
-        None => router,
-    };
+    // Browsers that reached the console over TLS keep to it for a year.
+    let hsts = tls.is_some();
+    let service = SetResponseHeader::overriding(
+        service,
+        header::STRICT_TRANSPORT_SECURITY,
+        move |_: &Response<B>| hsts.then(|| HeaderValue::from_static("max-age=31536000")),
+    );
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_timeout);
@@ -106,7 +133,7 @@ pub async fn serve_with(
         // Each request knows its peer (failed authentications are counted per source).
         let service = tower::Layer::layer(
             &axum::Extension(axum::extract::ConnectInfo(peer)),
-            router.clone(),
+            service.clone(),
         );
         if let Some(tls) = &tls {
             let (acceptor, http) = (tls.acceptor(), http.clone());
@@ -156,13 +183,4 @@ pub async fn serve_with(
     }
     conns.abort_all();
     while conns.join_next().await.is_some() {}
-}
-
-/// Browsers that reached the console over TLS keep to it for a year.
-async fn hsts(mut resp: axum::response::Response) -> axum::response::Response {
-    resp.headers_mut().insert(
-        axum::http::header::STRICT_TRANSPORT_SECURITY,
-        axum::http::HeaderValue::from_static("max-age=31536000"),
-    );
-    resp
 }

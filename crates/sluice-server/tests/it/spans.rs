@@ -74,6 +74,8 @@ async fn each_request_is_logged_with_its_id_method_route_principal_and_status() 
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         made.push(id.expect("an x-request-id on every answer"));
+        // HSTS is sent over TLS only.
+        assert!(resp.headers().get("strict-transport-security").is_none());
     }
     assert_ne!(made[0], made[1]);
 
