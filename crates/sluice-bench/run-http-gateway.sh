@@ -14,7 +14,14 @@
 # Needs wrk, curl, jq, sqlite3 and taskset.
 #   crates/sluice-bench/run-http-gateway.sh
 #
-# Environment: ROUNDS (3), DURATION (10s), CONNECTIONS ("8 64": one set of rounds per count).
+# MODE=callgrind: instructions per call instead, which a loaded host does not change — the bare
+# proxy and `sluice serve` under `valgrind --tool=callgrind --instr-atstart=no` (the upstream is
+# not), instrumentation on after a warm-up, `wrk -t1 -c8 -d$DURATION`, instructions divided by
+# the calls served. The ratio bare proxy / gateway is the one to compare across commits.
+#
+# Environment: MODE (throughput), KEEP (callgrind: copy each profile to $KEEP.<target>), ROUNDS
+# (3), DURATION (10s), CONNECTIONS ("8 64": one set of
+# rounds per count).
 set -euo pipefail
 
 bin="${CARGO_TARGET_DIR:-target}/release"
@@ -32,7 +39,7 @@ cleanup() {
 trap cleanup EXIT
 
 wait_up() { # url
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 600); do
     curl -sS -o /dev/null "$1" 2>/dev/null && return 0
     sleep 0.1
   done
@@ -43,8 +50,13 @@ wait_up() { # url
 taskset -c 0 "$bin/bare-hello" 127.0.0.1:7191 &
 pids+=("$!")
 wait_up "http://127.0.0.1:7191/"
-taskset -c 0 "$bin/bare-proxy" 127.0.0.1:7192 http://127.0.0.1:7191 &
-pids+=("$!")
+cg=()
+if [ "${MODE:-throughput}" = callgrind ]; then
+  cg=(valgrind --tool=callgrind --instr-atstart=no "--callgrind-out-file=$work/%p.cg")
+fi
+taskset -c 0 "${cg[@]}" "$bin/bare-proxy" 127.0.0.1:7192 http://127.0.0.1:7191 &
+proxy_pid=$!
+pids+=("$proxy_pid")
 wait_up "http://127.0.0.1:7192/"
 
 cat >"$work/sluice.yaml" <<YAML
@@ -55,9 +67,10 @@ http_services:
   - { name: hello-after, upstream: "http://127.0.0.1:7191", audit: after,
       credential: { header: authorization, value_env: BENCH_UPSTREAM_CREDENTIAL } }
 YAML
-SLUICE_ADMIN_TOKEN="$admin" BENCH_UPSTREAM_CREDENTIAL="Bearer bench" taskset -c 0 "$bin/sluice" serve \
+SLUICE_ADMIN_TOKEN="$admin" BENCH_UPSTREAM_CREDENTIAL="Bearer bench" taskset -c 0 "${cg[@]}" "$bin/sluice" serve \
   --listen 127.0.0.1:7190 --data-dir "$work/data" --config "$work/sluice.yaml" >"$work/sluice.log" 2>&1 &
-pids+=("$!")
+sluice_pid=$!
+pids+=("$sluice_pid")
 wait_up "http://127.0.0.1:7190/healthz"
 
 base="http://127.0.0.1:7190"
@@ -85,6 +98,30 @@ for svc in hello-before hello-after; do
   code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $bot" "http://127.0.0.1:8191/$svc/")
   [ "$code" = 200 ] || { echo "expected 200 through $svc, got $code" >&2; exit 1; }
 done
+
+if [ "${MODE:-throughput}" = callgrind ]; then
+  echo "## instructions per call under callgrind, wrk -t1 -c8 -d$duration"
+  for target in bare-proxy:http://127.0.0.1:7192/:$proxy_pid after:http://127.0.0.1:8191/hello-after/:$sluice_pid before:http://127.0.0.1:8191/hello-before/:$sluice_pid; do
+    name="${target%%:*}"
+    rest="${target#*:}"
+    pid="${rest##*:}"
+    url="${rest%:*}"
+    run() { taskset -c 1 wrk -t1 -c8 "-d$1" -H "Authorization: Bearer $bot" "$url"; }
+    run 2s >/dev/null
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    callgrind_control -i on "$pid" >/dev/null 2>&1
+    out=$(run "$duration")
+    callgrind_control -i off "$pid" >/dev/null 2>&1
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    sleep 1
+    calls=$(echo "$out" | awk '/requests in/ {print $1}')
+    dump=$(ls -t "$work/$pid.cg"* | head -1)
+    instr=$(awk '/^totals:/ {print $2}' "$dump")
+    echo "$name: $calls calls, $instr instructions, $((instr / calls)) per call"
+    [ -z "${KEEP:-}" ] || cp "$dump" "$KEEP.$name"
+  done
+  exit 0
+fi
 
 for c in $connections; do
   echo "## small GET: wrk -t1 -c$c -d$duration --latency, $rounds rounds, interleaved"

@@ -136,6 +136,15 @@ impl WriteTx {
         }
     }
 
+    /// On PostgreSQL (a transaction of its own, or a batch)?
+    pub(crate) fn is_pg(&self) -> bool {
+        match &self.lease {
+            Lease::Own(..) => true,
+            Lease::Batch(lease) => lease.is_pg(),
+            Lease::Away => false,
+        }
+    }
+
     /// In a PostgreSQL batch: other writers' statements may be held for the next call.
     fn pg_batch(&self) -> bool {
         matches!(&self.lease, Lease::Batch(lease) if lease.is_pg())
@@ -221,27 +230,6 @@ impl WriteTx {
             }
             Lease::Own(tx, _) => {
                 bind(sqlx::query(sql), args).execute(&mut **tx).await?;
-            }
-            Lease::Away => return Err(lost()),
-        }
-        Ok(())
-    }
-
-    /// [`WriteTx::exec`] for a statement built at run time (a multi-row `INSERT`).
-    pub(crate) async fn exec_owned(
-        &mut self,
-        sql: String,
-        args: Vec<Arg>,
-    ) -> Result<(), StoreError> {
-        match &mut self.lease {
-            Lease::Batch(_) => {
-                self.deferred.push(Deferred {
-                    sql: Cow::Owned(sql),
-                    args,
-                });
-            }
-            Lease::Own(tx, _) => {
-                bind(sqlx::query(&sql), args).execute(&mut **tx).await?;
             }
             Lease::Away => return Err(lost()),
         }

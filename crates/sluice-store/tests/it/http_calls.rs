@@ -21,7 +21,7 @@ fn row(pos: i64, event: &str, principal: &str, resource: &str) -> CallRow {
 async fn a_sealed_batch_reads_back_exactly() {
     for db in backends().await {
         let store = db.open().await;
-        // More rows than one INSERT takes.
+        // Many rows, with quotes and non-ASCII text in their details.
         let mut rows: Vec<CallRow> = (0..250)
             .map(|i| {
                 let event = ["admitted", "ended", "refused"][(i % 3) as usize];
