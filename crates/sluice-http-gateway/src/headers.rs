@@ -12,17 +12,22 @@ use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 /// The header a caller may carry its Sluice token in when the upstream reads `Authorization`.
 pub const TOKEN_HEADER: &str = "x-sluice-token";
 
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authorization",
-    "proxy-authenticate",
+// Names as constants: a header looked up by `&str` is parsed again on every call.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
 ];
+const TOKEN: HeaderName = HeaderName::from_static(TOKEN_HEADER);
+const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Removes the hop-by-hop headers, those `Connection` names first.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
@@ -36,7 +41,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in named {
         h.remove(n);
     }
-    for n in HOP_BY_HOP {
+    for n in &HOP_BY_HOP {
         h.remove(n);
     }
 }
@@ -50,7 +55,7 @@ pub enum TokenSource {
 
 /// The caller's Sluice token: `X-Sluice-Token`, else `Authorization: Bearer`.
 pub fn token(h: &HeaderMap) -> Option<(String, TokenSource)> {
-    if let Some(v) = h.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = h.get(&TOKEN).and_then(|v| v.to_str().ok()) {
         return Some((v.trim().to_owned(), TokenSource::Dedicated));
     }
     let v = h.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -69,7 +74,7 @@ pub fn to_upstream(
 ) -> HeaderMap {
     strip_hop_by_hop(&mut h);
     // INVARIANT: the token is removed wherever it was; the dedicated header always goes.
-    h.remove(TOKEN_HEADER);
+    h.remove(&TOKEN);
     let sluice_bearer = h
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -85,17 +90,17 @@ pub fn to_upstream(
     h.remove(header::EXPECT);
     // The upstream's own name is set from its URL.
     let host = h.remove(header::HOST);
-    let forwarded_for = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let forwarded_for = match h.get(&FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) => format!("{prior}, {peer}"),
         None => peer.to_string(),
     };
     if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
-        h.insert("x-forwarded-for", v);
+        h.insert(FORWARDED_FOR, v);
     }
-    h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    h.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
     match host {
-        Some(v) => h.insert("x-forwarded-host", v),
-        None => h.remove("x-forwarded-host"),
+        Some(v) => h.insert(FORWARDED_HOST, v),
+        None => h.remove(&FORWARDED_HOST),
     };
     if let Some((name, value)) = credential {
         h.insert(name.clone(), value);

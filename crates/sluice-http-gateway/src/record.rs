@@ -42,7 +42,8 @@ pub(crate) struct Record {
     at: DateTime<Utc>,
     principal: String,
     resource: String,
-    details: serde_json::Value,
+    /// JSON text (written as stored, without building a `serde_json::Value` first).
+    details: String,
 }
 
 enum Msg {
@@ -180,7 +181,7 @@ async fn write(app: &App, records: Vec<Record>) -> Result<(), (usize, StoreError
             at: r.at.timestamp_millis(),
             principal: r.principal,
             resource: r.resource,
-            details: r.details.to_string(),
+            details: r.details,
         });
     }
     let hash = sluice_store::http_call_batch_hash(&rows);
@@ -231,7 +232,7 @@ pub struct Call {
 }
 
 impl Call {
-    fn record(&self, event: &'static str, details: serde_json::Value) -> Record {
+    fn record(&self, event: &'static str, details: String) -> Record {
         Record {
             call_id: self.id.clone(),
             event,
@@ -249,11 +250,16 @@ impl Call {
 
     /// Records the admission durably; the call may be forwarded only if this succeeds.
     pub async fn admit(&self) -> Result<(), StoreError> {
-        let details = json!({
-            "grant_id": self.grant_id, "entitlement": self.entitlement,
-            "method": self.method, "path": self.path, "client": self.client,
-        });
-        self.log.admit(self.record("admitted", details)).await
+        let details = Admission {
+            grant_id: &self.grant_id,
+            entitlement: &self.entitlement,
+            method: &self.method,
+            path: &self.path,
+            client: &self.client,
+        };
+        self.log
+            .admit(self.record("admitted", json_text(&details)))
+            .await
     }
 
     /// Response bytes relayed (for an upgraded connection, counted by the splice).
@@ -263,16 +269,63 @@ impl Call {
         })
     }
 
-    fn result_details(&self) -> serde_json::Value {
+    fn result_details(&self) -> String {
         let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        json!({
-            "grant_id": self.grant_id, "entitlement": self.entitlement,
-            "method": self.method, "path": self.path, "client": self.client,
-            "status": self.status, "duration_ms": duration_ms,
-            "bytes_in": self.bytes_in.load(Ordering::Relaxed), "bytes_out": self.bytes_out(),
-            "outcome": self.outcome, "audit": self.mode.as_str(),
+        json_text(&Ending {
+            admission: Admission {
+                grant_id: &self.grant_id,
+                entitlement: &self.entitlement,
+                method: &self.method,
+                path: &self.path,
+                client: &self.client,
+            },
+            status: self.status,
+            duration_ms,
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out(),
+            outcome: &self.outcome,
+            audit: self.mode.as_str(),
         })
     }
+}
+
+/// An admission's details (and the first fields of an end's), in this order.
+#[derive(serde::Serialize)]
+struct Admission<'a> {
+    grant_id: &'a str,
+    entitlement: &'a str,
+    method: &'a str,
+    path: &'a str,
+    client: &'a str,
+}
+
+/// A call's end: what it was admitted as, and how it went.
+#[derive(serde::Serialize)]
+struct Ending<'a> {
+    #[serde(flatten)]
+    admission: Admission<'a>,
+    status: u16,
+    duration_ms: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    outcome: &'a str,
+    audit: &'a str,
+}
+
+/// A refusal's details.
+#[derive(serde::Serialize)]
+struct Refusal<'a> {
+    method: &'a str,
+    path: &'a str,
+    client: &'a str,
+    status: u16,
+    code: &'a str,
+    outcome: String,
+}
+
+/// `details` as JSON text (a struct of strings and numbers always serialises).
+fn json_text(details: &impl serde::Serialize) -> String {
+    serde_json::to_string(details).unwrap_or_else(|_| "{}".to_owned())
 }
 
 /// A call refused by the gateway itself (no grant, an ambiguous path, a body over the limit…),
@@ -296,9 +349,13 @@ impl CallLog {
             at: app.now(),
             principal: r.principal.to_owned(),
             resource: r.resource.to_owned(),
-            details: json!({
-                "method": r.method, "path": r.path, "client": r.client,
-                "status": r.status, "code": r.code, "outcome": format!("refused: {}", r.message),
+            details: json_text(&Refusal {
+                method: r.method,
+                path: r.path,
+                client: &r.client,
+                status: r.status,
+                code: r.code,
+                outcome: format!("refused: {}", r.message),
             }),
         });
     }
