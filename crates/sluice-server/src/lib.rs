@@ -238,7 +238,7 @@ impl Server {
             None
         };
         let bg = tokio::spawn(background(self.app.clone(), self.config.clone()));
-        serve::serve_with(
+        serve::serve(
             self.listener,
             router(self.app.clone()),
             self.http,

@@ -45,29 +45,11 @@ impl Default for HttpOptions {
 }
 
 /// Serves `service` (an `axum::Router`, or [`crate::routes::router`]'s stack) on `listener`
-/// until `shutdown` resolves, then drains (see the module documentation).
+/// until `shutdown` resolves, then drains (see the module documentation). Over TLS (when `tls`
+/// is given) the handshake must finish within the header timeout, answers carry
+/// `Strict-Transport-Security`, and the certificate is reloaded when its files change (see
+/// [`crate::tls`]).
 pub async fn serve<S, B>(
-    listener: TcpListener,
-    service: S,
-    options: HttpOptions,
-    shutdown: impl std::future::Future<Output = ()>,
-) where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    serve_with(listener, service, options, None, shutdown).await;
-}
-
-/// [`serve`] over TLS (when `tls` is given): the handshake must finish within the header
-/// timeout, answers carry `Strict-Transport-Security`, and the certificate is reloaded when
-/// its files change (see [`crate::tls`]).
-pub async fn serve_with<S, B>(
     listener: TcpListener,
     service: S,
     options: HttpOptions,

@@ -289,6 +289,7 @@ pub async fn run(
         listener,
         app,
         crate::serve::HttpOptions::default(),
+        None,
         shutdown,
     )
     .await;
