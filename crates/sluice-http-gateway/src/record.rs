@@ -250,16 +250,8 @@ impl Call {
 
     /// Records the admission durably; the call may be forwarded only if this succeeds.
     pub async fn admit(&self) -> Result<(), StoreError> {
-        let details = Admission {
-            grant_id: &self.grant_id,
-            entitlement: &self.entitlement,
-            method: &self.method,
-            path: &self.path,
-            client: &self.client,
-        };
-        self.log
-            .admit(self.record("admitted", json_text(&details)))
-            .await
+        let details = json_text(&self.admission());
+        self.log.admit(self.record("admitted", details)).await
     }
 
     /// Response bytes relayed (for an upgraded connection, counted by the splice).
@@ -269,16 +261,20 @@ impl Call {
         })
     }
 
+    fn admission(&self) -> Admission<'_> {
+        Admission {
+            grant_id: &self.grant_id,
+            entitlement: &self.entitlement,
+            method: &self.method,
+            path: &self.path,
+            client: &self.client,
+        }
+    }
+
     fn result_details(&self) -> String {
         let duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         json_text(&Ending {
-            admission: Admission {
-                grant_id: &self.grant_id,
-                entitlement: &self.entitlement,
-                method: &self.method,
-                path: &self.path,
-                client: &self.client,
-            },
+            admission: self.admission(),
             status: self.status,
             duration_ms,
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
@@ -314,7 +310,7 @@ struct Ending<'a> {
 
 /// A refusal's details.
 #[derive(serde::Serialize)]
-struct Refusal<'a> {
+struct RefusalDetails<'a> {
     method: &'a str,
     path: &'a str,
     client: &'a str,
@@ -349,7 +345,7 @@ impl CallLog {
             at: app.now(),
             principal: r.principal.to_owned(),
             resource: r.resource.to_owned(),
-            details: json_text(&Refusal {
+            details: json_text(&RefusalDetails {
                 method: r.method,
                 path: r.path,
                 client: &r.client,
