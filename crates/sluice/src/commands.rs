@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use sluice_api::access::{
     Comment, EntitlementView, Extension, NewRequest, RequestView, Revocation, ScopeView,
 };
-use sluice_api::admin::{CreatedToken, NewToken, TokenView, WhoAmI};
+use sluice_api::admin::{CreatedToken, NewToken, TokenKind, TokenView, WhoAmI};
 use sluice_api::audit::{AuditEntry, AuditPage, ProblemView, VerifyView};
 use sluice_api::authzen::EvaluationResponse;
 use sluice_api::flags::{EnvironmentView, EvaluationsView, FlagView, ImportResult, StaleView};
@@ -521,6 +521,23 @@ fn verify_file(
     Ok(())
 }
 
+/// Who or what a new token serves, as told on creation: a client or edge key is bound to
+/// environments, not to the principal who created it (named as its creator).
+fn token_line(t: &TokenView) -> String {
+    let env = t.environment.as_deref().unwrap_or("?");
+    match t.kind {
+        TokenKind::Client => format!(
+            "client key {} ({}) for environment {env}: evaluates its flags only; created by {}",
+            t.id, t.name, t.principal
+        ),
+        TokenKind::Edge => format!(
+            "edge key {} ({}) for environments {env}: syncs their flags only; created by {}",
+            t.id, t.name, t.principal
+        ),
+        _ => format!("API token {} ({}) of {}", t.id, t.name, t.principal),
+    }
+}
+
 pub async fn tokens(cmd: TokenCommand, r: Remote) -> anyhow::Result<()> {
     let c = client(&r);
     match cmd {
@@ -547,8 +564,8 @@ pub async fn tokens(cmd: TokenCommand, r: Remote) -> anyhow::Result<()> {
             emit(r.output, &t, |t| {
                 outln!("{}", t.token);
                 eprintln!(
-                    "token {} for {} — shown only this once; store it now",
-                    t.info.id, t.info.principal
+                    "{} — shown only this once; store it now",
+                    token_line(&t.info)
                 );
             })
         }
