@@ -14,14 +14,16 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sluice_server::gateway::http_live::LiveCall;
 use sluice_server::gateway::{watch, Hold};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 /// A call the decision allowed, and under which grant.
 pub(crate) struct Admitted {
-    pub(crate) peer: SocketAddr,
+    /// The caller's address, for `X-Forwarded-For`.
+    pub(crate) peer: std::net::IpAddr,
+    /// The caller's address and port, as recorded.
+    pub(crate) client: String,
     pub(crate) started: Instant,
     pub(crate) principal: String,
     pub(crate) grant_id: String,
@@ -55,7 +57,7 @@ pub(crate) async fn forward(
                 resource: &a.resource,
                 method: &a.method,
                 path: &a.path.decoded,
-                client: a.peer.to_string(),
+                client: a.client.clone(),
                 status: r.status().as_u16(),
                 code: r.code(),
                 message: r.to_string(),
@@ -111,7 +113,7 @@ pub(crate) async fn forward(
         resource: a.resource,
         method: a.method,
         path: a.path.decoded,
-        client: a.peer.to_string(),
+        client: a.client,
         mode: cfg.audit,
         started: a.started,
         status: 0,
@@ -162,7 +164,7 @@ pub(crate) async fn forward(
     let mut upstream_headers = headers::to_upstream(
         parts.headers,
         source,
-        a.peer.ip(),
+        a.peer,
         credential.as_ref().map(|(n, v)| (n, v.clone())),
     );
     if let Some((protocol, _)) = &upgrade {

@@ -23,6 +23,7 @@ mod upgrade;
 pub use config::{AuditMode, CredentialConfig, HttpGatewayConfig, ServiceConfig};
 pub use headers::TOKEN_HEADER;
 
+use sluice_server::serve::HttpOptions;
 use sluice_server::App;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,25 +79,26 @@ impl HttpGateway {
         self.listener.local_addr()
     }
 
-    /// Serves calls (HTTP/1.1 with upgrades, and HTTP/2) until `shutdown` resolves.
+    /// Serves calls (HTTP/1.1 with upgrades, and HTTP/2 with prior knowledge) until
+    /// `shutdown` resolves, under the API's bounds (`options`: header timeout, connection
+    /// limit, drain on shutdown; see `sluice_server::serve`).
     pub async fn run(
         self,
+        options: HttpOptions,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    ) {
         let log = self.shared.log.clone();
         let router = axum::Router::new()
             .fallback(proxy::handle)
             .with_state(self.shared);
-        let served = axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let options = HttpOptions {
+            http2: true,
+            ..options
+        };
+        sluice_server::serve::serve(self.listener, router, options, None, shutdown).await;
         // The records of the last calls, gathered but not yet written.
         if !log.flush().await {
             tracing::error!("the last http call records could not be written");
         }
-        served
     }
 }

@@ -53,6 +53,7 @@ pub(crate) async fn handle(
     };
     let resource = format!("http:{}", sluice_core::scope::normalize(name));
     let what = format!("{method} {raw}");
+    // The peer as recorded: formatted once per call.
     let client = peer.to_string();
     // One read of the services for the whole call: a declaration meanwhile applies to the
     // next one.
@@ -169,7 +170,8 @@ pub(crate) async fn handle(
         parts,
         body,
         Admitted {
-            peer,
+            peer: peer.ip(),
+            client,
             started,
             principal: caller.name.clone(),
             grant_id,

@@ -6,18 +6,22 @@
 //!
 //! `axum::serve` has none of these (its graceful shutdown waits for every request, however
 //! long, and it sets no header timeout), so this is its loop with them: hyper's HTTP/1
-//! connection with a timer, hyper-util's graceful-shutdown watcher, a semaphore.
+//! connection with a timer, hyper-util's graceful-shutdown watcher, a semaphore. With
+//! [`HttpOptions::http2`] (the HTTP gateway) a plain-TCP connection may also speak HTTP/2 or
+//! be upgraded, under the same bounds: its first bytes must arrive within the header timeout
+//! too. Over TLS it is HTTP/1.1 alone.
 
 use axum::body::HttpBody as Body;
 use axum::http::{header, HeaderValue, Request, Response};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tower::Service;
 use tower_http::set_header::SetResponseHeader;
 
@@ -32,6 +36,9 @@ pub struct HttpOptions {
     pub max_connections: usize,
     /// On shutdown, how long requests in flight may run before they are cut.
     pub drain_timeout: Duration,
+    /// Also serve HTTP/2 (with prior knowledge, on plain TCP) and let HTTP/1.1 connections be
+    /// upgraded (WebSocket): the HTTP gateway's setting. The API serves HTTP/1.1 alone.
+    pub http2: bool,
 }
 
 impl Default for HttpOptions {
@@ -40,6 +47,7 @@ impl Default for HttpOptions {
             header_timeout: Duration::from_secs(10),
             max_connections: 1000,
             drain_timeout: Duration::from_secs(5),
+            http2: false,
         }
     }
 }
@@ -76,6 +84,15 @@ pub async fn serve<S, B>(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_timeout);
+    // Both protocols: the first bytes tell which (see `opens_in_time`).
+    let auto = options.http2.then(|| {
+        let mut auto = Builder::new(TokioExecutor::new());
+        auto.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.header_timeout);
+        auto.http2().timer(TokioTimer::new());
+        auto
+    });
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
     let mut conns = tokio::task::JoinSet::new();
@@ -134,6 +151,20 @@ pub async fn serve<S, B>(
             });
             continue;
         }
+        if let Some(auto) = &auto {
+            let (auto, watcher) = (auto.clone(), graceful.watcher());
+            conns.spawn(async move {
+                if opens_in_time(&stream, options.header_timeout).await {
+                    let conn = auto.serve_connection_with_upgrades(
+                        TokioIo::new(stream),
+                        TowerToHyperService::new(service),
+                    );
+                    let _ = watcher.watch(conn).await;
+                }
+                drop(permit);
+            });
+            continue;
+        }
         let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let conn = graceful.watcher().watch(conn);
         conns.spawn(async move {
@@ -165,4 +196,35 @@ pub async fn serve<S, B>(
     }
     conns.abort_all();
     while conns.join_next().await.is_some() {}
+}
+
+/// Waits until a new connection's first bytes say which protocol it speaks: HTTP/2's
+/// connection preface in full, or a byte that departs from it (HTTP/1.1). False if that takes
+/// longer than `within` or the client leaves.
+///
+/// hyper-util's version detection waits for those bytes without a deadline, and hyper's own
+/// header timeout starts only after it, so a client that sends `P` and nothing more would
+/// hold its connection (and a permit) for ever. The bytes are peeked, not read: the
+/// connection then reads them as usual.
+async fn opens_in_time(stream: &TcpStream, within: Duration) -> bool {
+    const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let deadline = tokio::time::Instant::now() + within;
+    let mut first = [0u8; 24];
+    loop {
+        let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut first)).await;
+        let n = match peeked {
+            Ok(Ok(n)) if n > 0 => n,
+            // Gone, failed, or silent for too long.
+            _ => return false,
+        };
+        if first[..n] != PREFACE[..n] || n == PREFACE.len() {
+            return true;
+        }
+        // A part of the preface so far: `peek` answers at once while those bytes wait, so
+        // look again a little later.
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

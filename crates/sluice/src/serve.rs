@@ -288,6 +288,8 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
             .max_connections
             .unwrap_or(http_defaults.max_connections),
         drain_timeout: file.shutdown_timeout.unwrap_or(http_defaults.drain_timeout),
+        // The API: HTTP/1.1 (the HTTP gateway turns HTTP/2 on for itself).
+        http2: false,
     };
     let audit_defaults = sluice_server::checkpointer::AuditOptions::default();
     let witness_url = args.witness_url.or(file.witness_url);
@@ -477,11 +479,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let gateway = sluice_http_gateway::HttpGateway::bind(server.app.clone(), hg).await?;
         let at = gateway.local_addr()?;
         tracing::info!(%at, "HTTP gateway listening on http://{at}");
-        tokio::spawn(async move {
-            if let Err(e) = gateway.run(shutdown_signal()).await {
-                tracing::error!(error = %e, "the HTTP gateway stopped: {e}");
-            }
-        });
+        tokio::spawn(gateway.run(s.http, shutdown_signal()));
     }
     server.run(stop).await
 }

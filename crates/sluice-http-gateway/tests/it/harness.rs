@@ -10,6 +10,7 @@ use sluice_core::Clock;
 use sluice_http_gateway::{
     AuditMode, CredentialConfig, HttpGateway, HttpGatewayConfig, ServiceConfig,
 };
+use sluice_server::serve::HttpOptions;
 use sluice_server::{Server, ServerConfig};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -151,6 +152,8 @@ pub struct Options {
     pub clock: Option<Arc<sluice_core::ManualClock>>,
     /// Point `payments-admin` at a closed port.
     pub upstream_down: bool,
+    /// The gateway's connection bounds.
+    pub http: HttpOptions,
 }
 
 impl Default for Options {
@@ -159,6 +162,7 @@ impl Default for Options {
             audit: AuditMode::Before,
             clock: None,
             upstream_down: false,
+            http: HttpOptions::default(),
         }
     }
 }
@@ -211,7 +215,7 @@ impl Env {
         };
         let gw = HttpGateway::bind(app.clone(), config).await.unwrap();
         let gateway = gw.local_addr().unwrap();
-        tokio::spawn(gw.run(std::future::pending()));
+        tokio::spawn(gw.run(o.http, std::future::pending()));
         let env = Env {
             http,
             gateway,

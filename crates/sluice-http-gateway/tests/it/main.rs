@@ -9,6 +9,7 @@
     reason = "test helpers fail loudly"
 )]
 
+mod bounds;
 mod brute;
 mod calllog;
 mod calls;

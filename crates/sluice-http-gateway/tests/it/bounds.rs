@@ -1,0 +1,101 @@
+//! The gateway is served under the API's connection bounds: a client must open its request
+//! (HTTP/1.1 header, or HTTP/2's preface) within the header timeout, and connections beyond
+//! the limit wait until one closes.
+
+use crate::harness::{Env, Options};
+use sluice_server::serve::HttpOptions;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// What the server sent before it closed the connection.
+async fn until_closed(tcp: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut got))
+        .await
+        .expect("closed by the gateway within 10 s")
+        .ok();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_not_opened_in_time_is_cut() {
+    let timeout = Duration::from_millis(400);
+    let env = Env::with(Options {
+        http: HttpOptions {
+            header_timeout: timeout,
+            ..HttpOptions::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    // Nothing at all; the first byte of HTTP/2's preface (also the first of `POST`); most of
+    // the preface; half an HTTP/1.1 header.
+    let openings: [&[u8]; 4] = [
+        b"",
+        b"P",
+        b"PRI * HTTP/2.0\r\n",
+        b"POST /payments-admin/v1/refunds/1 HTTP/1.1\r\nHost: gw\r\n",
+    ];
+    for opening in openings {
+        let mut tcp = TcpStream::connect(env.gateway).await.expect("connect");
+        tcp.write_all(opening).await.expect("write");
+        let started = Instant::now();
+        let got = until_closed(&mut tcp).await;
+        let shown = String::from_utf8_lossy(opening);
+        assert!(
+            started.elapsed() >= timeout - Duration::from_millis(50),
+            "{shown:?}: closed before the timeout, after {:?}",
+            started.elapsed()
+        );
+        assert!(
+            !got.contains("200 OK"),
+            "{shown:?}: nothing is answered to an unfinished request: {got}"
+        );
+    }
+    assert!(
+        env.upstream.seen().is_empty(),
+        "nothing reached the upstream"
+    );
+
+    // A whole request is answered (a refusal: no token), and the idle connection is closed.
+    let mut tcp = TcpStream::connect(env.gateway).await.expect("connect");
+    tcp.write_all(b"GET /payments-admin/v1/refunds HTTP/1.1\r\nHost: gw\r\n\r\n")
+        .await
+        .expect("a request");
+    let got = until_closed(&mut tcp).await;
+    assert!(got.starts_with("HTTP/1.1 401"), "{got}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_for_one_to_close() {
+    let env = Env::with(Options {
+        http: HttpOptions {
+            max_connections: 1,
+            header_timeout: Duration::from_secs(30),
+            ..HttpOptions::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let holder = TcpStream::connect(env.gateway).await.expect("connect");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let url = format!("http://{}/payments-admin/v1/refunds", env.gateway);
+    let mut waiting = tokio::spawn(async move { http.get(url).send().await.map(|r| r.status()) });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut waiting)
+            .await
+            .is_err(),
+        "a second connection is not served while the one allowed is open"
+    );
+    drop(holder);
+    let status = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("served once the first closed")
+        .expect("joined")
+        .expect("answered");
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+}
