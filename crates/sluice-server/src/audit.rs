@@ -503,8 +503,14 @@ async fn append_signed(
 ) -> Result<i64, RotateError> {
     let latest = store.latest_checkpoint().await?.map_or(0, |c| c.seq);
     let mut tx = store.begin().await?;
-    let written = tx.audit(now, entry).await?;
-    tx.commit().await?;
+    tx.audit(now, entry).await?;
+    // The entry as stored: a batch chains it at its commit (PostgreSQL), so only the commit
+    // says where it is.
+    let written = tx
+        .commit()
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Database("a commit returned no entry".into()))?;
     let cp = signer.sign(&written.head(), now);
     if !store.insert_checkpoint_after(&cp, latest).await? {
         return Err(RotateError::Raced);

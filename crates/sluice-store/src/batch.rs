@@ -18,26 +18,29 @@
 //! one writer, and the cost is one extra task wake-up.
 //!
 //! PostgreSQL (one batch per instance, see [`Batcher::start_pg`]): the same, on a connection
-//! of the instance's own. The batch transaction takes the chain head's row lock when it opens
-//! (`UPDATE audit_head … RETURNING`), so the head is locked once per batch, not once per
-//! write, and the instances' batches take turns: the chain stays one gap-free chain across
-//! instances. The lock is held from the first writer's arrival to the commit; writers that
-//! queue meanwhile join, and the commit (which PostgreSQL makes durable itself) answers them
-//! all. Statements that return nothing, the savepoint steps and the head update go to the
-//! server with their parameters written in as literals, several in one simple-protocol call
-//! (see `tx::inline`). A writer's commit sends nothing itself: its statements, its entries
-//! and the end of its savepoint are *held* ([`Lease::hold`]) and go first in the next call
-//! on the connection, whoever makes it (a writer's read, such as a request lock, or the
-//! batch's commit), so a writer that reads nothing costs no round trip of its own and one
-//! that reads costs one per read. A held writer whose statements fail there is found by
-//! the statements the server reported complete before the error, rolled back to its
-//! savepoint alone and told; those held after it (which the server skipped) are chained
-//! again on what precedes them and sent again, and whoever made the call goes on from the
-//! chain as it really is (see `Batch::send_with`). A writer that takes an access revision
-//! while a held one has taken one sends the held writers first, so every revision handed
-//! out is certain. The committer leaves the batch open while writers wait for the lock
-//! (see [`flush`]). A lost connection is replaced by a new one from the pool when the next
-//! batch opens.
+//! of the instance's own, except that the chain head is locked at the commit, not when the
+//! batch opens, so that the instances' batches run side by side and take turns only for
+//! their commits. A writer's audit entries are kept in memory with its answer; the commit
+//! takes the head's row lock and reads the head and the access revision in one call
+//! ([`HEAD_SQL`]), then chains every kept writer's entries on that head, gives out the access
+//! revisions its writers took (in their order), and writes the entries, their notifications,
+//! the new head and the revisions, and commits, in a second call. The lock is held for those
+//! two calls and the commit's flush. A writer whose reads rely on nothing changing under them
+//! until the commit (any read but one that locks the rows it reads, such as a request's
+//! lock) takes the head's lock at that read (see `WriteTx::conn`): from there to the commit
+//! the batch is serialised with every other instance's writes, as all batches used to be.
+//! Statements that return nothing and the savepoint steps go to the server with their
+//! parameters written in as literals, several in one simple-protocol call (see
+//! `tx::inline`). A writer's commit sends nothing itself: its statements and the end of its
+//! savepoint are *held* ([`Lease::hold`]) and go first in the next call on the connection,
+//! whoever makes it (a writer's read, or the batch's commit), so a writer that reads nothing
+//! costs no round trip of its own and one that reads costs one per read. A held writer whose
+//! statements fail there is found by the statements the server reported complete before the
+//! error, rolled back to its savepoint alone and told; those held after it (which the server
+//! skipped) are sent again (see `Batch::send_with`). Since entries are chained only at the
+//! commit, a writer that fails never moves the chain under another. The committer leaves the
+//! batch open while writers wait for the lock (see [`flush`]). A lost connection is replaced
+//! by a new one from the pool when the next batch opens.
 //!
 //! Written by hand: it is a lock, a savepoint and a loop around sqlx; no crate offers group
 //! commit of independent transactions.
@@ -55,47 +58,75 @@ use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard};
 /// PostgreSQL: the most writers a batch waits for before it commits even though more queue.
 const MOST_WRITERS: usize = 512;
 
-/// A writer's answer: its audit entries as stored, once the batch holding them is durable.
-type Answer = oneshot::Sender<Result<Vec<AuditEntry>, StoreError>>;
-
-/// A writer whose change is in the open transaction, waiting for the commit.
+/// What a writer is answered once the batch holding its change is durable.
 #[derive(Debug)]
-struct Waiter {
-    answer: Answer,
-    /// What it is told it stored.
-    entries: Vec<AuditEntry>,
+pub(crate) struct Committed {
+    /// Its audit entries as stored.
+    pub(crate) entries: Vec<AuditEntry>,
+    /// PostgreSQL: the first access revision it took, given out at the commit.
+    pub(crate) first_rev: Option<i64>,
 }
 
-/// What a held writer sends, built on the chain head it follows.
-pub(crate) struct Built {
+type Answer = oneshot::Sender<Result<Committed, StoreError>>;
+
+/// PostgreSQL: chains a writer's audit entries on the head they follow, at the commit;
+/// returns them and the statements that insert them and their notifications.
+pub(crate) type Chain =
+    Box<dyn FnOnce(&ChainHead) -> Result<(Vec<AuditEntry>, String), StoreError> + Send>;
+
+/// A writer whose change is in the open transaction, waiting for the commit.
+struct Waiter {
+    answer: Answer,
+    /// What it is told it stored (PostgreSQL: once chained at the commit).
+    entries: Vec<AuditEntry>,
+    /// PostgreSQL: its entries, to be chained; the access revisions it took, and the first
+    /// of them once given out.
+    chain: Option<Chain>,
+    bumps: usize,
+    first_rev: Option<i64>,
+}
+
+/// A PostgreSQL writer's change, left to be sent with the next call on the batch's
+/// connection (see [`Lease::hold`]).
+pub(crate) struct Held {
     /// Its statements, `;`-separated, without the end of its savepoint.
     pub(crate) sql: String,
     /// How many statements `sql` holds.
     pub(crate) statements: usize,
-    /// Its audit entries, chained on that head.
-    pub(crate) entries: Vec<AuditEntry>,
+    /// Its audit entries, chained at the batch's commit.
+    pub(crate) chain: Chain,
+    /// Access revisions it took (given out at the commit).
+    pub(crate) bumps: usize,
+    /// It took the chain head's lock for a read (see `Batch::locked`).
+    pub(crate) locked: bool,
 }
 
-/// Builds a held writer's statements on a chain head (again, if a writer before it failed).
-pub(crate) type Build = Box<dyn Fn(&ChainHead) -> Result<Built, StoreError> + Send>;
-
-/// Builds what the lease holder sends after the held writers, on the chain head they leave.
-pub(crate) type Then<'a> = &'a (dyn Fn(&ChainHead) -> Result<String, StoreError> + Sync);
-
-/// A PostgreSQL writer that read nothing and left its statements to be sent with the next
-/// call on the batch's connection (see [`Lease::hold`]).
-struct Held {
-    build: Build,
+/// A held writer and whom to answer.
+struct Holding {
+    held: Held,
     answer: Answer,
-    /// It took an access revision (the batch's, plus one).
-    bumped: bool,
 }
 
-impl std::fmt::Debug for Held {
+impl std::fmt::Debug for Holding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Held")
+        f.write_str("Holding")
     }
 }
+
+impl std::fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Waiter")
+    }
+}
+
+/// PostgreSQL: the commit's first call, after the held writers: the chain head's lock, the
+/// head, and the access revision (every writer of the revision holds the head's lock, so it
+/// cannot move until this transaction ends).
+const HEAD_SQL: &str = "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash; \
+     SELECT access_rev FROM sluice_state WHERE id = 1";
+
+/// Takes the chain head's lock without reading it (see `Batch::locked`).
+pub(crate) const LOCK_HEAD_SQL: &str = "UPDATE audit_head SET seq = seq WHERE id = 1";
 
 /// Ends a writer's savepoint, keeping its change, and opens the next writer's.
 pub(crate) const KEEP: &str = "RELEASE SAVEPOINT op; SAVEPOINT op";
@@ -135,12 +166,16 @@ struct Batch {
     head: ChainHead,
     /// The chain head as far as the connection has been sent (held writers not included).
     sent: ChainHead,
-    /// The access revision inside the open transaction, likewise.
+    /// SQLite: the access revision inside the open transaction, likewise.
     access_rev: i64,
     /// Writers whose change is in the open transaction, waiting for it to be durable.
     waiting: Vec<Waiter>,
     /// PostgreSQL: writers whose statements wait for the next call, in order.
-    held: Vec<Held>,
+    held: Vec<Holding>,
+    /// PostgreSQL: a kept writer took the chain head's lock in the open transaction (for a
+    /// read whose rows it does not lock itself), so every later writer of the batch is
+    /// serialised with the other instances too, and need not take it again.
+    locked: bool,
     /// The last holder of the lock left without releasing its savepoint.
     abandoned: bool,
     /// PostgreSQL only.
@@ -177,6 +212,7 @@ impl Batcher {
             access_rev: 0,
             waiting: Vec::new(),
             held: Vec::new(),
+            locked: false,
             abandoned: false,
             pg,
         }));
@@ -273,9 +309,8 @@ impl Batch {
         }
     }
 
-    /// PostgreSQL: begins, locks the chain head (waiting for another instance's batch to
-    /// commit), reads it and the access revision (each statement sees what committed
-    /// before it ran), and opens the first writer's savepoint, in one call.
+    /// PostgreSQL: begins and opens the first writer's savepoint, in one call. The chain head
+    /// is locked at the commit (or at a read that needs it), not here.
     async fn open_pg(&mut self) -> Result<(), StoreError> {
         let Some(pg) = &mut self.pg else {
             return Err(StoreError::Database("not a PostgreSQL batch".into()));
@@ -285,35 +320,15 @@ impl Batch {
             pg.broken = false;
         }
         pg.moved = (false, false);
-        let rows = sqlx::Executor::fetch_all(
-            &mut self.conn,
-            "BEGIN; UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash; \
-             SELECT access_rev FROM sluice_state WHERE id = 1; SAVEPOINT op",
-        )
-        .await;
-        let read = rows.map_err(StoreError::from).and_then(|rows| {
-            let (Some(h), Some(s)) = (rows.first(), rows.get(1)) else {
-                return Err(StoreError::Corrupt(
-                    "the chain head or state row is missing".into(),
-                ));
-            };
-            let head = ChainHead {
-                seq: get(h, "seq")?,
-                hash: get(h, "hash")?,
-            };
-            Ok((head, get(s, "access_rev")?))
-        });
-        match read {
-            Ok((head, access_rev)) => {
-                self.sent = head.clone();
-                self.head = head;
-                self.access_rev = access_rev;
+        match sqlx::Executor::execute(&mut self.conn, "BEGIN; SAVEPOINT op").await {
+            Ok(_) => {
+                self.locked = false;
                 self.open = true;
                 Ok(())
             }
             Err(e) => {
                 self.abort().await;
-                Err(e)
+                Err(e.into())
             }
         }
     }
@@ -376,59 +391,34 @@ impl Batch {
         for h in self.held.drain(..) {
             let _ = h.answer.send(Err(e.clone()));
         }
+        self.locked = false;
     }
 
-    /// Sends the held writers' statements, each ending its savepoint, then what `then`
-    /// builds on the chain head they leave, in one simple-protocol call (PostgreSQL); returns
-    /// the rows that call returned (only `then` returns any) and whether a held writer failed,
-    /// so that the chain head moved under the lease holder.
+    /// Sends the held writers' statements, each ending its savepoint, then `then`, in one
+    /// simple-protocol call (PostgreSQL); returns the rows that call returned (only `then`
+    /// returns any).
     ///
     /// A held writer whose statements fail is rolled back to its savepoint, alone, and told;
-    /// the writers held after it (skipped by the server when the first one failed) are built
-    /// again on the chain as it really is and sent again. Which statement failed is known
-    /// from the statements the server reported complete before the error. If `then` fails,
-    /// every held writer's change is in (their savepoints were released before it ran) and
-    /// the error is the holder's.
+    /// the writers held after it (skipped by the server when the first one failed) are sent
+    /// again. Which statement failed is known from the statements the server reported complete
+    /// before the error. If `then` fails, every held writer's change is in (their savepoints
+    /// were released before it ran) and the error is the holder's.
     ///
     /// Called from spawned tasks only, so it runs to the end: the held writers' outcome is
     /// never left undecided.
-    async fn send_with(&mut self, then: Then<'_>) -> Result<(Vec<AnyRow>, bool), StoreError> {
+    async fn send_with(&mut self, then: &str) -> Result<Vec<AnyRow>, StoreError> {
         use futures_util::StreamExt as _;
-        let mut moved = false;
         loop {
             let mut sql = String::new();
             let mut ends = Vec::with_capacity(self.held.len());
-            let mut built = Vec::with_capacity(self.held.len());
-            let mut head = self.sent.clone();
             let mut statements = 0;
-            let mut unbuilt = None;
-            for (k, h) in self.held.iter().enumerate() {
-                match (h.build)(&head) {
-                    Ok(b) => {
-                        if let Some(last) = b.entries.last() {
-                            head = last.head();
-                        }
-                        push_statements(&mut sql, &b.sql);
-                        push_statements(&mut sql, KEEP);
-                        statements += b.statements + 2;
-                        ends.push(statements);
-                        built.push(b);
-                    }
-                    Err(e) => {
-                        unbuilt = Some((k, e));
-                        break;
-                    }
-                }
+            for h in &self.held {
+                push_statements(&mut sql, &h.held.sql);
+                push_statements(&mut sql, KEEP);
+                statements += h.held.statements + 2;
+                ends.push(statements);
             }
-            if let Some((k, e)) = unbuilt {
-                // Nothing was sent: the writers before it are built again next time round.
-                let h = self.held.remove(k);
-                self.undo_revision(&h);
-                let _ = h.answer.send(Err(e));
-                moved = true;
-                continue;
-            }
-            push_statements(&mut sql, &then(&head)?);
+            push_statements(&mut sql, then);
             let mut done = 0;
             let mut rows = Vec::new();
             let mut failed = None;
@@ -447,23 +437,21 @@ impl Batch {
             }
             // The held writers that completed (all of them, unless one failed).
             let kept = ends.iter().take_while(|&&end| end <= done).count();
-            let held: Vec<Held> = self.held.drain(..kept).collect();
-            for (h, b) in held.into_iter().zip(built.drain(..kept)) {
-                if let Some(last) = b.entries.last() {
-                    self.sent = last.head();
-                }
+            for h in self.held.drain(..kept) {
+                self.locked |= h.held.locked;
                 self.waiting.push(Waiter {
                     answer: h.answer,
-                    entries: b.entries,
+                    entries: Vec::new(),
+                    chain: Some(h.held.chain),
+                    bumps: h.held.bumps,
+                    first_rev: None,
                 });
             }
             let Some(e) = failed else {
-                self.head = self.sent.clone();
-                return Ok((rows, moved));
+                return Ok(rows);
             };
             if self.held.is_empty() {
                 // `then` failed: the holder's.
-                self.head = self.sent.clone();
                 return Err(e);
             }
             // The first writer still held failed: undo it alone, send the rest again.
@@ -474,19 +462,60 @@ impl Batch {
                 return Err(e);
             }
             let h = self.held.remove(0);
-            self.undo_revision(&h);
             let _ = h.answer.send(Err(e));
-            moved = true;
         }
     }
 
-    /// A held writer that took an access revision failed: the batch's revision goes back.
-    /// INVARIANT: nobody after it took one (taking one sends the held writers first, see
-    /// [`Lease::holds_revision`]), so the revision it took is the batch's last.
-    fn undo_revision(&mut self, h: &Held) {
-        if h.bumped {
-            self.access_rev -= 1;
+    /// PostgreSQL: sends the held writers and locks and reads the chain head ([`HEAD_SQL`]);
+    /// then chains every kept writer's entries on it, gives out the access revisions they
+    /// took, and writes entries, notifications, head and revisions, and commits.
+    async fn commit_pg(&mut self, payload: &str, flags: bool) -> Result<(), StoreError> {
+        let rows = self.send_with(HEAD_SQL).await?;
+        let (Some(h), Some(s)) = (rows.first(), rows.get(1)) else {
+            return Err(StoreError::Corrupt(
+                "the chain head or state row is missing".into(),
+            ));
+        };
+        let mut head = ChainHead {
+            seq: get(h, "seq")?,
+            hash: get(h, "hash")?,
+        };
+        let before: i64 = get(s, "access_rev")?;
+        let mut rev = before;
+        let mut sql = String::new();
+        for w in &mut self.waiting {
+            if let Some(chain) = w.chain.take() {
+                let (entries, inserts) = chain(&head)?;
+                if let Some(last) = entries.last() {
+                    head = last.head();
+                }
+                w.entries = entries;
+                push_statements(&mut sql, &inserts);
+            }
+            if w.bumps > 0 {
+                w.first_rev = Some(rev + 1);
+                rev += w.bumps as i64;
+            }
         }
+        if rev != before || flags {
+            let flags = if flags {
+                ", flags_rev = flags_rev + 1"
+            } else {
+                ""
+            };
+            push_statements(
+                &mut sql,
+                &format!("UPDATE sluice_state SET access_rev = {rev}{flags} WHERE id = 1"),
+            );
+        }
+        // INVARIANT: the other instances are told in the transaction, so they hear of it at
+        // commit and never of a batch that rolled back.
+        push_statements(
+            &mut sql,
+            &crate::listen::commit_sql(head.seq, &head.hash, payload),
+        );
+        sqlx::Executor::execute(&mut self.conn, sql.as_str()).await?;
+        Ok(())
     }
 
     /// Writes the chain head and commits. Returns the writers to answer and the outcome.
@@ -500,14 +529,10 @@ impl Batch {
             return None;
         }
         let committed = match &self.pg {
-            // INVARIANT: the other instances are told in the transaction, so they hear of
-            // it at commit and never of a batch that rolled back.
             Some(pg) => {
                 let payload = pg.changes.payload(pg.moved.0, pg.moved.1);
-                let end = |head: &ChainHead| {
-                    Ok(crate::listen::commit_sql(head.seq, &head.hash, &payload))
-                };
-                self.send_with(&end).await.map(|_| ())
+                let flags = pg.moved.1;
+                self.commit_pg(&payload, flags).await
             }
             None => sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1; COMMIT")
                 .bind(self.head.seq)
@@ -519,6 +544,7 @@ impl Batch {
         };
         // The held writers are all answered or waiting by now.
         self.open = false;
+        self.locked = false;
         let waiting = std::mem::take(&mut self.waiting);
         if committed.is_err() {
             self.abort().await;
@@ -584,7 +610,10 @@ async fn flush(state: &Mutex<Batch>, flusher: Option<&Flusher>, queued: Option<&
         (result, _) => result,
     };
     for w in waiting {
-        let _ = w.answer.send(result.clone().map(|()| w.entries));
+        let _ = w.answer.send(result.clone().map(|()| Committed {
+            entries: w.entries,
+            first_rev: w.first_rev,
+        }));
     }
 }
 
@@ -622,15 +651,9 @@ impl Lease {
         !self.guard.held.is_empty()
     }
 
-    /// A writer held before this one took an access revision: until it is sent, the
-    /// revision is not certain, so whoever takes the next one sends it first.
-    pub(crate) fn holds_revision(&self) -> bool {
-        self.guard.held.iter().any(|h| h.bumped)
-    }
-
-    /// The access revision inside the batch, as its writers left it (held ones included).
-    pub(crate) fn access_rev(&self) -> i64 {
-        self.guard.access_rev
+    /// PostgreSQL: a writer kept in the open transaction took the chain head's lock.
+    pub(crate) fn head_locked(&self) -> bool {
+        self.guard.locked
     }
 
     /// Notes what this writer moved, for the other instances (PostgreSQL).
@@ -648,12 +671,18 @@ impl Lease {
         head: ChainHead,
         access_rev: i64,
         entries: Vec<AuditEntry>,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
+    ) -> Result<Committed, StoreError> {
         let (answer, answered) = oneshot::channel();
         self.guard.sent = head.clone();
         self.guard.head = head;
         self.guard.access_rev = access_rev;
-        self.guard.waiting.push(Waiter { answer, entries });
+        self.guard.waiting.push(Waiter {
+            answer,
+            entries,
+            chain: None,
+            bumps: 0,
+            first_rev: None,
+        });
         self.released = true;
         let kick = self.kick.clone();
         drop(self);
@@ -665,24 +694,10 @@ impl Lease {
 
     /// PostgreSQL: leaves this writer's statements to be sent with the next call on the
     /// connection (another writer's, or the commit) and waits until the batch is durable;
-    /// answers with the entries as stored. `head` is where its entries leave the chain,
-    /// should it be sent as built; `access_rev` the revision it took, if it took one.
-    pub(crate) async fn hold(
-        mut self,
-        build: Build,
-        head: ChainHead,
-        access_rev: Option<i64>,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
+    /// answers with the entries as stored and the revisions given out.
+    pub(crate) async fn hold(mut self, held: Held) -> Result<Committed, StoreError> {
         let (answer, answered) = oneshot::channel();
-        self.guard.head = head;
-        if let Some(rev) = access_rev {
-            self.guard.access_rev = rev;
-        }
-        self.guard.held.push(Held {
-            build,
-            answer,
-            bumped: access_rev.is_some(),
-        });
+        self.guard.held.push(Holding { held, answer });
         self.released = true;
         let kick = self.kick.clone();
         drop(self);
@@ -692,15 +707,10 @@ impl Lease {
             .unwrap_or_else(|_| Err(StoreError::Unavailable("the store was closed".into())))
     }
 
-    /// PostgreSQL: sends the held writers, then what `then` builds on the chain head they
-    /// leave, in one call (see `Batch::send_with`); returns the rows and, if a held writer
-    /// failed, the chain head this writer now follows. Call it from a spawned task.
-    pub(crate) async fn send(
-        &mut self,
-        then: Then<'_>,
-    ) -> Result<(Vec<AnyRow>, Option<ChainHead>), StoreError> {
-        let (rows, moved) = self.guard.send_with(then).await?;
-        Ok((rows, moved.then(|| self.guard.head.clone())))
+    /// PostgreSQL: sends the held writers, then `then`, in one call (see
+    /// `Batch::send_with`); returns the rows. Call it from a spawned task.
+    pub(crate) async fn send(&mut self, then: &str) -> Result<Vec<AnyRow>, StoreError> {
+        self.guard.send_with(then).await
     }
 }
 

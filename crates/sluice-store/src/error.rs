@@ -72,8 +72,11 @@ fn outage(code: &str) -> Option<Outage> {
     match code {
         // disk_full, out_of_memory
         "53100" | "53200" => Some(Outage::Full),
-        // lock_not_available (lock_timeout), query_canceled (statement_timeout)
-        "55P03" | "57014" => Some(Outage::Busy),
+        // lock_not_available (lock_timeout), query_canceled (statement_timeout), and
+        // deadlock_detected: two instances' batches may each wait for a row the other locked
+        // (their batches are no longer serialised from open to commit), and PostgreSQL ends
+        // that by failing one side's statement; try again.
+        "55P03" | "57014" | "40P01" => Some(Outage::Busy),
         // too_many_connections, object_not_in_prerequisite_state (a database that does not
         // accept connections), read_only_sql_transaction (a standby), and the shutdowns:
         // admin (a terminated backend), crash, cannot_connect_now, database_dropped
@@ -121,6 +124,7 @@ mod tests {
         assert_eq!(kind("57P01"), "unavailable");
         assert_eq!(kind("08006"), "unavailable");
         assert_eq!(kind("55P03"), "busy");
+        assert_eq!(kind("40P01"), "busy");
         assert_eq!(kind("23505"), "fault");
         assert_eq!(kind("42P01"), "fault");
     }

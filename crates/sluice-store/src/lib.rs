@@ -51,7 +51,7 @@ pub use schedule::{ScheduledChange, ScheduledStatus};
 pub use sign_ins::PendingSignIn;
 pub use sluice_audit::{AuditEntry, ChainHead, Checkpoint, NewEntry};
 pub use state::{AccessState, StateRevs};
-pub use tx::WriteTx;
+pub use tx::{Revision, WriteTx};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor};

@@ -134,10 +134,11 @@ impl WriteTx {
         rows.iter().map(|r| get(r, "id")).collect()
     }
 
-    /// Reads a request for update (locked until commit).
+    /// Reads a request for update (its row locked until commit, so the chain head's lock is
+    /// not needed for it; see `WriteTx::fetch_locked`).
     pub async fn lock_request(&mut self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
         let rows = self
-            .fetch(
+            .fetch_locked(
                 "UPDATE requests SET status = status WHERE id = $1 RETURNING body",
                 vec![Arg::Text(id.to_owned())],
             )

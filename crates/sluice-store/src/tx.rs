@@ -9,10 +9,9 @@ use std::borrow::Cow;
 /// An audited write transaction.
 ///
 /// `begin` joins the batch of this store handle (see [`crate::batch`]), under a savepoint of
-/// its own; the batch holds the audit chain head's lock (on PostgreSQL an `UPDATE … RETURNING`
-/// row lock on its one row, taken when the batch opens; on SQLite the one writer's lock), so
-/// every audited write in the database is serialised and the chain stays linear and gap-free
-/// whatever instance writes. Without a batch (PostgreSQL `pg_batch` off) it takes the head
+/// its own. On SQLite the batch holds the one writer's lock; on PostgreSQL the batch takes the
+/// audit chain head's row lock at its commit, where its entries are chained, or earlier at a
+/// read that needs nothing to change under it until then ([`WriteTx::conn`]); so the chain stays linear and gap-free whatever instance writes. Without a batch (PostgreSQL `pg_batch` off) it takes the head
 /// lock in a transaction of its own.
 /// `commit` refuses a transaction that recorded nothing: no audit, no action; and it returns
 /// only once the change is durable.
@@ -28,6 +27,11 @@ pub struct WriteTx {
     head: ChainHead,
     /// SQLite: the access revision inside the batch (see [`WriteTx::bump_access`]).
     access_rev: Option<i64>,
+    /// The access revisions taken, told their value once it is certain (at once, or in a
+    /// PostgreSQL batch at its commit).
+    revisions: Vec<Revision>,
+    /// PostgreSQL batch: this writer took the chain head's lock for a read.
+    locked: bool,
     entries: Vec<AuditEntry>,
     deferred: Vec<Deferred>,
     /// Grants, principals or policy (`.0`) and flags (`.1`) changed: the commit says so to
@@ -89,6 +93,8 @@ impl WriteTx {
             lease: Lease::Own(tx, changes),
             head,
             access_rev: None,
+            revisions: Vec::new(),
+            locked: true,
             entries: Vec::new(),
             deferred: Vec::new(),
             moved: (false, false),
@@ -103,6 +109,8 @@ impl WriteTx {
             lease: Lease::Batch(lease),
             head,
             access_rev: Some(access_rev),
+            revisions: Vec::new(),
+            locked: false,
             entries: Vec::new(),
             deferred: Vec::new(),
             moved: (false, false),
@@ -150,10 +158,15 @@ impl WriteTx {
         matches!(&self.lease, Lease::Batch(lease) if lease.is_pg())
     }
 
-    /// The connection, for a statement that reads: everything held back is sent first.
+    /// The connection, for a statement that reads: everything held back is sent first. In a
+    /// PostgreSQL batch it also takes the chain head's lock: what this writer decides from
+    /// what it reads must not change under it until the commit, and the head's lock is what
+    /// every other instance's commit waits for (see [`crate::batch`]).
     pub(crate) async fn conn(&mut self) -> Result<&mut AnyConnection, StoreError> {
         if self.pg_batch() {
-            self.send_pg(None).await?;
+            let lock = self.lock_head();
+            self.send_pg(lock).await?;
+            self.locked = true;
         } else if !self.deferred.is_empty() {
             let deferred = std::mem::take(&mut self.deferred);
             send(self.raw_conn()?, deferred, "").await?;
@@ -161,9 +174,24 @@ impl WriteTx {
         self.raw_conn()
     }
 
-    /// Runs a statement that returns rows. In a PostgreSQL batch it goes in the same call as
-    /// everything held back (this writer's and other writers'), parameters written in.
-    pub(crate) async fn fetch(
+    /// PostgreSQL batch: the statement that takes the chain head's lock, unless this writer
+    /// or one kept before it in the batch holds it already.
+    fn lock_head(&self) -> Option<String> {
+        match &self.lease {
+            Lease::Batch(lease) if !self.locked && !lease.head_locked() => {
+                Some(crate::batch::LOCK_HEAD_SQL.to_owned())
+            }
+            _ => None,
+        }
+    }
+
+    /// Runs a statement that returns rows and locks every row it returns (`UPDATE …
+    /// RETURNING`, `SELECT … FOR UPDATE`). In a PostgreSQL batch it goes in the same call as
+    /// everything held back (this writer's and other writers'), parameters written in, and
+    /// does not take the chain head's lock: the rows it read cannot change under this writer
+    /// until the commit whatever another instance does, so that instance's batch may run
+    /// beside this one. Any other read goes through [`WriteTx::conn`], which takes the lock.
+    pub(crate) async fn fetch_locked(
         &mut self,
         sql: &'static str,
         args: Vec<Arg>,
@@ -180,8 +208,7 @@ impl WriteTx {
 
     /// PostgreSQL batch: sends other writers' held statements, this writer's held-back ones
     /// and `read`, in one call from a spawned task (it runs to the end even if the caller goes
-    /// away; the lease then comes back to nobody and this writer is undone). If a writer held
-    /// before this one failed, this writer's entries are chained again on the head it left.
+    /// away; the lease then comes back to nobody and this writer is undone).
     async fn send_pg(&mut self, read: Option<String>) -> Result<Vec<AnyRow>, StoreError> {
         let mut sql = inline_all(&std::mem::take(&mut self.deferred));
         if let Some(read) = read {
@@ -195,23 +222,13 @@ impl WriteTx {
             return Ok(Vec::new());
         }
         let (lease, sent) = tokio::spawn(async move {
-            let sent = lease.send(&|_: &ChainHead| Ok(sql.clone())).await;
+            let sent = lease.send(&sql).await;
             (lease, sent)
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("the write task failed: {e}")))?;
-        if !self.moved.0 {
-            // Not taken one yet: the batch's revision is this writer's base (lower if a held
-            // writer that took one failed).
-            self.access_rev = Some(lease.access_rev());
-        }
         self.lease = Lease::Batch(lease);
-        let (rows, moved) = sent?;
-        if let Some(base) = moved {
-            self.entries = rebase(&self.entries, &base);
-            self.head = self.entries.last().map_or(base, AuditEntry::head);
-        }
-        Ok(rows)
+        sent
     }
 
     /// Runs a statement that returns nothing: with the next round trip in a batch, now
@@ -236,25 +253,28 @@ impl WriteTx {
         Ok(())
     }
 
-    /// Marks that grants, principals or policy changed; returns the new access revision.
-    pub async fn bump_access(&mut self) -> Result<i64, StoreError> {
-        if matches!(&self.lease, Lease::Batch(lease) if lease.holds_revision()) {
-            // A held writer took one: it is sent first, so that the revision is certain.
-            self.send_pg(None).await?;
-        }
+    /// Marks that grants, principals or policy changed; returns the new access revision, whose
+    /// value is certain once [`WriteTx::commit`] has returned (in a PostgreSQL batch it is
+    /// given out at the batch's commit).
+    pub async fn bump_access(&mut self) -> Result<Revision, StoreError> {
         self.moved.0 = true;
-        match &mut self.access_rev {
-            // In a batch: it holds the chain head's lock, which every writer of the counters
-            // takes first, so the revision it read stays ours.
-            Some(rev) => {
-                *rev += 1;
-                let rev = *rev;
+        let rev = Revision::default();
+        if self.pg_batch() {
+            self.revisions.push(rev.clone());
+            return Ok(rev);
+        }
+        let value = match &mut self.access_rev {
+            // SQLite's batch: it holds the one writer's lock, so the revision it read stays
+            // ours.
+            Some(value) => {
+                *value += 1;
+                let value = *value;
                 self.exec(
                     "UPDATE sluice_state SET access_rev = access_rev + 1 WHERE id = 1",
                     Vec::new(),
                 )
                 .await?;
-                Ok(rev)
+                value
             }
             None => {
                 let row = sqlx::query(
@@ -262,14 +282,20 @@ impl WriteTx {
                 )
                 .fetch_one(self.conn().await?)
                 .await?;
-                get(&row, "access_rev")
+                get(&row, "access_rev")?
             }
-        }
+        };
+        rev.set(value);
+        Ok(rev)
     }
 
     /// Marks that flags changed.
     pub async fn bump_flags(&mut self) -> Result<(), StoreError> {
         self.moved.1 = true;
+        if self.pg_batch() {
+            // Counted at the batch's commit (see `batch::Batch::commit_pg`).
+            return Ok(());
+        }
         self.exec(
             "UPDATE sluice_state SET flags_rev = flags_rev + 1 WHERE id = 1",
             Vec::new(),
@@ -336,20 +362,25 @@ impl WriteTx {
             }
             Lease::Batch(mut lease) if lease.is_pg() => {
                 lease.moved(self.moved.0, self.moved.1);
-                let changes = inline_all(&deferred);
-                let statements = deferred.len();
-                let head = self.head.clone();
-                let access_rev = self.moved.0.then(|| self.access_rev.unwrap_or_default());
-                let build: crate::batch::Build = Box::new(move |base| {
-                    let entries = rebase(&entries, base);
-                    let (sql, more) = held_sql(&changes, &entries, router.as_deref())?;
-                    Ok(crate::batch::Built {
-                        sql,
-                        statements: statements + more,
-                        entries,
-                    })
+                let chain: crate::batch::Chain = Box::new(move |head| {
+                    let entries = rebase(&entries, head);
+                    let inserts = inline_all(&entry_statements(&entries, router.as_deref())?);
+                    Ok((entries, inserts))
                 });
-                lease.hold(build, head, access_rev).await?
+                let held = crate::batch::Held {
+                    statements: deferred.len(),
+                    sql: inline_all(&deferred),
+                    chain,
+                    bumps: self.revisions.len(),
+                    locked: self.locked,
+                };
+                let committed = lease.hold(held).await?;
+                if let Some(first) = committed.first_rev {
+                    for (k, rev) in self.revisions.iter().enumerate() {
+                        rev.set(first + k as i64);
+                    }
+                }
+                committed.entries
             }
             Lease::Batch(mut lease) => {
                 // SQLite: the same in one call (several statements, parameters bound), then
@@ -363,6 +394,7 @@ impl WriteTx {
                 })
                 .await
                 .map_err(|e| StoreError::Unavailable(format!("the write task failed: {e}")))??
+                .entries
             }
             Lease::Away => return Err(lost()),
         };
@@ -445,19 +477,6 @@ fn entry_statements(
         }
     }
     Ok(out)
-}
-
-/// A writer's held-back `changes` (already inlined) and the inserts of its entries, as one
-/// `;`-separated list; with how many statements the inserts add.
-fn held_sql(
-    changes: &str,
-    entries: &[AuditEntry],
-    router: Option<&dyn crate::OutboxRouter>,
-) -> Result<(String, usize), StoreError> {
-    let inserts = entry_statements(entries, router)?;
-    let mut sql = changes.to_owned();
-    push_statement(&mut sql, &inline_all(&inserts));
-    Ok((sql, inserts.len()))
 }
 
 /// Held-back statements as one `;`-separated list, parameters written in as literals
@@ -699,6 +718,22 @@ fn find_from(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
         .windows(needle.len())
         .position(|w| w == needle)
         .map(|p| from + p)
+}
+
+/// An access revision taken by a write (see [`WriteTx::bump_access`]): its value is certain
+/// once the write has committed.
+#[derive(Debug, Clone, Default)]
+pub struct Revision(std::sync::Arc<std::sync::atomic::AtomicI64>);
+
+impl Revision {
+    /// The revision; read it after the commit (before, it may be 0).
+    pub fn get(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn set(&self, value: i64) {
+        self.0.store(value, std::sync::atomic::Ordering::Release);
+    }
 }
 
 #[cfg(test)]

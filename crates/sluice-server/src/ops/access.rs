@@ -165,7 +165,7 @@ impl App {
         tx.commit().await?;
         tracing::info!(request_id = %req.id, requester = %req.requester, status = req.status.as_str(), "request {} opened by {}", req.id, req.requester);
         if let Some(rev) = rev {
-            self.apply_local(&[&req], rev).await;
+            self.apply_local(&[&req], rev.get()).await;
         }
         Ok(req)
     }
@@ -246,7 +246,7 @@ impl App {
         tx.commit().await?;
         tracing::info!(request_id = %req.id, approver = %caller.name, approve, "vote on {} by {}", req.id, caller.name);
         if let Some(rev) = rev {
-            self.apply_local(&[&req], rev).await;
+            self.apply_local(&[&req], rev.get()).await;
         }
         Ok((req, progress))
     }
@@ -297,7 +297,7 @@ impl App {
         let rev = tx.bump_access().await?;
         tx.commit().await?;
         tracing::info!(request_id = %req.id, by = %caller.name, action, "{action} {} by {}", req.id, caller.name);
-        self.apply_local(&[&req], rev).await;
+        self.apply_local(&[&req], rev.get()).await;
         Ok(req)
     }
 
@@ -325,7 +325,7 @@ impl App {
             let rev = tx.bump_access().await?;
             tx.commit().await?;
             tracing::info!(request_id = %req.id, status = status.as_str(), "recorded {} as {}", req.id, status.as_str());
-            self.apply_local(&[&req], rev).await;
+            self.apply_local(&[&req], rev.get()).await;
             done += 1;
         }
         Ok(done)

@@ -371,7 +371,7 @@ impl App {
         .await?;
         tx.commit().await?;
         // No grant moved: only the revision, so this instance does not reload for it.
-        self.apply_local(&[], rev).await;
+        self.apply_local(&[], rev.get()).await;
         Ok(NewToken { row, secret })
     }
 
@@ -402,7 +402,7 @@ impl App {
         // The very next request with this token is refused here; other instances drop their
         // cached copy at their next sync.
         self.tokens.clear();
-        self.apply_local(&[], rev).await;
+        self.apply_local(&[], rev.get()).await;
         Ok(TokenRow {
             revoked_at: Some(now),
             ..row

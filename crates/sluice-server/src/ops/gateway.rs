@@ -89,7 +89,7 @@ impl App {
         )
         .await?;
         tx.commit().await?;
-        self.apply_local(&[], rev).await;
+        self.apply_local(&[], rev.get()).await;
         Ok(DbPassword {
             secret,
             token_id: row.id,
@@ -135,7 +135,7 @@ impl App {
         match (local, rev) {
             (Some(l), _) => l.kill(&caller.name),
             // Nothing to reload here for it: only the holding instance acts on it.
-            (None, Some(rev)) => self.apply_local(&[], rev).await,
+            (None, Some(rev)) => self.apply_local(&[], rev.get()).await,
             (None, None) => {}
         }
         Ok(())

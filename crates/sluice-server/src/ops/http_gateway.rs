@@ -86,7 +86,7 @@ impl App {
         )
         .await?;
         tx.commit().await?;
-        self.services_changed(rev).await;
+        self.services_changed(rev.get()).await;
         Ok(!existed)
     }
 
@@ -107,7 +107,7 @@ impl App {
         )
         .await?;
         tx.commit().await?;
-        self.services_changed(rev).await;
+        self.services_changed(rev.get()).await;
         Ok(())
     }
 

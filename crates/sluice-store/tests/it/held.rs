@@ -41,7 +41,8 @@ async fn bumping(
         tx.insert_request(&pending("req-taken", "dave", t0()))
             .await?;
     }
-    Ok((rev, tx.commit().await?))
+    let stored = tx.commit().await?;
+    Ok((rev.get(), stored))
 }
 
 async fn setup(store: &Store) {

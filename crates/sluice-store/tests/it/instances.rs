@@ -221,3 +221,64 @@ async fn checkpoints_do_not_wait_for_the_chain_head_and_one_wins_a_race() {
         store.close().await;
     }
 }
+
+/// A writer of `store` that takes an access revision; its entry and revision.
+async fn bumping(store: &Store, action: &str) -> (sluice_store::AuditEntry, i64) {
+    let mut tx = store.begin().await.expect("begin");
+    let rev = tx.bump_access().await.expect("bump");
+    tx.audit(t0(), entry(action)).await.expect("audit");
+    let mut stored = tx.commit().await.expect("commit");
+    (stored.remove(0), rev.get())
+}
+
+/// The chain head is locked at a batch's commit, not while the batch fills: while a writer
+/// of A's batch is at work (a request written and its row locked, nothing committed), B's
+/// writers commit, and A's writer then commits after them on the same chain, with the next
+/// access revision. A writer that reads anything but rows it locks takes the head's lock at
+/// that read, and then B waits for A's commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_holds_the_chain_head_only_for_its_commit_unless_a_writer_reads_under_it() {
+    let Some(db) = postgres().await else { return };
+    let (a, b) = (db.open().await, db.open().await);
+    let mut tx = a.begin().await.expect("begin");
+    tx.insert_request(&pending("req-a", "dave", t0()))
+        .await
+        .expect("insert");
+    let locked = tx.lock_request("req-a").await.expect("lock");
+    assert!(locked.is_some(), "its own insert, locked");
+    let rev_a = tx.bump_access().await.expect("bump");
+    tx.audit(t0(), entry("test.a")).await.expect("audit");
+    let (b1, rev_b1) = tokio::time::timeout(Duration::from_secs(2), bumping(&b, "test.b.1"))
+        .await
+        .expect("B commits while A's batch fills");
+    let (b2, rev_b2) = tokio::time::timeout(Duration::from_secs(2), bumping(&b, "test.b.2"))
+        .await
+        .expect("and again");
+    let a1 = tx.commit().await.expect("A commits after");
+    assert_eq!((b1.seq, b2.seq, a1[0].seq), (1, 2, 3), "in commit order");
+    assert_eq!((rev_b1, rev_b2, rev_a.get()), (1, 2, 3), "revisions too");
+
+    // A writer of A reads under the head's lock: B's commit waits for A's.
+    let mut tx = a.begin().await.expect("begin");
+    let open = tx.open_request_ids_of("dave").await.expect("read");
+    assert_eq!(open, ["req-a"]);
+    let waiting = {
+        let b = b.clone();
+        tokio::spawn(async move { bumping(&b, "test.b.3").await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "B waits for the head A holds");
+    tx.audit(t0(), entry("test.a.2")).await.expect("audit");
+    let a2 = tx.commit().await.expect("commit");
+    let (b3, rev_b3) = waiting.await.expect("B, once A committed");
+    assert_eq!((a2[0].seq, b3.seq, rev_b3), (4, 5, 4));
+
+    let stored = a.audit_all().await.expect("audit");
+    let head = b.audit_head().await.expect("head");
+    let report = sluice_audit::verify(&stored, &[], None, Some(&head));
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(stored.len(), 5);
+    assert_eq!(a.state_revs().await.expect("revs").access, 4);
+    a.close().await;
+    b.close().await;
+}
