@@ -125,6 +125,10 @@ impl std::fmt::Debug for Waiter {
 const HEAD_SQL: &str = "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash; \
      SELECT access_rev FROM sluice_state WHERE id = 1";
 
+/// PostgreSQL: begins a batch and opens its first writer's savepoint (two statements), at
+/// the front of the batch's first call.
+const BEGIN_PG: &str = "BEGIN; SAVEPOINT op";
+
 /// Takes the chain head's lock without reading it (see `Batch::locked`).
 pub(crate) const LOCK_HEAD_SQL: &str = "UPDATE audit_head SET seq = seq WHERE id = 1";
 
@@ -161,6 +165,8 @@ struct Batch {
     conn: AnyConnection,
     /// A batch transaction is open on `conn`.
     open: bool,
+    /// PostgreSQL: the server has begun it (the begin rides in the batch's first call).
+    begun: bool,
     /// The chain head inside the open transaction, as left by the last released writer
     /// (held writers included).
     head: ChainHead,
@@ -207,6 +213,7 @@ impl Batcher {
         let state = Arc::new(Mutex::new(Batch {
             conn,
             open: false,
+            begun: false,
             head: ChainHead::genesis(),
             sent: ChainHead::genesis(),
             access_rev: 0,
@@ -309,8 +316,9 @@ impl Batch {
         }
     }
 
-    /// PostgreSQL: begins and opens the first writer's savepoint, in one call. The chain head
-    /// is locked at the commit (or at a read that needs it), not here.
+    /// PostgreSQL: opens the batch without a call of its own: the begin and the first
+    /// writer's savepoint ([`BEGIN_PG`]) go first in the batch's first call (see
+    /// `send_with`). The chain head is locked at the commit (or at a read that needs it).
     async fn open_pg(&mut self) -> Result<(), StoreError> {
         let Some(pg) = &mut self.pg else {
             return Err(StoreError::Database("not a PostgreSQL batch".into()));
@@ -320,17 +328,10 @@ impl Batch {
             pg.broken = false;
         }
         pg.moved = (false, false);
-        match sqlx::Executor::execute(&mut self.conn, "BEGIN; SAVEPOINT op").await {
-            Ok(_) => {
-                self.locked = false;
-                self.open = true;
-                Ok(())
-            }
-            Err(e) => {
-                self.abort().await;
-                Err(e.into())
-            }
-        }
+        self.locked = false;
+        self.begun = false;
+        self.open = true;
+        Ok(())
     }
 
     /// Rolls the whole transaction back; on PostgreSQL a connection that cannot even do that
@@ -341,6 +342,7 @@ impl Batch {
             pg.broken = true;
         }
         self.open = false;
+        self.begun = false;
     }
 
     /// Undoes the change of a writer that left half-way. If even that fails, the whole batch
@@ -354,6 +356,10 @@ impl Batch {
             // INVARIANT: whoever sends anything sends the held writers first, and does so
             // from a spawned task (it runs to the end); so a writer left while writers are
             // still held sent nothing, and there is nothing of it to undo.
+            return;
+        }
+        if self.pg.is_some() && !self.begun {
+            // Nothing was sent in this batch yet, so nothing of it to undo either.
             return;
         }
         // Rolling back to `op` leaves it open, empty, for the next writer. Then the chain head
@@ -412,6 +418,11 @@ impl Batch {
             let mut sql = String::new();
             let mut ends = Vec::with_capacity(self.held.len());
             let mut statements = 0;
+            let begins = !self.begun;
+            if begins {
+                sql.push_str(BEGIN_PG);
+                statements += 2;
+            }
             for h in &self.held {
                 push_statements(&mut sql, &h.held.sql);
                 push_statements(&mut sql, KEEP);
@@ -435,6 +446,9 @@ impl Batch {
                     }
                 }
             }
+            if begins && done >= 2 {
+                self.begun = true;
+            }
             // The held writers that completed (all of them, unless one failed).
             let kept = ends.iter().take_while(|&&end| end <= done).count();
             for h in self.held.drain(..kept) {
@@ -452,6 +466,11 @@ impl Batch {
             };
             if self.held.is_empty() {
                 // `then` failed: the holder's.
+                return Err(e);
+            }
+            if !self.begun {
+                // The begin itself failed: the connection is gone.
+                self.fail_all(e.clone()).await;
                 return Err(e);
             }
             // The first writer still held failed: undo it alone, send the rest again.
