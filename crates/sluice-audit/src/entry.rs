@@ -178,6 +178,27 @@ impl ChainHead {
     }
 }
 
+impl AuditEntry {
+    /// An entry not yet on a chain: `seq` 0 and no hashes, `at` truncated to milliseconds, in
+    /// the format [`ChainHead::append`] would give it. For a writer whose entries are chained
+    /// later, when the head they follow is known; it verifies as nothing until then.
+    #[must_use]
+    pub fn unchained(at: DateTime<Utc>, new: NewEntry) -> AuditEntry {
+        AuditEntry {
+            seq: 0,
+            at: truncate_to_millis(at),
+            format: Format::for_details(&new.details),
+            actor: new.actor,
+            action: new.action,
+            resource: new.resource,
+            subject_id: new.subject_id,
+            details: new.details,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+}
+
 impl Default for ChainHead {
     fn default() -> Self {
         Self::genesis()

@@ -187,18 +187,15 @@ async fn write(app: &App, records: Vec<Record>) -> Result<(), (usize, StoreError
     let hash = sluice_store::http_call_batch_hash(&rows);
     let written = async {
         let mut tx = app.store.begin().await?;
-        let seal = tx
-            .audit(
-                app.now(),
-                NewEntry::new(ACTOR, "http.calls.recorded").details(json!({
-                    "records": n, "hash": hash,
-                    "admitted": admitted, "ended": ended, "refused": refused,
-                })),
-            )
-            .await?;
-        for r in &mut rows {
-            r.batch_seq = seal.seq;
-        }
+        tx.audit(
+            app.now(),
+            NewEntry::new(ACTOR, "http.calls.recorded").details(json!({
+                "records": n, "hash": hash,
+                "admitted": admitted, "ended": ended, "refused": refused,
+            })),
+        )
+        .await?;
+        // Sealed by that entry: the store gives the rows its `seq` once it is certain.
         tx.insert_http_calls(&rows).await?;
         tx.commit().await.map(|_| ())
     };

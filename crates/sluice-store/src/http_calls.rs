@@ -75,17 +75,12 @@ const INSERT_PG: &str = "INSERT INTO http_calls \
     FROM jsonb_array_elements($2::jsonb) AS r";
 
 impl WriteTx {
-    /// Writes a batch of call records in this transaction, whose audit entry seals them. Every
-    /// row carries the same `batch_seq` (the sealing entry's).
+    /// Writes a batch of call records in this transaction, sealed by the audit entry it
+    /// appended last: every row's `batch_seq` is that entry's `seq`, whatever the rows carry
+    /// (in a PostgreSQL batch it is known only at the commit; see `WriteTx::exec_sealed`).
     pub async fn insert_http_calls(&mut self, rows: &[CallRow]) -> Result<(), StoreError> {
-        let Some(first) = rows.first() else {
+        if rows.is_empty() {
             return Ok(());
-        };
-        let seq = first.batch_seq;
-        if rows.iter().any(|r| r.batch_seq != seq) {
-            return Err(StoreError::Database(
-                "the call records of one batch must be sealed by one entry".into(),
-            ));
         }
         if self.is_pg() {
             let tuples: Vec<_> = rows
@@ -104,21 +99,22 @@ impl WriteTx {
                 .collect();
             let json = serde_json::to_string(&tuples)
                 .map_err(|e| StoreError::Database(format!("encoding call records: {e}")))?;
-            return self
-                .exec(INSERT_PG, vec![Arg::Int(seq), Arg::Text(json)])
-                .await;
+            return self.exec_sealed(INSERT_PG, vec![Arg::Text(json)]).await;
         }
+        let seq = self.sealing_seq().ok_or_else(|| {
+            StoreError::Database("call records need the entry that seals them first".into())
+        })?;
         let conn = self.conn().await?;
         let mut chunks = rows.chunks_exact(ROWS_PER_INSERT);
         for chunk in chunks.by_ref() {
-            bind(sqlx::query(INSERT_CHUNK.as_str()), args(chunk))
+            bind(sqlx::query(INSERT_CHUNK.as_str()), args(seq, chunk))
                 .execute(&mut *conn)
                 .await?;
         }
         for row in chunks.remainder() {
             bind(
                 sqlx::query(INSERT_ONE.as_str()),
-                args(std::slice::from_ref(row)),
+                args(seq, std::slice::from_ref(row)),
             )
             .execute(&mut *conn)
             .await?;
@@ -127,11 +123,11 @@ impl WriteTx {
     }
 }
 
-fn args(rows: &[CallRow]) -> Vec<Arg> {
+fn args(seq: i64, rows: &[CallRow]) -> Vec<Arg> {
     let mut args = Vec::with_capacity(rows.len() * ARGS);
     for row in rows {
         args.extend([
-            Arg::Int(row.batch_seq),
+            Arg::Int(seq),
             Arg::Int(row.pos),
             Arg::Text(row.call_id.clone()),
             Arg::Text(row.event.clone()),

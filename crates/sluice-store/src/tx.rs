@@ -34,6 +34,9 @@ pub struct WriteTx {
     locked: bool,
     entries: Vec<AuditEntry>,
     deferred: Vec<Deferred>,
+    /// PostgreSQL batch: statements that name one of this writer's entries by `seq`, sent
+    /// once the entries are chained (see [`WriteTx::exec_sealed`]).
+    sealed: Vec<Sealed>,
     /// Grants, principals or policy (`.0`) and flags (`.1`) changed: the commit says so to
     /// the other instances.
     moved: (bool, bool),
@@ -73,6 +76,14 @@ struct Deferred {
     args: Vec<Arg>,
 }
 
+/// A statement whose `$1` is the `seq` of this writer's entry number `entry`, and `args`
+/// the rest from `$2`.
+struct Sealed {
+    entry: usize,
+    sql: &'static str,
+    args: Vec<Arg>,
+}
+
 /// Parameters per call: SQLite allows 32,766, PostgreSQL 65,535; stay far below both.
 const ARGS_PER_CALL: usize = 900;
 
@@ -97,6 +108,7 @@ impl WriteTx {
             locked: true,
             entries: Vec::new(),
             deferred: Vec::new(),
+            sealed: Vec::new(),
             moved: (false, false),
             committed: None,
             outbox: None,
@@ -113,6 +125,7 @@ impl WriteTx {
             locked: false,
             entries: Vec::new(),
             deferred: Vec::new(),
+            sealed: Vec::new(),
             moved: (false, false),
             committed: None,
             outbox: None,
@@ -253,6 +266,42 @@ impl WriteTx {
         Ok(())
     }
 
+    /// Runs a statement that returns nothing whose `$1` is the `seq` of the entry this writer
+    /// appended last (`args` are `$2` on): rows sealed by that entry. In a PostgreSQL batch the
+    /// `seq` is known only at the batch's commit, where the statement goes with the entries.
+    pub(crate) async fn exec_sealed(
+        &mut self,
+        sql: &'static str,
+        args: Vec<Arg>,
+    ) -> Result<(), StoreError> {
+        let Some(last) = self.entries.last() else {
+            return Err(StoreError::Database(
+                "rows sealed by an audit entry need the entry first".into(),
+            ));
+        };
+        if self.pg_batch() {
+            self.sealed.push(Sealed {
+                entry: self.entries.len() - 1,
+                sql,
+                args,
+            });
+            return Ok(());
+        }
+        let mut all = Vec::with_capacity(args.len() + 1);
+        all.push(Arg::Int(last.seq));
+        all.extend(args);
+        self.exec(sql, all).await
+    }
+
+    /// The `seq` of the entry this writer appended last, where it is certain now: not in a
+    /// PostgreSQL batch (see [`WriteTx::exec_sealed`]).
+    pub(crate) fn sealing_seq(&self) -> Option<i64> {
+        if self.pg_batch() {
+            return None;
+        }
+        self.entries.last().map(|e| e.seq)
+    }
+
     /// Marks that grants, principals or policy changed; returns the new access revision, whose
     /// value is certain once [`WriteTx::commit`] has returned (in a PostgreSQL batch it is
     /// given out at the batch's commit).
@@ -304,12 +353,21 @@ impl WriteTx {
     }
 
     /// Appends an audit entry to the chain of this transaction. Entries are written with the
-    /// commit and fail it if they cannot be: no audit, no action.
+    /// commit and fail it if they cannot be: no audit, no action. The entry returned is where
+    /// it would go now; in a PostgreSQL batch it is not chained yet (`seq` 0): only what
+    /// [`WriteTx::commit`] returns is the entry as stored.
     pub async fn audit(
         &mut self,
         at: DateTime<Utc>,
         entry: NewEntry,
     ) -> Result<AuditEntry, StoreError> {
+        if self.pg_batch() {
+            // Chained at the batch's commit, where the head it follows is known (see
+            // `crate::batch`): not hashed twice.
+            let entry = AuditEntry::unchained(at, entry);
+            self.entries.push(entry.clone());
+            return Ok(entry);
+        }
         let entry = self.head.append(at, entry);
         self.head = entry.head();
         self.entries.push(entry.clone());
@@ -362,9 +420,18 @@ impl WriteTx {
             }
             Lease::Batch(mut lease) if lease.is_pg() => {
                 lease.moved(self.moved.0, self.moved.1);
+                let sealed = std::mem::take(&mut self.sealed);
                 let chain: crate::batch::Chain = Box::new(move |head| {
                     let entries = rebase(&entries, head);
-                    let inserts = inline_all(&entry_statements(&entries, router.as_deref())?);
+                    let mut inserts = inline_all(&entry_statements(&entries, router.as_deref())?);
+                    for s in sealed {
+                        let seq = entries.get(s.entry).map_or(0, |e| e.seq);
+                        let mut args = vec![Arg::Int(seq)];
+                        args.extend(s.args);
+                        let mut statement = String::new();
+                        inline(s.sql, &args, &mut statement);
+                        push_statement(&mut inserts, &statement);
+                    }
                     Ok((entries, inserts))
                 });
                 let held = crate::batch::Held {

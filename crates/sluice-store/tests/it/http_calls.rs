@@ -36,19 +36,26 @@ async fn a_sealed_batch_reads_back_exactly() {
             .collect();
         let hash = http_call_batch_hash(&rows);
         let mut tx = store.begin().await.expect("begin");
-        let seal = tx
-            .audit(
-                chrono::DateTime::from_timestamp_millis(1_700_000_001_000).unwrap(),
-                NewEntry::new("system:http-gateway", "http.calls.recorded")
-                    .details(serde_json::json!({"records": rows.len(), "hash": hash})),
-            )
-            .await
-            .expect("seal");
+        // An entry before the seal: the rows must name the seal's `seq`, not the first.
+        tx.audit(
+            chrono::DateTime::from_timestamp_millis(1_700_000_000_000).unwrap(),
+            NewEntry::new("system:http-gateway", "test.before"),
+        )
+        .await
+        .expect("entry");
+        tx.audit(
+            chrono::DateTime::from_timestamp_millis(1_700_000_001_000).unwrap(),
+            NewEntry::new("system:http-gateway", "http.calls.recorded")
+                .details(serde_json::json!({"records": rows.len(), "hash": hash})),
+        )
+        .await
+        .expect("seal");
+        tx.insert_http_calls(&rows).await.expect("insert");
+        let seal = tx.commit().await.expect("commit").pop().expect("the seal");
+        assert_eq!(seal.action, "http.calls.recorded");
         for r in &mut rows {
             r.batch_seq = seal.seq;
         }
-        tx.insert_http_calls(&rows).await.expect("insert");
-        tx.commit().await.expect("commit");
 
         let back = store.http_call_batch(seal.seq).await.expect("batch");
         assert_eq!(back, rows, "{:?}", db.backend);
