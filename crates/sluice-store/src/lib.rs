@@ -280,7 +280,7 @@ impl Store {
     }
 
     /// Can anything be written now? `Err` says why not. On PostgreSQL: the chain-head lock,
-    /// which every audited write takes first, is obtained within a second (and released); on
+    /// which every audited write takes to commit, is obtained within a second (and released); on
     /// SQLite: a page written and synced beside the database file (a full disk or a read-only
     /// volume fail it), then the write lock (another process holding it fails it). Cheap enough for a readiness probe.
     pub async fn writable(&self) -> Result<(), StoreError> {
