@@ -11,8 +11,9 @@ use std::borrow::Cow;
 /// `begin` joins the batch of this store handle (see [`crate::batch`]), under a savepoint of
 /// its own. On SQLite the batch holds the one writer's lock; on PostgreSQL the batch takes the
 /// audit chain head's row lock at its commit, where its entries are chained, or earlier at a
-/// read that needs nothing to change under it until then ([`WriteTx::conn`]); so the chain stays linear and gap-free whatever instance writes. Without a batch (PostgreSQL `pg_batch` off) it takes the head
-/// lock in a transaction of its own.
+/// read that needs nothing to change under it until then ([`WriteTx::conn`]); so the chain
+/// stays linear and gap-free whatever instance writes. Without a batch (PostgreSQL `pg_batch`
+/// off) it takes the head lock in a transaction of its own.
 /// `commit` refuses a transaction that recorded nothing: no audit, no action; and it returns
 /// only once the change is durable.
 ///
