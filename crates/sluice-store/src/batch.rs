@@ -370,6 +370,8 @@ impl Batch {
             .execute(&mut self.conn)
             .await
         {
+            // PostgreSQL chains at the commit and gives revisions out there: nothing to read.
+            Ok(_) if self.pg.is_some() => return,
             Ok(_) => read_truth(&mut self.conn).await,
             Err(e) => Err(e.into()),
         };
@@ -446,7 +448,17 @@ impl Batch {
                     }
                 }
             }
-            if begins && done >= 2 {
+            if begins {
+                if done < 2 {
+                    // The begin itself failed: the connection is gone (or the transaction
+                    // could not open). Roll back whatever opened, mark the connection for
+                    // replacement if even that fails, and fail the batch.
+                    let e = failed.unwrap_or_else(|| {
+                        StoreError::Unavailable("the batch could not begin".into())
+                    });
+                    self.fail_all(e.clone()).await;
+                    return Err(e);
+                }
                 self.begun = true;
             }
             // The held writers that completed (all of them, unless one failed).
@@ -468,11 +480,6 @@ impl Batch {
                 // `then` failed: the holder's.
                 return Err(e);
             }
-            if !self.begun {
-                // The begin itself failed: the connection is gone.
-                self.fail_all(e.clone()).await;
-                return Err(e);
-            }
             // The first writer still held failed: undo it alone, send the rest again.
             if let Err(undo) =
                 sqlx::Executor::execute(&mut self.conn, "ROLLBACK TO SAVEPOINT op").await
@@ -489,7 +496,20 @@ impl Batch {
     /// then chains every kept writer's entries on it, gives out the access revisions they
     /// took, and writes entries, notifications, head and revisions, and commits.
     async fn commit_pg(&mut self, payload: &str, flags: bool) -> Result<(), StoreError> {
-        let rows = self.send_with(HEAD_SQL).await?;
+        let rows = match self.send_with(HEAD_SQL).await {
+            // Waiting for the head, this batch can close a cycle with another instance's
+            // batch: that one holds the head (a writer of it read under the lock) and one of
+            // its writers waits for a row this batch changed. If PostgreSQL breaks the cycle
+            // here (or the lock wait times out), the held writers are in, and only the lock
+            // statement failed, inside the open savepoint: undo it and wait once more, by
+            // when the other side's writer has been failed (it waited first) and its batch
+            // can commit. Failing here would fail every writer of this batch.
+            Err(StoreError::Busy(_)) if self.open && self.held.is_empty() => {
+                sqlx::Executor::execute(&mut self.conn, "ROLLBACK TO SAVEPOINT op").await?;
+                self.send_with(HEAD_SQL).await?
+            }
+            rows => rows?,
+        };
         let (Some(h), Some(s)) = (rows.first(), rows.get(1)) else {
             return Err(StoreError::Corrupt(
                 "the chain head or state row is missing".into(),

@@ -83,6 +83,20 @@ impl WriteTx {
             return Ok(());
         }
         if self.is_pg() {
+            // Written at the commit with every writer of the batch: rows `jsonb` cannot hold
+            // (a NUL character) fail this writer now, not all of them then.
+            let nul = |t: &str| t.contains('\0');
+            if rows.iter().any(|r| {
+                nul(&r.call_id)
+                    || nul(&r.event)
+                    || nul(&r.principal)
+                    || nul(&r.resource)
+                    || nul(&r.details)
+            }) {
+                return Err(StoreError::Database(
+                    "a call record cannot hold a NUL character".into(),
+                ));
+            }
             let tuples: Vec<_> = rows
                 .iter()
                 .map(|r| {

@@ -1,12 +1,13 @@
 //! Sluice's store: SQLite (the zero-configuration default) or PostgreSQL, behind one SQL
 //! dialect (see `migrations/`), through sqlx's `Any` driver.
 //!
-//! Every change goes through a [`WriteTx`]: it locks the audit chain head first, and the
-//! change and its audit entry commit together or not at all ("no audit, no action").
-//! Audited writes go through one connection per store handle and share batch transactions
-//! (see `batch`): on SQLite they are serialised in-process, never meet `SQLITE_BUSY` among
-//! themselves, and share the commit and the fsync; on PostgreSQL each batch takes the chain
-//! head's lock once, and the instances' batches take turns.
+//! Every change goes through a [`WriteTx`]: its audit entries are chained under the audit
+//! chain head's lock, and the change and its entries commit together or not at all ("no
+//! audit, no action"). Audited writes go through one connection per store handle and share
+//! batch transactions (see `batch`): on SQLite they are serialised in-process, never meet
+//! `SQLITE_BUSY` among themselves, and share the commit and the fsync; on PostgreSQL each
+//! batch takes the chain head's lock at its commit, so the instances' batches run side by
+//! side and take turns only to commit.
 
 mod audit;
 mod batch;

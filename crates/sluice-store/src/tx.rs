@@ -363,6 +363,23 @@ impl WriteTx {
         entry: NewEntry,
     ) -> Result<AuditEntry, StoreError> {
         if self.pg_batch() {
+            // Written with every other writer's at the batch's commit, where a failure would
+            // fail them all: what PostgreSQL's text cannot hold fails this writer now.
+            let fields = [
+                Some(&entry.actor),
+                Some(&entry.action),
+                entry.resource.as_ref(),
+            ];
+            if fields
+                .into_iter()
+                .chain([entry.subject_id.as_ref()])
+                .flatten()
+                .any(|f| f.contains('\0'))
+            {
+                return Err(StoreError::Database(
+                    "an audit entry cannot hold a NUL character".into(),
+                ));
+            }
             // Chained at the batch's commit, where the head it follows is known (see
             // `crate::batch`): not hashed twice.
             let entry = AuditEntry::unchained(at, entry);

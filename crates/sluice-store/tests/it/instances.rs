@@ -282,3 +282,99 @@ async fn a_batch_holds_the_chain_head_only_for_its_commit_unless_a_writer_reads_
     a.close().await;
     b.close().await;
 }
+
+/// Two instances' batches in a cycle: B's writer holds the chain head (it read under it) and
+/// then waits for a request A's batch has locked, while A's commit waits for the head.
+/// PostgreSQL fails whichever waited first (A's commit); A waits for the head once more, so
+/// that the cycle is broken on B's side, by failing B's one writer, and A's batch commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deadlock_between_instances_fails_one_writer_not_a_whole_batch() {
+    let Some(db) = postgres().await else { return };
+    let (a, b) = (db.open().await, db.open().await);
+    let mut tx = a.begin().await.expect("begin");
+    tx.insert_request(&pending("req-x", "dave", t0()))
+        .await
+        .expect("insert");
+    tx.audit(t0(), entry("test.setup")).await.expect("audit");
+    tx.commit().await.expect("commit");
+
+    let mut reader = b.begin().await.expect("begin");
+    reader.open_request_ids_of("dave").await.expect("read");
+    let writer = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let mut tx = a.begin().await.expect("begin");
+            tx.lock_request("req-x")
+                .await
+                .expect("lock")
+                .expect("exists");
+            tx.audit(t0(), entry("test.a")).await.expect("audit");
+            tx.commit().await
+        })
+    };
+    // A's commit is now waiting for the head B holds.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let closed = tokio::time::timeout(Duration::from_secs(10), reader.lock_request("req-x"))
+        .await
+        .expect("the cycle is broken");
+    assert!(matches!(closed, Err(StoreError::Busy(_))), "{closed:?}");
+    drop(reader);
+    let committed = tokio::time::timeout(Duration::from_secs(10), writer)
+        .await
+        .expect("A commits once B's writer is gone")
+        .expect("task")
+        .expect("A's writer is not failed with the cycle");
+    assert_eq!(committed[0].action, "test.a");
+    let stored = a.audit_all().await.expect("audit");
+    let head = b.audit_head().await.expect("head");
+    let report = sluice_audit::verify(&stored, &[], None, Some(&head));
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(stored.len(), 2);
+    a.close().await;
+    b.close().await;
+}
+
+/// What PostgreSQL cannot store (a NUL character) fails the writer that brings it at once, not
+/// at the batch's commit, where it would fail every writer of the batch with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nul_character_fails_its_writer_before_the_batch_commits() {
+    let Some(db) = postgres().await else { return };
+    let store = db.open().await;
+    let mut other = store.begin().await.expect("begin");
+    other.audit(t0(), entry("test.other")).await.expect("audit");
+    let other = tokio::spawn(async move { other.commit().await });
+
+    let mut tx = store.begin().await.expect("begin");
+    let refused = tx
+        .audit(t0(), sluice_store::NewEntry::new("tester", "test.\0nul"))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Database(_))),
+        "{refused:?}"
+    );
+    tx.audit(t0(), entry("test.seal")).await.expect("audit");
+    let row = sluice_store::CallRow {
+        batch_seq: 0,
+        pos: 0,
+        call_id: "htc-1".into(),
+        event: "ended".into(),
+        at: 0,
+        principal: "alice\0".into(),
+        resource: "http:payments-admin".into(),
+        details: "{}".into(),
+    };
+    let refused = tx.insert_http_calls(&[row]).await;
+    assert!(
+        matches!(refused, Err(StoreError::Database(_))),
+        "{refused:?}"
+    );
+    drop(tx);
+
+    let stored = other
+        .await
+        .expect("task")
+        .expect("the other writer commits");
+    assert_eq!(stored[0].action, "test.other");
+    assert_eq!(store.audit_all().await.expect("audit").len(), 1);
+    store.close().await;
+}
