@@ -99,6 +99,9 @@ pub(crate) struct Held {
     pub(crate) bumps: usize,
     /// It took the chain head's lock for a read (see `Batch::locked`).
     pub(crate) locked: bool,
+    /// It moved grants, principals or policy (`.0`) or flags (`.1`): counted, and told to
+    /// the other instances, only if it is kept.
+    pub(crate) moved: (bool, bool),
 }
 
 /// A held writer and whom to answer.
@@ -465,6 +468,10 @@ impl Batch {
             let kept = ends.iter().take_while(|&&end| end <= done).count();
             for h in self.held.drain(..kept) {
                 self.locked |= h.held.locked;
+                if let Some(pg) = &mut self.pg {
+                    pg.moved.0 |= h.held.moved.0;
+                    pg.moved.1 |= h.held.moved.1;
+                }
                 self.waiting.push(Waiter {
                     answer: h.answer,
                     entries: Vec::new(),
@@ -495,7 +502,7 @@ impl Batch {
     /// PostgreSQL: sends the held writers and locks and reads the chain head ([`HEAD_SQL`]);
     /// then chains every kept writer's entries on it, gives out the access revisions they
     /// took, and writes entries, notifications, head and revisions, and commits.
-    async fn commit_pg(&mut self, payload: &str, flags: bool) -> Result<(), StoreError> {
+    async fn commit_pg(&mut self) -> Result<(), StoreError> {
         let rows = match self.send_with(HEAD_SQL).await {
             // Waiting for the head, this batch can close a cycle with another instance's
             // batch: that one holds the head (a writer of it read under the lock) and one of
@@ -520,6 +527,11 @@ impl Batch {
             hash: get(h, "hash")?,
         };
         let before: i64 = get(s, "access_rev")?;
+        // What the kept writers moved (known once the held ones are sent).
+        let Some(pg) = &self.pg else {
+            return Err(StoreError::Database("not a PostgreSQL batch".into()));
+        };
+        let (payload, flags) = (pg.changes.payload(pg.moved.0, pg.moved.1), pg.moved.1);
         let mut rev = before;
         let mut sql = String::new();
         for w in &mut self.waiting {
@@ -551,7 +563,7 @@ impl Batch {
         // commit and never of a batch that rolled back.
         push_statements(
             &mut sql,
-            &crate::listen::commit_sql(head.seq, &head.hash, payload),
+            &crate::listen::commit_sql(head.seq, &head.hash, &payload),
         );
         sqlx::Executor::execute(&mut self.conn, sql.as_str()).await?;
         Ok(())
@@ -568,11 +580,7 @@ impl Batch {
             return None;
         }
         let committed = match &self.pg {
-            Some(pg) => {
-                let payload = pg.changes.payload(pg.moved.0, pg.moved.1);
-                let flags = pg.moved.1;
-                self.commit_pg(&payload, flags).await
-            }
+            Some(_) => self.commit_pg().await,
             None => sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1; COMMIT")
                 .bind(self.head.seq)
                 .bind(&self.head.hash)
@@ -693,14 +701,6 @@ impl Lease {
     /// PostgreSQL: a writer kept in the open transaction took the chain head's lock.
     pub(crate) fn head_locked(&self) -> bool {
         self.guard.locked
-    }
-
-    /// Notes what this writer moved, for the other instances (PostgreSQL).
-    pub(crate) fn moved(&mut self, access: bool, flags: bool) {
-        if let Some(pg) = &mut self.guard.pg {
-            pg.moved.0 |= access;
-            pg.moved.1 |= flags;
-        }
     }
 
     /// Keeps this writer's change in the batch (its savepoint was just released with

@@ -436,8 +436,7 @@ impl WriteTx {
                 tx.commit().await?;
                 entries
             }
-            Lease::Batch(mut lease) if lease.is_pg() => {
-                lease.moved(self.moved.0, self.moved.1);
+            Lease::Batch(lease) if lease.is_pg() => {
                 let sealed = std::mem::take(&mut self.sealed);
                 let chain: crate::batch::Chain = Box::new(move |head| {
                     let entries = rebase(&entries, head);
@@ -458,6 +457,7 @@ impl WriteTx {
                     chain,
                     bumps: self.revisions.len(),
                     locked: self.locked,
+                    moved: self.moved,
                 };
                 let committed = lease.hold(held).await?;
                 if let Some(first) = committed.first_rev {

@@ -252,3 +252,39 @@ async fn held_writers_among_readers_with_failures_and_cancellations_keep_one_cha
         store.close().await;
     }
 }
+
+/// A writer that moved flags and access and then failed moves no counter, and the writer after
+/// it is not told of a change that did not happen (on PostgreSQL the counters are written at
+/// the batch's commit, from the writers it keeps).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_writer_moves_no_counter() {
+    for db in backends().await {
+        let store = db.open().await;
+        setup(&store).await;
+        let before = store.state_revs().await.expect("revs");
+        let mut tx = store.begin().await.expect("begin");
+        tx.bump_flags().await.expect("bump");
+        tx.bump_access().await.expect("bump");
+        tx.audit(t0(), entry("test.failing")).await.expect("audit");
+        tx.insert_request(&pending("req-taken", "dave", t0()))
+            .await
+            .expect("held until the commit");
+        let failed = tx.commit().await;
+        assert!(
+            matches!(failed, Err(StoreError::Conflict(_))),
+            "{:?}: {failed:?}",
+            db.backend
+        );
+        open(&store, "req-after", false)
+            .await
+            .expect("the next writer");
+        let after = store.state_revs().await.expect("revs");
+        assert_eq!(
+            (after.access, after.flags),
+            (before.access, before.flags),
+            "{:?}",
+            db.backend
+        );
+        store.close().await;
+    }
+}
