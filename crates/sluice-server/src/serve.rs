@@ -176,11 +176,16 @@ pub async fn serve<S, B>(
     if let Some(reload) = reload {
         reload.abort();
     }
+    // The API and the HTTP gateway each run this loop: the log says which.
+    let at = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
     drop(listener);
     let open = graceful.count();
     tracing::info!(
         open,
-        "shutting down: accepting nothing more, letting {open} open connections finish for up to {:?}",
+        %at,
+        "shutting down {at}: accepting nothing more, letting {open} open connections finish for up to {:?}",
         options.drain_timeout
     );
     if tokio::time::timeout(options.drain_timeout, graceful.shutdown())
@@ -189,7 +194,8 @@ pub async fn serve<S, B>(
     {
         tracing::warn!(
             cut = conns.len(),
-            "requests still running after {:?}: cutting {} connections",
+            %at,
+            "{at}: requests still running after {:?}: cutting {} connections",
             options.drain_timeout,
             conns.len()
         );

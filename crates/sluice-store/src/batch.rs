@@ -170,11 +170,9 @@ struct Batch {
     open: bool,
     /// PostgreSQL: the server has begun it (the begin rides in the batch's first call).
     begun: bool,
-    /// The chain head inside the open transaction, as left by the last released writer
-    /// (held writers included).
+    /// SQLite (PostgreSQL chains at the commit): the chain head inside the open transaction,
+    /// as left by the last released writer.
     head: ChainHead,
-    /// The chain head as far as the connection has been sent (held writers not included).
-    sent: ChainHead,
     /// SQLite: the access revision inside the open transaction, likewise.
     access_rev: i64,
     /// Writers whose change is in the open transaction, waiting for it to be durable.
@@ -218,7 +216,6 @@ impl Batcher {
             open: false,
             begun: false,
             head: ChainHead::genesis(),
-            sent: ChainHead::genesis(),
             access_rev: 0,
             waiting: Vec::new(),
             held: Vec::new(),
@@ -306,7 +303,6 @@ impl Batch {
         });
         match head {
             Ok((head, access_rev)) => {
-                self.sent = head.clone();
                 self.head = head;
                 self.access_rev = access_rev;
                 self.open = true;
@@ -380,7 +376,6 @@ impl Batch {
         };
         match undone {
             Ok((head, access_rev)) => {
-                self.sent = head.clone();
                 self.head = head;
                 self.access_rev = access_rev;
             }
@@ -712,7 +707,6 @@ impl Lease {
         entries: Vec<AuditEntry>,
     ) -> Result<Committed, StoreError> {
         let (answer, answered) = oneshot::channel();
-        self.guard.sent = head.clone();
         self.guard.head = head;
         self.guard.access_rev = access_rev;
         self.guard.waiting.push(Waiter {

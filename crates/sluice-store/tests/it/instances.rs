@@ -222,6 +222,15 @@ async fn checkpoints_do_not_wait_for_the_chain_head_and_one_wins_a_race() {
     }
 }
 
+/// The chain as `a` reads it, checked to verify up to the head as `b` reads it.
+async fn one_chain(a: &Store, b: &Store) -> Vec<sluice_store::AuditEntry> {
+    let stored = a.audit_all().await.expect("audit");
+    let head = b.audit_head().await.expect("head");
+    let report = sluice_audit::verify(&stored, &[], None, Some(&head));
+    assert!(report.ok(), "{:?}", report.problems);
+    stored
+}
+
 /// A writer of `store` that takes an access revision; its entry and revision.
 async fn bumping(store: &Store, action: &str) -> (sluice_store::AuditEntry, i64) {
     let mut tx = store.begin().await.expect("begin");
@@ -273,10 +282,7 @@ async fn a_batch_holds_the_chain_head_only_for_its_commit_unless_a_writer_reads_
     let (b3, rev_b3) = waiting.await.expect("B, once A committed");
     assert_eq!((a2[0].seq, b3.seq, rev_b3), (4, 5, 4));
 
-    let stored = a.audit_all().await.expect("audit");
-    let head = b.audit_head().await.expect("head");
-    let report = sluice_audit::verify(&stored, &[], None, Some(&head));
-    assert!(report.ok(), "{:?}", report.problems);
+    let stored = one_chain(&a, &b).await;
     assert_eq!(stored.len(), 5);
     assert_eq!(a.state_revs().await.expect("revs").access, 4);
     a.close().await;
@@ -325,10 +331,7 @@ async fn a_deadlock_between_instances_fails_one_writer_not_a_whole_batch() {
         .expect("task")
         .expect("A's writer is not failed with the cycle");
     assert_eq!(committed[0].action, "test.a");
-    let stored = a.audit_all().await.expect("audit");
-    let head = b.audit_head().await.expect("head");
-    let report = sluice_audit::verify(&stored, &[], None, Some(&head));
-    assert!(report.ok(), "{:?}", report.problems);
+    let stored = one_chain(&a, &b).await;
     assert_eq!(stored.len(), 2);
     a.close().await;
     b.close().await;
