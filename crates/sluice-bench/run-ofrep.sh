@@ -13,7 +13,8 @@
 # a warm-up, `wrk -t1 -c4 -d$DURATION`, instructions divided by the requests served; the ratio
 # bare/Sluice is the one to compare across commits (it is not the throughput ratio).
 #
-# Environment: MODE (throughput), CASES (callgrind: "single bulk bulk-distinct bulk304"), ROUNDS (3),
+# Environment: MODE (throughput), CASES (callgrind: "single bulk bulk-distinct bulk304"), KEEP
+# (callgrind: copy each profile to $KEEP.<case>.<server>), ROUNDS (3),
 # DURATION (10s), CONNECTIONS (32), TESTBED (the
 # flagd testbed, default ../shared/conformance/flagd-testbed beside the repository).
 set -euo pipefail
@@ -124,6 +125,7 @@ if [ "${MODE:-throughput}" = callgrind ]; then
       requests=$(echo "$out" | awk '/requests in/ {print $1}')
       dump=$(ls -t "$work/$name.cg"* | head -1)
       instr=$(awk '/^totals:/ {print $2}' "$dump")
+      if [ -n "${KEEP:-}" ]; then cp "$dump" "$KEEP.$case.$name"; fi
       echo "$case $name: $requests requests, $instr instructions, $((instr / requests)) per request"
     done
   done

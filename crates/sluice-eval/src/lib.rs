@@ -34,7 +34,7 @@ pub use def::{DefaultVariant, FlagDef, FlagSetDef, FlagState};
 pub use error::{DefinitionError, ErrorCode, EvalError};
 pub use evaluation::{Evaluation, FlagType, Reason};
 pub use rule::{MAX_RULE_DEPTH, MAX_RULE_NODES};
-pub use snapshot::{HashVersion, Snapshot};
+pub use snapshot::{HashVersion, Located, Snapshot};
 
 /// Evaluates a free-standing JsonLogic expression (with flagd's operators and
 /// the `$evaluators` of `defs`) against a context: a playground for rules,

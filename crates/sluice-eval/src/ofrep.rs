@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use crate::error::ErrorCode;
 use crate::evaluation::{Evaluation, Reason};
+use crate::Snapshot;
 
 /// Body of `POST /ofrep/v1/evaluate/flags/{key}` and `.../flags`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -159,5 +160,36 @@ impl Serialize for BulkWire<'_, '_> {
             m.serialize_entry(k, v)?;
         }
         m.end()
+    }
+}
+
+impl BulkWire<'_, '_> {
+    /// The same bytes as `serde_json::to_writer(out, self)`, faster when `evaluations` are
+    /// `snapshot`'s, in the order [`Snapshot::evaluate_all`] gives them: each answer that is
+    /// one of its flag's compiled answers is copied from pieces written at compile time,
+    /// instead of escaping its key, variant, value and metadata again.
+    pub fn write(&self, snapshot: Option<&Snapshot>, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.extend_from_slice(b"{\"flags\":[");
+        for (at, e) in self.evaluations.iter().enumerate() {
+            if at > 0 {
+                out.push(b',');
+            }
+            if !snapshot.is_some_and(|s| s.write_answer(at, e, out)) {
+                serde_json::to_writer(&mut *out, &Wire(e))?;
+            }
+        }
+        out.push(b']');
+        if !self.metadata.is_empty() {
+            out.extend_from_slice(b",\"metadata\":");
+            serde_json::to_writer(&mut *out, self.metadata)?;
+        }
+        for (k, v) in self.extra {
+            out.push(b',');
+            serde_json::to_writer(&mut *out, k)?;
+            out.push(b':');
+            serde_json::to_writer(&mut *out, v)?;
+        }
+        out.push(b'}');
+        Ok(())
     }
 }

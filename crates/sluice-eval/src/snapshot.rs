@@ -11,6 +11,9 @@ use crate::evaluation::{Evaluation, FlagType};
 use crate::rule::{CompileOptions, Compiler, Node};
 
 mod flag;
+mod wire;
+
+pub use wire::Located;
 
 /// How `fractional` maps users to buckets, chosen per flag by its metadata key
 /// [`HashVersion::METADATA_KEY`] (`1` or `2`). A flag without the key is v2, and stays v2
@@ -90,6 +93,11 @@ struct CompiledFlag {
     /// loaded flags): bulk evaluation must check each answer's type (see
     /// [`Snapshot::evaluate_all`]). Without it the check cannot fail and is skipped.
     mixed_kinds: bool,
+    /// A later flag of the same key (lenient merging) took the key: this one is evaluated in
+    /// bulk, but [`Snapshot::flag_index`] names the other.
+    shadowed: bool,
+    /// Its answer's fixed JSON, for bulk answers.
+    wire: wire::FlagWire,
 }
 
 /// A compiled flag set. Immutable and `Send + Sync`: share it behind an `Arc`.
@@ -186,6 +194,7 @@ impl Snapshot {
                 .is_some_and(|(_, d)| variants.iter().any(|(_, v)| !same_kind(v, d)));
             // A later duplicate key (only possible through lenient merging) wins.
             index.insert(key.as_str().into(), pos);
+            let wire = wire::FlagWire::new(key, &variants, &metadata);
             flags.push(CompiledFlag {
                 key: key.as_str().into(),
                 key_value: Value::String(key.clone()),
@@ -197,7 +206,12 @@ impl Snapshot {
                 hash_version,
                 metadata,
                 mixed_kinds,
+                shadowed: false,
+                wire,
             });
+        }
+        for (at, f) in flags.iter_mut().enumerate() {
+            f.shadowed = index.get(&f.key).is_none_or(|&i| i as usize != at);
         }
         Ok(Self {
             revision,

@@ -364,14 +364,19 @@ fn render(flags: Option<&EnvFlags>, ctx: &Context, now: DateTime<Utc>) -> Option
         metadata: flags.map_or(&no_metadata, |f| f.snapshot.metadata()),
         extra: &[],
     };
-    let mut rendered = serde_json::to_vec(&out).unwrap_or_default();
-    if rendered.pop() != Some(b'}') {
+    let snapshot = flags.map(|f| &f.snapshot);
+    let mut rendered = Vec::with_capacity(evals.len() * 96 + 64);
+    if out.write(snapshot, &mut rendered).is_err() || rendered.pop() != Some(b'}') {
         return None;
     }
-    let codes: Arc<[u64]> = match flags {
-        Some(f) => evals
+    let codes: Arc<[u64]> = match snapshot {
+        Some(s) => evals
             .iter()
-            .filter_map(|e| Tally::code(&f.snapshot, e))
+            .enumerate()
+            .filter_map(|(at, e)| match s.locate(at, e) {
+                Some(place) => Some(Tally::code_of(place, e.reason)),
+                None => Tally::code(s, e),
+            })
             .collect(),
         None => Arc::new([]),
     };

@@ -12,7 +12,7 @@
 
 use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
-use sluice_eval::{Evaluation, Reason, Snapshot};
+use sluice_eval::{Evaluation, Located, Reason, Snapshot};
 use sluice_store::{ClientEvaluations, EvaluationCount, Store, StoreError};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -129,11 +129,14 @@ impl Tally {
     /// `None` for a flag the snapshot does not have.
     pub fn code(snapshot: &Snapshot, e: &Evaluation<'_>) -> Option<u64> {
         let flag = snapshot.flag_index(e.key)?;
-        let variant = e
-            .variant
-            .and_then(|v| snapshot.variant_index(flag, v))
-            .map_or(NO_VARIANT, u64::from);
-        Some((u64::from(flag) << 24) | (variant << 8) | reason_code(e.reason))
+        let variant = e.variant.and_then(|v| snapshot.variant_index(flag, v));
+        Some(Self::code_of(Located { flag, variant }, e.reason))
+    }
+
+    /// [`Tally::code`] of an answer already located in its snapshot (no lookup by key).
+    pub fn code_of(place: Located, reason: Reason) -> u64 {
+        let variant = place.variant.map_or(NO_VARIANT, u64::from);
+        (u64::from(place.flag) << 24) | (variant << 8) | reason_code(reason)
     }
 
     /// Counts one answer at `at_ms`.

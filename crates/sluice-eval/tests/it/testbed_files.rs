@@ -5,7 +5,7 @@ use sluice_eval::{Context, ErrorCode, FlagSetDef, Snapshot};
 
 use crate::testbed;
 
-fn files() -> Option<Vec<(String, Value)>> {
+pub(crate) fn files() -> Option<Vec<(String, Value)>> {
     let dir = testbed::dir()?.join("flags");
     let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
         .unwrap()

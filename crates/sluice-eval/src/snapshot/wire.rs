@@ -1,0 +1,132 @@
+//! A flag's OFREP answer in pieces, written once when the snapshot is compiled.
+//!
+//! A bulk answer with a new context evaluates every flag and writes every answer; most of
+//! that writing used to be escaping the same keys, variant names, values and metadata again
+//! for every request (over half the instructions of such a request). The pieces are the
+//! exact bytes `serde_json` writes for [`crate::ofrep::Wire`], so a bulk answer written from
+//! them is the same, byte for byte (tested against the serialiser in `ofrep.rs`).
+
+use serde_json::{Map, Value};
+
+use super::Snapshot;
+use crate::evaluation::{Evaluation, Reason};
+
+/// The fixed parts of one flag's answer.
+#[derive(Debug, Default)]
+pub(super) struct FlagWire {
+    /// `{"key":"…"`
+    head: Box<str>,
+    /// Per variant, in definition order: `,"value":…` and `,"variant":"…"`.
+    variants: Box<[(Box<str>, Box<str>)]>,
+    /// `,"metadata":{…}}`
+    tail: Box<str>,
+}
+
+impl FlagWire {
+    pub(super) fn new(
+        key: &str,
+        variants: &[(Box<str>, Value)],
+        metadata: &Map<String, Value>,
+    ) -> Self {
+        FlagWire {
+            head: format!("{{\"key\":{}", json(key)).into(),
+            variants: variants
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        format!(",\"value\":{}", json(value)).into(),
+                        format!(",\"variant\":{}", json(&**name)).into(),
+                    )
+                })
+                .collect(),
+            tail: format!(",\"metadata\":{}}}", json(metadata)).into(),
+        }
+    }
+}
+
+/// The JSON `serde_json` writes for `v` (none of these types can fail to serialise).
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn reason_piece(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Static => ",\"reason\":\"STATIC\"",
+        Reason::TargetingMatch => ",\"reason\":\"TARGETING_MATCH\"",
+        Reason::Split => ",\"reason\":\"SPLIT\"",
+        Reason::Disabled => ",\"reason\":\"DISABLED\"",
+        Reason::Default => ",\"reason\":\"DEFAULT\"",
+        Reason::Error => ",\"reason\":\"ERROR\"",
+    }
+}
+
+/// Where an evaluation of [`Snapshot::evaluate_all`] stands in its snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct Located {
+    /// The flag's position, as [`Snapshot::flag_index`] gives it for the flag's key.
+    pub flag: u32,
+    /// The variant's position among the flag's, if the answer has one.
+    pub variant: Option<u16>,
+}
+
+impl Snapshot {
+    /// Where `e`, the evaluation of the flag at position `at` (as [`Snapshot::evaluate_all`]
+    /// returns them), stands: the positions [`Snapshot::flag_index`] and
+    /// [`Snapshot::variant_index`] give, found without a lookup by name. `None` for an error,
+    /// for a flag whose key a later flag took, or for an evaluation that is not one of this
+    /// flag's answers as evaluated (a value replaced by a type check, say).
+    pub fn locate(&self, at: usize, e: &Evaluation<'_>) -> Option<Located> {
+        let flag = self.flags.get(at)?;
+        if e.error.is_some()
+            || flag.shadowed
+            || !std::ptr::eq(e.key, &*flag.key)
+            || !std::ptr::eq(e.metadata, &flag.metadata)
+        {
+            return None;
+        }
+        let variant = match (e.variant, e.value) {
+            (None, None) => None,
+            (Some(name), Some(value)) => {
+                let i = flag
+                    .variants
+                    .iter()
+                    .position(|(n, v)| std::ptr::eq(&**n, name) && std::ptr::eq(v, value))?;
+                Some(u16::try_from(i).ok()?)
+            }
+            _ => return None,
+        };
+        Some(Located {
+            flag: u32::try_from(at).ok()?,
+            variant,
+        })
+    }
+
+    /// Writes the evaluation `e` of the flag at `at` (see [`Snapshot::locate`]) from the
+    /// pieces compiled with the flag; `false`, writing nothing, when `e` is not one of them.
+    pub(crate) fn write_answer(&self, at: usize, e: &Evaluation<'_>, out: &mut Vec<u8>) -> bool {
+        let Some(place) = self.locate(at, e) else {
+            return false;
+        };
+        let Some(flag) = self.flags.get(at) else {
+            return false;
+        };
+        let pieces = &flag.wire;
+        let variant = match place.variant {
+            Some(i) => match pieces.variants.get(usize::from(i)) {
+                Some(v) => Some(v),
+                None => return false,
+            },
+            None => None,
+        };
+        out.extend_from_slice(pieces.head.as_bytes());
+        if let Some((value, _)) = variant {
+            out.extend_from_slice(value.as_bytes());
+        }
+        out.extend_from_slice(reason_piece(e.reason).as_bytes());
+        if let Some((_, name)) = variant {
+            out.extend_from_slice(name.as_bytes());
+        }
+        out.extend_from_slice(pieces.tail.as_bytes());
+        true
+    }
+}
