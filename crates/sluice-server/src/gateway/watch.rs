@@ -66,13 +66,14 @@ impl Hold {
 /// Returns why (for the record) and what the client is told. Costs a timer and a snapshot
 /// read per [`TICK`], nothing per byte relayed.
 pub async fn watch(app: &App, hold: &Hold, resource: &str) -> (String, String) {
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let killed = hold.killed();
     tokio::pin!(killed);
     loop {
+        // One timer at a time: the next tick, or the expiry if sooner. The first read comes
+        // a tick after the start (the holder was just admitted from the same snapshot), or at
+        // once when the grant has already ended; a call that ends sooner never reads it.
         let left = hold.expires_at() - app.now();
-        let until_expiry = left.to_std().unwrap_or(Duration::ZERO);
+        let wait = left.to_std().unwrap_or(Duration::ZERO).min(TICK);
         tokio::select! {
             by = &mut killed => {
                 let at = app.now();
@@ -81,8 +82,7 @@ pub async fn watch(app: &App, hold: &Hold, resource: &str) -> (String, String) {
                     format!("access to {resource} ended at {}: session {} was ended by {by}", stamp(at), hold.id),
                 );
             }
-            _ = tick.tick() => {}
-            _ = tokio::time::sleep(until_expiry) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         if let Some(end) = grant_over(app, hold, resource).await {
             return end;
