@@ -8,11 +8,11 @@
 
 use serde_json::{Map, Value};
 
-use super::Snapshot;
-use crate::evaluation::{Evaluation, Reason};
+use super::{CompiledFlag, Snapshot};
+use crate::evaluation::Evaluation;
 
 /// The fixed parts of one flag's answer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct FlagWire {
     /// `{"key":"…"`
     head: Box<str>,
@@ -49,17 +49,6 @@ fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-fn reason_piece(reason: Reason) -> &'static str {
-    match reason {
-        Reason::Static => ",\"reason\":\"STATIC\"",
-        Reason::TargetingMatch => ",\"reason\":\"TARGETING_MATCH\"",
-        Reason::Split => ",\"reason\":\"SPLIT\"",
-        Reason::Disabled => ",\"reason\":\"DISABLED\"",
-        Reason::Default => ",\"reason\":\"DEFAULT\"",
-        Reason::Error => ",\"reason\":\"ERROR\"",
-    }
-}
-
 /// Where an evaluation of [`Snapshot::evaluate_all`] stands in its snapshot.
 #[derive(Debug, Clone, Copy)]
 pub struct Located {
@@ -76,6 +65,16 @@ impl Snapshot {
     /// for a flag whose key a later flag took, or for an evaluation that is not one of this
     /// flag's answers as evaluated (a value replaced by a type check, say).
     pub fn locate(&self, at: usize, e: &Evaluation<'_>) -> Option<Located> {
+        let (_, variant) = self.own_answer(at, e)?;
+        Some(Located {
+            flag: u32::try_from(at).ok()?,
+            variant: variant.map(u16::try_from).transpose().ok()?,
+        })
+    }
+
+    /// The flag at `at` and the position of `e`'s variant, if `e` is one of that flag's own
+    /// answers (see [`Snapshot::locate`]).
+    fn own_answer(&self, at: usize, e: &Evaluation<'_>) -> Option<(&CompiledFlag, Option<usize>)> {
         let flag = self.flags.get(at)?;
         if e.error.is_some()
             || flag.shadowed
@@ -86,33 +85,25 @@ impl Snapshot {
         }
         let variant = match (e.variant, e.value) {
             (None, None) => None,
-            (Some(name), Some(value)) => {
-                let i = flag
-                    .variants
+            (Some(name), Some(value)) => Some(
+                flag.variants
                     .iter()
-                    .position(|(n, v)| std::ptr::eq(&**n, name) && std::ptr::eq(v, value))?;
-                Some(u16::try_from(i).ok()?)
-            }
+                    .position(|(n, v)| std::ptr::eq(&**n, name) && std::ptr::eq(v, value))?,
+            ),
             _ => return None,
         };
-        Some(Located {
-            flag: u32::try_from(at).ok()?,
-            variant,
-        })
+        Some((flag, variant))
     }
 
     /// Writes the evaluation `e` of the flag at `at` (see [`Snapshot::locate`]) from the
     /// pieces compiled with the flag; `false`, writing nothing, when `e` is not one of them.
     pub(crate) fn write_answer(&self, at: usize, e: &Evaluation<'_>, out: &mut Vec<u8>) -> bool {
-        let Some(place) = self.locate(at, e) else {
-            return false;
-        };
-        let Some(flag) = self.flags.get(at) else {
+        let Some((flag, variant)) = self.own_answer(at, e) else {
             return false;
         };
         let pieces = &flag.wire;
-        let variant = match place.variant {
-            Some(i) => match pieces.variants.get(usize::from(i)) {
+        let variant = match variant {
+            Some(i) => match pieces.variants.get(i) {
                 Some(v) => Some(v),
                 None => return false,
             },
@@ -122,7 +113,9 @@ impl Snapshot {
         if let Some((value, _)) = variant {
             out.extend_from_slice(value.as_bytes());
         }
-        out.extend_from_slice(reason_piece(e.reason).as_bytes());
+        out.extend_from_slice(b",\"reason\":\"");
+        out.extend_from_slice(e.reason.as_str().as_bytes());
+        out.push(b'"');
         if let Some((_, name)) = variant {
             out.extend_from_slice(name.as_bytes());
         }
