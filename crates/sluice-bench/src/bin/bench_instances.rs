@@ -7,7 +7,9 @@
 //!
 //! Run (release): `cargo build --release -p sluice -p sluice-bench`, then
 //! `target/release/bench_instances --sluice target/release/sluice --pg postgres://postgres@127.0.0.1:5432/test`
-//! (`--runs 3 --pairs 600 --tasks 16 --secs 3 --trials 100 --only all|throughput|propagation`). Each configuration gets a fresh
+//! (`--runs 3 --pairs 600 --tasks 16 --secs 3 --trials 100 --only all|throughput|propagation`;
+//! `--configs 0,3` runs only those throughput configurations, counted from 0 in the table's
+//! order, e.g. to profile one). Each configuration gets a fresh
 //! SQLite directory or a fresh PostgreSQL schema.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark harness")]
@@ -35,6 +37,7 @@ struct Opts {
     secs: u64,
     trials: usize,
     only: String,
+    configs: Option<Vec<usize>>,
 }
 
 fn opts() -> anyhow::Result<Opts> {
@@ -47,6 +50,7 @@ fn opts() -> anyhow::Result<Opts> {
         secs: 3,
         trials: 100,
         only: "all".to_owned(),
+        configs: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     for w in args.chunks(2) {
@@ -60,6 +64,14 @@ fn opts() -> anyhow::Result<Opts> {
             "--secs" => o.secs = v.parse()?,
             "--trials" => o.trials = v.parse()?,
             "--only" => o.only.clone_from(v),
+            "--configs" => {
+                o.configs = Some(
+                    v.split(',')
+                        .map(str::parse)
+                        .collect::<Result<_, _>>()
+                        .context("--configs takes indices such as 0,3")?,
+                );
+            }
             other => anyhow::bail!("unknown option {other}"),
         }
     }
@@ -578,6 +590,9 @@ async fn throughput(o: &Opts) -> anyhow::Result<()> {
     let mut f: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
     for run in 0..o.runs {
         for (k, (name, backend, n, extra)) in configs.iter().enumerate() {
+            if o.configs.as_ref().is_some_and(|c| !c.contains(&k)) {
+                continue;
+            }
             let s = setup(o, backend, *n, extra).await?;
             w[k].push(writes(&s, o).await?);
             d[k].push(rate(&s, o, false).await?);
@@ -592,6 +607,9 @@ async fn throughput(o: &Opts) -> anyhow::Result<()> {
     println!("| configuration | request+approve pairs/s | AuthZEN decisions/s (each audited) | OFREP evaluations/s |");
     println!("| --- | --- | --- | --- |");
     for (k, (name, _, _, _)) in configs.iter().enumerate() {
+        if w[k].is_empty() {
+            continue;
+        }
         println!(
             "| {name} | {:.0} | {:.0} | {:.0} |",
             median(w[k].clone()),
