@@ -18,6 +18,7 @@ pub mod error;
 pub mod flags;
 pub mod gateway;
 pub mod guards;
+mod idle;
 pub mod ids;
 pub mod insight;
 pub mod json;

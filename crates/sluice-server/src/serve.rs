@@ -94,6 +94,9 @@ pub async fn serve<S, B>(
         auto
     });
     let graceful = GracefulShutdown::new();
+    // The connections that may speak HTTP/2 are closed by hand (see `idle`): this tells them
+    // the server is shutting down.
+    let draining = tokio::sync::watch::Sender::new(false);
     let permits = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
     let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -152,14 +155,39 @@ pub async fn serve<S, B>(
             continue;
         }
         if let Some(auto) = &auto {
-            let (auto, watcher) = (auto.clone(), graceful.watcher());
+            let (auto, mut draining) = (auto.clone(), draining.subscribe());
             conns.spawn(async move {
                 if opens_in_time(&stream, options.header_timeout).await {
+                    // Closed gracefully (HTTP/2: GOAWAY, then the streams in progress end)
+                    // once idle for the header timeout, or when the server shuts down.
+                    let streams = crate::idle::Streams::new();
+                    let service = crate::idle::Counted {
+                        inner: service,
+                        streams: streams.clone(),
+                    };
                     let conn = auto.serve_connection_with_upgrades(
                         TokioIo::new(stream),
                         TowerToHyperService::new(service),
                     );
-                    let _ = watcher.watch(conn).await;
+                    tokio::pin!(conn);
+                    let quiet = options.header_timeout;
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        () = streams.idle_for(quiet, tokio::time::Instant::now()) => {
+                            conn.as_mut().graceful_shutdown();
+                            // HTTP/2's graceful close waits for the client to answer a PING:
+                            // one that never does is dropped once idle for as long again.
+                            let asked = tokio::time::Instant::now();
+                            tokio::select! {
+                                _ = conn.as_mut() => {}
+                                () = streams.idle_for(quiet, asked) => {}
+                            }
+                        }
+                        () = async { drop(draining.wait_for(|d| *d).await) } => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
                 }
                 drop(permit);
             });
@@ -181,14 +209,19 @@ pub async fn serve<S, B>(
         .local_addr()
         .map_or_else(|_| "?".to_owned(), |a| a.to_string());
     drop(listener);
-    let open = graceful.count();
+    let open = conns.len();
     tracing::info!(
         open,
         %at,
         "shutting down {at}: accepting nothing more, letting {open} open connections finish for up to {:?}",
         options.drain_timeout
     );
-    if tokio::time::timeout(options.drain_timeout, graceful.shutdown())
+    draining.send_replace(true);
+    let drained = async {
+        graceful.shutdown().await;
+        while conns.join_next().await.is_some() {}
+    };
+    if tokio::time::timeout(options.drain_timeout, drained)
         .await
         .is_err()
     {

@@ -1,0 +1,153 @@
+//! When a connection has been idle: no request in progress (its answer's body still being
+//! sent counts as in progress) for a while. hyper closes an idle HTTP/1.1 connection itself
+//! (its header timeout), but its HTTP/2 server has no idle timeout: a client could open a
+//! connection to the HTTP gateway, send nothing more, and hold one of the
+//! `max_connections` places for ever. [`Counted`] counts a connection's requests from their
+//! start to the end of their answer's body, and [`Streams::idle_for`] says when there have
+//! been none for long enough (see `serve::serve`).
+//!
+//! Written by hand: neither hyper nor tower counts a connection's open streams.
+
+use hyper::body::{Body, Frame, SizeHint};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tower::Service;
+
+/// One connection's requests in progress, and when the last one ended.
+#[derive(Debug)]
+pub(crate) struct Streams {
+    open: AtomicUsize,
+    since: Mutex<Instant>,
+    changed: Notify,
+}
+
+impl Streams {
+    pub(crate) fn new() -> Arc<Streams> {
+        Arc::new(Streams {
+            open: AtomicUsize::new(0),
+            since: Mutex::new(Instant::now()),
+            changed: Notify::new(),
+        })
+    }
+
+    fn quiet_since(&self) -> Instant {
+        *self
+            .since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Resolves once no request has been in progress for `quiet`, counted from `from` at
+    /// the earliest.
+    pub(crate) async fn idle_for(&self, quiet: Duration, from: Instant) {
+        loop {
+            // Made before the count is read, so that a change in between still wakes it.
+            let changed = self.changed.notified();
+            if self.open.load(Ordering::SeqCst) > 0 {
+                changed.await;
+                continue;
+            }
+            let deadline = self.quiet_since().max(from) + quiet;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {}
+                () = changed => {}
+            }
+        }
+    }
+
+    fn start(self: &Arc<Self>) -> InProgress {
+        // Nobody waits for this: a waiter asleep until the deadline finds it when it wakes.
+        self.open.fetch_add(1, Ordering::SeqCst);
+        InProgress(self.clone())
+    }
+}
+
+/// A request in progress, until dropped (with its answer's body).
+#[derive(Debug)]
+struct InProgress(Arc<Streams>);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        *self
+            .0
+            .since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+        // The time is set first: whoever sees the count at 0 sees this end's time.
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.changed.notify_waiters();
+        }
+    }
+}
+
+/// A service whose requests are counted in `streams` until their answer's body ends.
+#[derive(Debug, Clone)]
+pub(crate) struct Counted<S> {
+    pub(crate) inner: S,
+    pub(crate) streams: Arc<Streams>,
+}
+
+impl<S, R, B> Service<R> for Counted<S>
+where
+    S: Service<R, Response = axum::http::Response<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = axum::http::Response<Tracked<B>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        // Counted from here: a request whose handler is still running is in progress too.
+        let in_progress = self.streams.start();
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            let resp = answer.await?;
+            Ok(resp.map(|body| Tracked {
+                body,
+                _in_progress: in_progress,
+            }))
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An answer's body, which keeps its request counted until it is dropped.
+    pub(crate) struct Tracked<B> {
+        #[pin]
+        body: B,
+        _in_progress: InProgress,
+    }
+}
+
+impl<B: Body> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
