@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower::Service;
 
@@ -24,7 +23,6 @@ use tower::Service;
 pub(crate) struct Streams {
     open: AtomicUsize,
     since: Mutex<Instant>,
-    changed: Notify,
 }
 
 impl Streams {
@@ -32,7 +30,6 @@ impl Streams {
         Arc::new(Streams {
             open: AtomicUsize::new(0),
             since: Mutex::new(Instant::now()),
-            changed: Notify::new(),
         })
     }
 
@@ -44,28 +41,25 @@ impl Streams {
     }
 
     /// Resolves once no request has been in progress for `quiet`, counted from `from` at
-    /// the earliest.
+    /// the earliest. It looks at the count only when its time is up (a request's start or
+    /// end wakes nothing and sets no timer), so a connection busy at one look is looked at
+    /// again `quiet` later: it closes between one and two `quiet`s after its last request.
     pub(crate) async fn idle_for(&self, quiet: Duration, from: Instant) {
         loop {
-            // Made before the count is read, so that a change in between still wakes it.
-            let changed = self.changed.notified();
-            if self.open.load(Ordering::SeqCst) > 0 {
-                changed.await;
-                continue;
-            }
-            let deadline = self.quiet_since().max(from) + quiet;
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            let deadline = if self.open.load(Ordering::SeqCst) > 0 {
+                now + quiet
+            } else {
+                self.quiet_since().max(from) + quiet
+            };
+            if deadline <= now {
                 return;
             }
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline) => {}
-                () = changed => {}
-            }
+            tokio::time::sleep_until(deadline).await;
         }
     }
 
     fn start(self: &Arc<Self>) -> InProgress {
-        // Nobody waits for this: a waiter asleep until the deadline finds it when it wakes.
         self.open.fetch_add(1, Ordering::SeqCst);
         InProgress(self.clone())
     }
@@ -83,9 +77,7 @@ impl Drop for InProgress {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
         // The time is set first: whoever sees the count at 0 sees this end's time.
-        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.changed.notify_waiters();
-        }
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

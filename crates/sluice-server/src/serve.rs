@@ -94,8 +94,8 @@ pub async fn serve<S, B>(
         auto
     });
     let graceful = GracefulShutdown::new();
-    // The connections that may speak HTTP/2 are closed by hand (see `idle`): this tells them
-    // the server is shutting down.
+    // HTTP/2 connections are closed by hand (see `idle`): this tells them the server is
+    // shutting down.
     let draining = tokio::sync::watch::Sender::new(false);
     let permits = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
     let mut conns = tokio::task::JoinSet::new();
@@ -155,37 +155,52 @@ pub async fn serve<S, B>(
             continue;
         }
         if let Some(auto) = &auto {
-            let (auto, mut draining) = (auto.clone(), draining.subscribe());
+            let (auto, watcher) = (auto.clone(), graceful.watcher());
+            let mut draining = draining.subscribe();
             conns.spawn(async move {
-                if opens_in_time(&stream, options.header_timeout).await {
-                    // Closed gracefully (HTTP/2: GOAWAY, then the streams in progress end)
-                    // once idle for the header timeout, or when the server shuts down.
-                    let streams = crate::idle::Streams::new();
-                    let service = crate::idle::Counted {
-                        inner: service,
-                        streams: streams.clone(),
-                    };
-                    let conn = auto.serve_connection_with_upgrades(
-                        TokioIo::new(stream),
-                        TowerToHyperService::new(service),
-                    );
-                    tokio::pin!(conn);
-                    let quiet = options.header_timeout;
-                    tokio::select! {
-                        _ = conn.as_mut() => {}
-                        () = streams.idle_for(quiet, tokio::time::Instant::now()) => {
-                            conn.as_mut().graceful_shutdown();
-                            // HTTP/2's graceful close waits for the client to answer a PING:
-                            // one that never does is dropped once idle for as long again.
-                            let asked = tokio::time::Instant::now();
-                            tokio::select! {
-                                _ = conn.as_mut() => {}
-                                () = streams.idle_for(quiet, asked) => {}
+                match opens_in_time(&stream, options.header_timeout).await {
+                    Opening::None => {}
+                    // HTTP/1.1 (and its upgrades): hyper's header timer closes it when idle.
+                    Opening::Http1 => {
+                        let conn = auto.serve_connection_with_upgrades(
+                            TokioIo::new(stream),
+                            TowerToHyperService::new(service),
+                        );
+                        let _ = watcher.watch(conn).await;
+                    }
+                    // HTTP/2: closed gracefully (GOAWAY, then the streams in progress end)
+                    // once idle for the header timeout (see `idle`), or when the server
+                    // shuts down.
+                    Opening::Http2 => {
+                        drop(watcher);
+                        let streams = crate::idle::Streams::new();
+                        let service = crate::idle::Counted {
+                            inner: service,
+                            streams: streams.clone(),
+                        };
+                        let conn = auto.serve_connection_with_upgrades(
+                            TokioIo::new(stream),
+                            TowerToHyperService::new(service),
+                        );
+                        tokio::pin!(conn);
+                        let quiet = options.header_timeout;
+                        tokio::select! {
+                            _ = conn.as_mut() => {}
+                            () = streams.idle_for(quiet, tokio::time::Instant::now()) => {
+                                conn.as_mut().graceful_shutdown();
+                                // HTTP/2's graceful close waits for the client to answer a
+                                // PING: one that never does is dropped once idle for as long
+                                // again.
+                                let asked = tokio::time::Instant::now();
+                                tokio::select! {
+                                    _ = conn.as_mut() => {}
+                                    () = streams.idle_for(quiet, asked) => {}
+                                }
                             }
-                        }
-                        () = async { drop(draining.wait_for(|d| *d).await) } => {
-                            conn.as_mut().graceful_shutdown();
-                            let _ = conn.await;
+                            () = async { drop(draining.wait_for(|d| *d).await) } => {
+                                conn.as_mut().graceful_shutdown();
+                                let _ = conn.await;
+                            }
                         }
                     }
                 }
@@ -237,15 +252,24 @@ pub async fn serve<S, B>(
     while conns.join_next().await.is_some() {}
 }
 
+/// How a connection opened (see [`opens_in_time`]).
+enum Opening {
+    /// Not in time, or the client left.
+    None,
+    Http1,
+    /// HTTP/2's connection preface.
+    Http2,
+}
+
 /// Waits until a new connection's first bytes say which protocol it speaks: HTTP/2's
-/// connection preface in full, or a byte that departs from it (HTTP/1.1). False if that takes
-/// longer than `within` or the client leaves.
+/// connection preface in full, or a byte that departs from it (HTTP/1.1). `None` if that
+/// takes longer than `within` or the client leaves.
 ///
 /// hyper-util's version detection waits for those bytes without a deadline, and hyper's own
 /// header timeout starts only after it, so a client that sends `P` and nothing more would
 /// hold its connection (and a permit) for ever. The bytes are peeked, not read: the
 /// connection then reads them as usual.
-async fn opens_in_time(stream: &TcpStream, within: Duration) -> bool {
+async fn opens_in_time(stream: &TcpStream, within: Duration) -> Opening {
     const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     let deadline = tokio::time::Instant::now() + within;
     let mut first = [0u8; 24];
@@ -254,15 +278,18 @@ async fn opens_in_time(stream: &TcpStream, within: Duration) -> bool {
         let n = match peeked {
             Ok(Ok(n)) if n > 0 => n,
             // Gone, failed, or silent for too long.
-            _ => return false,
+            _ => return Opening::None,
         };
-        if first[..n] != PREFACE[..n] || n == PREFACE.len() {
-            return true;
+        if first[..n] != PREFACE[..n] {
+            return Opening::Http1;
+        }
+        if n == PREFACE.len() {
+            return Opening::Http2;
         }
         // A part of the preface so far: `peek` answers at once while those bytes wait, so
         // look again a little later.
         if tokio::time::Instant::now() >= deadline {
-            return false;
+            return Opening::None;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
