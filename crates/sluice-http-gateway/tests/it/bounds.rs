@@ -8,6 +8,19 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// A gateway whose clients must open a request within `timeout` (and whose idle
+/// connections close after it).
+async fn with_header_timeout(timeout: Duration) -> Env {
+    Env::with(Options {
+        http: HttpOptions {
+            header_timeout: timeout,
+            ..HttpOptions::default()
+        },
+        ..Options::default()
+    })
+    .await
+}
+
 /// What the server sent before it closed the connection.
 async fn until_closed(tcp: &mut TcpStream) -> String {
     let mut got = Vec::new();
@@ -21,14 +34,7 @@ async fn until_closed(tcp: &mut TcpStream) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_not_opened_in_time_is_cut() {
     let timeout = Duration::from_millis(400);
-    let env = Env::with(Options {
-        http: HttpOptions {
-            header_timeout: timeout,
-            ..HttpOptions::default()
-        },
-        ..Options::default()
-    })
-    .await;
+    let env = with_header_timeout(timeout).await;
     // Nothing at all; the first byte of HTTP/2's preface (also the first of `POST`); most of
     // the preface; half an HTTP/1.1 header.
     let openings: [&[u8]; 4] = [
@@ -118,14 +124,7 @@ fn frame_types(mut bytes: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_http2_connection_is_told_to_go_away_and_closed() {
     let timeout = Duration::from_millis(400);
-    let env = Env::with(Options {
-        http: HttpOptions {
-            header_timeout: timeout,
-            ..HttpOptions::default()
-        },
-        ..Options::default()
-    })
-    .await;
+    let env = with_header_timeout(timeout).await;
     let mut tcp = TcpStream::connect(env.gateway).await.expect("connect");
     // The preface and an empty SETTINGS frame: a whole HTTP/2 opening, then nothing.
     tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
@@ -155,14 +154,7 @@ async fn an_idle_http2_connection_is_told_to_go_away_and_closed() {
 /// not idle, however long the stream lasts past the header timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_stream_in_progress_outlasts_the_idle_timeout() {
-    let env = Env::with(Options {
-        http: HttpOptions {
-            header_timeout: Duration::from_millis(300),
-            ..HttpOptions::default()
-        },
-        ..Options::default()
-    })
-    .await;
+    let env = with_header_timeout(Duration::from_millis(300)).await;
     let alice = env.token("alice").await;
     env.grant(&alice, "stream-read", "10m").await;
     let url = format!("http://{}/payments-admin/stream", env.gateway);
