@@ -9,6 +9,7 @@
 //! Written by hand: neither hyper nor tower counts a connection's open streams.
 
 use hyper::body::{Body, Frame, SizeHint};
+use hyper_util::server::graceful::GracefulConnection;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -62,6 +63,34 @@ impl Streams {
     fn start(self: &Arc<Self>) -> InProgress {
         self.open.fetch_add(1, Ordering::SeqCst);
         InProgress(self.clone())
+    }
+}
+
+/// Serves an HTTP/2 connection (whose service is [`Counted`] in `streams`) until it ends. It
+/// is shut down gracefully (GOAWAY, then the streams in progress end) once idle for
+/// `quiet`, or when `draining` turns true. The graceful close waits for the client to answer
+/// a PING: a client that never does is dropped once idle for as long again.
+pub(crate) async fn serve_until_idle<C: GracefulConnection>(
+    conn: C,
+    streams: &Streams,
+    quiet: Duration,
+    mut draining: tokio::sync::watch::Receiver<bool>,
+) {
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        () = streams.idle_for(quiet, Instant::now()) => {}
+        () = async { drop(draining.wait_for(|d| *d).await) } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+            return;
+        }
+    }
+    conn.as_mut().graceful_shutdown();
+    let asked = Instant::now();
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = streams.idle_for(quiet, asked) => {}
     }
 }
 

@@ -156,7 +156,7 @@ pub async fn serve<S, B>(
         }
         if let Some(auto) = &auto {
             let (auto, watcher) = (auto.clone(), graceful.watcher());
-            let mut draining = draining.subscribe();
+            let draining = draining.subscribe();
             conns.spawn(async move {
                 match opens_in_time(&stream, options.header_timeout).await {
                     Opening::None => {}
@@ -168,9 +168,7 @@ pub async fn serve<S, B>(
                         );
                         let _ = watcher.watch(conn).await;
                     }
-                    // HTTP/2: closed gracefully (GOAWAY, then the streams in progress end)
-                    // once idle for the header timeout (see `idle`), or when the server
-                    // shuts down.
+                    // HTTP/2: hyper has no idle timeout for it (see `idle`).
                     Opening::Http2 => {
                         drop(watcher);
                         let streams = crate::idle::Streams::new();
@@ -178,30 +176,17 @@ pub async fn serve<S, B>(
                             inner: service,
                             streams: streams.clone(),
                         };
-                        let conn = auto.serve_connection_with_upgrades(
+                        let conn = auto.serve_connection(
                             TokioIo::new(stream),
                             TowerToHyperService::new(service),
                         );
-                        tokio::pin!(conn);
-                        let quiet = options.header_timeout;
-                        tokio::select! {
-                            _ = conn.as_mut() => {}
-                            () = streams.idle_for(quiet, tokio::time::Instant::now()) => {
-                                conn.as_mut().graceful_shutdown();
-                                // HTTP/2's graceful close waits for the client to answer a
-                                // PING: one that never does is dropped once idle for as long
-                                // again.
-                                let asked = tokio::time::Instant::now();
-                                tokio::select! {
-                                    _ = conn.as_mut() => {}
-                                    () = streams.idle_for(quiet, asked) => {}
-                                }
-                            }
-                            () = async { drop(draining.wait_for(|d| *d).await) } => {
-                                conn.as_mut().graceful_shutdown();
-                                let _ = conn.await;
-                            }
-                        }
+                        crate::idle::serve_until_idle(
+                            conn,
+                            &streams,
+                            options.header_timeout,
+                            draining,
+                        )
+                        .await;
                     }
                 }
                 drop(permit);

@@ -23,12 +23,17 @@ async fn with_header_timeout(timeout: Duration) -> Env {
 
 /// What the server sent before it closed the connection.
 async fn until_closed(tcp: &mut TcpStream) -> String {
+    String::from_utf8_lossy(&bytes_until_closed(tcp).await).into_owned()
+}
+
+/// The bytes the server sent before it closed the connection.
+async fn bytes_until_closed(tcp: &mut TcpStream) -> Vec<u8> {
     let mut got = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut got))
         .await
         .expect("closed by the gateway within 10 s")
         .ok();
-    String::from_utf8_lossy(&got).into_owned()
+    got
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,11 +136,7 @@ async fn an_idle_http2_connection_is_told_to_go_away_and_closed() {
         .await
         .expect("write");
     let started = Instant::now();
-    let mut got = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut got))
-        .await
-        .expect("closed by the gateway within 10 s")
-        .ok();
+    let got = bytes_until_closed(&mut tcp).await;
     assert!(
         started.elapsed() >= timeout - Duration::from_millis(50),
         "closed before the timeout, after {:?}",
