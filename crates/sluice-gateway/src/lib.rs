@@ -94,8 +94,17 @@ impl Gateway {
     }
 
     /// Accepts connections until `shutdown` resolves; each runs in a task of its own, on
-    /// the gateway's relay threads (see [`Relays`]).
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+    /// the gateway's relay threads (see [`Relays`]). Then stops accepting, lets open sessions
+    /// run for at most `drain`, and cuts the rest (see [`drain`]); returns once every session
+    /// has recorded its end.
+    pub async fn run(
+        self,
+        drain: std::time::Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let Gateway {
+            shared, listener, ..
+        } = self;
         let relays = match Relays::start(relay_threads()) {
             Ok(r) => r,
             Err(e) => {
@@ -104,8 +113,9 @@ impl Gateway {
             }
         };
         // Alive, before the first session: sessions of a stopped instance (this process's
-        // predecessor after a crash, say) are ended by whoever still runs.
-        let app = self.shared.app.clone();
+        // predecessor after a crash, say) are ended by whoever still runs. It beats on while
+        // the sessions drain.
+        let app = shared.app.clone();
         let heartbeat = tokio::spawn(async move {
             let mut tick = tokio::time::interval(HEARTBEAT);
             loop {
@@ -116,14 +126,16 @@ impl Gateway {
             }
         });
         let _stop_heartbeat = AbortOnDrop(heartbeat);
+        let mut sessions = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                _ = &mut shutdown => return,
-                accepted = self.listener.accept() => match accepted {
+                _ = &mut shutdown => break,
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+                accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
-                        let shared = self.shared.clone();
-                        relays.spawn(tcp, move |tcp| async move {
+                        let shared = shared.clone();
+                        relays.spawn(&mut sessions, tcp, move |tcp| async move {
                             if let Err(e) = session::handle(shared, tcp, peer).await {
                                 tracing::debug!(%peer, error = %e, "gateway connection from {peer} ended: {e}");
                             }
@@ -136,6 +148,54 @@ impl Gateway {
                 },
             }
         }
+        drop(listener);
+        self::drain(&shared.app, sessions, drain).await;
+    }
+}
+
+/// Who ends the sessions still open when a drain is over (the reason recorded is "killed by
+/// …"; the client gets FATAL 57P01, `admin_shutdown`, as from a PostgreSQL server stopping).
+const SHUTDOWN: &str = "a shutdown of the Sluice server";
+
+/// How long cut sessions have to record their end before the gateway stops waiting (the
+/// records of those still unwritten are then made by the next instance, as after a crash).
+const RECORD_ENDS: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// At shutdown: lets the open sessions end by themselves for at most `drain`, then cuts the
+/// rest, and waits (at most [`RECORD_ENDS`]) for each to record its end. A session still
+/// being admitted when the cut starts is cut once admitted.
+async fn drain(app: &App, mut sessions: tokio::task::JoinSet<()>, drain: std::time::Duration) {
+    if sessions.is_empty() {
+        return;
+    }
+    tracing::info!(
+        "PostgreSQL gateway: letting {} open sessions finish for up to {drain:?}",
+        sessions.len()
+    );
+    let by_themselves = async { while sessions.join_next().await.is_some() {} };
+    if tokio::time::timeout(drain, by_themselves).await.is_ok() {
+        return;
+    }
+    tracing::info!(
+        "PostgreSQL gateway: cutting {} sessions still open",
+        sessions.len()
+    );
+    let cut = async {
+        loop {
+            for s in app.gateway.all() {
+                s.kill(SHUTDOWN);
+            }
+            let next = tokio::time::timeout(sluice_server::gateway::TICK, sessions.join_next());
+            if let Ok(None) = next.await {
+                return;
+            }
+        }
+    };
+    if tokio::time::timeout(RECORD_ENDS, cut).await.is_err() {
+        tracing::warn!(
+            "PostgreSQL gateway: {} sessions did not record their end in time; the next instance to run records them as ended",
+            sessions.len()
+        );
     }
 }
 
@@ -199,9 +259,14 @@ impl Relays {
         })
     }
 
-    /// Moves an accepted connection to the next relay thread and runs `session` on it there.
-    fn spawn<F, Fut>(&self, tcp: tokio::net::TcpStream, session: F)
-    where
+    /// Moves an accepted connection to the next relay thread and runs `session` on it there,
+    /// as a task of `sessions`.
+    fn spawn<F, Fut>(
+        &self,
+        sessions: &mut tokio::task::JoinSet<()>,
+        tcp: tokio::net::TcpStream,
+        session: F,
+    ) where
         F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
@@ -213,7 +278,8 @@ impl Relays {
             }
         };
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.handles.len();
-        self.handles[i].spawn(async move {
+        sessions.spawn_on(
+            async move {
             // Registered with this thread's own reactor.
             match tokio::net::TcpStream::from_std(std) {
                 Ok(tcp) => session(tcp).await,
@@ -221,6 +287,8 @@ impl Relays {
                     tracing::warn!(error = %e, "a gateway connection could not be registered: {e}")
                 }
             }
-        });
+            },
+            &self.handles[i],
+        );
     }
 }

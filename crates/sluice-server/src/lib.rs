@@ -103,6 +103,10 @@ pub struct Server {
     /// Checkpoints after commits, the unsigned-tail bound and the witness; set before
     /// [`Server::run`].
     pub audit: checkpointer::AuditOptions,
+    /// Tasks that stop on the same signal and drain on their own (the gateways'): the
+    /// server waits for them after its own drain, before the last checkpoint, so their last
+    /// records (calls, session ends) are in the trail it signs. Set before [`Server::run`].
+    pub companions: Vec<tokio::task::JoinHandle<()>>,
     /// TLS on the listener (see [`tls`]); plain HTTP when `None`. Set before [`Server::run`].
     pub tls: Option<Arc<tls::ReloadingTls>>,
     /// Notification sinks, retries and reminders (see [`notify`]); none when `None`. Set
@@ -175,6 +179,7 @@ impl Server {
             guards: None,
             follow_changes: true,
             oidc: None,
+            companions: Vec::new(),
             config,
         })
     }
@@ -184,8 +189,8 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, running the background work alongside; then lets
-    /// requests in flight finish for at most `http.drain_timeout`, cuts the rest, and signs
-    /// the chain head.
+    /// requests in flight finish for at most `http.drain_timeout`, cuts the rest, waits for
+    /// the [`Server::companions`], and signs the chain head.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -247,6 +252,13 @@ impl Server {
             shutdown,
         )
         .await;
+        // The background work (syncs, kills asked on other instances, expiries) runs on
+        // while the gateways drain.
+        for task in self.companions {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "a gateway ended abnormally while draining: {e}");
+            }
+        }
         bg.abort();
         if let Some(g) = guard_task {
             g.abort();

@@ -462,6 +462,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let fingerprint = tls.fingerprint();
         tracing::info!(%fingerprint, "TLS certificate SHA-256 {fingerprint} (clients may pin it: --tls-fingerprint or SLUICE_TLS_FINGERPRINT)");
     }
+    // One signal stops every listener; the server waits for the gateways' drains (each at
+    // most `shutdown_timeout`) before its last checkpoint.
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let on_stop = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
     if let Some(gw) = s.gateway {
         let gateway = sluice_gateway::Gateway::bind(server.app.clone(), gw).await?;
         let pg = gateway.local_addr()?;
@@ -473,15 +482,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
         tracing::info!(%pg, fingerprint = %gateway.fingerprint, "PostgreSQL gateway listening on {pg} (certificate SHA-256 {})", gateway.fingerprint);
-        tokio::spawn(gateway.run(shutdown_signal()));
+        server
+            .companions
+            .push(tokio::spawn(gateway.run(s.http.drain_timeout, on_stop())));
     }
     if let Some(hg) = s.http_gateway {
         let gateway = sluice_http_gateway::HttpGateway::bind(server.app.clone(), hg).await?;
         let at = gateway.local_addr()?;
         tracing::info!(%at, "HTTP gateway listening on http://{at}");
-        tokio::spawn(gateway.run(s.http, shutdown_signal()));
+        server
+            .companions
+            .push(tokio::spawn(gateway.run(s.http, on_stop())));
     }
-    server.run(stop).await
+    server
+        .run(async move {
+            stop.await;
+            let _ = stopping.send(true);
+        })
+        .await
 }
 
 pub async fn migrate(args: crate::cli::MigrateArgs) -> anyhow::Result<()> {

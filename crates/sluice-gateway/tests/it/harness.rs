@@ -252,7 +252,7 @@ impl Env {
         let gateway = Gateway::bind(app.clone(), gw).await.expect("gateway binds");
         let pg = gateway.local_addr().expect("bound");
         let fingerprint = gateway.fingerprint.clone();
-        tokio::spawn(gateway.run(std::future::pending()));
+        tokio::spawn(gateway.run(std::time::Duration::from_secs(5), std::future::pending()));
         let env = Env {
             up,
             http,

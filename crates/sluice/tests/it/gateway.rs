@@ -449,3 +449,80 @@ async fn a_session_start_survives_a_sigkill() {
         .expect("query after the restart");
     again.close().await.ok();
 }
+
+/// SIGTERM while a `psql` session runs a long statement: the session gets `shutdown_timeout`
+/// to end by itself, then is cut with the reason said to the client (FATAL 57P01, as from a
+/// PostgreSQL server stopping); its end is recorded before the server exits, not left to the
+/// next instance as after a crash, and the upstream backend goes with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_open_at_sigterm_is_cut_and_its_end_recorded() {
+    let Some(base) = pg_base() else { return };
+    let up = Upstream::create(base).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pg_port = crate::harness::free_port();
+    let config = write_config(dir.path(), &up, pg_port);
+    let mut yaml = std::fs::read_to_string(&config).expect("read config");
+    yaml.push_str("shutdown_timeout: 1s\n");
+    std::fs::write(&config, yaml).expect("write config");
+    let s = start(dir.path(), &config, &up).await;
+    let http = reqwest::Client::new();
+    s.apply_policy(&http, POLICY).await;
+    let alice = s.api_token(&http, "alice").await;
+    let bob = s.api_token(&http, "bob").await;
+    alice_gets_read(&s, &alice, &bob).await;
+
+    let psql = tokio::process::Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={pg_port} dbname=orders user=alice sslmode=disable"
+        ))
+        .args(["-X", "-c", "SELECT pg_sleep(60)"])
+        .env("PGPASSWORD", &alice)
+        .env_remove("PGSERVICE")
+        .env_remove("PGPASSFILE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("psql is installed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.backends().await == 0 {
+        assert!(Instant::now() < deadline, "psql's session never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let stopping = Instant::now();
+    let status = s.terminate().await;
+    let took = stopping.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(
+        took >= Duration::from_secs(1),
+        "the session was not given its shutdown_timeout: exited after {took:?}"
+    );
+    let out = tokio::time::timeout(Duration::from_secs(10), psql.wait_with_output())
+        .await
+        .expect("psql ended with the server")
+        .expect("psql's output");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("was ended by a shutdown of the Sluice server"),
+        "psql was not told why: {said}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.backends().await > 0 {
+        assert!(Instant::now() < deadline, "the upstream backend lingers");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Recorded by the instance that stopped: there at once after a restart, and not as an
+    // orphan.
+    let s = start(dir.path(), &config, &up).await;
+    let ended = s.audit_entries(&http, Some("gateway.session.ended")).await;
+    assert_eq!(ended.len(), 1, "{ended:#?}");
+    assert_eq!(
+        ended[0]["details"]["reason"], "killed by a shutdown of the Sluice server",
+        "{ended:#?}"
+    );
+    assert!(ended[0]["details"]["orphaned"].is_null(), "{ended:#?}");
+    s.ok(Some(ADMIN_TOKEN), &["audit", "verify"]).await;
+}

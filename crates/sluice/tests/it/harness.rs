@@ -160,6 +160,21 @@ impl Serve {
         }
     }
 
+    /// SIGTERM, then waits (at most 30 s) for the process to exit; returns its status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-s", "TERM", &pid])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(sent, "kill -s TERM {pid}");
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exited within 30 s of SIGTERM")
+            .expect("exit status")
+    }
+
     /// SIGKILL: no graceful shutdown, no last checkpoint.
     pub async fn kill(mut self) {
         self.child.kill().await.expect("kill");

@@ -45,12 +45,10 @@ async fn upstream() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
     (port, rx)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ci_bot_refunds_through_the_binary() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (up_port, mut heads) = upstream().await;
-    let gw_port = free_port();
-    let config = dir.path().join("sluice.yaml");
+/// `sluice serve` with the config file declaring `payments-admin` on the upstream at
+/// `up_port`, the gateway on `gw_port`, and `more` (config lines).
+async fn serve_payments(dir: &std::path::Path, up_port: u16, gw_port: u16, more: &str) -> Serve {
+    let config = dir.join("sluice.yaml");
     std::fs::write(
         &config,
         format!(
@@ -59,16 +57,21 @@ http_services:
   - name: payments-admin
     upstream: http://127.0.0.1:{up_port}
     credential: {{ header: authorization, value_env: SLUICE_IT_PAYMENTS_CREDENTIAL }}
-"
+{more}"
         ),
     )
     .expect("write config");
-    let s = Serve::start_with_env(
-        dir.path(),
+    Serve::start_with_env(
+        dir,
         &["--config", config.to_str().expect("utf-8")],
         &[("SLUICE_IT_PAYMENTS_CREDENTIAL", "Bearer it-upstream-key")],
     )
-    .await;
+    .await
+}
+
+/// The example policy applied, and `ci-bot`'s token with its auto-approved ten-minute
+/// `refunds-admin` grant: (token, grant).
+async fn ci_bot_with_refunds(s: &Serve) -> (String, serde_json::Value) {
     let admin = Some(ADMIN_TOKEN);
     let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/policy.yaml");
     s.ok(admin, &["apply", "-f", policy, "--yes"]).await;
@@ -95,6 +98,17 @@ http_services:
         )
         .await;
     assert_eq!(grant["status"], "active", "{grant}");
+    (bot, grant)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ci_bot_refunds_through_the_binary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (up_port, mut heads) = upstream().await;
+    let gw_port = free_port();
+    let s = serve_payments(dir.path(), up_port, gw_port, "").await;
+    let admin = Some(ADMIN_TOKEN);
+    let (bot, grant) = ci_bot_with_refunds(&s).await;
 
     let http = reqwest::Client::new();
     let r = http
@@ -277,4 +291,54 @@ async fn services_declared_and_calls_killed_through_the_cli() {
     assert_eq!(r.status(), 404);
     let v = s.json(admin, &["gateway", "services"]).await;
     assert_eq!(v["services"], serde_json::json!([]), "{v}");
+}
+
+/// SIGTERM while a call waits for its upstream: the gateway lets it finish (within
+/// `shutdown_timeout`), the caller gets the upstream's answer, the call's record is written,
+/// and only then does the server exit, 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_in_flight_at_sigterm_is_answered_and_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (up_port, mut heads) = upstream().await;
+    let gw_port = free_port();
+    let s = serve_payments(dir.path(), up_port, gw_port, "shutdown_timeout: 20s\n").await;
+    let (bot, grant) = ci_bot_with_refunds(&s).await;
+    let url = format!("http://127.0.0.1:{gw_port}/payments-admin/v1/refunds/slow");
+    let waiting = tokio::spawn(async move {
+        let r = reqwest::Client::new()
+            .post(url)
+            .bearer_auth(bot)
+            .send()
+            .await?;
+        Ok::<_, reqwest::Error>((r.status().as_u16(), r.text().await?))
+    });
+    let head = heads.recv().await.expect("the upstream got the call");
+    assert!(head.starts_with("POST /v1/refunds/slow "), "{head}");
+
+    // The upstream answers 3 s after it got the call.
+    let status = s.terminate().await;
+    let answer = waiting.await.expect("joined");
+    assert!(
+        matches!(&answer, Ok((200, body)) if body == "ok"),
+        "the call in flight was cut by the shutdown: {answer:?}"
+    );
+    assert!(status.success(), "{status}");
+
+    // Its record was written before the exit: listed after a restart.
+    let s = serve_payments(dir.path(), up_port, gw_port, "").await;
+    let calls = s
+        .json(
+            Some(ADMIN_TOKEN),
+            &["gateway", "calls", "--service", "payments-admin"],
+        )
+        .await;
+    let slow = calls["calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["path"] == "/v1/refunds/slow")
+        .unwrap_or_else(|| panic!("the call is not listed: {calls}"));
+    assert_eq!(slow["status"], 200, "{slow}");
+    assert_eq!(slow["grant_id"], grant["id"], "{slow}");
+    s.ok(Some(ADMIN_TOKEN), &["audit", "verify"]).await;
 }
