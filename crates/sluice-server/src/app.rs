@@ -25,7 +25,7 @@ pub struct App(Arc<Inner>);
 pub struct Inner {
     pub store: Store,
     pub clock: Arc<dyn Clock>,
-    pub signer: AuditSigner,
+    pub signer: Arc<AuditSigner>,
     /// Policy and live grants, swapped whole after every change; readers never wait.
     pub access: ArcSwap<AccessSnapshot>,
     /// The store's access revision the current snapshot was loaded at.
@@ -130,7 +130,7 @@ impl App {
         Ok(App(Arc::new(Inner {
             store,
             clock,
-            signer,
+            signer: Arc::new(signer),
             access: ArcSwap::from_pointee(snapshot),
             access_rev: AtomicI64::new(revs.access),
             refresh_lock: tokio::sync::Mutex::new(std::collections::BTreeMap::new()),

@@ -217,6 +217,13 @@ impl Server {
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "checkpoint at start failed: {e}"),
             }
+            if self.audit.min_gap.is_zero() {
+                // PostgreSQL's batches sign the head inside their commit.
+                let (signer, clock) = (self.app.signer.clone(), self.app.clock.clone());
+                self.app
+                    .store
+                    .sign_commits_with(move |head| signer.sign(head, clock.now()));
+            }
             Some(tokio::spawn(checkpointer::run(self.app.clone())))
         } else {
             None

@@ -24,7 +24,8 @@
 //! takes the head's row lock and reads the head and the access revision in one call
 //! ([`HEAD_SQL`]), then chains every kept writer's entries on that head, gives out the access
 //! revisions its writers took (in their order), and writes the entries, their notifications,
-//! the new head and the revisions, and commits, in a second call. The lock is held for those
+//! the new head, its signed checkpoint (when a signer is set, see `CommitSigning`) and the
+//! revisions, and commits, in a second call. The lock is held for those
 //! two calls and the commit's flush. A writer whose reads rely on nothing changing under them
 //! until the commit (any read but one that locks the rows it reads, such as a request's
 //! lock) takes the head's lock at that read (see `WriteTx::conn`): from there to the commit
@@ -73,6 +74,23 @@ type Answer = oneshot::Sender<Result<Committed, StoreError>>;
 /// returns them and the statements that insert them and their notifications.
 pub(crate) type Chain =
     Box<dyn FnOnce(&ChainHead) -> Result<(Vec<AuditEntry>, String), StoreError> + Send>;
+
+/// PostgreSQL: signs the chain head a batch commits, inside the commit (see
+/// [`crate::Store::sign_commits_with`]).
+pub(crate) type SignHead = Arc<dyn Fn(&ChainHead) -> sluice_audit::Checkpoint + Send + Sync>;
+
+/// PostgreSQL: the signer, set once, and the newest checkpoint a batch committed.
+#[derive(Default)]
+pub(crate) struct CommitSigning {
+    pub(crate) signer: std::sync::OnceLock<SignHead>,
+    pub(crate) signed: tokio::sync::watch::Sender<Option<sluice_audit::Checkpoint>>,
+}
+
+impl std::fmt::Debug for CommitSigning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommitSigning")
+    }
+}
 
 /// A writer whose change is in the open transaction, waiting for the commit.
 struct Waiter {
@@ -128,6 +146,15 @@ impl std::fmt::Debug for Waiter {
 const HEAD_SQL: &str = "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash; \
      SELECT access_rev FROM sluice_state WHERE id = 1";
 
+/// PostgreSQL: the checkpoint a commit signs, stored only if the newest checkpoint is signed
+/// by the same key (or there is none): an instance started with another key (at the same
+/// moment as the first, before anything was signed) stores nothing here, and its checkpoint
+/// round refuses and says why. Returns `signed_seq` when stored.
+const SIGN_IN_COMMIT: &str = "INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) \
+     SELECT $1, $2, $3, $4, $5 \
+     WHERE COALESCE((SELECT key_id FROM audit_checkpoints ORDER BY seq DESC LIMIT 1), $4) = $4 \
+     ON CONFLICT (seq) DO NOTHING RETURNING seq AS signed_seq";
+
 /// PostgreSQL: begins a batch and opens its first writer's savepoint (two statements), at
 /// the front of the batch's first call.
 const BEGIN_PG: &str = "BEGIN; SAVEPOINT op";
@@ -160,6 +187,10 @@ struct Pg {
     changes: Arc<Changes>,
     /// Grants, principals or policy (`.0`) and flags (`.1`) moved in the open batch.
     moved: (bool, bool),
+    /// Signs the head each commit writes, when set.
+    signing: Arc<CommitSigning>,
+    /// The checkpoint the commit in progress writes.
+    signing_now: Option<sluice_audit::Checkpoint>,
 }
 
 #[derive(Debug)]
@@ -200,12 +231,15 @@ impl Batcher {
         conn: AnyConnection,
         pool: sqlx::AnyPool,
         changes: Arc<Changes>,
+        signing: Arc<CommitSigning>,
     ) -> Batcher {
         let pg = Pg {
             pool,
             broken: false,
             changes,
             moved: (false, false),
+            signing,
+            signing_now: None,
         };
         Self::start_with(conn, None, Some(pg))
     }
@@ -527,6 +561,8 @@ impl Batch {
             return Err(StoreError::Database("not a PostgreSQL batch".into()));
         };
         let (payload, flags) = (pg.changes.payload(pg.moved.0, pg.moved.1), pg.moved.1);
+        let signer = pg.signing.signer.get().cloned();
+        let from = head.seq;
         let mut rev = before;
         let mut sql = String::new();
         for w in &mut self.waiting {
@@ -554,13 +590,42 @@ impl Batch {
                 &format!("UPDATE sluice_state SET access_rev = {rev}{flags} WHERE id = 1"),
             );
         }
+        // The new head signed in its own commit: no unsigned tail, and no checkpoint
+        // transaction of its own after it. Checkpoints stay in `seq` order across instances,
+        // since every commit holds the head's lock here.
+        let signed = match signer {
+            Some(sign) if head.seq > from => {
+                let cp = sign(&head);
+                let mut insert = String::new();
+                crate::tx::inline(
+                    SIGN_IN_COMMIT,
+                    &[
+                        crate::tx::Arg::Int(cp.seq),
+                        crate::tx::Arg::Text(cp.hash.clone()),
+                        crate::tx::Arg::Int(sluice_core::clock::to_ms(cp.at)),
+                        crate::tx::Arg::Text(cp.key_id.clone()),
+                        crate::tx::Arg::Text(cp.signature.clone()),
+                    ],
+                    &mut insert,
+                );
+                push_statements(&mut sql, &insert);
+                Some(cp)
+            }
+            _ => None,
+        };
         // INVARIANT: the other instances are told in the transaction, so they hear of it at
         // commit and never of a batch that rolled back.
         push_statements(
             &mut sql,
             &crate::listen::commit_sql(head.seq, &head.hash, &payload),
         );
-        sqlx::Executor::execute(&mut self.conn, sql.as_str()).await?;
+        let rows = sqlx::Executor::fetch_all(&mut self.conn, sql.as_str()).await?;
+        let stored = rows
+            .iter()
+            .any(|r| sqlx::Row::try_get::<i64, _>(r, "signed_seq").is_ok());
+        if let Some(pg) = &mut self.pg {
+            pg.signing_now = signed.filter(|_| stored);
+        }
         Ok(())
     }
 
@@ -590,6 +655,13 @@ impl Batch {
         let waiting = std::mem::take(&mut self.waiting);
         if committed.is_err() {
             self.abort().await;
+        }
+        // Told before the writers are answered, so whoever learns of their commit finds it
+        // signed.
+        if let Some(pg) = &mut self.pg {
+            if let Some(cp) = pg.signing_now.take().filter(|_| committed.is_ok()) {
+                pg.signing.signed.send_replace(Some(cp));
+            }
         }
         Some((waiting, committed))
     }

@@ -87,6 +87,9 @@ pub struct Store {
     outbox_notify: std::sync::Arc<tokio::sync::Notify>,
     /// Other instances' commits, as heard through PostgreSQL `LISTEN` (see `listen`).
     changes: std::sync::Arc<listen::Changes>,
+    /// PostgreSQL: the batch's commit signer and its newest checkpoint (see
+    /// [`Store::sign_commits_with`]).
+    signing: std::sync::Arc<batch::CommitSigning>,
     /// Audit-only writes waiting to be grouped (see `records`).
     recorder: std::sync::Arc<records::Recorder>,
 }
@@ -190,6 +193,7 @@ impl Store {
                     router: Default::default(),
                     outbox_notify: Default::default(),
                     changes: std::sync::Arc::new(listen::Changes::new(None)),
+                    signing: Default::default(),
                     recorder: Default::default(),
                 }
             }
@@ -218,12 +222,14 @@ impl Store {
                     .connect(url)
                     .await?;
                 let changes = std::sync::Arc::new(listen::Changes::new(Some(url.to_owned())));
+                let signing = std::sync::Arc::new(batch::CommitSigning::default());
                 let pg_batch = if options.pg_batch {
                     let conn = pool.acquire().await?.detach();
                     Some(std::sync::Arc::new(batch::Batcher::start_pg(
                         conn,
                         pool.clone(),
                         changes.clone(),
+                        signing.clone(),
                     )))
                 } else {
                     None
@@ -239,6 +245,7 @@ impl Store {
                     router: Default::default(),
                     outbox_notify: Default::default(),
                     changes,
+                    signing,
                     recorder: Default::default(),
                 }
             }
@@ -273,6 +280,27 @@ impl Store {
     /// table for those.
     pub fn committed_audit(&self) -> tokio::sync::watch::Receiver<i64> {
         self.committed.subscribe()
+    }
+
+    /// PostgreSQL with batched writes: every batch commit also stores a checkpoint of the head
+    /// it writes, signed by `sign` while the commit holds the head's lock, so a batch leaves
+    /// no unsigned tail and needs no checkpoint transaction after it. Returns false (and
+    /// keeps nothing) elsewhere: SQLite's checkpoints already share the batch, and unbatched
+    /// PostgreSQL writes are signed after their commit. Set once; later calls change nothing.
+    pub fn sign_commits_with(
+        &self,
+        sign: impl Fn(&sluice_audit::ChainHead) -> sluice_audit::Checkpoint + Send + Sync + 'static,
+    ) -> bool {
+        self.pg_batch.is_some() && self.signing.signer.set(std::sync::Arc::new(sign)).is_ok()
+    }
+
+    /// The newest checkpoint a batch commit of this handle stored (see
+    /// [`Store::sign_commits_with`]); `None` until one did. It changes before the writers of
+    /// that batch are answered, so before [`Store::committed_audit`] does.
+    pub fn signed_in_commit(
+        &self,
+    ) -> tokio::sync::watch::Receiver<Option<sluice_audit::Checkpoint>> {
+        self.signing.signed.subscribe()
     }
 
     /// Is the database reachable?

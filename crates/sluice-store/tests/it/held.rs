@@ -288,3 +288,84 @@ async fn a_failed_writer_moves_no_counter() {
         store.close().await;
     }
 }
+
+/// PostgreSQL batches sign the head they commit inside that commit (see
+/// `Store::sign_commits_with`): once a write returns, a stored checkpoint covers it, and every
+/// checkpoint verifies against the chain, with failing writers among the batch's. SQLite signs
+/// in checkpoint rounds of its own (they share its batch), so its store keeps no signer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batches_sign_their_head_inside_the_commit() {
+    for db in backends().await {
+        let store = db.open().await;
+        setup(&store).await;
+        let signer = sluice_audit::AuditSigner::generate();
+        let verifier = signer.verifying_key();
+        let pg = db.backend == sluice_store::Backend::Postgres;
+        assert_eq!(store.sign_commits_with(move |h| signer.sign(h, t0())), pg);
+
+        let mut writers = tokio::task::JoinSet::new();
+        for i in 0..48 {
+            let store = store.clone();
+            writers.spawn(async move {
+                let dup = i % 7 == 3;
+                let stored = open(&store, &format!("req-s{i}"), dup).await;
+                let covered = match &stored {
+                    Ok(entries) => {
+                        let last = entries.last().map_or(0, |e| e.seq);
+                        let signed = store
+                            .latest_checkpoint()
+                            .await
+                            .expect("read")
+                            .map_or(0, |c| c.seq);
+                        Some((last, signed))
+                    }
+                    Err(_) => None,
+                };
+                (dup, stored.is_ok(), covered)
+            });
+        }
+        let mut kept = 0;
+        while let Some(w) = writers.join_next().await {
+            let (dup, ok, covered) = w.expect("writer");
+            assert_eq!(ok, !dup, "only the writers with a duplicate fail");
+            if let (true, Some((last, signed))) = (pg, covered) {
+                assert!(
+                    signed >= last,
+                    "a write (up to seq {last}) returned before a checkpoint covered it (signed {signed})"
+                );
+            }
+            kept += usize::from(ok);
+        }
+        assert_eq!(kept, 41);
+
+        let head = store.audit_head().await.expect("head");
+        let stored = store.audit_page(0, 1000).await.expect("entries");
+        let checkpoints = store.checkpoints().await.expect("checkpoints");
+        if pg {
+            assert_eq!(
+                checkpoints.last().map(|c| c.seq),
+                Some(head.seq),
+                "{checkpoints:?}"
+            );
+            assert_eq!(
+                *store.signed_in_commit().borrow(),
+                checkpoints.last().cloned()
+            );
+        } else {
+            assert!(checkpoints.is_empty(), "{checkpoints:?}");
+        }
+        let report = sluice_audit::verify(&stored, &checkpoints, Some(&verifier), Some(&head));
+        assert!(report.ok(), "{:?}", report.problems);
+
+        if pg {
+            // Another handle on the database signing with another key (an instance started
+            // with the wrong key): its commits go in, and store no checkpoint.
+            let other = db.open().await;
+            let wrong = sluice_audit::AuditSigner::generate();
+            assert!(other.sign_commits_with(move |h| wrong.sign(h, t0())));
+            open(&other, "req-other", false).await.expect("write");
+            assert_eq!(store.checkpoints().await.expect("checkpoints"), checkpoints);
+            assert!(other.signed_in_commit().borrow().is_none());
+        }
+    }
+}
