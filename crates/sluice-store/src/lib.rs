@@ -92,6 +92,8 @@ pub struct Store {
     signing: std::sync::Arc<batch::CommitSigning>,
     /// Audit-only writes waiting to be grouped (see `records`).
     recorder: std::sync::Arc<records::Recorder>,
+    /// PostgreSQL: the active requests as last read (see `state::ActiveCache`).
+    active_cache: std::sync::Arc<state::ActiveCache>,
 }
 
 /// How long the store lets the database make it wait.
@@ -195,6 +197,7 @@ impl Store {
                     changes: std::sync::Arc::new(listen::Changes::new(None)),
                     signing: Default::default(),
                     recorder: Default::default(),
+                    active_cache: Default::default(),
                 }
             }
             Backend::Postgres => {
@@ -247,6 +250,7 @@ impl Store {
                     changes,
                     signing,
                     recorder: Default::default(),
+                    active_cache: Default::default(),
                 }
             }
         };

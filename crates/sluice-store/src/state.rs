@@ -1,5 +1,7 @@
 use crate::{get, Backend, PrincipalRow, Store, StoreError};
 use sluice_core::access::AccessRequest;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// The change counters (see migration 0002): an instance reloads what moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,7 +74,80 @@ pub struct AccessState {
     /// groups of their last sign-in or refresh.
     pub idp_members: Vec<(String, Vec<String>)>,
     /// Every request recorded as active.
-    pub active: Vec<AccessRequest>,
+    pub active: Vec<Arc<AccessRequest>>,
+}
+
+/// PostgreSQL: the active requests as last read, each with the version of its row (`xmin`,
+/// the transaction that wrote it: any change to the row gives it another). An instance
+/// reloads its access snapshot after every other instance's change, and with thousands of
+/// grants reading and parsing every body each time took most of its processor (see
+/// BENCHMARKS.md, "Other instances' changes read incrementally"); so each read lists the
+/// active rows' ids and versions, and fetches and parses only the bodies it does not hold.
+#[derive(Debug, Default)]
+pub(crate) struct ActiveCache(Mutex<HashMap<String, (String, Arc<AccessRequest>)>>);
+
+/// Bodies fetched per statement at most.
+const BODIES_PER_READ: usize = 500;
+
+impl ActiveCache {
+    /// The active requests as `tx` sees them (one repeatable-read view, so the list and the
+    /// bodies agree).
+    async fn read(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ) -> Result<Vec<Arc<AccessRequest>>, StoreError> {
+        let listed: Vec<(String, String)> =
+            sqlx::query("SELECT id, xmin::text AS v FROM requests WHERE status = 'active'")
+                .fetch_all(&mut **tx)
+                .await?
+                .iter()
+                .map(|r| Ok::<_, StoreError>((get(r, "id")?, get(r, "v")?)))
+                .collect::<Result<_, _>>()?;
+        // What is held at the listed version is kept; the rest is fetched.
+        let mut have: HashMap<String, (String, Arc<AccessRequest>)> =
+            HashMap::with_capacity(listed.len());
+        let mut wanted = Vec::new();
+        {
+            let held = self.lock();
+            for (id, v) in &listed {
+                match held.get(id) {
+                    Some((version, r)) if version == v => {
+                        have.insert(id.clone(), (v.clone(), r.clone()));
+                    }
+                    _ => wanted.push(id.as_str()),
+                }
+            }
+        }
+        for ids in wanted.chunks(BODIES_PER_READ) {
+            let mut sql =
+                String::from("SELECT id, xmin::text AS v, body FROM requests WHERE id IN (");
+            for (i, id) in ids.iter().enumerate() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                crate::tx::inline("$1", &[crate::tx::Arg::Text((*id).to_owned())], &mut sql);
+            }
+            sql.push(')');
+            for r in sqlx::Executor::fetch_all(&mut **tx, sql.as_str()).await? {
+                let request = Arc::new(crate::requests::request(&r)?);
+                have.insert(get(&r, "id")?, (get(&r, "v")?, request));
+            }
+        }
+        let mut active = Vec::with_capacity(listed.len());
+        for (id, _) in &listed {
+            // INVARIANT: the view lists it, so the same view holds its body.
+            let (_, r) = have.get(id).ok_or_else(|| {
+                StoreError::Corrupt(format!("active request {id} vanished within one read"))
+            })?;
+            active.push(r.clone());
+        }
+        *self.lock() = have;
+        Ok(active)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Arc<AccessRequest>)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Store {
@@ -115,12 +190,15 @@ impl Store {
         .iter()
         .map(crate::principals::idp_member)
         .collect::<Result<_, _>>()?;
-        let active = sqlx::query("SELECT body FROM requests WHERE status = 'active'")
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(crate::requests::request)
-            .collect::<Result<_, _>>()?;
+        let active = match self.backend() {
+            Backend::Postgres => self.active_cache.read(&mut tx).await?,
+            Backend::Sqlite => sqlx::query("SELECT body FROM requests WHERE status = 'active'")
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| crate::requests::request(r).map(Arc::new))
+                .collect::<Result<_, _>>()?,
+        };
         tx.rollback().await?;
         Ok(AccessState {
             revs,

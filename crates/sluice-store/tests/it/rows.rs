@@ -427,3 +427,77 @@ async fn the_access_state_is_one_consistent_view() {
         store.close().await;
     }
 }
+
+/// Each read of the access state sees every change since the last one — a grant extended,
+/// one added, one ended — though PostgreSQL's reads fetch again only the requests whose row
+/// changed, and a second handle (another instance) sees the changes of the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_state_follows_every_change_to_the_requests_it_read() {
+    for db in backends().await {
+        let store = db.open().await;
+        let other = db.open().await;
+        let write = |r: sluice_core::access::AccessRequest, new: bool| {
+            let store = store.clone();
+            async move {
+                let mut tx = store.begin().await.expect("begin");
+                if new {
+                    tx.insert_request(&r).await.expect("insert");
+                } else {
+                    tx.update_request(&r).await.expect("update");
+                }
+                tx.bump_access().await.expect("bump");
+                tx.audit(t0(), entry("test.grant")).await.expect("audit");
+                tx.commit().await.expect("commit");
+            }
+        };
+        let expiries = |state: &sluice_store::AccessState| {
+            let mut v: Vec<(String, Option<chrono::DateTime<chrono::Utc>>)> = state
+                .active
+                .iter()
+                .map(|r| (r.id.clone(), r.expires_at))
+                .collect();
+            v.sort();
+            v
+        };
+        let a = activated(pending("req-a", "dave", t0()), "bob", t0());
+        let b = activated(pending("req-b", "erin", t0()), "bob", t0());
+        write(a.clone(), true).await;
+        write(b.clone(), true).await;
+        for s in [&store, &other] {
+            let state = s.access_state().await.expect("state");
+            assert_eq!(
+                expiries(&state),
+                vec![
+                    ("req-a".into(), a.expires_at),
+                    ("req-b".into(), b.expires_at)
+                ],
+                "{:?}",
+                db.backend
+            );
+        }
+
+        let mut longer = a.clone();
+        longer.expires_at = a.expires_at.map(|e| e + chrono::TimeDelta::hours(2));
+        write(longer.clone(), false).await;
+        let c = activated(pending("req-c", "dave", t0()), "bob", t0());
+        write(c.clone(), true).await;
+        let mut ended = b.clone();
+        ended.status = sluice_core::access::RequestStatus::Revoked;
+        write(ended, false).await;
+        for s in [&store, &other] {
+            let state = s.access_state().await.expect("state");
+            assert_eq!(
+                expiries(&state),
+                vec![
+                    ("req-a".into(), longer.expires_at),
+                    ("req-c".into(), c.expires_at)
+                ],
+                "{:?}",
+                db.backend
+            );
+            assert_eq!(state.revs.access, 5, "{:?}", db.backend);
+        }
+        store.close().await;
+        other.close().await;
+    }
+}
