@@ -149,11 +149,22 @@ const HEAD_SQL: &str = "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING s
 /// PostgreSQL: the checkpoint a commit signs, stored only if the newest checkpoint is signed
 /// by the same key (or there is none): an instance started with another key (at the same
 /// moment as the first, before anything was signed) stores nothing here, and its checkpoint
-/// round refuses and says why. Returns `signed_seq` when stored.
-const SIGN_IN_COMMIT: &str = "INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) \
-     SELECT $1, $2, $3, $4, $5 \
-     WHERE COALESCE((SELECT key_id FROM audit_checkpoints ORDER BY seq DESC LIMIT 1), $4) = $4 \
-     ON CONFLICT (seq) DO NOTHING RETURNING seq AS signed_seq";
+/// round refuses and says why. Returns `signed_seq` when stored. Values are written in as
+/// literals (the statement rides in a simple-protocol call).
+fn sign_in_commit_sql(cp: &sluice_audit::Checkpoint) -> String {
+    let quote = |t: &str| format!("'{}'", t.replace('\'', "''"));
+    let key = quote(&cp.key_id);
+    format!(
+        "INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) \
+         SELECT {seq}, {hash}, {at}, {key}, {signature} \
+         WHERE COALESCE((SELECT key_id FROM audit_checkpoints ORDER BY seq DESC LIMIT 1), {key}) = {key} \
+         ON CONFLICT (seq) DO NOTHING RETURNING seq AS signed_seq",
+        seq = cp.seq,
+        hash = quote(&cp.hash),
+        at = sluice_core::clock::to_ms(cp.at),
+        signature = quote(&cp.signature),
+    )
+}
 
 /// PostgreSQL: begins a batch and opens its first writer's savepoint (two statements), at
 /// the front of the batch's first call.
@@ -596,18 +607,7 @@ impl Batch {
         let signed = match signer {
             Some(sign) if head.seq > from => {
                 let cp = sign(&head);
-                let mut insert = String::new();
-                crate::tx::inline(
-                    SIGN_IN_COMMIT,
-                    &[
-                        crate::tx::Arg::Int(cp.seq),
-                        crate::tx::Arg::Text(cp.hash.clone()),
-                        crate::tx::Arg::Int(sluice_core::clock::to_ms(cp.at)),
-                        crate::tx::Arg::Text(cp.key_id.clone()),
-                        crate::tx::Arg::Text(cp.signature.clone()),
-                    ],
-                    &mut insert,
-                );
+                let insert = sign_in_commit_sql(&cp);
                 push_statements(&mut sql, &insert);
                 Some(cp)
             }

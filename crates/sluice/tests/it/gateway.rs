@@ -94,6 +94,16 @@ impl Upstream {
         format!("{root}/{}", self.dbname)
     }
 
+    /// Waits (at most 10 s) until the number of the role's backends satisfies `ok`; `what`
+    /// says what failed otherwise.
+    async fn wait_for_backends(&self, ok: impl Fn(i64) -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ok(self.backends().await) {
+            assert!(Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Backends of the gateway's role, from `pg_stat_activity`.
     async fn backends(&self) -> i64 {
         let mut admin = sqlx::PgConnection::connect(&self.base)
@@ -141,6 +151,22 @@ databases:
 
 pub(crate) async fn start(dir: &Path, config: &str, up: &Upstream) -> Serve {
     Serve::start_with_env(dir, &["--config", config], &[(PW_VAR, &up.password)]).await
+}
+
+/// Starts the server, applies the policy and gives Alice an approved `orders-db-read`:
+/// (server, HTTP client, Alice's token).
+async fn start_with_alices_grant(
+    dir: &Path,
+    config: &str,
+    up: &Upstream,
+) -> (Serve, reqwest::Client, String) {
+    let s = start(dir, config, up).await;
+    let http = reqwest::Client::new();
+    s.apply_policy(&http, POLICY).await;
+    let alice = s.api_token(&http, "alice").await;
+    let bob = s.api_token(&http, "bob").await;
+    alice_gets_read(&s, &alice, &bob).await;
+    (s, http, alice)
 }
 
 /// Alice asks for `orders-db-read`, Bob approves it, through the CLI; returns the grant id.
@@ -336,12 +362,7 @@ async fn a_session_start_survives_a_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pg_port = crate::harness::free_port();
     let config = write_config(dir.path(), &up, pg_port);
-    let s = start(dir.path(), &config, &up).await;
-    let http = reqwest::Client::new();
-    s.apply_policy(&http, POLICY).await;
-    let alice = s.api_token(&http, "alice").await;
-    let bob = s.api_token(&http, "bob").await;
-    alice_gets_read(&s, &alice, &bob).await;
+    let (s, http, alice) = start_with_alices_grant(dir.path(), &config, &up).await;
 
     // A live session: admitted (so its start was committed before AuthenticationOk).
     let opts = sqlx::postgres::PgConnectOptions::new()
@@ -371,11 +392,8 @@ async fn a_session_start_survives_a_sigkill() {
     assert!(gone.is_err(), "the session outlived its gateway");
     drop(conn);
     // The upstream backend does not outlive the gateway's connection either.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while up.backends().await > 0 {
-        assert!(Instant::now() < deadline, "the upstream backend lingers");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    up.wait_for_backends(|n| n == 0, "the upstream backend lingers")
+        .await;
 
     let s = start(dir.path(), &config, &up).await;
     let entries = s.audit_entries(&http, Some("gateway.session")).await;
@@ -464,12 +482,7 @@ async fn a_session_open_at_sigterm_is_cut_and_its_end_recorded() {
     let mut yaml = std::fs::read_to_string(&config).expect("read config");
     yaml.push_str("shutdown_timeout: 1s\n");
     std::fs::write(&config, yaml).expect("write config");
-    let s = start(dir.path(), &config, &up).await;
-    let http = reqwest::Client::new();
-    s.apply_policy(&http, POLICY).await;
-    let alice = s.api_token(&http, "alice").await;
-    let bob = s.api_token(&http, "bob").await;
-    alice_gets_read(&s, &alice, &bob).await;
+    let (s, http, alice) = start_with_alices_grant(dir.path(), &config, &up).await;
 
     let psql = tokio::process::Command::new("psql")
         .arg(format!(
@@ -484,11 +497,8 @@ async fn a_session_open_at_sigterm_is_cut_and_its_end_recorded() {
         .kill_on_drop(true)
         .spawn()
         .expect("psql is installed");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while up.backends().await == 0 {
-        assert!(Instant::now() < deadline, "psql's session never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    up.wait_for_backends(|n| n > 0, "psql's session never started")
+        .await;
 
     let stopping = Instant::now();
     let status = s.terminate().await;
@@ -508,11 +518,8 @@ async fn a_session_open_at_sigterm_is_cut_and_its_end_recorded() {
         said.contains("was ended by a shutdown of the Sluice server"),
         "psql was not told why: {said}"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while up.backends().await > 0 {
-        assert!(Instant::now() < deadline, "the upstream backend lingers");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    up.wait_for_backends(|n| n == 0, "the upstream backend lingers")
+        .await;
 
     // Recorded by the instance that stopped: there at once after a restart, and not as an
     // orphan.
