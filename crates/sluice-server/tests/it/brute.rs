@@ -217,7 +217,10 @@ async fn verifying_a_guess_takes_as_long_whatever_it_shares_with_a_real_token(b:
         );
         eprintln!("measurement {attempt}: a 10% slower path shows only as P = {p:.3}; again");
     }
-    // The store path: one lookup per sample, alternating.
+    // The store path: a sample is the fastest of three lookups (of three guesses of the same
+    // kind), alternating: as in memory, the minimum drops the time other tests running beside
+    // this one add (alone it made no difference; under the whole suite's load one run in a
+    // few came out at P = 0.70).
     let (mut near_db, mut far_db) = (Vec::new(), Vec::new());
     for round in 0..600 {
         let mut pair = [
@@ -228,18 +231,21 @@ async fn verifying_a_guess_takes_as_long_whatever_it_shares_with_a_real_token(b:
             pair.reverse();
         }
         for (make, out) in pair {
-            let t = make();
-            let started = Instant::now();
-            let found = s
-                .app
-                .store
-                .token_by_hash(&t.hash(), now)
-                .await
-                .expect("lookup");
-            let took = started.elapsed().as_nanos() as f64;
-            assert!(found.is_none());
+            let mut fastest = f64::MAX;
+            for _ in 0..3 {
+                let t = make();
+                let started = Instant::now();
+                let found = s
+                    .app
+                    .store
+                    .token_by_hash(&t.hash(), now)
+                    .await
+                    .expect("lookup");
+                fastest = fastest.min(started.elapsed().as_nanos() as f64);
+                assert!(found.is_none());
+            }
             if round >= 20 {
-                out.push(took);
+                out.push(fastest);
             }
         }
     }
