@@ -24,6 +24,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
+const USAGE: &str =
+    "bench_instances: audited writes, decisions and OFREP with one and two instances on
+PostgreSQL against SQLite in the same run, and propagation between instances.
+
+Options (each takes a value):
+  --sluice PATH    the sluice binary (default target/release/sluice)
+  --pg URL         PostgreSQL (default: $SLUICE_TEST_DATABASE_URL)
+  --runs N         runs of each configuration (default 3; the table shows medians)
+  --pairs N        request+approve pairs per run (default 600)
+  --tasks N        concurrent clients (default 16)
+  --secs N         seconds of decisions and of OFREP per run (default 3)
+  --trials N       propagation trials (default 100)
+  --only WHAT      all | throughput | propagation (default all)
+  --configs LIST   throughput configurations to run, e.g. 0,3 (0 SQLite, 1 and 2 PostgreSQL
+                   without batching with 1 and 2 instances, 3 and 4 PostgreSQL with 1 and 2)";
+
 const ADMIN: &str = "slu_api_00000000000000000000000000000000000000000000000000000000000000ad";
 const REQUESTERS: usize = 32;
 const LEADS: usize = 8;
@@ -53,6 +69,10 @@ fn opts() -> anyhow::Result<Opts> {
         configs: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        std::process::exit(0);
+    }
     for w in args.chunks(2) {
         let v = w.get(1).context("every option takes a value")?;
         match w[0].as_str() {
