@@ -34,6 +34,9 @@ pub struct Inner {
     /// can never overwrite it. Holds the local changes applied past a gap in the revisions
     /// (a change committed earlier whose writer has not applied it yet), by revision.
     refresh_lock: tokio::sync::Mutex<std::collections::BTreeMap<i64, Vec<AccessRequest>>>,
+    /// What the cached tokens' callers were made of at the last full reload (see
+    /// [`CallersBasis`]).
+    callers_basis: std::sync::Mutex<Option<CallersBasis>>,
     /// Compiled flags per environment, swapped whole on change; evaluation never waits.
     pub flags: ArcSwap<FlagSnapshots>,
     flags_rev: AtomicI64,
@@ -134,6 +137,7 @@ impl App {
             access: ArcSwap::from_pointee(snapshot),
             access_rev: AtomicI64::new(revs.access),
             refresh_lock: tokio::sync::Mutex::new(std::collections::BTreeMap::new()),
+            callers_basis: std::sync::Mutex::new(None),
             flags: ArcSwap::from_pointee(flags),
             flags_rev: AtomicI64::new(revs.flags),
             flags_lock: tokio::sync::Mutex::new(()),
@@ -292,7 +296,16 @@ impl App {
         let state = self.store.access_state().await?;
         let snap = build_snapshot(&state)?;
         self.access.store(Arc::new(snap));
-        self.tokens.clear();
+        // Authenticated tokens stay cached unless what they stand on moved: with several
+        // instances a reload follows every grant another one writes, and emptying the cache
+        // each time sent nearly every request to the store (BENCHMARKS.md).
+        let callers = CallersBasis::of(&state);
+        let mut basis = self.callers_basis.lock().unwrap_or_else(|e| e.into_inner());
+        if basis.as_ref() != Some(&callers) {
+            self.tokens.clear();
+            *basis = Some(callers);
+        }
+        drop(basis);
         self.access_rev.store(state.revs.access, Ordering::Release);
         ahead.clear();
         Ok(())
@@ -423,6 +436,28 @@ impl Drop for Installing<'_> {
             .position(|(e, r)| *e == self.environment && *r == self.revision)
         {
             marked.swap_remove(i);
+        }
+    }
+}
+
+/// What an authenticated token's caller (see `auth::identify`) is made of, besides the token
+/// row itself: the policy (which principals exist, who is an administrator), the principals,
+/// the identity provider's groups, and revocations.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct CallersBasis {
+    policy: Option<i64>,
+    principals: Vec<sluice_store::PrincipalRow>,
+    idp_members: Vec<(String, Vec<String>)>,
+    revoked_tokens: i64,
+}
+
+impl CallersBasis {
+    fn of(state: &sluice_store::AccessState) -> Self {
+        CallersBasis {
+            policy: state.policy.as_ref().map(|(v, _)| *v),
+            principals: state.principals.clone(),
+            idp_members: state.idp_members.clone(),
+            revoked_tokens: state.revoked_tokens,
         }
     }
 }

@@ -75,6 +75,10 @@ pub struct AccessState {
     pub idp_members: Vec<(String, Vec<String>)>,
     /// Every request recorded as active.
     pub active: Vec<Arc<AccessRequest>>,
+    /// How many tokens were ever revoked (a token is revoked once and never deleted, so any
+    /// revocation moves it): with the policy, principals and identity-provider groups, what
+    /// an authenticated token's standing depends on.
+    pub revoked_tokens: i64,
 }
 
 /// PostgreSQL: the active requests as last read, each with the version of its row (`xmin`,
@@ -199,6 +203,12 @@ impl Store {
                 .map(|r| crate::requests::request(r).map(Arc::new))
                 .collect::<Result<_, _>>()?,
         };
+        let revoked_tokens: i64 = get(
+            &sqlx::query("SELECT COUNT(revoked_at) AS n FROM tokens")
+                .fetch_one(&mut *tx)
+                .await?,
+            "n",
+        )?;
         tx.rollback().await?;
         Ok(AccessState {
             revs,
@@ -206,6 +216,7 @@ impl Store {
             principals,
             idp_members,
             active,
+            revoked_tokens,
         })
     }
 }

@@ -355,7 +355,64 @@ fn closed_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
+/// A full reload of the access snapshot (what every change of another instance brings)
+/// keeps the authenticated tokens cached when nothing a caller stands on moved, and empties
+/// the cache when a token was revoked: a revocation elsewhere still reaches the next request
+/// here, and a grant elsewhere no longer sends every request to the store.
+async fn a_reload_keeps_cached_tokens_unless_one_was_revoked(b: Backend) {
+    let s = crate::server!(b);
+    let (st, other) = s
+        .post(
+            ADMIN_TOKEN,
+            "/v1/tokens",
+            serde_json::json!({"principal": "bob", "name": "other"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{other}");
+    let other_id = other["id"].as_str().expect("id").to_owned();
+    let real = s.token("alice").await;
+    let (st, _) = s.get(&real, "/v1/whoami").await;
+    assert_eq!(st, StatusCode::OK);
+    let key = s.app.tokens.key(&SecretToken::from_presented(&real));
+    let now = s.clock_now();
+    assert!(
+        s.app.tokens.get(key, now).is_some(),
+        "cached by the request"
+    );
+
+    // A write that moves the access revision and nothing of the callers', behind this
+    // instance's back (as another instance's grant would), then the reload it brings.
+    let mut tx = s.app.store.begin().await.expect("begin");
+    tx.bump_access().await.expect("bump");
+    tx.audit(now, sluice_store::NewEntry::new("test", "test.moved"))
+        .await
+        .expect("audit");
+    tx.commit().await.expect("commit");
+    s.app.refresh().await.expect("reload");
+    assert!(
+        s.app.tokens.get(key, now).is_some(),
+        "a reload that moved nothing of the callers' emptied the token cache"
+    );
+
+    // Another token revoked behind its back: the next reload empties the cache.
+    let mut tx = s.app.store.begin().await.expect("begin");
+    tx.bump_access().await.expect("bump");
+    assert!(tx.revoke_token(&other_id, now).await.expect("revoke"));
+    tx.audit(now, sluice_store::NewEntry::new("test", "token.revoked"))
+        .await
+        .expect("audit");
+    tx.commit().await.expect("commit");
+    s.app.refresh().await.expect("reload");
+    assert!(
+        s.app.tokens.get(key, now).is_none(),
+        "a revocation did not empty the token cache"
+    );
+    let (st, _) = s.get(&real, "/v1/whoami").await;
+    assert_eq!(st, StatusCode::OK, "the unrevoked token still works");
+}
+
 backend_tests!(
+    a_reload_keeps_cached_tokens_unless_one_was_revoked,
     a_guesser_is_slowed_then_refused_and_audited_once_per_minute,
     verifying_a_guess_takes_as_long_whatever_it_shares_with_a_real_token,
     sign_in_requests_over_their_rate_are_refused_per_source_and_audited,
