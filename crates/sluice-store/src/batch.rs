@@ -152,17 +152,16 @@ const HEAD_SQL: &str = "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING s
 /// round refuses and says why. Returns `signed_seq` when stored. Values are written in as
 /// literals (the statement rides in a simple-protocol call).
 fn sign_in_commit_sql(cp: &sluice_audit::Checkpoint) -> String {
-    let quote = |t: &str| format!("'{}'", t.replace('\'', "''"));
-    let key = quote(&cp.key_id);
+    let key = crate::literal(&cp.key_id);
     format!(
         "INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) \
          SELECT {seq}, {hash}, {at}, {key}, {signature} \
          WHERE COALESCE((SELECT key_id FROM audit_checkpoints ORDER BY seq DESC LIMIT 1), {key}) = {key} \
          ON CONFLICT (seq) DO NOTHING RETURNING seq AS signed_seq",
         seq = cp.seq,
-        hash = quote(&cp.hash),
+        hash = crate::literal(&cp.hash),
         at = sluice_core::clock::to_ms(cp.at),
-        signature = quote(&cp.signature),
+        signature = crate::literal(&cp.signature),
     )
 }
 

@@ -409,6 +409,14 @@ fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
     }
 }
 
+/// `text` as a PostgreSQL string literal, for statements sent with their values written in:
+/// between single quotes, every quote doubled. Taken as it is because every connection runs
+/// with `standard_conforming_strings = on` (set on connect), where a backslash is an
+/// ordinary character.
+pub(crate) fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 pub(crate) fn get<'r, T>(row: &'r AnyRow, col: &str) -> Result<T, StoreError>
 where
     T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,

@@ -35,13 +35,12 @@ pub(crate) const NOTIFY_SQL: &str = "UPDATE audit_head SET seq = $1, hash = $2 \
 /// batch, in one simple-protocol call. The hash is hex and the payload is made here, but both
 /// are quoted as any text would be (see `tx::inline`).
 pub(crate) fn commit_sql(seq: i64, hash: &str, payload: &str) -> String {
-    let quote = |t: &str| format!("'{}'", t.replace('\'', "''"));
     format!(
         "UPDATE audit_head SET seq = {seq}, hash = {} \
          FROM (SELECT pg_notify('sluice_' || left(md5(current_schema()), 16), {})) AS n \
          WHERE id = 1; COMMIT",
-        quote(hash),
-        quote(payload)
+        crate::literal(hash),
+        crate::literal(payload)
     )
 }
 

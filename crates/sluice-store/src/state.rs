@@ -100,51 +100,43 @@ impl ActiveCache {
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     ) -> Result<Vec<Arc<AccessRequest>>, StoreError> {
-        let listed: Vec<(String, String)> =
+        let listed =
             sqlx::query("SELECT id, xmin::text AS v FROM requests WHERE status = 'active'")
                 .fetch_all(&mut **tx)
-                .await?
-                .iter()
-                .map(|r| Ok::<_, StoreError>((get(r, "id")?, get(r, "v")?)))
-                .collect::<Result<_, _>>()?;
-        // What is held at the listed version is kept; the rest is fetched.
-        let mut have: HashMap<String, (String, Arc<AccessRequest>)> =
-            HashMap::with_capacity(listed.len());
+                .await?;
+        // What is held at the listed version is kept (moved out of the cache, which a read
+        // running meanwhile then finds empty: it fetches everything, as a first read does);
+        // the rest is fetched.
+        let mut held = std::mem::take(&mut *self.lock());
+        let mut have = HashMap::with_capacity(listed.len());
         let mut wanted = Vec::new();
-        {
-            let held = self.lock();
-            for (id, v) in &listed {
-                match held.get(id) {
-                    Some((version, r)) if version == v => {
-                        have.insert(id.clone(), (v.clone(), r.clone()));
-                    }
-                    _ => wanted.push(id.as_str()),
+        for row in &listed {
+            let (id, v): (String, String) = (get(row, "id")?, get(row, "v")?);
+            match held.remove(&id) {
+                Some(entry) if entry.0 == v => {
+                    have.insert(id, entry);
                 }
+                _ => wanted.push(crate::literal(&id)),
             }
         }
+        drop(held);
         for ids in wanted.chunks(BODIES_PER_READ) {
-            let mut sql =
-                String::from("SELECT id, xmin::text AS v, body FROM requests WHERE id IN (");
-            for (i, id) in ids.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                crate::tx::inline("$1", &[crate::tx::Arg::Text((*id).to_owned())], &mut sql);
-            }
-            sql.push(')');
+            let sql = format!(
+                "SELECT id, xmin::text AS v, body FROM requests WHERE id IN ({})",
+                ids.join(", ")
+            );
             for r in sqlx::Executor::fetch_all(&mut **tx, sql.as_str()).await? {
                 let request = Arc::new(crate::requests::request(&r)?);
                 have.insert(get(&r, "id")?, (get(&r, "v")?, request));
             }
         }
-        let mut active = Vec::with_capacity(listed.len());
-        for (id, _) in &listed {
-            // INVARIANT: the view lists it, so the same view holds its body.
-            let (_, r) = have.get(id).ok_or_else(|| {
-                StoreError::Corrupt(format!("active request {id} vanished within one read"))
-            })?;
-            active.push(r.clone());
+        // INVARIANT: the view lists each, so the same view holds its body.
+        if have.len() != listed.len() {
+            return Err(StoreError::Corrupt(
+                "active requests vanished within one read".into(),
+            ));
         }
+        let active = have.values().map(|(_, r)| r.clone()).collect();
         *self.lock() = have;
         Ok(active)
     }
