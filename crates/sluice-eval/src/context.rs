@@ -156,12 +156,14 @@ impl Context {
 
     /// A top-level attribute whose name hashes to `hash` (see [`key_hash`]).
     pub(crate) fn get_hashed(&self, hash: u64, key: &str) -> Option<&Value> {
+        // Bytes, not `str` slices: `names` is only cut at the boundaries `slots` record, so
+        // the check that a cut falls on a character boundary is not needed.
+        let names = self.names.as_bytes();
         let i = self.slots.iter().position(|s| {
             s.hash == hash
-                && self
-                    .names
-                    .get(s.start as usize..(s.start + s.len) as usize)
-                    .is_some_and(|n| n == key)
+                && names
+                    .get(s.start as usize..(s.start as usize).saturating_add(s.len as usize))
+                    .is_some_and(|n| n == key.as_bytes())
         })?;
         self.values.get(i)
     }

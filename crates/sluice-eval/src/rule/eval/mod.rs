@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use serde_json::{Number, Value};
 
-use super::{Node, Special, Var, VarPath};
+use super::{Node, Segment, Special, Var, VarPath};
 use crate::context::Context;
 
 /// What a rule is evaluated with.
@@ -115,7 +115,20 @@ fn truthy_of<'a>(node: &'a Node, env: &Env<'a>, scope: Scope<'a>) -> bool {
     }
 }
 
+/// Evaluates `node`. Literals and context attributes, most of what operators read, are
+/// answered without entering [`eval_compound`], whose frame (saved registers, a large stack
+/// area for the operators inlined into it) cost more than such an operand itself.
+#[inline]
 pub(crate) fn eval<'a>(node: &'a Node, env: &Env<'a>, scope: Scope<'a>) -> Cow<'a, Value> {
+    match node {
+        Node::Lit(v) | Node::Variant { lit: v, .. } => Cow::Borrowed(v),
+        Node::Var(var) => eval_var(var, env, scope),
+        _ => eval_compound(node, env, scope),
+    }
+}
+
+#[inline(never)]
+fn eval_compound<'a>(node: &'a Node, env: &Env<'a>, scope: Scope<'a>) -> Cow<'a, Value> {
     match node {
         Node::Lit(v) | Node::Variant { lit: v, .. } => Cow::Borrowed(v),
         Node::Var(var) => eval_var(var, env, scope),
@@ -139,15 +152,49 @@ pub(crate) fn eval<'a>(node: &'a Node, env: &Env<'a>, scope: Scope<'a>) -> Cow<'
     }
 }
 
+/// `var`. The common form, a dotted path read from the context, is looked up here; the
+/// others (the whole data, `$flagd`, an item of `map`/`filter`/..., a computed path) in
+/// [`find_var`].
+#[inline(never)]
 fn eval_var<'a>(var: &'a Var, env: &Env<'a>, scope: Scope<'a>) -> Cow<'a, Value> {
-    let found: Option<Cow<'a, Value>> = match &var.path {
+    let found: Option<Cow<'a, Value>> = match (&var.path, scope) {
+        (
+            VarPath::Static {
+                segments,
+                special: None,
+            },
+            Scope::Root(ctx),
+        ) => attribute(ctx, segments).map(Cow::Borrowed),
+        _ => find_var(var, env, scope),
+    };
+    match found {
+        Some(v) if !v.is_null() => v,
+        _ => match &var.default {
+            Some(d) => eval(d, env, scope),
+            None => Cow::Owned(Value::Null),
+        },
+    }
+}
+
+/// A dotted path read from the context.
+#[inline]
+fn attribute<'a>(ctx: &'a Context, segments: &'a [Segment]) -> Option<&'a Value> {
+    let (first, rest) = segments.split_first()?;
+    let top = ctx.get_hashed(first.hash, &first.key)?;
+    if rest.is_empty() {
+        return Some(top);
+    }
+    walk(top, rest.iter().map(|s| (&*s.key, s.index)))
+}
+
+/// `var` in the forms [`eval_var`] does not look up itself.
+#[inline(never)]
+fn find_var<'a>(var: &'a Var, env: &Env<'a>, scope: Scope<'a>) -> Option<Cow<'a, Value>> {
+    match &var.path {
         VarPath::Whole => Some(Cow::Borrowed(scope.whole())),
         VarPath::Static { segments, special } => match (special, scope) {
             (Some(s), Scope::Root(_)) => special_value(*s, env),
-            (None, Scope::Root(ctx)) => segments.split_first().and_then(|(first, rest)| {
-                let top = ctx.get_hashed(first.hash, &first.key)?;
-                walk(top, rest.iter().map(|s| (&*s.key, s.index))).map(Cow::Borrowed)
-            }),
+            (None, Scope::Root(ctx)) => attribute(ctx, segments).map(Cow::Borrowed),
             (_, Scope::Item(data)) => {
                 walk(data, segments.iter().map(|s| (&*s.key, s.index))).map(Cow::Borrowed)
             }
@@ -156,13 +203,6 @@ fn eval_var<'a>(var: &'a Var, env: &Env<'a>, scope: Scope<'a>) -> Cow<'a, Value>
             let path = eval(expr, env, scope);
             lookup_dynamic(&path, env, scope)
         }
-    };
-    match found {
-        Some(v) if !v.is_null() => v,
-        _ => match &var.default {
-            Some(d) => eval(d, env, scope),
-            None => Cow::Owned(Value::Null),
-        },
     }
 }
 
