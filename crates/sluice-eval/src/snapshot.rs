@@ -323,7 +323,15 @@ impl Snapshot {
     pub fn evaluate_all<'a>(&'a self, ctx: &Context, now_unix: i64) -> Vec<Evaluation<'a>> {
         self.flags
             .iter()
-            .map(|f| f.as_default_type(f.evaluate(ctx, now_unix)))
+            .map(|f| {
+                let mut e = f.evaluate(ctx, now_unix);
+                // INVARIANT: an evaluation's value is one of its flag's variants, so without
+                // variants of mixed types it has the default's type.
+                if f.mixed_kinds {
+                    f.as_default_type(&mut e);
+                }
+                e
+            })
             .collect()
     }
 }

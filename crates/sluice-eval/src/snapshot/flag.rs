@@ -50,28 +50,28 @@ impl CompiledFlag {
         }
     }
 
-    /// `e` if its value has the type of the default variant's value (or there is nothing to
-    /// compare), else `GENERAL` (see [`super::Snapshot::evaluate_all`]).
-    pub(super) fn as_default_type<'a>(&'a self, e: Evaluation<'a>) -> Evaluation<'a> {
-        // INVARIANT: an evaluation's value is one of this flag's variants, so without
-        // variants of mixed types it has the default's type.
-        if !self.mixed_kinds {
-            return e;
-        }
+    /// Turns `e` into `GENERAL` if its value has another type than the default variant's
+    /// (see [`super::Snapshot::evaluate_all`]). Only for flags with `mixed_kinds`: without
+    /// variants of mixed types the check cannot fail. In place and out of line, so that bulk
+    /// evaluation moves each answer once, straight into its vector.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn as_default_type<'a>(&'a self, e: &mut Evaluation<'a>) {
         let default = self
             .default_variant
             .and_then(|i| self.variants.get(i as usize));
-        match (e.value, default) {
-            (Some(v), Some((name, d))) if !same_kind(v, d) => Evaluation::failed(
-                &self.key,
-                &self.metadata,
-                ErrorCode::General,
-                Cow::Owned(format!(
-                    "variant \"{}\" has another type than the default variant \"{name}\"",
-                    e.variant.unwrap_or_default()
-                )),
-            ),
-            _ => e,
+        if let (Some(v), Some((name, d))) = (e.value, default) {
+            if !same_kind(v, d) {
+                *e = Evaluation::failed(
+                    &self.key,
+                    &self.metadata,
+                    ErrorCode::General,
+                    Cow::Owned(format!(
+                        "variant \"{}\" has another type than the default variant \"{name}\"",
+                        e.variant.unwrap_or_default()
+                    )),
+                );
+            }
         }
     }
 
