@@ -152,19 +152,22 @@ fn eval_compound<'a>(node: &'a Node, env: &Env<'a>, scope: Scope<'a>) -> Cow<'a,
     }
 }
 
-/// `var`. The common form, a dotted path read from the context, is looked up here; the
-/// others (the whole data, `$flagd`, an item of `map`/`filter`/..., a computed path) in
-/// [`find_var`].
+/// `var`. The common form, a dotted path read from the context, is looked up here and its
+/// value borrowed straight into the answer; the others (the whole data, `$flagd`, an item of
+/// `map`/`filter`/..., a computed path) are found by [`find_var`].
 #[inline(never)]
 fn eval_var<'a>(var: &'a Var, env: &Env<'a>, scope: Scope<'a>) -> Cow<'a, Value> {
-    let found: Option<Cow<'a, Value>> = match (&var.path, scope) {
+    let found = match (&var.path, scope) {
         (
             VarPath::Static {
                 segments,
                 special: None,
             },
             Scope::Root(ctx),
-        ) => attribute(ctx, segments).map(Cow::Borrowed),
+        ) => match attribute(ctx, segments) {
+            Some(v) if !v.is_null() => return Cow::Borrowed(v),
+            _ => None,
+        },
         _ => find_var(var, env, scope),
     };
     match found {
@@ -177,7 +180,7 @@ fn eval_var<'a>(var: &'a Var, env: &Env<'a>, scope: Scope<'a>) -> Cow<'a, Value>
 }
 
 /// A dotted path read from the context.
-#[inline]
+#[inline(always)]
 fn attribute<'a>(ctx: &'a Context, segments: &'a [Segment]) -> Option<&'a Value> {
     let (first, rest) = segments.split_first()?;
     let top = ctx.get_hashed(first.hash, &first.key)?;
