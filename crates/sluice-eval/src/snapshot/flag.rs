@@ -119,7 +119,9 @@ impl CompiledFlag {
         let name: Cow<'_, str> = match &*value {
             Value::Null => return self.fall_through(),
             Value::String(s) => Cow::Borrowed(s.as_str()),
-            Value::Bool(_) | Value::Number(_) => {
+            // JavaScript's `String(b)`, without building it.
+            Value::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+            Value::Number(_) => {
                 let mut s = String::new();
                 js_string(&value, &mut s);
                 Cow::Owned(s)
