@@ -9,16 +9,37 @@ use serde_json::{Map, Value};
 
 use crate::error::{ErrorCode, EvalError};
 
-/// Hash of a top-level attribute name, as compiled `var` paths precompute it.
-pub(crate) fn key_hash(key: &str) -> u64 {
-    let mut h = FxHasher::default();
-    h.write(key.as_bytes());
-    h.finish()
+/// What a lookup compares of a top-level attribute name before (or instead of) its bytes, as
+/// compiled `var` paths precompute it: its hash, and its first eight bytes, zero-padded. Two
+/// names of the same length up to eight bytes are equal exactly when their `head`s are, so
+/// most lookups never read `Context::names` (nor call `memcmp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeyId {
+    hash: u64,
+    head: u64,
+}
+
+/// Bytes of a name that `KeyId::head` holds.
+const HEAD: usize = 8;
+
+impl KeyId {
+    pub(crate) fn of(key: &str) -> Self {
+        let mut h = FxHasher::default();
+        h.write(key.as_bytes());
+        let mut head = [0u8; HEAD];
+        for (d, b) in head.iter_mut().zip(key.as_bytes()) {
+            *d = *b;
+        }
+        Self {
+            hash: h.finish(),
+            head: u64::from_le_bytes(head),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Slot {
-    hash: u64,
+    id: KeyId,
     start: u32,
     len: u32,
 }
@@ -27,7 +48,7 @@ struct Slot {
 ///
 /// Top-level attributes are kept in three contiguous arrays (hashes, names,
 /// values) so that a `var` lookup touches few cache lines and hashes nothing
-/// at evaluation time: compiled rules carry the hash of the name they read.
+/// at evaluation time: compiled rules carry the [`KeyId`] of the name they read.
 ///
 /// INVARIANT: `slots[i]` describes `values[i]`; its name is
 /// `names[start..start + len]`; names are unique.
@@ -130,7 +151,7 @@ impl Context {
             let len = u32::try_from(name.len()).map_err(|_| too_big())?;
             names.push_str(&name);
             slots.push(Slot {
-                hash: key_hash(&name),
+                id: KeyId::of(&name),
                 start,
                 len,
             });
@@ -151,21 +172,27 @@ impl Context {
 
     /// A top-level attribute.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.get_hashed(key_hash(key), key)
+        self.get_by_id(KeyId::of(key), key)
     }
 
-    /// A top-level attribute whose name hashes to `hash` (see [`key_hash`]).
-    pub(crate) fn get_hashed(&self, hash: u64, key: &str) -> Option<&Value> {
-        // Bytes, not `str` slices: `names` is only cut at the boundaries `slots` record, so
-        // the check that a cut falls on a character boundary is not needed.
-        let names = self.names.as_bytes();
+    /// A top-level attribute named `key`, whose [`KeyId`] is `id`.
+    pub(crate) fn get_by_id(&self, id: KeyId, key: &str) -> Option<&Value> {
+        let key = key.as_bytes();
         let i = self.slots.iter().position(|s| {
-            s.hash == hash
-                && names
-                    .get(s.start as usize..(s.start as usize).saturating_add(s.len as usize))
-                    .is_some_and(|n| n == key.as_bytes())
+            s.id == id
+                && s.len as usize == key.len()
+                && (key.len() <= HEAD || self.name_bytes(s).get(HEAD..) == key.get(HEAD..))
         })?;
         self.values.get(i)
+    }
+
+    /// A slot's name. Bytes, not a `str` slice: `names` is only cut at the boundaries
+    /// `slots` record, so the check that a cut falls on a character boundary is not needed.
+    fn name_bytes(&self, s: &Slot) -> &[u8] {
+        self.names
+            .as_bytes()
+            .get(s.start as usize..(s.start as usize).saturating_add(s.len as usize))
+            .unwrap_or_default()
     }
 
     /// Every top-level attribute, in the order given.
@@ -236,7 +263,7 @@ impl Builder {
         let len = u32::try_from(name.len()).unwrap_or(u32::MAX);
         self.names.push_str(name);
         self.slots.push(Slot {
-            hash: key_hash(name),
+            id: KeyId::of(name),
             start,
             len,
         });
@@ -273,7 +300,7 @@ impl Builder {
             for j in 1..n {
                 for i in 0..j {
                     if !dropped[i]
-                        && self.slots[i].hash == self.slots[j].hash
+                        && self.slots[i].id == self.slots[j].id
                         && self.name(i) == self.name(j)
                     {
                         self.values.swap(i, j);

@@ -80,8 +80,8 @@ pub(crate) enum VarPath {
 
 #[derive(Debug)]
 pub(crate) struct Segment {
-    /// `crate::context::key_hash(key)`, for top-level context lookups.
-    pub(crate) hash: u64,
+    /// `crate::context::KeyId::of(key)`, for top-level context lookups.
+    pub(crate) id: crate::context::KeyId,
     pub(crate) key: Box<str>,
     pub(crate) index: Option<usize>,
 }

@@ -49,6 +49,36 @@ fn var_missing_and_flagd_properties() {
     );
 }
 
+/// Context lookups compare whole names: names that share their first eight bytes, differ only
+/// past them or by a trailing NUL, and names with multibyte characters each read their own value.
+#[test]
+fn var_reads_exactly_the_named_attribute() {
+    let ctx = json!({"a": 1, "a\u{0}": 2, "ab": 3, "customer": 4, "customerX": 5,
+        "customer_id": 6, "customer_ie": 7, "é": 8, "ée": 9, "": 10});
+    check(
+        &[
+            (json!({"var": "a"}), json!(1)),
+            (json!({"var": "a\u{0}"}), json!(2)),
+            (json!({"var": "ab"}), json!(3)),
+            (json!({"var": "customer"}), json!(4)),
+            (json!({"var": "customerX"}), json!(5)),
+            (json!({"var": "customer_id"}), json!(6)),
+            (json!({"var": "customer_ie"}), json!(7)),
+            (json!({"var": "customer_if"}), Value::Null),
+            (json!({"var": "custome"}), Value::Null),
+            (json!({"var": "é"}), json!(8)),
+            (json!({"var": "ée"}), json!(9)),
+            (json!({"var": "b"}), Value::Null),
+        ],
+        ctx.clone(),
+    );
+    let ctx = Context::from_value(ctx).unwrap();
+    assert_eq!(ctx.get("customer_ie"), Some(&json!(7)));
+    assert_eq!(ctx.get("a\u{0}"), Some(&json!(2)));
+    assert_eq!(ctx.get(""), Some(&json!(10)));
+    assert_eq!(ctx.get("customer_i"), None);
+}
+
 #[test]
 fn logic_and_comparison() {
     check(

@@ -61,7 +61,7 @@ impl<'d> Compiler<'d> {
             let segments = text
                 .split('.')
                 .map(|k| Segment {
-                    hash: crate::context::key_hash(k),
+                    id: crate::context::KeyId::of(k),
                     key: k.into(),
                     index: k.parse().ok(),
                 })

@@ -183,7 +183,7 @@ fn eval_var<'a>(var: &'a Var, env: &Env<'a>, scope: Scope<'a>) -> Cow<'a, Value>
 #[inline(always)]
 fn attribute<'a>(ctx: &'a Context, segments: &'a [Segment]) -> Option<&'a Value> {
     let (first, rest) = segments.split_first()?;
-    let top = ctx.get_hashed(first.hash, &first.key)?;
+    let top = ctx.get_by_id(first.id, &first.key)?;
     if rest.is_empty() {
         return Some(top);
     }
