@@ -79,7 +79,9 @@ pub(crate) fn eval_result<'a>(node: &'a Node, env: &Env<'a>) -> (Outcome<'a>, bo
                 }
                 None => return (Outcome::Value(Cow::Owned(Value::Null)), split),
             },
-            other => return (Outcome::Value(eval(other, env, scope)), split),
+            // Not `eval`: inlined, its dispatch merged into this loop's and cost the flags
+            // that loop through `if` or `fractional` a jump table per step.
+            other => return (Outcome::Value(eval_compound(other, env, scope)), split),
         }
     }
 }
