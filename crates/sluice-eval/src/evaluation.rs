@@ -41,9 +41,10 @@ impl Reason {
 /// The result of evaluating one flag.
 ///
 /// Shaped for speed: everything is borrowed from the [`crate::Snapshot`]
-/// (values, variant names, pre-merged metadata) or from the caller (`key`),
-/// so a successful evaluation allocates nothing. Only errors carry an owned
-/// message. Use [`crate::ofrep`] to turn it into wire JSON.
+/// (values, variant names, pre-merged metadata, the reason a flag failed to
+/// compile) or from the caller (`key`), so a successful evaluation allocates
+/// nothing. Only errors found while evaluating carry an owned message. Use
+/// [`crate::ofrep`] to turn it into wire JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation<'a> {
     pub key: &'a str,
@@ -54,7 +55,7 @@ pub struct Evaluation<'a> {
     pub reason: Reason,
     /// Flag metadata merged over flag-set metadata.
     pub metadata: &'a Map<String, Value>,
-    pub error: Option<(ErrorCode, Cow<'static, str>)>,
+    pub error: Option<(ErrorCode, Cow<'a, str>)>,
 }
 
 /// The value type a typed OpenFeature resolver asks for.
@@ -85,7 +86,7 @@ impl<'a> Evaluation<'a> {
         key: &'a str,
         metadata: &'a Map<String, Value>,
         code: ErrorCode,
-        message: impl Into<Cow<'static, str>>,
+        message: impl Into<Cow<'a, str>>,
     ) -> Self {
         Self {
             key,

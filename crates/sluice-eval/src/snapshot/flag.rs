@@ -95,7 +95,7 @@ impl CompiledFlag {
                     &self.key,
                     &self.metadata,
                     ErrorCode::ParseError,
-                    Cow::Owned(why.clone()),
+                    Cow::Borrowed(why.as_str()),
                 );
             }
             Rule::Targeting(node) => node,
