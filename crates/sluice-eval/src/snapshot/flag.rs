@@ -141,9 +141,8 @@ impl CompiledFlag {
                 &self.key,
                 &self.metadata,
                 ErrorCode::ParseError,
-                Cow::Owned(format!(
-                    "targeting returned \"{name}\", which is not a variant"
-                )),
+                // Joined, not `format!`: one allocation of the right size, no formatter.
+                Cow::Owned(["targeting returned \"", &name, "\", which is not a variant"].concat()),
             ),
         }
     }
