@@ -68,11 +68,27 @@ client_key() { # base env
     -d "{\"name\":\"bench-$2\",\"kind\":\"client\",\"environment\":\"$2\"}" "$1/v1/tokens" | jq -r .token
 }
 
+tag_of() { # base key -> the ETag of the bulk answer for $body
+  curl -fsS -D - -o /dev/null -H "X-API-Key: $2" -d "$body" "$1/ofrep/v1/evaluate/flags" |
+    awk 'tolower($1) == "etag:" {print $2}' | tr -d '\r'
+}
+
+answered_3xx() { # 3xx answers of the bulk route so far (the server's own count)
+  curl -fsS http://127.0.0.1:7070/metrics |
+    awk '/^sluice_http_requests_total\{/ && /route="\/ofrep\/v1\/evaluate\/flags"/ && /status="3xx"/ {n += $NF} END {print n + 0}'
+}
+
 # The merged testbed (every flags/ file but selector*), as the server tests merge it.
 jq -s '{flags: (map(.flags) | add),
         "$evaluators": (map(."$evaluators" // {}) | add),
         metadata: (map(.metadata // {}) | add)}' \
   $(ls "$testbed"/flags/*.json | grep -v '/selector') >"$work/testbed.json"
+# The same without the flag that reads `$flagd.timestamp` (`timestamp-flag`), for the 304 case:
+# an environment with a rule that reads the time gets a new tag every second (its answers may
+# change every second), so a client holding a tag gets 304s for at most a second. With the
+# whole testbed, the "304" case measured cached 200 answers after its first second.
+jq '.flags |= with_entries(select(.value | tojson | contains("$flagd.timestamp") | not))' \
+  "$work/testbed.json" >"$work/still.json"
 body='{"context":{"targetingKey":"user-1","email":"ann@example.com","version":"2.1.0"}}'
 
 if [ "${MODE:-throughput}" = callgrind ]; then
@@ -88,13 +104,14 @@ if [ "${MODE:-throughput}" = callgrind ]; then
   for _ in $(seq 1 600); do curl -sS -o /dev/null http://127.0.0.1:7070/healthz 2>/dev/null && break; sleep 0.1; done
   base="http://127.0.0.1:7070"
   import "$base" testbed "$work/testbed.json" "?mode=lenient"
+  import "$base" still "$work/still.json" "?mode=lenient"
   import "$base" sdk "$root/tests/sdk/flags.json"
   bulk_key=$(client_key "$base" testbed)
+  still_key=$(client_key "$base" still)
   single_key=$(client_key "$base" sdk)
   curl -fsS -H "X-API-Key: $bulk_key" -d "$body" "$base/ofrep/v1/evaluate/flags" >"$work/bulk.json"
   curl -fsS -H "X-API-Key: $single_key" -d "$body" "$base/ofrep/v1/evaluate/flags/targeted" >"$work/single.json"
-  etag=$(curl -fsS -D - -o /dev/null -H "X-API-Key: $bulk_key" -d "$body" "$base/ofrep/v1/evaluate/flags" |
-    awk 'tolower($1) == "etag:" {print $2}' | tr -d '\r')
+  etag=$(tag_of "$base" "$still_key")
   # shellcheck disable=SC2046
   $(cg bare) "$bin/bare-ofrep" 127.0.0.1:7083 "$work/bulk.json" "$work/single.json" &
   bare_pid=$!
@@ -107,7 +124,7 @@ if [ "${MODE:-throughput}" = callgrind ]; then
       single) path=/ofrep/v1/evaluate/flags/targeted; k=$single_key; inm="" ;;
       bulk) path=/ofrep/v1/evaluate/flags; k=$bulk_key; inm="" ;;
       bulk-distinct) path=/ofrep/v1/evaluate/flags; k=$bulk_key; inm=""; distinct=1000000 ;;
-      bulk304) path=/ofrep/v1/evaluate/flags; k=$bulk_key; inm=$etag ;;
+      bulk304) path=/ofrep/v1/evaluate/flags; k=$still_key; inm=$etag ;;
     esac
     for target in bare:7083:$bare_pid sluice:7070:$sluice_pid; do
       IFS=: read -r name port pid <<<"$target"
@@ -160,15 +177,17 @@ echo "## OFREP over loopback: wrk -t1 -c$connections -d$duration, $rounds rounds
 start_sluice bench 7070
 base="http://127.0.0.1:7070"
 import "$base" testbed "$work/testbed.json" "?mode=lenient"
+import "$base" still "$work/still.json" "?mode=lenient"
 import "$base" sdk "$root/tests/sdk/flags.json"
 bulk_key=$(client_key "$base" testbed)
+still_key=$(client_key "$base" still)
 single_key=$(client_key "$base" sdk)
 curl -fsS -H "X-API-Key: $bulk_key" -d "$body" "$base/ofrep/v1/evaluate/flags" >"$work/bulk.json"
 curl -fsS -H "X-API-Key: $single_key" -d "$body" "$base/ofrep/v1/evaluate/flags/targeted" >"$work/single.json"
-etag=$(curl -fsS -D - -o /dev/null -H "X-API-Key: $bulk_key" -d "$body" "$base/ofrep/v1/evaluate/flags" |
-  awk 'tolower($1) == "etag:" {print $2}' | tr -d '\r')
-[ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $bulk_key" -H "If-None-Match: $etag" -d "$body" \
-  "$base/ofrep/v1/evaluate/flags")" = 304 ] || { echo "expected a 304 from sluice" >&2; exit 1; }
+etag=$(tag_of "$base" "$still_key")
+sleep 1.1
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $still_key" -H "If-None-Match: $etag" -d "$body" \
+  "$base/ofrep/v1/evaluate/flags")" = 304 ] || { echo "expected a 304 from sluice a second later" >&2; exit 1; }
 echo "single answer: $(cat "$work/single.json")"
 echo "bulk answer: $(jq '.flags | length' "$work/bulk.json") flags, $(stat -c %s "$work/bulk.json") bytes"
 taskset -c 0 "$bin/bare-ofrep" 127.0.0.1:7083 "$work/bulk.json" "$work/single.json" &
@@ -187,16 +206,23 @@ for r in $(seq 1 "$rounds"); do
       bulk) path=/ofrep/v1/evaluate/flags; k=$bulk_key; inm="" ;;
       # Every request a new targetingKey: no answer comes from Sluice's answer cache.
       bulk-distinct) path=/ofrep/v1/evaluate/flags; k=$bulk_key; inm=""; distinct=1000000 ;;
-      bulk304) path=/ofrep/v1/evaluate/flags; k=$bulk_key; inm=$etag ;;
+      bulk304) path=/ofrep/v1/evaluate/flags; k=$still_key; inm=$etag ;;
     esac
     for target in bare:7083 sluice:7070; do
       name="${target%%:*}"
       port="${target##*:}"
+      before=$(answered_3xx)
       out=$(run_wrk "http://127.0.0.1:$port$path" "$k" "$inm" "$distinct")
       rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
       p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
       non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
       echo "round $r $case $name: ${rps} req/s, p99 ${p99}${non2xx:+, non-2xx/3xx $non2xx}"
+      if [ "$case" = bulk304 ] && [ "$name" = sluice ]; then
+        # Every request of the case must have been a 304 (wrk counts a 200 as a success).
+        requests=$(echo "$out" | awk '/requests in/ {print $1}')
+        got=$(($(answered_3xx) - before))
+        [ "$got" -ge "$requests" ] || { echo "only $got of $requests answers were 304" >&2; exit 1; }
+      fi
     done
   done
 done
