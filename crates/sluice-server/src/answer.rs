@@ -56,7 +56,10 @@ pub fn static_context(
 }
 
 fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    json_bytes(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
     let mut resp = (status, bytes).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -154,9 +157,20 @@ pub fn single(
         );
     };
     let e = flags.evaluate(key, &ctx, now);
+    // One of the flag's own answers is copied from the pieces compiled with it (as a bulk
+    // answer's are), and located for the counters without a second lookup by key.
+    let mut body = Vec::with_capacity(256);
+    let place = flags.snapshot.write_single(&e, &mut body);
+    if place.is_none() && serde_json::to_writer(&mut body, &ofrep::Wire(&e)).is_err() {
+        body.clear();
+    }
     if insight.enabled() {
         let at = now.timestamp_millis();
-        flags.tally.count(Tally::code(&flags.snapshot, &e), at);
+        let code = match place {
+            Some(place) => Some(Tally::code_of(place, e.reason)),
+            None => Tally::code(&flags.snapshot, &e),
+        };
+        flags.tally.count(code, at);
         insight.client(asker.token_id, asker.environment, 1, at);
     }
     let status = match &e.error {
@@ -165,7 +179,7 @@ pub fn single(
         }
         None => StatusCode::OK,
     };
-    json_response(status, &ofrep::Wire(&e))
+    json_bytes(status, body)
 }
 
 /// The digest of a context in canonical form (keys sorted, canonical values): key order and

@@ -11,6 +11,9 @@ use sluice_core::token::{SecretToken, TokenKind};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+/// A client key's header (a constant: looking up by a `&str` parses the name every time).
+const X_API_KEY: axum::http::HeaderName = axum::http::HeaderName::from_static("x-api-key");
+
 /// Reads the presented token from `Authorization: Bearer` or `X-API-Key`.
 pub fn presented_token(headers: &axum::http::HeaderMap) -> Option<SecretToken> {
     if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
@@ -21,7 +24,7 @@ pub fn presented_token(headers: &axum::http::HeaderMap) -> Option<SecretToken> {
             .then(|| SecretToken::from_presented(rest));
     }
     headers
-        .get("x-api-key")
+        .get(X_API_KEY)
         .and_then(|v| v.to_str().ok())
         .map(SecretToken::from_presented)
 }

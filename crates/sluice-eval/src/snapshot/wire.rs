@@ -95,6 +95,17 @@ impl Snapshot {
         Some((flag, variant))
     }
 
+    /// Writes `e`, the answer of a single-flag evaluation (as [`Snapshot::evaluate`] gives
+    /// it), from the pieces compiled with its flag: the bytes `serde_json` writes for
+    /// [`crate::ofrep::Wire`]`(e)`. Returns where the answer stands (see [`Snapshot::locate`]),
+    /// for the evaluation counters; `None`, writing nothing, when `e` is not one of its flag's
+    /// own answers (an error, or a value a layer or type check put there).
+    pub fn write_single(&self, e: &Evaluation<'_>, out: &mut Vec<u8>) -> Option<Located> {
+        let at = usize::try_from(self.flag_index(e.key)?).ok()?;
+        let place = self.locate(at, e)?;
+        self.write_answer(at, e, out).then_some(place)
+    }
+
     /// Writes the evaluation `e` of the flag at `at` (see [`Snapshot::locate`]) from the
     /// pieces compiled with the flag; `false`, writing nothing, when `e` is not one of them.
     pub(crate) fn write_answer(&self, at: usize, e: &Evaluation<'_>, out: &mut Vec<u8>) -> bool {

@@ -1,7 +1,9 @@
 //! OFREP wire forms of evaluations.
 
 use serde_json::json;
-use sluice_eval::ofrep::{http_status, to_bulk_response, to_response, BulkWire, EvaluationRequest};
+use sluice_eval::ofrep::{
+    http_status, to_bulk_response, to_response, BulkWire, EvaluationRequest, Wire,
+};
 use sluice_eval::{Context, ErrorCode, FlagSetDef, Snapshot};
 
 fn snapshot() -> Snapshot {
@@ -90,7 +92,6 @@ fn bulk_and_request() {
 
 #[test]
 fn borrowed_wire_forms_match_the_owned_ones() {
-    use sluice_eval::ofrep::{BulkWire, Wire};
     let s = snapshot();
     let ctx = Context::empty();
     for key in ["float-zero", "int-zero", "off", "missing"] {
@@ -213,7 +214,7 @@ fn an_overlay_sets_its_values_over_the_request_ones() {
     );
 }
 
-/// The bulk answer written from the pieces compiled with each flag is the serialiser's,
+/// The bulk and single answers written from the pieces compiled with each flag are the serialiser's,
 /// byte for byte: for every testbed file (disabled flags, no default variant, rules that
 /// fail, variants of mixed types, flag-set metadata), the SDK flags and flags whose names need
 /// escaping, under contexts that take every branch the testbed's rules name.
@@ -253,10 +254,27 @@ fn bulk_answers_written_from_compiled_pieces_are_the_serialisers() {
                "customer": true, "age": 30, "time": 1700000000, "id": "x"}),
         json!({"targetingKey": "", "email": "user@faas.com", "version": "1.0.0", "locale": "de"}),
     ];
-    let (mut compared, mut located) = (0, 0);
+    let (mut compared, mut located, mut written) = (0, 0, 0);
     for (name, snap) in &sets {
         for ctx in &contexts {
             let ctx = Context::from_value(ctx.clone()).unwrap();
+            // Single-flag answers too: the pieces, or nothing (then the serialiser writes).
+            for key in snap.flag_keys().chain(["missing"]) {
+                let e = snap.evaluate(key, &ctx, 1_700_000_000);
+                let mut fast = Vec::new();
+                match snap.write_single(&e, &mut fast) {
+                    Some(place) => {
+                        assert_eq!(
+                            String::from_utf8_lossy(&fast),
+                            serde_json::to_string(&Wire(&e)).unwrap(),
+                            "{name}: {key}"
+                        );
+                        assert_eq!(Some(place.flag), snap.flag_index(key), "{name}: {key}");
+                        written += 1;
+                    }
+                    None => assert!(fast.is_empty(), "{name}: {key}"),
+                }
+            }
             let evals = snap.evaluate_all(&ctx, 1_700_000_000);
             // Located without a lookup by name: the positions the lookups give.
             for (at, e) in evals.iter().enumerate() {
@@ -298,4 +316,5 @@ fn bulk_answers_written_from_compiled_pieces_are_the_serialisers() {
     }
     assert!(compared >= 24, "{compared}");
     assert!(located >= 100, "{located}");
+    assert!(written >= 100, "{written}");
 }
