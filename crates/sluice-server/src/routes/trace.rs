@@ -78,9 +78,9 @@ pub fn spanned(path: &str) -> bool {
     tracing::level_filters::LevelFilter::current() >= level
 }
 
-/// Gives every request an id (the caller's `X-Request-ID`, else a new one, set on the request
-/// so everything after sees it) and echoes it on the answer; runs the request in a span named
-/// `request` and logs its answer (see the module documentation). Outermost, before routing.
+/// Gives every request an id (the caller's `X-Request-ID`, else a new one) and echoes it on the
+/// answer; runs the request in a span named `request`, which carries the id to everything
+/// after, and logs its answer (see the module documentation). Outermost, before routing.
 #[derive(Clone)]
 pub struct Traced<S> {
     inner: S,
@@ -108,14 +108,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request) -> Self::Future {
+    fn call(&mut self, req: Request) -> Self::Future {
+        // Not written into the request's headers: nothing after reads it there (the span
+        // has it), and the insert cost ~500 instructions per request (callgrind, OFREP).
         let id = match req.headers().get(&REQUEST_ID) {
             Some(id) => id.clone(),
-            None => {
-                let id = self.ids.make();
-                req.headers_mut().insert(REQUEST_ID, id.clone());
-                id
-            }
+            None => self.ids.make(),
         };
         let span = {
             // Made before routing: the route is recorded by the metrics layer once it is known.
