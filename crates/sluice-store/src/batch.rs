@@ -59,6 +59,9 @@ use tokio::sync::{mpsc, oneshot, Mutex, OwnedMutexGuard};
 /// PostgreSQL: the most writers a batch waits for before it commits even though more queue.
 const MOST_WRITERS: usize = 512;
 
+/// PostgreSQL: a batch of fewer writers yields once before it commits (see `flush`).
+const FEW_WRITERS: usize = 8;
+
 /// What a writer is answered once the batch holding its change is durable.
 #[derive(Debug)]
 pub(crate) struct Committed {
@@ -709,6 +712,20 @@ async fn flush(state: &Mutex<Batch>, flusher: Option<&Flusher>, queued: Option<&
     let joining = queued.is_some_and(|q| q.load(Ordering::SeqCst) > 0);
     if joining && guard.pg.is_some() && guard.waiting.len() + guard.held.len() < MOST_WRITERS {
         return;
+    }
+    // A small batch lets the writers that are about to queue (their requests already being
+    // handled) run first, once: a commit's lock, signature and flush are shared by more.
+    if let Some(q) = queued {
+        if guard.pg.is_some() && guard.open && guard.waiting.len() + guard.held.len() < FEW_WRITERS
+        {
+            drop(guard);
+            tokio::task::yield_now().await;
+            guard = state.lock().await;
+            guard.settle().await;
+            if q.load(Ordering::SeqCst) > 0 {
+                return;
+            }
+        }
     }
     let Some((waiting, result)) = guard.commit().await else {
         return;
