@@ -46,8 +46,8 @@ struct Slot {
 
 /// An evaluation context (OpenFeature's): `targetingKey` plus attributes.
 ///
-/// Top-level attributes are kept in three contiguous arrays (hashes, names,
-/// values) so that a `var` lookup touches few cache lines and hashes nothing
+/// Top-level attributes are kept in three contiguous arrays (slots with each
+/// name's [`KeyId`], names, values) so that a `var` lookup touches few cache lines and hashes nothing
 /// at evaluation time: compiled rules carry the [`KeyId`] of the name they read.
 ///
 /// INVARIANT: `slots[i]` describes `values[i]`; its name is

@@ -174,7 +174,7 @@ impl BulkWire<'_, '_> {
             if at > 0 {
                 out.push(b',');
             }
-            if !snapshot.is_some_and(|s| s.write_answer(at, e, out)) {
+            if snapshot.is_none_or(|s| s.write_answer(at, e, out).is_none()) {
                 serde_json::to_writer(&mut *out, &Wire(e))?;
             }
         }

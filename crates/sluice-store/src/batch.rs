@@ -702,7 +702,8 @@ async fn read_truth(conn: &mut AnyConnection) -> Result<(ChainHead, i64), StoreE
 /// Commits the open batch, makes it durable, then answers its writers.
 ///
 /// With `queued` (PostgreSQL's committer): while writers wait for the lock and the batch is
-/// not full, it leaves the batch open for them; each kicks again when it leaves. There a
+/// not full, it leaves the batch open for them; each kicks again when it leaves. A batch of
+/// fewer than [`FEW_WRITERS`] first yields once, for writers about to queue. There a
 /// writer's commit costs no round trip, so without this every writer would find the
 /// committer ahead of it and each batch would hold one writer. Writers wait for their
 /// answer before they write again, so the queue runs dry and the batch commits.

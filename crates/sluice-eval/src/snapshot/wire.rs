@@ -66,10 +66,7 @@ impl Snapshot {
     /// flag's answers as evaluated (a value replaced by a type check, say).
     pub fn locate(&self, at: usize, e: &Evaluation<'_>) -> Option<Located> {
         let (_, variant) = self.own_answer(at, e)?;
-        Some(Located {
-            flag: u32::try_from(at).ok()?,
-            variant: variant.map(u16::try_from).transpose().ok()?,
-        })
+        located(at, variant)
     }
 
     /// The flag at `at` and the position of `e`'s variant, if `e` is one of that flag's own
@@ -102,22 +99,23 @@ impl Snapshot {
     /// own answers (an error, or a value a layer or type check put there).
     pub fn write_single(&self, e: &Evaluation<'_>, out: &mut Vec<u8>) -> Option<Located> {
         let at = usize::try_from(self.flag_index(e.key)?).ok()?;
-        let place = self.locate(at, e)?;
-        self.write_answer(at, e, out).then_some(place)
+        self.write_answer(at, e, out)
     }
 
     /// Writes the evaluation `e` of the flag at `at` (see [`Snapshot::locate`]) from the
-    /// pieces compiled with the flag; `false`, writing nothing, when `e` is not one of them.
-    pub(crate) fn write_answer(&self, at: usize, e: &Evaluation<'_>, out: &mut Vec<u8>) -> bool {
-        let Some((flag, variant)) = self.own_answer(at, e) else {
-            return false;
-        };
+    /// pieces compiled with the flag and returns where it stands; `None`, writing nothing,
+    /// when `e` is not one of them.
+    pub(crate) fn write_answer(
+        &self,
+        at: usize,
+        e: &Evaluation<'_>,
+        out: &mut Vec<u8>,
+    ) -> Option<Located> {
+        let (flag, index) = self.own_answer(at, e)?;
+        let place = located(at, index)?;
         let pieces = &flag.wire;
-        let variant = match variant {
-            Some(i) => match pieces.variants.get(i) {
-                Some(v) => Some(v),
-                None => return false,
-            },
+        let variant = match index {
+            Some(i) => Some(pieces.variants.get(i)?),
             None => None,
         };
         out.extend_from_slice(pieces.head.as_bytes());
@@ -131,6 +129,14 @@ impl Snapshot {
             out.extend_from_slice(name.as_bytes());
         }
         out.extend_from_slice(pieces.tail.as_bytes());
-        true
+        Some(place)
     }
+}
+
+/// The positions of [`Located`], when they fit.
+fn located(at: usize, variant: Option<usize>) -> Option<Located> {
+    Some(Located {
+        flag: u32::try_from(at).ok()?,
+        variant: variant.map(u16::try_from).transpose().ok()?,
+    })
 }
