@@ -55,7 +55,18 @@ pub async fn authenticate_from(
     token: Option<SecretToken>,
     source: Option<IpAddr>,
 ) -> Result<Arc<Caller>, ApiError> {
-    if let Some(hit) = token.as_ref().and_then(|t| cached(app, t)) {
+    authenticate_at(app, token, source, app.now()).await
+}
+
+/// [`authenticate_from`] at `now`, the request's moment, which the caller reads once and uses
+/// again (OFREP evaluates at it: one clock read per request, not two).
+pub async fn authenticate_at(
+    app: &App,
+    token: Option<SecretToken>,
+    source: Option<IpAddr>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Arc<Caller>, ApiError> {
+    if let Some(hit) = token.as_ref().and_then(|t| cached(app, t, now)) {
         hit.record_on_span();
         return Ok(hit);
     }
@@ -90,11 +101,15 @@ pub async fn authenticate_from(
 }
 
 /// The caller of a token this instance verified and still holds in its cache.
-fn cached(app: &App, token: &SecretToken) -> Option<Arc<Caller>> {
+fn cached(
+    app: &App,
+    token: &SecretToken,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Arc<Caller>> {
     if !token.is_well_formed() {
         return None;
     }
-    app.tokens.get(app.tokens.key(token), app.now())
+    app.tokens.get(app.tokens.key(token), now)
 }
 
 async fn identify(app: &App, token: Option<SecretToken>) -> Result<Arc<Caller>, ApiError> {

@@ -31,6 +31,8 @@ pub struct ClientKey {
     pub fixed: Option<serde_json::Map<String, Value>>,
     /// The request's `If-None-Match` (the bulk answer's tag a client holds).
     pub if_none_match: Option<HeaderValue>,
+    /// The request's moment: the key was checked at it, and the flags are evaluated at it.
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 impl ClientKey {
@@ -56,8 +58,9 @@ async fn client_key(
     app: &App,
     token: Option<SecretToken>,
     source: Option<std::net::IpAddr>,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<std::sync::Arc<Caller>, ApiError> {
-    let caller = crate::auth::authenticate_from(app, token, source).await?;
+    let caller = crate::auth::authenticate_at(app, token, source, now).await?;
     if caller.kind != TokenKind::Client || caller.environment.is_none() {
         return Err(ApiError::Forbidden(
             "OFREP needs a client key (`sluice tokens create --kind client --env ENV`)".into(),
@@ -71,10 +74,12 @@ impl FromRequestParts<App> for ClientKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let now = app.now();
         let caller = client_key(
             app,
             presented_token(&parts.headers),
             crate::auth::source_of(parts),
+            now,
         )
         .await?;
         let fixed = {
@@ -93,6 +98,7 @@ impl FromRequestParts<App> for ClientKey {
             fixed,
             if_none_match: parts.headers.get(header::IF_NONE_MATCH).cloned(),
             caller,
+            now,
         })
     }
 }
@@ -117,7 +123,7 @@ pub async fn evaluate(
         &key,
         &body,
         key_auth.fixed.as_ref(),
-        app.now(),
+        key_auth.now,
     )
 }
 
@@ -136,7 +142,7 @@ pub async fn evaluate_all(
         key_auth.if_none_match.as_ref(),
         &body,
         key_auth.fixed.as_ref(),
-        app.now(),
+        key_auth.now,
         app.public_url(),
     )
 }
@@ -157,7 +163,7 @@ pub async fn events(
 ) -> Result<impl IntoResponse, ApiError> {
     let token =
         presented_token(&headers).or_else(|| q.key.as_deref().map(SecretToken::from_presented));
-    let caller = client_key(&app, token, peer.map(|p| p.0 .0.ip())).await?;
+    let caller = client_key(&app, token, peer.map(|p| p.0 .0.ip()), app.now()).await?;
     let env = environment_of(&caller).to_owned();
     let stream = answer::events(app.flag_events.subscribe(), env);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
