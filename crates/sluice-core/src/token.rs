@@ -86,21 +86,32 @@ impl SecretToken {
     }
 
     pub fn kind(&self) -> Option<TokenKind> {
-        [
-            TokenKind::Api,
-            TokenKind::Client,
-            TokenKind::Db,
-            TokenKind::Session,
-            TokenKind::Edge,
-        ]
-        .into_iter()
-        .find(|k| self.0.starts_with(k.prefix()))
+        kind_of(&self.0)
     }
 
     /// A token must look like one of ours and be long enough to carry 128 bits.
     pub fn is_well_formed(&self) -> bool {
-        self.kind().is_some() && self.0.len() >= 8 + 32 && self.0.is_ascii()
+        Self::well_formed(&self.0)
     }
+
+    /// [`Self::is_well_formed`] of a presented token not (yet) wrapped: the hot paths check
+    /// a header's text against the token cache without copying it.
+    pub fn well_formed(s: &str) -> bool {
+        kind_of(s).is_some() && s.len() >= 8 + 32 && s.is_ascii()
+    }
+}
+
+/// The kind a token's prefix names.
+fn kind_of(s: &str) -> Option<TokenKind> {
+    [
+        TokenKind::Api,
+        TokenKind::Client,
+        TokenKind::Db,
+        TokenKind::Session,
+        TokenKind::Edge,
+    ]
+    .into_iter()
+    .find(|k| s.starts_with(k.prefix()))
 }
 
 impl fmt::Debug for SecretToken {

@@ -16,17 +16,36 @@ const X_API_KEY: axum::http::HeaderName = axum::http::HeaderName::from_static("x
 
 /// Reads the presented token from `Authorization: Bearer` or `X-API-Key`.
 pub fn presented_token(headers: &axum::http::HeaderMap) -> Option<SecretToken> {
+    presented(headers).map(SecretToken::from_presented)
+}
+
+/// The presented token's text, trimmed as [`SecretToken::from_presented`] trims it, borrowed
+/// from the headers (see [`authenticate_presented`]).
+pub fn presented(headers: &axum::http::HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
         let v = v.to_str().ok()?;
         let (scheme, rest) = v.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| SecretToken::from_presented(rest));
+        return scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim());
     }
     headers
         .get(X_API_KEY)
         .and_then(|v| v.to_str().ok())
-        .map(SecretToken::from_presented)
+        .map(str::trim)
+}
+
+/// [`authenticate_at`] of a token as presented: a token in the cache is found without a copy
+/// of it (the evaluation paths), any other is authenticated as `authenticate_at` does.
+pub async fn authenticate_presented(
+    app: &App,
+    presented: Option<&str>,
+    source: Option<IpAddr>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Arc<Caller>, ApiError> {
+    if let Some(hit) = presented.and_then(|t| cached(app, t, now)) {
+        hit.record_on_span();
+        return Ok(hit);
+    }
+    authenticate_at(app, presented.map(SecretToken::from_presented), source, now).await
 }
 
 /// The caller behind a presented token; names it on the request's span. Failures are counted
@@ -66,7 +85,7 @@ pub async fn authenticate_at(
     source: Option<IpAddr>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Arc<Caller>, ApiError> {
-    if let Some(hit) = token.as_ref().and_then(|t| cached(app, t, now)) {
+    if let Some(hit) = token.as_ref().and_then(|t| cached(app, t.expose(), now)) {
         hit.record_on_span();
         return Ok(hit);
     }
@@ -101,15 +120,11 @@ pub async fn authenticate_at(
 }
 
 /// The caller of a token this instance verified and still holds in its cache.
-fn cached(
-    app: &App,
-    token: &SecretToken,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Option<Arc<Caller>> {
-    if !token.is_well_formed() {
+fn cached(app: &App, token: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Arc<Caller>> {
+    if !SecretToken::well_formed(token) {
         return None;
     }
-    app.tokens.get(app.tokens.key(token), now)
+    app.tokens.get(app.tokens.key_of(token), now)
 }
 
 async fn identify(app: &App, token: Option<SecretToken>) -> Result<Arc<Caller>, ApiError> {

@@ -23,7 +23,12 @@ pub struct TokenCache {
 
 impl TokenCache {
     pub fn key(&self, token: &SecretToken) -> u128 {
-        self.keys.of(token.expose().as_bytes())
+        self.key_of(token.expose())
+    }
+
+    /// The key of a token's text (as presented, trimmed).
+    pub fn key_of(&self, token: &str) -> u128 {
+        self.keys.of(token.as_bytes())
     }
 
     pub fn get(&self, key: u128, now: chrono::DateTime<chrono::Utc>) -> Option<Arc<Caller>> {

@@ -7,7 +7,6 @@
 
 use crate::answer;
 use crate::app::App;
-use crate::auth::presented_token;
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::json::ApiBytes;
@@ -18,7 +17,7 @@ use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::Value;
-use sluice_core::token::{SecretToken, TokenKind};
+use sluice_core::token::TokenKind;
 
 /// A client key: evaluates the flags of exactly one environment, nothing else. Extracted with
 /// what an evaluation needs from the request's headers, so a handler takes no copy of them.
@@ -56,11 +55,11 @@ fn environment_of(caller: &Caller) -> &str {
 
 async fn client_key(
     app: &App,
-    token: Option<SecretToken>,
+    token: Option<&str>,
     source: Option<std::net::IpAddr>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<std::sync::Arc<Caller>, ApiError> {
-    let caller = crate::auth::authenticate_at(app, token, source, now).await?;
+    let caller = crate::auth::authenticate_presented(app, token, source, now).await?;
     if caller.kind != TokenKind::Client || caller.environment.is_none() {
         return Err(ApiError::Forbidden(
             "OFREP needs a client key (`sluice tokens create --kind client --env ENV`)".into(),
@@ -77,7 +76,7 @@ impl FromRequestParts<App> for ClientKey {
         let now = app.now();
         let caller = client_key(
             app,
-            presented_token(&parts.headers),
+            crate::auth::presented(&parts.headers),
             crate::auth::source_of(parts),
             now,
         )
@@ -161,8 +160,7 @@ pub async fn events(
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     crate::json::ApiQuery(q): crate::json::ApiQuery<EventsQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let token =
-        presented_token(&headers).or_else(|| q.key.as_deref().map(SecretToken::from_presented));
+    let token = crate::auth::presented(&headers).or_else(|| q.key.as_deref().map(str::trim));
     let caller = client_key(&app, token, peer.map(|p| p.0 .0.ip()), app.now()).await?;
     let env = environment_of(&caller).to_owned();
     let stream = answer::events(app.flag_events.subscribe(), env);

@@ -117,12 +117,13 @@ where
         };
         let span = {
             // Made before routing: the route is recorded by the metrics layer once it is known.
-            let shown = id.to_str().unwrap_or("-");
+            // Field values are read only when the span is enabled (the id's text is checked
+            // then, not on every OFREP request).
             let method = req.method();
             if hot(req.uri().path()) {
-                tracing::debug_span!("request", request_id = %shown, %method, route = Empty, principal = Empty, status = Empty)
+                tracing::debug_span!("request", request_id = %id.to_str().unwrap_or("-"), %method, route = Empty, principal = Empty, status = Empty)
             } else {
-                tracing::info_span!("request", request_id = %shown, %method, route = Empty, principal = Empty, status = Empty)
+                tracing::info_span!("request", request_id = %id.to_str().unwrap_or("-"), %method, route = Empty, principal = Empty, status = Empty)
             }
         };
         // A disabled span logs nothing: no clock read for it.

@@ -345,6 +345,13 @@ async fn client_keys_authenticate_and_are_bound_to_one_environment(b: Backend) {
     success(&r, "bool-static", "STATIC");
     let r = call(&s, path, Some(("x-api-key", &staging)), body, &[]).await;
     success(&r, "bool-static", "STATIC");
+    // Spaces after the scheme are not part of the key, whether it is checked against the
+    // store or found in the cache (the second request).
+    let spaced = format!("Bearer   {staging}");
+    for _ in 0..2 {
+        let r = call(&s, path, Some(("authorization", &spaced)), body, &[]).await;
+        success(&r, "bool-static", "STATIC");
+    }
     let bulk = call(
         &s,
         "/ofrep/v1/evaluate/flags",
