@@ -44,9 +44,15 @@ struct ClientKey {
     fixed: Option<serde_json::Map<String, serde_json::Value>>,
     /// The request's `If-None-Match`.
     if_none_match: Option<HeaderValue>,
+    /// The request's moment: the key's expiry is checked at it, the flags evaluated at it.
+    now: chrono::DateTime<chrono::Utc>,
 }
 
-fn client_key(replica: &Replica, token: Option<SecretToken>) -> Result<Arc<EdgeClient>, ApiError> {
+fn client_key(
+    replica: &Replica,
+    token: Option<SecretToken>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Arc<EdgeClient>, ApiError> {
     let token = token
         .filter(SecretToken::is_well_formed)
         .ok_or(ApiError::Unauthenticated)?;
@@ -57,7 +63,7 @@ fn client_key(replica: &Replica, token: Option<SecretToken>) -> Result<Arc<EdgeC
     }
     let client = replica.client(&token).ok_or(ApiError::Unauthenticated)?;
     // INVARIANT: expiry against the edge's own clock, as the central server checks it.
-    if client.expires_at.is_some_and(|at| at <= replica.now()) {
+    if client.expires_at.is_some_and(|at| at <= now) {
         return Err(ApiError::TokenExpired);
     }
     Ok(client)
@@ -67,7 +73,8 @@ impl FromRequestParts<Replica> for ClientKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, r: &Replica) -> Result<Self, Self::Rejection> {
-        let client = client_key(r, presented_token(&parts.headers))?;
+        let now = r.now();
+        let client = client_key(r, presented_token(&parts.headers), now)?;
         let fixed = {
             let held = r.held.load();
             let env = held.envs.get(&client.environment);
@@ -82,6 +89,7 @@ impl FromRequestParts<Replica> for ClientKey {
             fixed,
             if_none_match: parts.headers.get(header::IF_NONE_MATCH).cloned(),
             client,
+            now,
         })
     }
 }
@@ -110,7 +118,7 @@ async fn evaluate(
         &flag,
         &body,
         key.fixed.as_ref(),
-        r.now(),
+        key.now,
     )
 }
 
@@ -127,7 +135,7 @@ async fn evaluate_all(
         key.if_none_match.as_ref(),
         &body,
         key.fixed.as_ref(),
-        r.now(),
+        key.now,
         public,
     )
 }
@@ -144,7 +152,7 @@ async fn events(
 ) -> Result<impl IntoResponse, ApiError> {
     let token =
         presented_token(&headers).or_else(|| q.key.as_deref().map(SecretToken::from_presented));
-    let client = client_key(&r, token)?;
+    let client = client_key(&r, token, r.now())?;
     let stream = answer::events(r.flag_events.subscribe(), client.environment.clone());
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
