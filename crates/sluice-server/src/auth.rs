@@ -20,7 +20,7 @@ pub fn presented_token(headers: &axum::http::HeaderMap) -> Option<SecretToken> {
 }
 
 /// The presented token's text, trimmed as [`SecretToken::from_presented`] trims it, borrowed
-/// from the headers (see [`authenticate_presented`]).
+/// from the headers (see [`authenticate_at`]).
 pub fn presented(headers: &axum::http::HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get(axum::http::header::AUTHORIZATION) {
         let v = v.to_str().ok()?;
@@ -31,21 +31,6 @@ pub fn presented(headers: &axum::http::HeaderMap) -> Option<&str> {
         .get(X_API_KEY)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
-}
-
-/// [`authenticate_at`] of a token as presented: a token in the cache is found without a copy
-/// of it (the evaluation paths), any other is authenticated as `authenticate_at` does.
-pub async fn authenticate_presented(
-    app: &App,
-    presented: Option<&str>,
-    source: Option<IpAddr>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Arc<Caller>, ApiError> {
-    if let Some(hit) = presented.and_then(|t| cached(app, t, now)) {
-        hit.record_on_span();
-        return Ok(hit);
-    }
-    authenticate_at(app, presented.map(SecretToken::from_presented), source, now).await
 }
 
 /// The caller behind a presented token; names it on the request's span. Failures are counted
@@ -74,28 +59,35 @@ pub async fn authenticate_from(
     token: Option<SecretToken>,
     source: Option<IpAddr>,
 ) -> Result<Arc<Caller>, ApiError> {
-    authenticate_at(app, token, source, app.now()).await
+    authenticate_at(
+        app,
+        token.as_ref().map(SecretToken::expose),
+        source,
+        app.now(),
+    )
+    .await
 }
 
-/// [`authenticate_from`] at `now`, the request's moment, which the caller reads once and uses
-/// again (OFREP evaluates at it: one clock read per request, not two).
+/// [`authenticate_from`] of a token's text as presented (see [`presented`]), at `now`, the
+/// request's moment, which the caller reads once and uses again (OFREP evaluates at it: one
+/// clock read per request, not two). A token in the cache is found without a copy of it.
 pub async fn authenticate_at(
     app: &App,
-    token: Option<SecretToken>,
+    token: Option<&str>,
     source: Option<IpAddr>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Arc<Caller>, ApiError> {
-    if let Some(hit) = token.as_ref().and_then(|t| cached(app, t.expose(), now)) {
+    if let Some(hit) = token.and_then(|t| cached(app, t, now)) {
         hit.record_on_span();
         return Ok(hit);
     }
     // A request without a token guesses nothing: it is not counted.
-    let keys: Vec<Key> = match &token {
+    let keys: Vec<Key> = match token {
         None => Vec::new(),
         Some(t) => source
             .map(Key::Source)
             .into_iter()
-            .chain(std::iter::once(Key::prefix(t.expose())))
+            .chain(std::iter::once(Key::prefix(t)))
             .collect(),
     };
     app.auth_failures
@@ -103,7 +95,7 @@ pub async fn authenticate_at(
         .map_err(|t| ApiError::TooManyFailures {
             retry_after: t.retry_after,
         })?;
-    match identify(app, token).await {
+    match identify(app, token.map(SecretToken::from_presented)).await {
         Ok(caller) => {
             caller.record_on_span();
             Ok(caller)

@@ -59,7 +59,7 @@ async fn client_key(
     source: Option<std::net::IpAddr>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<std::sync::Arc<Caller>, ApiError> {
-    let caller = crate::auth::authenticate_presented(app, token, source, now).await?;
+    let caller = crate::auth::authenticate_at(app, token, source, now).await?;
     if caller.kind != TokenKind::Client || caller.environment.is_none() {
         return Err(ApiError::Forbidden(
             "OFREP needs a client key (`sluice tokens create --kind client --env ENV`)".into(),
