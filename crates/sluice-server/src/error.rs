@@ -174,7 +174,7 @@ fn op_code(e: &OpError) -> &'static str {
         OpError::Store(StoreError::Unavailable(_)) => "unavailable",
         OpError::Store(StoreError::Busy(_)) => "store_busy",
         OpError::Store(StoreError::Full(_)) => "store_full",
-        OpError::Store(StoreError::Conflict(_)) => "conflict",
+        OpError::Store(StoreError::Conflict(_) | StoreError::Stale(_)) => "conflict",
         OpError::Store(_) | OpError::Internal(_) => "internal",
     }
 }
@@ -241,7 +241,7 @@ fn op_status(e: &OpError) -> StatusCode {
         OpError::Store(StoreError::Unavailable(_) | StoreError::Busy(_) | StoreError::Full(_)) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
-        OpError::Store(StoreError::Conflict(_)) => StatusCode::CONFLICT,
+        OpError::Store(StoreError::Conflict(_) | StoreError::Stale(_)) => StatusCode::CONFLICT,
         OpError::Store(_) | OpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -317,6 +317,7 @@ impl From<StoreError> for ApiError {
             StoreError::Busy(m) => ApiError::StoreBusy(m),
             StoreError::Full(m) => ApiError::StoreFull(m),
             StoreError::Conflict(m) => ApiError::Conflict(m),
+            e @ StoreError::Stale(_) => ApiError::Conflict(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -21,6 +21,10 @@ pub enum StoreError {
     /// The write collides with what is there: the message says what, whole.
     #[error("{0}")]
     Conflict(String),
+    /// What the write started from has changed since (see
+    /// [`crate::WriteTx::vote_on_seen`]): start again from a fresh read.
+    #[error("the request changed while this write was made; try again ({0})")]
+    Stale(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -36,6 +40,13 @@ impl From<sqlx::Error> for StoreError {
                 "that already exists; another request may have written it first, try again ({})",
                 d.message()
             )),
+            // The guard of a vote started from what this handle remembered (see
+            // `WriteTx::vote_on_seen`): nothing else inserts a vote without its request.
+            sqlx::Error::Database(d)
+                if d.code().as_deref() == Some("23502") && d.table() == Some("votes") =>
+            {
+                StoreError::Stale(d.message().to_owned())
+            }
             sqlx::Error::Database(d) => match outage(d.code().as_deref().unwrap_or("")) {
                 Some(Outage::Unavailable) => StoreError::Unavailable(e.to_string()),
                 Some(Outage::Busy) => StoreError::Busy(e.to_string()),

@@ -27,6 +27,7 @@ mod principals;
 mod records;
 mod requests;
 mod schedule;
+mod seen;
 mod sign_ins;
 mod state;
 mod tx;
@@ -49,6 +50,7 @@ pub use outbox::{
 pub use principals::{PrincipalRow, TokenRow};
 pub use requests::{RequestFilter, Visibility};
 pub use schedule::{ScheduledChange, ScheduledStatus};
+pub use seen::SeenRequest;
 pub use sign_ins::PendingSignIn;
 pub use sluice_audit::{AuditEntry, ChainHead, Checkpoint, NewEntry};
 pub use state::{AccessState, StateRevs};
@@ -94,6 +96,9 @@ pub struct Store {
     recorder: std::sync::Arc<records::Recorder>,
     /// PostgreSQL: the active requests as last read (see `state::ActiveCache`).
     active_cache: std::sync::Arc<state::ActiveCache>,
+    /// PostgreSQL batch: the pending requests this handle wrote last (see
+    /// [`Store::seen_request`]).
+    seen: std::sync::Arc<seen::SeenRequests>,
 }
 
 /// How long the store lets the database make it wait.
@@ -198,6 +203,7 @@ impl Store {
                     signing: Default::default(),
                     recorder: Default::default(),
                     active_cache: Default::default(),
+                    seen: Default::default(),
                 }
             }
             Backend::Postgres => {
@@ -251,6 +257,7 @@ impl Store {
                     signing,
                     recorder: Default::default(),
                     active_cache: Default::default(),
+                    seen: Default::default(),
                 }
             }
         };
@@ -276,6 +283,7 @@ impl Store {
         }?;
         Ok(tx
             .announcing_to(self.committed.clone())
+            .remembering_in(self.seen.clone())
             .routing_to(self.router.get().cloned(), self.outbox_notify.clone()))
     }
 

@@ -1,3 +1,4 @@
+use crate::seen::SeenRequest;
 use crate::tx::Arg;
 use crate::{get, Store, StoreError, WriteTx};
 use chrono::{DateTime, Utc};
@@ -30,6 +31,14 @@ pub(crate) fn request(row: &AnyRow) -> Result<AccessRequest, StoreError> {
 }
 
 impl Store {
+    /// A pending request as this handle last wrote it, if it remembers one (PostgreSQL with
+    /// batched writes only; elsewhere a locked read costs little). Start a vote from it with
+    /// [`WriteTx::vote_on_seen`].
+    pub fn seen_request(&self, id: &str) -> Option<SeenRequest> {
+        self.pg_batch.as_ref()?;
+        self.seen.get(id)
+    }
+
     pub async fn request(&self, id: &str) -> Result<Option<AccessRequest>, StoreError> {
         let row = sqlx::query("SELECT body FROM requests WHERE id = $1")
             .bind(id)
@@ -100,8 +109,16 @@ impl Store {
     }
 }
 
+/// What a committed write of `r`, stored as `body`, leaves for [`SeenRequests`].
+fn seen_after(r: &AccessRequest, body: &str) -> (String, Option<SeenRequest>) {
+    let still = (r.status == RequestStatus::Pending).then(|| SeenRequest::new(r.clone(), body));
+    (r.id.clone(), still)
+}
+
 impl WriteTx {
     pub async fn insert_request(&mut self, r: &AccessRequest) -> Result<(), StoreError> {
+        let body = serde_json::to_string(r)?;
+        self.remember(|| seen_after(r, &body));
         self.exec(
             "INSERT INTO requests (id, requester, entitlement, status, needs_review, created_at, pending_until, expires_at, body) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -114,7 +131,7 @@ impl WriteTx {
                 Arg::Int(to_ms(r.created_at)),
                 Arg::Int(to_ms(r.pending_until)),
                 Arg::OptInt(r.expires_at.map(to_ms)),
-                Arg::Text(serde_json::to_string(r)?),
+                Arg::Text(body),
             ],
         )
         .await
@@ -147,17 +164,52 @@ impl WriteTx {
     }
 
     pub async fn update_request(&mut self, r: &AccessRequest) -> Result<(), StoreError> {
+        let body = serde_json::to_string(r)?;
+        self.remember(|| seen_after(r, &body));
         self.exec(
             "UPDATE requests SET status = $1, needs_review = $2, expires_at = $3, body = $4 WHERE id = $5",
             vec![
                 Arg::Text(r.status.as_str().to_owned()),
                 Arg::Int(i64::from(r.needs_review)),
                 Arg::OptInt(r.expires_at.map(to_ms)),
-                Arg::Text(serde_json::to_string(r)?),
+                Arg::Text(body),
                 Arg::Text(r.id.clone()),
             ],
         )
         .await
+    }
+
+    /// Records `r`'s last vote and stores `r`, both on condition that the request is still
+    /// stored as `seen` was: otherwise (it changed since this handle wrote it) this writer
+    /// fails with [`StoreError::Stale`] at its commit, and nothing of it is kept. Reads
+    /// nothing now: the check rides with the writes, and locks the request's row as a locked
+    /// read would have.
+    pub async fn vote_on_seen(
+        &mut self,
+        seen: &SeenRequest,
+        r: &AccessRequest,
+    ) -> Result<(), StoreError> {
+        let Some(v) = r.votes.last() else {
+            return Err(StoreError::Database("a vote to record needs a vote".into()));
+        };
+        // INVARIANT: the guard. The vote's `request_id` is the request's id only if the request
+        // is stored as `seen` (its row then locked until the commit, as a locked read would
+        // have; a change committed meanwhile by another instance is waited for and compared),
+        // and NULL otherwise, which its NOT NULL refuses: the error `StoreError::Stale` is made
+        // from (see `crate::error`).
+        self.exec(
+            "INSERT INTO votes (request_id, approver, approve, at) \
+             VALUES ((SELECT id FROM requests WHERE id = $1 AND body = $2 FOR UPDATE), $3, $4, $5)",
+            vec![
+                Arg::Text(r.id.clone()),
+                Arg::Text(seen.stored().to_owned()),
+                Arg::Text(v.approver.clone()),
+                Arg::Int(i64::from(v.approve)),
+                Arg::Int(to_ms(v.at)),
+            ],
+        )
+        .await?;
+        self.update_request(r).await
     }
 
     /// Records a vote; the key makes a second vote by the same approver fail (at the latest

@@ -48,6 +48,10 @@ pub struct WriteTx {
         std::sync::Arc<dyn crate::OutboxRouter>,
         std::sync::Arc<tokio::sync::Notify>,
     )>,
+    /// PostgreSQL batch: where the requests it wrote are remembered once it commits (see
+    /// `crate::seen::SeenRequests`), and what it wrote.
+    seen: Option<std::sync::Arc<crate::seen::SeenRequests>>,
+    wrote: Vec<(String, Option<crate::SeenRequest>)>,
 }
 
 enum Lease {
@@ -64,6 +68,7 @@ enum Lease {
 }
 
 /// A bind parameter of a held-back statement.
+#[derive(Clone)]
 pub(crate) enum Arg {
     Int(i64),
     OptInt(Option<i64>),
@@ -113,6 +118,8 @@ impl WriteTx {
             moved: (false, false),
             committed: None,
             outbox: None,
+            seen: None,
+            wrote: Vec::new(),
         })
     }
 
@@ -130,6 +137,8 @@ impl WriteTx {
             moved: (false, false),
             committed: None,
             outbox: None,
+            seen: None,
+            wrote: Vec::new(),
         })
     }
 
@@ -139,6 +148,27 @@ impl WriteTx {
     ) -> Self {
         self.committed = Some(committed);
         self
+    }
+
+    pub(crate) fn remembering_in(
+        mut self,
+        seen: std::sync::Arc<crate::seen::SeenRequests>,
+    ) -> Self {
+        if self.pg_batch() {
+            self.seen = Some(seen);
+        }
+        self
+    }
+
+    /// PostgreSQL batch: notes a request this writer wrote, for [`crate::Store::seen_request`]
+    /// once it commits.
+    pub(crate) fn remember(
+        &mut self,
+        wrote: impl FnOnce() -> (String, Option<crate::SeenRequest>),
+    ) {
+        if self.seen.is_some() {
+            self.wrote.push(wrote());
+        }
     }
 
     pub(crate) fn routing_to(
@@ -441,10 +471,10 @@ impl WriteTx {
                 let chain: crate::batch::Chain = Box::new(move |head| {
                     let entries = rebase(&entries, head);
                     let mut inserts = inline_all(&entry_statements(&entries, router.as_deref())?);
-                    for s in sealed {
+                    for s in &sealed {
                         let seq = entries.get(s.entry).map_or(0, |e| e.seq);
                         let mut args = vec![Arg::Int(seq)];
-                        args.extend(s.args);
+                        args.extend(s.args.iter().cloned());
                         let mut statement = String::new();
                         inline(s.sql, &args, &mut statement);
                         push_statement(&mut inserts, &statement);
@@ -483,6 +513,9 @@ impl WriteTx {
             }
             Lease::Away => return Err(lost()),
         };
+        if let Some(seen) = &self.seen {
+            seen.learn(std::mem::take(&mut self.wrote));
+        }
         if let (true, Some((_, notify))) = (notified, &self.outbox) {
             notify.notify_waiters();
         }

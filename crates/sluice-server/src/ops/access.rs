@@ -171,6 +171,11 @@ impl App {
     }
 
     /// Approves or denies. Exactly one approval activates the grant, however many race.
+    ///
+    /// On PostgreSQL a vote on a request this instance wrote starts from the request as it
+    /// wrote it, not from a locked read (a round trip while every other writer of the
+    /// instance waits for the batch); its write is guarded on the request being stored so
+    /// still, and should it have changed since, the vote is made again from a locked read.
     pub async fn vote(
         &self,
         caller: &Caller,
@@ -178,14 +183,42 @@ impl App {
         approve: bool,
         comment: String,
     ) -> Result<(AccessRequest, Option<ApprovalProgress>), OpError> {
+        let seen = self
+            .store
+            .seen_request(id)
+            .filter(|s| s.request.extends.is_none());
+        if seen.is_some() {
+            match self
+                .vote_from(caller, id, approve, comment.clone(), seen)
+                .await
+            {
+                Err(OpError::Store(sluice_store::StoreError::Stale(_))) => {}
+                done => return done,
+            }
+        }
+        self.vote_from(caller, id, approve, comment, None).await
+    }
+
+    /// A vote from `seen`, or else from the request read and locked in the transaction.
+    async fn vote_from(
+        &self,
+        caller: &Caller,
+        id: &str,
+        approve: bool,
+        comment: String,
+        seen: Option<sluice_store::SeenRequest>,
+    ) -> Result<(AccessRequest, Option<ApprovalProgress>), OpError> {
         let policy = self.policy();
         let actor = caller.actor();
         let mut tx = self.store.begin().await?;
         let now = self.now();
-        let mut req = tx
-            .lock_request(id)
-            .await?
-            .ok_or_else(|| Missing::Request(id.to_owned()))?;
+        let mut req = match &seen {
+            Some(s) => s.request.clone(),
+            None => tx
+                .lock_request(id)
+                .await?
+                .ok_or_else(|| Missing::Request(id.to_owned()))?,
+        };
         let proof = access::authorize_vote(&policy, &req, &actor, now)?;
         let progress = if approve {
             let extends = match &req.extends {
@@ -234,10 +267,15 @@ impl App {
             .await?;
             None
         };
-        if let Some(v) = req.votes.last() {
-            tx.insert_vote(&req.id, v).await?;
+        match &seen {
+            Some(s) => tx.vote_on_seen(s, &req).await?,
+            None => {
+                if let Some(v) = req.votes.last() {
+                    tx.insert_vote(&req.id, v).await?;
+                }
+                tx.update_request(&req).await?;
+            }
         }
-        tx.update_request(&req).await?;
         let rev = if req.status == RequestStatus::Active {
             Some(tx.bump_access().await?)
         } else {

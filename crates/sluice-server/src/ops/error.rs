@@ -81,7 +81,7 @@ impl OpError {
     pub fn is_failure(&self) -> bool {
         match self {
             OpError::Internal(_) => true,
-            OpError::Store(e) => !matches!(e, StoreError::Conflict(_)),
+            OpError::Store(e) => !matches!(e, StoreError::Conflict(_) | StoreError::Stale(_)),
             _ => false,
         }
     }

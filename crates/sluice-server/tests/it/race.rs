@@ -263,3 +263,76 @@ backend_tests!(
     one_approver_pressing_twenty_times_counts_once,
     a_late_older_change_never_resurrects_a_revoked_grant,
 );
+
+/// Two instances on one PostgreSQL database. Instance A starts a vote on a request it opened
+/// from the request as it wrote it (no locked read), and instance B has voted since: A's vote
+/// must count B's, not overwrite it, and a request B already granted must be refused as such.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_vote_on_one_instance_sees_what_another_instance_voted() {
+    let Some((a, req, leads)) = setup(Backend::Postgres).await else {
+        return;
+    };
+    let db = Db {
+        url: a.db.url.clone(),
+        key: a.db.key.clone(),
+        _dir: tempfile::tempdir().expect("tempdir"),
+    };
+    let b = TestServer::start(db).await;
+
+    // Two approvals needed: one on each instance, and both count.
+    let id = open(&a, &req, "two-approvals").await;
+    let (st, v) = b
+        .post(&leads[1], &format!("/v1/requests/{id}/approve"), json!({}))
+        .await;
+    assert_eq!(
+        (st, v["status"].as_str()),
+        (StatusCode::OK, Some("pending")),
+        "{v}"
+    );
+    let (st, v) = a
+        .post(&leads[2], &format!("/v1/requests/{id}/approve"), json!({}))
+        .await;
+    assert_eq!(
+        (st, v["status"].as_str()),
+        (StatusCode::OK, Some("active")),
+        "{v}"
+    );
+    let (_, shown) = a.get(&req, &format!("/v1/requests/{id}")).await;
+    assert_eq!(
+        approvers(&shown),
+        vec!["l01".to_owned(), "l02".to_owned()],
+        "{shown}"
+    );
+    assert_eq!(shown["approvals"], 2, "{shown}");
+    assert_eq!(
+        for_request(&a.audit_actions("access.approved").await, &id),
+        2
+    );
+    assert_eq!(
+        for_request(&a.audit_actions("access.granted").await, &id),
+        1
+    );
+
+    // One approval needed, granted on B: A's later approval is refused for what it is.
+    let id = open(&a, &req, "one-approval").await;
+    let (st, v) = b
+        .post(&leads[3], &format!("/v1/requests/{id}/approve"), json!({}))
+        .await;
+    assert_eq!(
+        (st, v["status"].as_str()),
+        (StatusCode::OK, Some("active")),
+        "{v}"
+    );
+    let (st, v) = a
+        .post(&leads[4], &format!("/v1/requests/{id}/approve"), json!({}))
+        .await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "wrong_status", "{v}");
+    let (_, shown) = a.get(&req, &format!("/v1/requests/{id}")).await;
+    assert_eq!(approvers(&shown), vec!["l03".to_owned()], "{shown}");
+    assert_eq!(
+        for_request(&a.audit_actions("access.approved").await, &id),
+        1
+    );
+    assert_eq!(a.verify().await["ok"], true);
+}

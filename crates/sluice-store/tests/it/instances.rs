@@ -381,3 +381,116 @@ async fn a_nul_character_fails_its_writer_before_the_batch_commits() {
     assert_eq!(store.audit_all().await.expect("audit").len(), 1);
     store.close().await;
 }
+
+/// Writes `r` (inserted or updated) with one entry through `store`.
+async fn store_request(store: &Store, r: &sluice_core::access::AccessRequest, insert: bool) {
+    let mut tx = store.begin().await.expect("begin");
+    if insert {
+        tx.insert_request(r).await.expect("insert");
+    } else {
+        tx.update_request(r).await.expect("update");
+    }
+    tx.audit(t0(), entry(&format!("test.{}", r.id)))
+        .await
+        .expect("audit");
+    tx.commit().await.expect("commit");
+}
+
+/// A vote made from the request as this handle last wrote it, guarded on that: it commits
+/// when nothing changed the request since, and fails alone with `Stale` (nothing of it kept,
+/// the other writers of its batch untouched) when another instance did. Only pending
+/// requests are remembered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_vote_from_a_remembered_request_is_refused_once_another_instance_changed_it() {
+    let Some(db) = postgres().await else { return };
+    let (a, b) = (db.open().await, db.open().await);
+    let first = pending("req-1", "dave", t0());
+    store_request(&a, &first, true).await;
+    let seen = a.seen_request("req-1").expect("a remembers what it wrote");
+    assert_eq!(seen.request.id, "req-1");
+    assert!(b.seen_request("req-1").is_none(), "b wrote nothing");
+
+    // Nothing changed it: the vote commits, and an active request is no longer remembered.
+    let mut approved = seen.request.clone();
+    approved = crate::activated(approved, "erin", t0());
+    let mut tx = a.begin().await.expect("begin");
+    tx.vote_on_seen(&seen, &approved).await.expect("vote");
+    tx.audit(t0(), entry("test.vote.1")).await.expect("audit");
+    tx.commit()
+        .await
+        .expect("an unchanged request takes the vote");
+    let stored = a.request("req-1").await.expect("read").expect("there");
+    assert_eq!(stored.status, sluice_core::access::RequestStatus::Active);
+    assert_eq!(stored.votes.len(), 1);
+    assert!(a.seen_request("req-1").is_none(), "active: forgotten");
+
+    // B votes on a request A remembers; A's vote from what it remembers is refused alone.
+    let second = pending("req-2", "dave", t0());
+    store_request(&a, &second, true).await;
+    let seen = a.seen_request("req-2").expect("remembered");
+    let mut by_b = second.clone();
+    by_b.votes.push(crate::vote("frank", t0()));
+    store_request(&b, &by_b, false).await;
+    let mut from_seen = seen.request.clone();
+    from_seen.votes.push(crate::vote("erin", t0()));
+    let (stale, beside) = tokio::join!(
+        async {
+            let mut tx = a.begin().await.expect("begin");
+            tx.vote_on_seen(&seen, &from_seen).await.expect("vote");
+            tx.audit(t0(), entry("test.vote.stale"))
+                .await
+                .expect("audit");
+            tx.commit().await
+        },
+        alone(&a, "test.beside")
+    );
+    assert!(
+        matches!(stale, Err(StoreError::Stale(_))),
+        "a vote on a changed request: {stale:?}"
+    );
+    assert_eq!(beside.len(), 1, "the writer beside it committed");
+    let stored = a.request("req-2").await.expect("read").expect("there");
+    let voters: Vec<&str> = stored.votes.iter().map(|v| v.approver.as_str()).collect();
+    assert_eq!(voters, ["frank"], "b's vote kept, a's not written");
+    let chain = one_chain(&a, &b).await;
+    assert!(chain.iter().all(|e| e.action != "test.vote.stale"));
+    assert!(chain.iter().any(|e| e.action == "test.beside"));
+    for store in [&a, &b] {
+        store.close().await;
+    }
+}
+
+/// A batch commits in one call on the chain head and access revision its last commit left,
+/// unless it heard of another instance's commit since. These handles do not listen, so B's
+/// commits go unheard by A: each of A's commits must find the head moved, and chain its entry
+/// and give out its revision after B's, not after its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_commit_after_an_unheard_one_of_another_instance_follows_it() {
+    let Some(db) = postgres().await else { return };
+    let (a, b) = (db.open().await, db.open().await);
+    let mut last_rev = 0;
+    let mut last_seq = 0;
+    // A alone long enough to commit on the head it expects; then B once, unheard; and so on.
+    let turns = [
+        (&a, 8),
+        (&b, 1),
+        (&a, 2),
+        (&b, 1),
+        (&a, 8),
+        (&b, 1),
+        (&a, 1),
+    ];
+    for (turn, (store, commits)) in turns.into_iter().enumerate() {
+        for k in 0..commits {
+            let (e, rev) = bumping(store, &format!("test.{turn}.{k}")).await;
+            assert_eq!(e.seq, last_seq + 1, "turn {turn}, commit {k}");
+            assert_eq!(rev, last_rev + 1, "turn {turn}, commit {k}");
+            (last_seq, last_rev) = (e.seq, rev);
+        }
+    }
+    let chain = one_chain(&a, &b).await;
+    assert_eq!(chain.len(), 22);
+    for store in [&a, &b] {
+        store.close().await;
+    }
+}
