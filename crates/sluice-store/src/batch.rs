@@ -26,7 +26,10 @@
 //! revisions its writers took (in their order), and writes the entries, their notifications,
 //! the new head, its signed checkpoint (when a signer is set, see `CommitSigning`) and the
 //! revisions, and commits, in a second call. The lock is held for those
-//! two calls and the commit's flush. A writer whose reads rely on nothing changing under them
+//! two calls and the commit's flush. When the instance has heard of no other instance's commit
+//! since its own last one, the head and revision are those that commit left, and the commit is
+//! one call ([`Batch::commit_on`]), which checks the head under the lock and fails if it is
+//! another (a commit not heard of yet): then that part is undone and the two calls made. A writer whose reads rely on nothing changing under them
 //! until the commit (any read but one that locks the rows it reads, such as a request's
 //! lock) takes the head's lock at that read (see `WriteTx::conn`): from there to the commit
 //! the batch is serialised with every other instance's writes, as all batches used to be.
@@ -74,9 +77,10 @@ pub(crate) struct Committed {
 type Answer = oneshot::Sender<Result<Committed, StoreError>>;
 
 /// PostgreSQL: chains a writer's audit entries on the head they follow, at the commit;
-/// returns them and the statements that insert them and their notifications.
+/// returns them and the statements that insert them and their notifications. Called again
+/// when a commit on the head this instance expected finds another (see `Batch::commit_on`).
 pub(crate) type Chain =
-    Box<dyn FnOnce(&ChainHead) -> Result<(Vec<AuditEntry>, String), StoreError> + Send>;
+    Box<dyn Fn(&ChainHead) -> Result<(Vec<AuditEntry>, String), StoreError> + Send>;
 
 /// PostgreSQL: signs the chain head a batch commits, inside the commit (see
 /// [`crate::Store::sign_commits_with`]).
@@ -123,6 +127,16 @@ pub(crate) struct Held {
     /// It moved grants, principals or policy (`.0`) or flags (`.1`): counted, and told to
     /// the other instances, only if it is kept.
     pub(crate) moved: (bool, bool),
+}
+
+/// What one call of held writers and a statement after them did (see `Batch::send_once`).
+enum Sent {
+    /// All went through; the rows of the statement after them.
+    Rows(Vec<AnyRow>),
+    /// A held writer failed: it was undone and told, and the statement after it not run.
+    WriterFailed,
+    /// Every held writer went through; the statement after them failed.
+    ThenFailed(StoreError),
 }
 
 /// A held writer and whom to answer.
@@ -204,7 +218,25 @@ struct Pg {
     signing: Arc<CommitSigning>,
     /// The checkpoint the commit in progress writes.
     signing_now: Option<sluice_audit::Checkpoint>,
+    /// The chain head and access revision this instance's last commit left (see
+    /// `Batch::commit_on`).
+    expected: Option<(ChainHead, i64)>,
+    /// How many other instances' commits it had heard of at its last commit, and how many of
+    /// its commits in a row heard of none.
+    heard: u64,
+    quiet: u32,
+    /// How many quiet commits in a row it takes to commit on the expected head: doubled
+    /// whenever that head was not the real one (a commit not heard of, or not heard of yet),
+    /// halved (down to [`QUIET_COMMITS`]) whenever it was.
+    needed: u32,
 }
+
+/// PostgreSQL: commits in a row that heard of no other instance's before a batch commits on
+/// the head it expects (see `Batch::commit_on`), at least.
+const QUIET_COMMITS: u32 = 4;
+
+/// … and at most.
+const QUIET_COMMITS_MOST: u32 = 1024;
 
 #[derive(Debug)]
 struct Batch {
@@ -253,6 +285,10 @@ impl Batcher {
             moved: (false, false),
             signing,
             signing_now: None,
+            expected: None,
+            heard: 0,
+            quiet: 0,
+            needed: QUIET_COMMITS,
         };
         Self::start_with(conn, None, Some(pg))
     }
@@ -460,91 +496,207 @@ impl Batch {
     /// Called from spawned tasks only, so it runs to the end: the held writers' outcome is
     /// never left undecided.
     async fn send_with(&mut self, then: &str) -> Result<Vec<AnyRow>, StoreError> {
-        use futures_util::StreamExt as _;
         loop {
-            let mut sql = String::new();
-            let mut ends = Vec::with_capacity(self.held.len());
-            let mut statements = 0;
-            let begins = !self.begun;
-            if begins {
-                sql.push_str(BEGIN_PG);
-                statements += 2;
+            match self.send_once(then).await? {
+                Sent::Rows(rows) => return Ok(rows),
+                Sent::ThenFailed(e) => return Err(e),
+                Sent::WriterFailed => {}
             }
-            for h in &self.held {
-                push_statements(&mut sql, &h.held.sql);
-                push_statements(&mut sql, KEEP);
-                statements += h.held.statements + 2;
-                ends.push(statements);
-            }
-            push_statements(&mut sql, then);
-            let mut done = 0;
-            let mut rows = Vec::new();
-            let mut failed = None;
-            {
-                let mut results = sqlx::Executor::fetch_many(&mut self.conn, sql.as_str());
-                while let Some(r) = results.next().await {
-                    match r {
-                        Ok(sqlx::Either::Left(_)) => done += 1,
-                        Ok(sqlx::Either::Right(row)) => rows.push(row),
-                        Err(e) => {
-                            failed = Some(StoreError::from(e));
-                            break;
-                        }
+        }
+    }
+
+    /// [`Batch::send_with`], once: a held writer that fails is undone and told, and the
+    /// writers held after it stay held, unsent, with `then`.
+    async fn send_once(&mut self, then: &str) -> Result<Sent, StoreError> {
+        use futures_util::StreamExt as _;
+        let mut sql = String::new();
+        let mut ends = Vec::with_capacity(self.held.len());
+        let mut statements = 0;
+        let begins = !self.begun;
+        if begins {
+            sql.push_str(BEGIN_PG);
+            statements += 2;
+        }
+        for h in &self.held {
+            push_statements(&mut sql, &h.held.sql);
+            push_statements(&mut sql, KEEP);
+            statements += h.held.statements + 2;
+            ends.push(statements);
+        }
+        push_statements(&mut sql, then);
+        let mut done = 0;
+        let mut rows = Vec::new();
+        let mut failed = None;
+        {
+            let mut results = sqlx::Executor::fetch_many(&mut self.conn, sql.as_str());
+            while let Some(r) = results.next().await {
+                match r {
+                    Ok(sqlx::Either::Left(_)) => done += 1,
+                    Ok(sqlx::Either::Right(row)) => rows.push(row),
+                    Err(e) => {
+                        failed = Some(StoreError::from(e));
+                        break;
                     }
                 }
             }
-            if begins {
-                if done < 2 {
-                    // The begin itself failed: the connection is gone (or the transaction
-                    // could not open). Roll back whatever opened, mark the connection for
-                    // replacement if even that fails, and fail the batch.
-                    let e = failed.unwrap_or_else(|| {
-                        StoreError::Unavailable("the batch could not begin".into())
-                    });
-                    self.fail_all(e.clone()).await;
+        }
+        if begins {
+            if done < 2 {
+                // The begin itself failed: the connection is gone (or the transaction
+                // could not open). Roll back whatever opened, mark the connection for
+                // replacement if even that fails, and fail the batch.
+                let e = failed
+                    .unwrap_or_else(|| StoreError::Unavailable("the batch could not begin".into()));
+                self.fail_all(e.clone()).await;
+                return Err(e);
+            }
+            self.begun = true;
+        }
+        // The held writers that completed (all of them, unless one failed).
+        let kept = ends.iter().take_while(|&&end| end <= done).count();
+        for h in self.held.drain(..kept) {
+            self.locked |= h.held.locked;
+            if let Some(pg) = &mut self.pg {
+                pg.moved.0 |= h.held.moved.0;
+                pg.moved.1 |= h.held.moved.1;
+            }
+            self.waiting.push(Waiter {
+                answer: h.answer,
+                entries: Vec::new(),
+                chain: Some(h.held.chain),
+                bumps: h.held.bumps,
+                first_rev: None,
+            });
+        }
+        let Some(e) = failed else {
+            return Ok(Sent::Rows(rows));
+        };
+        if self.held.is_empty() {
+            // `then` failed: the holder's.
+            return Ok(Sent::ThenFailed(e));
+        }
+        // The first writer still held failed: undo it alone.
+        if let Err(undo) = sqlx::Executor::execute(&mut self.conn, "ROLLBACK TO SAVEPOINT op").await
+        {
+            self.fail_all(undo.into()).await;
+            return Err(e);
+        }
+        let h = self.held.remove(0);
+        let _ = h.answer.send(Err(e));
+        Ok(Sent::WriterFailed)
+    }
+
+    /// PostgreSQL: commits in one call on the chain head and access revision this instance's
+    /// last commit left, if no other instance's commit has been heard of since, nor during
+    /// the last few commits (`Pg::needed`: two busy instances commit on each other's heels,
+    /// faster than their notifications arrive, and would mostly expect wrong). The call
+    /// sends the held writers, takes the head's lock, checks that the head is the expected
+    /// one ([`expect_head_sql`]: an error otherwise), and writes the entries chained on it,
+    /// the revisions, the new head and its checkpoint, and commits: the round trip that
+    /// reads the head ([`HEAD_SQL`]) is saved. Returns false, with nothing of it kept but the
+    /// held writers' changes, when the head was not the expected one or a held writer failed
+    /// (it is undone and told): then the commit is made the long way ([`Batch::commit_pg`]).
+    async fn commit_on(&mut self) -> Result<bool, StoreError> {
+        let Some(pg) = &mut self.pg else {
+            return Ok(false);
+        };
+        let heard = pg.changes.others_heard();
+        let quiet = heard == pg.heard && pg.quiet >= pg.needed;
+        let Some((from_head, before)) = pg.expected.take().filter(|_| quiet) else {
+            return Ok(false);
+        };
+        let (moved, changes, signer) = (
+            pg.moved,
+            pg.changes.clone(),
+            pg.signing.signer.get().cloned(),
+        );
+        let moved = self
+            .held
+            .iter()
+            .fold(moved, |m, h| (m.0 | h.held.moved.0, m.1 | h.held.moved.1));
+        let payload = changes.payload(moved.0, moved.1);
+        let bumps = self
+            .waiting
+            .iter()
+            .map(|w| (w.chain.as_ref(), w.bumps))
+            .chain(
+                self.held
+                    .iter()
+                    .map(|h| (Some(&h.held.chain), h.held.bumps)),
+            );
+        let mut sql = String::new();
+        push_statements(&mut sql, LOCK_HEAD_SQL);
+        push_statements(&mut sql, &expect_head_sql(&from_head));
+        let (head, rev, planned) = plan(&from_head, before, bumps, &mut sql)?;
+        let signed = finish_sql(
+            &mut sql, &from_head, &head, before, rev, moved.1, signer, &payload,
+        );
+        match self.send_once(&sql).await? {
+            Sent::Rows(rows) => {
+                for (w, (entries, first_rev)) in self.waiting.iter_mut().zip(planned) {
+                    w.entries = entries;
+                    w.first_rev = first_rev;
+                }
+                self.committed_at(&rows, signed, head, rev, heard);
+                if let Some(pg) = &mut self.pg {
+                    pg.needed = (pg.needed / 2).max(QUIET_COMMITS);
+                }
+                Ok(true)
+            }
+            Sent::WriterFailed => Ok(false),
+            Sent::ThenFailed(e) => {
+                // Another head (or a failure of the commit's own statements): undo them,
+                // keep the held writers, and commit the long way, which fails as it would
+                // have if the failure was not the head.
+                if let Err(undo) =
+                    sqlx::Executor::execute(&mut self.conn, "ROLLBACK TO SAVEPOINT op").await
+                {
+                    tracing::debug!(error = %undo, "undoing a commit on the expected head failed");
                     return Err(e);
                 }
-                self.begun = true;
-            }
-            // The held writers that completed (all of them, unless one failed).
-            let kept = ends.iter().take_while(|&&end| end <= done).count();
-            for h in self.held.drain(..kept) {
-                self.locked |= h.held.locked;
                 if let Some(pg) = &mut self.pg {
-                    pg.moved.0 |= h.held.moved.0;
-                    pg.moved.1 |= h.held.moved.1;
+                    pg.needed = (pg.needed * 2).min(QUIET_COMMITS_MOST);
                 }
-                self.waiting.push(Waiter {
-                    answer: h.answer,
-                    entries: Vec::new(),
-                    chain: Some(h.held.chain),
-                    bumps: h.held.bumps,
-                    first_rev: None,
-                });
+                Ok(false)
             }
-            let Some(e) = failed else {
-                return Ok(rows);
+        }
+    }
+
+    /// PostgreSQL: what a commit that wrote `head` at revision `rev` leaves: the checkpoint
+    /// it stored, if any, and the head the next commit expects.
+    fn committed_at(
+        &mut self,
+        rows: &[AnyRow],
+        signed: Option<sluice_audit::Checkpoint>,
+        head: ChainHead,
+        rev: i64,
+        heard: u64,
+    ) {
+        let stored = rows
+            .iter()
+            .any(|r| sqlx::Row::try_get::<i64, _>(r, "signed_seq").is_ok());
+        if let Some(pg) = &mut self.pg {
+            pg.signing_now = signed.filter(|_| stored);
+            pg.expected = Some((head, rev));
+            pg.quiet = if heard == pg.heard {
+                pg.quiet.saturating_add(1)
+            } else {
+                0
             };
-            if self.held.is_empty() {
-                // `then` failed: the holder's.
-                return Err(e);
-            }
-            // The first writer still held failed: undo it alone, send the rest again.
-            if let Err(undo) =
-                sqlx::Executor::execute(&mut self.conn, "ROLLBACK TO SAVEPOINT op").await
-            {
-                self.fail_all(undo.into()).await;
-                return Err(e);
-            }
-            let h = self.held.remove(0);
-            let _ = h.answer.send(Err(e));
+            pg.heard = heard;
         }
     }
 
     /// PostgreSQL: sends the held writers and locks and reads the chain head ([`HEAD_SQL`]);
     /// then chains every kept writer's entries on it, gives out the access revisions they
-    /// took, and writes entries, notifications, head and revisions, and commits.
+    /// took, and writes entries, notifications, head and revisions, and commits. When no other
+    /// instance's commit was heard of since this one's last, the head is known and all of it
+    /// goes in one call instead ([`Batch::commit_on`]).
     async fn commit_pg(&mut self) -> Result<(), StoreError> {
+        if self.commit_on().await? {
+            return Ok(());
+        }
+        let heard = self.pg.as_ref().map_or(0, |pg| pg.changes.others_heard());
         let rows = match self.send_with(HEAD_SQL).await {
             // Waiting for the head, this batch can close a cycle with another instance's
             // batch: that one holds the head (a writer of it read under the lock) and one of
@@ -564,7 +716,7 @@ impl Batch {
                 "the chain head or state row is missing".into(),
             ));
         };
-        let mut head = ChainHead {
+        let from = ChainHead {
             seq: get(h, "seq")?,
             hash: get(h, "hash")?,
         };
@@ -575,59 +727,16 @@ impl Batch {
         };
         let (payload, flags) = (pg.changes.payload(pg.moved.0, pg.moved.1), pg.moved.1);
         let signer = pg.signing.signer.get().cloned();
-        let from = head.seq;
-        let mut rev = before;
         let mut sql = String::new();
-        for w in &mut self.waiting {
-            if let Some(chain) = w.chain.take() {
-                let (entries, inserts) = chain(&head)?;
-                if let Some(last) = entries.last() {
-                    head = last.head();
-                }
-                w.entries = entries;
-                push_statements(&mut sql, &inserts);
-            }
-            if w.bumps > 0 {
-                w.first_rev = Some(rev + 1);
-                rev += w.bumps as i64;
-            }
+        let bumps = self.waiting.iter().map(|w| (w.chain.as_ref(), w.bumps));
+        let (head, rev, planned) = plan(&from, before, bumps, &mut sql)?;
+        for (w, (entries, first_rev)) in self.waiting.iter_mut().zip(planned) {
+            w.entries = entries;
+            w.first_rev = first_rev;
         }
-        if rev != before || flags {
-            let flags = if flags {
-                ", flags_rev = flags_rev + 1"
-            } else {
-                ""
-            };
-            push_statements(
-                &mut sql,
-                &format!("UPDATE sluice_state SET access_rev = {rev}{flags} WHERE id = 1"),
-            );
-        }
-        // The new head signed in its own commit: no unsigned tail, and no checkpoint
-        // transaction of its own after it. Checkpoints stay in `seq` order across instances,
-        // since every commit holds the head's lock here.
-        let signed = match signer {
-            Some(sign) if head.seq > from => {
-                let cp = sign(&head);
-                let insert = sign_in_commit_sql(&cp);
-                push_statements(&mut sql, &insert);
-                Some(cp)
-            }
-            _ => None,
-        };
-        // INVARIANT: the other instances are told in the transaction, so they hear of it at
-        // commit and never of a batch that rolled back.
-        push_statements(
-            &mut sql,
-            &crate::listen::commit_sql(head.seq, &head.hash, &payload),
-        );
+        let signed = finish_sql(&mut sql, &from, &head, before, rev, flags, signer, &payload);
         let rows = sqlx::Executor::fetch_all(&mut self.conn, sql.as_str()).await?;
-        let stored = rows
-            .iter()
-            .any(|r| sqlx::Row::try_get::<i64, _>(r, "signed_seq").is_ok());
-        if let Some(pg) = &mut self.pg {
-            pg.signing_now = signed.filter(|_| stored);
-        }
+        self.committed_at(&rows, signed, head, rev, heard);
         Ok(())
     }
 
@@ -678,6 +787,95 @@ fn push_statements(sql: &mut String, more: &str) {
         sql.push_str("; ");
     }
     sql.push_str(more);
+}
+
+/// PostgreSQL: an error unless the chain head is `head` (its lock held): the head's row is
+/// inserted again, and its key refuses it, unless it is found as expected. Written so, in
+/// plain SQL, because it rides in a simple-protocol call before the commit, which it must
+/// stop.
+fn expect_head_sql(head: &ChainHead) -> String {
+    format!(
+        "INSERT INTO audit_head (id, seq, hash) SELECT 1, 0, '' \
+         WHERE NOT EXISTS (SELECT 1 FROM audit_head WHERE id = 1 AND seq = {} AND hash = {})",
+        head.seq,
+        crate::literal(&head.hash)
+    )
+}
+
+/// PostgreSQL: chains the writers' entries (`chain`, in the order they were kept) on
+/// `from`, appending their inserts to `sql`, and gives out the access revisions they took
+/// (`bumps`) after `before`. Returns the new head and revision, and each writer's entries
+/// and first revision.
+#[allow(clippy::type_complexity)]
+fn plan<'a>(
+    from: &ChainHead,
+    before: i64,
+    writers: impl Iterator<Item = (Option<&'a Chain>, usize)>,
+    sql: &mut String,
+) -> Result<(ChainHead, i64, Vec<(Vec<AuditEntry>, Option<i64>)>), StoreError> {
+    let mut head = from.clone();
+    let mut rev = before;
+    let mut planned = Vec::new();
+    for (chain, bumps) in writers {
+        let mut entries = Vec::new();
+        if let Some(chain) = chain {
+            let (chained, inserts) = chain(&head)?;
+            if let Some(last) = chained.last() {
+                head = last.head();
+            }
+            entries = chained;
+            push_statements(sql, &inserts);
+        }
+        let first_rev = (bumps > 0).then(|| rev + 1);
+        rev += bumps as i64;
+        planned.push((entries, first_rev));
+    }
+    Ok((head, rev, planned))
+}
+
+/// PostgreSQL: the end of a commit, appended to `sql`: the revisions, the new head signed in
+/// its own commit (when a signer is set), the head and the notification, and `COMMIT`.
+/// Returns the checkpoint it stores.
+#[allow(clippy::too_many_arguments)]
+fn finish_sql(
+    sql: &mut String,
+    from: &ChainHead,
+    head: &ChainHead,
+    before: i64,
+    rev: i64,
+    flags: bool,
+    signer: Option<SignHead>,
+    payload: &str,
+) -> Option<sluice_audit::Checkpoint> {
+    if rev != before || flags {
+        let flags = if flags {
+            ", flags_rev = flags_rev + 1"
+        } else {
+            ""
+        };
+        push_statements(
+            sql,
+            &format!("UPDATE sluice_state SET access_rev = {rev}{flags} WHERE id = 1"),
+        );
+    }
+    // The new head signed in its own commit: no unsigned tail, and no checkpoint
+    // transaction of its own after it. Checkpoints stay in `seq` order across instances,
+    // since every commit holds the head's lock here.
+    let signed = match signer {
+        Some(sign) if head.seq > from.seq => {
+            let cp = sign(head);
+            push_statements(sql, &sign_in_commit_sql(&cp));
+            Some(cp)
+        }
+        _ => None,
+    };
+    // INVARIANT: the other instances are told in the transaction, so they hear of it at
+    // commit and never of a batch that rolled back.
+    push_statements(
+        sql,
+        &crate::listen::commit_sql(head.seq, &head.hash, payload),
+    );
+    signed
 }
 
 /// The chain head (the last entry, or the empty chain) and the access revision, as the

@@ -101,6 +101,12 @@ impl Changes {
         self.audit.send_modify(|n| *n += 1);
     }
 
+    /// How many commits of other instances were heard of (and listener restarts, after which
+    /// some may have been missed).
+    pub(crate) fn others_heard(&self) -> u64 {
+        *self.audit.borrow()
+    }
+
     fn listening(&self) {
         self.connects.fetch_add(1, Ordering::Relaxed);
         self.state.send_modify(|n| *n += 1);
