@@ -29,10 +29,11 @@
 //! two calls and the commit's flush. When the instance has heard of no other instance's commit
 //! since its own last one, the head and revision are those that commit left, and the commit is
 //! one call ([`Batch::commit_on`]), which checks the head under the lock and fails if it is
-//! another (a commit not heard of yet): then that part is undone and the two calls made. A writer whose reads rely on nothing changing under them
-//! until the commit (any read but one that locks the rows it reads, such as a request's
-//! lock) takes the head's lock at that read (see `WriteTx::conn`): from there to the commit
-//! the batch is serialised with every other instance's writes, as all batches used to be.
+//! another (a commit not heard of yet): then that part is undone and the two calls made. A
+//! writer whose reads rely on nothing changing under them until the commit (any read but one
+//! that locks the rows it reads, such as a request's lock) takes the head's lock at that read
+//! (see `WriteTx::conn`): from there to the commit the batch is serialised with every other
+//! instance's writes, as all batches used to be.
 //! Statements that return nothing and the savepoint steps go to the server with their
 //! parameters written in as literals, several in one simple-protocol call (see
 //! `tx::inline`). A writer's commit sends nothing itself: its statements and the end of its
@@ -802,17 +803,18 @@ fn expect_head_sql(head: &ChainHead) -> String {
     )
 }
 
+/// Each writer's entries as chained and the first access revision it took, in order.
+type Planned = Vec<(Vec<AuditEntry>, Option<i64>)>;
+
 /// PostgreSQL: chains the writers' entries (`chain`, in the order they were kept) on
 /// `from`, appending their inserts to `sql`, and gives out the access revisions they took
-/// (`bumps`) after `before`. Returns the new head and revision, and each writer's entries
-/// and first revision.
-#[allow(clippy::type_complexity)]
+/// (`bumps`) after `before`. Returns the new head and revision, and what each writer got.
 fn plan<'a>(
     from: &ChainHead,
     before: i64,
     writers: impl Iterator<Item = (Option<&'a Chain>, usize)>,
     sql: &mut String,
-) -> Result<(ChainHead, i64, Vec<(Vec<AuditEntry>, Option<i64>)>), StoreError> {
+) -> Result<(ChainHead, i64, Planned), StoreError> {
     let mut head = from.clone();
     let mut rev = before;
     let mut planned = Vec::new();

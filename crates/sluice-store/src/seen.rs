@@ -20,8 +20,8 @@ const SEEN_REQUESTS: usize = 4096;
 /// A hint, never the truth: a vote started from one writes with a guard on the stored text,
 /// so a request changed since (by another instance, a sweep, or a writer before it in the
 /// batch) fails that writer alone with [`crate::StoreError::Stale`], and the vote is made
-/// again from a locked read. What this saves is the locked read itself: a round trip made while every
-/// other writer of the instance waits for the batch.
+/// again from a locked read. What this saves is the locked read itself: a round trip made
+/// while every other writer of the instance waits for the batch.
 #[derive(Debug)]
 pub(crate) struct SeenRequests(std::sync::Mutex<hashlink::LruCache<String, SeenRequest>>);
 
