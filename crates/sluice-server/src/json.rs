@@ -1,8 +1,9 @@
 //! `ApiJson<T>`: a JSON body extractor with Sluice's limits and error shape.
 //!
-//! Bodies are capped at [`MAX_BODY`] ([`MAX_IMPORT`] for a flag import) by a layer (see `router`); a route
-//! with another cap than [`MAX_BODY`] records it as a [`BodyLimit`], so that a body over it is
-//! `413 body_too_large` naming the limit; here nesting depth is
+//! Bodies are capped at [`MAX_BODY`] ([`MAX_IMPORT`] for a flag import): [`ApiBytes`] reads
+//! them itself, to the [`BodyLimit`] a route with another cap sets (the `DefaultBodyLimit`
+//! layer beside it caps axum's own extractors, such as the console's forms), so that a body
+//! over it is `413 body_too_large` naming the limit; here nesting depth is
 //! bounded before parsing, and every failure becomes an [`ApiError`] with a stable code
 //! instead of axum's plain text.
 //!
@@ -66,7 +67,8 @@ impl Default for ShapeLimits {
 }
 
 /// The body size limit in force on a route, in bytes, when it is not [`MAX_BODY`]: set (as a
-/// request extension) beside the route's own `DefaultBodyLimit`, so that the error can name it.
+/// request extension) beside the route's own `DefaultBodyLimit` (which axum's extractors
+/// read); [`ApiBytes`] reads the body to it and names it in the error.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
@@ -76,21 +78,51 @@ pub struct ApiBytes(pub Bytes);
 impl<S: Send + Sync> FromRequest<S> for ApiBytes {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let limit = req.extensions().get::<BodyLimit>().copied();
-        Bytes::from_request(req, state)
-            .await
-            .map(ApiBytes)
-            .map_err(|e| {
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge {
-                        limit: limit.map_or(MAX_BODY, |l| l.0),
-                    }
-                } else {
-                    ApiError::bad_request(Input::Body, e.body_text())
-                }
-            })
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map_or(MAX_BODY, |l| l.0);
+        read_body(req.into_body(), limit).await.map(ApiBytes)
     }
+}
+
+/// Reads a whole body of at most `limit` bytes. A body sent in one piece (every small body
+/// on a connection the client keeps open) is taken as it is, without a copy; what axum's
+/// `Bytes` extractor wraps around it (a limit layer, another boxed body, a list of chunks)
+/// was ~1,000 instructions of every OFREP request.
+async fn read_body(mut body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    use axum::body::HttpBody as _;
+    // Not refused by its declared length before it is read: a client that writes its whole
+    // body before it reads the answer (reqwest does) would see its connection reset instead of
+    // the 413. Read up to the limit, as axum's extractor did.
+    let too_large = || ApiError::PayloadTooLarge { limit };
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let frame = frame.map_err(|e| {
+            ApiError::bad_request(Input::Body, format!("failed to read the request body: {e}"))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let read = first.as_ref().map_or(0, Bytes::len) + joined.len();
+        if read + data.len() > limit {
+            return Err(too_large());
+        }
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            None => joined.extend_from_slice(&data),
+            Some(f) => {
+                joined.reserve(f.len() + data.len());
+                joined.extend_from_slice(&f);
+                joined.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| Bytes::from(joined)))
 }
 
 pub struct ApiJson<T>(pub T);

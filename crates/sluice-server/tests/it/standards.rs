@@ -135,6 +135,61 @@ async fn a_body_over_the_limit_is_413_naming_the_limit_on_every_route(b: Backend
     assert_eq!(audit_len(&s).await, before, "nothing was written");
 }
 
+/// Sends a POST whose body goes in `chunks` (chunked transfer coding, no length declared) over
+/// a plain TCP connection, as a streaming client does; returns the status line and the body.
+async fn send_chunked(s: &TestServer, key: &str, path: &str, chunks: &[&[u8]]) -> (String, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connected");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        s.addr
+    );
+    let mut sent = head.into_bytes();
+    for c in chunks {
+        sent.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        sent.extend_from_slice(c);
+        sent.extend_from_slice(b"\r\n");
+    }
+    sent.extend_from_slice(b"0\r\n\r\n");
+    // A server that refuses part-way may close before the rest is written: that is its right.
+    let _ = tcp.write_all(&sent).await;
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.lines().next().unwrap_or_default().to_owned();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+async fn a_body_sent_in_chunks_is_read_whole_and_held_to_the_limit(b: Backend) {
+    let s = server!(b);
+    import_flags(&s, "staging").await;
+    let key = client_key(&s, "staging").await;
+    // Under the limit, in pieces cut through a key and a value: read as one document.
+    let doc = br#"{"context": {"targetingKey": "user-1", "email": "a@example.com"}}"#;
+    let pieces: Vec<&[u8]> = doc.chunks(7).collect();
+    let (status, body) = send_chunked(&s, &key, "/ofrep/v1/evaluate/flags/on", &pieces).await;
+    assert!(status.contains(" 200 "), "{status}: {body}");
+    assert!(body.contains(r#""value":true"#), "{body}");
+    // Over the limit with no length declared: refused as it arrives, naming the limit.
+    let pad = vec![b' '; 1024];
+    let mut big: Vec<&[u8]> = vec![b"{\"context\": {}"];
+    big.extend(std::iter::repeat_n(pad.as_slice(), 300));
+    big.push(b"}");
+    let (status, body) = send_chunked(&s, &key, "/ofrep/v1/evaluate/flags/on", &big).await;
+    assert!(status.contains(" 413 "), "{status}: {body}");
+    assert!(
+        body.contains("body_too_large") && body.contains("256 KiB"),
+        "{body}"
+    );
+}
+
 async fn every_401_names_the_bearer_scheme(b: Backend) {
     let s = server!(b);
     let get = reqwest::Method::GET;
@@ -444,6 +499,7 @@ fn a_public_url_must_be_an_absolute_http_url() {
 
 backend_tests!(
     a_body_over_the_limit_is_413_naming_the_limit_on_every_route,
+    a_body_sent_in_chunks_is_read_whole_and_held_to_the_limit,
     every_401_names_the_bearer_scheme,
     authzen_requests_missing_what_the_standard_requires_are_400,
     advertised_urls_come_from_the_public_url_never_from_host,
