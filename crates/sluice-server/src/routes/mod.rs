@@ -233,9 +233,64 @@ where
         }
         Timed {
             inner: self.0.call(req),
-            route,
+            route: route.map(RouteName::Matched),
             start: std::time::Instant::now(),
         }
+    }
+}
+
+/// The route a request was answered on, for its metrics.
+enum RouteName {
+    /// By the router.
+    Matched(MatchedPath),
+    /// Before it (see [`Evaluations`]).
+    Fixed(&'static str),
+}
+
+impl RouteName {
+    fn as_str(&self) -> &str {
+        match self {
+            RouteName::Matched(m) => m.as_str(),
+            RouteName::Fixed(r) => r,
+        }
+    }
+}
+
+/// Answers the OFREP evaluation routes before the router (see [`ofrep::evaluation_route`]), with the
+/// metrics and the span's route that [`Track`] gives the routes inside.
+#[derive(Clone)]
+struct Evaluations<S> {
+    inner: S,
+    app: App,
+}
+
+impl<S> tower::Service<Request> for Evaluations<S>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
+{
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::Either<Timed<ofrep::Dispatched>, S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let Some((route, key)) = ofrep::evaluation_route(&req) else {
+            return futures_util::future::Either::Right(self.inner.call(req));
+        };
+        if trace::spanned(route) {
+            tracing::Span::current().record("route", route);
+        }
+        futures_util::future::Either::Left(Timed {
+            inner: ofrep::dispatch(&self.app, req, key),
+            route: Some(RouteName::Fixed(route)),
+            start: std::time::Instant::now(),
+        })
     }
 }
 
@@ -243,7 +298,7 @@ pin_project_lite::pin_project! {
     struct Timed<F> {
         #[pin]
         inner: F,
-        route: Option<MatchedPath>,
+        route: Option<RouteName>,
         start: std::time::Instant,
     }
 }
@@ -262,7 +317,7 @@ where
         let out = std::task::ready!(this.inner.poll(cx));
         if let Ok(resp) = &out {
             crate::metrics::http(
-                this.route.as_ref().map_or("unmatched", MatchedPath::as_str),
+                this.route.as_ref().map_or("unmatched", RouteName::as_str),
                 resp.status().as_u16(),
                 this.start.elapsed().as_secs_f64(),
             );
@@ -391,7 +446,8 @@ fn evaluation_and_ops() -> OpenApiRouter<App> {
 /// route in a boxed, cloneable service of its own: seven boxes cloned and dropped per request,
 /// which cost more than evaluating a flag (measured with callgrind on the OFREP single-flag
 /// path); wrapped in an outer `Router` as its fallback, the stack is boxed, cloned and routed
-/// once more per request. Only [`Track`] stays inside, where the matched route is known.
+/// once more per request. Only [`Track`] stays inside, where the matched route is known. The
+/// two OFREP evaluation routes are answered before the router ([`Evaluations`]).
 pub fn router(
     app: App,
 ) -> impl tower::Service<
@@ -416,6 +472,14 @@ pub fn router(
         // (413 naming the limit: `MAX_BODY`, or the `BodyLimit` a route with another limit
         // sets beside its own `DefaultBodyLimit`, inside; the innermost wins).
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        // OFREP evaluation, the hot path, without the router.
+        .layer_fn({
+            let app = app.clone();
+            move |inner| Evaluations {
+                inner,
+                app: app.clone(),
+            }
+        })
         .service(routed(app))
 }
 

@@ -10,7 +10,7 @@ use crate::app::App;
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::json::ApiBytes;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::sse::{KeepAlive, Sse};
@@ -115,15 +115,7 @@ pub async fn evaluate(
     Path(key): Path<String>,
     ApiBytes(body): ApiBytes,
 ) -> Response {
-    answer::single(
-        &app.insight,
-        app.env_flags(key_auth.environment()),
-        key_auth.asker(),
-        &key,
-        &body,
-        key_auth.fixed.as_ref(),
-        key_auth.now,
-    )
+    single(&app, &key_auth, &key, &body)
 }
 
 /// Evaluate every flag of the key's environment.
@@ -134,16 +126,89 @@ pub async fn evaluate_all(
     key_auth: ClientKey,
     ApiBytes(body): ApiBytes,
 ) -> Response {
+    bulk(&app, &key_auth, &body)
+}
+
+fn single(app: &App, key_auth: &ClientKey, key: &str, body: &[u8]) -> Response {
+    answer::single(
+        &app.insight,
+        app.env_flags(key_auth.environment()),
+        key_auth.asker(),
+        key,
+        body,
+        key_auth.fixed.as_ref(),
+        key_auth.now,
+    )
+}
+
+fn bulk(app: &App, key_auth: &ClientKey, body: &[u8]) -> Response {
     answer::bulk(
         &app.insight,
         app.env_flags(key_auth.environment()),
         key_auth.asker(),
         key_auth.if_none_match.as_ref(),
-        &body,
+        body,
         key_auth.fixed.as_ref(),
         key_auth.now,
         app.public_url(),
     )
+}
+
+/// The route patterns of [`evaluate_all`] and [`evaluate`], as the router names them.
+pub const BULK_ROUTE: &str = "/ofrep/v1/evaluate/flags";
+pub const SINGLE_ROUTE: &str = "/ofrep/v1/evaluate/flags/{key}";
+
+/// An evaluation answered by [`dispatch`].
+pub type Dispatched = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>,
+>;
+
+/// `POST` to one of the two evaluation routes: its route's pattern and, for one flag, its
+/// key. These are answered by [`dispatch`], as [`evaluate`] and [`evaluate_all`] answer them
+/// (the same extractors in the same order, so the same refusals) but without the router:
+/// OFREP evaluation is every flag lookup of every client, and routing it (matching, the
+/// route's parameters, the boxed route and the metrics layer around it) cost more than
+/// evaluating the flag. `None` for any other request, and for one the router reads otherwise
+/// (a key that is empty, holds a `/`, or is not UTF-8 once decoded): those are the router's.
+pub fn evaluation_route(req: &Request) -> Option<(&'static str, Option<String>)> {
+    if req.method() != axum::http::Method::POST {
+        return None;
+    }
+    match req.uri().path().strip_prefix(BULK_ROUTE)? {
+        "" => Some((BULK_ROUTE, None)),
+        rest => {
+            let raw = rest
+                .strip_prefix('/')
+                .filter(|k| !k.is_empty() && !k.contains('/'))?;
+            // As axum's `Path` decodes it.
+            let key = percent_encoding::percent_decode_str(raw)
+                .decode_utf8()
+                .ok()?;
+            Some((SINGLE_ROUTE, Some(key.into_owned())))
+        }
+    }
+}
+
+/// Answers a request [`evaluation_route`] found (`key`: its flag's, for one flag).
+pub fn dispatch(app: &App, req: Request, key: Option<String>) -> Dispatched {
+    let app = app.clone();
+    Box::pin(async move { Ok(dispatched(app, req, key).await) })
+}
+
+async fn dispatched(app: App, req: Request, key: Option<String>) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let key_auth = match ClientKey::from_request_parts(&mut parts, &app).await {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    let body = match ApiBytes::from_request(Request::from_parts(parts, body), &app).await {
+        Ok(ApiBytes(body)) => body,
+        Err(e) => return e.into_response(),
+    };
+    match key {
+        Some(key) => single(&app, &key_auth, &key, &body),
+        None => bulk(&app, &key_auth, &body),
+    }
 }
 
 #[derive(Debug, Deserialize)]

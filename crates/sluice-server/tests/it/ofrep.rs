@@ -809,7 +809,94 @@ async fn a_bulk_etag_does_not_outlive_a_time_dependent_answer(b: Backend) {
     assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{}", again.text);
 }
 
+/// The evaluation routes are answered before the router (the hot path): what the router did
+/// for them is still done. A key is percent-decoded as the router decodes it; other methods,
+/// an empty key and paths beside the routes are the router's (405, 404); the key is checked
+/// before the body; every answer is counted under the route's pattern.
+async fn the_evaluation_routes_answer_as_routed_routes_do(b: Backend) {
+    let s = server!(b);
+    import(
+        &s,
+        "web",
+        json!({"flags": {
+            "a/b": {"state": "ENABLED", "variants": {"on": "slash"}, "defaultVariant": "on"},
+            "ünï": {"state": "ENABLED", "variants": {"on": "unicode"}, "defaultVariant": "on"},
+            "plain": {"state": "ENABLED", "variants": {"on": "plain"}, "defaultVariant": "on"}
+        }}),
+    )
+    .await;
+    let key = client_key(&s, "web").await;
+    let auth = Some(("x-api-key", key.as_str()));
+    let ctx = r#"{"context": {"targetingKey": "u"}}"#;
+    let counted = async |route: &str, class: &str| -> f64 {
+        let text = s
+            .http
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .expect("sent")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .filter(|l| l.starts_with("sluice_http_requests_total{"))
+            .filter(|l| l.contains(&format!("route=\"{route}\"")))
+            .filter(|l| l.contains(&format!("status=\"{class}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let single = "/ofrep/v1/evaluate/flags/{key}";
+    let (ok_before, refused_before) = (counted(single, "2xx").await, counted(single, "4xx").await);
+    for (path, value) in [
+        ("/ofrep/v1/evaluate/flags/plain", "plain"),
+        ("/ofrep/v1/evaluate/flags/a%2Fb", "slash"),
+        ("/ofrep/v1/evaluate/flags/%C3%BCn%C3%AF", "unicode"),
+    ] {
+        let r = call(&s, path, auth, ctx, &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+        assert_eq!(r.json()["value"], json!(value), "{path}: {}", r.text);
+    }
+    let bulk = call(&s, "/ofrep/v1/evaluate/flags", auth, ctx, &[]).await;
+    assert_eq!(bulk.status, StatusCode::OK, "{}", bulk.text);
+    assert_eq!(
+        bulk.json()["flags"].as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        bulk.text
+    );
+    // The key before the body: no key and a broken body is 401, a key and a broken body 400.
+    let r = call(&s, "/ofrep/v1/evaluate/flags/plain", None, "{", &[]).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    let r = call(&s, "/ofrep/v1/evaluate/flags/plain", auth, "{", &[]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.json()["key"], json!("plain"), "{}", r.text);
+    // What the router answers.
+    for (path, status) in [
+        ("/ofrep/v1/evaluate/flags/", StatusCode::NOT_FOUND),
+        ("/ofrep/v1/evaluate/flags/a/b", StatusCode::NOT_FOUND),
+        ("/ofrep/v1/evaluate/flagsx", StatusCode::NOT_FOUND),
+        ("/ofrep/v1/evaluate/flags/%FF", StatusCode::BAD_REQUEST),
+    ] {
+        let r = call(&s, path, auth, ctx, &[]).await;
+        assert_eq!(r.status, status, "{path}: {}", r.text);
+    }
+    let r = s
+        .http
+        .get(s.url("/ofrep/v1/evaluate/flags/plain"))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    // Counted under the pattern: three answers and two refusals here (other tests in this
+    // process may add more).
+    assert!(counted(single, "2xx").await >= ok_before + 3.0);
+    assert!(counted(single, "4xx").await >= refused_before + 2.0);
+    assert!(counted("/ofrep/v1/evaluate/flags", "2xx").await >= 1.0);
+}
+
 backend_tests!(
+    the_evaluation_routes_answer_as_routed_routes_do,
     a_bulk_etag_does_not_outlive_a_time_dependent_answer,
     every_reason_and_error_code_over_http,
     client_keys_authenticate_and_are_bound_to_one_environment,
