@@ -15,6 +15,7 @@ pub mod dbclock;
 pub mod due;
 pub mod edge;
 pub mod error;
+pub mod evaluations;
 pub mod flags;
 pub mod gateway;
 pub mod guards;

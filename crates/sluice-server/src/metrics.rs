@@ -181,3 +181,64 @@ pub fn notifications_pending(pending: i64, dead: i64) {
     gauge!("sluice_notifications_pending").set(pending as f64);
     gauge!("sluice_notifications_dead").set(dead as f64);
 }
+
+/// The route a request was answered on, for its metrics.
+pub enum RouteName {
+    /// By the router.
+    Matched(axum::extract::MatchedPath),
+    /// Before it (see [`crate::evaluations`]).
+    Fixed(&'static str),
+}
+
+impl RouteName {
+    pub fn as_str(&self) -> &str {
+        match self {
+            RouteName::Matched(m) => m.as_str(),
+            RouteName::Fixed(r) => r,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An answer being made, counted and timed under its route by [`http`] once made.
+    pub struct Timed<F> {
+        #[pin]
+        inner: F,
+        route: Option<RouteName>,
+        start: std::time::Instant,
+    }
+}
+
+impl<F> Timed<F> {
+    /// Starts the clock on `inner`, answered on `route` (`None`: no route matched).
+    pub fn new(inner: F, route: Option<RouteName>) -> Self {
+        Timed {
+            inner,
+            route,
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+impl<F, E> std::future::Future for Timed<F>
+where
+    F: std::future::Future<Output = Result<axum::response::Response, E>>,
+{
+    type Output = Result<axum::response::Response, E>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.inner.poll(cx));
+        if let Ok(resp) = &out {
+            http(
+                this.route.as_ref().map_or("unmatched", RouteName::as_str),
+                resp.status().as_u16(),
+                this.start.elapsed().as_secs_f64(),
+            );
+        }
+        std::task::Poll::Ready(out)
+    }
+}

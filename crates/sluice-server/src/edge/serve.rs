@@ -5,8 +5,9 @@ use super::{EdgeClient, Replica};
 use crate::answer;
 use crate::auth::presented_token;
 use crate::error::ApiError;
+use crate::evaluations::{Dispatched, Evaluator, BULK_ROUTE, SINGLE_ROUTE};
 use crate::json::{ApiBytes, MAX_BODY};
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{KeepAlive, Sse};
@@ -17,18 +18,36 @@ use serde::Deserialize;
 use sluice_core::token::{SecretToken, TokenKind};
 use std::sync::Arc;
 
-/// The edge's routes, with the central server's body limits.
-pub fn router(replica: Replica) -> Router {
+/// The edge's service: its routes, with the central server's body limits and request checks
+/// around them (stacked once, outside the router, as the central server's are), and OFREP
+/// evaluation answered before routing (see [`crate::evaluations`]).
+pub fn router(
+    replica: Replica,
+) -> impl tower::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = Response,
+    Error = std::convert::Infallible,
+    Future = impl Send + 'static,
+> + Clone
+       + Send
+       + 'static {
+    tower::ServiceBuilder::new()
+        .map_request(|req: hyper::Request<hyper::body::Incoming>| req.map(axum::body::Body::new))
+        .layer(crate::json::RequestChecks)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(crate::evaluations::Layer(replica.clone()))
+        .service(routes(replica))
+}
+
+fn routes(replica: Replica) -> Router {
     Router::new()
-        .route("/ofrep/v1/evaluate/flags/{key}", post(evaluate))
-        .route("/ofrep/v1/evaluate/flags", post(evaluate_all))
+        .route(SINGLE_ROUTE, post(evaluate))
+        .route(BULK_ROUTE, post(evaluate_all))
         .route("/ofrep/v1/events", get(events))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(crate::json::RequestChecks)
         .with_state(replica)
 }
 
@@ -111,15 +130,7 @@ async fn evaluate(
     Path(flag): Path<String>,
     ApiBytes(body): ApiBytes,
 ) -> Response {
-    answer::single(
-        &r.insight,
-        r.env_flags(&key.client.environment),
-        key.asker(),
-        &flag,
-        &body,
-        key.fixed.as_ref(),
-        key.now,
-    )
+    single(&r, &key, &flag, &body)
 }
 
 async fn evaluate_all(
@@ -127,17 +138,57 @@ async fn evaluate_all(
     key: ClientKey,
     ApiBytes(body): ApiBytes,
 ) -> Response {
+    bulk(&r, &key, &body)
+}
+
+fn single(r: &Replica, key: &ClientKey, flag: &str, body: &[u8]) -> Response {
+    answer::single(
+        &r.insight,
+        r.env_flags(&key.client.environment),
+        key.asker(),
+        flag,
+        body,
+        key.fixed.as_ref(),
+        key.now,
+    )
+}
+
+fn bulk(r: &Replica, key: &ClientKey, body: &[u8]) -> Response {
     let public = r.public_url.get().map_or("", String::as_str);
     answer::bulk(
         &r.insight,
         r.env_flags(&key.client.environment),
         key.asker(),
         key.if_none_match.as_ref(),
-        &body,
+        body,
         key.fixed.as_ref(),
         key.now,
         public,
     )
+}
+
+impl Evaluator for Replica {
+    fn evaluate(&self, req: Request, flag: Option<String>) -> Dispatched {
+        let r = self.clone();
+        Box::pin(async move { Ok(dispatched(r, req, flag).await) })
+    }
+}
+
+/// [`evaluate`] or [`evaluate_all`], without the router (see [`crate::evaluations`]).
+async fn dispatched(r: Replica, req: Request, flag: Option<String>) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let key = match ClientKey::from_request_parts(&mut parts, &r).await {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    let body = match ApiBytes::from_request(Request::from_parts(parts, body), &r).await {
+        Ok(ApiBytes(body)) => body,
+        Err(e) => return e.into_response(),
+    };
+    match flag {
+        Some(flag) => single(&r, &key, &flag, &body),
+        None => bulk(&r, &key, &body),
+    }
 }
 
 #[derive(Debug, Deserialize)]

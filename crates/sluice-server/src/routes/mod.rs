@@ -19,6 +19,7 @@ pub mod views;
 
 use crate::app::App;
 use crate::json::{BodyLimit, ShapeLimits, MAX_BODY, MAX_IMPORT, MAX_LIST};
+use crate::metrics::{RouteName, Timed};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -212,7 +213,7 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = Timed<S::Future>;
+    type Future = crate::metrics::Timed<S::Future>;
 
     fn poll_ready(
         &mut self,
@@ -231,98 +232,7 @@ where
                 tracing::field::display(route.as_ref().map_or("unmatched", MatchedPath::as_str)),
             );
         }
-        Timed {
-            inner: self.0.call(req),
-            route: route.map(RouteName::Matched),
-            start: std::time::Instant::now(),
-        }
-    }
-}
-
-/// The route a request was answered on, for its metrics.
-enum RouteName {
-    /// By the router.
-    Matched(MatchedPath),
-    /// Before it (see [`Evaluations`]).
-    Fixed(&'static str),
-}
-
-impl RouteName {
-    fn as_str(&self) -> &str {
-        match self {
-            RouteName::Matched(m) => m.as_str(),
-            RouteName::Fixed(r) => r,
-        }
-    }
-}
-
-/// Answers the OFREP evaluation routes before the router (see [`ofrep::evaluation_route`]), with the
-/// metrics and the span's route that [`Track`] gives the routes inside.
-#[derive(Clone)]
-struct Evaluations<S> {
-    inner: S,
-    app: App,
-}
-
-impl<S> tower::Service<Request> for Evaluations<S>
-where
-    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible>,
-{
-    type Response = Response;
-    type Error = std::convert::Infallible;
-    type Future = futures_util::future::Either<Timed<ofrep::Dispatched>, S::Future>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        let Some((route, key)) = ofrep::evaluation_route(&req) else {
-            return futures_util::future::Either::Right(self.inner.call(req));
-        };
-        if trace::spanned(route) {
-            tracing::Span::current().record("route", route);
-        }
-        futures_util::future::Either::Left(Timed {
-            inner: ofrep::dispatch(&self.app, req, key),
-            route: Some(RouteName::Fixed(route)),
-            start: std::time::Instant::now(),
-        })
-    }
-}
-
-pin_project_lite::pin_project! {
-    struct Timed<F> {
-        #[pin]
-        inner: F,
-        route: Option<RouteName>,
-        start: std::time::Instant,
-    }
-}
-
-impl<F, E> std::future::Future for Timed<F>
-where
-    F: std::future::Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let this = self.project();
-        let out = std::task::ready!(this.inner.poll(cx));
-        if let Ok(resp) = &out {
-            crate::metrics::http(
-                this.route.as_ref().map_or("unmatched", RouteName::as_str),
-                resp.status().as_u16(),
-                this.start.elapsed().as_secs_f64(),
-            );
-        }
-        std::task::Poll::Ready(out)
+        Timed::new(self.0.call(req), route.map(RouteName::Matched))
     }
 }
 
@@ -447,7 +357,7 @@ fn evaluation_and_ops() -> OpenApiRouter<App> {
 /// which cost more than evaluating a flag (measured with callgrind on the OFREP single-flag
 /// path); wrapped in an outer `Router` as its fallback, the stack is boxed, cloned and routed
 /// once more per request. Only [`Track`] stays inside, where the matched route is known. The
-/// two OFREP evaluation routes are answered before the router ([`Evaluations`]).
+/// two OFREP evaluation routes are answered before the router (see [`crate::evaluations`]).
 pub fn router(
     app: App,
 ) -> impl tower::Service<
@@ -473,13 +383,7 @@ pub fn router(
         // sets beside its own `DefaultBodyLimit`, inside; the innermost wins).
         .layer(DefaultBodyLimit::max(MAX_BODY))
         // OFREP evaluation, the hot path, without the router.
-        .layer_fn({
-            let app = app.clone();
-            move |inner| Evaluations {
-                inner,
-                app: app.clone(),
-            }
-        })
+        .layer(crate::evaluations::Layer(app.clone()))
         .service(routed(app))
 }
 

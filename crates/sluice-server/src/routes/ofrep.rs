@@ -154,47 +154,14 @@ fn bulk(app: &App, key_auth: &ClientKey, body: &[u8]) -> Response {
     )
 }
 
-/// The route patterns of [`evaluate_all`] and [`evaluate`], as the router names them.
-pub const BULK_ROUTE: &str = "/ofrep/v1/evaluate/flags";
-pub const SINGLE_ROUTE: &str = "/ofrep/v1/evaluate/flags/{key}";
-
-/// An evaluation answered by [`dispatch`].
-pub type Dispatched = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Response, std::convert::Infallible>> + Send>,
->;
-
-/// `POST` to one of the two evaluation routes: its route's pattern and, for one flag, its
-/// key. These are answered by [`dispatch`], as [`evaluate`] and [`evaluate_all`] answer them
-/// (the same extractors in the same order, so the same refusals) but without the router:
-/// OFREP evaluation is every flag lookup of every client, and routing it (matching, the
-/// route's parameters, the boxed route and the metrics layer around it) cost more than
-/// evaluating the flag. `None` for any other request, and for one the router reads otherwise
-/// (a key that is empty, holds a `/`, or is not UTF-8 once decoded): those are the router's.
-pub fn evaluation_route(req: &Request) -> Option<(&'static str, Option<String>)> {
-    if req.method() != axum::http::Method::POST {
-        return None;
-    }
-    match req.uri().path().strip_prefix(BULK_ROUTE)? {
-        "" => Some((BULK_ROUTE, None)),
-        rest => {
-            let raw = rest
-                .strip_prefix('/')
-                .filter(|k| !k.is_empty() && !k.contains('/'))?;
-            // As axum's `Path` decodes it.
-            let key = percent_encoding::percent_decode_str(raw)
-                .decode_utf8()
-                .ok()?;
-            Some((SINGLE_ROUTE, Some(key.into_owned())))
-        }
+impl crate::evaluations::Evaluator for App {
+    fn evaluate(&self, req: Request, key: Option<String>) -> crate::evaluations::Dispatched {
+        let app = self.clone();
+        Box::pin(async move { Ok(dispatched(app, req, key).await) })
     }
 }
 
-/// Answers a request [`evaluation_route`] found (`key`: its flag's, for one flag).
-pub fn dispatch(app: &App, req: Request, key: Option<String>) -> Dispatched {
-    let app = app.clone();
-    Box::pin(async move { Ok(dispatched(app, req, key).await) })
-}
-
+/// [`evaluate`] or [`evaluate_all`], without the router (see [`crate::evaluations`]).
 async fn dispatched(app: App, req: Request, key: Option<String>) -> Response {
     let (mut parts, body) = req.into_parts();
     let key_auth = match ClientKey::from_request_parts(&mut parts, &app).await {
