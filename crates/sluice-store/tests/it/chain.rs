@@ -1,6 +1,8 @@
 //! Migrations, and the audited write transaction: commit, rollback, refusal, concurrency.
 
 use crate::{backends, entry, pending, t0};
+use serde_json::json;
+use sluice_audit::NewEntry;
 use sluice_store::{Store, StoreError};
 use std::future::Future as _;
 
@@ -132,10 +134,13 @@ async fn concurrent_writers_make_one_linear_chain() {
                         .await
                         .expect("insert");
                     tx.bump_access().await.expect("bump");
-                    // Two entries per transaction: they must stay adjacent.
-                    tx.audit(t0(), entry(&format!("test.{t}.{r}.a")))
-                        .await
-                        .expect("audit");
+                    // Two entries per transaction: they must stay adjacent. The first holds
+                    // text a literal must escape (PostgreSQL writes a batch's entries with
+                    // their values written in), some fields left empty.
+                    let awkward = NewEntry::new("o'neil \\ ünï", format!("test.{t}.{r}.a"))
+                        .resource(format!("db:it's-{t}"))
+                        .details(json!({"q": "'; DROP TABLE x; --", "b": "\\'\"", "n": t}));
+                    tx.audit(t0(), awkward).await.expect("audit");
                     tx.audit(t0(), entry(&format!("test.{t}.{r}.b")))
                         .await
                         .expect("audit");
