@@ -23,8 +23,7 @@
 //! their commits. A writer's audit entries are kept in memory with its answer; the commit
 //! takes the head's row lock and reads the head and the access revision in one call
 //! ([`HEAD_SQL`]), then chains every kept writer's entries on that head, gives out the access
-//! revisions its writers took (in their order), and writes the entries (every writer's in one
-//! statement), their notifications,
+//! revisions its writers took (in their order), and writes the entries, their notifications,
 //! the new head, its signed checkpoint (when a signer is set, see `CommitSigning`) and the
 //! revisions, and commits, in a second call. The lock is held for those
 //! two calls and the commit's flush. When the instance has heard of no other instance's commit
@@ -79,8 +78,7 @@ pub(crate) struct Committed {
 type Answer = oneshot::Sender<Result<Committed, StoreError>>;
 
 /// PostgreSQL: chains a writer's audit entries on the head they follow, at the commit;
-/// returns them and the statements that insert what follows from them (their notifications,
-/// a call log's seal); the commit inserts every writer's entries in one statement. Called again
+/// returns them and the statements that insert them and their notifications. Called again
 /// when a commit on the head this instance expected finds another (see `Batch::commit_on`).
 pub(crate) type Chain =
     Box<dyn Fn(&ChainHead) -> Result<(Vec<AuditEntry>, String), StoreError> + Send>;
@@ -809,8 +807,7 @@ fn expect_head_sql(head: &ChainHead) -> String {
 type Planned = Vec<(Vec<AuditEntry>, Option<i64>)>;
 
 /// PostgreSQL: chains the writers' entries (`chain`, in the order they were kept) on
-/// `from`, appending to `sql` the insert of all of them (one statement) and what follows
-/// from each (notifications, seals), and gives out the access revisions they took
+/// `from`, appending their inserts to `sql`, and gives out the access revisions they took
 /// (`bumps`) after `before`. Returns the new head and revision, and what each writer got.
 fn plan<'a>(
     from: &ChainHead,
@@ -820,8 +817,7 @@ fn plan<'a>(
 ) -> Result<(ChainHead, i64, Planned), StoreError> {
     let mut head = from.clone();
     let mut rev = before;
-    let mut planned: Planned = Vec::new();
-    let mut after = String::new();
+    let mut planned = Vec::new();
     for (chain, bumps) in writers {
         let mut entries = Vec::new();
         if let Some(chain) = chain {
@@ -830,53 +826,13 @@ fn plan<'a>(
                 head = last.head();
             }
             entries = chained;
-            push_statements(&mut after, &inserts);
+            push_statements(sql, &inserts);
         }
         let first_rev = (bumps > 0).then(|| rev + 1);
         rev += bumps as i64;
         planned.push((entries, first_rev));
     }
-    // Every writer's entries in one statement: each statement of a simple-protocol call is
-    // parsed and planned on its own, and a batch held a dozen of these.
-    push_statements(
-        sql,
-        &insert_entries_sql(planned.iter().flat_map(|(e, _)| e.iter()))?,
-    );
-    push_statements(sql, &after);
     Ok((head, rev, planned))
-}
-
-/// PostgreSQL: the insert of `entries`, one statement, values written in as literals (the
-/// statement rides in a simple-protocol call; see `tx::inline`). Nothing when there are none.
-fn insert_entries_sql<'a>(
-    entries: impl Iterator<Item = &'a AuditEntry>,
-) -> Result<String, StoreError> {
-    use std::fmt::Write as _;
-    let mut sql = String::new();
-    for e in entries {
-        sql.push_str(if sql.is_empty() {
-            "INSERT INTO audit_entries (seq, at, actor, action, resource, subject_id, details, \
-             prev_hash, hash, format) VALUES ("
-        } else {
-            ", ("
-        });
-        let optional = |t: &Option<String>| t.as_deref().map_or("NULL".into(), crate::literal);
-        let _ = write!(
-            sql,
-            "{}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
-            e.seq,
-            e.at.timestamp_millis(),
-            crate::literal(&e.actor),
-            crate::literal(&e.action),
-            optional(&e.resource),
-            optional(&e.subject_id),
-            crate::literal(&serde_json::to_string(&e.details)?),
-            crate::literal(&e.prev_hash),
-            crate::literal(&e.hash),
-            u8::from(e.format),
-        );
-    }
-    Ok(sql)
 }
 
 /// PostgreSQL: the end of a commit, appended to `sql`: the revisions, the new head signed in

@@ -469,11 +469,8 @@ impl WriteTx {
             Lease::Batch(lease) if lease.is_pg() => {
                 let sealed = std::mem::take(&mut self.sealed);
                 let chain: crate::batch::Chain = Box::new(move |head| {
-                    // The entries themselves are inserted by the commit, every writer's in
-                    // one statement (see `batch::plan`); here, what follows from them.
                     let entries = rebase(&entries, head);
-                    let mut inserts =
-                        inline_all(&notification_statements(&entries, router.as_deref()));
+                    let mut inserts = inline_all(&entry_statements(&entries, router.as_deref())?);
                     for s in &sealed {
                         let seq = entries.get(s.entry).map_or(0, |e| e.seq);
                         let mut args = vec![Arg::Int(seq)];
@@ -572,18 +569,8 @@ fn entry_statements(
 ) -> Result<Vec<Deferred>, StoreError> {
     let mut out = Vec::new();
     for chunk in entries.chunks(ARGS_PER_CALL / ENTRY_ARGS) {
-        out.push(insert_entries(chunk.iter())?);
+        out.push(insert_entries(chunk)?);
     }
-    out.extend(notification_statements(entries, router));
-    Ok(out)
-}
-
-/// The inserts of the notifications `entries` give rise to.
-fn notification_statements(
-    entries: &[AuditEntry],
-    router: Option<&dyn crate::OutboxRouter>,
-) -> Vec<Deferred> {
-    let mut out = Vec::new();
     if let Some(router) = router {
         let mut args = Vec::new();
         let mut rows = 0;
@@ -607,7 +594,7 @@ fn notification_statements(
             });
         }
     }
-    out
+    Ok(out)
 }
 
 /// Held-back statements as one `;`-separated list, parameters written in as literals
@@ -673,14 +660,12 @@ pub(crate) fn insert_args(m: &crate::OutboxMessage, seq: Option<i64>, at: i64, o
     ]);
 }
 
-fn insert_entries<'a>(
-    entries: impl ExactSizeIterator<Item = &'a AuditEntry>,
-) -> Result<Deferred, StoreError> {
+fn insert_entries(entries: &[AuditEntry]) -> Result<Deferred, StoreError> {
     let mut sql = String::from(
         "INSERT INTO audit_entries (seq, at, actor, action, resource, subject_id, details, prev_hash, hash, format) VALUES ",
     );
     let mut args = Vec::with_capacity(entries.len() * ENTRY_ARGS);
-    for (r, e) in entries.enumerate() {
+    for (r, e) in entries.iter().enumerate() {
         if r > 0 {
             sql.push_str(", ");
         }
