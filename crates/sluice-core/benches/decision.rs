@@ -109,7 +109,11 @@ fn grants() -> Vec<AccessRequest> {
 
 fn snapshot() -> AccessSnapshot {
     let active = grants();
-    let snap = AccessSnapshot::build(policy(), std::iter::empty(), active.iter());
+    let snap = AccessSnapshot::build(
+        policy(),
+        std::iter::empty(),
+        active.iter().cloned().map(Arc::new),
+    );
     assert_eq!(snap.grant_count(), PRINCIPALS * GRANTS_EACH);
     snap
 }
@@ -209,7 +213,11 @@ fn allow_by_grant_with_condition(bencher: Bencher) {
                 .map(move |g| conditional_grant(p, g, Some("resource.owner == subject.id")))
         })
         .collect();
-    let snap = AccessSnapshot::build(policy(), std::iter::empty(), active.iter());
+    let snap = AccessSnapshot::build(
+        policy(),
+        std::iter::empty(),
+        active.iter().cloned().map(Arc::new),
+    );
     let now = t0() + chrono::TimeDelta::minutes(30);
     let pairs = pairs(|p, g| format!("flag:production/team-{p}-{g}-checkout"));
     let props: Vec<serde_json::Value> = pairs
@@ -238,12 +246,13 @@ fn allow_by_grant_with_condition(bencher: Bencher) {
 #[divan::bench(sample_count = 20, sample_size = 1)]
 fn build_snapshot_10k(bencher: Bencher) {
     let policy = policy();
-    let active = grants();
+    // As the store's cache of active requests holds them.
+    let active: Vec<Arc<_>> = grants().into_iter().map(Arc::new).collect();
     bencher.bench_local(|| {
         black_box(AccessSnapshot::build(
             policy.clone(),
             std::iter::empty(),
-            active.iter(),
+            active.iter().cloned(),
         ))
     });
 }

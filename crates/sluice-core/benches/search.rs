@@ -103,7 +103,11 @@ fn snapshot() -> AccessSnapshot {
         .map(|p| grant(p, 0, &format!("flag:production/team-{p}-*")))
         .collect();
     active.extend((0..ON_CHECKOUT).map(|p| grant(p, 1, "flag:production/checkout")));
-    AccessSnapshot::build(policy(), std::iter::empty(), active.iter())
+    AccessSnapshot::build(
+        policy(),
+        std::iter::empty(),
+        active.iter().cloned().map(Arc::new),
+    )
 }
 
 fn now() -> DateTime<Utc> {

@@ -13,14 +13,28 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// A grant as the decision path needs it.
+/// A grant as the decision path needs it: its request, shared (with the store's cache of
+/// active requests, and between snapshots), so that copying a principal's grants into a new
+/// snapshot copies pointers, not every grant's scopes and names.
 #[derive(Debug, Clone)]
 pub struct LiveGrant {
-    pub id: String,
-    pub entitlement: String,
-    pub scopes: Vec<Scope>,
+    request: Arc<AccessRequest>,
     pub starts_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+}
+
+impl LiveGrant {
+    pub fn id(&self) -> &str {
+        &self.request.id
+    }
+
+    pub fn entitlement(&self) -> &str {
+        &self.request.entitlement
+    }
+
+    pub fn scopes(&self) -> &[Scope] {
+        &self.request.scopes
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -151,13 +165,12 @@ impl Decision {
     }
 }
 
-fn live_grant(req: &AccessRequest) -> Option<LiveGrant> {
+fn live_grant(request: Arc<AccessRequest>) -> Option<LiveGrant> {
+    let (starts_at, expires_at) = (request.starts_at?, request.expires_at?);
     Some(LiveGrant {
-        id: req.id.clone(),
-        entitlement: req.entitlement.clone(),
-        scopes: req.scopes.clone(),
-        starts_at: req.starts_at?,
-        expires_at: req.expires_at?,
+        request,
+        starts_at,
+        expires_at,
     })
 }
 
@@ -168,7 +181,7 @@ impl AccessSnapshot {
     pub fn build<'a>(
         policy: Arc<Policy>,
         known: impl IntoIterator<Item = &'a str>,
-        active: impl IntoIterator<Item = &'a AccessRequest>,
+        active: impl IntoIterator<Item = Arc<AccessRequest>>,
     ) -> Self {
         let mut by_principal: HashMap<String, PrincipalAccess> = HashMap::new();
         for name in known {
@@ -183,9 +196,8 @@ impl AccessSnapshot {
         for req in active {
             // INVARIANT: only declared (or known) principals have an entry; a removed
             // principal's grant never reaches a decision, even before it is recorded revoked.
-            if let (Some(g), Some(access)) = (live_grant(req), by_principal.get_mut(&req.requester))
-            {
-                access.grants.push(g);
+            if let Some(access) = by_principal.get_mut(&req.requester) {
+                access.grants.extend(live_grant(req));
             }
         }
         Self {
@@ -217,9 +229,9 @@ impl AccessSnapshot {
             .entry(req.requester.clone())
             .or_insert_with(|| Arc::new(PrincipalAccess::of(&self.policy, &req.requester)));
         let mut access = PrincipalAccess::clone(entry);
-        access.grants.retain(|g| g.id != req.id);
+        access.grants.retain(|g| g.id() != req.id);
         if req.status == RequestStatus::Active {
-            access.grants.extend(live_grant(req));
+            access.grants.extend(live_grant(Arc::new(req.clone())));
         }
         *entry = Arc::new(access);
         AccessSnapshot {
@@ -242,7 +254,7 @@ impl AccessSnapshot {
             .chain(
                 self.by_principal
                     .values()
-                    .flat_map(|a| a.grants.iter().flat_map(|g| &g.scopes)),
+                    .flat_map(|a| a.grants.iter().flat_map(LiveGrant::scopes)),
             )
     }
 
@@ -345,7 +357,7 @@ impl AccessSnapshot {
         let mut best: Option<&LiveGrant> = None;
         for g in &access.grants {
             let mut covering = g
-                .scopes
+                .scopes()
                 .iter()
                 .filter(|s| s.allows(&resource, &action))
                 .peekable();
@@ -355,7 +367,7 @@ impl AccessSnapshot {
             // INVARIANT: half-open window [starts_at, expires_at), compared with the clock now.
             if !(g.starts_at <= now && now < g.expires_at) {
                 not_live = Some(Reason::GrantNotLive {
-                    grant_id: g.id.clone(),
+                    grant_id: g.id().to_owned(),
                     expires_at: g.expires_at,
                 });
                 continue;
@@ -366,7 +378,7 @@ impl AccessSnapshot {
             // INVARIANT: a condition is evaluated only for a scope whose names already match,
             // so it can only take away what the pattern allows.
             for s in covering {
-                match self.condition_holds(s, Some(&g.id), &names, facts, access, &subject) {
+                match self.condition_holds(s, Some(g.id()), &names, facts, access, &subject) {
                     Ok(()) => {
                         best = Some(g);
                         break;
@@ -379,8 +391,8 @@ impl AccessSnapshot {
             return Decision {
                 allowed: true,
                 reason: Reason::Grant {
-                    grant_id: g.id.clone(),
-                    entitlement: g.entitlement.clone(),
+                    grant_id: g.id().to_owned(),
+                    entitlement: g.entitlement().to_owned(),
                     expires_at: g.expires_at,
                 },
             };
@@ -392,7 +404,7 @@ impl AccessSnapshot {
     fn condition_holds(
         &self,
         scope: &Scope,
-        grant_id: Option<&String>,
+        grant_id: Option<&str>,
         names: &Names<'_>,
         facts: &Facts<'_>,
         access: &PrincipalAccess,
@@ -411,11 +423,11 @@ impl AccessSnapshot {
             Ok(true) => Ok(()),
             Ok(false) => Err(Reason::ConditionNotMet {
                 scope: scope.to_string(),
-                grant_id: grant_id.cloned(),
+                grant_id: grant_id.map(str::to_owned),
             }),
             Err(error) => Err(Reason::ConditionFailed {
                 scope: scope.to_string(),
-                grant_id: grant_id.cloned(),
+                grant_id: grant_id.map(str::to_owned),
                 error,
             }),
         }
@@ -447,7 +459,7 @@ impl AccessSnapshot {
             .get(subject.as_ref())?
             .grants
             .iter()
-            .find(|g| g.id == grant_id)
+            .find(|g| g.id() == grant_id)
     }
 
     /// The live grant of `subject` with a scope on `resource`, whatever the action, that lasts
@@ -464,7 +476,7 @@ impl AccessSnapshot {
             .grants
             .iter()
             .filter(|g| g.starts_at <= now && now < g.expires_at)
-            .filter(|g| g.scopes.iter().any(|s| s.resource.matches(&resource)))
+            .filter(|g| g.scopes().iter().any(|s| s.resource.matches(&resource)))
             .max_by_key(|g| g.expires_at)
     }
 

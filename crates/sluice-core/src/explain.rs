@@ -83,7 +83,7 @@ impl AccessSnapshot {
                 entitlement: entitlement.clone(),
                 scope: self
                     .grant(&principal, grant_id)
-                    .and_then(|g| g.scopes.iter().find(|s| s.allows(&resource, &action)))
+                    .and_then(|g| g.scopes().iter().find(|s| s.allows(&resource, &action)))
                     .map(ToString::to_string)
                     .unwrap_or_default(),
                 expires_at: *expires_at,

@@ -485,6 +485,6 @@ fn build_snapshot(state: &sluice_store::AccessState) -> Result<AccessSnapshot, S
             .iter()
             .filter(|p| p.source == "bootstrap" || p.source == "oidc")
             .map(|p| p.name.as_str()),
-        state.active.iter().map(|r| &**r),
+        state.active.iter().cloned(),
     ))
 }

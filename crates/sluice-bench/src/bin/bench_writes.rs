@@ -563,7 +563,14 @@ async fn breakdown() -> anyhow::Result<()> {
         .await?;
         let policy = Arc::new(Policy::from_yaml(&src).map_err(|e| anyhow!("{e}"))?);
         let principals = app.store.principals().await?;
-        let active = app.store.active_requests().await?;
+        // As the store's cache of active requests holds them.
+        let active: Vec<Arc<_>> = app
+            .store
+            .active_requests()
+            .await?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         let build = time_us(reps, |_| {
             let p = policy.clone();
             let (pr, ac) = (&principals, &active);
@@ -571,7 +578,7 @@ async fn breakdown() -> anyhow::Result<()> {
                 Ok(AccessSnapshot::build(
                     p,
                     pr.iter().map(|p| p.name.as_str()),
-                    ac.iter(),
+                    ac.iter().cloned(),
                 ))
             }
         })

@@ -132,7 +132,7 @@ fn snapshot(w: &World, conditions: bool) -> AccessSnapshot {
             }
         })
         .collect();
-    AccessSnapshot::build(Arc::new(policy), [], grants.iter())
+    AccessSnapshot::build(Arc::new(policy), [], grants.iter().cloned().map(Arc::new))
 }
 
 /// The decision as it was made before conditions existed: names and windows only.
@@ -166,7 +166,7 @@ fn as_before(
     let mut not_live = None;
     let mut best: Option<&LiveGrant> = None;
     for g in &access.grants {
-        if !g.scopes.iter().any(|s| s.allows(&resource, &action)) {
+        if !g.scopes().iter().any(|s| s.allows(&resource, &action)) {
             continue;
         }
         if g.starts_at <= now && now < g.expires_at {
@@ -176,7 +176,7 @@ fn as_before(
             continue;
         }
         not_live = Some(Reason::GrantNotLive {
-            grant_id: g.id.clone(),
+            grant_id: g.id().to_owned(),
             expires_at: g.expires_at,
         });
     }
@@ -184,8 +184,8 @@ fn as_before(
         return Decision {
             allowed: true,
             reason: Reason::Grant {
-                grant_id: g.id.clone(),
-                entitlement: g.entitlement.clone(),
+                grant_id: g.id().to_owned(),
+                entitlement: g.entitlement().to_owned(),
                 expires_at: g.expires_at,
             },
         };

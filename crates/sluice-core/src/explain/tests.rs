@@ -68,7 +68,7 @@ fn snapshot() -> AccessSnapshot {
         needs_review: false,
         reviewed_by: None,
     };
-    AccessSnapshot::build(Arc::new(policy), [], [grant].iter())
+    AccessSnapshot::build(Arc::new(policy), [], [Arc::new(grant)])
 }
 
 fn explain(subject: &str, action: &str, resource: &str, exact: bool) -> Explanation {

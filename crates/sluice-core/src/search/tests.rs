@@ -76,7 +76,7 @@ fn grant(who: &str, resource: &str, action: &str) -> AccessRequest {
 fn snapshot() -> AccessSnapshot {
     let policy = Policy::from_yaml(POLICY).unwrap_or_else(|e| panic!("{e}"));
     let grants = [grant("alice", "flag:production/checkout", "toggle")];
-    AccessSnapshot::build(Arc::new(policy), [], grants.iter())
+    AccessSnapshot::build(Arc::new(policy), [], grants.iter().cloned().map(Arc::new))
 }
 
 fn strs(c: &Candidates<'_>) -> Vec<String> {

@@ -48,7 +48,7 @@ impl App {
         let grant = {
             let snap = self.access.load();
             match snap.longest_grant_on(&caller.name, &resource, now) {
-                Some(g) => (g.id.clone(), g.expires_at),
+                Some(g) => (g.id().to_owned(), g.expires_at),
                 None => {
                     // The gateway's own refusal, word for word: nothing here says whether
                     // the database is declared.
