@@ -324,27 +324,10 @@ async fn callers_without_a_valid_api_token_are_refused(b: Backend) {
 async fn requests_are_counted_per_route_and_status_class(b: Backend) {
     let s = server!(b);
     let scrape = async || {
-        let text = s
-            .http
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .expect("sent")
-            .text()
-            .await
-            .expect("text");
-        let count = |route: &str, class: &str| -> f64 {
-            text.lines()
-                .filter(|l| l.starts_with("sluice_http_requests_total{"))
-                .filter(|l| l.contains(&format!("route=\"{route}\"")))
-                .filter(|l| l.contains(&format!("status=\"{class}\"")))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum()
-        };
         (
-            count("/healthz", "2xx"),
-            count("unmatched", "4xx"),
-            count("/v1/requests/{id}", "4xx"),
+            s.requests_counted("/healthz", "2xx").await,
+            s.requests_counted("unmatched", "4xx").await,
+            s.requests_counted("/v1/requests/{id}", "4xx").await,
         )
     };
     let before = scrape().await;

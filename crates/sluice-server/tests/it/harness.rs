@@ -274,6 +274,27 @@ impl TestServer {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Requests answered on `route` (a route pattern, or `unmatched`) with a status of
+    /// `class` (`2xx`, …), as `/metrics` counts them. The recorder is shared by every test in
+    /// the process: compare before and after, and expect other tests only to add.
+    pub async fn requests_counted(&self, route: &str, class: &str) -> f64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("sent")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .filter(|l| l.starts_with("sluice_http_requests_total{"))
+            .filter(|l| l.contains(&format!("route=\"{route}\"")))
+            .filter(|l| l.contains(&format!("status=\"{class}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     pub fn advance(&self, d: TimeDelta) {
         self.clock.advance(d);
     }

@@ -828,25 +828,11 @@ async fn the_evaluation_routes_answer_as_routed_routes_do(b: Backend) {
     let key = client_key(&s, "web").await;
     let auth = Some(("x-api-key", key.as_str()));
     let ctx = r#"{"context": {"targetingKey": "u"}}"#;
-    let counted = async |route: &str, class: &str| -> f64 {
-        let text = s
-            .http
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .expect("sent")
-            .text()
-            .await
-            .expect("text");
-        text.lines()
-            .filter(|l| l.starts_with("sluice_http_requests_total{"))
-            .filter(|l| l.contains(&format!("route=\"{route}\"")))
-            .filter(|l| l.contains(&format!("status=\"{class}\"")))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    };
     let single = "/ofrep/v1/evaluate/flags/{key}";
-    let (ok_before, refused_before) = (counted(single, "2xx").await, counted(single, "4xx").await);
+    let (ok_before, refused_before) = (
+        s.requests_counted(single, "2xx").await,
+        s.requests_counted(single, "4xx").await,
+    );
     for (path, value) in [
         ("/ofrep/v1/evaluate/flags/plain", "plain"),
         ("/ofrep/v1/evaluate/flags/a%2Fb", "slash"),
@@ -890,9 +876,9 @@ async fn the_evaluation_routes_answer_as_routed_routes_do(b: Backend) {
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
     // Counted under the pattern: three answers and two refusals here (other tests in this
     // process may add more).
-    assert!(counted(single, "2xx").await >= ok_before + 3.0);
-    assert!(counted(single, "4xx").await >= refused_before + 2.0);
-    assert!(counted("/ofrep/v1/evaluate/flags", "2xx").await >= 1.0);
+    assert!(s.requests_counted(single, "2xx").await >= ok_before + 3.0);
+    assert!(s.requests_counted(single, "4xx").await >= refused_before + 2.0);
+    assert!(s.requests_counted("/ofrep/v1/evaluate/flags", "2xx").await >= 1.0);
 }
 
 backend_tests!(
