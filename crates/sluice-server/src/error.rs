@@ -24,6 +24,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The path is served, not with this method (the `Allow` header lists those it is).
+    #[error("{0} is not served on this path; the Allow header lists the methods that are")]
+    MethodNotAllowed(String),
     /// A flag write named an environment that neither the policy declares nor holds flags.
     #[error("{0}")]
     UnknownEnvironment(String),
@@ -75,6 +78,7 @@ impl ApiError {
             ApiError::TokenExpired => "token_expired",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::UnknownEnvironment(_) => "unknown_environment",
             ApiError::Conflict(_) => "conflict",
             ApiError::SigningKeyMismatch(_) => "signing_key_mismatch",
@@ -126,6 +130,7 @@ impl ApiError {
             ApiError::Unauthenticated | ApiError::TokenExpired => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::UnknownEnvironment(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) | ApiError::SigningKeyMismatch(_) => StatusCode::CONFLICT,
             ApiError::Op(e) => op_status(e),
             ApiError::RateLimited { .. } | ApiError::TooManyFailures { .. } => {

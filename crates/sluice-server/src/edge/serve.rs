@@ -47,6 +47,9 @@ fn routes(replica: Replica) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            ApiError::MethodNotAllowed(method.to_string())
+        })
         .fallback(not_found)
         .with_state(replica)
 }

@@ -339,6 +339,24 @@ async fn requests_are_counted_per_route_and_status_class(b: Backend) {
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (st, _) = s.get(ADMIN_TOKEN, "/v1/requests/req-nope").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+    // A served path with another method: 405 in the JSON shape, with the methods served.
+    let r = s
+        .http
+        .delete(s.url("/v1/requests"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let allow = r
+        .headers()
+        .get("allow")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(allow.contains("GET") && allow.contains("POST"), "{allow}");
+    let body: serde_json::Value = r.json().await.expect("a JSON error");
+    assert_eq!(body["code"], "method_not_allowed", "{body}");
     let after = scrape().await;
     // The recorder is shared by every test in this process: other tests only add.
     assert!(after.0 >= before.0 + 3.0, "{before:?} -> {after:?}");

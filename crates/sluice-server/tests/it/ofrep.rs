@@ -874,6 +874,14 @@ async fn the_evaluation_routes_answer_as_routed_routes_do(b: Backend) {
         .await
         .expect("sent");
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let allow = r.headers().get("allow").and_then(|v| v.to_str().ok());
+    assert_eq!(allow, Some("POST"), "405 names the methods served");
+    let body: Value = r.json().await.expect("a JSON error");
+    assert_eq!(body["code"], json!("method_not_allowed"), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| m.contains("GET")),
+        "{body}"
+    );
     // Counted under the pattern: three answers and two refusals here (other tests in this
     // process may add more).
     assert!(s.requests_counted(single, "2xx").await >= ok_before + 3.0);
