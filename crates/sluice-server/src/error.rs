@@ -66,6 +66,11 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// The routers' answer to a served path asked with another method (axum adds `Allow`).
+pub async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::MethodNotAllowed(method.to_string())
+}
+
 impl ApiError {
     /// Refused input: `input` names which part (and so the stable code), `message` why.
     pub fn bad_request(input: Input, message: impl Into<String>) -> Self {

@@ -9,9 +9,11 @@
 //! same refusals), counted and timed under the route's pattern. Everything else, including
 //! what the router reads otherwise on those paths, goes on to the router.
 
+use crate::error::ApiError;
+use crate::json::ApiBytes;
 use crate::metrics::{RouteName, Timed};
-use axum::extract::Request;
-use axum::response::Response;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::response::{IntoResponse, Response};
 use futures_util::future::Either;
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -20,16 +22,39 @@ use std::task::{Context, Poll};
 pub const BULK_ROUTE: &str = "/ofrep/v1/evaluate/flags";
 pub const SINGLE_ROUTE: &str = "/ofrep/v1/evaluate/flags/{key}";
 
-/// An answer being made by an [`Evaluator`].
+/// An answer being made by [`Evaluations`].
 pub type Dispatched =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, Infallible>> + Send>>;
 
 /// What answers evaluation requests: the central server's [`crate::app::App`], an edge's
-/// replica.
+/// replica. Its routed handlers and [`Evaluations`] both answer through it.
 pub trait Evaluator: Clone + Send + Sync + 'static {
-    /// Answers `req`, a request [`evaluation_route`] found (`key`: its flag's, for one flag),
-    /// as the routed handlers answer it.
-    fn evaluate(&self, req: Request, key: Option<String>) -> Dispatched;
+    /// The client key, with what an evaluation needs from the request's headers.
+    type Key: FromRequestParts<Self, Rejection = ApiError> + Send;
+
+    /// One flag, `flag`, for the context in `body`.
+    fn single(&self, key: &Self::Key, flag: &str, body: &[u8]) -> Response;
+
+    /// Every flag of the key's environment, for the context in `body`.
+    fn bulk(&self, key: &Self::Key, body: &[u8]) -> Response;
+}
+
+/// Answers `req`, a request [`evaluation_route`] found (`flag`: its key, for one flag), as
+/// the routed handlers answer it: the client key first, then the body.
+async fn answer<E: Evaluator>(evaluator: E, req: Request, flag: Option<String>) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let key = match E::Key::from_request_parts(&mut parts, &evaluator).await {
+        Ok(key) => key,
+        Err(e) => return e.into_response(),
+    };
+    let body = match ApiBytes::from_request(Request::from_parts(parts, body), &evaluator).await {
+        Ok(ApiBytes(body)) => body,
+        Err(e) => return e.into_response(),
+    };
+    match flag {
+        Some(flag) => evaluator.single(&key, &flag, &body),
+        None => evaluator.bulk(&key, &body),
+    }
 }
 
 /// `POST` to one of the two evaluation routes: its pattern and, for one flag, its key,
@@ -95,9 +120,8 @@ where
         if crate::routes::trace::spanned(route) {
             tracing::Span::current().record("route", route);
         }
-        Either::Left(Timed::new(
-            self.evaluator.evaluate(req, key),
-            Some(RouteName::Fixed(route)),
-        ))
+        let evaluator = self.evaluator.clone();
+        let answer: Dispatched = Box::pin(async move { Ok(answer(evaluator, req, key).await) });
+        Either::Left(Timed::new(answer, Some(RouteName::Fixed(route))))
     }
 }

@@ -5,9 +5,9 @@ use super::{EdgeClient, Replica};
 use crate::answer;
 use crate::auth::presented_token;
 use crate::error::ApiError;
-use crate::evaluations::{Dispatched, Evaluator, BULK_ROUTE, SINGLE_ROUTE};
+use crate::evaluations::{Evaluator, BULK_ROUTE, SINGLE_ROUTE};
 use crate::json::{ApiBytes, MAX_BODY};
-use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{KeepAlive, Sse};
@@ -47,9 +47,7 @@ fn routes(replica: Replica) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .method_not_allowed_fallback(|method: axum::http::Method| async move {
-            ApiError::MethodNotAllowed(method.to_string())
-        })
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
         .fallback(not_found)
         .with_state(replica)
 }
@@ -60,7 +58,7 @@ async fn not_found() -> ApiError {
 
 /// A client key this edge knows, live now, with what an evaluation needs from the request's
 /// headers (so a handler takes no copy of them).
-struct ClientKey {
+pub struct ClientKey {
     client: Arc<EdgeClient>,
     /// The fixed context: the environment's static context, the key's, the mapped headers.
     fixed: Option<serde_json::Map<String, serde_json::Value>>,
@@ -133,7 +131,7 @@ async fn evaluate(
     Path(flag): Path<String>,
     ApiBytes(body): ApiBytes,
 ) -> Response {
-    single(&r, &key, &flag, &body)
+    r.single(&key, &flag, &body)
 }
 
 async fn evaluate_all(
@@ -141,56 +139,36 @@ async fn evaluate_all(
     key: ClientKey,
     ApiBytes(body): ApiBytes,
 ) -> Response {
-    bulk(&r, &key, &body)
-}
-
-fn single(r: &Replica, key: &ClientKey, flag: &str, body: &[u8]) -> Response {
-    answer::single(
-        &r.insight,
-        r.env_flags(&key.client.environment),
-        key.asker(),
-        flag,
-        body,
-        key.fixed.as_ref(),
-        key.now,
-    )
-}
-
-fn bulk(r: &Replica, key: &ClientKey, body: &[u8]) -> Response {
-    let public = r.public_url.get().map_or("", String::as_str);
-    answer::bulk(
-        &r.insight,
-        r.env_flags(&key.client.environment),
-        key.asker(),
-        key.if_none_match.as_ref(),
-        body,
-        key.fixed.as_ref(),
-        key.now,
-        public,
-    )
+    r.bulk(&key, &body)
 }
 
 impl Evaluator for Replica {
-    fn evaluate(&self, req: Request, flag: Option<String>) -> Dispatched {
-        let r = self.clone();
-        Box::pin(async move { Ok(dispatched(r, req, flag).await) })
-    }
-}
+    type Key = ClientKey;
 
-/// [`evaluate`] or [`evaluate_all`], without the router (see [`crate::evaluations`]).
-async fn dispatched(r: Replica, req: Request, flag: Option<String>) -> Response {
-    let (mut parts, body) = req.into_parts();
-    let key = match ClientKey::from_request_parts(&mut parts, &r).await {
-        Ok(k) => k,
-        Err(e) => return e.into_response(),
-    };
-    let body = match ApiBytes::from_request(Request::from_parts(parts, body), &r).await {
-        Ok(ApiBytes(body)) => body,
-        Err(e) => return e.into_response(),
-    };
-    match flag {
-        Some(flag) => single(&r, &key, &flag, &body),
-        None => bulk(&r, &key, &body),
+    fn single(&self, key: &ClientKey, flag: &str, body: &[u8]) -> Response {
+        answer::single(
+            &self.insight,
+            self.env_flags(&key.client.environment),
+            key.asker(),
+            flag,
+            body,
+            key.fixed.as_ref(),
+            key.now,
+        )
+    }
+
+    fn bulk(&self, key: &ClientKey, body: &[u8]) -> Response {
+        let public = self.public_url.get().map_or("", String::as_str);
+        answer::bulk(
+            &self.insight,
+            self.env_flags(&key.client.environment),
+            key.asker(),
+            key.if_none_match.as_ref(),
+            body,
+            key.fixed.as_ref(),
+            key.now,
+            public,
+        )
     }
 }
 

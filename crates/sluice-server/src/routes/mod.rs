@@ -236,10 +236,6 @@ where
     }
 }
 
-async fn method_not_allowed(method: axum::http::Method) -> crate::error::ApiError {
-    crate::error::ApiError::MethodNotAllowed(method.to_string())
-}
-
 async fn not_found() -> crate::error::ApiError {
     crate::error::ApiError::NotFound("no such endpoint; see /openapi.json".into())
 }
@@ -412,7 +408,7 @@ pub fn routed(app: App) -> Router {
             axum::routing::get(|| async { axum::response::Redirect::to("/ui/inbox") }),
         )
         // A path served with other methods: the JSON error shape, beside axum's `Allow`.
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
         .fallback(not_found)
         // Metrics per route pattern, and the route named on the request's span.
         .layer(Track)

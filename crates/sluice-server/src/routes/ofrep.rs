@@ -9,8 +9,9 @@ use crate::answer;
 use crate::app::App;
 use crate::caller::Caller;
 use crate::error::ApiError;
+use crate::evaluations::Evaluator;
 use crate::json::ApiBytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::sse::{KeepAlive, Sse};
@@ -115,7 +116,7 @@ pub async fn evaluate(
     Path(key): Path<String>,
     ApiBytes(body): ApiBytes,
 ) -> Response {
-    single(&app, &key_auth, &key, &body)
+    app.single(&key_auth, &key, &body)
 }
 
 /// Evaluate every flag of the key's environment.
@@ -126,55 +127,35 @@ pub async fn evaluate_all(
     key_auth: ClientKey,
     ApiBytes(body): ApiBytes,
 ) -> Response {
-    bulk(&app, &key_auth, &body)
+    app.bulk(&key_auth, &body)
 }
 
-fn single(app: &App, key_auth: &ClientKey, key: &str, body: &[u8]) -> Response {
-    answer::single(
-        &app.insight,
-        app.env_flags(key_auth.environment()),
-        key_auth.asker(),
-        key,
-        body,
-        key_auth.fixed.as_ref(),
-        key_auth.now,
-    )
-}
+impl Evaluator for App {
+    type Key = ClientKey;
 
-fn bulk(app: &App, key_auth: &ClientKey, body: &[u8]) -> Response {
-    answer::bulk(
-        &app.insight,
-        app.env_flags(key_auth.environment()),
-        key_auth.asker(),
-        key_auth.if_none_match.as_ref(),
-        body,
-        key_auth.fixed.as_ref(),
-        key_auth.now,
-        app.public_url(),
-    )
-}
-
-impl crate::evaluations::Evaluator for App {
-    fn evaluate(&self, req: Request, key: Option<String>) -> crate::evaluations::Dispatched {
-        let app = self.clone();
-        Box::pin(async move { Ok(dispatched(app, req, key).await) })
+    fn single(&self, key_auth: &ClientKey, key: &str, body: &[u8]) -> Response {
+        answer::single(
+            &self.insight,
+            self.env_flags(key_auth.environment()),
+            key_auth.asker(),
+            key,
+            body,
+            key_auth.fixed.as_ref(),
+            key_auth.now,
+        )
     }
-}
 
-/// [`evaluate`] or [`evaluate_all`], without the router (see [`crate::evaluations`]).
-async fn dispatched(app: App, req: Request, key: Option<String>) -> Response {
-    let (mut parts, body) = req.into_parts();
-    let key_auth = match ClientKey::from_request_parts(&mut parts, &app).await {
-        Ok(k) => k,
-        Err(e) => return e.into_response(),
-    };
-    let body = match ApiBytes::from_request(Request::from_parts(parts, body), &app).await {
-        Ok(ApiBytes(body)) => body,
-        Err(e) => return e.into_response(),
-    };
-    match key {
-        Some(key) => single(&app, &key_auth, &key, &body),
-        None => bulk(&app, &key_auth, &body),
+    fn bulk(&self, key_auth: &ClientKey, body: &[u8]) -> Response {
+        answer::bulk(
+            &self.insight,
+            self.env_flags(key_auth.environment()),
+            key_auth.asker(),
+            key_auth.if_none_match.as_ref(),
+            body,
+            key_auth.fixed.as_ref(),
+            key_auth.now,
+            self.public_url(),
+        )
     }
 }
 
