@@ -217,23 +217,29 @@ impl AccessSnapshot {
         }
     }
 
-    /// This snapshot with one request's current state applied (granted, ended or unchanged):
-    /// what a writer does after its own change instead of reloading everything.
-    pub fn with_request(&self, req: &AccessRequest) -> AccessSnapshot {
-        if !self.by_principal.contains_key(&req.requester) && !self.policy.declares(&req.requester)
-        {
-            return self.clone_shallow();
-        }
+    /// This snapshot with requests' current states applied in order (each granted, ended or
+    /// unchanged): what an instance does after a change, its own or another's, instead of
+    /// reloading everything.
+    pub fn with_requests<'a>(
+        &self,
+        reqs: impl IntoIterator<Item = &'a Arc<AccessRequest>>,
+    ) -> AccessSnapshot {
         let mut by_principal = self.by_principal.clone();
-        let entry = by_principal
-            .entry(req.requester.clone())
-            .or_insert_with(|| Arc::new(PrincipalAccess::of(&self.policy, &req.requester)));
-        let mut access = PrincipalAccess::clone(entry);
-        access.grants.retain(|g| g.id() != req.id);
-        if req.status == RequestStatus::Active {
-            access.grants.extend(live_grant(Arc::new(req.clone())));
+        for req in reqs {
+            if !by_principal.contains_key(&req.requester) && !self.policy.declares(&req.requester) {
+                continue;
+            }
+            let entry = by_principal
+                .entry(req.requester.clone())
+                .or_insert_with(|| Arc::new(PrincipalAccess::of(&self.policy, &req.requester)));
+            // Copied once per principal here (the snapshot in force shares it), then changed
+            // in place.
+            let access = Arc::make_mut(entry);
+            access.grants.retain(|g| g.id() != req.id);
+            if req.status == RequestStatus::Active {
+                access.grants.extend(live_grant(req.clone()));
+            }
         }
-        *entry = Arc::new(access);
         AccessSnapshot {
             policy: self.policy.clone(),
             by_principal,

@@ -33,7 +33,10 @@ pub struct Inner {
     /// Serialises reloads with local updates, so a reload that began before a local change
     /// can never overwrite it. Holds the local changes applied past a gap in the revisions
     /// (a change committed earlier whose writer has not applied it yet), by revision.
-    refresh_lock: tokio::sync::Mutex<std::collections::BTreeMap<i64, Vec<AccessRequest>>>,
+    refresh_lock: tokio::sync::Mutex<std::collections::BTreeMap<i64, Vec<Arc<AccessRequest>>>>,
+    /// Other instances' access changes taken by this one: by their grants alone, and by a
+    /// whole reload (see [`App::sync`]).
+    access_syncs: [std::sync::atomic::AtomicU64; 2],
     /// What the cached tokens' callers were made of at the last full reload (see
     /// [`CallersBasis`]).
     callers_basis: std::sync::Mutex<Option<CallersBasis>>,
@@ -137,6 +140,7 @@ impl App {
             access: ArcSwap::from_pointee(snapshot),
             access_rev: AtomicI64::new(revs.access),
             refresh_lock: tokio::sync::Mutex::new(std::collections::BTreeMap::new()),
+            access_syncs: Default::default(),
             callers_basis: std::sync::Mutex::new(None),
             flags: ArcSwap::from_pointee(flags),
             flags_rev: AtomicI64::new(revs.flags),
@@ -271,14 +275,9 @@ impl App {
             // A reload after this change already holds it, or something newer.
             return;
         }
-        ahead.insert(rev, reqs.iter().map(|r| (*r).clone()).collect());
-        self.access.rcu(|s| {
-            let mut next = AccessSnapshot::clone_shallow(s);
-            for r in ahead.range(rev..).flat_map(|(_, reqs)| reqs) {
-                next = next.with_request(r);
-            }
-            next
-        });
+        ahead.insert(rev, reqs.iter().map(|r| Arc::new((*r).clone())).collect());
+        self.access
+            .rcu(|s| s.with_requests(ahead.range(rev..).flat_map(|(_, reqs)| reqs)));
         let mut current = base;
         while ahead.contains_key(&(current + 1)) {
             current += 1;
@@ -311,29 +310,62 @@ impl App {
         Ok(())
     }
 
+    /// Applies the grants other instances changed since this instance's revision, read
+    /// alone (see [`sluice_store::Store::access_changes_since`]), the way
+    /// [`App::apply_local`] applies its own. Returns false, having changed nothing, when
+    /// something else moved too or the record is incomplete: then the caller reloads whole.
+    async fn catch_up(&self) -> Result<bool, OpError> {
+        let mut ahead = self.refresh_lock.lock().await;
+        let base = self.access_rev.load(Ordering::Acquire);
+        let Some(changes) = self.store.access_changes_since(base).await? else {
+            return Ok(false);
+        };
+        // As in `refresh`: every change applied locally before the lock was committed before
+        // the read, so the view holds it, at a revision no later than `changes.rev`.
+        self.access.rcu(|s| s.with_requests(&changes.requests));
+        self.access_rev.store(changes.rev, Ordering::Release);
+        ahead.clear();
+        Ok(true)
+    }
+
     /// Reloads whatever another instance changed since this one last loaded it, and learns
     /// when the next scheduled work is due (whoever scheduled it). Cheap when nothing changed:
-    /// one single-row read.
+    /// one single-row read; when only grants moved, only those are read.
     pub async fn sync(&self) -> Result<bool, OpError> {
         let generation = self.due.generation();
         let (revs, next_due) = self.store.state_and_next_due().await?;
         self.due.replace(next_due, generation);
         let mut moved = false;
         if revs.access != self.access_rev.load(Ordering::Acquire) {
-            self.refresh().await?;
-            // A gateway session held here may have been killed on another instance.
-            self.gateway.end_requested(&self.store).await?;
-            // An HTTP service may have been declared or removed on another instance.
-            if self.http_gateway.services.followed() {
-                self.http_gateway.services.reload(&self.store).await?;
-            }
             moved = true;
+            let grants = self.catch_up().await?;
+            self.access_syncs[usize::from(!grants)].fetch_add(1, Ordering::Relaxed);
+            crate::metrics::access_synced(grants);
+            if !grants {
+                self.refresh().await?;
+                // A gateway session held here may have been killed on another instance.
+                self.gateway.end_requested(&self.store).await?;
+                // An HTTP service may have been declared or removed on another instance.
+                if self.http_gateway.services.followed() {
+                    self.http_gateway.services.reload(&self.store).await?;
+                }
+            }
         }
         if revs.flags != self.flags_rev.load(Ordering::Acquire) {
             self.refresh_flags().await?;
             moved = true;
         }
         Ok(moved)
+    }
+
+    /// How many times this instance took other instances' access changes by reading only the
+    /// grants that moved, and by reloading whole.
+    pub fn access_syncs(&self) -> (u64, u64) {
+        let [grants, whole] = &self.access_syncs;
+        (
+            grants.load(Ordering::Relaxed),
+            whole.load(Ordering::Relaxed),
+        )
     }
 
     /// Recompiles the environments whose flags moved — only those — and tells their SSE

@@ -305,6 +305,10 @@ const SAFETY_POLL: Duration = Duration::from_secs(1);
 /// How often the evaluation counts kept in memory are added to the store (see [`insight`]).
 const INSIGHT_FLUSH: Duration = Duration::from_secs(10);
 
+/// How often the records of what access revisions moved are pruned (see
+/// [`sluice_store::Store::prune_access_changes`]).
+const PRUNE_ACCESS_CHANGES: Duration = Duration::from_secs(60);
+
 /// Background work. It only *records*: decisions never depend on it having run.
 ///
 /// Due work — scheduled changes, change requests' apply times and time-outs, target expiries,
@@ -324,6 +328,8 @@ async fn background(app: App, config: ServerConfig) {
     let mut sync = tokio::time::interval_at(start + config.sync_interval, config.sync_interval);
     let mut counts = tokio::time::interval_at(start + INSIGHT_FLUSH, INSIGHT_FLUSH);
     counts.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prune = tokio::time::interval_at(start + PRUNE_ACCESS_CHANGES, PRUNE_ACCESS_CHANGES);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first pass runs at once: it catches up on whatever fell due while no instance ran.
     let due = tokio::time::sleep_until(start);
@@ -361,6 +367,9 @@ async fn background(app: App, config: ServerConfig) {
                         tracing::warn!(error = %e, "storing evaluation counts failed: {e}");
                     }
                 });
+            },
+            _ = prune.tick() => if let Err(e) = app.store.prune_access_changes().await {
+                tracing::warn!(error = %e, "pruning the record of access changes failed: {e}");
             },
             _ = sign.tick() => if let Err(e) = audit::checkpoint(&app).await {
                 tracing::warn!(error = %e, "checkpoint failed: {e}");

@@ -70,6 +70,10 @@ pub fn install() -> Option<PrometheusHandle> {
                 "sluice_guard_holds_total",
                 "Guard readings that held a rollout at a due step (a guard could not be evaluated)."
             );
+            describe_counter!(
+                "sluice_access_syncs_total",
+                "Other instances' access changes taken, by what was read: only the grants that moved, or everything (a policy, principal, token or gateway change, or a long gap)."
+            );
             describe_histogram!(
                 "sluice_notification_lag_seconds",
                 "From the audited change to its notification's delivery."
@@ -133,6 +137,12 @@ pub fn decisions(ds: &[Decision]) {
 
 pub fn audit_entries(n: usize) {
     counter!("sluice_audit_entries_total").increment(n as u64);
+}
+
+/// One sync that found other instances' access changes (see `App::sync`).
+pub fn access_synced(grants_alone: bool) {
+    counter!("sluice_access_syncs_total", "read" => if grants_alone { "grants" } else { "whole" })
+        .increment(1);
 }
 
 pub fn reaped(n: usize) {

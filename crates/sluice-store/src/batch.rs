@@ -105,10 +105,10 @@ struct Waiter {
     answer: Answer,
     /// What it is told it stored (PostgreSQL: once chained at the commit).
     entries: Vec<AuditEntry>,
-    /// PostgreSQL: its entries, to be chained; the access revisions it took, and the first
-    /// of them once given out.
+    /// PostgreSQL: its entries, to be chained; the access revisions it took (the request
+    /// each names, if any), and the first of them once given out.
     chain: Option<Chain>,
-    bumps: usize,
+    bumps: Vec<Option<String>>,
     first_rev: Option<i64>,
 }
 
@@ -121,8 +121,9 @@ pub(crate) struct Held {
     pub(crate) statements: usize,
     /// Its audit entries, chained at the batch's commit.
     pub(crate) chain: Chain,
-    /// Access revisions it took (given out at the commit).
-    pub(crate) bumps: usize,
+    /// Access revisions it took (given out at the commit), each with the request whose
+    /// grant it moved, if that is all it moved (see `WriteTx::bump_grant`).
+    pub(crate) bumps: Vec<Option<String>>,
     /// It took the chain head's lock for a read (see `Batch::locked`).
     pub(crate) locked: bool,
     /// It moved grants, principals or policy (`.0`) or flags (`.1`): counted, and told to
@@ -619,11 +620,11 @@ impl Batch {
         let bumps = self
             .waiting
             .iter()
-            .map(|w| (w.chain.as_ref(), w.bumps))
+            .map(|w| (w.chain.as_ref(), w.bumps.as_slice()))
             .chain(
                 self.held
                     .iter()
-                    .map(|h| (Some(&h.held.chain), h.held.bumps)),
+                    .map(|h| (Some(&h.held.chain), h.held.bumps.as_slice())),
             );
         let mut sql = String::new();
         push_statements(&mut sql, LOCK_HEAD_SQL);
@@ -729,7 +730,10 @@ impl Batch {
         let (payload, flags) = (pg.changes.payload(pg.moved.0, pg.moved.1), pg.moved.1);
         let signer = pg.signing.signer.get().cloned();
         let mut sql = String::new();
-        let bumps = self.waiting.iter().map(|w| (w.chain.as_ref(), w.bumps));
+        let bumps = self
+            .waiting
+            .iter()
+            .map(|w| (w.chain.as_ref(), w.bumps.as_slice()));
         let (head, rev, planned) = plan(&from, before, bumps, &mut sql)?;
         for (w, (entries, first_rev)) in self.waiting.iter_mut().zip(planned) {
             w.entries = entries;
@@ -808,16 +812,18 @@ type Planned = Vec<(Vec<AuditEntry>, Option<i64>)>;
 
 /// PostgreSQL: chains the writers' entries (`chain`, in the order they were kept) on
 /// `from`, appending their inserts to `sql`, and gives out the access revisions they took
-/// (`bumps`) after `before`. Returns the new head and revision, and what each writer got.
+/// (`bumps`) after `before`, recording what each moved. Returns the new head and revision,
+/// and what each writer got.
 fn plan<'a>(
     from: &ChainHead,
     before: i64,
-    writers: impl Iterator<Item = (Option<&'a Chain>, usize)>,
+    writers: impl Iterator<Item = (Option<&'a Chain>, &'a [Option<String>])>,
     sql: &mut String,
 ) -> Result<(ChainHead, i64, Planned), StoreError> {
     let mut head = from.clone();
     let mut rev = before;
     let mut planned = Vec::new();
+    let mut changes = String::new();
     for (chain, bumps) in writers {
         let mut entries = Vec::new();
         if let Some(chain) = chain {
@@ -828,9 +834,20 @@ fn plan<'a>(
             entries = chained;
             push_statements(sql, &inserts);
         }
-        let first_rev = (bumps > 0).then(|| rev + 1);
-        rev += bumps as i64;
+        let first_rev = (!bumps.is_empty()).then(|| rev + 1);
+        for request in bumps {
+            rev += 1;
+            changes.push_str(if changes.is_empty() { "" } else { ", " });
+            let request = request.as_deref().map_or("NULL".into(), crate::literal);
+            changes.push_str(&format!("({rev}, {request})"));
+        }
         planned.push((entries, first_rev));
+    }
+    if !changes.is_empty() {
+        push_statements(
+            sql,
+            &format!("INSERT INTO access_changes (rev, request_id) VALUES {changes}"),
+        );
     }
     Ok((head, rev, planned))
 }
@@ -1002,7 +1019,7 @@ impl Lease {
             answer,
             entries,
             chain: None,
-            bumps: 0,
+            bumps: Vec::new(),
             first_rev: None,
         });
         self.released = true;

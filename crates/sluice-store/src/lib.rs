@@ -53,7 +53,7 @@ pub use schedule::{ScheduledChange, ScheduledStatus};
 pub use seen::SeenRequest;
 pub use sign_ins::PendingSignIn;
 pub use sluice_audit::{AuditEntry, ChainHead, Checkpoint, NewEntry};
-pub use state::{AccessState, StateRevs};
+pub use state::{AccessState, GrantChanges, StateRevs};
 pub use tx::{Revision, WriteTx};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};

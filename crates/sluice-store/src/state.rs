@@ -63,6 +63,102 @@ impl Store {
     }
 }
 
+/// More revisions behind than this, an instance reloads whole: reading every request named
+/// would cost about as much.
+const MOST_CHANGES_READ: i64 = 1_000;
+
+/// The records of what revisions moved are kept this many revisions behind the current one.
+const CHANGES_KEPT: i64 = 10_000;
+
+/// The grants that moved since a revision, as the store holds them now (see
+/// [`Store::access_changes_since`]).
+#[derive(Debug)]
+pub struct GrantChanges {
+    /// The access revision the changes bring a snapshot to.
+    pub rev: i64,
+    /// Each request whose grant moved, once, as it stands at `rev`.
+    pub requests: Vec<Arc<AccessRequest>>,
+}
+
+impl Store {
+    /// What moved since access revision `since`, if it was only grants: the requests that
+    /// moved, read in one consistent view with the revision they bring the snapshot to.
+    /// `None` when something else moved too (policy, principals, tokens...), when the record
+    /// of some revision is gone (pruned, or written before migration 0019), or when there is
+    /// too much to read: then the caller reloads whole ([`Store::access_state`]).
+    pub async fn access_changes_since(
+        &self,
+        since: i64,
+    ) -> Result<Option<GrantChanges>, StoreError> {
+        let mut tx = self.reader().begin().await?;
+        if self.backend() == Backend::Postgres {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let row = sqlx::query("SELECT access_rev FROM sluice_state WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let rev: i64 = get(&row, "access_rev")?;
+        if rev < since || rev - since > MOST_CHANGES_READ {
+            return Ok(None);
+        }
+        let rows = sqlx::query(
+            "SELECT request_id FROM access_changes WHERE rev > $1 AND rev <= $2 ORDER BY rev",
+        )
+        .bind(since)
+        .bind(rev)
+        .fetch_all(&mut *tx)
+        .await?;
+        // Revisions are given out one after another: one row each, or some record is missing.
+        if i64::try_from(rows.len()).ok() != Some(rev - since) {
+            return Ok(None);
+        }
+        let mut ids: Vec<String> = Vec::with_capacity(rows.len());
+        let mut named = std::collections::HashSet::with_capacity(rows.len());
+        for row in &rows {
+            let Some(id) = get::<Option<String>>(row, "request_id")? else {
+                return Ok(None);
+            };
+            if named.insert(id.clone()) {
+                ids.push(id);
+            }
+        }
+        let mut requests = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BODIES_PER_READ) {
+            let list: Vec<String> = chunk.iter().map(|id| crate::literal(id)).collect();
+            let sql = format!(
+                "SELECT body FROM requests WHERE id IN ({})",
+                list.join(", ")
+            );
+            for r in sqlx::Executor::fetch_all(&mut *tx, sql.as_str()).await? {
+                requests.push(Arc::new(crate::requests::request(&r)?));
+            }
+        }
+        tx.rollback().await?;
+        // INVARIANT: a request is never deleted, so each named one is read.
+        if requests.len() != ids.len() {
+            return Err(StoreError::Corrupt(
+                "a request named by an access change is missing".into(),
+            ));
+        }
+        Ok(Some(GrantChanges { rev, requests }))
+    }
+
+    /// Forgets the records of what revisions moved more than [`CHANGES_KEPT`] behind the
+    /// current one. Returns how many.
+    pub async fn prune_access_changes(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM access_changes \
+             WHERE rev <= (SELECT access_rev FROM sluice_state WHERE id = 1) - $1",
+        )
+        .bind(CHANGES_KEPT)
+        .execute(self.writer())
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
 /// Everything the access snapshot is built from, as of one revision.
 #[derive(Debug, Clone)]
 pub struct AccessState {

@@ -28,9 +28,9 @@ pub struct WriteTx {
     head: ChainHead,
     /// SQLite: the access revision inside the batch (see [`WriteTx::bump_access`]).
     access_rev: Option<i64>,
-    /// The access revisions taken, told their value once it is certain (at once, or in a
-    /// PostgreSQL batch at its commit).
-    revisions: Vec<Revision>,
+    /// PostgreSQL batch: the access revisions taken, told their value at its commit, and the
+    /// request each names (see [`WriteTx::bump_grant`]).
+    revisions: Vec<(Revision, Option<String>)>,
     /// PostgreSQL batch: this writer took the chain head's lock for a read.
     locked: bool,
     entries: Vec<AuditEntry>,
@@ -89,6 +89,11 @@ struct Sealed {
     sql: &'static str,
     args: Vec<Arg>,
 }
+
+/// Records what an access revision moved (`$1` the revision, `$2` the request whose grant
+/// moved, or NULL for anything else), in the transaction that takes it (migration 0019; read
+/// by `Store::access_changes_since`).
+const RECORD_CHANGE_SQL: &str = "INSERT INTO access_changes (rev, request_id) VALUES ($1, $2)";
 
 /// Parameters per call: SQLite allows 32,766, PostgreSQL 65,535; stay far below both.
 const ARGS_PER_CALL: usize = 900;
@@ -333,14 +338,31 @@ impl WriteTx {
         self.entries.last().map(|e| e.seq)
     }
 
-    /// Marks that grants, principals or policy changed; returns the new access revision, whose
-    /// value is certain once [`WriteTx::commit`] has returned (in a PostgreSQL batch it is
-    /// given out at the batch's commit).
+    /// Marks that something other instances hold in their access snapshot or token cache
+    /// changed (policy, principals, tokens, gateway sessions or services), which they reload
+    /// whole; returns the new access revision, whose value is certain once
+    /// [`WriteTx::commit`] has returned (in a PostgreSQL batch it is given out at the batch's
+    /// commit). A change of one request's grant is [`WriteTx::bump_grant`].
     pub async fn bump_access(&mut self) -> Result<Revision, StoreError> {
+        self.bump(None).await
+    }
+
+    /// Marks that the grant of request `id` moved (it became active, or ended): the other
+    /// instances read that request alone, not every active one (see
+    /// [`crate::Store::access_changes_since`]). Returns the new access revision, as
+    /// [`WriteTx::bump_access`] does.
+    pub async fn bump_grant(&mut self, id: &str) -> Result<Revision, StoreError> {
+        self.bump(Some(id.to_owned())).await
+    }
+
+    /// Takes the next access revision and records what it moved (`access_changes`, written
+    /// with it).
+    async fn bump(&mut self, request: Option<String>) -> Result<Revision, StoreError> {
         self.moved.0 = true;
         let rev = Revision::default();
         if self.pg_batch() {
-            self.revisions.push(rev.clone());
+            // Given out, and recorded, at the batch's commit (see `batch::plan`).
+            self.revisions.push((rev.clone(), request));
             return Ok(rev);
         }
         let value = match &mut self.access_rev {
@@ -365,6 +387,11 @@ impl WriteTx {
                 get(&row, "access_rev")?
             }
         };
+        self.exec(
+            RECORD_CHANGE_SQL,
+            vec![Arg::Int(value), Arg::OptText(request)],
+        )
+        .await?;
         rev.set(value);
         Ok(rev)
     }
@@ -485,13 +512,13 @@ impl WriteTx {
                     statements: deferred.len(),
                     sql: inline_all(&deferred),
                     chain,
-                    bumps: self.revisions.len(),
+                    bumps: self.revisions.iter_mut().map(|(_, id)| id.take()).collect(),
                     locked: self.locked,
                     moved: self.moved,
                 };
                 let committed = lease.hold(held).await?;
                 if let Some(first) = committed.first_rev {
-                    for (k, rev) in self.revisions.iter().enumerate() {
+                    for (k, (rev, _)) in self.revisions.iter().enumerate() {
                         rev.set(first + k as i64);
                     }
                 }

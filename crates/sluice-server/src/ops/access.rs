@@ -158,7 +158,7 @@ impl App {
             .await?;
         }
         let rev = if req.status == RequestStatus::Active {
-            Some(tx.bump_access().await?)
+            Some(tx.bump_grant(&req.id).await?)
         } else {
             None
         };
@@ -277,7 +277,7 @@ impl App {
             }
         }
         let rev = if req.status == RequestStatus::Active {
-            Some(tx.bump_access().await?)
+            Some(tx.bump_grant(&req.id).await?)
         } else {
             None
         };
@@ -332,7 +332,7 @@ impl App {
             json!({"end_reason": req.end_reason}),
         )
         .await?;
-        let rev = tx.bump_access().await?;
+        let rev = tx.bump_grant(&req.id).await?;
         tx.commit().await?;
         tracing::info!(request_id = %req.id, by = %caller.name, action, "{action} {} by {}", req.id, caller.name);
         self.apply_local(&[&req], rev.get()).await;
@@ -360,7 +360,7 @@ impl App {
                 _ => "access.expired",
             };
             record(&mut tx, now, "system:reaper", action, &req, json!({})).await?;
-            let rev = tx.bump_access().await?;
+            let rev = tx.bump_grant(&req.id).await?;
             tx.commit().await?;
             tracing::info!(request_id = %req.id, status = status.as_str(), "recorded {} as {}", req.id, status.as_str());
             self.apply_local(&[&req], rev.get()).await;

@@ -25,6 +25,7 @@ mod flags;
 mod guards;
 mod harness;
 mod insight;
+mod instances;
 mod keys;
 mod lifecycle;
 mod modules;

@@ -15,14 +15,19 @@ enum Outcome {
 }
 
 /// Writer `t` of `side`, round `r`: its change is request `req-{side}-{t}-{r}`, an access bump
-/// and two entries; what then happens to it depends on `t` and `r`.
+/// (naming the request for even `t`) and two entries; what then happens to it depends on `t`
+/// and `r`.
 async fn write(store: Store, side: usize, t: usize, r: usize) -> (String, Outcome) {
     let id = format!("req-{side}-{t}-{r}");
     let mut tx = store.begin().await.expect("begin");
     tx.insert_request(&pending(&id, "dave", t0()))
         .await
         .expect("insert");
-    tx.bump_access().await.expect("bump");
+    if t.is_multiple_of(2) {
+        tx.bump_grant(&id).await.expect("bump");
+    } else {
+        tx.bump_access().await.expect("bump");
+    }
     tx.audit(t0(), entry(&format!("test.{id}.a")))
         .await
         .expect("audit");
@@ -151,6 +156,31 @@ async fn two_handles_writing_at_once_with_failures_and_cancellations_keep_one_ch
         kept as i64,
         "only kept changes bumped the counter"
     );
+    // One record of what moved per revision given out, in order, each naming the request of
+    // a kept writer that named it (and none of another): revisions and records are written
+    // together whatever was cancelled.
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    let records: Vec<(i64, Option<String>)> =
+        sqlx::query_as("SELECT rev, request_id FROM access_changes ORDER BY rev")
+            .fetch_all(&pool)
+            .await
+            .expect("records");
+    pool.close().await;
+    let revs: Vec<i64> = records.iter().map(|(rev, _)| *rev).collect();
+    assert_eq!(revs, (1..=kept as i64).collect::<Vec<_>>());
+    let mut named: Vec<&str> = records.iter().filter_map(|(_, id)| id.as_deref()).collect();
+    named.sort_unstable();
+    let mut expected: Vec<&str> = changes
+        .iter()
+        .copied()
+        .filter(|id| {
+            id.split('-')
+                .nth(2)
+                .is_some_and(|t| t.parse::<usize>().is_ok_and(|t| t.is_multiple_of(2)))
+        })
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(named, expected);
     // A third of the writers commit and wait: two entries each.
     assert_eq!(acked.len(), 2 * 2 * ROUNDS * (TASKS / 3));
     for store in &stores {

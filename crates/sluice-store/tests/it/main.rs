@@ -10,6 +10,7 @@
 )]
 
 mod chain;
+mod changes;
 mod copy;
 mod held;
 mod http_calls;
