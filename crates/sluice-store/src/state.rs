@@ -82,65 +82,60 @@ pub struct GrantChanges {
 
 impl Store {
     /// What moved since access revision `since`, if it was only grants: the requests that
-    /// moved, read in one consistent view with the revision they bring the snapshot to.
-    /// `None` when something else moved too (policy, principals, tokens...), when the record
-    /// of some revision is gone (pruned, or written before migration 0019), or when there is
-    /// too much to read: then the caller reloads whole ([`Store::access_state`]).
+    /// moved, with the revision they bring the snapshot to, read by one statement (so in one
+    /// consistent view, and in one round trip: another instance's syncs follow every change
+    /// this one writes). `None` when something else moved too (policy, principals,
+    /// tokens...), when the record of some revision is gone (pruned, or taken before
+    /// migration 0019), or when there is too much to read: then the caller reloads whole
+    /// ([`Store::access_state`]).
     pub async fn access_changes_since(
         &self,
         since: i64,
     ) -> Result<Option<GrantChanges>, StoreError> {
-        let mut tx = self.reader().begin().await?;
-        if self.backend() == Backend::Postgres {
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                .execute(&mut *tx)
-                .await?;
-        }
-        let row = sqlx::query("SELECT access_rev FROM sluice_state WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await?;
-        let rev: i64 = get(&row, "access_rev")?;
-        if rev < since || rev - since > MOST_CHANGES_READ {
-            return Ok(None);
-        }
+        // One row per revision after `since` (none when too many), each with the body of the
+        // request it names; one row with no revision when there is none.
         let rows = sqlx::query(
-            "SELECT request_id FROM access_changes WHERE rev > $1 AND rev <= $2 ORDER BY rev",
+            "SELECT s.access_rev, c.rev, c.request_id, r.body FROM sluice_state s \
+             LEFT JOIN access_changes c \
+               ON c.rev > $1 AND c.rev <= s.access_rev AND s.access_rev - $2 <= $3 \
+             LEFT JOIN requests r ON r.id = c.request_id \
+             WHERE s.id = 1 ORDER BY c.rev",
         )
         .bind(since)
-        .bind(rev)
-        .fetch_all(&mut *tx)
+        .bind(since)
+        .bind(MOST_CHANGES_READ)
+        .fetch_all(self.reader())
         .await?;
-        // Revisions are given out one after another: one row each, or some record is missing.
-        if i64::try_from(rows.len()).ok() != Some(rev - since) {
-            return Ok(None);
-        }
-        let mut ids: Vec<String> = Vec::with_capacity(rows.len());
+        let Some(first) = rows.first() else {
+            return Err(StoreError::Corrupt("the state row is missing".into()));
+        };
+        let rev: i64 = get(first, "access_rev")?;
         let mut named = std::collections::HashSet::with_capacity(rows.len());
+        let mut requests = Vec::with_capacity(rows.len());
+        let mut records = 0;
         for row in &rows {
+            if get::<Option<i64>>(row, "rev")?.is_none() {
+                continue;
+            }
+            records += 1;
             let Some(id) = get::<Option<String>>(row, "request_id")? else {
                 return Ok(None);
             };
-            if named.insert(id.clone()) {
-                ids.push(id);
+            if !named.insert(id) {
+                continue;
             }
-        }
-        let mut requests = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(BODIES_PER_READ) {
-            let list: Vec<String> = chunk.iter().map(|id| crate::literal(id)).collect();
-            let sql = format!(
-                "SELECT body FROM requests WHERE id IN ({})",
-                list.join(", ")
-            );
-            for r in sqlx::Executor::fetch_all(&mut *tx, sql.as_str()).await? {
-                requests.push(Arc::new(crate::requests::request(&r)?));
+            // INVARIANT: a request is never deleted, so each named one is read.
+            if get::<Option<String>>(row, "body")?.is_none() {
+                return Err(StoreError::Corrupt(
+                    "a request named by an access change is missing".into(),
+                ));
             }
+            requests.push(Arc::new(crate::requests::request(row)?));
         }
-        tx.rollback().await?;
-        // INVARIANT: a request is never deleted, so each named one is read.
-        if requests.len() != ids.len() {
-            return Err(StoreError::Corrupt(
-                "a request named by an access change is missing".into(),
-            ));
+        // Revisions are given out one after another: one record each, or some are missing
+        // (or there were too many to read).
+        if rev < since || records != rev - since {
+            return Ok(None);
         }
         Ok(Some(GrantChanges { rev, requests }))
     }
