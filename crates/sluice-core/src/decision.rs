@@ -19,6 +19,9 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct LiveGrant {
     request: Arc<AccessRequest>,
+    /// A hash of the request's id: a change looks for its grant among a principal's by this
+    /// first, not by comparing every id (which share their time-ordered prefix).
+    key: u64,
     pub starts_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
@@ -37,24 +40,66 @@ impl LiveGrant {
     }
 }
 
+/// One principal's entry. What the policy gives it is shared, so an entry copied to change
+/// its grants copies pointers and the grants.
 #[derive(Debug, Default, Clone)]
 struct PrincipalAccess {
-    standing: Vec<Scope>,
+    standing: Arc<[Scope]>,
     grants: Vec<LiveGrant>,
     /// `None` for a principal that exists outside the policy (the first administrator).
     kind: Option<PrincipalKind>,
-    groups: Vec<String>,
+    groups: Arc<[String]>,
 }
 
 impl PrincipalAccess {
     fn of(policy: &Policy, name: &str) -> PrincipalAccess {
         PrincipalAccess {
-            standing: policy.standing_scopes(name),
+            standing: policy.standing_scopes(name).into(),
             grants: Vec::new(),
             kind: policy.kind_of(name),
-            groups: policy.groups_of(name),
+            groups: policy.groups_of(name).into(),
         }
     }
+
+    /// Applies one request's state to these grants: its grant, if any, removed; then added
+    /// again if it is active.
+    fn apply(&mut self, req: &Arc<AccessRequest>) {
+        let key = grant_key(&req.id);
+        self.grants.retain(|g| g.key != key || g.id() != req.id);
+        if req.status == RequestStatus::Active {
+            self.grants.extend(live_grant(req.clone()));
+        }
+    }
+
+    /// A copy with one request's state applied, in one pass: the grants copied once into a
+    /// vector of the right size (a copy then grown would move them twice).
+    fn applied(&self, req: &Arc<AccessRequest>) -> PrincipalAccess {
+        let key = grant_key(&req.id);
+        let mut grants = Vec::with_capacity(self.grants.len() + 1);
+        grants.extend(
+            self.grants
+                .iter()
+                .filter(|g| g.key != key || g.id() != req.id)
+                .cloned(),
+        );
+        if req.status == RequestStatus::Active {
+            grants.extend(live_grant(req.clone()));
+        }
+        PrincipalAccess {
+            standing: self.standing.clone(),
+            grants,
+            kind: self.kind,
+            groups: self.groups.clone(),
+        }
+    }
+}
+
+/// [`LiveGrant::key`]: the same for the same id in every snapshot of the process.
+fn grant_key(id: &str) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::hash::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
 }
 
 /// Everything a decision reads, compiled once.
@@ -168,6 +213,7 @@ impl Decision {
 fn live_grant(request: Arc<AccessRequest>) -> Option<LiveGrant> {
     let (starts_at, expires_at) = (request.starts_at?, request.expires_at?);
     Some(LiveGrant {
+        key: grant_key(&request.id),
         request,
         starts_at,
         expires_at,
@@ -234,10 +280,9 @@ impl AccessSnapshot {
                 .or_insert_with(|| Arc::new(PrincipalAccess::of(&self.policy, &req.requester)));
             // Copied once per principal here (the snapshot in force shares it), then changed
             // in place.
-            let access = Arc::make_mut(entry);
-            access.grants.retain(|g| g.id() != req.id);
-            if req.status == RequestStatus::Active {
-                access.grants.extend(live_grant(req.clone()));
+            match Arc::get_mut(entry) {
+                Some(access) => access.apply(req),
+                None => *entry = Arc::new(entry.applied(req)),
             }
         }
         AccessSnapshot {
