@@ -11,6 +11,7 @@ pub mod auth_failures;
 pub mod caller;
 pub mod checkpointer;
 pub mod console;
+pub mod cors;
 pub mod dbclock;
 pub mod due;
 pub mod edge;
@@ -74,6 +75,8 @@ pub struct ServerConfig {
     /// The URL clients reach this server at (behind a proxy, the proxy's), advertised in
     /// AuthZEN metadata and OFREP `eventStreams`; `None`: `http://<bound address>`.
     pub public_url: Option<String>,
+    /// Web pages on these origins may call OFREP (see [`cors`]).
+    pub cors_origins: cors::BrowserOrigins,
 }
 
 /// Checks a configured public URL: absolute `http` or `https`, with a host, without query or
@@ -254,7 +257,7 @@ impl Server {
         let bg = tokio::spawn(background(self.app.clone(), self.config.clone()));
         serve::serve(
             self.listener,
-            router(self.app.clone()),
+            router(self.app.clone(), &self.config.cors_origins),
             self.http,
             self.tls.clone(),
             shutdown,

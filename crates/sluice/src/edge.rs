@@ -29,6 +29,8 @@ pub async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
         .transpose()?;
     let mut config = EdgeConfig::new(upstream, key, args.data_dir, listen);
     config.public_url = public_url;
+    config.cors_origins = sluice_server::cors::BrowserOrigins::parse(&args.cors_origins)
+        .map_err(anyhow::Error::msg)?;
     if let Some(every) = args.report_interval {
         config.report_interval = every;
     }

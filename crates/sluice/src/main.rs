@@ -86,7 +86,7 @@ async fn main() {
         login::renew_if_due(remote).await;
     }
     let result = match cli.command {
-        Command::Serve(args) => serve::serve(args).await,
+        Command::Serve(args) => serve::serve(*args).await,
         Command::Edge(args) => edge::edge(args).await,
         Command::Migrate(args) => serve::migrate(args).await,
         Command::Apply {

@@ -25,6 +25,9 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     client_rate_limit: Option<u32>,
     public_url: Option<String>,
+    /// Web pages on these origins may call OFREP (`--cors-origin`).
+    #[serde(default)]
+    cors_origins: Vec<String>,
     /// The longest a database statement waits for a lock held elsewhere (default 5s).
     #[serde(default, with = "humantime_serde_opt")]
     lock_timeout: Option<Duration>,
@@ -269,6 +272,12 @@ pub fn settings(args: ServeArgs) -> anyhow::Result<Settings> {
         sync_interval: args.sync_interval.unwrap_or(Duration::from_millis(200)),
         db_clock: None,
         client_rate_limit: args_rate_limit,
+        cors_origins: sluice_server::cors::BrowserOrigins::parse(if args.cors_origins.is_empty() {
+            &file.cors_origins
+        } else {
+            &args.cors_origins
+        })
+        .map_err(anyhow::Error::msg)?,
         public_url: match args.public_url.or(file.public_url) {
             Some(raw) => Some(sluice_server::public_url(&raw).context("--public-url")?),
             None if tls.is_some() => Some(format!("https://{listen}")),
@@ -511,6 +520,7 @@ pub async fn migrate(args: crate::cli::MigrateArgs) -> anyhow::Result<()> {
         config: args.config,
         log_format: None,
         client_rate_limit: None,
+        cors_origins: Vec::new(),
         no_evaluation_counts: false,
         no_listen: false,
         no_write_batch: false,
@@ -581,6 +591,7 @@ pub async fn rotate_key(args: crate::cli::StoreArgs, new_key: &Path) -> anyhow::
         config: args.config,
         log_format: None,
         client_rate_limit: None,
+        cors_origins: Vec::new(),
         no_evaluation_counts: false,
         no_listen: false,
         no_write_batch: false,

@@ -126,6 +126,7 @@ async fn live(dir: &Path, whole: bool) -> anyhow::Result<VerifyReport> {
         sync_interval: Duration::from_secs(3600),
         db_clock: None,
         client_rate_limit: None,
+        cors_origins: Default::default(),
         public_url: None,
     };
     let server = Server::build(config, Arc::new(sluice_core::SystemClock)).await?;

@@ -54,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         sync_interval: Duration::from_millis(200),
         db_clock: None,
         client_rate_limit: None,
+        cors_origins: Default::default(),
         public_url: None,
     };
     let server = Server::build(config, Arc::new(sluice_core::SystemClock)).await?;

@@ -92,6 +92,7 @@ async fn start(notify: Option<NotifyConfig>) -> anyhow::Result<Running> {
         sync_interval: Duration::from_millis(200),
         db_clock: None,
         client_rate_limit: None,
+        cors_origins: Default::default(),
         public_url: None,
     };
     let mut server = Server::build(config, Arc::new(SystemClock)).await?;

@@ -116,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
             sync_interval: Duration::from_millis(100),
             db_clock: None,
             client_rate_limit: None,
+            cors_origins: Default::default(),
             public_url: None,
         };
         // The defaults `sluice serve` runs with.

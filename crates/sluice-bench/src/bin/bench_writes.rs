@@ -96,6 +96,7 @@ impl Bench {
             sync_interval: Duration::from_millis(200),
             db_clock: None,
             client_rate_limit: None,
+            cors_origins: Default::default(),
             public_url: None,
         };
         let mut server = Server::build(config, Arc::new(sluice_core::SystemClock)).await?;

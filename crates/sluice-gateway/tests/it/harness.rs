@@ -399,6 +399,7 @@ fn server_config(dir: &std::path::Path) -> ServerConfig {
         sync_interval: Duration::from_millis(200),
         db_clock: None,
         client_rate_limit: None,
+        cors_origins: Default::default(),
         public_url: None,
     }
 }

@@ -45,6 +45,8 @@ pub struct EdgeConfig {
     /// How often the whole snapshot is fetched again even without a change event (client keys
     /// and the policy's static context change without one).
     pub resync_interval: Duration,
+    /// Web pages on these origins may call this edge's OFREP (see [`crate::cors`]).
+    pub cors_origins: crate::cors::BrowserOrigins,
 }
 
 impl EdgeConfig {
@@ -57,6 +59,7 @@ impl EdgeConfig {
             public_url: None,
             report_interval: Duration::from_secs(10),
             resync_interval: Duration::from_secs(30),
+            cors_origins: crate::cors::BrowserOrigins::None,
         }
     }
 }
@@ -284,7 +287,7 @@ pub async fn run(
     }
     let follower = upstream::Follower::new(&config, replica.clone(), file)?;
     let tasks = follower.spawn();
-    let app = serve::router(replica.clone());
+    let app = serve::router(replica.clone(), &config.cors_origins);
     crate::serve::serve(
         listener,
         app,

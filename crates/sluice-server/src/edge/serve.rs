@@ -23,6 +23,7 @@ use std::sync::Arc;
 /// evaluation answered before routing (see [`crate::evaluations`]).
 pub fn router(
     replica: Replica,
+    cors: &crate::cors::BrowserOrigins,
 ) -> impl tower::Service<
     hyper::Request<hyper::body::Incoming>,
     Response = Response,
@@ -33,6 +34,7 @@ pub fn router(
        + 'static {
     tower::ServiceBuilder::new()
         .map_request(|req: hyper::Request<hyper::body::Incoming>| req.map(axum::body::Body::new))
+        .layer(crate::cors::Layer(cors.clone()))
         .layer(crate::json::RequestChecks)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(crate::evaluations::Layer(replica.clone()))

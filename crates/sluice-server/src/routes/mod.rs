@@ -360,6 +360,7 @@ fn evaluation_and_ops() -> OpenApiRouter<App> {
 /// two OFREP evaluation routes are answered before the router (see [`crate::evaluations`]).
 pub fn router(
     app: App,
+    cors: &crate::cors::BrowserOrigins,
 ) -> impl tower::Service<
     hyper::Request<hyper::body::Incoming>,
     Response = Response,
@@ -371,6 +372,9 @@ pub fn router(
     tower::ServiceBuilder::new()
         // hyper's body as axum's (what a `Router` does first).
         .map_request(|req: hyper::Request<hyper::body::Incoming>| req.map(axum::body::Body::new))
+        // OFREP from web pages on the configured origins: preflights answered here, the
+        // answers marked for the browser (see `cors`).
+        .layer(crate::cors::Layer(cors.clone()))
         // Every answer carries an X-Request-ID: the caller's (as AuthZEN asks), else a new
         // one; each request runs in a span with its id, route, principal and status (see
         // `trace`).

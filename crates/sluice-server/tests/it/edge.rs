@@ -29,6 +29,17 @@ pub struct Edge {
 
 impl Edge {
     pub async fn start(upstream: &str, key: &str, dir: &Path, clock: ManualClock) -> Edge {
+        Self::start_with(upstream, key, dir, clock, Default::default()).await
+    }
+
+    /// Like [`Edge::start`], letting web pages on `cors_origins` call it.
+    pub async fn start_with(
+        upstream: &str,
+        key: &str,
+        dir: &Path,
+        clock: ManualClock,
+        cors_origins: sluice_server::cors::BrowserOrigins,
+    ) -> Edge {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -40,6 +51,7 @@ impl Edge {
             addr,
         );
         config.report_interval = Duration::from_millis(200);
+        config.cors_origins = cors_origins;
         let (tx, rx) = oneshot::channel::<()>();
         let c: Arc<dyn sluice_core::Clock> = Arc::new(clock.clone());
         let handle = tokio::spawn(async move {
@@ -488,7 +500,62 @@ async fn an_edge_key_only_syncs_its_environments(b: Backend) {
     );
 }
 
+/// An edge started with `--cors-origin` answers a web page on that origin as the central
+/// server does (preflight, then the answer marked for it), and no other.
+async fn an_edge_answers_browsers_on_its_configured_origins(b: Backend) {
+    const APP: &str = "http://localhost:3000";
+    let Some(db) = Db::new(b).await else { return };
+    let s = TestServer::start(db).await;
+    let rev = import(&s, "staging", document()).await;
+    let key = edge_key(&s, "staging").await;
+    // Made before the edge starts: it learns of client keys with the snapshot.
+    let client = client_key(&s, "staging").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origins = sluice_server::cors::BrowserOrigins::parse(&[APP.into()]).expect("origin");
+    let edge = Edge::start_with(
+        &s.url(""),
+        &key,
+        dir.path(),
+        ManualClock::new(t0()),
+        origins,
+    )
+    .await;
+    edge.wait_for("staging", rev).await;
+    let url = format!("http://{}/ofrep/v1/evaluate/flags", edge.addr);
+    let http = reqwest::Client::new();
+    let r = http
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", APP)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .expect("preflight");
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(r.headers()["access-control-allow-origin"], APP);
+    for origin in [APP, "http://localhost:3001"] {
+        let r = http
+            .post(&url)
+            .header("origin", origin)
+            .bearer_auth(&client)
+            .body("{}")
+            .send()
+            .await
+            .expect("evaluate");
+        assert_eq!(r.status(), StatusCode::OK);
+        let marked = r
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        assert_eq!(marked, (origin == APP).then(|| APP.to_owned()), "{origin}");
+    }
+}
+
 backend_tests!(
+    an_edge_answers_browsers_on_its_configured_origins,
     edge_answers_byte_for_byte_as_the_central_server,
     a_change_on_the_central_server_reaches_edge_subscribers,
     an_expiring_target_ends_on_the_edge_clock_exactly,

@@ -203,6 +203,7 @@ impl TestServer {
             sync_interval: Duration::from_millis(100),
             db_clock: None,
             client_rate_limit: None,
+            cors_origins: Default::default(),
             public_url,
         };
         let mut server = Server::build(config, real).await.expect("server builds");

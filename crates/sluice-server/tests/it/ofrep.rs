@@ -673,6 +673,15 @@ async fn sse_subscribers_hear_refetch_evaluation_after_an_import(b: Backend) {
 
 /// A server with a client rate limit (the shared harness starts servers without one).
 async fn limited_server(db: &Db, per_second: u32) -> (String, tokio::sync::oneshot::Sender<()>) {
+    server_with(db, Some(per_second), Default::default()).await
+}
+
+/// A server with a client rate limit and browser origins as given.
+async fn server_with(
+    db: &Db,
+    per_second: Option<u32>,
+    cors_origins: sluice_server::cors::BrowserOrigins,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         database_url: db.url.clone(),
@@ -682,7 +691,8 @@ async fn limited_server(db: &Db, per_second: u32) -> (String, tokio::sync::onesh
         checkpoint_interval: Duration::from_secs(3600),
         sync_interval: Duration::from_secs(3600),
         db_clock: None,
-        client_rate_limit: Some(per_second),
+        client_rate_limit: per_second,
+        cors_origins,
         public_url: None,
     };
     let clock: std::sync::Arc<dyn sluice_core::Clock> =
@@ -889,7 +899,145 @@ async fn the_evaluation_routes_answer_as_routed_routes_do(b: Backend) {
     assert!(s.requests_counted("/ofrep/v1/evaluate/flags", "2xx").await >= 1.0);
 }
 
+/// A header of `r` as text ("" when absent).
+fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// OFREP called from a web page on another origin (the OpenFeature web SDK): the preflight is
+/// answered and the answers are marked for the origins configured, and only for them, and
+/// only on the OFREP paths; a server started without origins marks nothing.
+async fn ofrep_answers_browsers_on_the_configured_origins_only(b: Backend) {
+    const APP: &str = "https://app.example.com";
+    let Some(db) = Db::new(b).await else { return };
+    let origins = sluice_server::cors::BrowserOrigins::parse(&[APP.into()]).expect("origin");
+    let (base, _stop) = server_with(&db, None, origins).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .put(format!(
+            "{base}/v1/environments/staging/flags?create_env=true"
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&document())
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = http
+        .post(format!("{base}/v1/tokens"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"name": "web", "kind": "client", "environment": "staging"}))
+        .send()
+        .await
+        .expect("key");
+    let key = r.json::<Value>().await.expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let bulk = format!("{base}/ofrep/v1/evaluate/flags");
+    let preflight = |origin: &str, url: &str| {
+        http.request(reqwest::Method::OPTIONS, url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,if-none-match",
+            )
+            .send()
+    };
+
+    let r = preflight(APP, &bulk).await.expect("preflight");
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(header(&r, "access-control-allow-origin"), APP);
+    assert!(header(&r, "access-control-allow-methods").contains("POST"));
+    let allowed = header(&r, "access-control-allow-headers").to_ascii_lowercase();
+    for h in ["authorization", "content-type", "if-none-match"] {
+        assert!(allowed.contains(h), "{allowed}");
+    }
+    assert_eq!(header(&r, "access-control-max-age"), "600");
+    assert!(header(&r, "vary").to_ascii_lowercase().contains("origin"));
+
+    // The answer itself: readable by the page, ETag included.
+    for url in [
+        bulk.clone(),
+        format!("{base}/ofrep/v1/evaluate/flags/bool-static"),
+    ] {
+        let r = http
+            .post(&url)
+            .header("origin", APP)
+            .bearer_auth(&key)
+            .json(&json!({"context": {"targetingKey": "u1"}}))
+            .send()
+            .await
+            .expect("evaluate");
+        assert_eq!(r.status(), StatusCode::OK, "{url}");
+        assert_eq!(header(&r, "access-control-allow-origin"), APP, "{url}");
+        assert!(header(&r, "access-control-expose-headers")
+            .to_ascii_lowercase()
+            .contains("etag"));
+    }
+    // Refusals are readable too (a wrong key: the page learns why).
+    let r = http
+        .post(&bulk)
+        .header("origin", APP)
+        .bearer_auth("slu_cli_nope")
+        .body("{}")
+        .send()
+        .await
+        .expect("refused");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&r, "access-control-allow-origin"), APP);
+
+    // Another origin: answered as before, but never marked for it.
+    let r = preflight("https://evil.example", &bulk)
+        .await
+        .expect("preflight");
+    assert_eq!(header(&r, "access-control-allow-origin"), "");
+    let r = http
+        .post(&bulk)
+        .header("origin", "https://evil.example")
+        .bearer_auth(&key)
+        .body("{}")
+        .send()
+        .await
+        .expect("evaluate");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "access-control-allow-origin"), "");
+
+    // Nothing but OFREP is opened, even to the configured origin.
+    let r = preflight(APP, &format!("{base}/v1/requests"))
+        .await
+        .expect("preflight");
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(header(&r, "access-control-allow-origin"), "");
+    let r = http
+        .get(format!("{base}/v1/requests"))
+        .header("origin", APP)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "access-control-allow-origin"), "");
+
+    // Without origins configured (the default), nothing is marked.
+    let s = server!(b);
+    let r = s
+        .http
+        .request(reqwest::Method::OPTIONS, s.url("/ofrep/v1/evaluate/flags"))
+        .header("origin", APP)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .expect("preflight");
+    assert_eq!(header(&r, "access-control-allow-origin"), "");
+}
+
 backend_tests!(
+    ofrep_answers_browsers_on_the_configured_origins_only,
     the_evaluation_routes_answer_as_routed_routes_do,
     a_bulk_etag_does_not_outlive_a_time_dependent_answer,
     every_reason_and_error_code_over_http,

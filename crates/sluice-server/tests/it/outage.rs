@@ -24,6 +24,7 @@ async fn start(url: &str, dir: &std::path::Path) -> (String, tokio::task::JoinHa
         sync_interval: Duration::from_millis(100),
         db_clock: None,
         client_rate_limit: None,
+        cors_origins: Default::default(),
         public_url: None,
     };
     let options = StoreOptions {

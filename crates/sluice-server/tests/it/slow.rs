@@ -23,6 +23,7 @@ async fn start(http: HttpOptions) -> (SocketAddr, tempfile::TempDir) {
         sync_interval: Duration::from_millis(100),
         db_clock: None,
         client_rate_limit: None,
+        cors_origins: Default::default(),
         public_url: None,
     };
     let clock: Arc<dyn sluice_core::Clock> = Arc::new(sluice_core::ManualClock::new(t0()));

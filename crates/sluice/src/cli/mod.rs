@@ -55,7 +55,7 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (SQLite under ./sluice-data by default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run an edge: a read-only OFREP replica of the environments of its edge key, fed by the
     /// central server's change stream; it keeps serving its last snapshot (saved on disk,
     /// sealed with the key) while the central server is unreachable.
@@ -238,6 +238,15 @@ pub struct EdgeArgs {
     /// How often evaluation counts are reported to the central server, e.g. `10s`.
     #[arg(long, env = "SLUICE_EDGE_REPORT_INTERVAL", value_parser = positive_duration)]
     pub report_interval: Option<std::time::Duration>,
+    /// Web pages on this origin (e.g. `https://app.example.com`) may evaluate flags here
+    /// (OFREP from a browser: CORS); repeat for several, or `*` for any. Default: none.
+    #[arg(
+        long = "cors-origin",
+        env = "SLUICE_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub cors_origins: Vec<String>,
     /// Log format.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -286,6 +295,16 @@ pub struct ServeArgs {
     /// AuthZEN metadata and OFREP event streams; default `http://<listen address>`.
     #[arg(long, env = "SLUICE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Web pages on this origin (e.g. `https://app.example.com`) may evaluate flags through
+    /// OFREP from a browser (CORS on `/ofrep/…` only); repeat for several, or `*` for any.
+    /// Default: none (config file: `cors_origins:`).
+    #[arg(
+        long = "cors-origin",
+        env = "SLUICE_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub cors_origins: Vec<String>,
     /// Also serve the PostgreSQL gateway on this address (e.g. `127.0.0.1:6432`); the
     /// databases it serves are declared in the config file's `databases:` section.
     #[arg(long, env = "SLUICE_PG_LISTEN")]

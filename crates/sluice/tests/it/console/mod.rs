@@ -7,6 +7,7 @@
 //! fail. Screenshots go to `target/console-screenshots/`.
 
 mod audit;
+mod cors;
 mod flags;
 mod inbox;
 mod phone;
