@@ -92,46 +92,34 @@ fn snapshot(w: &World, conditions: bool) -> AccessSnapshot {
         ));
     }
     let policy = Policy::from_yaml(&y).unwrap_or_else(|e| panic!("{e}\n{y}"));
-    let grants: Vec<AccessRequest> = w
-        .grants
-        .iter()
-        .enumerate()
-        .map(|(i, (h, p, a, c, start, len))| {
-            let when = match c {
-                Some(c) if conditions => crate::condition::Condition::compile(CONDITIONS[*c]).ok(),
-                _ => None,
-            };
-            let starts_at = now() + chrono::Duration::minutes(*start);
-            AccessRequest {
-                id: format!("g{i}"),
-                requester: SUBJECTS[*h].into(),
-                entitlement: "e".into(),
-                scopes: vec![Scope {
+    let grants: Vec<AccessRequest> =
+        w.grants
+            .iter()
+            .enumerate()
+            .map(|(i, (h, p, a, c, start, len))| {
+                let when = match c {
+                    Some(c) if conditions => {
+                        crate::condition::Condition::compile(CONDITIONS[*c]).ok()
+                    }
+                    _ => None,
+                };
+                let starts_at = now() + chrono::Duration::minutes(*start);
+                let scope = Scope {
                     resource: Pattern::parse(PATTERNS[*p]).unwrap_or_else(|e| panic!("{e}")),
                     actions: vec![
                         Pattern::parse(ACTION_PATTERNS[*a]).unwrap_or_else(|e| panic!("{e}"))
                     ],
                     when,
-                }],
-                duration: Duration::from_secs(3600),
-                reason: String::new(),
-                ticket: None,
-                status: RequestStatus::Active,
-                origin: Origin::Approval,
-                extends: None,
-                created_at: starts_at,
-                pending_until: starts_at,
-                starts_at: Some(starts_at),
-                expires_at: Some(starts_at + chrono::Duration::minutes(*len)),
-                votes: Vec::new(),
-                ended_at: None,
-                ended_by: None,
-                end_reason: None,
-                needs_review: false,
-                reviewed_by: None,
-            }
-        })
-        .collect();
+                };
+                grant_request(
+                    format!("g{i}"),
+                    SUBJECTS[*h],
+                    scope,
+                    (starts_at, starts_at + chrono::Duration::minutes(*len)),
+                    RequestStatus::Active,
+                )
+            })
+            .collect();
     AccessSnapshot::build(Arc::new(policy), [], grants.iter().cloned().map(Arc::new))
 }
 
@@ -375,40 +363,59 @@ fn subject_ids_are_one_to_one() {
     }
 }
 
-/// Request `i` of `holder`, active or ended.
-fn request_state(i: usize, holder: usize, active: bool) -> Arc<AccessRequest> {
-    let at = now();
-    Arc::new(AccessRequest {
-        id: format!("req_{i:04}"),
-        requester: SUBJECTS[holder].into(),
+/// A request of `holder` for `scope` over `window` (start, end), in `status`.
+fn grant_request(
+    id: String,
+    holder: &str,
+    scope: Scope,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    status: RequestStatus,
+) -> AccessRequest {
+    let (starts_at, expires_at) = window;
+    AccessRequest {
+        id,
+        requester: holder.into(),
         entitlement: "e".into(),
-        scopes: vec![Scope {
-            resource: Pattern::parse(PATTERNS[i % PATTERNS.len()])
-                .unwrap_or_else(|e| panic!("{e}")),
-            actions: vec![Pattern::parse("read").unwrap_or_else(|e| panic!("{e}"))],
-            when: None,
-        }],
+        scopes: vec![scope],
         duration: Duration::from_secs(3600),
         reason: String::new(),
         ticket: None,
-        status: if active {
-            RequestStatus::Active
-        } else {
-            RequestStatus::Revoked
-        },
+        status,
         origin: Origin::Approval,
         extends: None,
-        created_at: at,
-        pending_until: at,
-        starts_at: Some(at),
-        expires_at: Some(at + chrono::Duration::minutes(30)),
+        created_at: starts_at,
+        pending_until: starts_at,
+        starts_at: Some(starts_at),
+        expires_at: Some(expires_at),
         votes: Vec::new(),
         ended_at: None,
         ended_by: None,
         end_reason: None,
         needs_review: false,
         reviewed_by: None,
-    })
+    }
+}
+
+/// Request `i` of `holder`, active or ended.
+fn request_state(i: usize, holder: usize, active: bool) -> Arc<AccessRequest> {
+    let scope = Scope {
+        resource: Pattern::parse(PATTERNS[i % PATTERNS.len()]).unwrap_or_else(|e| panic!("{e}")),
+        actions: vec![Pattern::parse("read").unwrap_or_else(|e| panic!("{e}"))],
+        when: None,
+    };
+    let status = if active {
+        RequestStatus::Active
+    } else {
+        RequestStatus::Revoked
+    };
+    let window = (now(), now() + chrono::Duration::minutes(30));
+    Arc::new(grant_request(
+        format!("req_{i:04}"),
+        SUBJECTS[holder],
+        scope,
+        window,
+        status,
+    ))
 }
 
 /// Each principal's grants, by request id.
