@@ -33,21 +33,29 @@ impl BrowserOrigins {
     /// Reads `--cors-origin` values: `*` alone, or origins such as `https://app.example.com`
     /// or `http://localhost:3000` (a scheme, a host, an optional port; no path, no trailing
     /// slash: what a browser sends in `Origin`).
+    /// Blank values are no origin (an empty `SLUICE_CORS_ORIGINS`, a trailing comma).
     pub fn parse(values: &[String]) -> Result<BrowserOrigins, String> {
+        let values: Vec<&str> = values
+            .iter()
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+            .collect();
         if values.is_empty() {
             return Ok(BrowserOrigins::None);
         }
-        if values.iter().any(|v| v == "*") {
+        if values.contains(&"*") {
             if values.len() > 1 {
                 return Err("`*` allows every origin: give it alone, not with others".into());
             }
             return Ok(BrowserOrigins::Any);
         }
-        let mut origins = Vec::with_capacity(values.len());
+        let mut origins: Vec<String> = Vec::with_capacity(values.len());
         for v in values {
-            origins.push(origin(v)?);
+            let o = origin(v)?;
+            if !origins.contains(&o) {
+                origins.push(o);
+            }
         }
-        origins.dedup();
         Ok(BrowserOrigins::Listed(origins))
     }
 
@@ -164,6 +172,22 @@ mod tests {
     #[test]
     fn origins_are_read_as_browsers_send_them() {
         assert_eq!(BrowserOrigins::parse(&[]), Ok(BrowserOrigins::None));
+        // An empty `SLUICE_CORS_ORIGINS`, a trailing comma, spaces after commas.
+        assert_eq!(
+            BrowserOrigins::parse(&["".into()]),
+            Ok(BrowserOrigins::None)
+        );
+        assert_eq!(
+            BrowserOrigins::parse(&[
+                "https://a.example".into(),
+                " http://b.example".into(),
+                "".into()
+            ]),
+            Ok(BrowserOrigins::Listed(vec![
+                "https://a.example".into(),
+                "http://b.example".into()
+            ]))
+        );
         assert_eq!(
             BrowserOrigins::parse(&["*".into()]),
             Ok(BrowserOrigins::Any)
