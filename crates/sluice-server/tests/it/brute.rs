@@ -217,54 +217,67 @@ async fn verifying_a_guess_takes_as_long_whatever_it_shares_with_a_real_token(b:
         );
         eprintln!("measurement {attempt}: a 10% slower path shows only as P = {p:.3}; again");
     }
+    judge("in memory", &mut near_mem, &mut far_mem).unwrap_or_else(|e| panic!("{e}"));
     // The store path: a sample is the fastest of three lookups (of three guesses of the same
     // kind), alternating: as in memory, the minimum drops the time other tests running beside
     // this one add (alone it made no difference; under the whole suite's load one run in a
-    // few came out at P = 0.70).
-    let (mut near_db, mut far_db) = (Vec::new(), Vec::new());
-    for round in 0..600 {
-        let mut pair = [
-            (&near as &dyn Fn() -> SecretToken, &mut near_db),
-            (&far, &mut far_db),
-        ];
-        if round % 2 == 1 {
-            pair.reverse();
+    // few came out at P = 0.70, and one in many with medians 24 % apart). A real difference
+    // shows in every measurement; the suite's load in one now and then: the verdict is the
+    // first of (at most) three measurements that finds none, and it fails if all three do.
+    for attempt in 1..=3 {
+        let (mut near_db, mut far_db) = (Vec::new(), Vec::new());
+        for round in 0..600 {
+            let mut pair = [
+                (&near as &dyn Fn() -> SecretToken, &mut near_db),
+                (&far, &mut far_db),
+            ];
+            if round % 2 == 1 {
+                pair.reverse();
+            }
+            for (make, out) in pair {
+                let mut fastest = f64::MAX;
+                for _ in 0..3 {
+                    let t = make();
+                    let started = Instant::now();
+                    let found = s
+                        .app
+                        .store
+                        .token_by_hash(&t.hash(), now)
+                        .await
+                        .expect("lookup");
+                    fastest = fastest.min(started.elapsed().as_nanos() as f64);
+                    assert!(found.is_none());
+                }
+                if round >= 20 {
+                    out.push(fastest);
+                }
+            }
         }
-        for (make, out) in pair {
-            let mut fastest = f64::MAX;
-            for _ in 0..3 {
-                let t = make();
-                let started = Instant::now();
-                let found = s
-                    .app
-                    .store
-                    .token_by_hash(&t.hash(), now)
-                    .await
-                    .expect("lookup");
-                fastest = fastest.min(started.elapsed().as_nanos() as f64);
-                assert!(found.is_none());
-            }
-            if round >= 20 {
-                out.push(fastest);
-            }
+        match judge("in the store", &mut near_db, &mut far_db) {
+            Ok(()) => break,
+            Err(e) if attempt < 3 => eprintln!("measurement {attempt}: {e}; again"),
+            Err(e) => panic!("{e} (three measurements)"),
         }
     }
-    for (what, near, far) in [
-        ("in memory", &mut near_mem, &mut far_mem),
-        ("in the store", &mut near_db, &mut far_db),
-    ] {
-        let p = prob_greater(near, far);
-        let (mn, mf) = (median(near), median(far));
-        eprintln!("{what}: P(near > far) = {p:.3}, medians {mn:.0} ns vs {mf:.0} ns");
-        assert!(
-            (0.3..=0.7).contains(&p),
+}
+
+/// Whether `near` and `far` samples are indistinguishable: Mann-Whitney's P(near > far)
+/// within 0.5 ± 0.2 and medians within 20 %.
+fn judge(what: &str, near: &mut [f64], far: &mut [f64]) -> Result<(), String> {
+    let p = prob_greater(near, far);
+    let (mn, mf) = (median(near), median(far));
+    eprintln!("{what}: P(near > far) = {p:.3}, medians {mn:.0} ns vs {mf:.0} ns");
+    if !(0.3..=0.7).contains(&p) {
+        return Err(format!(
             "{what}: a near guess is slower than a far one with probability {p:.3}"
-        );
-        assert!(
-            (mn / mf - 1.0).abs() <= 0.2,
-            "{what}: medians {mn:.0} ns (near) vs {mf:.0} ns (far)"
-        );
+        ));
     }
+    if (mn / mf - 1.0).abs() > 0.2 {
+        return Err(format!(
+            "{what}: medians {mn:.0} ns (near) vs {mf:.0} ns (far)"
+        ));
+    }
+    Ok(())
 }
 
 /// The `Retry-After` of an answer, in seconds.
