@@ -71,20 +71,11 @@ impl PrincipalAccess {
         }
     }
 
-    /// A copy with one request's state applied, in one pass: the grants copied once into a
-    /// vector of the right size (a copy then grown would move them twice).
-    fn applied(&self, req: &Arc<AccessRequest>) -> PrincipalAccess {
-        let key = grant_key(&req.id);
+    /// A copy to change: the grants copied into a vector with room for one more, so adding
+    /// a grant does not move them all a second time.
+    fn copy_to_change(&self) -> PrincipalAccess {
         let mut grants = Vec::with_capacity(self.grants.len() + 1);
-        grants.extend(
-            self.grants
-                .iter()
-                .filter(|g| g.key != key || g.id() != req.id)
-                .cloned(),
-        );
-        if req.status == RequestStatus::Active {
-            grants.extend(live_grant(req.clone()));
-        }
+        grants.extend(self.grants.iter().cloned());
         PrincipalAccess {
             standing: self.standing.clone(),
             grants,
@@ -280,9 +271,11 @@ impl AccessSnapshot {
                 .or_insert_with(|| Arc::new(PrincipalAccess::of(&self.policy, &req.requester)));
             // Copied once per principal here (the snapshot in force shares it), then changed
             // in place.
-            match Arc::get_mut(entry) {
-                Some(access) => access.apply(req),
-                None => *entry = Arc::new(entry.applied(req)),
+            if Arc::get_mut(entry).is_none() {
+                *entry = Arc::new(entry.copy_to_change());
+            }
+            if let Some(access) = Arc::get_mut(entry) {
+                access.apply(req);
             }
         }
         AccessSnapshot {

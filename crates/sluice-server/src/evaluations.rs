@@ -39,6 +39,26 @@ pub trait Evaluator: Clone + Send + Sync + 'static {
     fn bulk(&self, key: &Self::Key, body: &[u8]) -> Response;
 }
 
+/// The routed handler of one flag, for a router that needs no handler of its own for the
+/// document (the edge's; the central server's are in `routes::ofrep`).
+pub async fn single<E: Evaluator>(
+    axum::extract::State(e): axum::extract::State<E>,
+    key: E::Key,
+    axum::extract::Path(flag): axum::extract::Path<String>,
+    ApiBytes(body): ApiBytes,
+) -> Response {
+    e.single(&key, &flag, &body)
+}
+
+/// The routed handler of every flag, as [`single`].
+pub async fn bulk<E: Evaluator>(
+    axum::extract::State(e): axum::extract::State<E>,
+    key: E::Key,
+    ApiBytes(body): ApiBytes,
+) -> Response {
+    e.bulk(&key, &body)
+}
+
 /// Answers `req`, a request [`evaluation_route`] found (`flag`: its key, for one flag), as
 /// the routed handlers answer it: the client key first, then the body.
 async fn answer<E: Evaluator>(evaluator: E, req: Request, flag: Option<String>) -> Response {

@@ -823,7 +823,7 @@ fn plan<'a>(
     let mut head = from.clone();
     let mut rev = before;
     let mut planned = Vec::new();
-    let mut changes = String::new();
+    let mut changes = Vec::new();
     for (chain, bumps) in writers {
         let mut entries = Vec::new();
         if let Some(chain) = chain {
@@ -837,16 +837,18 @@ fn plan<'a>(
         let first_rev = (!bumps.is_empty()).then(|| rev + 1);
         for request in bumps {
             rev += 1;
-            changes.push_str(if changes.is_empty() { "" } else { ", " });
             let request = request.as_deref().map_or("NULL".into(), crate::literal);
-            changes.push_str(&format!("({rev}, {request})"));
+            changes.push(format!("({rev}, {request})"));
         }
         planned.push((entries, first_rev));
     }
     if !changes.is_empty() {
         push_statements(
             sql,
-            &format!("INSERT INTO access_changes (rev, request_id) VALUES {changes}"),
+            &format!(
+                "INSERT INTO access_changes (rev, request_id) VALUES {}",
+                changes.join(", ")
+            ),
         );
     }
     Ok((head, rev, planned))

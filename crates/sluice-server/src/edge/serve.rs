@@ -6,8 +6,8 @@ use crate::answer;
 use crate::auth::presented_token;
 use crate::error::ApiError;
 use crate::evaluations::{Evaluator, BULK_ROUTE, SINGLE_ROUTE};
-use crate::json::{ApiBytes, MAX_BODY};
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use crate::json::MAX_BODY;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{KeepAlive, Sse};
@@ -43,8 +43,8 @@ pub fn router(
 
 fn routes(replica: Replica) -> Router {
     Router::new()
-        .route(SINGLE_ROUTE, post(evaluate))
-        .route(BULK_ROUTE, post(evaluate_all))
+        .route(SINGLE_ROUTE, post(crate::evaluations::single::<Replica>))
+        .route(BULK_ROUTE, post(crate::evaluations::bulk::<Replica>))
         .route("/ofrep/v1/events", get(events))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -126,23 +126,6 @@ impl ClientKey {
 }
 
 static EMPTY: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
-
-async fn evaluate(
-    State(r): State<Replica>,
-    key: ClientKey,
-    Path(flag): Path<String>,
-    ApiBytes(body): ApiBytes,
-) -> Response {
-    r.single(&key, &flag, &body)
-}
-
-async fn evaluate_all(
-    State(r): State<Replica>,
-    key: ClientKey,
-    ApiBytes(body): ApiBytes,
-) -> Response {
-    r.bulk(&key, &body)
-}
 
 impl Evaluator for Replica {
     type Key = ClientKey;

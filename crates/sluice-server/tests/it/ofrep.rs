@@ -710,22 +710,24 @@ async fn server_with(
     (format!("http://{addr}"), tx)
 }
 
-async fn a_client_key_over_its_rate_gets_429_with_retry_after(b: Backend) {
-    let Some(db) = Db::new(b).await else { return };
-    let (base, _stop) = limited_server(&db, 5).await;
-    let http = reqwest::Client::new();
-    let admin = |req: reqwest::RequestBuilder| req.bearer_auth(ADMIN_TOKEN);
-    let r = admin(http.put(format!(
-        "{base}/v1/environments/staging/flags?create_env=true"
-    )))
-    .json(&document())
-    .send()
-    .await
-    .expect("import");
+/// On a server outside the harness (`base`): [`document`] imported into `staging`, and a
+/// client key of `staging` per name.
+async fn staging_keys(http: &reqwest::Client, base: &str, names: &[&str]) -> Vec<String> {
+    let r = http
+        .put(format!(
+            "{base}/v1/environments/staging/flags?create_env=true"
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&document())
+        .send()
+        .await
+        .expect("import");
     assert_eq!(r.status(), StatusCode::OK);
     let mut keys = Vec::new();
-    for name in ["a", "b"] {
-        let r = admin(http.post(format!("{base}/v1/tokens")))
+    for name in names {
+        let r = http
+            .post(format!("{base}/v1/tokens"))
+            .bearer_auth(ADMIN_TOKEN)
             .json(&json!({"name": name, "kind": "client", "environment": "staging"}))
             .send()
             .await
@@ -734,6 +736,14 @@ async fn a_client_key_over_its_rate_gets_429_with_retry_after(b: Backend) {
         let v: Value = r.json().await.expect("json");
         keys.push(v["token"].as_str().expect("token").to_owned());
     }
+    keys
+}
+
+async fn a_client_key_over_its_rate_gets_429_with_retry_after(b: Backend) {
+    let Some(db) = Db::new(b).await else { return };
+    let (base, _stop) = limited_server(&db, 5).await;
+    let http = reqwest::Client::new();
+    let keys = staging_keys(&http, &base, &["a", "b"]).await;
     let url = format!("{base}/ofrep/v1/evaluate/flags/bool-static");
     let send = |k: &str| http.post(&url).header("x-api-key", k).body("{}").send();
 
@@ -764,7 +774,9 @@ async fn a_client_key_over_its_rate_gets_429_with_retry_after(b: Backend) {
     assert_eq!(r.status(), StatusCode::OK);
     // Management calls are not limited by the evaluation limit.
     for _ in 0..10 {
-        let r = admin(http.get(format!("{base}/v1/environments")))
+        let r = http
+            .get(format!("{base}/v1/environments"))
+            .bearer_auth(ADMIN_TOKEN)
             .send()
             .await
             .expect("sent");
@@ -916,27 +928,7 @@ async fn ofrep_answers_browsers_on_the_configured_origins_only(b: Backend) {
     let origins = sluice_server::cors::BrowserOrigins::parse(&[APP.into()]).expect("origin");
     let (base, _stop) = server_with(&db, None, origins).await;
     let http = reqwest::Client::new();
-    let r = http
-        .put(format!(
-            "{base}/v1/environments/staging/flags?create_env=true"
-        ))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&document())
-        .send()
-        .await
-        .expect("import");
-    assert_eq!(r.status(), StatusCode::OK);
-    let r = http
-        .post(format!("{base}/v1/tokens"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": "web", "kind": "client", "environment": "staging"}))
-        .send()
-        .await
-        .expect("key");
-    let key = r.json::<Value>().await.expect("json")["token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let key = staging_keys(&http, &base, &["web"]).await.remove(0);
     let bulk = format!("{base}/ofrep/v1/evaluate/flags");
     let preflight = |origin: &str, url: &str| {
         http.request(reqwest::Method::OPTIONS, url)

@@ -109,6 +109,31 @@ async fn an_instance_behind_by_grants_alone_reads_only_those_requests() {
         assert_eq!((last.rev, ids(&last)), (6, vec![("req-2", "active")]));
         // Nothing is this far behind here: nothing to prune.
         assert_eq!(store.prune_access_changes().await.expect("prune"), 0);
+
+        // 10,010 revisions on: the records more than 10,000 behind (revisions 1 to 10) go;
+        // whoever is behind them reloads whole.
+        let pool = sqlx::AnyPool::connect(&db.url).await.expect("connect");
+        sqlx::query(
+            "INSERT INTO access_changes (rev, request_id) \
+             WITH RECURSIVE n(x) AS (SELECT 7 UNION ALL SELECT x + 1 FROM n WHERE x < 10010) \
+             SELECT x, NULL FROM n",
+        )
+        .execute(&pool)
+        .await
+        .expect("later records");
+        sqlx::query("UPDATE sluice_state SET access_rev = 10010 WHERE id = 1")
+            .execute(&pool)
+            .await
+            .expect("later revision");
+        pool.close().await;
+        // Revisions 1 to 10 less the one deleted by hand above.
+        assert_eq!(store.prune_access_changes().await.expect("prune"), 9);
+        assert_eq!(store.prune_access_changes().await.expect("prune"), 0);
+        assert!(store
+            .access_changes_since(9_500)
+            .await
+            .expect("read")
+            .is_none());
         store.close().await;
     }
 }
