@@ -12,6 +12,7 @@
 mod chain;
 mod changes;
 mod copy;
+mod crash;
 mod held;
 mod http_calls;
 mod instances;
