@@ -5,7 +5,13 @@
 # sharing commits; `after`: the call's record written after the response, in batches).
 #
 # A bare reverse proxy on the same stack (`bare-proxy`: axum + reqwest, nothing else) is
-# measured too: the ceiling of any gateway built this way on this host.
+# measured too: the ceiling of any gateway built this way on this host. When nginx is
+# installed, so is nginx as a plain reverse proxy (one worker, keep-alive to the upstream, no
+# access log): what the fastest widely deployed proxy does in the same place.
+#
+# UPSTREAM_WORK_US=N makes the upstream spend N µs of processor on each request before it
+# answers (`bare-hello ADDR N`), as an API's handler does; with 0 (the default) it does
+# nothing, so that a ratio to direct measures the proxy against an empty handler.
 #
 # The servers are pinned to core 0 and wrk to core 1 (taskset). Only 127.0.0.1 is used.
 #
@@ -47,7 +53,7 @@ wait_up() { # url
   return 1
 }
 
-taskset -c 0 "$bin/bare-hello" 127.0.0.1:7191 &
+taskset -c 0 "$bin/bare-hello" 127.0.0.1:7191 "${UPSTREAM_WORK_US:-0}" &
 pids+=("$!")
 wait_up "http://127.0.0.1:7191/"
 cg=()
@@ -58,6 +64,29 @@ taskset -c 0 "${cg[@]}" "$bin/bare-proxy" 127.0.0.1:7192 http://127.0.0.1:7191 &
 proxy_pid=$!
 pids+=("$proxy_pid")
 wait_up "http://127.0.0.1:7192/"
+nginx_target=()
+if [ "${MODE:-throughput}" != callgrind ] && command -v nginx >/dev/null; then
+  mkdir -p "$work/nginx"
+  cat >"$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  upstream hello { server 127.0.0.1:7191; keepalive 64; }
+  server {
+    listen 127.0.0.1:7193;
+    location / { proxy_pass http://hello; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+NGINX
+  taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+  pids+=("$!")
+  wait_up "http://127.0.0.1:7193/"
+  nginx_target=(nginx:http://127.0.0.1:7193/)
+fi
 
 cat >"$work/sluice.yaml" <<YAML
 http_gateway_listen: 127.0.0.1:8191
@@ -126,7 +155,7 @@ fi
 for c in $connections; do
   echo "## small GET: wrk -t1 -c$c -d$duration --latency, $rounds rounds, interleaved"
   for r in $(seq 1 "$rounds"); do
-    for target in direct:http://127.0.0.1:7191/ bare-proxy:http://127.0.0.1:7192/ after:http://127.0.0.1:8191/hello-after/ before:http://127.0.0.1:8191/hello-before/; do
+    for target in direct:http://127.0.0.1:7191/ "${nginx_target[@]}" bare-proxy:http://127.0.0.1:7192/ after:http://127.0.0.1:8191/hello-after/ before:http://127.0.0.1:8191/hello-before/; do
       name="${target%%:*}"
       url="${target#*:}"
       out=$(taskset -c 1 wrk -t1 "-c$c" "-d$duration" --latency -H "Authorization: Bearer $bot" "$url")
