@@ -91,10 +91,15 @@ async fn main() {
         Command::Migrate(args) => serve::migrate(args).await,
         Command::Apply {
             file,
+            file_flag,
             dry_run,
             yes,
             remote,
-        } => policy_commands::apply(&file, dry_run, yes, remote).await,
+        } => match file.or(file_flag) {
+            Some(file) => policy_commands::apply(&file, dry_run, yes, remote).await,
+            // clap requires one of the two.
+            None => Err(anyhow::anyhow!("give the policy file: sluice apply FILE")),
+        },
         Command::Access { command, remote } => commands::access(command, remote).await,
         Command::Audit { command, remote } => commands::audit(command, remote).await,
         Command::Tokens { command, remote } => commands::tokens(command, remote).await,

@@ -68,9 +68,18 @@ pub enum Command {
     /// an entitlement, an environment or its protection — is shown and asked about first;
     /// without a terminal to ask on, it is refused unless --yes is given.
     Apply {
-        /// The policy file (YAML).
-        #[arg(short = 'f', long = "file")]
-        file: PathBuf,
+        /// The policy file (YAML): `sluice apply policy.yaml`, or `-f policy.yaml`.
+        #[arg(value_name = "FILE", required_unless_present = "file_flag")]
+        file: Option<PathBuf>,
+        /// The policy file, as an option (as in `kubectl apply -f`).
+        #[arg(
+            short = 'f',
+            long = "file",
+            value_name = "FILE",
+            id = "file_flag",
+            conflicts_with = "file"
+        )]
+        file_flag: Option<PathBuf>,
         /// Validate and show the diff only.
         #[arg(long)]
         dry_run: bool,

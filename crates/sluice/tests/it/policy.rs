@@ -39,12 +39,16 @@ async fn apply_that_removes_needs_yes_without_a_terminal() {
     let (st, who) = get_json(&http, &s.url("/v1/whoami"), &alice).await;
     assert_eq!((st, who["name"].as_str()), (StatusCode::OK, Some("alice")));
 
-    // A dry run never asks and never applies.
-    let out = s.ok(admin, &["apply", "-f", &empty, "--dry-run"]).await;
+    // A dry run never asks and never applies. (The file may be named without `-f` too, as
+    // most people first type it; both at once is refused.)
+    let out = s.ok(admin, &["apply", &empty, "--dry-run"]).await;
     assert!(out.contains("dry run: nothing applied"), "{out}");
+    let r = s.cli(admin, &["apply", &empty, "-f", &policy]).await;
+    assert!(!r.success, "{r:?}");
+    assert!(r.stderr.contains("cannot be used with"), "{}", r.stderr);
 
     // With --yes it applies.
-    let out = s.ok(admin, &["apply", "-f", &empty, "--yes"]).await;
+    let out = s.ok(admin, &["apply", &empty, "--yes"]).await;
     assert!(out.contains("applied policy version 2"), "{out}");
     let (_, cur) = get_json(&http, &s.url("/v1/policy"), ADMIN_TOKEN).await;
     assert_eq!(cur["version"], 2, "{cur}");
