@@ -24,7 +24,10 @@ pub struct CallView {
     /// Empty for a refused call.
     pub grant_id: String,
     pub method: String,
-    /// The path as decided and forwarded (canonical, decoded), without the query.
+    /// The path within the service (after `/<service>`), without the query: as decided and
+    /// forwarded (canonical, decoded), or for a call refused before its decision as sent (it
+    /// may have no canonical form). Records written before 2026-12-05 hold a refusal's whole
+    /// path, service name first.
     pub path: String,
     /// The status the caller got (502/504 when the upstream failed).
     pub status: u16,

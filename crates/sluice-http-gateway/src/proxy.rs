@@ -68,7 +68,9 @@ pub(crate) async fn handle(
                     principal: &caller.name,
                     resource: &resource,
                     method: &method,
-                    path: raw,
+                    // From the service on, as a forwarded call's path is recorded (but as
+                    // sent: it may have no canonical form).
+                    path: rest,
                     client: client.clone(),
                     status: r.status().as_u16(),
                     code: r.code(),

@@ -61,7 +61,7 @@ async fn ci_bot_refunds_for_ten_minutes() {
     assert_eq!(calls[0]["path"], "/v1/refunds/101");
     assert_eq!(calls[3]["path"], "/v1/refunds/104");
     assert!(refused.iter().all(|c| c["status"] == 403));
-    assert_eq!(refused[0]["path"], "/payments-admin/v1/orders/1");
+    assert_eq!(refused[0]["path"], "/v1/orders/1");
     let expired = refused[1]["outcome"].as_str().unwrap();
     assert!(
         expired.starts_with(&format!(
