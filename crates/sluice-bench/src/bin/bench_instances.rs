@@ -38,7 +38,15 @@ Options (each takes a value):
   --trials N       propagation trials (default 100)
   --only WHAT      all | throughput | propagation (default all)
   --configs LIST   throughput configurations to run, e.g. 0,3 (0 SQLite, 1 and 2 PostgreSQL
-                   without batching with 1 and 2 instances, 3 and 4 PostgreSQL with 1 and 2)";
+                   without batching with 1 and 2 instances, 3 and 4 PostgreSQL with 1 and 2)
+  --principals N   declare N more users in the policy who take no part (default 0): the
+                   size of the organisation each instance's access snapshot holds
+  --instance-cpus F
+                   give each `sluice serve` its own processor budget of F cores (a CPU
+                   quota in a cgroup of its own; Linux, root), as if each instance ran on
+                   a machine of its own, while PostgreSQL and the clients keep the rest.
+                   Without it every process shares the host's cores, and a second
+                   instance on the same cores can only add work, not processors";
 
 const ADMIN: &str = "slu_api_00000000000000000000000000000000000000000000000000000000000000ad";
 const REQUESTERS: usize = 32;
@@ -54,6 +62,8 @@ struct Opts {
     trials: usize,
     only: String,
     configs: Option<Vec<usize>>,
+    instance_cpus: Option<f64>,
+    principals: usize,
 }
 
 fn opts() -> anyhow::Result<Opts> {
@@ -67,6 +77,8 @@ fn opts() -> anyhow::Result<Opts> {
         trials: 100,
         only: "all".to_owned(),
         configs: None,
+        instance_cpus: None,
+        principals: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
@@ -84,6 +96,12 @@ fn opts() -> anyhow::Result<Opts> {
             "--secs" => o.secs = v.parse()?,
             "--trials" => o.trials = v.parse()?,
             "--only" => o.only.clone_from(v),
+            "--principals" => o.principals = v.parse()?,
+            "--instance-cpus" => {
+                let f: f64 = v.parse().context("--instance-cpus takes cores, e.g. 0.5")?;
+                ensure!(f > 0.0, "--instance-cpus must be more than 0");
+                o.instance_cpus = Some(f);
+            }
             "--configs" => {
                 o.configs = Some(
                     v.split(',')
@@ -105,11 +123,12 @@ fn opts() -> anyhow::Result<Opts> {
     Ok(o)
 }
 
-fn policy() -> String {
+fn policy(bystanders: usize) -> String {
     let mut y = String::from("users:\n");
     let eng: Vec<String> = (0..REQUESTERS).map(|i| format!("eng-{i}")).collect();
     let leads: Vec<String> = (0..LEADS).map(|i| format!("lead-{i}")).collect();
-    for u in eng.iter().chain(&leads) {
+    let others = (0..bystanders).map(|i| format!("user-{i}"));
+    for u in eng.iter().chain(&leads).cloned().chain(others) {
         writeln!(y, "  - {u}").unwrap();
     }
     writeln!(
@@ -137,7 +156,80 @@ fn policy() -> String {
 struct Instance {
     base: String,
     child: Child,
+    _budget: Option<CpuBudget>,
     _dir: tempfile::TempDir,
+}
+
+/// A cgroup of its own with a CPU quota, holding one process: the processor budget of an
+/// instance "on its own machine". cgroup v2 (`cpu.max`) where the unified hierarchy has the
+/// cpu controller, else v1 (`cpu.cfs_quota_us`). Removed on drop, once its process is gone.
+struct CpuBudget {
+    dir: PathBuf,
+}
+
+impl CpuBudget {
+    fn new(pid: u32, cpus: f64) -> anyhow::Result<Self> {
+        const PERIOD_US: u64 = 100_000;
+        let quota = (cpus * PERIOD_US as f64).round() as u64;
+        let name = format!("sluice-bench-{}-{pid}", std::process::id());
+        let v2 = PathBuf::from("/sys/fs/cgroup");
+        let v2_has_cpu = std::fs::read_to_string(v2.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|x| x == "cpu"));
+        let (dir, settings) = if v2_has_cpu {
+            (
+                v2.join(&name),
+                vec![("cpu.max", format!("{quota} {PERIOD_US}"))],
+            )
+        } else {
+            (
+                v2.join("cpu").join(&name),
+                vec![
+                    ("cpu.cfs_period_us", PERIOD_US.to_string()),
+                    ("cpu.cfs_quota_us", quota.to_string()),
+                ],
+            )
+        };
+        std::fs::create_dir(&dir).with_context(|| {
+            format!(
+                "--instance-cpus: cannot make the cgroup {} (Linux, as root)",
+                dir.display()
+            )
+        })?;
+        let budget = Self { dir };
+        for (file, value) in settings {
+            std::fs::write(budget.dir.join(file), value)
+                .with_context(|| format!("--instance-cpus: write {file}"))?;
+        }
+        std::fs::write(budget.dir.join("cgroup.procs"), pid.to_string())
+            .context("--instance-cpus: move the instance into its cgroup")?;
+        Ok(budget)
+    }
+}
+
+impl Drop for CpuBudget {
+    fn drop(&mut self) {
+        // Whether the budget bound: how many of its periods the instance was throttled in.
+        if let Ok(stat) = std::fs::read_to_string(self.dir.join("cpu.stat")) {
+            let field = |k: &str| {
+                stat.lines()
+                    .find_map(|l| l.strip_prefix(k)?.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            eprintln!(
+                "  instance throttled in {} of {} periods of its CPU budget",
+                field("nr_throttled"),
+                field("nr_periods")
+            );
+        }
+        // The process may take a moment to leave after its kill.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("bench_instances: could not remove {}", self.dir.display());
+    }
 }
 
 async fn spawn(
@@ -166,6 +258,10 @@ async fn spawn(
         .kill_on_drop(true)
         .spawn()
         .context("spawn sluice serve (pass --sluice PATH)")?;
+    let budget = match (o.instance_cpus, child.id()) {
+        (Some(cpus), Some(pid)) => Some(CpuBudget::new(pid, cpus)?),
+        _ => None,
+    };
     let base = format!("http://{addr}");
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -181,6 +277,7 @@ async fn spawn(
     Ok(Instance {
         base,
         child,
+        _budget: budget,
         _dir: dir,
     })
 }
@@ -242,7 +339,7 @@ async fn setup(o: &Opts, backend: &str, n: usize, extra: &[&str]) -> anyhow::Res
         &http,
         &format!("{a}/v1/policy"),
         ADMIN,
-        &json!({"source": policy()}),
+        &json!({"source": policy(o.principals)}),
     )
     .await?;
     ensure!(s == 200, "policy: {v}");
@@ -334,8 +431,56 @@ impl Setup {
     }
 }
 
-/// Request + approve pairs, task `t` on instance `t % n`; pairs per second.
+/// Processor time a process has used, from `/proc/PID/stat` (utime + stime), in seconds.
+fn process_cpu(pid: u32) -> f64 {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+/// Processor time the whole host has used (every core, not idle or waiting), in seconds.
+fn host_cpu() -> f64 {
+    let ticks: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().next()?;
+            let f: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal
+            Some([0, 1, 2, 5, 6, 7].iter().filter_map(|&i| f.get(i)).sum())
+        })
+        .unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+/// Request + approve pairs, task `t` on instance `t % n`; pairs per second. Also says, on
+/// standard error, the processor a pair took in the instances and in the whole host.
 async fn writes(s: &Setup, o: &Opts) -> anyhow::Result<f64> {
+    let pids: Vec<u32> = s.inst.iter().filter_map(|i| i.child.id()).collect();
+    let cpu = || -> (f64, f64) { (pids.iter().map(|&p| process_cpu(p)).sum(), host_cpu()) };
+    let before = cpu();
+    let rate = write_pairs(s, o).await?;
+    let after = cpu();
+    let per_pair = |a: f64, b: f64| (b - a) * 1e6 / o.pairs as f64;
+    eprintln!(
+        "  processor per pair: {:.0} µs in the instances, {:.0} µs in the whole host",
+        per_pair(before.0, after.0),
+        per_pair(before.1, after.1)
+    );
+    Ok(rate)
+}
+
+async fn write_pairs(s: &Setup, o: &Opts) -> anyhow::Result<f64> {
     let http = reqwest::Client::new();
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
@@ -623,6 +768,15 @@ async fn throughput(o: &Opts) -> anyhow::Result<()> {
             );
             s.stop().await;
         }
+    }
+    if o.principals > 0 {
+        println!(
+            "The policy declares {} more users who take no part (`--principals`).\n",
+            o.principals
+        );
+    }
+    if let Some(cpus) = o.instance_cpus {
+        println!("Each `sluice serve` held to {cpus} cores (`--instance-cpus`).\n");
     }
     println!("| configuration | request+approve pairs/s | AuthZEN decisions/s (each audited) | OFREP evaluations/s |");
     println!("| --- | --- | --- | --- |");
