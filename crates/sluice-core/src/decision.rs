@@ -9,9 +9,12 @@ use crate::condition::{Facts, Names, PrincipalFacts};
 use crate::policy::{Policy, PrincipalKind};
 use crate::scope::{normalized, Scope};
 use chrono::{DateTime, Utc};
+use principals::Principals;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
+
+mod principals;
 
 /// A grant as the decision path needs it: its request, shared (with the store's cache of
 /// active requests, and between snapshots), so that copying a principal's grants into a new
@@ -61,6 +64,16 @@ impl PrincipalAccess {
         }
     }
 
+    /// Whether [`apply`](Self::apply) would change these grants: the request is active, or
+    /// was (its grant is here). A request asked for or refused changes nothing.
+    fn changed_by(&self, req: &AccessRequest) -> bool {
+        if req.status == RequestStatus::Active {
+            return true;
+        }
+        let key = grant_key(&req.id);
+        self.grants.iter().any(|g| g.key == key && g.id() == req.id)
+    }
+
     /// Applies one request's state to these grants: its grant, if any, removed; then added
     /// again if it is active.
     fn apply(&mut self, req: &Arc<AccessRequest>) {
@@ -97,9 +110,9 @@ fn grant_key(id: &str) -> u64 {
 #[derive(Debug)]
 pub struct AccessSnapshot {
     policy: Arc<Policy>,
-    // Each principal's entry is shared, so a change to one principal copies only the map of
-    // pointers, not every grant.
-    by_principal: HashMap<String, Arc<PrincipalAccess>>,
+    // Each principal's entry is shared, and so is each shard of them: a change to one
+    // principal copies its shard's pointers, not every principal's or every grant.
+    by_principal: Principals,
 }
 
 /// Why a decision came out as it did.
@@ -239,10 +252,7 @@ impl AccessSnapshot {
         }
         Self {
             policy,
-            by_principal: by_principal
-                .into_iter()
-                .map(|(k, v)| (k, Arc::new(v)))
-                .collect(),
+            by_principal: Principals::new(by_principal),
         }
     }
 
@@ -263,12 +273,18 @@ impl AccessSnapshot {
     ) -> AccessSnapshot {
         let mut by_principal = self.by_principal.clone();
         for req in reqs {
-            if !by_principal.contains_key(&req.requester) && !self.policy.declares(&req.requester) {
+            let changes = match by_principal.get(&req.requester) {
+                Some(access) => access.changed_by(req),
+                // `build` gave every declared principal an entry: one without is outside
+                // the policy and is given nothing (default deny).
+                None => req.status == RequestStatus::Active && self.policy.declares(&req.requester),
+            };
+            if !changes {
                 continue;
             }
-            let entry = by_principal
-                .entry(req.requester.clone())
-                .or_insert_with(|| Arc::new(PrincipalAccess::of(&self.policy, &req.requester)));
+            let entry = by_principal.entry_mut(&req.requester, || {
+                PrincipalAccess::of(&self.policy, &req.requester)
+            });
             // Copied once per principal here (the snapshot in force shares it), then changed
             // in place.
             if Arc::get_mut(entry).is_none() {

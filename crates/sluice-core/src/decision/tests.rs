@@ -425,7 +425,7 @@ fn held(s: &AccessSnapshot) -> std::collections::BTreeMap<String, Vec<String>> {
         .map(|(name, a)| {
             let mut ids: Vec<String> = a.grants.iter().map(|g| g.id().to_owned()).collect();
             ids.sort();
-            (name.clone(), ids)
+            (name.to_owned(), ids)
         })
         .collect()
 }
@@ -439,9 +439,14 @@ proptest! {
         changes in proptest::collection::vec((0..12usize, 0..4usize, any::<bool>()), 0..40),
         cuts in proptest::collection::vec(1..6usize, 1..40),
     ) {
+        // Bystanders enough for the principals to be held in several shards.
+        let bystanders: Vec<String> = (0..200).map(|i| format!("user-{i}")).collect();
         let policy = Arc::new(
-            Policy::from_yaml("users: [alice, bob]\nservice_accounts: [svc]\n")
-                .unwrap_or_else(|e| panic!("{e}")),
+            Policy::from_yaml(&format!(
+                "users: [alice, bob, {}]\nservice_accounts: [svc]\n",
+                bystanders.join(", ")
+            ))
+            .unwrap_or_else(|e| panic!("{e}")),
         );
         // A request keeps its holder; `zed` is not declared, so never holds anything.
         let states: Vec<Arc<AccessRequest>> = changes
@@ -449,6 +454,7 @@ proptest! {
             .map(|(i, _, active)| request_state(*i, *i % 4, *active))
             .collect();
         let first = AccessSnapshot::build(policy.clone(), [], []);
+        prop_assert!(first.by_principal.shard_count() > 1);
         let before = held(&first);
         let mut snap = first.clone_shallow();
         let mut rest = states.as_slice();
