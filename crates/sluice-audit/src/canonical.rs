@@ -89,6 +89,7 @@
 //! library's contract.
 
 use serde_json::Value;
+use std::io::Write as _;
 
 /// Domain-separation prefix of a format-1 entry's hashed bytes.
 pub const ENTRY_DOMAIN: &[u8] = b"sluice-audit-v1\n";
@@ -308,6 +309,23 @@ fn write_f64_with(out: &mut Vec<u8>, f: f64, ties_to_even: bool) {
         out.push(b'0');
         return;
     }
+    // An integer under 2⁵³ — every sequence number, count and duration an entry holds: its
+    // neighbours are at most 1 away, so its shortest round-trip digits are its own, no tie
+    // arises, and with at most 16 digits both layouts write it in full. Written directly:
+    // the general path below formats it twice, once to 800 digits, and was an eighth of an
+    // audited write's processor (BENCHMARKS.md).
+    if f.fract() == 0.0 && f.abs() < TWO_POW_53 {
+        // INVARIANT: exact, as |f| < 2⁵³.
+        let i = f as i64;
+        let _ = write!(out, "{i}");
+        return;
+    }
+    write_f64_general(out, f, ties_to_even);
+}
+
+const TWO_POW_53: f64 = 9_007_199_254_740_992.0;
+
+fn write_f64_general(out: &mut Vec<u8>, f: f64, ties_to_even: bool) {
     let sci = format!("{:e}", f.abs());
     let Some((mantissa, exponent)) = sci.split_once('e') else {
         out.extend_from_slice(sci.as_bytes());
@@ -480,5 +498,60 @@ impl<'a> ObjectWriter<'a> {
 
     pub(crate) fn finish(&mut self) {
         self.out.push(b'}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{write_f64_general, write_f64_with};
+    use proptest::prelude::*;
+
+    fn both(f: f64, ties_to_even: bool) -> (String, String) {
+        let (mut fast, mut general) = (Vec::new(), Vec::new());
+        write_f64_with(&mut fast, f, ties_to_even);
+        write_f64_general(&mut general, f, ties_to_even);
+        (
+            String::from_utf8_lossy(&fast).into_owned(),
+            String::from_utf8_lossy(&general).into_owned(),
+        )
+    }
+
+    #[test]
+    fn integers_at_the_edges_are_written_as_the_general_path_writes_them() {
+        let edges = [
+            1.0,
+            -1.0,
+            10.0,
+            1e15,
+            1e16 - 2.0,
+            9_007_199_254_740_991.0,
+            -9_007_199_254_740_991.0,
+            4_503_599_627_370_496.0,
+            123_456_789_012_345.0,
+        ];
+        for f in edges {
+            for ties in [true, false] {
+                let (fast, general) = both(f, ties);
+                assert_eq!(fast, general, "{f}");
+            }
+        }
+        // At 2⁵³ and past it the general path is taken.
+        assert_eq!(both(9_007_199_254_740_992.0, true).0, "9007199254740992");
+        assert_eq!(both(1e21, true).0, "1e+21");
+        // 2⁶⁰ in full would be 1152921504606846976: ECMAScript writes its shortest digits.
+        assert_eq!(both(2f64.powi(60), true).0, "1152921504606847000");
+    }
+
+    proptest! {
+        #[test]
+        fn every_integer_under_2_pow_53_is_written_as_the_general_path_writes_it(
+            i in -9_007_199_254_740_991i64..=9_007_199_254_740_991i64,
+            ties in any::<bool>(),
+        ) {
+            let f = i as f64;
+            let (fast, general) = both(f, ties);
+            prop_assert_eq!(&fast, &general);
+            prop_assert_eq!(fast, i.to_string());
+        }
     }
 }
