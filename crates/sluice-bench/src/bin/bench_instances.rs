@@ -39,6 +39,9 @@ Options (each takes a value):
   --only WHAT      all | throughput | propagation (default all)
   --configs LIST   throughput configurations to run, e.g. 0,3 (0 SQLite, 1 and 2 PostgreSQL
                    without batching with 1 and 2 instances, 3 and 4 PostgreSQL with 1 and 2)
+  --requesters N   engineers who ask for access (default 32; with thousands of pairs each
+                   then holds hundreds of live grants, more than anyone does: raise it to
+                   keep a few each)
   --principals N   declare N more users in the policy who take no part (default 0): the
                    size of the organisation each instance's access snapshot holds
   --instance-cpus F
@@ -49,6 +52,7 @@ Options (each takes a value):
                    instance on the same cores can only add work, not processors";
 
 const ADMIN: &str = "slu_api_00000000000000000000000000000000000000000000000000000000000000ad";
+/// Requesters by default: with thousands of pairs each holds hundreds of live grants.
 const REQUESTERS: usize = 32;
 const LEADS: usize = 8;
 
@@ -64,6 +68,7 @@ struct Opts {
     configs: Option<Vec<usize>>,
     instance_cpus: Option<f64>,
     principals: usize,
+    requesters: usize,
 }
 
 fn opts() -> anyhow::Result<Opts> {
@@ -79,6 +84,7 @@ fn opts() -> anyhow::Result<Opts> {
         configs: None,
         instance_cpus: None,
         principals: 0,
+        requesters: REQUESTERS,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
@@ -97,6 +103,10 @@ fn opts() -> anyhow::Result<Opts> {
             "--trials" => o.trials = v.parse()?,
             "--only" => o.only.clone_from(v),
             "--principals" => o.principals = v.parse()?,
+            "--requesters" => {
+                o.requesters = v.parse()?;
+                ensure!(o.requesters > 0, "--requesters must be at least 1");
+            }
             "--instance-cpus" => {
                 let f: f64 = v.parse().context("--instance-cpus takes cores, e.g. 0.5")?;
                 ensure!(f > 0.0, "--instance-cpus must be more than 0");
@@ -123,9 +133,9 @@ fn opts() -> anyhow::Result<Opts> {
     Ok(o)
 }
 
-fn policy(bystanders: usize) -> String {
+fn policy(requesters: usize, bystanders: usize) -> String {
     let mut y = String::from("users:\n");
-    let eng: Vec<String> = (0..REQUESTERS).map(|i| format!("eng-{i}")).collect();
+    let eng: Vec<String> = (0..requesters).map(|i| format!("eng-{i}")).collect();
     let leads: Vec<String> = (0..LEADS).map(|i| format!("lead-{i}")).collect();
     let others = (0..bystanders).map(|i| format!("user-{i}"));
     for u in eng.iter().chain(&leads).cloned().chain(others) {
@@ -339,7 +349,7 @@ async fn setup(o: &Opts, backend: &str, n: usize, extra: &[&str]) -> anyhow::Res
         &http,
         &format!("{a}/v1/policy"),
         ADMIN,
-        &json!({"source": policy(o.principals)}),
+        &json!({"source": policy(o.requesters, o.principals)}),
     )
     .await?;
     ensure!(s == 200, "policy: {v}");
@@ -359,7 +369,7 @@ async fn setup(o: &Opts, backend: &str, n: usize, extra: &[&str]) -> anyhow::Res
         }
     };
     let mut requesters = Vec::new();
-    for i in 0..REQUESTERS {
+    for i in 0..o.requesters {
         requesters.push(tok(format!("eng-{i}")).await?);
     }
     let mut leads = Vec::new();
@@ -504,7 +514,7 @@ async fn write_pairs(s: &Setup, o: &Opts) -> anyhow::Result<f64> {
                 let (st, v) = post(
                     &http,
                     &format!("{base}/v1/requests"),
-                    &reqs[i % REQUESTERS],
+                    &reqs[i % reqs.len()],
                     &body,
                 )
                 .await?;
@@ -541,12 +551,13 @@ async fn rate(s: &Setup, o: &Opts, ofrep: bool) -> anyhow::Result<f64> {
             done.clone(),
             s.client_key.clone(),
         );
+        let requesters = s.requesters.len();
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let (st, _) = if ofrep {
                     post(&http, &format!("{base}/ofrep/v1/evaluate/flags/checkout-v2"), &key, &json!({"context": {"targetingKey": format!("u-{t}")}})).await?
                 } else {
-                    let q = json!({"subject": {"type": "user", "id": format!("eng-{}", t % REQUESTERS)}, "action": {"name": "read"}, "resource": {"type": "db", "id": "orders"}});
+                    let q = json!({"subject": {"type": "user", "id": format!("eng-{}", t % requesters)}, "action": {"name": "read"}, "resource": {"type": "db", "id": "orders"}});
                     post(&http, &format!("{base}/access/v1/evaluation"), ADMIN, &q).await?
                 };
                 ensure!(st == 200, "status {st}");
@@ -590,12 +601,12 @@ async fn revocations(s: &Setup, trials: usize) -> anyhow::Result<Vec<f64>> {
     let (a, b) = (&s.inst[0].base, &s.inst[1].base);
     let mut out = Vec::new();
     for i in 0..trials {
-        let who = format!("eng-{}", i % REQUESTERS);
+        let who = format!("eng-{}", i % s.requesters.len());
         let body = json!({"entitlement": "team-db", "duration": "1h", "reason": "trial"});
         let (st, v) = post(
             &http,
             &format!("{a}/v1/requests"),
-            &s.requesters[i % REQUESTERS],
+            &s.requesters[i % s.requesters.len()],
             &body,
         )
         .await?;
@@ -700,7 +711,7 @@ async fn token_revocations(s: &Setup, trials: usize) -> anyhow::Result<Vec<f64>>
             &http,
             &format!("{a}/v1/tokens"),
             ADMIN,
-            &json!({"principal": format!("eng-{}", i % REQUESTERS), "name": "trial"}),
+            &json!({"principal": format!("eng-{}", i % s.requesters.len()), "name": "trial"}),
         )
         .await?;
         ensure!(st == 201, "token {v}");
