@@ -434,9 +434,24 @@ async fn import(http: &reqwest::Client, base: &str, default: &str) -> anyhow::Re
 }
 
 impl Setup {
+    /// Asks each instance to stop (SIGTERM: it drains and exits, and a profiler wrapped
+    /// around it writes its profile), killing whichever is still up after 10 s.
     async fn stop(mut self) {
+        for i in &self.inst {
+            if let Some(pid) = i.child.id() {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status()
+                    .await;
+            }
+        }
         for i in &mut self.inst {
-            let _ = i.child.kill().await;
+            if tokio::time::timeout(Duration::from_secs(10), i.child.wait())
+                .await
+                .is_err()
+            {
+                let _ = i.child.kill().await;
+            }
         }
     }
 }
