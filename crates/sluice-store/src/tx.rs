@@ -807,7 +807,7 @@ pub(crate) fn inline(sql: &str, args: &[Arg], out: &mut String) {
             Some(Arg::Int(v) | Arg::OptInt(Some(v))) => {
                 let _ = write!(out, "{v}");
             }
-            Some(Arg::Text(t) | Arg::OptText(Some(t))) => out.push_str(&crate::literal(t)),
+            Some(Arg::Text(t) | Arg::OptText(Some(t))) => crate::push_literal(out, t),
             Some(Arg::OptInt(None) | Arg::OptText(None)) => out.push_str("NULL"),
             None => {
                 let _ = write!(out, "${n}");
