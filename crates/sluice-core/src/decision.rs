@@ -273,18 +273,17 @@ impl AccessSnapshot {
     ) -> AccessSnapshot {
         let mut by_principal = self.by_principal.clone();
         for req in reqs {
-            let changes = match by_principal.get(&req.requester) {
-                Some(access) => access.changed_by(req),
-                // `build` gave every declared principal an entry: one without is outside
-                // the policy and is given nothing (default deny).
-                None => req.status == RequestStatus::Active && self.policy.declares(&req.requester),
-            };
-            if !changes {
+            // INVARIANT: `build` gave every principal the policy declares an entry; one
+            // without is outside it and is given nothing (default deny).
+            if !by_principal
+                .get(&req.requester)
+                .is_some_and(|access| access.changed_by(req))
+            {
                 continue;
             }
-            let entry = by_principal.entry_mut(&req.requester, || {
-                PrincipalAccess::of(&self.policy, &req.requester)
-            });
+            let Some(entry) = by_principal.get_mut(&req.requester) else {
+                continue;
+            };
             // Copied once per principal here (the snapshot in force shares it), then changed
             // in place.
             if Arc::get_mut(entry).is_none() {

@@ -58,18 +58,12 @@ impl Principals {
         self.shards.len()
     }
 
-    /// The entry of `name` to change, made by `new` when there is none. Its shard is copied
-    /// the first time this snapshot changes it (the snapshot in force shares it), then
-    /// changed in place.
-    pub(super) fn entry_mut(
-        &mut self,
-        name: &str,
-        new: impl FnOnce() -> PrincipalAccess,
-    ) -> &mut Arc<PrincipalAccess> {
+    /// The entry of `name`, to change. Its shard is copied the first time this snapshot
+    /// changes it (the snapshot in force shares it), then changed in place: ask only for an
+    /// entry that is there and will change.
+    pub(super) fn get_mut(&mut self, name: &str) -> Option<&mut Arc<PrincipalAccess>> {
         let i = shard_of(name, self.shards.len());
-        Arc::make_mut(&mut self.shards[i])
-            .entry(Arc::from(name))
-            .or_insert_with(|| Arc::new(new()))
+        Arc::make_mut(&mut self.shards[i]).get_mut(name)
     }
 }
 
