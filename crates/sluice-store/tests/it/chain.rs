@@ -1,6 +1,6 @@
 //! Migrations, and the audited write transaction: commit, rollback, refusal, concurrency.
 
-use crate::{backends, entry, pending, t0};
+use crate::{backends, entry, opening, pending, t0};
 use serde_json::json;
 use sluice_audit::NewEntry;
 use sluice_store::{Store, StoreError};
@@ -75,12 +75,7 @@ async fn a_dropped_transaction_leaves_nothing() {
     for db in backends().await {
         let store = db.open().await;
         {
-            let mut tx = store.begin().await.expect("begin");
-            tx.insert_request(&pending("req-gone", "dave", t0()))
-                .await
-                .expect("insert");
-            tx.bump_access().await.expect("bump");
-            tx.audit(t0(), entry("test.dropped")).await.expect("audit");
+            let _tx = opening(&store, "req-gone", "test.dropped").await;
             // Dropped without commit.
         }
         // The next write sees the old head and succeeds.
@@ -196,14 +191,7 @@ async fn failed_writers_among_concurrent_ones_undo_only_themselves() {
         for t in 0..TASKS {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
-                let mut tx = store.begin().await.expect("begin");
-                tx.insert_request(&pending(&format!("req-{t}"), "dave", t0()))
-                    .await
-                    .expect("insert");
-                tx.bump_access().await.expect("bump");
-                tx.audit(t0(), entry(&format!("test.{t}")))
-                    .await
-                    .expect("audit");
+                let mut tx = opening(&store, &format!("req-{t}"), &format!("test.{t}")).await;
                 match t % 4 {
                     // A statement fails after this writer wrote (held back, it fails with the
                     // commit): the writer's change is undone.

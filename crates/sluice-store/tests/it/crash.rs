@@ -13,7 +13,7 @@
 //! Needs PostgreSQL's server programs (`pg_config --bindir`); under `CI=true` they must be
 //! there, elsewhere the test is skipped with a notice.
 
-use crate::{entry, pending, t0};
+use crate::opening;
 use sluice_store::Store;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -200,14 +200,7 @@ async fn every_answered_write_survives_an_immediate_stop_of_postgresql() {
         let store = if n % 2 == 0 { a.clone() } else { b.clone() };
         tasks.push(tokio::spawn(async move {
             let id = format!("req-{n}");
-            let mut tx = store.begin().await.expect("begin");
-            tx.insert_request(&pending(&id, "dave", t0()))
-                .await
-                .expect("insert");
-            tx.bump_access().await.expect("bump");
-            tx.audit(t0(), entry(&format!("test.crash.{n}")))
-                .await
-                .expect("audit");
+            let tx = opening(&store, &id, &format!("test.crash.{n}")).await;
             let stored = tx.commit().await.expect("commit");
             (id, stored)
         }));

@@ -96,6 +96,18 @@ pub fn entry(action: &str) -> NewEntry {
     NewEntry::new("tester", action).details(json!({"n": action}))
 }
 
+/// A writer's transaction that opened request `id` (pending, by dave), took an access
+/// revision and wrote the entry `action`: the write most of these tests race, fail or crash.
+pub async fn opening(store: &Store, id: &str, action: &str) -> sluice_store::WriteTx {
+    let mut tx = store.begin().await.expect("begin");
+    tx.insert_request(&pending(id, "dave", t0()))
+        .await
+        .expect("insert");
+    tx.bump_access().await.expect("bump");
+    tx.audit(t0(), entry(action)).await.expect("audit");
+    tx
+}
+
 /// A pending request created at `at`, pending for an hour.
 pub fn pending(id: &str, requester: &str, at: DateTime<Utc>) -> AccessRequest {
     AccessRequest {

@@ -3,7 +3,7 @@
 //! cancelled; every caller is answered with exactly its own entries, once they are stored, and
 //! the chain stays one gap-free, verifiable chain.
 
-use crate::{backends, entry, pending, t0};
+use crate::{backends, entry, opening, pending, t0};
 use sluice_store::{AuditEntry, StoreError};
 use std::time::Duration;
 
@@ -58,14 +58,12 @@ async fn grouped_records_among_writers_answer_each_caller_with_its_own_entries()
             writers.push(tokio::spawn(async move {
                 let mut kept = 0;
                 for r in 0..ROUNDS {
-                    let mut tx = store.begin().await.expect("begin");
-                    tx.insert_request(&pending(&format!("req-{t}-{r}"), "dave", t0()))
-                        .await
-                        .expect("insert");
-                    tx.bump_access().await.expect("bump");
-                    tx.audit(t0(), entry(&format!("test.write.{t}.{r}")))
-                        .await
-                        .expect("audit");
+                    let mut tx = opening(
+                        &store,
+                        &format!("req-{t}-{r}"),
+                        &format!("test.write.{t}.{r}"),
+                    )
+                    .await;
                     if (t + r) % 2 == 1 {
                         tx.insert_request(&pending("req-taken", "dave", t0()))
                             .await
