@@ -52,6 +52,7 @@
 
 use crate::durable::Flusher;
 use crate::listen::Changes;
+use crate::prepared::{self, Arg};
 use crate::{get, StoreError};
 use sluice_audit::{AuditEntry, ChainHead};
 use sqlx::any::AnyRow;
@@ -171,25 +172,23 @@ const HEAD_SQL: &str = "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING s
 /// round refuses and says why. Returns `signed_seq` when stored. Values are written in as
 /// literals (the statement rides in a simple-protocol call).
 fn sign_in_commit_sql(cp: &sluice_audit::Checkpoint) -> String {
-    let key = crate::literal(&cp.key_id);
-    format!(
-        "INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) \
-         SELECT {seq}, {hash}, {at}, {key}, {signature} \
-         WHERE COALESCE((SELECT key_id FROM audit_checkpoints ORDER BY seq DESC LIMIT 1), {key}) = {key} \
-         ON CONFLICT (seq) DO NOTHING RETURNING seq AS signed_seq",
-        seq = cp.seq,
-        hash = crate::literal(&cp.hash),
-        at = sluice_core::clock::to_ms(cp.at),
-        signature = crate::literal(&cp.signature),
-    )
+    let mut sql = String::new();
+    prepared::SIGN_HEAD.execute(
+        &[
+            Arg::Int(cp.seq),
+            Arg::Text(cp.hash.clone()),
+            Arg::Int(sluice_core::clock::to_ms(cp.at)),
+            Arg::Text(cp.key_id.clone()),
+            Arg::Text(cp.signature.clone()),
+        ],
+        &mut sql,
+    );
+    sql
 }
 
 /// PostgreSQL: begins a batch and opens its first writer's savepoint (two statements), at
 /// the front of the batch's first call.
 const BEGIN_PG: &str = "BEGIN; SAVEPOINT op";
-
-/// Takes the chain head's lock without reading it (see `Batch::locked`).
-pub(crate) const LOCK_HEAD_SQL: &str = "UPDATE audit_head SET seq = seq WHERE id = 1";
 
 /// Ends a writer's savepoint, keeping its change, and opens the next writer's.
 pub(crate) const KEEP: &str = "RELEASE SAVEPOINT op; SAVEPOINT op";
@@ -212,6 +211,8 @@ struct Pg {
     pool: sqlx::AnyPool,
     /// The connection failed: take a new one before the next batch.
     broken: bool,
+    /// The connection has the statements of [`crate::prepared`].
+    prepared: bool,
     /// How the commit is announced to the other instances (see [`crate::listen`]).
     changes: Arc<Changes>,
     /// Grants, principals or policy (`.0`) and flags (`.1`) moved in the open batch.
@@ -283,6 +284,7 @@ impl Batcher {
         let pg = Pg {
             pool,
             broken: false,
+            prepared: false,
             changes,
             moved: (false, false),
             signing,
@@ -410,6 +412,12 @@ impl Batch {
         if pg.broken {
             self.conn = pg.pool.acquire().await?.detach();
             pg.broken = false;
+            pg.prepared = false;
+        }
+        if !pg.prepared {
+            // Once per connection, before its first batch (outside any transaction).
+            sqlx::Executor::execute(&mut self.conn, prepared::prepare_all().as_str()).await?;
+            pg.prepared = true;
         }
         pg.moved = (false, false);
         self.locked = false;
@@ -627,7 +635,7 @@ impl Batch {
                     .map(|h| (Some(&h.held.chain), h.held.bumps.as_slice())),
             );
         let mut sql = String::new();
-        push_statements(&mut sql, LOCK_HEAD_SQL);
+        prepared::LOCK_HEAD.execute(&[], &mut sql);
         push_statements(&mut sql, &expect_head_sql(&from_head));
         let (head, rev, planned) = plan(&from_head, before, bumps, &mut sql)?;
         let signed = finish_sql(
@@ -799,12 +807,12 @@ fn push_statements(sql: &mut String, more: &str) {
 /// plain SQL, because it rides in a simple-protocol call before the commit, which it must
 /// stop.
 fn expect_head_sql(head: &ChainHead) -> String {
-    format!(
-        "INSERT INTO audit_head (id, seq, hash) SELECT 1, 0, '' \
-         WHERE NOT EXISTS (SELECT 1 FROM audit_head WHERE id = 1 AND seq = {} AND hash = {})",
-        head.seq,
-        crate::literal(&head.hash)
-    )
+    let mut sql = String::new();
+    prepared::EXPECT_HEAD.execute(
+        &[Arg::Int(head.seq), Arg::Text(head.hash.clone())],
+        &mut sql,
+    );
+    sql
 }
 
 /// Each writer's entries as chained and the first access revision it took, in order.
@@ -869,15 +877,14 @@ fn finish_sql(
     payload: &str,
 ) -> Option<sluice_audit::Checkpoint> {
     if rev != before || flags {
-        let flags = if flags {
-            ", flags_rev = flags_rev + 1"
+        let update = if flags {
+            prepared::ACCESS_AND_FLAGS_REV
         } else {
-            ""
+            prepared::ACCESS_REV
         };
-        push_statements(
-            sql,
-            &format!("UPDATE sluice_state SET access_rev = {rev}{flags} WHERE id = 1"),
-        );
+        let mut statement = String::new();
+        update.execute(&[Arg::Int(rev)], &mut statement);
+        push_statements(sql, &statement);
     }
     // The new head signed in its own commit: no unsigned tail, and no checkpoint
     // transaction of its own after it. Checkpoints stay in `seq` order across instances,

@@ -23,6 +23,7 @@ mod http_services;
 mod insight;
 mod listen;
 mod outbox;
+mod prepared;
 mod principals;
 mod records;
 mod requests;

@@ -1,5 +1,5 @@
 //! Propagation on PostgreSQL: every audited commit sends one `NOTIFY` from inside its
-//! transaction ([`NOTIFY_SQL`], with the chain-head update), so it is delivered at commit and
+//! transaction ([`HEAD_NOTIFY`], with the chain-head update), so it is delivered at commit and
 //! never for a write that rolled back. Each instance listens on a connection of its own
 //! ([`Store::listen`]) and wakes at once whoever follows the store: the sync of grants,
 //! policy, tokens and flags ([`Store::moved_elsewhere`]) and the audit followers
@@ -15,6 +15,7 @@
 //! wrote and what moved: `<instance>:<a|-><f|->` (access, flags); an instance ignores its
 //! own, which it applied when it wrote.
 
+use crate::prepared::{Arg, HEAD_NOTIFY};
 use crate::StoreError;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use std::str::FromStr as _;
@@ -25,23 +26,20 @@ use tokio::sync::watch;
 /// The channel of the connection's schema, computed by PostgreSQL on both sides.
 const CHANNEL_SQL: &str = "'sluice_' || left(md5(current_schema()), 16)";
 
-/// The chain-head update that ends every audited transaction on PostgreSQL, with the
-/// notification of the commit in the same statement (no extra round trip). `$3` is the
-/// payload.
-pub(crate) const NOTIFY_SQL: &str = "UPDATE audit_head SET seq = $1, hash = $2 \
-     FROM (SELECT pg_notify('sluice_' || left(md5(current_schema()), 16), $3)) AS n WHERE id = 1";
-
-/// [`NOTIFY_SQL`] with its parameters written in as literals, then `COMMIT`: the end of a
-/// batch, in one simple-protocol call. The hash is hex and the payload is made here, but both
-/// are quoted as any text would be (see `tx::inline`).
+/// [`HEAD_NOTIFY`] (prepared on a batch's connection), then `COMMIT`: the end of a batch,
+/// in one simple-protocol call.
 pub(crate) fn commit_sql(seq: i64, hash: &str, payload: &str) -> String {
-    format!(
-        "UPDATE audit_head SET seq = {seq}, hash = {} \
-         FROM (SELECT pg_notify('sluice_' || left(md5(current_schema()), 16), {})) AS n \
-         WHERE id = 1; COMMIT",
-        crate::literal(hash),
-        crate::literal(payload)
-    )
+    let mut sql = String::new();
+    HEAD_NOTIFY.execute(
+        &[
+            Arg::Int(seq),
+            Arg::Text(hash.to_owned()),
+            Arg::Text(payload.to_owned()),
+        ],
+        &mut sql,
+    );
+    sql.push_str("; COMMIT");
+    sql
 }
 
 /// The `application_name` of listening connections (they show so in `pg_stat_activity`).

@@ -120,8 +120,7 @@ impl WriteTx {
         let body = serde_json::to_string(r)?;
         self.remember(|| seen_after(r, &body));
         self.exec(
-            "INSERT INTO requests (id, requester, entitlement, status, needs_review, created_at, pending_until, expires_at, body) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            crate::prepared::INSERT_REQUEST.sql,
             vec![
                 Arg::Text(r.id.clone()),
                 Arg::Text(r.requester.clone()),
@@ -167,7 +166,7 @@ impl WriteTx {
         let body = serde_json::to_string(r)?;
         self.remember(|| seen_after(r, &body));
         self.exec(
-            "UPDATE requests SET status = $1, needs_review = $2, expires_at = $3, body = $4 WHERE id = $5",
+            crate::prepared::UPDATE_REQUEST.sql,
             vec![
                 Arg::Text(r.status.as_str().to_owned()),
                 Arg::Int(i64::from(r.needs_review)),
@@ -198,8 +197,7 @@ impl WriteTx {
         // and NULL otherwise, which its NOT NULL refuses: the error `StoreError::Stale` is made
         // from (see `crate::error`).
         self.exec(
-            "INSERT INTO votes (request_id, approver, approve, at) \
-             VALUES ((SELECT id FROM requests WHERE id = $1 AND body = $2 FOR UPDATE), $3, $4, $5)",
+            crate::prepared::INSERT_VOTE_ON_SEEN.sql,
             vec![
                 Arg::Text(r.id.clone()),
                 Arg::Text(seen.stored().to_owned()),

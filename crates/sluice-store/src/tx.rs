@@ -67,14 +67,8 @@ enum Lease {
     Away,
 }
 
-/// A bind parameter of a held-back statement.
-#[derive(Clone)]
-pub(crate) enum Arg {
-    Int(i64),
-    OptInt(Option<i64>),
-    Text(String),
-    OptText(Option<String>),
-}
+use crate::prepared::push_arg;
+pub(crate) use crate::prepared::Arg;
 
 /// A statement that returns nothing, with its parameters numbered from `$1`.
 struct Deferred {
@@ -228,7 +222,7 @@ impl WriteTx {
     fn lock_head(&self) -> Option<String> {
         match &self.lease {
             Lease::Batch(lease) if !self.locked && !lease.head_locked() => {
-                Some(crate::batch::LOCK_HEAD_SQL.to_owned())
+                Some(crate::prepared::LOCK_HEAD.sql.to_owned())
             }
             _ => None,
         }
@@ -484,7 +478,7 @@ impl WriteTx {
                 }
                 // INVARIANT: the other instances are told in the transaction, so they hear
                 // of it at commit and never of a write that rolled back.
-                sqlx::query(crate::listen::NOTIFY_SQL)
+                sqlx::query(crate::prepared::HEAD_NOTIFY.sql)
                     .bind(self.head.seq)
                     .bind(&self.head.hash)
                     .bind(changes.payload(self.moved.0, self.moved.1))
@@ -497,7 +491,7 @@ impl WriteTx {
                 let sealed = std::mem::take(&mut self.sealed);
                 let chain: crate::batch::Chain = Box::new(move |head| {
                     let entries = rebase(&entries, head);
-                    let mut inserts = inline_all(&entry_statements(&entries, router.as_deref())?);
+                    let mut inserts = inline_entries(&entries, router.as_deref())?;
                     for s in &sealed {
                         let seq = entries.get(s.entry).map_or(0, |e| e.seq);
                         let mut args = vec![Arg::Int(seq)];
@@ -598,6 +592,42 @@ fn entry_statements(
     for chunk in entries.chunks(ARGS_PER_CALL / ENTRY_ARGS) {
         out.push(insert_entries(chunk)?);
     }
+    out.extend(outbox_statements(entries, router));
+    Ok(out)
+}
+
+/// A writer with at most this many entries inserts each with the prepared statement (see
+/// [`inline_entries`]).
+const PREPARED_ENTRIES: usize = 2;
+
+/// PostgreSQL batch: the inserts of `entries`, then of their notifications, as one
+/// `;`-separated list. A writer's one or two entries (a request, an approval) go one prepared
+/// statement each (see [`crate::prepared`]); more (a group of decisions) in multi-row inserts,
+/// whose planning their rows share.
+fn inline_entries(
+    entries: &[AuditEntry],
+    router: Option<&dyn crate::OutboxRouter>,
+) -> Result<String, StoreError> {
+    if entries.len() > PREPARED_ENTRIES {
+        return Ok(inline_all(&entry_statements(entries, router)?));
+    }
+    let mut sql = String::new();
+    for e in entries {
+        if !sql.is_empty() {
+            sql.push_str("; ");
+        }
+        crate::prepared::INSERT_ENTRY.execute(&entry_args(e)?, &mut sql);
+    }
+    push_statement(&mut sql, &inline_all(&outbox_statements(entries, router)));
+    Ok(sql)
+}
+
+/// The inserts of the notifications `entries` give rise to.
+fn outbox_statements(
+    entries: &[AuditEntry],
+    router: Option<&dyn crate::OutboxRouter>,
+) -> Vec<Deferred> {
+    let mut out = Vec::new();
     if let Some(router) = router {
         let mut args = Vec::new();
         let mut rows = 0;
@@ -621,11 +651,12 @@ fn entry_statements(
             });
         }
     }
-    Ok(out)
+    out
 }
 
 /// Held-back statements as one `;`-separated list, parameters written in as literals
-/// (PostgreSQL, see [`inline`]). INVARIANT: each held-back statement is one statement (no
+/// (PostgreSQL, see [`inline`]; one prepared on the batch's connection as `EXECUTE`, see
+/// [`crate::prepared`]). INVARIANT: each held-back statement is one statement (no
 /// `;` of its own), so the server reports one completion for each.
 fn inline_all(deferred: &[Deferred]) -> String {
     let mut sql = String::new();
@@ -633,7 +664,7 @@ fn inline_all(deferred: &[Deferred]) -> String {
         if !sql.is_empty() {
             sql.push_str("; ");
         }
-        inline(&d.sql, &d.args, &mut sql);
+        push_prepared(&d.sql, &d.args, &mut sql);
     }
     sql
 }
@@ -704,23 +735,28 @@ fn insert_entries(entries: &[AuditEntry]) -> Result<Deferred, StoreError> {
             sql.push_str(&format!("${}", r * ENTRY_ARGS + c));
         }
         sql.push(')');
-        args.extend([
-            Arg::Int(e.seq),
-            Arg::Int(e.at.timestamp_millis()),
-            Arg::Text(e.actor.clone()),
-            Arg::Text(e.action.clone()),
-            Arg::OptText(e.resource.clone()),
-            Arg::OptText(e.subject_id.clone()),
-            Arg::Text(serde_json::to_string(&e.details)?),
-            Arg::Text(e.prev_hash.clone()),
-            Arg::Text(e.hash.clone()),
-            Arg::Int(i64::from(u8::from(e.format))),
-        ]);
+        args.extend(entry_args(e)?);
     }
     Ok(Deferred {
         sql: Cow::Owned(sql),
         args,
     })
+}
+
+/// An entry's row, in the order of its insert's columns.
+fn entry_args(e: &AuditEntry) -> Result<[Arg; ENTRY_ARGS], StoreError> {
+    Ok([
+        Arg::Int(e.seq),
+        Arg::Int(e.at.timestamp_millis()),
+        Arg::Text(e.actor.clone()),
+        Arg::Text(e.action.clone()),
+        Arg::OptText(e.resource.clone()),
+        Arg::OptText(e.subject_id.clone()),
+        Arg::Text(serde_json::to_string(&e.details)?),
+        Arg::Text(e.prev_hash.clone()),
+        Arg::Text(e.hash.clone()),
+        Arg::Int(i64::from(u8::from(e.format))),
+    ])
 }
 
 pub(crate) fn bind<'q>(
@@ -801,19 +837,21 @@ pub(crate) fn inline(sql: &str, args: &[Arg], out: &mut String) {
     use std::fmt::Write as _;
     substitute(sql, out, |n, out| {
         match n.checked_sub(1).and_then(|i| args.get(i)) {
-            Some(Arg::Int(v) | Arg::OptInt(Some(v))) if *v < 0 => {
-                let _ = write!(out, "({v})");
-            }
-            Some(Arg::Int(v) | Arg::OptInt(Some(v))) => {
-                let _ = write!(out, "{v}");
-            }
-            Some(Arg::Text(t) | Arg::OptText(Some(t))) => crate::push_literal(out, t),
-            Some(Arg::OptInt(None) | Arg::OptText(None)) => out.push_str("NULL"),
+            Some(a) => push_arg(out, a),
             None => {
                 let _ = write!(out, "${n}");
             }
         }
     });
+}
+
+/// Appends `sql` with `args`: `EXECUTE` when it is prepared on a batch's connection (see
+/// [`crate::prepared`]), written in whole by [`inline`] otherwise.
+fn push_prepared(sql: &str, args: &[Arg], out: &mut String) {
+    match crate::prepared::find(sql) {
+        Some(p) => p.execute(args, out),
+        None => inline(sql, args, out),
+    }
 }
 
 /// Appends `sql` to `out`, each parameter `$n` replaced by what `param(n, out)` appends; see
