@@ -163,8 +163,7 @@ impl std::fmt::Debug for Waiter {
 /// PostgreSQL: the commit's first call, after the held writers: the chain head's lock, the
 /// head, and the access revision (every writer of the revision holds the head's lock, so it
 /// cannot move until this transaction ends).
-const HEAD_SQL: &str = "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash; \
-     SELECT access_rev FROM sluice_state WHERE id = 1";
+const HEAD_SQL: &str = prepared::READ_HEAD_AND_ACCESS_REV;
 
 /// PostgreSQL: the checkpoint a commit signs, stored only if the newest checkpoint is signed
 /// by the same key (or there is none): an instance started with another key (at the same

@@ -105,6 +105,22 @@ pub(crate) const EXPECT_HEAD: Prepared = Prepared {
           WHERE NOT EXISTS (SELECT 1 FROM audit_head WHERE id = 1 AND seq = $1 AND hash = $2)",
 };
 
+/// The chain head, locked.
+pub(crate) const READ_HEAD: Prepared = Prepared {
+    name: "sluice_read_head",
+    sql: "UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash",
+};
+
+pub(crate) const READ_ACCESS_REV: Prepared = Prepared {
+    name: "sluice_read_access_rev",
+    sql: "SELECT access_rev FROM sluice_state WHERE id = 1",
+};
+
+/// [`READ_HEAD`] and [`READ_ACCESS_REV`]: the first call of a commit that does not know them
+/// (`batch::HEAD_SQL`).
+pub(crate) const READ_HEAD_AND_ACCESS_REV: &str =
+    "EXECUTE sluice_read_head; EXECUTE sluice_read_access_rev";
+
 /// The head's checkpoint, stored only while the newest checkpoint has its key (`$4`): see
 /// `batch::sign_in_commit_sql`.
 pub(crate) const SIGN_HEAD: Prepared = Prepared {
@@ -142,6 +158,8 @@ pub(crate) const ALL: &[Prepared] = &[
     INSERT_ENTRY,
     LOCK_HEAD,
     EXPECT_HEAD,
+    READ_HEAD,
+    READ_ACCESS_REV,
     SIGN_HEAD,
     ACCESS_REV,
     ACCESS_AND_FLAGS_REV,
@@ -170,7 +188,7 @@ pub(crate) fn prepare_all() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{find, prepare_all, Arg, Prepared, ALL};
+    use super::{find, prepare_all, Arg, Prepared, ALL, READ_ACCESS_REV, READ_HEAD};
 
     #[test]
     fn every_statement_is_found_by_its_text_and_named_once() {
@@ -182,6 +200,17 @@ mod tests {
         }
         assert!(find("SELECT 1").is_none());
         assert_eq!(prepare_all().matches("PREPARE ").count(), ALL.len());
+    }
+
+    #[test]
+    fn the_commit_reads_the_head_through_its_prepared_statements() {
+        assert_eq!(
+            super::READ_HEAD_AND_ACCESS_REV,
+            format!(
+                "EXECUTE {}; EXECUTE {}",
+                READ_HEAD.name, READ_ACCESS_REV.name
+            )
+        );
     }
 
     #[test]
