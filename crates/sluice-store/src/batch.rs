@@ -171,18 +171,13 @@ const HEAD_SQL: &str = prepared::READ_HEAD_AND_ACCESS_REV;
 /// round refuses and says why. Returns `signed_seq` when stored. Values are written in as
 /// literals (the statement rides in a simple-protocol call).
 fn sign_in_commit_sql(cp: &sluice_audit::Checkpoint) -> String {
-    let mut sql = String::new();
-    prepared::SIGN_HEAD.execute(
-        &[
-            Arg::Int(cp.seq),
-            Arg::Text(cp.hash.clone()),
-            Arg::Int(sluice_core::clock::to_ms(cp.at)),
-            Arg::Text(cp.key_id.clone()),
-            Arg::Text(cp.signature.clone()),
-        ],
-        &mut sql,
-    );
-    sql
+    prepared::SIGN_HEAD.with(&[
+        Arg::Int(cp.seq),
+        Arg::Text(cp.hash.clone()),
+        Arg::Int(sluice_core::clock::to_ms(cp.at)),
+        Arg::Text(cp.key_id.clone()),
+        Arg::Text(cp.signature.clone()),
+    ])
 }
 
 /// PostgreSQL: begins a batch and opens its first writer's savepoint (two statements), at
@@ -806,12 +801,7 @@ fn push_statements(sql: &mut String, more: &str) {
 /// plain SQL, because it rides in a simple-protocol call before the commit, which it must
 /// stop.
 fn expect_head_sql(head: &ChainHead) -> String {
-    let mut sql = String::new();
-    prepared::EXPECT_HEAD.execute(
-        &[Arg::Int(head.seq), Arg::Text(head.hash.clone())],
-        &mut sql,
-    );
-    sql
+    prepared::EXPECT_HEAD.with(&[Arg::Int(head.seq), Arg::Text(head.hash.clone())])
 }
 
 /// Each writer's entries as chained and the first access revision it took, in order.
@@ -881,9 +871,7 @@ fn finish_sql(
         } else {
             prepared::ACCESS_REV
         };
-        let mut statement = String::new();
-        update.execute(&[Arg::Int(rev)], &mut statement);
-        push_statements(sql, &statement);
+        push_statements(sql, &update.with(&[Arg::Int(rev)]));
     }
     // The new head signed in its own commit: no unsigned tail, and no checkpoint
     // transaction of its own after it. Checkpoints stay in `seq` order across instances,

@@ -29,15 +29,11 @@ const CHANNEL_SQL: &str = "'sluice_' || left(md5(current_schema()), 16)";
 /// [`HEAD_NOTIFY`] (prepared on a batch's connection), then `COMMIT`: the end of a batch,
 /// in one simple-protocol call.
 pub(crate) fn commit_sql(seq: i64, hash: &str, payload: &str) -> String {
-    let mut sql = String::new();
-    HEAD_NOTIFY.execute(
-        &[
-            Arg::Int(seq),
-            Arg::Text(hash.to_owned()),
-            Arg::Text(payload.to_owned()),
-        ],
-        &mut sql,
-    );
+    let mut sql = HEAD_NOTIFY.with(&[
+        Arg::Int(seq),
+        Arg::Text(hash.to_owned()),
+        Arg::Text(payload.to_owned()),
+    ]);
     sql.push_str("; COMMIT");
     sql
 }

@@ -64,6 +64,13 @@ impl Prepared {
         }
         out.push(')');
     }
+
+    /// [`execute`](Self::execute) as a statement of its own.
+    pub(crate) fn with(&self, args: &[Arg]) -> String {
+        let mut sql = String::new();
+        self.execute(args, &mut sql);
+        sql
+    }
 }
 
 pub(crate) const INSERT_REQUEST: Prepared = Prepared {
