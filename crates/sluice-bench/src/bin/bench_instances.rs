@@ -488,21 +488,19 @@ fn host_cpu() -> f64 {
     ticks as f64 / 100.0
 }
 
-/// Request + approve pairs, task `t` on instance `t % n`; pairs per second. Also says, on
-/// standard error, the processor a pair took in the instances and in the whole host.
-async fn writes(s: &Setup, o: &Opts) -> anyhow::Result<f64> {
+/// Request + approve pairs, task `t` on instance `t % n`: pairs per second, and the
+/// processor a pair took in the instances and in the whole host, in µs.
+async fn writes(s: &Setup, o: &Opts) -> anyhow::Result<(f64, (f64, f64))> {
     let pids: Vec<u32> = s.inst.iter().filter_map(|i| i.child.id()).collect();
     let cpu = || -> (f64, f64) { (pids.iter().map(|&p| process_cpu(p)).sum(), host_cpu()) };
     let before = cpu();
     let rate = write_pairs(s, o).await?;
     let after = cpu();
     let per_pair = |a: f64, b: f64| (b - a) * 1e6 / o.pairs as f64;
-    eprintln!(
-        "  processor per pair: {:.0} µs in the instances, {:.0} µs in the whole host",
-        per_pair(before.0, after.0),
-        per_pair(before.1, after.1)
-    );
-    Ok(rate)
+    Ok((
+        rate,
+        (per_pair(before.0, after.0), per_pair(before.1, after.1)),
+    ))
 }
 
 async fn write_pairs(s: &Setup, o: &Opts) -> anyhow::Result<f64> {
@@ -785,11 +783,13 @@ async fn throughput(o: &Opts) -> anyhow::Result<()> {
                 continue;
             }
             let s = setup(o, backend, *n, extra).await?;
-            w[k].push(writes(&s, o).await?);
+            let (pairs, (instances_us, host_us)) = writes(&s, o).await?;
+            w[k].push(pairs);
             d[k].push(rate(&s, o, false).await?);
             f[k].push(rate(&s, o, true).await?);
             eprintln!(
-                "run {run} {name}: {:.0} pairs/s, {:.0} decisions/s, {:.0} OFREP/s",
+                "run {run} {name}: {:.0} pairs/s, {:.0} decisions/s, {:.0} OFREP/s\n  \
+                 processor per pair: {instances_us:.0} µs in the instances, {host_us:.0} µs in the whole host",
                 w[k][run], d[k][run], f[k][run]
             );
             s.stop().await;
