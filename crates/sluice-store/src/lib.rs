@@ -43,6 +43,7 @@ pub use http_calls::{http_call_batch_hash, CallRow};
 pub use http_services::DeclaredService;
 pub use insight::{day_of, day_start, ClientEvaluations, EvaluationCount, EvaluationTotal};
 pub use listen::LISTENER_APPLICATION;
+pub use requests::LAPSED_REQUESTS_SQL;
 
 pub use outbox::{
     AfterAttempt, Attempt, AttemptRow, OutboxCounts, OutboxMessage, OutboxRouter, OutboxRow,
