@@ -298,10 +298,13 @@ struct Setup {
     requesters: Vec<String>,
     leads: Vec<String>,
     client_key: String,
+    /// PostgreSQL: the schema it made, dropped by `stop` (the server's URL and its name).
+    schema: Option<(String, String)>,
     _keys: tempfile::TempDir,
 }
 
-async fn fresh_pg(base: &str) -> anyhow::Result<String> {
+/// A new schema on the server at `base`: the URL that uses it, and its name.
+async fn fresh_pg(base: &str) -> anyhow::Result<(String, String)> {
     let schema = format!("bench_{}", uuid_like());
     let pool = sqlx::PgPool::connect(base).await?;
     sqlx::query(&format!("CREATE SCHEMA {schema}"))
@@ -309,7 +312,10 @@ async fn fresh_pg(base: &str) -> anyhow::Result<String> {
         .await?;
     pool.close().await;
     let sep = if base.contains('?') { '&' } else { '?' };
-    Ok(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+    Ok((
+        format!("{base}{sep}options=-c%20search_path%3D{schema}"),
+        schema,
+    ))
 }
 
 fn uuid_like() -> String {
@@ -334,10 +340,12 @@ async fn post(
 async fn setup(o: &Opts, backend: &str, n: usize, extra: &[&str]) -> anyhow::Result<Setup> {
     let keys = tempfile::tempdir()?;
     let key = keys.path().join("audit-signing.pem");
-    let url = if backend == "sqlite" {
-        format!("sqlite://{}", keys.path().join("sluice.db").display())
+    let (url, schema) = if backend == "sqlite" {
+        let url = format!("sqlite://{}", keys.path().join("sluice.db").display());
+        (url, None)
     } else {
-        fresh_pg(&o.pg).await?
+        let (url, schema) = fresh_pg(&o.pg).await?;
+        (url, Some((o.pg.clone(), schema)))
     };
     let mut inst = Vec::new();
     for _ in 0..n {
@@ -415,6 +423,7 @@ async fn setup(o: &Opts, backend: &str, n: usize, extra: &[&str]) -> anyhow::Res
         requesters,
         leads,
         client_key,
+        schema,
         _keys: keys,
     })
 }
@@ -451,6 +460,20 @@ impl Setup {
                 .is_err()
             {
                 let _ = i.child.kill().await;
+            }
+        }
+        // What the run wrote goes with it: tens of thousands of rows per configuration.
+        if let Some((base, schema)) = &self.schema {
+            let dropped = async {
+                let pool = sqlx::PgPool::connect(base).await?;
+                sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                    .execute(&pool)
+                    .await?;
+                pool.close().await;
+                anyhow::Ok(())
+            };
+            if let Err(e) = dropped.await {
+                eprintln!("could not drop the schema {schema}: {e}");
             }
         }
     }
