@@ -218,11 +218,12 @@ impl WriteTx {
     }
 
     /// PostgreSQL batch: the statement that takes the chain head's lock, unless this writer
-    /// or one kept before it in the batch holds it already.
+    /// or one kept before it in the batch holds it already. Prepared on the batch's
+    /// connection, as the commit sends it.
     fn lock_head(&self) -> Option<String> {
         match &self.lease {
             Lease::Batch(lease) if !self.locked && !lease.head_locked() => {
-                Some(crate::prepared::LOCK_HEAD.sql.to_owned())
+                Some(crate::prepared::LOCK_HEAD.with(&[]))
             }
             _ => None,
         }
